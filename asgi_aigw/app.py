@@ -1,0 +1,27 @@
+"""``build_app``: the whole gateway stack from one configuration."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import httpx
+
+from ._types import ASGIApp
+from .config import GatewayConfig
+from .mount import NotFoundApp, PrefixMount
+from .router import ProviderRouter
+
+
+def build_app(
+    config: GatewayConfig | None = None,
+    *,
+    app: ASGIApp | None = None,
+    transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> ASGIApp:
+    """The gateway as one ASGI app: the router mounted at ``config.prefix`` in front of ``app``
+    (a small index and 404 app when ``app`` is None), wrapped in the middlewares the configuration
+    enables, outermost first: request log, tenant, budget, redaction, cache."""
+    config = config or GatewayConfig()
+    router = ProviderRouter(config, transports=transports, env=env)
+    return PrefixMount(app or NotFoundApp(config.prefix), router, prefix=config.prefix)

@@ -1,0 +1,167 @@
+"""Read the request body once, parse its JSON once, and replay it to the next app.
+
+The first layer that needs the body reads it (with a size limit), parses it and stores a :class:`JSONBody`
+in the request context. It hands the next app a ``receive`` that replays the body, serialised again only
+if some layer changed it, and then passes every later message (``http.disconnect``) through untouched.
+Later layers find the parsed body in the context and never read or parse it again.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from ._types import Message, Receive, Scope
+from .context import ensure_context
+from .errors import InvalidRequest, RequestTooLarge
+from .http import get_header
+from .models.errors import validation_error_message
+
+#: Default limit on request bodies: large enough for a few base64 images, small enough to refuse abuse.
+DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ClientDisconnect(Exception):
+    """The client went away before the request body was complete: there is nobody to answer."""
+
+
+class JSONBody:
+    """A parsed JSON request body and its bytes, kept in step.
+
+    Change ``data`` in place and call :meth:`mark_changed` (or assign with :meth:`replace`); the bytes
+    are re-serialised lazily, once, when the next app reads them.
+    """
+
+    __slots__ = ("_models", "_raw", "changed", "data")
+
+    def __init__(self, raw: bytes, data: Any) -> None:
+        self._raw: bytes | None = raw
+        self.data = data
+        #: True once a layer changed the body (the bytes then differ from what the client sent).
+        self.changed = False
+        self._models: dict[type[BaseModel], BaseModel] = {}
+
+    @property
+    def raw(self) -> bytes:
+        if self._raw is None:
+            self._raw = orjson.dumps(self.data)
+        return self._raw
+
+    def mark_changed(self) -> None:
+        self._raw = None
+        self._models.clear()
+        self.changed = True
+
+    def replace(self, data: Any) -> None:
+        self.data = data
+        self.mark_changed()
+
+    def validate(self, model: type[M], what: str = "request") -> M:
+        """The body validated as ``model`` (cached until the body changes); 400 when it does not fit."""
+        cached = self._models.get(model)
+        if cached is not None:
+            return cached  # type: ignore[return-value]
+        try:
+            parsed = model.model_validate(self.data)
+        except ValidationError as exc:
+            message, param = validation_error_message(exc, what)
+            raise InvalidRequest(message, param=param) from None
+        self._models[model] = parsed
+        return parsed
+
+
+async def read_body(scope: Scope, receive: Receive, *, limit: int = DEFAULT_MAX_BODY_BYTES) -> bytes:
+    """Read the whole body, refusing with 413 past ``limit`` bytes (checked before reading, too)."""
+    declared = get_header(scope, b"content-length")
+    if declared is not None:
+        try:
+            length = int(declared)
+        except ValueError:
+            raise InvalidRequest("The Content-Length header is not a number.") from None
+        if length > limit:
+            raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _too_large(limit: int) -> RequestTooLarge:
+    return RequestTooLarge(
+        f"The request body is larger than this gateway accepts ({limit} bytes). "
+        "Send a smaller request, or raise max_body_bytes in the gateway configuration."
+    )
+
+
+def parse_json(raw: bytes) -> Any:
+    """Parse a JSON object; 400 with the parser's reason when the body is not one."""
+    if not raw:
+        raise InvalidRequest("The request body is empty: send a JSON object.")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(
+            f"The request body is not valid JSON ({exc}). Send a JSON object with "
+            "Content-Type: application/json."
+        ) from None
+    if not isinstance(data, dict):
+        raise InvalidRequest(f"The request body must be a JSON object, not a JSON {type(data).__name__}.")
+    return data
+
+
+async def read_json(
+    scope: Scope, receive: Receive, *, limit: int = DEFAULT_MAX_BODY_BYTES
+) -> tuple[Scope, Receive, JSONBody]:
+    """The request's parsed body, reading it only if no layer has yet.
+
+    Returns the scope and receive to hand to the next app: when this call read the body, ``receive``
+    replays it. Raises :class:`InvalidRequest` (400), :class:`RequestTooLarge` (413) or
+    :class:`ClientDisconnect`.
+    """
+    scope, ctx = ensure_context(scope)
+    if ctx.body is not None:
+        return scope, receive, ctx.body
+    raw = await read_body(scope, receive, limit=limit)
+    body = JSONBody(raw, parse_json(raw))
+    ctx.body = body
+    return scope, replay_receive(body, receive), body
+
+
+def replay_receive(body: JSONBody, receive: Receive) -> Receive:
+    """A ``receive`` that yields the (possibly changed) body once, then defers to the real one."""
+    replayed = False
+
+    async def receive_replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body.raw, "more_body": False}
+        return await receive()  # http.disconnect, passed through untouched
+
+    return receive_replay
+
+
+def forward_scope(scope: Scope, body: JSONBody) -> Scope:
+    """The scope to hand on: Content-Length recomputed if a layer changed the body."""
+    if not body.changed:
+        return scope
+    headers = [
+        (k, v) for k, v in scope.get("headers", ()) if k not in (b"content-length", b"transfer-encoding")
+    ]
+    headers.append((b"content-length", str(len(body.raw)).encode()))
+    return {**scope, "headers": headers}

@@ -1,0 +1,84 @@
+"""``aigw serve``: run the gateway with uvicorn (``--demo``: FakeProvider, no keys, no servers)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from .._optional import MissingDependency, require
+from .._types import ASGIApp
+from ..config import ConfigError, GatewayConfig, load_config
+
+_CONFIG_ENV = "AIGW_CONFIG"
+_DEMO_ENV = "AIGW_DEMO"
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("serve", help="run the gateway with uvicorn")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--config", metavar="FILE", help="YAML configuration (default: providers from env)")
+    source.add_argument("--demo", action="store_true", help="FakeProvider and embedded stores: no key needed")
+    parser.add_argument("--host", help="interface to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default 8000)")
+    parser.add_argument("--workers", type=int, help="worker processes (default 1)")
+    parser.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    parser.set_defaults(handler=run)
+
+
+def app_factory() -> ASGIApp:
+    """Build the app in each uvicorn worker from the environment the parent set."""
+    if os.environ.get(_DEMO_ENV) == "1":
+        from ..demo import build_demo_app
+
+        return build_demo_app()
+    from ..app import build_app
+
+    path = os.environ.get(_CONFIG_ENV)
+    return build_app(load_config(path) if path else GatewayConfig())
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        uvicorn = require("uvicorn", "server")
+        if args.demo:
+            from ..demo import demo_config
+
+            config = demo_config()
+        else:
+            config = load_config(args.config) if args.config else GatewayConfig()
+        # Resolve once here so a bad configuration fails before uvicorn starts.
+        from ..router import ModelRegistry
+
+        registry = ModelRegistry(config, {} if args.demo else None)
+    except (ConfigError, MissingDependency) as exc:
+        print(f"aigw serve: {exc}", file=sys.stderr)
+        return 2
+    host = args.host or config.server.host
+    port = args.port if args.port is not None else config.server.port
+    workers = args.workers or config.server.workers
+    os.environ[_DEMO_ENV] = "1" if args.demo else "0"
+    if args.config:
+        os.environ[_CONFIG_ENV] = os.path.abspath(args.config)
+    models = ", ".join(model_id for model_id, _ in registry.model_ids()) or "none configured"
+    base = f"http://{host}:{port}{config.prefix}/v1"
+    print(f"asgi_aigw {'demo ' if args.demo else ''}gateway: OpenAI base URL {base}", file=sys.stderr)
+    print(f"models: {models}", file=sys.stderr)
+    if args.demo:
+        print(
+            "try:  curl -s " + base + "/chat/completions -H 'content-type: application/json' "
+            '-d \'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello!"}]}\'',
+            file=sys.stderr,
+        )
+    uvicorn.run(
+        "asgi_aigw.cli.serve:app_factory",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=args.log_level,
+    )
+    return 0

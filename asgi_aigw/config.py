@@ -1,0 +1,163 @@
+"""Gateway configuration: one pydantic model, loadable from YAML with ``${ENV_VAR}`` interpolation.
+
+```yaml
+prefix: /ai
+models:
+  - name: fast                       # the name clients send as "model"
+    deployments:
+      - provider: openai
+        model: gpt-4o-mini
+        api_key: ${OPENAI_API_KEY}
+```
+
+``${VAR}`` must be set; ``${VAR:-default}`` falls back to ``default`` (which may be empty).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message says what to change."""
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Timeouts(_Config):
+    """Seconds. ``read`` bounds each wait for upstream bytes (the first byte and every gap in a stream)."""
+
+    connect: float = Field(default=5.0, gt=0)
+    read: float = Field(default=600.0, gt=0)
+    write: float = Field(default=30.0, gt=0)
+    pool: float = Field(default=10.0, gt=0)
+
+
+class ProviderSettings(_Config):
+    """Defaults for every deployment of one provider (a deployment's own fields win)."""
+
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    #: Name of an environment variable holding the key, read when the router starts.
+    api_key_env: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeouts: Timeouts | None = None
+
+
+class DeploymentConfig(_Config):
+    """One place a model can be served from: a provider, its model name, and how to reach it."""
+
+    provider: str = "openai"
+    #: The model name the provider knows.
+    model: str
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    api_key_env: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeouts: Timeouts | None = None
+    #: Relative share of traffic when the model's strategy is ``weighted``.
+    weight: float = Field(default=1.0, gt=0)
+    #: Ask for usage in streams (``stream_options.include_usage``); turn off for OpenAI-compatible
+    #: servers that reject the option.
+    stream_usage: bool = True
+    #: A name for logs and headers; defaults to ``provider/model``.
+    id: str | None = None
+
+
+class ModelConfig(_Config):
+    #: The model name clients send (an alias; it need not be a provider's name).
+    name: str = Field(min_length=1)
+    deployments: list[DeploymentConfig] = Field(min_length=1)
+    strategy: Literal["fallback", "weighted"] = "fallback"
+
+
+class RouterConfig(_Config):
+    max_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    #: ``aiohttp`` (httpx's API over aiohttp's connection pool, the fast default) or ``httpx``.
+    transport: Literal["aiohttp", "httpx"] = "aiohttp"
+    #: Connections kept per upstream.
+    max_connections: int = Field(default=256, ge=1)
+    #: Route ``PROVIDER/MODEL`` names (``openai/gpt-4o-mini``) to providers configured in ``providers``
+    #: or by their SDKs' environment variables, as LiteLLM does.
+    provider_prefix_routing: bool = True
+    #: Read OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, OLLAMA_HOST (and the *_BASE_URL vars).
+    providers_from_env: bool = True
+
+
+class ServerConfig(_Config):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1)
+
+
+class GatewayConfig(_Config):
+    #: Where ``build_app`` mounts the router.
+    prefix: str = "/ai"
+    providers: dict[str, ProviderSettings] = Field(default_factory=dict)
+    models: list[ModelConfig] = Field(default_factory=list)
+    router: RouterConfig = Field(default_factory=RouterConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+
+
+_ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def interpolate_env(text: str, env: Mapping[str, str] | None = None) -> str:
+    """Replace ``${VAR}`` and ``${VAR:-default}``; an unset ``${VAR}`` is a :class:`ConfigError`."""
+    environ = os.environ if env is None else env
+    missing: list[str] = []
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        value = environ.get(name)
+        if value is None:
+            if default is None:
+                missing.append(name)
+                return ""
+            return default
+        return value
+
+    result = _ENV_PATTERN.sub(substitute, text)
+    if missing:
+        names = ", ".join(sorted(set(missing)))
+        raise ConfigError(
+            f"The configuration uses environment variables that are not set: {names}. "
+            "Set them, or write ${NAME:-default} to make one optional."
+        )
+    return result
+
+
+def parse_config(data: Any) -> GatewayConfig:
+    try:
+        return GatewayConfig.model_validate(data or {})
+    except ValidationError as exc:
+        lines = [
+            f"  {'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
+            for err in exc.errors(include_url=False)
+        ]
+        raise ConfigError("Invalid gateway configuration:\n" + "\n".join(lines)) from None
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> GatewayConfig:
+    """Read a YAML (or JSON) configuration file, interpolating environment variables first."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"Cannot read the configuration file {file}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(interpolate_env(text, env))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"The configuration file {file} is not valid YAML: {exc}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"The configuration file {file} must hold a mapping at the top level.")
+    return parse_config(data)

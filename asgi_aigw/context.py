@@ -1,0 +1,153 @@
+"""The per-request :class:`RequestContext`, shared by every layer through ``scope["state"]``.
+
+One context per request, created by the outermost layer that needs it. A layer records what it learned
+(tenant, parsed body, token estimate, cache outcome, provider, usage, timings) so its neighbours need not
+recompute it; a layer running alone finds an empty context and falls back to the wire.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ._types import Scope
+
+if TYPE_CHECKING:
+    from .body import JSONBody
+
+STATE_KEY = "asgi_aigw"
+
+#: The context of the request being handled, for log records and code far from the ASGI scope.
+current_context: ContextVar[RequestContext | None] = ContextVar("asgi_aigw_context", default=None)
+#: The tenant of the request being handled (set by TenantMiddleware), for log records.
+current_tenant: ContextVar[str | None] = ContextVar("asgi_aigw_tenant", default=None)
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token usage as the provider reported it (OpenAI's field names)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    cached_tokens: int = 0
+    #: True when the figures were counted or estimated by the gateway, not reported by the provider.
+    estimated: bool = False
+
+    @classmethod
+    def from_openai(cls, data: Any) -> Usage | None:
+        """Read an OpenAI ``usage`` object; ``None`` when absent or malformed."""
+        if not isinstance(data, dict):
+            return None
+        try:
+            prompt = int(data.get("prompt_tokens") or 0)
+            completion = int(data.get("completion_tokens") or 0)
+            total = int(data.get("total_tokens") or prompt + completion)
+            details = data.get("prompt_tokens_details")
+            cached = int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
+        except (TypeError, ValueError):
+            return None
+        return cls(prompt, completion, total, cached)
+
+    def to_openai(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+        if self.cached_tokens:
+            out["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        return out
+
+
+@dataclass(slots=True, eq=False)
+class RequestContext:
+    """What the layers know about one request. Values, never PII: the redaction map stays in Redact."""
+
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    #: Wall-clock start (seconds since the epoch) and a monotonic start for durations.
+    started_at: float = field(default_factory=time.time)
+    started_perf: float = field(default_factory=time.perf_counter)
+
+    #: "chat", "embeddings", "models" or None for requests the gateway does not handle.
+    route: str | None = None
+    tenant_id: str | None = None
+    #: The request body, read and parsed once (see :mod:`asgi_aigw.body`).
+    body: JSONBody | None = None
+    #: The model the client asked for, and whether it asked for a stream.
+    model: str | None = None
+    stream: bool = False
+
+    #: Prompt tokens + max output tokens as estimated before the call (BudgetMiddleware).
+    token_estimate: int | None = None
+    #: Remaining budget figures after this request's reservation, by window name.
+    budget_remaining: dict[str, float] = field(default_factory=dict)
+    #: PII entity types found in the request and how many of each (never the values).
+    pii_entities: dict[str, int] = field(default_factory=dict)
+    #: "hit-exact", "hit-semantic", "miss", "bypass" or None when no cache ran.
+    cache_status: str | None = None
+    cache_score: float | None = None
+
+    #: Who answered: provider name ("openai", "anthropic", ...), upstream model, deployment id.
+    provider: str | None = None
+    upstream_model: str | None = None
+    deployment: str | None = None
+    attempts: int = 0
+    usage: Usage | None = None
+    cost: float | None = None
+
+    #: The HTTP status sent to the client, and the error code if the answer was an error.
+    status: int | None = None
+    error_code: str | None = None
+    #: Set when the client went away before the answer was complete.
+    client_disconnected: bool = False
+    #: Monotonic instants (time.perf_counter) of the first body byte sent and the end of the response.
+    first_byte_at: float | None = None
+    finished_at: float | None = None
+
+    #: Free space for layers and applications, namespaced by the writer ("cache.key", ...).
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def latency_ms(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_perf) * 1000.0
+
+    @property
+    def ttfb_ms(self) -> float | None:
+        if self.first_byte_at is None:
+            return None
+        return (self.first_byte_at - self.started_perf) * 1000.0
+
+
+def get_context(scope: Scope) -> RequestContext | None:
+    """The request's context if a layer created one, else ``None``."""
+    state = scope.get("state")
+    if state is None:
+        return None
+    ctx = state.get(STATE_KEY)
+    return ctx if isinstance(ctx, RequestContext) else None
+
+
+def ensure_context(scope: Scope) -> tuple[Scope, RequestContext]:
+    """Return the request's context, creating it (and ``scope["state"]``) when no layer has yet.
+
+    The server's ``scope["state"]`` is already a per-request copy (ASGI spec), so the context is put
+    into it; when there is none, the scope is copied rather than mutated and the copy is returned.
+    """
+    state = scope.get("state")
+    if state is not None:
+        ctx = state.get(STATE_KEY)
+        if isinstance(ctx, RequestContext):
+            return scope, ctx
+        ctx = RequestContext()
+        state[STATE_KEY] = ctx
+    else:
+        ctx = RequestContext()
+        scope = {**scope, "state": {STATE_KEY: ctx}}
+    current_context.set(ctx)
+    return scope, ctx

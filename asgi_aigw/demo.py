@@ -1,0 +1,35 @@
+"""The demo gateway: every middleware on its embedded default, FakeProvider as the only provider.
+
+``aigw serve --demo`` runs this so a new user sees the gateway work with no API key and no server.
+"""
+
+from __future__ import annotations
+
+from ._types import ASGIApp
+from .app import build_app
+from .config import DeploymentConfig, GatewayConfig, ModelConfig
+from .testing import FakeBehaviour, FakeProvider, StreamingASGITransport
+
+#: Where the demo's in-process FakeProvider "lives"; no socket is opened for it.
+DEMO_PROVIDER_URL = "http://fake-provider.invalid/v1"
+DEMO_MODELS = ("gpt-4o-mini", "gpt-4o", "demo", "text-embedding-3-small")
+
+
+def demo_config() -> GatewayConfig:
+    deployment = {"provider": "openai", "base_url": DEMO_PROVIDER_URL, "api_key": "demo-key-not-secret"}
+    return GatewayConfig(
+        models=[
+            ModelConfig(name=name, deployments=[DeploymentConfig(model=name, **deployment)])  # type: ignore[arg-type]
+            for name in DEMO_MODELS
+        ],
+    )
+
+
+def build_demo_app(config: GatewayConfig | None = None) -> ASGIApp:
+    """The demo stack; the fake streams a piece every 20 ms so streaming is visible in a terminal."""
+    fake = FakeProvider(FakeBehaviour(chunk_delay=0.02))
+    return build_app(
+        config or demo_config(),
+        transports={DEMO_PROVIDER_URL: StreamingASGITransport(fake)},
+        env={},
+    )

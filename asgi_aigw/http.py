@@ -1,0 +1,38 @@
+"""Small helpers over ASGI messages: headers, JSON responses."""
+
+from __future__ import annotations
+
+from ._types import Headers, Scope, Send
+
+
+def get_header(scope: Scope, name: bytes) -> bytes | None:
+    """The first value of header ``name`` (lower-case bytes), or ``None``."""
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value  # type: ignore[no-any-return]
+    return None
+
+
+def get_header_str(scope: Scope, name: bytes) -> str | None:
+    value = get_header(scope, name)
+    return None if value is None else value.decode("latin-1")
+
+
+def set_header(headers: Headers, name: bytes, value: bytes) -> Headers:
+    """A copy of ``headers`` with ``name`` set to ``value`` (replacing any existing values)."""
+    out = [(k, v) for k, v in headers if k != name]
+    out.append((name, value))
+    return out
+
+
+def remove_headers(headers: Headers, *names: bytes) -> Headers:
+    return [(k, v) for k, v in headers if k not in names]
+
+
+async def send_json_bytes(send: Send, status: int, body: bytes, headers: Headers | None = None) -> None:
+    """Send an already serialised JSON body as a complete response."""
+    out: Headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if headers:
+        out.extend(headers)
+    await send({"type": "http.response.start", "status": status, "headers": out})
+    await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -1,0 +1,43 @@
+"""Canonical request and response models: the OpenAI Chat Completions and Embeddings wire format.
+
+Unknown fields are kept (``extra="allow"``) and forwarded, so a parameter this package does not know yet
+still reaches the provider. Types are checked strictly: ``"stream": "yes"`` is a 400, as it is at OpenAI.
+"""
+
+from .chat import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatMessage,
+    Choice,
+    ChunkChoice,
+    ContentPart,
+    FunctionCall,
+    FunctionDefinition,
+    StreamOptions,
+    Tool,
+    ToolCall,
+    UsageModel,
+)
+from .embeddings import Embedding, EmbeddingRequest, EmbeddingResponse
+from .errors import validation_error_message
+
+__all__ = [
+    "ChatCompletion",
+    "ChatCompletionChunk",
+    "ChatCompletionRequest",
+    "ChatMessage",
+    "Choice",
+    "ChunkChoice",
+    "ContentPart",
+    "Embedding",
+    "EmbeddingRequest",
+    "EmbeddingResponse",
+    "FunctionCall",
+    "FunctionDefinition",
+    "StreamOptions",
+    "Tool",
+    "ToolCall",
+    "UsageModel",
+    "validation_error_message",
+]

@@ -1,0 +1,36 @@
+"""Provider adapters, by name."""
+
+from __future__ import annotations
+
+from .base import (
+    Deployment,
+    ProviderAdapter,
+    StreamTranslator,
+    Timeout,
+    TranslatedResponse,
+    UpstreamRequest,
+)
+from .openai import OpenAIAdapter
+
+#: Adapters by the provider name used in configuration and in ``PROVIDER/MODEL`` model names.
+ADAPTERS: dict[str, ProviderAdapter] = {
+    "openai": OpenAIAdapter(),
+}
+
+
+def register_adapter(adapter: ProviderAdapter) -> None:
+    """Make a provider available to the router under ``adapter.name``."""
+    ADAPTERS[adapter.name] = adapter
+
+
+__all__ = [
+    "ADAPTERS",
+    "Deployment",
+    "OpenAIAdapter",
+    "ProviderAdapter",
+    "StreamTranslator",
+    "Timeout",
+    "TranslatedResponse",
+    "UpstreamRequest",
+    "register_adapter",
+]

@@ -1,0 +1,103 @@
+"""The contract between the router and a provider adapter.
+
+An adapter is a pure translator: it builds the native HTTP request from the canonical (OpenAI-format)
+request and turns the native answer, JSON or stream, back into OpenAI format. It never does I/O; the router
+sends, retries, times out and cancels. That keeps adapters golden-testable byte for byte.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
+
+from ..context import Usage
+from ..errors import GatewayError
+from ..models import ChatCompletionRequest, EmbeddingRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Timeout:
+    connect: float = 5.0
+    read: float = 600.0
+    write: float = 30.0
+    pool: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """A resolved deployment: everything needed to call one upstream model."""
+
+    id: str
+    provider: str
+    #: The model name the provider knows.
+    model: str
+    base_url: str
+    api_key: str | None = field(default=None, repr=False)
+    headers: tuple[tuple[str, str], ...] = ()
+    timeout: Timeout = Timeout()
+    weight: float = 1.0
+    stream_usage: bool = True
+
+
+class UpstreamRequest(NamedTuple):
+    method: str
+    url: str
+    headers: dict[str, str]
+    content: bytes
+
+
+class TranslatedResponse(NamedTuple):
+    """A complete answer in OpenAI format, ready to send."""
+
+    body: bytes
+    usage: Usage | None
+    #: The upstream's model name as it reported it, when it did.
+    model: str | None = None
+
+
+class StreamTranslator(Protocol):
+    """Turns a native stream into OpenAI SSE events, chunk by chunk, never holding a complete answer."""
+
+    #: Usage once the stream reported it.
+    usage: Usage | None
+    #: True once the stream ended normally (``[DONE]`` or the provider's equivalent).
+    done: bool
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """Bytes from upstream in; complete OpenAI SSE events (``data: ...\\n\\n``) out."""
+        ...
+
+    def close(self) -> list[bytes]:
+        """Upstream ended: any final events (nothing if the stream was cut short)."""
+        ...
+
+
+class ProviderAdapter(Protocol):
+    name: str
+    default_base_url: str
+    #: Whether a deployment of this provider needs an API key to be usable.
+    requires_api_key: bool
+
+    def chat_request(
+        self, deployment: Deployment, request: ChatCompletionRequest, body: dict[str, Any], *, stream: bool
+    ) -> UpstreamRequest: ...
+
+    def chat_response(
+        self, deployment: Deployment, request: ChatCompletionRequest, content: bytes
+    ) -> TranslatedResponse: ...
+
+    def chat_stream(
+        self, deployment: Deployment, request: ChatCompletionRequest, *, include_usage: bool
+    ) -> StreamTranslator: ...
+
+    def embeddings_request(
+        self, deployment: Deployment, request: EmbeddingRequest, body: dict[str, Any]
+    ) -> UpstreamRequest: ...
+
+    def embeddings_response(
+        self, deployment: Deployment, request: EmbeddingRequest, content: bytes
+    ) -> TranslatedResponse: ...
+
+    def error(self, status: int, content: bytes, headers: dict[str, str]) -> GatewayError:
+        """The OpenAI-shaped error for a non-2xx native answer."""
+        ...

@@ -1,0 +1,166 @@
+"""OpenAI Chat Completions and Embeddings, and any OpenAI-compatible server (vLLM, LM Studio, ...).
+
+The canonical format *is* this wire format, so requests go out as the client sent them (model name
+swapped, usage requested in streams) and answers come back byte for byte; the only parse on the way back
+is the one that reads ``usage``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+
+from ..context import Usage
+from ..errors import GatewayError, UpstreamError
+from ..models import ChatCompletionRequest, EmbeddingRequest
+from ..sse import DONE_DATA, DONE_EVENT, SSEDecoder, parse_event
+from .base import Deployment, TranslatedResponse, UpstreamRequest
+from .errors import error_from_status
+
+_USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
+
+
+def _headers(deployment: Deployment) -> dict[str, str]:
+    headers = {"content-type": "application/json"}
+    if deployment.api_key:
+        headers["authorization"] = f"Bearer {deployment.api_key}"
+    headers.update(deployment.headers)
+    return headers
+
+
+def _loads_object(content: bytes, what: str) -> dict[str, Any]:
+    try:
+        data = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        raise UpstreamError(f"The upstream answered with {what} that is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise UpstreamError(f"The upstream answered with {what} that is not a JSON object.")
+    return data
+
+
+class OpenAIStreamTranslator:
+    """Forwards OpenAI SSE events as they are; reads usage; drops the usage chunk unless asked for."""
+
+    __slots__ = ("_decoder", "_include_usage", "done", "usage")
+
+    def __init__(self, *, include_usage: bool) -> None:
+        self._decoder = SSEDecoder()
+        self._include_usage = include_usage
+        self.usage: Usage | None = None
+        self.done = False
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        events = self._decoder.feed(chunk)
+        if not events:
+            return events
+        out: list[bytes] = []
+        for raw in events:
+            if self.done:
+                break  # nothing after [DONE] belongs to this answer
+            if _USAGE_OBJECT.search(raw) is None:
+                if raw.startswith((b"data: [DONE]", b"data:[DONE]")):
+                    self.done = True
+                    out.append(DONE_EVENT)
+                else:
+                    out.append(raw)
+                continue
+            event = parse_event(raw)
+            if event.data == DONE_DATA:
+                self.done = True
+                out.append(DONE_EVENT)
+                continue
+            try:
+                data = orjson.loads(event.data)
+            except orjson.JSONDecodeError:
+                out.append(raw)
+                continue
+            usage = Usage.from_openai(data.get("usage")) if isinstance(data, dict) else None
+            if usage is not None:
+                self.usage = usage
+            # The usage-only chunk (no choices) exists because the gateway asked for it: pass it on
+            # only if the client asked too. Usage riding on a content chunk always goes through.
+            if self._include_usage or (isinstance(data, dict) and data.get("choices")):
+                out.append(raw)
+        return out
+
+    def close(self) -> list[bytes]:
+        return self.feed(b"\n\n") if not self.done else []
+
+
+class OpenAIAdapter:
+    name = "openai"
+    default_base_url = "https://api.openai.com/v1"
+    requires_api_key = True
+
+    def chat_request(
+        self, deployment: Deployment, request: ChatCompletionRequest, body: dict[str, Any], *, stream: bool
+    ) -> UpstreamRequest:
+        payload = dict(body)
+        payload["model"] = deployment.model
+        if stream and deployment.stream_usage:
+            options = payload.get("stream_options")
+            payload["stream_options"] = (
+                {**options, "include_usage": True} if options else {"include_usage": True}
+            )
+        return UpstreamRequest(
+            "POST", f"{deployment.base_url}/chat/completions", _headers(deployment), orjson.dumps(payload)
+        )
+
+    def chat_response(
+        self, deployment: Deployment, request: ChatCompletionRequest, content: bytes
+    ) -> TranslatedResponse:
+        data = _loads_object(content, "a chat completion")
+        if not isinstance(data.get("choices"), list):
+            raise UpstreamError("The upstream answered with JSON that is not a chat completion.")
+        model = data.get("model")
+        return TranslatedResponse(
+            content, Usage.from_openai(data.get("usage")), model if isinstance(model, str) else None
+        )
+
+    def chat_stream(
+        self, deployment: Deployment, request: ChatCompletionRequest, *, include_usage: bool
+    ) -> OpenAIStreamTranslator:
+        return OpenAIStreamTranslator(include_usage=include_usage)
+
+    def embeddings_request(
+        self, deployment: Deployment, request: EmbeddingRequest, body: dict[str, Any]
+    ) -> UpstreamRequest:
+        payload = dict(body)
+        payload["model"] = deployment.model
+        return UpstreamRequest(
+            "POST", f"{deployment.base_url}/embeddings", _headers(deployment), orjson.dumps(payload)
+        )
+
+    def embeddings_response(
+        self, deployment: Deployment, request: EmbeddingRequest, content: bytes
+    ) -> TranslatedResponse:
+        data = _loads_object(content, "an embeddings response")
+        if not isinstance(data.get("data"), list):
+            raise UpstreamError("The upstream answered with JSON that is not an embeddings response.")
+        model = data.get("model")
+        return TranslatedResponse(
+            content, Usage.from_openai(data.get("usage")), model if isinstance(model, str) else None
+        )
+
+    def error(self, status: int, content: bytes, headers: dict[str, str]) -> GatewayError:
+        message: str | None = None
+        err_type: str | None = None
+        code: str | None = None
+        param: str | None = None
+        try:
+            data = orjson.loads(content)
+        except orjson.JSONDecodeError:
+            data = None
+        error = data.get("error") if isinstance(data, dict) else None
+        if isinstance(error, dict):
+            message = error.get("message") if isinstance(error.get("message"), str) else None
+            err_type = error.get("type") if isinstance(error.get("type"), str) else None
+            code = str(error["code"]) if error.get("code") is not None else None
+            param = error.get("param") if isinstance(error.get("param"), str) else None
+        elif isinstance(error, str):
+            message = error
+        return error_from_status(
+            self.name, status, message, headers=headers, err_type=err_type, code=code, param=param
+        )

@@ -1,0 +1,416 @@
+"""ProviderRouter: an ASGI app serving the OpenAI API, routed to providers by model name."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
+
+import anyio
+import httpx
+import orjson
+
+from .._types import Headers, Message, Receive, Scope, Send
+from ..body import ClientDisconnect, JSONBody, read_json
+from ..config import GatewayConfig
+from ..context import RequestContext, ensure_context
+from ..errors import GatewayError, MethodNotAllowed, NotFound, UpstreamError, send_error, sse_error_event
+from ..http import send_json_bytes
+from ..models import ChatCompletionRequest, EmbeddingRequest
+from ..providers import ADAPTERS, Deployment, ProviderAdapter, UpstreamRequest
+from ..providers.errors import RETRYABLE_STATUSES
+from ..routes import route_path
+from .registry import ModelRegistry, ResolvedModel
+from .upstream import UpstreamClients, httpx_timeout, mapped_transport_errors
+
+logger = logging.getLogger("asgi_aigw.router")
+
+#: Upstream error bodies are read for their message only; never hold more than this.
+_MAX_ERROR_BODY = 64 * 1024
+
+_SSE_HEADERS: Headers = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    # nginx and similar proxies buffer responses unless told not to
+    (b"x-accel-buffering", b"no"),
+]
+
+_ROUTES: dict[str, str] = {
+    "/v1/chat/completions": "chat",
+    "/chat/completions": "chat",
+    "/v1/embeddings": "embeddings",
+    "/embeddings": "embeddings",
+    "/v1/models": "models",
+    "/models": "models",
+}
+_METHODS = {"chat": "POST", "embeddings": "POST", "models": "GET"}
+
+BuildRequest = Callable[[Deployment, ProviderAdapter], UpstreamRequest]
+
+
+class _Progress:
+    """What has gone to the client so far (decides between a status code and an SSE error event)."""
+
+    __slots__ = ("finished", "started")
+
+    def __init__(self) -> None:
+        self.started = False
+        self.finished = False
+
+
+class ProviderRouter:
+    """An ASGI app to mount at a sub-path (``/ai``): ``POST /v1/chat/completions``, ``POST /v1/embeddings``,
+    ``GET /v1/models`` in OpenAI format, answered by the provider each model name routes to.
+
+    ``transports`` maps an upstream base URL to an ``httpx`` transport to use for it (tests, or an
+    in-process provider); every other upstream gets a pooled client, opened on first use.
+    """
+
+    def __init__(
+        self,
+        config: GatewayConfig | None = None,
+        *,
+        transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.config = config or GatewayConfig()
+        self.registry = ModelRegistry(self.config, env)
+        self.clients = UpstreamClients(
+            transport=self.config.router.transport,
+            max_connections=self.config.router.max_connections,
+            transports=transports,
+        )
+        self._max_body = self.config.router.max_body_bytes
+        self._created = int(time.time())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._handle(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1000})
+
+    async def aclose(self) -> None:
+        """Close the upstream clients of the running event loop (called at lifespan shutdown)."""
+        await self.clients.aclose()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, *_: Any) -> AsyncIterator[None]:
+        """For frameworks that do not pass lifespan to mounted apps: ``FastAPI(lifespan=router.lifespan)``."""
+        try:
+            yield
+        finally:
+            await self.aclose()
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope, ctx = ensure_context(scope)
+        progress = _Progress()
+        try:
+            route = _ROUTES.get(route_path(scope))
+            if route is None:
+                raise NotFound(
+                    f"There is no route {scope.get('method')} {scope.get('path')}. This gateway serves "
+                    "POST /v1/chat/completions, POST /v1/embeddings and GET /v1/models.",
+                    code="unknown_route",
+                )
+            if scope.get("method") != _METHODS[route]:
+                raise MethodNotAllowed(
+                    f"Use {_METHODS[route]} for this route, not {scope.get('method')}.",
+                    headers=[("allow", _METHODS[route])],
+                )
+            ctx.route = route
+            if route == "models":
+                await self._models(send, ctx)
+                return
+            scope, receive, body = await read_json(scope, receive, limit=self._max_body)
+            if route == "chat":
+                await self._chat(receive, send, ctx, body, progress)
+            else:
+                await self._embeddings(receive, send, ctx, body, progress)
+        except ClientDisconnect:
+            ctx.client_disconnected = True
+        except GatewayError as exc:
+            await self._send_gateway_error(send, ctx, exc, progress)
+        except Exception:
+            logger.exception("Unexpected error while handling %s %s", scope.get("method"), scope.get("path"))
+            await self._send_gateway_error(
+                send, ctx, GatewayError("The gateway failed unexpectedly; see its logs."), progress
+            )
+
+    async def _send_gateway_error(
+        self, send: Send, ctx: RequestContext, exc: GatewayError, progress: _Progress
+    ) -> None:
+        ctx.error_code = exc.code
+        if progress.finished or ctx.client_disconnected:
+            return
+        if progress.started:
+            # the status line is gone: finish the stream with an error event the SDKs raise
+            await send({"type": "http.response.body", "body": sse_error_event(exc), "more_body": False})
+        else:
+            ctx.status = exc.status
+            await send_error(send, exc)
+        progress.finished = True
+
+    async def _models(self, send: Send, ctx: RequestContext) -> None:
+        data = [
+            {"id": model_id, "object": "model", "created": self._created, "owned_by": owner}
+            for model_id, owner in self.registry.model_ids()
+        ]
+        ctx.status = 200
+        await send_json_bytes(send, 200, orjson.dumps({"object": "list", "data": data}))
+
+    # -- chat ---------------------------------------------------------------------------------------
+
+    async def _chat(
+        self, receive: Receive, send: Send, ctx: RequestContext, body: JSONBody, progress: _Progress
+    ) -> None:
+        request = body.validate(ChatCompletionRequest, "chat completion request")
+        ctx.model = request.model
+        ctx.stream = bool(request.stream)
+        resolved = self.registry.resolve(request.model)
+        data = body.data
+
+        def build(deployment: Deployment, adapter: ProviderAdapter) -> UpstreamRequest:
+            return adapter.chat_request(deployment, request, data, stream=ctx.stream)
+
+        if ctx.stream:
+            include_usage = bool(request.stream_options and request.stream_options.include_usage)
+
+            async def work() -> None:
+                deployment, adapter, response = await self._open(ctx, resolved, build)
+                translator = adapter.chat_stream(deployment, request, include_usage=include_usage)
+                await self._relay_stream(send, ctx, deployment, response, translator, progress)
+
+        else:
+
+            async def work() -> None:
+                deployment, adapter, response = await self._open(ctx, resolved, build)
+                content = await self._read(deployment, response)
+                translated = adapter.chat_response(deployment, request, content)
+                await self._send_translated(send, ctx, deployment, translated.body, translated, progress)
+
+        await self._until_disconnect(receive, ctx, progress, work)
+
+    # -- embeddings ---------------------------------------------------------------------------------
+
+    async def _embeddings(
+        self, receive: Receive, send: Send, ctx: RequestContext, body: JSONBody, progress: _Progress
+    ) -> None:
+        request = body.validate(EmbeddingRequest, "embeddings request")
+        ctx.model = request.model
+        resolved = self.registry.resolve(request.model)
+        data = body.data
+
+        def build(deployment: Deployment, adapter: ProviderAdapter) -> UpstreamRequest:
+            return adapter.embeddings_request(deployment, request, data)
+
+        async def work() -> None:
+            deployment, adapter, response = await self._open(ctx, resolved, build)
+            content = await self._read(deployment, response)
+            translated = adapter.embeddings_response(deployment, request, content)
+            await self._send_translated(send, ctx, deployment, translated.body, translated, progress)
+
+        await self._until_disconnect(receive, ctx, progress, work)
+
+    # -- upstream I/O -------------------------------------------------------------------------------
+
+    def _plan(self, resolved: ResolvedModel) -> tuple[Deployment, ...]:
+        """The deployments to try, in order."""
+        return resolved.deployments
+
+    async def _open(
+        self, ctx: RequestContext, resolved: ResolvedModel, build: BuildRequest
+    ) -> tuple[Deployment, ProviderAdapter, httpx.Response]:
+        """Send to the first deployment that answers 2xx, falling back on retryable failures."""
+        plan = self._plan(resolved)
+        last_error: GatewayError | None = None
+        for index, deployment in enumerate(plan):
+            adapter = ADAPTERS[deployment.provider]
+            upstream = build(deployment, adapter)
+            client = self.clients.get(deployment.base_url)
+            ctx.attempts += 1
+            try:
+                with mapped_transport_errors(deployment):
+                    response = await client.send(
+                        client.build_request(
+                            upstream.method,
+                            upstream.url,
+                            headers=upstream.headers,
+                            content=upstream.content,
+                            timeout=httpx_timeout(deployment),
+                        ),
+                        stream=True,
+                    )
+            except GatewayError as exc:
+                last_error = exc
+                if index + 1 < len(plan):
+                    logger.warning(
+                        "deployment %s failed (%s); trying the next one", deployment.id, exc.message
+                    )
+                continue
+            if response.status_code < 300:
+                return deployment, adapter, response
+            error = await self._upstream_error(deployment, adapter, response)
+            if response.status_code not in RETRYABLE_STATUSES:
+                raise error
+            last_error = error
+            if index + 1 < len(plan):
+                logger.warning(
+                    "deployment %s answered %d; trying the next one", deployment.id, response.status_code
+                )
+        assert last_error is not None  # a resolved model has at least one deployment
+        raise last_error
+
+    async def _upstream_error(
+        self, deployment: Deployment, adapter: ProviderAdapter, response: httpx.Response
+    ) -> GatewayError:
+        content = b""
+        try:
+            with mapped_transport_errors(deployment):
+                async for chunk in response.aiter_bytes():
+                    content += chunk
+                    if len(content) > _MAX_ERROR_BODY:
+                        break
+        except GatewayError:
+            pass
+        finally:
+            await response.aclose()
+        error = adapter.error(response.status_code, content, dict(response.headers))
+        return _scrub(error, deployment)
+
+    async def _read(self, deployment: Deployment, response: httpx.Response) -> bytes:
+        try:
+            with mapped_transport_errors(deployment):
+                return await response.aread()
+        finally:
+            await response.aclose()
+
+    async def _send_translated(
+        self,
+        send: Send,
+        ctx: RequestContext,
+        deployment: Deployment,
+        content: bytes,
+        translated: Any,
+        progress: _Progress,
+    ) -> None:
+        _record(ctx, deployment, translated.model)
+        ctx.usage = translated.usage
+        ctx.status = 200
+        progress.finished = True
+        await send_json_bytes(send, 200, content, _answer_headers(ctx))
+
+    async def _relay_stream(
+        self,
+        send: Send,
+        ctx: RequestContext,
+        deployment: Deployment,
+        response: httpx.Response,
+        translator: Any,
+        progress: _Progress,
+    ) -> None:
+        """Forward events as they complete; the status line waits for the first one."""
+        _record(ctx, deployment, None)
+        try:
+            with mapped_transport_errors(deployment):
+                async for chunk in response.aiter_bytes():
+                    events = translator.feed(chunk)
+                    if events:
+                        await self._send_events(send, ctx, events, progress)
+                tail = translator.close()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
+        ctx.usage = translator.usage
+        if tail:
+            await self._send_events(send, ctx, tail, progress)
+        if not translator.done:
+            raise UpstreamError(f"{deployment.provider} ended the stream before the answer was complete.")
+        progress.finished = True
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _send_events(
+        self, send: Send, ctx: RequestContext, events: list[bytes], progress: _Progress
+    ) -> None:
+        if not progress.started:
+            progress.started = True
+            ctx.status = 200
+            await send({"type": "http.response.start", "status": 200, "headers": _stream_headers(ctx)})
+        body = events[0] if len(events) == 1 else b"".join(events)
+        await send({"type": "http.response.body", "body": body, "more_body": True})
+
+    async def _until_disconnect(
+        self,
+        receive: Receive,
+        ctx: RequestContext,
+        progress: _Progress,
+        work: Callable[[], Awaitable[None]],
+    ) -> None:
+        """Run ``work``; if the client disconnects first, cancel it (closing the upstream request).
+
+        Plain asyncio rather than a task group: one watcher task, and errors from ``work`` propagate
+        as themselves instead of inside an ExceptionGroup.
+        """
+        task = asyncio.current_task()
+        assert task is not None
+        cancelled_by_watcher = False
+
+        async def watch() -> None:
+            nonlocal cancelled_by_watcher
+            while True:
+                message: Message = await receive()
+                if message["type"] == "http.disconnect":
+                    if not progress.finished:
+                        ctx.client_disconnected = True
+                        cancelled_by_watcher = True
+                        task.cancel()
+                    return
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await work()
+        except asyncio.CancelledError:
+            if not cancelled_by_watcher:
+                raise
+            task.uncancel()
+        finally:
+            watcher.cancel()
+
+
+def _record(ctx: RequestContext, deployment: Deployment, model: str | None) -> None:
+    ctx.provider = deployment.provider
+    ctx.deployment = deployment.id
+    ctx.upstream_model = model or deployment.model
+
+
+def _answer_headers(ctx: RequestContext) -> Headers:
+    return [
+        (b"x-aigw-provider", (ctx.provider or "").encode("latin-1")),
+        (b"x-aigw-model", (ctx.upstream_model or "").encode("latin-1", "replace")),
+    ]
+
+
+def _stream_headers(ctx: RequestContext) -> Headers:
+    return _SSE_HEADERS + _answer_headers(ctx)
+
+
+def _scrub(error: GatewayError, deployment: Deployment) -> GatewayError:
+    """Never echo the deployment's API key back to a client, whatever the upstream put in its message."""
+    key = deployment.api_key
+    if key and len(key) >= 8 and key in error.message:
+        error.message = error.message.replace(key, "[redacted]")
+    return error

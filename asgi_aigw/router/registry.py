@@ -1,0 +1,164 @@
+"""Model names to deployments: configured aliases, and ``PROVIDER/MODEL`` names as LiteLLM routes them."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ..config import ConfigError, DeploymentConfig, GatewayConfig, ProviderSettings, Timeouts
+from ..errors import NotFound
+from ..providers import ADAPTERS, Deployment, ProviderAdapter, Timeout
+
+
+@dataclass(frozen=True, slots=True)
+class EnvProvider:
+    """The environment variables a provider's own SDK reads."""
+
+    key_vars: tuple[str, ...]
+    base_url_var: str
+
+
+ENV_PROVIDERS: dict[str, EnvProvider] = {
+    "openai": EnvProvider(("OPENAI_API_KEY",), "OPENAI_BASE_URL"),
+    "anthropic": EnvProvider(("ANTHROPIC_API_KEY",), "ANTHROPIC_BASE_URL"),
+    "gemini": EnvProvider(("GEMINI_API_KEY", "GOOGLE_API_KEY"), "GEMINI_BASE_URL"),
+    "ollama": EnvProvider((), "OLLAMA_HOST"),
+}
+
+_MAX_PREFIX_CACHE = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedModel:
+    name: str
+    deployments: tuple[Deployment, ...]
+    strategy: str = "fallback"
+
+
+def _timeout(t: Timeouts | None) -> Timeout:
+    return Timeout() if t is None else Timeout(t.connect, t.read, t.write, t.pool)
+
+
+def _normalise_base_url(url: str) -> str:
+    url = url.strip().rstrip("/")
+    if "://" not in url:  # OLLAMA_HOST is often host:port
+        url = "http://" + url
+    return url
+
+
+class ModelRegistry:
+    """Resolves the ``model`` of a request to an ordered list of deployments."""
+
+    def __init__(self, config: GatewayConfig, env: Mapping[str, str] | None = None) -> None:
+        self._env = os.environ if env is None else env
+        self._config = config
+        self._providers = self._provider_settings(config)
+        self._aliases: dict[str, ResolvedModel] = {}
+        for model in config.models:
+            if model.name in self._aliases:
+                raise ConfigError(f"The model name '{model.name}' is configured twice.")
+            deployments = tuple(self._deployment(d, strict=True) for d in model.deployments)
+            self._aliases[model.name] = ResolvedModel(model.name, deployments, model.strategy)
+        self._prefixed: dict[str, ResolvedModel] = {}
+
+    def _provider_settings(self, config: GatewayConfig) -> dict[str, ProviderSettings]:
+        settings = dict(config.providers)
+        for name in settings:
+            if name not in ADAPTERS:
+                raise ConfigError(f"Unknown provider '{name}' in providers; known: {', '.join(ADAPTERS)}.")
+        if config.router.providers_from_env:
+            for name, spec in ENV_PROVIDERS.items():
+                if name in settings or name not in ADAPTERS:
+                    continue
+                key_var = next((var for var in spec.key_vars if self._env.get(var)), None)
+                base_url = self._env.get(spec.base_url_var)
+                if key_var or base_url or name == "ollama":
+                    settings[name] = ProviderSettings(base_url=base_url or None, api_key_env=key_var)
+        return settings
+
+    def _adapter(self, provider: str) -> ProviderAdapter:
+        adapter = ADAPTERS.get(provider)
+        if adapter is None:
+            raise ConfigError(f"Unknown provider '{provider}'; known: {', '.join(ADAPTERS)}.")
+        return adapter
+
+    def _deployment(self, cfg: DeploymentConfig, *, strict: bool) -> Deployment:
+        adapter = self._adapter(cfg.provider)
+        shared = self._providers.get(cfg.provider, ProviderSettings())
+        base_url = _normalise_base_url(cfg.base_url or shared.base_url or adapter.default_base_url)
+        api_key = self._key(cfg.api_key, cfg.api_key_env) or self._key(shared.api_key, shared.api_key_env)
+        if strict and adapter.requires_api_key and not api_key and base_url == adapter.default_base_url:
+            hint = ENV_PROVIDERS.get(cfg.provider)
+            var = hint.key_vars[0] if hint and hint.key_vars else "api_key_env"
+            raise ConfigError(
+                f"The {cfg.provider} deployment of '{cfg.model}' has no API key: set api_key, "
+                f"api_key_env, or {var}."
+            )
+        return Deployment(
+            id=cfg.id or f"{cfg.provider}/{cfg.model}",
+            provider=cfg.provider,
+            model=cfg.model,
+            base_url=base_url,
+            api_key=api_key,
+            headers=tuple({**shared.headers, **cfg.headers}.items()),
+            timeout=_timeout(cfg.timeouts or shared.timeouts),
+            weight=cfg.weight,
+            stream_usage=cfg.stream_usage,
+        )
+
+    def _key(self, value: object, env_var: str | None) -> str | None:
+        secret = getattr(value, "get_secret_value", None)
+        if secret is not None:
+            key = secret()
+            if key:
+                return str(key)
+        if env_var:
+            return self._env.get(env_var) or None
+        return None
+
+    def resolve(self, name: str) -> ResolvedModel:
+        """The deployments for ``name``, or a 404 that lists what this gateway serves."""
+        resolved = self._aliases.get(name) or self._prefixed.get(name)
+        if resolved is not None:
+            return resolved
+        provider, sep, upstream_model = name.partition("/")
+        if sep and upstream_model and self._config.router.provider_prefix_routing:
+            if provider not in ADAPTERS:
+                raise NotFound(
+                    f"The model '{name}' names the provider '{provider}', which this gateway does not "
+                    f"support. Supported providers: {', '.join(ADAPTERS)}.",
+                    code="model_not_found",
+                    param="model",
+                )
+            if provider not in self._providers:
+                spec = ENV_PROVIDERS.get(provider)
+                hint = f" Set {spec.key_vars[0]}." if spec and spec.key_vars else ""
+                raise NotFound(
+                    f"The model '{name}' needs the provider '{provider}', which is not configured "
+                    f"on this gateway.{hint}",
+                    code="model_not_found",
+                    param="model",
+                )
+            deployment = self._deployment(
+                DeploymentConfig(provider=provider, model=upstream_model), strict=False
+            )
+            resolved = ResolvedModel(name, (deployment,))
+            if len(self._prefixed) < _MAX_PREFIX_CACHE:
+                self._prefixed[name] = resolved
+            return resolved
+        available = ", ".join(sorted(self._aliases)) or "none"
+        prefixes = ", ".join(f"{p}/MODEL" for p in self._providers)
+        raise NotFound(
+            f"The model '{name}' does not exist on this gateway. Configured models: {available}"
+            + (f"; or use {prefixes}." if prefixes and self._config.router.provider_prefix_routing else "."),
+            code="model_not_found",
+            param="model",
+        )
+
+    def model_ids(self) -> list[tuple[str, str]]:
+        """(id, owned_by) for ``GET /models``: aliases, then ``provider/*`` for prefix routing."""
+        out = [(name, m.deployments[0].provider) for name, m in self._aliases.items()]
+        if self._config.router.provider_prefix_routing:
+            out.extend((f"{provider}/*", provider) for provider in self._providers)
+        return out

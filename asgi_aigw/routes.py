@@ -1,0 +1,39 @@
+"""Which requests the gateway handles: classification by method and path suffix.
+
+Middlewares wrap a whole application (Django's, say), so each one acts only on the OpenAI-format routes
+and passes everything else through untouched. Matching is by suffix, so the router can be mounted at any
+prefix and clients may include ``/v1`` or not.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from ._types import Scope
+
+Route = Literal["chat", "embeddings", "models"]
+
+
+def route_path(scope: Scope) -> str:
+    """The path below the app's mount point (Starlette keeps ``root_path`` inside ``path``)."""
+    path: str = scope.get("path", "")
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    return path.rstrip("/") or "/"
+
+
+def classify(scope: Scope) -> Route | None:
+    """``"chat"``, ``"embeddings"`` or ``"models"`` for gateway routes, ``None`` for anything else."""
+    if scope.get("type") != "http":
+        return None
+    path: str = scope.get("path", "").rstrip("/")
+    method = scope.get("method")
+    if method == "POST":
+        if path.endswith("/chat/completions"):
+            return "chat"
+        if path.endswith("/embeddings"):
+            return "embeddings"
+    elif method == "GET" and path.endswith("/models"):
+        return "models"
+    return None

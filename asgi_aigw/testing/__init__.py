@@ -1,0 +1,23 @@
+"""Test helpers for applications that use the gateway: a fake provider and ways to serve it.
+
+```python
+from asgi_aigw.testing import FakeProvider, StreamingASGITransport
+
+fake = FakeProvider()
+router = ProviderRouter(config, transports={"http://fake/v1": StreamingASGITransport(fake)})
+```
+"""
+
+from .fake_provider import FakeBehaviour, FakeProvider, ReceivedRequest, fake_embedding
+from .server import ServerThread, serve
+from .transport import StreamingASGITransport
+
+__all__ = [
+    "FakeBehaviour",
+    "FakeProvider",
+    "ReceivedRequest",
+    "ServerThread",
+    "StreamingASGITransport",
+    "fake_embedding",
+    "serve",
+]

@@ -1,0 +1,239 @@
+"""The fake's OpenAI wire format: Chat Completions (JSON and SSE), Embeddings, Models."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from .._types import Receive, Send
+
+if TYPE_CHECKING:
+    from .fake_provider import FakeBehaviour, FakeProvider, ReceivedRequest
+
+_FINGERPRINT = "fp_fake0001"
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    404: "invalid_request_error",
+    429: "requests",
+}
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"
+        )
+    return ""
+
+
+def _error_payload(status: int, message: str) -> dict[str, Any]:
+    return {
+        "error": {
+            "message": message,
+            "type": _ERROR_TYPES.get(status, "server_error"),
+            "param": None,
+            "code": "rate_limit_exceeded" if status == 429 else None,
+        }
+    }
+
+
+async def send_error(fake: FakeProvider, behaviour: FakeBehaviour, send: Send) -> None:
+    headers = [(b"retry-after", behaviour.retry_after.encode())] if behaviour.retry_after else []
+    await fake.send_json(
+        send, behaviour.status, _error_payload(behaviour.status, behaviour.error_message), headers
+    )
+
+
+def _usage(prompt: int, completion: int) -> dict[str, Any]:
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+
+
+async def chat(
+    fake: FakeProvider, request: ReceivedRequest, behaviour: FakeBehaviour, receive: Receive, send: Send
+) -> None:
+    body = request.json if isinstance(request.json, dict) else None
+    if body is None or not isinstance(body.get("messages"), list) or not body.get("model"):
+        await fake.send_json(
+            send, 400, _error_payload(400, "Invalid body: 'model' and 'messages' are required.")
+        )
+        return
+    if behaviour.status != 200:
+        await send_error(fake, behaviour, send)
+        return
+    model = str(body["model"])
+    messages = [
+        (str(m.get("role")), _text(m.get("content"))) for m in body["messages"] if isinstance(m, dict)
+    ]
+    tools = []
+    if body.get("tools") and body.get("tool_choice") != "none":
+        tools = [t["function"]["name"] for t in body["tools"] if isinstance(t, dict) and "function" in t]
+    turn = fake.plan_turn(messages, tools, behaviour)
+    completion_id = fake.new_id("chatcmpl-")
+    created = fake.now()
+    tool_calls: list[dict[str, Any]] | None = None
+    if turn.tool_call is not None:
+        tool_calls = [
+            {
+                "id": fake.new_id("call_"),
+                "type": "function",
+                "function": {
+                    "name": turn.tool_call["name"],
+                    "arguments": orjson.dumps(turn.tool_call["arguments"]).decode(),
+                },
+            }
+        ]
+    finish = "tool_calls" if tool_calls else "stop"
+
+    if not body.get("stream"):
+        if behaviour.malformed:
+            await fake.send_raw(
+                send, 200, b'{"id": "' + completion_id.encode() + b'", "choices": [', b"application/json"
+            )
+            return
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": None if tool_calls else turn.text,
+            "refusal": None,
+            "annotations": [],
+        }
+        if tool_calls:
+            message["tool_calls"] = tool_calls
+        payload = {
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+            "usage": _usage(turn.prompt_tokens, turn.completion_tokens),
+            "service_tier": "default",
+            "system_fingerprint": _FINGERPRINT,
+        }
+        await fake.send_json(send, 200, payload, [(b"x-request-id", f"req_{completion_id[9:]}".encode())])
+        return
+
+    options = body.get("stream_options")
+    include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+        data: dict[str, Any] = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "service_tier": "default",
+            "system_fingerprint": _FINGERPRINT,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+        }
+        if include_usage:
+            data["usage"] = None
+        return b"data: " + orjson.dumps(data) + b"\n\n"
+
+    events = [chunk({"role": "assistant", "content": "" if not tool_calls else None, "refusal": None})]
+    if tool_calls:
+        call = tool_calls[0]
+        events.append(
+            chunk(
+                {
+                    "tool_calls": [
+                        {
+                            "index": 0,
+                            "id": call["id"],
+                            "type": "function",
+                            "function": {"name": call["function"]["name"], "arguments": ""},
+                        }
+                    ]
+                }
+            )
+        )
+        events.append(
+            chunk({"tool_calls": [{"index": 0, "function": {"arguments": call["function"]["arguments"]}}]})
+        )
+        content_events = 2
+    else:
+        events.extend(chunk({"content": piece}) for piece in turn.pieces)
+        content_events = len(turn.pieces)
+    if behaviour.malformed:
+        events.insert(2, b"data: {this is not json\n\n")
+    events.append(chunk({}, finish))
+    if include_usage:
+        usage_chunk = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "service_tier": "default",
+            "system_fingerprint": _FINGERPRINT,
+            "choices": [],
+            "usage": _usage(turn.prompt_tokens, turn.completion_tokens),
+        }
+        events.append(b"data: " + orjson.dumps(usage_chunk) + b"\n\n")
+    events.append(b"data: [DONE]\n\n")
+    await fake.stream(
+        send, receive, behaviour, b"text/event-stream; charset=utf-8", events, content_events=content_events
+    )
+
+
+async def embeddings(
+    fake: FakeProvider, request: ReceivedRequest, behaviour: FakeBehaviour, send: Send
+) -> None:
+    from .fake_provider import count_tokens, embedding_base64, fake_embedding
+
+    body = request.json if isinstance(request.json, dict) else None
+    raw_input = body.get("input") if body else None
+    if body is None or raw_input is None or not body.get("model"):
+        await fake.send_json(
+            send, 400, _error_payload(400, "Invalid body: 'model' and 'input' are required.")
+        )
+        return
+    if behaviour.status != 200:
+        await send_error(fake, behaviour, send)
+        return
+    if behaviour.malformed:
+        await fake.send_raw(send, 200, b'{"object": "list", "data": [', b"application/json")
+        return
+    texts = [raw_input] if isinstance(raw_input, str) else [str(item) for item in raw_input]
+    requested = body.get("dimensions")
+    dimensions = requested if isinstance(requested, int) and requested > 0 else 64
+    as_base64 = body.get("encoding_format") == "base64"
+    data = []
+    for index, text in enumerate(texts):
+        vector = fake_embedding(text, dimensions)
+        data.append(
+            {
+                "object": "embedding",
+                "index": index,
+                "embedding": embedding_base64(vector) if as_base64 else vector,
+            }
+        )
+    tokens = sum(count_tokens(t) for t in texts)
+    payload = {
+        "object": "list",
+        "data": data,
+        "model": body["model"],
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+    await fake.send_json(send, 200, payload)
+
+
+async def models(fake: FakeProvider, send: Send) -> None:
+    created = 1_700_000_000
+    data = [
+        {"id": name, "object": "model", "created": created, "owned_by": "fake"}
+        for name in (fake.default_model, "fake-embedding")
+    ]
+    await fake.send_json(send, 200, {"object": "list", "data": data})

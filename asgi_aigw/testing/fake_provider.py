@@ -1,0 +1,317 @@
+"""FakeProvider: an ASGI app that speaks a provider's wire format exactly, answering deterministically.
+
+It answers ``Echo: <last user message>`` (so what reached the provider is visible in the answer), counts
+tokens as words and punctuation marks (one per streamed piece on the way out), and can be told to be
+slow, to fail, to send malformed output or to cut a stream short. It records every request it received.
+
+Serve it in process (:class:`~asgi_aigw.testing.StreamingASGITransport`) or on a real port
+(:func:`~asgi_aigw.testing.serve`, or ``uvicorn asgi_aigw.testing.fake_provider:app``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import itertools
+import math
+import re
+import struct
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import orjson
+
+from .._types import Message, Receive, Scope, Send
+from . import _openai_format as openai_format
+
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+_PIECE = re.compile(r"\s*\S+")
+
+
+def count_tokens(text: str) -> int:
+    """The fake's token count: words and punctuation marks."""
+    return len(_TOKEN.findall(text))
+
+
+def split_pieces(text: str) -> list[str]:
+    """The answer as streamed: one piece per word, with its leading whitespace (one token each)."""
+    return _PIECE.findall(text) or [text]
+
+
+def fake_embedding(text: str, dimensions: int = 64) -> list[float]:
+    """A deterministic unit vector for ``text`` (equal texts, equal vectors; nothing semantic)."""
+    values: list[float] = []
+    counter = 0
+    while len(values) < dimensions:
+        digest = hashlib.sha256(f"{counter}:{text}".encode()).digest()
+        values.extend((b - 127.5) / 127.5 for b in digest)
+        counter += 1
+    values = values[:dimensions]
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    return [v / norm for v in values]
+
+
+def embedding_base64(vector: list[float]) -> str:
+    """OpenAI's ``encoding_format: base64``: little-endian float32, base64-encoded."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+
+
+@dataclass
+class FakeBehaviour:
+    """How the fake answers. Mutate ``FakeProvider.behaviour`` or queue one-shot behaviours."""
+
+    #: Seconds to wait before the status line (a slow first byte).
+    first_byte_delay: float = 0.0
+    #: Seconds between streamed chunks (slow generation).
+    chunk_delay: float = 0.0
+    #: Answer with this HTTP status and the provider's error body instead of an answer.
+    status: int = 200
+    error_message: str = "The fake provider was told to fail."
+    #: Sent as ``Retry-After`` with an error status.
+    retry_after: str | None = None
+    #: Streams: close the connection after this many content chunks (no finish chunk, no ``[DONE]``).
+    cut_after: int | None = None
+    #: Send a body that is not valid JSON (or an SSE event whose data is not).
+    malformed: bool = False
+    #: Answer with this text instead of the echo.
+    answer: str | None = None
+
+
+@dataclass
+class ReceivedRequest:
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes
+    json: Any = None
+
+
+@dataclass
+class _Turn:
+    """What one request is answered with: the text or tool call, and the token counts."""
+
+    text: str
+    tool_call: dict[str, Any] | None
+    prompt_tokens: int
+    completion_tokens: int
+    pieces: list[str] = field(default_factory=list)
+
+
+class FakeProvider:
+    """A deterministic provider for tests and demos. OpenAI's wire format (``/v1/chat/completions``,
+    ``/v1/embeddings``, ``/v1/models``), JSON and SSE, byte-compatible with the real API."""
+
+    def __init__(self, behaviour: FakeBehaviour | None = None, *, model: str = "fake-model") -> None:
+        self.behaviour = behaviour or FakeBehaviour()
+        self.default_model = model
+        self.requests: list[ReceivedRequest] = []
+        #: Streams the client (the gateway) closed before they ended.
+        self.disconnects = 0
+        #: Streams that ran to their end.
+        self.completed_streams = 0
+        self._queue: deque[FakeBehaviour] = deque()
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    # -- control ------------------------------------------------------------------------------------
+
+    def enqueue(self, behaviour: FakeBehaviour, times: int = 1) -> None:
+        """Answer the next ``times`` requests with ``behaviour``, then go back to the default."""
+        with self._lock:
+            self._queue.extend(replace(behaviour) for _ in range(times))
+
+    def reset(self) -> None:
+        with self._lock:
+            self._queue.clear()
+            self.requests.clear()
+            self.disconnects = 0
+            self.completed_streams = 0
+        self.behaviour = FakeBehaviour()
+
+    def _next_behaviour(self) -> FakeBehaviour:
+        with self._lock:
+            return self._queue.popleft() if self._queue else self.behaviour
+
+    @property
+    def last_request(self) -> ReceivedRequest:
+        return self.requests[-1]
+
+    # -- ASGI ---------------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        received = ReceivedRequest(
+            method=scope["method"],
+            path=scope["path"],
+            query=scope.get("query_string", b"").decode("latin-1"),
+            headers={k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]},
+            body=body,
+        )
+        with contextlib.suppress(orjson.JSONDecodeError):
+            received.json = orjson.loads(body) if body else None
+        with self._lock:
+            self.requests.append(received)
+        behaviour = self._next_behaviour()
+        if behaviour.first_byte_delay:
+            await asyncio.sleep(behaviour.first_byte_delay)
+        await self._dispatch(received, behaviour, receive, send)
+
+    async def _dispatch(
+        self, request: ReceivedRequest, behaviour: FakeBehaviour, receive: Receive, send: Send
+    ) -> None:
+        path = request.path.rstrip("/")
+        if path.endswith("/chat/completions") and request.method == "POST":
+            await openai_format.chat(self, request, behaviour, receive, send)
+        elif path.endswith("/embeddings") and request.method == "POST":
+            await openai_format.embeddings(self, request, behaviour, send)
+        elif path.endswith("/models") and request.method == "GET":
+            await openai_format.models(self, send)
+        else:
+            await self.send_json(
+                send,
+                404,
+                {
+                    "error": {
+                        "message": f"Unknown path {path}",
+                        "type": "invalid_request_error",
+                        "param": None,
+                        "code": None,
+                    }
+                },
+            )
+
+    # -- shared by the wire formats -----------------------------------------------------------------
+
+    def new_id(self, prefix: str) -> str:
+        return f"{prefix}{next(self._ids):024x}"
+
+    @staticmethod
+    def now() -> int:
+        return int(time.time())
+
+    def plan_turn(self, messages: list[tuple[str, str]], tools: list[str], behaviour: FakeBehaviour) -> _Turn:
+        """Decide the answer from ``(role, text)`` messages and the names of the tools offered.
+
+        With tools offered and a user message last, the fake calls the first tool with the user's text
+        as ``{"query": ...}``; after a tool result it answers ``Tool said: <result>``.
+        """
+        prompt_tokens = sum(count_tokens(text) + 4 for _, text in messages) + 3
+        last_role, last_text = messages[-1] if messages else ("user", "")
+        tool_call: dict[str, Any] | None = None
+        if behaviour.answer is not None:
+            text = behaviour.answer
+        elif tools and last_role == "user":
+            tool_call = {"name": tools[0], "arguments": {"query": last_text}}
+            text = ""
+        elif last_role == "tool":
+            text = f"Tool said: {last_text}"
+        else:
+            last_user = next((t for role, t in reversed(messages) if role == "user"), last_text)
+            text = f"Echo: {last_user}"
+        if tool_call is not None:
+            arguments = orjson.dumps(tool_call["arguments"]).decode()
+            completion = count_tokens(tool_call["name"]) + count_tokens(arguments)
+            return _Turn(text, tool_call, prompt_tokens, completion, [])
+        pieces = split_pieces(text)
+        return _Turn(text, None, prompt_tokens, len(pieces), pieces)
+
+    @staticmethod
+    async def send_json(
+        send: Send, status: int, payload: Any, headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
+        body = orjson.dumps(payload)
+        await FakeProvider.send_raw(send, status, body, b"application/json", headers)
+
+    @staticmethod
+    async def send_raw(
+        send: Send,
+        status: int,
+        body: bytes,
+        content_type: bytes,
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        out = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+        out.extend(headers or ())
+        await send({"type": "http.response.start", "status": status, "headers": out})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+    async def stream(
+        self,
+        send: Send,
+        receive: Receive,
+        behaviour: FakeBehaviour,
+        content_type: bytes,
+        events: list[bytes],
+        *,
+        content_events: int,
+        head: int = 1,
+    ) -> None:
+        """Send ``events`` one by one, ``chunk_delay`` apart, noticing a client that leaves.
+
+        ``cut_after`` counts content events: the first ``head`` events are the preamble.
+        """
+        if behaviour.cut_after is not None:
+            events = events[: head + min(behaviour.cut_after, content_events)]
+        disconnected = asyncio.Event()
+
+        async def watch() -> None:
+            while True:
+                message: Message = await receive()
+                if message["type"] == "http.disconnect":
+                    disconnected.set()
+                    return
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", content_type), (b"cache-control", b"no-cache")],
+                }
+            )
+            for index, event in enumerate(events):
+                if index and behaviour.chunk_delay:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(disconnected.wait(), behaviour.chunk_delay)
+                if disconnected.is_set():
+                    with self._lock:
+                        self.disconnects += 1
+                    return
+                await send({"type": "http.response.body", "body": event, "more_body": True})
+            if behaviour.cut_after is not None:
+                # cut short: end the body without the rest (the gateway sees no [DONE])
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            with self._lock:
+                self.completed_streams += 1
+        finally:
+            watcher.cancel()
+
+
+app = FakeProvider()
+"""A module-level instance for ``uvicorn asgi_aigw.testing.fake_provider:app``."""

@@ -1,0 +1,80 @@
+"""Helpers shared by the tests (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from asgi_aigw.config import DeploymentConfig, GatewayConfig, ModelConfig, Timeouts
+from asgi_aigw.context import RequestContext, ensure_context
+from asgi_aigw.testing import ServerThread
+
+FAKE_URL = "http://fake-upstream.test/v1"
+
+
+def fake_config(
+    *names: str, base_url: str = FAKE_URL, timeouts: Timeouts | None = None, api_key: str = "sk-test-fake"
+) -> GatewayConfig:
+    """A configuration whose model names all route to FakeProvider at ``base_url``."""
+    return GatewayConfig(
+        models=[
+            ModelConfig(
+                name=name,
+                deployments=[
+                    DeploymentConfig(model=name, base_url=base_url, api_key=api_key, timeouts=timeouts)  # type: ignore[arg-type]
+                ],
+            )
+            for name in names or ("gpt-4o-mini", "text-embedding-3-small")
+        ]
+    )
+
+
+def sse_payloads(text: str) -> list[Any]:
+    """The ``data`` of every SSE event, JSON-decoded (``"[DONE]"`` kept as a string)."""
+    out: list[Any] = []
+    for block in text.split("\n\n"):
+        for line in block.splitlines():
+            if line.startswith("data: "):
+                data = line[6:]
+                out.append(data if data == "[DONE]" else orjson.loads(data))
+    return out
+
+
+class ContextSpy:
+    """An outer layer that keeps each request's context so a test can read what inner layers recorded."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.contexts: list[RequestContext] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            scope, ctx = ensure_context(scope)
+            self.contexts.append(ctx)
+        await self.app(scope, receive, send)
+
+
+class served:
+    """``async with served(app) as base_url``: a real uvicorn on 127.0.0.1 in a thread."""
+
+    def __init__(self, app: Any, lifespan: str = "auto") -> None:
+        self.server = ServerThread(app, lifespan=lifespan)
+
+    async def __aenter__(self) -> str:
+        self.server.start()
+        return self.server.base_url
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.stop()
+
+
+async def eventually(predicate: Any, seconds: float = 5.0, interval: float = 0.02) -> bool:
+    """Wait until ``predicate()`` is true (another thread or server is catching up); its final value."""
+    import anyio
+
+    for _ in range(max(1, int(seconds / interval))):
+        if predicate():
+            return True
+        await anyio.sleep(interval)
+    return bool(predicate())
