@@ -1,0 +1,179 @@
+"""See, and if need be rewrite, an answer on its way out, without buffering a stream.
+
+Layers that must look at the answer (usage to settle a budget, the text to cache, placeholders to
+restore) wrap ``send`` in a :class:`ResponseTap`:
+
+- a JSON answer is handed to ``on_json`` once complete; if the hook returns new bytes they replace the
+  body and Content-Length is recomputed (the status line waits for the body only when a hook is set);
+- an SSE answer is re-framed into whole events; each goes through ``on_event`` (return ``None`` to keep
+  it, new bytes to replace it, ``b""`` to drop it) and leaves at once; the status line is not delayed;
+- anything else passes through untouched.
+
+``tap.ended_normally`` tells whether the answer finished as a whole (a complete 2xx JSON body, or an SSE
+stream that reached ``[DONE]``), which is what caches and budgets need to know.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ._types import Headers, Message, Receive, Send
+from .context import RequestContext
+from .sse import SSEDecoder
+
+JSONHook = Callable[[int, bytes], bytes | None]
+EventHook = Callable[[bytes], bytes | None]
+EndHook = Callable[[], list[bytes]]
+
+
+class ResponseTap:
+    """A ``send`` wrapper that feeds the answer to hooks; see the module docstring."""
+
+    __slots__ = (
+        "_body",
+        "_decoder",
+        "_on_end",
+        "_on_event",
+        "_on_json",
+        "_pending_start",
+        "_send",
+        "complete",
+        "ended_normally",
+        "headers",
+        "kind",
+        "saw_done",
+        "started",
+        "status",
+    )
+
+    def __init__(
+        self,
+        send: Send,
+        *,
+        on_json: JSONHook | None = None,
+        on_event: EventHook | None = None,
+        on_end: EndHook | None = None,
+    ) -> None:
+        self._send = send
+        self._on_json = on_json
+        self._on_event = on_event
+        self._on_end = on_end
+        self._pending_start: Message | None = None
+        self._body: list[bytes] = []
+        self._decoder: SSEDecoder | None = None
+        self.status: int | None = None
+        self.headers: Headers = []
+        #: "json", "sse" or "other", known once the status line passed.
+        self.kind: str | None = None
+        #: The status line has gone to the client.
+        self.started = False
+        #: The last body message has gone to the client.
+        self.complete = False
+        self.saw_done = False
+        self.ended_normally = False
+
+    async def __call__(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            await self._start(message)
+        elif kind == "http.response.body":
+            await self._body_message(message)
+        else:
+            await self._send(message)
+
+    async def _start(self, message: Message) -> None:
+        self.status = int(message["status"])
+        self.headers = list(message.get("headers", ()))
+        content_type = b""
+        for key, value in self.headers:
+            if key.lower() == b"content-type":
+                content_type = value.lower()
+                break
+        if content_type.startswith(b"text/event-stream"):
+            self.kind = "sse"
+            if self._on_event is not None:
+                self._decoder = SSEDecoder()
+        elif content_type.startswith(b"application/json"):
+            self.kind = "json"
+        else:
+            self.kind = "other"
+        if self.kind == "json" and self._on_json is not None:
+            self._pending_start = message  # Content-Length may change: wait for the body
+            return
+        self.started = True
+        await self._send(message)
+
+    async def _body_message(self, message: Message) -> None:
+        more = bool(message.get("more_body", False))
+        chunk: bytes = message.get("body", b"")
+        if self._pending_start is not None:
+            self._body.append(chunk)
+            if more:
+                return
+            await self._finish_json(b"".join(self._body))
+            return
+        if self._decoder is not None:
+            await self._relay_events(chunk, more)
+            return
+        if self.kind == "sse" and not self.saw_done and b"[DONE]" in chunk:
+            self.saw_done = True
+        if not more:
+            self.complete = True
+            self.ended_normally = self._normal_end()
+        await self._send(message)
+
+    async def _finish_json(self, body: bytes) -> None:
+        start = self._pending_start
+        assert start is not None
+        self._pending_start = None
+        assert self._on_json is not None
+        assert self.status is not None
+        replacement = self._on_json(self.status, body)
+        if replacement is not None and replacement != body:
+            body = replacement
+            headers = [(k, v) for k, v in start.get("headers", ()) if k.lower() != b"content-length"]
+            headers.append((b"content-length", str(len(body)).encode()))
+            start = {**start, "headers": headers}
+        self.started = True
+        await self._send(start)
+        self.complete = True
+        self.ended_normally = self._normal_end()
+        await self._send({"type": "http.response.body", "body": body, "more_body": False})
+
+    async def _relay_events(self, chunk: bytes, more: bool) -> None:
+        assert self._decoder is not None
+        assert self._on_event is not None
+        events = self._decoder.feed(chunk) if chunk else []
+        if not more:
+            events.extend(self._decoder.flush())
+        out: list[bytes] = []
+        for raw in events:
+            if raw.startswith((b"data: [DONE]", b"data:[DONE]")):
+                self.saw_done = True
+                if self._on_end is not None:
+                    out.extend(self._on_end())
+            replaced = self._on_event(raw)
+            out.append(raw if replaced is None else replaced)
+        body = b"".join(out)
+        if not more:
+            self.complete = True
+            self.ended_normally = self._normal_end()
+            await self._send({"type": "http.response.body", "body": body, "more_body": False})
+        elif body:
+            await self._send({"type": "http.response.body", "body": body, "more_body": True})
+
+    def _normal_end(self) -> bool:
+        ok = self.status is not None and 200 <= self.status < 300
+        return ok and (self.kind != "sse" or self.saw_done)
+
+
+def watch_disconnect(receive: Receive, ctx: RequestContext) -> Receive:
+    """A ``receive`` that records a client disconnect in the context as it passes."""
+
+    async def receive_watched() -> Message:
+        message = await receive()
+        if message["type"] == "http.disconnect" and not ctx.client_disconnected:
+            ctx.client_disconnected = True
+        return message
+
+    return receive_watched
