@@ -24,4 +24,9 @@ def build_app(
     enables, outermost first: request log, tenant, budget, redaction, cache."""
     config = config or GatewayConfig()
     router = ProviderRouter(config, transports=transports, env=env)
-    return PrefixMount(app or NotFoundApp(config.prefix), router, prefix=config.prefix)
+    gateway: ASGIApp = PrefixMount(app or NotFoundApp(config.prefix), router, prefix=config.prefix)
+    if config.redact is not None:
+        from .redact import RedactMiddleware
+
+        gateway = RedactMiddleware(gateway, config=config.redact, max_body_bytes=config.router.max_body_bytes)
+    return gateway

