@@ -40,7 +40,8 @@ def _aiohttp_transport(max_connections: int) -> httpx.AsyncBaseTransport:
             # the gateway talks to a handful of upstreams: cache their DNS answers
             ttl_dns_cache=300,
         )
-        return aiohttp.ClientSession(connector=connector, auto_decompress=False, trust_env=True)
+        # trust_env=False: with it aiohttp reads ~/.netrc and the proxy variables in a thread on every request
+        return aiohttp.ClientSession(connector=connector, auto_decompress=False, trust_env=False)
 
     return AiohttpTransport(client=session)
 
