@@ -259,7 +259,8 @@ def _in_place_enhancer_class() -> type[Any]:
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 _WORD = re.compile(r"[^\W\d_][\w'\u2019-]*")
 _LEADING = re.compile(r"[\s\"'\u2018\u201c(\[{*#>\-\u2022\d.)]*")
-#: Capitalised sentence openers that are not names (on top of the language's stop words).
+#: Capitalised sentence openers that are not names (on top of the language's stop words): greetings,
+#: connectives and the imperatives prompts start sentences with. No common first name is listed.
 _OPENERS = frozenset(
     """hi hello hey dear thanks thank please kindly ok okay yes no sure great good note update summary
     write rewrite draft explain describe summarise summarize translate list give tell show find check
@@ -269,7 +270,15 @@ _OPENERS = frozenset(
     its my our your their his her he she we they you i also then now so but and or if although because
     after before while since as for from with without in on at by to of about into over under between
     today yesterday tomorrow subject re fw fwd regards best cheers sincerely step first second third
-    finally next last example e.g i.e""".split()  # noqa: SIM905
+    finally next last example e.g i.e finish start begin include provide avoid ensure focus format
+    output respond act be try read review analyse analyze classify extract convert calculate identify
+    outline propose recommend rank rate ask say pretend continue stop think remember limit only always
+    never each every all any some most many one two three four five using based according ignore
+    produce rephrase paraphrase proofread correct improve shorten expand simplify prepare plan organise
+    organize label tag sort group count estimate predict evaluate assess verify confirm validate test
+    debug refactor implement build design choose select pick decide determine break split merge combine
+    join map filter search look open close save load print display render call run execute install
+    upgrade configure set get put post delete copy move rename define clarify""".split()  # noqa: SIM905
 )
 _JOIN = "\n\n"
 #: Longer sentences are cut into windows this long around each hint (NER context is a few words).

@@ -20,7 +20,7 @@ import anyio
 import anyio.to_thread
 
 from .config import RedactConfig
-from .engine import build_analyzer, possible_entities, supported_entities
+from .engine import NER_ENTITIES, build_analyzer, possible_entities, supported_entities
 
 if TYPE_CHECKING:
     from presidio_analyzer import AnalyzerEngine
@@ -111,6 +111,8 @@ class Scanner:
                     available = supported_entities(engine, self.config.language)
                     self._entities = [e for e in self.config.scanned_entities() if e in available]
                     missing = set(self.config.scanned_entities()) - available
+                    if self.config.regex_only:
+                        missing -= NER_ENTITIES  # documented: regex-only finds no names
                     if missing:
                         logger.warning("No recognizer for %s: not looked for.", sorted(missing))
                     self._engine = engine
