@@ -26,8 +26,7 @@ from typing import Any
 
 import orjson
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _harness import write_results
@@ -58,7 +57,15 @@ CLEAN_PROMPT = (
     "measure next quarter to know whether the changes worked, and one risk we should watch for while "
     "rolling them out gradually to new accounts only, region by region, over six weeks or so."
 )[:1024]
-DEFAULT_ENTITIES = ["PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IBAN_CODE", "IP_ADDRESS"]
+DEFAULT_ENTITIES = [
+    "PERSON",
+    "EMAIL_ADDRESS",
+    "PHONE_NUMBER",
+    "CREDIT_CARD",
+    "US_SSN",
+    "IBAN_CODE",
+    "IP_ADDRESS",
+]
 
 
 def p50(fn: Callable[[], Any], rounds: int) -> float:
@@ -122,7 +129,9 @@ def analysis(rounds: int) -> tuple[list[tuple[str, float, float]], list[tuple[st
         rows.append((name, p50(lambda: fn(PII_PROMPT), n), p50(lambda: fn(CLEAN_PROMPT), n)))
 
     slow = max(10, rounds // 10)
-    both("regex: Presidio default (17 recognizers, all entities)", lambda t: regex_base.analyze(t, "en"), slow)
+    both(
+        "regex: Presidio default (17 recognizers, all entities)", lambda t: regex_base.analyze(t, "en"), slow
+    )
     both(
         "regex: Presidio default, default entities only",
         lambda t: regex_base.analyze(t, "en", entities=regex_entities),
@@ -147,7 +156,8 @@ def analysis(rounds: int) -> tuple[list[tuple[str, float, float]], list[tuple[st
     stop = nlp.Defaults.stop_words
     phone = next(r for r in regex_base.registry.recognizers if r.name == "PhoneRecognizer")
     tuned_phone = next(
-        r for r in build_analyzer(regex_base, RedactConfig(regex_only=True)).registry.recognizers
+        r
+        for r in build_analyzer(regex_base, RedactConfig(regex_only=True)).registry.recognizers
         if r.supported_entities == ["PHONE_NUMBER"]
     )
     parts = [
@@ -155,10 +165,16 @@ def analysis(rounds: int) -> tuple[list[tuple[str, float, float]], list[tuple[st
         ("spaCy ner component alone, whole text", p50(lambda: ner(nlp.make_doc(PII_PROMPT)), slow)),
         (
             "spaCy ner component on the name sentences only",
-            p50(lambda: [ner(nlp.make_doc(PII_PROMPT[a:b])) for a, b in name_segments(PII_PROMPT, stop)], rounds),
+            p50(
+                lambda: [ner(nlp.make_doc(PII_PROMPT[a:b])) for a, b in name_segments(PII_PROMPT, stop)],
+                rounds,
+            ),
         ),
         ("name gate (finding those sentences)", p50(lambda: name_segments(PII_PROMPT, stop), rounds)),
-        ("Presidio PhoneRecognizer, 8 regions", p50(lambda: phone.analyze(PII_PROMPT, ["PHONE_NUMBER"]), slow)),
+        (
+            "Presidio PhoneRecognizer, 8 regions",
+            p50(lambda: phone.analyze(PII_PROMPT, ["PHONE_NUMBER"]), slow),
+        ),
         (
             "windowed PhoneRecognizer, configured regions",
             p50(lambda: tuned_phone.analyze(PII_PROMPT, ["PHONE_NUMBER"]), rounds),
@@ -185,7 +201,9 @@ class EchoApp:
         message = await receive()
         body = orjson.loads(message["body"])
         content = body["messages"][-1]["content"]
-        answer = orjson.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]})
+        answer = orjson.dumps(
+            {"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]}
+        )
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(answer)).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": answer, "more_body": False})
@@ -241,17 +259,19 @@ async def added_latency(rounds: int) -> list[tuple[str, float, float]]:
 
             def body(i: int, prompt: str = prompt) -> bytes:
                 # a new text each time: the analysis cache never answers
-                return orjson.dumps({"model": "m", "messages": [{"role": "user", "content": f"{prompt} #{i}"}]})
+                return orjson.dumps(
+                    {"model": "m", "messages": [{"role": "user", "content": f"{prompt} #{i}"}]}
+                )
 
             direct = await ap50(lambda i, body=body: call(bare, body(i)), rounds)
-            through = await ap50(lambda i, body=body: call(redacted, body(i)), rounds)
+            through = await ap50(lambda i, body=body, app=redacted: call(app, body(i)), rounds)
             rows.append((f"{mode}: {label}", direct, through))
 
         def conversation(i: int) -> bytes:
             return orjson.dumps({"model": "m", "messages": turns(20, i)})
 
         direct = await ap50(lambda i: call(bare, conversation(i)), rounds)
-        through = await ap50(lambda i: call(redacted, conversation(i)), rounds)
+        through = await ap50(lambda i, app=redacted: call(app, conversation(i)), rounds)
         rows.append((f"{mode}: 20-turn conversation, one new 1 KB message", direct, through))
     return rows
 
@@ -299,7 +319,9 @@ async def ttfb(rounds: int) -> list[tuple[str, float]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=200)
     args = parser.parse_args()
     rounds = args.rounds

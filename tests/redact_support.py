@@ -40,8 +40,8 @@ def base_analyzer(regex_only: bool = False) -> Any:
     """The shared Presidio engine the middleware derives its own from (built once per process)."""
     _offline_environment()
     try:
-        from asgi_aigw.runtime.pii import get_analyzer  # type: ignore[import-not-found]
         from asgi_aigw.runtime.config import RuntimeConfig  # type: ignore[import-not-found]
+        from asgi_aigw.runtime.pii import get_analyzer  # type: ignore[import-not-found]
     except ImportError:
         return _standin(regex_only)
     return get_analyzer(RuntimeConfig(), regex_only=regex_only)
@@ -117,12 +117,21 @@ class ScriptedApp:
                 {
                     "type": "http.response.start",
                     "status": 200,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())],
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(raw)).encode()),
+                    ],
                 }
             )
             await send({"type": "http.response.body", "body": raw, "more_body": False})
             return
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
         for event in self.events:
             await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -102,7 +102,9 @@ async def test_canaries_come_back_in_a_stream(stack: tuple[Stack, httpx.AsyncCli
     assert_no_canary(made.sinks)
 
 
-async def test_canaries_in_text_parts_history_and_tool_arguments(stack: tuple[Stack, httpx.AsyncClient]) -> None:
+async def test_canaries_in_text_parts_history_and_tool_arguments(
+    stack: tuple[Stack, httpx.AsyncClient],
+) -> None:
     made, client = stack
     email, phone = CANARIES["EMAIL_ADDRESS"], CANARIES["PHONE_NUMBER"]
     body = {
@@ -122,7 +124,10 @@ async def test_canaries_in_text_parts_history_and_tool_arguments(stack: tuple[St
                 ],
             },
             {"role": "tool", "tool_call_id": "call_1", "content": f"Sent; the reply came from {phone}."},
-            {"role": "user", "content": f"Thanks. Also card {CANARIES['CREDIT_CARD']}, SSN {CANARIES['US_SSN']}, IBAN {CANARIES['IBAN_CODE']}."},
+            {
+                "role": "user",
+                "content": f"Thanks. Also card {CANARIES['CREDIT_CARD']}, SSN {CANARIES['US_SSN']}, IBAN {CANARIES['IBAN_CODE']}.",
+            },
         ],
     }
     response = await client.post(CHAT, json=body)
@@ -322,7 +327,7 @@ async def test_analyzer_failure_refuses_the_request() -> None:
 
 
 async def test_other_routes_and_bad_json_pass_or_fail_cleanly(stack: tuple[Stack, httpx.AsyncClient]) -> None:
-    made, client = stack
+    _, client = stack
     assert (await client.get("/v1/models")).status_code == 200
     response = await client.post(CHAT, content=b"{not json", headers={"content-type": "application/json"})
     assert response.status_code == 400
@@ -330,13 +335,30 @@ async def test_other_routes_and_bad_json_pass_or_fail_cleanly(stack: tuple[Stack
 
 async def test_build_app_wraps_the_router_when_configured() -> None:
     fake = FakeProvider()
-    config = GatewayConfig(
-        models=fake_config(base_url=FAKE_URL).models, redact=RedactConfig(regex_only=True)
-    )
+    config = GatewayConfig(models=fake_config(base_url=FAKE_URL).models, redact=RedactConfig(regex_only=True))
     app = build_app(config, transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
-    assert isinstance(app, RedactMiddleware)
-    app.scanner._source = base_analyzer(True)  # the shared engine, as in the other tests
+    assert isinstance(app, RedactMiddleware)  # its analyzer: the default, shared one
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client:
-        response = await client.post("/ai/v1/chat/completions", json=chat(f"mail {CANARIES['EMAIL_ADDRESS']}"))
+        response = await client.post(
+            "/ai/v1/chat/completions", json=chat(f"mail {CANARIES['EMAIL_ADDRESS']}")
+        )
     assert response.json()["choices"][0]["message"]["content"] == f"Echo: mail {CANARIES['EMAIL_ADDRESS']}"
     assert fake.last_request.json["messages"][0]["content"] == "mail <EMAIL_ADDRESS_1>"
+
+
+async def test_the_demo_redacts_and_shows_what_the_provider_received(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from asgi_aigw.demo import build_demo_app, demo_config
+
+    config = demo_config()
+    assert config.redact is not None
+    assert config.redact.default_action == "pseudonymize"
+    app = build_demo_app(config)
+    prompt = f"I am {CANARIES['PERSON']}, mail {CANARIES['EMAIL_ADDRESS']}"
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client:
+        response = await client.post("/ai/v1/chat/completions", json=chat(prompt))
+    assert response.json()["choices"][0]["message"]["content"] == f"Echo: {prompt}"
+    shown = capsys.readouterr().err
+    assert "<EMAIL_ADDRESS_1>" in shown
+    assert CANARIES["EMAIL_ADDRESS"] not in shown

@@ -31,7 +31,13 @@ class SteppedApp:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         message = await receive()
         self.request = orjson.loads(message["body"])
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
         while (event := await self.events.get()) is not None:
             await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -133,11 +139,19 @@ async def test_tool_call_arguments_are_restored_json_escaped() -> None:
     inner, communicator = await start_stream('Mail "Bob" at bob@example.com')
     upstream = inner.request["messages"][0]["content"]
     assert upstream == 'Mail "Bob" at <EMAIL_ADDRESS_1>'
-    call = {"index": 0, "id": "c1", "type": "function", "function": {"name": "send", "arguments": '{"to": "<EMAIL'}}
+    call = {
+        "index": 0,
+        "id": "c1",
+        "type": "function",
+        "function": {"name": "send", "arguments": '{"to": "<EMAIL'},
+    }
     first = await step(inner, communicator, chunk(tool_calls=[call]))
     rest = {"index": 0, "function": {"arguments": '_ADDRESS_1>"}'}}
     second = await step(inner, communicator, chunk(tool_calls=[rest]))
-    pieces = [orjson.loads(b[6:])["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"] for b in (first, second)]
+    pieces = [
+        orjson.loads(b[6:])["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"]
+        for b in (first, second)
+    ]
     assert pieces == ['{"to": "', 'bob@example.com"}']
 
 
@@ -190,7 +204,9 @@ def test_json_restorer_escapes_values_inside_arguments() -> None:
     restored = orjson.loads(JSONRestorer(mapping)(200, orjson.dumps(body)) or b"")
     message = restored["choices"][0]["message"]
     assert message["content"] == 'Hi Ann "the boss" O\\Neil'
-    assert orjson.loads(message["tool_calls"][0]["function"]["arguments"]) == {"who": 'Ann "the boss" O\\Neil'}
+    assert orjson.loads(message["tool_calls"][0]["function"]["arguments"]) == {
+        "who": 'Ann "the boss" O\\Neil'
+    }
 
 
 def test_json_restorer_leaves_bodies_without_placeholders_alone() -> None:

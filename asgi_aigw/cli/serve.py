@@ -73,6 +73,11 @@ def run(args: argparse.Namespace) -> int:
             '-d \'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello!"}]}\'',
             file=sys.stderr,
         )
+        print(
+            "PII redaction is on: put an e-mail address or a name in a message; the provider receives "
+            "placeholders (printed here), your answer has your values back.",
+            file=sys.stderr,
+        )
     uvicorn.run(
         "asgi_aigw.cli.serve:app_factory",
         factory=True,

