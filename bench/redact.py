@@ -307,7 +307,12 @@ async def ttfb(rounds: int) -> list[tuple[str, float]]:
                 body = {
                     "model": "gpt-4o-mini",
                     "stream": True,
-                    "messages": [{"role": "user", "content": f"Mail maria.gonzalez@example.com, ref {i}"}],
+                    "messages": [
+                        {
+                            "role": "user",
+                            "content": f"Please write to maria.gonzalez@example.com about order {i}.",
+                        }
+                    ],
                 }
                 async with client.stream("POST", "/v1/chat/completions", json=body) as response:
                     async for _ in response.aiter_bytes():

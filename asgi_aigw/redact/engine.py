@@ -278,7 +278,8 @@ _OPENERS = frozenset(
     organize label tag sort group count estimate predict evaluate assess verify confirm validate test
     debug refactor implement build design choose select pick decide determine break split merge combine
     join map filter search look open close save load print display render call run execute install
-    upgrade configure set get put post delete copy move rename define clarify""".split()  # noqa: SIM905
+    upgrade configure set get put post delete copy move rename define clarify
+    mail email e-mail message contact forward ping""".split()  # noqa: SIM905
 )
 _JOIN = "\n\n"
 #: Longer sentences are cut into windows this long around each hint (NER context is a few words).

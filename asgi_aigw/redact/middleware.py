@@ -94,22 +94,30 @@ class RedactMiddleware:
                 ),
             )
             return
+        # placeholder-shaped strings the client wrote itself are never allocated (placeholders.py);
+        # looked for only when the raw body could hold one
+        raw = body.raw
+        lookalikes = (lambda: placeholders_in(data)) if b"<" in raw or b"\\u003" in raw else set
         try:
-            mapping = self._redact(fields, findings, data, ctx)
+            mapping = self._redact(fields, findings, lookalikes, ctx)
         except PIIBlocked as exc:
             await send_error(send, exc)
             return
+        # embeddings answers hold vectors, nothing to restore
+        tap_answer = route == "chat"
         if mapping is None:  # nothing to change
-            await self.app(scope, receive, self._answer_tap(send, None))
+            await self.app(scope, receive, self._answer_tap(send, None) if tap_answer else send)
             return
         body.mark_changed()
-        await self.app(forward_scope(scope, body), receive, self._answer_tap(send, mapping))
+        await self.app(
+            forward_scope(scope, body), receive, self._answer_tap(send, mapping) if tap_answer else send
+        )
 
     def _redact(
         self,
         fields: list[TextField],
         findings: list[tuple[Finding, ...]],
-        data: Any,
+        lookalikes: Callable[[], set[str]],
         ctx: RequestContext,
     ) -> PlaceholderMap | None:
         """Rewrite the fields in place; the placeholder map, or None when nothing changed."""
@@ -128,8 +136,7 @@ class RedactMiddleware:
             raise _blocked_error(blocked)
         if not counts:
             return None
-        # placeholders the client wrote itself are never allocated (see placeholders.py)
-        mapping = PlaceholderMap(placeholders_in(data))
+        mapping = PlaceholderMap(lookalikes())
         for field, replacements in zip(fields, plans, strict=True):
             if replacements:
                 field.set(rewrite(field, replacements, mapping, self.config))
