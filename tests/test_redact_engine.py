@@ -51,6 +51,7 @@ PHONE_TEXTS = [
     "UK office: +44 20 7946 0958, Paris +33 1 42 68 53 00.",
     "numbers: 425 882 8080 and 020 7946 0958",
     "card 4111 1111 1111 1111, order 12345, call 202-555-0173",
+    "ssn 536-22-1234, tel 425-882-8080",
     "no phone here, only 2024-05-01 and 3.14159",
 ]
 
@@ -79,6 +80,8 @@ def test_claimed_runs_are_cards_and_iban_tails() -> None:
     iban = f"IBAN {CANARIES['IBAN_CODE']}."
     run = iban.index("1234")
     assert claimed_run(iban, run, iban.index("."))
+    ssn = f"SSN {CANARIES['US_SSN']}"
+    assert claimed_run(ssn, 4, len(ssn))
     phone = "call 425 882 8080 425 8"  # 13 digits, not Luhn-valid
     assert not claimed_run(phone, 5, len(phone))
 

@@ -106,10 +106,16 @@ def _iban_valid(candidate: str) -> bool:
     return int("".join(str(int(c, 36)) for c in rotated)) % 97 == 1
 
 
+_SSN_SHAPE = re.compile(r"\d{3}-\d{2}-\d{4}")
+
+
 def claimed_run(text: str, start: int, end: int) -> bool:
-    """Whether a digit run is certainly not a phone number: a Luhn-valid card number, or the tail
-    of a valid IBAN. The card and IBAN recognizers report those; parsing them as phone numbers in
-    every region was most of the phone recognizer's time on texts that hold them."""
+    """Whether a digit run is certainly not a phone number: a Luhn-valid card number, the tail of a
+    valid IBAN, or a US SSN written 123-45-6789 (a grouping no numbering plan uses). Their own
+    recognizers report those; parsing them as phone numbers in every region was most of the phone
+    recognizer's time on texts that hold them."""
+    if _SSN_SHAPE.fullmatch(text, start, end):
+        return True
     digits = _NOT_DIGIT.sub("", text[start:end])
     if not digits.isascii():
         return False
