@@ -362,3 +362,25 @@ async def test_the_demo_redacts_and_shows_what_the_provider_received(
     shown = capsys.readouterr().err
     assert "<EMAIL_ADDRESS_1>" in shown
     assert CANARIES["EMAIL_ADDRESS"] not in shown
+
+
+async def test_a_text_with_nothing_to_find_never_reaches_presidio() -> None:
+    made, client = make_stack(RedactConfig())
+    scanner = made.app.scanner
+    await scanner.warm_up()
+    calls: list[str] = []
+    tuned = scanner.engine()
+    original = tuned.analyze
+
+    def analyze(*args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs["text"])
+        return original(*args, **kwargs)
+
+    tuned.analyze = analyze  # type: ignore[method-assign]
+    async with client:
+        await client.post(CHAT, json=chat("Please summarise the report in three short bullet points."))
+        assert calls == []
+        assert scanner.analyzed == 1
+        await client.post(CHAT, json=chat("Summarise it for Maria Gonzalez."))
+    assert calls == ["Summarise it for Maria Gonzalez."]
+    assert made.fake.last_request.json["messages"][0]["content"] == "Summarise it for <PERSON_1>."

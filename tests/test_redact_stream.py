@@ -9,6 +9,8 @@ from typing import Any
 import orjson
 import pytest
 from asgiref.testing import ApplicationCommunicator
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from asgi_aigw.redact import PlaceholderMap, RedactConfig, RedactMiddleware
 from asgi_aigw.redact.placeholders import placeholders_in
@@ -225,3 +227,25 @@ def test_stream_restorer_keeps_choices_apart() -> None:
     assert contents(first or b"") == ""
     assert contents(second or b"") == "Ann"
     assert contents(third or b"") == "Ann"
+
+
+_ANSWER_PIECES = st.sampled_from(
+    ["Hi ", "<PERSON_1>", "<EMAIL_ADDRESS_1>", "<PERSON_2>", "<", ">", "_1", " a<b ", "x"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_ANSWER_PIECES, min_size=1, max_size=12).map("".join), st.data())
+def test_any_split_of_a_stream_restores_like_the_whole_text(answer: str, data: st.DataObject) -> None:
+    mapping = PlaceholderMap(reserved={"<PERSON_1>"})
+    mapping.placeholder("PERSON", "Ann <x>")  # <PERSON_2>: a value may itself hold '<'
+    mapping.placeholder("EMAIL_ADDRESS", "a@b.c")
+    cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(answer) - 1)), max_size=6)))
+    pieces = [answer[a:b] for a, b in zip([0, *cuts], [*cuts, len(answer)], strict=True) if a < b]
+    restorer = StreamRestorer(mapping)
+    out = []
+    for piece in pieces:
+        event = chunk(piece)
+        out.append(restorer.on_event(event) or event)
+    out.extend(restorer.on_end())
+    assert contents(b"".join(out)) == mapping.restore(answer)
