@@ -230,6 +230,8 @@ def _in_place_enhancer_class() -> type[Any]:
                     continue
                 if metadata.get(RecognizerResult.IS_SCORE_ENHANCED_BY_CONTEXT_KEY):
                     continue
+                if result.score >= ContextAwareEnhancer.MAX_SCORE:
+                    continue  # a checksum-validated card, IBAN or e-mail: nothing to raise
                 words = self.words_before(text, result.start)
                 words.extend(extra)
                 found = self._find_supportive_word_in_context(
