@@ -1,18 +1,19 @@
 """A Presidio ``AnalyzerEngine`` tuned for the request path, built around the shared one.
 
-Presidio as configured by default spends its time in four places (measured by ``bench/redact.py``):
+Presidio as configured by default spends its time in four places (``bench/redact.py`` measures each):
 
 1. **spaCy's whole pipeline** (tok2vec, tagger, parser, lemmatizer, NER) runs on every text although
-   Presidio reads only the entities and the lemmas: 85-95% of an analysis with NER. Here only the
-   ``ner`` component runs, and only on the sentences that could hold a name (:func:`name_segments`);
-   the lower-cased tokens stand in for lemmas in context matching.
-2. **python-phonenumbers** runs a full matcher pass per region (eight by default) over the whole
-   text, re-parsing every digit group: 70-90% of a regex-only analysis. Here it runs per digit run
-   (:class:`WindowedPhoneRecognizer`), only for the configured regions.
+   Presidio reads only the entities, and the lemmas for context words. Here only the ``ner``
+   component runs, and only on the sentences that could hold a name (:func:`name_segments`).
+2. **python-phonenumbers** runs a matcher pass per region (eight by default) over the whole text and
+   parses every digit group, then its sub-groups, in each region. Here it runs per digit run, skips
+   runs other recognizers own, and stops at the first region that finds the number
+   (:func:`_windowed_phone_class`).
 3. **Recognizers for entities nobody asked for**: only the configured entities' recognizers are
    registered, and each is skipped when its cheap necessary condition fails (:data:`PREFILTERS`).
-4. **Context enhancement** deep-copies every result: :class:`InPlaceContextEnhancer` does the same
-   scoring without the copy.
+4. **Context enhancement** deep-copies every result and needs every token lemmatised: the enhancer
+   here scores in place and reads the words before each finding from the text
+   (:func:`_in_place_enhancer_class`).
 
 The shared engine (``asgi_aigw.runtime.pii.get_analyzer``) provides the loaded spaCy model and the
 predefined recognizers; nothing of it is modified.
@@ -503,6 +504,8 @@ def build_analyzer(base: AnalyzerEngine, config: RedactConfig) -> AnalyzerEngine
         )
     ner_configuration = getattr(base.nlp_engine, "ner_model_configuration", None)
     nlp_engine = _nlp_engine_class()(language, model, ner_configuration, config.ner_gate)
+    if model is not None:
+        _name_hint()  # built once here, not on the event loop's first clean-text check
 
     wanted = set(config.scanned_entities())
     registry = RecognizerRegistry(supported_languages=[language])
