@@ -94,10 +94,13 @@ class RedactMiddleware:
                 ),
             )
             return
-        # placeholder-shaped strings the client wrote itself are never allocated (placeholders.py);
-        # looked for only when the raw body could hold one
-        raw = body.raw
-        lookalikes = (lambda: placeholders_in(data)) if b"<" in raw or b"\\u003" in raw else set
+
+        def lookalikes() -> set[str]:
+            # placeholder-shaped strings the client wrote itself are never allocated (see
+            # placeholders.py); looked for only when the raw body could hold one
+            raw = body.raw
+            return placeholders_in(data) if b"<" in raw or b"\\u003" in raw else set()
+
         try:
             mapping = self._redact(fields, findings, lookalikes, ctx)
         except PIIBlocked as exc:
