@@ -28,5 +28,8 @@ def build_app(
     if config.redact is not None:
         from .redact import RedactMiddleware
 
-        gateway = RedactMiddleware(gateway, config=config.redact, max_body_bytes=config.router.max_body_bytes)
+        runtime = getattr(config, "runtime", None)  # the offline runtime's settings, when present
+        gateway = RedactMiddleware(
+            gateway, config=config.redact, runtime=runtime, max_body_bytes=config.router.max_body_bytes
+        )
     return gateway

