@@ -256,7 +256,8 @@ def turns(count: int, salt: int) -> list[dict[str, str]]:
     for i in range(count):
         messages.append({"role": "user", "content": f"Turn {i}: {PII_PROMPT[: 400 + i * 7]}"})
         messages.append({"role": "assistant", "content": f"Noted, turn {i}: {CLEAN_PROMPT[:300]}"})
-    messages.append({"role": "user", "content": f"New question {salt}: {PII_PROMPT}"})
+    # the new message: the same 1 KB as the one-message case, made new by a suffix
+    messages.append({"role": "user", "content": f"{PII_PROMPT} #{salt}"})
     return messages
 
 
@@ -283,6 +284,11 @@ async def added_latency(rounds: int) -> list[tuple[str, Figure, Figure]]:
             direct = await ap50(lambda i, body=body: call(bare, body(i)), rounds)
             through = await ap50(lambda i, body=body, app=redacted: call(app, body(i)), rounds)
             rows.append((f"{mode}: {label}", direct, through))
+
+        cached = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": PII_PROMPT}]})
+        direct = await ap50(lambda i: call(bare, cached), rounds)
+        through = await ap50(lambda i, app=redacted: call(app, cached), rounds)
+        rows.append((f"{mode}: 1 KB, six PII, analysis cached (the plumbing alone)", direct, through))
 
         def conversation(i: int) -> bytes:
             return orjson.dumps({"model": "m", "messages": turns(20, i)})
