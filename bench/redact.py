@@ -257,7 +257,7 @@ def turns(count: int, salt: int) -> list[dict[str, str]]:
         messages.append({"role": "user", "content": f"Turn {i}: {PII_PROMPT[: 400 + i * 7]}"})
         messages.append({"role": "assistant", "content": f"Noted, turn {i}: {CLEAN_PROMPT[:300]}"})
     # the new message: the same 1 KB as the one-message case, made new by a suffix
-    messages.append({"role": "user", "content": f"{PII_PROMPT} #{salt}"})
+    messages.append({"role": "user", "content": f"{PII_PROMPT} (turn {salt})"})
     return messages
 
 
