@@ -32,7 +32,11 @@ TOOLS: list[Any] = [
         "function": {
             "name": "lookup",
             "description": "Look something up.",
-            "parameters": {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]},
+            "parameters": {
+                "type": "object",
+                "properties": {"query": {"type": "string"}},
+                "required": ["query"],
+            },
         },
     }
 ]
@@ -50,7 +54,12 @@ def provider_config() -> GatewayConfig:
         ModelConfig(
             name="gemini-embed",
             deployments=[
-                DeploymentConfig(provider="gemini", model="text-embedding-004", base_url=GEMINI_URL, api_key="test-gemini-key-0123456789")  # type: ignore[arg-type]
+                DeploymentConfig(
+                    provider="gemini",
+                    model="text-embedding-004",
+                    base_url=GEMINI_URL,
+                    api_key="test-gemini-key-0123456789",
+                )  # type: ignore[arg-type]
             ],
         )
     )
@@ -128,7 +137,9 @@ async def test_sdk_tool_call_round_trip(gateway: str, alias: str, stream: bool) 
     client = sdk(gateway)
     messages: list[Any] = [{"role": "user", "content": "weather in Paris"}]
     if stream:
-        chunks = await client.chat.completions.create(model=alias, messages=messages, tools=TOOLS, stream=True)
+        chunks = await client.chat.completions.create(
+            model=alias, messages=messages, tools=TOOLS, stream=True
+        )
         calls: dict[int, dict[str, str]] = {}
         finish = None
         async for chunk in chunks:
@@ -156,7 +167,9 @@ async def test_sdk_tool_call_round_trip(gateway: str, alias: str, stream: bool) 
         {
             "role": "assistant",
             "content": None,
-            "tool_calls": [{"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}],
+            "tool_calls": [
+                {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+            ],
         },
         {"role": "tool", "tool_call_id": call_id, "content": "sunny, 21C"},
     ]
