@@ -101,7 +101,8 @@ def run_stream(translator: StreamTranslator, native: bytes, split: int | None = 
     raw.extend(translator.close())
     out: list[Any] = []
     for event in raw:
-        assert event.startswith(b"data: ") and event.endswith(b"\n\n"), event
+        assert event.startswith(b"data: "), event
+        assert event.endswith(b"\n\n"), event
         data = event[6:-2]
         out.append("[DONE]" if data == b"[DONE]" else orjson.loads(data))
     return out

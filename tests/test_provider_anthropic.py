@@ -353,7 +353,8 @@ def test_text_stream_translates_event_by_event(split: int | None) -> None:
         "[DONE]",
     ]
     assert translator.done
-    assert translator.usage is not None and translator.usage.completion_tokens == 15
+    assert translator.usage is not None
+    assert translator.usage.completion_tokens == 15
 
 
 def test_nothing_is_written_before_the_first_content() -> None:

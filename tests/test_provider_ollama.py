@@ -282,4 +282,5 @@ def test_embeddings() -> None:
         "model": "all-minilm",
         "usage": {"prompt_tokens": 8, "total_tokens": 8},
     }
-    assert translated.usage is not None and translated.usage.prompt_tokens == 8
+    assert translated.usage is not None
+    assert translated.usage.prompt_tokens == 8
