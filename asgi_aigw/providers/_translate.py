@@ -19,7 +19,7 @@ import orjson
 from ..context import Usage
 from ..errors import GatewayError, InvalidRequest, UpstreamError
 from ..models import ChatCompletionRequest, ChatMessage
-from ..sse import DONE_EVENT
+from ..sse import DONE_EVENT, parse_event
 
 Clock = Callable[[], float]
 IdFactory = Callable[[str], str]
@@ -168,16 +168,38 @@ def embeddings_body(
     )
 
 
+def event_data(raw: bytes) -> bytes:
+    """The ``data`` of one SSE event (as :class:`~asgi_aigw.sse.SSEDecoder` yields them).
+
+    Providers send ``data: ...`` or ``event: ...`` then ``data: ...``, one line each; those are sliced
+    out directly, anything else (several data lines, comments, other fields) goes through the parser.
+    """
+    last = len(raw) - 2  # every event ends with its blank line
+    if raw.startswith(b"data: "):
+        if raw.find(b"\n") == last:
+            return raw[6:last]
+    elif raw.startswith(b"event: "):
+        start = raw.find(b"\ndata: ")
+        if start > 0 and raw.find(b"\n", start + 1) == last:
+            return raw[start + 7 : last]
+    return parse_event(raw).data
+
+
+_NO_FINISH = b',"logprobs":null,"finish_reason":null}]}\n\n'
+
+
 class ChunkStream:
     """Writes OpenAI ``chat.completion.chunk`` events for a translated stream.
 
     The role chunk is held back until the first content (or the finish), so a native stream that fails
-    right after its preamble has sent nothing yet and the router can still retry it elsewhere.
+    right after its preamble has sent nothing yet and the router can still retry it elsewhere. Chunks
+    are assembled from a prefix encoded once per stream: only the delta is serialised per chunk.
     """
 
     __slots__ = (
         "_created",
         "_finish",
+        "_head",
         "_id",
         "_include_usage",
         "_model",
@@ -193,11 +215,14 @@ class ChunkStream:
         self._include_usage = include_usage
         self._opened = False
         self._finish: str | None = None
+        self._head = b""
         self.usage: Usage | None = None
         self.done = False
 
     def identify(self, id: str | None, model: str | None) -> None:
-        """Take the id and model the native stream announced (before the first chunk is written)."""
+        """Take the id and model the native stream announced (ignored once a chunk was written)."""
+        if self._head:
+            return
         if id:
             self._id = id
         if model:
@@ -212,30 +237,33 @@ class ChunkStream:
     def finished(self) -> bool:
         return self._finish is not None
 
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None, index: int = 0) -> bytes:
-        return (
-            b"data: "
-            + orjson.dumps(
-                {
-                    "id": self._id,
-                    "object": "chat.completion.chunk",
-                    "created": self._created,
-                    "model": self._model,
-                    "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}],
-                }
-            )
-            + b"\n\n"
-        )
+    def _envelope(self) -> dict[str, Any]:
+        return {
+            "id": self._id,
+            "object": "chat.completion.chunk",
+            "created": self._created,
+            "model": self._model,
+        }
+
+    def _chunk(self, delta: bytes, finish: str | None = None) -> bytes:
+        head = self._head
+        if not head:
+            envelope = orjson.dumps(self._envelope())
+            head = self._head = b"data: " + envelope[:-1] + b',"choices":[{"index":0,"delta":'
+        if finish is None:
+            return head + delta + _NO_FINISH
+        return head + delta + b',"logprobs":null,"finish_reason":' + orjson.dumps(finish) + b"}]}\n\n"
 
     def _open(self, out: list[bytes]) -> None:
         if not self._opened:
             self._opened = True
-            out.append(self._chunk({"role": "assistant", "content": ""}))
+            out.append(self._chunk(b'{"role":"assistant","content":""}'))
 
-    def text(self, out: list[bytes], text: str, index: int = 0) -> None:
+    def text(self, out: list[bytes], text: str) -> None:
         if text:
-            self._open(out)
-            out.append(self._chunk({"content": text}, index=index))
+            if not self._opened:
+                self._open(out)
+            out.append(self._chunk(b'{"content":' + orjson.dumps(text) + b"}"))
 
     def tool_call_start(
         self, out: list[bytes], position: int, id: str, name: str, arguments: str = ""
@@ -247,20 +275,19 @@ class ChunkStream:
             "type": "function",
             "function": {"name": name, "arguments": arguments},
         }
-        out.append(self._chunk({"tool_calls": [call]}))
+        out.append(self._chunk(orjson.dumps({"tool_calls": [call]})))
 
     def tool_call_arguments(self, out: list[bytes], position: int, fragment: str) -> None:
         if fragment:
             self._open(out)
-            out.append(
-                self._chunk({"tool_calls": [{"index": position, "function": {"arguments": fragment}}]})
-            )
+            call = {"index": position, "function": {"arguments": fragment}}
+            out.append(self._chunk(orjson.dumps({"tool_calls": [call]})))
 
-    def finish(self, out: list[bytes], reason: str, index: int = 0) -> None:
+    def finish(self, out: list[bytes], reason: str) -> None:
         if self._finish is None:
             self._open(out)
             self._finish = reason
-            out.append(self._chunk({}, reason, index))
+            out.append(self._chunk(b"{}", reason))
 
     def end(self, out: list[bytes]) -> None:
         """The native stream ended normally: the usage chunk (if the client asked) and ``[DONE]``."""
@@ -269,14 +296,7 @@ class ChunkStream:
         if self._finish is None:
             self.finish(out, "stop")
         if self._include_usage and self.usage is not None:
-            payload = {
-                "id": self._id,
-                "object": "chat.completion.chunk",
-                "created": self._created,
-                "model": self._model,
-                "choices": [],
-                "usage": self.usage.to_openai(),
-            }
+            payload = {**self._envelope(), "choices": [], "usage": self.usage.to_openai()}
             out.append(b"data: " + orjson.dumps(payload) + b"\n\n")
         out.append(DONE_EVENT)
         self.done = True
@@ -303,6 +323,7 @@ __all__ = [
     "choice",
     "completion",
     "embeddings_body",
+    "event_data",
     "loads_object",
     "now_int",
     "parse_data_url",

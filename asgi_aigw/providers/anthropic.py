@@ -24,7 +24,7 @@ import orjson
 from ..context import Usage
 from ..errors import GatewayError, InvalidRequest, UpstreamError
 from ..models import ChatCompletionRequest, ChatMessage, ContentPart, EmbeddingRequest
-from ..sse import SSEDecoder, parse_event
+from ..sse import SSEDecoder
 from . import _translate as t
 from .base import Deployment, TranslatedResponse, UpstreamRequest
 from .errors import error_from_status
@@ -225,16 +225,17 @@ class AnthropicStreamTranslator:
         return out
 
     def _event(self, raw: bytes, out: list[bytes]) -> None:
-        event = parse_event(raw)
-        if not event.data:
+        payload = t.event_data(raw)
+        if not payload:
             return
         try:
-            data = orjson.loads(event.data)
+            data = orjson.loads(payload)
         except orjson.JSONDecodeError:
             raise UpstreamError("anthropic sent a stream event that is not valid JSON.") from None
         if not isinstance(data, dict):
             return
-        kind = data.get("type") or event.event
+        # every event's data repeats its type (the ``event:`` line is the same name)
+        kind = data.get("type")
         stream = self._out
         if kind == "content_block_delta":
             delta = data.get("delta") or {}

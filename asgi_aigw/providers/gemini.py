@@ -29,7 +29,7 @@ import orjson
 from ..context import Usage
 from ..errors import GatewayError, InvalidRequest, UpstreamError
 from ..models import ChatCompletionRequest, ContentPart, EmbeddingRequest
-from ..sse import SSEDecoder, parse_event
+from ..sse import SSEDecoder
 from . import _translate as t
 from .base import Deployment, TranslatedResponse, UpstreamRequest
 from .errors import error_from_status
@@ -214,7 +214,7 @@ def _split_parts(parts: Any) -> tuple[list[str], list[dict[str, Any]]]:
 class GeminiStreamTranslator:
     """``streamGenerateContent?alt=sse`` events in, OpenAI chunks out (first candidate)."""
 
-    __slots__ = ("_calls", "_decoder", "_ids", "_out", "_reason")
+    __slots__ = ("_calls", "_decoder", "_ids", "_out", "_reason", "_usage")
 
     def __init__(self, out: t.ChunkStream, ids: t.IdFactory) -> None:
         self._decoder = SSEDecoder()
@@ -222,9 +222,12 @@ class GeminiStreamTranslator:
         self._ids = ids
         self._calls = 0
         self._reason: str | None = None
+        self._usage: Any = None
 
     @property
     def usage(self) -> Usage | None:
+        if self._out.usage is None and self._usage is not None:
+            self._out.usage = _usage(self._usage)
         return self._out.usage
 
     @usage.setter
@@ -250,35 +253,51 @@ class GeminiStreamTranslator:
         for raw in self._decoder.flush():
             self._event(raw, out)
         if self._reason is not None:
+            self._out.usage = self.usage
             self._out.end(out)
         return out
 
     def _event(self, raw: bytes, out: list[bytes]) -> None:
-        event = parse_event(raw)
-        if not event.data:
+        payload = t.event_data(raw)
+        if not payload:
             return
         try:
-            data = orjson.loads(event.data)
+            data = orjson.loads(payload)
         except orjson.JSONDecodeError:
             raise UpstreamError("gemini sent a stream event that is not valid JSON.") from None
         if not isinstance(data, dict):
             return
         if "error" in data:
             raise _error_from_body(data)
-        if (blocked := _blocked_prompt(data)) is not None:
+        if "promptFeedback" in data and (blocked := _blocked_prompt(data)) is not None:
             raise blocked
         stream = self._out
-        stream.identify(data.get("responseId"), data.get("modelVersion"))
-        if (usage := _usage(data.get("usageMetadata"))) is not None:
-            stream.usage = usage
+        if not stream.opened:
+            stream.identify(data.get("responseId"), data.get("modelVersion"))
+        # every event repeats the running usage: keep the latest, read it once at the end
+        usage = data.get("usageMetadata")
+        if usage is not None:
+            self._usage = usage
         candidates = data.get("candidates")
-        if not isinstance(candidates, list) or not candidates or not isinstance(candidates[0], dict):
+        if not candidates or not isinstance(candidates, list) or not isinstance(candidates[0], dict):
             return
         candidate = candidates[0]
         content = candidate.get("content")
-        texts, calls = _split_parts(content.get("parts") if isinstance(content, dict) else None)
-        for text in texts:
+        parts = content.get("parts") if isinstance(content, dict) else None
+        if (
+            isinstance(parts, list)
+            and len(parts) == 1
+            and isinstance(parts[0], dict)
+            and len(parts[0]) == 1
+            and isinstance(text := parts[0].get("text"), str)
+        ):
+            # the common event: one text part
+            calls: list[dict[str, Any]] = []
             stream.text(out, text)
+        else:
+            texts, calls = _split_parts(parts)
+            for text in texts:
+                stream.text(out, text)
         for call in calls:
             position = self._calls
             self._calls += 1
