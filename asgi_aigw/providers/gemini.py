@@ -265,11 +265,33 @@ class GeminiStreamTranslator:
             data = orjson.loads(payload)
         except orjson.JSONDecodeError:
             raise UpstreamError("gemini sent a stream event that is not valid JSON.") from None
+        # the common event, a candidate with one text part, takes the short way
+        try:
+            candidate = data["candidates"][0]
+            parts = candidate["content"]["parts"]
+            part = parts[0]
+            text = part["text"] if len(parts) == 1 and len(part) == 1 else None
+        except (KeyError, IndexError, TypeError):
+            text = None
+        if text is None or not isinstance(text, str):
+            self._general(data, out)
+            return
+        stream = self._out
+        if not stream.opened:
+            stream.identify(data.get("responseId"), data.get("modelVersion"))
+        usage = data.get("usageMetadata")
+        if usage is not None:
+            self._usage = usage
+        stream.text(out, text)
+        if reason := candidate.get("finishReason"):
+            self._finish(reason, out)
+
+    def _general(self, data: Any, out: list[bytes]) -> None:
         if not isinstance(data, dict):
             return
         if "error" in data:
             raise _error_from_body(data)
-        if "promptFeedback" in data and (blocked := _blocked_prompt(data)) is not None:
+        if (blocked := _blocked_prompt(data)) is not None:
             raise blocked
         stream = self._out
         if not stream.opened:
@@ -283,35 +305,28 @@ class GeminiStreamTranslator:
             return
         candidate = candidates[0]
         content = candidate.get("content")
-        parts = content.get("parts") if isinstance(content, dict) else None
-        if (
-            isinstance(parts, list)
-            and len(parts) == 1
-            and isinstance(parts[0], dict)
-            and len(parts[0]) == 1
-            and isinstance(text := parts[0].get("text"), str)
-        ):
-            # the common event: one text part
-            calls: list[dict[str, Any]] = []
+        texts, calls = _split_parts(content.get("parts") if isinstance(content, dict) else None)
+        for text in texts:
             stream.text(out, text)
-        else:
-            texts, calls = _split_parts(parts)
-            for text in texts:
-                stream.text(out, text)
         for call in calls:
             position = self._calls
             self._calls += 1
             arguments = orjson.dumps(call.get("args") or {}).decode()
             call_id = str(call.get("id") or self._ids("call_"))
             stream.tool_call_start(out, position, call_id, str(call.get("name") or ""), arguments)
-        reason = candidate.get("finishReason")
-        if reason and reason != "FINISH_REASON_UNSPECIFIED":
-            self._reason = reason
-            if reason in _BLOCKED and not stream.opened:
-                # nothing of the answer was written: a clear error rather than an empty answer
-                raise _blocked_answer(reason)
-            finish = "tool_calls" if self._calls and reason == "STOP" else _FINISH.get(reason, "stop")
-            stream.finish(out, finish)
+        if reason := candidate.get("finishReason"):
+            self._finish(reason, out)
+
+    def _finish(self, reason: str, out: list[bytes]) -> None:
+        if reason == "FINISH_REASON_UNSPECIFIED":
+            return
+        self._reason = reason
+        stream = self._out
+        if reason in _BLOCKED and not stream.opened:
+            # nothing of the answer was written: a clear error rather than an empty answer
+            raise _blocked_answer(reason)
+        finish = "tool_calls" if self._calls and reason == "STOP" else _FINISH.get(reason, "stop")
+        stream.finish(out, finish)
 
 
 class GeminiAdapter:
