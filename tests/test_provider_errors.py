@@ -144,3 +144,13 @@ async def test_keys_never_leak(
     header = "x-api-key" if provider == "anthropic" else "x-goog-api-key"
     assert sent.headers[header] == key
     assert "authorization" not in sent.headers
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "gemini", "ollama"])
+async def test_stream_headers_name_the_model_the_provider_reported(
+    client: httpx.AsyncClient, fake: FakeProvider, provider: str
+) -> None:
+    response = await client.post("/v1/chat/completions", json={**HELLO, "model": provider, "stream": True})
+    assert response.headers["x-aigw-provider"] == provider
+    assert response.headers["x-aigw-model"] == MODELS[provider]
+    assert response.headers["x-aigw-attempts"] == "1"

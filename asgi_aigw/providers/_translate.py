@@ -229,6 +229,10 @@ class ChunkStream:
             self._model = model
 
     @property
+    def model(self) -> str:
+        return self._model
+
+    @property
     def opened(self) -> bool:
         """Whether any chunk has been written."""
         return self._opened

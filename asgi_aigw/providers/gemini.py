@@ -242,6 +242,11 @@ class GeminiStreamTranslator:
     def done(self, value: bool) -> None:
         self._out.done = value
 
+    @property
+    def upstream_model(self) -> str:
+        """The model the stream reported (the deployment's until it does)."""
+        return self._out.model
+
     def feed(self, chunk: bytes) -> list[bytes]:
         out: list[bytes] = []
         for raw in self._decoder.feed(chunk):

@@ -166,6 +166,11 @@ class OllamaStreamTranslator:
     def done(self, value: bool) -> None:
         self._out.done = value
 
+    @property
+    def upstream_model(self) -> str:
+        """The model the stream reported (the deployment's until it does)."""
+        return self._out.model
+
     def feed(self, chunk: bytes) -> list[bytes]:
         buffer = self._buffer + chunk if self._buffer else chunk
         if b"\n" not in buffer:

@@ -289,7 +289,7 @@ class ProviderRouter:
                         resolved.name,
                         attempts.made,
                         deployment.id,
-                        exc.message,
+                        _brief(exc.message),
                     )
                     raise
                 step = attempts.after_failure(deployment, exc)
@@ -299,7 +299,7 @@ class ProviderRouter:
                         resolved.name,
                         attempts.made,
                         deployment.id,
-                        exc.message,
+                        _brief(exc.message),
                     )
                     raise
                 failed, (deployment, delay) = deployment, step
@@ -308,7 +308,7 @@ class ProviderRouter:
                     resolved.name,
                     attempts.made - 1,
                     failed.id,
-                    exc.message,
+                    _brief(exc.message),
                     deployment.id,
                     delay,
                 )
@@ -405,6 +405,8 @@ class ProviderRouter:
                     async for chunk in response.aiter_bytes():
                         events = translator.feed(chunk)
                         if events:
+                            if not progress.started:
+                                _reported_model(ctx, translator)
                             await self._send_events(send, ctx, events, progress)
                 else:
                     await self._relay_timed(send, ctx, deployment, response, translator, progress, deadline)
@@ -414,6 +416,8 @@ class ProviderRouter:
                 await response.aclose()
         ctx.usage = translator.usage
         if tail:
+            if not progress.started:
+                _reported_model(ctx, translator)
             await self._send_events(send, ctx, tail, progress)
         if not translator.done:
             raise UpstreamError(f"{deployment.provider} ended the stream before the answer was complete.")
@@ -448,6 +452,8 @@ class ProviderRouter:
                 raise _timeout(deployment, which, limit) from None
             events = translator.feed(chunk)
             if events:
+                if not progress.started:
+                    _reported_model(ctx, translator)
                 await self._send_events(send, ctx, events, progress)
             # the client's own pace does not count against the upstream's idle allowance
             when = loop.time() + idle if idle is not None else None
@@ -507,6 +513,13 @@ def _record(ctx: RequestContext, deployment: Deployment, model: str | None) -> N
     ctx.upstream_model = model or deployment.model
 
 
+def _reported_model(ctx: RequestContext, translator: Any) -> None:
+    """The model a translated stream announced (Anthropic's message_start, Gemini's modelVersion)."""
+    model = getattr(translator, "upstream_model", None)
+    if model:
+        ctx.upstream_model = model
+
+
 def _answer_headers(ctx: RequestContext) -> Headers:
     return [
         (b"x-aigw-provider", (ctx.provider or "").encode("latin-1")),
@@ -514,6 +527,12 @@ def _answer_headers(ctx: RequestContext) -> Headers:
         (b"x-aigw-deployment", (ctx.deployment or "").encode("latin-1", "replace")),
         (b"x-aigw-attempts", str(ctx.attempts).encode()),
     ]
+
+
+def _brief(message: str, limit: int = 300) -> str:
+    """An upstream message for a log line: one line, bounded."""
+    message = " ".join(message.split())
+    return message if len(message) <= limit else message[: limit - 3] + "..."
 
 
 def _timeout(deployment: Deployment, which: str, seconds: float | None) -> UpstreamTimeout:

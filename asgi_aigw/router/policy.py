@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from ..config import CooldownConfig, RetryConfig
 from ..errors import GatewayError, UpstreamUnavailable
 from ..providers.base import Deployment
+from ..providers.errors import RETRYABLE_STATUSES
 from .registry import ResolvedModel
 
 #: Statuses (the upstream's, or the gateway's own 502/503/504 for transport failures) worth retrying.
-RETRYABLE = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
+RETRYABLE = RETRYABLE_STATUSES
 
 
 def is_retryable(error: GatewayError) -> bool:
