@@ -24,6 +24,9 @@ from ..sse import DONE_EVENT, parse_event
 Clock = Callable[[], float]
 IdFactory = Callable[[str], str]
 
+#: Adapters take ``clock`` and ``ids`` so golden tests can pin ``created`` and generated ids.
+default_clock: Clock = time.time
+
 #: A client-side refusal or a provider's content filter stopped the answer: OpenAI's finish reason.
 CONTENT_FILTER = "content_filter"
 
@@ -317,29 +320,3 @@ class ContentFiltered(GatewayError):
 
 def now_int(clock: Clock) -> int:
     return int(clock())
-
-
-__all__ = [
-    "CONTENT_FILTER",
-    "ChunkStream",
-    "Clock",
-    "ContentFiltered",
-    "IdFactory",
-    "choice",
-    "completion",
-    "embeddings_body",
-    "event_data",
-    "loads_object",
-    "now_int",
-    "parse_data_url",
-    "random_id",
-    "stop_list",
-    "tool_arguments",
-    "tool_call",
-    "tool_names_by_id",
-    "upstream_error_message",
-    "versioned",
-]
-
-# the default clock, named so adapters can take ``clock=time.time`` without importing time themselves
-default_clock: Clock = time.time

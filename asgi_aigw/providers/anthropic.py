@@ -23,7 +23,7 @@ import orjson
 
 from ..context import Usage
 from ..errors import GatewayError, InvalidRequest, UpstreamError
-from ..models import ChatCompletionRequest, ChatMessage, ContentPart, EmbeddingRequest
+from ..models import ChatCompletionRequest, ContentPart, EmbeddingRequest
 from ..sse import SSEDecoder
 from . import _translate as t
 from .base import Deployment, TranslatedResponse, UpstreamRequest
@@ -85,10 +85,6 @@ def _blocks(parts: list[ContentPart]) -> list[dict[str, Any]]:
     return blocks
 
 
-def _system_text(message: ChatMessage) -> str:
-    return message.text()
-
-
 def _messages(request: ChatCompletionRequest) -> tuple[str | None, list[dict[str, Any]]]:
     system: list[str] = []
     out: list[dict[str, Any]] = []
@@ -97,7 +93,7 @@ def _messages(request: ChatCompletionRequest) -> tuple[str | None, list[dict[str
     for message in request.messages:
         role = message.role
         if role in ("system", "developer"):
-            system.append(_system_text(message))
+            system.append(message.text())
             continue
         if role == "tool" or role == "function":
             block = {
