@@ -349,3 +349,38 @@ def test_retry_after_parses_seconds_and_dates() -> None:
     date = GatewayError("x", headers=[("retry-after", "Wed, 21 Oct 2015 07:28:30 GMT")])
     assert retry_after(date, now=lambda: 1445412500.0) == 10.0
     assert retry_after(GatewayError("x")) is None
+
+
+async def test_provider_prefix_names_route_with_the_sdks_env_vars() -> None:
+    fake = FakeProvider()
+    urls = {
+        "anthropic": "http://anthropic.test",
+        "gemini": "http://gemini.test",
+        "ollama": "http://ollama.test:11434",
+    }
+    env = {
+        "ANTHROPIC_API_KEY": "sk-ant-test-env",
+        "ANTHROPIC_BASE_URL": urls["anthropic"],
+        "GOOGLE_API_KEY": "test-google-env",
+        "GEMINI_BASE_URL": urls["gemini"],
+        "OLLAMA_HOST": "ollama.test:11434",  # host:port, as Ollama's own clients accept it
+    }
+    transport = StreamingASGITransport(fake)
+    router = ProviderRouter(GatewayConfig(), transports=dict.fromkeys(urls.values(), transport), env=env)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(router), base_url="http://t") as client:
+        for name, path, header in [
+            ("anthropic/claude-x", "/v1/messages", ("x-api-key", "sk-ant-test-env")),
+            (
+                "gemini/gemini-x",
+                "/v1beta/models/gemini-x:generateContent",
+                ("x-goog-api-key", "test-google-env"),
+            ),
+            ("ollama/llama3.2", "/api/chat", None),
+        ]:
+            response = await client.post(CHAT, json={**HELLO, "model": name})
+            assert response.status_code == 200, response.text
+            assert response.json()["choices"][0]["message"]["content"] == "Echo: Hello there"
+            assert fake.last_request.path == path
+            if header:
+                assert fake.last_request.headers[header[0]] == header[1]
+    await router.aclose()
