@@ -438,10 +438,10 @@ class ProviderRouter:
         loop = asyncio.get_running_loop()
         idle = deployment.timeout.idle
         chunks = response.aiter_bytes().__aiter__()
-        when = deadline if deadline is not None else (loop.time() + idle if idle is not None else None)
-        which, limit = (
-            ("first_byte", deployment.timeout.first_byte) if deadline is not None else ("idle", idle)
-        )
+        # the first chunk is due by the first-byte deadline (unset: only ``read`` bounds it); ``idle``
+        # bounds the gaps after it
+        when = deadline
+        which, limit = "first_byte", deployment.timeout.first_byte
         while True:
             try:
                 async with asyncio.timeout_at(when):
