@@ -45,7 +45,6 @@ _PREFIX_FAMILY: dict[str, Family] = {
     "openai": "openai",
     "azure": "openai",
     "anthropic": "anthropic",
-    "bedrock": "anthropic",
     "gemini": "gemini",
     "google": "gemini",
     "vertex_ai": "gemini",
