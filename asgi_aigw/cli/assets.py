@@ -73,7 +73,8 @@ def run_prepare(args: argparse.Namespace) -> int:
     # read back what was written: the directory must pass its own check
     ok = _print_failures(check_asset_dir(args.dir))
     if ok:
-        print(f"use it: set runtime.asset_dir: {args.dir} (or AIGW_ASSET_DIR={args.dir})")
+        where = args.dir.resolve()
+        print(f"use it: set runtime.asset_dir: {where} (or AIGW_ASSET_DIR={where})")
     return 0 if ok else 1
 
 
