@@ -24,6 +24,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from .runtime.config import RuntimeConfig
+
 
 class ConfigError(ValueError):
     """The configuration cannot be used; the message says what to change."""
@@ -135,6 +137,8 @@ class GatewayConfig(_Config):
     models: list[ModelConfig] = Field(default_factory=list)
     router: RouterConfig = Field(default_factory=RouterConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    #: Where the tokenizer, embedding model and NER model come from (see docs/offline.md).
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
 
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
