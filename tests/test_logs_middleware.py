@@ -400,6 +400,7 @@ async def test_the_tenant_label_is_optional_and_bounded() -> None:
         await send({"type": "http.response.body", "body": b"{}"})
 
     app = RequestLogMiddleware(answer, sink=None, metrics=metrics)
+    assert app.writer is None  # metrics only: no rows anywhere
     async with client_for(app) as client:
         for tenant in ("a", "b", "c", "d", "a"):
             await client.post(CHAT, json={}, headers={"x-tenant": tenant})

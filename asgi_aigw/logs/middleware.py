@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from types import EllipsisType
 
 import orjson
 
@@ -36,15 +37,16 @@ class RequestLogMiddleware:
     """Log every gateway request (``config.routes == "all"``: every HTTP request) to a sink, and
     record it in Prometheus ``metrics`` when given.
 
-    ``sink`` overrides ``config.sink``: a URL (``chdb:///var/lib/aigw``), a :class:`LogSink`, or a
-    ready :class:`LogWriter` to share between apps. The other options come from ``config``.
+    ``sink`` overrides ``config.sink``: a URL (``chdb:///var/lib/aigw``), a :class:`LogSink`, a ready
+    :class:`LogWriter` to share between apps, or ``None`` for metrics only. The other options come
+    from ``config``.
     """
 
     def __init__(
         self,
         app: ASGIApp,
         *,
-        sink: LogSink | LogWriter | str | None = None,
+        sink: LogSink | LogWriter | str | None | EllipsisType = ...,
         config: LogConfig | None = None,
         metrics: GatewayMetrics | None = None,
     ) -> None:
@@ -52,7 +54,7 @@ class RequestLogMiddleware:
         self.config = config = config or LogConfig()
         self.metrics = metrics
         self.writer: LogWriter | None
-        target = sink if sink is not None else config.sink
+        target = config.sink if sink is ... else sink
         if isinstance(target, LogWriter):
             self.writer = target
         elif target is None:
