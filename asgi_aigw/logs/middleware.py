@@ -46,7 +46,7 @@ class RequestLogMiddleware:
         self,
         app: ASGIApp,
         *,
-        sink: LogSink | LogWriter | str | None | EllipsisType = ...,
+        sink: LogSink | LogWriter | str | EllipsisType | None = ...,
         config: LogConfig | None = None,
         metrics: GatewayMetrics | None = None,
     ) -> None:
