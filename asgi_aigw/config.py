@@ -24,6 +24,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from .logs.config import LogConfig
 from .runtime.config import RuntimeConfig
 
 
@@ -139,6 +140,8 @@ class GatewayConfig(_Config):
     server: ServerConfig = Field(default_factory=ServerConfig)
     #: Where the tokenizer, embedding model and NER model come from (see docs/offline.md).
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    #: Request log (one row per request, ClickHouse/chDB/JSONL) and Prometheus metrics; off when None.
+    log: LogConfig | None = None
 
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

@@ -13,7 +13,7 @@ import anyio
 import httpx
 import orjson
 
-from .._types import Headers, Message, Receive, Scope, Send
+from .._types import ASGIApp, Headers, Message, Receive, Scope, Send
 from ..body import ClientDisconnect, JSONBody, read_json
 from ..config import GatewayConfig
 from ..context import RequestContext, ensure_context
@@ -85,8 +85,11 @@ class ProviderRouter:
         *,
         transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
         env: Mapping[str, str] | None = None,
+        metrics: ASGIApp | None = None,
     ) -> None:
         self.config = config or GatewayConfig()
+        #: Served at ``GET /metrics`` below the mount point (``asgi_aigw.metrics.metrics_app``).
+        self.metrics = metrics
         self.registry = ModelRegistry(self.config, env)
         self.clients = UpstreamClients(
             transport=self.config.router.transport,
@@ -129,6 +132,9 @@ class ProviderRouter:
                 return
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.metrics is not None and route_path(scope) == "/metrics":
+            await self.metrics(scope, receive, send)
+            return
         scope, ctx = ensure_context(scope)
         progress = _Progress()
         try:
