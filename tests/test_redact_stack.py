@@ -4,7 +4,7 @@ client gets it back, JSON and streamed; block, mask, forged placeholders, the an
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -13,6 +13,9 @@ import pytest
 
 from asgi_aigw.app import build_app
 from asgi_aigw.config import GatewayConfig
+from asgi_aigw.logs import RequestLogMiddleware
+from asgi_aigw.logs.config import LogConfig
+from asgi_aigw.logs.sinks import MemorySink
 from asgi_aigw.redact import RedactConfig, RedactMiddleware
 from asgi_aigw.router import ProviderRouter
 from asgi_aigw.testing import FakeProvider, StreamingASGITransport
@@ -22,44 +25,50 @@ from .support import FAKE_URL, ContextSpy, fake_config, sse_payloads
 
 CHAT = "/v1/chat/completions"
 
-#: Where PII must never appear. Each entry names a place and returns the bytes found there; layers
-#: that store or log something (caches, request logs) add their own entry to this list.
-Sink = Callable[[], list[bytes]]
-
-
-def provider_sink(fake: FakeProvider) -> Sink:
-    return lambda: [request.body for request in fake.requests]
-
-
-def assert_no_canary(sinks: dict[str, Sink], canaries: dict[str, str] = CANARIES) -> None:
-    for where, read in sinks.items():
-        blobs = read()
-        assert blobs, f"nothing reached {where}: the test would pass vacuously"
-        for blob in blobs:
-            text = blob.decode("utf-8", "replace")
-            for entity, value in canaries.items():
-                assert value not in text, f"{entity} value reached {where}"
-                assert value.replace(" ", "") not in text.replace(" ", ""), f"{entity} reached {where}"
-
 
 class Stack:
-    def __init__(self, fake: FakeProvider, app: RedactMiddleware, spy: ContextSpy) -> None:
+    """The request log, redaction, the router and FakeProvider, as build_app stacks them."""
+
+    def __init__(
+        self, fake: FakeProvider, app: RedactMiddleware, log: RequestLogMiddleware, spy: ContextSpy
+    ) -> None:
         self.fake = fake
         self.app = app
+        self.log = log
         self.spy = spy
 
-    @property
-    def sinks(self) -> dict[str, Sink]:
-        return {"the provider": provider_sink(self.fake)}
+    async def places(self) -> dict[str, list[bytes]]:
+        """Everywhere PII must never be, and what each holds. Layers that store or send something
+        (caches, ...) add their place here."""
+        assert self.log.writer is not None
+        assert await self.log.writer.flush()
+        sink = self.log.writer.sink
+        assert isinstance(sink, MemorySink)
+        return {
+            "the provider": [request.body for request in self.fake.requests],
+            "the request log": [orjson.dumps(row, default=str) for row in sink.rows],
+        }
+
+    async def assert_no_canary(self, canaries: dict[str, str] = CANARIES) -> None:
+        for where, blobs in (await self.places()).items():
+            assert blobs, f"nothing reached {where}: the test would pass vacuously"
+            for blob in blobs:
+                text = blob.decode("utf-8", "replace")
+                for entity, value in canaries.items():
+                    assert value not in text, f"{entity} value reached {where}"
+                    assert value.replace(" ", "") not in text.replace(" ", ""), f"{entity} reached {where}"
 
 
 def make_stack(config: RedactConfig, *, regex_only: bool = False) -> tuple[Stack, httpx.AsyncClient]:
     fake = FakeProvider()
     router = ProviderRouter(fake_config(), transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
     redact = RedactMiddleware(router, config=config, analyzer=base_analyzer(regex_only))
-    spy = ContextSpy(redact)
+    # the request log outside, logging request bodies: it must see them redacted
+    log_config = LogConfig(sink="memory://", spool_dir=None, flush_interval=3600, log_bodies=True)
+    log = RequestLogMiddleware(redact, sink=MemorySink(), config=log_config)
+    spy = ContextSpy(log)
     client = httpx.AsyncClient(transport=StreamingASGITransport(spy), base_url="http://testserver")
-    return Stack(fake, redact, spy), client
+    return Stack(fake, redact, log, spy), client
 
 
 @pytest.fixture
@@ -83,12 +92,15 @@ async def test_canaries_never_reach_the_provider_and_come_back_in_the_json_answe
     response = await client.post(CHAT, json=chat(CANARY_PROMPT))
     assert response.status_code == 200
     assert response.json()["choices"][0]["message"]["content"] == f"Echo: {CANARY_PROMPT}"
-    assert_no_canary(made.sinks)
+    await made.assert_no_canary()
     upstream = made.fake.last_request.json["messages"][0]["content"]
     for entity in CANARIES:
         assert f"<{entity}_1>" in upstream
     # types and counts for the log, never values
     assert made.spy.contexts[-1].pii_entities == dict.fromkeys(CANARIES, 1)
+    rows = (await made.places())["the request log"]
+    assert b"<EMAIL_ADDRESS_1>" in rows[-1]  # the logged body is the redacted one
+    assert orjson.loads(rows[-1])["pii_entities"] == dict.fromkeys(CANARIES, 1)
 
 
 async def test_canaries_come_back_in_a_stream(stack: tuple[Stack, httpx.AsyncClient]) -> None:
@@ -99,7 +111,7 @@ async def test_canaries_come_back_in_a_stream(stack: tuple[Stack, httpx.AsyncCli
     assert payloads[-1] == "[DONE]"
     text = "".join(p["choices"][0]["delta"].get("content") or "" for p in payloads[:-1] if p["choices"])
     assert text == f"Echo: {CANARY_PROMPT}"
-    assert_no_canary(made.sinks)
+    await made.assert_no_canary()
 
 
 async def test_canaries_in_text_parts_history_and_tool_arguments(
@@ -132,7 +144,7 @@ async def test_canaries_in_text_parts_history_and_tool_arguments(
     }
     response = await client.post(CHAT, json=body)
     assert response.status_code == 200
-    assert_no_canary(made.sinks)
+    await made.assert_no_canary()
     sent = made.fake.last_request.json["messages"]
     # the same value gets the same placeholder everywhere in the request
     assert "<EMAIL_ADDRESS_1>" in sent[1]["content"][0]["text"]
@@ -170,7 +182,7 @@ async def test_placeholders_are_stable_across_turns(stack: tuple[Stack, httpx.As
     sent = made.fake.last_request.json["messages"]
     assert sent[0] == orjson.loads(turn_one)["messages"][0]  # the history reaches the provider unchanged
     assert "<EMAIL_ADDRESS_1>" in sent[1]["content"]  # the restored answer is redacted again
-    assert_no_canary(made.sinks, {k: CANARIES[k] for k in ("PERSON", "EMAIL_ADDRESS")})
+    await made.assert_no_canary({k: CANARIES[k] for k in ("PERSON", "EMAIL_ADDRESS")})
 
 
 # -- actions --------------------------------------------------------------------------------------------
@@ -257,7 +269,7 @@ async def test_regex_only_mode_finds_patterns_but_not_names() -> None:
         response = await client.post(CHAT, json=chat(CANARY_PROMPT))
     sent = made.fake.last_request.json["messages"][0]["content"]
     assert CANARIES["PERSON"] in sent  # no NER model: names are not found
-    assert_no_canary(made.sinks, {k: v for k, v in CANARIES.items() if k != "PERSON"})
+    await made.assert_no_canary({k: v for k, v in CANARIES.items() if k != "PERSON"})
     assert response.json()["choices"][0]["message"]["content"] == f"Echo: {CANARY_PROMPT}"
 
 
@@ -289,7 +301,7 @@ async def test_a_resent_conversation_is_analysed_once_per_new_message() -> None:
             # previous user message's restored value but is a new text too
             assert scanner.analyzed == (1 if turn == 0 else 1 + 2 * turn)
     assert scanner.cache.hits == sum(2 * turn - 1 for turn in range(1, 5))
-    assert_no_canary(made.sinks, {f"e{t}": f"user{t}@example.com" for t in range(5)})
+    await made.assert_no_canary({f"e{t}": f"user{t}@example.com" for t in range(5)})
 
 
 async def test_analysis_runs_off_the_event_loop() -> None:
@@ -354,7 +366,8 @@ async def test_the_demo_redacts_and_shows_what_the_provider_received(
     config = demo_config()
     assert config.redact is not None
     assert config.redact.default_action == "pseudonymize"
-    app = build_demo_app(config)
+    # the demo's request log would write to the working directory: not in a test
+    app = build_demo_app(config.model_copy(update={"log": None}))
     prompt = f"I am {CANARIES['PERSON']}, mail {CANARIES['EMAIL_ADDRESS']}"
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client:
         response = await client.post("/ai/v1/chat/completions", json=chat(prompt))

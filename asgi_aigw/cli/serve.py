@@ -78,6 +78,10 @@ def run(args: argparse.Namespace) -> int:
             "placeholders (printed here), your answer has your values back.",
             file=sys.stderr,
         )
+    if config.log is not None and config.log.sink is not None:
+        print(f"request log: {config.log.sink} (read it with: aigw usage)", file=sys.stderr)
+    if config.log is not None and config.log.metrics is not None and config.log.metrics.serve:
+        print(f"metrics: http://{host}:{port}{config.prefix}/metrics", file=sys.stderr)
     uvicorn.run(
         "asgi_aigw.cli.serve:app_factory",
         factory=True,
