@@ -70,7 +70,8 @@ async def test_n_requests_through_the_stack_make_n_rows_in_chdb(
     fake: FakeProvider, chdb_url: str, table: str, reader: ClickHouseSink, tmp_path: Path
 ) -> None:
     app = gateway(fake, log_config(chdb_url, table, tmp_path, batch_size=7))
-    fake.enqueue(FakeBehaviour(status=503))  # the third request: upstream down
+    # the first request: upstream down for all three attempts (one try and two retries)
+    fake.enqueue(FakeBehaviour(status=503), times=3)
     async with httpx.AsyncClient(transport=StreamingASGITransport(app), base_url="http://t") as client:
         sent = []
         for i in range(20):

@@ -139,13 +139,13 @@ async def test_a_stream_is_logged_with_its_usage_and_time_to_first_byte(
 async def test_an_upstream_error_is_logged_with_its_status_and_code(
     fake: FakeProvider, stack: RequestLogMiddleware
 ) -> None:
-    fake.enqueue(FakeBehaviour(status=500))
+    fake.enqueue(FakeBehaviour(status=500), times=3)  # one try and two retries
     async with client_for(stack) as client:
         response = await client.post(CHAT, json=hello())
     assert response.status_code == 502
     [row] = await logged(stack)
     assert (row["status"], row["error_code"], row["provider"]) == (502, "bad_gateway", "")
-    assert row["attempts"] == 1
+    assert row["attempts"] == 3
 
 
 async def test_a_bad_request_is_logged(stack: RequestLogMiddleware) -> None:

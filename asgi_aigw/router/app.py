@@ -289,7 +289,7 @@ class ProviderRouter:
                 if not is_retryable(exc):
                     raise
                 if progress.started:
-                    self.policy.failed(deployment)
+                    attempts.record_failure(deployment)
                     logger.warning(
                         "%s: attempt %d on %s failed after the answer started (%s); not retried",
                         resolved.name,
