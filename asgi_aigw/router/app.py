@@ -32,7 +32,7 @@ from ..providers import ADAPTERS, Deployment, ProviderAdapter, UpstreamRequest
 from ..routes import route_path
 from .policy import RoutingPolicy, is_retryable
 from .registry import ModelRegistry, ResolvedModel
-from .upstream import UpstreamClients, httpx_timeout, mapped_transport_errors, origin_of
+from .upstream import UpstreamClients, UpstreamResponse, mapped_transport_errors, origin_of
 
 logger = logging.getLogger("asgi_aigw.router")
 
@@ -58,7 +58,7 @@ _METHODS = {"chat": "POST", "embeddings": "POST", "models": "GET"}
 
 BuildRequest = Callable[[Deployment, ProviderAdapter], UpstreamRequest]
 #: Turns one upstream response into the client's answer (``deadline``: when the first chunk is due).
-Deliver = Callable[[Deployment, ProviderAdapter, httpx.Response, "float | None"], Awaitable[None]]
+Deliver = Callable[[Deployment, ProviderAdapter, UpstreamResponse, "float | None"], Awaitable[None]]
 
 
 class _Progress:
@@ -212,7 +212,7 @@ class ProviderRouter:
             async def deliver(
                 deployment: Deployment,
                 adapter: ProviderAdapter,
-                response: httpx.Response,
+                response: UpstreamResponse,
                 deadline: float | None,
             ) -> None:
                 translator = adapter.chat_stream(deployment, request, include_usage=include_usage)
@@ -223,7 +223,7 @@ class ProviderRouter:
             async def deliver(
                 deployment: Deployment,
                 adapter: ProviderAdapter,
-                response: httpx.Response,
+                response: UpstreamResponse,
                 deadline: float | None,
             ) -> None:
                 content = await self._read(deployment, response)
@@ -249,7 +249,10 @@ class ProviderRouter:
             return adapter.embeddings_request(deployment, request, data)
 
         async def deliver(
-            deployment: Deployment, adapter: ProviderAdapter, response: httpx.Response, deadline: float | None
+            deployment: Deployment,
+            adapter: ProviderAdapter,
+            response: UpstreamResponse,
+            deadline: float | None,
         ) -> None:
             content = await self._read(deployment, response)
             translated = adapter.embeddings_response(deployment, request, content)
@@ -326,7 +329,7 @@ class ProviderRouter:
 
     async def _send(
         self, deployment: Deployment, adapter: ProviderAdapter, build: BuildRequest
-    ) -> tuple[httpx.Response, float | None]:
+    ) -> tuple[UpstreamResponse, float | None]:
         """Send to one deployment; its 2xx response (body unread) and the first chunk's deadline."""
         upstream = build(deployment, adapter)
         client = self.clients.get(deployment.base_url)
@@ -335,18 +338,18 @@ class ProviderRouter:
             upstream.url,
             headers=upstream.headers,
             content=upstream.content,
-            timeout=httpx_timeout(deployment),
+            timeout=deployment.timeout,
         )
         first_byte = deployment.timeout.first_byte
         deadline: float | None = None
         with mapped_transport_errors(deployment):
             if first_byte is None:
-                response = await client.send(request, stream=True)
+                response = await client.send(request)
             else:
                 deadline = asyncio.get_running_loop().time() + first_byte
                 try:
                     async with asyncio.timeout_at(deadline):
-                        response = await client.send(request, stream=True)
+                        response = await client.send(request)
                 except TimeoutError:
                     raise _timeout(deployment, "first_byte", first_byte) from None
         if response.status_code >= 300:
@@ -354,7 +357,7 @@ class ProviderRouter:
         return response, deadline
 
     async def _upstream_error(
-        self, deployment: Deployment, adapter: ProviderAdapter, response: httpx.Response
+        self, deployment: Deployment, adapter: ProviderAdapter, response: UpstreamResponse
     ) -> GatewayError:
         content = b""
         try:
@@ -367,10 +370,12 @@ class ProviderRouter:
             pass
         finally:
             await response.aclose()
-        error = adapter.error(response.status_code, content, dict(response.headers))
+        error = adapter.error(
+            response.status_code, content, {k.lower(): v for k, v in response.headers.items()}
+        )
         return _scrub(error, deployment)
 
-    async def _read(self, deployment: Deployment, response: httpx.Response) -> bytes:
+    async def _read(self, deployment: Deployment, response: UpstreamResponse) -> bytes:
         try:
             with mapped_transport_errors(deployment):
                 return await response.aread()
@@ -397,7 +402,7 @@ class ProviderRouter:
         send: Send,
         ctx: RequestContext,
         deployment: Deployment,
-        response: httpx.Response,
+        response: UpstreamResponse,
         translator: Any,
         progress: _Progress,
         deadline: float | None = None,
@@ -435,7 +440,7 @@ class ProviderRouter:
         send: Send,
         ctx: RequestContext,
         deployment: Deployment,
-        response: httpx.Response,
+        response: UpstreamResponse,
         translator: Any,
         progress: _Progress,
         deadline: float | None,
