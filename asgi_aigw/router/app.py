@@ -28,7 +28,7 @@ from ..errors import (
 )
 from ..http import send_json_bytes
 from ..models import ChatCompletionRequest, EmbeddingRequest
-from ..providers import ADAPTERS, Deployment, ProviderAdapter, UpstreamRequest
+from ..providers import ADAPTERS, Deployment, ProviderAdapter, TranslatedResponse, UpstreamRequest
 from ..routes import route_path
 from .policy import RoutingPolicy, is_retryable
 from .registry import ModelRegistry, ResolvedModel
@@ -219,21 +219,10 @@ class ProviderRouter:
                 await self._relay_stream(send, ctx, deployment, response, translator, progress, deadline)
 
         else:
-
-            async def deliver(
-                deployment: Deployment,
-                adapter: ProviderAdapter,
-                response: UpstreamResponse,
-                deadline: float | None,
-            ) -> None:
-                content = await self._read(deployment, response)
-                translated = adapter.chat_response(deployment, request, content)
-                await self._send_translated(send, ctx, deployment, translated.body, translated, progress)
-
-        async def work() -> None:
-            await self._attempt(ctx, resolved, build, deliver, progress)
-
-        await self._until_disconnect(receive, ctx, progress, work)
+            deliver = self._deliver_json(
+                send, ctx, progress, lambda d, adapter, content: adapter.chat_response(d, request, content)
+            )
+        await self._route(receive, ctx, progress, resolved, build, deliver)
 
     # -- embeddings ---------------------------------------------------------------------------------
 
@@ -248,15 +237,40 @@ class ProviderRouter:
         def build(deployment: Deployment, adapter: ProviderAdapter) -> UpstreamRequest:
             return adapter.embeddings_request(deployment, request, data)
 
+        deliver = self._deliver_json(
+            send, ctx, progress, lambda d, adapter, content: adapter.embeddings_response(d, request, content)
+        )
+        await self._route(receive, ctx, progress, resolved, build, deliver)
+
+    def _deliver_json(
+        self,
+        send: Send,
+        ctx: RequestContext,
+        progress: _Progress,
+        translate: Callable[[Deployment, ProviderAdapter, bytes], TranslatedResponse],
+    ) -> Deliver:
+        """Deliver a one-shot answer: read it whole, translate it, send it."""
+
         async def deliver(
-            deployment: Deployment,
-            adapter: ProviderAdapter,
-            response: UpstreamResponse,
-            deadline: float | None,
+            deployment: Deployment, adapter: ProviderAdapter, response: UpstreamResponse, _: float | None
         ) -> None:
             content = await self._read(deployment, response)
-            translated = adapter.embeddings_response(deployment, request, content)
-            await self._send_translated(send, ctx, deployment, translated.body, translated, progress)
+            await self._send_translated(
+                send, ctx, deployment, translate(deployment, adapter, content), progress
+            )
+
+        return deliver
+
+    async def _route(
+        self,
+        receive: Receive,
+        ctx: RequestContext,
+        progress: _Progress,
+        resolved: ResolvedModel,
+        build: BuildRequest,
+        deliver: Deliver,
+    ) -> None:
+        """Attempt deployments until one delivers, cancelling everything if the client leaves."""
 
         async def work() -> None:
             await self._attempt(ctx, resolved, build, deliver, progress)
@@ -387,15 +401,14 @@ class ProviderRouter:
         send: Send,
         ctx: RequestContext,
         deployment: Deployment,
-        content: bytes,
-        translated: Any,
+        translated: TranslatedResponse,
         progress: _Progress,
     ) -> None:
         _record(ctx, deployment, translated.model)
         ctx.usage = translated.usage
         ctx.status = 200
         progress.finished = True
-        await send_json_bytes(send, 200, content, _answer_headers(ctx))
+        await send_json_bytes(send, 200, translated.body, _answer_headers(ctx))
 
     async def _relay_stream(
         self,
