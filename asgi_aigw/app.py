@@ -24,4 +24,16 @@ def build_app(
     enables, outermost first: request log, tenant, budget, redaction, cache."""
     config = config or GatewayConfig()
     router = ProviderRouter(config, transports=transports, env=env)
-    return PrefixMount(app or NotFoundApp(config.prefix), router, prefix=config.prefix)
+    stack: ASGIApp = PrefixMount(app or NotFoundApp(config.prefix), router, prefix=config.prefix)
+    if config.cache is not None:
+        from .cache import SemanticCacheMiddleware
+        from .cache.embedding import runtime_embedder
+
+        cache_config = config
+        stack = SemanticCacheMiddleware(
+            stack,
+            config=config.cache,
+            embedder=lambda: runtime_embedder(cache_config),
+            max_body_bytes=config.router.max_body_bytes,
+        )
+    return stack

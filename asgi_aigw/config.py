@@ -24,6 +24,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from .cache.config import CacheConfig
+
 
 class ConfigError(ValueError):
     """The configuration cannot be used; the message says what to change."""
@@ -106,6 +108,8 @@ class GatewayConfig(_Config):
     models: list[ModelConfig] = Field(default_factory=list)
     router: RouterConfig = Field(default_factory=RouterConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    #: The semantic cache (SemanticCacheMiddleware); off when absent.
+    cache: CacheConfig | None = None
 
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
