@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ._types import ASGIApp
 from .app import build_app
+from .cache.config import CacheConfig
 from .config import DeploymentConfig, GatewayConfig, ModelConfig
 from .testing import FakeBehaviour, FakeProvider, StreamingASGITransport
 
@@ -22,6 +23,9 @@ def demo_config() -> GatewayConfig:
             ModelConfig(name=name, deployments=[DeploymentConfig(model=name, **deployment)])  # type: ignore[arg-type]
             for name in DEMO_MODELS
         ],
+        # Asking twice shows x-aigw-cache: hit-exact; asking in other words ("How can I reset my
+        # password?" after "How do I reset my password?") shows hit-semantic. Vectors persist in .aigw/.
+        cache=CacheConfig(exact="memory://", vector="qdrant-edge://.aigw/cache-vectors"),
     )
 
 

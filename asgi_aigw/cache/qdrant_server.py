@@ -7,6 +7,7 @@ Local mode (``location=":memory:"`` or ``path=``) evaluates filters in Python an
 from __future__ import annotations
 
 import asyncio
+import warnings
 from typing import Any
 
 from .._optional import require
@@ -64,7 +65,10 @@ class QdrantServerStore:
                 (SCOPE, models.PayloadSchemaType.KEYWORD),
                 (EXPIRES, models.PayloadSchemaType.FLOAT),
             ):
-                await self.client.create_payload_index(self.collection, field, field_schema=schema)
+                with warnings.catch_warnings():
+                    # local mode warns that it ignores payload indexes; a server builds them
+                    warnings.simplefilter("ignore", UserWarning)
+                    await self.client.create_payload_index(self.collection, field, field_schema=schema)
             self._ready = True
             return True
 

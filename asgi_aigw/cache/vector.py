@@ -9,6 +9,7 @@ Each creates its collection on first use with the dimension of the first vector 
 from __future__ import annotations
 
 import hashlib
+import math
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,8 +97,9 @@ class MemoryVectorStore:
         entries = self._scopes.get((tenant, scope))
         if not entries:
             return []
+        query = _unit(vector)
         scored = [
-            (sum(a * b for a, b in zip(vector, entry.vector, strict=True)), entry)
+            (sum(a * b for a, b in zip(query, _unit(entry.vector), strict=True)), entry)
             for entry in entries.values()
             if entry.expires_at > now
         ]
@@ -127,6 +129,11 @@ class MemoryVectorStore:
 
     async def aclose(self) -> None:
         return None
+
+
+def _unit(vector: list[float]) -> list[float]:
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    return [v / norm for v in vector]
 
 
 def vector_store_from_url(
