@@ -72,7 +72,9 @@ def evaluate(pairs: list[dict[str, Any]], threshold: float, *, verified: bool) -
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model-dir", help="a local all-MiniLM-L6-v2 directory for fastembed")
     parser.add_argument("--scores", action="store_true", help="use the stored cosines, load no model")
     parser.add_argument("--write-scores", action="store_true", help="store the cosines in tests/data")
@@ -103,8 +105,10 @@ def main() -> int:
 
     negatives = [p for p in pairs if not p["paraphrase"]]
     hard = [p for p in negatives if p["kind"].startswith("hard")]
-    print(f"pairs: {len(pairs)} ({len(pairs) - len(negatives)} paraphrases, {len(negatives)} not, "
-          f"{len(hard)} hard negatives = {len(hard) / len(negatives):.0%} of the negatives)")
+    print(
+        f"pairs: {len(pairs)} ({len(pairs) - len(negatives)} paraphrases, {len(negatives)} not, "
+        f"{len(hard)} hard negatives = {len(hard) / len(negatives):.0%} of the negatives)"
+    )
     by_kind: dict[str, list[float]] = {}
     for pair in pairs:
         by_kind.setdefault(pair["kind"], []).append(pair["cos"])
@@ -113,21 +117,27 @@ def main() -> int:
         values.sort()
         p10 = values[int(0.1 * (len(values) - 1))]
         p90 = values[int(0.9 * (len(values) - 1))]
-        print(f"  {kind:15} n={len(values):3}  {statistics.median(values):.3f} / {p10:.3f} / {p90:.3f} / {values[-1]:.3f}")
+        print(
+            f"  {kind:15} n={len(values):3}  {statistics.median(values):.3f} / {p10:.3f} / {p90:.3f} / {values[-1]:.3f}"
+        )
 
     print(f"\nthreshold {args.threshold} (default {DEFAULT_THRESHOLD}):")
     for split in ("tune", "test", "all"):
         subset = [p for p in pairs if split == "all" or p["split"] == split]
         raw = evaluate(subset, args.threshold, verified=False)
         ver = evaluate(subset, args.threshold, verified=True)
-        print(f"  {split:5} cosine only: P={raw['precision']:.3f} R={raw['recall']:.3f} (fp={raw['fp']})   "
-              f"verified: P={ver['precision']:.3f} R={ver['recall']:.3f} (tp={ver['tp']} fp={ver['fp']} fn={ver['fn']})")
+        print(
+            f"  {split:5} cosine only: P={raw['precision']:.3f} R={raw['recall']:.3f} (fp={raw['fp']})   "
+            f"verified: P={ver['precision']:.3f} R={ver['recall']:.3f} (tp={ver['tp']} fp={ver['fp']} fn={ver['fn']})"
+        )
     best = max(
         (evaluate(pairs, t / 100, verified=False) | {"t": t / 100} for t in range(50, 100)),
         key=lambda r: r["precision"],
     )
-    print(f"  best cosine-only precision over thresholds 0.50-0.99: {best['precision']:.3f} at {best['t']:.2f} "
-          f"(recall {best['recall']:.3f})")
+    print(
+        f"  best cosine-only precision over thresholds 0.50-0.99: {best['precision']:.3f} at {best['t']:.2f} "
+        f"(recall {best['recall']:.3f})"
+    )
     false_hits = evaluate(pairs, args.threshold, verified=True)["false_hits"]
     print(f"\nfalse hits after verification ({len(false_hits)}):")
     for pair in false_hits:

@@ -6,8 +6,8 @@ ids: every replay gets a fresh ``chatcmpl-`` id and the current time, like a liv
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +29,7 @@ class CachedAnswer:
     usage: dict[str, Any] | None = None
     system_fingerprint: str | None = None
     created_at: float = field(default_factory=time.time)
+    _json_tail: bytes | None = field(default=None, repr=False, compare=False)
 
     # -- storage --------------------------------------------------------------------------------------
 
@@ -159,7 +160,7 @@ class CachedAnswer:
 
 
 def new_completion_id() -> str:
-    return "chatcmpl-" + uuid.uuid4().hex
+    return "chatcmpl-" + os.urandom(16).hex()
 
 
 def split_pieces(text: str, size: int = _PIECE_CHARS) -> list[str]:

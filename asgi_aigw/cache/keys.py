@@ -11,8 +11,8 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -31,6 +31,7 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(canonical_json(value)).hexdigest()
 
 
+@functools.lru_cache(maxsize=4096)
 def tenant_tag(tenant: str) -> str:
     """A fixed-width tag for a tenant in store keys (tenant ids may hold any character)."""
     return hashlib.sha256(tenant.encode()).hexdigest()[:16]
@@ -57,29 +58,50 @@ def message_text(message: Any) -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
 class CacheKeys:
-    tenant: str
-    #: Key of the exact layer (without the store's prefix): ``<tenant tag>:<sha256>``.
-    exact: str
-    #: Hash of everything but the last message; ``None`` when the semantic layer cannot be used.
-    scope: str | None
-    #: The last user message's text, embedded for the semantic layer.
-    question: str | None
+    """The keys of one request; the scope and question are worked out only when the semantic layer
+    needs them (an exact hit never does)."""
+
+    __slots__ = ("_max_question_chars", "_request", "_semantic", "exact", "tenant")
+
+    def __init__(self, tenant: str, request: dict[str, Any], *, max_question_chars: int) -> None:
+        self.tenant = tenant
+        self._request = request
+        self._max_question_chars = max_question_chars
+        self._semantic: tuple[str | None, str | None] | None = None
+        #: Key of the exact layer (without the store's prefix): ``<tenant tag>:<sha256>``.
+        self.exact = f"{tenant_tag(tenant)}:{_digest({'tenant': tenant, 'request': request})}"
+
+    @property
+    def scope(self) -> str | None:
+        """Hash of everything but the last message; ``None`` when the semantic layer cannot be used."""
+        return self._scope_and_question()[0]
+
+    @property
+    def question(self) -> str | None:
+        """The last user message's text, embedded for the semantic layer."""
+        return self._scope_and_question()[1]
+
+    def _scope_and_question(self) -> tuple[str | None, str | None]:
+        if self._semantic is None:
+            self._semantic = self._compute_semantic()
+        return self._semantic
+
+    def _compute_semantic(self) -> tuple[str | None, str | None]:
+        request = self._request
+        messages = request.get("messages") or []
+        last = messages[-1] if messages else None
+        question = message_text(last) if isinstance(last, dict) and last.get("role") == "user" else None
+        if question is None or not question.strip() or len(question) > self._max_question_chars:
+            return None, None
+        # The last message's other fields (a "name", say) stay in the scope: only its text may differ.
+        last_rest = {k: v for k, v in last.items() if k != "content"} if isinstance(last, dict) else {}
+        scope_request = {**request, "messages": messages[:-1], "last_message": last_rest}
+        scope = f"{tenant_tag(self.tenant)}:{_digest({'tenant': self.tenant, 'request': scope_request})}"
+        return scope, question.strip()
 
 
 def cache_keys(body: dict[str, Any], tenant: str, *, max_question_chars: int) -> CacheKeys:
     """The keys of a validated chat request ``body`` for ``tenant``."""
     request = {k: v for k, v in body.items() if k not in IGNORED_FIELDS}
-    tag = tenant_tag(tenant)
-    exact = f"{tag}:{_digest({'tenant': tenant, 'request': request})}"
-    messages = request.get("messages") or []
-    last = messages[-1] if messages else None
-    question = message_text(last) if isinstance(last, dict) and last.get("role") == "user" else None
-    if question is None or not question.strip() or len(question) > max_question_chars:
-        return CacheKeys(tenant, exact, None, None)
-    # The last message's other fields (a "name", say) stay in the scope: only its text may differ.
-    last_rest = {k: v for k, v in last.items() if k != "content"} if isinstance(last, dict) else {}
-    scope_request = {**request, "messages": messages[:-1], "last_message": last_rest}
-    scope = f"{tag}:{_digest({'tenant': tenant, 'request': scope_request})}"
-    return CacheKeys(tenant, exact, scope, question.strip())
+    return CacheKeys(tenant, request, max_question_chars=max_question_chars)

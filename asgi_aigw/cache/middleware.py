@@ -24,7 +24,6 @@ from .._types import ASGIApp, Headers, Message, Receive, Scope, Send
 from ..body import DEFAULT_MAX_BODY_BYTES, ClientDisconnect, read_json
 from ..context import RequestContext, Usage, ensure_context
 from ..errors import GatewayError, InvalidRequest, send_error
-from ..http import get_header
 from ..models import ChatCompletionRequest
 from ..response import ResponseTap, watch_disconnect
 from ..routes import classify
@@ -53,6 +52,66 @@ _SSE_HEADERS: Headers = [
 ]
 
 _UNSET: Any = object()
+#: Decoded answers kept for hot entries.
+_DECODED_ENTRIES = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _RequestView:
+    """The few request fields the cache acts on, read from the parsed body."""
+
+    model: str
+    stream: bool
+    include_usage: bool
+    n: int
+    temperature: float
+    logprobs: bool
+
+    @classmethod
+    def read(cls, data: Any) -> _RequestView | None:
+        """From the raw body when every field involved has the expected type; ``None`` otherwise
+        (then the pydantic model decides)."""
+        if not isinstance(data, dict):
+            return None
+        get = data.get
+        model, stream, options, n = get("model"), get("stream"), get("stream_options"), get("n")
+        temperature, logprobs = get("temperature"), get("logprobs")
+        if (
+            not isinstance(model, str)
+            or not model
+            or not isinstance(get("messages"), list)
+            or not isinstance(stream, bool | None)
+            or not (
+                options is None
+                or (isinstance(options, dict) and isinstance(options.get("include_usage"), bool | None))
+            )
+            or not (n is None or (type(n) is int and n >= 1))
+            or not (temperature is None or (type(temperature) in (int, float) and 0 <= temperature <= 2))
+            or not isinstance(logprobs, bool | None)
+            or not isinstance(get("user"), str | None)
+            or not isinstance(get("metadata"), dict | None)
+            or not isinstance(get("store"), bool | None)
+        ):
+            return None
+        return cls(
+            model,
+            bool(stream),
+            bool(options and options.get("include_usage")),
+            n or 1,
+            float(temperature or 0.0),
+            bool(logprobs),
+        )
+
+    @classmethod
+    def of(cls, request: ChatCompletionRequest) -> _RequestView:
+        return cls(
+            request.model,
+            bool(request.stream),
+            bool(request.stream_options and request.stream_options.include_usage),
+            request.n or 1,
+            float(request.temperature or 0.0),
+            bool(request.logprobs),
+        )
 
 
 @dataclass(slots=True)
@@ -128,6 +187,7 @@ class SemanticCacheMiddleware:
         self._log_failure = _ThrottledLog(config.error_log_interval)
         self._last_cleanup = time.monotonic()
         self._background: set[asyncio.Task[None]] = set()
+        self._decoded: dict[bytes, CachedAnswer] = {}
 
     # -- public helpers -------------------------------------------------------------------------------
 
@@ -177,9 +237,11 @@ class SemanticCacheMiddleware:
         except GatewayError as exc:
             await send_error(send, exc)
             return
+        view = _RequestView.read(body.data)
         try:
-            request = body.validate(ChatCompletionRequest)
-            controls = self._controls(scope, request)
+            if view is None:
+                view = _RequestView.of(body.validate(ChatCompletionRequest))
+            controls = self._controls(scope, view)
         except InvalidRequest as exc:
             if exc.param == TTL_HEADER.decode():
                 await send_error(send, exc)
@@ -195,9 +257,18 @@ class SemanticCacheMiddleware:
         keys = cache_keys(body.data, tenant, max_question_chars=self.config.max_question_chars)
         vector: list[float] | None = None
         if controls.lookup:
-            answer, status, score, vector = await self._lookup(keys)
+            # An exact hit needs no validation: the same body was validated and answered before (the
+            # fields left out of the key were type-checked by _RequestView.read).
+            answer, status, score = await self._lookup_exact(keys)
+            if answer is None:
+                try:
+                    body.validate(ChatCompletionRequest)
+                except InvalidRequest:
+                    await self.app(scope, receive, send)
+                    return
+                answer, status, score, vector = await self._lookup_semantic(keys)
             if answer is not None:
-                await self._replay(send, ctx, request, answer, status, score)
+                await self._replay(send, ctx, view, answer, status, score)
                 return
         ctx.cache_status = MISS if controls.lookup else BYPASS
         await self._forward_and_store(scope, receive, send, ctx, keys, controls, vector)
@@ -213,17 +284,21 @@ class SemanticCacheMiddleware:
 
     # -- controls -------------------------------------------------------------------------------------
 
-    def _controls(self, scope: Scope, request: ChatCompletionRequest) -> _Controls:
+    def _controls(self, scope: Scope, request: _RequestView) -> _Controls:
         controls = _Controls(ttl=self.config.ttl)
-        directives = {
-            d.strip().split("=", 1)[0].lower()
-            for d in (get_header(scope, b"cache-control") or b"").decode("latin-1").split(",")
-        }
-        if "no-cache" in directives:
-            controls.lookup = False
-        if "no-store" in directives:
-            controls.store = False
-        raw_ttl = get_header(scope, TTL_HEADER)
+        cache_control: bytes | None = None
+        raw_ttl: bytes | None = None
+        for key, value in scope.get("headers", ()):
+            if key == b"cache-control":
+                cache_control = value
+            elif key == TTL_HEADER:
+                raw_ttl = value
+        if cache_control:
+            directives = {d.strip().split(b"=", 1)[0].lower() for d in cache_control.split(b",")}
+            if b"no-cache" in directives:
+                controls.lookup = False
+            if b"no-store" in directives:
+                controls.store = False
         if raw_ttl is not None:
             try:
                 ttl = float(raw_ttl)
@@ -240,29 +315,46 @@ class SemanticCacheMiddleware:
         # Answers that differ on every call, or that the cache cannot replay faithfully.
         max_temperature = self.config.max_temperature
         if (
-            (request.n or 1) > 1
+            request.n > 1
             or request.logprobs
-            or (max_temperature is not None and (request.temperature or 0.0) > max_temperature)
+            or (max_temperature is not None and request.temperature > max_temperature)
         ):
             controls.lookup = controls.store = False
         return controls
 
     # -- lookup ---------------------------------------------------------------------------------------
 
-    async def _lookup(
-        self, keys: CacheKeys
-    ) -> tuple[CachedAnswer | None, str, float | None, list[float] | None]:
-        """(answer, status, score, embedding of the question if one was computed)."""
+    async def _lookup_exact(self, keys: CacheKeys) -> tuple[CachedAnswer | None, str, float | None]:
         try:
-            async with asyncio.timeout(self.config.lookup_timeout):
-                raw = await self.exact.get(keys.exact)
+            # No asyncio.timeout here: it costs more than a memory lookup, and the Redis client made
+            # from a URL has its own socket timeouts.
+            raw = await self.exact.get(keys.exact)
         except Exception as exc:
             self._log_failure("the exact store", exc)
             raw = None
         if raw is not None:
-            answer = CachedAnswer.from_bytes(raw)
+            answer = self._decode(raw)
             if answer is not None:
-                return answer, HIT_EXACT, None, None
+                return answer, HIT_EXACT, None
+        return None, MISS, None
+
+    def _decode(self, raw: bytes | str) -> CachedAnswer | None:
+        """The answer stored as ``raw``, decoded once while it stays in a small table (hot entries are
+        asked for again and again; bytes hash once and compare fast)."""
+        key = raw if isinstance(raw, bytes) else raw.encode()
+        answer = self._decoded.get(key)
+        if answer is None:
+            answer = CachedAnswer.from_bytes(key)
+            if answer is not None:
+                if len(self._decoded) >= _DECODED_ENTRIES:
+                    self._decoded.pop(next(iter(self._decoded)))
+                self._decoded[key] = answer
+        return answer
+
+    async def _lookup_semantic(
+        self, keys: CacheKeys
+    ) -> tuple[CachedAnswer | None, str, float | None, list[float] | None]:
+        """(answer, status, score, embedding of the question if one was computed)."""
         if self.vector is None or keys.scope is None or keys.question is None:
             return None, MISS, None, None
         embedder = self.embedder
@@ -291,7 +383,7 @@ class SemanticCacheMiddleware:
                 break
             if self.config.verify and not verify(keys.question, match.question).ok:
                 continue
-            answer = CachedAnswer.from_bytes(match.answer)
+            answer = self._decode(match.answer)
             if answer is not None:
                 return answer, HIT_SEMANTIC, match.score, vector
         return None, MISS, None, vector
@@ -300,7 +392,7 @@ class SemanticCacheMiddleware:
         self,
         send: Send,
         ctx: RequestContext,
-        request: ChatCompletionRequest,
+        request: _RequestView,
         answer: CachedAnswer,
         status: str,
         score: float | None,
@@ -317,8 +409,7 @@ class SemanticCacheMiddleware:
         if score is not None:
             headers.append((SCORE_HEADER, f"{score:.4f}".encode()))
         if request.stream:
-            include_usage = bool(request.stream_options and request.stream_options.include_usage)
-            body = b"".join(answer.to_sse(include_usage=include_usage))
+            body = b"".join(answer.to_sse(include_usage=request.include_usage))
             await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS + headers})
         else:
             body = answer.to_json()
