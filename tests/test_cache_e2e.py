@@ -60,7 +60,9 @@ async def test_sdk_reads_replayed_streams_like_live_ones(gateway: str, fake: Fak
     live = await _stream(client, "How do I delete a branch in git?")
     exact = await _stream(client, "How do I delete a branch in git?")
     semantic = await _stream(client, "How can I delete a git branch?")
-    assert live[1] == "miss" and exact[1] == "hit-exact" and semantic[1] == "hit-semantic"
+    assert live[1] == "miss"
+    assert exact[1] == "hit-exact"
+    assert semantic[1] == "hit-semantic"
     for text, _, usage, finish in (exact, semantic):
         assert text == live[0] == "Echo: How do I delete a branch in git?"
         assert finish == ["stop"]
@@ -73,5 +75,6 @@ async def test_sdk_reads_replayed_streams_like_live_ones(gateway: str, fake: Fak
     completion = raw.parse()
     assert raw.headers["x-aigw-cache"] == "hit-exact"
     assert completion.choices[0].message.content == live[0]
-    assert completion.usage is not None and completion.usage.total_tokens > 0
+    assert completion.usage is not None
+    assert completion.usage.total_tokens > 0
     await client.close()

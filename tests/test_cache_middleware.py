@@ -43,7 +43,8 @@ async def test_asking_twice_is_an_exact_hit(stack: Any, fake: FakeProvider) -> N
     a, b = first.json(), second.json()
     assert b["choices"][0]["message"]["content"] == a["choices"][0]["message"]["content"]
     assert b["usage"]["total_tokens"] == a["usage"]["total_tokens"]
-    assert b["id"] != a["id"] and b["id"].startswith("chatcmpl-")
+    assert b["id"] != a["id"]
+    assert b["id"].startswith("chatcmpl-")
 
 
 async def test_paraphrase_is_a_semantic_hit_with_its_score(stack: Any, fake: FakeProvider) -> None:
@@ -89,18 +90,38 @@ QUESTION = {"role": "user", "content": "What is the capital of France?"}
 @pytest.mark.parametrize(
     ("first", "second", "headers"),
     [
-        pytest.param({"messages": [SYSTEM, QUESTION]}, {"messages": [{"role": "system", "content": "You are verbose."}, QUESTION]}, {}, id="system-prompt"),
+        pytest.param(
+            {"messages": [SYSTEM, QUESTION]},
+            {"messages": [{"role": "system", "content": "You are verbose."}, QUESTION]},
+            {},
+            id="system-prompt",
+        ),
         pytest.param(
             {"messages": [QUESTION]},
-            {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}, QUESTION]},
+            {
+                "messages": [
+                    {"role": "user", "content": "Hi"},
+                    {"role": "assistant", "content": "Hello!"},
+                    QUESTION,
+                ]
+            },
             {},
             id="earlier-turns",
         ),
         pytest.param({"messages": [QUESTION]}, {"messages": [QUESTION], "model": "gpt-4o"}, {}, id="model"),
-        pytest.param({"messages": [QUESTION]}, {"messages": [QUESTION], "temperature": 0.2}, {}, id="temperature"),
-        pytest.param({"messages": [QUESTION]}, {"messages": [QUESTION], "max_tokens": 5}, {}, id="max-tokens"),
+        pytest.param(
+            {"messages": [QUESTION]}, {"messages": [QUESTION], "temperature": 0.2}, {}, id="temperature"
+        ),
+        pytest.param(
+            {"messages": [QUESTION]}, {"messages": [QUESTION], "max_tokens": 5}, {}, id="max-tokens"
+        ),
         pytest.param({"messages": [QUESTION]}, {"messages": [QUESTION], "seed": 7}, {}, id="seed"),
-        pytest.param({"messages": [QUESTION]}, {"messages": [QUESTION], "response_format": {"type": "json_object"}}, {}, id="response-format"),
+        pytest.param(
+            {"messages": [QUESTION]},
+            {"messages": [QUESTION], "response_format": {"type": "json_object"}},
+            {},
+            id="response-format",
+        ),
         pytest.param({"messages": [QUESTION]}, {"messages": [QUESTION]}, {"x-tenant": "other"}, id="tenant"),
     ],
 )
@@ -110,7 +131,10 @@ async def test_same_question_in_another_context_is_a_miss(
     client, _ = stack
     await post(client, {"model": "gpt-4o-mini", **first}, **{"x-tenant": "acme"})
     # the same question asked in other words must not match either (the semantic layer is scoped)
-    reworded = [*second["messages"][:-1], {"role": "user", "content": "What's the capital of France, please?"}]
+    reworded = [
+        *second["messages"][:-1],
+        {"role": "user", "content": "What's the capital of France, please?"},
+    ]
     for messages in (second["messages"], reworded):
         body = {"model": "gpt-4o-mini", **second, "messages": messages}
         # no-store: this context's own answer must not be what the reworded question finds
@@ -124,14 +148,18 @@ async def test_same_question_in_another_context_is_a_miss(
 async def test_key_ignores_field_order_stream_and_user(stack: Any, fake: FakeProvider) -> None:
     client, _ = stack
     await post(client, {"messages": [QUESTION], "model": "gpt-4o-mini", "temperature": 0, "user": "u1"})
-    response = await post(client, {"temperature": 0, "model": "gpt-4o-mini", "messages": [QUESTION], "user": "u2"})
+    response = await post(
+        client, {"temperature": 0, "model": "gpt-4o-mini", "messages": [QUESTION], "user": "u2"}
+    )
     assert response.headers["x-aigw-cache"] == "hit-exact"
 
 
 # -- streams --------------------------------------------------------------------------------------
 
 
-async def test_stream_is_captured_then_replayed_as_a_stream_and_as_json(stack: Any, fake: FakeProvider) -> None:
+async def test_stream_is_captured_then_replayed_as_a_stream_and_as_json(
+    stack: Any, fake: FakeProvider
+) -> None:
     client, _ = stack
     body = chat("Tell me about streams", stream=True, stream_options={"include_usage": True})
     live = await post(client, body)
@@ -144,12 +172,15 @@ async def test_stream_is_captured_then_replayed_as_a_stream_and_as_json(stack: A
     chunks = events[:-1]
     assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
-    live_text = "".join(c["choices"][0]["delta"].get("content") or "" for c in sse_payloads(live.text)[:-1] if c["choices"])
+    live_text = "".join(
+        c["choices"][0]["delta"].get("content") or "" for c in sse_payloads(live.text)[:-1] if c["choices"]
+    )
     assert text == live_text == "Echo: Tell me about streams"
     finish = [c for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
     assert [c["choices"][0]["finish_reason"] for c in finish] == ["stop"]
     usage_chunk = chunks[-1]
-    assert usage_chunk["choices"] == [] and usage_chunk["usage"]["completion_tokens"] > 0
+    assert usage_chunk["choices"] == []
+    assert usage_chunk["usage"]["completion_tokens"] > 0
     assert len({c["id"] for c in chunks}) == 1
     # the same entry answers a JSON request
     as_json = await post(client, chat("Tell me about streams"))
@@ -159,7 +190,9 @@ async def test_stream_is_captured_then_replayed_as_a_stream_and_as_json(stack: A
     assert len(fake.requests) == 1
 
 
-async def test_stream_without_usage_replays_without_usage_chunk_but_keeps_usage(stack: Any, fake: FakeProvider) -> None:
+async def test_stream_without_usage_replays_without_usage_chunk_but_keeps_usage(
+    stack: Any, fake: FakeProvider
+) -> None:
     client, _ = stack
     await post(client, chat("No usage please", stream=True))
     replay = await post(client, chat("No usage please", stream=True))
@@ -189,7 +222,8 @@ async def test_error_answers_are_not_stored(stack: Any, fake: FakeProvider) -> N
     assert failed.status_code == 400
     assert failed.headers["x-aigw-cache"] == "miss"
     retry = await post(client, chat("Fail once"))
-    assert retry.status_code == 200 and retry.headers["x-aigw-cache"] == "miss"
+    assert retry.status_code == 200
+    assert retry.headers["x-aigw-cache"] == "miss"
 
 
 async def test_cut_stream_is_not_stored(stack: Any, fake: FakeProvider) -> None:
@@ -346,9 +380,12 @@ async def test_context_records_hit_and_usage(fake: FakeProvider) -> None:
         await post(client, chat("Count my tokens, please"))
     miss, exact, semantic = spy.contexts
     assert miss.cache_status == "miss"
-    assert exact.cache_status == "hit-exact" and exact.cache_score is None
-    assert semantic.cache_status == "hit-semantic" and semantic.cache_score is not None
-    assert exact.usage is not None and exact.usage.total_tokens == first.json()["usage"]["total_tokens"]
+    assert exact.cache_status == "hit-exact"
+    assert exact.cache_score is None
+    assert semantic.cache_status == "hit-semantic"
+    assert semantic.cache_score is not None
+    assert exact.usage is not None
+    assert exact.usage.total_tokens == first.json()["usage"]["total_tokens"]
     await cache.aclose()
 
 
@@ -428,5 +465,9 @@ async def test_purge_by_tenant(stack: Any) -> None:
     await post(client, chat("Tenant question"), **{"x-tenant": "b"})
     exact, vectors = await cache.purge("a")
     assert (exact, vectors) == (1, 1)
-    assert (await post(client, chat("Tenant question"), **{"x-tenant": "a"})).headers["x-aigw-cache"] == "miss"
-    assert (await post(client, chat("Tenant question"), **{"x-tenant": "b"})).headers["x-aigw-cache"] == "hit-exact"
+    assert (await post(client, chat("Tenant question"), **{"x-tenant": "a"})).headers[
+        "x-aigw-cache"
+    ] == "miss"
+    assert (await post(client, chat("Tenant question"), **{"x-tenant": "b"})).headers[
+        "x-aigw-cache"
+    ] == "hit-exact"

@@ -24,7 +24,9 @@ from .cache_support import cache_stack, chat, post
 
 
 @pytest.fixture(params=["memory", "redis"])
-async def exact_store(request: pytest.FixtureRequest, redis_url: str, redis_prefix: str) -> AsyncIterator[Any]:
+async def exact_store(
+    request: pytest.FixtureRequest, redis_url: str, redis_prefix: str
+) -> AsyncIterator[Any]:
     if request.param == "memory":
         yield MemoryExactStore(max_entries=3)
         return
@@ -93,8 +95,12 @@ async def vector_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
     await store.aclose()
 
 
-def _entry(key: str, vector: list[float], *, tenant: str = "t", scope: str = "s", ttl: float = 60) -> VectorEntry:
-    return VectorEntry(point_id(key), vector, tenant, scope, time.time() + ttl, f"question {key}", f'"answer {key}"')
+def _entry(
+    key: str, vector: list[float], *, tenant: str = "t", scope: str = "s", ttl: float = 60
+) -> VectorEntry:
+    return VectorEntry(
+        point_id(key), vector, tenant, scope, time.time() + ttl, f"question {key}", f'"answer {key}"'
+    )
 
 
 async def test_vector_store_filters_by_tenant_scope_and_expiry(vector_store: VectorStore) -> None:
@@ -166,14 +172,20 @@ async def test_qdrant_collection_is_created_with_dimension_and_payload_indexes(t
 
 
 @pytest.mark.parametrize("vector", ["qdrant-edge", "qdrant-local"])
-async def test_middleware_on_redis_and_qdrant(vector: str, redis_url: str, redis_prefix: str, tmp_path: Path) -> None:
+async def test_middleware_on_redis_and_qdrant(
+    vector: str, redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
     url = f"qdrant-edge://{tmp_path / 'edge'}" if vector == "qdrant-edge" else "qdrant+local://:memory:"
     config = CacheConfig(exact=redis_url, key_prefix=redis_prefix, vector=url)
     fake = FakeProvider()
     app, cache = cache_stack(fake, config=config, exact=None, vector=url)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client:
-        assert (await post(client, chat("How do I delete a branch in git?"))).headers["x-aigw-cache"] == "miss"
-        assert (await post(client, chat("How do I delete a branch in git?"))).headers["x-aigw-cache"] == "hit-exact"
+        assert (await post(client, chat("How do I delete a branch in git?"))).headers[
+            "x-aigw-cache"
+        ] == "miss"
+        assert (await post(client, chat("How do I delete a branch in git?"))).headers[
+            "x-aigw-cache"
+        ] == "hit-exact"
         semantic = await post(client, chat("How can I delete a git branch?"))
         assert semantic.headers["x-aigw-cache"] == "hit-semantic"
         assert semantic.json()["choices"][0]["message"]["content"] == "Echo: How do I delete a branch in git?"
@@ -183,6 +195,7 @@ async def test_middleware_on_redis_and_qdrant(vector: str, redis_url: str, redis
         assert hard.headers["x-aigw-cache"] == "miss"
     assert len(fake.requests) == 3
     exact, vectors = await cache.purge("default")
-    assert exact == 2 and vectors == 2  # the git-delete and git-create answers of the default tenant
+    assert exact == 2
+    assert vectors == 2
     await cache.purge()
     await cache.aclose()

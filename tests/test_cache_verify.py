@@ -92,14 +92,21 @@ def test_scope_separates_context_and_key_ignores_stream() -> None:
     base = {"model": "m", "messages": [{"role": "user", "content": "Hi there"}]}
     a = cache_keys(base, "t", max_question_chars=100)
     b = cache_keys({**base, "stream": True, "user": "x"}, "t", max_question_chars=100)
-    c = cache_keys({**base, "messages": [{"role": "user", "content": "Hello there"}]}, "t", max_question_chars=100)
+    c = cache_keys(
+        {**base, "messages": [{"role": "user", "content": "Hello there"}]}, "t", max_question_chars=100
+    )
     d = cache_keys({**base, "top_p": 0.5}, "t", max_question_chars=100)
-    assert a.exact == b.exact and a.scope == b.scope
-    assert a.exact != c.exact and a.scope == c.scope
+    assert a.exact == b.exact
+    assert a.scope == b.scope
+    assert a.exact != c.exact
+    assert a.scope == c.scope
     assert a.scope != d.scope
     assert a.question == "Hi there"
     assert cache_keys(base, "u", max_question_chars=100).scope != a.scope
-    long = cache_keys({**base, "messages": [{"role": "user", "content": "x" * 101}]}, "t", max_question_chars=100)
-    assert long.scope is None and long.question is None
+    long = cache_keys(
+        {**base, "messages": [{"role": "user", "content": "x" * 101}]}, "t", max_question_chars=100
+    )
+    assert long.scope is None
+    assert long.question is None
     image = {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:,"}}]}
     assert cache_keys({**base, "messages": [image]}, "t", max_question_chars=100).scope is None

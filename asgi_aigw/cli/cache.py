@@ -41,7 +41,9 @@ async def _purge(config: GatewayConfig, tenant: str | None) -> tuple[int, int]:
     assert config.cache is not None
     section = config.cache
     exact = exact_store_from_url(section.exact, max_entries=section.max_entries, prefix=section.key_prefix)
-    vector = vector_store_from_url(section.vector, collection=section.collection, api_key=section.qdrant_api_key)
+    vector = vector_store_from_url(
+        section.vector, collection=section.collection, api_key=section.qdrant_api_key
+    )
     tag = tenant_tag(tenant) if tenant is not None else None
     try:
         removed_exact = await exact.purge(tag)
@@ -60,11 +62,11 @@ def run_purge(args: argparse.Namespace) -> int:
         print(f"aigw cache purge: {exc}", file=sys.stderr)
         return 2
     if config.cache is None:
-        print("aigw cache purge: the configuration has no 'cache' section: nothing to purge.", file=sys.stderr)
+        print("aigw cache purge: the configuration has no 'cache' section.", file=sys.stderr)
         return 2
     for kind, url in (("exact", config.cache.exact), ("vector", config.cache.vector)):
         if url in ("memory", "memory://"):
-            print(f"note: the {kind} layer is in the server's memory (memory://): restart the server to clear it.")
+            print(f"note: the {kind} layer lives in the server's memory (memory://): restart it to clear.")
     try:
         exact, vectors = asyncio.run(_purge(config, args.tenant))
     except MissingDependency as exc:
