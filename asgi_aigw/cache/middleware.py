@@ -52,8 +52,9 @@ _SSE_HEADERS: Headers = [
 ]
 
 _UNSET: Any = object()
-#: Decoded answers kept for hot entries.
+#: Decoded answers kept for hot entries, and the largest kept (bounds the table at 64 MiB).
 _DECODED_ENTRIES = 1024
+_DECODED_MAX_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,7 +346,7 @@ class SemanticCacheMiddleware:
         answer = self._decoded.get(key)
         if answer is None:
             answer = CachedAnswer.from_bytes(key)
-            if answer is not None:
+            if answer is not None and len(key) <= _DECODED_MAX_BYTES:
                 if len(self._decoded) >= _DECODED_ENTRIES:
                     self._decoded.pop(next(iter(self._decoded)))
                 self._decoded[key] = answer
