@@ -12,8 +12,8 @@ import orjson
 import pytest
 from asgiref.testing import ApplicationCommunicator
 
-from asgi_aigw.cache import CacheConfig, SemanticCacheMiddleware
-from asgi_aigw.testing import FakeBehaviour, FakeProvider
+from asgi_aigw.cache import CacheConfig, MemoryVectorStore, SemanticCacheMiddleware
+from asgi_aigw.testing import FakeBehaviour, FakeProvider, StreamingASGITransport
 
 from .cache_support import BagOfWordsEmbedder, cache_stack, chat, post
 from .support import ContextSpy, sse_payloads
@@ -471,3 +471,28 @@ async def test_purge_by_tenant(stack: Any) -> None:
     assert (await post(client, chat("Tenant question"), **{"x-tenant": "b"})).headers[
         "x-aigw-cache"
     ] == "hit-exact"
+
+
+async def test_lifespan_warms_the_embedder_and_closes_the_stores(fake: FakeProvider) -> None:
+    from asgi_lifespan import LifespanManager
+
+    from asgi_aigw import build_app
+
+    from .support import FAKE_URL, fake_config
+
+    closed: list[str] = []
+
+    class ClosingStore(MemoryVectorStore):
+        async def aclose(self) -> None:
+            closed.append("vector")
+
+    embedder = BagOfWordsEmbedder()
+    app = SemanticCacheMiddleware(
+        build_app(fake_config(), transports={FAKE_URL: StreamingASGITransport(fake)}, env={}),
+        vector=ClosingStore(),
+        embedder=embedder,
+    )
+    async with LifespanManager(app):
+        await app.drain()
+        assert embedder.calls == 1  # the model is loaded before the first request needs it
+    assert closed == ["vector"]

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -210,7 +210,7 @@ class SemanticCacheMiddleware:
         return exact, vectors
 
     async def drain(self) -> None:
-        """Wait for background work (expired-vector sweeps) started so far."""
+        """Wait for background work (embedder warm-up, expired-vector sweeps) started so far."""
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
 
@@ -276,12 +276,29 @@ class SemanticCacheMiddleware:
 
     def _lifespan_send(self, send: Send) -> Send:
         async def lifespan_send(message: Message) -> None:
-            if message["type"] == "lifespan.shutdown.complete":
+            if message["type"] == "lifespan.startup.complete" and self.vector is not None:
+                # Load the embedding model now, in the background, rather than in the first request.
+                self._spawn(self._warm_up())
+            elif message["type"] == "lifespan.shutdown.complete":
                 with contextlib.suppress(Exception):
                     await self.aclose()
             await send(message)
 
         return lifespan_send
+
+    async def _warm_up(self) -> None:
+        embedder = self.embedder  # resolving loads nothing; the first embed loads the model
+        if embedder is None:
+            return
+        try:
+            await embedder.embed(["warm-up"])
+        except Exception as exc:
+            self._log_failure("the embedder", exc)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # -- controls -------------------------------------------------------------------------------------
 
@@ -510,9 +527,7 @@ class SemanticCacheMiddleware:
         if self.vector is None or now - self._last_cleanup < self.config.cleanup_interval:
             return
         self._last_cleanup = now
-        task = asyncio.get_running_loop().create_task(self._sweep(self.vector))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._spawn(self._sweep(self.vector))
 
     async def _sweep(self, store: VectorStore) -> None:
         try:
