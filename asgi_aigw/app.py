@@ -10,6 +10,7 @@ from ._types import ASGIApp
 from .config import GatewayConfig
 from .mount import NotFoundApp, PrefixMount
 from .router import ProviderRouter
+from .runtime import configure as configure_runtime
 
 
 def build_app(
@@ -23,6 +24,8 @@ def build_app(
     (a small index and 404 app when ``app`` is None), wrapped in the middlewares the configuration
     enables, outermost first: request log, tenant, budget, redaction, cache."""
     config = config or GatewayConfig()
+    # token counting reads the process-wide runtime configuration (asset dir, safety factors)
+    configure_runtime(config.runtime)
     router = ProviderRouter(config, transports=transports, env=env)
     stack: ASGIApp = PrefixMount(app or NotFoundApp(config.prefix), router, prefix=config.prefix)
     if config.cache is not None:
