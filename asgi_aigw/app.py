@@ -32,11 +32,11 @@ def build_app(
         from .cache import SemanticCacheMiddleware
         from .cache.embedding import runtime_embedder
 
-        cache_config = config
+        runtime = config.runtime
         stack = SemanticCacheMiddleware(
             stack,
             config=config.cache,
-            embedder=lambda: runtime_embedder(cache_config),
+            embedder=lambda: runtime_embedder(runtime),
             max_body_bytes=config.router.max_body_bytes,
         )
     return stack

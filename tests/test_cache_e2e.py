@@ -1,4 +1,5 @@
-"""End to end: the openai SDK against the gateway with the cache (build_app), on a real uvicorn."""
+"""End to end: the openai SDK against the gateway with the cache (build_app, the runtime's embedder,
+Qdrant Edge), on a real uvicorn."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from asgi_aigw import build_app
 from asgi_aigw.cache import CacheConfig
 from asgi_aigw.testing import FakeProvider, ServerThread
 
-from .cache_support import BagOfWordsEmbedder
 from .support import fake_config
 
 pytestmark = pytest.mark.e2e
@@ -24,10 +24,7 @@ async def gateway(fake: FakeProvider, tmp_path: Path) -> AsyncIterator[str]:
     upstream.start()
     config = fake_config(base_url=upstream.base_url + "/v1")
     config.cache = CacheConfig(vector=f"qdrant-edge://{tmp_path / 'vectors'}")
-    app = build_app(config, env={})
-    app.embedder  # resolve the lazy default, then swap in the test embedder  # noqa: B018
-    app._embedder = BagOfWordsEmbedder()  # type: ignore[attr-defined]
-    server = ServerThread(app)
+    server = ServerThread(build_app(config, env={}))  # the runtime's all-MiniLM-L6-v2 embedder
     server.start()
     try:
         yield server.base_url

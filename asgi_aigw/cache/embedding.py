@@ -1,32 +1,39 @@
-"""The embedder the semantic layer uses: the runtime's shared one unless the application passes its own."""
+"""The embedder the semantic layer uses: the offline runtime's shared one unless the application passes
+its own (any object with ``dimension`` and ``async embed(texts)``)."""
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from .._optional import MissingDependency, require
+
+if TYPE_CHECKING:
+    from ..runtime.config import RuntimeConfig
 
 logger = logging.getLogger("asgi_aigw.cache")
 
 
 @runtime_checkable
 class Embedder(Protocol):
-    """What :mod:`asgi_aigw.runtime.embedder` provides: unit vectors, computed off the event loop."""
+    """What :class:`asgi_aigw.runtime.embedder.Embedder` provides: unit vectors, computed off the event
+    loop. Restated here so that importing the cache does not import numpy."""
 
-    dimension: int
+    @property
+    def dimension(self) -> int: ...
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
 
 
-def runtime_embedder(config: Any) -> Embedder | None:
-    """The process-wide embedder of the offline runtime (all-MiniLM-L6-v2 by default), or ``None`` when
-    the runtime is not available (the semantic layer is then off and the exact layer works alone)."""
+def runtime_embedder(config: RuntimeConfig | None = None) -> Embedder | None:
+    """The runtime's process-wide embedder (all-MiniLM-L6-v2 from local files by default; nothing is
+    loaded before the first ``embed``), or ``None`` when the ``embed`` extra is not installed: the
+    semantic layer is then off and the exact layer works alone."""
     try:
-        module = importlib.import_module("asgi_aigw.runtime.embedder")
-    except ImportError:
-        logger.warning("asgi_aigw.runtime is not available: the semantic cache layer is off")
+        module = require("asgi_aigw.runtime.embedder", "embed")
+    except MissingDependency as exc:
+        logger.warning("semantic cache layer off: %s", exc)
         return None
-    runtime_config = getattr(config, "runtime", None)
-    embedder: Embedder = module.get_embedder(runtime_config)
+    embedder: Embedder = module.get_embedder(config)
     return embedder
