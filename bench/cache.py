@@ -52,16 +52,28 @@ def bench_exact_wrk(seconds: float, concurrency: list[int], rounds: int) -> list
     """Bare and cache runs alternate ``rounds`` times (the machine's other load drifts); medians."""
     rows = []
     with contextlib.ExitStack() as stack:
-        bare = stack.enter_context(uvicorn_process("_baselines:fixed_json")) + "/v1/chat/completions"
-        cache = stack.enter_context(uvicorn_process("_cache_apps:exact_hit_gateway", factory=True))
-        cache += "/v1/chat/completions"
+        bare_server = stack.enter_context(uvicorn_process("_baselines:fixed_json"))
+        cache_server = stack.enter_context(uvicorn_process("_cache_apps:exact_hit_gateway", factory=True))
+        bare = bare_server + "/v1/chat/completions"
+        cache = cache_server + "/v1/chat/completions"
         check_answers(bare, BODY)
         check_answers(cache, BODY)  # the miss that fills the cache
         for c in concurrency:
             bases, hits, ratios = [], [], []
             for _ in range(rounds):
-                bases.append(wrk("bare ASGI app, fixed JSON", bare, BODY, concurrency=c, seconds=seconds))
-                hits.append(wrk("cache exact hit", cache, BODY, concurrency=c, seconds=seconds))
+                bases.append(
+                    wrk(
+                        "bare ASGI app, fixed JSON",
+                        bare,
+                        BODY,
+                        concurrency=c,
+                        seconds=seconds,
+                        pid=bare_server.pid,
+                    )
+                )
+                hits.append(
+                    wrk("cache exact hit", cache, BODY, concurrency=c, seconds=seconds, pid=cache_server.pid)
+                )
                 ratios.append(hits[-1].requests_per_s / bases[-1].requests_per_s)
             rows.append(
                 {
@@ -70,6 +82,9 @@ def bench_exact_wrk(seconds: float, concurrency: list[int], rounds: int) -> list
                     "hit": _median_result(hits),
                     "ratio": statistics.median(ratios),
                     "ratios": ratios,
+                    # server CPU per request: what throughput becomes when the server has a core to itself
+                    "cpu_bare_us": statistics.median(b.cpu_us_per_request or 0 for b in bases),
+                    "cpu_hit_us": statistics.median(h.cpu_us_per_request or 0 for h in hits),
                 }
             )
     return rows
@@ -293,13 +308,14 @@ def main() -> None:
         lines += [
             "## Exact hit vs bare ASGI app (uvicorn + wrk)",
             "",
-            "| connections | bare fixed JSON req/s | cache hit req/s | ratio (median of rounds) | ratios | bare p50 ms | hit p50 ms |",
-            "|---|---|---|---|---|---|---|",
+            "| connections | bare fixed JSON req/s | cache hit req/s | ratio (median of rounds) | ratios | bare p50 ms | hit p50 ms | server CPU µs/req bare / hit | CPU ratio |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for r in rows:
             lines.append(
                 f"| {r['concurrency']} | {r['bare'].requests_per_s:,.0f} | {r['hit'].requests_per_s:,.0f} | "
-                f"{r['ratio']:.0%} | {', '.join(f'{x:.0%}' for x in r['ratios'])} | {r['bare'].p50_ms:.2f} | {r['hit'].p50_ms:.2f} |"
+                f"{r['ratio']:.0%} | {', '.join(f'{x:.0%}' for x in r['ratios'])} | {r['bare'].p50_ms:.2f} | {r['hit'].p50_ms:.2f} | "
+                f"{r['cpu_bare_us']:.0f} / {r['cpu_hit_us']:.0f} | {r['cpu_bare_us'] / max(r['cpu_hit_us'], 1e-9):.0%} |"
             )
         lines.append("")
     inproc = asyncio.run(bench_exact_in_process())
