@@ -8,6 +8,8 @@ import httpx
 
 from ._types import ASGIApp
 from .config import GatewayConfig
+from .logs import RequestLogMiddleware
+from .metrics import GatewayMetrics, metrics_app
 from .mount import NotFoundApp, PrefixMount
 from .router import ProviderRouter
 from .runtime import configure as configure_runtime
@@ -26,17 +28,26 @@ def build_app(
     config = config or GatewayConfig()
     # token counting reads the process-wide runtime configuration (asset dir, safety factors)
     configure_runtime(config.runtime)
-    router = ProviderRouter(config, transports=transports, env=env)
-    stack: ASGIApp = PrefixMount(app or NotFoundApp(config.prefix), router, prefix=config.prefix)
+    metrics: GatewayMetrics | None = None
+    served: ASGIApp | None = None
+    if config.log is not None and config.log.metrics is not None:
+        metrics = GatewayMetrics.from_config(config.log.metrics, models=[m.name for m in config.models])
+        if config.log.metrics.serve:
+            served = metrics_app(metrics)
+    router = ProviderRouter(config, transports=transports, env=env, metrics=served)
+    gateway: ASGIApp = PrefixMount(app or NotFoundApp(config.prefix), router, prefix=config.prefix)
     if config.cache is not None:
         from .cache import SemanticCacheMiddleware
         from .cache.embedding import runtime_embedder
 
         runtime = config.runtime
-        stack = SemanticCacheMiddleware(
-            stack,
+        gateway = SemanticCacheMiddleware(
+            gateway,
             config=config.cache,
             embedder=lambda: runtime_embedder(runtime),
             max_body_bytes=config.router.max_body_bytes,
         )
-    return stack
+    # outermost, so wrapped last: the request log sees every outcome of every inner layer
+    if config.log is not None:
+        gateway = RequestLogMiddleware(gateway, config=config.log, metrics=metrics)
+    return gateway

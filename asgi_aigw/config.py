@@ -25,6 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from .cache.config import CacheConfig
+from .logs.config import LogConfig
 from .runtime.config import RuntimeConfig
 
 
@@ -142,6 +143,8 @@ class GatewayConfig(_Config):
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     #: The semantic cache (SemanticCacheMiddleware); off when absent.
     cache: CacheConfig | None = None
+    #: Request log (one row per request, ClickHouse/chDB/JSONL) and Prometheus metrics; off when None.
+    log: LogConfig | None = None
 
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

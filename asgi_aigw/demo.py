@@ -5,15 +5,26 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 from ._types import ASGIApp
 from .app import build_app
 from .cache.config import CacheConfig
 from .config import DeploymentConfig, GatewayConfig, ModelConfig
+from .logs.config import DEFAULT_DATA_DIR, DEFAULT_SINK, LogConfig, MetricsConfig
 from .testing import FakeBehaviour, FakeProvider, StreamingASGITransport
 
 #: Where the demo's in-process FakeProvider "lives"; no socket is opened for it.
 DEMO_PROVIDER_URL = "http://fake-provider.invalid/v1"
 DEMO_MODELS = ("gpt-4o-mini", "gpt-4o", "demo", "text-embedding-3-small")
+
+
+def demo_log_config() -> LogConfig:
+    """The request log in the data directory (``.aigw/``): chDB when installed, else JSONL; metrics on."""
+    has_chdb = importlib.util.find_spec("chdb") is not None
+    sink = DEFAULT_SINK if has_chdb else f"jsonl://{DEFAULT_DATA_DIR}/requests.jsonl"
+    metrics = MetricsConfig() if importlib.util.find_spec("prometheus_client") is not None else None
+    return LogConfig(sink=sink, metrics=metrics)
 
 
 def demo_config() -> GatewayConfig:
@@ -23,6 +34,7 @@ def demo_config() -> GatewayConfig:
             ModelConfig(name=name, deployments=[DeploymentConfig(model=name, **deployment)])  # type: ignore[arg-type]
             for name in DEMO_MODELS
         ],
+        log=demo_log_config(),
         # Asking twice shows x-aigw-cache: hit-exact; asking in other words ("How can I reset my
         # password?" after "How do I reset my password?") shows hit-semantic. Vectors persist in .aigw/.
         cache=CacheConfig(exact="memory://", vector="qdrant-edge://.aigw/cache-vectors"),

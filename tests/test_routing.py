@@ -286,17 +286,28 @@ async def test_cooled_down_deployment_is_skipped_and_comes_back(
 
 
 async def test_every_deployment_cooling_down_is_a_fast_503(make_stack: Any) -> None:
-    stack = make_stack(config(failures=1, cooldown_seconds=20, secondary=False))
+    stack = make_stack(config(failures=1, cooldown_seconds=20))
     now = [0.0]
     stack.router.policy.clock = lambda: now[0]
     stack.primary.behaviour = FakeBehaviour(status=500)
+    stack.secondary.behaviour = FakeBehaviour(status=500)
     assert (await stack.chat()).status_code == 502
     response = await stack.chat()
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "deployments_cooling_down"
     assert response.headers["retry-after"] == "20"
-    assert len(stack.primary.requests) == 1
+    assert (len(stack.primary.requests), len(stack.secondary.requests)) == (1, 1)
     now[0] += 21
+    stack.primary.behaviour = FakeBehaviour()
+    assert (await stack.chat()).status_code == 200
+
+
+async def test_a_lone_deployment_never_cools_down(make_stack: Any) -> None:
+    stack = make_stack(config(failures=1, cooldown_seconds=20, secondary=False))
+    stack.primary.behaviour = FakeBehaviour(status=500)
+    assert (await stack.chat()).status_code == 502
+    assert (await stack.chat()).status_code == 502  # tried again, not refused: there is nowhere else to go
+    assert len(stack.primary.requests) == 2
     stack.primary.behaviour = FakeBehaviour()
     assert (await stack.chat()).status_code == 200
 

@@ -13,7 +13,7 @@ import anyio
 import httpx
 import orjson
 
-from .._types import Headers, Message, Receive, Scope, Send
+from .._types import ASGIApp, Headers, Message, Receive, Scope, Send
 from ..body import ClientDisconnect, JSONBody, read_json
 from ..config import GatewayConfig
 from ..context import RequestContext, ensure_context
@@ -32,7 +32,7 @@ from ..providers import ADAPTERS, Deployment, ProviderAdapter, UpstreamRequest
 from ..routes import route_path
 from .policy import RoutingPolicy, is_retryable
 from .registry import ModelRegistry, ResolvedModel
-from .upstream import UpstreamClients, httpx_timeout, mapped_transport_errors, origin_of
+from .upstream import UpstreamClients, UpstreamResponse, mapped_transport_errors, origin_of
 
 logger = logging.getLogger("asgi_aigw.router")
 
@@ -58,7 +58,7 @@ _METHODS = {"chat": "POST", "embeddings": "POST", "models": "GET"}
 
 BuildRequest = Callable[[Deployment, ProviderAdapter], UpstreamRequest]
 #: Turns one upstream response into the client's answer (``deadline``: when the first chunk is due).
-Deliver = Callable[[Deployment, ProviderAdapter, httpx.Response, "float | None"], Awaitable[None]]
+Deliver = Callable[[Deployment, ProviderAdapter, UpstreamResponse, "float | None"], Awaitable[None]]
 
 
 class _Progress:
@@ -85,8 +85,11 @@ class ProviderRouter:
         *,
         transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
         env: Mapping[str, str] | None = None,
+        metrics: ASGIApp | None = None,
     ) -> None:
         self.config = config or GatewayConfig()
+        #: Served at ``GET /metrics`` below the mount point (``asgi_aigw.metrics.metrics_app``).
+        self.metrics = metrics
         self.registry = ModelRegistry(self.config, env)
         self.clients = UpstreamClients(
             transport=self.config.router.transport,
@@ -129,6 +132,9 @@ class ProviderRouter:
                 return
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.metrics is not None and route_path(scope) == "/metrics":
+            await self.metrics(scope, receive, send)
+            return
         scope, ctx = ensure_context(scope)
         progress = _Progress()
         try:
@@ -206,7 +212,7 @@ class ProviderRouter:
             async def deliver(
                 deployment: Deployment,
                 adapter: ProviderAdapter,
-                response: httpx.Response,
+                response: UpstreamResponse,
                 deadline: float | None,
             ) -> None:
                 translator = adapter.chat_stream(deployment, request, include_usage=include_usage)
@@ -217,7 +223,7 @@ class ProviderRouter:
             async def deliver(
                 deployment: Deployment,
                 adapter: ProviderAdapter,
-                response: httpx.Response,
+                response: UpstreamResponse,
                 deadline: float | None,
             ) -> None:
                 content = await self._read(deployment, response)
@@ -243,7 +249,10 @@ class ProviderRouter:
             return adapter.embeddings_request(deployment, request, data)
 
         async def deliver(
-            deployment: Deployment, adapter: ProviderAdapter, response: httpx.Response, deadline: float | None
+            deployment: Deployment,
+            adapter: ProviderAdapter,
+            response: UpstreamResponse,
+            deadline: float | None,
         ) -> None:
             content = await self._read(deployment, response)
             translated = adapter.embeddings_response(deployment, request, content)
@@ -283,7 +292,7 @@ class ProviderRouter:
                 if not is_retryable(exc):
                     raise
                 if progress.started:
-                    self.policy.failed(deployment)
+                    attempts.record_failure(deployment)
                     logger.warning(
                         "%s: attempt %d on %s failed after the answer started (%s); not retried",
                         resolved.name,
@@ -320,7 +329,7 @@ class ProviderRouter:
 
     async def _send(
         self, deployment: Deployment, adapter: ProviderAdapter, build: BuildRequest
-    ) -> tuple[httpx.Response, float | None]:
+    ) -> tuple[UpstreamResponse, float | None]:
         """Send to one deployment; its 2xx response (body unread) and the first chunk's deadline."""
         upstream = build(deployment, adapter)
         client = self.clients.get(deployment.base_url)
@@ -329,18 +338,18 @@ class ProviderRouter:
             upstream.url,
             headers=upstream.headers,
             content=upstream.content,
-            timeout=httpx_timeout(deployment),
+            timeout=deployment.timeout,
         )
         first_byte = deployment.timeout.first_byte
         deadline: float | None = None
         with mapped_transport_errors(deployment):
             if first_byte is None:
-                response = await client.send(request, stream=True)
+                response = await client.send(request)
             else:
                 deadline = asyncio.get_running_loop().time() + first_byte
                 try:
                     async with asyncio.timeout_at(deadline):
-                        response = await client.send(request, stream=True)
+                        response = await client.send(request)
                 except TimeoutError:
                     raise _timeout(deployment, "first_byte", first_byte) from None
         if response.status_code >= 300:
@@ -348,7 +357,7 @@ class ProviderRouter:
         return response, deadline
 
     async def _upstream_error(
-        self, deployment: Deployment, adapter: ProviderAdapter, response: httpx.Response
+        self, deployment: Deployment, adapter: ProviderAdapter, response: UpstreamResponse
     ) -> GatewayError:
         content = b""
         try:
@@ -361,10 +370,12 @@ class ProviderRouter:
             pass
         finally:
             await response.aclose()
-        error = adapter.error(response.status_code, content, dict(response.headers))
+        error = adapter.error(
+            response.status_code, content, {k.lower(): v for k, v in response.headers.items()}
+        )
         return _scrub(error, deployment)
 
-    async def _read(self, deployment: Deployment, response: httpx.Response) -> bytes:
+    async def _read(self, deployment: Deployment, response: UpstreamResponse) -> bytes:
         try:
             with mapped_transport_errors(deployment):
                 return await response.aread()
@@ -391,7 +402,7 @@ class ProviderRouter:
         send: Send,
         ctx: RequestContext,
         deployment: Deployment,
-        response: httpx.Response,
+        response: UpstreamResponse,
         translator: Any,
         progress: _Progress,
         deadline: float | None = None,
@@ -429,7 +440,7 @@ class ProviderRouter:
         send: Send,
         ctx: RequestContext,
         deployment: Deployment,
-        response: httpx.Response,
+        response: UpstreamResponse,
         translator: Any,
         progress: _Progress,
         deadline: float | None,

@@ -7,7 +7,9 @@ The router owns I/O; this module owns the decisions, so they can be tested witho
 - retries: a failed attempt that is worth repeating (connect error, timeout, 408, 409, 425, 429, 5xx)
   moves straight to the next deployment; once every deployment was tried, further attempts wait an
   exponential backoff with full jitter, or the upstream's ``Retry-After`` when it is longer;
-- cooldown: a deployment failing ``failures`` times in a row is skipped for ``seconds``, in this process.
+- cooldown: a deployment failing ``failures`` times in a row is skipped for ``seconds``, in this process,
+  when its model has other deployments to send the traffic to (as LiteLLM does: cooling down a model's
+  only deployment would turn every passing failure into half a minute of 503s).
 """
 
 from __future__ import annotations
@@ -129,7 +131,7 @@ class RoutingPolicy:
                 code="deployments_cooling_down",
                 headers=[("retry-after", str(seconds))],
             )
-        return Attempts(self, available)
+        return Attempts(self, available, cools=len(resolved.deployments) > 1)
 
     def backoff(self, round_: int) -> float:
         cap = min(self.retry.backoff_max, self.retry.backoff_base * (2**round_))
@@ -139,10 +141,11 @@ class RoutingPolicy:
 class Attempts:
     """One request's walk through its deployments: the first, then one decision per failure."""
 
-    __slots__ = ("_cursor", "_given_up", "_plan", "_policy", "made", "max_attempts")
+    __slots__ = ("_cools", "_cursor", "_given_up", "_plan", "_policy", "made", "max_attempts")
 
-    def __init__(self, policy: RoutingPolicy, plan: list[Deployment]) -> None:
+    def __init__(self, policy: RoutingPolicy, plan: list[Deployment], *, cools: bool = True) -> None:
         self._policy = policy
+        self._cools = cools
         self._plan = plan
         self._cursor = 0
         self._given_up: set[str] = set()
@@ -154,11 +157,16 @@ class Attempts:
         self._cursor = 0
         return self._plan[0]
 
+    def record_failure(self, deployment: Deployment, pause: float | None = None) -> None:
+        """Count a failure towards the deployment's cooldown (when its model has others to use)."""
+        if self._cools:
+            self._policy.failed(deployment, pause)
+
     def after_failure(self, deployment: Deployment, error: GatewayError) -> tuple[Deployment, float] | None:
         """Record the failure; the next deployment to try and the pause before it, or ``None``."""
         policy = self._policy
         pause = retry_after(error)
-        policy.failed(deployment, pause)
+        self.record_failure(deployment, pause)
         if pause is not None and pause > policy.retry.max_retry_after:
             self._given_up.add(deployment.id)  # it asked for longer than we are willing to hold the client
         if self.made >= self.max_attempts:
