@@ -36,6 +36,18 @@ def build_app(
             served = metrics_app(metrics)
     router = ProviderRouter(config, transports=transports, env=env, metrics=served)
     gateway: ASGIApp = PrefixMount(app or NotFoundApp(config.prefix), router, prefix=config.prefix)
+    # inner layers are wrapped first: the cache sits inside redaction, so it only sees redacted text
+    if config.cache is not None:
+        from .cache import SemanticCacheMiddleware
+        from .cache.embedding import runtime_embedder
+
+        runtime = config.runtime
+        gateway = SemanticCacheMiddleware(
+            gateway,
+            config=config.cache,
+            embedder=lambda: runtime_embedder(runtime),
+            max_body_bytes=config.router.max_body_bytes,
+        )
     if config.redact is not None:
         from .redact import RedactMiddleware
 

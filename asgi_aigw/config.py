@@ -24,6 +24,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from .cache.config import CacheConfig
 from .logs.config import LogConfig
 from .redact.config import RedactConfig
 from .runtime.config import RuntimeConfig
@@ -141,6 +142,8 @@ class GatewayConfig(_Config):
     server: ServerConfig = Field(default_factory=ServerConfig)
     #: Where the tokenizer, embedding model and NER model come from (see docs/offline.md).
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    #: The semantic cache (SemanticCacheMiddleware); off when absent.
+    cache: CacheConfig | None = None
     #: Request log (one row per request, ClickHouse/chDB/JSONL) and Prometheus metrics; off when None.
     log: LogConfig | None = None
     #: PII redaction (RedactMiddleware); off when absent.

