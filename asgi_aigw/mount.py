@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from ._types import ASGIApp, Receive, Scope, Send
+from ._types import ASGIApp, Message, Receive, Scope, Send
 from .http import send_json_bytes
 
 
@@ -14,8 +14,9 @@ class PrefixMount:
     """Send requests under ``prefix`` to ``router`` and everything else to ``app``.
 
     The router sees ``root_path`` extended by the prefix and the full ``path`` (Starlette's convention).
-    Lifespan events are answered here and close the router's clients at shutdown; they are not passed
-    to ``app``, since Django and other lifespan-less apps reject them.
+    Lifespan goes to ``app`` (a FastAPI or Starlette app runs its own startup and shutdown) and the
+    router's clients are closed once ``app`` has shut down; an app that does not speak lifespan
+    (Django raises, others return at once) gets none: it is answered here instead.
     """
 
     def __init__(self, app: ASGIApp, router: Any, *, prefix: str = "/ai") -> None:
@@ -28,7 +29,7 @@ class PrefixMount:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
+            await self._lifespan(scope, receive, send)
             return
         if scope["type"] in ("http", "websocket"):
             root = scope.get("root_path", "")
@@ -39,17 +40,44 @@ class PrefixMount:
                 return
         await self.app(scope, receive, send)
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        consumed: list[str] = []
+        answered: list[str] = []
+
+        async def app_receive() -> Message:
+            message = await receive()
+            consumed.append(message["type"])
+            return message
+
+        async def app_send(message: Message) -> None:
+            answered.append(message["type"])
+            if message["type"] == "lifespan.shutdown.complete":
+                await self._close_router()
+            await send(message)
+
+        try:
+            await self.app(scope, app_receive, app_send)
+        except Exception:
+            if answered:  # the app speaks lifespan and failed: the server reports it
+                raise
+        if answered:
+            return
+        # The app does not speak lifespan: answer it here, including a startup the app read and dropped.
+        if consumed and consumed[-1] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                aclose = getattr(self.router, "aclose", None)
-                if aclose is not None:
-                    await aclose()
+                await self._close_router()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def _close_router(self) -> None:
+        aclose = getattr(self.router, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def mount_router(app: ASGIApp, router: Any, *, prefix: str = "/ai") -> PrefixMount:

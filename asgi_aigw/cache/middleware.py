@@ -28,7 +28,7 @@ from ..models import ChatCompletionRequest
 from ..response import ResponseTap, watch_disconnect
 from ..routes import classify
 from .config import CacheConfig
-from .embedding import Embedder
+from .embedding import Embedder, runtime_embedder
 from .entry import CachedAnswer, StreamAssembler
 from .exact import ExactStore, exact_store_from_url
 from .keys import CacheKeys, cache_keys, tenant_tag
@@ -184,6 +184,9 @@ class SemanticCacheMiddleware:
             self._embedder = embedder
         elif embedder is not None:
             self._embedder_factory = embedder
+        elif vector is not None:
+            # as documented: the runtime's shared embedder, resolved (not loaded) on first use
+            self._embedder_factory = runtime_embedder
         self._max_body = max_body_bytes
         self._log_failure = _ThrottledLog(config.error_log_interval)
         self._last_cleanup = time.monotonic()
