@@ -130,12 +130,17 @@ def wrk(
     seconds: float,
     warmup: float = 1.0,
     pid: int | None = None,
+    lua: str | None = None,
 ) -> LoadResult:
-    """POST ``body`` to ``url`` with ``concurrency`` connections for ``seconds``; throughput and latency."""
+    """POST ``body`` to ``url`` with ``concurrency`` connections for ``seconds``; throughput and latency.
+    ``lua``: a wrk script of your own instead (a body per request, extra headers)."""
     binary = require_wrk()
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n')
-        script.write("wrk.body = " + json.dumps(body.decode()) + "\n")
+        if lua is not None:
+            script.write(lua)
+        else:
+            script.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n')
+            script.write("wrk.body = " + json.dumps(body.decode()) + "\n")
     try:
         threads = 1 if concurrency < 8 else 2
         if warmup:
