@@ -24,4 +24,14 @@ def build_app(
     enables, outermost first: request log, tenant, budget, redaction, cache."""
     config = config or GatewayConfig()
     router = ProviderRouter(config, transports=transports, env=env)
-    return PrefixMount(app or NotFoundApp(config.prefix), router, prefix=config.prefix)
+    stack: ASGIApp = PrefixMount(app or NotFoundApp(config.prefix), router, prefix=config.prefix)
+    # wrapped innermost first, so the outermost layer ends up first on the request path
+    if config.budget is not None:
+        from .budget import BudgetMiddleware
+
+        stack = BudgetMiddleware(stack, config=config.budget)
+    if config.tenant is not None:
+        from .tenant import TenantMiddleware
+
+        stack = TenantMiddleware(stack, config=config.tenant)
+    return stack

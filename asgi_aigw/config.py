@@ -24,6 +24,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from .budget.config import BudgetConfig
+from .tenant.config import TenantConfig
+
 
 class ConfigError(ValueError):
     """The configuration cannot be used; the message says what to change."""
@@ -106,6 +109,10 @@ class GatewayConfig(_Config):
     models: list[ModelConfig] = Field(default_factory=list)
     router: RouterConfig = Field(default_factory=RouterConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    #: TenantMiddleware (see docs/tenants.md); off when absent.
+    tenant: TenantConfig | None = None
+    #: BudgetMiddleware (see docs/budgets.md); off when absent.
+    budget: BudgetConfig | None = None
 
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
