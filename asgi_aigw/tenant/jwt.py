@@ -230,7 +230,8 @@ class JWTVerifier:
         except errors.MissingRequiredClaimError as exc:
             raise TokenRejected(f"The token lacks the required {exc.claim!r} claim.") from None
         except errors.InvalidSignatureError:
-            raise TokenRejected("The token's signature does not verify.") from None
+            against = "the shared secret" if alg in SYMMETRIC_ALGORITHMS else "the issuer's public key"
+            raise TokenRejected(f"The token's {alg} signature does not verify with {against}.") from None
         except errors.InvalidIssuedAtError:
             raise TokenRejected("The token's iat claim is not a number.") from None
         except errors.InvalidAlgorithmError:

@@ -50,10 +50,13 @@ class TenantMiddleware:
         app: ASGIApp,
         *,
         config: TenantConfig | None = None,
-        resolver: TenantResolver | None = None,
+        resolver: TenantResolver | str | None = None,
         http_client: httpx.AsyncClient | None = None,
         **options: Any,
     ) -> None:
+        if isinstance(resolver, str):  # a "module:callable" path: the ``resolver`` option of TenantConfig
+            options["resolver"] = resolver
+            resolver = None
         if config is not None and options:
             raise TypeError("pass either config= or keyword options, not both")
         self.app = app

@@ -1,0 +1,92 @@
+"""Helpers for the tenant and budget tests: token counting, store readers, tiny inner apps."""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from asgi_aigw.budget import BudgetStore, SlotClock
+from asgi_aigw.budget.tokens import RuntimeTokenCounter, TokenCounter
+from asgi_aigw.context import ensure_context
+from asgi_aigw.testing.fake_provider import count_tokens
+
+
+class WordCounter:
+    """A stand-in tokenizer counting as FakeProvider does (used only when the runtime is missing)."""
+
+    def count_chat(self, request: Mapping[str, Any], model: str | None) -> int:
+        return sum(count_tokens(str(m.get("content") or "")) + 4 for m in request["messages"]) + 3
+
+    def count_text(self, text: str, model: str | None) -> int:
+        return count_tokens(text)
+
+
+def token_counter() -> TokenCounter:
+    """The offline runtime's tokenizers when they are installed, else the stand-in."""
+    if importlib.util.find_spec("asgi_aigw.runtime") is not None:
+        return RuntimeTokenCounter()
+    return WordCounter()
+
+
+async def usage_of(store: BudgetStore, tenant: str) -> dict[str, int]:
+    """The tenant's usage in the current slot of every window, by window name."""
+    slots = SlotClock().slots(time.time())
+    values = await store.usage(tenant, slots)
+    return {slot.window.name: value for slot, value in zip(slots, values, strict=True)}
+
+
+def chat(content: str = "hello there world", **extra: Any) -> dict[str, Any]:
+    return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": content}], **extra}
+
+
+def completion(text: str, usage: dict[str, int] | None) -> bytes:
+    payload: dict[str, Any] = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+    }
+    if usage is not None:
+        payload["usage"] = usage
+    return orjson.dumps(payload)
+
+
+class JSONApp:
+    """An inner app that answers every request with a fixed JSON body (and can mark a cache hit)."""
+
+    def __init__(self, body: bytes, status: int = 200, cache_status: str | None = None) -> None:
+        self.body = body
+        self.status = status
+        self.cache_status = cache_status
+        self.calls = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.calls += 1
+        scope, ctx = ensure_context(scope)
+        if self.cache_status:
+            ctx.cache_status = self.cache_status
+        await send(
+            {
+                "type": "http.response.start",
+                "status": self.status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(self.body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": self.body, "more_body": False})
+
+
+class SSEApp:
+    """An inner app streaming fixed events (no router: the budget must read the wire)."""
+
+    def __init__(self, events: list[bytes]) -> None:
+        self.events = events
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        for event in self.events:
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
