@@ -7,8 +7,9 @@ recompute it; a layer running alone finds an empty context and falls back to the
 
 from __future__ import annotations
 
+import itertools
+import os
 import time
-import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,25 @@ STATE_KEY = "asgi_aigw"
 current_context: ContextVar[RequestContext | None] = ContextVar("asgi_aigw_context", default=None)
 #: The tenant of the request being handled (set by TenantMiddleware), for log records.
 current_tenant: ContextVar[str | None] = ContextVar("asgi_aigw_tenant", default=None)
+
+
+#: Request ids: a random per-process prefix and a counter, unique without a syscall per request.
+_ID_PREFIX = os.urandom(6).hex()
+_ID_COUNTER = itertools.count(1)
+
+
+def _reseed_request_ids() -> None:
+    """A forked worker (gunicorn --preload) must not share its parent's id prefix."""
+    global _ID_PREFIX, _ID_COUNTER
+    _ID_PREFIX = os.urandom(6).hex()
+    _ID_COUNTER = itertools.count(1)
+
+
+os.register_at_fork(after_in_child=_reseed_request_ids)
+
+
+def new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):012x}"
 
 
 @dataclass(slots=True)
@@ -67,7 +87,7 @@ class Usage:
 class RequestContext:
     """What the layers know about one request. Values, never PII: the redaction map stays in Redact."""
 
-    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    request_id: str = field(default_factory=new_request_id)
     #: Wall-clock start (seconds since the epoch) and a monotonic start for durations.
     started_at: float = field(default_factory=time.time)
     started_perf: float = field(default_factory=time.perf_counter)

@@ -7,6 +7,7 @@ import struct
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from asgi_aigw.config import DeploymentConfig, GatewayConfig, ModelConfig, RouterConfig, Timeouts
@@ -324,3 +325,39 @@ async def test_paths_work_with_and_without_v1_and_under_a_mount(fake: FakeProvid
 
 def _config(**kwargs: Any) -> GatewayConfig:
     return _fake_config(**kwargs)
+
+
+async def test_upstream_cookies_are_never_carried_to_the_next_request() -> None:
+    seen: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("cookie"))
+        body = orjson.dumps(
+            {"id": "x", "object": "chat.completion", "created": 1, "model": "m", "choices": [], "usage": None}
+        )
+        return httpx.Response(200, content=body, headers={"set-cookie": "session=tenant-a-secret; Path=/"})
+
+    router = ProviderRouter(
+        _config(base_url="http://up/v1"), transports={"http://up/v1": httpx.MockTransport(handler)}, env={}
+    )
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(router), base_url="http://t") as client:
+        first = await client.post(CHAT, json=HELLO)
+        second = await client.post(CHAT, json=HELLO)
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert seen == [None, None]
+
+
+def test_request_ids_are_unique_across_a_fork() -> None:
+    import os
+
+    from asgi_aigw.context import new_request_id
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, new_request_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child_id = os.read(read, 64).decode()
+    parent_id = new_request_id()
+    assert child_id[:12] != parent_id[:12]

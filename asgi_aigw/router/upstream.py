@@ -1,6 +1,9 @@
-"""One pooled ``httpx.AsyncClient`` per upstream, and the one place transport errors are mapped.
+"""One pooled client per upstream, and the one place transport errors are mapped.
 
-httpx's API is kept (tests swap in ``httpx.MockTransport`` or an ASGI transport), but by default its
+httpx's request, response and transport types are kept (tests swap in ``httpx.MockTransport`` or an
+ASGI transport), but requests go straight to the transport: ``httpx.AsyncClient``'s per-request extras
+(a cookie jar, auth flows, redirects, URL merging) cost more than the proxying itself, and a shared
+cookie jar would carry one tenant's upstream cookies into another tenant's requests. By default the
 transport is aiohttp's connection pool (``httpx-aiohttp``): under concurrency httpx's own pool was the
 bottleneck (see docs/benchmarks.md).
 """
@@ -10,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from functools import lru_cache
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -19,9 +23,8 @@ import httpx
 from ..errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from ..providers.base import Deployment
 
-TransportFactory = Callable[[], httpx.AsyncBaseTransport]
 
-
+@lru_cache(maxsize=256)
 def origin_of(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
@@ -40,9 +43,49 @@ def _aiohttp_transport(max_connections: int) -> httpx.AsyncBaseTransport:
             # the gateway talks to a handful of upstreams: cache their DNS answers
             ttl_dns_cache=300,
         )
-        return aiohttp.ClientSession(connector=connector, auto_decompress=False, trust_env=True)
+        # trust_env=False: with it aiohttp reads ~/.netrc and the proxy variables in a thread on every request
+        return aiohttp.ClientSession(connector=connector, auto_decompress=False, trust_env=False)
 
     return AiohttpTransport(client=session)
+
+
+class UpstreamClient:
+    """``build_request`` and ``send`` over one transport, with parsed URLs cached."""
+
+    __slots__ = ("_transport", "_urls")
+
+    def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
+        self._transport = transport
+        self._urls: dict[str, httpx.URL] = {}
+
+    def build_request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        content: bytes,
+        timeout: httpx.Timeout,
+    ) -> httpx.Request:
+        parsed = self._urls.get(url)
+        if parsed is None:
+            parsed = httpx.URL(url)
+            if len(self._urls) < 1024:
+                self._urls[url] = parsed
+        # Host and Content-Length given up front spare httpx a linear header scan for each.
+        full = {"host": parsed.netloc.decode("ascii"), "content-length": str(len(content)), **headers}
+        return httpx.Request(
+            method, parsed, headers=full, content=content, extensions={"timeout": timeout.as_dict()}
+        )
+
+    async def send(self, request: httpx.Request, *, stream: bool = True) -> httpx.Response:
+        """The response with its body unread (``stream`` is accepted for httpx compatibility)."""
+        response = await self._transport.handle_async_request(request)
+        response.request = request
+        return response
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
 
 
 class UpstreamClients:
@@ -62,26 +105,27 @@ class UpstreamClients:
         self._kind = transport
         self._max_connections = max_connections
         self._fixed = {origin_of(url): t for url, t in (transports or {}).items()}
-        self._clients: dict[tuple[int, str], httpx.AsyncClient] = {}
+        self._clients: dict[tuple[int, str], UpstreamClient] = {}
 
-    def get(self, base_url: str) -> httpx.AsyncClient:
+    def get(self, base_url: str) -> UpstreamClient:
         loop_id = id(asyncio.get_running_loop())
         origin = origin_of(base_url)
         client = self._clients.get((loop_id, origin))
         if client is None:
-            client = self._open(origin)
+            client = UpstreamClient(self._open(origin))
             self._clients[(loop_id, origin)] = client
         return client
 
-    def _open(self, origin: str) -> httpx.AsyncClient:
+    def _open(self, origin: str) -> httpx.AsyncBaseTransport:
+        fixed = self._fixed.get(origin)
+        if fixed is not None:
+            return fixed
+        if self._kind == "aiohttp":
+            return _aiohttp_transport(self._max_connections)
         limits = httpx.Limits(
             max_connections=self._max_connections, max_keepalive_connections=self._max_connections
         )
-        transport = self._fixed.get(origin)
-        if transport is None and self._kind == "aiohttp":
-            transport = _aiohttp_transport(self._max_connections)
-        # Timeouts are set per request from the deployment; follow no redirects from an API.
-        return httpx.AsyncClient(transport=transport, limits=limits, timeout=None, follow_redirects=False)
+        return httpx.AsyncHTTPTransport(limits=limits)
 
     async def aclose(self) -> None:
         loop_id = id(asyncio.get_running_loop())

@@ -1,0 +1,172 @@
+"""Shared benchmark plumbing: uvicorn processes on loopback, wrk runs, Markdown/JSON results."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+
+RESULTS = Path(__file__).parent / "results"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def uvicorn_process(
+    target: str, *, factory: bool = False, env: dict[str, str] | None = None, workers: int = 1
+) -> Iterator[str]:
+    """Run ``uvicorn target`` (uvloop + httptools, access log off) on a free port; yield its base URL."""
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        target,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--workers",
+        str(workers),
+    ]
+    if factory:
+        command.append("--factory")
+    pythonpath = os.pathsep.join([str(ROOT), str(ROOT / "bench")])
+    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": pythonpath, **(env or {})})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{target} did not start") from None
+                time.sleep(0.05)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@dataclass
+class LoadResult:
+    name: str
+    concurrency: int
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(value: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", value.strip())
+    if not match:
+        raise ValueError(f"unexpected wrk latency {value!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def require_wrk() -> str:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        sys.exit("wrk is needed for this benchmark: apt-get install -y wrk")
+    return wrk
+
+
+def wrk(
+    name: str, url: str, body: bytes, *, concurrency: int, seconds: float, warmup: float = 1.0
+) -> LoadResult:
+    """POST ``body`` to ``url`` with ``concurrency`` connections for ``seconds``; throughput and latency."""
+    binary = require_wrk()
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n')
+        script.write("wrk.body = " + json.dumps(body.decode()) + "\n")
+    try:
+        threads = 1 if concurrency < 8 else 2
+        if warmup:
+            subprocess.run(
+                [binary, "-t1", f"-c{concurrency}", f"-d{max(1, round(warmup))}s", "-s", script.name, url],
+                check=True,
+                capture_output=True,
+            )
+        out = subprocess.run(
+            [
+                binary,
+                f"-t{threads}",
+                f"-c{concurrency}",
+                f"-d{max(1, round(seconds))}s",
+                "--latency",
+                "-s",
+                script.name,
+                url,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    finally:
+        os.unlink(script.name)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    errors = 0
+    if match := re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out):
+        errors += int(match.group(1))
+    if match := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
+        errors += sum(int(g) for g in match.groups())
+    return LoadResult(name, concurrency, rps, p50, p99, errors)
+
+
+def check_answers(url: str, body: bytes) -> None:
+    response = httpx.post(url, content=body, headers={"content-type": "application/json"}, timeout=10)
+    if response.status_code != 200:
+        raise RuntimeError(f"{url} answered {response.status_code}: {response.text[:300]}")
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()} ({cpu})"
+
+
+def write_results(stem: str, title: str, table: str, data: object) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    header = f"# {title}\n\n{stamp} — {machine()}\n\n"
+    (RESULTS / f"{stem}.md").write_text(header + table + "\n", encoding="utf-8")
+    payload = {"date": stamp, "machine": machine(), "results": data}
+    (RESULTS / f"{stem}.json").write_text(
+        json.dumps(payload, indent=2, default=asdict) + "\n", encoding="utf-8"
+    )
+    print(header + table)
