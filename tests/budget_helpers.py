@@ -73,7 +73,10 @@ class JSONApp:
             {
                 "type": "http.response.start",
                 "status": self.status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(self.body)).encode())],
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(self.body)).encode()),
+                ],
             }
         )
         await send({"type": "http.response.body", "body": self.body, "more_body": False})
@@ -86,7 +89,13 @@ class SSEApp:
         self.events = events
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
         for event in self.events:
             await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from asgi_aigw.budget import MemoryBudgetStore, RedisBudgetStore, SlotClock, StoreError, store_from_url
-from asgi_aigw.budget import lua
+from asgi_aigw.budget import MemoryBudgetStore, RedisBudgetStore, SlotClock, StoreError, lua, store_from_url
 from asgi_aigw.budget.redis import _Script
 from asgi_aigw.budget.windows import WINDOW_NAMES, Slot
 
@@ -46,11 +45,15 @@ def amounts(tokens: int, cost: int = 0) -> list[int]:
 
 async def test_reserve_is_all_or_nothing(store: Any) -> None:
     now = slots()
-    first = await store.reserve("acme", now, amounts(60), limits(tokens_per_minute=100, tokens_per_day=1000), 60)
+    first = await store.reserve(
+        "acme", now, amounts(60), limits(tokens_per_minute=100, tokens_per_day=1000), 60
+    )
     assert first.allowed
     assert first.used == [1, 60, 60, 60, 60, 0, 0]
     assert first.limits == limits(tokens_per_minute=100, tokens_per_day=1000)
-    refused = await store.reserve("acme", now, amounts(50), limits(tokens_per_minute=100, tokens_per_day=1000), 60)
+    refused = await store.reserve(
+        "acme", now, amounts(50), limits(tokens_per_minute=100, tokens_per_day=1000), 60
+    )
     assert not refused.allowed
     assert refused.used == [1, 60, 60, 60, 60, 0, 0]  # what refused it, and nothing was added anywhere
     assert await store.usage("acme", now) == [1, 60, 60, 60, 60, 0, 0]
@@ -76,12 +79,16 @@ async def test_live_overrides_win_over_the_defaults(store: Any) -> None:
     now = slots()
     await store.set_overrides("acme", {"tokens_per_minute": 10, "requests_per_minute": -1})
     assert await store.get_overrides("acme") == {"tokens_per_minute": 10, "requests_per_minute": -1}
-    refused = await store.reserve("acme", now, amounts(11), limits(tokens_per_minute=1000, requests_per_minute=0), 60)
+    refused = await store.reserve(
+        "acme", now, amounts(11), limits(tokens_per_minute=1000, requests_per_minute=0), 60
+    )
     assert not refused.allowed
     assert refused.limits[:2] == [-1, 10]
     await store.set_overrides("acme", {"tokens_per_minute": None})
     assert await store.get_overrides("acme") == {"requests_per_minute": -1}
-    allowed = await store.reserve("acme", now, amounts(11), limits(tokens_per_minute=1000, requests_per_minute=0), 60)
+    allowed = await store.reserve(
+        "acme", now, amounts(11), limits(tokens_per_minute=1000, requests_per_minute=0), 60
+    )
     assert allowed.allowed
     await store.clear_overrides("acme")
     assert await store.get_overrides("acme") == {}

@@ -32,16 +32,26 @@ class Inner:
         ctx = get_context(scope)
         self.seen.append((ctx.tenant_id if ctx else None, current_tenant.get()))
         body = b'{"ok": true}'
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 
-async def call(app: Any, headers: dict[str, str] | None = None, path: str = "/v1/chat/completions") -> httpx.Response:
+async def call(
+    app: Any, headers: dict[str, str] | None = None, path: str = "/v1/chat/completions"
+) -> httpx.Response:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://testserver") as client:
         return await client.post(path, json={"model": "m", "messages": []}, headers=headers or {})
 
 
-def hs_token(claims: dict[str, Any] | None = None, key: str | bytes = SECRET, alg: str = "HS256", **headers: Any) -> str:
+def hs_token(
+    claims: dict[str, Any] | None = None, key: str | bytes = SECRET, alg: str = "HS256", **headers: Any
+) -> str:
     now = int(time.time())
     payload = {"sub": "acme", "iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + 300, **(claims or {})}
     return jwt.encode(payload, key, algorithm=alg, headers=headers or None)
@@ -63,7 +73,9 @@ def test_valid_tenant_ids(value: object) -> None:
     assert validate_tenant_id(value) == str(value)
 
 
-@pytest.mark.parametrize("value", ["a:b", "a{b", "a}b", "a*", "a\nb", "a b", "A" * 65, "", "-lead", "a?b", "é", None, ["x"]])
+@pytest.mark.parametrize(
+    "value", ["a:b", "a{b", "a}b", "a*", "a\nb", "a b", "A" * 65, "", "-lead", "a?b", "é", None, ["x"]]
+)
 def test_invalid_tenant_ids(value: object) -> None:
     with pytest.raises(InvalidTenantId):
         validate_tenant_id(value)
@@ -145,7 +157,12 @@ def _path_resolver(scope: Any) -> str:
 
 
 def hs_app(inner: Any, **jwt_options: Any) -> TenantMiddleware:
-    options: dict[str, Any] = {"algorithms": ["HS256"], "secret": SECRET, "issuer": ISSUER, "audience": AUDIENCE}
+    options: dict[str, Any] = {
+        "algorithms": ["HS256"],
+        "secret": SECRET,
+        "issuer": ISSUER,
+        "audience": AUDIENCE,
+    }
     options.update(jwt_options)
     return TenantMiddleware(inner, jwt=JWTConfig(**options))
 
@@ -219,7 +236,13 @@ class JWKSApp:
             return
         self.fetches += 1
         body = orjson.dumps({"keys": self.keys})
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 
@@ -235,7 +258,10 @@ async def test_rs256_via_jwks_with_a_rotated_key(keys: dict[str, Any]) -> None:
         app = TenantMiddleware(
             inner,
             jwt=JWTConfig(
-                algorithms=["RS256"], jwks_url=f"{base_url}/jwks.json", issuer=ISSUER, audience=AUDIENCE,
+                algorithms=["RS256"],
+                jwks_url=f"{base_url}/jwks.json",
+                issuer=ISSUER,
+                audience=AUDIENCE,
                 jwks_min_refresh_seconds=0,
             ),
         )
@@ -250,14 +276,17 @@ async def test_rs256_via_jwks_with_a_rotated_key(keys: dict[str, Any]) -> None:
         assert response.status_code == 401
         assert "'k1'" in error(response)["message"]
         await app.aclose()
-    assert [seen for seen in inner.seen] == [("acme", "acme")] * 4
+    assert list(inner.seen) == [("acme", "acme")] * 4
 
 
 async def test_unknown_kid_refreshes_are_rate_limited(keys: dict[str, Any]) -> None:
     server = JWKSApp([jwk(keys["one"], "k1")])
     async with served(server) as base_url:
         app = TenantMiddleware(
-            Inner(), jwt=JWTConfig(algorithms=["RS256"], jwks_url=f"{base_url}/jwks", jwks_min_refresh_seconds=60, require=[])
+            Inner(),
+            jwt=JWTConfig(
+                algorithms=["RS256"], jwks_url=f"{base_url}/jwks", jwks_min_refresh_seconds=60, require=[]
+            ),
         )
         for index in range(5):
             response = await call(app, bearer(rs_token(keys["stranger"], f"made-up-{index}", {"aud": None})))
@@ -280,15 +309,21 @@ async def test_every_bad_token_gets_its_own_401(keys: dict[str, Any]) -> None:
     """alg none, expired, wrong audience, wrong issuer, bad signature, HS256 signed with the RS public
     key, unknown kid, garbage: each refused with a 401 and a message of its own, never a 500."""
     server = JWKSApp([jwk(keys["one"], "k1")])
-    public_pem = keys["one"].public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    public_pem = (
+        keys["one"]
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     inner = Inner()
     async with served(server) as base_url:
         # both families allowed, so key confusion is tried against a configuration that accepts HS256
         config = JWTConfig(
-            algorithms=["RS256", "HS256"], jwks_url=f"{base_url}/jwks", secret=SECRET, issuer=ISSUER,
-            audience=AUDIENCE, leeway=0,
+            algorithms=["RS256", "HS256"],
+            jwks_url=f"{base_url}/jwks",
+            secret=SECRET,
+            issuer=ISSUER,
+            audience=AUDIENCE,
+            leeway=0,
         )
         app = TenantMiddleware(inner, jwt=config)
         unsigned = jwt.encode({"sub": "acme", "exp": int(time.time()) + 60}, None, algorithm="none")
@@ -342,13 +377,19 @@ def _hmac_with_public_key(public_pem: bytes) -> str:
 
 
 async def test_hs256_refused_when_only_rs256_is_allowed(keys: dict[str, Any]) -> None:
-    public_pem = keys["one"].public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
-    app = TenantMiddleware(Inner(), jwt=JWTConfig(algorithms=["RS256"], public_key=public_pem, audience=AUDIENCE))
+    public_pem = (
+        keys["one"]
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    app = TenantMiddleware(
+        Inner(), jwt=JWTConfig(algorithms=["RS256"], public_key=public_pem, audience=AUDIENCE)
+    )
     response = await call(app, bearer(_hmac_with_public_key(public_pem.encode())))
     assert response.status_code == 401
-    assert "HS256" in error(response)["message"] and "RS256" in error(response)["message"]
+    assert "HS256" in error(response)["message"]
+    assert "RS256" in error(response)["message"]
     assert (await call(app, bearer(rs_token(keys["one"], None)))).status_code == 200
 
 
@@ -356,10 +397,14 @@ async def test_es256_public_key_from_a_file(tmp_path: Any) -> None:
     private = ec.generate_private_key(ec.SECP256R1())
     path = tmp_path / "key.pem"
     path.write_bytes(
-        private.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
     )
     inner = Inner()
-    app = TenantMiddleware(inner, jwt=JWTConfig(algorithms=["ES256"], public_key_file=path, audience=AUDIENCE, issuer=ISSUER))
+    app = TenantMiddleware(
+        inner, jwt=JWTConfig(algorithms=["ES256"], public_key_file=path, audience=AUDIENCE, issuer=ISSUER)
+    )
     assert (await call(app, bearer(rs_token(private, None, alg="ES256")))).status_code == 200
     assert inner.seen == [("acme", "acme")]
 
@@ -379,5 +424,6 @@ def test_tenant_section_in_the_gateway_configuration() -> None:
     from asgi_aigw.config import parse_config
 
     config = parse_config({"tenant": {"header": "X-Org", "jwt": {"algorithms": ["HS256"], "secret": SECRET}}})
-    assert config.tenant is not None and config.tenant.header == "x-org"
+    assert config.tenant is not None
+    assert config.tenant.header == "x-org"
     assert TenantConfig().required

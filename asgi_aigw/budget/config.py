@@ -62,7 +62,7 @@ class BudgetConfig(_Config):
     #: When the store cannot be reached: ``open`` lets requests through unmetered, ``closed`` answers 503.
     failure_mode: Literal["open", "closed"] = "open"
     #: Seconds to wait for the store on each call.
-    store_timeout: float = Field(default=0.5, gt=0)
+    store_timeout: float = Field(default=2.0, gt=0)
     #: After a store failure, skip the store for this many seconds (applying ``failure_mode``).
     store_retry_seconds: float = Field(default=1.0, ge=0)
     #: Store failures are logged at most once per this many seconds.

@@ -55,7 +55,7 @@ class RedisBudgetStore:
         *,
         client: Any = None,
         key_prefix: str = "aigw:",
-        timeout: float = 0.5,
+        timeout: float = 2.0,
         max_connections: int = 64,
     ) -> None:
         if (url is None) == (client is None):
@@ -93,19 +93,22 @@ class RedisBudgetStore:
         client = self._clients.get(loop_id)
         if client is None:
             asyncio_redis = require("redis.asyncio", "redis")
-            retry = require("redis.asyncio.retry", "redis").Retry(
-                require("redis.backoff", "redis").NoBackoff(), 1
-            )
-            client = asyncio_redis.Redis.from_url(
+            no_backoff = require("redis.backoff", "redis").NoBackoff()
+            retry = require("redis.asyncio.retry", "redis").Retry(no_backoff, 1)
+            # a blocking pool: under a burst, requests wait (up to the timeout) for a connection
+            # instead of failing with "Too many connections"
+            pool = asyncio_redis.BlockingConnectionPool.from_url(
                 self.url,
+                max_connections=self.max_connections,
+                timeout=max(2.0, 4 * self.timeout),
                 socket_timeout=self.timeout,
                 socket_connect_timeout=self.timeout,
-                max_connections=self.max_connections,
                 # fail fast (one retry for a stale pooled connection): the middleware decides what a
                 # store outage means, and a request must not wait seconds for back-offs
                 retry=retry,
                 health_check_interval=0,
             )
+            client = asyncio_redis.Redis(connection_pool=pool)
             self._clients[loop_id] = client
         return client
 
@@ -176,3 +179,4 @@ class RedisBudgetStore:
         client = self._clients.pop(loop_id, None)
         if client is not None:
             await client.aclose()
+            await client.connection_pool.disconnect()

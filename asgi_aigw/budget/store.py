@@ -65,7 +65,7 @@ class BudgetStore(Protocol):
 
 
 def store_from_url(
-    url: str, *, key_prefix: str = "aigw:", timeout: float = 0.5, **options: Any
+    url: str, *, key_prefix: str = "aigw:", timeout: float = 2.0, **options: Any
 ) -> BudgetStore:
     """``memory://`` or a Redis URL (``redis://``, ``rediss://``, ``unix://``) to a store."""
     scheme = url.partition("://")[0].lower()
