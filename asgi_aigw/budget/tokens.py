@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 import anyio
+
+logger = logging.getLogger("asgi_aigw.budget")
 
 
 class TokenCounter(Protocol):
@@ -15,22 +18,53 @@ class TokenCounter(Protocol):
     def count_text(self, text: str, model: str | None) -> int: ...
 
 
-class RuntimeTokenCounter:
-    """:mod:`asgi_aigw.runtime.tokens` (tiktoken encodings loaded offline, once per process)."""
-
-    def __init__(self) -> None:
-        self._tokens: Any = None
-
-    def _module(self) -> Any:
-        if self._tokens is None:
-            self._tokens = importlib.import_module("asgi_aigw.runtime.tokens")
-        return self._tokens
+class ApproximateCounter:
+    """About four characters per token, plus OpenAI's per-message overhead: the fallback when no
+    tokenizer is installed (it errs on the high side for English, as an estimate should)."""
 
     def count_chat(self, request: Mapping[str, Any], model: str | None) -> int:
-        return int(self._module().count_chat_tokens(request, model))
+        total = 3
+        for message in request.get("messages") or ():
+            total += 4
+            content = message.get("content") if isinstance(message, Mapping) else None
+            if isinstance(content, str):
+                total += self.count_text(content, model)
+            elif isinstance(content, list):
+                for part in content:
+                    if isinstance(part, Mapping) and isinstance(part.get("text"), str):
+                        total += self.count_text(part["text"], model)
+        return total
 
     def count_text(self, text: str, model: str | None) -> int:
-        return int(self._module().count_text_tokens(text, model))
+        return (len(text) + 3) // 4
+
+
+class RuntimeTokenCounter:
+    """:mod:`asgi_aigw.runtime.tokens` (tiktoken encodings loaded offline, once per process); the
+    :class:`ApproximateCounter` when the runtime cannot be imported (logged once)."""
+
+    def __init__(self) -> None:
+        self._chat: Any = None
+        self._text: Any = None
+
+    def _load(self) -> None:
+        try:
+            tokens = importlib.import_module("asgi_aigw.runtime.tokens")
+            self._chat, self._text = tokens.count_chat_tokens, tokens.count_text_tokens
+        except ImportError as exc:
+            logger.warning("No tokenizer available (%s): token estimates are approximate", exc)
+            fallback = ApproximateCounter()
+            self._chat, self._text = fallback.count_chat, fallback.count_text
+
+    def count_chat(self, request: Mapping[str, Any], model: str | None) -> int:
+        if self._chat is None:
+            self._load()
+        return int(self._chat(request, model))
+
+    def count_text(self, text: str, model: str | None) -> int:
+        if self._text is None:
+            self._load()
+        return int(self._text(text, model))
 
 
 class WarmCounter:
@@ -45,16 +79,18 @@ class WarmCounter:
 
     async def count_chat(self, request: Mapping[str, Any], model: str | None) -> int:
         if not self._warm:
-            result = await anyio.to_thread.run_sync(self._counter.count_chat, request, model)
-            self._warm = True
-            return result
+            try:
+                return await anyio.to_thread.run_sync(self._counter.count_chat, request, model)
+            finally:
+                self._warm = True
         return self._counter.count_chat(request, model)
 
     async def count_text(self, text: str, model: str | None) -> int:
         if not text:
             return 0
         if not self._warm:
-            result = await anyio.to_thread.run_sync(self._counter.count_text, text, model)
-            self._warm = True
-            return result
+            try:
+                return await anyio.to_thread.run_sync(self._counter.count_text, text, model)
+            finally:
+                self._warm = True
         return self._counter.count_text(text, model)
