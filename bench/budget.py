@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import time
@@ -135,11 +136,17 @@ async def run(requests: int, redis_url: str) -> dict[str, Any]:
                 answer[name].append(a)
                 call[name].append(c)
     client = redis_store.client()
+    pings: list[float] = []
+    for _ in range(rounds):
+        for _ in range(max(1, requests // rounds)):
+            started = time.perf_counter()
+            await client.ping()
+            pings.append((time.perf_counter() - started) * 1000)
     keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
     if keys:
         await client.delete(*keys)
     await redis_store.aclose()
-    return {
+    results: dict[str, Any] = {
         name: {
             "answer_p50_ms": statistics.median(answer[name]),
             "answer_p90_ms": percentile(answer[name], 0.9),
@@ -150,6 +157,8 @@ async def run(requests: int, redis_url: str) -> dict[str, Any]:
         }
         for name in variants
     }
+    results["redis PING round trip"] = {"p50_ms": statistics.median(pings), "requests": len(pings)}
+    return results
 
 
 def main() -> None:
@@ -166,6 +175,7 @@ def main() -> None:
     except ImportError:
         pass
     results = asyncio.run(run(args.requests, args.redis))
+    ping = results.pop("redis PING round trip")
     bare = results["bare inner app"]
     lines = [
         "| variant | answer p50 ms | answer p90 ms | call p50 ms | call p90 ms | call p99 ms | added p50 (call) ms |",
@@ -176,6 +186,17 @@ def main() -> None:
             f"| {name} | {r['answer_p50_ms']:.3f} | {r['answer_p90_ms']:.3f} | {r['call_p50_ms']:.3f} | "
             f"{r['call_p90_ms']:.3f} | {r['call_p99_ms']:.3f} | {r['call_p50_ms'] - bare['call_p50_ms']:+.3f} |"
         )
+    budget = results["budget, Redis"]
+    lines += [
+        "",
+        "| figure | value |",
+        "|---|---|",
+        f"| added latency p50 as the client sees it (last byte out) | {budget['answer_p50_ms'] - bare['answer_p50_ms']:+.3f} ms |",
+        f"| added server time p50 per request (check + answer + settle) | {budget['call_p50_ms'] - bare['call_p50_ms']:+.3f} ms |",
+        f"| redis-py PING round trip p50, same run | {ping['p50_ms']:.3f} ms |",
+        f"| added server time / PING round trip | {(budget['call_p50_ms'] - bare['call_p50_ms']) / ping['p50_ms']:.1f}x |",
+        f"| load average (1 min) at the end | {os.getloadavg()[0]:.2f} |",
+    ]
     counter = "asgi_aigw.runtime tokenizers"
     try:
         import asgi_aigw.runtime.tokens  # noqa: F401

@@ -7,6 +7,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import anyio
 import orjson
 
 from asgi_aigw.budget import BudgetStore, SlotClock
@@ -32,9 +33,32 @@ def token_counter() -> TokenCounter:
     return WordCounter()
 
 
+#: The instant a budget test runs "at" (reset for each test by ``freeze_now``): its middlewares take
+#: ``clock=fixed_clock`` and its checks read the same slots, so a test that straddles a minute
+#: boundary still reads what it wrote.
+NOW = time.time()
+
+
+async def away_from_minute_boundary(margin: float = 5.0) -> None:
+    """Wait for the next minute if this one ends within ``margin`` seconds: for tests that run a real
+    clock (the demo, the CLI) and need their requests to fall in one minute window."""
+    left = 60 - time.time() % 60
+    if left < margin:
+        await anyio.sleep(left + 0.05)
+
+
+def freeze_now() -> None:
+    global NOW
+    NOW = time.time()
+
+
+def fixed_clock() -> float:
+    return NOW
+
+
 async def usage_of(store: BudgetStore, tenant: str) -> dict[str, int]:
-    """The tenant's usage in the current slot of every window, by window name."""
-    slots = SlotClock().slots(time.time())
+    """The tenant's usage in the slot of every window at :data:`NOW`, by window name."""
+    slots = SlotClock().slots(NOW)
     values = await store.usage(tenant, slots)
     return {slot.window.name: value for slot, value in zip(slots, values, strict=True)}
 

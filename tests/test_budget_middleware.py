@@ -20,8 +20,14 @@ from asgi_aigw.router import ProviderRouter
 from asgi_aigw.tenant import TenantMiddleware
 from asgi_aigw.testing import FakeBehaviour, FakeProvider, StreamingASGITransport
 
-from .budget_helpers import JSONApp, SSEApp, chat, completion, token_counter, usage_of
+from . import budget_helpers
+from .budget_helpers import JSONApp, SSEApp, chat, completion, fixed_clock, token_counter, usage_of
 from .support import FAKE_URL, ContextSpy, fake_config, sse_payloads
+
+
+@pytest.fixture(autouse=True)
+def _frozen_now() -> None:
+    budget_helpers.freeze_now()
 
 
 @pytest.fixture
@@ -37,7 +43,7 @@ async def store(redis_url: str, redis_prefix: str) -> AsyncIterator[RedisBudgetS
 
 
 def stack(app: Any, store: Any, **options: Any) -> tuple[ContextSpy, BudgetMiddleware]:
-    budget = BudgetMiddleware(app, store=store, token_counter=token_counter(), **options)
+    budget = BudgetMiddleware(app, store=store, token_counter=token_counter(), clock=fixed_clock, **options)
     return ContextSpy(TenantMiddleware(budget, required=False, default="acme")), budget
 
 
@@ -365,7 +371,7 @@ async def test_invalid_tenant_in_the_context_is_refused(store: RedisBudgetStore)
         ctx.tenant_id = "evil}:*"
         await budget(scope, receive, send)
 
-    budget = BudgetMiddleware(JSONApp(b"{}"), store=store, token_counter=token_counter())
+    budget = BudgetMiddleware(JSONApp(b"{}"), store=store, token_counter=token_counter(), clock=fixed_clock)
     response = await post(bad_tenant, chat())
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "invalid_tenant"

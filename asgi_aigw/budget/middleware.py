@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -83,7 +83,7 @@ class BudgetMiddleware:
 
     Options are :class:`BudgetConfig` fields, given as ``config=`` or as keywords. ``store`` is a URL or
     a :class:`BudgetStore` instance (overriding ``config.store``); ``token_counter`` replaces the
-    runtime's tokenizers.
+    runtime's tokenizers; ``clock`` (epoch seconds) decides the windows, for tests.
     """
 
     def __init__(
@@ -93,6 +93,7 @@ class BudgetMiddleware:
         config: BudgetConfig | None = None,
         store: BudgetStore | str | None = None,
         token_counter: TokenCounter | None = None,
+        clock: Callable[[], float] = time.time,
         **options: Any,
     ) -> None:
         if isinstance(store, str):  # a URL: the ``store`` option of BudgetConfig
@@ -108,7 +109,8 @@ class BudgetMiddleware:
         )
         self.counter = WarmCounter(token_counter or RuntimeTokenCounter())
         self.prices = PriceTable(cfg.pricing, default=cfg.default_price)
-        self.clock = SlotClock()
+        self.slot_clock = SlotClock()
+        self._now = clock
         self.validate = TenantIdValidator()
         self.validate(cfg.anonymous_tenant)
         self._defaults = limits_vector(cfg.limits)
@@ -148,8 +150,8 @@ class BudgetMiddleware:
         model = model if isinstance(model, str) else None
         prompt, output = await self._estimate(route, data, model, len(body.raw))
         ctx.token_estimate = prompt + output
-        now = time.time()
-        slots = self.clock.slots(now)
+        now = self._now()
+        slots = self.slot_clock.slots(now)
         amounts = self._amounts(slots, prompt + output, self.prices.cost_nanos(model, prompt, output))
         try:
             reservation = await self._reserve(tenant, slots, amounts)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from .._optional import require
@@ -66,6 +66,8 @@ class RedisBudgetStore:
         self.max_connections = max_connections
         self._given = client
         self._clients: dict[int, Any] = {}
+        self._gates: dict[int, asyncio.Semaphore] = {}
+        self._key_cache: dict[tuple[str, int, int], list[str]] = {}
         self._redis = require("redis", "redis")
         self._errors: tuple[type[BaseException], ...] = (
             self._redis.exceptions.RedisError,
@@ -87,6 +89,7 @@ class RedisBudgetStore:
     # -- client -------------------------------------------------------------------------------------
 
     def client(self) -> Any:
+        """The client of the running event loop (opened on first use), or the one given."""
         if self._given is not None:
             return self._given
         loop_id = id(asyncio.get_running_loop())
@@ -94,81 +97,90 @@ class RedisBudgetStore:
         if client is None:
             asyncio_redis = require("redis.asyncio", "redis")
             no_backoff = require("redis.backoff", "redis").NoBackoff()
-            retry = require("redis.asyncio.retry", "redis").Retry(no_backoff, 1)
-            # a blocking pool: under a burst, requests wait (up to the timeout) for a connection
-            # instead of failing with "Too many connections"
-            pool = asyncio_redis.BlockingConnectionPool.from_url(
+            client = asyncio_redis.Redis.from_url(
                 self.url,
-                max_connections=self.max_connections,
-                timeout=max(2.0, 4 * self.timeout),
                 socket_timeout=self.timeout,
                 socket_connect_timeout=self.timeout,
                 # fail fast (one retry for a stale pooled connection): the middleware decides what a
                 # store outage means, and a request must not wait seconds for back-offs
-                retry=retry,
+                retry=require("redis.asyncio.retry", "redis").Retry(no_backoff, 1),
                 health_check_interval=0,
             )
-            client = asyncio_redis.Redis(connection_pool=pool)
             self._clients[loop_id] = client
         return client
 
-    async def _run(self, coro: Any) -> Any:
+    async def _run(self, call: Callable[[Any], Awaitable[Any]]) -> Any:
+        """``call(client)`` with at most ``max_connections`` calls in flight per event loop.
+
+        The gate is ours rather than the pool's: redis-py's plain pool raises "Too many connections"
+        when a burst exceeds its size, and its blocking pool costs a task per checkout; an uncontended
+        semaphore costs next to nothing and a burst simply queues.
+        """
+        loop_id = id(asyncio.get_running_loop())
+        gate = self._gates.get(loop_id)
+        if gate is None:
+            gate = self._gates[loop_id] = asyncio.Semaphore(self.max_connections)
         try:
-            return await coro
+            async with gate:
+                return await call(self.client())
         except self._errors as exc:
             raise StoreError(f"{type(exc).__name__}: {exc}") from exc
 
     # -- BudgetStore --------------------------------------------------------------------------------
 
+    def _keys(self, tenant: str, slots: Sequence[Slot]) -> list[str]:
+        """The override hash and the slot counters; cached per tenant until the minute changes."""
+        cache_key = (tenant, slots[0].start, len(slots))
+        keys = self._key_cache.get(cache_key)
+        if keys is None:
+            if len(self._key_cache) > 10_000:
+                self._key_cache.clear()
+            prefix = self.tag(tenant)
+            keys = [prefix + "limits", *(prefix + slot.suffix for slot in slots)]
+            self._key_cache[cache_key] = keys
+        return keys
+
     async def reserve(
         self, tenant: str, slots: Sequence[Slot], amounts: Sequence[int], limits: Sequence[int], grace: int
     ) -> Reservation:
-        prefix = self.tag(tenant)
-        keys = [prefix + "limits"]
-        args: list[Any] = [len(slots)]
-        for slot, amount, limit in zip(slots, amounts, limits, strict=True):
-            keys.append(prefix + slot.suffix)
-            args.extend((slot.window.name, limit, amount, slot.end + grace))
-        reply = await self._run(_RESERVE(self.client(), keys, args))
-        values = [int(v) for v in reply]
+        keys = self._keys(tenant, slots)
+        packed = ",".join([*map(str, limits), *map(str, amounts), *(str(slot.end + grace) for slot in slots)])
+        names = ",".join(slot.window.name for slot in slots)
+        reply = await self._run(lambda client: _RESERVE(client, keys, (packed, names)))
+        values = [int(v) for v in reply.split(b",")]
         return Reservation(values[0] == 1, values[1::2], values[2::2])
 
     async def settle(self, tenant: str, slots: Sequence[Slot], deltas: Sequence[int]) -> None:
-        prefix = self.tag(tenant)
-        keys: list[str] = []
-        args: list[int] = []
-        for slot, delta in zip(slots, deltas, strict=True):
-            if delta:
-                keys.append(prefix + slot.suffix)
-                args.append(delta)
+        all_keys = self._keys(tenant, slots)
+        keys = [all_keys[i + 1] for i, delta in enumerate(deltas) if delta]
         if keys:
-            await self._run(_SETTLE(self.client(), keys, args))
+            packed = ",".join(str(delta) for delta in deltas if delta)
+            await self._run(lambda client: _SETTLE(client, keys, (packed,)))
 
     async def usage(self, tenant: str, slots: Sequence[Slot]) -> list[int]:
         keys = [self.counter_key(tenant, slot) for slot in slots]
-        values = await self._run(self.client().mget(keys))
+        values = await self._run(lambda client: client.mget(keys))
         return [int(v) if v is not None else 0 for v in values]
 
     async def reset_usage(self, tenant: str, slots: Sequence[Slot]) -> None:
         keys = [self.counter_key(tenant, slot) for slot in slots]
-        await self._run(self.client().delete(*keys))
+        await self._run(lambda client: client.delete(*keys))
 
     async def get_overrides(self, tenant: str) -> dict[str, int]:
-        raw = await self._run(self.client().hgetall(self.limits_key(tenant)))
+        raw = await self._run(lambda client: client.hgetall(self.limits_key(tenant)))
         return {k.decode() if isinstance(k, bytes) else str(k): int(v) for k, v in raw.items()}
 
     async def set_overrides(self, tenant: str, values: Mapping[str, int | None]) -> None:
         key = self.limits_key(tenant)
         to_set = {name: int(v) for name, v in values.items() if v is not None}
         to_delete = [name for name, v in values.items() if v is None]
-        client = self.client()
         if to_set:
-            await self._run(client.hset(key, mapping=to_set))
+            await self._run(lambda client: client.hset(key, mapping=to_set))
         if to_delete:
-            await self._run(client.hdel(key, *to_delete))
+            await self._run(lambda client: client.hdel(key, *to_delete))
 
     async def clear_overrides(self, tenant: str) -> None:
-        await self._run(self.client().delete(self.limits_key(tenant)))
+        await self._run(lambda client: client.delete(self.limits_key(tenant)))
 
     async def aclose(self) -> None:
         """Close the clients this store opened on the running loop (a given client is the caller's)."""
@@ -176,7 +188,7 @@ class RedisBudgetStore:
             loop_id = id(asyncio.get_running_loop())
         except RuntimeError:
             return
+        self._gates.pop(loop_id, None)
         client = self._clients.pop(loop_id, None)
         if client is not None:
             await client.aclose()
-            await client.connection_pool.disconnect()

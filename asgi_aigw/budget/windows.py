@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -50,10 +50,11 @@ class Slot:
     window: Window
     start: int
     end: int
+    #: ``<window code>:<start>``, the slot's part of a store key.
+    suffix: str = field(init=False, compare=False)
 
-    @property
-    def suffix(self) -> str:
-        return f"{self.window.code}:{self.start}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "suffix", f"{self.window.code}:{self.start}")
 
 
 _SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
@@ -67,27 +68,35 @@ def _month_bounds(now: float) -> tuple[int, int]:
 
 
 class SlotClock:
-    """The current slots of every window; month bounds are recomputed only when a month ends."""
+    """The current slots of every window, computed once per minute (the shortest window)."""
 
-    __slots__ = ("_month",)
+    __slots__ = ("_minute", "_slots")
 
     def __init__(self) -> None:
-        self._month: tuple[int, int] = (0, 0)
+        self._minute = -1
+        self._slots: tuple[Slot, ...] = ()
 
-    def slots(self, now: float) -> list[Slot]:
+    def slots(self, now: float) -> tuple[Slot, ...]:
         second = int(now)
-        if not self._month[0] <= second < self._month[1]:
-            self._month = _month_bounds(now)
+        minute = second - second % 60
+        if minute != self._minute:
+            self._slots = self._compute(second)
+            self._minute = minute
+        return self._slots
+
+    @staticmethod
+    def _compute(second: int) -> tuple[Slot, ...]:
+        month_start, month_end = _month_bounds(second)
         out: list[Slot] = []
         for window in WINDOWS:
             if window.period == "month":
-                start, end = self._month
+                start, end = month_start, month_end
             else:
                 size = _SECONDS[window.period]
                 start = second - second % size
                 end = start + size
             out.append(Slot(window, start, end))
-        return out
+        return tuple(out)
 
 
 def to_units(window: Window, value: float) -> int:
