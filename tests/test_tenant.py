@@ -302,6 +302,12 @@ async def test_jwks_unreachable_is_503_not_500(keys: dict[str, Any]) -> None:
     response = await call(app, bearer(rs_token(keys["one"], "k1")))
     assert response.status_code == 503
     assert error(response)["code"] == "jwks_unavailable"
+    assert app.verifier is not None
+    assert app.verifier.jwks is not None
+    attempted = app.verifier.jwks._attempted_at
+    # a second request within the refresh interval is refused without another fetch attempt
+    assert (await call(app, bearer(rs_token(keys["one"], "k1")))).status_code == 503
+    assert app.verifier.jwks._attempted_at == attempted
     await app.aclose()
 
 

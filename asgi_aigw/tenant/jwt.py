@@ -78,11 +78,15 @@ class JWKSCache:
     async def key(self, kid: str | None, alg: str) -> Any:
         """The PyJWK for ``kid`` and ``alg``; raises :class:`TokenRejected` or :class:`KeysUnavailable`."""
         now = time.monotonic()
-        if self._fetched_at is None or (
-            now - self._fetched_at > self.cache_seconds
-            and now - self._attempted_at >= self.min_refresh_seconds
-        ):
+        may_fetch = now - self._attempted_at >= self.min_refresh_seconds
+        if self._fetched_at is None:
+            if not may_fetch:  # the endpoint failed a moment ago: do not hammer it
+                raise self._unavailable()
             await self._refresh()
+        elif now - self._fetched_at > self.cache_seconds and may_fetch:
+            await self._refresh()
+        if not self._keys:
+            raise self._unavailable()
         if kid is None:
             if len(self._keys) != 1:
                 raise TokenRejected(
@@ -108,6 +112,12 @@ class JWKSCache:
             self._prepared[(kid, alg)] = prepared
         return prepared
 
+    @staticmethod
+    def _unavailable() -> KeysUnavailable:
+        return KeysUnavailable(
+            "Bearer tokens cannot be verified right now: the gateway could not fetch its key set."
+        )
+
     async def _refresh(self) -> None:
         if self._lock is None:
             self._lock = asyncio.Lock()
@@ -124,9 +134,7 @@ class JWKSCache:
                     logger.warning("JWKS refresh from %s failed (%s); keeping the cached keys", self.url, exc)
                     return
                 logger.error("JWKS fetch from %s failed: %s", self.url, exc)
-                raise KeysUnavailable(
-                    "Bearer tokens cannot be verified right now: the gateway could not fetch its key set."
-                ) from None
+                raise self._unavailable() from None
             self._keys = keys
             self._prepared.clear()
             self._fetched_at = time.monotonic()
