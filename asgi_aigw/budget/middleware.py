@@ -23,7 +23,7 @@ from ..context import RequestContext, Usage, ensure_context
 from ..errors import GatewayError, RateLimited, Unauthorized, send_error
 from ..response import ResponseTap, watch_disconnect
 from ..routes import classify
-from ..tenant.ids import InvalidTenantId, TenantIdValidator
+from ..tenant.ids import KEY_SAFE_PATTERN, InvalidTenantId, TenantIdValidator
 from .config import BudgetConfig, Limits
 from .headers import HEADER_NAMES, ratelimit_headers, retry_after
 from .pricing import PriceTable
@@ -111,7 +111,8 @@ class BudgetMiddleware:
         self.prices = PriceTable(cfg.pricing, default=cfg.default_price)
         self.slot_clock = SlotClock()
         self._now = clock
-        self.validate = TenantIdValidator()
+        # only what store keys need: TenantMiddleware applies the deployment's own id rules
+        self.validate = TenantIdValidator(KEY_SAFE_PATTERN, 256)
         self.validate(cfg.anonymous_tenant)
         self._defaults = limits_vector(cfg.limits)
         self._per_tenant = {

@@ -8,6 +8,8 @@ import re
 #: hash tag (``{}``), a glob (``*?[]``), a key separator (``:``) or a log line (newlines) could trip on.
 DEFAULT_TENANT_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._@-]*"
 DEFAULT_MAX_LENGTH = 64
+#: The loosest pattern any layer accepts: printable, no whitespace (the forbidden set applies on top).
+KEY_SAFE_PATTERN = r"[!-~]+"
 
 #: Refused whatever pattern is configured: these would break key hash tags, key scans or log lines.
 _FORBIDDEN = re.compile(r"[{}:*?\[\]\\\s\x00-\x1f\x7f]")
