@@ -262,7 +262,6 @@ class BudgetMiddleware:
                 "Budgets cannot be checked right now (the budget store is unreachable), so requests are "
                 "refused. Try again shortly."
             )
-        return
 
     def _log_store_error(self, action: str, exc: BaseException) -> None:
         now = time.monotonic()
@@ -302,7 +301,9 @@ class BudgetMiddleware:
             f"limit {format_amount(window, limit)}, used {format_amount(window, used)}, "
             f"requested {format_amount(window, amount)}."
         )
-        if amount > limit:
+        if window.metric == "requests" and limit == 0:
+            message += " No requests are allowed: ask for the limit to be raised."
+        elif amount > limit:
             message += (
                 " This request alone exceeds the limit: lower max_tokens (or max_completion_tokens)"
                 + (" or use a cheaper model." if window.metric == "cost" else " or shorten the prompt.")
