@@ -88,7 +88,16 @@ def gateway(tmp_path: Path, fake_url: str, redis_url: str, redis_prefix: str) ->
             }
         ],
         "tenant": {"header": "x-tenant-id"},
-        "budget": {"store": redis_url, "key_prefix": redis_prefix, "limits": {"tokens_per_minute": LIMIT}},
+        "budget": {
+            "store": redis_url,
+            "key_prefix": redis_prefix,
+            "limits": {"tokens_per_minute": LIMIT},
+            # This test is about exact accounting across processes. On a small shared machine running
+            # 4 workers, the provider, the client and Redis at once, event loops stall for seconds at
+            # times, and the default 2 s store timeout would (by design) let a request through
+            # unmetered; failing open and closed have their own tests.
+            "store_timeout": 30,
+        },
     }
     path = tmp_path / "gateway.yaml"
     path.write_text(yaml.safe_dump(config))

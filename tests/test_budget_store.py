@@ -13,16 +13,22 @@ import redis.asyncio as aioredis
 
 from asgi_aigw.budget import MemoryBudgetStore, RedisBudgetStore, SlotClock, StoreError, lua, store_from_url
 from asgi_aigw.budget.redis import _Script
+from asgi_aigw.budget.resp import FastRedis, pack
 from asgi_aigw.budget.windows import WINDOW_NAMES, Slot
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis-url", "redis-client"])
 async def store(request: Any, redis_url: str, redis_prefix: str) -> AsyncIterator[Any]:
+    """The memory store; the Redis store from a URL (its own fast client for the scripts); and the
+    Redis store given a redis-py client (redis-py for everything, as with RedisCluster)."""
     if request.param == "memory":
         yield MemoryBudgetStore()
         return
-    store = RedisBudgetStore(redis_url, key_prefix=redis_prefix)
+    given = aioredis.Redis.from_url(redis_url) if request.param == "redis-client" else None
+    store = RedisBudgetStore(redis_url if given is None else None, client=given, key_prefix=redis_prefix)
     yield store
+    if given is not None:
+        await given.aclose()
     client = aioredis.Redis.from_url(redis_url)
     keys = [key async for key in client.scan_iter(match=f"{redis_prefix}*")]
     if keys:
@@ -126,6 +132,19 @@ async def test_scripts_are_reloaded_after_noscript(redis_url: str, redis_prefix:
     assert await client.script_exists(script.sha) == [True]
     await client.delete(key)
     await client.aclose()
+
+
+async def test_fast_client_reloads_scripts_after_noscript(redis_url: str, redis_prefix: str) -> None:
+    fast = FastRedis(redis_url)
+    script = _Script(lua.SETTLE + f"\n-- {uuid.uuid4().hex}\n")
+    key = f"{redis_prefix}{{acme}}:y"
+    await fast.call(pack([b"SET", key.encode(), b"10"]))
+    assert await fast.call(pack([b"SCRIPT", b"EXISTS", script.sha.encode()])) == [0]
+    assert await script.fast(fast, [key], ["-4"]) == 1
+    assert await fast.call(pack([b"GET", key.encode()])) == b"6"
+    assert await fast.call(pack([b"SCRIPT", b"EXISTS", script.sha.encode()])) == [1]
+    await fast.call(pack([b"DEL", key.encode()]))
+    await fast.aclose()
 
 
 async def test_unreachable_redis_raises_a_store_error() -> None:

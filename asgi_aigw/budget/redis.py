@@ -16,6 +16,7 @@ from typing import Any
 
 from .._optional import require
 from . import lua
+from .resp import FastRedis, RespError, pack
 from .store import Reservation, StoreError
 from .windows import Slot
 
@@ -23,11 +24,35 @@ from .windows import Slot
 class _Script:
     """A Lua script called by SHA (computed once), loaded on NOSCRIPT."""
 
-    __slots__ = ("sha", "source")
+    __slots__ = ("load", "sha", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
+        #: ``SCRIPT LOAD`` for the fast client, packed once.
+        self.load = pack([b"SCRIPT", b"LOAD", source.encode()])
+
+    def command(self, keys: Sequence[str], args: Sequence[str]) -> bytes:
+        """``EVALSHA`` packed for the fast client."""
+        return pack(
+            [
+                b"EVALSHA",
+                self.sha.encode(),
+                b"%d" % len(keys),
+                *(k.encode() for k in keys),
+                *(a.encode() for a in args),
+            ]
+        )
+
+    async def fast(self, client: FastRedis, keys: Sequence[str], args: Sequence[str]) -> Any:
+        command = self.command(keys, args)
+        try:
+            return await client.call(command)
+        except RespError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+            await client.call(self.load)
+            return await client.call(command)
 
     async def __call__(self, client: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
         redis = require("redis", "redis")
@@ -67,12 +92,15 @@ class RedisBudgetStore:
         self._given = client
         self._clients: dict[int, Any] = {}
         self._gates: dict[int, asyncio.Semaphore] = {}
+        self._fast_clients: dict[int, FastRedis] = {}
         self._key_cache: dict[tuple[str, int, int], list[str]] = {}
         self._redis = require("redis", "redis")
         self._errors: tuple[type[BaseException], ...] = (
             self._redis.exceptions.RedisError,
             OSError,
             asyncio.TimeoutError,
+            asyncio.IncompleteReadError,
+            RespError,
         )
 
     # -- keys ---------------------------------------------------------------------------------------
@@ -108,6 +136,20 @@ class RedisBudgetStore:
             )
             self._clients[loop_id] = client
         return client
+
+    async def _script(self, script: _Script, keys: Sequence[str], args: Sequence[str]) -> Any:
+        """Run a script: through the fast client for a URL, through redis-py for a given client."""
+        if self._given is not None:
+            return await self._run(lambda client: script(client, keys, args))
+        loop_id = id(asyncio.get_running_loop())
+        fast = self._fast_clients.get(loop_id)
+        if fast is None:
+            fast = FastRedis(self.url or "", timeout=self.timeout, max_connections=self.max_connections)
+            self._fast_clients[loop_id] = fast
+        try:
+            return await script.fast(fast, keys, args)
+        except self._errors as exc:
+            raise StoreError(f"{type(exc).__name__}: {exc}") from exc
 
     async def _run(self, call: Callable[[Any], Awaitable[Any]]) -> Any:
         """``call(client)`` with at most ``max_connections`` calls in flight per event loop.
@@ -146,7 +188,7 @@ class RedisBudgetStore:
         keys = self._keys(tenant, slots)
         packed = ",".join([*map(str, limits), *map(str, amounts), *(str(slot.end + grace) for slot in slots)])
         names = ",".join(slot.window.name for slot in slots)
-        reply = await self._run(lambda client: _RESERVE(client, keys, (packed, names)))
+        reply = await self._script(_RESERVE, keys, (packed, names))
         values = [int(v) for v in reply.split(b",")]
         return Reservation(values[0] == 1, values[1::2], values[2::2])
 
@@ -155,7 +197,7 @@ class RedisBudgetStore:
         keys = [all_keys[i + 1] for i, delta in enumerate(deltas) if delta]
         if keys:
             packed = ",".join(str(delta) for delta in deltas if delta)
-            await self._run(lambda client: _SETTLE(client, keys, (packed,)))
+            await self._script(_SETTLE, keys, (packed,))
 
     async def usage(self, tenant: str, slots: Sequence[Slot]) -> list[int]:
         keys = [self.counter_key(tenant, slot) for slot in slots]
@@ -189,6 +231,9 @@ class RedisBudgetStore:
         except RuntimeError:
             return
         self._gates.pop(loop_id, None)
+        fast = self._fast_clients.pop(loop_id, None)
+        if fast is not None:
+            await fast.aclose()
         client = self._clients.pop(loop_id, None)
         if client is not None:
             await client.aclose()

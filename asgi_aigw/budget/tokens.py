@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import anyio
@@ -69,28 +70,36 @@ class RuntimeTokenCounter:
 
 class WarmCounter:
     """Runs the first count in a worker thread: loading an encoding takes up to a second, which must
-    not block the event loop; later counts take microseconds and run inline."""
+    not block the event loop. Requests arriving meanwhile wait for that one load instead of each
+    taking a thread (dozens of threads fighting for the GIL starve the event loop); later counts take
+    microseconds and run inline."""
 
-    __slots__ = ("_counter", "_warm")
+    __slots__ = ("_counter", "_lock", "_warm")
 
     def __init__(self, counter: TokenCounter) -> None:
         self._counter = counter
         self._warm = False
+        self._lock: asyncio.Lock | None = None
+
+    async def _first(self, function: Callable[..., int], *args: Any) -> int:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._warm:
+                return function(*args)
+            try:
+                return await anyio.to_thread.run_sync(function, *args)
+            finally:
+                self._warm = True
 
     async def count_chat(self, request: Mapping[str, Any], model: str | None) -> int:
         if not self._warm:
-            try:
-                return await anyio.to_thread.run_sync(self._counter.count_chat, request, model)
-            finally:
-                self._warm = True
+            return await self._first(self._counter.count_chat, request, model)
         return self._counter.count_chat(request, model)
 
     async def count_text(self, text: str, model: str | None) -> int:
         if not text:
             return 0
         if not self._warm:
-            try:
-                return await anyio.to_thread.run_sync(self._counter.count_text, text, model)
-            finally:
-                self._warm = True
+            return await self._first(self._counter.count_text, text, model)
         return self._counter.count_text(text, model)
