@@ -8,8 +8,11 @@ import httpx
 
 from ._types import ASGIApp
 from .config import GatewayConfig
+from .logs import RequestLogMiddleware
+from .metrics import GatewayMetrics, metrics_app
 from .mount import NotFoundApp, PrefixMount
 from .router import ProviderRouter
+from .runtime import configure as configure_runtime
 
 
 def build_app(
@@ -23,15 +26,26 @@ def build_app(
     (a small index and 404 app when ``app`` is None), wrapped in the middlewares the configuration
     enables, outermost first: request log, tenant, budget, redaction, cache."""
     config = config or GatewayConfig()
-    router = ProviderRouter(config, transports=transports, env=env)
-    stack: ASGIApp = PrefixMount(app or NotFoundApp(config.prefix), router, prefix=config.prefix)
+    # token counting reads the process-wide runtime configuration (asset dir, safety factors)
+    configure_runtime(config.runtime)
+    metrics: GatewayMetrics | None = None
+    served: ASGIApp | None = None
+    if config.log is not None and config.log.metrics is not None:
+        metrics = GatewayMetrics.from_config(config.log.metrics, models=[m.name for m in config.models])
+        if config.log.metrics.serve:
+            served = metrics_app(metrics)
+    router = ProviderRouter(config, transports=transports, env=env, metrics=served)
+    gateway: ASGIApp = PrefixMount(app or NotFoundApp(config.prefix), router, prefix=config.prefix)
     # wrapped innermost first, so the outermost layer ends up first on the request path
     if config.budget is not None:
         from .budget import BudgetMiddleware
 
-        stack = BudgetMiddleware(stack, config=config.budget)
+        gateway = BudgetMiddleware(gateway, config=config.budget)
     if config.tenant is not None:
         from .tenant import TenantMiddleware
 
-        stack = TenantMiddleware(stack, config=config.tenant)
-    return stack
+        gateway = TenantMiddleware(gateway, config=config.tenant)
+    # outermost, so wrapped last: the request log sees every outcome of every inner layer
+    if config.log is not None:
+        gateway = RequestLogMiddleware(gateway, config=config.log, metrics=metrics)
+    return gateway

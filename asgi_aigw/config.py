@@ -25,6 +25,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from .budget.config import BudgetConfig
+from .logs.config import LogConfig
+from .runtime.config import RuntimeConfig
 from .tenant.config import TenantConfig
 
 
@@ -37,12 +39,39 @@ class _Config(BaseModel):
 
 
 class Timeouts(_Config):
-    """Seconds. ``read`` bounds each wait for upstream bytes (the first byte and every gap in a stream)."""
+    """Seconds. ``read`` bounds each wait for upstream bytes (the first byte and every gap in a stream);
+    ``first_byte`` and ``idle`` tighten those two waits separately."""
 
     connect: float = Field(default=5.0, gt=0)
     read: float = Field(default=600.0, gt=0)
     write: float = Field(default=30.0, gt=0)
     pool: float = Field(default=10.0, gt=0)
+    #: Until the response headers (and, for a stream, its first chunk) arrive; unset: ``read``.
+    first_byte: float | None = Field(default=None, gt=0)
+    #: The longest gap between two chunks of a stream; unset: ``read``.
+    idle: float | None = Field(default=None, gt=0)
+
+
+class RetryConfig(_Config):
+    """Retries of failed upstream calls (connect errors, timeouts, 408, 409, 425, 429, 5xx), only before
+    the first byte of the answer has gone to the client."""
+
+    #: Extra attempts once every deployment of the model has been tried (0: each deployment once).
+    retries: int = Field(default=2, ge=0, le=10)
+    #: Exponential backoff with full jitter: a pause of up to ``min(max, base * 2**n)`` seconds.
+    backoff_base: float = Field(default=0.25, ge=0)
+    backoff_max: float = Field(default=8.0, ge=0)
+    #: A ``Retry-After`` longer than this is not waited for: that deployment is given up on.
+    max_retry_after: float = Field(default=30.0, ge=0)
+
+
+class CooldownConfig(_Config):
+    """A deployment that keeps failing is skipped for a while (per process, per deployment)."""
+
+    #: Consecutive failed attempts that put a deployment in cooldown (0 turns cooldowns off).
+    failures: int = Field(default=3, ge=0)
+    #: Seconds a deployment stays out of rotation (a longer upstream ``Retry-After`` wins).
+    seconds: float = Field(default=30.0, ge=0)
 
 
 class ProviderSettings(_Config):
@@ -94,6 +123,8 @@ class RouterConfig(_Config):
     provider_prefix_routing: bool = True
     #: Read OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, OLLAMA_HOST (and the *_BASE_URL vars).
     providers_from_env: bool = True
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    cooldown: CooldownConfig = Field(default_factory=CooldownConfig)
 
 
 class ServerConfig(_Config):
@@ -109,6 +140,10 @@ class GatewayConfig(_Config):
     models: list[ModelConfig] = Field(default_factory=list)
     router: RouterConfig = Field(default_factory=RouterConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    #: Where the tokenizer, embedding model and NER model come from (see docs/offline.md).
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    #: Request log (one row per request, ClickHouse/chDB/JSONL) and Prometheus metrics; off when None.
+    log: LogConfig | None = None
     #: TenantMiddleware (see docs/tenants.md); off when absent.
     tenant: TenantConfig | None = None
     #: BudgetMiddleware (see docs/budgets.md); off when absent.

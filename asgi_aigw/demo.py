@@ -5,10 +5,13 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 from ._types import ASGIApp
 from .app import build_app
 from .budget.config import BudgetConfig, Limits
 from .config import DeploymentConfig, GatewayConfig, ModelConfig
+from .logs.config import DEFAULT_DATA_DIR, DEFAULT_SINK, LogConfig, MetricsConfig
 from .tenant.config import TenantConfig
 from .testing import FakeBehaviour, FakeProvider, StreamingASGITransport
 
@@ -21,6 +24,14 @@ DEMO_LIMITS = Limits(requests_per_minute=10, tokens_per_minute=2000)
 DEMO_MAX_TOKENS = 256
 
 
+def demo_log_config() -> LogConfig:
+    """The request log in the data directory (``.aigw/``): chDB when installed, else JSONL; metrics on."""
+    has_chdb = importlib.util.find_spec("chdb") is not None
+    sink = DEFAULT_SINK if has_chdb else f"jsonl://{DEFAULT_DATA_DIR}/requests.jsonl"
+    metrics = MetricsConfig() if importlib.util.find_spec("prometheus_client") is not None else None
+    return LogConfig(sink=sink, metrics=metrics)
+
+
 def demo_config() -> GatewayConfig:
     deployment = {"provider": "openai", "base_url": DEMO_PROVIDER_URL, "api_key": "demo-key-not-secret"}
     return GatewayConfig(
@@ -28,6 +39,7 @@ def demo_config() -> GatewayConfig:
             ModelConfig(name=name, deployments=[DeploymentConfig(model=name, **deployment)])  # type: ignore[arg-type]
             for name in DEMO_MODELS
         ],
+        log=demo_log_config(),
         # tenant from the X-Tenant-ID header, "demo" when absent
         tenant=TenantConfig(header="x-tenant-id", required=False, default="demo"),
         # budgets in process memory: each tenant gets the demo limits

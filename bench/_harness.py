@@ -29,10 +29,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class Server(str):
+    """A server's base URL that also knows its process id (for CPU accounting)."""
+
+    pid: int
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
 def uvicorn_process(
     target: str, *, factory: bool = False, env: dict[str, str] | None = None, workers: int = 1
-) -> Iterator[str]:
+) -> Iterator[Server]:
     """Run ``uvicorn target`` (uvloop + httptools, access log off) on a free port; yield its base URL."""
     port = free_port()
     command = [
@@ -58,7 +70,8 @@ def uvicorn_process(
         command.append("--factory")
     pythonpath = os.pathsep.join([str(ROOT), str(ROOT / "bench")])
     process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": pythonpath, **(env or {})})
-    base = f"http://127.0.0.1:{port}"
+    base = Server(f"http://127.0.0.1:{port}")
+    base.pid = process.pid
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -86,6 +99,9 @@ class LoadResult:
     p50_ms: float
     p99_ms: float
     errors: int
+    requests: int = 0
+    #: CPU time the server process spent per request (robust to other load on the machine).
+    cpu_us_per_request: float | None = None
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -106,7 +122,14 @@ def require_wrk() -> str:
 
 
 def wrk(
-    name: str, url: str, body: bytes, *, concurrency: int, seconds: float, warmup: float = 1.0
+    name: str,
+    url: str,
+    body: bytes,
+    *,
+    concurrency: int,
+    seconds: float,
+    warmup: float = 1.0,
+    pid: int | None = None,
 ) -> LoadResult:
     """POST ``body`` to ``url`` with ``concurrency`` connections for ``seconds``; throughput and latency."""
     binary = require_wrk()
@@ -121,6 +144,7 @@ def wrk(
                 check=True,
                 capture_output=True,
             )
+        cpu_before = cpu_seconds(pid) if pid else 0.0
         out = subprocess.run(
             [
                 binary,
@@ -136,8 +160,10 @@ def wrk(
             capture_output=True,
             text=True,
         ).stdout
+        cpu_used = cpu_seconds(pid) - cpu_before if pid else None
     finally:
         os.unlink(script.name)
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
@@ -146,7 +172,8 @@ def wrk(
         errors += int(match.group(1))
     if match := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
         errors += sum(int(g) for g in match.groups())
-    return LoadResult(name, concurrency, rps, p50, p99, errors)
+    cpu_us = cpu_used / total * 1e6 if cpu_used is not None and total else None
+    return LoadResult(name, concurrency, rps, p50, p99, errors, total, cpu_us)
 
 
 def check_answers(url: str, body: bytes) -> None:

@@ -1,9 +1,11 @@
 """Router pass-through overhead: the gateway in front of FakeProvider vs calling it directly, vs bare
 proxies (httpx and aiohttp clients) and a bare ASGI app returning fixed JSON, all in the same run.
 
-    python bench/router.py [--seconds 8]
+    python bench/router.py [--seconds 8] [--concurrency 1 32]
 
 Every server is a uvicorn process (uvloop, httptools, one worker) on 127.0.0.1; the load comes from wrk.
+Besides throughput and latency, each server's own CPU time per request is read from /proc: it is the
+figure least disturbed by other load on the machine.
 """
 
 from __future__ import annotations
@@ -15,9 +17,51 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import LoadResult, check_answers, require_wrk, uvicorn_process, write_results, wrk
+from _harness import LoadResult, Server, check_answers, require_wrk, uvicorn_process, write_results, wrk
 
 BODY = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello, how are you today?"}]}'
+BASELINES = {
+    "bare ASGI app, fixed JSON": ("_baselines:fixed_json", False),
+    "bare proxy, httpx": ("_baselines:httpx_proxy", False),
+    "bare proxy, aiohttp": ("_baselines:aiohttp_proxy", False),
+    "router, httpx transport": ("_baselines:gateway_httpx", True),
+    "router, aiohttp transport": ("_baselines:gateway_aiohttp", True),
+}
+
+
+def _table(results: list[LoadResult], concurrency_levels: list[int]) -> str:
+    lines = [
+        "| target | concurrency | req/s | p50 ms | p99 ms | server CPU µs/req | errors |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r.name} | {r.concurrency} | {r.requests_per_s:,.0f} | {r.p50_ms:.3f} | {r.p99_ms:.3f} | "
+        f"{r.cpu_us_per_request or 0:,.0f} | {r.errors} |"
+        for r in results
+    ]
+    by = {(r.name, r.concurrency): r for r in results}
+    lines += ["", "| ratio | value |", "|---|---|"]
+    for c in concurrency_levels:
+        direct, proxy = by[("FakeProvider direct", c)], by[("bare proxy, aiohttp", c)]
+        for transport in ("aiohttp", "httpx"):
+            router = by[(f"router, {transport} transport", c)]
+            lines.append(
+                f"| c={c} router ({transport}) p50 overhead vs direct | {router.p50_ms - direct.p50_ms:+.3f} ms |"
+            )
+            lines.append(
+                f"| c={c} router ({transport}) throughput / bare aiohttp proxy | "
+                f"{router.requests_per_s / proxy.requests_per_s:.0%} |"
+            )
+            lines.append(
+                f"| c={c} router ({transport}) CPU per request / bare aiohttp proxy | "
+                f"{(router.cpu_us_per_request or 0) / (proxy.cpu_us_per_request or 1):.2f}x |"
+            )
+        httpx_proxy = by[("bare proxy, httpx", c)]
+        lines.append(
+            f"| c={c} bare httpx proxy throughput / bare aiohttp proxy | "
+            f"{httpx_proxy.requests_per_s / proxy.requests_per_s:.0%} |"
+        )
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -33,68 +77,29 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         fake = stack.enter_context(uvicorn_process("asgi_aigw.testing.fake_provider:app"))
         upstream = {"BENCH_UPSTREAM": f"{fake}/v1/chat/completions"}
-        targets = {
-            "FakeProvider direct": f"{fake}/v1/chat/completions",
-            "bare ASGI app, fixed JSON": stack.enter_context(
-                uvicorn_process("_baselines:fixed_json", env=upstream)
-            ),
-            "bare proxy, httpx": stack.enter_context(uvicorn_process("_baselines:httpx_proxy", env=upstream)),
-            "bare proxy, aiohttp": stack.enter_context(
-                uvicorn_process("_baselines:aiohttp_proxy", env=upstream)
-            ),
-            "router, httpx transport": stack.enter_context(
-                uvicorn_process("_baselines:gateway_httpx", factory=True, env=upstream)
-            ),
-            "router, aiohttp transport": stack.enter_context(
-                uvicorn_process("_baselines:gateway_aiohttp", factory=True, env=upstream)
-            ),
-        }
+        servers: dict[str, Server] = {"FakeProvider direct": fake}
+        for name, (target, factory) in BASELINES.items():
+            servers[name] = stack.enter_context(uvicorn_process(target, factory=factory, env=upstream))
         urls = {
-            name: url
-            if name == "FakeProvider direct" or not name.startswith("router")
-            else f"{url}/ai/v1/chat/completions"
-            for name, url in targets.items()
-        }
-        urls = {
-            name: (url if url.endswith("/completions") else f"{url}/v1/chat/completions")
-            for name, url in urls.items()
+            name: f"{server}/ai/v1/chat/completions"
+            if name.startswith("router")
+            else f"{server}/v1/chat/completions"
+            for name, server in servers.items()
         }
         for url in urls.values():
             check_answers(url, BODY)
-        for concurrency in args.concurrency:
+        for c in args.concurrency:
             for name, url in urls.items():
-                result = wrk(name, url, BODY, concurrency=concurrency, seconds=args.seconds)
+                result = wrk(name, url, BODY, concurrency=c, seconds=args.seconds, pid=servers[name].pid)
                 print(
-                    f"  {name:28} c={concurrency:<3} {result.requests_per_s:9.0f} req/s  p50 {result.p50_ms:7.3f} ms"
-                    f"  p99 {result.p99_ms:7.3f} ms  errors {result.errors}",
+                    f"  {name:28} c={c:<3} {result.requests_per_s:9.0f} req/s  p50 {result.p50_ms:7.3f} ms"
+                    f"  p99 {result.p99_ms:8.3f} ms  cpu {result.cpu_us_per_request or 0:6.0f} us/req"
+                    f"  errors {result.errors}",
                     file=sys.stderr,
+                    flush=True,
                 )
                 results.append(result)
-
-    lines = ["| target | concurrency | req/s | p50 ms | p99 ms | errors |", "|---|---|---|---|---|---|"]
-    lines += [
-        f"| {r.name} | {r.concurrency} | {r.requests_per_s:,.0f} | {r.p50_ms:.3f} | {r.p99_ms:.3f} | {r.errors} |"
-        for r in results
-    ]
-    by = {(r.name, r.concurrency): r for r in results}
-    ratios = ["", "| ratio | value |", "|---|---|"]
-    for concurrency in args.concurrency:
-        direct = by[("FakeProvider direct", concurrency)]
-        for transport in ("aiohttp", "httpx"):
-            router = by[(f"router, {transport} transport", concurrency)]
-            ratios.append(
-                f"| c={concurrency} router ({transport}) p50 overhead vs direct | "
-                f"{router.p50_ms - direct.p50_ms:+.3f} ms |"
-            )
-            ratios.append(
-                f"| c={concurrency} router ({transport}) throughput / bare aiohttp proxy | "
-                f"{router.requests_per_s / by[('bare proxy, aiohttp', concurrency)].requests_per_s:.0%} |"
-            )
-        ratios.append(
-            f"| c={concurrency} bare httpx proxy throughput / bare aiohttp proxy | "
-            f"{by[('bare proxy, httpx', concurrency)].requests_per_s / by[('bare proxy, aiohttp', concurrency)].requests_per_s:.0%} |"
-        )
-    write_results("router", "Router pass-through", "\n".join(lines + ratios), results)
+    write_results("router", "Router pass-through", _table(results, args.concurrency), results)
 
 
 if __name__ == "__main__":

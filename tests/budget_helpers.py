@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import anyio
@@ -13,24 +11,15 @@ import orjson
 from asgi_aigw.budget import BudgetStore, SlotClock
 from asgi_aigw.budget.tokens import RuntimeTokenCounter, TokenCounter
 from asgi_aigw.context import ensure_context
-from asgi_aigw.testing.fake_provider import count_tokens
-
-
-class WordCounter:
-    """A stand-in tokenizer counting as FakeProvider does (used only when the runtime is missing)."""
-
-    def count_chat(self, request: Mapping[str, Any], model: str | None) -> int:
-        return sum(count_tokens(str(m.get("content") or "")) + 4 for m in request["messages"]) + 3
-
-    def count_text(self, text: str, model: str | None) -> int:
-        return count_tokens(text)
 
 
 def token_counter() -> TokenCounter:
-    """The offline runtime's tokenizers when they are installed, else the stand-in."""
-    if importlib.util.find_spec("asgi_aigw.runtime") is not None:
-        return RuntimeTokenCounter()
-    return WordCounter()
+    """The offline runtime's tokenizers, as the middleware uses by default (checked to be really
+    loaded, not the approximate fallback)."""
+    counter = RuntimeTokenCounter()
+    counter.count_text("warm up", "gpt-4o-mini")
+    assert counter._fallback is None, "the runtime's tokenizer did not load"
+    return counter
 
 
 #: The instant a budget test runs "at" (reset for each test by ``freeze_now``): its middlewares take

@@ -244,7 +244,7 @@ async def test_disconnect_mid_stream_charges_only_what_was_generated(store: Redi
 
 
 async def test_upstream_error_releases_the_reservation(fake: FakeProvider, store: RedisBudgetStore) -> None:
-    fake.enqueue(FakeBehaviour(status=500), times=1)
+    fake.behaviour = FakeBehaviour(status=500)  # every attempt fails, retries included
     app, _ = stack(routed(fake), store, limits=Limits(tokens_per_minute=10_000))
     response = await post(app, chat(max_tokens=100))
     assert response.status_code >= 500
@@ -252,7 +252,6 @@ async def test_upstream_error_releases_the_reservation(fake: FakeProvider, store
     assert used["tokens_per_minute"] == 0
     assert used["tokens_per_month"] == 0
     assert used["requests_per_minute"] == 1  # the request still counts against RPM
-    fake.enqueue(FakeBehaviour(status=500), times=1)
     response = await post(app, chat(stream=True, max_tokens=100))
     assert response.status_code >= 500
     assert (await usage_of(store, "acme"))["tokens_per_minute"] == 0
@@ -276,7 +275,7 @@ async def test_json_without_usage_counts_the_answer(store: RedisBudgetStore) -> 
     body = chat()
     assert (await post(app, body)).status_code == 200
     counter = token_counter()
-    expected = counter.count_chat(body, body["model"]) + counter.count_text("alpha beta gamma", None)
+    expected = counter.count_chat(body, body["model"]) + counter.count_text("alpha beta gamma", body["model"])
     assert (await usage_of(store, "acme"))["tokens_per_minute"] == expected
     assert app.contexts[0].usage is not None
     assert app.contexts[0].usage.estimated

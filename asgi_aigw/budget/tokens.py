@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import anyio
+
+from ..runtime import tokens as runtime_tokens
+from ..runtime.assets import AssetError
 
 logger = logging.getLogger("asgi_aigw.budget")
 
@@ -41,31 +43,35 @@ class ApproximateCounter:
 
 
 class RuntimeTokenCounter:
-    """:mod:`asgi_aigw.runtime.tokens` (tiktoken encodings loaded offline, once per process); the
-    :class:`ApproximateCounter` when the runtime cannot be imported (logged once)."""
+    """:mod:`asgi_aigw.runtime.tokens`: tiktoken encodings loaded offline, once per process; exact for
+    OpenAI models, a documented over-estimate for the others. When no tokenizer can be loaded (the
+    ``tokens`` extra is missing, or its encoding files are), it warns once and falls back to the
+    :class:`ApproximateCounter` rather than failing every request."""
 
     def __init__(self) -> None:
-        self._chat: Any = None
-        self._text: Any = None
-
-    def _load(self) -> None:
-        try:
-            tokens = importlib.import_module("asgi_aigw.runtime.tokens")
-            self._chat, self._text = tokens.count_chat_tokens, tokens.count_text_tokens
-        except ImportError as exc:
-            logger.warning("No tokenizer available (%s): token estimates are approximate", exc)
-            fallback = ApproximateCounter()
-            self._chat, self._text = fallback.count_chat, fallback.count_text
+        self._fallback: ApproximateCounter | None = None
 
     def count_chat(self, request: Mapping[str, Any], model: str | None) -> int:
-        if self._chat is None:
-            self._load()
-        return int(self._chat(request, model))
+        if self._fallback is None:
+            try:
+                return runtime_tokens.count_chat_tokens(request, model)
+            except (ImportError, AssetError) as exc:
+                self._fall_back(exc)
+        assert self._fallback is not None
+        return self._fallback.count_chat(request, model)
 
     def count_text(self, text: str, model: str | None) -> int:
-        if self._text is None:
-            self._load()
-        return int(self._text(text, model))
+        if self._fallback is None:
+            try:
+                return runtime_tokens.count_text_tokens(text, model)
+            except (ImportError, AssetError) as exc:
+                self._fall_back(exc)
+        assert self._fallback is not None
+        return self._fallback.count_text(text, model)
+
+    def _fall_back(self, exc: BaseException) -> None:
+        logger.warning("No tokenizer available (%s): token estimates fall back to 4 characters a token", exc)
+        self._fallback = ApproximateCounter()
 
 
 class WarmCounter:

@@ -73,6 +73,10 @@ def run(args: argparse.Namespace) -> int:
             '-d \'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello!"}]}\'',
             file=sys.stderr,
         )
+    if config.log is not None and config.log.sink is not None:
+        print(f"request log: {config.log.sink} (read it with: aigw usage)", file=sys.stderr)
+    if config.log is not None and config.log.metrics is not None and config.log.metrics.serve:
+        print(f"metrics: http://{host}:{port}{config.prefix}/metrics", file=sys.stderr)
     uvicorn.run(
         "asgi_aigw.cli.serve:app_factory",
         factory=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .anthropic import AnthropicAdapter
 from .base import (
     Deployment,
     ProviderAdapter,
@@ -10,11 +11,16 @@ from .base import (
     TranslatedResponse,
     UpstreamRequest,
 )
+from .gemini import GeminiAdapter
+from .ollama import OllamaAdapter
 from .openai import OpenAIAdapter
 
 #: Adapters by the provider name used in configuration and in ``PROVIDER/MODEL`` model names.
 ADAPTERS: dict[str, ProviderAdapter] = {
     "openai": OpenAIAdapter(),
+    "anthropic": AnthropicAdapter(),
+    "gemini": GeminiAdapter(),
+    "ollama": OllamaAdapter(),
 }
 
 
@@ -25,7 +31,10 @@ def register_adapter(adapter: ProviderAdapter) -> None:
 
 __all__ = [
     "ADAPTERS",
+    "AnthropicAdapter",
     "Deployment",
+    "GeminiAdapter",
+    "OllamaAdapter",
     "OpenAIAdapter",
     "ProviderAdapter",
     "StreamTranslator",

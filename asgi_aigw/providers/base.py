@@ -17,10 +17,16 @@ from ..models import ChatCompletionRequest, EmbeddingRequest
 
 @dataclass(frozen=True, slots=True)
 class Timeout:
+    """Seconds. ``first_byte`` and ``idle`` are enforced by the router; ``None`` leaves them to ``read``."""
+
     connect: float = 5.0
     read: float = 600.0
     write: float = 30.0
     pool: float = 10.0
+    #: From sending the request to the response headers (and, for a stream, its first chunk).
+    first_byte: float | None = None
+    #: The longest gap allowed between two chunks of a stream.
+    idle: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

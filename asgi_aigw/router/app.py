@@ -13,18 +13,26 @@ import anyio
 import httpx
 import orjson
 
-from .._types import Headers, Message, Receive, Scope, Send
+from .._types import ASGIApp, Headers, Message, Receive, Scope, Send
 from ..body import ClientDisconnect, JSONBody, read_json
 from ..config import GatewayConfig
 from ..context import RequestContext, ensure_context
-from ..errors import GatewayError, MethodNotAllowed, NotFound, UpstreamError, send_error, sse_error_event
+from ..errors import (
+    GatewayError,
+    MethodNotAllowed,
+    NotFound,
+    UpstreamError,
+    UpstreamTimeout,
+    send_error,
+    sse_error_event,
+)
 from ..http import send_json_bytes
 from ..models import ChatCompletionRequest, EmbeddingRequest
 from ..providers import ADAPTERS, Deployment, ProviderAdapter, UpstreamRequest
-from ..providers.errors import RETRYABLE_STATUSES
 from ..routes import route_path
+from .policy import RoutingPolicy, is_retryable
 from .registry import ModelRegistry, ResolvedModel
-from .upstream import UpstreamClients, httpx_timeout, mapped_transport_errors
+from .upstream import UpstreamClients, httpx_timeout, mapped_transport_errors, origin_of
 
 logger = logging.getLogger("asgi_aigw.router")
 
@@ -49,6 +57,8 @@ _ROUTES: dict[str, str] = {
 _METHODS = {"chat": "POST", "embeddings": "POST", "models": "GET"}
 
 BuildRequest = Callable[[Deployment, ProviderAdapter], UpstreamRequest]
+#: Turns one upstream response into the client's answer (``deadline``: when the first chunk is due).
+Deliver = Callable[[Deployment, ProviderAdapter, httpx.Response, "float | None"], Awaitable[None]]
 
 
 class _Progress:
@@ -75,14 +85,19 @@ class ProviderRouter:
         *,
         transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
         env: Mapping[str, str] | None = None,
+        metrics: ASGIApp | None = None,
     ) -> None:
         self.config = config or GatewayConfig()
+        #: Served at ``GET /metrics`` below the mount point (``asgi_aigw.metrics.metrics_app``).
+        self.metrics = metrics
         self.registry = ModelRegistry(self.config, env)
         self.clients = UpstreamClients(
             transport=self.config.router.transport,
             max_connections=self.config.router.max_connections,
             transports=transports,
         )
+        #: Retry, backoff and cooldown decisions (cooldown state lives here, per process).
+        self.policy = RoutingPolicy(self.config.router.retry, self.config.router.cooldown)
         self._max_body = self.config.router.max_body_bytes
         self._created = int(time.time())
 
@@ -117,6 +132,9 @@ class ProviderRouter:
                 return
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.metrics is not None and route_path(scope) == "/metrics":
+            await self.metrics(scope, receive, send)
+            return
         scope, ctx = ensure_context(scope)
         progress = _Progress()
         try:
@@ -187,21 +205,33 @@ class ProviderRouter:
         def build(deployment: Deployment, adapter: ProviderAdapter) -> UpstreamRequest:
             return adapter.chat_request(deployment, request, data, stream=ctx.stream)
 
+        deliver: Deliver
         if ctx.stream:
             include_usage = bool(request.stream_options and request.stream_options.include_usage)
 
-            async def work() -> None:
-                deployment, adapter, response = await self._open(ctx, resolved, build)
+            async def deliver(
+                deployment: Deployment,
+                adapter: ProviderAdapter,
+                response: httpx.Response,
+                deadline: float | None,
+            ) -> None:
                 translator = adapter.chat_stream(deployment, request, include_usage=include_usage)
-                await self._relay_stream(send, ctx, deployment, response, translator, progress)
+                await self._relay_stream(send, ctx, deployment, response, translator, progress, deadline)
 
         else:
 
-            async def work() -> None:
-                deployment, adapter, response = await self._open(ctx, resolved, build)
+            async def deliver(
+                deployment: Deployment,
+                adapter: ProviderAdapter,
+                response: httpx.Response,
+                deadline: float | None,
+            ) -> None:
                 content = await self._read(deployment, response)
                 translated = adapter.chat_response(deployment, request, content)
                 await self._send_translated(send, ctx, deployment, translated.body, translated, progress)
+
+        async def work() -> None:
+            await self._attempt(ctx, resolved, build, deliver, progress)
 
         await self._until_disconnect(receive, ctx, progress, work)
 
@@ -218,62 +248,110 @@ class ProviderRouter:
         def build(deployment: Deployment, adapter: ProviderAdapter) -> UpstreamRequest:
             return adapter.embeddings_request(deployment, request, data)
 
-        async def work() -> None:
-            deployment, adapter, response = await self._open(ctx, resolved, build)
+        async def deliver(
+            deployment: Deployment, adapter: ProviderAdapter, response: httpx.Response, deadline: float | None
+        ) -> None:
             content = await self._read(deployment, response)
             translated = adapter.embeddings_response(deployment, request, content)
             await self._send_translated(send, ctx, deployment, translated.body, translated, progress)
+
+        async def work() -> None:
+            await self._attempt(ctx, resolved, build, deliver, progress)
 
         await self._until_disconnect(receive, ctx, progress, work)
 
     # -- upstream I/O -------------------------------------------------------------------------------
 
-    def _plan(self, resolved: ResolvedModel) -> tuple[Deployment, ...]:
-        """The deployments to try, in order."""
-        return resolved.deployments
+    async def _attempt(
+        self,
+        ctx: RequestContext,
+        resolved: ResolvedModel,
+        build: BuildRequest,
+        deliver: Deliver,
+        progress: _Progress,
+    ) -> None:
+        """Call deployments until one answers and ``deliver`` has sent the answer.
 
-    async def _open(
-        self, ctx: RequestContext, resolved: ResolvedModel, build: BuildRequest
-    ) -> tuple[Deployment, ProviderAdapter, httpx.Response]:
-        """Send to the first deployment that answers 2xx, falling back on retryable failures."""
-        plan = self._plan(resolved)
-        last_error: GatewayError | None = None
-        for index, deployment in enumerate(plan):
+        A failure worth retrying (connect error, timeout, 408/409/425/429/5xx, a stream that broke before
+        its first event) moves on to the next attempt the policy allows, as long as nothing has gone to
+        the client yet; one log line records each failed attempt.
+        """
+        attempts = self.policy.plan(resolved)
+        deployment = attempts.first()
+        while True:
             adapter = ADAPTERS[deployment.provider]
-            upstream = build(deployment, adapter)
-            client = self.clients.get(deployment.base_url)
             ctx.attempts += 1
             try:
-                with mapped_transport_errors(deployment):
-                    response = await client.send(
-                        client.build_request(
-                            upstream.method,
-                            upstream.url,
-                            headers=upstream.headers,
-                            content=upstream.content,
-                            timeout=httpx_timeout(deployment),
-                        ),
-                        stream=True,
-                    )
+                response, deadline = await self._send(deployment, adapter, build)
+                await deliver(deployment, adapter, response, deadline)
             except GatewayError as exc:
-                last_error = exc
-                if index + 1 < len(plan):
+                _scrub(exc, deployment)
+                if not is_retryable(exc):
+                    raise
+                if progress.started:
+                    attempts.record_failure(deployment)
                     logger.warning(
-                        "deployment %s failed (%s); trying the next one", deployment.id, exc.message
+                        "%s: attempt %d on %s failed after the answer started (%s); not retried",
+                        resolved.name,
+                        attempts.made,
+                        deployment.id,
+                        _brief(exc.message),
                     )
-                continue
-            if response.status_code < 300:
-                return deployment, adapter, response
-            error = await self._upstream_error(deployment, adapter, response)
-            if response.status_code not in RETRYABLE_STATUSES:
-                raise error
-            last_error = error
-            if index + 1 < len(plan):
+                    raise
+                step = attempts.after_failure(deployment, exc)
+                if step is None:
+                    logger.warning(
+                        "%s: attempt %d on %s failed (%s); no attempt left",
+                        resolved.name,
+                        attempts.made,
+                        deployment.id,
+                        _brief(exc.message),
+                    )
+                    raise
+                failed, (deployment, delay) = deployment, step
                 logger.warning(
-                    "deployment %s answered %d; trying the next one", deployment.id, response.status_code
+                    "%s: attempt %d on %s failed (%s); retrying on %s in %.2fs",
+                    resolved.name,
+                    attempts.made - 1,
+                    failed.id,
+                    _brief(exc.message),
+                    deployment.id,
+                    delay,
                 )
-        assert last_error is not None  # a resolved model has at least one deployment
-        raise last_error
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                continue
+            self.policy.succeeded(deployment)
+            return
+
+    async def _send(
+        self, deployment: Deployment, adapter: ProviderAdapter, build: BuildRequest
+    ) -> tuple[httpx.Response, float | None]:
+        """Send to one deployment; its 2xx response (body unread) and the first chunk's deadline."""
+        upstream = build(deployment, adapter)
+        client = self.clients.get(deployment.base_url)
+        request = client.build_request(
+            upstream.method,
+            upstream.url,
+            headers=upstream.headers,
+            content=upstream.content,
+            timeout=httpx_timeout(deployment),
+        )
+        first_byte = deployment.timeout.first_byte
+        deadline: float | None = None
+        with mapped_transport_errors(deployment):
+            if first_byte is None:
+                response = await client.send(request, stream=True)
+            else:
+                deadline = asyncio.get_running_loop().time() + first_byte
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        response = await client.send(request, stream=True)
+                except TimeoutError:
+                    raise _timeout(deployment, "first_byte", first_byte) from None
+        if response.status_code >= 300:
+            raise await self._upstream_error(deployment, adapter, response)
+        return response, deadline
 
     async def _upstream_error(
         self, deployment: Deployment, adapter: ProviderAdapter, response: httpx.Response
@@ -322,26 +400,70 @@ class ProviderRouter:
         response: httpx.Response,
         translator: Any,
         progress: _Progress,
+        deadline: float | None = None,
     ) -> None:
         """Forward events as they complete; the status line waits for the first one."""
         _record(ctx, deployment, None)
+        idle = deployment.timeout.idle
         try:
             with mapped_transport_errors(deployment):
-                async for chunk in response.aiter_bytes():
-                    events = translator.feed(chunk)
-                    if events:
-                        await self._send_events(send, ctx, events, progress)
+                if deadline is None and idle is None:
+                    async for chunk in response.aiter_bytes():
+                        events = translator.feed(chunk)
+                        if events:
+                            if not progress.started:
+                                _reported_model(ctx, translator)
+                            await self._send_events(send, ctx, events, progress)
+                else:
+                    await self._relay_timed(send, ctx, deployment, response, translator, progress, deadline)
                 tail = translator.close()
         finally:
             with anyio.CancelScope(shield=True):
                 await response.aclose()
         ctx.usage = translator.usage
         if tail:
+            if not progress.started:
+                _reported_model(ctx, translator)
             await self._send_events(send, ctx, tail, progress)
         if not translator.done:
             raise UpstreamError(f"{deployment.provider} ended the stream before the answer was complete.")
         progress.finished = True
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _relay_timed(
+        self,
+        send: Send,
+        ctx: RequestContext,
+        deployment: Deployment,
+        response: httpx.Response,
+        translator: Any,
+        progress: _Progress,
+        deadline: float | None,
+    ) -> None:
+        """The relay loop with the first chunk due by ``deadline`` and at most ``idle`` between chunks."""
+        loop = asyncio.get_running_loop()
+        idle = deployment.timeout.idle
+        chunks = response.aiter_bytes().__aiter__()
+        # the first chunk is due by the first-byte deadline (unset: only ``read`` bounds it); ``idle``
+        # bounds the gaps after it
+        when = deadline
+        which, limit = "first_byte", deployment.timeout.first_byte
+        while True:
+            try:
+                async with asyncio.timeout_at(when):
+                    chunk = await chunks.__anext__()
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise _timeout(deployment, which, limit) from None
+            events = translator.feed(chunk)
+            if events:
+                if not progress.started:
+                    _reported_model(ctx, translator)
+                await self._send_events(send, ctx, events, progress)
+            # the client's own pace does not count against the upstream's idle allowance
+            when = loop.time() + idle if idle is not None else None
+            which, limit = "idle", idle
 
     async def _send_events(
         self, send: Send, ctx: RequestContext, events: list[bytes], progress: _Progress
@@ -397,11 +519,31 @@ def _record(ctx: RequestContext, deployment: Deployment, model: str | None) -> N
     ctx.upstream_model = model or deployment.model
 
 
+def _reported_model(ctx: RequestContext, translator: Any) -> None:
+    """The model a translated stream announced (Anthropic's message_start, Gemini's modelVersion)."""
+    model = getattr(translator, "upstream_model", None)
+    if model:
+        ctx.upstream_model = model
+
+
 def _answer_headers(ctx: RequestContext) -> Headers:
     return [
         (b"x-aigw-provider", (ctx.provider or "").encode("latin-1")),
         (b"x-aigw-model", (ctx.upstream_model or "").encode("latin-1", "replace")),
+        (b"x-aigw-deployment", (ctx.deployment or "").encode("latin-1", "replace")),
+        (b"x-aigw-attempts", str(ctx.attempts).encode()),
     ]
+
+
+def _brief(message: str, limit: int = 300) -> str:
+    """An upstream message for a log line: one line, bounded."""
+    message = " ".join(message.split())
+    return message if len(message) <= limit else message[: limit - 3] + "..."
+
+
+def _timeout(deployment: Deployment, which: str, seconds: float | None) -> UpstreamTimeout:
+    where = f"{deployment.provider} ({origin_of(deployment.base_url)})"
+    return UpstreamTimeout(f"{where} did not answer in time ({which} timeout of {seconds}s).")
 
 
 def _stream_headers(ctx: RequestContext) -> Headers:

@@ -37,7 +37,7 @@ class ResolvedModel:
 
 
 def _timeout(t: Timeouts | None) -> Timeout:
-    return Timeout() if t is None else Timeout(t.connect, t.read, t.write, t.pool)
+    return Timeout() if t is None else Timeout(t.connect, t.read, t.write, t.pool, t.first_byte, t.idle)
 
 
 def _normalise_base_url(url: str) -> str:

@@ -27,6 +27,9 @@ from typing import Any
 import orjson
 
 from .._types import Message, Receive, Scope, Send
+from . import _anthropic_format as anthropic_format
+from . import _gemini_format as gemini_format
+from . import _ollama_format as ollama_format
 from . import _openai_format as openai_format
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
@@ -80,6 +83,12 @@ class FakeBehaviour:
     malformed: bool = False
     #: Answer with this text instead of the echo.
     answer: str | None = None
+    #: Streams: after this many content chunks, send the provider's own in-stream error (Anthropic's
+    #: ``overloaded_error`` event, Gemini's error object, Ollama's ``{"error"}`` line) and end.
+    stream_error_after: int | None = None
+    #: Refuse for safety reasons: Gemini blocks the prompt (``promptFeedback.blockReason``), Anthropic
+    #: answers ``stop_reason: refusal``.
+    blocked: bool = False
 
 
 @dataclass
@@ -104,8 +113,16 @@ class _Turn:
 
 
 class FakeProvider:
-    """A deterministic provider for tests and demos. OpenAI's wire format (``/v1/chat/completions``,
-    ``/v1/embeddings``, ``/v1/models``), JSON and SSE, byte-compatible with the real API."""
+    """A deterministic provider for tests and demos, speaking four wire formats chosen by path:
+
+    - OpenAI: ``/v1/chat/completions``, ``/v1/embeddings``, ``/v1/models`` (JSON and SSE);
+    - Anthropic: ``/v1/messages`` (JSON and SSE events);
+    - Gemini: ``/v1beta/models/{model}:generateContent``, ``:streamGenerateContent?alt=sse``,
+      ``:embedContent``, ``:batchEmbedContents``;
+    - Ollama: ``/api/chat`` (NDJSON stream or one object), ``/api/embed``.
+
+    Every format answers from the same :meth:`plan_turn`, so answers and token counts agree.
+    """
 
     def __init__(self, behaviour: FakeBehaviour | None = None, *, model: str = "fake-model") -> None:
         self.behaviour = behaviour or FakeBehaviour()
@@ -189,6 +206,14 @@ class FakeProvider:
             await openai_format.embeddings(self, request, behaviour, send)
         elif path.endswith("/models") and request.method == "GET":
             await openai_format.models(self, send)
+        elif path.endswith("/messages") and request.method == "POST":
+            await anthropic_format.messages(self, request, behaviour, receive, send)
+        elif ":" in path.rsplit("/", 1)[-1] and request.method == "POST":
+            await gemini_format.dispatch(self, request, behaviour, receive, send)
+        elif path.endswith("/api/chat") and request.method == "POST":
+            await ollama_format.chat(self, request, behaviour, receive, send)
+        elif path.endswith("/api/embed") and request.method == "POST":
+            await ollama_format.embed(self, request, behaviour, send)
         else:
             await self.send_json(
                 send,

@@ -1,0 +1,151 @@
+"""``aigw usage``: spend, tokens, requests, cache hit ratio and latency per tenant and model.
+
+Reads the request log table in ClickHouse or chDB: ``--url``, else the ``log.sink`` of ``--config``,
+else ``$AIGW_LOG_URL``, else the embedded default (the demo's ``chdb://.aigw/chdb``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from typing import Any
+
+from .._optional import MissingDependency
+from ..config import ConfigError, load_config
+from ..logs.config import DEFAULT_SINK, DEFAULT_TABLE
+
+_URL_ENV = "AIGW_LOG_URL"
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "usage", help="spend, tokens, cache hits and latency per tenant and model, from the request log"
+    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "--url", help=f"ClickHouse or chDB URL of the log (default: ${_URL_ENV} or {DEFAULT_SINK})"
+    )
+    source.add_argument("--config", metavar="FILE", help="read the log sink from this gateway configuration")
+    parser.add_argument("--table", help=f"table name (default: the configuration's, or {DEFAULT_TABLE})")
+    parser.add_argument("--tenant", help="only this tenant")
+    parser.add_argument(
+        "--since", default="all", help="only requests this recent: 90m, 24h, 7d, 2w (default: all)"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=10.0,
+        help="seconds to wait for a chDB directory a running gateway holds (it lets go when idle)",
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..logs.clickhouse import ClickHouseSink
+    from ..logs.sinks import parse_sink_url
+    from ..logs.usage import format_table, parse_since, usage_report
+
+    try:
+        since = parse_since(args.since)
+        url, table = _source(args)
+        parsed = parse_sink_url(url, table=table)
+        if parsed.scheme not in ("clickhouse", "clickhouses", "chdb"):
+            raise ConfigError(f"aigw usage reads ClickHouse or chDB; the log sink is {parsed.scheme}://.")
+        if parsed.scheme == "chdb" and parsed.path and not os.path.isdir(parsed.path):
+            print(
+                f"aigw usage: no request log at {parsed.path} yet. Run the gateway with logging "
+                "(aigw serve --demo), send it requests, then try again.",
+                file=sys.stderr,
+            )
+            return 1
+        sink = ClickHouseSink(parsed)
+    except (ConfigError, ValueError) as exc:
+        print(f"aigw usage: {exc}", file=sys.stderr)
+        return 2
+    try:
+        _connect(sink, args.wait)
+        rows, totals = usage_report(sink, since=since, tenant=args.tenant)
+    except MissingDependency as exc:
+        print(f"aigw usage: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        print(f"aigw usage: cannot read {sink.name}: {_reason(exc, sink)}", file=sys.stderr)
+        return 1
+    finally:
+        sink.close()
+    if args.json:
+        for row in rows:
+            print(json.dumps({**asdict(row), "cache_hit_ratio": row.cache_hit_ratio}))
+        return 0
+    if not rows:
+        print(
+            "no requests logged" + (f" for tenant {args.tenant}" if args.tenant else "") + " in this window"
+        )
+        return 0
+    window = "all time" if since is None else f"the last {args.since}"
+    print(f"usage over {window} from {sink.name}\n")
+    print(format_table(rows, totals))
+    return 0
+
+
+def _source(args: argparse.Namespace) -> tuple[str, str | None]:
+    if args.url:
+        return args.url, args.table
+    if args.config:
+        config = load_config(args.config)
+        if config.log is None or config.log.sink is None:
+            raise ConfigError(f"{args.config} configures no request log (log.sink).")
+        return config.log.sink, args.table or config.log.table
+    return os.environ.get(_URL_ENV) or DEFAULT_SINK, args.table
+
+
+def _connect(sink: Any, wait: float) -> None:
+    """Open the client; a chDB directory held by a running gateway is retried until ``wait`` runs out."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            with _quiet_stderr(sink.is_chdb):
+                sink.client(ensure_schema=False)
+            return
+        except MissingDependency:
+            raise
+        except Exception:
+            if not sink.is_chdb or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.25)
+
+
+@contextlib.contextmanager
+def _quiet_stderr(enabled: bool) -> Iterator[None]:
+    """chDB prints its own lock errors on the process's stderr; the retry loop reports once instead."""
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _reason(exc: Exception, sink: Any) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if getattr(sink, "is_chdb", False) and ("EmbeddedServer" in text or "lock" in text.lower()):
+        return (
+            "another process holds this chDB directory (chDB allows one process per directory). "
+            "A running gateway lets go after a second without traffic; retry, or raise --wait."
+        )
+    if "UNKNOWN_TABLE" in text or "doesn't exist" in text or "does not exist" in text:
+        return "the request log table does not exist yet (no request was logged)."
+    return text

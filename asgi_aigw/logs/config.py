@@ -1,0 +1,99 @@
+"""``LogConfig``: the ``log:`` section of the gateway configuration (request log and metrics).
+
+```yaml
+log:
+  sink: clickhouse://aigw:${CLICKHOUSE_PASSWORD}@clickhouse:8123/observability
+  ttl_days: 90
+  metrics: {tenant_label: true}
+```
+
+This module imports nothing else from the package, so :mod:`asgi_aigw.config` can import it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+#: Where the embedded default keeps its data (relative to the working directory).
+DEFAULT_DATA_DIR = ".aigw"
+DEFAULT_SINK = f"chdb://{DEFAULT_DATA_DIR}/chdb"
+DEFAULT_SPOOL_DIR = f"{DEFAULT_DATA_DIR}/spool"
+DEFAULT_TABLE = "aigw_requests"
+SINK_SCHEMES = ("clickhouse", "clickhouses", "chdb", "jsonl", "memory")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MetricsConfig(_Section):
+    """Prometheus metrics recorded by the request log layer (needs ``asgi-aigw[metrics]``)."""
+
+    #: Serve the metrics at ``{prefix}/metrics`` from the router.
+    serve: bool = True
+    #: Add a ``tenant`` label to request, token, cost and budget metrics (one series per tenant).
+    tenant_label: bool = False
+    #: Tenants beyond this many distinct values are counted as ``other``.
+    max_tenants: int = Field(default=100, ge=1)
+    #: Model names used as label values; others count as ``other``. ``None``: the gateway's configured
+    #: model names (``build_app``), or the first ``max_models`` names seen.
+    models: list[str] | None = None
+    max_models: int = Field(default=50, ge=1)
+    #: Histogram buckets in seconds for latency and time to first byte.
+    buckets: list[float] | None = None
+
+
+class LogConfig(_Section):
+    """One row per request, written in batches to a sink, away from the request path."""
+
+    #: ``clickhouse://user:pass@host:8123/db``, ``clickhouses://...`` (TLS), ``chdb:///abs/path`` or
+    #: ``chdb://relative/path`` (in-process ClickHouse), ``jsonl://path/file.jsonl``, ``memory://``.
+    #: ``None`` records metrics only.
+    sink: str | None = DEFAULT_SINK
+    table: str = Field(default=DEFAULT_TABLE, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    #: Rows older than this many days are deleted by ClickHouse (a TTL on a new table).
+    ttl_days: int | None = Field(default=None, ge=1)
+    #: ``gateway``: only OpenAI-format routes (chat, embeddings, models); ``all``: every HTTP request.
+    routes: Literal["gateway", "all"] = "gateway"
+    #: Log the request body as the inner layers left it (redacted when RedactMiddleware runs inside
+    #: this layer). Answers are never logged: at this layer they carry the restored, unredacted text.
+    log_bodies: bool = False
+    max_body_chars: int = Field(default=65536, ge=0)
+    #: Response header carrying the request id; a valid incoming one is reused when trusted.
+    request_id_header: str = "x-request-id"
+    trust_request_id: bool = True
+
+    #: Rows per insert, and the longest a row waits in memory before its batch is sealed.
+    batch_size: int = Field(default=1000, ge=1)
+    flush_interval: float = Field(default=1.0, gt=0)
+    #: Rows held in memory (not yet in the spool or the sink) beyond which new rows are dropped.
+    max_queue: int = Field(default=10000, ge=1)
+    #: Sealed batches are written here before they are inserted and replayed after a failure or
+    #: a restart. ``None``: keep them in memory only (lost if the process dies).
+    spool_dir: str | None = DEFAULT_SPOOL_DIR
+    #: fsync spool files (survive a machine crash, not only a process kill).
+    spool_fsync: bool = False
+    #: Backoff between insert attempts while the sink fails, in seconds (doubling up to the maximum).
+    retry_initial: float = Field(default=0.5, gt=0)
+    retry_max: float = Field(default=30.0, gt=0)
+    #: How long shutdown waits for the sink before leaving the rest in the spool.
+    shutdown_timeout: float = Field(default=10.0, ge=0)
+
+    #: Prometheus metrics; ``None`` turns them off.
+    metrics: MetricsConfig | None = None
+
+    @field_validator("sink")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme = value.partition("://")[0].lower() if "://" in value else ""
+        if scheme not in SINK_SCHEMES:
+            raise ValueError(
+                f"unknown log sink {value!r}: use one of "
+                + ", ".join(f"{s}://" for s in SINK_SCHEMES)
+                + " (or null for metrics only)"
+            )
+        return value

@@ -1,0 +1,216 @@
+"""RequestLogMiddleware: the outermost layer. One row per request, queued after the response ends.
+
+It creates the request context, gives the request an id (returned as ``x-request-id``), watches what
+is sent (status, first byte, last byte) and received (``http.disconnect``), and when the inner app
+returns, raises or is cancelled, builds the row from what every layer recorded in the context and
+queues it (no I/O on the request path: see :class:`~asgi_aigw.logs.writer.LogWriter`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from types import EllipsisType
+
+import orjson
+
+from .._types import ASGIApp, Message, Receive, Scope, Send
+from ..context import RequestContext, ensure_context
+from ..http import get_header
+from ..metrics import GatewayMetrics
+from ..routes import classify
+from .config import LogConfig
+from .row import CLIENT_CLOSED_REQUEST, build_row
+from .sinks import LogSink, sink_from_url
+from .writer import LogWriter
+
+logger = logging.getLogger("asgi_aigw.logs")
+
+#: Error bodies are read this far for their ``error.code``.
+_MAX_ERROR_BODY = 8192
+#: An incoming request id is reused only if it looks like one (no header injection, bounded length).
+_VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:@/+=-]{1,128}$")
+
+
+class RequestLogMiddleware:
+    """Log every gateway request (``config.routes == "all"``: every HTTP request) to a sink, and
+    record it in Prometheus ``metrics`` when given.
+
+    ``sink`` overrides ``config.sink``: a URL (``chdb:///var/lib/aigw``), a :class:`LogSink`, a ready
+    :class:`LogWriter` to share between apps, or ``None`` for metrics only. The other options come
+    from ``config``.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        sink: LogSink | LogWriter | str | EllipsisType | None = ...,
+        config: LogConfig | None = None,
+        metrics: GatewayMetrics | None = None,
+    ) -> None:
+        self.app = app
+        self.config = config = config or LogConfig()
+        self.metrics = metrics
+        self.writer: LogWriter | None
+        target = config.sink if sink is ... else sink
+        if isinstance(target, LogWriter):
+            self.writer = target
+        elif target is None:
+            self.writer = None
+        else:
+            if isinstance(target, str):
+                target = sink_from_url(target, table=config.table, ttl_days=config.ttl_days)
+            self.writer = LogWriter(
+                target,
+                batch_size=config.batch_size,
+                flush_interval=config.flush_interval,
+                max_queue=config.max_queue,
+                spool_dir=config.spool_dir,
+                spool_fsync=config.spool_fsync,
+                retry_initial=config.retry_initial,
+                retry_max=config.retry_max,
+                shutdown_timeout=config.shutdown_timeout,
+                metrics=metrics,
+            )
+        self._all_routes = config.routes == "all"
+        self._header = config.request_id_header.lower().encode("latin-1")
+        self._trust_id = config.trust_request_id
+        self._log_bodies = config.log_bodies
+        self._max_body = config.max_body_chars
+
+    async def aclose(self) -> None:
+        """Flush the log and close its sink (done at lifespan shutdown, and at exit without one)."""
+        if self.writer is not None:
+            await self.writer.aclose()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                receive = self._lifespan_receive(receive)
+            await self.app(scope, receive, send)
+            return
+        route = classify(scope)
+        if route is None and not self._all_routes:
+            await self.app(scope, receive, send)
+            return
+
+        scope, ctx = ensure_context(scope)
+        if self._trust_id:
+            incoming = get_header(scope, self._header)
+            if incoming is not None and _VALID_REQUEST_ID.match(incoming):
+                ctx.request_id = incoming.decode("ascii")
+        id_header = (self._header, ctx.request_id.encode("latin-1"))
+        header_name = self._header
+        state = _Progress()
+
+        async def send_wrapper(message: Message) -> None:
+            kind = message["type"]
+            if kind == "http.response.start":
+                state.started = True
+                ctx.status = message["status"]
+                # a layer that refused the request may not have said why in the context: read the body
+                state.error_body = b"" if ctx.status >= 400 and ctx.error_code is None else None
+                headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != header_name]
+                headers.append(id_header)
+                message = {**message, "headers": headers}
+            elif kind == "http.response.body":
+                more = message.get("more_body", False)
+                if state.error_body is not None and len(state.error_body) < _MAX_ERROR_BODY:
+                    state.error_body += message.get("body", b"")
+                if ctx.first_byte_at is None and (message.get("body") or not more):
+                    ctx.first_byte_at = time.perf_counter()
+                if not more:
+                    # before the await: a disconnect seen from here on is the normal end of the exchange
+                    state.finished = True
+                    ctx.finished_at = time.perf_counter()
+            try:
+                await send(message)
+            except OSError:
+                ctx.client_disconnected = True
+                raise
+
+        async def receive_wrapper() -> Message:
+            message = await receive()
+            if message["type"] == "http.disconnect" and not state.finished:
+                ctx.client_disconnected = True
+            return message
+
+        failed = False
+        try:
+            await self.app(scope, receive_wrapper, send_wrapper)
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            self._record(ctx, scope, route, state, failed)
+
+    def _record(
+        self, ctx: RequestContext, scope: Scope, route: str | None, state: _Progress, failed: bool
+    ) -> None:
+        """Build and queue the row (and record metrics); never raises into the request."""
+        try:
+            if ctx.finished_at is None:
+                ctx.finished_at = time.perf_counter()
+            if not state.started:
+                # nothing reached the client: it left first, or the app failed (the server answers 500)
+                ctx.status = CLIENT_CLOSED_REQUEST if ctx.client_disconnected else 500
+                if ctx.error_code is None:
+                    ctx.error_code = (
+                        "client_disconnected" if ctx.status == CLIENT_CLOSED_REQUEST else "internal_error"
+                    )
+            elif ctx.error_code is None and state.error_body:
+                ctx.error_code = _error_code(state.error_body)
+            if failed and state.started and not state.finished and ctx.error_code is None:
+                ctx.error_code = "client_disconnected" if ctx.client_disconnected else "internal_error"
+            if self.writer is not None:
+                row = build_row(
+                    ctx,
+                    method=scope.get("method", ""),
+                    path=scope.get("path", ""),
+                    route=route,
+                    log_body=self._log_bodies,
+                    max_body_chars=self._max_body,
+                )
+                self.writer.enqueue(row)
+            if self.metrics is not None:
+                self.metrics.observe(ctx)
+        except Exception:
+            logger.exception("could not record the request log row of request %s", ctx.request_id)
+
+    def _lifespan_receive(self, receive: Receive) -> Receive:
+        """Flush the log when the server announces shutdown, before the inner app shuts down."""
+
+        async def lifespan_receive() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.shutdown":
+                try:
+                    await self.aclose()
+                except Exception:
+                    logger.exception("flushing the request log at shutdown failed")
+            return message
+
+        return lifespan_receive
+
+
+class _Progress:
+    __slots__ = ("error_body", "finished", "started")
+
+    def __init__(self) -> None:
+        self.started = False
+        self.finished = False
+        self.error_body: bytes | None = None
+
+
+def _error_code(body: bytes) -> str | None:
+    """The ``code`` (else ``type``) of an OpenAI-shaped error body."""
+    try:
+        data = orjson.loads(body[:_MAX_ERROR_BODY])
+    except orjson.JSONDecodeError:
+        return None
+    error = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(error, dict):
+        return None
+    code = error.get("code") or error.get("type")
+    return str(code)[:64] if code else None

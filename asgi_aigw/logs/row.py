@@ -1,0 +1,103 @@
+"""The request log row: its columns (with their ClickHouse types) and how it is built from a context.
+
+A row is a plain ``dict`` so every sink can take it as is (JSONL writes it, memory keeps it, ClickHouse
+inserts it column by column). It holds values and counts, never prompt or answer text, unless the
+configuration asks for the request body (then the body as the inner layers left it: redacted when
+RedactMiddleware runs).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..context import RequestContext
+
+LogRow = dict[str, Any]
+
+#: Column name and ClickHouse type, in table order. ``timestamp`` is the request start in ms since the
+#: epoch (UTC); ``latency_ms`` runs to the last byte sent, ``ttfb_ms`` to the first body byte.
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("timestamp", "DateTime64(3, 'UTC')"),
+    ("request_id", "String"),
+    ("tenant", "LowCardinality(String)"),
+    ("route", "LowCardinality(String)"),
+    ("method", "LowCardinality(String)"),
+    ("path", "String"),
+    ("model", "LowCardinality(String)"),
+    ("stream", "Bool"),
+    ("provider", "LowCardinality(String)"),
+    ("upstream_model", "LowCardinality(String)"),
+    ("deployment", "LowCardinality(String)"),
+    ("attempts", "UInt8"),
+    ("status", "UInt16"),
+    ("error_code", "LowCardinality(String)"),
+    ("client_disconnected", "Bool"),
+    ("cache_status", "LowCardinality(String)"),
+    ("cache_score", "Nullable(Float32)"),
+    ("prompt_tokens", "UInt32"),
+    ("completion_tokens", "UInt32"),
+    ("total_tokens", "UInt32"),
+    ("cached_tokens", "UInt32"),
+    ("usage_estimated", "Bool"),
+    ("token_estimate", "Nullable(UInt32)"),
+    ("cost", "Nullable(Float64)"),
+    ("latency_ms", "Float64"),
+    ("ttfb_ms", "Nullable(Float64)"),
+    ("pii_entities", "Map(LowCardinality(String), UInt32)"),
+    ("budget_remaining", "Map(LowCardinality(String), Float64)"),
+    ("request_body", "String"),
+)
+COLUMN_NAMES: tuple[str, ...] = tuple(name for name, _ in COLUMNS)
+COLUMN_TYPES: tuple[str, ...] = tuple(kind for _, kind in COLUMNS)
+
+#: Status recorded when the client left before any response was sent (nginx's convention).
+CLIENT_CLOSED_REQUEST = 499
+
+
+def build_row(
+    ctx: RequestContext,
+    *,
+    method: str,
+    path: str,
+    route: str | None,
+    log_body: bool = False,
+    max_body_chars: int = 65536,
+) -> LogRow:
+    """The row for a finished request, from what the layers recorded in ``ctx``."""
+    usage = ctx.usage
+    finished = ctx.finished_at if ctx.finished_at is not None else ctx.started_perf
+    body = ""
+    if log_body and ctx.body is not None:
+        body = ctx.body.raw[: max_body_chars * 4].decode("utf-8", "replace")[:max_body_chars]
+    return {
+        "timestamp": int(ctx.started_at * 1000),
+        "request_id": ctx.request_id,
+        "tenant": ctx.tenant_id or "",
+        "route": ctx.route or route or "",
+        "method": method,
+        "path": path,
+        "model": ctx.model or "",
+        "stream": ctx.stream,
+        "provider": ctx.provider or "",
+        "upstream_model": ctx.upstream_model or "",
+        "deployment": ctx.deployment or "",
+        "attempts": min(ctx.attempts, 255),
+        "status": ctx.status or 0,
+        "error_code": ctx.error_code or "",
+        "client_disconnected": ctx.client_disconnected,
+        "cache_status": ctx.cache_status or "",
+        "cache_score": ctx.cache_score,
+        "prompt_tokens": usage.prompt_tokens if usage else 0,
+        "completion_tokens": usage.completion_tokens if usage else 0,
+        "total_tokens": usage.total_tokens if usage else 0,
+        "cached_tokens": usage.cached_tokens if usage else 0,
+        "usage_estimated": usage.estimated if usage else False,
+        "token_estimate": ctx.token_estimate,
+        "cost": ctx.cost,
+        "latency_ms": (finished - ctx.started_perf) * 1000.0,
+        "ttfb_ms": ctx.ttfb_ms,
+        # copies: the context may still be referenced (and changed) by the application
+        "pii_entities": dict(ctx.pii_entities),
+        "budget_remaining": dict(ctx.budget_remaining),
+        "request_body": body,
+    }

@@ -1,0 +1,190 @@
+"""Where request log rows go: one small protocol, chosen by object or by URL.
+
+Sinks are synchronous: the writer calls them from a worker thread, never on the event loop, one call
+at a time. ``write`` either stores the whole batch or raises; a batch may be written again after an
+error (the write may have succeeded before the error reached us), so sinks drop a batch id they have
+already stored (ClickHouse does it with the batch id as its insert deduplication token).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import orjson
+
+from .config import DEFAULT_TABLE, SINK_SCHEMES
+from .row import LogRow
+
+
+@runtime_checkable
+class LogSink(Protocol):
+    """A destination for request log rows."""
+
+    #: What the sink writes to, without secrets (logs, and the name of its spool sub-directory).
+    name: str
+
+    def write(self, rows: Sequence[LogRow], batch_id: str) -> None:
+        """Store ``rows``, all or nothing; a ``batch_id`` already stored is not stored again."""
+
+    def close(self) -> None:
+        """Release connections and files; a later ``write`` opens them again."""
+
+
+class _RecentIds:
+    """The last few batch ids written, to drop a batch retried after a write whose ack was lost."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._order: deque[str] = deque(maxlen=size)
+        self._ids: set[str] = set()
+
+    def __contains__(self, batch_id: str) -> bool:
+        return batch_id in self._ids
+
+    def add(self, batch_id: str) -> None:
+        if len(self._order) == self._order.maxlen:
+            self._ids.discard(self._order[0])
+        self._order.append(batch_id)
+        self._ids.add(batch_id)
+
+
+class MemorySink:
+    """Keeps rows in a list: tests, and applications that read their own log."""
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        self.rows: list[LogRow] = []
+        self.batch_ids: list[str] = []
+        self._recent = _RecentIds()
+        self._lock = threading.Lock()
+
+    def write(self, rows: Sequence[LogRow], batch_id: str) -> None:
+        with self._lock:
+            if batch_id in self._recent:
+                return
+            self.rows.extend(rows)
+            self.batch_ids.append(batch_id)
+            self._recent.add(batch_id)
+
+    def close(self) -> None:
+        pass
+
+
+class JSONLSink:
+    """Appends one JSON object per line to a file (rotate it with copytruncate, or by renaming it:
+    the file is opened for each batch)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, fsync: bool = False) -> None:
+        self.path = Path(path).absolute()
+        self.name = f"jsonl://{self.path}"
+        self._fsync = fsync
+        self._recent = _RecentIds()
+
+    def write(self, rows: Sequence[LogRow], batch_id: str) -> None:
+        if batch_id in self._recent:
+            return
+        data = b"".join(orjson.dumps(row) + b"\n" for row in rows)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "ab") as file:
+            file.write(data)
+            file.flush()
+            if self._fsync:
+                os.fsync(file.fileno())
+        self._recent.add(batch_id)
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class SinkURL:
+    """A parsed sink URL (see :func:`parse_sink_url`)."""
+
+    scheme: str
+    #: chDB / JSONL: a filesystem path (absolute), or ``None`` for chDB in memory.
+    path: str | None = None
+    host: str = "localhost"
+    port: int | None = None
+    username: str | None = None
+    password: str | None = None
+    database: str = "default"
+    table: str = DEFAULT_TABLE
+    ttl_days: int | None = None
+    options: dict[str, str] = field(default_factory=dict)
+
+
+def parse_sink_url(url: str, *, table: str | None = None, ttl_days: int | None = None) -> SinkURL:
+    """Parse a sink URL; ``table`` and ``ttl_days`` are defaults that ``?table=``/``?ttl_days=`` override.
+
+    ``chdb:///abs/path`` and ``jsonl:///abs/file`` take an absolute path, ``chdb://rel/path`` one
+    relative to the working directory (resolved now); ``chdb://:memory:`` is chDB in memory.
+    """
+    from ..config import ConfigError  # here: asgi_aigw.config imports this package's config
+
+    scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in SINK_SCHEMES:
+        raise ConfigError(
+            f"Unknown log sink {url!r}. Use one of: "
+            + ", ".join(f"{s}://" for s in SINK_SCHEMES)
+            + ", or pass a LogSink object."
+        )
+    rest, _, query_string = rest.partition("?")
+    query = {key: values[-1] for key, values in parse_qs(query_string).items()}
+    table = query.pop("table", None) or table or DEFAULT_TABLE
+    if "ttl_days" in query:
+        try:
+            ttl_days = int(query.pop("ttl_days"))
+        except ValueError:
+            raise ConfigError(f"ttl_days in the log sink URL {url!r} must be a whole number.") from None
+    if scheme == "memory":
+        return SinkURL(scheme, table=table)
+    if scheme in ("chdb", "jsonl"):
+        location = unquote(rest)
+        path: str | None
+        if scheme == "chdb" and location in ("", ":memory:", "memory"):
+            path = None
+        elif not location:
+            raise ConfigError(f"The log sink {url!r} names no file: write jsonl://path/to/requests.jsonl.")
+        else:
+            path = os.path.abspath(location)
+        database = query.pop("database", "default")
+        return SinkURL(scheme, path=path, database=database, table=table, ttl_days=ttl_days, options=query)
+    parts = urlsplit(f"http://{rest}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"The port in the log sink URL {url!r} is not a number.") from None
+    database = unquote(parts.path.strip("/")) or query.pop("database", "default")
+    return SinkURL(
+        scheme,
+        host=parts.hostname or "localhost",
+        port=port,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        database=database,
+        table=table,
+        ttl_days=ttl_days,
+        options=query,
+    )
+
+
+def sink_from_url(url: str, *, table: str | None = None, ttl_days: int | None = None) -> LogSink:
+    """The sink a URL names: ``clickhouse://``/``clickhouses://`` (a ClickHouse server over HTTP),
+    ``chdb://`` (ClickHouse in process), ``jsonl://`` or ``memory://``. Unknown scheme: ConfigError."""
+    parsed = parse_sink_url(url, table=table, ttl_days=ttl_days)
+    if parsed.scheme == "memory":
+        return MemorySink()
+    if parsed.scheme == "jsonl":
+        assert parsed.path is not None
+        return JSONLSink(parsed.path, fsync=parsed.options.get("fsync") in ("1", "true"))
+    from .clickhouse import ClickHouseSink
+
+    return ClickHouseSink(parsed)

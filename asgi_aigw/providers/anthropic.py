@@ -1,0 +1,420 @@
+"""Anthropic Messages API (``POST /v1/messages``) to and from the OpenAI format.
+
+Wire format as documented by Anthropic (docs.anthropic.com, "Messages" and "Streaming Messages"):
+
+- request: ``system`` is a top-level field (there is no system role), ``max_tokens`` is required,
+  content is a list of blocks (``text``, ``image`` with a ``base64`` or ``url`` source, ``tool_use``,
+  ``tool_result``), tools are ``{name, description, input_schema}``;
+- answer: ``content`` blocks, ``stop_reason`` (``end_turn``, ``max_tokens``, ``stop_sequence``,
+  ``tool_use``, ``pause_turn``, ``refusal``) and ``usage`` (``input_tokens``, ``output_tokens``,
+  ``cache_creation_input_tokens``, ``cache_read_input_tokens``);
+- stream: SSE events ``message_start``, ``content_block_start``, ``content_block_delta``
+  (``text_delta``, ``input_json_delta``), ``content_block_stop``, ``message_delta`` (stop reason, the
+  cumulative ``output_tokens``), ``message_stop``, ``ping`` and ``error``;
+- errors: ``{"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}``,
+  529 when Anthropic is overloaded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from ..context import Usage
+from ..errors import GatewayError, InvalidRequest, UpstreamError
+from ..models import ChatCompletionRequest, ContentPart, EmbeddingRequest
+from ..sse import SSEDecoder
+from . import _translate as t
+from .base import Deployment, TranslatedResponse, UpstreamRequest
+from .errors import error_from_status
+
+#: The API version this adapter speaks (sent as ``anthropic-version``).
+ANTHROPIC_VERSION = "2023-06-01"
+#: ``max_tokens`` is required by Anthropic; used when the client sets neither ``max_tokens`` nor
+#: ``max_completion_tokens``.
+DEFAULT_MAX_TOKENS = 4096
+
+_STOP_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": t.CONTENT_FILTER,
+}
+
+#: Anthropic's error types and the status each comes with (docs.anthropic.com "Errors"); used for
+#: ``error`` events inside a stream, which carry no HTTP status of their own.
+_ERROR_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+
+def _image_block(url: str) -> dict[str, Any]:
+    inline = t.parse_data_url(url)
+    if inline is not None:
+        media_type, data = inline
+        return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
+    return {"type": "image", "source": {"type": "url", "url": url}}
+
+
+def _blocks(parts: list[ContentPart]) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    for part in parts:
+        if part.type == "text":
+            blocks.append({"type": "text", "text": part.text or ""})
+        elif part.type == "image_url" and part.image_url is not None:
+            blocks.append(_image_block(part.image_url.url))
+        else:
+            raise InvalidRequest(
+                f"Content parts of type '{part.type}' cannot be sent to Anthropic through this gateway; "
+                "use text and image_url parts.",
+                param="messages",
+            )
+    return blocks
+
+
+def _messages(request: ChatCompletionRequest) -> tuple[str | None, list[dict[str, Any]]]:
+    system: list[str] = []
+    out: list[dict[str, Any]] = []
+    # an open user message holding tool results, so parallel results travel in one turn as required
+    results: list[dict[str, Any]] | None = None
+    for message in request.messages:
+        role = message.role
+        if role in ("system", "developer"):
+            system.append(message.text())
+            continue
+        if role == "tool" or role == "function":
+            block = {
+                "type": "tool_result",
+                "tool_use_id": message.tool_call_id or "",
+                "content": message.text(),
+            }
+            if results is None:
+                results = [block]
+                out.append({"role": "user", "content": results})
+            else:
+                results.append(block)
+            continue
+        results = None
+        if role == "assistant":
+            if message.tool_calls:
+                blocks: list[dict[str, Any]] = []
+                text = message.text()
+                if text:
+                    blocks.append({"type": "text", "text": text})
+                for call in message.tool_calls:
+                    blocks.append(
+                        {
+                            "type": "tool_use",
+                            "id": call.id,
+                            "name": call.function.name,
+                            "input": t.tool_arguments(call.function.arguments, call.function.name),
+                        }
+                    )
+                out.append({"role": "assistant", "content": blocks})
+            else:
+                out.append({"role": "assistant", "content": message.text()})
+            continue
+        content = message.content
+        out.append(
+            {"role": "user", "content": content if isinstance(content, str) else _blocks(content or [])}
+        )
+    return ("\n\n".join(system) if system else None), out
+
+
+def _tool_choice(request: ChatCompletionRequest) -> dict[str, Any] | None:
+    choice = request.tool_choice
+    result: dict[str, Any] | None
+    if choice is None:
+        result = None
+    elif choice == "auto":
+        result = {"type": "auto"}
+    elif choice == "required":
+        result = {"type": "any"}
+    elif choice == "none":
+        return {"type": "none"}
+    elif isinstance(choice, dict) and isinstance(choice.get("function"), dict):
+        result = {"type": "tool", "name": choice["function"].get("name")}
+    else:
+        raise InvalidRequest(f"tool_choice {choice!r} cannot be sent to Anthropic.", param="tool_choice")
+    if request.parallel_tool_calls is False:
+        result = {**(result or {"type": "auto"}), "disable_parallel_tool_use": True}
+    return result
+
+
+def _usage(data: Any) -> Usage | None:
+    """Anthropic's ``input_tokens`` excludes cached input; OpenAI's ``prompt_tokens`` includes it."""
+    if not isinstance(data, dict):
+        return None
+    try:
+        cache_read = int(data.get("cache_read_input_tokens") or 0)
+        cache_write = int(data.get("cache_creation_input_tokens") or 0)
+        prompt = int(data.get("input_tokens") or 0) + cache_read + cache_write
+        completion = int(data.get("output_tokens") or 0)
+    except (TypeError, ValueError):
+        return None
+    return Usage(prompt, completion, prompt + completion, cache_read)
+
+
+def _error_from_event(data: dict[str, Any]) -> GatewayError:
+    error = data.get("error")
+    kind = error.get("type") if isinstance(error, dict) else None
+    message = t.upstream_error_message(data)
+    status = _ERROR_STATUS.get(kind or "", 500)
+    return error_from_status("anthropic", status, f"{kind}: {message}" if kind else message)
+
+
+class AnthropicStreamTranslator:
+    """Anthropic stream events in, OpenAI chunks out, one native event at a time."""
+
+    __slots__ = ("_blocks", "_decoder", "_input", "_out", "_tools")
+
+    def __init__(self, out: t.ChunkStream) -> None:
+        self._decoder = SSEDecoder()
+        self._out = out
+        #: content block index → tool call position, for the blocks that are tool calls
+        self._blocks: dict[int, int] = {}
+        self._tools = 0
+        self._input: Usage | None = None
+
+    @property
+    def usage(self) -> Usage | None:
+        return self._out.usage
+
+    @usage.setter
+    def usage(self, value: Usage | None) -> None:
+        self._out.usage = value
+
+    @property
+    def done(self) -> bool:
+        return self._out.done
+
+    @done.setter
+    def done(self, value: bool) -> None:
+        self._out.done = value
+
+    @property
+    def upstream_model(self) -> str:
+        """The model the stream reported (the deployment's until it does)."""
+        return self._out.model
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        out: list[bytes] = []
+        for raw in self._decoder.feed(chunk):
+            if self._out.done:
+                break
+            self._event(raw, out)
+        return out
+
+    def close(self) -> list[bytes]:
+        out: list[bytes] = []
+        for raw in self._decoder.flush():
+            if not self._out.done:
+                self._event(raw, out)
+        return out
+
+    def _event(self, raw: bytes, out: list[bytes]) -> None:
+        payload = t.event_data(raw)
+        if not payload:
+            return
+        try:
+            data = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            raise UpstreamError("anthropic sent a stream event that is not valid JSON.") from None
+        if not isinstance(data, dict):
+            return
+        # every event's data repeats its type (the ``event:`` line is the same name)
+        kind = data.get("type")
+        stream = self._out
+        if kind == "content_block_delta":
+            delta = data.get("delta") or {}
+            delta_type = delta.get("type")
+            if delta_type == "text_delta":
+                stream.text(out, delta.get("text") or "")
+            elif delta_type == "input_json_delta":
+                position = self._blocks.get(data.get("index", -1))
+                if position is not None:
+                    stream.tool_call_arguments(out, position, delta.get("partial_json") or "")
+            # thinking and signature deltas have no place in a Chat Completions chunk
+        elif kind == "content_block_start":
+            block = data.get("content_block") or {}
+            if block.get("type") == "tool_use":
+                position = self._tools
+                self._tools += 1
+                self._blocks[data.get("index", -1)] = position
+                stream.tool_call_start(
+                    out, position, str(block.get("id") or ""), str(block.get("name") or "")
+                )
+            elif block.get("type") == "text":
+                stream.text(out, block.get("text") or "")
+        elif kind == "message_start":
+            message = data.get("message") or {}
+            stream.identify(message.get("id"), message.get("model"))
+            self._input = _usage(message.get("usage"))
+            stream.usage = self._input
+        elif kind == "message_delta":
+            # output_tokens here is cumulative; input figures may be repeated or absent
+            usage = data.get("usage")
+            if isinstance(usage, dict):
+                merged = dict(usage)
+                if self._input is not None and "input_tokens" not in merged:
+                    merged["input_tokens"] = self._input.prompt_tokens - self._input.cached_tokens
+                    merged.setdefault("cache_read_input_tokens", self._input.cached_tokens)
+                stream.usage = _usage(merged)
+            reason = (data.get("delta") or {}).get("stop_reason")
+            if reason:
+                stream.finish(out, _STOP_REASONS.get(reason, "stop"))
+        elif kind == "message_stop":
+            stream.end(out)
+        elif kind == "error":
+            raise _error_from_event(data)
+        # ping and unknown event types are skipped, as Anthropic asks clients to do
+
+
+class AnthropicAdapter:
+    name = "anthropic"
+    default_base_url = "https://api.anthropic.com"
+    requires_api_key = True
+
+    def __init__(
+        self,
+        *,
+        default_max_tokens: int = DEFAULT_MAX_TOKENS,
+        clock: t.Clock = t.default_clock,
+        ids: t.IdFactory = t.random_id,
+    ) -> None:
+        self.default_max_tokens = default_max_tokens
+        self._clock = clock
+        self._ids = ids
+
+    def _headers(self, deployment: Deployment) -> dict[str, str]:
+        headers = {"content-type": "application/json", "anthropic-version": ANTHROPIC_VERSION}
+        if deployment.api_key:
+            headers["x-api-key"] = deployment.api_key
+        headers.update(deployment.headers)
+        return headers
+
+    def native_chat(
+        self, deployment: Deployment, request: ChatCompletionRequest, body: dict[str, Any], *, stream: bool
+    ) -> dict[str, Any]:
+        """The Messages API request body for ``request``."""
+        system, messages = _messages(request)
+        payload: dict[str, Any] = {
+            "model": deployment.model,
+            "max_tokens": request.output_limit or self.default_max_tokens,
+        }
+        if system is not None:
+            payload["system"] = system
+        payload["messages"] = messages
+        if request.temperature is not None:
+            payload["temperature"] = request.temperature
+        if request.top_p is not None:
+            payload["top_p"] = request.top_p
+        if isinstance(body.get("top_k"), int):
+            payload["top_k"] = body["top_k"]
+        if (stop := t.stop_list(request)) is not None:
+            payload["stop_sequences"] = stop
+        if request.tools:
+            payload["tools"] = [
+                {
+                    "name": tool.function.name,
+                    **({"description": tool.function.description} if tool.function.description else {}),
+                    "input_schema": tool.function.parameters or {"type": "object", "properties": {}},
+                }
+                for tool in request.tools
+            ]
+        if (tool_choice := _tool_choice(request)) is not None:
+            payload["tool_choice"] = tool_choice
+        if request.user:
+            payload["metadata"] = {"user_id": request.user}
+        if stream:
+            payload["stream"] = True
+        return payload
+
+    def chat_request(
+        self, deployment: Deployment, request: ChatCompletionRequest, body: dict[str, Any], *, stream: bool
+    ) -> UpstreamRequest:
+        payload = self.native_chat(deployment, request, body, stream=stream)
+        url = f"{t.versioned(deployment.base_url, 'v1')}/messages"
+        return UpstreamRequest("POST", url, self._headers(deployment), orjson.dumps(payload))
+
+    def chat_response(
+        self, deployment: Deployment, request: ChatCompletionRequest, content: bytes
+    ) -> TranslatedResponse:
+        data = t.loads_object(content, "a message")
+        if data.get("type") == "error":
+            raise _error_from_event(data)
+        blocks = data.get("content")
+        if not isinstance(blocks, list):
+            raise UpstreamError("anthropic answered with JSON that is not a message.")
+        texts: list[str] = []
+        calls: list[dict[str, Any]] = []
+        for block in blocks:
+            if not isinstance(block, dict):
+                continue
+            if block.get("type") == "text":
+                texts.append(str(block.get("text") or ""))
+            elif block.get("type") == "tool_use":
+                calls.append(
+                    t.tool_call(str(block.get("id")), str(block.get("name")), block.get("input") or {})
+                )
+        usage = _usage(data.get("usage"))
+        model = t.text_or(data.get("model"), deployment.model)
+        reason = data.get("stop_reason")
+        body = t.completion(
+            id=str(data.get("id") or self._ids("msg_")),
+            created=t.now_int(self._clock),
+            model=model,
+            choices=[t.choice(0, "".join(texts), calls or None, _STOP_REASONS.get(reason or "", "stop"))],
+            usage=usage,
+        )
+        return TranslatedResponse(body, usage, model)
+
+    def chat_stream(
+        self, deployment: Deployment, request: ChatCompletionRequest, *, include_usage: bool
+    ) -> AnthropicStreamTranslator:
+        out = t.ChunkStream(
+            id=self._ids("msg_"),
+            model=deployment.model,
+            created=t.now_int(self._clock),
+            include_usage=include_usage,
+        )
+        return AnthropicStreamTranslator(out)
+
+    def embeddings_request(
+        self, deployment: Deployment, request: EmbeddingRequest, body: dict[str, Any]
+    ) -> UpstreamRequest:
+        raise InvalidRequest(
+            "Anthropic has no embeddings API; route this model to openai, gemini or ollama.",
+            code="unsupported_route",
+            param="model",
+        )
+
+    def embeddings_response(
+        self, deployment: Deployment, request: EmbeddingRequest, content: bytes
+    ) -> TranslatedResponse:  # pragma: no cover - embeddings_request always refuses
+        raise InvalidRequest("Anthropic has no embeddings API.")
+
+    def error(self, status: int, content: bytes, headers: dict[str, str]) -> GatewayError:
+        try:
+            data = orjson.loads(content)
+        except orjson.JSONDecodeError:
+            data = None
+        message = t.upstream_error_message(data)
+        error = data.get("error") if isinstance(data, dict) else None
+        kind = error.get("type") if isinstance(error, dict) else None
+        if kind and message:
+            message = f"{kind}: {message}"
+        return error_from_status(self.name, status, message, headers=headers)

@@ -1,0 +1,509 @@
+"""Google Gemini API (``generateContent``, ``streamGenerateContent?alt=sse``, ``embedContent``,
+``batchEmbedContents``) to and from the OpenAI format.
+
+Wire format as documented at ai.google.dev (Gemini API reference, "Generating content", "Embeddings"):
+
+- request: ``contents`` of ``{role: user|model, parts}``, parts ``text``, ``inlineData``,
+  ``fileData``, ``functionCall`` and ``functionResponse``; ``systemInstruction``;
+  ``tools[].functionDeclarations``; ``toolConfig.functionCallingConfig.mode`` (AUTO, ANY, NONE);
+  ``generationConfig`` (temperature, topP, topK, candidateCount, maxOutputTokens, stopSequences, ...);
+- answer: ``candidates[].content.parts``, ``candidates[].finishReason`` (STOP, MAX_TOKENS, SAFETY,
+  RECITATION, BLOCKLIST, PROHIBITED_CONTENT, SPII, ...), ``promptFeedback.blockReason`` when the prompt
+  itself was blocked, ``usageMetadata`` (promptTokenCount, candidatesTokenCount, thoughtsTokenCount,
+  cachedContentTokenCount, totalTokenCount);
+- stream: with ``alt=sse`` every SSE ``data`` is a complete GenerateContentResponse holding the next
+  parts; there is no end marker, the finishReason is the last word;
+- errors: ``{"error": {"code": 429, "message": ..., "status": "RESOURCE_EXHAUSTED"}}``.
+
+The API key travels in the ``x-goog-api-key`` header, never in the URL, so it cannot leak into logs that
+record URLs.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from typing import Any
+
+import orjson
+
+from ..context import Usage
+from ..errors import GatewayError, InvalidRequest, UpstreamError
+from ..models import ChatCompletionRequest, ContentPart, EmbeddingRequest
+from ..sse import SSEDecoder
+from . import _translate as t
+from .base import Deployment, TranslatedResponse, UpstreamRequest
+from .errors import error_from_status
+
+API_VERSION = "v1beta"
+
+#: Finish reasons that mean the answer was withheld or cut for safety or policy reasons.
+_BLOCKED = frozenset(
+    {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY", "LANGUAGE"}
+)
+_FINISH = {"STOP": "stop", "MAX_TOKENS": "length", **dict.fromkeys(_BLOCKED, t.CONTENT_FILTER)}
+
+
+def _model_path(model: str) -> str:
+    return model if model.startswith(("models/", "tunedModels/")) else f"models/{model}"
+
+
+def _image_part(url: str) -> dict[str, Any]:
+    inline = t.parse_data_url(url)
+    if inline is not None:
+        media_type, data = inline
+        return {"inlineData": {"mimeType": media_type, "data": data}}
+    # fileData takes a URI Gemini can fetch (Files API or a public URL); its MIME type is required
+    mime = mimetypes.guess_type(url.split("?", 1)[0])[0] or "image/jpeg"
+    return {"fileData": {"mimeType": mime, "fileUri": url}}
+
+
+def _parts(content: str | list[ContentPart] | None) -> list[dict[str, Any]]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"text": content}]
+    parts: list[dict[str, Any]] = []
+    for part in content:
+        if part.type == "text":
+            parts.append({"text": part.text or ""})
+        elif part.type == "image_url" and part.image_url is not None:
+            parts.append(_image_part(part.image_url.url))
+        else:
+            raise InvalidRequest(
+                f"Content parts of type '{part.type}' cannot be sent to Gemini through this gateway; "
+                "use text and image_url parts.",
+                param="messages",
+            )
+    return parts
+
+
+def _contents(request: ChatCompletionRequest) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    names = t.tool_names_by_id(request.messages)
+    system: list[dict[str, Any]] = []
+    contents: list[dict[str, Any]] = []
+    responses: list[dict[str, Any]] | None = None  # function responses answering one model turn
+    for message in request.messages:
+        role = message.role
+        if role in ("system", "developer"):
+            system.append({"text": message.text()})
+            continue
+        if role in ("tool", "function"):
+            name = names.get(message.tool_call_id or "") or message.name
+            if not name:
+                raise InvalidRequest(
+                    "A tool message's tool_call_id matches no earlier assistant tool call; Gemini needs the "
+                    "function's name to take its result.",
+                    param="messages",
+                )
+            part = {"functionResponse": {"name": name, "response": {"output": message.text()}}}
+            if responses is None:
+                responses = [part]
+                contents.append({"role": "user", "parts": responses})
+            else:
+                responses.append(part)
+            continue
+        responses = None
+        if role == "assistant":
+            parts: list[dict[str, Any]] = [{"text": text}] if (text := message.text()) else []
+            for call in message.tool_calls or ():
+                args = t.tool_arguments(call.function.arguments, call.function.name)
+                parts.append({"functionCall": {"name": call.function.name, "args": args}})
+            contents.append({"role": "model", "parts": parts or [{"text": ""}]})
+        else:
+            contents.append({"role": "user", "parts": _parts(message.content)})
+    return ({"parts": system} if system else None), contents
+
+
+def _tool_config(request: ChatCompletionRequest) -> dict[str, Any] | None:
+    choice = request.tool_choice
+    if choice is None:
+        return None
+    if choice == "auto":
+        config: dict[str, Any] = {"mode": "AUTO"}
+    elif choice == "required":
+        config = {"mode": "ANY"}
+    elif choice == "none":
+        config = {"mode": "NONE"}
+    elif isinstance(choice, dict) and isinstance(choice.get("function"), dict):
+        config = {"mode": "ANY", "allowedFunctionNames": [choice["function"].get("name")]}
+    else:
+        raise InvalidRequest(f"tool_choice {choice!r} cannot be sent to Gemini.", param="tool_choice")
+    return {"functionCallingConfig": config}
+
+
+def _generation_config(request: ChatCompletionRequest, body: dict[str, Any]) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    if request.temperature is not None:
+        config["temperature"] = request.temperature
+    if request.top_p is not None:
+        config["topP"] = request.top_p
+    if isinstance(body.get("top_k"), int):
+        config["topK"] = body["top_k"]
+    if request.n is not None:
+        config["candidateCount"] = request.n
+    if request.output_limit is not None:
+        config["maxOutputTokens"] = request.output_limit
+    if (stop := t.stop_list(request)) is not None:
+        config["stopSequences"] = stop
+    if request.presence_penalty is not None:
+        config["presencePenalty"] = request.presence_penalty
+    if request.frequency_penalty is not None:
+        config["frequencyPenalty"] = request.frequency_penalty
+    if request.seed is not None:
+        config["seed"] = request.seed
+    response_format = request.response_format
+    if isinstance(response_format, dict) and response_format.get("type") in ("json_object", "json_schema"):
+        config["responseMimeType"] = "application/json"
+    return config
+
+
+def _usage(data: Any) -> Usage | None:
+    if not isinstance(data, dict):
+        return None
+    try:
+        prompt = int(data.get("promptTokenCount") or 0)
+        # thinking tokens are billed as output, as OpenAI counts reasoning tokens in completion_tokens
+        completion = int(data.get("candidatesTokenCount") or 0) + int(data.get("thoughtsTokenCount") or 0)
+        total = int(data.get("totalTokenCount") or prompt + completion)
+        cached = int(data.get("cachedContentTokenCount") or 0)
+    except (TypeError, ValueError):
+        return None
+    return Usage(prompt, completion, total, cached)
+
+
+def _blocked_prompt(data: dict[str, Any]) -> t.ContentFiltered | None:
+    feedback = data.get("promptFeedback")
+    reason = feedback.get("blockReason") if isinstance(feedback, dict) else None
+    if not reason:
+        return None
+    return t.ContentFiltered(
+        f"Gemini blocked the prompt (blockReason: {reason}). Rephrase the request or adjust the "
+        "deployment's safety settings."
+    )
+
+
+def _blocked_answer(reason: str) -> t.ContentFiltered:
+    return t.ContentFiltered(
+        f"Gemini withheld the answer (finishReason: {reason}). Rephrase the request or adjust the "
+        "deployment's safety settings."
+    )
+
+
+def _error_from_body(data: dict[str, Any]) -> GatewayError:
+    error = data.get("error")
+    code = error.get("code") if isinstance(error, dict) else None
+    status_name = error.get("status") if isinstance(error, dict) else None
+    message = t.upstream_error_message(data)
+    status = code if isinstance(code, int) and 400 <= code < 600 else 500
+    return error_from_status("gemini", status, f"{status_name}: {message}" if status_name else message)
+
+
+def _split_parts(parts: Any) -> tuple[list[str], list[dict[str, Any]]]:
+    texts: list[str] = []
+    calls: list[dict[str, Any]] = []
+    for part in parts if isinstance(parts, list) else ():
+        if not isinstance(part, dict) or part.get("thought"):
+            continue  # thought summaries are not part of the answer
+        if "text" in part:
+            texts.append(str(part["text"]))
+        elif isinstance(part.get("functionCall"), dict):
+            calls.append(part["functionCall"])
+    return texts, calls
+
+
+class GeminiStreamTranslator:
+    """``streamGenerateContent?alt=sse`` events in, OpenAI chunks out (first candidate)."""
+
+    __slots__ = ("_calls", "_decoder", "_ids", "_out", "_reason", "_usage")
+
+    def __init__(self, out: t.ChunkStream, ids: t.IdFactory) -> None:
+        self._decoder = SSEDecoder()
+        self._out = out
+        self._ids = ids
+        self._calls = 0
+        self._reason: str | None = None
+        self._usage: Any = None
+
+    @property
+    def usage(self) -> Usage | None:
+        if self._out.usage is None and self._usage is not None:
+            self._out.usage = _usage(self._usage)
+        return self._out.usage
+
+    @usage.setter
+    def usage(self, value: Usage | None) -> None:
+        self._out.usage = value
+
+    @property
+    def done(self) -> bool:
+        return self._out.done
+
+    @done.setter
+    def done(self, value: bool) -> None:
+        self._out.done = value
+
+    @property
+    def upstream_model(self) -> str:
+        """The model the stream reported (the deployment's until it does)."""
+        return self._out.model
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        out: list[bytes] = []
+        for raw in self._decoder.feed(chunk):
+            self._event(raw, out)
+        return out
+
+    def close(self) -> list[bytes]:
+        out: list[bytes] = []
+        for raw in self._decoder.flush():
+            self._event(raw, out)
+        if self._reason is not None:
+            self._out.usage = self.usage
+            self._out.end(out)
+        return out
+
+    def _event(self, raw: bytes, out: list[bytes]) -> None:
+        payload = t.event_data(raw)
+        if not payload:
+            return
+        try:
+            data = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            raise UpstreamError("gemini sent a stream event that is not valid JSON.") from None
+        # the common event, a candidate with one text part, takes the short way
+        try:
+            candidate = data["candidates"][0]
+            parts = candidate["content"]["parts"]
+            part = parts[0]
+            text = part["text"] if len(parts) == 1 and len(part) == 1 else None
+        except (KeyError, IndexError, TypeError):
+            text = None
+        if text is None or not isinstance(text, str):
+            self._general(data, out)
+            return
+        stream = self._out
+        if not stream.opened:
+            stream.identify(data.get("responseId"), data.get("modelVersion"))
+        usage = data.get("usageMetadata")
+        if usage is not None:
+            self._usage = usage
+        stream.text(out, text)
+        if reason := candidate.get("finishReason"):
+            self._finish(reason, out)
+
+    def _general(self, data: Any, out: list[bytes]) -> None:
+        if not isinstance(data, dict):
+            return
+        if "error" in data:
+            raise _error_from_body(data)
+        if (blocked := _blocked_prompt(data)) is not None:
+            raise blocked
+        stream = self._out
+        if not stream.opened:
+            stream.identify(data.get("responseId"), data.get("modelVersion"))
+        # every event repeats the running usage: keep the latest, read it once at the end
+        usage = data.get("usageMetadata")
+        if usage is not None:
+            self._usage = usage
+        candidates = data.get("candidates")
+        if not candidates or not isinstance(candidates, list) or not isinstance(candidates[0], dict):
+            return
+        candidate = candidates[0]
+        content = candidate.get("content")
+        texts, calls = _split_parts(content.get("parts") if isinstance(content, dict) else None)
+        for text in texts:
+            stream.text(out, text)
+        for call in calls:
+            position = self._calls
+            self._calls += 1
+            arguments = orjson.dumps(call.get("args") or {}).decode()
+            call_id = str(call.get("id") or self._ids("call_"))
+            stream.tool_call_start(out, position, call_id, str(call.get("name") or ""), arguments)
+        if reason := candidate.get("finishReason"):
+            self._finish(reason, out)
+
+    def _finish(self, reason: str, out: list[bytes]) -> None:
+        if reason == "FINISH_REASON_UNSPECIFIED":
+            return
+        self._reason = reason
+        stream = self._out
+        if reason in _BLOCKED and not stream.opened:
+            # nothing of the answer was written: a clear error rather than an empty answer
+            raise _blocked_answer(reason)
+        finish = "tool_calls" if self._calls and reason == "STOP" else _FINISH.get(reason, "stop")
+        stream.finish(out, finish)
+
+
+class GeminiAdapter:
+    name = "gemini"
+    default_base_url = "https://generativelanguage.googleapis.com"
+    requires_api_key = True
+
+    def __init__(self, *, clock: t.Clock = t.default_clock, ids: t.IdFactory = t.random_id) -> None:
+        self._clock = clock
+        self._ids = ids
+
+    def _headers(self, deployment: Deployment) -> dict[str, str]:
+        headers = {"content-type": "application/json"}
+        if deployment.api_key:
+            headers["x-goog-api-key"] = deployment.api_key
+        headers.update(deployment.headers)
+        return headers
+
+    def _url(self, deployment: Deployment, method: str) -> str:
+        return f"{t.versioned(deployment.base_url, API_VERSION)}/{_model_path(deployment.model)}:{method}"
+
+    def native_chat(
+        self, deployment: Deployment, request: ChatCompletionRequest, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The generateContent request body for ``request``."""
+        system, contents = _contents(request)
+        payload: dict[str, Any] = {"contents": contents}
+        if system is not None:
+            payload["systemInstruction"] = system
+        if request.tools:
+            payload["tools"] = [
+                {
+                    "functionDeclarations": [
+                        {
+                            "name": tool.function.name,
+                            **(
+                                {"description": tool.function.description}
+                                if tool.function.description
+                                else {}
+                            ),
+                            **({"parameters": tool.function.parameters} if tool.function.parameters else {}),
+                        }
+                        for tool in request.tools
+                    ]
+                }
+            ]
+        if (tool_config := _tool_config(request)) is not None:
+            payload["toolConfig"] = tool_config
+        if generation := _generation_config(request, body):
+            payload["generationConfig"] = generation
+        if isinstance(body.get("safety_settings"), list):
+            payload["safetySettings"] = body["safety_settings"]
+        return payload
+
+    def chat_request(
+        self, deployment: Deployment, request: ChatCompletionRequest, body: dict[str, Any], *, stream: bool
+    ) -> UpstreamRequest:
+        payload = self.native_chat(deployment, request, body)
+        url = self._url(deployment, "streamGenerateContent?alt=sse" if stream else "generateContent")
+        return UpstreamRequest("POST", url, self._headers(deployment), orjson.dumps(payload))
+
+    def chat_response(
+        self, deployment: Deployment, request: ChatCompletionRequest, content: bytes
+    ) -> TranslatedResponse:
+        data = t.loads_object(content, "a generateContent response")
+        if "error" in data:
+            raise _error_from_body(data)
+        if (blocked := _blocked_prompt(data)) is not None:
+            raise blocked
+        candidates = data.get("candidates")
+        if not isinstance(candidates, list) or not candidates:
+            raise UpstreamError("gemini answered with no candidates.")
+        choices: list[dict[str, Any]] = []
+        blocked_reason: str | None = None
+        for position, candidate in enumerate(candidates):
+            if not isinstance(candidate, dict):
+                continue
+            content_obj = candidate.get("content")
+            texts, raw_calls = _split_parts(
+                content_obj.get("parts") if isinstance(content_obj, dict) else None
+            )
+            calls = [
+                t.tool_call(
+                    str(call.get("id") or self._ids("call_")),
+                    str(call.get("name") or ""),
+                    call.get("args") or {},
+                )
+                for call in raw_calls
+            ]
+            reason = str(candidate.get("finishReason") or "STOP")
+            if not texts and not calls and reason in _BLOCKED:
+                blocked_reason = blocked_reason or reason
+            finish = "tool_calls" if calls and reason == "STOP" else _FINISH.get(reason, "stop")
+            index = candidate.get("index")
+            choices.append(
+                t.choice(index if isinstance(index, int) else position, "".join(texts), calls or None, finish)
+            )
+        if blocked_reason is not None and all(
+            c["message"]["content"] in (None, "") and "tool_calls" not in c["message"] for c in choices
+        ):
+            raise _blocked_answer(blocked_reason)
+        usage = _usage(data.get("usageMetadata"))
+        model = t.text_or(data.get("modelVersion"), deployment.model)
+        body = t.completion(
+            id=str(data.get("responseId") or self._ids("chatcmpl-")),
+            created=t.now_int(self._clock),
+            model=model,
+            choices=choices,
+            usage=usage,
+        )
+        return TranslatedResponse(body, usage, model)
+
+    def chat_stream(
+        self, deployment: Deployment, request: ChatCompletionRequest, *, include_usage: bool
+    ) -> GeminiStreamTranslator:
+        out = t.ChunkStream(
+            id=self._ids("chatcmpl-"),
+            model=deployment.model,
+            created=t.now_int(self._clock),
+            include_usage=include_usage,
+        )
+        return GeminiStreamTranslator(out, self._ids)
+
+    def native_embeddings(
+        self, deployment: Deployment, request: EmbeddingRequest
+    ) -> tuple[str, dict[str, Any]]:
+        """``(method, body)``: ``embedContent`` for one input, ``batchEmbedContents`` for several."""
+        if isinstance(request.input, list) and request.input and not isinstance(request.input[0], str):
+            raise InvalidRequest("Gemini embeds text only; send strings, not token ids.", param="input")
+        texts = request.texts()
+        extra = {"outputDimensionality": request.dimensions} if request.dimensions else {}
+        if isinstance(request.input, str):
+            return "embedContent", {"content": {"parts": [{"text": texts[0]}]}, **extra}
+        model = _model_path(deployment.model)
+        requests = [{"model": model, "content": {"parts": [{"text": text}]}, **extra} for text in texts]
+        return "batchEmbedContents", {"requests": requests}
+
+    def embeddings_request(
+        self, deployment: Deployment, request: EmbeddingRequest, body: dict[str, Any]
+    ) -> UpstreamRequest:
+        method, payload = self.native_embeddings(deployment, request)
+        return UpstreamRequest(
+            "POST", self._url(deployment, method), self._headers(deployment), orjson.dumps(payload)
+        )
+
+    def embeddings_response(
+        self, deployment: Deployment, request: EmbeddingRequest, content: bytes
+    ) -> TranslatedResponse:
+        data = t.loads_object(content, "an embeddings response")
+        if "error" in data:
+            raise _error_from_body(data)
+        if isinstance(data.get("embedding"), dict):
+            raw = [data["embedding"]]
+        elif isinstance(data.get("embeddings"), list):
+            raw = data["embeddings"]
+        else:
+            raise UpstreamError("gemini answered with JSON that is not an embeddings response.")
+        vectors = [list(item.get("values") or []) for item in raw if isinstance(item, dict)]
+        # Gemini's embedding answers report no token counts: usage is left to the gateway's estimate
+        body = t.embeddings_body(
+            vectors, deployment.model, base64_encoded=request.encoding_format == "base64", usage=None
+        )
+        return TranslatedResponse(body, None, deployment.model)
+
+    def error(self, status: int, content: bytes, headers: dict[str, str]) -> GatewayError:
+        try:
+            data = orjson.loads(content)
+        except orjson.JSONDecodeError:
+            data = None
+        message = t.upstream_error_message(data)
+        error = data.get("error") if isinstance(data, dict) else None
+        status_name = error.get("status") if isinstance(error, dict) else None
+        if status_name and message:
+            message = f"{status_name}: {message}"
+        return error_from_status(self.name, status, message, headers=headers)

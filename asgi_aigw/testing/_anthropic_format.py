@@ -1,0 +1,194 @@
+"""The fake's Anthropic wire format: ``POST /v1/messages``, JSON and SSE (docs.anthropic.com, Messages)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from .._types import Receive, Send
+
+if TYPE_CHECKING:
+    from .fake_provider import FakeBehaviour, FakeProvider, ReceivedRequest
+
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
+
+
+def error_payload(status: int, message: str) -> dict[str, Any]:
+    return {"type": "error", "error": {"type": _ERROR_TYPES.get(status, "api_error"), "message": message}}
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            str(b.get("text", "")) for b in content if isinstance(b, dict) and b.get("type") == "text"
+        )
+    return ""
+
+
+def conversation(body: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(role, text)`` pairs as the OpenAI format counts them: system first, tool results as ``tool``."""
+    out: list[tuple[str, str]] = []
+    system = body.get("system")
+    if system:
+        out.append(("system", _text(system)))
+    for message in body["messages"]:
+        if not isinstance(message, dict):
+            continue
+        role = str(message.get("role"))
+        content = message.get("content")
+        if isinstance(content, str):
+            out.append((role, content))
+            continue
+        blocks = [b for b in content or [] if isinstance(b, dict)]
+        results = [b for b in blocks if b.get("type") == "tool_result"]
+        out.extend(("tool", _text(r.get("content"))) for r in results)
+        texts = [str(b.get("text", "")) for b in blocks if b.get("type") == "text"]
+        if texts or not results:
+            out.append((role, "\n".join(texts)))
+    return out
+
+
+def _event(name: str, payload: dict[str, Any]) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+
+async def messages(
+    fake: FakeProvider, request: ReceivedRequest, behaviour: FakeBehaviour, receive: Receive, send: Send
+) -> None:
+    body = request.json if isinstance(request.json, dict) else None
+    problem = None
+    if body is None:
+        problem = "The request body is not valid JSON."
+    elif not body.get("model"):
+        problem = "model: Field required"
+    elif not isinstance(body.get("max_tokens"), int):
+        problem = "max_tokens: Field required"
+    elif not isinstance(body.get("messages"), list) or not body["messages"]:
+        problem = "messages: Field required"
+    if problem is not None or body is None:
+        await fake.send_json(send, 400, error_payload(400, problem or "invalid request"))
+        return
+    if behaviour.status != 200:
+        headers = [(b"retry-after", behaviour.retry_after.encode())] if behaviour.retry_after else []
+        await fake.send_json(
+            send, behaviour.status, error_payload(behaviour.status, behaviour.error_message), headers
+        )
+        return
+    model = str(body["model"])
+    tools: list[str] = []
+    choice = body.get("tool_choice")
+    if body.get("tools") and not (isinstance(choice, dict) and choice.get("type") == "none"):
+        tools = [str(t["name"]) for t in body["tools"] if isinstance(t, dict) and "name" in t]
+    turn = fake.plan_turn(conversation(body), tools, behaviour)
+    message_id = fake.new_id("msg_")
+    usage = {
+        "input_tokens": turn.prompt_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "output_tokens": turn.completion_tokens,
+    }
+    tool_use: dict[str, Any] | None = None
+    if turn.tool_call is not None:
+        tool_use = {
+            "type": "tool_use",
+            "id": fake.new_id("toolu_"),
+            "name": turn.tool_call["name"],
+            "input": turn.tool_call["arguments"],
+        }
+    stop_reason = "refusal" if behaviour.blocked else ("tool_use" if tool_use else "end_turn")
+
+    if not body.get("stream"):
+        if behaviour.malformed:
+            await fake.send_raw(
+                send, 200, b'{"id": "' + message_id.encode() + b'", "content": [', b"application/json"
+            )
+            return
+        content = (
+            [] if behaviour.blocked else ([tool_use] if tool_use else [{"type": "text", "text": turn.text}])
+        )
+        payload = {
+            "id": message_id,
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": content,
+            "stop_reason": stop_reason,
+            "stop_sequence": None,
+            "usage": usage,
+        }
+        await fake.send_json(send, 200, payload, [(b"request-id", f"req_{message_id[4:]}".encode())])
+        return
+
+    start = {
+        "type": "message_start",
+        "message": {
+            "id": message_id,
+            "type": "message",
+            "role": "assistant",
+            "content": [],
+            "model": model,
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {**usage, "output_tokens": 1},
+        },
+    }
+    block = {**tool_use, "input": {}} if tool_use else {"type": "text", "text": ""}
+    events = [
+        _event("message_start", start),
+        _event("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block}),
+        _event("ping", {"type": "ping"}),
+    ]
+    if tool_use:
+        arguments = orjson.dumps(tool_use["input"]).decode()
+        middle = len(arguments) // 2
+        deltas = [
+            {"type": "input_json_delta", "partial_json": part}
+            for part in (arguments[:middle], arguments[middle:])
+        ]
+    elif behaviour.blocked:
+        deltas = []
+    else:
+        deltas = [{"type": "text_delta", "text": piece} for piece in turn.pieces]
+    events.extend(
+        _event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
+        for delta in deltas
+    )
+    if behaviour.malformed:
+        events.insert(3, b"event: content_block_delta\ndata: {this is not json\n\n")
+    if behaviour.stream_error_after is not None:
+        events = events[: 3 + behaviour.stream_error_after]
+        events.append(_event("error", error_payload(529, "Overloaded")))
+    else:
+        events.append(_event("content_block_stop", {"type": "content_block_stop", "index": 0}))
+        events.append(
+            _event(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                    "usage": {"output_tokens": turn.completion_tokens},
+                },
+            )
+        )
+        events.append(_event("message_stop", {"type": "message_stop"}))
+    await fake.stream(
+        send,
+        receive,
+        behaviour,
+        b"text/event-stream; charset=utf-8",
+        events,
+        content_events=len(deltas),
+        head=3,
+    )

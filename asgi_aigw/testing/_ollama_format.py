@@ -1,0 +1,125 @@
+"""The fake's Ollama wire format (Ollama's docs/api.md): ``POST /api/chat`` (NDJSON stream by default,
+one object with ``"stream": false``) and ``POST /api/embed``."""
+
+from __future__ import annotations
+
+import datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from .._types import Receive, Send
+
+if TYPE_CHECKING:
+    from .fake_provider import FakeBehaviour, FakeProvider, ReceivedRequest
+
+_NDJSON = b"application/x-ndjson"
+
+
+async def _send_error(fake: FakeProvider, behaviour: FakeBehaviour, send: Send) -> None:
+    headers = [(b"retry-after", behaviour.retry_after.encode())] if behaviour.retry_after else []
+    await fake.send_json(send, behaviour.status, {"error": behaviour.error_message}, headers)
+
+
+def _created_at() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
+
+
+def conversation(body: dict[str, Any]) -> list[tuple[str, str]]:
+    return [
+        (str(m.get("role")), str(m.get("content") or "")) for m in body["messages"] if isinstance(m, dict)
+    ]
+
+
+async def chat(
+    fake: FakeProvider, request: ReceivedRequest, behaviour: FakeBehaviour, receive: Receive, send: Send
+) -> None:
+    body = request.json if isinstance(request.json, dict) else None
+    if body is None or not body.get("model") or not isinstance(body.get("messages"), list):
+        await fake.send_json(send, 400, {"error": "model and messages are required"})
+        return
+    if behaviour.status != 200:
+        await _send_error(fake, behaviour, send)
+        return
+    model = str(body["model"])
+    tools = [
+        str(t["function"]["name"])
+        for t in body.get("tools") or []
+        if isinstance(t, dict) and isinstance(t.get("function"), dict)
+    ]
+    turn = fake.plan_turn(conversation(body), tools, behaviour)
+    created_at = _created_at()
+    stats = {
+        "total_duration": 1_000_000,
+        "load_duration": 10_000,
+        "prompt_eval_count": turn.prompt_tokens,
+        "prompt_eval_duration": 200_000,
+        "eval_count": turn.completion_tokens,
+        "eval_duration": 700_000,
+    }
+    calls = (
+        [{"function": {"name": turn.tool_call["name"], "arguments": turn.tool_call["arguments"]}}]
+        if turn.tool_call
+        else None
+    )
+
+    def line(message: dict[str, Any], done: bool) -> bytes:
+        data: dict[str, Any] = {"model": model, "created_at": created_at, "message": message}
+        if done:
+            data.update({"done_reason": "stop", "done": True, **stats})
+        else:
+            data["done"] = False
+        return orjson.dumps(data) + b"\n"
+
+    if body.get("stream") is False:
+        if behaviour.malformed:
+            await fake.send_raw(
+                send, 200, b'{"model": "' + model.encode() + b'", "message": {', b"application/json"
+            )
+            return
+        message: dict[str, Any] = {"role": "assistant", "content": "" if calls else turn.text}
+        if calls:
+            message["tool_calls"] = calls
+        await fake.send_raw(send, 200, line(message, True).rstrip(b"\n"), b"application/json; charset=utf-8")
+        return
+
+    if calls:
+        events = [line({"role": "assistant", "content": "", "tool_calls": calls}, False)]
+    else:
+        events = [line({"role": "assistant", "content": piece}, False) for piece in turn.pieces]
+    content_events = len(events)
+    if behaviour.malformed:
+        events.insert(1, b"{this is not json\n")
+    if behaviour.stream_error_after is not None:
+        events = events[: behaviour.stream_error_after]
+        events.append(b'{"error":"an error was encountered while running the model"}\n')
+    else:
+        events.append(line({"role": "assistant", "content": ""}, True))
+    await fake.stream(send, receive, behaviour, _NDJSON, events, content_events=content_events, head=0)
+
+
+async def embed(fake: FakeProvider, request: ReceivedRequest, behaviour: FakeBehaviour, send: Send) -> None:
+    from .fake_provider import count_tokens, fake_embedding
+
+    body = request.json if isinstance(request.json, dict) else None
+    raw = body.get("input") if body else None
+    if body is None or raw is None or not body.get("model"):
+        await fake.send_json(send, 400, {"error": "model and input are required"})
+        return
+    if behaviour.status != 200:
+        await _send_error(fake, behaviour, send)
+        return
+    if behaviour.malformed:
+        await fake.send_raw(send, 200, b'{"embeddings": [', b"application/json")
+        return
+    texts = [raw] if isinstance(raw, str) else [str(item) for item in raw]
+    requested = body.get("dimensions")
+    dimensions = requested if isinstance(requested, int) and requested > 0 else 64
+    payload = {
+        "model": body["model"],
+        "embeddings": [fake_embedding(text, dimensions) for text in texts],
+        "total_duration": 14_143_917,
+        "load_duration": 1_019_500,
+        "prompt_eval_count": sum(count_tokens(t) for t in texts),
+    }
+    await fake.send_json(send, 200, payload)
