@@ -17,7 +17,7 @@ import yaml
 
 from asgi_aigw.budget import BudgetMiddleware, Limits, ModelPrice, PriceTable, RedisBudgetStore
 from asgi_aigw.cli import main
-from asgi_aigw.demo import DEMO_LIMITS, build_demo_app
+from asgi_aigw.demo import DEMO_LIMITS, build_demo_app, demo_config
 
 from . import budget_helpers
 from .budget_helpers import JSONApp, chat, completion, fixed_clock, token_counter
@@ -130,7 +130,8 @@ async def test_cli_refuses_bad_input(config_file: Path, capsys: Any) -> None:
 
 async def test_demo_shows_a_429_and_the_headers() -> None:
     await budget_helpers.away_from_minute_boundary()
-    app = build_demo_app()
+    # the demo's own tenant and budget settings; its request log (chDB files) is not under test here
+    app = build_demo_app(demo_config().model_copy(update={"log": None}))
     limit = DEMO_LIMITS.requests_per_minute
     assert limit is not None
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://demo") as client:
