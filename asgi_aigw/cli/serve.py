@@ -73,6 +73,11 @@ def run(args: argparse.Namespace) -> int:
             '-d \'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello!"}]}\'',
             file=sys.stderr,
         )
+        print(
+            "PII redaction is on: put an e-mail address or a name in a message; the provider receives "
+            "placeholders (printed here), your answer has your values back.",
+            file=sys.stderr,
+        )
     if config.log is not None and config.log.sink is not None:
         print(f"request log: {config.log.sink} (read it with: aigw usage)", file=sys.stderr)
     if config.log is not None and config.log.metrics is not None and config.log.metrics.serve:

@@ -28,11 +28,11 @@ from ..errors import (
 )
 from ..http import send_json_bytes
 from ..models import ChatCompletionRequest, EmbeddingRequest
-from ..providers import ADAPTERS, Deployment, ProviderAdapter, UpstreamRequest
+from ..providers import ADAPTERS, Deployment, ProviderAdapter, TranslatedResponse, UpstreamRequest
 from ..routes import route_path
 from .policy import RoutingPolicy, is_retryable
 from .registry import ModelRegistry, ResolvedModel
-from .upstream import UpstreamClients, httpx_timeout, mapped_transport_errors, origin_of
+from .upstream import UpstreamClients, UpstreamResponse, mapped_transport_errors, origin_of
 
 logger = logging.getLogger("asgi_aigw.router")
 
@@ -58,7 +58,7 @@ _METHODS = {"chat": "POST", "embeddings": "POST", "models": "GET"}
 
 BuildRequest = Callable[[Deployment, ProviderAdapter], UpstreamRequest]
 #: Turns one upstream response into the client's answer (``deadline``: when the first chunk is due).
-Deliver = Callable[[Deployment, ProviderAdapter, httpx.Response, "float | None"], Awaitable[None]]
+Deliver = Callable[[Deployment, ProviderAdapter, UpstreamResponse, "float | None"], Awaitable[None]]
 
 
 class _Progress:
@@ -212,28 +212,17 @@ class ProviderRouter:
             async def deliver(
                 deployment: Deployment,
                 adapter: ProviderAdapter,
-                response: httpx.Response,
+                response: UpstreamResponse,
                 deadline: float | None,
             ) -> None:
                 translator = adapter.chat_stream(deployment, request, include_usage=include_usage)
                 await self._relay_stream(send, ctx, deployment, response, translator, progress, deadline)
 
         else:
-
-            async def deliver(
-                deployment: Deployment,
-                adapter: ProviderAdapter,
-                response: httpx.Response,
-                deadline: float | None,
-            ) -> None:
-                content = await self._read(deployment, response)
-                translated = adapter.chat_response(deployment, request, content)
-                await self._send_translated(send, ctx, deployment, translated.body, translated, progress)
-
-        async def work() -> None:
-            await self._attempt(ctx, resolved, build, deliver, progress)
-
-        await self._until_disconnect(receive, ctx, progress, work)
+            deliver = self._deliver_json(
+                send, ctx, progress, lambda d, adapter, content: adapter.chat_response(d, request, content)
+            )
+        await self._route(receive, ctx, progress, resolved, build, deliver)
 
     # -- embeddings ---------------------------------------------------------------------------------
 
@@ -248,12 +237,40 @@ class ProviderRouter:
         def build(deployment: Deployment, adapter: ProviderAdapter) -> UpstreamRequest:
             return adapter.embeddings_request(deployment, request, data)
 
+        deliver = self._deliver_json(
+            send, ctx, progress, lambda d, adapter, content: adapter.embeddings_response(d, request, content)
+        )
+        await self._route(receive, ctx, progress, resolved, build, deliver)
+
+    def _deliver_json(
+        self,
+        send: Send,
+        ctx: RequestContext,
+        progress: _Progress,
+        translate: Callable[[Deployment, ProviderAdapter, bytes], TranslatedResponse],
+    ) -> Deliver:
+        """Deliver a one-shot answer: read it whole, translate it, send it."""
+
         async def deliver(
-            deployment: Deployment, adapter: ProviderAdapter, response: httpx.Response, deadline: float | None
+            deployment: Deployment, adapter: ProviderAdapter, response: UpstreamResponse, _: float | None
         ) -> None:
             content = await self._read(deployment, response)
-            translated = adapter.embeddings_response(deployment, request, content)
-            await self._send_translated(send, ctx, deployment, translated.body, translated, progress)
+            await self._send_translated(
+                send, ctx, deployment, translate(deployment, adapter, content), progress
+            )
+
+        return deliver
+
+    async def _route(
+        self,
+        receive: Receive,
+        ctx: RequestContext,
+        progress: _Progress,
+        resolved: ResolvedModel,
+        build: BuildRequest,
+        deliver: Deliver,
+    ) -> None:
+        """Attempt deployments until one delivers, cancelling everything if the client leaves."""
 
         async def work() -> None:
             await self._attempt(ctx, resolved, build, deliver, progress)
@@ -326,7 +343,7 @@ class ProviderRouter:
 
     async def _send(
         self, deployment: Deployment, adapter: ProviderAdapter, build: BuildRequest
-    ) -> tuple[httpx.Response, float | None]:
+    ) -> tuple[UpstreamResponse, float | None]:
         """Send to one deployment; its 2xx response (body unread) and the first chunk's deadline."""
         upstream = build(deployment, adapter)
         client = self.clients.get(deployment.base_url)
@@ -335,18 +352,18 @@ class ProviderRouter:
             upstream.url,
             headers=upstream.headers,
             content=upstream.content,
-            timeout=httpx_timeout(deployment),
+            timeout=deployment.timeout,
         )
         first_byte = deployment.timeout.first_byte
         deadline: float | None = None
         with mapped_transport_errors(deployment):
             if first_byte is None:
-                response = await client.send(request, stream=True)
+                response = await client.send(request)
             else:
                 deadline = asyncio.get_running_loop().time() + first_byte
                 try:
                     async with asyncio.timeout_at(deadline):
-                        response = await client.send(request, stream=True)
+                        response = await client.send(request)
                 except TimeoutError:
                     raise _timeout(deployment, "first_byte", first_byte) from None
         if response.status_code >= 300:
@@ -354,7 +371,7 @@ class ProviderRouter:
         return response, deadline
 
     async def _upstream_error(
-        self, deployment: Deployment, adapter: ProviderAdapter, response: httpx.Response
+        self, deployment: Deployment, adapter: ProviderAdapter, response: UpstreamResponse
     ) -> GatewayError:
         content = b""
         try:
@@ -367,10 +384,12 @@ class ProviderRouter:
             pass
         finally:
             await response.aclose()
-        error = adapter.error(response.status_code, content, dict(response.headers))
+        error = adapter.error(
+            response.status_code, content, {k.lower(): v for k, v in response.headers.items()}
+        )
         return _scrub(error, deployment)
 
-    async def _read(self, deployment: Deployment, response: httpx.Response) -> bytes:
+    async def _read(self, deployment: Deployment, response: UpstreamResponse) -> bytes:
         try:
             with mapped_transport_errors(deployment):
                 return await response.aread()
@@ -382,22 +401,21 @@ class ProviderRouter:
         send: Send,
         ctx: RequestContext,
         deployment: Deployment,
-        content: bytes,
-        translated: Any,
+        translated: TranslatedResponse,
         progress: _Progress,
     ) -> None:
         _record(ctx, deployment, translated.model)
         ctx.usage = translated.usage
         ctx.status = 200
         progress.finished = True
-        await send_json_bytes(send, 200, content, _answer_headers(ctx))
+        await send_json_bytes(send, 200, translated.body, _answer_headers(ctx))
 
     async def _relay_stream(
         self,
         send: Send,
         ctx: RequestContext,
         deployment: Deployment,
-        response: httpx.Response,
+        response: UpstreamResponse,
         translator: Any,
         progress: _Progress,
         deadline: float | None = None,
@@ -435,7 +453,7 @@ class ProviderRouter:
         send: Send,
         ctx: RequestContext,
         deployment: Deployment,
-        response: httpx.Response,
+        response: UpstreamResponse,
         translator: Any,
         progress: _Progress,
         deadline: float | None,

@@ -1,11 +1,17 @@
 """One pooled client per upstream, and the one place transport errors are mapped.
 
-httpx's request, response and transport types are kept (tests swap in ``httpx.MockTransport`` or an
-ASGI transport), but requests go straight to the transport: ``httpx.AsyncClient``'s per-request extras
-(a cookie jar, auth flows, redirects, URL merging) cost more than the proxying itself, and a shared
-cookie jar would carry one tenant's upstream cookies into another tenant's requests. By default the
-transport is aiohttp's connection pool (``httpx-aiohttp``): under concurrency httpx's own pool was the
-bottleneck (see docs/benchmarks.md).
+Two clients share one small interface (``build_request``, ``send``, a response with ``status_code``,
+``headers``, ``aiter_bytes``, ``aread``, ``aclose``):
+
+- :class:`AiohttpClient`, the default: aiohttp's connection pool called directly. Measured against
+  httpx's own pool and against httpx's API over aiohttp (``httpx-aiohttp``), it spends the least CPU per
+  request by far (see docs/benchmarks.md): httpx's request and header objects cost more than proxying.
+- :class:`HttpxClient`: any ``httpx`` transport — httpx's own pool (``router.transport: httpx``), or the
+  ``transports={base_url: ...}`` tests and in-process providers pass (``httpx.MockTransport``,
+  ``asgi_aigw.testing.StreamingASGITransport``).
+
+Neither keeps cookies: a shared cookie jar would carry one tenant's upstream cookies into another
+tenant's requests.
 """
 
 from __future__ import annotations
@@ -13,15 +19,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from functools import lru_cache
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
 import httpx
 
 from ..errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from ..providers.base import Deployment
+from ..providers.base import Deployment, Timeout
+
+if TYPE_CHECKING:
+    import aiohttp
 
 
 @lru_cache(maxsize=256)
@@ -30,27 +39,144 @@ def origin_of(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def _aiohttp_transport(max_connections: int) -> httpx.AsyncBaseTransport:
-    import aiohttp
-    from httpx_aiohttp import AiohttpTransport
+class UpstreamResponse(Protocol):
+    """An upstream answer whose body has not been read yet (``httpx.Response`` fits as it is)."""
 
-    def session() -> aiohttp.ClientSession:
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    def aiter_bytes(self) -> AsyncIterator[bytes]: ...
+
+    async def aread(self) -> bytes: ...
+
+    async def aclose(self) -> None: ...
+
+
+class UpstreamClient(Protocol):
+    def build_request(
+        self, method: str, url: str, *, headers: Mapping[str, str], content: bytes, timeout: Timeout
+    ) -> Any: ...
+
+    async def send(self, request: Any) -> UpstreamResponse: ...
+
+    async def aclose(self) -> None: ...
+
+
+# -- aiohttp ---------------------------------------------------------------------------------------
+
+
+class _AiohttpRequest(NamedTuple):
+    method: str
+    url: Any  # yarl.URL
+    headers: Mapping[str, str]
+    content: bytes
+    timeout: Any  # aiohttp.ClientTimeout
+
+
+class _AiohttpResponse:
+    __slots__ = ("_response",)
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+
+    @property
+    def status_code(self) -> int:
+        return self._response.status
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._response.headers  # case-insensitive
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        async for chunk in self._response.content.iter_any():
+            yield chunk
+
+    async def aread(self) -> bytes:
+        return await self._response.read()
+
+    async def aclose(self) -> None:
+        # release() returns a fully read connection to the pool and closes one read only in part,
+        # which is what tells the upstream that the client went away
+        self._response.release()
+
+
+class AiohttpClient:
+    """aiohttp's pool for one upstream; the session opens on first use, on the running loop."""
+
+    __slots__ = ("_max_connections", "_session", "_timeouts", "_urls")
+
+    def __init__(self, max_connections: int) -> None:
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, Any] = {}
+        self._timeouts: dict[Timeout, Any] = {}
+
+    def _open(self) -> aiohttp.ClientSession:
+        import aiohttp
+
         connector = aiohttp.TCPConnector(
-            limit=max_connections,
-            limit_per_host=max_connections,
+            limit=self._max_connections,
+            limit_per_host=self._max_connections,
             keepalive_timeout=30,
             ssl=ssl.create_default_context(),
             # the gateway talks to a handful of upstreams: cache their DNS answers
             ttl_dns_cache=300,
         )
         # trust_env=False: with it aiohttp reads ~/.netrc and the proxy variables in a thread on every request
-        return aiohttp.ClientSession(connector=connector, auto_decompress=False, trust_env=False)
+        return aiohttp.ClientSession(
+            connector=connector, trust_env=False, cookie_jar=aiohttp.DummyCookieJar()
+        )
 
-    return AiohttpTransport(client=session)
+    def build_request(
+        self, method: str, url: str, *, headers: Mapping[str, str], content: bytes, timeout: Timeout
+    ) -> _AiohttpRequest:
+        parsed = self._urls.get(url)
+        if parsed is None:
+            import yarl
+
+            parsed = yarl.URL(url)
+            if len(self._urls) < 1024:
+                self._urls[url] = parsed
+        client_timeout = self._timeouts.get(timeout)
+        if client_timeout is None:
+            import aiohttp
+
+            client_timeout = aiohttp.ClientTimeout(
+                total=None, connect=timeout.pool + timeout.connect, sock_connect=timeout.connect,
+                sock_read=timeout.read,
+            )  # fmt: skip
+            self._timeouts[timeout] = client_timeout
+        return _AiohttpRequest(method, parsed, headers, content, client_timeout)
+
+    async def send(self, request: _AiohttpRequest) -> _AiohttpResponse:
+        session = self._session
+        if session is None:
+            session = self._session = self._open()
+        response = await session.request(
+            request.method,
+            request.url,
+            headers=request.headers,
+            data=request.content,
+            timeout=request.timeout,
+            allow_redirects=False,
+        )
+        return _AiohttpResponse(response)
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
 
-class UpstreamClient:
-    """``build_request`` and ``send`` over one transport, with parsed URLs cached."""
+# -- httpx transports ------------------------------------------------------------------------------
+
+
+class HttpxClient:
+    """httpx's request and response types over one transport, without ``AsyncClient``'s per-request
+    extras (cookie jar, auth flow, redirects, URL merging)."""
 
     __slots__ = ("_transport", "_urls")
 
@@ -59,13 +185,7 @@ class UpstreamClient:
         self._urls: dict[str, httpx.URL] = {}
 
     def build_request(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: Mapping[str, str],
-        content: bytes,
-        timeout: httpx.Timeout,
+        self, method: str, url: str, *, headers: Mapping[str, str], content: bytes, timeout: Timeout
     ) -> httpx.Request:
         parsed = self._urls.get(url)
         if parsed is None:
@@ -74,12 +194,15 @@ class UpstreamClient:
                 self._urls[url] = parsed
         # Host and Content-Length given up front spare httpx a linear header scan for each.
         full = {"host": parsed.netloc.decode("ascii"), "content-length": str(len(content)), **headers}
-        return httpx.Request(
-            method, parsed, headers=full, content=content, extensions={"timeout": timeout.as_dict()}
-        )
+        limits = {
+            "connect": timeout.connect,
+            "read": timeout.read,
+            "write": timeout.write,
+            "pool": timeout.pool,
+        }
+        return httpx.Request(method, parsed, headers=full, content=content, extensions={"timeout": limits})
 
-    async def send(self, request: httpx.Request, *, stream: bool = True) -> httpx.Response:
-        """The response with its body unread (``stream`` is accepted for httpx compatibility)."""
+    async def send(self, request: httpx.Request) -> httpx.Response:
         response = await self._transport.handle_async_request(request)
         response.request = request
         return response
@@ -112,20 +235,20 @@ class UpstreamClients:
         origin = origin_of(base_url)
         client = self._clients.get((loop_id, origin))
         if client is None:
-            client = UpstreamClient(self._open(origin))
+            client = self._open(origin)
             self._clients[(loop_id, origin)] = client
         return client
 
-    def _open(self, origin: str) -> httpx.AsyncBaseTransport:
+    def _open(self, origin: str) -> UpstreamClient:
         fixed = self._fixed.get(origin)
         if fixed is not None:
-            return fixed
+            return HttpxClient(fixed)
         if self._kind == "aiohttp":
-            return _aiohttp_transport(self._max_connections)
+            return AiohttpClient(self._max_connections)
         limits = httpx.Limits(
             max_connections=self._max_connections, max_keepalive_connections=self._max_connections
         )
-        return httpx.AsyncHTTPTransport(limits=limits)
+        return HttpxClient(httpx.AsyncHTTPTransport(limits=limits))
 
     async def aclose(self) -> None:
         loop_id = id(asyncio.get_running_loop())
@@ -135,38 +258,24 @@ class UpstreamClients:
                 await client.aclose()
 
 
-def httpx_timeout(deployment: Deployment) -> httpx.Timeout:
-    t = deployment.timeout
-    return httpx.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool)
+# -- errors ----------------------------------------------------------------------------------------
 
 
-def _aiohttp_kind(exc: BaseException) -> str | None:
-    """Classify the aiohttp error behind an httpx one (httpx-aiohttp maps several to ConnectTimeout)."""
-    try:
-        import aiohttp
-    except ImportError:  # pragma: no cover - aiohttp is a core dependency
-        return None
-    cause = exc.__cause__
-    if isinstance(cause, aiohttp.ServerTimeoutError | asyncio.TimeoutError):
+def _kind(exc: BaseException) -> str:
+    """``connect``, ``timeout`` or ``broken`` for an httpx or aiohttp failure."""
+    import aiohttp
+
+    if isinstance(exc, aiohttp.ServerTimeoutError | TimeoutError | httpx.TimeoutException):
         return "timeout"
-    if isinstance(cause, aiohttp.ClientConnectorError):
+    if isinstance(exc, aiohttp.ClientConnectorError | httpx.ConnectError):
         return "connect"
-    if isinstance(cause, aiohttp.ClientError):
-        return "broken"
-    return None
+    return "broken"
 
 
-def map_transport_error(exc: Exception, deployment: Deployment) -> GatewayError:
+def map_transport_error(exc: BaseException, deployment: Deployment) -> GatewayError:
     """The gateway error for a failure to talk to an upstream (never includes the API key)."""
     where = f"{deployment.provider} ({origin_of(deployment.base_url)})"
-    kind = _aiohttp_kind(exc)
-    if kind is None:
-        if isinstance(exc, httpx.ConnectError):
-            kind = "connect"
-        elif isinstance(exc, httpx.TimeoutException):
-            kind = "timeout"
-        else:
-            kind = "broken"
+    kind = _kind(exc)
     if kind == "connect":
         return UpstreamUnavailable(f"Could not connect to {where}.")
     if kind == "timeout":
@@ -176,9 +285,11 @@ def map_transport_error(exc: Exception, deployment: Deployment) -> GatewayError:
 
 @contextlib.contextmanager
 def mapped_transport_errors(deployment: Deployment) -> Iterator[None]:
+    import aiohttp
+
     try:
         yield
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, aiohttp.ClientError, TimeoutError) as exc:
         raise map_transport_error(exc, deployment) from exc
     except OSError as exc:  # a transport that does not map its errors
         raise UpstreamUnavailable(f"Could not reach {deployment.provider}: {exc.strerror or exc}") from exc

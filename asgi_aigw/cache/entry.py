@@ -1,0 +1,267 @@
+"""A cached answer: assembled from a JSON answer or an SSE stream, replayed as either.
+
+What is kept is the final answer (text or tool calls, finish reason, usage, model), never the provider's
+ids: every replay gets a fresh ``chatcmpl-`` id and the current time, like a live answer.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from ..sse import DONE_EVENT, encode_data, parse_event
+
+#: Size of the content pieces of a replayed stream: small enough to look live, few enough to be cheap.
+_PIECE_CHARS = 48
+
+
+@dataclass(slots=True)
+class CachedAnswer:
+    model: str
+    content: str | None
+    finish_reason: str
+    tool_calls: list[dict[str, Any]] | None = None
+    refusal: str | None = None
+    usage: dict[str, Any] | None = None
+    system_fingerprint: str | None = None
+    created_at: float = field(default_factory=time.time)
+    _json_tail: bytes | None = field(default=None, repr=False, compare=False)
+
+    # -- storage --------------------------------------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(
+            {
+                "v": 1,
+                "model": self.model,
+                "content": self.content,
+                "finish_reason": self.finish_reason,
+                "tool_calls": self.tool_calls,
+                "refusal": self.refusal,
+                "usage": self.usage,
+                "system_fingerprint": self.system_fingerprint,
+                "created_at": self.created_at,
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, raw: bytes | str) -> CachedAnswer | None:
+        """The answer stored as ``raw``; ``None`` if it is not one (another version, corruption)."""
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(data, dict) or data.get("v") != 1 or not isinstance(data.get("model"), str):
+            return None
+        return cls(
+            model=data["model"],
+            content=data.get("content"),
+            finish_reason=str(data.get("finish_reason") or "stop"),
+            tool_calls=data.get("tool_calls"),
+            refusal=data.get("refusal"),
+            usage=data.get("usage") if isinstance(data.get("usage"), dict) else None,
+            system_fingerprint=data.get("system_fingerprint"),
+            created_at=float(data.get("created_at") or 0.0),
+        )
+
+    # -- capture --------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_json(cls, body: bytes) -> CachedAnswer | None:
+        """From a complete ``chat.completion`` body with exactly one choice; ``None`` if it is not one."""
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(data, dict) or data.get("object") != "chat.completion":
+            return None
+        choices = data.get("choices")
+        if not isinstance(choices, list) or len(choices) != 1 or not isinstance(choices[0], dict):
+            return None
+        message = choices[0].get("message")
+        if not isinstance(message, dict):
+            return None
+        content = message.get("content")
+        tool_calls = message.get("tool_calls")
+        return cls(
+            model=str(data.get("model") or ""),
+            content=content if isinstance(content, str) else None,
+            finish_reason=str(choices[0].get("finish_reason") or "stop"),
+            tool_calls=tool_calls if isinstance(tool_calls, list) and tool_calls else None,
+            refusal=message.get("refusal") if isinstance(message.get("refusal"), str) else None,
+            usage=data.get("usage") if isinstance(data.get("usage"), dict) else None,
+            system_fingerprint=data.get("system_fingerprint"),
+        )
+
+    # -- replay ---------------------------------------------------------------------------------------
+
+    def _message(self) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": self.content, "refusal": self.refusal}
+        if self.tool_calls:
+            message["tool_calls"] = self.tool_calls
+        return message
+
+    def to_json(self) -> bytes:
+        """A ``chat.completion`` body, as a live answer would be."""
+        payload: dict[str, Any] = {
+            "id": new_completion_id(),
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": self.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": self._message(),
+                    "logprobs": None,
+                    "finish_reason": self.finish_reason,
+                }
+            ],
+            "usage": self.usage,
+            "system_fingerprint": self.system_fingerprint,
+        }
+        return orjson.dumps(payload)
+
+    def to_sse(self, *, include_usage: bool) -> list[bytes]:
+        """The SSE events of a live stream: role chunk, content (or tool-call) chunks, finish chunk,
+        usage chunk when ``include_usage``, ``[DONE]``."""
+        base: dict[str, Any] = {
+            "id": new_completion_id(),
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": self.model,
+            "system_fingerprint": self.system_fingerprint,
+        }
+
+        def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+            data = {
+                **base,
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+            }
+            if include_usage:
+                data["usage"] = None
+            return encode_data(orjson.dumps(data))
+
+        events = [chunk({"role": "assistant", "content": "" if self.content is not None else None})]
+        if self.content:
+            events.extend(chunk({"content": piece}) for piece in split_pieces(self.content))
+        if self.refusal:
+            events.append(chunk({"refusal": self.refusal}))
+        for index, call in enumerate(self.tool_calls or ()):
+            events.append(chunk({"tool_calls": [{"index": index, **call}]}))
+        events.append(chunk({}, self.finish_reason))
+        if include_usage:
+            events.append(encode_data(orjson.dumps({**base, "choices": [], "usage": self.usage})))
+        events.append(DONE_EVENT)
+        return events
+
+
+def new_completion_id() -> str:
+    return "chatcmpl-" + os.urandom(16).hex()
+
+
+def split_pieces(text: str, size: int = _PIECE_CHARS) -> list[str]:
+    """``text`` in pieces of about ``size`` characters, cut after whitespace where possible."""
+    pieces: list[str] = []
+    start = 0
+    while start < len(text):
+        end = min(len(text), start + size)
+        if end < len(text):
+            cut = text.rfind(" ", start + 1, end)
+            if cut > start:
+                end = cut
+        pieces.append(text[start:end])
+        start = end
+    return pieces
+
+
+class StreamAssembler:
+    """Rebuilds the final answer from the SSE events of a chat stream as they pass.
+
+    ``failed`` turns true on anything that must not be cached: an ``error`` event, more than one choice,
+    an event that is not JSON.
+    """
+
+    __slots__ = ("_content", "_refusal", "_tools", "failed", "fingerprint", "finish_reason", "model", "usage")
+
+    def __init__(self) -> None:
+        self._content: list[str] = []
+        self._refusal: list[str] = []
+        self._tools: dict[int, dict[str, Any]] = {}
+        self.model = ""
+        self.finish_reason: str | None = None
+        self.usage: dict[str, Any] | None = None
+        self.fingerprint: str | None = None
+        self.failed = False
+
+    def feed(self, raw: bytes) -> None:
+        if self.failed:
+            return
+        event = parse_event(raw)
+        if event.event == "error":
+            self.failed = True
+            return
+        if not event.data or event.data == b"[DONE]":
+            return
+        try:
+            data = orjson.loads(event.data)
+        except orjson.JSONDecodeError:
+            self.failed = True
+            return
+        if not isinstance(data, dict) or "error" in data:
+            self.failed = True
+            return
+        if isinstance(data.get("model"), str) and data["model"]:
+            self.model = data["model"]
+        if isinstance(data.get("system_fingerprint"), str):
+            self.fingerprint = data["system_fingerprint"]
+        if isinstance(data.get("usage"), dict):
+            self.usage = data["usage"]
+        for choice in data.get("choices") or ():
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                self.failed = True  # n > 1: not cached
+                return
+            delta = choice.get("delta") or {}
+            if isinstance(delta.get("content"), str):
+                self._content.append(delta["content"])
+            if isinstance(delta.get("refusal"), str):
+                self._refusal.append(delta["refusal"])
+            for call in delta.get("tool_calls") or ():
+                self._add_tool_delta(call)
+            if choice.get("finish_reason"):
+                self.finish_reason = str(choice["finish_reason"])
+
+    def _add_tool_delta(self, call: Any) -> None:
+        if not isinstance(call, dict):
+            return
+        slot = self._tools.setdefault(
+            int(call.get("index", 0)),
+            {"id": None, "type": "function", "function": {"name": "", "arguments": ""}},
+        )
+        if call.get("id"):
+            slot["id"] = call["id"]
+        if call.get("type"):
+            slot["type"] = call["type"]
+        function = call.get("function") or {}
+        if isinstance(function.get("name"), str):
+            slot["function"]["name"] += function["name"]
+        if isinstance(function.get("arguments"), str):
+            slot["function"]["arguments"] += function["arguments"]
+
+    def answer(self) -> CachedAnswer | None:
+        """The assembled answer, or ``None`` when the stream is not one to cache."""
+        if self.failed or self.finish_reason is None:
+            return None
+        tools = [self._tools[i] for i in sorted(self._tools)] or None
+        return CachedAnswer(
+            model=self.model,
+            content="".join(self._content) if self._content or not tools else None,
+            finish_reason=self.finish_reason,
+            tool_calls=tools,
+            refusal="".join(self._refusal) or None,
+            usage=self.usage,
+            system_fingerprint=self.fingerprint,
+        )

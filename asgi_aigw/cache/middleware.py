@@ -1,0 +1,549 @@
+"""SemanticCacheMiddleware: exact hit, then verified semantic hit, else the app; completed answers stored.
+
+```
+request ─► exact store (Redis / LRU) ──hit──► replay (JSON or SSE)          x-aigw-cache: hit-exact
+        └► embed last user message ─► vector store top-k (tenant, scope, unexpired)
+             ─► cosine ≥ threshold and verify() ──hit──► replay             x-aigw-cache: hit-semantic
+        └► the app, answer teed ─► stored once it ended normally            x-aigw-cache: miss
+```
+
+A failing store or embedder is a miss (logged once per interval), never an error for the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from .._types import ASGIApp, Headers, Message, Receive, Scope, Send
+from ..body import DEFAULT_MAX_BODY_BYTES, ClientDisconnect, read_json
+from ..context import RequestContext, Usage, ensure_context
+from ..errors import GatewayError, InvalidRequest, send_error
+from ..models import ChatCompletionRequest
+from ..response import ResponseTap, watch_disconnect
+from ..routes import classify
+from .config import CacheConfig
+from .embedding import Embedder
+from .entry import CachedAnswer, StreamAssembler
+from .exact import ExactStore, exact_store_from_url
+from .keys import CacheKeys, cache_keys, tenant_tag
+from .vector import VectorEntry, VectorStore, point_id, vector_store_from_url
+from .verify import verify
+
+logger = logging.getLogger("asgi_aigw.cache")
+
+HEADER = b"x-aigw-cache"
+SCORE_HEADER = b"x-aigw-cache-score"
+TTL_HEADER = b"x-aigw-cache-ttl"
+HIT_EXACT, HIT_SEMANTIC, MISS, BYPASS = "hit-exact", "hit-semantic", "miss", "bypass"
+
+#: Finish reasons of answers worth replaying ("content_filter" and unknown ones are not stored).
+_CACHEABLE_FINISH = frozenset({"stop", "length", "tool_calls", "function_call"})
+
+_SSE_HEADERS: Headers = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+_UNSET: Any = object()
+#: Decoded answers kept for hot entries, and the largest kept (bounds the table at 64 MiB).
+_DECODED_ENTRIES = 1024
+_DECODED_MAX_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _RequestView:
+    """The few request fields the cache acts on, read from the parsed body."""
+
+    model: str
+    stream: bool
+    include_usage: bool
+    n: int
+    temperature: float
+    logprobs: bool
+
+    @classmethod
+    def read(cls, data: Any) -> _RequestView | None:
+        """From the raw body when every field involved has the expected type; ``None`` otherwise
+        (then the pydantic model decides)."""
+        if not isinstance(data, dict):
+            return None
+        get = data.get
+        model, stream, options, n = get("model"), get("stream"), get("stream_options"), get("n")
+        temperature, logprobs = get("temperature"), get("logprobs")
+        if (
+            not isinstance(model, str)
+            or not model
+            or not isinstance(get("messages"), list)
+            or not isinstance(stream, bool | None)
+            or not (
+                options is None
+                or (isinstance(options, dict) and isinstance(options.get("include_usage"), bool | None))
+            )
+            or not (n is None or (type(n) is int and n >= 1))
+            or not (temperature is None or (type(temperature) in (int, float) and 0 <= temperature <= 2))
+            or not isinstance(logprobs, bool | None)
+            or not isinstance(get("user"), str | None)
+            or not isinstance(get("metadata"), dict | None)
+            or not isinstance(get("store"), bool | None)
+        ):
+            return None
+        return cls(
+            model,
+            bool(stream),
+            bool(options and options.get("include_usage")),
+            n or 1,
+            float(temperature or 0.0),
+            bool(logprobs),
+        )
+
+    @classmethod
+    def of(cls, request: ChatCompletionRequest) -> _RequestView:
+        return cls(
+            request.model,
+            bool(request.stream),
+            bool(request.stream_options and request.stream_options.include_usage),
+            request.n or 1,
+            float(request.temperature or 0.0),
+            bool(request.logprobs),
+        )
+
+
+@dataclass(slots=True)
+class _Controls:
+    lookup: bool = True
+    store: bool = True
+    ttl: float = 0.0
+
+
+class _ThrottledLog:
+    """Log a failure of one kind at most once per interval (a dead Redis must not flood the logs)."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def __call__(self, kind: str, exc: BaseException) -> None:
+        now = time.monotonic()
+        if now - self._last.get(kind, -1e18) < self.interval:
+            self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
+            return
+        suppressed = self._suppressed.pop(kind, 0)
+        self._last[kind] = now
+        logger.warning(
+            "semantic cache: %s failed, treated as a miss (%s: %s)%s",
+            kind,
+            type(exc).__name__,
+            exc,
+            f"; {suppressed} more since the last report" if suppressed else "",
+        )
+
+
+class SemanticCacheMiddleware:
+    """Answer chat requests from the cache; see the module docstring and docs/cache.md.
+
+    ``exact`` and ``vector`` take a store object or a URL (``None`` for ``vector``: no semantic layer);
+    by default they come from ``config``. ``embedder`` is any object with ``dimension`` and
+    ``async embed(texts)``; by default the runtime's shared embedder is used, resolved on first use.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        config: CacheConfig | None = None,
+        exact: ExactStore | str | None = None,
+        vector: VectorStore | str | None = _UNSET,
+        embedder: Embedder | Callable[[], Embedder | None] | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
+        self.app = app
+        self.config = config = config or CacheConfig()
+        if exact is None or isinstance(exact, str):
+            exact = exact_store_from_url(
+                exact or config.exact, max_entries=config.max_entries, prefix=config.key_prefix
+            )
+        self.exact: ExactStore = exact
+        if vector is _UNSET:
+            vector = config.vector
+        if isinstance(vector, str):
+            vector = vector_store_from_url(
+                vector, collection=config.collection, api_key=config.qdrant_api_key
+            )
+        self.vector: VectorStore | None = vector
+        self._embedder: Embedder | None = None
+        self._embedder_factory: Callable[[], Embedder | None] | None = None
+        if isinstance(embedder, Embedder):
+            self._embedder = embedder
+        elif embedder is not None:
+            self._embedder_factory = embedder
+        self._max_body = max_body_bytes
+        self._log_failure = _ThrottledLog(config.error_log_interval)
+        self._last_cleanup = time.monotonic()
+        self._background: set[asyncio.Task[None]] = set()
+        self._decoded: dict[bytes, CachedAnswer] = {}
+
+    # -- public helpers -------------------------------------------------------------------------------
+
+    @property
+    def embedder(self) -> Embedder | None:
+        if self._embedder is None and self._embedder_factory is not None:
+            factory, self._embedder_factory = self._embedder_factory, None
+            try:
+                self._embedder = factory()
+            except Exception as exc:
+                self._log_failure("loading the embedder", exc)
+        return self._embedder
+
+    async def purge(self, tenant: str | None = None) -> tuple[int, int]:
+        """Delete cached answers (of one tenant when given): (exact entries, vectors) removed."""
+        tag = tenant_tag(tenant) if tenant is not None else None
+        exact = await self.exact.purge(tag)
+        vectors = await self.vector.purge(tag) if self.vector is not None else 0
+        return exact, vectors
+
+    async def drain(self) -> None:
+        """Wait for background work (embedder warm-up, expired-vector sweeps) started so far."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    async def aclose(self) -> None:
+        await self.drain()
+        await self.exact.aclose()
+        if self.vector is not None:
+            await self.vector.aclose()
+
+    # -- ASGI -----------------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, self._lifespan_send(send))
+            return
+        if classify(scope) != "chat":
+            await self.app(scope, receive, send)
+            return
+        scope, ctx = ensure_context(scope)
+        try:
+            scope, receive, body = await read_json(scope, receive, limit=self._max_body)
+        except ClientDisconnect:
+            ctx.client_disconnected = True
+            return
+        except GatewayError as exc:
+            await send_error(send, exc)
+            return
+        view = _RequestView.read(body.data)
+        try:
+            if view is None:
+                view = _RequestView.of(body.validate(ChatCompletionRequest))
+            controls = self._controls(scope, view)
+        except InvalidRequest as exc:
+            if exc.param == TTL_HEADER.decode():
+                await send_error(send, exc)
+                return
+            # Not a valid chat request: the app answers it (with its own 400), uncached.
+            await self.app(scope, receive, send)
+            return
+        if not controls.lookup and not controls.store:
+            ctx.cache_status = BYPASS
+            await self.app(scope, receive, _with_headers(send, [(HEADER, BYPASS.encode())]))
+            return
+        tenant = ctx.tenant_id or self.config.default_tenant
+        keys = cache_keys(body.data, tenant, max_question_chars=self.config.max_question_chars)
+        vector: list[float] | None = None
+        if controls.lookup:
+            # An exact hit needs no validation: the same body was validated and answered before (the
+            # fields left out of the key were type-checked by _RequestView.read).
+            answer, status, score = await self._lookup_exact(keys)
+            if answer is None:
+                try:
+                    body.validate(ChatCompletionRequest)
+                except InvalidRequest:
+                    await self.app(scope, receive, send)
+                    return
+                answer, status, score, vector = await self._lookup_semantic(keys)
+            if answer is not None:
+                await self._replay(send, ctx, view, answer, status, score)
+                return
+        ctx.cache_status = MISS if controls.lookup else BYPASS
+        await self._forward_and_store(scope, receive, send, ctx, keys, controls, vector)
+
+    def _lifespan_send(self, send: Send) -> Send:
+        async def lifespan_send(message: Message) -> None:
+            if message["type"] == "lifespan.startup.complete" and self.vector is not None:
+                # Load the embedding model now, in the background, rather than in the first request.
+                self._spawn(self._warm_up())
+            elif message["type"] == "lifespan.shutdown.complete":
+                with contextlib.suppress(Exception):
+                    await self.aclose()
+            await send(message)
+
+        return lifespan_send
+
+    async def _warm_up(self) -> None:
+        embedder = self.embedder  # resolving loads nothing; the first embed loads the model
+        if embedder is None:
+            return
+        try:
+            await embedder.embed(["warm-up"])
+        except Exception as exc:
+            self._log_failure("the embedder", exc)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- controls -------------------------------------------------------------------------------------
+
+    def _controls(self, scope: Scope, request: _RequestView) -> _Controls:
+        controls = _Controls(ttl=self.config.ttl)
+        cache_control: bytes | None = None
+        raw_ttl: bytes | None = None
+        for key, value in scope.get("headers", ()):
+            if key == b"cache-control":
+                cache_control = value
+            elif key == TTL_HEADER:
+                raw_ttl = value
+        if cache_control:
+            directives = {d.strip().split(b"=", 1)[0].lower() for d in cache_control.split(b",")}
+            if b"no-cache" in directives:
+                controls.lookup = False
+            if b"no-store" in directives:
+                controls.store = False
+        if raw_ttl is not None:
+            try:
+                ttl = float(raw_ttl)
+                if ttl != ttl or ttl < 0:  # NaN or negative
+                    raise ValueError
+            except ValueError:
+                raise InvalidRequest(
+                    f"The x-aigw-cache-ttl header must be a number of seconds (0 or more), not {raw_ttl!r}.",
+                    param=TTL_HEADER.decode(),
+                ) from None
+            controls.ttl = min(ttl, self.config.max_ttl)
+            if ttl == 0:
+                controls.store = False
+        # Answers that differ on every call, or that the cache cannot replay faithfully.
+        max_temperature = self.config.max_temperature
+        if (
+            request.n > 1
+            or request.logprobs
+            or (max_temperature is not None and request.temperature > max_temperature)
+        ):
+            controls.lookup = controls.store = False
+        return controls
+
+    # -- lookup ---------------------------------------------------------------------------------------
+
+    async def _lookup_exact(self, keys: CacheKeys) -> tuple[CachedAnswer | None, str, float | None]:
+        try:
+            # No asyncio.timeout here: it costs more than a memory lookup, and the Redis client made
+            # from a URL has its own socket timeouts.
+            raw = await self.exact.get(keys.exact)
+        except Exception as exc:
+            self._log_failure("the exact store", exc)
+            raw = None
+        if raw is not None:
+            answer = self._decode(raw)
+            if answer is not None:
+                return answer, HIT_EXACT, None
+        return None, MISS, None
+
+    def _decode(self, raw: bytes | str) -> CachedAnswer | None:
+        """The answer stored as ``raw``, decoded once while it stays in a small table (hot entries are
+        asked for again and again; bytes hash once and compare fast)."""
+        key = raw if isinstance(raw, bytes) else raw.encode()
+        answer = self._decoded.get(key)
+        if answer is None:
+            answer = CachedAnswer.from_bytes(key)
+            if answer is not None and len(key) <= _DECODED_MAX_BYTES:
+                if len(self._decoded) >= _DECODED_ENTRIES:
+                    self._decoded.pop(next(iter(self._decoded)))
+                self._decoded[key] = answer
+        return answer
+
+    async def _lookup_semantic(
+        self, keys: CacheKeys
+    ) -> tuple[CachedAnswer | None, str, float | None, list[float] | None]:
+        """(answer, status, score, embedding of the question if one was computed)."""
+        if self.vector is None or keys.scope is None or keys.question is None:
+            return None, MISS, None, None
+        embedder = self.embedder
+        if embedder is None:
+            return None, MISS, None, None
+        try:
+            async with asyncio.timeout(self.config.lookup_timeout):
+                vector = (await embedder.embed([keys.question]))[0]
+        except Exception as exc:
+            self._log_failure("the embedder", exc)
+            return None, MISS, None, None
+        try:
+            async with asyncio.timeout(self.config.lookup_timeout):
+                matches = await self.vector.search(
+                    vector,
+                    tenant=tenant_tag(keys.tenant),
+                    scope=keys.scope,
+                    limit=self.config.candidates,
+                    now=time.time(),
+                )
+        except Exception as exc:
+            self._log_failure("the vector store", exc)
+            return None, MISS, None, vector
+        for match in matches:
+            if match.score < self.config.threshold:
+                break
+            if self.config.verify and not verify(keys.question, match.question).ok:
+                continue
+            answer = self._decode(match.answer)
+            if answer is not None:
+                return answer, HIT_SEMANTIC, match.score, vector
+        return None, MISS, None, vector
+
+    async def _replay(
+        self,
+        send: Send,
+        ctx: RequestContext,
+        request: _RequestView,
+        answer: CachedAnswer,
+        status: str,
+        score: float | None,
+    ) -> None:
+        ctx.cache_status = status
+        ctx.cache_score = score
+        ctx.status = 200
+        ctx.model = ctx.model or request.model
+        ctx.upstream_model = answer.model
+        # The answer's own usage, as the provider reported it: BudgetMiddleware decides from
+        # ctx.cache_status whether a hit is charged (see docs/cache.md).
+        ctx.usage = Usage.from_openai(answer.usage)
+        headers: Headers = [(HEADER, status.encode())]
+        if score is not None:
+            headers.append((SCORE_HEADER, f"{score:.4f}".encode()))
+        if request.stream:
+            body = b"".join(answer.to_sse(include_usage=request.include_usage))
+            await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS + headers})
+        else:
+            body = answer.to_json()
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+        ctx.first_byte_at = time.perf_counter()
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+        ctx.finished_at = time.perf_counter()
+
+    # -- miss: forward, tee, store --------------------------------------------------------------------
+
+    async def _forward_and_store(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        ctx: RequestContext,
+        keys: CacheKeys,
+        controls: _Controls,
+        vector: list[float] | None,
+    ) -> None:
+        status = ctx.cache_status or MISS
+        outer = _with_headers(send, [(HEADER, status.encode())])
+        if not controls.store:
+            await self.app(scope, receive, outer)
+            return
+        captured: list[CachedAnswer | None] = []
+        assembler = StreamAssembler()
+
+        def on_json(code: int, body: bytes) -> None:
+            if code == 200:
+                captured.append(CachedAnswer.from_json(body))
+
+        def on_event(raw: bytes) -> None:
+            assembler.feed(raw)
+
+        tap = ResponseTap(outer, on_json=on_json, on_event=on_event)
+        await self.app(scope, watch_disconnect(receive, ctx), tap)
+        if not tap.ended_normally or tap.status != 200 or ctx.client_disconnected:
+            return
+        answer = captured[0] if tap.kind == "json" and captured else None
+        if tap.kind == "sse":
+            answer = assembler.answer()
+            if answer is not None and answer.usage is None and ctx.usage is not None:
+                # The client did not ask for usage in the stream; the router read it anyway.
+                answer.usage = ctx.usage.to_openai()
+        if answer is None or answer.finish_reason not in _CACHEABLE_FINISH:
+            return
+        if answer.tool_calls and not self.config.cache_tool_calls:
+            return
+        await self._store(keys, answer, controls.ttl, vector)
+
+    async def _store(
+        self, keys: CacheKeys, answer: CachedAnswer, ttl: float, vector: list[float] | None
+    ) -> None:
+        raw = answer.to_bytes()
+        if len(raw) > self.config.max_entry_bytes:
+            return
+        try:
+            await self.exact.set(keys.exact, raw, ttl)
+        except Exception as exc:
+            self._log_failure("the exact store", exc)
+        if self.vector is None or keys.scope is None or keys.question is None:
+            return
+        if vector is None:
+            embedder = self.embedder
+            if embedder is None:
+                return
+            try:
+                vector = (await embedder.embed([keys.question]))[0]
+            except Exception as exc:
+                self._log_failure("the embedder", exc)
+                return
+        entry = VectorEntry(
+            id=point_id(keys.exact),
+            vector=vector,
+            tenant=tenant_tag(keys.tenant),
+            scope=keys.scope,
+            expires_at=time.time() + ttl,
+            question=keys.question,
+            answer=raw.decode(),
+        )
+        try:
+            await self.vector.upsert(entry)
+        except Exception as exc:
+            self._log_failure("the vector store", exc)
+            return
+        self._maybe_sweep()
+
+    def _maybe_sweep(self) -> None:
+        """Start a sweep of expired vectors when the last one is older than ``cleanup_interval``."""
+        now = time.monotonic()
+        if self.vector is None or now - self._last_cleanup < self.config.cleanup_interval:
+            return
+        self._last_cleanup = now
+        self._spawn(self._sweep(self.vector))
+
+    async def _sweep(self, store: VectorStore) -> None:
+        try:
+            removed = await store.delete_expired(time.time())
+            if removed:
+                logger.debug("semantic cache: removed %d expired vectors", removed)
+        except Exception as exc:
+            self._log_failure("sweeping expired vectors", exc)
+
+
+def _with_headers(send: Send, extra: Headers) -> Send:
+    """``send`` with ``extra`` headers added to the response start."""
+
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), *extra]}
+        await send(message)
+
+    return send_with_headers

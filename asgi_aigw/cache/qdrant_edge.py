@@ -1,0 +1,137 @@
+"""Qdrant Edge (``qdrant-edge-py``): Qdrant's Rust engine in this process, on a local directory.
+
+Its API is synchronous, so every call goes to a worker thread, one at a time (a lock: the shard is one
+mutable object). A directory can be open in one process only (Qdrant's write-ahead log is locked): with
+several server workers, give each its own directory or use a Qdrant server.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+
+from .._optional import require
+from .vector import EXPIRES, SCOPE, TENANT, VectorEntry, VectorMatch, match_from_payload
+
+
+class QdrantEdgeStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._shard: Any = None
+        self._dimension: int | None = None
+        self._lock = threading.Lock()
+        self._qe: Any = None
+
+    def _module(self) -> Any:
+        if self._qe is None:
+            self._qe = require("qdrant_edge", "qdrant")
+        return self._qe
+
+    def _open(self, dimension: int | None) -> Any:
+        """The shard, loaded from ``path`` or created there with ``dimension`` (None: load only)."""
+        if self._shard is not None:
+            return self._shard
+        qe = self._module()
+        if (self.path / "edge_config.json").exists():
+            self._shard = qe.EdgeShard.load(str(self.path))
+            return self._shard
+        if dimension is None:
+            return None
+        self.path.mkdir(parents=True, exist_ok=True)
+        config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=dimension, distance=qe.Distance.Cosine))
+        shard = qe.EdgeShard.create(str(self.path), config)
+        # Payload indexes make the tenant/scope/expiry filter an index lookup, not a scan.
+        shard.update(qe.UpdateOperation.create_field_index(TENANT, qe.PayloadSchemaType.Keyword))
+        shard.update(qe.UpdateOperation.create_field_index(SCOPE, qe.PayloadSchemaType.Keyword))
+        shard.update(qe.UpdateOperation.create_field_index(EXPIRES, qe.PayloadSchemaType.Float))
+        self._shard = shard
+        return shard
+
+    def _filter(
+        self,
+        *,
+        tenant: str | None,
+        scope: str | None = None,
+        alive_at: float | None = None,
+        expired_at: float | None = None,
+    ) -> Any:
+        qe = self._module()
+        must: list[Any] = []
+        if tenant is not None:
+            must.append(qe.FieldCondition(TENANT, match=qe.MatchValue(tenant)))
+        if scope is not None:
+            must.append(qe.FieldCondition(SCOPE, match=qe.MatchValue(scope)))
+        if alive_at is not None:
+            must.append(qe.FieldCondition(EXPIRES, range=qe.RangeFloat(gt=alive_at)))
+        if expired_at is not None:
+            must.append(qe.FieldCondition(EXPIRES, range=qe.RangeFloat(lte=expired_at)))
+        return qe.Filter(must=must)
+
+    # -- synchronous bodies, run in a worker thread -----------------------------------------------
+
+    def _search_sync(
+        self, vector: list[float], tenant: str, scope: str, limit: int, now: float
+    ) -> list[VectorMatch]:
+        with self._lock:
+            shard = self._open(None)
+            if shard is None:
+                return []
+            qe = self._module()
+            request = qe.QueryRequest(
+                limit=limit,
+                query=qe.Query.Nearest(vector),
+                filter=self._filter(tenant=tenant, scope=scope, alive_at=now),
+                with_payload=True,
+            )
+            points = shard.query(request)
+        out = [match_from_payload(p.id, p.score, p.payload) for p in points]
+        return [m for m in out if m is not None]
+
+    def _upsert_sync(self, entry: VectorEntry) -> None:
+        with self._lock:
+            shard = self._open(len(entry.vector))
+            qe = self._module()
+            shard.update(
+                qe.UpdateOperation.upsert_points([qe.Point(entry.id, entry.vector, entry.payload())])
+            )
+
+    def _delete_sync(self, tenant: str | None, expired_at: float | None) -> int:
+        with self._lock:
+            shard = self._open(None)
+            if shard is None:
+                return 0
+            qe = self._module()
+            where = self._filter(tenant=tenant, expired_at=expired_at)
+            count = int(shard.count(qe.CountRequest(filter=where)))
+            if count:
+                shard.update(qe.UpdateOperation.delete_points_by_filter(where))
+            return count
+
+    def _close_sync(self) -> None:
+        with self._lock:
+            if self._shard is not None:
+                self._shard.flush()
+                self._shard.close()
+                self._shard = None
+
+    # -- the protocol -------------------------------------------------------------------------------
+
+    async def search(
+        self, vector: list[float], *, tenant: str, scope: str, limit: int, now: float
+    ) -> list[VectorMatch]:
+        return await anyio.to_thread.run_sync(self._search_sync, vector, tenant, scope, limit, now)
+
+    async def upsert(self, entry: VectorEntry) -> None:
+        await anyio.to_thread.run_sync(self._upsert_sync, entry)
+
+    async def delete_expired(self, now: float) -> int:
+        return await anyio.to_thread.run_sync(self._delete_sync, None, now)
+
+    async def purge(self, tenant: str | None = None) -> int:
+        return await anyio.to_thread.run_sync(self._delete_sync, tenant, None)
+
+    async def aclose(self) -> None:
+        await anyio.to_thread.run_sync(self._close_sync)

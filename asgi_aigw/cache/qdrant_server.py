@@ -1,0 +1,137 @@
+"""A Qdrant server through qdrant-client's async client (also its local mode, for tests).
+
+Local mode (``location=":memory:"`` or ``path=``) evaluates filters in Python and runs on the event loop
+(about 20 ms per filtered query at 1k points, 200 ms at 10k): use it to test, not to serve.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import warnings
+from typing import Any
+
+from .._optional import require
+from .vector import EXPIRES, SCOPE, TENANT, VectorEntry, VectorMatch, match_from_payload
+
+
+class QdrantServerStore:
+    def __init__(
+        self,
+        *,
+        url: str | None = None,
+        location: str | None = None,
+        path: str | None = None,
+        collection: str = "aigw_cache",
+        api_key: str | None = None,
+        client: Any = None,
+    ) -> None:
+        self.collection = collection
+        self._options: dict[str, Any] = {"url": url, "location": location, "path": path, "api_key": api_key}
+        self._client: Any = client
+        self._ready = False
+        self._lock = asyncio.Lock()
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            qdrant_client = require("qdrant_client", "qdrant")
+            options = {k: v for k, v in self._options.items() if v is not None}
+            self._client = qdrant_client.AsyncQdrantClient(**options)
+        return self._client
+
+    @staticmethod
+    def _models() -> Any:
+        return require("qdrant_client.models", "qdrant")
+
+    async def _ensure(self, dimension: int | None) -> bool:
+        """Create the collection and its payload indexes on first use; False if absent and not creatable."""
+        if self._ready:
+            return True
+        async with self._lock:
+            if self._ready:
+                return True
+            if await self.client.collection_exists(self.collection):
+                self._ready = True
+                return True
+            if dimension is None:
+                return False
+            models = self._models()
+            await self.client.create_collection(
+                self.collection,
+                vectors_config=models.VectorParams(size=dimension, distance=models.Distance.COSINE),
+            )
+            for field, schema in (
+                (TENANT, models.PayloadSchemaType.KEYWORD),
+                (SCOPE, models.PayloadSchemaType.KEYWORD),
+                (EXPIRES, models.PayloadSchemaType.FLOAT),
+            ):
+                with warnings.catch_warnings():
+                    # local mode warns that it ignores payload indexes; a server builds them
+                    warnings.simplefilter("ignore", UserWarning)
+                    await self.client.create_payload_index(self.collection, field, field_schema=schema)
+            self._ready = True
+            return True
+
+    def _filter(
+        self,
+        *,
+        tenant: str | None,
+        scope: str | None = None,
+        alive_at: float | None = None,
+        expired_at: float | None = None,
+    ) -> Any:
+        models = self._models()
+        must: list[Any] = []
+        if tenant is not None:
+            must.append(models.FieldCondition(key=TENANT, match=models.MatchValue(value=tenant)))
+        if scope is not None:
+            must.append(models.FieldCondition(key=SCOPE, match=models.MatchValue(value=scope)))
+        if alive_at is not None:
+            must.append(models.FieldCondition(key=EXPIRES, range=models.Range(gt=alive_at)))
+        if expired_at is not None:
+            must.append(models.FieldCondition(key=EXPIRES, range=models.Range(lte=expired_at)))
+        return models.Filter(must=must)
+
+    async def search(
+        self, vector: list[float], *, tenant: str, scope: str, limit: int, now: float
+    ) -> list[VectorMatch]:
+        if not await self._ensure(None):
+            return []
+        response = await self.client.query_points(
+            self.collection,
+            query=vector,
+            query_filter=self._filter(tenant=tenant, scope=scope, alive_at=now),
+            limit=limit,
+            with_payload=True,
+        )
+        out = [match_from_payload(p.id, p.score, p.payload) for p in response.points]
+        return [m for m in out if m is not None]
+
+    async def upsert(self, entry: VectorEntry) -> None:
+        await self._ensure(len(entry.vector))
+        models = self._models()
+        await self.client.upsert(
+            self.collection,
+            points=[models.PointStruct(id=entry.id, vector=entry.vector, payload=entry.payload())],
+        )
+
+    async def _delete(self, where: Any) -> int:
+        if not await self._ensure(None):
+            return 0
+        models = self._models()
+        count = (await self.client.count(self.collection, count_filter=where, exact=True)).count
+        if count:
+            await self.client.delete(self.collection, points_selector=models.FilterSelector(filter=where))
+        return int(count)
+
+    async def delete_expired(self, now: float) -> int:
+        return await self._delete(self._filter(tenant=None, expired_at=now))
+
+    async def purge(self, tenant: str | None = None) -> int:
+        return await self._delete(self._filter(tenant=tenant))
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+            self._ready = False

@@ -1,0 +1,166 @@
+"""The semantic layer's stores: nearest questions by cosine, filtered by tenant, scope and expiry.
+
+Three implementations share :class:`VectorStore`: :class:`MemoryVectorStore` (this module),
+:class:`~.qdrant_edge.QdrantEdgeStore` (Qdrant's engine in process, the embedded default) and
+:class:`~.qdrant_server.QdrantServerStore` (a Qdrant server through qdrant-client, or its local mode).
+Each creates its collection on first use with the dimension of the first vector it sees.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+#: Payload fields. ``tenant`` holds the tenant's tag (see :func:`.keys.tenant_tag`), never the raw id.
+TENANT, SCOPE, EXPIRES, QUESTION, ANSWER = "tenant", "scope", "expires_at", "question", "answer"
+
+
+@dataclass(frozen=True, slots=True)
+class VectorEntry:
+    id: str
+    vector: list[float]
+    tenant: str
+    scope: str
+    #: Wall-clock seconds since the epoch.
+    expires_at: float
+    question: str
+    answer: str
+
+    def payload(self) -> dict[str, object]:
+        return {
+            TENANT: self.tenant,
+            SCOPE: self.scope,
+            EXPIRES: self.expires_at,
+            QUESTION: self.question,
+            ANSWER: self.answer,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class VectorMatch:
+    id: str
+    score: float
+    question: str
+    answer: str
+
+
+def point_id(exact_key: str) -> str:
+    """A UUID derived from the exact key: storing the same request again replaces its point."""
+    return str(uuid.UUID(hex=hashlib.sha256(exact_key.encode()).hexdigest()[:32]))
+
+
+def match_from_payload(
+    point_id: object, score: float, payload: dict[str, object] | None
+) -> VectorMatch | None:
+    if not payload:
+        return None
+    question, answer = payload.get(QUESTION), payload.get(ANSWER)
+    if not isinstance(question, str) or not isinstance(answer, str):
+        return None
+    return VectorMatch(str(point_id), float(score), question, answer)
+
+
+@runtime_checkable
+class VectorStore(Protocol):
+    async def search(
+        self, vector: list[float], *, tenant: str, scope: str, limit: int, now: float
+    ) -> list[VectorMatch]:
+        """Up to ``limit`` unexpired entries of ``tenant`` and ``scope``, nearest first."""
+        ...
+
+    async def upsert(self, entry: VectorEntry) -> None: ...
+
+    async def delete_expired(self, now: float) -> int:
+        """Remove entries expired before ``now``; how many (or -1 when the store cannot tell)."""
+        ...
+
+    async def purge(self, tenant: str | None = None) -> int:
+        """Remove every entry (of one tenant tag when given); how many (or -1 when unknown)."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class MemoryVectorStore:
+    """Vectors in a dict keyed by (tenant, scope): exact cosine over the few entries of one scope."""
+
+    def __init__(self) -> None:
+        self._scopes: dict[tuple[str, str], dict[str, VectorEntry]] = {}
+
+    async def search(
+        self, vector: list[float], *, tenant: str, scope: str, limit: int, now: float
+    ) -> list[VectorMatch]:
+        entries = self._scopes.get((tenant, scope))
+        if not entries:
+            return []
+        query = _unit(vector)
+        scored = [
+            (sum(a * b for a, b in zip(query, _unit(entry.vector), strict=True)), entry)
+            for entry in entries.values()
+            if entry.expires_at > now
+        ]
+        scored.sort(key=lambda item: item[0], reverse=True)
+        return [VectorMatch(e.id, score, e.question, e.answer) for score, e in scored[:limit]]
+
+    async def upsert(self, entry: VectorEntry) -> None:
+        self._scopes.setdefault((entry.tenant, entry.scope), {})[entry.id] = entry
+
+    async def delete_expired(self, now: float) -> int:
+        count = 0
+        for key in list(self._scopes):
+            entries = self._scopes[key]
+            for entry_id in [i for i, e in entries.items() if e.expires_at <= now]:
+                del entries[entry_id]
+                count += 1
+            if not entries:
+                del self._scopes[key]
+        return count
+
+    async def purge(self, tenant: str | None = None) -> int:
+        doomed = [k for k in self._scopes if tenant is None or k[0] == tenant]
+        count = sum(len(self._scopes[k]) for k in doomed)
+        for key in doomed:
+            del self._scopes[key]
+        return count
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _unit(vector: list[float]) -> list[float]:
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    return [v / norm for v in vector]
+
+
+def vector_store_from_url(
+    url: str, *, collection: str = "aigw_cache", api_key: str | None = None
+) -> VectorStore | None:
+    """``memory://``, ``qdrant-edge://PATH``, ``qdrant+http(s)://HOST:PORT``, ``qdrant+local://PATH``
+    (``qdrant+local://:memory:``), or ``none`` (no semantic layer: ``None``)."""
+    if url in ("none", ""):
+        return None
+    if url in ("memory", "memory://"):
+        return MemoryVectorStore()
+    if url.startswith("qdrant-edge://"):
+        from .qdrant_edge import QdrantEdgeStore
+
+        return QdrantEdgeStore(Path(url[len("qdrant-edge://") :] or ".aigw/cache-vectors"))
+    if url.startswith(("qdrant+http://", "qdrant+https://")):
+        from .qdrant_server import QdrantServerStore
+
+        return QdrantServerStore(url=url[len("qdrant+") :], collection=collection, api_key=api_key)
+    if url.startswith("qdrant+local://"):
+        from .qdrant_server import QdrantServerStore
+
+        location = url[len("qdrant+local://") :] or ":memory:"
+        if location == ":memory:":
+            return QdrantServerStore(location=":memory:", collection=collection)
+        return QdrantServerStore(path=location, collection=collection)
+    raise ValueError(
+        f"Unknown vector store {url!r}: use qdrant-edge://PATH, qdrant+http://HOST:PORT, "
+        "qdrant+local://PATH, memory:// or none."
+    )

@@ -1,0 +1,237 @@
+"""The check after the vector match: do the two questions ask for the same answer?
+
+Sentence embeddings put "chemical symbol for sodium" and "... for potassium" close together, and
+"10 miles to km" next to "10 km to miles": on the project's labelled set (``tests/data/cache_pairs.jsonl``)
+no cosine threshold alone gives a precision above 0.80. A semantic hit is therefore accepted only when the
+cached question and the new one also agree on what usually changes the answer:
+
+- **numbers**: the same numbers, as a multiset ("2 leap years", "chunks of 3", "Python 3.8");
+- **negation**: the same count of negations ("do not contain", "without", "can't");
+- **content words**: every word that is not a function word or a question-framing word ("how", "can",
+  "explain", "way") must appear in both questions, after light stemming; a word in one question and not
+  the other is a different entity, unit or action ("sodium"/"potassium", "add"/"drop") until proven
+  otherwise, and the cache prefers a miss to a wrong answer;
+- **direction**: the word after "to", "from", "into", "than", "per", "how many", "how much" must agree
+  when both questions have that marker ("miles to km" against "km to miles").
+
+It is a handful of regular expressions over two short strings: tens of microseconds, no model.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass
+
+_CONTRACTIONS = (
+    (re.compile(r"\bcan't\b|\bcannot\b"), "can not"),
+    (re.compile(r"\bwon't\b"), "will not"),
+    (re.compile(r"\bshan't\b"), "shall not"),
+    (re.compile(r"n't\b"), " not"),
+    (re.compile(r"'re\b"), " are"),
+    (re.compile(r"'ve\b"), " have"),
+    (re.compile(r"'ll\b"), " will"),
+    (re.compile(r"'d\b"), " would"),
+    (re.compile(r"'m\b"), " am"),
+    # "what's" and "France's": the verb and the possessive both carry nothing to compare
+    (re.compile(r"'s\b"), ""),
+)
+
+_TOKEN = re.compile(r"\d+(?:[.,]\d+)*|[a-z]+(?:\.[a-z]+)*")
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+
+#: Number words, so "two weeks" and "2 weeks" agree. "one" is left out: "a tablespoon" and "one
+#: tablespoon" ask the same thing.
+_NUMBER_WORDS = {
+    "zero": "0",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+    "ten": "10",
+    "eleven": "11",
+    "twelve": "12",
+    "twenty": "20",
+    "thirty": "30",
+    "forty": "40",
+    "fifty": "50",
+    "hundred": "100",
+    "thousand": "1000",
+    "million": "1000000",
+    "billion": "1000000000",
+    "dozen": "12",
+    "twice": "2",
+    "double": "2",
+    "half": "0.5",
+}
+
+_NEGATIONS = frozenset({"not", "no", "never", "without", "none", "nothing", "nobody", "neither", "nor"})
+
+#: Function words, and words that frame a question without changing what it asks ("how can I",
+#: "explain", "what is the way to"). Their presence or absence never makes two questions differ.
+_STOPWORDS = frozenset(
+    """
+    a an the and or but if so as of in on at by for with about into onto from to than per via between
+    over under up out off then also just too very really actually exactly quite
+    i me my mine myself you your yours we us our they them their he him his she her it its
+    this that these those there here who whom whose what which when where why how
+    is are was were be been being am do does did done doing have has had having
+    can could should would will shall may might must
+    some any all each every other another such own same
+    one ones thing things something anything kind many much
+    way ways best good better simple simply easy easily quick quickly possible
+    please tell explain describe show give let know want need like help mean meaning
+    define definition term terms say said call called
+    go going get getting got make making use using used
+    s t
+    """.split()  # noqa: SIM905 (a word list reads better as text)
+)
+
+#: Nouns that restate the kind of thing asked about ("status *code* 404", "in what *year*", "a CSV
+#: *file*", "the *latest version*"): one question may have them and the other not. Kept short on purpose.
+_CLASSIFIERS = frozenset(
+    {
+        "code",
+        "file",
+        "year",
+        "date",
+        "version",
+        "latest",
+        "new",
+        "form",
+        "item",
+        "value",
+        "city",
+        "name",
+        "number",
+        "script",
+        "command",
+        "step",
+        "process",
+        "method",
+        "function",
+        "amount",
+        "total",
+    }
+)
+
+#: Markers after which a phrase names the target, the source, the unit asked for or the thing compared:
+#: its head (last content word) must be the same in both questions when both have the marker.
+_MARKER = re.compile(r"\b(how many|how much|to|into|from|than|per)\b")
+_DETERMINERS = frozenset(
+    {"a", "an", "the", "my", "your", "our", "their", "his", "her", "its", "this", "that"}
+)
+_PHRASE_TOKEN = re.compile(r"\d+(?:[.,]\d+)*|[a-z]+(?:\.[a-z]+)*|[^\sa-z0-9]")
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The outcome of :func:`verify`: ``ok``, or the first disagreement found (for logs and tests)."""
+
+    ok: bool
+    reason: str | None = None
+    detail: str | None = None
+
+
+_OK = Verdict(True)
+
+
+def normalise(text: str) -> str:
+    """Lower-case, compatibility-normalised text with contractions expanded."""
+    text = unicodedata.normalize("NFKC", text).lower().replace("\u2019", "'")
+    for pattern, replacement in _CONTRACTIONS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _stem(word: str) -> str:
+    """A light stemmer, applied to both questions alike: plurals, verb endings and a few derivations, so
+    "spiders"/"spider", "boils"/"boil", "forgetting"/"forgot" stay apart but "difference"/"differ",
+    "invented"/"inventor" meet."""
+    if len(word) <= 3 or word[-1].isdigit():
+        return word
+    for suffix, replacement in (("ies", "y"), ("sses", "ss"), ("xes", "x"), ("ches", "ch"), ("shes", "sh")):
+        if word.endswith(suffix):
+            return word[: -len(suffix)] + replacement
+    if word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        word = word[:-1]
+    for suffix in ("ing", "ed", "ence", "ent", "or"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 4 and not word.endswith("eed"):
+            word = word[: -len(suffix)]
+            if len(word) > 4 and word[-1] == word[-2] and word[-1] not in "aeiouls":
+                word = word[:-1]  # "forgett" -> "forget", "stopp" -> "stop"
+            break
+    return word
+
+
+@dataclass(frozen=True, slots=True)
+class _Features:
+    numbers: Counter[str]
+    negations: int
+    content: frozenset[str]
+    directions: dict[str, tuple[str, ...]]
+
+
+def _phrase_head(tokens: list[str]) -> str | None:
+    """The last content word of the phrase at the start of ``tokens`` ("a Linux group in" -> "group")."""
+    head: str | None = None
+    for token in tokens:
+        if token in _DETERMINERS and head is None:
+            continue
+        if token in _STOPWORDS or token in _NEGATIONS or not (token[0].isalnum()):
+            break
+        word = _NUMBER_WORDS.get(token) or _stem(token)
+        if head is None or word not in _CLASSIFIERS:
+            head = word  # "to a CSV file": the head that matters is "csv"
+    return head
+
+
+def _features(text: str) -> _Features:
+    norm = normalise(text)
+    numbers: Counter[str] = Counter()
+    negations = 0
+    content: set[str] = set()
+    for token in _TOKEN.findall(norm):
+        if _NUMBER.fullmatch(token):
+            numbers[token.replace(",", "")] += 1
+        elif token in _NUMBER_WORDS:
+            numbers[_NUMBER_WORDS[token]] += 1
+        elif token in _NEGATIONS:
+            negations += 1
+        elif token not in _STOPWORDS:
+            stem = _stem(token)
+            if stem not in _STOPWORDS:
+                content.add(stem)
+    directions: dict[str, list[str]] = {}
+    for match in _MARKER.finditer(norm):
+        head = _phrase_head(_PHRASE_TOKEN.findall(norm, match.end()))
+        if head is not None:
+            directions.setdefault(match.group(1), []).append(head)
+    return _Features(numbers, negations, frozenset(content), {k: tuple(v) for k, v in directions.items()})
+
+
+def verify(query: str, cached: str) -> Verdict:
+    """Whether ``cached`` (the question an answer was stored for) asks what ``query`` asks."""
+    if query == cached:
+        return _OK
+    new, old = _features(query), _features(cached)
+    if new.numbers != old.numbers:
+        return Verdict(
+            False, "numbers", f"{sorted(new.numbers.elements())} != {sorted(old.numbers.elements())}"
+        )
+    if new.negations != old.negations:
+        return Verdict(False, "negation", f"{new.negations} != {old.negations}")
+    only_new = new.content - old.content - _CLASSIFIERS
+    only_old = old.content - new.content - _CLASSIFIERS
+    if only_new or only_old:
+        return Verdict(False, "content", f"{sorted(only_new)} / {sorted(only_old)}")
+    for marker, targets in new.directions.items():
+        other = old.directions.get(marker)
+        if other is not None and other != targets:
+            return Verdict(False, "direction", f"{marker}: {list(targets)} != {list(other)}")
+    return _OK

@@ -1,0 +1,244 @@
+"""RedactMiddleware: PII out of the request before the model sees it, back into the answer after."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from .._types import ASGIApp, Message, Receive, Scope, Send
+from ..body import DEFAULT_MAX_BODY_BYTES, ClientDisconnect, forward_scope, read_json
+from ..context import RequestContext, ensure_context
+from ..errors import GatewayError, UnprocessableContent, send_error
+from ..response import ResponseTap
+from ..routes import classify
+from .config import RedactConfig
+from .fields import TextField, chat_fields, embeddings_fields, plan, rewrite
+from .placeholders import PlaceholderMap, placeholders_in
+from .restore import JSONRestorer, StreamRestorer, restore_json_value
+from .scanner import Finding, Scanner
+
+if TYPE_CHECKING:
+    from presidio_analyzer import AnalyzerEngine
+
+logger = logging.getLogger("asgi_aigw.redact")
+
+
+class PIIBlocked(UnprocessableContent):
+    """422: the request holds PII of a type configured as ``block``."""
+
+    code = "pii_blocked"
+
+
+class RedactionUnavailable(GatewayError):
+    """503: the PII analyzer failed; the request is refused rather than sent unredacted."""
+
+    status = 503
+    type = "server_error"
+    code = "redaction_unavailable"
+
+
+class RedactMiddleware:
+    """Find PII with Presidio, replace it with placeholders (or mask it, or refuse the request), and
+    restore the placeholders in the answer, JSON or streamed. See docs/redaction.md.
+
+    ``analyzer`` is a Presidio ``AnalyzerEngine`` (or a callable returning one); by default the
+    shared one from ``asgi_aigw.runtime.pii.get_analyzer(runtime)``.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        config: RedactConfig | None = None,
+        analyzer: AnalyzerEngine | Callable[[], AnalyzerEngine] | None = None,
+        runtime: Any = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
+        self.app = app
+        self.config = config or RedactConfig()
+        self.scanner = Scanner(self.config, analyzer, runtime=runtime)
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = classify(scope)
+        if route == "chat" or (route == "embeddings" and self.config.scan_embeddings):
+            await self._handle(route, scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _handle(self, route: str, scope: Scope, receive: Receive, send: Send) -> None:
+        scope, ctx = ensure_context(scope)
+        try:
+            scope, receive, body = await read_json(scope, receive, limit=self.max_body_bytes)
+        except ClientDisconnect:
+            return
+        except GatewayError as exc:
+            await send_error(send, exc)
+            return
+        data = body.data
+        fields = chat_fields(data, self.config) if route == "chat" else embeddings_fields(data)
+        try:
+            findings = await self.scanner.scan([field.text for field in fields])
+        except Exception:
+            # never forward what could not be checked
+            logger.exception("PII analysis failed; refusing the request")
+            await send_error(
+                send,
+                RedactionUnavailable(
+                    "The gateway could not check this request for personal data, so it was not sent. "
+                    "Retry later; if it persists, the gateway's PII analyzer needs attention (see its logs)."
+                ),
+            )
+            return
+
+        def lookalikes() -> set[str]:
+            # placeholder-shaped strings the client wrote itself are never allocated (see
+            # placeholders.py); looked for only when the raw body could hold one
+            raw = body.raw
+            return placeholders_in(data) if b"<" in raw or b"\\u003" in raw else set()
+
+        try:
+            mapping = self._redact(fields, findings, lookalikes, ctx)
+        except PIIBlocked as exc:
+            await send_error(send, exc)
+            return
+        # embeddings answers hold vectors, nothing to restore
+        tap_answer = route == "chat"
+        if mapping is None:  # nothing to change
+            await self.app(scope, receive, self._answer_tap(send, None) if tap_answer else send)
+            return
+        body.mark_changed()
+        await self.app(
+            forward_scope(scope, body), receive, self._answer_tap(send, mapping) if tap_answer else send
+        )
+
+    def _redact(
+        self,
+        fields: list[TextField],
+        findings: list[tuple[Finding, ...]],
+        lookalikes: Callable[[], set[str]],
+        ctx: RequestContext,
+    ) -> PlaceholderMap | None:
+        """Rewrite the fields in place; the placeholder map, or None when nothing changed."""
+        plans = [plan(found, self.config) for found in findings]
+        counts: Counter[str] = Counter(item.entity_type for replacements in plans for item in replacements)
+        for entity, count in counts.items():
+            ctx.pii_entities[entity] = ctx.pii_entities.get(entity, 0) + count
+        blocked: dict[str, list[str]] = {}
+        for field, replacements in zip(fields, plans, strict=True):
+            for item in replacements:
+                if item.action == "block":
+                    places = blocked.setdefault(item.entity_type, [])
+                    if field.location not in places:
+                        places.append(field.location)
+        if blocked:
+            raise _blocked_error(blocked)
+        if not counts:
+            return None
+        mapping = PlaceholderMap(lookalikes())
+        for field, replacements in zip(fields, plans, strict=True):
+            if replacements:
+                field.set(rewrite(field, replacements, mapping, self.config))
+        return mapping
+
+    def _answer_tap(self, send: Send, mapping: PlaceholderMap | None) -> Send:
+        scan = self.config.scan_answer
+        if not mapping and not scan:
+            return send
+        outer: Send = _AnswerScanner(send, self.scanner, self.config, mapping) if scan else send
+        if not mapping:
+            return outer
+        stream = StreamRestorer(mapping)
+        return ResponseTap(
+            outer, on_json=JSONRestorer(mapping), on_event=stream.on_event, on_end=stream.on_end
+        )
+
+
+def _blocked_error(blocked: dict[str, list[str]]) -> PIIBlocked:
+    described = "; ".join(f"{entity} in {', '.join(places)}" for entity, places in sorted(blocked.items()))
+    return PIIBlocked(
+        f"The request contains personal data this gateway does not forward: {described}. "
+        "Remove it (or ask the gateway's operator to change the redact actions) and retry.",
+        param=next(iter(sorted(blocked.items())))[1][0],
+    )
+
+
+class _AnswerScanner:
+    """A ``send`` that masks PII the request did not contain in a JSON chat answer.
+
+    It sits outside the restorer, so it sees the answer with the request's own values already
+    restored, and masks only what is new. The JSON answer is held until it is complete (it is
+    already, for the restorer) and analysed in a worker thread; streams pass untouched.
+    """
+
+    def __init__(
+        self, send: Send, scanner: Scanner, config: RedactConfig, mapping: PlaceholderMap | None
+    ) -> None:
+        self._send = send
+        self._scanner = scanner
+        self._config = config
+        #: the request's own values, restored in the answer on purpose: not masked
+        self._known = set(mapping.values.values()) if mapping else set()
+        self._start: Message | None = None
+        self._chunks: list[bytes] = []
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = dict(message.get("headers", ()))
+            if headers.get(b"content-type", b"").startswith(b"application/json"):
+                self._start = message
+                return
+            await self._send(message)
+            return
+        if message["type"] != "http.response.body" or self._start is None:
+            await self._send(message)
+            return
+        self._chunks.append(message.get("body", b""))
+        if message.get("more_body", False):
+            return
+        body = b"".join(self._chunks)
+        masked = await self._mask(body)
+        start = self._start
+        self._start = None
+        if masked is not None:
+            body = masked
+            kept = [(k, v) for k, v in start.get("headers", ()) if k.lower() != b"content-length"]
+            kept.append((b"content-length", str(len(body)).encode()))
+            start = {**start, "headers": kept}
+        await self._send(start)
+        await self._send({"type": "http.response.body", "body": body, "more_body": False})
+
+    async def _mask(self, body: bytes) -> bytes | None:
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        choices = data.get("choices") if isinstance(data, dict) else None
+        if not isinstance(choices, list):
+            return None
+        fields = [
+            TextField(message, "content", f"choices[{i}].message.content", message["content"])
+            for i, choice in enumerate(choices)
+            if isinstance(choice, dict)
+            and isinstance(message := choice.get("message"), dict)
+            and isinstance(message.get("content"), str)
+        ]
+        if not fields:
+            return None
+        results = await self._scanner.analyze([field.text for field in fields])
+        changed = False
+        mask_all = self._config.model_copy(update={"actions": {}, "default_action": "mask"})
+        for field, found in zip(fields, results, strict=True):
+            new = [f for f in found if field.text[f.start : f.end] not in self._known]
+            replacements = plan(new, mask_all)
+            if replacements:
+                field.set(rewrite(field, replacements, PlaceholderMap(), mask_all))
+                changed = True
+        return orjson.dumps(data) if changed else None
+
+
+__all__ = ["PIIBlocked", "RedactMiddleware", "RedactionUnavailable", "restore_json_value"]

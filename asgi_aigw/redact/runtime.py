@@ -1,0 +1,26 @@
+"""Where the shared Presidio engine comes from: the offline runtime's analyzer factory."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._optional import require
+from ..runtime.config import RuntimeConfig
+from .config import RedactConfig
+
+if TYPE_CHECKING:
+    from presidio_analyzer import AnalyzerEngine
+
+
+def default_analyzer(config: RedactConfig, runtime: RuntimeConfig | None = None) -> AnalyzerEngine:
+    """The process-wide engine of ``asgi_aigw.runtime.pii.get_analyzer(runtime)``, built offline once.
+    Regex-only when either the redact section or the runtime's analyzer settings say so (then no
+    model is loaded at all)."""
+    require("presidio_analyzer", "pii")
+    from ..runtime.pii import get_analyzer
+
+    runtime = runtime or RuntimeConfig()
+    if config.regex_only and not runtime.analyzer.regex_only:
+        analyzer = runtime.analyzer.model_copy(update={"regex_only": True})
+        runtime = runtime.model_copy(update={"analyzer": analyzer})
+    return get_analyzer(runtime)

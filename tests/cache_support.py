@@ -1,0 +1,84 @@
+"""Helpers for the cache tests: a small deterministic embedder and a chat app stack around FakeProvider."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from asgi_aigw.cache import CacheConfig, SemanticCacheMiddleware
+from asgi_aigw.cache.verify import _STOPWORDS, _TOKEN, _stem, normalise
+from asgi_aigw.context import ensure_context
+from asgi_aigw.router import ProviderRouter
+from asgi_aigw.testing import FakeProvider, StreamingASGITransport
+
+from .support import FAKE_URL, fake_config
+
+
+class BagOfWordsEmbedder:
+    """Unit vectors from the hashed content words of a text: questions sharing their content words are
+    close, others far. Deterministic and instant; it stands in for a sentence model where the test is
+    about the middleware, not the model. Runs in a worker thread like a real embedder."""
+
+    dimension = 128
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.fail = False
+
+    def _vector(self, text: str) -> list[float]:
+        values = [0.0] * self.dimension
+        for token in _TOKEN.findall(normalise(text)):
+            if token in _STOPWORDS:
+                continue
+            digest = hashlib.sha256(_stem(token).encode()).digest()
+            values[digest[0] % self.dimension] += 1.0 if digest[1] % 2 else -1.0
+        norm = math.sqrt(sum(v * v for v in values)) or 1.0
+        return [v / norm for v in values]
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        self.calls += 1
+        if self.fail:
+            raise RuntimeError("the embedder was told to fail")
+        return await asyncio.to_thread(lambda: [self._vector(t) for t in texts])
+
+
+class TenantFromHeader:
+    """A stand-in for TenantMiddleware: the tenant comes from ``x-tenant``."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            scope, ctx = ensure_context(scope)
+            for key, value in scope.get("headers", ()):
+                if key == b"x-tenant":
+                    ctx.tenant_id = value.decode()
+        await self.app(scope, receive, send)
+
+
+def cache_stack(
+    fake: FakeProvider, *, config: CacheConfig | None = None, **options: Any
+) -> tuple[Any, SemanticCacheMiddleware]:
+    """TenantFromHeader -> SemanticCacheMiddleware -> ProviderRouter -> FakeProvider."""
+    router = ProviderRouter(
+        fake_config("gpt-4o-mini", "gpt-4o"), transports={FAKE_URL: StreamingASGITransport(fake)}, env={}
+    )
+    options.setdefault("exact", "memory://")
+    options.setdefault("vector", "memory://")
+    options.setdefault("embedder", BagOfWordsEmbedder())
+    cache = SemanticCacheMiddleware(router, config=config or CacheConfig(), **options)
+    return TenantFromHeader(cache), cache
+
+
+def chat(question: str, **extra: Any) -> dict[str, Any]:
+    return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": question}], **extra}
+
+
+async def post(client: httpx.AsyncClient, body: dict[str, Any], **headers: str) -> httpx.Response:
+    return await client.post("/v1/chat/completions", json=body, headers=headers)

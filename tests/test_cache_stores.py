@@ -1,0 +1,201 @@
+"""The cache's stores on their real backends: Redis, qdrant-client local mode, Qdrant Edge, memory."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from asgi_aigw.cache import CacheConfig, MemoryExactStore, MemoryVectorStore, RedisExactStore, VectorEntry
+from asgi_aigw.cache.keys import tenant_tag
+from asgi_aigw.cache.qdrant_edge import QdrantEdgeStore
+from asgi_aigw.cache.qdrant_server import QdrantServerStore
+from asgi_aigw.cache.vector import VectorStore, point_id
+from asgi_aigw.testing import FakeProvider
+
+from .cache_support import cache_stack, chat, post
+
+# -- exact stores --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def exact_store(
+    request: pytest.FixtureRequest, redis_url: str, redis_prefix: str
+) -> AsyncIterator[Any]:
+    if request.param == "memory":
+        yield MemoryExactStore(max_entries=3)
+        return
+    store = RedisExactStore(redis_url, prefix=redis_prefix)
+    yield store
+    await store.purge()
+    await store.aclose()
+
+
+async def test_exact_store_get_set_ttl_purge(exact_store: Any) -> None:
+    a, b = tenant_tag("a"), tenant_tag("b")
+    assert await exact_store.get(f"{a}:k1") is None
+    await exact_store.set(f"{a}:k1", b"one", 60)
+    await exact_store.set(f"{b}:k1", b"two", 60)
+    await exact_store.set(f"{a}:short", b"brief", 0.2)
+    assert await exact_store.get(f"{a}:k1") == b"one"
+    assert await exact_store.get(f"{b}:k1") == b"two"
+    await anyio.sleep(0.3)
+    assert await exact_store.get(f"{a}:short") is None
+    assert await exact_store.purge(a) >= 1
+    assert await exact_store.get(f"{a}:k1") is None
+    assert await exact_store.get(f"{b}:k1") == b"two"
+    assert await exact_store.purge() == 1
+    assert await exact_store.get(f"{b}:k1") is None
+
+
+async def test_memory_exact_store_evicts_least_recently_used() -> None:
+    store = MemoryExactStore(max_entries=2)
+    await store.set("t:a", b"a", 60)
+    await store.set("t:b", b"b", 60)
+    assert await store.get("t:a") == b"a"  # a is now the most recent
+    await store.set("t:c", b"c", 60)
+    assert await store.get("t:b") is None
+    assert await store.get("t:a") == b"a"
+    assert len(store) == 2
+
+
+async def test_redis_keys_carry_the_prefix(redis_url: str, redis_prefix: str) -> None:
+    import redis.asyncio as redis
+
+    store = RedisExactStore(redis_url, prefix=redis_prefix)
+    await store.set("tag:key", b"v", 60)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert await client.get(f"{redis_prefix}e:tag:key") == b"v"
+        assert 0 < await client.pttl(f"{redis_prefix}e:tag:key") <= 60_000
+    finally:
+        await client.aclose()
+        await store.purge()
+        await store.aclose()
+
+
+# -- vector stores -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["memory", "qdrant-local", "qdrant-edge"])
+async def vector_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[VectorStore]:
+    store: VectorStore
+    if request.param == "memory":
+        store = MemoryVectorStore()
+    elif request.param == "qdrant-local":
+        store = QdrantServerStore(location=":memory:", collection="test_cache")
+    else:
+        store = QdrantEdgeStore(tmp_path / "edge")
+    yield store
+    await store.aclose()
+
+
+def _entry(
+    key: str, vector: list[float], *, tenant: str = "t", scope: str = "s", ttl: float = 60
+) -> VectorEntry:
+    return VectorEntry(
+        point_id(key), vector, tenant, scope, time.time() + ttl, f"question {key}", f'"answer {key}"'
+    )
+
+
+async def test_vector_store_filters_by_tenant_scope_and_expiry(vector_store: VectorStore) -> None:
+    now = time.time()
+    assert await vector_store.search([1.0, 0.0, 0.0], tenant="t", scope="s", limit=3, now=now) == []
+    await vector_store.upsert(_entry("near", [1.0, 0.0, 0.0]))
+    await vector_store.upsert(_entry("far", [0.0, 1.0, 0.0]))
+    await vector_store.upsert(_entry("other-tenant", [1.0, 0.0, 0.0], tenant="u"))
+    await vector_store.upsert(_entry("other-scope", [1.0, 0.0, 0.0], scope="x"))
+    await vector_store.upsert(_entry("expired", [1.0, 0.0, 0.0], ttl=-1))
+    found = await vector_store.search([0.9, 0.1, 0.0], tenant="t", scope="s", limit=3, now=time.time())
+    assert [m.question for m in found] == ["question near", "question far"]
+    assert found[0].score > 0.9 > found[1].score
+    assert found[0].answer == '"answer near"'
+    assert found[0].id == point_id("near")
+
+
+async def test_vector_store_upsert_replaces_and_sweeps_and_purges(vector_store: VectorStore) -> None:
+    await vector_store.upsert(_entry("k", [1.0, 0.0]))
+    await vector_store.upsert(_entry("k", [1.0, 0.0], ttl=120))  # the same key again: one point
+    await vector_store.upsert(_entry("gone", [0.0, 1.0], ttl=-1))
+    await vector_store.upsert(_entry("u1", [1.0, 0.0], tenant="u"))
+    assert await vector_store.delete_expired(time.time()) == 1
+    found = await vector_store.search([1.0, 0.0], tenant="t", scope="s", limit=5, now=time.time())
+    assert len(found) == 1
+    assert await vector_store.purge("u") == 1
+    assert await vector_store.search([1.0, 0.0], tenant="u", scope="s", limit=5, now=time.time()) == []
+    assert await vector_store.purge() == 1
+
+
+async def test_qdrant_edge_data_survives_a_reopen(tmp_path: Path) -> None:
+    store = QdrantEdgeStore(tmp_path / "edge")
+    await store.upsert(_entry("kept", [0.6, 0.8]))
+    await store.aclose()
+    reopened = QdrantEdgeStore(tmp_path / "edge")
+    found = await reopened.search([0.6, 0.8], tenant="t", scope="s", limit=1, now=time.time())
+    assert [m.question for m in found] == ["question kept"]
+    await reopened.aclose()
+
+
+async def test_qdrant_collection_is_created_with_dimension_and_payload_indexes(tmp_path: Path) -> None:
+    from qdrant_client import AsyncQdrantClient
+
+    calls: list[str] = []
+    client = AsyncQdrantClient(location=":memory:")
+    create_index = client.create_payload_index
+
+    async def recording_create_index(collection: str, field: str, **kwargs: Any) -> Any:
+        calls.append(field)
+        return await create_index(collection, field, **kwargs)
+
+    client.create_payload_index = recording_create_index  # type: ignore[method-assign]
+    store = QdrantServerStore(collection="indexed", client=client)
+    await store.upsert(_entry("k", [1.0, 0.0]))
+    await store.upsert(_entry("k2", [0.0, 1.0]))
+    info = await client.get_collection("indexed")
+    assert info.config.params.vectors.size == 2
+    assert sorted(calls) == ["expires_at", "scope", "tenant"]  # once, on first use
+    await store.aclose()
+
+    edge = QdrantEdgeStore(tmp_path / "edge")
+    await edge.upsert(_entry("k", [1.0, 0.0, 0.0]))
+    shard_info = edge._shard.info()
+    assert set(shard_info.payload_schema) == {"tenant", "scope", "expires_at"}
+    await edge.aclose()
+
+
+# -- the middleware on real stores --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("vector", ["qdrant-edge", "qdrant-local"])
+async def test_middleware_on_redis_and_qdrant(
+    vector: str, redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    url = f"qdrant-edge://{tmp_path / 'edge'}" if vector == "qdrant-edge" else "qdrant+local://:memory:"
+    config = CacheConfig(exact=redis_url, key_prefix=redis_prefix, vector=url)
+    fake = FakeProvider()
+    app, cache = cache_stack(fake, config=config, exact=None, vector=url)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client:
+        assert (await post(client, chat("How do I delete a branch in git?"))).headers[
+            "x-aigw-cache"
+        ] == "miss"
+        assert (await post(client, chat("How do I delete a branch in git?"))).headers[
+            "x-aigw-cache"
+        ] == "hit-exact"
+        semantic = await post(client, chat("How can I delete a git branch?"))
+        assert semantic.headers["x-aigw-cache"] == "hit-semantic"
+        assert semantic.json()["choices"][0]["message"]["content"] == "Echo: How do I delete a branch in git?"
+        other_tenant = await post(client, chat("How can I delete a git branch?"), **{"x-tenant": "b"})
+        assert other_tenant.headers["x-aigw-cache"] == "miss"
+        hard = await post(client, chat("How do I create a branch in git?"))
+        assert hard.headers["x-aigw-cache"] == "miss"
+    assert len(fake.requests) == 3
+    exact, vectors = await cache.purge("default")
+    assert exact == 2
+    assert vectors == 2
+    await cache.purge()
+    await cache.aclose()
