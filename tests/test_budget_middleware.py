@@ -257,6 +257,23 @@ async def test_upstream_error_releases_the_reservation(fake: FakeProvider, store
     assert (await usage_of(store, "acme"))["tokens_per_minute"] == 0
 
 
+async def test_settles_as_soon_as_the_answer_ends(store: RedisBudgetStore) -> None:
+    """Inner layers may keep working after the last byte (a cache storing the answer): the budget
+    settles when the answer ends, so the next request already sees the real figures."""
+    seen_after_answer: list[int] = []
+
+    class WorksAfterAnswering(JSONApp):
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            await super().__call__(scope, receive, send)
+            seen_after_answer.append((await usage_of(store, "acme"))["tokens_per_minute"])
+
+    usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+    app, _ = stack(WorksAfterAnswering(completion("x", usage)), store)
+    assert (await post(app, chat(max_tokens=100))).status_code == 200
+    assert seen_after_answer == [5]  # not the 100+ tokens reserved
+    assert (await usage_of(store, "acme"))["tokens_per_minute"] == 5  # and settled once only
+
+
 async def test_inner_app_crash_releases_the_reservation(store: RedisBudgetStore) -> None:
     async def crash(scope: Any, receive: Any, send: Any) -> None:
         raise RuntimeError("boom")

@@ -177,13 +177,28 @@ class BudgetMiddleware:
             if extra:
                 outer = _with_headers(send, extra)
         meter = _Meter()
-        tap = ResponseTap(outer, on_json=meter.on_json, on_event=meter.on_event)
+        settled = False
+
+        async def settle() -> None:
+            nonlocal settled
+            if not settled:
+                settled = True
+                # even if this task is being cancelled: the reservation must not outlive the request
+                with anyio.CancelScope(shield=True):
+                    await self._settle(ctx, tenant, slots, amounts, prompt, model, tap, meter)
+
+        async def send_then_settle(message: Message) -> None:
+            await outer(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                # the answer is complete: settle now, not when inner layers finish their own work
+                # after it (a cache storing the answer), so the next request sees the real figures
+                await settle()
+
+        tap = ResponseTap(send_then_settle, on_json=meter.on_json, on_event=meter.on_event)
         try:
             await self.app(scope, watch_disconnect(receive, ctx), tap)
         finally:
-            # settle even if this task is being cancelled: the reservation must not outlive the call
-            with anyio.CancelScope(shield=True):
-                await self._settle(ctx, tenant, slots, amounts, prompt, model, tap, meter)
+            await settle()  # an error, a disconnect, or an answer that never ended
 
     def _tenant(self, ctx: RequestContext) -> str:
         tenant = ctx.tenant_id or self.config.anonymous_tenant
