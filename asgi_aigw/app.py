@@ -54,6 +54,16 @@ def build_app(
         gateway = RedactMiddleware(
             gateway, config=config.redact, runtime=config.runtime, max_body_bytes=config.router.max_body_bytes
         )
+    # budget outside the cache, so a cache hit is still counted (and priced as configured); tenant
+    # outside the budget, which meters per tenant
+    if config.budget is not None:
+        from .budget import BudgetMiddleware
+
+        gateway = BudgetMiddleware(gateway, config=config.budget)
+    if config.tenant is not None:
+        from .tenant import TenantMiddleware
+
+        gateway = TenantMiddleware(gateway, config=config.tenant)
     # outermost, so wrapped last: the request log sees every outcome of every inner layer
     if config.log is not None:
         gateway = RequestLogMiddleware(gateway, config=config.log, metrics=metrics)

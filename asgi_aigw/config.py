@@ -24,10 +24,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from .budget.config import BudgetConfig
 from .cache.config import CacheConfig
 from .logs.config import LogConfig
 from .redact.config import RedactConfig
 from .runtime.config import RuntimeConfig
+from .tenant.config import TenantConfig
 
 
 class ConfigError(ValueError):
@@ -148,6 +150,10 @@ class GatewayConfig(_Config):
     log: LogConfig | None = None
     #: PII redaction (RedactMiddleware); off when absent.
     redact: RedactConfig | None = None
+    #: TenantMiddleware (see docs/tenants.md); off when absent.
+    tenant: TenantConfig | None = None
+    #: BudgetMiddleware (see docs/budgets.md); off when absent.
+    budget: BudgetConfig | None = None
 
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

@@ -12,15 +12,21 @@ import orjson
 
 from ._types import ASGIApp, Receive, Scope, Send
 from .app import build_app
+from .budget.config import BudgetConfig, Limits
 from .cache.config import CacheConfig
 from .config import DeploymentConfig, GatewayConfig, ModelConfig
 from .logs.config import DEFAULT_DATA_DIR, DEFAULT_SINK, LogConfig, MetricsConfig
 from .redact.config import RedactConfig
+from .tenant.config import TenantConfig
 from .testing import FakeBehaviour, FakeProvider, StreamingASGITransport
 
 #: Where the demo's in-process FakeProvider "lives"; no socket is opened for it.
 DEMO_PROVIDER_URL = "http://fake-provider.invalid/v1"
 DEMO_MODELS = ("gpt-4o-mini", "gpt-4o", "demo", "text-embedding-3-small")
+#: Small on purpose, so a new user meets a 429 and the x-ratelimit-* headers within a minute: the 11th
+#: request in a minute, or any request asking for more than 2,000 tokens (``max_tokens: 5000``).
+DEMO_LIMITS = Limits(requests_per_minute=10, tokens_per_minute=2000)
+DEMO_MAX_TOKENS = 256
 
 
 def demo_log_config() -> LogConfig:
@@ -45,6 +51,10 @@ def demo_config() -> GatewayConfig:
         # Asking twice shows x-aigw-cache: hit-exact; asking in other words ("How can I reset my
         # password?" after "How do I reset my password?") shows hit-semantic. Vectors persist in .aigw/.
         cache=CacheConfig(exact="memory://", vector="qdrant-edge://.aigw/cache-vectors"),
+        # tenant from the X-Tenant-ID header, "demo" when absent
+        tenant=TenantConfig(header="x-tenant-id", required=False, default="demo"),
+        # budgets in process memory: each tenant gets the demo limits
+        budget=BudgetConfig(store="memory://", limits=DEMO_LIMITS, default_max_tokens=DEMO_MAX_TOKENS),
     )
 
 

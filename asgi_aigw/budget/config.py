@@ -1,0 +1,76 @@
+"""Configuration of :class:`~asgi_aigw.budget.BudgetMiddleware` (the ``budget:`` section)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..body import DEFAULT_MAX_BODY_BYTES
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Limits(_Config):
+    """Limits per tenant and window. Unset means no limit in the defaults, and "inherit the default"
+    in a per-tenant entry; ``-1`` means explicitly unlimited. Money is in US dollars."""
+
+    requests_per_minute: int | None = Field(default=None, ge=-1)
+    tokens_per_minute: int | None = Field(default=None, ge=-1)
+    tokens_per_hour: int | None = Field(default=None, ge=-1)
+    tokens_per_day: int | None = Field(default=None, ge=-1)
+    tokens_per_month: int | None = Field(default=None, ge=-1)
+    cost_per_day: float | None = Field(default=None, ge=-1)
+    cost_per_month: float | None = Field(default=None, ge=-1)
+
+
+class ModelPrice(_Config):
+    """US dollars per one million tokens."""
+
+    input: float = Field(ge=0)
+    output: float = Field(default=0.0, ge=0)
+    #: Price of prompt tokens the provider served from its own prompt cache (defaults to ``input``).
+    cached_input: float | None = Field(default=None, ge=0)
+
+
+class CacheHitCharge(_Config):
+    """What an answer from the gateway's cache costs the tenant (default: one request, no tokens)."""
+
+    tokens: bool = False
+    requests: bool = True
+    cost: bool = False
+
+
+class BudgetConfig(_Config):
+    #: ``memory://`` (one process) or ``redis://HOST:PORT/DB`` / ``rediss://`` / ``unix://`` (shared).
+    store: str = "memory://"
+    #: Prefix of every store key: ``<prefix>{<tenant>}:<window>:<start>`` (hash tag per tenant).
+    key_prefix: str = "aigw:"
+    #: Limits for every tenant, unless a per-tenant entry or a live override says otherwise.
+    limits: Limits = Field(default_factory=Limits)
+    #: Per-tenant limits from the configuration file (live overrides in the store win over these).
+    tenants: dict[str, Limits] = Field(default_factory=dict)
+    #: Output tokens reserved when a request sets neither ``max_tokens`` nor ``max_completion_tokens``.
+    default_max_tokens: int = Field(default=4096, ge=1)
+    cache_hits: CacheHitCharge = Field(default_factory=CacheHitCharge)
+    #: Prices per model (or alias), added to and overriding the built-in table.
+    pricing: dict[str, ModelPrice] = Field(default_factory=dict)
+    #: Price of models found in no table; ``None``: they cost nothing (with a warning once per model).
+    default_price: ModelPrice | None = None
+    #: When the store cannot be reached: ``open`` lets requests through unmetered, ``closed`` answers 503.
+    failure_mode: Literal["open", "closed"] = "open"
+    #: Seconds to wait for the store on each call.
+    store_timeout: float = Field(default=2.0, gt=0)
+    #: After a store failure, skip the store for this many seconds (applying ``failure_mode``).
+    store_retry_seconds: float = Field(default=1.0, ge=0)
+    #: Store failures are logged at most once per this many seconds.
+    error_log_interval: float = Field(default=60.0, ge=0)
+    #: Window keys live this long past their window's end, so long streams still settle into them.
+    key_grace_seconds: int = Field(default=600, ge=0)
+    #: Send ``x-ratelimit-*`` headers on successful answers too (always on 429s).
+    headers: bool = True
+    #: The tenant of requests that carry none (no TenantMiddleware in front).
+    anonymous_tenant: str = "default"
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)

@@ -1,0 +1,40 @@
+"""``x-ratelimit-*`` headers (OpenAI's names for the per-minute windows) and ``Retry-After``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from .._types import Headers
+from .windows import WINDOWS, Slot, format_amount, format_duration
+
+_NAMES: dict[str, tuple[bytes, bytes, bytes]] = {
+    w.name: (
+        f"x-ratelimit-limit-{w.header}".encode(),
+        f"x-ratelimit-remaining-{w.header}".encode(),
+        f"x-ratelimit-reset-{w.header}".encode(),
+    )
+    for w in WINDOWS
+}
+HEADER_NAMES: frozenset[bytes] = frozenset(name for names in _NAMES.values() for name in names)
+
+
+def ratelimit_headers(
+    slots: Sequence[Slot], used: Sequence[int], limits: Sequence[int], now: float
+) -> Headers:
+    """Limit, remaining and time to reset of every window that has a limit."""
+    out: Headers = []
+    for slot, value, limit in zip(slots, used, limits, strict=True):
+        if limit < 0:
+            continue
+        window = slot.window
+        limit_name, remaining_name, reset_name = _NAMES[window.name]
+        out.append((limit_name, format_amount(window, limit).encode()))
+        out.append((remaining_name, format_amount(window, max(0, limit - value)).encode()))
+        out.append((reset_name, format_duration(slot.end - now).encode()))
+    return out
+
+
+def retry_after(seconds: float) -> bytes:
+    """``Retry-After`` in whole seconds (at least 1)."""
+    return str(max(1, math.ceil(seconds))).encode()

@@ -1,0 +1,59 @@
+"""The Redis Lua scripts. Every key of one call shares the tenant's hash tag, so the scripts run on one
+Redis Cluster slot. Numbers are integers (tokens, requests, nano-dollars), exact in Lua's doubles up to
+2^53. Arguments and replies are packed into comma-separated strings: one argument to encode and one bulk
+string to parse instead of dozens, which is most of the client-side cost of a call."""
+
+from __future__ import annotations
+
+#: KEYS[1] the tenant's override hash, KEYS[2..n+1] the slot counters.
+#: ARGV[1] "limit_1,...,limit_n,amount_1,...,amount_n,expireat_1,...,expireat_n" (limit -1: none);
+#: ARGV[2] "name_1,...,name_n", the windows' names (fields of the override hash).
+#: Returns "allowed,used_1,limit_1,...,used_n,limit_n" (allowed 1/0); used is after the reservation
+#: when allowed, else the usage that refused it.
+RESERVE = """
+local n = #KEYS - 1
+local nums, names = {}, {}
+for v in string.gmatch(ARGV[1], '[^,]+') do nums[#nums + 1] = tonumber(v) end
+for v in string.gmatch(ARGV[2], '[^,]+') do names[#names + 1] = v end
+local overrides = redis.call('HMGET', KEYS[1], unpack(names))
+local used, limits = {}, {}
+local allowed = 1
+for i = 1, n do
+  local limit = nums[i]
+  if overrides[i] then limit = tonumber(overrides[i]) end
+  local amount = nums[n + i]
+  local current = tonumber(redis.call('GET', KEYS[i + 1]) or '0')
+  used[i], limits[i] = current, limit
+  if limit >= 0 and amount > 0 and current + amount > limit then allowed = 0 end
+end
+if allowed == 1 then
+  for i = 1, n do
+    local amount = nums[n + i]
+    if amount > 0 then
+      used[i] = redis.call('INCRBY', KEYS[i + 1], amount)
+      if used[i] == amount then redis.call('EXPIREAT', KEYS[i + 1], nums[2 * n + i]) end
+    end
+  end
+end
+local out = {allowed}
+for i = 1, n do
+  out[#out + 1] = string.format('%d', used[i])
+  out[#out + 1] = string.format('%d', limits[i])
+end
+return table.concat(out, ',')
+"""
+
+#: KEYS: slot counters; ARGV[1] "delta_1,...,delta_n". A key that expired (its window is long over) is
+#: left alone rather than created without an expiry; counters never go below zero.
+SETTLE = """
+local i = 0
+for v in string.gmatch(ARGV[1], '[^,]+') do
+  i = i + 1
+  local delta = tonumber(v)
+  if delta ~= 0 and redis.call('EXISTS', KEYS[i]) == 1 then
+    local value = redis.call('INCRBY', KEYS[i], delta)
+    if value < 0 then redis.call('SET', KEYS[i], 0, 'KEEPTTL') end
+  end
+end
+return 1
+"""

@@ -1,0 +1,109 @@
+"""The in-process budget store: the Redis store's semantics for one process (embedded default, tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+
+from .store import Reservation
+from .windows import Slot
+
+
+class _Tenant:
+    __slots__ = ("counters", "lock", "overrides")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        #: slot suffix -> [value, expires_at (epoch seconds)]
+        self.counters: dict[str, list[int]] = {}
+        self.overrides: dict[str, int] = {}
+
+    def sweep(self, now: float) -> None:
+        expired = [key for key, (_, expires) in self.counters.items() if expires <= now]
+        for key in expired:
+            del self.counters[key]
+
+    def value(self, slot: Slot, now: float) -> int:
+        entry = self.counters.get(slot.suffix)
+        if entry is None or entry[1] <= now:
+            return 0
+        return entry[0]
+
+
+class MemoryBudgetStore:
+    """Counters in a dict, one :class:`asyncio.Lock` per tenant; expired slots are swept lazily."""
+
+    def __init__(self) -> None:
+        self._tenants: dict[str, _Tenant] = {}
+
+    def _tenant(self, tenant: str) -> _Tenant:
+        state = self._tenants.get(tenant)
+        if state is None:
+            state = self._tenants[tenant] = _Tenant()
+        return state
+
+    async def reserve(
+        self, tenant: str, slots: Sequence[Slot], amounts: Sequence[int], limits: Sequence[int], grace: int
+    ) -> Reservation:
+        state = self._tenant(tenant)
+        async with state.lock:
+            now = time.time()
+            if len(state.counters) > 64:
+                state.sweep(now)
+            effective = [
+                state.overrides.get(slot.window.name, limit)
+                for slot, limit in zip(slots, limits, strict=True)
+            ]
+            used = [state.value(slot, now) for slot in slots]
+            for current, amount, limit in zip(used, amounts, effective, strict=True):
+                if limit >= 0 and amount > 0 and current + amount > limit:
+                    return Reservation(False, used, effective)
+            for index, (slot, amount) in enumerate(zip(slots, amounts, strict=True)):
+                if amount <= 0:
+                    continue
+                entry = state.counters.get(slot.suffix)
+                if entry is None or entry[1] <= now:
+                    state.counters[slot.suffix] = [amount, slot.end + grace]
+                else:
+                    entry[0] += amount
+                used[index] += amount
+            return Reservation(True, used, effective)
+
+    async def settle(self, tenant: str, slots: Sequence[Slot], deltas: Sequence[int]) -> None:
+        state = self._tenant(tenant)
+        async with state.lock:
+            now = time.time()
+            for slot, delta in zip(slots, deltas, strict=True):
+                entry = state.counters.get(slot.suffix)
+                if delta and entry is not None and entry[1] > now:
+                    entry[0] = max(0, entry[0] + delta)
+
+    async def usage(self, tenant: str, slots: Sequence[Slot]) -> list[int]:
+        state = self._tenant(tenant)
+        now = time.time()
+        return [state.value(slot, now) for slot in slots]
+
+    async def reset_usage(self, tenant: str, slots: Sequence[Slot]) -> None:
+        state = self._tenant(tenant)
+        async with state.lock:
+            for slot in slots:
+                state.counters.pop(slot.suffix, None)
+
+    async def get_overrides(self, tenant: str) -> dict[str, int]:
+        return dict(self._tenant(tenant).overrides)
+
+    async def set_overrides(self, tenant: str, values: Mapping[str, int | None]) -> None:
+        state = self._tenant(tenant)
+        async with state.lock:
+            for name, value in values.items():
+                if value is None:
+                    state.overrides.pop(name, None)
+                else:
+                    state.overrides[name] = int(value)
+
+    async def clear_overrides(self, tenant: str) -> None:
+        self._tenant(tenant).overrides.clear()
+
+    async def aclose(self) -> None:
+        return None

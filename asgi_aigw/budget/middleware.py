@@ -1,0 +1,429 @@
+"""BudgetMiddleware: reserve an estimate in every window before the call, settle with real usage after.
+
+Before: estimate = prompt tokens + ``max_tokens`` (or the configured cap), reserved atomically in every
+window of the tenant (one store call); 429 if any window lacks room. After: the reservation is replaced
+by what the answer really cost: the router's ``ctx.usage``, else the answer's ``usage`` (JSON body or
+SSE usage chunk), else the counted text; released on an error before any output; counted up to the
+disconnect when the client leaves mid-stream. Cache hits cost what ``cache_hits`` says.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import anyio
+
+from .._lifespan import lifespan_passthrough
+from .._types import ASGIApp, Headers, Message, Receive, Scope, Send
+from ..body import ClientDisconnect, read_json
+from ..context import RequestContext, Usage, ensure_context
+from ..errors import GatewayError, RateLimited, Unauthorized, send_error
+from ..response import ResponseTap, watch_disconnect
+from ..routes import classify
+from ..tenant.ids import KEY_SAFE_PATTERN, InvalidTenantId, TenantIdValidator
+from .config import BudgetConfig, Limits
+from .headers import HEADER_NAMES, ratelimit_headers, retry_after
+from .pricing import PriceTable
+from .store import BudgetStore, Reservation, StoreError, store_from_url
+from .tokens import RuntimeTokenCounter, TokenCounter, WarmCounter
+from .usage import answer_text, event_usage, json_answer, streamed_text
+from .windows import WINDOWS, Slot, SlotClock, format_amount, format_duration, from_units, to_units
+
+logger = logging.getLogger("asgi_aigw.budget")
+
+_USAGE_MARK = b'"prompt_tokens"'
+
+
+class BudgetUnavailable(GatewayError):
+    """503: the budget store is down and the middleware is configured to fail closed."""
+
+    status = 503
+    type = "server_error"
+    code = "budget_unavailable"
+
+
+def limits_vector(limits: Limits, base: Limits | None = None) -> list[int]:
+    """Limits in store units, in :data:`WINDOWS` order; a field unset in ``limits`` comes from ``base``."""
+    out: list[int] = []
+    for window in WINDOWS:
+        value = getattr(limits, window.name)
+        if value is None and base is not None:
+            value = getattr(base, window.name)
+        out.append(-1 if value is None else to_units(window, value))
+    return out
+
+
+class _Meter:
+    """What the answer showed on its way out: a JSON body, the SSE usage chunk, the other events."""
+
+    __slots__ = ("events", "json_body", "usage_event")
+
+    def __init__(self) -> None:
+        self.json_body: bytes | None = None
+        self.usage_event: bytes | None = None
+        #: Raw events, decoded only if the stream ends early (the text generated so far is counted).
+        self.events: list[bytes] = []
+
+    def on_json(self, status: int, body: bytes) -> None:
+        if 200 <= status < 300:
+            self.json_body = body
+
+    def on_event(self, raw: bytes) -> None:
+        if _USAGE_MARK in raw:
+            self.usage_event = raw
+        else:
+            self.events.append(raw)
+
+
+class BudgetMiddleware:
+    """Token, request and money limits per tenant, atomically reserved and settled with real usage.
+
+    Options are :class:`BudgetConfig` fields, given as ``config=`` or as keywords. ``store`` is a URL or
+    a :class:`BudgetStore` instance (overriding ``config.store``); ``token_counter`` replaces the
+    runtime's tokenizers; ``clock`` (epoch seconds) decides the windows, for tests.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        config: BudgetConfig | None = None,
+        store: BudgetStore | str | None = None,
+        token_counter: TokenCounter | None = None,
+        clock: Callable[[], float] = time.time,
+        **options: Any,
+    ) -> None:
+        if isinstance(store, str):  # a URL: the ``store`` option of BudgetConfig
+            options["store"] = store
+            store = None
+        if config is not None and options:
+            raise TypeError("pass either config= or keyword options, not both")
+        self.app = app
+        self.config = config if config is not None else BudgetConfig(**options)
+        cfg = self.config
+        self.store: BudgetStore = store or store_from_url(
+            cfg.store, key_prefix=cfg.key_prefix, timeout=cfg.store_timeout
+        )
+        self.counter = WarmCounter(token_counter or RuntimeTokenCounter())
+        self.prices = PriceTable(cfg.pricing, default=cfg.default_price)
+        self.slot_clock = SlotClock()
+        self._now = clock
+        # only what store keys need: TenantMiddleware applies the deployment's own id rules
+        self.validate = TenantIdValidator(KEY_SAFE_PATTERN, 256)
+        self.validate(cfg.anonymous_tenant)
+        self._defaults = limits_vector(cfg.limits)
+        self._per_tenant = {
+            self.validate(tenant): limits_vector(limits, cfg.limits) for tenant, limits in cfg.tenants.items()
+        }
+        self._down_until = 0.0
+        self._logged_at = float("-inf")
+        self._unlogged = 0
+
+    # -- the request path ---------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await lifespan_passthrough(self.app, scope, receive, send, self.aclose)
+            else:
+                await self.app(scope, receive, send)
+            return
+        route = classify(scope)
+        if route != "chat" and route != "embeddings":
+            await self.app(scope, receive, send)
+            return
+        scope, ctx = ensure_context(scope)
+        try:
+            scope, receive, body = await read_json(scope, receive, limit=self.config.max_body_bytes)
+            tenant = self._tenant(ctx)
+        except ClientDisconnect:
+            ctx.client_disconnected = True
+            return
+        except GatewayError as exc:
+            await self._refuse(send, ctx, exc)
+            return
+
+        data = body.data
+        model = data.get("model")
+        model = model if isinstance(model, str) else None
+        prompt, output = await self._estimate(route, data, model, len(body.raw))
+        ctx.token_estimate = prompt + output
+        now = self._now()
+        slots = self.slot_clock.slots(now)
+        amounts = self._amounts(slots, prompt + output, self.prices.cost_nanos(model, prompt, output))
+        try:
+            reservation = await self._reserve(tenant, slots, amounts)
+        except GatewayError as exc:
+            await self._refuse(send, ctx, exc)
+            return
+        if reservation is None:  # store down, failing open: unmetered
+            await self.app(scope, receive, send)
+            return
+        if not reservation.allowed:
+            await self._refuse(send, ctx, self._over_limit(tenant, slots, amounts, reservation, now))
+            return
+
+        ctx.budget_remaining = {
+            slot.window.name: from_units(slot.window, max(0, limit - used))
+            for slot, used, limit in zip(slots, reservation.used, reservation.limits, strict=True)
+            if limit >= 0
+        }
+        outer = send
+        if self.config.headers:
+            extra = ratelimit_headers(slots, reservation.used, reservation.limits, now)
+            if extra:
+                outer = _with_headers(send, extra)
+        meter = _Meter()
+        settled = False
+
+        async def settle() -> None:
+            nonlocal settled
+            if not settled:
+                settled = True
+                # even if this task is being cancelled: the reservation must not outlive the request
+                with anyio.CancelScope(shield=True):
+                    await self._settle(ctx, tenant, slots, amounts, prompt, model, tap, meter)
+
+        async def send_then_settle(message: Message) -> None:
+            await outer(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                # the answer is complete: settle now, not when inner layers finish their own work
+                # after it (a cache storing the answer), so the next request sees the real figures
+                await settle()
+
+        tap = ResponseTap(send_then_settle, on_json=meter.on_json, on_event=meter.on_event)
+        try:
+            await self.app(scope, watch_disconnect(receive, ctx), tap)
+        finally:
+            await settle()  # an error, a disconnect, or an answer that never ended
+
+    def _tenant(self, ctx: RequestContext) -> str:
+        tenant = ctx.tenant_id or self.config.anonymous_tenant
+        try:
+            return self.validate(tenant)
+        except InvalidTenantId as exc:
+            raise Unauthorized(f"The tenant id is not valid: {exc}.", code="invalid_tenant") from None
+
+    async def _refuse(self, send: Send, ctx: RequestContext, exc: GatewayError) -> None:
+        ctx.status = exc.status
+        ctx.error_code = exc.code
+        await send_error(send, exc)
+
+    # -- estimate and reserve -----------------------------------------------------------------------
+
+    async def _estimate(
+        self, route: str, data: Mapping[str, Any], model: str | None, size: int
+    ) -> tuple[int, int]:
+        """Prompt tokens, and the most output tokens the request may produce."""
+        try:
+            if route == "chat":
+                return await self.counter.count_chat(data, model), self._max_output(data)
+            return await self._count_input(data.get("input"), model), 0
+        except Exception:
+            # a body the router will refuse anyway (400): reserve something proportionate meanwhile
+            return size // 4 + 1, self._max_output(data) if route == "chat" else 0
+
+    def _max_output(self, data: Mapping[str, Any]) -> int:
+        limit = _positive_int(data.get("max_completion_tokens")) or _positive_int(data.get("max_tokens"))
+        n = _positive_int(data.get("n")) or 1
+        return (limit or self.config.default_max_tokens) * min(n, 128)
+
+    async def _count_input(self, value: Any, model: str | None) -> int:
+        if isinstance(value, str):
+            return await self.counter.count_text(value, model)
+        if isinstance(value, list):
+            total = 0
+            for item in value:
+                if isinstance(item, str):
+                    total += await self.counter.count_text(item, model)
+                elif isinstance(item, int):
+                    total += 1  # a list of token ids
+                elif isinstance(item, list):
+                    total += len(item)
+            return total
+        return 0
+
+    @staticmethod
+    def _amounts(slots: Sequence[Slot], tokens: int, cost: int) -> list[int]:
+        out: list[int] = []
+        for slot in slots:
+            metric = slot.window.metric
+            out.append(1 if metric == "requests" else tokens if metric == "tokens" else cost)
+        return out
+
+    async def _reserve(
+        self, tenant: str, slots: Sequence[Slot], amounts: Sequence[int]
+    ) -> Reservation | None:
+        if time.monotonic() < self._down_until:
+            self._store_down(None)
+            return None
+        limits = self._per_tenant.get(tenant, self._defaults)
+        try:
+            return await self.store.reserve(tenant, slots, amounts, limits, self.config.key_grace_seconds)
+        except Exception as exc:  # StoreError, or anything unexpected: never a 500
+            self._down_until = time.monotonic() + self.config.store_retry_seconds
+            self._store_down(exc)
+            return None
+
+    def _store_down(self, exc: BaseException | None) -> None:
+        """Log a failure; raise :class:`BudgetUnavailable` when failing closed."""
+        if exc is not None:
+            self._log_store_error("reserve", exc)
+        if self.config.failure_mode == "closed":
+            raise BudgetUnavailable(
+                "Budgets cannot be checked right now (the budget store is unreachable), so requests are "
+                "refused. Try again shortly."
+            )
+
+    def _log_store_error(self, action: str, exc: BaseException) -> None:
+        now = time.monotonic()
+        if now - self._logged_at < self.config.error_log_interval:
+            self._unlogged += 1
+            return
+        level = logging.WARNING if isinstance(exc, StoreError) else logging.ERROR
+        logger.log(
+            level,
+            "Budget store failed on %s (%s: %s); failing %s. %d more failures since the last report.",
+            action,
+            type(exc).__name__,
+            exc,
+            self.config.failure_mode,
+            self._unlogged,
+            exc_info=not isinstance(exc, StoreError),
+        )
+        self._logged_at = now
+        self._unlogged = 0
+
+    def _over_limit(
+        self, tenant: str, slots: Sequence[Slot], amounts: Sequence[int], reservation: Reservation, now: float
+    ) -> RateLimited:
+        exceeded = [
+            i
+            for i, (amount, used, limit) in enumerate(
+                zip(amounts, reservation.used, reservation.limits, strict=True)
+            )
+            if limit >= 0 and amount > 0 and used + amount > limit
+        ]
+        first = exceeded[0]
+        window = slots[first].window
+        limit, used, amount = reservation.limits[first], reservation.used[first], amounts[first]
+        wait = max(slots[i].end - now for i in exceeded)
+        message = (
+            f"Rate limit reached for tenant {tenant} on {window.label}: "
+            f"limit {format_amount(window, limit)}, used {format_amount(window, used)}, "
+            f"requested {format_amount(window, amount)}."
+        )
+        if window.metric == "requests" and limit == 0:
+            message += " No requests are allowed: ask for the limit to be raised."
+        elif amount > limit:
+            message += (
+                " This request alone exceeds the limit: lower max_tokens (or max_completion_tokens)"
+                + (" or use a cheaper model." if window.metric == "cost" else " or shorten the prompt.")
+            )
+        else:
+            message += f" Try again in {format_duration(wait)}."
+        others = [slots[i].window.label for i in exceeded[1:]]
+        if others:
+            message += f" Also exceeded: {', '.join(others)}."
+        headers = [("retry-after", retry_after(wait).decode())]
+        headers.extend(
+            (k.decode(), v.decode())
+            for k, v in ratelimit_headers(slots, reservation.used, reservation.limits, now)
+        )
+        if window.metric == "cost":
+            return RateLimited(message, type="insufficient_quota", code="insufficient_quota", headers=headers)
+        return RateLimited(message, type=window.metric, code="rate_limit_exceeded", headers=headers)
+
+    # -- settle -------------------------------------------------------------------------------------
+
+    async def _settle(
+        self,
+        ctx: RequestContext,
+        tenant: str,
+        slots: Sequence[Slot],
+        reserved: Sequence[int],
+        prompt_estimate: int,
+        model: str | None,
+        tap: ResponseTap,
+        meter: _Meter,
+    ) -> None:
+        try:
+            tokens, requests, cost = await self._charge(ctx, prompt_estimate, model, tap, meter)
+        except Exception:
+            logger.exception("Could not work out what a request cost; charging its reservation")
+            return
+        charged = self._amounts(slots, tokens, cost)
+        deltas = [
+            (requests if slot.window.metric == "requests" else value) - amount
+            for slot, value, amount in zip(slots, charged, reserved, strict=True)
+        ]
+        try:
+            await self.store.settle(tenant, slots, deltas)
+        except Exception as exc:
+            self._log_store_error("settle", exc)
+
+    async def _charge(
+        self, ctx: RequestContext, prompt_estimate: int, model: str | None, tap: ResponseTap, meter: _Meter
+    ) -> tuple[int, int, int]:
+        """Tokens, requests and nano-dollars the request really cost."""
+        status = tap.status
+        if status is None or not 200 <= status < 300:
+            return 0, 1, 0  # nothing answered, or an error before any output: give the reservation back
+        usage = ctx.usage
+        answered_by = ctx.upstream_model
+        payload: Any = None
+        if usage is None:
+            if meter.json_body is not None:
+                usage, wire_model, payload = json_answer(meter.json_body)
+                answered_by = answered_by or wire_model
+            elif meter.usage_event is not None:
+                usage, wire_model = event_usage(meter.usage_event)
+                answered_by = answered_by or wire_model
+        hit = ctx.cache_status is not None and ctx.cache_status.startswith("hit")
+        if usage is None:
+            if tap.kind == "sse":
+                completion = await self.counter.count_text(streamed_text(meter.events), model)
+                if completion == 0 and not tap.ended_normally:
+                    return 0, 1, 0  # the stream failed before generating anything
+            elif payload is not None:
+                completion = await self.counter.count_text(answer_text(payload), model)
+            else:
+                completion = 0
+            usage = Usage(prompt_estimate, completion, prompt_estimate + completion, estimated=True)
+        if ctx.usage is None:
+            ctx.usage = usage
+        cost = self.prices.cost_nanos(
+            answered_by or model, usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens
+        )
+        tokens, requests = usage.total_tokens, 1
+        if hit:
+            policy = self.config.cache_hits
+            tokens = tokens if policy.tokens else 0
+            requests = requests if policy.requests else 0
+            cost = cost if policy.cost else 0
+        ctx.cost = cost / 1e9
+        return tokens, requests, cost
+
+    async def aclose(self) -> None:
+        await self.store.aclose()
+
+
+def _positive_int(value: Any) -> int:
+    """``value`` if it is a positive integer, else 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _with_headers(send: Send, extra: Headers) -> Send:
+    """``send`` with ``extra`` headers added to the response start (replacing same-named ones)."""
+
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() not in HEADER_NAMES]
+            headers.extend(extra)
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return send_with_headers

@@ -1,0 +1,239 @@
+"""The Redis budget store: one Lua script reserves in every window atomically, another settles.
+
+Keys are ``<prefix>{<tenant>}:<window code>:<window start>`` (counters, expiring ``grace`` seconds after
+their window ends) and ``<prefix>{<tenant>}:limits`` (a hash of live overrides, read by the reserve
+script itself, so a change made with ``aigw budget set`` applies to the very next request). The hash
+tag keeps a tenant's keys on one Redis Cluster slot. Scripts are called by SHA; when the server does
+not know one (restart, failover, SCRIPT FLUSH) it is loaded and the call retried once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from .._optional import require
+from . import lua
+from .resp import FastRedis, RespError, pack
+from .store import Reservation, StoreError
+from .windows import Slot
+
+
+class _Script:
+    """A Lua script called by SHA (computed once), loaded on NOSCRIPT."""
+
+    __slots__ = ("load", "sha", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+        #: ``SCRIPT LOAD`` for the fast client, packed once.
+        self.load = pack([b"SCRIPT", b"LOAD", source.encode()])
+
+    def command(self, keys: Sequence[str], args: Sequence[str]) -> bytes:
+        """``EVALSHA`` packed for the fast client."""
+        return pack(
+            [
+                b"EVALSHA",
+                self.sha.encode(),
+                b"%d" % len(keys),
+                *(k.encode() for k in keys),
+                *(a.encode() for a in args),
+            ]
+        )
+
+    async def fast(self, client: FastRedis, keys: Sequence[str], args: Sequence[str]) -> Any:
+        command = self.command(keys, args)
+        try:
+            return await client.call(command)
+        except RespError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+            await client.call(self.load)
+            return await client.call(command)
+
+    async def __call__(self, client: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        redis = require("redis", "redis")
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            await client.script_load(self.source)
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+
+
+_RESERVE = _Script(lua.RESERVE)
+_SETTLE = _Script(lua.SETTLE)
+
+
+class RedisBudgetStore:
+    """Budgets in Redis, shared by every worker process and host.
+
+    Give a URL (a client is opened per event loop, lazily) or a ``redis.asyncio`` client instance
+    (``Redis`` or ``RedisCluster``) that you own and close.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        client: Any = None,
+        key_prefix: str = "aigw:",
+        timeout: float = 2.0,
+        max_connections: int = 64,
+    ) -> None:
+        if (url is None) == (client is None):
+            raise ValueError("give a Redis URL or a client, not both")
+        self.url = url
+        self.key_prefix = key_prefix
+        self.timeout = timeout
+        self.max_connections = max_connections
+        self._given = client
+        self._clients: dict[int, Any] = {}
+        self._gates: dict[int, asyncio.Semaphore] = {}
+        self._fast_clients: dict[int, FastRedis] = {}
+        self._key_cache: dict[tuple[str, int, int], list[str]] = {}
+        self._redis = require("redis", "redis")
+        self._errors: tuple[type[BaseException], ...] = (
+            self._redis.exceptions.RedisError,
+            OSError,
+            asyncio.TimeoutError,
+            asyncio.IncompleteReadError,
+            RespError,
+        )
+
+    # -- keys ---------------------------------------------------------------------------------------
+
+    def tag(self, tenant: str) -> str:
+        return f"{self.key_prefix}{{{tenant}}}:"
+
+    def counter_key(self, tenant: str, slot: Slot) -> str:
+        return f"{self.key_prefix}{{{tenant}}}:{slot.suffix}"
+
+    def limits_key(self, tenant: str) -> str:
+        return f"{self.key_prefix}{{{tenant}}}:limits"
+
+    # -- client -------------------------------------------------------------------------------------
+
+    def client(self) -> Any:
+        """The client of the running event loop (opened on first use), or the one given."""
+        if self._given is not None:
+            return self._given
+        loop_id = id(asyncio.get_running_loop())
+        client = self._clients.get(loop_id)
+        if client is None:
+            asyncio_redis = require("redis.asyncio", "redis")
+            no_backoff = require("redis.backoff", "redis").NoBackoff()
+            client = asyncio_redis.Redis.from_url(
+                self.url,
+                socket_timeout=self.timeout,
+                socket_connect_timeout=self.timeout,
+                # fail fast (one retry for a stale pooled connection): the middleware decides what a
+                # store outage means, and a request must not wait seconds for back-offs
+                retry=require("redis.asyncio.retry", "redis").Retry(no_backoff, 1),
+                health_check_interval=0,
+            )
+            self._clients[loop_id] = client
+        return client
+
+    async def _script(self, script: _Script, keys: Sequence[str], args: Sequence[str]) -> Any:
+        """Run a script: through the fast client for a URL, through redis-py for a given client."""
+        if self._given is not None:
+            return await self._run(lambda client: script(client, keys, args))
+        loop_id = id(asyncio.get_running_loop())
+        fast = self._fast_clients.get(loop_id)
+        if fast is None:
+            fast = FastRedis(self.url or "", timeout=self.timeout, max_connections=self.max_connections)
+            self._fast_clients[loop_id] = fast
+        try:
+            return await script.fast(fast, keys, args)
+        except self._errors as exc:
+            raise StoreError(f"{type(exc).__name__}: {exc}") from exc
+
+    async def _run(self, call: Callable[[Any], Awaitable[Any]]) -> Any:
+        """``call(client)`` with at most ``max_connections`` calls in flight per event loop.
+
+        The gate is ours rather than the pool's: redis-py's plain pool raises "Too many connections"
+        when a burst exceeds its size, and its blocking pool costs a task per checkout; an uncontended
+        semaphore costs next to nothing and a burst simply queues.
+        """
+        loop_id = id(asyncio.get_running_loop())
+        gate = self._gates.get(loop_id)
+        if gate is None:
+            gate = self._gates[loop_id] = asyncio.Semaphore(self.max_connections)
+        try:
+            async with gate:
+                return await call(self.client())
+        except self._errors as exc:
+            raise StoreError(f"{type(exc).__name__}: {exc}") from exc
+
+    # -- BudgetStore --------------------------------------------------------------------------------
+
+    def _keys(self, tenant: str, slots: Sequence[Slot]) -> list[str]:
+        """The override hash and the slot counters; cached per tenant until the minute changes."""
+        cache_key = (tenant, slots[0].start, len(slots))
+        keys = self._key_cache.get(cache_key)
+        if keys is None:
+            if len(self._key_cache) > 10_000:
+                self._key_cache.clear()
+            prefix = self.tag(tenant)
+            keys = [prefix + "limits", *(prefix + slot.suffix for slot in slots)]
+            self._key_cache[cache_key] = keys
+        return keys
+
+    async def reserve(
+        self, tenant: str, slots: Sequence[Slot], amounts: Sequence[int], limits: Sequence[int], grace: int
+    ) -> Reservation:
+        keys = self._keys(tenant, slots)
+        packed = ",".join([*map(str, limits), *map(str, amounts), *(str(slot.end + grace) for slot in slots)])
+        names = ",".join(slot.window.name for slot in slots)
+        reply = await self._script(_RESERVE, keys, (packed, names))
+        values = [int(v) for v in reply.split(b",")]
+        return Reservation(values[0] == 1, values[1::2], values[2::2])
+
+    async def settle(self, tenant: str, slots: Sequence[Slot], deltas: Sequence[int]) -> None:
+        all_keys = self._keys(tenant, slots)
+        keys = [all_keys[i + 1] for i, delta in enumerate(deltas) if delta]
+        if keys:
+            packed = ",".join(str(delta) for delta in deltas if delta)
+            await self._script(_SETTLE, keys, (packed,))
+
+    async def usage(self, tenant: str, slots: Sequence[Slot]) -> list[int]:
+        keys = [self.counter_key(tenant, slot) for slot in slots]
+        values = await self._run(lambda client: client.mget(keys))
+        return [int(v) if v is not None else 0 for v in values]
+
+    async def reset_usage(self, tenant: str, slots: Sequence[Slot]) -> None:
+        keys = [self.counter_key(tenant, slot) for slot in slots]
+        await self._run(lambda client: client.delete(*keys))
+
+    async def get_overrides(self, tenant: str) -> dict[str, int]:
+        raw = await self._run(lambda client: client.hgetall(self.limits_key(tenant)))
+        return {k.decode() if isinstance(k, bytes) else str(k): int(v) for k, v in raw.items()}
+
+    async def set_overrides(self, tenant: str, values: Mapping[str, int | None]) -> None:
+        key = self.limits_key(tenant)
+        to_set = {name: int(v) for name, v in values.items() if v is not None}
+        to_delete = [name for name, v in values.items() if v is None]
+        if to_set:
+            await self._run(lambda client: client.hset(key, mapping=to_set))
+        if to_delete:
+            await self._run(lambda client: client.hdel(key, *to_delete))
+
+    async def clear_overrides(self, tenant: str) -> None:
+        await self._run(lambda client: client.delete(self.limits_key(tenant)))
+
+    async def aclose(self) -> None:
+        """Close the clients this store opened on the running loop (a given client is the caller's)."""
+        try:
+            loop_id = id(asyncio.get_running_loop())
+        except RuntimeError:
+            return
+        self._gates.pop(loop_id, None)
+        fast = self._fast_clients.pop(loop_id, None)
+        if fast is not None:
+            await fast.aclose()
+        client = self._clients.pop(loop_id, None)
+        if client is not None:
+            await client.aclose()

@@ -1,0 +1,80 @@
+"""The budget store contract: atomic reservation over several windows, settlement, live overrides.
+
+Two implementations with the same semantics: :class:`~asgi_aigw.budget.memory.MemoryBudgetStore` (one
+process) and :class:`~asgi_aigw.budget.redis.RedisBudgetStore` (shared by every worker and host).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .windows import Slot
+
+
+class StoreError(Exception):
+    """The store could not be reached or answered with an error."""
+
+
+@dataclass(slots=True)
+class Reservation:
+    """The outcome of :meth:`BudgetStore.reserve`, one entry per slot in the order given."""
+
+    allowed: bool
+    #: Usage after the reservation when allowed, else the usage that refused it.
+    used: list[int]
+    #: The limit that applied (live override, else the given default); ``-1`` for none.
+    limits: list[int]
+
+
+class BudgetStore(Protocol):
+    """Counters per tenant and window slot, in store units (requests, tokens, nano-dollars)."""
+
+    async def reserve(
+        self,
+        tenant: str,
+        slots: Sequence[Slot],
+        amounts: Sequence[int],
+        limits: Sequence[int],
+        grace: int,
+    ) -> Reservation:
+        """Atomically: if every slot has room for its amount (under its override, else ``limits``),
+        add every amount; otherwise add nothing. Keys expire ``grace`` seconds after their slot ends."""
+        ...
+
+    async def settle(self, tenant: str, slots: Sequence[Slot], deltas: Sequence[int]) -> None:
+        """Add ``deltas`` (negative to give back) to slots that still exist; never below zero."""
+        ...
+
+    async def usage(self, tenant: str, slots: Sequence[Slot]) -> list[int]: ...
+
+    async def reset_usage(self, tenant: str, slots: Sequence[Slot]) -> None: ...
+
+    async def get_overrides(self, tenant: str) -> dict[str, int]:
+        """The tenant's live limits by window name, in store units (``-1``: unlimited)."""
+        ...
+
+    async def set_overrides(self, tenant: str, values: Mapping[str, int | None]) -> None:
+        """Set live limits; ``None`` removes a window's override (back to the configured default)."""
+        ...
+
+    async def clear_overrides(self, tenant: str) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+def store_from_url(
+    url: str, *, key_prefix: str = "aigw:", timeout: float = 2.0, **options: Any
+) -> BudgetStore:
+    """``memory://`` or a Redis URL (``redis://``, ``rediss://``, ``unix://``) to a store."""
+    scheme = url.partition("://")[0].lower()
+    if scheme == "memory":
+        from .memory import MemoryBudgetStore
+
+        return MemoryBudgetStore()
+    if scheme in ("redis", "rediss", "unix"):
+        from .redis import RedisBudgetStore
+
+        return RedisBudgetStore(url, key_prefix=key_prefix, timeout=timeout, **options)
+    raise ValueError(f"Unknown budget store {url!r}: use memory:// or redis://HOST:PORT/DB.")

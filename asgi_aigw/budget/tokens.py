@@ -1,0 +1,111 @@
+"""Token counts for estimates and for answers cut short, from the offline runtime's tokenizers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import anyio
+
+from ..runtime import tokens as runtime_tokens
+from ..runtime.assets import AssetError
+
+logger = logging.getLogger("asgi_aigw.budget")
+
+
+class TokenCounter(Protocol):
+    def count_chat(self, request: Mapping[str, Any], model: str | None) -> int: ...
+
+    def count_text(self, text: str, model: str | None) -> int: ...
+
+
+class ApproximateCounter:
+    """About four characters per token, plus OpenAI's per-message overhead: the fallback when no
+    tokenizer is installed (it errs on the high side for English, as an estimate should)."""
+
+    def count_chat(self, request: Mapping[str, Any], model: str | None) -> int:
+        total = 3
+        for message in request.get("messages") or ():
+            total += 4
+            content = message.get("content") if isinstance(message, Mapping) else None
+            if isinstance(content, str):
+                total += self.count_text(content, model)
+            elif isinstance(content, list):
+                for part in content:
+                    if isinstance(part, Mapping) and isinstance(part.get("text"), str):
+                        total += self.count_text(part["text"], model)
+        return total
+
+    def count_text(self, text: str, model: str | None) -> int:
+        return (len(text) + 3) // 4
+
+
+class RuntimeTokenCounter:
+    """:mod:`asgi_aigw.runtime.tokens`: tiktoken encodings loaded offline, once per process; exact for
+    OpenAI models, a documented over-estimate for the others. When no tokenizer can be loaded (the
+    ``tokens`` extra is missing, or its encoding files are), it warns once and falls back to the
+    :class:`ApproximateCounter` rather than failing every request."""
+
+    def __init__(self) -> None:
+        self._fallback: ApproximateCounter | None = None
+
+    def count_chat(self, request: Mapping[str, Any], model: str | None) -> int:
+        if self._fallback is None:
+            try:
+                return runtime_tokens.count_chat_tokens(request, model)
+            except (ImportError, AssetError) as exc:
+                self._fall_back(exc)
+        assert self._fallback is not None
+        return self._fallback.count_chat(request, model)
+
+    def count_text(self, text: str, model: str | None) -> int:
+        if self._fallback is None:
+            try:
+                return runtime_tokens.count_text_tokens(text, model)
+            except (ImportError, AssetError) as exc:
+                self._fall_back(exc)
+        assert self._fallback is not None
+        return self._fallback.count_text(text, model)
+
+    def _fall_back(self, exc: BaseException) -> None:
+        logger.warning("No tokenizer available (%s): token estimates fall back to 4 characters a token", exc)
+        self._fallback = ApproximateCounter()
+
+
+class WarmCounter:
+    """Runs the first count in a worker thread: loading an encoding takes up to a second, which must
+    not block the event loop. Requests arriving meanwhile wait for that one load instead of each
+    taking a thread (dozens of threads fighting for the GIL starve the event loop); later counts take
+    microseconds and run inline."""
+
+    __slots__ = ("_counter", "_lock", "_warm")
+
+    def __init__(self, counter: TokenCounter) -> None:
+        self._counter = counter
+        self._warm = False
+        self._lock: asyncio.Lock | None = None
+
+    async def _first(self, function: Callable[..., int], *args: Any) -> int:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._warm:
+                return function(*args)
+            try:
+                return await anyio.to_thread.run_sync(function, *args)
+            finally:
+                self._warm = True
+
+    async def count_chat(self, request: Mapping[str, Any], model: str | None) -> int:
+        if not self._warm:
+            return await self._first(self._counter.count_chat, request, model)
+        return self._counter.count_chat(request, model)
+
+    async def count_text(self, text: str, model: str | None) -> int:
+        if not text:
+            return 0
+        if not self._warm:
+            return await self._first(self._counter.count_text, text, model)
+        return self._counter.count_text(text, model)

@@ -1,0 +1,112 @@
+"""Configuration of :class:`~asgi_aigw.tenant.TenantMiddleware` (the ``tenant:`` section)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from .ids import DEFAULT_MAX_LENGTH, DEFAULT_TENANT_PATTERN
+
+#: Every algorithm PyJWT verifies with the crypto extra. ``none`` is not one of them, on purpose.
+SYMMETRIC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+ASYMMETRIC_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "ES256K", "EdDSA"}
+)
+SUPPORTED_ALGORITHMS = SYMMETRIC_ALGORITHMS | ASYMMETRIC_ALGORITHMS
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class JWTConfig(_Config):
+    """How bearer tokens are verified. HMAC secrets and public keys are kept apart by algorithm family,
+    so a token signed with HS256 is never checked against a public key (no key confusion)."""
+
+    #: The allow-list; a token whose ``alg`` is not in it is refused before any key is looked at.
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256"], min_length=1)
+    #: HMAC secret (HS*), inline or from a file.
+    secret: SecretStr | None = None
+    secret_file: Path | None = None
+    #: PEM public key (RS*, PS*, ES*, EdDSA), inline or from a file.
+    public_key: str | None = None
+    public_key_file: Path | None = None
+    #: JWKS endpoint: keys chosen by ``kid``; fetched once, cached, refreshed on an unknown ``kid``.
+    jwks_url: str | None = None
+    #: Seconds a fetched key set is trusted before it is fetched again.
+    jwks_cache_seconds: float = Field(default=300.0, gt=0)
+    #: At most one refresh per this many seconds when tokens carry unknown ``kid`` values.
+    jwks_min_refresh_seconds: float = Field(default=10.0, ge=0)
+    jwks_timeout: float = Field(default=5.0, gt=0)
+    #: Expected ``iss`` (any of them) and ``aud`` (any of them); ``None`` skips the check.
+    issuer: str | list[str] | None = None
+    audience: str | list[str] | None = None
+    #: Seconds of clock skew tolerated on ``exp``, ``nbf`` and ``iat``.
+    leeway: float = Field(default=30.0, ge=0)
+    #: Claims that must be present.
+    require: list[str] = Field(default_factory=lambda: ["exp"])
+    #: The claim holding the tenant id, as a dotted path into nested objects (``org.id``).
+    tenant_claim: str = "sub"
+    #: Where the token is read from: ``Authorization: Bearer <token>`` by default.
+    header: str = "authorization"
+    scheme: str | None = "Bearer"
+    #: Refuse requests without a token (401). When false, they fall back to the header or the default.
+    required: bool = True
+
+    @field_validator("algorithms")
+    @classmethod
+    def _known_algorithms(cls, value: list[str]) -> list[str]:
+        unknown = [alg for alg in value if alg not in SUPPORTED_ALGORITHMS]
+        if unknown:
+            raise ValueError(
+                f"unsupported JWT algorithm(s) {unknown}; choose from {sorted(SUPPORTED_ALGORITHMS)} "
+                "('none' is never accepted)"
+            )
+        return value
+
+    @field_validator("header")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return value.lower()
+
+    @model_validator(mode="after")
+    def _keys_for_algorithms(self) -> JWTConfig:
+        wants_hmac = any(alg in SYMMETRIC_ALGORITHMS for alg in self.algorithms)
+        wants_public = any(alg in ASYMMETRIC_ALGORITHMS for alg in self.algorithms)
+        has_secret = self.secret is not None or self.secret_file is not None
+        has_public = any(v is not None for v in (self.public_key, self.public_key_file, self.jwks_url))
+        if wants_hmac and not has_secret:
+            raise ValueError("an HS* algorithm is allowed but no secret or secret_file is set")
+        if wants_public and not has_public:
+            raise ValueError(
+                "an asymmetric algorithm is allowed but no public_key, public_key_file or jwks_url is set"
+            )
+        if has_secret and not wants_hmac:
+            raise ValueError("a secret is set but no HS* algorithm is allowed: add one to algorithms")
+        return self
+
+
+class TenantConfig(_Config):
+    """Where the tenant id comes from. Precedence: the app's resolver, then a verified JWT, then the
+    header, then the default. A header that contradicts a verified tenant is refused with 403."""
+
+    #: Header carrying the tenant id; ``None`` to ignore headers.
+    header: str | None = "x-tenant-id"
+    jwt: JWTConfig | None = None
+    #: ``"module:callable"`` taking the ASGI scope and returning the tenant id or None (sync or async).
+    resolver: str | None = None
+    #: Refuse requests without a tenant (401). When false, they get ``default``.
+    required: bool = True
+    default: str = "default"
+    #: Tenant ids become store keys: they must match this pattern and length.
+    id_pattern: str = DEFAULT_TENANT_PATTERN
+    max_length: int = Field(default=DEFAULT_MAX_LENGTH, ge=1, le=256)
+    #: Which routes need a tenant: the gateway's routes (``classify``), or every HTTP request.
+    routes: Literal["gateway", "all"] = "gateway"
+
+    @field_validator("header")
+    @classmethod
+    def _lower(cls, value: str | None) -> str | None:
+        return value.lower() if value else None

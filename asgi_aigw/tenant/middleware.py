@@ -1,0 +1,184 @@
+"""TenantMiddleware: who is calling, from the app's own auth, a verified JWT, or a header."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+import httpx
+
+from .._lifespan import lifespan_passthrough
+from .._types import ASGIApp, Receive, Scope, Send
+from ..context import current_tenant, ensure_context
+from ..errors import Forbidden, GatewayError, Unauthorized, send_error
+from ..http import get_header
+from ..routes import classify
+from .config import TenantConfig
+from .ids import InvalidTenantId, TenantIdValidator
+from .jwt import JWTVerifier, TokenRejected, claim_at
+
+#: ``resolver(scope)`` returns the tenant id the app's own authentication established, or None.
+TenantResolver = Callable[[Scope], str | Awaitable[str | None] | None]
+
+
+def import_resolver(path: str) -> TenantResolver:
+    """The callable named ``"package.module:attribute"``."""
+    module_name, _, attribute = path.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"resolver must look like 'package.module:function', not {path!r}")
+    target: Any = importlib.import_module(module_name)
+    for part in attribute.split("."):
+        target = getattr(target, part)
+    if not callable(target):
+        raise ValueError(f"resolver {path!r} is not callable")
+    return cast(TenantResolver, target)
+
+
+class TenantMiddleware:
+    """Puts the caller's tenant id in the request context (``ctx.tenant_id``) and in the
+    :data:`~asgi_aigw.context.current_tenant` contextvar, or refuses the request.
+
+    Precedence: ``resolver`` (the app's own auth) > verified JWT > header > ``default``. Verified sources
+    must agree with each other and with the header when one is sent (else 403). Options are
+    :class:`TenantConfig` fields, given as ``config=`` or as keywords.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        config: TenantConfig | None = None,
+        resolver: TenantResolver | str | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        **options: Any,
+    ) -> None:
+        if isinstance(resolver, str):  # a "module:callable" path: the ``resolver`` option of TenantConfig
+            options["resolver"] = resolver
+            resolver = None
+        if config is not None and options:
+            raise TypeError("pass either config= or keyword options, not both")
+        self.app = app
+        self.config = config if config is not None else TenantConfig(**options)
+        self.validate = TenantIdValidator(self.config.id_pattern, self.config.max_length)
+        self.resolver = resolver or (import_resolver(self.config.resolver) if self.config.resolver else None)
+        jwt_config = self.config.jwt
+        self.verifier = JWTVerifier(jwt_config, http_client=http_client) if jwt_config else None
+        self._token_header = jwt_config.header.encode("latin-1") if jwt_config else b""
+        self._scheme = jwt_config.scheme.lower() + " " if jwt_config and jwt_config.scheme else None
+        self._header = self.config.header.encode("latin-1") if self.config.header else None
+        self._header_name = self.config.header or ""
+        self._all_routes = self.config.routes == "all"
+        if not self.config.required:
+            self.validate(self.config.default)  # fail at start-up, not on the first request
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await lifespan_passthrough(self.app, scope, receive, send, self.aclose)
+            else:
+                await self.app(scope, receive, send)
+            return
+        if not self._all_routes and classify(scope) is None:
+            await self.app(scope, receive, send)
+            return
+        scope, ctx = ensure_context(scope)
+        try:
+            tenant = await self.resolve(scope)
+        except GatewayError as exc:
+            ctx.status = exc.status
+            ctx.error_code = exc.code
+            await send_error(send, exc)
+            return
+        ctx.tenant_id = tenant
+        reset = current_tenant.set(tenant)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            current_tenant.reset(reset)
+
+    async def resolve(self, scope: Scope) -> str:
+        """The request's tenant id, or a :class:`GatewayError` (401, 403, or 503 without keys)."""
+        verified: str | None = None
+        if self.resolver is not None:
+            value = self.resolver(scope)
+            if inspect.isawaitable(value):
+                value = await value
+            if value is not None:
+                verified = self._checked(value, "the application's resolver")
+
+        if self.verifier is not None:
+            token = self._token(scope)
+            if token is not None:
+                try:
+                    claims = await self.verifier.verify(token)
+                except TokenRejected as exc:
+                    raise Unauthorized(exc.message, code="invalid_token") from None
+                claim = self.verifier.config.tenant_claim
+                value = claim_at(claims, claim)
+                if value is None:
+                    raise Unauthorized(
+                        f"The token has no {claim!r} claim to take the tenant from.", code="invalid_token"
+                    )
+                from_token = self._checked(value, f"the token's {claim!r} claim")
+                if verified is not None and from_token != verified:
+                    raise Forbidden(
+                        "The token names a different tenant than the application's own authentication.",
+                        code="tenant_mismatch",
+                    )
+                verified = from_token
+            elif verified is None and self.verifier.config.required:
+                jwt_config = self.verifier.config
+                shape = f"{jwt_config.scheme} <JWT>" if jwt_config.scheme else "<JWT>"
+                raise Unauthorized(
+                    f"A bearer token is required: send the {jwt_config.header} header as {shape!r}.",
+                    code="missing_token",
+                )
+
+        if self._header is not None:
+            raw = get_header(scope, self._header)
+            if raw is not None:
+                claimed = self._checked(raw.decode("latin-1"), f"the {self._header_name} header")
+                if verified is not None and claimed != verified:
+                    raise Forbidden(
+                        f"The {self._header_name} header names a different tenant than your verified "
+                        "credentials: drop the header or send your own tenant id.",
+                        code="tenant_mismatch",
+                    )
+                return verified or claimed
+
+        if verified is not None:
+            return verified
+        if self.config.required:
+            sources = []
+            if self._header is not None:
+                sources.append(f"the {self._header_name} header")
+            if self.verifier is not None:
+                sources.append("a bearer token")
+            hint = " or ".join(sources) or "the application's authentication"
+            raise Unauthorized(f"No tenant: identify yourself with {hint}.", code="missing_tenant")
+        return self.config.default
+
+    def _checked(self, value: object, source: str) -> str:
+        try:
+            return self.validate(value)
+        except InvalidTenantId as exc:
+            raise Unauthorized(
+                f"The tenant id from {source} is not valid: {exc}.", code="invalid_tenant"
+            ) from None
+
+    def _token(self, scope: Scope) -> str | None:
+        raw = get_header(scope, self._token_header)
+        if raw is None:
+            return None
+        value = raw.decode("latin-1").strip()
+        if self._scheme is not None:
+            if value[: len(self._scheme)].lower() != self._scheme:
+                return None
+            value = value[len(self._scheme) :].strip()
+        return value or None
+
+    async def aclose(self) -> None:
+        if self.verifier is not None:
+            await self.verifier.aclose()

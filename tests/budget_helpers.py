@@ -1,0 +1,114 @@
+"""Helpers for the tenant and budget tests: token counting, store readers, tiny inner apps."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import anyio
+import orjson
+
+from asgi_aigw.budget import BudgetStore, SlotClock
+from asgi_aigw.budget.tokens import RuntimeTokenCounter, TokenCounter
+from asgi_aigw.context import ensure_context
+
+
+def token_counter() -> TokenCounter:
+    """The offline runtime's tokenizers, as the middleware uses by default (checked to be really
+    loaded, not the approximate fallback)."""
+    counter = RuntimeTokenCounter()
+    counter.count_text("warm up", "gpt-4o-mini")
+    assert counter._fallback is None, "the runtime's tokenizer did not load"
+    return counter
+
+
+#: The instant a budget test runs "at" (reset for each test by ``freeze_now``): its middlewares take
+#: ``clock=fixed_clock`` and its checks read the same slots, so a test that straddles a minute
+#: boundary still reads what it wrote.
+NOW = time.time()
+
+
+async def away_from_minute_boundary(margin: float = 5.0) -> None:
+    """Wait for the next minute if this one ends within ``margin`` seconds: for tests that run a real
+    clock (the demo, the CLI) and need their requests to fall in one minute window."""
+    left = 60 - time.time() % 60
+    if left < margin:
+        await anyio.sleep(left + 0.05)
+
+
+def freeze_now() -> None:
+    global NOW
+    NOW = time.time()
+
+
+def fixed_clock() -> float:
+    return NOW
+
+
+async def usage_of(store: BudgetStore, tenant: str) -> dict[str, int]:
+    """The tenant's usage in the slot of every window at :data:`NOW`, by window name."""
+    slots = SlotClock().slots(NOW)
+    values = await store.usage(tenant, slots)
+    return {slot.window.name: value for slot, value in zip(slots, values, strict=True)}
+
+
+def chat(content: str = "hello there world", **extra: Any) -> dict[str, Any]:
+    return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": content}], **extra}
+
+
+def completion(text: str, usage: dict[str, int] | None) -> bytes:
+    payload: dict[str, Any] = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+    }
+    if usage is not None:
+        payload["usage"] = usage
+    return orjson.dumps(payload)
+
+
+class JSONApp:
+    """An inner app that answers every request with a fixed JSON body (and can mark a cache hit)."""
+
+    def __init__(self, body: bytes, status: int = 200, cache_status: str | None = None) -> None:
+        self.body = body
+        self.status = status
+        self.cache_status = cache_status
+        self.calls = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.calls += 1
+        scope, ctx = ensure_context(scope)
+        if self.cache_status:
+            ctx.cache_status = self.cache_status
+        await send(
+            {
+                "type": "http.response.start",
+                "status": self.status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(self.body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": self.body, "more_body": False})
+
+
+class SSEApp:
+    """An inner app streaming fixed events (no router: the budget must read the wire)."""
+
+    def __init__(self, events: list[bytes]) -> None:
+        self.events = events
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
+        for event in self.events:
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})

