@@ -182,8 +182,9 @@ def wrk(
     return LoadResult(name, concurrency, rps, p50, p99, errors, total, cpu_us)
 
 
-def check_answers(url: str, body: bytes) -> None:
-    response = httpx.post(url, content=body, headers={"content-type": "application/json"}, timeout=10)
+def check_answers(url: str, body: bytes, headers: dict[str, str] | None = None) -> None:
+    headers = {"content-type": "application/json", **(headers or {})}
+    response = httpx.post(url, content=body, headers=headers, timeout=10)
     if response.status_code != 200:
         raise RuntimeError(f"{url} answered {response.status_code}: {response.text[:300]}")
 

@@ -174,7 +174,7 @@ def main() -> None:
             server = stack.enter_context(uvicorn_process(target, factory=factory, env=env))
             servers[name] = (server, path, lua)
         for server, path, _ in servers.values():
-            check_answers(f"{server}{path}", BODY)
+            check_answers(f"{server}{path}", BODY, {"x-tenant-id": "bench"})
         for c in args.concurrency:
             for name, (server, path, lua) in servers.items():
                 result = wrk(

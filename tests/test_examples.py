@@ -92,7 +92,12 @@ async def test_fastapi_example(tmp_path: Path, fake_upstream: tuple[FakeProvider
             products = await http.get("/products")
             assert [p["name"] for p in products.json()] == ["Teapot", "Kettle"]
 
-            client = openai.AsyncOpenAI(base_url=f"{base}/ai/v1", api_key="unused", http_client=http)
+            client = openai.AsyncOpenAI(
+                base_url=f"{base}/ai/v1",
+                api_key="unused",
+                http_client=http,
+                default_headers={"x-tenant-id": "acme"},
+            )
             first = await client.chat.completions.with_raw_response.create(
                 model="gpt-4o-mini", messages=[{"role": "user", "content": question}]
             )
@@ -100,6 +105,7 @@ async def test_fastapi_example(tmp_path: Path, fake_upstream: tuple[FakeProvider
             assert first.headers["x-aigw-cache"] == "miss"
             assert first.headers["x-aigw-provider"] == "openai"
             assert first.headers["x-request-id"]
+            assert int(first.headers["x-ratelimit-limit-requests"]) == 120  # the budget's default limits
             again = await client.chat.completions.with_raw_response.create(
                 model="gpt-4o-mini", messages=[{"role": "user", "content": question}]
             )
@@ -129,19 +135,48 @@ async def test_fastapi_example(tmp_path: Path, fake_upstream: tuple[FakeProvider
                 chunks = [chunk async for chunk in response.aiter_text()]
             assert "".join(chunks) == "Echo: Describe the Kettle in one line."
 
+            # no tenant: refused before anything is spent; a small budget: 429 with the limits
+            anonymous = await http.post(
+                "/ai/v1/chat/completions",
+                json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
+            )
+            assert anonymous.status_code == 401
+            assert anonymous.json()["error"]["code"] == "missing_tenant"
+            too_much = await http.post(
+                "/ai/v1/chat/completions",
+                headers={"x-tenant-id": "trial"},
+                json={
+                    "model": "gpt-4o-mini",
+                    "max_tokens": 2000,
+                    "messages": [{"role": "user", "content": "hi"}],
+                },
+            )
+            assert too_much.status_code == 429
+            assert too_much.headers["x-ratelimit-limit-tokens"] == "1000"
+
             metrics = await http.get("/ai/metrics")
             assert 'aigw_requests_total{model="gpt-4o-mini",route="chat",status="200"}' in metrics.text
     assert (tmp_path / ".aigw" / "chdb").is_dir()  # the request log's embedded ClickHouse
 
 
-async def test_django_example_without_lifespan(
-    tmp_path: Path, fake_upstream: tuple[FakeProvider, dict[str, str]]
+@pytest.mark.parametrize(
+    ("lifespan", "stop"),
+    [
+        # Django sends no lifespan, so nothing in the stack may depend on it; Ctrl+C stops the server
+        # and the request log is flushed at exit
+        ("off", signal.SIGINT),
+        # uvicorn's default: the stack answers lifespan itself and flushes the log at shutdown (SIGTERM
+        # from a process manager)
+        ("auto", signal.SIGTERM),
+    ],
+)
+async def test_django_example(
+    tmp_path: Path, fake_upstream: tuple[FakeProvider, dict[str, str]], lifespan: str, stop: int
 ) -> None:
     fake, env = fake_upstream
     question = f"Hello from bob@example.com ({uuid.uuid4().hex[:8]})"
-    # --lifespan off: Django sends none, so nothing in the stack may depend on it. Ctrl+C stops it.
     with uvicorn(
-        EXAMPLES / "django", "shop.asgi:application", tmp_path, env, "--lifespan", "off", stop=signal.SIGINT
+        EXAMPLES / "django", "shop.asgi:application", tmp_path, env, "--lifespan", lifespan, stop=stop
     ) as base:
         async with httpx.AsyncClient(base_url=base, timeout=60) as http:
             page = await http.get("/")
@@ -160,7 +195,12 @@ async def test_django_example_without_lifespan(
             assert "".join(chunks) == "Echo: Tell me more please"
 
             # and any OpenAI client reaches the gateway mounted at /ai/
-            client = openai.AsyncOpenAI(base_url=f"{base}/ai/v1", api_key="unused", http_client=http)
+            client = openai.AsyncOpenAI(
+                base_url=f"{base}/ai/v1",
+                api_key="unused",
+                http_client=http,
+                default_headers={"x-tenant-id": "acme"},
+            )
             stream = await client.chat.completions.create(
                 model="gpt-4o-mini", messages=[{"role": "user", "content": "Stream it"}], stream=True
             )
@@ -170,14 +210,16 @@ async def test_django_example_without_lifespan(
             assert text == "Echo: Stream it"
             blocked = await http.post(
                 "/ai/v1/chat/completions",
+                headers={"x-tenant-id": "acme"},
                 json={
                     "model": "gpt-4o-mini",
                     "messages": [{"role": "user", "content": "My SSN is 536-22-1234"}],
                 },
             )
             assert blocked.status_code == 422
-    # the request log was flushed at exit (atexit), with no lifespan shutdown to trigger it
+    # every row reached the log when the server stopped
     rows = [json.loads(line) for line in (tmp_path / ".aigw" / "requests.jsonl").read_text().splitlines()]
     assert len(rows) == 4
     assert {row["status"] for row in rows} == {200, 422}
     assert all(row["route"] == "chat" for row in rows)
+    assert {row["tenant"] for row in rows} == {"django-site", "acme"}

@@ -110,7 +110,7 @@ def anchor(model: type) -> str:
 
 
 def type_name(annotation: Any) -> str:
-    """A short, readable type: ``int``, ``str | None``, ``list[DeploymentConfig]``, ``"fallback" | "weighted"``."""
+    """A short, readable type: ``str | None``, ``list[DeploymentConfig]``, ``"fallback" | "weighted"``."""
     if annotation is type(None):
         return "None"
     if annotation is SecretStr:
@@ -136,10 +136,8 @@ def type_name(annotation: Any) -> str:
 def default_text(field: FieldInfo) -> str:
     if field.is_required():
         return "required"
-    if field.default_factory is not None:
-        value = field.default_factory()  # type: ignore[call-arg]
-    else:
-        value = field.default
+    factory = field.default_factory
+    value = factory() if factory is not None else field.default  # type: ignore[call-arg]
     if value is PydanticUndefined:
         return "required"
     if isinstance(value, BaseModel):
@@ -201,7 +199,9 @@ def config_reference() -> str:
                 if v is not None
             ]
             if constraints:
-                description = f"{description} ({', '.join(constraints)})" if description else ", ".join(constraints)
+                description = (
+                    f"{description} ({', '.join(constraints)})" if description else ", ".join(constraints)
+                )
             lines.append(
                 f"| `{name}` | {_cell(type_name(field.annotation))} | {_cell(default_text(field))} "
                 f"| {_cell(description)} |"
@@ -302,8 +302,10 @@ def public_names(module_name: str) -> list[str]:
 
 def _is_config_model(module_name: str, name: str) -> bool:
     value = getattr(importlib.import_module(module_name), name, None)
-    return inspect.isclass(value) and issubclass(value, BaseModel) and value.__name__.endswith(
-        ("Config", "Settings", "Limits", "Pattern", "Timeouts")
+    return (
+        inspect.isclass(value)
+        and issubclass(value, BaseModel)
+        and value.__name__.endswith(("Config", "Settings", "Limits", "Pattern", "Timeouts"))
     )
 
 
@@ -316,7 +318,10 @@ def api_page(module_name: str) -> str:
         if _is_config_model(module_name, name):
             # the options are in the configuration reference, with their comments
             lines += ["    options:", "      members: false", ""]
-            lines += [f"Options: [{name} in the configuration reference](../configuration.md#{name.lower()}).", ""]
+            lines += [
+                f"Options: [{name} in the configuration reference](../configuration.md#{name.lower()}).",
+                "",
+            ]
         else:
             lines.append("")
     return "\n".join(lines)
@@ -342,7 +347,11 @@ def api_index(modules: list[str]) -> str:
 
 def generated_pages() -> dict[str, str]:
     modules = public_modules()
-    pages = {CONFIG_PAGE: config_reference(), CLI_PAGE: cli_reference(), f"{API_DIR}/index.md": api_index(modules)}
+    pages = {
+        CONFIG_PAGE: config_reference(),
+        CLI_PAGE: cli_reference(),
+        f"{API_DIR}/index.md": api_index(modules),
+    }
     for name in modules:
         pages[f"{API_DIR}/{name}.md"] = api_page(name)
     return pages
@@ -365,7 +374,9 @@ def on_page_content(html: str, page: Any, config: Any, files: Any) -> str:
         for model, _ in config_models(GatewayConfig):
             if f'id="{anchor(model)}"' not in html:
                 missing.append(model.__name__)
-            missing += [f"{model.__name__}.{n}" for n in model.model_fields if f"<code>{n}</code>" not in html]
+            missing += [
+                f"{model.__name__}.{n}" for n in model.model_fields if f"<code>{n}</code>" not in html
+            ]
     elif path == CLI_PAGE:
         for command, options in cli_options().items():
             missing += [f"aigw {command} {o}" for o in options if f"<code>{o}</code>" not in html]

@@ -1,6 +1,6 @@
 """A Starlette app with the router mounted at /ai and two middlewares added the Starlette way.
 
-    uvicorn app:app --port 8000          # from this directory, with gateway.yaml beside it
+uvicorn app:app --port 8000          # from this directory, with gateway.yaml beside it
 """
 
 from __future__ import annotations

@@ -16,9 +16,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop.settings")
 django_app = get_asgi_application()
 
 from asgi_aigw import ProviderRouter, load_config, mount_router  # noqa: E402
+from asgi_aigw.budget import BudgetMiddleware  # noqa: E402
 from asgi_aigw.cache import SemanticCacheMiddleware  # noqa: E402
 from asgi_aigw.logs import RequestLogMiddleware  # noqa: E402
 from asgi_aigw.redact import RedactMiddleware  # noqa: E402
+from asgi_aigw.tenant import TenantMiddleware  # noqa: E402
 
 config = load_config(settings.AIGW_CONFIG)
 
@@ -28,4 +30,6 @@ app = mount_router(django_app, ProviderRouter(config), prefix=settings.GATEWAY_P
 # routes only (.../chat/completions, .../embeddings, .../models); Django's pages pass through.
 app = SemanticCacheMiddleware(app, config=config.cache)  # sees redacted text only
 app = RedactMiddleware(app, config=config.redact)
+app = BudgetMiddleware(app, config=config.budget)  # outside the cache: a cache hit still counts
+app = TenantMiddleware(app, config=config.tenant)  # who is asking, for the budget, cache and log
 application = RequestLogMiddleware(app, config=config.log)  # outermost: sees every outcome
