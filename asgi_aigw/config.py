@@ -44,9 +44,13 @@ class Timeouts(_Config):
     """Seconds. ``read`` bounds each wait for upstream bytes (the first byte and every gap in a stream);
     ``first_byte`` and ``idle`` tighten those two waits separately."""
 
+    #: To open a connection (TCP and TLS).
     connect: float = Field(default=5.0, gt=0)
+    #: The longest wait for upstream bytes, unless ``first_byte`` or ``idle`` say otherwise.
     read: float = Field(default=600.0, gt=0)
+    #: To send the request body.
     write: float = Field(default=30.0, gt=0)
+    #: To get a connection from the pool when all are busy.
     pool: float = Field(default=10.0, gt=0)
     #: Until the response headers (and, for a stream, its first chunk) arrive; unset: ``read``.
     first_byte: float | None = Field(default=None, gt=0)
@@ -62,6 +66,7 @@ class RetryConfig(_Config):
     retries: int = Field(default=2, ge=0, le=10)
     #: Exponential backoff with full jitter: a pause of up to ``min(max, base * 2**n)`` seconds.
     backoff_base: float = Field(default=0.25, ge=0)
+    #: The longest pause between two attempts, in seconds.
     backoff_max: float = Field(default=8.0, ge=0)
     #: A ``Retry-After`` longer than this is not waited for: that deployment is given up on.
     max_retry_after: float = Field(default=30.0, ge=0)
@@ -79,24 +84,34 @@ class CooldownConfig(_Config):
 class ProviderSettings(_Config):
     """Defaults for every deployment of one provider (a deployment's own fields win)."""
 
+    #: The provider's API root (an OpenAI-compatible server: ``http://host:8000/v1``); unset: its own.
     base_url: str | None = None
+    #: The API key (write ``${VAR}`` to read it from the environment).
     api_key: SecretStr | None = None
     #: Name of an environment variable holding the key, read when the router starts.
     api_key_env: str | None = None
+    #: Extra headers sent with every upstream request.
     headers: dict[str, str] = Field(default_factory=dict)
+    #: Unset: the defaults of ``Timeouts``.
     timeouts: Timeouts | None = None
 
 
 class DeploymentConfig(_Config):
     """One place a model can be served from: a provider, its model name, and how to reach it."""
 
+    #: ``openai`` (and any OpenAI-compatible server), ``anthropic``, ``gemini`` or ``ollama``.
     provider: str = "openai"
     #: The model name the provider knows.
     model: str
+    #: As in ``providers``; a deployment's own settings win over its provider's.
     base_url: str | None = None
+    #: As in ``providers``.
     api_key: SecretStr | None = None
+    #: As in ``providers``.
     api_key_env: str | None = None
+    #: As in ``providers`` (merged with the provider's headers).
     headers: dict[str, str] = Field(default_factory=dict)
+    #: As in ``providers``.
     timeouts: Timeouts | None = None
     #: Relative share of traffic when the model's strategy is ``weighted``.
     weight: float = Field(default=1.0, gt=0)
@@ -110,11 +125,14 @@ class DeploymentConfig(_Config):
 class ModelConfig(_Config):
     #: The model name clients send (an alias; it need not be a provider's name).
     name: str = Field(min_length=1)
+    #: Where the model is served from, in order of preference for ``fallback``.
     deployments: list[DeploymentConfig] = Field(min_length=1)
+    #: ``fallback``: in order, the next on failure; ``weighted``: a random order by ``weight``.
     strategy: Literal["fallback", "weighted"] = "fallback"
 
 
 class RouterConfig(_Config):
+    #: Larger request bodies are refused with 413.
     max_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     #: ``aiohttp`` (httpx's API over aiohttp's connection pool, the fast default) or ``httpx``.
     transport: Literal["aiohttp", "httpx"] = "aiohttp"
@@ -125,22 +143,33 @@ class RouterConfig(_Config):
     provider_prefix_routing: bool = True
     #: Read OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, OLLAMA_HOST (and the *_BASE_URL vars).
     providers_from_env: bool = True
+    #: Retries of failed upstream calls.
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    #: Taking failing deployments out of rotation for a while.
     cooldown: CooldownConfig = Field(default_factory=CooldownConfig)
 
 
 class ServerConfig(_Config):
+    """Defaults for ``aigw serve`` (its ``--host``, ``--port`` and ``--workers`` win)."""
+
+    #: Interface to bind (``0.0.0.0`` for every interface).
     host: str = "127.0.0.1"
+    #: Port to listen on.
     port: int = Field(default=8000, ge=0, le=65535)
+    #: uvicorn worker processes (see docs/deployment.md for the stores several workers need).
     workers: int = Field(default=1, ge=1)
 
 
 class GatewayConfig(_Config):
     #: Where ``build_app`` mounts the router.
     prefix: str = "/ai"
+    #: Settings shared by every deployment of a provider, by provider name.
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
+    #: The model names clients send, each with its deployments.
     models: list[ModelConfig] = Field(default_factory=list)
+    #: The router: body limit, connection pool, retries, cooldowns, prefix routing.
     router: RouterConfig = Field(default_factory=RouterConfig)
+    #: Defaults for ``aigw serve``.
     server: ServerConfig = Field(default_factory=ServerConfig)
     #: Where the tokenizer, embedding model and NER model come from (see docs/offline.md).
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)

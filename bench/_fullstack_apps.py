@@ -9,16 +9,17 @@ from typing import Any
 from asgi_aigw import build_app
 from asgi_aigw.config import GatewayConfig
 
-UPSTREAM = os.environ.get("BENCH_UPSTREAM", "http://127.0.0.1:9001/v1/chat/completions")
-REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/0")
-PREFIX = os.environ.get("BENCH_KEY_PREFIX", "aigw-bench:")
 
-
-def full_stack_config() -> GatewayConfig:
+def full_stack_config(
+    upstream: str | None = None, redis: str | None = None, prefix: str | None = None
+) -> GatewayConfig:
     """The full stack pass-through of DESIGN.md's performance budget: tenant from a header, budgets in
     Redis (limits far above the load), regex-only PII redaction, the exact cache in Redis (a miss for
     every new body), no semantic layer (no embedding)."""
-    base_url = UPSTREAM.rsplit("/chat/completions", 1)[0]
+    upstream = upstream or os.environ.get("BENCH_UPSTREAM", "http://127.0.0.1:9001/v1/chat/completions")
+    redis = redis or os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/0")
+    prefix = prefix or os.environ.get("BENCH_KEY_PREFIX", "aigw-bench:")
+    base_url = upstream.rsplit("/chat/completions", 1)[0]
     data: dict[str, Any] = {
         "models": [
             {
@@ -34,15 +35,15 @@ def full_stack_config() -> GatewayConfig:
             }
         ],
         "redact": {"regex_only": True},
-        "cache": {"exact": REDIS, "vector": "none", "key_prefix": f"{PREFIX}cache:", "ttl": 120},
+        "cache": {"exact": redis, "vector": "none", "key_prefix": f"{prefix}cache:", "ttl": 120},
     }
     fields = GatewayConfig.model_fields
     if "tenant" in fields:
         data["tenant"] = {"header": "x-tenant-id"}
     if "budget" in fields:
         data["budget"] = {
-            "store": REDIS,
-            "key_prefix": PREFIX,
+            "store": redis,
+            "key_prefix": prefix,
             "limits": {"requests_per_minute": 10**9, "tokens_per_minute": 10**12},
         }
     return GatewayConfig.model_validate(data)

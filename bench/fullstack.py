@@ -12,17 +12,25 @@ Targets, each one uvicorn process (uvloop, httptools, one worker) on 127.0.0.1, 
   upstream, is metered, scanned and stored;
 - exact cache hit: the cache in front of the router, the same body every time (all hits).
 
+Then, in process (no HTTP, no load generator), where the full stack's CPU goes: the router alone, then
+each layer added on top of it, CPU time per request (this process, its threads included) for the same
+kind of new-body requests, in interleaved rounds.
+
 Writes bench/results/fullstack.{md,json}; ``--plot PNG`` also draws p50 latency against concurrency.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
+import statistics
 import sys
+import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -97,6 +105,86 @@ def _table(results: list[LoadResult], levels: list[int], layers: str) -> str:
             f"| c={c} full stack CPU per request / router's | "
             f"{(full.cpu_us_per_request or 0) / (router.cpu_us_per_request or 1):.2f}x |",
         ]
+    return "\n".join(lines)
+
+
+#: The layers added one by one on top of the router, for the in-process breakdown (cumulative).
+LADDER = (
+    ("router alone", ()),
+    ("+ redaction (regex-only)", ("redact",)),
+    ("+ exact cache (Redis, miss and store)", ("redact", "cache")),
+    ("+ budget (Redis)", ("redact", "cache", "budget")),
+    ("+ tenant = full stack", ("redact", "cache", "budget", "tenant")),
+)
+
+
+async def _ladder_round(apps: dict[str, Any], requests: int, round_no: int) -> dict[str, float]:
+    import httpx
+
+    cpu: dict[str, float] = {}
+    for label, app in apps.items():
+        transport = httpx.ASGITransport(app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            start = time.process_time()
+            for i in range(requests):
+                question = f"Hello, how are you today? round {round_no} {label} number {i}"
+                response = await client.post(
+                    "/ai/v1/chat/completions",
+                    headers={"x-tenant-id": "bench"},
+                    json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": question}]},
+                )
+                assert response.status_code == 200, response.text
+            cpu[label] = (time.process_time() - start) / requests * 1e6
+    return cpu
+
+
+def ladder(redis: str, prefix: str, requests: int, rounds: int) -> list[dict[str, Any]]:
+    """CPU per request in process for the router and each layer added on top of it (medians of rounds)."""
+    from _fullstack_apps import full_stack_config
+
+    from asgi_aigw import build_app
+    from asgi_aigw.testing import FakeProvider, StreamingASGITransport
+
+    url = "http://fake.invalid/v1"
+    full = full_stack_config(f"{url}/chat/completions", redis, prefix)
+    apps = {}
+    for label, keep in LADDER:
+        drop = {
+            k: None
+            for k in ("redact", "cache", "budget", "tenant")
+            if k not in keep and k in type(full).model_fields
+        }
+        config = full.model_copy(update=drop)
+        apps[label] = build_app(config, transports={url: StreamingASGITransport(FakeProvider())}, env={})
+
+    async def measure() -> list[dict[str, float]]:
+        await _ladder_round(apps, 30, -1)  # warm-up: connections, compiled patterns, tokenizer
+        return [await _ladder_round(apps, requests, r) for r in range(rounds)]
+
+    samples = asyncio.run(measure())
+    rows = []
+    previous = None
+    for label, _ in LADDER:
+        value = statistics.median(sample[label] for sample in samples)
+        rows.append(
+            {"stack": label, "cpu_us": value, "added_us": None if previous is None else value - previous}
+        )
+        previous = value
+    return rows
+
+
+def _ladder_table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "",
+        "Where the full stack's CPU goes (in process, CPU µs per request including the in-process fake",
+        "provider and client, medians of interleaved rounds):",
+        "",
+        "| stack | CPU µs/req | added by the layer |",
+        "|---|---|---|",
+    ]
+    for r in rows:
+        added = "" if r["added_us"] is None else f"{r['added_us']:+,.0f}"
+        lines.append(f"| {r['stack']} | {r['cpu_us']:,.0f} | {added} |")
     return "\n".join(lines)
 
 

@@ -43,6 +43,8 @@ class Bench:
     quick: list[str]
     #: Whether the script writes its own results/<name>.md (else its output is saved there).
     writes_results: bool = True
+    #: The script prints plain text, not Markdown: saved inside a code fence.
+    plain: bool = False
     needs: list[str] = field(default_factory=list)
 
 
@@ -61,9 +63,9 @@ def benchmarks(redis: str, plot_path: Path) -> list[Bench]:
         ),
         Bench("translation", ["--rounds", "3000"], ["--rounds", "500"]),
         Bench("redact", ["--rounds", "200"], ["--rounds", "40"]),
-        Bench("request_log", [], ["--rows", "50000", "--requests", "5000"], writes_results=False),
+        Bench("request_log", [], ["--rows", "50000", "--requests", "5000"], writes_results=False, plain=True),
         Bench("runtime", [], ["--quick"], writes_results=False),
-        Bench("semantic_eval", [], [], writes_results=False),
+        Bench("semantic_eval", [], [], writes_results=False, plain=True),
     ]
     if (Path(__file__).parent / "budget.py").exists():
         items.insert(1, Bench("budget", ["--redis", redis], ["--redis", redis, "--requests", "1000"]))
@@ -85,7 +87,8 @@ def run(bench: Bench, quick: bool, extra: list[str]) -> dict[str, Any]:
     status = "ok" if process.returncode == 0 else f"failed (exit {process.returncode})"
     if process.returncode == 0 and not bench.writes_results:
         stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        text = f"# bench/{bench.name}.py\n\n{stamp} — {machine()}\n\n{process.stdout}"
+        output = f"```text\n{process.stdout.strip()}\n```\n" if bench.plain else process.stdout
+        text = f"# bench/{bench.name}.py\n\n{stamp} — {machine()}\n\n{output}"
         (RESULTS / f"{bench.name}.md").write_text(text, encoding="utf-8")
     if process.returncode != 0:
         print(process.stdout[-2000:], file=sys.stderr)
