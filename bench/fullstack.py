@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import statistics
 import sys
@@ -118,22 +119,27 @@ LADDER = (
 )
 
 
-async def _ladder_round(apps: dict[str, Any], requests: int, round_no: int) -> dict[str, float]:
+async def _ladder_round(apps: dict[str, Any], requests: int, round_no: int, nonce: str) -> dict[str, float]:
     import httpx
 
     cpu: dict[str, float] = {}
     for label, app in apps.items():
         transport = httpx.ASGITransport(app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            gc.collect()
             start = time.process_time()
             for i in range(requests):
-                question = f"Hello, how are you today? round {round_no} {label} number {i}"
+                # new every time (a miss), even against answers cached by an earlier call
+                question = f"Hello, how are you today? {nonce} round {round_no} {label} number {i}"
                 response = await client.post(
                     "/ai/v1/chat/completions",
                     headers={"x-tenant-id": "bench"},
                     json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": question}]},
                 )
                 assert response.status_code == 200, response.text
+            # work a layer leaves for after the answer (cache store, budget settle) counts for it, not
+            # for the next stack measured: let it finish inside this window (idle time costs no CPU)
+            await asyncio.sleep(0.3)
             cpu[label] = (time.process_time() - start) / requests * 1e6
     return cpu
 
@@ -158,8 +164,10 @@ def ladder(redis: str, prefix: str, requests: int, rounds: int) -> list[dict[str
         apps[label] = build_app(config, transports={url: StreamingASGITransport(FakeProvider())}, env={})
 
     async def measure() -> list[dict[str, float]]:
-        await _ladder_round(apps, 30, -1)  # warm-up: connections, compiled patterns, tokenizer
-        return [await _ladder_round(apps, requests, r) for r in range(rounds)]
+        # letters only, like the HTTP run's bodies: digits would give the PII patterns work to do
+        nonce = "".join(chr(97 + int(c, 16)) for c in uuid.uuid4().hex[:12])
+        await _ladder_round(apps, 30, -1, nonce)  # warm-up: connections, compiled patterns, tokenizer
+        return [await _ladder_round(apps, requests, r, nonce) for r in range(rounds)]
 
     samples = asyncio.run(measure())
     rows = []
@@ -234,6 +242,10 @@ def main() -> None:
     parser.add_argument(
         "--plot-only", action="store_true", help="draw from the last results, measure nothing"
     )
+    parser.add_argument(
+        "--ladder-requests", type=int, default=60, help="in process: requests per stack, round"
+    )
+    parser.add_argument("--ladder-rounds", type=int, default=15, help="in process: interleaved rounds")
     args = parser.parse_args()
     if args.plot_only:
         plot(RESULTS / "fullstack.json", args.plot or Path("latency.png"))
@@ -244,47 +256,55 @@ def main() -> None:
     # keys of this run only, so nothing collides with other users of the same Redis
     prefix = f"aigw-bench-{uuid.uuid4().hex[:8]}:"
     results: list[LoadResult] = []
-    with contextlib.ExitStack() as stack:
-        fake = stack.enter_context(uvicorn_process("asgi_aigw.testing.fake_provider:app"))
-        env = {
-            "BENCH_UPSTREAM": f"{fake}/v1/chat/completions",
-            "BENCH_REDIS": args.redis,
-            "BENCH_KEY_PREFIX": prefix,
-        }
-        servers: dict[str, tuple[Server, str, str | None]] = {DIRECT: (fake, "/v1/chat/completions", None)}
-        for name, target, factory, path, lua in (
-            (BARE, "_baselines:fixed_json", False, "/v1/chat/completions", None),
-            (PROXY, "_baselines:aiohttp_proxy", False, "/v1/chat/completions", None),
-            (ROUTER, "_baselines:gateway_aiohttp", True, "/ai/v1/chat/completions", None),
-            (FULL, "_fullstack_apps:full_stack", True, "/ai/v1/chat/completions", UNIQUE_BODIES),
-            (HIT, "_cache_apps:exact_hit_gateway", True, "/v1/chat/completions", None),
-        ):
-            server = stack.enter_context(uvicorn_process(target, factory=factory, env=env))
-            servers[name] = (server, path, lua)
-        for server, path, _ in servers.values():
-            check_answers(f"{server}{path}", BODY, {"x-tenant-id": "bench"})
-        for c in args.concurrency:
-            for name, (server, path, lua) in servers.items():
-                result = wrk(
-                    name,
-                    f"{server}{path}",
-                    BODY,
-                    concurrency=c,
-                    seconds=args.seconds,
-                    pid=server.pid,
-                    lua=lua,
-                )
-                print(
-                    f"  {name:26} c={c:<3} {result.requests_per_s:9.0f} req/s  p50 {result.p50_ms:8.3f} ms"
-                    f"  p99 {result.p99_ms:8.3f} ms  cpu {result.cpu_us_per_request or 0:6.0f} us/req"
-                    f"  errors {result.errors}",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                results.append(result)
-    _cleanup(args.redis, prefix)
-    write_results(
-        "fullstack", "Latency against concurrency", _table(results, args.concurrency, layers()), results
+    try:
+        with contextlib.ExitStack() as stack:
+            fake = stack.enter_context(uvicorn_process("asgi_aigw.testing.fake_provider:app"))
+            env = {
+                "BENCH_UPSTREAM": f"{fake}/v1/chat/completions",
+                "BENCH_REDIS": args.redis,
+                "BENCH_KEY_PREFIX": prefix,
+            }
+            servers: dict[str, tuple[Server, str, str | None]] = {
+                DIRECT: (fake, "/v1/chat/completions", None)
+            }
+            for name, target, factory, path, lua in (
+                (BARE, "_baselines:fixed_json", False, "/v1/chat/completions", None),
+                (PROXY, "_baselines:aiohttp_proxy", False, "/v1/chat/completions", None),
+                (ROUTER, "_baselines:gateway_aiohttp", True, "/ai/v1/chat/completions", None),
+                (FULL, "_fullstack_apps:full_stack", True, "/ai/v1/chat/completions", UNIQUE_BODIES),
+                (HIT, "_cache_apps:exact_hit_gateway", True, "/v1/chat/completions", None),
+            ):
+                server = stack.enter_context(uvicorn_process(target, factory=factory, env=env))
+                servers[name] = (server, path, lua)
+            for server, path, _ in servers.values():
+                check_answers(f"{server}{path}", BODY, {"x-tenant-id": "bench"})
+            for c in args.concurrency:
+                for name, (server, path, lua) in servers.items():
+                    result = wrk(
+                        name,
+                        f"{server}{path}",
+                        BODY,
+                        concurrency=c,
+                        seconds=args.seconds,
+                        pid=server.pid,
+                        lua=lua,
+                    )
+                    print(
+                        f"  {name:26} c={c:<3} {result.requests_per_s:9.0f} req/s  p50 {result.p50_ms:8.3f} ms"
+                        f"  p99 {result.p99_ms:8.3f} ms  cpu {result.cpu_us_per_request or 0:6.0f} us/req"
+                        f"  errors {result.errors}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    results.append(result)
+        breakdown = ladder(args.redis, prefix, args.ladder_requests, args.ladder_rounds)
+    finally:
+        _cleanup(args.redis, prefix)
+    table = _table(results, args.concurrency, layers()) + "\n" + _ladder_table(breakdown)
+    write_results("fullstack", "Latency against concurrency", table, results)
+    # the breakdown has its own file: fullstack.json's results stay the wrk rows the plot reads
+    (RESULTS / "fullstack_breakdown.json").write_text(
+        json.dumps(breakdown, indent=2) + "\n", encoding="utf-8"
     )
     if args.plot:
         plot(RESULTS / "fullstack.json", args.plot)

@@ -93,6 +93,7 @@ def run(bench: Bench, quick: bool, extra: list[str]) -> dict[str, Any]:
     if process.returncode != 0:
         print(process.stdout[-2000:], file=sys.stderr)
     return {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "name": bench.name,
         "command": " ".join(["python", f"bench/{bench.name}.py", *command[2:]]),
         "status": status,
@@ -203,6 +204,14 @@ def _fmt(value: float, unit: str) -> str:
     return f"{value:+.3f} ms" if unit == "ms" else f"{value}"
 
 
+def merged_runs(runs: list[dict[str, Any]], order: list[str]) -> list[dict[str, Any]]:
+    """This invocation's runs, plus the latest earlier run of every benchmark not run now (``--only``)."""
+    previous = _load("summary") or {}
+    by_name = {r["name"]: {"date": previous.get("date", "?"), **r} for r in previous.get("runs", [])}
+    by_name.update({r["name"]: r for r in runs})
+    return [by_name[n] for n in order if n in by_name] + [r for n, r in by_name.items() if n not in order]
+
+
 def summary(runs: list[dict[str, Any]], quick: bool) -> None:
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     load = os.getloadavg()[0]
@@ -211,11 +220,12 @@ def summary(runs: list[dict[str, Any]], quick: bool) -> None:
         f"{stamp} — {machine()}; load average {load:.1f} at the end"
         + (" (quick run: shorter measurements)" if quick else ""),
         "",
-        "| benchmark | command | status | seconds | results |",
-        "|---|---|---|---|---|",
+        "| benchmark | command | status | seconds | run at | results |",
+        "|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r['name']} | `{r['command']}` | {r['status']} | {r['seconds']:.0f} | `bench/results/{r['name']}.md` |"
+        f"| {r['name']} | `{r['command']}` | {r['status']} | {r['seconds']:.0f} | {r['date']} "
+        f"| `bench/results/{r['name']}.md` |"
         for r in runs
     ]
     if checks:
@@ -271,7 +281,8 @@ def main() -> None:
             Bench("token_approx", [str(args.llama_wheel)], [str(args.llama_wheel)], writes_results=False)
         )
     runs = [run(bench, args.quick, []) for bench in todo]
-    summary(runs, args.quick)
+    order = [b.name for b in benchmarks(args.redis, args.plot)] + ["token_approx"]
+    summary(merged_runs(runs, order), args.quick)
     if any(r["status"] != "ok" for r in runs):
         sys.exit(1)
 
