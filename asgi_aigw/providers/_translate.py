@@ -47,21 +47,25 @@ def versioned(base_url: str, version: str) -> str:
     return base_url if _VERSION_SEGMENT.search(base_url) else f"{base_url}/{version}"
 
 
+#: The headers of every JSON request.
+JSON_HEADERS: Mapping[str, str] = {"content-type": "application/json"}
+
+
 def post_json(
     url: str,
     deployment: Deployment,
     payload: Any,
-    *,
     key_header: str = "authorization",
     key_prefix: str = "Bearer ",
-    fixed: Mapping[str, str] | None = None,
+    fixed: Mapping[str, str] = JSON_HEADERS,
 ) -> UpstreamRequest:
-    """A JSON POST to ``url``: ``fixed`` headers, the deployment's API key (in ``key_header``, after
-    ``key_prefix``), then the deployment's own headers, which win."""
-    headers = {"content-type": "application/json", **(fixed or {})}
+    """A JSON POST to ``url``: the ``fixed`` headers, the deployment's API key (in ``key_header``,
+    after ``key_prefix``), then the deployment's own headers, which win."""
+    headers = dict(fixed)
     if deployment.api_key:
         headers[key_header] = key_prefix + deployment.api_key
-    headers.update(deployment.headers)
+    if deployment.headers:
+        headers.update(deployment.headers)
     return UpstreamRequest("POST", url, headers, orjson.dumps(payload))
 
 
@@ -126,28 +130,27 @@ SamplingParameter = Literal[
     "seed",
 ]
 
-_SAMPLING: dict[SamplingParameter, Callable[[ChatCompletionRequest, dict[str, Any]], Any]] = {
-    "temperature": lambda request, body: request.temperature,
-    "top_p": lambda request, body: request.top_p,
-    "top_k": lambda request, body: body["top_k"] if isinstance(body.get("top_k"), int) else None,
-    "n": lambda request, body: request.n,
-    "max_tokens": lambda request, body: request.output_limit,
-    "stop": lambda request, body: stop_list(request),
-    "presence_penalty": lambda request, body: request.presence_penalty,
-    "frequency_penalty": lambda request, body: request.frequency_penalty,
-    "seed": lambda request, body: request.seed,
-}
-
 
 def sampling(
     request: ChatCompletionRequest, body: dict[str, Any], names: Mapping[SamplingParameter, str]
 ) -> dict[str, Any]:
     """The sampling parameters ``request`` sets, renamed: ``names`` maps each OpenAI parameter the
     provider takes to the provider's name for it (in the order it is sent). Unset ones are left out."""
+    top_k = body.get("top_k")
+    values: dict[SamplingParameter, Any] = {
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "top_k": top_k if isinstance(top_k, int) else None,
+        "n": request.n,
+        "max_tokens": request.output_limit,
+        "stop": stop_list(request),
+        "presence_penalty": request.presence_penalty,
+        "frequency_penalty": request.frequency_penalty,
+        "seed": request.seed,
+    }
     params: dict[str, Any] = {}
     for parameter, native in names.items():
-        value = _SAMPLING[parameter](request, body)
-        if value is not None:
+        if (value := values[parameter]) is not None:
             params[native] = value
     return params
 
@@ -435,22 +438,15 @@ class NativeAdapter:
     #: The header that carries the API key, and what goes before the key in it.
     key_header: ClassVar[str] = "authorization"
     key_prefix: ClassVar[str] = "Bearer "
-    #: Headers every request carries besides ``content-type``.
-    fixed_headers: ClassVar[Mapping[str, str]] = {}
+    #: The headers every request carries.
+    fixed_headers: ClassVar[Mapping[str, str]] = JSON_HEADERS
 
     def __init__(self, *, clock: Clock = default_clock, ids: IdFactory = random_id) -> None:
         self._clock = clock
         self._ids = ids
 
     def _post(self, url: str, deployment: Deployment, payload: Any) -> UpstreamRequest:
-        return post_json(
-            url,
-            deployment,
-            payload,
-            key_header=self.key_header,
-            key_prefix=self.key_prefix,
-            fixed=self.fixed_headers,
-        )
+        return post_json(url, deployment, payload, self.key_header, self.key_prefix, self.fixed_headers)
 
     def _answer(
         self, id: Any, model: str, choices: list[dict[str, Any]], usage: Usage | None

@@ -256,7 +256,7 @@ class AnthropicAdapter(t.NativeAdapter):
     id_prefix = "msg_"
     key_header = "x-api-key"
     key_prefix = ""
-    fixed_headers = {"anthropic-version": ANTHROPIC_VERSION}
+    fixed_headers = {**t.JSON_HEADERS, "anthropic-version": ANTHROPIC_VERSION}
 
     def __init__(
         self,

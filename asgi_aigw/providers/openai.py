@@ -23,12 +23,6 @@ from .errors import error_from_status
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 
 
-def _forward(deployment: Deployment, path: str, body: dict[str, Any], **changes: Any) -> UpstreamRequest:
-    """The client's body as it is but for the deployment's model name (and ``changes``), to ``path``."""
-    payload = {**body, "model": deployment.model, **changes}
-    return post_json(f"{deployment.base_url}{path}", deployment, payload)
-
-
 def _checked(content: bytes, what: str, key: str) -> TranslatedResponse:
     """The answer as it came, once it proved to be ``what`` (a JSON object with a ``key`` list); the
     only parse reads its usage and model."""
@@ -98,11 +92,13 @@ class OpenAIAdapter:
     def chat_request(
         self, deployment: Deployment, request: ChatCompletionRequest, body: dict[str, Any], *, stream: bool
     ) -> UpstreamRequest:
+        payload = {**body, "model": deployment.model}
         if stream and deployment.stream_usage:
             options = body.get("stream_options")
-            usage = {**options, "include_usage": True} if options else {"include_usage": True}
-            return _forward(deployment, "/chat/completions", body, stream_options=usage)
-        return _forward(deployment, "/chat/completions", body)
+            payload["stream_options"] = (
+                {**options, "include_usage": True} if options else {"include_usage": True}
+            )
+        return post_json(f"{deployment.base_url}/chat/completions", deployment, payload)
 
     def chat_response(
         self, deployment: Deployment, request: ChatCompletionRequest, content: bytes
@@ -117,7 +113,8 @@ class OpenAIAdapter:
     def embeddings_request(
         self, deployment: Deployment, request: EmbeddingRequest, body: dict[str, Any]
     ) -> UpstreamRequest:
-        return _forward(deployment, "/embeddings", body)
+        payload = {**body, "model": deployment.model}
+        return post_json(f"{deployment.base_url}/embeddings", deployment, payload)
 
     def embeddings_response(
         self, deployment: Deployment, request: EmbeddingRequest, content: bytes
