@@ -67,10 +67,6 @@ _ERROR_STATUS = {
 }
 
 
-#: Read-only stand-in for an absent object, so lookups need no per-event empty dict.
-_EMPTY: dict[str, Any] = {}
-
-
 def _image_block(url: str) -> dict[str, Any]:
     inline = t.parse_data_url(url)
     if inline is not None:
@@ -206,7 +202,7 @@ class AnthropicStreamTranslator(t.NativeStreamTranslator):
         kind = data.get("type")
         stream = self._out
         if kind == "content_block_delta":
-            delta = data.get("delta") or _EMPTY
+            delta = data.get("delta") or {}
             delta_type = delta.get("type")
             if delta_type == "text_delta":
                 stream.text(out, delta.get("text") or "")
@@ -216,7 +212,7 @@ class AnthropicStreamTranslator(t.NativeStreamTranslator):
                     stream.tool_call_arguments(out, position, delta.get("partial_json") or "")
             # thinking and signature deltas have no place in a Chat Completions chunk
         elif kind == "content_block_start":
-            block = data.get("content_block") or _EMPTY
+            block = data.get("content_block") or {}
             if block.get("type") == "tool_use":
                 position = self._tools
                 self._tools += 1
@@ -227,7 +223,7 @@ class AnthropicStreamTranslator(t.NativeStreamTranslator):
             elif block.get("type") == "text":
                 stream.text(out, block.get("text") or "")
         elif kind == "message_start":
-            message = data.get("message") or _EMPTY
+            message = data.get("message") or {}
             stream.identify(message.get("id"), message.get("model"))
             self._input = _usage(message.get("usage"))
             stream.usage = self._input
@@ -235,11 +231,12 @@ class AnthropicStreamTranslator(t.NativeStreamTranslator):
             # output_tokens here is cumulative; input figures may be repeated or absent
             usage = data.get("usage")
             if isinstance(usage, dict):
-                if self._input is not None and "input_tokens" not in usage:
-                    usage["input_tokens"] = self._input.prompt_tokens - self._input.cached_tokens
-                    usage.setdefault("cache_read_input_tokens", self._input.cached_tokens)
-                stream.usage = _usage(usage)
-            reason = (data.get("delta") or _EMPTY).get("stop_reason")
+                merged = dict(usage)
+                if self._input is not None and "input_tokens" not in merged:
+                    merged["input_tokens"] = self._input.prompt_tokens - self._input.cached_tokens
+                    merged.setdefault("cache_read_input_tokens", self._input.cached_tokens)
+                stream.usage = _usage(merged)
+            reason = (data.get("delta") or {}).get("stop_reason")
             if reason:
                 stream.finish(out, _STOP_REASONS.get(reason, "stop"))
         elif kind == "message_stop":
