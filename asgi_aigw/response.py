@@ -167,12 +167,16 @@ class ResponseTap:
         return ok and (self.kind != "sse" or self.saw_done)
 
 
-def watch_disconnect(receive: Receive, ctx: RequestContext) -> Receive:
-    """A ``receive`` that records a client disconnect in the context as it passes."""
+def watch_disconnect(receive: Receive, ctx: RequestContext, tap: ResponseTap | None = None) -> Receive:
+    """A ``receive`` that records in the context a client that left before its answer was complete.
+
+    Servers answer ``receive()`` with ``http.disconnect`` once a response is complete too (uvicorn does),
+    so with a ``tap`` a disconnect after the last body message is not counted as the client leaving.
+    """
 
     async def receive_watched() -> Message:
         message = await receive()
-        if message["type"] == "http.disconnect" and not ctx.client_disconnected:
+        if message["type"] == "http.disconnect" and not (tap is not None and tap.complete):
             ctx.client_disconnected = True
         return message
 

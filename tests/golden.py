@@ -1,4 +1,6 @@
-"""OpenAI-format requests shared by the per-provider golden tests, and helpers to run a translator."""
+"""OpenAI-format requests shared by the per-provider golden tests (and the translation benchmark),
+encoders of the providers' native streams, helpers to run a translator, and the OpenAI answers and
+chunks the translators should write."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import orjson
 
 from asgi_aigw.models import ChatCompletionRequest
 from asgi_aigw.providers import Deployment, StreamTranslator
+from asgi_aigw.sse import encode_data, encode_event
 
 CLOCK = 1_700_000_000.0
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8/5+hHgAHggJ/PchI7wAAAABJRU5ErkJggg=="
@@ -92,6 +95,25 @@ def ids() -> Any:
     return lambda prefix: f"{prefix}{next(counter)}"
 
 
+def anthropic_sse(*events: dict[str, Any]) -> bytes:
+    """Anthropic's stream: each event's name is its data's ``type``."""
+    return b"".join(encode_event(event["type"], orjson.dumps(event)) for event in events)
+
+
+def gemini_sse(*responses: dict[str, Any]) -> bytes:
+    """Gemini's ``alt=sse`` stream: one response per event, lines ended by CRLF as Google sends them."""
+    return b"".join(b"data: " + orjson.dumps(response) + b"\r\n\r\n" for response in responses)
+
+
+def openai_sse(*chunks: dict[str, Any]) -> bytes:
+    return b"".join(encode_data(orjson.dumps(chunk)) for chunk in chunks) + b"data: [DONE]\n\n"
+
+
+def ndjson(*lines: dict[str, Any]) -> bytes:
+    """Ollama's stream: one JSON object a line."""
+    return b"".join(orjson.dumps(line) + b"\n" for line in lines)
+
+
 def run_stream(translator: StreamTranslator, native: bytes, split: int | None = None) -> list[Any]:
     """Feed ``native`` in pieces of ``split`` bytes (whole when None); the OpenAI events, decoded."""
     pieces = [native] if split is None else [native[i : i + split] for i in range(0, len(native), split)]
@@ -127,3 +149,51 @@ def usage_chunk(id: str, model: str, usage: dict[str, Any]) -> dict[str, Any]:
         "choices": [],
         "usage": usage,
     }
+
+
+def completion(id: str, model: str, choice: dict[str, Any], usage: dict[str, Any]) -> dict[str, Any]:
+    """The ``chat.completion`` a translated JSON answer should be."""
+    return {
+        "id": id,
+        "object": "chat.completion",
+        "created": int(CLOCK),
+        "model": model,
+        "choices": [choice],
+        "usage": usage,
+    }
+
+
+def text_choice(content: str, finish: str = "stop") -> dict[str, Any]:
+    return {
+        "index": 0,
+        "message": {"role": "assistant", "content": content},
+        "logprobs": None,
+        "finish_reason": finish,
+    }
+
+
+def lookup_choice(call_id: str, content: str | None = None) -> dict[str, Any]:
+    """The choice of an answer that calls ``lookup`` with ``{"query": "cats"}`` (TOOL_ROUND_TRIP's tool,
+    as each provider's example calls it)."""
+    call = {
+        "id": call_id,
+        "type": "function",
+        "function": {"name": "lookup", "arguments": '{"query":"cats"}'},
+    }
+    return {
+        "index": 0,
+        "message": {"role": "assistant", "content": content, "tool_calls": [call]},
+        "logprobs": None,
+        "finish_reason": "tool_calls",
+    }
+
+
+def lookup_delta(call_id: str, arguments: str) -> dict[str, Any]:
+    """The delta of a stream's chunk that starts a call of ``lookup``."""
+    call = {
+        "index": 0,
+        "id": call_id,
+        "type": "function",
+        "function": {"name": "lookup", "arguments": arguments},
+    }
+    return {"tool_calls": [call]}

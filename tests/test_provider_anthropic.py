@@ -16,11 +16,16 @@ from .golden import (
     SCHEMA,
     TEXT,
     TOOL_ROUND_TRIP,
+    anthropic_sse,
     chunk,
+    completion,
     deployment,
     ids,
+    lookup_choice,
+    lookup_delta,
     request,
     run_stream,
+    text_choice,
     usage_chunk,
 )
 
@@ -55,6 +60,18 @@ def test_text_with_system_prompt(stream: bool) -> None:
     if stream:
         expected["stream"] = True
     assert orjson.loads(upstream.content) == expected
+
+
+def test_sampling_parameters_anthropic_has_no_name_for_are_left_out() -> None:
+    req, body = request(TEXT, top_k=40, seed=7, presence_penalty=0.5, n=2)
+    payload = adapter().native_chat(DEP, req, body, stream=False)
+    assert {k: payload[k] for k in ("temperature", "top_p", "top_k", "stop_sequences")} == {
+        "temperature": 0.2,
+        "top_p": 0.9,
+        "top_k": 40,
+        "stop_sequences": ["END"],
+    }
+    assert not {"seed", "presence_penalty", "n", "candidateCount"} & set(payload)
 
 
 def test_max_tokens_defaults_and_versioned_base_urls() -> None:
@@ -177,45 +194,38 @@ def test_unsupported_parts_are_a_400() -> None:
         adapter().native_chat(DEP, req, body, stream=False)
 
 
+TEXT_ANSWER = {
+    "id": "msg_013Zva2CMHLNnXjNJJKqJ2EF",
+    "type": "message",
+    "role": "assistant",
+    "model": "claude-sonnet-4-5-20250929",
+    "content": [{"type": "text", "text": "Hi! My name is Claude."}],
+    "stop_reason": "end_turn",
+    "stop_sequence": None,
+    "usage": {
+        "input_tokens": 2095,
+        "cache_creation_input_tokens": 100,
+        "cache_read_input_tokens": 1000,
+        "output_tokens": 503,
+    },
+}
+
+
 def test_text_answer_translates_back_with_cache_usage() -> None:
-    native = {
-        "id": "msg_013Zva2CMHLNnXjNJJKqJ2EF",
-        "type": "message",
-        "role": "assistant",
-        "model": "claude-sonnet-4-5-20250929",
-        "content": [{"type": "text", "text": "Hi! My name is Claude."}],
-        "stop_reason": "end_turn",
-        "stop_sequence": None,
-        "usage": {
-            "input_tokens": 2095,
-            "cache_creation_input_tokens": 100,
-            "cache_read_input_tokens": 1000,
-            "output_tokens": 503,
-        },
-    }
     req, _ = request(TEXT)
-    translated = adapter().chat_response(DEP, req, orjson.dumps(native))
-    assert orjson.loads(translated.body) == {
-        "id": "msg_013Zva2CMHLNnXjNJJKqJ2EF",
-        "object": "chat.completion",
-        "created": int(CLOCK),
-        "model": "claude-sonnet-4-5-20250929",
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": "Hi! My name is Claude."},
-                "logprobs": None,
-                "finish_reason": "stop",
-            }
-        ],
+    translated = adapter().chat_response(DEP, req, orjson.dumps(TEXT_ANSWER))
+    assert orjson.loads(translated.body) == completion(
+        "msg_013Zva2CMHLNnXjNJJKqJ2EF",
+        "claude-sonnet-4-5-20250929",
+        text_choice("Hi! My name is Claude."),
         # OpenAI's prompt_tokens include cached input; Anthropic's input_tokens do not
-        "usage": {
+        {
             "prompt_tokens": 3195,
             "completion_tokens": 503,
             "total_tokens": 3698,
             "prompt_tokens_details": {"cached_tokens": 1000},
         },
-    }
+    )
     assert translated.usage is not None
     assert (translated.usage.prompt_tokens, translated.usage.cached_tokens) == (3195, 1000)
     assert translated.model == "claude-sonnet-4-5-20250929"
@@ -225,15 +235,7 @@ def test_text_answer_translates_back_with_cache_usage() -> None:
     ("reason", "finish"), [("max_tokens", "length"), ("stop_sequence", "stop"), ("refusal", "content_filter")]
 )
 def test_stop_reasons(reason: str, finish: str) -> None:
-    native = {
-        "id": "m",
-        "type": "message",
-        "role": "assistant",
-        "model": "c",
-        "content": [{"type": "text", "text": "x"}],
-        "stop_reason": reason,
-        "usage": {"input_tokens": 1, "output_tokens": 1},
-    }
+    native = {**TEXT_ANSWER, "stop_reason": reason}
     req, _ = request(TEXT)
     body = orjson.loads(adapter().chat_response(DEP, req, orjson.dumps(native)).body)
     assert body["choices"][0]["finish_reason"] == finish
@@ -260,31 +262,33 @@ def test_tool_use_answer_translates_back() -> None:
     }
     req, _ = request(TOOL_ROUND_TRIP)
     body = orjson.loads(adapter().chat_response(DEP, req, orjson.dumps(native)).body)
-    assert body["choices"] == [
-        {
-            "index": 0,
-            "message": {
-                "role": "assistant",
-                "content": "I'll look that up.",
-                "tool_calls": [
-                    {
-                        "id": "toolu_01A09q90qw90lq917835lq9",
-                        "type": "function",
-                        "function": {"name": "lookup", "arguments": '{"query":"cats"}'},
-                    }
-                ],
-            },
-            "logprobs": None,
-            "finish_reason": "tool_calls",
-        }
-    ]
+    assert body["choices"] == [lookup_choice("toolu_01A09q90qw90lq917835lq9", "I'll look that up.")]
     assert body["usage"] == {"prompt_tokens": 472, "completion_tokens": 89, "total_tokens": 561}
 
 
-def sse(*events: tuple[str, dict[str, object]]) -> bytes:
-    return b"".join(
-        b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n" for name, data in events
-    )
+def block_start(index: int, block: dict[str, object]) -> dict[str, object]:
+    return {"type": "content_block_start", "index": index, "content_block": block}
+
+
+def text_delta(index: int, text: str) -> dict[str, object]:
+    return {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}}
+
+
+def json_delta(index: int, partial: str) -> dict[str, object]:
+    delta = {"type": "input_json_delta", "partial_json": partial}
+    return {"type": "content_block_delta", "index": index, "delta": delta}
+
+
+def block_stop(index: int) -> dict[str, object]:
+    return {"type": "content_block_stop", "index": index}
+
+
+def message_delta(stop_reason: str, output_tokens: int) -> dict[str, object]:
+    return {
+        "type": "message_delta",
+        "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+        "usage": {"output_tokens": output_tokens},
+    }
 
 
 MSG_START = {
@@ -300,31 +304,17 @@ MSG_START = {
         "usage": {"input_tokens": 25, "cache_read_input_tokens": 5, "output_tokens": 1},
     },
 }
-TEXT_STREAM = sse(
-    ("message_start", MSG_START),
-    (
-        "content_block_start",
-        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-    ),
-    ("ping", {"type": "ping"}),
-    (
-        "content_block_delta",
-        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hello"}},
-    ),
-    (
-        "content_block_delta",
-        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "!"}},
-    ),
-    ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-    (
-        "message_delta",
-        {
-            "type": "message_delta",
-            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-            "usage": {"output_tokens": 15},
-        },
-    ),
-    ("message_stop", {"type": "message_stop"}),
+PING = {"type": "ping"}
+MSG_STOP = {"type": "message_stop"}
+TEXT_STREAM = anthropic_sse(
+    MSG_START,
+    block_start(0, {"type": "text", "text": ""}),
+    PING,
+    text_delta(0, "Hello"),
+    text_delta(0, "!"),
+    block_stop(0),
+    message_delta("end_turn", 15),
+    MSG_STOP,
 )
 STREAM_ID = "msg_1nZdL29xx5MUA1yADyHTEsnR8uuvGzszyY"
 STREAM_MODEL = "claude-sonnet-4-5-20250929"
@@ -361,98 +351,42 @@ def test_nothing_is_written_before_the_first_content() -> None:
     """message_start and ping produce no chunk, so a failure right after them can still be retried."""
     req, _ = request(TEXT, stream=True)
     translator = adapter().chat_stream(DEP, req, include_usage=False)
-    preamble = sse(("message_start", MSG_START), ("ping", {"type": "ping"}))
-    assert translator.feed(preamble) == []
+    assert translator.feed(anthropic_sse(MSG_START, PING)) == []
+    overloaded = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
     with pytest.raises(UpstreamUnavailable, match="overloaded_error: Overloaded") as info:
-        translator.feed(
-            sse(("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}))
-        )
+        translator.feed(anthropic_sse(overloaded))
     assert info.value.status == 503
 
 
 def test_tool_use_stream() -> None:
-    native = sse(
-        ("message_start", MSG_START),
-        (
-            "content_block_start",
-            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-        ),
-        (
-            "content_block_delta",
-            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Okay"}},
-        ),
-        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-        (
-            "content_block_start",
-            {
-                "type": "content_block_start",
-                "index": 1,
-                "content_block": {
-                    "type": "tool_use",
-                    "id": "toolu_01T1x1fJ34qAmk2tNTrN7Up6",
-                    "name": "lookup",
-                    "input": {},
-                },
-            },
-        ),
-        (
-            "content_block_delta",
-            {
-                "type": "content_block_delta",
-                "index": 1,
-                "delta": {"type": "input_json_delta", "partial_json": ""},
-            },
-        ),
-        (
-            "content_block_delta",
-            {
-                "type": "content_block_delta",
-                "index": 1,
-                "delta": {"type": "input_json_delta", "partial_json": '{"query": "c'},
-            },
-        ),
-        (
-            "content_block_delta",
-            {
-                "type": "content_block_delta",
-                "index": 1,
-                "delta": {"type": "input_json_delta", "partial_json": 'ats"}'},
-            },
-        ),
-        ("content_block_stop", {"type": "content_block_stop", "index": 1}),
-        (
-            "message_delta",
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": "tool_use", "stop_sequence": None},
-                "usage": {"output_tokens": 89},
-            },
-        ),
-        ("message_stop", {"type": "message_stop"}),
+    call_id = "toolu_01T1x1fJ34qAmk2tNTrN7Up6"
+    native = anthropic_sse(
+        MSG_START,
+        block_start(0, {"type": "text", "text": ""}),
+        text_delta(0, "Okay"),
+        block_stop(0),
+        block_start(1, {"type": "tool_use", "id": call_id, "name": "lookup", "input": {}}),
+        json_delta(1, ""),
+        json_delta(1, '{"query": "c'),
+        json_delta(1, 'ats"}'),
+        block_stop(1),
+        message_delta("tool_use", 89),
+        MSG_STOP,
     )
     req, _ = request(TOOL_ROUND_TRIP, stream=True)
     events = run_stream(adapter().chat_stream(DEP, req, include_usage=False), native, 13)
+
+    def arguments(fragment: str) -> dict[str, object]:
+        return chunk(
+            STREAM_ID, STREAM_MODEL, {"tool_calls": [{"index": 0, "function": {"arguments": fragment}}]}
+        )
+
     assert events == [
         chunk(STREAM_ID, STREAM_MODEL, {"role": "assistant", "content": ""}),
         chunk(STREAM_ID, STREAM_MODEL, {"content": "Okay"}),
-        chunk(
-            STREAM_ID,
-            STREAM_MODEL,
-            {
-                "tool_calls": [
-                    {
-                        "index": 0,
-                        "id": "toolu_01T1x1fJ34qAmk2tNTrN7Up6",
-                        "type": "function",
-                        "function": {"name": "lookup", "arguments": ""},
-                    }
-                ]
-            },
-        ),
-        chunk(
-            STREAM_ID, STREAM_MODEL, {"tool_calls": [{"index": 0, "function": {"arguments": '{"query": "c'}}]}
-        ),
-        chunk(STREAM_ID, STREAM_MODEL, {"tool_calls": [{"index": 0, "function": {"arguments": 'ats"}'}}]}),
+        chunk(STREAM_ID, STREAM_MODEL, lookup_delta(call_id, "")),
+        arguments('{"query": "c'),
+        arguments('ats"}'),
         chunk(STREAM_ID, STREAM_MODEL, {}, "tool_calls"),
         "[DONE]",
     ]

@@ -22,10 +22,15 @@ from .golden import (
     TEXT,
     TOOL_ROUND_TRIP,
     chunk,
+    completion,
     deployment,
+    gemini_sse,
     ids,
+    lookup_choice,
+    lookup_delta,
     request,
     run_stream,
+    text_choice,
     usage_chunk,
 )
 
@@ -55,6 +60,32 @@ def test_text_with_system_prompt(stream: bool) -> None:
             "maxOutputTokens": 256,
             "stopSequences": ["END"],
         },
+    }
+
+
+def test_every_sampling_parameter_has_its_generation_config_name() -> None:
+    req, body = request(
+        TEXT,
+        n=2,
+        top_k=40,
+        seed=7,
+        presence_penalty=0.5,
+        frequency_penalty=-0.5,
+        max_tokens=None,
+        max_completion_tokens=99,
+        response_format={"type": "json_object"},
+    )
+    assert adapter().native_chat(DEP, req, body)["generationConfig"] == {
+        "temperature": 0.2,
+        "topP": 0.9,
+        "topK": 40,
+        "candidateCount": 2,
+        "maxOutputTokens": 99,
+        "stopSequences": ["END"],
+        "presencePenalty": 0.5,
+        "frequencyPenalty": -0.5,
+        "seed": 7,
+        "responseMimeType": "application/json",
     }
 
 
@@ -149,65 +180,52 @@ ANSWER = {
 def test_text_answer_translates_back_with_usage() -> None:
     req, _ = request(TEXT)
     translated = adapter().chat_response(DEP, req, orjson.dumps(ANSWER))
-    assert orjson.loads(translated.body) == {
-        "id": "mAitaLmkHPPlz7IPvtfUqQ4",
-        "object": "chat.completion",
-        "created": int(CLOCK),
-        "model": "gemini-2.5-flash",
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": "Hello! How can I help?"},
-                "logprobs": None,
-                "finish_reason": "stop",
-            }
-        ],
+    assert orjson.loads(translated.body) == completion(
+        "mAitaLmkHPPlz7IPvtfUqQ4",
+        "gemini-2.5-flash",
+        text_choice("Hello! How can I help?"),
         # thinking tokens count as completion tokens, as OpenAI counts reasoning tokens
-        "usage": {
+        {
             "prompt_tokens": 8,
             "completion_tokens": 26,
             "total_tokens": 34,
             "prompt_tokens_details": {"cached_tokens": 4},
         },
-    }
+    )
+
+
+def response(
+    parts: list[dict[str, object]],
+    finish: str | None = None,
+    usage: dict[str, int] | None = None,
+    response_id: str | None = "resp-1",
+) -> dict[str, object]:
+    """A GenerateContentResponse with one candidate (a whole answer, or one event of a stream)."""
+    candidate: dict[str, object] = {"content": {"parts": parts, "role": "model"}, "index": 0}
+    if finish:
+        candidate["finishReason"] = finish
+    out: dict[str, object] = {"candidates": [candidate], "modelVersion": "gemini-2.5-flash"}
+    if response_id:
+        out["responseId"] = response_id
+    if usage:
+        out["usageMetadata"] = usage
+    return out
+
+
+def piece(text: str, finish: str | None = None, usage: dict[str, int] | None = None) -> dict[str, object]:
+    return response([{"text": text}], finish, usage)
+
+
+LOOKUP_CALL = {"functionCall": {"name": "lookup", "args": {"query": "cats"}}}
+CALL_USAGE = {"promptTokenCount": 30, "candidatesTokenCount": 5, "totalTokenCount": 35}
 
 
 def test_function_call_answer_translates_back() -> None:
-    native = {
-        "candidates": [
-            {
-                "content": {
-                    "parts": [{"functionCall": {"name": "lookup", "args": {"query": "cats"}}}],
-                    "role": "model",
-                },
-                "finishReason": "STOP",
-                "index": 0,
-            }
-        ],
-        "usageMetadata": {"promptTokenCount": 30, "candidatesTokenCount": 5, "totalTokenCount": 35},
-        "modelVersion": "gemini-2.5-flash",
-    }
+    native = response([LOOKUP_CALL], "STOP", CALL_USAGE, response_id=None)
     req, _ = request(TOOL_ROUND_TRIP)
     body = orjson.loads(adapter().chat_response(DEP, req, orjson.dumps(native)).body)
     assert body["id"] == "chatcmpl-2"  # no responseId: the gateway made one (call_1 was the call's id)
-    assert body["choices"] == [
-        {
-            "index": 0,
-            "message": {
-                "role": "assistant",
-                "content": None,
-                "tool_calls": [
-                    {
-                        "id": "call_1",
-                        "type": "function",
-                        "function": {"name": "lookup", "arguments": '{"query":"cats"}'},
-                    }
-                ],
-            },
-            "logprobs": None,
-            "finish_reason": "tool_calls",
-        }
-    ]
+    assert body["choices"] == [lookup_choice("call_1")]
     assert body["usage"] == {"prompt_tokens": 30, "completion_tokens": 5, "total_tokens": 35}
 
 
@@ -237,27 +255,9 @@ def test_safety_blocks_are_clear_errors() -> None:
         adapter().chat_response(DEP, req, orjson.dumps(answer_blocked))
 
 
-def sse(*responses: dict[str, object]) -> bytes:
-    return b"".join(b"data: " + orjson.dumps(r) + b"\r\n\r\n" for r in responses)
-
-
-def piece(text: str, finish: str | None = None, usage: dict[str, int] | None = None) -> dict[str, object]:
-    candidate: dict[str, object] = {"content": {"parts": [{"text": text}], "role": "model"}, "index": 0}
-    if finish:
-        candidate["finishReason"] = finish
-    out: dict[str, object] = {
-        "candidates": [candidate],
-        "modelVersion": "gemini-2.5-flash",
-        "responseId": "resp-1",
-    }
-    if usage:
-        out["usageMetadata"] = usage
-    return out
-
-
 @pytest.mark.parametrize("split", [None, 1, 9])
 def test_text_stream_translates_event_by_event(split: int | None) -> None:
-    native = sse(
+    native = gemini_sse(
         piece("Hello", usage={"promptTokenCount": 8, "totalTokenCount": 8}),
         piece(" world", "STOP", {"promptTokenCount": 8, "candidatesTokenCount": 2, "totalTokenCount": 10}),
     )
@@ -277,40 +277,11 @@ def test_text_stream_translates_event_by_event(split: int | None) -> None:
 
 
 def test_function_call_stream() -> None:
-    native = sse(
-        {
-            "candidates": [
-                {
-                    "content": {
-                        "parts": [{"functionCall": {"name": "lookup", "args": {"query": "cats"}}}],
-                        "role": "model",
-                    },
-                    "finishReason": "STOP",
-                    "index": 0,
-                }
-            ],
-            "usageMetadata": {"promptTokenCount": 30, "candidatesTokenCount": 5, "totalTokenCount": 35},
-            "modelVersion": "gemini-2.5-flash",
-            "responseId": "resp-2",
-        }
-    )
+    native = gemini_sse(response([LOOKUP_CALL], "STOP", CALL_USAGE, response_id="resp-2"))
     req, _ = request(TOOL_ROUND_TRIP, stream=True)
     assert run_stream(adapter().chat_stream(DEP, req, include_usage=False), native) == [
         chunk("resp-2", "gemini-2.5-flash", {"role": "assistant", "content": ""}),
-        chunk(
-            "resp-2",
-            "gemini-2.5-flash",
-            {
-                "tool_calls": [
-                    {
-                        "index": 0,
-                        "id": "call_2",
-                        "type": "function",
-                        "function": {"name": "lookup", "arguments": '{"query":"cats"}'},
-                    }
-                ]
-            },
-        ),
+        chunk("resp-2", "gemini-2.5-flash", lookup_delta("call_2", '{"query":"cats"}')),
         chunk("resp-2", "gemini-2.5-flash", {}, "tool_calls"),
         "[DONE]",
     ]
@@ -319,7 +290,7 @@ def test_function_call_stream() -> None:
 def test_stream_without_a_finish_reason_is_not_done() -> None:
     req, _ = request(TEXT, stream=True)
     translator = adapter().chat_stream(DEP, req, include_usage=False)
-    run_stream(translator, sse(piece("Hello")))
+    run_stream(translator, gemini_sse(piece("Hello")))
     assert not translator.done
 
 
@@ -327,11 +298,11 @@ def test_stream_errors_and_blocks_raise() -> None:
     req, _ = request(TEXT, stream=True)
     error = {"error": {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"}}
     with pytest.raises(GatewayError, match="UNAVAILABLE: The model is overloaded") as info:
-        adapter().chat_stream(DEP, req, include_usage=False).feed(sse(error))
+        adapter().chat_stream(DEP, req, include_usage=False).feed(gemini_sse(error))
     assert info.value.status == 503
     with pytest.raises(ContentFiltered, match="blockReason: SAFETY"):
         adapter().chat_stream(DEP, req, include_usage=False).feed(
-            sse({"promptFeedback": {"blockReason": "SAFETY"}})
+            gemini_sse({"promptFeedback": {"blockReason": "SAFETY"}})
         )
 
 

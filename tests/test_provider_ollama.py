@@ -18,10 +18,15 @@ from .golden import (
     TEXT,
     TOOL_ROUND_TRIP,
     chunk,
+    completion,
     deployment,
     ids,
+    lookup_choice,
+    lookup_delta,
+    ndjson,
     request,
     run_stream,
+    text_choice,
     usage_chunk,
 )
 
@@ -47,6 +52,21 @@ def test_text_with_system_prompt(stream: bool) -> None:
         "options": {"temperature": 0.2, "top_p": 0.9, "num_predict": 256, "stop": ["END"], "seed": 7},
         # Ollama streams unless told otherwise, so the choice is always explicit
         "stream": stream,
+    }
+
+
+def test_every_sampling_parameter_has_its_option_name() -> None:
+    req, body = request(TEXT, top_k=40, seed=7, presence_penalty=0.5, frequency_penalty=-0.5, n=2)
+    # n has no Ollama option: one answer is all Ollama gives
+    assert adapter().native_chat(DEP, req, body, stream=False)["options"] == {
+        "temperature": 0.2,
+        "top_p": 0.9,
+        "top_k": 40,
+        "num_predict": 256,
+        "stop": ["END"],
+        "seed": 7,
+        "presence_penalty": 0.5,
+        "frequency_penalty": -0.5,
     }
 
 
@@ -104,35 +124,30 @@ def test_answer_translates_back_with_eval_counts_as_usage() -> None:
     }
     req, _ = request(TEXT)
     translated = adapter().chat_response(DEP, req, orjson.dumps(native))
-    assert orjson.loads(translated.body) == {
-        "id": "chatcmpl-1",
-        "object": "chat.completion",
-        "created": int(CLOCK),
-        "model": "llama3.2",
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": "Hello! How are you today?"},
-                "logprobs": None,
-                "finish_reason": "stop",
-            }
-        ],
-        "usage": {"prompt_tokens": 26, "completion_tokens": 298, "total_tokens": 324},
-    }
+    assert orjson.loads(translated.body) == completion(
+        "chatcmpl-1",
+        "llama3.2",
+        text_choice("Hello! How are you today?"),
+        {"prompt_tokens": 26, "completion_tokens": 298, "total_tokens": 324},
+    )
     native["done_reason"] = "length"
     body = orjson.loads(adapter().chat_response(DEP, req, orjson.dumps(native)).body)
     assert body["choices"][0]["finish_reason"] == "length"
+
+
+#: An answer's message calling the ``lookup`` tool, as Ollama writes it (arguments as an object).
+LOOKUP_CALL = {
+    "role": "assistant",
+    "content": "",
+    "tool_calls": [{"function": {"name": "lookup", "arguments": {"query": "cats"}}}],
+}
 
 
 def test_tool_call_answer_translates_back() -> None:
     native = {
         "model": "llama3.2",
         "created_at": "2024-07-22T20:33:28.123648Z",
-        "message": {
-            "role": "assistant",
-            "content": "",
-            "tool_calls": [{"function": {"name": "lookup", "arguments": {"query": "cats"}}}],
-        },
+        "message": LOOKUP_CALL,
         "done_reason": "stop",
         "done": True,
         "prompt_eval_count": 122,
@@ -140,29 +155,8 @@ def test_tool_call_answer_translates_back() -> None:
     }
     req, _ = request(TOOL_ROUND_TRIP)
     body = orjson.loads(adapter().chat_response(DEP, req, orjson.dumps(native)).body)
-    assert body["choices"] == [
-        {
-            "index": 0,
-            "message": {
-                "role": "assistant",
-                "content": None,
-                "tool_calls": [
-                    {
-                        "id": "call_1",
-                        "type": "function",
-                        "function": {"name": "lookup", "arguments": '{"query":"cats"}'},
-                    }
-                ],
-            },
-            "logprobs": None,
-            "finish_reason": "tool_calls",
-        }
-    ]
+    assert body["choices"] == [lookup_choice("call_1")]
     assert body["usage"] == {"prompt_tokens": 122, "completion_tokens": 33, "total_tokens": 155}
-
-
-def ndjson(*lines: dict[str, object]) -> bytes:
-    return b"".join(orjson.dumps(line) + b"\n" for line in lines)
 
 
 def part(content: str) -> dict[str, object]:
@@ -204,33 +198,11 @@ def test_ndjson_stream_translates_line_by_line(split: int | None) -> None:
 
 
 def test_tool_call_stream() -> None:
-    calls = {
-        "model": "llama3.2",
-        "created_at": "x",
-        "message": {
-            "role": "assistant",
-            "content": "",
-            "tool_calls": [{"function": {"name": "lookup", "arguments": {"query": "cats"}}}],
-        },
-        "done": False,
-    }
+    calls = {"model": "llama3.2", "created_at": "x", "message": LOOKUP_CALL, "done": False}
     req, _ = request(TOOL_ROUND_TRIP, stream=True)
     assert run_stream(adapter().chat_stream(DEP, req, include_usage=False), ndjson(calls, FINAL)) == [
         chunk("chatcmpl-1", "llama3.2", {"role": "assistant", "content": ""}),
-        chunk(
-            "chatcmpl-1",
-            "llama3.2",
-            {
-                "tool_calls": [
-                    {
-                        "index": 0,
-                        "id": "call_2",
-                        "type": "function",
-                        "function": {"name": "lookup", "arguments": '{"query":"cats"}'},
-                    }
-                ]
-            },
-        ),
+        chunk("chatcmpl-1", "llama3.2", lookup_delta("call_2", '{"query":"cats"}')),
         chunk("chatcmpl-1", "llama3.2", {}, "tool_calls"),
         "[DONE]",
     ]

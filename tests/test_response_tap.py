@@ -105,3 +105,23 @@ async def test_other_content_passes_untouched() -> None:
     await tap(start(b"text/plain"))
     await tap({"type": "http.response.body", "body": b"hello", "more_body": False})
     assert sent.body == b"hello"
+
+
+async def test_a_disconnect_counts_only_before_the_answer_is_complete() -> None:
+    from asgi_aigw.context import RequestContext
+    from asgi_aigw.response import watch_disconnect
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    ctx = RequestContext()
+    tap = ResponseTap(Recorder())
+    await watch_disconnect(receive, ctx, tap)()
+    assert ctx.client_disconnected  # nothing sent yet: the client left
+
+    ctx = RequestContext()
+    tap = ResponseTap(Recorder())
+    await tap(start(b"application/json"))
+    await tap({"type": "http.response.body", "body": b"{}", "more_body": False})
+    await watch_disconnect(receive, ctx, tap)()
+    assert not ctx.client_disconnected  # servers say "disconnect" after a complete response too

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from asgi_aigw.sse import SSEDecoder, parse_event
@@ -38,3 +40,46 @@ def test_flush_returns_a_final_event_without_its_blank_line() -> None:
     decoder = SSEDecoder()
     assert decoder.feed(b"data: last") == []
     assert decoder.flush() == [b"data: last\n\n"]
+
+
+def test_feed_data_gives_each_events_data() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed_data(STREAM) == [b'{"a": 1}', b'{"b": 2}', b"[DONE]"]  # the comment has none
+    assert decoder.feed_data(b'event: x\ndata: {"a":\ndata: 1}\n\ndata:no-space\n\n') == [
+        b'{"a":\n1}',
+        b"no-space",
+    ]
+    # a last event without its blank line is finished by one
+    assert decoder.feed_data(b"data: last") == []
+    assert decoder.feed_data(b"\n\n") == [b"last"]
+
+
+def _whole_stream(stream: bytes) -> list[bytes]:
+    """The events of a whole stream, decoded by the SSE rules at once: CRLF, CR and LF end lines.
+    (Empty lines before an event are dropped: where they go depends on the chunking.)"""
+    text = stream.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return [event.strip(b"\n") + b"\n\n" for event in text.split(b"\n\n") if event.strip(b"\n")]
+
+
+def test_any_mix_of_line_endings_and_chunk_boundaries_decodes_as_the_whole_stream() -> None:
+    """CRLF streams take a short way through the decoder; it must agree with the rules every time."""
+    pieces = [b"data: ", b"event: x", b"{}", b":", b"a", b" ", b"\r", b"\n", b"\r\n", b"\r\n\r\n", b"\n\n"]
+    rng = random.Random(7)
+    for _ in range(3000):
+        stream = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 24)))
+        cuts = sorted(rng.sample(range(len(stream) + 1), min(len(stream) + 1, rng.randint(0, 5))))
+        chunks = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+        raw, data = SSEDecoder(), SSEDecoder()
+        events = [event for chunk in chunks for event in raw.feed(chunk)] + raw.flush()
+        payloads = [payload for chunk in [*chunks, b"\n\n"] for payload in data.feed_data(chunk)]
+        assert [event.lstrip(b"\n") for event in events] == _whole_stream(stream), (stream, chunks)
+        assert payloads == [e for e in (parse_event(event).data for event in events) if e], (stream, chunks)
+
+
+def test_gemini_style_crlf_events_come_out_normalised() -> None:
+    stream = b'data: {"a": 1}\r\n\r\ndata: {"b": 2}\r\n\r\n'
+    for size in (1, 5, 19, len(stream)):
+        raw, data = SSEDecoder(), SSEDecoder()
+        chunks = [stream[i : i + size] for i in range(0, len(stream), size)]
+        assert [e for c in chunks for e in raw.feed(c)] == [b'data: {"a": 1}\n\n', b'data: {"b": 2}\n\n']
+        assert [d for c in chunks for d in data.feed_data(c)] == [b'{"a": 1}', b'{"b": 2}']

@@ -196,7 +196,7 @@ class BudgetMiddleware:
 
         tap = ResponseTap(send_then_settle, on_json=meter.on_json, on_event=meter.on_event)
         try:
-            await self.app(scope, watch_disconnect(receive, ctx), tap)
+            await self.app(scope, watch_disconnect(receive, ctx, tap), tap)
         finally:
             await settle()  # an error, a disconnect, or an answer that never ended
 

@@ -472,7 +472,7 @@ class SemanticCacheMiddleware:
             assembler.feed(raw)
 
         tap = ResponseTap(outer, on_json=on_json, on_event=on_event)
-        await self.app(scope, watch_disconnect(receive, ctx), tap)
+        await self.app(scope, watch_disconnect(receive, ctx, tap), tap)
         if not tap.ended_normally or tap.status != 200 or ctx.client_disconnected:
             return
         answer = captured[0] if tap.kind == "json" and captured else None

@@ -1,4 +1,6 @@
-"""Pieces every translating adapter shares: OpenAI answers and chunks built from native parts.
+"""Pieces every translating adapter shares: OpenAI answers and chunks built from native parts, and
+the bases of the adapters (:class:`NativeAdapter`) and of their stream translators
+(:class:`NativeStreamTranslator`).
 
 The adapters for Anthropic, Gemini and Ollama differ in what they read; what they write is always the
 OpenAI wire format, so it is written in one place.
@@ -11,15 +13,16 @@ import re
 import struct
 import time
 import uuid
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Literal, Protocol
 
 import orjson
 
 from ..context import Usage
 from ..errors import GatewayError, InvalidRequest, UpstreamError
 from ..models import ChatCompletionRequest, ChatMessage
-from ..sse import DONE_EVENT, parse_event
+from ..sse import DONE_EVENT
+from .base import Deployment, TranslatedResponse, UpstreamRequest
 
 Clock = Callable[[], float]
 IdFactory = Callable[[str], str]
@@ -42,6 +45,28 @@ def versioned(base_url: str, version: str) -> str:
     """``base_url`` with an API version segment: kept when it ends in one (``/v1``, ``/v1beta``), else
     ``/version`` appended, so SDK-style base URLs (``https://api.anthropic.com``) work as they are."""
     return base_url if _VERSION_SEGMENT.search(base_url) else f"{base_url}/{version}"
+
+
+#: The headers of every JSON request.
+JSON_HEADERS: Mapping[str, str] = {"content-type": "application/json"}
+
+
+def post_json(
+    url: str,
+    deployment: Deployment,
+    payload: Any,
+    key_header: str = "authorization",
+    key_prefix: str = "Bearer ",
+    fixed: Mapping[str, str] = JSON_HEADERS,
+) -> UpstreamRequest:
+    """A JSON POST to ``url``: the ``fixed`` headers, the deployment's API key (in ``key_header``,
+    after ``key_prefix``), then the deployment's own headers, which win."""
+    headers = dict(fixed)
+    if deployment.api_key:
+        headers[key_header] = key_prefix + deployment.api_key
+    if deployment.headers:
+        headers.update(deployment.headers)
+    return UpstreamRequest("POST", url, headers, orjson.dumps(payload))
 
 
 def loads_object(content: bytes, what: str) -> dict[str, Any]:
@@ -90,6 +115,46 @@ def stop_list(request: ChatCompletionRequest) -> list[str] | None:
     return [stop] if isinstance(stop, str) else list(stop)
 
 
+#: The OpenAI sampling parameters other providers take, under other names. ``max_tokens`` stands for
+#: ``max_tokens`` or ``max_completion_tokens``; ``top_k`` is no OpenAI parameter, but clients send it to
+#: the providers that take it, so it is read from the body as sent.
+SamplingParameter = Literal[
+    "temperature",
+    "top_p",
+    "top_k",
+    "n",
+    "max_tokens",
+    "stop",
+    "presence_penalty",
+    "frequency_penalty",
+    "seed",
+]
+
+
+def sampling(
+    request: ChatCompletionRequest, body: dict[str, Any], names: Mapping[SamplingParameter, str]
+) -> dict[str, Any]:
+    """The sampling parameters ``request`` sets, renamed: ``names`` maps each OpenAI parameter the
+    provider takes to the provider's name for it (in the order it is sent). Unset ones are left out."""
+    top_k = body.get("top_k")
+    values: dict[SamplingParameter, Any] = {
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "top_k": top_k if isinstance(top_k, int) else None,
+        "n": request.n,
+        "max_tokens": request.output_limit,
+        "stop": stop_list(request),
+        "presence_penalty": request.presence_penalty,
+        "frequency_penalty": request.frequency_penalty,
+        "seed": request.seed,
+    }
+    params: dict[str, Any] = {}
+    for parameter, native in names.items():
+        if (value := values[parameter]) is not None:
+            params[native] = value
+    return params
+
+
 def tool_names_by_id(messages: list[ChatMessage]) -> dict[str, str]:
     """Tool call id → function name, for providers whose tool results name the function, not the call."""
     names: dict[str, str] = {}
@@ -99,36 +164,32 @@ def tool_names_by_id(messages: list[ChatMessage]) -> dict[str, str]:
     return names
 
 
-def upstream_error_message(data: Any) -> str | None:
-    """The ``message`` of ``{"error": {"message": ...}}`` (or ``{"error": "..."}``), if any."""
+def error_body(content: bytes) -> Any:
+    """An error answer's JSON, or ``None`` when it is none (a proxy's HTML page, say)."""
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def upstream_error_message(data: Any, label: str | None = None) -> str | None:
+    """The ``message`` of ``{"error": {"message": ...}}`` (or ``{"error": "..."}``), if any. With
+    ``label``, the error's field of that name (its type, its status) goes first: ``"type: message"``."""
     if not isinstance(data, dict):
         return None
     error = data.get("error")
-    if isinstance(error, dict):
-        message = error.get("message")
-        return message if isinstance(message, str) else None
-    return error if isinstance(error, str) else None
+    if not isinstance(error, dict):
+        return error if isinstance(error, str) else None
+    words = (error.get(label) if label else None, error.get("message"))
+    return ": ".join(w for w in words if isinstance(w, str) and w) or None
 
 
-def completion(
-    *,
-    id: str,
-    created: int,
-    model: str,
-    choices: list[dict[str, Any]],
-    usage: Usage | None,
-) -> bytes:
-    """A complete ``chat.completion`` body."""
-    payload: dict[str, Any] = {
-        "id": id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": choices,
-    }
-    if usage is not None:
-        payload["usage"] = usage.to_openai()
-    return orjson.dumps(payload)
+class ContentFiltered(GatewayError):
+    """400: the provider refused the prompt or the answer for safety reasons (nothing to retry)."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = CONTENT_FILTER
 
 
 def choice(
@@ -171,24 +232,10 @@ def embeddings_body(
     )
 
 
-def event_data(raw: bytes) -> bytes:
-    """The ``data`` of one SSE event (as :class:`~asgi_aigw.sse.SSEDecoder` yields them).
-
-    Providers send ``data: ...`` or ``event: ...`` then ``data: ...``, one line each; those are sliced
-    out directly, anything else (several data lines, comments, other fields) goes through the parser.
-    """
-    last = len(raw) - 2  # every event ends with its blank line
-    if raw.startswith(b"data: "):
-        if raw.find(b"\n") == last:
-            return raw[6:last]
-    elif raw.startswith(b"event: "):
-        start = raw.find(b"\ndata: ")
-        if start > 0 and raw.find(b"\n", start + 1) == last:
-            return raw[start + 7 : last]
-    return parse_event(raw).data
-
-
+_loads = orjson.loads
+#: What follows a chunk's delta when it carries no finish reason, and a text delta's closing brace.
 _NO_FINISH = b',"logprobs":null,"finish_reason":null}]}\n\n'
+_TEXT_END = b"}" + _NO_FINISH
 
 
 class ChunkStream:
@@ -206,8 +253,9 @@ class ChunkStream:
         "_id",
         "_include_usage",
         "_model",
-        "_opened",
+        "_text_head",
         "done",
+        "opened",
         "usage",
     )
 
@@ -216,9 +264,11 @@ class ChunkStream:
         self._model = model
         self._created = created
         self._include_usage = include_usage
-        self._opened = False
         self._finish: str | None = None
         self._head = b""
+        self._text_head = b""
+        #: Whether any chunk has been written (read it; the stream sets it).
+        self.opened = False
         self.usage: Usage | None = None
         self.done = False
 
@@ -234,11 +284,6 @@ class ChunkStream:
     @property
     def model(self) -> str:
         return self._model
-
-    @property
-    def opened(self) -> bool:
-        """Whether any chunk has been written."""
-        return self._opened
 
     @property
     def finished(self) -> bool:
@@ -257,21 +302,22 @@ class ChunkStream:
         if not head:
             envelope = orjson.dumps(self._envelope())
             head = self._head = b"data: " + envelope[:-1] + b',"choices":[{"index":0,"delta":'
+            self._text_head = head + b'{"content":'
         if finish is None:
             return head + delta + _NO_FINISH
         return head + delta + b',"logprobs":null,"finish_reason":' + orjson.dumps(finish) + b"}]}\n\n"
 
     def _open(self, out: list[bytes]) -> None:
-        if not self._opened:
-            self._opened = True
+        if not self.opened:
+            self.opened = True
             out.append(self._chunk(b'{"role":"assistant","content":""}'))
 
     def text(self, out: list[bytes], text: str) -> None:
         if text:
-            if not self._opened:
+            if not self.opened:
                 self._open(out)
-            # the hottest path of a translated stream: one join, one serialisation
-            out.append(b"".join((self._head, b'{"content":', orjson.dumps(text), b"}", _NO_FINISH)))
+            # the hottest path of a translated stream: the text is all that is serialised
+            out.append(self._text_head + orjson.dumps(text) + _TEXT_END)
 
     def tool_call_start(
         self, out: list[bytes], position: int, id: str, name: str, arguments: str = ""
@@ -310,13 +356,118 @@ class ChunkStream:
         self.done = True
 
 
-class ContentFiltered(GatewayError):
-    """400: the provider refused the prompt or the answer for safety reasons (nothing to retry)."""
+class PayloadDecoder(Protocol):
+    """Cuts a native stream into the JSON texts it carries, whatever the chunk boundaries."""
 
-    status = 400
-    type = "invalid_request_error"
-    code = CONTENT_FILTER
+    def feed_data(self, chunk: bytes) -> list[bytes]:
+        """Add bytes; return every JSON text they complete."""
+        ...
 
 
-def now_int(clock: Clock) -> int:
-    return int(clock())
+class NativeStreamTranslator:
+    """The part the translators of native streams (Anthropic, Gemini, Ollama) share: a decoder cuts
+    the stream into JSON payloads, each is parsed and handed to :meth:`_event`, which writes OpenAI
+    chunks through a :class:`ChunkStream`; that stream holds what the router reads (``usage``,
+    ``done``, ``upstream_model``)."""
+
+    __slots__ = ("_decoder", "_out")
+
+    #: The error for a payload that is not JSON (it names the provider).
+    not_json: ClassVar[str] = "The upstream sent a stream event that is not valid JSON."
+    #: Fed at the end of the stream to finish a last payload that came without its terminator.
+    terminator: ClassVar[bytes] = b"\n\n"
+
+    def __init__(self, out: ChunkStream, decoder: PayloadDecoder) -> None:
+        self._out = out
+        self._decoder = decoder
+
+    @property
+    def usage(self) -> Usage | None:
+        return self._out.usage
+
+    @usage.setter
+    def usage(self, value: Usage | None) -> None:
+        self._out.usage = value
+
+    @property
+    def done(self) -> bool:
+        return self._out.done
+
+    @done.setter
+    def done(self, value: bool) -> None:
+        self._out.done = value
+
+    @property
+    def upstream_model(self) -> str:
+        """The model the stream reported (the deployment's until it does)."""
+        return self._out.model
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        out: list[bytes] = []
+        stream, event = self._out, self._event
+        for payload in self._decoder.feed_data(chunk):
+            if stream.done:
+                break  # nothing after the end belongs to this answer
+            try:
+                data = _loads(payload)
+            except orjson.JSONDecodeError:
+                raise UpstreamError(self.not_json) from None
+            event(data, out)
+        return out
+
+    def close(self) -> list[bytes]:
+        # a last payload without its terminator still counts (leniently, as browsers do)
+        out = self.feed(self.terminator)
+        self._ended(out)
+        return out
+
+    def _event(self, data: Any, out: list[bytes]) -> None:
+        """Translate one parsed payload, appending the OpenAI events it makes to ``out``."""
+        raise NotImplementedError
+
+    def _ended(self, out: list[bytes]) -> None:
+        """The native stream ended (normally or not): append any final events to ``out``."""
+
+
+class NativeAdapter:
+    """Base of the adapters that translate (Anthropic, Gemini, Ollama): the answers and chunk streams
+    they write are stamped by ``clock`` and get ids from ``ids`` (golden tests pin both)."""
+
+    #: The prefix of the ids made for answers the provider does not name.
+    id_prefix: ClassVar[str] = "chatcmpl-"
+    #: The header that carries the API key, and what goes before the key in it.
+    key_header: ClassVar[str] = "authorization"
+    key_prefix: ClassVar[str] = "Bearer "
+    #: The headers every request carries.
+    fixed_headers: ClassVar[Mapping[str, str]] = JSON_HEADERS
+
+    def __init__(self, *, clock: Clock = default_clock, ids: IdFactory = random_id) -> None:
+        self._clock = clock
+        self._ids = ids
+
+    def _post(self, url: str, deployment: Deployment, payload: Any) -> UpstreamRequest:
+        return post_json(url, deployment, payload, self.key_header, self.key_prefix, self.fixed_headers)
+
+    def _answer(
+        self, id: Any, model: str, choices: list[dict[str, Any]], usage: Usage | None
+    ) -> TranslatedResponse:
+        """A complete ``chat.completion`` answer; ``id`` is the provider's, made up when it gave none."""
+        payload: dict[str, Any] = {
+            "id": str(id) if id else self._ids(self.id_prefix),
+            "object": "chat.completion",
+            "created": int(self._clock()),
+            "model": model,
+            "choices": choices,
+        }
+        if usage is not None:
+            payload["usage"] = usage.to_openai()
+        return TranslatedResponse(orjson.dumps(payload), usage, model)
+
+    def _chunks(self, deployment: Deployment, *, include_usage: bool) -> ChunkStream:
+        """The writer of a stream's OpenAI chunks (id and model are the provider's once it names them)."""
+        return ChunkStream(
+            id=self._ids(self.id_prefix),
+            model=deployment.model,
+            created=int(self._clock()),
+            include_usage=include_usage,
+        )

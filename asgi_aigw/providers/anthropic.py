@@ -19,8 +19,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from ..context import Usage
 from ..errors import GatewayError, InvalidRequest, UpstreamError
 from ..models import ChatCompletionRequest, ContentPart, EmbeddingRequest
@@ -43,6 +41,14 @@ _STOP_REASONS = {
     "model_context_window_exceeded": "length",
     "tool_use": "tool_calls",
     "refusal": t.CONTENT_FILTER,
+}
+
+#: The OpenAI sampling parameters the Messages API takes (``max_tokens`` is set apart: it is required).
+_SAMPLING: dict[t.SamplingParameter, str] = {
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "top_k": "top_k",
+    "stop": "stop_sequences",
 }
 
 #: Anthropic's error types and the status each comes with (docs.anthropic.com "Errors"); used for
@@ -171,68 +177,25 @@ def _usage(data: Any) -> Usage | None:
 def _error_from_event(data: dict[str, Any]) -> GatewayError:
     error = data.get("error")
     kind = error.get("type") if isinstance(error, dict) else None
-    message = t.upstream_error_message(data)
     status = _ERROR_STATUS.get(kind or "", 500)
-    return error_from_status("anthropic", status, f"{kind}: {message}" if kind else message)
+    return error_from_status("anthropic", status, t.upstream_error_message(data, "type"))
 
 
-class AnthropicStreamTranslator:
+class AnthropicStreamTranslator(t.NativeStreamTranslator):
     """Anthropic stream events in, OpenAI chunks out, one native event at a time."""
 
-    __slots__ = ("_blocks", "_decoder", "_input", "_out", "_tools")
+    __slots__ = ("_blocks", "_input", "_tools")
+
+    not_json = "anthropic sent a stream event that is not valid JSON."
 
     def __init__(self, out: t.ChunkStream) -> None:
-        self._decoder = SSEDecoder()
-        self._out = out
+        super().__init__(out, SSEDecoder())
         #: content block index → tool call position, for the blocks that are tool calls
         self._blocks: dict[int, int] = {}
         self._tools = 0
         self._input: Usage | None = None
 
-    @property
-    def usage(self) -> Usage | None:
-        return self._out.usage
-
-    @usage.setter
-    def usage(self, value: Usage | None) -> None:
-        self._out.usage = value
-
-    @property
-    def done(self) -> bool:
-        return self._out.done
-
-    @done.setter
-    def done(self, value: bool) -> None:
-        self._out.done = value
-
-    @property
-    def upstream_model(self) -> str:
-        """The model the stream reported (the deployment's until it does)."""
-        return self._out.model
-
-    def feed(self, chunk: bytes) -> list[bytes]:
-        out: list[bytes] = []
-        for raw in self._decoder.feed(chunk):
-            if self._out.done:
-                break
-            self._event(raw, out)
-        return out
-
-    def close(self) -> list[bytes]:
-        out: list[bytes] = []
-        for raw in self._decoder.flush():
-            if not self._out.done:
-                self._event(raw, out)
-        return out
-
-    def _event(self, raw: bytes, out: list[bytes]) -> None:
-        payload = t.event_data(raw)
-        if not payload:
-            return
-        try:
-            data = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            raise UpstreamError("anthropic sent a stream event that is not valid JSON.") from None
+    def _event(self, data: Any, out: list[bytes]) -> None:
         if not isinstance(data, dict):
             return
         # every event's data repeats its type (the ``event:`` line is the same name)
@@ -283,10 +246,14 @@ class AnthropicStreamTranslator:
         # ping and unknown event types are skipped, as Anthropic asks clients to do
 
 
-class AnthropicAdapter:
+class AnthropicAdapter(t.NativeAdapter):
     name = "anthropic"
     default_base_url = "https://api.anthropic.com"
     requires_api_key = True
+    id_prefix = "msg_"
+    key_header = "x-api-key"
+    key_prefix = ""
+    fixed_headers = {**t.JSON_HEADERS, "anthropic-version": ANTHROPIC_VERSION}
 
     def __init__(
         self,
@@ -295,16 +262,8 @@ class AnthropicAdapter:
         clock: t.Clock = t.default_clock,
         ids: t.IdFactory = t.random_id,
     ) -> None:
+        super().__init__(clock=clock, ids=ids)
         self.default_max_tokens = default_max_tokens
-        self._clock = clock
-        self._ids = ids
-
-    def _headers(self, deployment: Deployment) -> dict[str, str]:
-        headers = {"content-type": "application/json", "anthropic-version": ANTHROPIC_VERSION}
-        if deployment.api_key:
-            headers["x-api-key"] = deployment.api_key
-        headers.update(deployment.headers)
-        return headers
 
     def native_chat(
         self, deployment: Deployment, request: ChatCompletionRequest, body: dict[str, Any], *, stream: bool
@@ -318,14 +277,7 @@ class AnthropicAdapter:
         if system is not None:
             payload["system"] = system
         payload["messages"] = messages
-        if request.temperature is not None:
-            payload["temperature"] = request.temperature
-        if request.top_p is not None:
-            payload["top_p"] = request.top_p
-        if isinstance(body.get("top_k"), int):
-            payload["top_k"] = body["top_k"]
-        if (stop := t.stop_list(request)) is not None:
-            payload["stop_sequences"] = stop
+        payload.update(t.sampling(request, body, _SAMPLING))
         if request.tools:
             payload["tools"] = [
                 {
@@ -348,7 +300,7 @@ class AnthropicAdapter:
     ) -> UpstreamRequest:
         payload = self.native_chat(deployment, request, body, stream=stream)
         url = f"{t.versioned(deployment.base_url, 'v1')}/messages"
-        return UpstreamRequest("POST", url, self._headers(deployment), orjson.dumps(payload))
+        return self._post(url, deployment, payload)
 
     def chat_response(
         self, deployment: Deployment, request: ChatCompletionRequest, content: bytes
@@ -370,28 +322,15 @@ class AnthropicAdapter:
                 calls.append(
                     t.tool_call(str(block.get("id")), str(block.get("name")), block.get("input") or {})
                 )
-        usage = _usage(data.get("usage"))
+        finish = _STOP_REASONS.get(data.get("stop_reason") or "", "stop")
+        choices = [t.choice(0, "".join(texts), calls or None, finish)]
         model = t.text_or(data.get("model"), deployment.model)
-        reason = data.get("stop_reason")
-        body = t.completion(
-            id=str(data.get("id") or self._ids("msg_")),
-            created=t.now_int(self._clock),
-            model=model,
-            choices=[t.choice(0, "".join(texts), calls or None, _STOP_REASONS.get(reason or "", "stop"))],
-            usage=usage,
-        )
-        return TranslatedResponse(body, usage, model)
+        return self._answer(data.get("id"), model, choices, _usage(data.get("usage")))
 
     def chat_stream(
         self, deployment: Deployment, request: ChatCompletionRequest, *, include_usage: bool
     ) -> AnthropicStreamTranslator:
-        out = t.ChunkStream(
-            id=self._ids("msg_"),
-            model=deployment.model,
-            created=t.now_int(self._clock),
-            include_usage=include_usage,
-        )
-        return AnthropicStreamTranslator(out)
+        return AnthropicStreamTranslator(self._chunks(deployment, include_usage=include_usage))
 
     def embeddings_request(
         self, deployment: Deployment, request: EmbeddingRequest, body: dict[str, Any]
@@ -408,13 +347,5 @@ class AnthropicAdapter:
         raise InvalidRequest("Anthropic has no embeddings API.")
 
     def error(self, status: int, content: bytes, headers: dict[str, str]) -> GatewayError:
-        try:
-            data = orjson.loads(content)
-        except orjson.JSONDecodeError:
-            data = None
-        message = t.upstream_error_message(data)
-        error = data.get("error") if isinstance(data, dict) else None
-        kind = error.get("type") if isinstance(error, dict) else None
-        if kind and message:
-            message = f"{kind}: {message}"
+        message = t.upstream_error_message(t.error_body(content), "type")
         return error_from_status(self.name, status, message, headers=headers)

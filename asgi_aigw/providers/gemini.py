@@ -131,26 +131,22 @@ def _tool_config(request: ChatCompletionRequest) -> dict[str, Any] | None:
     return {"functionCallingConfig": config}
 
 
+#: ``generationConfig`` names for the OpenAI sampling parameters.
+_GENERATION_CONFIG: dict[t.SamplingParameter, str] = {
+    "temperature": "temperature",
+    "top_p": "topP",
+    "top_k": "topK",
+    "n": "candidateCount",
+    "max_tokens": "maxOutputTokens",
+    "stop": "stopSequences",
+    "presence_penalty": "presencePenalty",
+    "frequency_penalty": "frequencyPenalty",
+    "seed": "seed",
+}
+
+
 def _generation_config(request: ChatCompletionRequest, body: dict[str, Any]) -> dict[str, Any]:
-    config: dict[str, Any] = {}
-    if request.temperature is not None:
-        config["temperature"] = request.temperature
-    if request.top_p is not None:
-        config["topP"] = request.top_p
-    if isinstance(body.get("top_k"), int):
-        config["topK"] = body["top_k"]
-    if request.n is not None:
-        config["candidateCount"] = request.n
-    if request.output_limit is not None:
-        config["maxOutputTokens"] = request.output_limit
-    if (stop := t.stop_list(request)) is not None:
-        config["stopSequences"] = stop
-    if request.presence_penalty is not None:
-        config["presencePenalty"] = request.presence_penalty
-    if request.frequency_penalty is not None:
-        config["frequencyPenalty"] = request.frequency_penalty
-    if request.seed is not None:
-        config["seed"] = request.seed
+    config = t.sampling(request, body, _GENERATION_CONFIG)
     response_format = request.response_format
     if isinstance(response_format, dict) and response_format.get("type") in ("json_object", "json_schema"):
         config["responseMimeType"] = "application/json"
@@ -192,10 +188,8 @@ def _blocked_answer(reason: str) -> t.ContentFiltered:
 def _error_from_body(data: dict[str, Any]) -> GatewayError:
     error = data.get("error")
     code = error.get("code") if isinstance(error, dict) else None
-    status_name = error.get("status") if isinstance(error, dict) else None
-    message = t.upstream_error_message(data)
     status = code if isinstance(code, int) and 400 <= code < 600 else 500
-    return error_from_status("gemini", status, f"{status_name}: {message}" if status_name else message)
+    return error_from_status("gemini", status, t.upstream_error_message(data, "status"))
 
 
 def _split_parts(parts: Any) -> tuple[list[str], list[dict[str, Any]]]:
@@ -211,17 +205,19 @@ def _split_parts(parts: Any) -> tuple[list[str], list[dict[str, Any]]]:
     return texts, calls
 
 
-class GeminiStreamTranslator:
+class GeminiStreamTranslator(t.NativeStreamTranslator):
     """``streamGenerateContent?alt=sse`` events in, OpenAI chunks out (first candidate)."""
 
-    __slots__ = ("_calls", "_decoder", "_ids", "_out", "_reason", "_usage")
+    __slots__ = ("_calls", "_ids", "_reason", "_usage")
+
+    not_json = "gemini sent a stream event that is not valid JSON."
 
     def __init__(self, out: t.ChunkStream, ids: t.IdFactory) -> None:
-        self._decoder = SSEDecoder()
-        self._out = out
+        super().__init__(out, SSEDecoder())
         self._ids = ids
         self._calls = 0
         self._reason: str | None = None
+        #: the latest ``usageMetadata`` (every event repeats the running figures): read once, at the end
         self._usage: Any = None
 
     @property
@@ -234,42 +230,13 @@ class GeminiStreamTranslator:
     def usage(self, value: Usage | None) -> None:
         self._out.usage = value
 
-    @property
-    def done(self) -> bool:
-        return self._out.done
-
-    @done.setter
-    def done(self, value: bool) -> None:
-        self._out.done = value
-
-    @property
-    def upstream_model(self) -> str:
-        """The model the stream reported (the deployment's until it does)."""
-        return self._out.model
-
-    def feed(self, chunk: bytes) -> list[bytes]:
-        out: list[bytes] = []
-        for raw in self._decoder.feed(chunk):
-            self._event(raw, out)
-        return out
-
-    def close(self) -> list[bytes]:
-        out: list[bytes] = []
-        for raw in self._decoder.flush():
-            self._event(raw, out)
+    def _ended(self, out: list[bytes]) -> None:
+        # there is no end marker: a finish reason is the last word
         if self._reason is not None:
             self._out.usage = self.usage
             self._out.end(out)
-        return out
 
-    def _event(self, raw: bytes, out: list[bytes]) -> None:
-        payload = t.event_data(raw)
-        if not payload:
-            return
-        try:
-            data = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            raise UpstreamError("gemini sent a stream event that is not valid JSON.") from None
+    def _event(self, data: Any, out: list[bytes]) -> None:
         # the common event, a candidate with one text part, takes the short way
         try:
             candidate = data["candidates"][0]
@@ -278,39 +245,35 @@ class GeminiStreamTranslator:
             text = part["text"] if len(parts) == 1 and len(part) == 1 else None
         except (KeyError, IndexError, TypeError):
             text = None
-        if text is None or not isinstance(text, str):
-            self._general(data, out)
-            return
+        if text.__class__ is not str:
+            text = None
+            if not isinstance(data, dict):
+                return
+            if "error" in data:
+                raise _error_from_body(data)
+            if (blocked := _blocked_prompt(data)) is not None:
+                raise blocked
         stream = self._out
         if not stream.opened:
             stream.identify(data.get("responseId"), data.get("modelVersion"))
         usage = data.get("usageMetadata")
         if usage is not None:
             self._usage = usage
-        stream.text(out, text)
-        if reason := candidate.get("finishReason"):
-            self._finish(reason, out)
+        if text is not None:
+            stream.text(out, text)
+            if "finishReason" in candidate:
+                self._finish(candidate["finishReason"], out)
+        else:
+            self._candidate(data.get("candidates"), out)
 
-    def _general(self, data: Any, out: list[bytes]) -> None:
-        if not isinstance(data, dict):
-            return
-        if "error" in data:
-            raise _error_from_body(data)
-        if (blocked := _blocked_prompt(data)) is not None:
-            raise blocked
-        stream = self._out
-        if not stream.opened:
-            stream.identify(data.get("responseId"), data.get("modelVersion"))
-        # every event repeats the running usage: keep the latest, read it once at the end
-        usage = data.get("usageMetadata")
-        if usage is not None:
-            self._usage = usage
-        candidates = data.get("candidates")
+    def _candidate(self, candidates: Any, out: list[bytes]) -> None:
+        """The first candidate of an event, whatever its parts (texts, function calls)."""
         if not candidates or not isinstance(candidates, list) or not isinstance(candidates[0], dict):
             return
         candidate = candidates[0]
         content = candidate.get("content")
         texts, calls = _split_parts(content.get("parts") if isinstance(content, dict) else None)
+        stream = self._out
         for text in texts:
             stream.text(out, text)
         for call in calls:
@@ -323,7 +286,7 @@ class GeminiStreamTranslator:
             self._finish(reason, out)
 
     def _finish(self, reason: str, out: list[bytes]) -> None:
-        if reason == "FINISH_REASON_UNSPECIFIED":
+        if not reason or reason == "FINISH_REASON_UNSPECIFIED":
             return
         self._reason = reason
         stream = self._out
@@ -334,21 +297,13 @@ class GeminiStreamTranslator:
         stream.finish(out, finish)
 
 
-class GeminiAdapter:
+class GeminiAdapter(t.NativeAdapter):
     name = "gemini"
     default_base_url = "https://generativelanguage.googleapis.com"
     requires_api_key = True
-
-    def __init__(self, *, clock: t.Clock = t.default_clock, ids: t.IdFactory = t.random_id) -> None:
-        self._clock = clock
-        self._ids = ids
-
-    def _headers(self, deployment: Deployment) -> dict[str, str]:
-        headers = {"content-type": "application/json"}
-        if deployment.api_key:
-            headers["x-goog-api-key"] = deployment.api_key
-        headers.update(deployment.headers)
-        return headers
+    # in a header, never in the URL (where logs would keep it)
+    key_header = "x-goog-api-key"
+    key_prefix = ""
 
     def _url(self, deployment: Deployment, method: str) -> str:
         return f"{t.versioned(deployment.base_url, API_VERSION)}/{_model_path(deployment.model)}:{method}"
@@ -391,7 +346,7 @@ class GeminiAdapter:
     ) -> UpstreamRequest:
         payload = self.native_chat(deployment, request, body)
         url = self._url(deployment, "streamGenerateContent?alt=sse" if stream else "generateContent")
-        return UpstreamRequest("POST", url, self._headers(deployment), orjson.dumps(payload))
+        return self._post(url, deployment, payload)
 
     def chat_response(
         self, deployment: Deployment, request: ChatCompletionRequest, content: bytes
@@ -433,27 +388,13 @@ class GeminiAdapter:
             c["message"]["content"] in (None, "") and "tool_calls" not in c["message"] for c in choices
         ):
             raise _blocked_answer(blocked_reason)
-        usage = _usage(data.get("usageMetadata"))
         model = t.text_or(data.get("modelVersion"), deployment.model)
-        body = t.completion(
-            id=str(data.get("responseId") or self._ids("chatcmpl-")),
-            created=t.now_int(self._clock),
-            model=model,
-            choices=choices,
-            usage=usage,
-        )
-        return TranslatedResponse(body, usage, model)
+        return self._answer(data.get("responseId"), model, choices, _usage(data.get("usageMetadata")))
 
     def chat_stream(
         self, deployment: Deployment, request: ChatCompletionRequest, *, include_usage: bool
     ) -> GeminiStreamTranslator:
-        out = t.ChunkStream(
-            id=self._ids("chatcmpl-"),
-            model=deployment.model,
-            created=t.now_int(self._clock),
-            include_usage=include_usage,
-        )
-        return GeminiStreamTranslator(out, self._ids)
+        return GeminiStreamTranslator(self._chunks(deployment, include_usage=include_usage), self._ids)
 
     def native_embeddings(
         self, deployment: Deployment, request: EmbeddingRequest
@@ -473,9 +414,7 @@ class GeminiAdapter:
         self, deployment: Deployment, request: EmbeddingRequest, body: dict[str, Any]
     ) -> UpstreamRequest:
         method, payload = self.native_embeddings(deployment, request)
-        return UpstreamRequest(
-            "POST", self._url(deployment, method), self._headers(deployment), orjson.dumps(payload)
-        )
+        return self._post(self._url(deployment, method), deployment, payload)
 
     def embeddings_response(
         self, deployment: Deployment, request: EmbeddingRequest, content: bytes
@@ -497,13 +436,5 @@ class GeminiAdapter:
         return TranslatedResponse(body, None, deployment.model)
 
     def error(self, status: int, content: bytes, headers: dict[str, str]) -> GatewayError:
-        try:
-            data = orjson.loads(content)
-        except orjson.JSONDecodeError:
-            data = None
-        message = t.upstream_error_message(data)
-        error = data.get("error") if isinstance(data, dict) else None
-        status_name = error.get("status") if isinstance(error, dict) else None
-        if status_name and message:
-            message = f"{status_name}: {message}"
+        message = t.upstream_error_message(t.error_body(content), "status")
         return error_from_status(self.name, status, message, headers=headers)

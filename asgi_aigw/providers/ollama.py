@@ -89,25 +89,17 @@ def _messages(request: ChatCompletionRequest) -> list[dict[str, Any]]:
     return out
 
 
-def _options(request: ChatCompletionRequest, body: dict[str, Any]) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    if request.temperature is not None:
-        options["temperature"] = request.temperature
-    if request.top_p is not None:
-        options["top_p"] = request.top_p
-    if isinstance(body.get("top_k"), int):
-        options["top_k"] = body["top_k"]
-    if request.output_limit is not None:
-        options["num_predict"] = request.output_limit
-    if (stop := t.stop_list(request)) is not None:
-        options["stop"] = stop
-    if request.seed is not None:
-        options["seed"] = request.seed
-    if request.presence_penalty is not None:
-        options["presence_penalty"] = request.presence_penalty
-    if request.frequency_penalty is not None:
-        options["frequency_penalty"] = request.frequency_penalty
-    return options
+#: Ollama's ``options`` names for the OpenAI sampling parameters it takes.
+_OPTIONS: dict[t.SamplingParameter, str] = {
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "top_k": "top_k",
+    "max_tokens": "num_predict",
+    "stop": "stop",
+    "seed": "seed",
+    "presence_penalty": "presence_penalty",
+    "frequency_penalty": "frequency_penalty",
+}
 
 
 def _format(request: ChatCompletionRequest) -> Any:
@@ -139,63 +131,35 @@ def _error_line(data: dict[str, Any]) -> GatewayError:
     )
 
 
-class OllamaStreamTranslator:
-    """``/api/chat`` NDJSON lines in, OpenAI chunks out."""
+class _LineDecoder:
+    """Cuts an NDJSON stream into its non-blank lines, whatever the chunk boundaries."""
 
-    __slots__ = ("_buffer", "_calls", "_ids", "_out")
+    __slots__ = ("_buffer",)
 
-    def __init__(self, out: t.ChunkStream, ids: t.IdFactory) -> None:
-        self._out = out
-        self._ids = ids
+    def __init__(self) -> None:
         self._buffer = b""
-        self._calls = 0
 
-    @property
-    def usage(self) -> Usage | None:
-        return self._out.usage
-
-    @usage.setter
-    def usage(self, value: Usage | None) -> None:
-        self._out.usage = value
-
-    @property
-    def done(self) -> bool:
-        return self._out.done
-
-    @done.setter
-    def done(self, value: bool) -> None:
-        self._out.done = value
-
-    @property
-    def upstream_model(self) -> str:
-        """The model the stream reported (the deployment's until it does)."""
-        return self._out.model
-
-    def feed(self, chunk: bytes) -> list[bytes]:
+    def feed_data(self, chunk: bytes) -> list[bytes]:
         buffer = self._buffer + chunk if self._buffer else chunk
-        if b"\n" not in buffer:
-            self._buffer = buffer
-            return []
         lines = buffer.split(b"\n")
         self._buffer = lines.pop()
-        out: list[bytes] = []
-        for line in lines:
-            if line.strip() and not self._out.done:
-                self._line(line, out)
-        return out
+        return list(filter(bytes.strip, lines))  # blank lines carry nothing
 
-    def close(self) -> list[bytes]:
-        out: list[bytes] = []
-        rest, self._buffer = self._buffer, b""
-        if rest.strip() and not self._out.done:
-            self._line(rest, out)
-        return out
 
-    def _line(self, line: bytes, out: list[bytes]) -> None:
-        try:
-            data = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            raise UpstreamError("ollama sent a stream line that is not valid JSON.") from None
+class OllamaStreamTranslator(t.NativeStreamTranslator):
+    """``/api/chat`` NDJSON lines in, OpenAI chunks out."""
+
+    __slots__ = ("_calls", "_ids")
+
+    not_json = "ollama sent a stream line that is not valid JSON."
+    terminator = b"\n"
+
+    def __init__(self, out: t.ChunkStream, ids: t.IdFactory) -> None:
+        super().__init__(out, _LineDecoder())
+        self._ids = ids
+        self._calls = 0
+
+    def _event(self, data: Any, out: list[bytes]) -> None:
         if not isinstance(data, dict):
             return
         if "error" in data:
@@ -221,21 +185,11 @@ class OllamaStreamTranslator:
             stream.end(out)
 
 
-class OllamaAdapter:
+class OllamaAdapter(t.NativeAdapter):
     name = "ollama"
     default_base_url = "http://localhost:11434"
+    # a key is sent as a bearer token, for an Ollama behind an authenticating proxy (or ollama.com)
     requires_api_key = False
-
-    def __init__(self, *, clock: t.Clock = t.default_clock, ids: t.IdFactory = t.random_id) -> None:
-        self._clock = clock
-        self._ids = ids
-
-    def _headers(self, deployment: Deployment) -> dict[str, str]:
-        headers = {"content-type": "application/json"}
-        if deployment.api_key:  # Ollama behind an authenticating proxy (or ollama.com)
-            headers["authorization"] = f"Bearer {deployment.api_key}"
-        headers.update(deployment.headers)
-        return headers
 
     def native_chat(
         self, deployment: Deployment, request: ChatCompletionRequest, body: dict[str, Any], *, stream: bool
@@ -248,7 +202,7 @@ class OllamaAdapter:
             ]
         if (fmt := _format(request)) is not None:
             payload["format"] = fmt
-        if options := _options(request, body):
+        if options := t.sampling(request, body, _OPTIONS):
             payload["options"] = options
         if "keep_alive" in body:
             payload["keep_alive"] = body["keep_alive"]
@@ -259,9 +213,7 @@ class OllamaAdapter:
         self, deployment: Deployment, request: ChatCompletionRequest, body: dict[str, Any], *, stream: bool
     ) -> UpstreamRequest:
         payload = self.native_chat(deployment, request, body, stream=stream)
-        return UpstreamRequest(
-            "POST", f"{deployment.base_url}/api/chat", self._headers(deployment), orjson.dumps(payload)
-        )
+        return self._post(f"{deployment.base_url}/api/chat", deployment, payload)
 
     def chat_response(
         self, deployment: Deployment, request: ChatCompletionRequest, content: bytes
@@ -281,27 +233,15 @@ class OllamaAdapter:
                     t.tool_call(call_id, str(function.get("name") or ""), function.get("arguments") or {})
                 )
         finish = "tool_calls" if calls else _DONE_REASONS.get(str(data.get("done_reason")), "stop")
-        usage = _usage(data)
+        choices = [t.choice(0, str(message.get("content") or ""), calls or None, finish)]
         model = t.text_or(data.get("model"), deployment.model)
-        body = t.completion(
-            id=self._ids("chatcmpl-"),
-            created=t.now_int(self._clock),
-            model=model,
-            choices=[t.choice(0, str(message.get("content") or ""), calls or None, finish)],
-            usage=usage,
-        )
-        return TranslatedResponse(body, usage, model)
+        # Ollama's answers carry no id: the gateway makes one
+        return self._answer(None, model, choices, _usage(data))
 
     def chat_stream(
         self, deployment: Deployment, request: ChatCompletionRequest, *, include_usage: bool
     ) -> OllamaStreamTranslator:
-        out = t.ChunkStream(
-            id=self._ids("chatcmpl-"),
-            model=deployment.model,
-            created=t.now_int(self._clock),
-            include_usage=include_usage,
-        )
-        return OllamaStreamTranslator(out, self._ids)
+        return OllamaStreamTranslator(self._chunks(deployment, include_usage=include_usage), self._ids)
 
     def native_embeddings(self, deployment: Deployment, request: EmbeddingRequest) -> dict[str, Any]:
         if isinstance(request.input, list) and request.input and not isinstance(request.input[0], str):
@@ -315,9 +255,7 @@ class OllamaAdapter:
         self, deployment: Deployment, request: EmbeddingRequest, body: dict[str, Any]
     ) -> UpstreamRequest:
         payload = self.native_embeddings(deployment, request)
-        return UpstreamRequest(
-            "POST", f"{deployment.base_url}/api/embed", self._headers(deployment), orjson.dumps(payload)
-        )
+        return self._post(f"{deployment.base_url}/api/embed", deployment, payload)
 
     def embeddings_response(
         self, deployment: Deployment, request: EmbeddingRequest, content: bytes
@@ -339,8 +277,5 @@ class OllamaAdapter:
         return TranslatedResponse(body, usage, model)
 
     def error(self, status: int, content: bytes, headers: dict[str, str]) -> GatewayError:
-        try:
-            data = orjson.loads(content)
-        except orjson.JSONDecodeError:
-            data = None
-        return error_from_status(self.name, status, t.upstream_error_message(data), headers=headers)
+        message = t.upstream_error_message(t.error_body(content))
+        return error_from_status(self.name, status, message, headers=headers)

@@ -16,28 +16,23 @@ from ..context import Usage
 from ..errors import GatewayError, UpstreamError
 from ..models import ChatCompletionRequest, EmbeddingRequest
 from ..sse import DONE_DATA, DONE_EVENT, SSEDecoder, parse_event
+from ._translate import error_body, loads_object, post_json
 from .base import Deployment, TranslatedResponse, UpstreamRequest
 from .errors import error_from_status
 
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 
 
-def _headers(deployment: Deployment) -> dict[str, str]:
-    headers = {"content-type": "application/json"}
-    if deployment.api_key:
-        headers["authorization"] = f"Bearer {deployment.api_key}"
-    headers.update(deployment.headers)
-    return headers
-
-
-def _loads_object(content: bytes, what: str) -> dict[str, Any]:
-    try:
-        data = orjson.loads(content)
-    except orjson.JSONDecodeError:
-        raise UpstreamError(f"The upstream answered with {what} that is not valid JSON.") from None
-    if not isinstance(data, dict):
-        raise UpstreamError(f"The upstream answered with {what} that is not a JSON object.")
-    return data
+def _checked(content: bytes, what: str, key: str) -> TranslatedResponse:
+    """The answer as it came, once it proved to be ``what`` (a JSON object with a ``key`` list); the
+    only parse reads its usage and model."""
+    data = loads_object(content, what)
+    if not isinstance(data.get(key), list):
+        raise UpstreamError(f"The upstream answered with JSON that is not {what}.")
+    model = data.get("model")
+    return TranslatedResponse(
+        content, Usage.from_openai(data.get("usage")), model if isinstance(model, str) else None
+    )
 
 
 class OpenAIStreamTranslator:
@@ -97,27 +92,18 @@ class OpenAIAdapter:
     def chat_request(
         self, deployment: Deployment, request: ChatCompletionRequest, body: dict[str, Any], *, stream: bool
     ) -> UpstreamRequest:
-        payload = dict(body)
-        payload["model"] = deployment.model
+        payload = {**body, "model": deployment.model}
         if stream and deployment.stream_usage:
-            options = payload.get("stream_options")
+            options = body.get("stream_options")
             payload["stream_options"] = (
                 {**options, "include_usage": True} if options else {"include_usage": True}
             )
-        return UpstreamRequest(
-            "POST", f"{deployment.base_url}/chat/completions", _headers(deployment), orjson.dumps(payload)
-        )
+        return post_json(f"{deployment.base_url}/chat/completions", deployment, payload)
 
     def chat_response(
         self, deployment: Deployment, request: ChatCompletionRequest, content: bytes
     ) -> TranslatedResponse:
-        data = _loads_object(content, "a chat completion")
-        if not isinstance(data.get("choices"), list):
-            raise UpstreamError("The upstream answered with JSON that is not a chat completion.")
-        model = data.get("model")
-        return TranslatedResponse(
-            content, Usage.from_openai(data.get("usage")), model if isinstance(model, str) else None
-        )
+        return _checked(content, "a chat completion", "choices")
 
     def chat_stream(
         self, deployment: Deployment, request: ChatCompletionRequest, *, include_usage: bool
@@ -127,32 +113,20 @@ class OpenAIAdapter:
     def embeddings_request(
         self, deployment: Deployment, request: EmbeddingRequest, body: dict[str, Any]
     ) -> UpstreamRequest:
-        payload = dict(body)
-        payload["model"] = deployment.model
-        return UpstreamRequest(
-            "POST", f"{deployment.base_url}/embeddings", _headers(deployment), orjson.dumps(payload)
-        )
+        payload = {**body, "model": deployment.model}
+        return post_json(f"{deployment.base_url}/embeddings", deployment, payload)
 
     def embeddings_response(
         self, deployment: Deployment, request: EmbeddingRequest, content: bytes
     ) -> TranslatedResponse:
-        data = _loads_object(content, "an embeddings response")
-        if not isinstance(data.get("data"), list):
-            raise UpstreamError("The upstream answered with JSON that is not an embeddings response.")
-        model = data.get("model")
-        return TranslatedResponse(
-            content, Usage.from_openai(data.get("usage")), model if isinstance(model, str) else None
-        )
+        return _checked(content, "an embeddings response", "data")
 
     def error(self, status: int, content: bytes, headers: dict[str, str]) -> GatewayError:
         message: str | None = None
         err_type: str | None = None
         code: str | None = None
         param: str | None = None
-        try:
-            data = orjson.loads(content)
-        except orjson.JSONDecodeError:
-            data = None
+        data = error_body(content)
         error = data.get("error") if isinstance(data, dict) else None
         if isinstance(error, dict):
             message = error.get("message") if isinstance(error.get("message"), str) else None

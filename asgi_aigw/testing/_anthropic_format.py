@@ -77,14 +77,7 @@ async def messages(
         problem = "max_tokens: Field required"
     elif not isinstance(body.get("messages"), list) or not body["messages"]:
         problem = "messages: Field required"
-    if problem is not None or body is None:
-        await fake.send_json(send, 400, error_payload(400, problem or "invalid request"))
-        return
-    if behaviour.status != 200:
-        headers = [(b"retry-after", behaviour.retry_after.encode())] if behaviour.retry_after else []
-        await fake.send_json(
-            send, behaviour.status, error_payload(behaviour.status, behaviour.error_message), headers
-        )
+    if await fake.refuse(send, behaviour, error_payload, problem) or body is None:
         return
     model = str(body["model"])
     tools: list[str] = []

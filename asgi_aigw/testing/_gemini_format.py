@@ -30,13 +30,6 @@ def error_payload(status: int, message: str) -> dict[str, Any]:
     return {"error": {"code": status, "message": message, "status": _STATUS_NAMES.get(status, "UNKNOWN")}}
 
 
-async def _send_error(fake: FakeProvider, behaviour: FakeBehaviour, send: Send) -> None:
-    headers = [(b"retry-after", behaviour.retry_after.encode())] if behaviour.retry_after else []
-    await fake.send_json(
-        send, behaviour.status, error_payload(behaviour.status, behaviour.error_message), headers
-    )
-
-
 def _response_text(response: Any) -> str:
     if isinstance(response, dict) and isinstance(response.get("output"), str):
         return str(response["output"])
@@ -92,14 +85,13 @@ async def _generate(
     *,
     stream: bool,
 ) -> None:
-    body = request.json if isinstance(request.json, dict) else None
-    if body is None or not isinstance(body.get("contents"), list) or not body["contents"]:
-        await fake.send_json(
-            send, 400, error_payload(400, "* GenerateContentRequest.contents: contents is not specified")
-        )
-        return
-    if behaviour.status != 200:
-        await _send_error(fake, behaviour, send)
+    body = request.json if isinstance(request.json, dict) else {}
+    problem = (
+        None
+        if isinstance(body.get("contents"), list) and body["contents"]
+        else "* GenerateContentRequest.contents: contents is not specified"
+    )
+    if await fake.refuse(send, behaviour, error_payload, problem):
         return
     tools: list[str] = []
     mode = ((body.get("toolConfig") or {}).get("functionCallingConfig") or {}).get("mode")
@@ -188,36 +180,23 @@ async def _generate(
 async def _embed(
     fake: FakeProvider, request: ReceivedRequest, behaviour: FakeBehaviour, send: Send, *, batch: bool
 ) -> None:
-    from .fake_provider import fake_embedding
+    from .fake_provider import embedding_size, fake_embedding
 
     body = request.json if isinstance(request.json, dict) else None
     items = (body.get("requests") if batch else [body]) if body else None
-    if (
-        not isinstance(items, list)
-        or not items
-        or not all(isinstance(i, dict) and isinstance(i.get("content"), dict) for i in items)
-    ):
-        await fake.send_json(
-            send, 400, error_payload(400, "* EmbedContentRequest.content: content is not specified")
-        )
-        return
-    if behaviour.status != 200:
-        await _send_error(fake, behaviour, send)
-        return
-    if behaviour.malformed:
-        await fake.send_raw(send, 200, b'{"embedding": {', b"application/json")
+    well_formed = (
+        isinstance(items, list)
+        and items
+        and all(isinstance(i, dict) and isinstance(i.get("content"), dict) for i in items)
+    )
+    problem = None if well_formed else "* EmbedContentRequest.content: content is not specified"
+    if await fake.refuse(send, behaviour, error_payload, problem, malformed=b'{"embedding": {'):
         return
     vectors = []
-    for item in items:
+    for item in items or ():
         text = "\n".join(
             str(p.get("text", "")) for p in item["content"].get("parts") or [] if isinstance(p, dict)
         )
-        dimensions = item.get("outputDimensionality")
-        vectors.append(
-            {
-                "values": fake_embedding(
-                    text, dimensions if isinstance(dimensions, int) and dimensions > 0 else 64
-                )
-            }
-        )
+        size = embedding_size(item.get("outputDimensionality"))
+        vectors.append({"values": fake_embedding(text, size)})
     await fake.send_json(send, 200, {"embeddings": vectors} if batch else {"embedding": vectors[0]})

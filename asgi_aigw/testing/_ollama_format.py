@@ -16,9 +16,8 @@ if TYPE_CHECKING:
 _NDJSON = b"application/x-ndjson"
 
 
-async def _send_error(fake: FakeProvider, behaviour: FakeBehaviour, send: Send) -> None:
-    headers = [(b"retry-after", behaviour.retry_after.encode())] if behaviour.retry_after else []
-    await fake.send_json(send, behaviour.status, {"error": behaviour.error_message}, headers)
+def _error_payload(status: int, message: str) -> dict[str, Any]:
+    return {"error": message}
 
 
 def _created_at() -> str:
@@ -34,12 +33,10 @@ def conversation(body: dict[str, Any]) -> list[tuple[str, str]]:
 async def chat(
     fake: FakeProvider, request: ReceivedRequest, behaviour: FakeBehaviour, receive: Receive, send: Send
 ) -> None:
-    body = request.json if isinstance(request.json, dict) else None
-    if body is None or not body.get("model") or not isinstance(body.get("messages"), list):
-        await fake.send_json(send, 400, {"error": "model and messages are required"})
-        return
-    if behaviour.status != 200:
-        await _send_error(fake, behaviour, send)
+    body = request.json if isinstance(request.json, dict) else {}
+    well_formed = body.get("model") and isinstance(body.get("messages"), list)
+    problem = None if well_formed else "model and messages are required"
+    if await fake.refuse(send, behaviour, _error_payload, problem):
         return
     model = str(body["model"])
     tools = [
@@ -99,22 +96,15 @@ async def chat(
 
 
 async def embed(fake: FakeProvider, request: ReceivedRequest, behaviour: FakeBehaviour, send: Send) -> None:
-    from .fake_provider import count_tokens, fake_embedding
+    from .fake_provider import count_tokens, embedding_size, fake_embedding
 
-    body = request.json if isinstance(request.json, dict) else None
-    raw = body.get("input") if body else None
-    if body is None or raw is None or not body.get("model"):
-        await fake.send_json(send, 400, {"error": "model and input are required"})
+    body = request.json if isinstance(request.json, dict) else {}
+    raw = body.get("input")
+    problem = None if raw is not None and body.get("model") else "model and input are required"
+    if await fake.refuse(send, behaviour, _error_payload, problem, malformed=b'{"embeddings": ['):
         return
-    if behaviour.status != 200:
-        await _send_error(fake, behaviour, send)
-        return
-    if behaviour.malformed:
-        await fake.send_raw(send, 200, b'{"embeddings": [', b"application/json")
-        return
-    texts = [raw] if isinstance(raw, str) else [str(item) for item in raw]
-    requested = body.get("dimensions")
-    dimensions = requested if isinstance(requested, int) and requested > 0 else 64
+    texts = [raw] if isinstance(raw, str) else [str(item) for item in raw or ()]
+    dimensions = embedding_size(body.get("dimensions"))
     payload = {
         "model": body["model"],
         "embeddings": [fake_embedding(text, dimensions) for text in texts],

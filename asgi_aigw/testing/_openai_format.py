@@ -41,13 +41,6 @@ def _error_payload(status: int, message: str) -> dict[str, Any]:
     }
 
 
-async def send_error(fake: FakeProvider, behaviour: FakeBehaviour, send: Send) -> None:
-    headers = [(b"retry-after", behaviour.retry_after.encode())] if behaviour.retry_after else []
-    await fake.send_json(
-        send, behaviour.status, _error_payload(behaviour.status, behaviour.error_message), headers
-    )
-
-
 def _usage(prompt: int, completion: int) -> dict[str, Any]:
     return {
         "prompt_tokens": prompt,
@@ -66,14 +59,13 @@ def _usage(prompt: int, completion: int) -> dict[str, Any]:
 async def chat(
     fake: FakeProvider, request: ReceivedRequest, behaviour: FakeBehaviour, receive: Receive, send: Send
 ) -> None:
-    body = request.json if isinstance(request.json, dict) else None
-    if body is None or not isinstance(body.get("messages"), list) or not body.get("model"):
-        await fake.send_json(
-            send, 400, _error_payload(400, "Invalid body: 'model' and 'messages' are required.")
-        )
-        return
-    if behaviour.status != 200:
-        await send_error(fake, behaviour, send)
+    body = request.json if isinstance(request.json, dict) else {}
+    problem = (
+        None
+        if isinstance(body.get("messages"), list) and body.get("model")
+        else "Invalid body: 'model' and 'messages' are required."
+    )
+    if await fake.refuse(send, behaviour, _error_payload, problem):
         return
     model = str(body["model"])
     messages = [
@@ -129,14 +121,18 @@ async def chat(
     options = body.get("stream_options")
     include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
 
+    envelope = {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "service_tier": "default",
+        "system_fingerprint": _FINGERPRINT,
+    }
+
     def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
         data: dict[str, Any] = {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "service_tier": "default",
-            "system_fingerprint": _FINGERPRINT,
+            **envelope,
             "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
         }
         if include_usage:
@@ -172,12 +168,7 @@ async def chat(
     events.append(chunk({}, finish))
     if include_usage:
         usage_chunk = {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "service_tier": "default",
-            "system_fingerprint": _FINGERPRINT,
+            **envelope,
             "choices": [],
             "usage": _usage(turn.prompt_tokens, turn.completion_tokens),
         }
@@ -191,24 +182,16 @@ async def chat(
 async def embeddings(
     fake: FakeProvider, request: ReceivedRequest, behaviour: FakeBehaviour, send: Send
 ) -> None:
-    from .fake_provider import count_tokens, embedding_base64, fake_embedding
+    from .fake_provider import count_tokens, embedding_base64, embedding_size, fake_embedding
 
-    body = request.json if isinstance(request.json, dict) else None
-    raw_input = body.get("input") if body else None
-    if body is None or raw_input is None or not body.get("model"):
-        await fake.send_json(
-            send, 400, _error_payload(400, "Invalid body: 'model' and 'input' are required.")
-        )
+    body = request.json if isinstance(request.json, dict) else {}
+    raw_input = body.get("input")
+    well_formed = raw_input is not None and body.get("model")
+    problem = None if well_formed else "Invalid body: 'model' and 'input' are required."
+    if await fake.refuse(send, behaviour, _error_payload, problem, malformed=b'{"object": "list", "data": ['):
         return
-    if behaviour.status != 200:
-        await send_error(fake, behaviour, send)
-        return
-    if behaviour.malformed:
-        await fake.send_raw(send, 200, b'{"object": "list", "data": [', b"application/json")
-        return
-    texts = [raw_input] if isinstance(raw_input, str) else [str(item) for item in raw_input]
-    requested = body.get("dimensions")
-    dimensions = requested if isinstance(requested, int) and requested > 0 else 64
+    texts = [raw_input] if isinstance(raw_input, str) else [str(item) for item in raw_input or ()]
+    dimensions = embedding_size(body.get("dimensions"))
     as_base64 = body.get("encoding_format") == "base64"
     data = []
     for index, text in enumerate(texts):

@@ -21,6 +21,7 @@ import struct
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -57,6 +58,11 @@ def fake_embedding(text: str, dimensions: int = 64) -> list[float]:
     values = values[:dimensions]
     norm = math.sqrt(sum(v * v for v in values)) or 1.0
     return [v / norm for v in values]
+
+
+def embedding_size(requested: Any) -> int:
+    """The length of the fake's vectors: the ``dimensions`` a request asked for, else 64."""
+    return requested if isinstance(requested, int) and requested > 0 else 64
 
 
 def embedding_base64(vector: list[float]) -> str:
@@ -262,6 +268,33 @@ class FakeProvider:
             return _Turn(text, tool_call, prompt_tokens, completion, [])
         pieces = split_pieces(text)
         return _Turn(text, None, prompt_tokens, len(pieces), pieces)
+
+    async def refuse(
+        self,
+        send: Send,
+        behaviour: FakeBehaviour,
+        error: Callable[[int, str], Any],
+        problem: str | None = None,
+        *,
+        malformed: bytes | None = None,
+    ) -> bool:
+        """Answer in an endpoint's place when the request or the behaviour says so, as every endpoint
+        does first: 400 for ``problem`` (what is wrong with the body), then the error status the
+        behaviour asks for (with ``Retry-After``), then ``malformed`` if the behaviour asks for a body
+        that is not JSON. ``error(status, message)`` is the provider's error body. True if it answered.
+        """
+        if problem is not None:
+            await self.send_json(send, 400, error(400, problem))
+        elif behaviour.status != 200:
+            headers = [(b"retry-after", behaviour.retry_after.encode())] if behaviour.retry_after else []
+            await self.send_json(
+                send, behaviour.status, error(behaviour.status, behaviour.error_message), headers
+            )
+        elif malformed is not None and behaviour.malformed:
+            await self.send_raw(send, 200, malformed, b"application/json")
+        else:
+            return False
+        return True
 
     @staticmethod
     async def send_json(
