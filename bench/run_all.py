@@ -98,6 +98,7 @@ def run(bench: Bench, quick: bool, extra: list[str]) -> dict[str, Any]:
         "command": " ".join(["python", f"bench/{bench.name}.py", *command[2:]]),
         "status": status,
         "seconds": round(seconds, 1),
+        "load_average": round(os.getloadavg()[0], 1),
     }
 
 
@@ -217,15 +218,14 @@ def summary(runs: list[dict[str, Any]], quick: bool) -> None:
     load = os.getloadavg()[0]
     checks = budget_checks()
     lines = [
-        f"{stamp} — {machine()}; load average {load:.1f} at the end"
-        + (" (quick run: shorter measurements)" if quick else ""),
+        f"{stamp} — {machine()}" + (" (quick run: shorter measurements)" if quick else ""),
         "",
-        "| benchmark | command | status | seconds | run at | results |",
-        "|---|---|---|---|---|---|",
+        "| benchmark | command | status | seconds | run at | load average after | results |",
+        "|---|---|---|---|---|---|---|",
     ]
     lines += [
         f"| {r['name']} | `{r['command']}` | {r['status']} | {r['seconds']:.0f} | {r['date']} "
-        f"| `bench/results/{r['name']}.md` |"
+        f"| {r.get('load_average', '?')} | `bench/results/{r['name']}.md` |"
         for r in runs
     ]
     if checks:
