@@ -301,12 +301,11 @@ def public_names(module_name: str) -> list[str]:
 
 
 def _is_config_model(module_name: str, name: str) -> bool:
+    """A section of the gateway configuration: its options are on the configuration reference page."""
+    from asgi_aigw.config import GatewayConfig
+
     value = getattr(importlib.import_module(module_name), name, None)
-    return (
-        inspect.isclass(value)
-        and issubclass(value, BaseModel)
-        and value.__name__.endswith(("Config", "Settings", "Limits", "Pattern", "Timeouts"))
-    )
+    return any(value is model for model, _ in config_models(GatewayConfig))
 
 
 def api_page(module_name: str) -> str:
