@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from .._optional import require
+from .._resp import FastRedis, RespError, pack
 from . import lua
-from .resp import FastRedis, RespError, pack
 from .store import Reservation, StoreError
 from .windows import Slot
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from asgi_aigw.budget.resp import ConnectionLost, Endpoint, FastRedis, RespError, pack, read_reply
+from asgi_aigw._resp import ConnectionLost, Endpoint, FastRedis, RespError, pack, read_reply
 
 
 def test_urls() -> None:

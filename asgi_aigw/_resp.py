@@ -1,10 +1,11 @@
-"""A minimal Redis client (RESP2 over asyncio streams) for the budget's two hot calls.
+"""A minimal Redis client (RESP2 over asyncio streams) for the few calls on the request path.
 
-Every metered request makes two ``EVALSHA`` calls. Through redis-py's generic command path each costs
-about four times the bare round trip on loopback (measured in ``bench/budget.py``); this client sends
-the pre-packed command and parses the one reply, nothing else. It speaks plain TCP, TLS (``rediss://``)
-and Unix sockets, with ``AUTH`` and ``SELECT`` from the URL. Everything else (the CLI, overrides, usage
-reads) and any client you pass in (``RedisCluster``...) goes through redis-py.
+A metered request makes two ``EVALSHA`` calls (the budget) and a cached one a ``GET`` and a ``SET`` (the
+exact cache). Through redis-py's generic command path each call cost about twice the CPU of this client
+on loopback (measured in ``bench/budget.py`` and ``bench/fullstack.py``), which sends the packed command
+and parses the one reply, nothing else. It speaks plain TCP, TLS (``rediss://``) and Unix sockets, with
+``AUTH`` and ``SELECT`` from the URL. Everything else (the CLIs, overrides, purges, scans) and any client
+you pass in (``RedisCluster``...) goes through redis-py.
 """
 
 from __future__ import annotations
