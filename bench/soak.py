@@ -79,6 +79,9 @@ class SoakResult:
     warm: ProcStats
     end: ProcStats
     peak: ProcStats
+    #: ``idle_seconds`` after the load, before the stop (the request log's sink is closed by then).
+    idle: ProcStats
+    idle_seconds: float
     redis_keys_at_end: int
     redis_keys_left: int
     load_average: dict[str, list[float]] = field(default_factory=dict)
@@ -262,9 +265,9 @@ def stop(server: Server, timeout: float = 60.0) -> None:
 
 
 async def _drive(
-    server: Server, seconds: float, warmup: float, concurrency: int
+    server: Server, seconds: float, warmup: float, concurrency: int, idle: float
 ) -> tuple[Load, dict[str, Any]]:
-    """Run the load while sampling the gateway's /proc every half second."""
+    """Run the load while sampling the gateway's /proc every half second, then let it idle."""
     load = Load(server, concurrency, seed=random.randrange(26**6))
     samples: list[ProcStats] = []
     marks: dict[str, Any] = {"start": proc_stats(server.pid)}
@@ -290,6 +293,8 @@ async def _drive(
         max(s.threads for s in every),
         max(s.sockets for s in every),
     )
+    await asyncio.sleep(idle)
+    marks["idle"] = proc_stats(server.pid)
     return load, marks
 
 
@@ -298,6 +303,7 @@ def run_soak(
     concurrency: int = 64,
     redis_url: str = "redis://127.0.0.1:6379/0",
     warmup: float | None = None,
+    idle: float = 5.0,
 ) -> tuple[SoakResult, dict[str, str]]:
     """The whole run; also returns an example of each kind of error."""
     warmup = min(20.0, max(3.0, seconds / 10)) if warmup is None else warmup
@@ -317,7 +323,7 @@ def run_soak(
                 with uvicorn_process("_soak_apps:gateway", factory=True, env=env) as gateway:
                     first = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}'
                     check_answers(f"{gateway}{CHAT}", first, {"x-tenant-id": TENANTS[0]})
-                    load, marks = asyncio.run(_drive(gateway, seconds, warmup, concurrency))
+                    load, marks = asyncio.run(_drive(gateway, seconds, warmup, concurrency, idle))
                     load_after = list(os.getloadavg())
                     stop(gateway)
             log = count_log_rows(chdb_dir)
@@ -345,6 +351,8 @@ def run_soak(
         warm=marks["warm"],
         end=marks["end"],
         peak=marks["peak"],
+        idle=marks["idle"],
+        idle_seconds=idle,
         redis_keys_at_end=keys_at_end,
         redis_keys_left=keys_left,
         load_average={"before": load_before, "after": load_after},
@@ -376,6 +384,8 @@ def table(r: SoakResult, command: str) -> str:
         f"| of which sockets | {r.start.sockets} / {r.warm.sockets} / {r.end.sockets} / {r.peak.sockets} |",
         f"| threads start / after warm-up / end / peak | {r.start.threads} / {r.warm.threads} / "
         f"{r.end.threads} / {r.peak.threads} |",
+        f"| {r.idle_seconds:g} s idle after the load: RSS, fds (sockets), threads | {r.idle.rss_mb:.0f} MB, "
+        f"{r.idle.fds} ({r.idle.sockets}), {r.idle.threads} |",
         f"| Redis keys of the run at end / left after cleanup | {r.redis_keys_at_end} / {r.redis_keys_left} |",
         f"| load average before / after (1, 5, 15 min) | "
         f"{' '.join(f'{x:.2f}' for x in r.load_average['before'])} / "
