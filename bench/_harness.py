@@ -30,9 +30,10 @@ def free_port() -> int:
 
 
 class Server(str):
-    """A server's base URL that also knows its process id (for CPU accounting)."""
+    """A server's base URL that also knows its process (for CPU accounting, or to stop it early)."""
 
     pid: int
+    process: subprocess.Popen[bytes]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -72,6 +73,7 @@ def uvicorn_process(
     process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": pythonpath, **(env or {})})
     base = Server(f"http://127.0.0.1:{port}")
     base.pid = process.pid
+    base.process = process
     try:
         deadline = time.monotonic() + 30
         while True:

@@ -144,7 +144,8 @@ def _reason(exc: Exception, sink: Any) -> str:
     if getattr(sink, "is_chdb", False) and ("EmbeddedServer" in text or "lock" in text.lower()):
         return (
             "another process holds this chDB directory (chDB allows one process per directory). "
-            "A running gateway lets go after a second without traffic; retry, or raise --wait."
+            "A running gateway lets go after a pause in traffic (1 s, doubling each time it lets go); "
+            "retry, or raise --wait."
         )
     if "UNKNOWN_TABLE" in text or "doesn't exist" in text or "does not exist" in text:
         return "the request log table does not exist yet (no request was logged)."

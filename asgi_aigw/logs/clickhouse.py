@@ -3,7 +3,8 @@
 clickhouse-connect's chDB backend (``interface="chdb"``) gives the same ``insert``/``query`` API as a
 server, synchronously; chDB hosts one data directory per process, and takes a lock on it, so another
 process (``aigw usage``) can open it only while this one has no client open. The sink therefore closes
-its chDB client after a short idle time (see ``idle_close``) and opens it again on the next batch.
+its chDB client after a short idle time (see ``idle_close``; the writer doubles it after each close,
+as chDB leaks threads on every reopen) and opens it again on the next batch.
 
 Each batch is inserted with its batch id as ``insert_deduplication_token``; the table is created with
 ``non_replicated_deduplication_window`` so a batch retried after a lost acknowledgement is not stored
