@@ -48,11 +48,13 @@ class JSONBody:
     are re-serialised lazily, once, when the next app reads them.
     """
 
-    __slots__ = ("_models", "_raw", "changed", "data")
+    __slots__ = ("_models", "_raw", "changed", "data", "received")
 
     def __init__(self, raw: bytes, data: Any) -> None:
         self._raw: bytes | None = raw
         self.data = data
+        #: Size of the body the client sent, in bytes (a rewritten body's size may differ).
+        self.received = len(raw)
         #: True once a layer changed the body (the bytes then differ from what the client sent).
         self.changed = False
         self._models: dict[type[BaseModel], BaseModel] = {}
@@ -180,6 +182,9 @@ async def read_json(
     """
     scope, ctx = ensure_context(scope)
     if ctx.body is not None:
+        # an outer layer read the body under its own limit: this layer's (maybe smaller) one still holds
+        if ctx.body.received > limit:
+            raise _too_large(limit)
         return scope, receive, ctx.body
     raw = await read_body(scope, receive, limit=limit)
     body = JSONBody(raw, parse_json(raw))
