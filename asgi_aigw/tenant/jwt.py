@@ -246,10 +246,19 @@ class JWTVerifier:
             raise TokenRejected(f"The token's algorithm {alg} does not match its key.") from None
         except (errors.InvalidKeyError, errors.PyJWKError):
             raise TokenRejected(f"The configured key cannot verify {alg} signatures.") from None
-        except errors.DecodeError:
+        except errors.DecodeError as exc:
+            if "claim" in str(exc):  # raised after the signature verified: a claim of the wrong type
+                raise TokenRejected(f"The token's claims are invalid: {exc}") from None
             raise TokenRejected("The bearer token is not a well-formed JWT.") from None
         except errors.PyJWTError as exc:
             raise TokenRejected(f"The token is invalid: {exc}.") from None
+        for name in ("exp", "nbf", "iat"):
+            # PyJWT converts with int(): "exp": "99999999999" or "nbf": false would pass as numbers
+            if name in claims and type(claims[name]) not in (int, float):
+                raise TokenRejected(
+                    f"The token's {name!r} claim must be a number of seconds (NumericDate), "
+                    f"not a JSON {type(claims[name]).__name__}."
+                )
         return claims
 
     async def _key_for(self, alg: str, kid: Any) -> Any:
