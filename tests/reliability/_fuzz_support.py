@@ -93,7 +93,7 @@ def tally(name: str) -> Tally:
 
 
 def write_report() -> None:
-    """Print the tallies, and write them to AIGW_FUZZ_REPORT when it is set."""
+    """Print the tallies, and add them to the JSON file AIGW_FUZZ_REPORT names, when it is set."""
     if not TALLIES:
         return
     rows = {
@@ -104,7 +104,9 @@ def write_report() -> None:
         print(f"fuzz {name}: {row['cases']} cases, statuses {row['statuses']}")
     if path := os.environ.get("AIGW_FUZZ_REPORT"):
         existing = orjson.loads(Path(path).read_bytes()) if Path(path).exists() else {}
-        Path(path).write_bytes(orjson.dumps({**existing, **rows}, option=orjson.OPT_INDENT_2))
+        options = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
+        Path(path).write_bytes(orjson.dumps({**existing, **rows}, option=options))
+    TALLIES.clear()  # each module reports its own classes
 
 
 # -- the checks ---------------------------------------------------------------------------------------
