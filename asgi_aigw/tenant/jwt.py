@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from .._optional import require
-from ..errors import GatewayError
+from ..errors import GatewayError, clip
 from .config import SYMMETRIC_ALGORITHMS, JWTConfig
 
 logger = logging.getLogger("asgi_aigw.tenant")
@@ -98,7 +98,7 @@ class JWKSCache:
             await self._refresh()  # a rotated key: fetch the set once more
         data = self._keys.get(kid)
         if data is None:
-            raise TokenRejected(f"The token's key id (kid) {kid!r} is not in the trusted key set.")
+            raise TokenRejected(f"The token's key id (kid) {clip(kid)!r} is not in the trusted key set.")
         declared = data.get("alg")
         if declared and declared != alg:
             raise TokenRejected(f"The token is signed with {alg} but its key {kid!r} is for {declared}.")
@@ -213,7 +213,7 @@ class JWTVerifier:
             raise TokenRejected("Unsigned tokens (alg 'none') are never accepted.")
         if alg not in self.algorithms:
             raise TokenRejected(
-                f"The token is signed with {alg}, which this gateway does not accept "
+                f"The token is signed with {clip(alg)}, which this gateway does not accept "
                 f"(allowed: {self._allowed})."
             )
         key = await self._key_for(alg, header.get("kid"))
