@@ -536,6 +536,7 @@ def test_repeated_tenant_headers_with_the_same_value_are_accepted(stack: Stack) 
 @given(
     value=st.binary(max_size=200) | st.sampled_from([b"nan", b"-1", b"-inf", b"1e", b"0x10", b" ", b"\x00"])
 )
+@example(value=b"x" * 5000)  # echoed whole in the message before
 def test_cache_ttl_header_that_is_not_a_number_is_a_400(stack: Stack, value: bytes) -> None:
     try:
         ttl = float(value)
@@ -739,8 +740,9 @@ def test_claims_of_the_wrong_type_are_a_401(jwt_stack: Stack, claim: str, value:
 @fuzz_settings(max(5, EXAMPLES // 3))
 @given(
     size=st.integers(8 * 1024, 2 * 1024 * 1024),
-    where=st.sampled_from(["signature", "payload claim", "header", "segments"]),
+    where=st.sampled_from(["signature", "payload claim", "header", "alg", "segments"]),
 )
+@example(size=8192, where="alg")  # echoed whole in the message before
 def test_huge_tokens_are_a_401(jwt_stack: Stack, size: int, where: str) -> None:
     filler = "A" * size
     if where == "signature":
@@ -749,6 +751,8 @@ def test_huge_tokens_are_a_401(jwt_stack: Stack, size: int, where: str) -> None:
         token = forge({"alg": "HS256"}, claims(pad=filler), secret=None, signature=b"x" * 32)
     elif where == "header":
         token = forge({"alg": "RS256", "kid": filler}, claims())
+    elif where == "alg":  # named in the refusal: cut, not echoed whole
+        token = forge({"alg": filler}, claims())
     else:
         token = ".".join([filler[: size // 3]] * 3)
     token_refused(jwt_stack, "jwt: huge tokens", token)
@@ -918,3 +922,45 @@ def test_a_real_server_refuses_malformed_headers_before_the_gateway(
     tally(f"uvicorn (server refuses first): {case}").record(status)
     assert status == 0 or 400 <= status < 500, (case, answer)
     assert stack.provider_calls() == before
+
+
+HUGE_STRING_SITES: dict[str, tuple[str, tuple[Any, ...]]] = {
+    "model": (CHAT, ("model",)),
+    "content": (CHAT, ("messages", 0, "content")),
+    "name": (CHAT, ("messages", 0, "name")),
+    "role": (CHAT, ("messages", 0, "role")),
+    "user": (CHAT, ("user",)),
+    "stop": (CHAT, ("stop",)),
+    "tool_choice": (CHAT, ("tool_choice",)),
+    "response_format": (CHAT, ("response_format",)),
+    "unknown field": (CHAT, ("x",)),
+    "embeddings model": (EMBEDDINGS, ("model",)),
+    "embeddings input": (EMBEDDINGS, ("input",)),
+    "encoding_format": (EMBEDDINGS, ("encoding_format",)),
+}
+
+
+@fuzz_settings(max(5, EXAMPLES // 2))
+@given(
+    site=st.sampled_from(sorted(HUGE_STRING_SITES)),
+    size=st.integers(8 * 1024, BODY_LIMIT - 1024),
+    char=st.sampled_from(["a", "é", "\u4e2d", "\U0001f600", " ", "\\", '"']),
+)
+@example(site="model", size=8192, char="a")  # echoed whole in the 404 before
+def test_huge_strings_anywhere_are_answered_or_refused_cleanly(
+    stack: Stack, site: str, size: int, char: str
+) -> None:
+    """A huge string in any field: answered, or refused with a message that does not echo it back."""
+    path, where = HUGE_STRING_SITES[site]
+    base = (
+        chat_body(f"huge {uuid.uuid4().hex}")
+        if path == CHAT
+        else {"model": "text-embedding-3-small", "input": "hi"}
+    )
+    raw = dumps(_with(base, where, char * (size // len(char.encode()) // 2)))
+    before = stack.provider_calls()
+    answer = stack.post(path, raw)
+    tally("body: huge strings").record(answer.status)
+    if answer.status != 200:
+        check_refusal(answer)
+    assert stack.provider_calls() == before + (answer.status == 200)
