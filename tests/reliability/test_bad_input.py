@@ -967,3 +967,19 @@ def test_huge_strings_anywhere_are_answered_or_refused_cleanly(
     if answer.status != 200:
         check_refusal(answer)
     assert stack.provider_calls() == before + (answer.status == 200)
+
+
+def test_the_request_log_holds_every_refusal_with_its_code(stack: Stack) -> None:
+    """Runs after the classes above (same module, same stack): the outermost layer logged each request,
+    refusals with their status and error code, and no 5xx."""
+    for raw, headers in [
+        (b"{", [(b"x-tenant-id", b"acme")]),
+        (dumps(chat_body()), [(b"x-tenant-id", b"a:b")]),
+        (dumps(chat_body(n=0)), [(b"x-tenant-id", b"acme")]),
+    ]:  # three of its own, so it checks something when run alone
+        stack.post(CHAT, raw, headers)
+    rows = stack.log_rows()
+    refused = [row for row in rows if row["status"] >= 400]
+    assert {"invalid_request", "invalid_tenant"} <= {row["error_code"] for row in refused}
+    assert all(row["status"] < 500 for row in rows), [row for row in rows if row["status"] >= 500][:3]
+    assert all(row["error_code"] for row in refused), [row for row in refused if not row["error_code"]][:3]
