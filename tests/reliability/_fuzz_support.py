@@ -171,7 +171,6 @@ class Stack:
         *,
         jwt: JWTConfig | None = None,
         vector: str = "none",
-        budget_body_limit: int | None = None,
     ) -> None:
         self.portal = portal
         self.prefix = f"aigw-test:{uuid.uuid4().hex[:12]}:"
@@ -184,10 +183,7 @@ class Stack:
             store=redis_url,
             key_prefix=f"{self.prefix}budget:",
             limits=Limits(requests_per_minute=10**9, tokens_per_minute=10**12),
-            # the budget's own limit is the default (20 MiB), larger than the router's: the inner limit
-            # must still hold when this outer layer read the body first
-            **({"max_body_bytes": budget_body_limit} if budget_body_limit else {}),
-        )
+        )  # its own body limit is the default (20 MiB): build_app lowers it to the router's
         config.redact = RedactConfig(regex_only=True)
         config.cache = CacheConfig(exact=redis_url, key_prefix=f"{self.prefix}cache:", vector=vector)
         self.app = build_app(config, transports={FAKE_URL: StreamingASGITransport(self.fake)}, env={})

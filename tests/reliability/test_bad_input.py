@@ -58,8 +58,6 @@ from ._fuzz_support import (
     write_report,
 )
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
 
 @pytest.fixture(scope="module")
 def portal() -> Iterator[BlockingPortal]:
