@@ -59,7 +59,12 @@ def build_app(
     if config.budget is not None:
         from .budget import BudgetMiddleware
 
-        gateway = BudgetMiddleware(gateway, config=config.budget)
+        budget = config.budget
+        if budget.max_body_bytes > config.router.max_body_bytes:
+            # the budget layer reads the body first: with the router's smaller limit, a too-large
+            # declared Content-Length is refused before the upload rather than after it
+            budget = budget.model_copy(update={"max_body_bytes": config.router.max_body_bytes})
+        gateway = BudgetMiddleware(gateway, config=budget)
     if config.tenant is not None:
         from .tenant import TenantMiddleware
 

@@ -8,6 +8,9 @@ Later layers find the parsed body in the context and never read or parse it agai
 
 from __future__ import annotations
 
+import re
+from array import array
+from itertools import accumulate
 from typing import Any, TypeVar
 
 import orjson
@@ -21,6 +24,15 @@ from .models.errors import validation_error_message
 
 #: Default limit on request bodies: large enough for a few base64 images, small enough to refuse abuse.
 DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024
+#: Deepest nesting of arrays and objects accepted. Layers serialise bodies again with orjson (cache keys,
+#: provider requests), which refuses documents deeper than 254 levels; no OpenAI request needs 128.
+MAX_JSON_DEPTH = 128
+
+#: A JSON string (the document is known to be valid JSON when this is used).
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+#: Openers become +1 and closers -1 (as signed bytes); every other byte is deleted.
+_BRACKET_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -36,11 +48,13 @@ class JSONBody:
     are re-serialised lazily, once, when the next app reads them.
     """
 
-    __slots__ = ("_models", "_raw", "changed", "data")
+    __slots__ = ("_models", "_raw", "changed", "data", "received")
 
     def __init__(self, raw: bytes, data: Any) -> None:
         self._raw: bytes | None = raw
         self.data = data
+        #: Size of the body the client sent, in bytes (a rewritten body's size may differ).
+        self.received = len(raw)
         #: True once a layer changed the body (the bytes then differ from what the client sent).
         self.changed = False
         self._models: dict[type[BaseModel], BaseModel] = {}
@@ -108,6 +122,16 @@ def _too_large(limit: int) -> RequestTooLarge:
     )
 
 
+def json_depth(raw: bytes) -> int:
+    """How deeply the valid JSON document ``raw`` nests arrays and objects (``{}`` is 1).
+
+    Works on the bytes, in C-speed passes: strings are dropped (they may hold brackets), the brackets
+    left become +1/-1 steps, and the deepest running sum is the depth.
+    """
+    steps = _JSON_STRING.sub(b"", raw).translate(_BRACKET_STEPS, _NOT_BRACKETS)
+    return max(accumulate(array("b", steps)), default=0)
+
+
 def parse_json(raw: bytes) -> Any:
     """Parse a JSON object; 400 with the parser's reason when the body is not one."""
     if not raw:
@@ -115,13 +139,36 @@ def parse_json(raw: bytes) -> Any:
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(
-            f"The request body is not valid JSON ({exc}). Send a JSON object with "
-            "Content-Type: application/json."
-        ) from None
+        raise _not_json(raw, exc) from None
     if not isinstance(data, dict):
         raise InvalidRequest(f"The request body must be a JSON object, not a JSON {type(data).__name__}.")
+    # counting brackets is cheap and bounds the depth: most bodies skip the exact measure
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and json_depth(raw) > MAX_JSON_DEPTH:
+        raise _too_deep()
     return data
+
+
+def _not_json(raw: bytes, exc: orjson.JSONDecodeError) -> InvalidRequest:
+    # orjson reports bytes that are not UTF-8 as "surrogates not allowed", which misleads: say what it is
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return InvalidRequest(
+            f"The request body is not UTF-8 text (byte 0x{raw[bad.start]:02x} at offset {bad.start} "
+            "cannot be decoded). Encode the JSON as UTF-8."
+        )
+    if str(exc).startswith("depth limit exceeded"):
+        return _too_deep()
+    return InvalidRequest(
+        f"The request body is not valid JSON ({exc}). Send a JSON object with Content-Type: application/json."
+    )
+
+
+def _too_deep() -> InvalidRequest:
+    return InvalidRequest(
+        f"The request body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep; this gateway "
+        "accepts at most that. Flatten the structure."
+    )
 
 
 async def read_json(
@@ -135,6 +182,9 @@ async def read_json(
     """
     scope, ctx = ensure_context(scope)
     if ctx.body is not None:
+        # an outer layer read the body under its own limit: this layer's (maybe smaller) one still holds
+        if ctx.body.received > limit:
+            raise _too_large(limit)
         return scope, receive, ctx.body
     raw = await read_body(scope, receive, limit=limit)
     body = JSONBody(raw, parse_json(raw))

@@ -126,6 +126,12 @@ class UpstreamTimeout(GatewayError):
     code = "upstream_timeout"
 
 
+def clip(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters for an error message: a client's huge input (a model name,
+    a header, a token's ``alg``) is never echoed back whole."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 async def send_error(send: Send, exc: GatewayError, extra_headers: Headers | None = None) -> None:
     """Send ``exc`` as a complete JSON response."""
     body = exc.to_json()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from asgi_aigw.body import ClientDisconnect, forward_scope, read_json
+from asgi_aigw.body import ClientDisconnect, forward_scope, json_depth, parse_json, read_json
 from asgi_aigw.context import get_context
 from asgi_aigw.errors import InvalidRequest, RequestTooLarge
 from asgi_aigw.models import ChatCompletionRequest
@@ -97,8 +100,8 @@ async def test_streamed_body_over_the_limit_is_413() -> None:
         (b"{bad json", "not valid JSON"),
         (b"[1, 2]", "must be a JSON object, not a JSON list"),
         (b'"text"', "not a JSON str"),
-        (b'{"a": "\xff\xfe"}', "not valid JSON"),
-        (b"[" * 5000 + b"]" * 5000, "not valid JSON"),
+        (b'{"a": "\xff\xfe"}', "not UTF-8"),
+        (b"[" * 5000 + b"]" * 5000, "levels deep"),
     ],
 )
 async def test_bad_json_is_a_400_that_says_what_is_wrong(raw: bytes, expected: str) -> None:
@@ -133,3 +136,54 @@ async def test_wrong_types_name_the_field() -> None:
         body.validate(ChatCompletionRequest, "chat completion request")
     assert info.value.param == "messages[0].role"
     assert "'temperature'" in info.value.message
+
+
+async def test_an_inner_layers_smaller_limit_holds_when_an_outer_layer_read_the_body() -> None:
+    raw = b'{"model": "m", "pad": "' + b"x" * 4000 + b'"}'
+    outer_scope, replay, body = await read_json(
+        http_scope(len(raw)), receiver({"type": "http.request", "body": raw, "more_body": False}), limit=8192
+    )
+    _, _, again = await read_json(outer_scope, replay, limit=len(raw))
+    assert again is body  # at the limit: reused
+    with pytest.raises(RequestTooLarge) as info:
+        await read_json(outer_scope, replay, limit=1024)
+    assert "1024 bytes" in info.value.message
+
+
+def _walk_depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_walk_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_walk_depth(v) for v in value), default=0)
+    return 0
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(alphabet='[]{}"\\ab,:'),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(alphabet='[]{}"\\a'), inner, max_size=3)
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(_JSON)
+def test_json_depth_measured_on_the_bytes_matches_the_parsed_document(value: Any) -> None:
+    # strings full of brackets, quotes and backslashes must not count
+    assert json_depth(json.dumps(value).encode()) == _walk_depth(value)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b'{"a": "\xff\xfe"}', "not UTF-8 text (byte 0xff at offset 7"),
+        (b'{"a": ' + b"[" * 129 + b"]" * 129 + b"}", "more than 128 levels deep"),
+        (b'{"a": ' + b"[" * 3000 + b"]" * 3000 + b"}", "more than 128 levels deep"),
+    ],
+)
+def test_bodies_not_utf8_or_nested_too_deep_get_their_own_message(raw: bytes, expected: str) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        parse_json(raw)
+    assert expected in info.value.message
+    parse_json(b'{"a": ' + b"[" * 127 + b"]" * 127 + b"}")  # 128 levels: accepted

@@ -23,7 +23,7 @@ from typing import Any
 from .._types import ASGIApp, Headers, Message, Receive, Scope, Send
 from ..body import DEFAULT_MAX_BODY_BYTES, ClientDisconnect, read_json
 from ..context import RequestContext, Usage, ensure_context
-from ..errors import GatewayError, InvalidRequest, send_error
+from ..errors import GatewayError, InvalidRequest, clip, send_error
 from ..models import ChatCompletionRequest
 from ..response import ResponseTap, watch_disconnect
 from ..routes import classify
@@ -327,7 +327,8 @@ class SemanticCacheMiddleware:
                     raise ValueError
             except ValueError:
                 raise InvalidRequest(
-                    f"The x-aigw-cache-ttl header must be a number of seconds (0 or more), not {raw_ttl!r}.",
+                    "The x-aigw-cache-ttl header must be a number of seconds (0 or more), "
+                    f"not {clip(repr(raw_ttl))}.",
                     param=TTL_HEADER.decode(),
                 ) from None
             controls.ttl = min(ttl, self.config.max_ttl)

@@ -30,7 +30,8 @@ logger = logging.getLogger("asgi_aigw.logs")
 #: Error bodies are read this far for their ``error.code``.
 _MAX_ERROR_BODY = 8192
 #: An incoming request id is reused only if it looks like one (no header injection, bounded length).
-_VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:@/+=-]{1,128}$")
+#: ``\Z``, not ``$``: ``$`` also matches before a final newline, which would then reach a response header.
+_VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:@/+=-]{1,128}\Z")
 
 
 class RequestLogMiddleware:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..context import Usage
-from ..errors import GatewayError, InvalidRequest, UpstreamError
+from ..errors import GatewayError, InvalidRequest, UpstreamError, clip
 from ..models import ChatCompletionRequest, ContentPart, EmbeddingRequest
 from ..sse import SSEDecoder
 from . import _translate as t
@@ -154,7 +154,9 @@ def _tool_choice(request: ChatCompletionRequest) -> dict[str, Any] | None:
     elif isinstance(choice, dict) and isinstance(choice.get("function"), dict):
         result = {"type": "tool", "name": choice["function"].get("name")}
     else:
-        raise InvalidRequest(f"tool_choice {choice!r} cannot be sent to Anthropic.", param="tool_choice")
+        raise InvalidRequest(
+            f"tool_choice {clip(repr(choice))} cannot be sent to Anthropic.", param="tool_choice"
+        )
     if request.parallel_tool_calls is False:
         result = {**(result or {"type": "auto"}), "disable_parallel_tool_use": True}
     return result

@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from ..context import Usage
-from ..errors import GatewayError, InvalidRequest, UpstreamError
+from ..errors import GatewayError, InvalidRequest, UpstreamError, clip
 from ..models import ChatCompletionRequest, ContentPart, EmbeddingRequest
 from ..sse import SSEDecoder
 from . import _translate as t
@@ -127,7 +127,9 @@ def _tool_config(request: ChatCompletionRequest) -> dict[str, Any] | None:
     elif isinstance(choice, dict) and isinstance(choice.get("function"), dict):
         config = {"mode": "ANY", "allowedFunctionNames": [choice["function"].get("name")]}
     else:
-        raise InvalidRequest(f"tool_choice {choice!r} cannot be sent to Gemini.", param="tool_choice")
+        raise InvalidRequest(
+            f"tool_choice {clip(repr(choice))} cannot be sent to Gemini.", param="tool_choice"
+        )
     return {"functionCallingConfig": config}
 
 

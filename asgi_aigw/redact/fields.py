@@ -45,7 +45,9 @@ def chat_fields(data: dict[str, Any], config: RedactConfig) -> list[TextField]:
         return fields
     roles = set(config.roles)
     for i, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in roles:
+        role = message.get("role") if isinstance(message, dict) else None
+        # a role of the wrong type (a list, say) is not hashable: skip it, the router refuses it (400)
+        if not isinstance(role, str) or role not in roles:
             continue
         content = message.get("content")
         if isinstance(content, str):

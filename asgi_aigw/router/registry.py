@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..config import ConfigError, DeploymentConfig, GatewayConfig, ProviderSettings, Timeouts
-from ..errors import NotFound
+from ..errors import NotFound, clip
 from ..providers import ADAPTERS, Deployment, ProviderAdapter, Timeout
 
 
@@ -150,7 +150,7 @@ class ModelRegistry:
         available = ", ".join(sorted(self._aliases)) or "none"
         prefixes = ", ".join(f"{p}/MODEL" for p in self._providers)
         raise NotFound(
-            f"The model '{name}' does not exist on this gateway. Configured models: {available}"
+            f"The model '{clip(name)}' does not exist on this gateway. Configured models: {available}"
             + (f"; or use {prefixes}." if prefixes and self._config.router.provider_prefix_routing else "."),
             code="model_not_found",
             param="model",

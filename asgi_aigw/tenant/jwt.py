@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from .._optional import require
-from ..errors import GatewayError
+from ..errors import GatewayError, clip
 from .config import SYMMETRIC_ALGORITHMS, JWTConfig
 
 logger = logging.getLogger("asgi_aigw.tenant")
@@ -98,7 +98,7 @@ class JWKSCache:
             await self._refresh()  # a rotated key: fetch the set once more
         data = self._keys.get(kid)
         if data is None:
-            raise TokenRejected(f"The token's key id (kid) {kid!r} is not in the trusted key set.")
+            raise TokenRejected(f"The token's key id (kid) {clip(kid)!r} is not in the trusted key set.")
         declared = data.get("alg")
         if declared and declared != alg:
             raise TokenRejected(f"The token is signed with {alg} but its key {kid!r} is for {declared}.")
@@ -213,7 +213,7 @@ class JWTVerifier:
             raise TokenRejected("Unsigned tokens (alg 'none') are never accepted.")
         if alg not in self.algorithms:
             raise TokenRejected(
-                f"The token is signed with {alg}, which this gateway does not accept "
+                f"The token is signed with {clip(alg)}, which this gateway does not accept "
                 f"(allowed: {self._allowed})."
             )
         key = await self._key_for(alg, header.get("kid"))
@@ -246,10 +246,19 @@ class JWTVerifier:
             raise TokenRejected(f"The token's algorithm {alg} does not match its key.") from None
         except (errors.InvalidKeyError, errors.PyJWKError):
             raise TokenRejected(f"The configured key cannot verify {alg} signatures.") from None
-        except errors.DecodeError:
+        except errors.DecodeError as exc:
+            if "claim" in str(exc):  # raised after the signature verified: a claim of the wrong type
+                raise TokenRejected(f"The token's claims are invalid: {exc}") from None
             raise TokenRejected("The bearer token is not a well-formed JWT.") from None
         except errors.PyJWTError as exc:
             raise TokenRejected(f"The token is invalid: {exc}.") from None
+        for name in ("exp", "nbf", "iat"):
+            # PyJWT converts with int(): "exp": "99999999999" or "nbf": false would pass as numbers
+            if name in claims and type(claims[name]) not in (int, float):
+                raise TokenRejected(
+                    f"The token's {name!r} claim must be a number of seconds (NumericDate), "
+                    f"not a JSON {type(claims[name]).__name__}."
+                )
         return claims
 
     async def _key_for(self, alg: str, kid: Any) -> Any:

@@ -12,8 +12,7 @@ import httpx
 from .._lifespan import lifespan_passthrough
 from .._types import ASGIApp, Receive, Scope, Send
 from ..context import current_tenant, ensure_context
-from ..errors import Forbidden, GatewayError, Unauthorized, send_error
-from ..http import get_header
+from ..errors import Forbidden, GatewayError, InvalidRequest, Unauthorized, send_error
 from ..routes import classify
 from .config import TenantConfig
 from .ids import InvalidTenantId, TenantIdValidator
@@ -137,7 +136,7 @@ class TenantMiddleware:
                 )
 
         if self._header is not None:
-            raw = get_header(scope, self._header)
+            raw = _single_header(scope, self._header)
             if raw is not None:
                 claimed = self._checked(raw.decode("latin-1"), f"the {self._header_name} header")
                 if verified is not None and claimed != verified:
@@ -169,7 +168,7 @@ class TenantMiddleware:
             ) from None
 
     def _token(self, scope: Scope) -> str | None:
-        raw = get_header(scope, self._token_header)
+        raw = _single_header(scope, self._token_header)
         if raw is None:
             return None
         value = raw.decode("latin-1").strip()
@@ -182,3 +181,23 @@ class TenantMiddleware:
     async def aclose(self) -> None:
         if self.verifier is not None:
             await self.verifier.aclose()
+
+
+def _single_header(scope: Scope, name: bytes) -> bytes | None:
+    """The value of header ``name``; 400 when it is sent more than once with different values.
+
+    Servers pass repeated headers on as they came; which copy a layer (or a proxy in front) reads is
+    arbitrary, so an identity sent twice, differently, is refused rather than guessed.
+    """
+    found: bytes | None = None
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            if found is None:
+                found = value
+            elif value != found:
+                raise InvalidRequest(
+                    f"The {name.decode('latin-1')} header is sent more than once, with different values: "
+                    "send it once.",
+                    code="duplicate_header",
+                )
+    return found
