@@ -9,8 +9,10 @@ disconnect when the client leaves mid-stream. Cache hits cost what ``cache_hits`
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -35,6 +37,10 @@ from .windows import WINDOWS, Slot, SlotClock, format_amount, format_duration, f
 logger = logging.getLogger("asgi_aigw.budget")
 
 _USAGE_MARK = b'"prompt_tokens"'
+#: Settlements the store did not take, kept for a retry; past this many the oldest are given up.
+_MAX_UNSETTLED = 10_000
+#: The longest pause between two retries of the settlements the store did not take, in seconds.
+_SETTLE_RETRY_MAX = 30.0
 
 
 class BudgetUnavailable(GatewayError):
@@ -121,6 +127,10 @@ class BudgetMiddleware:
         self._down_until = 0.0
         self._logged_at = float("-inf")
         self._unlogged = 0
+        #: (tenant, slots, deltas) of settlements that failed: without a retry each would leave its
+        #: whole reservation counted (a store restart mid-request leaked thousands of tokens)
+        self._unsettled: deque[tuple[str, Sequence[Slot], list[int]]] = deque()
+        self._settle_retry: asyncio.Task[None] | None = None
 
     # -- the request path ---------------------------------------------------------------------------
 
@@ -364,6 +374,42 @@ class BudgetMiddleware:
             await self.store.settle(tenant, slots, deltas)
         except Exception as exc:
             self._log_store_error("settle", exc)
+            self._keep_unsettled(tenant, slots, deltas)
+
+    def _keep_unsettled(self, tenant: str, slots: Sequence[Slot], deltas: list[int]) -> None:
+        """Keep a settlement the store did not take, and retry it in the background until it does.
+
+        A store call that timed out may have been applied all the same; retrying it then gives the
+        reservation back twice, which under-counts one request (counters never go below zero) where
+        not retrying would over-count it by its whole estimate until the window ends."""
+        if len(self._unsettled) >= _MAX_UNSETTLED:
+            self._unsettled.popleft()
+            logger.error("Budget store: too many unsettled reservations; the oldest is given up")
+        self._unsettled.append((tenant, slots, deltas))
+        task = self._settle_retry
+        if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
+            self._settle_retry = asyncio.get_running_loop().create_task(
+                self._retry_unsettled(), name="aigw-budget-settle-retry"
+            )
+
+    async def _retry_unsettled(self) -> None:
+        pause = max(0.05, self.config.store_retry_seconds)
+        while self._unsettled:
+            await asyncio.sleep(pause)
+            if not await self._settle_kept():
+                pause = min(_SETTLE_RETRY_MAX, pause * 2)
+
+    async def _settle_kept(self) -> bool:
+        """Send the kept settlements, oldest first; False (the rest kept) at the first failure."""
+        while self._unsettled:
+            tenant, slots, deltas = self._unsettled[0]
+            try:
+                await self.store.settle(tenant, slots, deltas)
+            except Exception as exc:
+                self._log_store_error("settle", exc)
+                return False
+            self._unsettled.popleft()
+        return True
 
     async def _charge(
         self, ctx: RequestContext, prompt_estimate: int, model: str | None, tap: ResponseTap, meter: _Meter
@@ -408,6 +454,15 @@ class BudgetMiddleware:
         return tokens, requests, cost
 
     async def aclose(self) -> None:
+        task, self._settle_retry = self._settle_retry, None
+        if task is not None and task.get_loop() is asyncio.get_running_loop():
+            task.cancel()
+        if self._unsettled and not await self._settle_kept():
+            logger.error(
+                "Budget store: %d reservations could not be settled before shutdown; they stay counted "
+                "until their windows end",
+                len(self._unsettled),
+            )
         await self.store.aclose()
 
 

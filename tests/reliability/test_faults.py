@@ -1,0 +1,67 @@
+"""Fault injection: stores failing at the edges of a request."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+import orjson
+
+from asgi_aigw.budget import BudgetMiddleware, Limits, SlotClock
+from asgi_aigw.budget.memory import MemoryBudgetStore
+from asgi_aigw.budget.store import StoreError
+from asgi_aigw.budget.windows import Slot
+
+# -- store failures at the edges of a request (in process) ------------------------------------------
+
+
+class _SettleFailsStore(MemoryBudgetStore):
+    """A memory budget store whose next ``failures`` settlements raise (the store went away)."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def settle(self, tenant: str, slots: Sequence[Slot], deltas: Sequence[int]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise StoreError("ConnectionRefusedError: the store is down (fault injected)")
+        await super().settle(tenant, slots, deltas)
+
+
+async def test_a_settlement_the_store_did_not_take_is_retried() -> None:
+    usage = {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
+    answer = orjson.dumps(
+        {"object": "chat.completion", "model": "gpt-4o-mini", "usage": usage, "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}]}
+    )  # fmt: skip
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        headers = [(b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": answer})
+
+    store = _SettleFailsStore(failures=2)
+    budget = BudgetMiddleware(
+        inner, store=store, limits=Limits(tokens_per_minute=10**6), store_retry_seconds=0.05
+    )
+    now = time.time()
+    transport = httpx.ASGITransport(budget)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]}
+        assert (await client.post("/v1/chat/completions", json=body)).status_code == 200
+    slots = SlotClock().slots(now)
+    tpm = next(i for i, slot in enumerate(slots) if slot.window.name == "tokens_per_minute")
+    # the whole estimate (prompt + default_max_tokens) is still reserved: the settlement failed
+    assert (await store.usage("default", slots))[tpm] > 4096
+    for _ in range(100):  # retried in the background (once more failing, then taken)
+        if (await store.usage("default", slots))[tpm] == 7:
+            break
+        await asyncio.sleep(0.02)
+    assert (await store.usage("default", slots))[tpm] == 7
+    assert store.failures == 0
+    await budget.aclose()
