@@ -14,6 +14,7 @@ from asgi_aigw.budget import BudgetMiddleware, Limits, SlotClock
 from asgi_aigw.budget.memory import MemoryBudgetStore
 from asgi_aigw.budget.store import StoreError
 from asgi_aigw.budget.windows import Slot
+from asgi_aigw.cache import CacheConfig, RedisExactStore, SemanticCacheMiddleware
 
 # -- store failures at the edges of a request (in process) ------------------------------------------
 
@@ -65,3 +66,12 @@ async def test_a_settlement_the_store_did_not_take_is_retried() -> None:
     assert (await store.usage("default", slots))[tpm] == 7
     assert store.failures == 0
     await budget.aclose()
+
+
+def test_exact_store_calls_are_bounded_by_the_lookup_timeout() -> None:
+    cache = SemanticCacheMiddleware(
+        lambda *_: None,  # type: ignore[arg-type,return-value]
+        config=CacheConfig(exact="redis://127.0.0.1:6379/0", vector="none", lookup_timeout=0.25),
+    )
+    assert isinstance(cache.exact, RedisExactStore)
+    assert cache.exact._timeout == 0.25
