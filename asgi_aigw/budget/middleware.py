@@ -10,6 +10,7 @@ disconnect when the client leaves mid-stream. Cache hits cost what ``cache_hits`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -131,6 +132,8 @@ class BudgetMiddleware:
         #: whole reservation counted (a store restart mid-request leaked thousands of tokens)
         self._unsettled: deque[tuple[str, Sequence[Slot], list[int]]] = deque()
         self._settle_retry: asyncio.Task[None] | None = None
+        #: Set when a reservation succeeds while settlements are kept: the retry need not wait longer.
+        self._store_back: asyncio.Event | None = None
 
     # -- the request path ---------------------------------------------------------------------------
 
@@ -272,11 +275,16 @@ class BudgetMiddleware:
             return None
         limits = self._per_tenant.get(tenant, self._defaults)
         try:
-            return await self.store.reserve(tenant, slots, amounts, limits, self.config.key_grace_seconds)
+            reservation = await self.store.reserve(
+                tenant, slots, amounts, limits, self.config.key_grace_seconds
+            )
         except Exception as exc:  # StoreError, or anything unexpected: never a 500
             self._down_until = time.monotonic() + self.config.store_retry_seconds
             self._store_down(exc)
             return None
+        if self._unsettled and self._store_back is not None:
+            self._store_back.set()  # the store answers again: settle what it missed now
+        return reservation
 
     def _store_down(self, exc: BaseException | None) -> None:
         """Log a failure; raise :class:`BudgetUnavailable` when failing closed."""
@@ -388,14 +396,18 @@ class BudgetMiddleware:
         self._unsettled.append((tenant, slots, deltas))
         task = self._settle_retry
         if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
+            self._store_back = asyncio.Event()
             self._settle_retry = asyncio.get_running_loop().create_task(
-                self._retry_unsettled(), name="aigw-budget-settle-retry"
+                self._retry_unsettled(self._store_back), name="aigw-budget-settle-retry"
             )
 
-    async def _retry_unsettled(self) -> None:
+    async def _retry_unsettled(self, store_back: asyncio.Event) -> None:
         pause = max(0.05, self.config.store_retry_seconds)
         while self._unsettled:
-            await asyncio.sleep(pause)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(pause):
+                    await store_back.wait()
+            store_back.clear()
             if not await self._settle_kept():
                 pause = min(_SETTLE_RETRY_MAX, pause * 2)
 

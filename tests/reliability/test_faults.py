@@ -33,7 +33,8 @@ class _SettleFailsStore(MemoryBudgetStore):
         await super().settle(tenant, slots, deltas)
 
 
-async def test_a_settlement_the_store_did_not_take_is_retried() -> None:
+def _json_app() -> Any:
+    """An inner app answering every chat request with 7 tokens of usage."""
     usage = {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
     answer = orjson.dumps(
         {"object": "chat.completion", "model": "gpt-4o-mini", "usage": usage, "choices": [
@@ -46,9 +47,13 @@ async def test_a_settlement_the_store_did_not_take_is_retried() -> None:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": answer})
 
+    return inner
+
+
+async def test_a_settlement_the_store_did_not_take_is_retried() -> None:
     store = _SettleFailsStore(failures=2)
     budget = BudgetMiddleware(
-        inner, store=store, limits=Limits(tokens_per_minute=10**6), store_retry_seconds=0.05
+        _json_app(), store=store, limits=Limits(tokens_per_minute=10**6), store_retry_seconds=0.05
     )
     now = time.time()
     transport = httpx.ASGITransport(budget)
@@ -65,6 +70,28 @@ async def test_a_settlement_the_store_did_not_take_is_retried() -> None:
         await asyncio.sleep(0.02)
     assert (await store.usage("default", slots))[tpm] == 7
     assert store.failures == 0
+    await budget.aclose()
+
+
+async def test_kept_settlements_go_out_as_soon_as_the_store_answers_again() -> None:
+    store = _SettleFailsStore(failures=1)
+    # a retry pause far longer than the test: only the next successful reservation can trigger it
+    budget = BudgetMiddleware(
+        _json_app(), store=store, limits=Limits(tokens_per_minute=10**6), store_retry_seconds=60
+    )
+    now = time.time()
+    slots = SlotClock().slots(now)
+    tpm = next(i for i, slot in enumerate(slots) if slot.window.name == "tokens_per_minute")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(budget), base_url="http://t") as client:
+        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]}
+        assert (await client.post("/v1/chat/completions", json=body)).status_code == 200
+        assert (await store.usage("default", slots))[tpm] > 4096
+        assert (await client.post("/v1/chat/completions", json=body)).status_code == 200
+        for _ in range(100):
+            if (await store.usage("default", slots))[tpm] == 14:
+                break
+            await asyncio.sleep(0.02)
+    assert (await store.usage("default", slots))[tpm] == 14  # both answers, 7 tokens each
     await budget.aclose()
 
 
