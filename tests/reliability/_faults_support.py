@@ -96,6 +96,73 @@ class RedisProcess:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class ReplyCutter:
+    """A TCP proxy in front of Redis that, while ``cut`` is set, lets commands through but closes the
+    client's connection instead of passing the reply back: the command ran, its caller saw an error
+    (a Redis that stopped, or a network that failed, right after running it). It runs on an event
+    loop in a thread of its own."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self.cut = False
+        self.cuts = 0
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="redis-reply-cutter", daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        server = self._loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", self.port))
+        self._ready.set()
+        self._loop.run_forever()
+        server.close()
+        for writer in self._writers:
+            writer.close()
+        self._loop.run_until_complete(server.wait_closed())
+        tasks = asyncio.all_tasks(self._loop)
+        for task in tasks:
+            task.cancel()
+        self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        self._loop.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        self._writers.add(up_writer)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, replies: bool) -> None:
+            try:
+                while data := await src.read(65536):
+                    if replies and self.cut:
+                        self.cuts += 1
+                        break
+                    dst.write(data)
+                    await dst.drain()
+            except OSError:
+                pass
+            finally:
+                writer.close()
+                up_writer.close()
+
+        await asyncio.gather(pipe(reader, up_writer, False), pipe(up_reader, writer, True))
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+
 # -- a sink that is down for a while ------------------------------------------------------------------
 
 
@@ -324,7 +391,12 @@ class FaultStack:
     the outcomes the client saw; ``requests`` counts every request sent (for rows == requests)."""
 
     def __init__(
-        self, tmp: Path, redis_server: RedisProcess, prefix: str = "aigw-faults:", **options: Any
+        self,
+        tmp: Path,
+        redis_server: RedisProcess,
+        prefix: str = "aigw-faults:",
+        redis_url: str | None = None,
+        **options: Any,
     ) -> None:
         self.fake = FakeProvider()
         self.second = FakeProvider()
@@ -337,7 +409,7 @@ class FaultStack:
         self.config = stack_config(
             upstream=self._upstream.base_url + "/v1",
             secondary=self._secondary.base_url + "/v1",
-            redis_url=redis_server.url,
+            redis_url=redis_url or redis_server.url,
             prefix=prefix,
             spool_dir=str(tmp / "spool"),
             **options,

@@ -21,8 +21,9 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+import redis.asyncio as aioredis
 
-from asgi_aigw.budget import BudgetMiddleware, Limits, SlotClock
+from asgi_aigw.budget import BudgetMiddleware, Limits, RedisBudgetStore, SlotClock
 from asgi_aigw.budget.memory import MemoryBudgetStore
 from asgi_aigw.budget.store import StoreError
 from asgi_aigw.budget.windows import Slot
@@ -34,6 +35,7 @@ from ._faults_support import (
     FaultStack,
     LogCapture,
     RedisProcess,
+    ReplyCutter,
     abort,
     chat,
     clear_queue,
@@ -250,6 +252,74 @@ async def test_redis_down_fail_closed_then_back(
     report("redis down, fail closed", stack, rows)
 
 
+async def test_redis_restarted_under_load_leaves_budgets_consistent(
+    make_stack: MakeStack, redis_server: RedisProcess, logs: LogCapture
+) -> None:
+    """Redis stopped and started twice while eight clients keep sending (failing closed, so refusals
+    are quick and many calls are in flight when it stops). A script Redis ran just before it stopped
+    may never have its reply sent: without reservation tokens such reservations stayed counted."""
+    stack = await make_stack(failure_mode="closed")
+    tenants = ("t0", "t1", "t2")
+    done = asyncio.Event()
+
+    async def client(n: int) -> None:
+        i = 0
+        while not done.is_set():
+            body = chat(f"load {n} {i % 4}", stream=i % 2 == 0)
+            answer = await asyncio.wait_for(
+                stack.call("redis restarts under load", body, tenant=tenants[n % 3]), HANG
+            )
+            assert answer.status in (200, 503), answer.text
+            i += 1
+
+    clients = [asyncio.create_task(client(n)) for n in range(8)]
+    await asyncio.sleep(0.5)
+    for _ in range(2):
+        await asyncio.to_thread(redis_server.stop)
+        await asyncio.sleep(0.5)
+        await asyncio.to_thread(redis_server.start)
+        await asyncio.sleep(0.5)
+    done.set()
+    await asyncio.gather(*clients)
+
+    rows = await stack.rows(seconds=HANG)
+    assert_rows_match_answers(stack, rows)
+    assert stack.tally["redis restarts under load"]["503"] > 0  # the outages were seen
+    no_500(stack, rows, logs)
+    for tenant in tenants:
+        await assert_budget_consistent(stack, rows, tenant)
+    report("redis restarted twice under load (8 clients), fail closed", stack, rows)
+
+
+async def test_redis_replies_lost_after_the_commands_ran(
+    make_stack: MakeStack, redis_server: RedisProcess, logs: LogCapture
+) -> None:
+    """The budget's reserve and the cache's calls run in Redis but their replies never arrive (the
+    connection drops right after): the request is served (failing open) and the reservation it did
+    not know it made is given back once Redis answers again."""
+    cutter = ReplyCutter(redis_server.port)
+    try:
+        stack = await make_stack(failure_mode="open", redis_url=cutter.url)
+        assert (await stack.call("redis up", chat("Before the cut"))).status == 200
+        await stack.rows()
+        cutter.cut = True
+        cut = await stack.call("replies lost", chat("During the cut"))
+        assert cut.status == 200, cut.text
+        assert "x-ratelimit-limit-tokens" not in cut.headers  # served unmetered
+        await stack.rows()
+        assert cutter.cuts >= 1
+        cutter.cut = False
+        await asyncio.sleep(0.3)  # store_retry_seconds
+        assert (await stack.call("redis back", chat("After the cut"))).status == 200
+        rows = await stack.rows()
+        assert_rows_match_answers(stack, rows)
+        no_500(stack, rows, logs)
+        await assert_budget_consistent(stack, rows, "acme")
+        report("redis replies lost after the commands ran", stack, rows)
+    finally:
+        cutter.close()
+
+
 # -- Redis slow --------------------------------------------------------------------------------------
 
 
@@ -260,7 +330,7 @@ async def test_redis_slow_timeouts_apply(
     stack = await make_stack(failure_mode=failure_mode, store_timeout=0.3, lookup_timeout=0.3)
     assert (await stack.call("redis up", chat("Warm the connections"))).status == 200
     await stack.rows()
-    pause = 4.0
+    pause = 3.0
     await asyncio.to_thread(redis_server.pause, pause)
     paused_at = time.monotonic()
     # each request waits at most the store and lookup timeouts (0.3 s): a request stuck behind the
@@ -625,3 +695,96 @@ def test_exact_store_calls_are_bounded_by_the_lookup_timeout() -> None:
     )
     assert isinstance(cache.exact, RedisExactStore)
     assert cache.exact._timeout == 0.25
+
+
+# -- reservations whose reply was lost -------------------------------------------------------------------
+
+
+@pytest.fixture(params=["memory", "redis-url", "redis-client"])
+async def budget_store(request: Any, redis_url: str, redis_prefix: str) -> AsyncIterator[Any]:
+    if request.param == "memory":
+        yield MemoryBudgetStore()
+        return
+    given = aioredis.Redis.from_url(redis_url) if request.param == "redis-client" else None
+    store = RedisBudgetStore(redis_url if given is None else None, client=given, key_prefix=redis_prefix)
+    yield store
+    client = aioredis.Redis.from_url(redis_url)
+    keys = [key async for key in client.scan_iter(match=f"{redis_prefix}*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+    if given is not None:
+        await given.aclose()
+    await store.aclose()
+
+
+async def test_a_token_makes_reserve_and_settle_apply_once(
+    budget_store: Any,
+) -> None:
+    slots = SlotClock().slots(time.time())
+    unlimited = [-1] * len(slots)
+    amounts = [1, 100, 100, 100, 100, 0, 0]
+    assert (await budget_store.reserve("acme", slots, amounts, unlimited, 60, token="t1")).allowed
+    # the same call again (a client retried after losing the reply): reserved once
+    assert (await budget_store.reserve("acme", slots, amounts, unlimited, 60, token="t1")).allowed
+    assert (await budget_store.usage("acme", slots))[:2] == [1, 100]
+    give_back = [0, -90, -90, -90, -90, 0, 0]
+    await budget_store.settle("acme", slots, give_back, token="t1")
+    await budget_store.settle("acme", slots, give_back, token="t1")  # sent again: its reply was lost
+    assert (await budget_store.usage("acme", slots))[:2] == [1, 10]
+    # the release of a reservation that was never made (the reserve call failed before it ran)
+    await budget_store.settle("acme", slots, [-1, -100, -100, -100, -100, 0, 0], token="never-made")
+    assert (await budget_store.usage("acme", slots))[:2] == [1, 10]
+    # without tokens, as before: every settlement applies
+    assert (await budget_store.reserve("acme", slots, amounts, unlimited, 60)).allowed
+    await budget_store.settle("acme", slots, give_back)
+    await budget_store.settle("acme", slots, give_back)
+    assert (await budget_store.usage("acme", slots))[:2] == [2, 0]  # 20 + 100 - 90 - 90, floored at 0
+
+
+class _LostReplyStore(MemoryBudgetStore):
+    """A memory budget store whose next reservation is made but answered with an error, as when Redis
+    runs the script and stops before its reply leaves."""
+
+    lose_next = True
+
+    async def reserve(
+        self,
+        tenant: str,
+        slots: Sequence[Slot],
+        amounts: Sequence[int],
+        limits: Sequence[int],
+        grace: int,
+        *,
+        token: str | None = None,
+    ) -> Any:
+        reservation = await super().reserve(tenant, slots, amounts, limits, grace, token=token)
+        if self.lose_next:
+            self.lose_next = False
+            raise StoreError("ConnectionLost: the Redis server closed the connection (fault injected)")
+        return reservation
+
+
+@pytest.mark.parametrize("failure_mode", ["open", "closed"])
+async def test_a_reservation_whose_reply_was_lost_is_given_back(failure_mode: str) -> None:
+    store = _LostReplyStore()
+    budget = BudgetMiddleware(
+        _json_app(),
+        store=store,
+        limits=Limits(tokens_per_minute=10**6),
+        failure_mode=failure_mode,
+        store_retry_seconds=0,
+    )
+    slots = SlotClock().slots(time.time())
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(budget), base_url="http://t") as client:
+        first = await client.post("/v1/chat/completions", json=body)
+        assert first.status_code == (200 if failure_mode == "open" else 503)
+        assert (await client.post("/v1/chat/completions", json=body)).status_code == 200
+        for _ in range(100):
+            if (await store.usage("default", slots))[:2] == [1, 7]:
+                break
+            await asyncio.sleep(0.02)
+    # only the second request counts: the first one's reservation, made unseen, was given back
+    assert (await store.usage("default", slots))[:2] == [1, 7]
+    await budget.aclose()
