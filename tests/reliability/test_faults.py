@@ -426,16 +426,18 @@ async def test_log_sink_down_loses_and_duplicates_nothing(
 
     stack.sink.lose_acks = lose_acks
     stack.sink.down = True
+    writer = stack.log_layer.writer
     started = time.monotonic()
-    i = 0
+    i = peak = 0
     while time.monotonic() - started < down_for:
         body = chat(f"During the outage {i}", stream=i % 3 == 0)
         assert (await stack.call("sink down", body)).status == 200
         i += 1
+        peak = max(peak, writer.queue_depth)
         await asyncio.sleep(0.05)
     assert stack.sink.failed_writes > 0, "the sink was never asked while down"
-    writer = stack.log_layer.writer
     assert writer.spilled > 0
+    assert peak > 10, "rows did not wait for the sink"  # the outage really held rows back
     stack.sink.down = False
 
     for i in range(3):
@@ -452,7 +454,8 @@ async def test_log_sink_down_loses_and_duplicates_nothing(
         stack,
         rows,
         failed_inserts=stack.sink.failed_writes,
-        rows_spilled=writer.spilled,
+        peak_rows_waiting=peak,
+        memory_rows_at_end=writer.memory_rows,
     )
 
 
