@@ -330,7 +330,7 @@ async def test_redis_slow_timeouts_apply(
     stack = await make_stack(failure_mode=failure_mode, store_timeout=0.3, lookup_timeout=0.3)
     assert (await stack.call("redis up", chat("Warm the connections"))).status == 200
     await stack.rows()
-    pause = 3.0
+    pause = 4.0
     await asyncio.to_thread(redis_server.pause, pause)
     paused_at = time.monotonic()
     # each request waits at most the store and lookup timeouts (0.3 s): a request stuck behind the
