@@ -5,13 +5,20 @@ string to parse instead of dozens, which is most of the client-side cost of a ca
 
 from __future__ import annotations
 
-#: KEYS[1] the tenant's override hash, KEYS[2..n+1] the slot counters.
+#: KEYS[1] the tenant's override hash, KEYS[2..n+1] the slot counters, KEYS[n+2] (with ARGV[3]) the
+#: reservation's marker.
 #: ARGV[1] "limit_1,...,limit_n,amount_1,...,amount_n,expireat_1,...,expireat_n" (limit -1: none);
-#: ARGV[2] "name_1,...,name_n", the windows' names (fields of the override hash).
+#: ARGV[2] "name_1,...,name_n", the windows' names (fields of the override hash);
+#: ARGV[3] (optional) when the marker expires (epoch seconds): a reservation made is marked, so that
+#: the same call run twice reserves once, and its settlement applies once and only if it was made
+#: (see SETTLE).
 #: Returns "allowed,used_1,limit_1,...,used_n,limit_n" (allowed 1/0); used is after the reservation
 #: when allowed, else the usage that refused it.
 RESERVE = """
 local n = #KEYS - 1
+if ARGV[3] then n = n - 1 end
+-- the same call again (a client retried after losing the reply): the reservation stands, add nothing
+local repeated = ARGV[3] and redis.call('EXISTS', KEYS[n + 2]) == 1
 local nums, names = {}, {}
 for v in string.gmatch(ARGV[1], '[^,]+') do nums[#nums + 1] = tonumber(v) end
 for v in string.gmatch(ARGV[2], '[^,]+') do names[#names + 1] = v end
@@ -24,15 +31,19 @@ for i = 1, n do
   local amount = nums[n + i]
   local current = tonumber(redis.call('GET', KEYS[i + 1]) or '0')
   used[i], limits[i] = current, limit
-  if limit >= 0 and amount > 0 and current + amount > limit then allowed = 0 end
+  if limit >= 0 and amount > 0 and current + amount > limit and not repeated then allowed = 0 end
 end
-if allowed == 1 then
+if allowed == 1 and not repeated then
   for i = 1, n do
     local amount = nums[n + i]
     if amount > 0 then
       used[i] = redis.call('INCRBY', KEYS[i + 1], amount)
       if used[i] == amount then redis.call('EXPIREAT', KEYS[i + 1], nums[2 * n + i]) end
     end
+  end
+  if ARGV[3] then
+    redis.call('SET', KEYS[n + 2], '1')
+    redis.call('EXPIREAT', KEYS[n + 2], ARGV[3])
   end
 end
 local out = {allowed}
@@ -43,10 +54,17 @@ end
 return table.concat(out, ',')
 """
 
-#: KEYS: slot counters; ARGV[1] "delta_1,...,delta_n". A key that expired (its window is long over) is
-#: left alone rather than created without an expiry; counters never go below zero.
+#: KEYS: [the reservation's marker,] slot counters; ARGV[1] "delta_1,...,delta_n"; ARGV[2] "1" when
+#: KEYS[1] is a marker: the deltas then apply only if it exists, and it is deleted, so a settlement sent
+#: again (its first reply was lost) or for a reservation that was never made changes nothing. A key
+#: that expired (its window is long over) is left alone rather than created without an expiry; counters
+#: never go below zero.
 SETTLE = """
 local i = 0
+if ARGV[2] == '1' then
+  if redis.call('DEL', KEYS[1]) == 0 then return 0 end
+  i = 1
+end
 for v in string.gmatch(ARGV[1], '[^,]+') do
   i = i + 1
   local delta = tonumber(v)

@@ -11,18 +11,22 @@ from .windows import Slot
 
 
 class _Tenant:
-    __slots__ = ("counters", "lock", "overrides")
+    __slots__ = ("counters", "lock", "overrides", "reservations")
 
     def __init__(self) -> None:
         self.lock = asyncio.Lock()
         #: slot suffix -> [value, expires_at (epoch seconds)]
         self.counters: dict[str, list[int]] = {}
         self.overrides: dict[str, int] = {}
+        #: token of a reservation not settled yet -> when it is forgotten (epoch seconds)
+        self.reservations: dict[str, int] = {}
 
     def sweep(self, now: float) -> None:
         expired = [key for key, (_, expires) in self.counters.items() if expires <= now]
         for key in expired:
             del self.counters[key]
+        for token in [t for t, expires in self.reservations.items() if expires <= now]:
+            del self.reservations[token]
 
     def value(self, slot: Slot, now: float) -> int:
         entry = self.counters.get(slot.suffix)
@@ -44,13 +48,26 @@ class MemoryBudgetStore:
         return state
 
     async def reserve(
-        self, tenant: str, slots: Sequence[Slot], amounts: Sequence[int], limits: Sequence[int], grace: int
+        self,
+        tenant: str,
+        slots: Sequence[Slot],
+        amounts: Sequence[int],
+        limits: Sequence[int],
+        grace: int,
+        *,
+        token: str | None = None,
     ) -> Reservation:
         state = self._tenant(tenant)
         async with state.lock:
             now = time.time()
-            if len(state.counters) > 64:
+            if len(state.counters) > 64 or len(state.reservations) > 1024:
                 state.sweep(now)
+            if token is not None and token in state.reservations:  # the same call again: made already
+                used = [state.value(slot, now) for slot in slots]
+                effective = [
+                    state.overrides.get(s.window.name, lim) for s, lim in zip(slots, limits, strict=True)
+                ]
+                return Reservation(True, used, effective)
             effective = [
                 state.overrides.get(slot.window.name, limit)
                 for slot, limit in zip(slots, limits, strict=True)
@@ -68,11 +85,17 @@ class MemoryBudgetStore:
                 else:
                     entry[0] += amount
                 used[index] += amount
+            if token is not None:
+                state.reservations[token] = max(slot.end for slot in slots) + grace
             return Reservation(True, used, effective)
 
-    async def settle(self, tenant: str, slots: Sequence[Slot], deltas: Sequence[int]) -> None:
+    async def settle(
+        self, tenant: str, slots: Sequence[Slot], deltas: Sequence[int], *, token: str | None = None
+    ) -> None:
         state = self._tenant(tenant)
         async with state.lock:
+            if token is not None and state.reservations.pop(token, None) is None:
+                return  # settled already, or never reserved
             now = time.time()
             for slot, delta in zip(slots, deltas, strict=True):
                 entry = state.counters.get(slot.suffix)

@@ -9,8 +9,13 @@ disconnect when the client leaves mid-stream. Cache hits cost what ``cache_hits`
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import inspect
 import logging
+import secrets
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -35,6 +40,10 @@ from .windows import WINDOWS, Slot, SlotClock, format_amount, format_duration, f
 logger = logging.getLogger("asgi_aigw.budget")
 
 _USAGE_MARK = b'"prompt_tokens"'
+#: Settlements the store did not take, kept for a retry; past this many the oldest are given up.
+_MAX_UNSETTLED = 10_000
+#: The longest pause between two retries of the settlements the store did not take, in seconds.
+_SETTLE_RETRY_MAX = 30.0
 
 
 class BudgetUnavailable(GatewayError):
@@ -118,9 +127,18 @@ class BudgetMiddleware:
         self._per_tenant = {
             self.validate(tenant): limits_vector(limits, cfg.limits) for tenant, limits in cfg.tenants.items()
         }
+        #: Reservations carry a token (unless the store predates them), which makes settling idempotent
+        #: and lets a reservation whose reply was lost be given back safely.
+        self._tokens = _takes_tokens(self.store)
         self._down_until = 0.0
         self._logged_at = float("-inf")
         self._unlogged = 0
+        #: (tenant, slots, deltas) of settlements that failed: without a retry each would leave its
+        #: whole reservation counted (a store restart mid-request leaked thousands of tokens)
+        self._unsettled: deque[tuple[str, Sequence[Slot], list[int], str | None]] = deque()
+        self._settle_retry: asyncio.Task[None] | None = None
+        #: Set when a reservation succeeds while settlements are kept: the retry need not wait longer.
+        self._store_back: asyncio.Event | None = None
 
     # -- the request path ---------------------------------------------------------------------------
 
@@ -155,7 +173,8 @@ class BudgetMiddleware:
         slots = self.slot_clock.slots(now)
         amounts = self._amounts(slots, prompt + output, self.prices.cost_nanos(model, prompt, output))
         try:
-            reservation = await self._reserve(tenant, slots, amounts)
+            token = secrets.token_hex(8) if self._tokens else None
+            reservation = await self._reserve(tenant, slots, amounts, token)
         except GatewayError as exc:
             await self._refuse(send, ctx, exc)
             return
@@ -185,7 +204,7 @@ class BudgetMiddleware:
                 settled = True
                 # even if this task is being cancelled: the reservation must not outlive the request
                 with anyio.CancelScope(shield=True):
-                    await self._settle(ctx, tenant, slots, amounts, prompt, model, tap, meter)
+                    await self._settle(ctx, tenant, slots, amounts, prompt, model, tap, meter, token)
 
         async def send_then_settle(message: Message) -> None:
             await outer(message)
@@ -255,18 +274,29 @@ class BudgetMiddleware:
         return out
 
     async def _reserve(
-        self, tenant: str, slots: Sequence[Slot], amounts: Sequence[int]
+        self, tenant: str, slots: Sequence[Slot], amounts: Sequence[int], token: str | None
     ) -> Reservation | None:
         if time.monotonic() < self._down_until:
             self._store_down(None)
             return None
         limits = self._per_tenant.get(tenant, self._defaults)
+        grace = self.config.key_grace_seconds
         try:
-            return await self.store.reserve(tenant, slots, amounts, limits, self.config.key_grace_seconds)
+            if token is None:
+                reservation = await self.store.reserve(tenant, slots, amounts, limits, grace)
+            else:
+                reservation = await self.store.reserve(tenant, slots, amounts, limits, grace, token=token)
         except Exception as exc:  # StoreError, or anything unexpected: never a 500
             self._down_until = time.monotonic() + self.config.store_retry_seconds
+            if token is not None:
+                # the store may have made the reservation and lost only its reply (a Redis that stops
+                # right after running the script): give it back, which changes nothing if it was not made
+                self._keep_unsettled(tenant, slots, [-amount for amount in amounts], token)
             self._store_down(exc)
             return None
+        if self._unsettled and self._store_back is not None:
+            self._store_back.set()  # the store answers again: settle what it missed now
+        return reservation
 
     def _store_down(self, exc: BaseException | None) -> None:
         """Log a failure; raise :class:`BudgetUnavailable` when failing closed."""
@@ -349,6 +379,7 @@ class BudgetMiddleware:
         model: str | None,
         tap: ResponseTap,
         meter: _Meter,
+        token: str | None = None,
     ) -> None:
         try:
             tokens, requests, cost = await self._charge(ctx, prompt_estimate, model, tap, meter)
@@ -361,9 +392,60 @@ class BudgetMiddleware:
             for slot, value, amount in zip(slots, charged, reserved, strict=True)
         ]
         try:
-            await self.store.settle(tenant, slots, deltas)
+            await self._store_settle(tenant, slots, deltas, token)
         except Exception as exc:
             self._log_store_error("settle", exc)
+            self._keep_unsettled(tenant, slots, deltas, token)
+
+    async def _store_settle(
+        self, tenant: str, slots: Sequence[Slot], deltas: list[int], token: str | None
+    ) -> None:
+        if token is None:
+            await self.store.settle(tenant, slots, deltas)
+        else:
+            await self.store.settle(tenant, slots, deltas, token=token)
+
+    def _keep_unsettled(
+        self, tenant: str, slots: Sequence[Slot], deltas: list[int], token: str | None
+    ) -> None:
+        """Keep a settlement the store did not take, and retry it in the background until it does.
+
+        A store call that failed may have been applied all the same (only its reply was lost). With a
+        token the retry then changes nothing; a store without tokens applies it twice, which
+        under-counts one request (counters never go below zero) where not retrying would over-count
+        it by its whole estimate until the window ends."""
+        if len(self._unsettled) >= _MAX_UNSETTLED:
+            self._unsettled.popleft()
+            logger.error("Budget store: too many unsettled reservations; the oldest is given up")
+        self._unsettled.append((tenant, slots, deltas, token))
+        task = self._settle_retry
+        if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
+            self._store_back = asyncio.Event()
+            self._settle_retry = asyncio.get_running_loop().create_task(
+                self._retry_unsettled(self._store_back), name="aigw-budget-settle-retry"
+            )
+
+    async def _retry_unsettled(self, store_back: asyncio.Event) -> None:
+        pause = max(0.05, self.config.store_retry_seconds)
+        while self._unsettled:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(pause):
+                    await store_back.wait()
+            store_back.clear()
+            if not await self._settle_kept():
+                pause = min(_SETTLE_RETRY_MAX, pause * 2)
+
+    async def _settle_kept(self) -> bool:
+        """Send the kept settlements, oldest first; False (the rest kept) at the first failure."""
+        while self._unsettled:
+            tenant, slots, deltas, token = self._unsettled[0]
+            try:
+                await self._store_settle(tenant, slots, deltas, token)
+            except Exception as exc:
+                self._log_store_error("settle", exc)
+                return False
+            self._unsettled.popleft()
+        return True
 
     async def _charge(
         self, ctx: RequestContext, prompt_estimate: int, model: str | None, tap: ResponseTap, meter: _Meter
@@ -408,7 +490,26 @@ class BudgetMiddleware:
         return tokens, requests, cost
 
     async def aclose(self) -> None:
+        task, self._settle_retry = self._settle_retry, None
+        if task is not None and task.get_loop() is asyncio.get_running_loop():
+            task.cancel()
+        if self._unsettled and not await self._settle_kept():
+            logger.error(
+                "Budget store: %d reservations could not be settled before shutdown; they stay counted "
+                "until their windows end",
+                len(self._unsettled),
+            )
         await self.store.aclose()
+
+
+def _takes_tokens(store: BudgetStore) -> bool:
+    """Whether ``store`` takes reservation tokens (a store written before they existed does not)."""
+    try:
+        return all(
+            "token" in inspect.signature(method).parameters for method in (store.reserve, store.settle)
+        )
+    except (TypeError, ValueError):
+        return False
 
 
 def _positive_int(value: Any) -> int:

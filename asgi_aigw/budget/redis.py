@@ -182,21 +182,41 @@ class RedisBudgetStore:
             self._key_cache[cache_key] = keys
         return keys
 
+    def marker_key(self, tenant: str, token: str) -> str:
+        return f"{self.key_prefix}{{{tenant}}}:r:{token}"
+
     async def reserve(
-        self, tenant: str, slots: Sequence[Slot], amounts: Sequence[int], limits: Sequence[int], grace: int
+        self,
+        tenant: str,
+        slots: Sequence[Slot],
+        amounts: Sequence[int],
+        limits: Sequence[int],
+        grace: int,
+        *,
+        token: str | None = None,
     ) -> Reservation:
         keys = self._keys(tenant, slots)
         packed = ",".join([*map(str, limits), *map(str, amounts), *(str(slot.end + grace) for slot in slots)])
         names = ",".join(slot.window.name for slot in slots)
-        reply = await self._script(_RESERVE, keys, (packed, names))
+        if token is None:
+            reply = await self._script(_RESERVE, keys, (packed, names))
+        else:
+            expires = str(max(slot.end for slot in slots) + grace)
+            marked = [*keys, self.marker_key(tenant, token)]
+            reply = await self._script(_RESERVE, marked, (packed, names, expires))
         values = [int(v) for v in reply.split(b",")]
         return Reservation(values[0] == 1, values[1::2], values[2::2])
 
-    async def settle(self, tenant: str, slots: Sequence[Slot], deltas: Sequence[int]) -> None:
+    async def settle(
+        self, tenant: str, slots: Sequence[Slot], deltas: Sequence[int], *, token: str | None = None
+    ) -> None:
         all_keys = self._keys(tenant, slots)
         keys = [all_keys[i + 1] for i, delta in enumerate(deltas) if delta]
-        if keys:
-            packed = ",".join(str(delta) for delta in deltas if delta)
+        packed = ",".join(str(delta) for delta in deltas if delta)
+        if token is not None:
+            # even with nothing to add: the marker goes, and a repeat of this call changes nothing
+            await self._script(_SETTLE, [self.marker_key(tenant, token), *keys], (packed or "0", "1"))
+        elif keys:
             await self._script(_SETTLE, keys, (packed,))
 
     async def usage(self, tenant: str, slots: Sequence[Slot]) -> list[int]:

@@ -38,13 +38,24 @@ class BudgetStore(Protocol):
         amounts: Sequence[int],
         limits: Sequence[int],
         grace: int,
+        *,
+        token: str | None = None,
     ) -> Reservation:
         """Atomically: if every slot has room for its amount (under its override, else ``limits``),
-        add every amount; otherwise add nothing. Keys expire ``grace`` seconds after their slot ends."""
+        add every amount; otherwise add nothing. Keys expire ``grace`` seconds after their slot ends.
+        A reservation made with a ``token`` is remembered under it until it is settled."""
         ...
 
-    async def settle(self, tenant: str, slots: Sequence[Slot], deltas: Sequence[int]) -> None:
-        """Add ``deltas`` (negative to give back) to slots that still exist; never below zero."""
+    async def settle(
+        self, tenant: str, slots: Sequence[Slot], deltas: Sequence[int], *, token: str | None = None
+    ) -> None:
+        """Add ``deltas`` (negative to give back) to slots that still exist; never below zero. With a
+        ``token``, only if a reservation made with it is still unsettled: a settlement sent twice (its
+        first reply was lost), or one for a reservation whose reply was lost before it was known to be
+        made, changes nothing the second time or when none was made.
+
+        ``token`` is optional for stores of your own: without it in their signature, the middleware
+        calls them as before (and cannot tell a lost reply from a failed call)."""
         ...
 
     async def usage(self, tenant: str, slots: Sequence[Slot]) -> list[int]: ...

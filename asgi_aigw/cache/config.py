@@ -68,5 +68,6 @@ class CacheConfig(BaseModel):
     cleanup_interval: float = Field(default=300.0, gt=0)
     #: A failing store or embedder is logged at most once per this many seconds (each failure is a miss).
     error_log_interval: float = Field(default=60.0, gt=0)
-    #: Seconds a lookup may take before it counts as a miss.
+    #: Seconds a lookup may take before it counts as a miss: each exact-store (Redis) call, the
+    #: embedding, the vector search.
     lookup_timeout: float = Field(default=2.0, gt=0)

@@ -152,10 +152,13 @@ class RedisExactStore:
             await client.aclose()
 
 
-def exact_store_from_url(url: str, *, max_entries: int = 10_000, prefix: str = "aigw:cache:") -> ExactStore:
-    """``memory://`` or ``redis://...`` / ``rediss://...`` / ``unix://...``."""
+def exact_store_from_url(
+    url: str, *, max_entries: int = 10_000, prefix: str = "aigw:cache:", timeout: float = 2.0
+) -> ExactStore:
+    """``memory://`` or ``redis://...`` / ``rediss://...`` / ``unix://...`` (each Redis call waits at
+    most ``timeout`` seconds)."""
     if url in ("memory", "memory://"):
         return MemoryExactStore(max_entries)
     if url.startswith(("redis://", "rediss://", "unix://")):
-        return RedisExactStore(url, prefix=prefix)
+        return RedisExactStore(url, prefix=prefix, timeout=timeout)
     raise ValueError(f"Unknown exact cache store {url!r}: use memory:// or redis://HOST:PORT/DB.")

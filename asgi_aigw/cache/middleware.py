@@ -167,8 +167,13 @@ class SemanticCacheMiddleware:
         self.app = app
         self.config = config = config or CacheConfig()
         if exact is None or isinstance(exact, str):
+            # the exact lookup is bounded like the others: a slow Redis must not hold every miss for
+            # the client's default 2 s
             exact = exact_store_from_url(
-                exact or config.exact, max_entries=config.max_entries, prefix=config.key_prefix
+                exact or config.exact,
+                max_entries=config.max_entries,
+                prefix=config.key_prefix,
+                timeout=config.lookup_timeout,
             )
         self.exact: ExactStore = exact
         if vector is _UNSET:
