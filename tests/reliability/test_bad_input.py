@@ -20,7 +20,7 @@ from typing import Any
 import jwt as pyjwt
 import orjson
 import pytest
-from anyio.from_thread import BlockingPortal, start_blocking_portal
+from anyio.from_thread import BlockingPortal
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
@@ -55,15 +55,7 @@ from ._fuzz_support import (
     refused_untouched,
     rs256,
     tally,
-    write_report,
 )
-
-
-@pytest.fixture(scope="module")
-def portal() -> Iterator[BlockingPortal]:
-    with start_blocking_portal() as portal:
-        yield portal
-    write_report()
 
 
 @pytest.fixture(scope="module")

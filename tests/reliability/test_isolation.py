@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from anyio.from_thread import BlockingPortal, start_blocking_portal
+from anyio.from_thread import BlockingPortal
 
 import asgi_aigw.cache.middleware as cache_middleware
 
@@ -23,7 +23,6 @@ from ._fuzz_support import (
     jwt_config,
     refused_untouched,
     tally,
-    write_report,
 )
 
 pytest.importorskip("asgi_aigw.runtime.embedder")
@@ -31,13 +30,6 @@ pytest.importorskip("asgi_aigw.runtime.embedder")
 #: A question and a paraphrase the offline embedder (all-MiniLM-L6-v2) matches (see test_cache_runtime).
 QUESTION = "How do I undo the last git commit?"
 PARAPHRASE = "How can I undo my last commit in git?"
-
-
-@pytest.fixture(scope="module")
-def portal() -> Iterator[BlockingPortal]:
-    with start_blocking_portal() as portal:
-        yield portal
-    write_report()
 
 
 @pytest.fixture(scope="module")
