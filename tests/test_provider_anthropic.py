@@ -29,7 +29,7 @@ from .golden import (
     usage_chunk,
 )
 
-KEY = "sk-ant-test-0123456789abcdef"
+KEY = "fake-anthropic-key-for-tests"
 DEP = deployment("anthropic", "claude-sonnet-4-5", "https://api.anthropic.com", KEY)
 
 

@@ -21,7 +21,7 @@ from asgi_aigw.router import ProviderRouter
 from asgi_aigw.testing import FakeBehaviour, FakeProvider, StreamingASGITransport
 
 URL = "http://native.test"
-KEYS = {"anthropic": "sk-ant-test-abcdef0123456789", "gemini": "test-gemini-abcdef0123456789", "ollama": None}
+KEYS = {"anthropic": "fake-anthropic-key-for-tests", "gemini": "fake-gemini-key-for-tests", "ollama": None}
 MODELS = {"anthropic": "claude-x", "gemini": "gemini-x", "ollama": "llama-x"}
 HELLO = {"messages": [{"role": "user", "content": "Hello there"}]}
 

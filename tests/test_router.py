@@ -255,7 +255,7 @@ async def test_no_fallback_on_a_client_error() -> None:
 
 
 async def test_the_api_key_never_appears_in_an_error(fake: FakeProvider) -> None:
-    key = "sk-test-0123456789abcdef"
+    key = "fake-openai-key-for-tests"
     fake.behaviour = FakeBehaviour(status=401, error_message=f"Incorrect API key provided: {key}.")
     config = _config(api_key=key)
     router = ProviderRouter(config, transports={FAKE_URL: StreamingASGITransport(fake)}, env={})

@@ -49,7 +49,7 @@ BODY_LIMIT = 256 * 1024
 #: Examples per input class: short in CI, longer with AIGW_FUZZ_EXAMPLES=2000.
 EXAMPLES = int(os.environ.get("AIGW_FUZZ_EXAMPLES", "25"))
 
-HMAC_SECRET = "sk-test-fake-hmac-secret-" + "0123456789abcdef" * 3  # 64 bytes: long enough for HS512
+HMAC_SECRET = "fake-hmac-secret-for-tests-" * 3  # 81 bytes: long enough for HS512
 ISSUER = "https://issuer.test"
 AUDIENCE = "aigw"
 
