@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from .._optional import require
+from .._redis import LoopRedisClients
 from .._resp import FastRedis, RespError, pack
 from . import lua
 from .store import Reservation, StoreError
@@ -90,9 +91,10 @@ class RedisBudgetStore:
         self.timeout = timeout
         self.max_connections = max_connections
         self._given = client
-        self._clients: dict[int, Any] = {}
+        self._loop_clients = (
+            LoopRedisClients(url, timeout=timeout, max_connections=max_connections) if url else None
+        )
         self._gates: dict[int, asyncio.Semaphore] = {}
-        self._fast_clients: dict[int, FastRedis] = {}
         self._key_cache: dict[tuple[str, int, int], list[str]] = {}
         self._redis = require("redis", "redis")
         self._errors: tuple[type[BaseException], ...] = (
@@ -117,37 +119,19 @@ class RedisBudgetStore:
     # -- client -------------------------------------------------------------------------------------
 
     def client(self) -> Any:
-        """The client of the running event loop (opened on first use), or the one given."""
+        """The redis-py client of the running event loop (opened on first use), or the one given."""
         if self._given is not None:
             return self._given
-        loop_id = id(asyncio.get_running_loop())
-        client = self._clients.get(loop_id)
-        if client is None:
-            asyncio_redis = require("redis.asyncio", "redis")
-            no_backoff = require("redis.backoff", "redis").NoBackoff()
-            client = asyncio_redis.Redis.from_url(
-                self.url,
-                socket_timeout=self.timeout,
-                socket_connect_timeout=self.timeout,
-                # fail fast (one retry for a stale pooled connection): the middleware decides what a
-                # store outage means, and a request must not wait seconds for back-offs
-                retry=require("redis.asyncio.retry", "redis").Retry(no_backoff, 1),
-                health_check_interval=0,
-            )
-            self._clients[loop_id] = client
-        return client
+        assert self._loop_clients is not None
+        return self._loop_clients.redis()
 
     async def _script(self, script: _Script, keys: Sequence[str], args: Sequence[str]) -> Any:
         """Run a script: through the fast client for a URL, through redis-py for a given client."""
         if self._given is not None:
             return await self._run(lambda client: script(client, keys, args))
-        loop_id = id(asyncio.get_running_loop())
-        fast = self._fast_clients.get(loop_id)
-        if fast is None:
-            fast = FastRedis(self.url or "", timeout=self.timeout, max_connections=self.max_connections)
-            self._fast_clients[loop_id] = fast
+        assert self._loop_clients is not None
         try:
-            return await script.fast(fast, keys, args)
+            return await script.fast(self._loop_clients.fast(), keys, args)
         except self._errors as exc:
             raise StoreError(f"{type(exc).__name__}: {exc}") from exc
 
@@ -251,9 +235,5 @@ class RedisBudgetStore:
         except RuntimeError:
             return
         self._gates.pop(loop_id, None)
-        fast = self._fast_clients.pop(loop_id, None)
-        if fast is not None:
-            await fast.aclose()
-        client = self._clients.pop(loop_id, None)
-        if client is not None:
-            await client.aclose()
+        if self._loop_clients is not None:
+            await self._loop_clients.aclose()

@@ -5,12 +5,11 @@ Keys are ``<tenant tag>:<sha256>`` (see :mod:`.keys`), so one tenant's entries c
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import OrderedDict
 from typing import Any, Protocol, runtime_checkable
 
-from .._optional import require
+from .._redis import LoopRedisClients
 from .._resp import FastRedis, pack
 
 
@@ -81,37 +80,26 @@ class RedisExactStore:
 
     def __init__(self, client_or_url: Any, *, prefix: str = "aigw:cache:", timeout: float = 2.0) -> None:
         self.prefix = prefix + "e:"
-        self._timeout = timeout
-        self._fast: dict[int, FastRedis] = {}
-        self._clients: dict[int, Any] = {}
+        #: Seconds each Redis call may take (the cache's ``lookup_timeout``).
+        self.timeout = timeout
         if isinstance(client_or_url, str):
-            self._url: str | None = client_or_url
+            self._loop_clients: LoopRedisClients | None = LoopRedisClients(client_or_url, timeout=timeout)
             self._given: Any = None
         else:
-            self._url = None
+            self._loop_clients = None
             self._given = client_or_url
 
     @property
     def client(self) -> Any:
-        """redis-py: the client given, or one opened for the running event loop."""
+        """redis-py: the client given, or the one of the running event loop."""
         if self._given is not None:
             return self._given
-        loop_id = id(asyncio.get_running_loop())
-        client = self._clients.get(loop_id)
-        if client is None:
-            redis = require("redis.asyncio", "redis")
-            client = redis.Redis.from_url(
-                self._url, socket_timeout=self._timeout, socket_connect_timeout=self._timeout
-            )
-            self._clients[loop_id] = client
-        return client
+        assert self._loop_clients is not None
+        return self._loop_clients.redis()
 
     def _fast_client(self) -> FastRedis:
-        loop_id = id(asyncio.get_running_loop())
-        fast = self._fast.get(loop_id)
-        if fast is None:
-            fast = self._fast[loop_id] = FastRedis(self._url or "", timeout=self._timeout)
-        return fast
+        assert self._loop_clients is not None
+        return self._loop_clients.fast()
 
     async def get(self, key: str) -> bytes | None:
         if self._given is not None:
@@ -143,13 +131,8 @@ class RedisExactStore:
         return count
 
     async def aclose(self) -> None:
-        loop_id = id(asyncio.get_running_loop())
-        fast = self._fast.pop(loop_id, None)
-        if fast is not None:
-            await fast.aclose()
-        client = self._clients.pop(loop_id, None)
-        if client is not None:
-            await client.aclose()
+        if self._loop_clients is not None:
+            await self._loop_clients.aclose()
 
 
 def exact_store_from_url(

@@ -697,7 +697,7 @@ def test_exact_store_calls_are_bounded_by_the_lookup_timeout() -> None:
         config=CacheConfig(exact="redis://127.0.0.1:6379/0", vector="none", lookup_timeout=0.25),
     )
     assert isinstance(cache.exact, RedisExactStore)
-    assert cache.exact._timeout == 0.25
+    assert cache.exact.timeout == 0.25
 
 
 # -- reservations whose reply was lost -------------------------------------------------------------------
