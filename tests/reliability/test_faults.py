@@ -30,11 +30,11 @@ from asgi_aigw.budget.windows import Slot
 from asgi_aigw.cache import CacheConfig, RedisExactStore, SemanticCacheMiddleware
 from asgi_aigw.testing import FakeBehaviour
 
+from ..redis_server import RedisServer
 from ..support import eventually
 from ._faults_support import (
     FaultStack,
     LogCapture,
-    RedisProcess,
     ReplyCutter,
     abort,
     chat,
@@ -55,8 +55,8 @@ MakeStack = Callable[..., Awaitable[FaultStack]]
 
 
 @pytest.fixture
-def redis_server() -> Iterator[RedisProcess]:
-    server = RedisProcess()
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer(persistent=True)
     server.start()
     try:
         yield server
@@ -71,7 +71,7 @@ def logs() -> Iterator[LogCapture]:
 
 
 @pytest.fixture
-async def make_stack(tmp_path: Path, redis_server: RedisProcess) -> AsyncIterator[MakeStack]:
+async def make_stack(tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[MakeStack]:
     stacks: list[FaultStack] = []
 
     async def make(**options: Any) -> FaultStack:
@@ -157,7 +157,7 @@ async def in_flight_stream(stack: FaultStack, fault: str, words: int = 12) -> as
 
 
 async def test_redis_down_fail_open_then_back(
-    make_stack: MakeStack, redis_server: RedisProcess, logs: LogCapture
+    make_stack: MakeStack, redis_server: RedisServer, logs: LogCapture
 ) -> None:
     stack = await make_stack(failure_mode="open")
     first = await stack.call("redis up", chat("What is the boiling point of water?"))
@@ -211,7 +211,7 @@ async def test_redis_down_fail_open_then_back(
 
 
 async def test_redis_down_fail_closed_then_back(
-    make_stack: MakeStack, redis_server: RedisProcess, logs: LogCapture
+    make_stack: MakeStack, redis_server: RedisServer, logs: LogCapture
 ) -> None:
     stack = await make_stack(failure_mode="closed")
     assert (await stack.call("redis up", chat("Tell me about tides"))).status == 200
@@ -253,7 +253,7 @@ async def test_redis_down_fail_closed_then_back(
 
 
 async def test_redis_restarted_under_load_leaves_budgets_consistent(
-    make_stack: MakeStack, redis_server: RedisProcess, logs: LogCapture
+    make_stack: MakeStack, redis_server: RedisServer, logs: LogCapture
 ) -> None:
     """Redis stopped and started twice while eight clients keep sending (failing closed, so refusals
     are quick and many calls are in flight when it stops). A script Redis ran just before it stopped
@@ -292,7 +292,7 @@ async def test_redis_restarted_under_load_leaves_budgets_consistent(
 
 
 async def test_redis_replies_lost_after_the_commands_ran(
-    make_stack: MakeStack, redis_server: RedisProcess, logs: LogCapture
+    make_stack: MakeStack, redis_server: RedisServer, logs: LogCapture
 ) -> None:
     """The budget's reserve and the cache's calls run in Redis but their replies never arrive (the
     connection drops right after): the request is served (failing open) and the reservation it did
@@ -325,7 +325,7 @@ async def test_redis_replies_lost_after_the_commands_ran(
 
 @pytest.mark.parametrize("failure_mode", ["open", "closed"])
 async def test_redis_slow_timeouts_apply(
-    make_stack: MakeStack, redis_server: RedisProcess, logs: LogCapture, failure_mode: str
+    make_stack: MakeStack, redis_server: RedisServer, logs: LogCapture, failure_mode: str
 ) -> None:
     stack = await make_stack(failure_mode=failure_mode, store_timeout=0.3, lookup_timeout=0.3)
     assert (await stack.call("redis up", chat("Warm the connections"))).status == 200
