@@ -206,3 +206,16 @@ def write_results(stem: str, title: str, table: str, data: object) -> None:
         json.dumps(payload, indent=2, default=asdict) + "\n", encoding="utf-8"
     )
     print(header + table)
+
+
+def load_table(results: list[LoadResult]) -> list[str]:
+    """The Markdown table of load results, one row per target and concurrency."""
+    return [
+        "| target | concurrency | req/s | p50 ms | p99 ms | server CPU µs/req | errors |",
+        "|---|---|---|---|---|---|---|",
+        *(
+            f"| {r.name} | {r.concurrency} | {r.requests_per_s:,.0f} | {r.p50_ms:.3f} | {r.p99_ms:.3f} | "
+            f"{r.cpu_us_per_request or 0:,.0f} | {r.errors} |"
+            for r in results
+        ),
+    ]

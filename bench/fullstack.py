@@ -40,6 +40,7 @@ from _harness import (
     LoadResult,
     Server,
     check_answers,
+    load_table,
     require_wrk,
     uvicorn_process,
     write_results,
@@ -79,17 +80,7 @@ end
 
 
 def _table(results: list[LoadResult], levels: list[int], layers: str) -> str:
-    lines = [
-        f"Full stack here: {layers}.",
-        "",
-        "| target | concurrency | req/s | p50 ms | p99 ms | server CPU µs/req | errors |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| {r.name} | {r.concurrency} | {r.requests_per_s:,.0f} | {r.p50_ms:.3f} | {r.p99_ms:.3f} | "
-        f"{r.cpu_us_per_request or 0:,.0f} | {r.errors} |"
-        for r in results
-    ]
+    lines = [f"Full stack here: {layers}.", "", *load_table(results)]
     by = {(r.name, r.concurrency): r for r in results}
     lines += ["", "| ratio | value |", "|---|---|"]
     for c in levels:

@@ -17,7 +17,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import LoadResult, Server, check_answers, require_wrk, uvicorn_process, write_results, wrk
+from _harness import (
+    LoadResult,
+    Server,
+    check_answers,
+    load_table,
+    require_wrk,
+    uvicorn_process,
+    write_results,
+    wrk,
+)
 
 BODY = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello, how are you today?"}]}'
 BASELINES = {
@@ -30,15 +39,7 @@ BASELINES = {
 
 
 def _table(results: list[LoadResult], concurrency_levels: list[int]) -> str:
-    lines = [
-        "| target | concurrency | req/s | p50 ms | p99 ms | server CPU µs/req | errors |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| {r.name} | {r.concurrency} | {r.requests_per_s:,.0f} | {r.p50_ms:.3f} | {r.p99_ms:.3f} | "
-        f"{r.cpu_us_per_request or 0:,.0f} | {r.errors} |"
-        for r in results
-    ]
+    lines = load_table(results)
     by = {(r.name, r.concurrency): r for r in results}
     lines += ["", "| ratio | value |", "|---|---|"]
     for c in concurrency_levels:
