@@ -30,7 +30,7 @@ from asgi_aigw.testing.server import free_port
 
 from ..cache_support import BagOfWordsEmbedder
 from ..redis_server import RedisServer
-from ..support import eventually
+from ..support import eventually, sse_payloads
 
 CHAT = "/ai/v1/chat/completions"
 
@@ -316,13 +316,11 @@ class Answer:
 
     def content(self) -> str:
         if self.headers.get("content-type", "").startswith("text/event-stream"):
-            text = ""
-            for line in self.text.splitlines():
-                if line.startswith("data: {"):
-                    payload = orjson.loads(line[6:])
-                    if payload.get("choices"):
-                        text += payload["choices"][0]["delta"].get("content") or ""
-            return text
+            return "".join(
+                payload["choices"][0]["delta"].get("content") or ""
+                for payload in sse_payloads(self.text)
+                if isinstance(payload, dict) and payload.get("choices")
+            )
         return str(orjson.loads(self.text)["choices"][0]["message"]["content"])
 
 
