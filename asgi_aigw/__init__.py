@@ -5,11 +5,11 @@ app, :class:`ProviderRouter`, serving the OpenAI API routed to OpenAI, Anthropic
 """
 
 from .app import build_app
-from .body import JSONBody, read_json
 from .config import ConfigError, GatewayConfig, load_config
-from .context import RequestContext, Usage, get_context
-from .errors import GatewayError
-from .mount import mount_router
+from .kernel.body import JSONBody, read_json
+from .kernel.context import RequestContext, Usage, get_context
+from .kernel.errors import GatewayError
+from .kernel.mount import mount_router
 from .router import ProviderRouter
 
 __version__ = "0.1.0"

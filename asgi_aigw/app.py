@@ -6,11 +6,11 @@ from collections.abc import Mapping
 
 import httpx
 
-from ._types import ASGIApp
 from .config import GatewayConfig
+from .kernel.mount import NotFoundApp, PrefixMount
+from .kernel.types import ASGIApp
 from .logs import RequestLogMiddleware
-from .metrics import GatewayMetrics, metrics_app
-from .mount import NotFoundApp, PrefixMount
+from .logs.metrics import GatewayMetrics, metrics_app
 from .router import ProviderRouter
 from .runtime import configure as configure_runtime
 

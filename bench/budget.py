@@ -29,9 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import orjson
 from _harness import write_results
 
-from asgi_aigw.body import read_json
 from asgi_aigw.budget import BudgetMiddleware, Limits, MemoryBudgetStore, RedisBudgetStore
-from asgi_aigw.context import ensure_context
+from asgi_aigw.kernel.body import read_json
+from asgi_aigw.kernel.context import ensure_context
 from asgi_aigw.tenant import TenantMiddleware
 
 BODY = orjson.dumps(

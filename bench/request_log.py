@@ -28,10 +28,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from asgi_aigw.context import RequestContext, Usage, ensure_context
+from asgi_aigw.kernel.context import RequestContext, Usage, ensure_context
 from asgi_aigw.logs import ClickHouseSink, LogConfig, LogWriter, RequestLogMiddleware, build_row
+from asgi_aigw.logs.metrics import GatewayMetrics
 from asgi_aigw.logs.row import COLUMN_NAMES, COLUMN_TYPES
-from asgi_aigw.metrics import GatewayMetrics
 
 
 def filled_context(i: int = 0) -> RequestContext:

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _harness import write_results
 
-from asgi_aigw.models import ChatCompletionRequest
+from asgi_aigw.kernel.models import ChatCompletionRequest
 from asgi_aigw.providers import ADAPTERS, Deployment, ProviderAdapter
 from tests.golden import TOOL_ROUND_TRIP, anthropic_sse, gemini_sse, ndjson, openai_sse
 

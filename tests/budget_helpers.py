@@ -10,7 +10,7 @@ import orjson
 
 from asgi_aigw.budget import BudgetStore, SlotClock
 from asgi_aigw.budget.tokens import RuntimeTokenCounter, TokenCounter
-from asgi_aigw.context import ensure_context
+from asgi_aigw.kernel.context import ensure_context
 
 
 def token_counter() -> TokenCounter:

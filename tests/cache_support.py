@@ -12,7 +12,7 @@ import httpx
 
 from asgi_aigw.cache import CacheConfig, SemanticCacheMiddleware
 from asgi_aigw.cache.verify import _STOPWORDS, _TOKEN, _stem, normalise
-from asgi_aigw.context import ensure_context
+from asgi_aigw.kernel.context import ensure_context
 from asgi_aigw.router import ProviderRouter
 from asgi_aigw.testing import FakeProvider, StreamingASGITransport
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import orjson
 
-from asgi_aigw.models import ChatCompletionRequest
+from asgi_aigw.kernel.models import ChatCompletionRequest
+from asgi_aigw.kernel.sse import encode_data, encode_event
 from asgi_aigw.providers import Deployment, StreamTranslator
-from asgi_aigw.sse import encode_data, encode_event
 
 CLOCK = 1_700_000_000.0
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8/5+hHgAHggJ/PchI7wAAAABJRU5ErkJggg=="

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from asgi_aigw.sse import encode_data
+from asgi_aigw.kernel.sse import encode_data
 
 #: One of each kind of PII the canary tests follow through the stack (card: valid Luhn; IBAN:
 #: valid checksum; phone: a valid US number).

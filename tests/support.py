@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from asgi_aigw.config import DeploymentConfig, GatewayConfig, ModelConfig, Timeouts
-from asgi_aigw.context import RequestContext, ensure_context
+from asgi_aigw.kernel.context import RequestContext, ensure_context
 from asgi_aigw.testing import ServerThread
 
 FAKE_URL = "http://fake-upstream.test/v1"

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asgi_aigw.body import ClientDisconnect, forward_scope, json_depth, parse_json, read_json
-from asgi_aigw.context import get_context
-from asgi_aigw.errors import InvalidRequest, RequestTooLarge
-from asgi_aigw.models import ChatCompletionRequest
+from asgi_aigw.kernel.body import ClientDisconnect, forward_scope, json_depth, parse_json, read_json
+from asgi_aigw.kernel.context import get_context
+from asgi_aigw.kernel.errors import InvalidRequest, RequestTooLarge
+from asgi_aigw.kernel.models import ChatCompletionRequest
 
 
 def http_scope(body_len: int | None = None) -> dict[str, Any]:

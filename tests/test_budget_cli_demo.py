@@ -17,7 +17,7 @@ import yaml
 
 from asgi_aigw.budget import BudgetMiddleware, Limits, ModelPrice, PriceTable, RedisBudgetStore
 from asgi_aigw.cli import main
-from asgi_aigw.demo import DEMO_LIMITS, build_demo_app, demo_config
+from asgi_aigw.cli.demo import DEMO_LIMITS, build_demo_app, demo_config
 
 from . import budget_helpers
 from .budget_helpers import JSONApp, chat, completion, fixed_clock, token_counter

@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from asgiref.testing import ApplicationCommunicator
 
 from asgi_aigw.budget import BudgetConfig, BudgetMiddleware, CacheHitCharge, Limits, RedisBudgetStore
-from asgi_aigw.context import ensure_context
+from asgi_aigw.kernel.context import ensure_context
 from asgi_aigw.router import ProviderRouter
 from asgi_aigw.tenant import TenantMiddleware
 from asgi_aigw.testing import FakeBehaviour, FakeProvider, StreamingASGITransport

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from asgi_aigw._resp import FastRedis, pack
 from asgi_aigw.budget import MemoryBudgetStore, RedisBudgetStore, SlotClock, StoreError, lua, store_from_url
 from asgi_aigw.budget.redis import _Script
 from asgi_aigw.budget.windows import WINDOW_NAMES, Slot
+from asgi_aigw.stores.resp import FastRedis, pack
 
 
 @pytest.fixture(params=["memory", "redis-url", "redis-client"])

@@ -90,7 +90,7 @@ async def test_build_app_uses_the_runtime_embedder_by_default(tmp_path: Path) ->
 
 
 async def test_demo_shows_exact_and_semantic_hits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from asgi_aigw.demo import build_demo_app
+    from asgi_aigw.cli.demo import build_demo_app
 
     monkeypatch.chdir(tmp_path)
     app = build_demo_app()

@@ -23,7 +23,7 @@ pytest.importorskip("chdb")
 
 from asgi_aigw.app import build_app
 from asgi_aigw.cli import main
-from asgi_aigw.context import ensure_context
+from asgi_aigw.kernel.context import ensure_context
 from asgi_aigw.logs import ClickHouseSink, LogConfig, LogRow, LogWriter, RequestLogMiddleware
 from asgi_aigw.testing import FakeBehaviour, FakeProvider, StreamingASGITransport
 
@@ -188,7 +188,7 @@ async def test_aigw_usage_reports_per_tenant_and_model(
     chdb_url: str, table: str, reader: ClickHouseSink, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     async def answer(scope: Any, receive: Any, send: Any) -> None:
-        from asgi_aigw.context import Usage
+        from asgi_aigw.kernel.context import Usage
 
         _, ctx = ensure_context(scope)
         headers = dict(scope["headers"])

@@ -12,11 +12,11 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from asgi_aigw.app import build_app
-from asgi_aigw.context import Usage, ensure_context
-from asgi_aigw.demo import demo_config
-from asgi_aigw.errors import RateLimited, send_error
+from asgi_aigw.cli.demo import demo_config
+from asgi_aigw.kernel.context import Usage, ensure_context
+from asgi_aigw.kernel.errors import RateLimited, send_error
 from asgi_aigw.logs import COLUMN_NAMES, LogConfig, LogWriter, MemorySink, MetricsConfig, RequestLogMiddleware
-from asgi_aigw.metrics import GatewayMetrics, metrics_app
+from asgi_aigw.logs.metrics import GatewayMetrics, metrics_app
 from asgi_aigw.router import ProviderRouter
 from asgi_aigw.testing import FakeBehaviour, FakeProvider, StreamingASGITransport
 
@@ -240,7 +240,7 @@ def recording_layer(app: Any, *, reject: bool = False) -> Any:
     redacts the body (or refuses the request as a budget would)."""
 
     async def layer(scope: Any, receive: Any, send: Any) -> None:
-        from asgi_aigw.body import forward_scope, read_json
+        from asgi_aigw.kernel.body import forward_scope, read_json
 
         scope, receive, body = await read_json(scope, receive)
         _, ctx = ensure_context(scope)

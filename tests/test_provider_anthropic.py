@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from asgi_aigw.errors import GatewayError, InvalidRequest, UpstreamUnavailable
+from asgi_aigw.kernel.errors import GatewayError, InvalidRequest, UpstreamUnavailable
 from asgi_aigw.providers.anthropic import AnthropicAdapter
 
 from .golden import (
@@ -424,7 +424,7 @@ def test_errors_are_openai_shaped(status: int, kind: str, expected_status: int, 
 
 
 def test_anthropic_has_no_embeddings() -> None:
-    from asgi_aigw.models import EmbeddingRequest
+    from asgi_aigw.kernel.models import EmbeddingRequest
 
     with pytest.raises(InvalidRequest, match="no embeddings API"):
         adapter().embeddings_request(DEP, EmbeddingRequest(model="m", input="x"), {})

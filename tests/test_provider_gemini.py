@@ -8,8 +8,8 @@ import struct
 import orjson
 import pytest
 
-from asgi_aigw.errors import GatewayError, InvalidRequest
-from asgi_aigw.models import EmbeddingRequest
+from asgi_aigw.kernel.errors import GatewayError, InvalidRequest
+from asgi_aigw.kernel.models import EmbeddingRequest
 from asgi_aigw.providers._translate import ContentFiltered
 from asgi_aigw.providers.gemini import GeminiAdapter
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from asgi_aigw.errors import GatewayError, InvalidRequest, UpstreamError
-from asgi_aigw.models import EmbeddingRequest
+from asgi_aigw.kernel.errors import GatewayError, InvalidRequest, UpstreamError
+from asgi_aigw.kernel.models import EmbeddingRequest
 from asgi_aigw.providers.ollama import OllamaAdapter
 
 from .golden import (

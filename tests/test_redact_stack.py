@@ -361,7 +361,7 @@ async def test_build_app_wraps_the_router_when_configured() -> None:
 async def test_the_demo_redacts_and_shows_what_the_provider_received(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from asgi_aigw.demo import build_demo_app, demo_config
+    from asgi_aigw.cli.demo import build_demo_app, demo_config
 
     config = demo_config()
     assert config.redact is not None

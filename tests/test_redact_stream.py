@@ -12,10 +12,10 @@ from asgiref.testing import ApplicationCommunicator
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from asgi_aigw.kernel.sse import DONE_EVENT
 from asgi_aigw.redact import PlaceholderMap, RedactConfig, RedactMiddleware
 from asgi_aigw.redact.placeholders import placeholders_in
 from asgi_aigw.redact.restore import JSONRestorer, StreamRestorer
-from asgi_aigw.sse import DONE_EVENT
 
 from .redact_support import CANARIES, base_analyzer, chunk
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from asgi_aigw._redis import LoopRedisClients
-from asgi_aigw._resp import pack
+from asgi_aigw.stores.redis_clients import LoopRedisClients
+from asgi_aigw.stores.resp import pack
 
 
 async def _use(clients: LoopRedisClients) -> tuple[object, object]:

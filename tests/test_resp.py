@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from asgi_aigw._resp import ConnectionLost, Endpoint, FastRedis, RespError, pack, read_reply
+from asgi_aigw.stores.resp import ConnectionLost, Endpoint, FastRedis, RespError, pack, read_reply
 
 from .redis_server import RedisServer
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from asgi_aigw.response import ResponseTap
+from asgi_aigw.kernel.response import ResponseTap
 
 
 class Recorder:
@@ -108,8 +108,8 @@ async def test_other_content_passes_untouched() -> None:
 
 
 async def test_a_disconnect_counts_only_before_the_answer_is_complete() -> None:
-    from asgi_aigw.context import RequestContext
-    from asgi_aigw.response import watch_disconnect
+    from asgi_aigw.kernel.context import RequestContext
+    from asgi_aigw.kernel.response import watch_disconnect
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.disconnect"}

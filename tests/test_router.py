@@ -351,7 +351,7 @@ async def test_upstream_cookies_are_never_carried_to_the_next_request() -> None:
 def test_request_ids_are_unique_across_a_fork() -> None:
     import os
 
-    from asgi_aigw.context import new_request_id
+    from asgi_aigw.kernel.context import new_request_id
 
     read, write = os.pipe()
     pid = os.fork()

@@ -22,7 +22,7 @@ from asgi_aigw.config import (
     RouterConfig,
     Timeouts,
 )
-from asgi_aigw.errors import GatewayError, UpstreamError
+from asgi_aigw.kernel.errors import GatewayError, UpstreamError
 from asgi_aigw.router import ProviderRouter
 from asgi_aigw.router.policy import RoutingPolicy, retry_after
 from asgi_aigw.router.registry import ResolvedModel

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from asgi_aigw.models import ChatCompletionRequest
+from asgi_aigw.kernel.models import ChatCompletionRequest
 from asgi_aigw.runtime import assets, tokens
 from asgi_aigw.runtime.assets import AssetCorrupt, AssetMissing
 from asgi_aigw.runtime.config import RuntimeConfig, TokenSettings

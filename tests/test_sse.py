@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from asgi_aigw.sse import SSEDecoder, parse_event
+from asgi_aigw.kernel.sse import SSEDecoder, parse_event
 
 STREAM = b'data: {"a": 1}\n\nevent: error\ndata: {"b": 2}\n\n: keep-alive\n\ndata: [DONE]\n\n'
 

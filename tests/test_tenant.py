@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from asgi_aigw.context import current_tenant, get_context
+from asgi_aigw.kernel.context import current_tenant, get_context
 from asgi_aigw.tenant import InvalidTenantId, JWTConfig, TenantConfig, TenantMiddleware, validate_tenant_id
 
 from .support import served

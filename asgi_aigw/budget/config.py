@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..body import DEFAULT_MAX_BODY_BYTES
+from ..kernel.body import DEFAULT_MAX_BODY_BYTES
 
 
 class _Config(BaseModel):

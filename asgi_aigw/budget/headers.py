@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from .._types import Headers
+from ..kernel.types import Headers
 from .windows import WINDOWS, Slot, format_amount, format_duration
 
 _NAMES: dict[str, tuple[bytes, bytes, bytes]] = {

@@ -21,13 +21,13 @@ from typing import Any
 
 import anyio
 
-from .._lifespan import lifespan_passthrough
-from .._types import ASGIApp, Headers, Message, Receive, Scope, Send
-from ..body import ClientDisconnect, read_json
-from ..context import RequestContext, Usage, ensure_context
-from ..errors import GatewayError, RateLimited, Unauthorized, send_error
-from ..response import ResponseTap, watch_disconnect
-from ..routes import classify
+from ..kernel.body import ClientDisconnect, read_json
+from ..kernel.context import RequestContext, Usage, ensure_context
+from ..kernel.errors import GatewayError, RateLimited, Unauthorized, send_error
+from ..kernel.lifespan import lifespan_passthrough
+from ..kernel.response import ResponseTap, watch_disconnect
+from ..kernel.routes import classify
+from ..kernel.types import ASGIApp, Headers, Message, Receive, Scope, Send
 from ..tenant.ids import KEY_SAFE_PATTERN, InvalidTenantId, TenantIdValidator
 from .config import BudgetConfig, Limits
 from .headers import HEADER_NAMES, ratelimit_headers, retry_after

@@ -14,9 +14,9 @@ import hashlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from .._optional import require
-from .._redis import LoopRedisClients
-from .._resp import FastRedis, RespError, pack
+from ..kernel.optional import require
+from ..stores.redis_clients import LoopRedisClients
+from ..stores.resp import FastRedis, RespError, pack
 from . import lua
 from .store import Reservation, StoreError
 from .windows import Slot

@@ -7,8 +7,8 @@ from typing import Any
 
 import orjson
 
-from ..context import Usage
-from ..sse import DONE_DATA, parse_event
+from ..kernel.context import Usage
+from ..kernel.sse import DONE_DATA, parse_event
 
 
 def _loads(data: bytes) -> Any:

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from .._optional import MissingDependency, require
+from ..kernel.optional import MissingDependency, require
 
 if TYPE_CHECKING:
     from ..runtime.config import RuntimeConfig

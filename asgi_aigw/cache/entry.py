@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from ..sse import DONE_EVENT, encode_data, parse_event
+from ..kernel.sse import DONE_EVENT, encode_data, parse_event
 
 #: Size of the content pieces of a replayed stream: small enough to look live, few enough to be cheap.
 _PIECE_CHARS = 48

@@ -9,8 +9,8 @@ import time
 from collections import OrderedDict
 from typing import Any, Protocol, runtime_checkable
 
-from .._redis import LoopRedisClients
-from .._resp import FastRedis, pack
+from ..stores.redis_clients import LoopRedisClients
+from ..stores.resp import FastRedis, pack
 
 
 @runtime_checkable
@@ -74,8 +74,9 @@ class RedisExactStore:
     """Entries in Redis with ``SET PX``; shared by every worker and host that uses the same server.
 
     Takes a URL or a ``redis.asyncio`` client you own. With a URL, the two calls on the request path
-    (``GET``, ``SET``) go through the package's minimal client (:mod:`asgi_aigw._resp`, about half the CPU
-    of redis-py's command path) and purges through redis-py; both are opened per event loop, on first use.
+    (``GET``, ``SET``) go through the package's minimal client (:mod:`asgi_aigw.stores.resp`, about half
+    the CPU of redis-py's command path) and purges through redis-py; both are opened per event loop, on
+    first use.
     """
 
     def __init__(self, client_or_url: Any, *, prefix: str = "aigw:cache:", timeout: float = 2.0) -> None:

@@ -20,13 +20,13 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from .._types import ASGIApp, Headers, Message, Receive, Scope, Send
-from ..body import DEFAULT_MAX_BODY_BYTES, ClientDisconnect, read_json
-from ..context import RequestContext, Usage, ensure_context
-from ..errors import GatewayError, InvalidRequest, clip, send_error
-from ..models import ChatCompletionRequest
-from ..response import ResponseTap, watch_disconnect
-from ..routes import classify
+from ..kernel.body import DEFAULT_MAX_BODY_BYTES, ClientDisconnect, read_json
+from ..kernel.context import RequestContext, Usage, ensure_context
+from ..kernel.errors import GatewayError, InvalidRequest, clip, send_error
+from ..kernel.models import ChatCompletionRequest
+from ..kernel.response import ResponseTap, watch_disconnect
+from ..kernel.routes import classify
+from ..kernel.types import ASGIApp, Headers, Message, Receive, Scope, Send
 from .config import CacheConfig
 from .embedding import Embedder, runtime_embedder
 from .entry import CachedAnswer, StreamAssembler

@@ -13,7 +13,7 @@ from typing import Any
 
 import anyio.to_thread
 
-from .._optional import require
+from ..kernel.optional import require
 from .vector import EXPIRES, SCOPE, TENANT, VectorEntry, VectorMatch, match_from_payload
 
 

@@ -10,7 +10,7 @@ import asyncio
 import warnings
 from typing import Any
 
-from .._optional import require
+from ..kernel.optional import require
 from .vector import EXPIRES, SCOPE, TENANT, VectorEntry, VectorMatch, match_from_payload
 
 

@@ -11,12 +11,12 @@ from typing import Any
 
 import orjson
 
-from .._optional import MissingDependency
 from ..budget.config import BudgetConfig
 from ..budget.middleware import limits_vector
 from ..budget.store import BudgetStore, StoreError, store_from_url
 from ..budget.windows import WINDOWS, SlotClock, format_amount, format_duration, from_units, to_units
 from ..config import ConfigError, load_config
+from ..kernel.optional import MissingDependency
 from ..tenant.ids import InvalidTenantId, validate_tenant_id
 
 _CONFIG_ENV = "AIGW_CONFIG"

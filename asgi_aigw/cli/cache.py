@@ -8,8 +8,8 @@ import os
 import sys
 from typing import Any
 
-from .._optional import MissingDependency
 from ..config import ConfigError, GatewayConfig, load_config
+from ..kernel.optional import MissingDependency
 
 
 def register(subparsers: Any) -> None:
@@ -26,7 +26,7 @@ def register(subparsers: Any) -> None:
 
 def _config(args: argparse.Namespace) -> GatewayConfig:
     if args.demo:
-        from ..demo import demo_config
+        from .demo import demo_config
 
         return demo_config()
     path = args.config or os.environ.get("AIGW_CONFIG")

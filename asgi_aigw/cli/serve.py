@@ -7,9 +7,9 @@ import os
 import sys
 from typing import Any
 
-from .._optional import MissingDependency, require
-from .._types import ASGIApp
 from ..config import ConfigError, GatewayConfig, load_config
+from ..kernel.optional import MissingDependency, require
+from ..kernel.types import ASGIApp
 
 _CONFIG_ENV = "AIGW_CONFIG"
 _DEMO_ENV = "AIGW_DEMO"
@@ -32,7 +32,7 @@ def register(subparsers: Any) -> None:
 def app_factory() -> ASGIApp:
     """Build the app in each uvicorn worker from the environment the parent set."""
     if os.environ.get(_DEMO_ENV) == "1":
-        from ..demo import build_demo_app
+        from .demo import build_demo_app
 
         return build_demo_app()
     from ..app import build_app
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         uvicorn = require("uvicorn", "server")
         if args.demo:
-            from ..demo import demo_config
+            from .demo import demo_config
 
             config = demo_config()
         else:

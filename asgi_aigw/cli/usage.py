@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
 
-from .._optional import MissingDependency
 from ..config import ConfigError, load_config
+from ..kernel.optional import MissingDependency
 from ..logs.config import DEFAULT_SINK, DEFAULT_TABLE
 
 _URL_ENV = "AIGW_LOG_URL"

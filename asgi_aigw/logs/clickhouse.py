@@ -19,7 +19,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from .._optional import require
+from ..kernel.optional import require
 from .config import DEFAULT_TABLE
 from .row import COLUMN_NAMES, COLUMN_TYPES, COLUMNS, LogRow
 from .sinks import SinkURL, parse_sink_url

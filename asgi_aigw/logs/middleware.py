@@ -15,12 +15,12 @@ from types import EllipsisType
 
 import orjson
 
-from .._types import ASGIApp, Message, Receive, Scope, Send
-from ..context import RequestContext, ensure_context
-from ..http import get_header
-from ..metrics import GatewayMetrics
-from ..routes import classify
+from ..kernel.context import RequestContext, ensure_context
+from ..kernel.http import get_header
+from ..kernel.routes import classify
+from ..kernel.types import ASGIApp, Message, Receive, Scope, Send
 from .config import LogConfig
+from .metrics import GatewayMetrics
 from .row import CLIENT_CLOSED_REQUEST, build_row
 from .sinks import LogSink, sink_from_url
 from .writer import LogWriter

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..context import RequestContext
+from ..kernel.context import RequestContext
 
 LogRow = dict[str, Any]
 

@@ -51,7 +51,7 @@ _WARN_EVERY = 60.0
 
 
 class WriterMetrics(Protocol):
-    """What the writer reports (implemented by :class:`asgi_aigw.metrics.GatewayMetrics`)."""
+    """What the writer reports (implemented by :class:`asgi_aigw.logs.metrics.GatewayMetrics`)."""
 
     def log_rows_written(self, count: int) -> None: ...
     def log_rows_spilled(self, count: int) -> None: ...

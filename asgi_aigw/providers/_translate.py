@@ -18,10 +18,10 @@ from typing import Any, ClassVar, Literal, Protocol
 
 import orjson
 
-from ..context import Usage
-from ..errors import GatewayError, InvalidRequest, UpstreamError
-from ..models import ChatCompletionRequest, ChatMessage
-from ..sse import DONE_EVENT
+from ..kernel.context import Usage
+from ..kernel.errors import GatewayError, InvalidRequest, UpstreamError
+from ..kernel.models import ChatCompletionRequest, ChatMessage
+from ..kernel.sse import DONE_EVENT
 from .base import Deployment, TranslatedResponse, UpstreamRequest
 
 Clock = Callable[[], float]

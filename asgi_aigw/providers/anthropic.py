@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..context import Usage
-from ..errors import GatewayError, InvalidRequest, UpstreamError, clip
-from ..models import ChatCompletionRequest, ContentPart, EmbeddingRequest
-from ..sse import SSEDecoder
+from ..kernel.context import Usage
+from ..kernel.errors import GatewayError, InvalidRequest, UpstreamError, clip
+from ..kernel.models import ChatCompletionRequest, ContentPart, EmbeddingRequest
+from ..kernel.sse import SSEDecoder
 from . import _translate as t
 from .base import Deployment, TranslatedResponse, UpstreamRequest
 from .errors import error_from_status

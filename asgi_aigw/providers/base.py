@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from ..context import Usage
-from ..errors import GatewayError
-from ..models import ChatCompletionRequest, EmbeddingRequest
+from ..kernel.context import Usage
+from ..kernel.errors import GatewayError
+from ..kernel.models import ChatCompletionRequest, EmbeddingRequest
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from ..kernel.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 
 #: Statuses worth another attempt (on this deployment after a pause, or on the next one).
 RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})

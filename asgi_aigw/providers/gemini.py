@@ -26,10 +26,10 @@ from typing import Any
 
 import orjson
 
-from ..context import Usage
-from ..errors import GatewayError, InvalidRequest, UpstreamError, clip
-from ..models import ChatCompletionRequest, ContentPart, EmbeddingRequest
-from ..sse import SSEDecoder
+from ..kernel.context import Usage
+from ..kernel.errors import GatewayError, InvalidRequest, UpstreamError, clip
+from ..kernel.models import ChatCompletionRequest, ContentPart, EmbeddingRequest
+from ..kernel.sse import SSEDecoder
 from . import _translate as t
 from .base import Deployment, TranslatedResponse, UpstreamRequest
 from .errors import error_from_status

@@ -19,9 +19,9 @@ from typing import Any
 
 import orjson
 
-from ..context import Usage
-from ..errors import GatewayError, InvalidRequest, UpstreamError
-from ..models import ChatCompletionRequest, ChatMessage, EmbeddingRequest
+from ..kernel.context import Usage
+from ..kernel.errors import GatewayError, InvalidRequest, UpstreamError
+from ..kernel.models import ChatCompletionRequest, ChatMessage, EmbeddingRequest
 from . import _translate as t
 from .base import Deployment, TranslatedResponse, UpstreamRequest
 from .errors import error_from_status

@@ -12,10 +12,10 @@ from typing import Any
 
 import orjson
 
-from ..context import Usage
-from ..errors import GatewayError, UpstreamError
-from ..models import ChatCompletionRequest, EmbeddingRequest
-from ..sse import DONE_DATA, DONE_EVENT, SSEDecoder, parse_event
+from ..kernel.context import Usage
+from ..kernel.errors import GatewayError, UpstreamError
+from ..kernel.models import ChatCompletionRequest, EmbeddingRequest
+from ..kernel.sse import DONE_DATA, DONE_EVENT, SSEDecoder, parse_event
 from ._translate import error_body, loads_object, post_json
 from .base import Deployment, TranslatedResponse, UpstreamRequest
 from .errors import error_from_status

@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .._types import ASGIApp, Message, Receive, Scope, Send
-from ..body import DEFAULT_MAX_BODY_BYTES, ClientDisconnect, forward_scope, read_json
-from ..context import RequestContext, ensure_context
-from ..errors import GatewayError, UnprocessableContent, send_error
-from ..response import ResponseTap
-from ..routes import classify
+from ..kernel.body import DEFAULT_MAX_BODY_BYTES, ClientDisconnect, forward_scope, read_json
+from ..kernel.context import RequestContext, ensure_context
+from ..kernel.errors import GatewayError, UnprocessableContent, send_error
+from ..kernel.response import ResponseTap
+from ..kernel.routes import classify
+from ..kernel.types import ASGIApp, Message, Receive, Scope, Send
 from .config import RedactConfig
 from .fields import TextField, chat_fields, embeddings_fields, plan, rewrite
 from .placeholders import PlaceholderMap, placeholders_in

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from ..sse import encode_data, parse_event
+from ..kernel.sse import encode_data, parse_event
 from .placeholders import PlaceholderMap
 
 #: Text fields of a message or delta that may hold placeholders (besides tool-call arguments).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .._optional import require
+from ..kernel.optional import require
 from ..runtime.config import RuntimeConfig
 from .config import RedactConfig
 

@@ -13,11 +13,10 @@ import anyio
 import httpx
 import orjson
 
-from .._types import ASGIApp, Headers, Message, Receive, Scope, Send
-from ..body import ClientDisconnect, JSONBody, read_json
 from ..config import GatewayConfig
-from ..context import RequestContext, ensure_context
-from ..errors import (
+from ..kernel.body import ClientDisconnect, JSONBody, read_json
+from ..kernel.context import RequestContext, ensure_context
+from ..kernel.errors import (
     GatewayError,
     MethodNotAllowed,
     NotFound,
@@ -26,10 +25,11 @@ from ..errors import (
     send_error,
     sse_error_event,
 )
-from ..http import send_json_bytes
-from ..models import ChatCompletionRequest, EmbeddingRequest
+from ..kernel.http import send_json_bytes
+from ..kernel.models import ChatCompletionRequest, EmbeddingRequest
+from ..kernel.routes import route_path
+from ..kernel.types import ASGIApp, Headers, Message, Receive, Scope, Send
 from ..providers import ADAPTERS, Deployment, ProviderAdapter, TranslatedResponse, UpstreamRequest
-from ..routes import route_path
 from .policy import RoutingPolicy, is_retryable
 from .registry import ModelRegistry, ResolvedModel
 from .upstream import UpstreamClients, UpstreamResponse, mapped_transport_errors, origin_of
@@ -88,7 +88,7 @@ class ProviderRouter:
         metrics: ASGIApp | None = None,
     ) -> None:
         self.config = config or GatewayConfig()
-        #: Served at ``GET /metrics`` below the mount point (``asgi_aigw.metrics.metrics_app``).
+        #: Served at ``GET /metrics`` below the mount point (``asgi_aigw.logs.metrics.metrics_app``).
         self.metrics = metrics
         self.registry = ModelRegistry(self.config, env)
         self.clients = UpstreamClients(

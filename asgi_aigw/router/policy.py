@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..config import CooldownConfig, RetryConfig
-from ..errors import GatewayError, UpstreamUnavailable
+from ..kernel.errors import GatewayError, UpstreamUnavailable
 from ..providers.base import Deployment
 from ..providers.errors import RETRYABLE_STATUSES
 from .registry import ResolvedModel

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..config import ConfigError, DeploymentConfig, GatewayConfig, ProviderSettings, Timeouts
-from ..errors import NotFound, clip
+from ..kernel.errors import NotFound, clip
 from ..providers import ADAPTERS, Deployment, ProviderAdapter, Timeout
 
 

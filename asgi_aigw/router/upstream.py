@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ..errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from ..kernel.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from ..providers.base import Deployment, Timeout
 
 if TYPE_CHECKING:

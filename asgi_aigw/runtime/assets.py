@@ -540,7 +540,7 @@ def prepare_asset_dir(target: Path, config: RuntimeConfig | None = None) -> list
 
 def _check_spacy_loads(path: Path) -> None:
     """The copied spaCy model loads and has a NER component (what Presidio needs)."""
-    from .._optional import require
+    from ..kernel.optional import require
 
     spacy = require("spacy", "pii")
     try:

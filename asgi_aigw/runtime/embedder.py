@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import httpx
 import numpy as np
 
-from .._optional import require
+from ..kernel.optional import require
 from .assets import cache_dir, find_embedding_model_dir
 from .config import DEFAULT_EMBEDDING_MODEL, RuntimeConfig
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from .._optional import require
+from ..kernel.optional import require
 from .assets import AssetMissing, find_spacy_model
 from .config import DEFAULT_SPACY_MODEL, RuntimeConfig
 

@@ -24,14 +24,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
-from .._optional import require
+from ..kernel.optional import require
 from .assets import load_bpe_file
 from .config import RuntimeConfig
 
 if TYPE_CHECKING:
     import tiktoken
 
-    from ..models.chat import ChatCompletionRequest
+    from ..kernel.models.chat import ChatCompletionRequest
 
 Family = Literal["openai", "anthropic", "gemini", "ollama", "other"]
 EncodingName = Literal["cl100k_base", "o200k_base"]

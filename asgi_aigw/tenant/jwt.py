@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 
-from .._optional import require
-from ..errors import GatewayError, clip
+from ..kernel.errors import GatewayError, clip
+from ..kernel.optional import require
 from .config import SYMMETRIC_ALGORITHMS, JWTConfig
 
 logger = logging.getLogger("asgi_aigw.tenant")

@@ -9,11 +9,11 @@ from typing import Any, cast
 
 import httpx
 
-from .._lifespan import lifespan_passthrough
-from .._types import ASGIApp, Receive, Scope, Send
-from ..context import current_tenant, ensure_context
-from ..errors import Forbidden, GatewayError, InvalidRequest, Unauthorized, send_error
-from ..routes import classify
+from ..kernel.context import current_tenant, ensure_context
+from ..kernel.errors import Forbidden, GatewayError, InvalidRequest, Unauthorized, send_error
+from ..kernel.lifespan import lifespan_passthrough
+from ..kernel.routes import classify
+from ..kernel.types import ASGIApp, Receive, Scope, Send
 from .config import TenantConfig
 from .ids import InvalidTenantId, TenantIdValidator
 from .jwt import JWTVerifier, TokenRejected, claim_at
@@ -37,7 +37,7 @@ def import_resolver(path: str) -> TenantResolver:
 
 class TenantMiddleware:
     """Puts the caller's tenant id in the request context (``ctx.tenant_id``) and in the
-    :data:`~asgi_aigw.context.current_tenant` contextvar, or refuses the request.
+    :data:`~asgi_aigw.kernel.context.current_tenant` contextvar, or refuses the request.
 
     Precedence: ``resolver`` (the app's own auth) > verified JWT > header > ``default``. Verified sources
     must agree with each other and with the header when one is sent (else 403). Options are

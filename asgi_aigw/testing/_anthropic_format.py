@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .._types import Receive, Send
+from ..kernel.types import Receive, Send
 
 if TYPE_CHECKING:
     from .fake_provider import FakeBehaviour, FakeProvider, ReceivedRequest

@@ -9,7 +9,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from .._types import Receive, Send
+from ..kernel.types import Receive, Send
 
 if TYPE_CHECKING:
     from .fake_provider import FakeBehaviour, FakeProvider, ReceivedRequest

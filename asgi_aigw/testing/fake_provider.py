@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from .._types import Message, Receive, Scope, Send
+from ..kernel.types import Message, Receive, Scope, Send
 from . import _anthropic_format as anthropic_format
 from . import _gemini_format as gemini_format
 from . import _ollama_format as ollama_format

@@ -14,8 +14,8 @@ import threading
 import time
 from collections.abc import Iterator
 
-from .._optional import require
-from .._types import ASGIApp
+from ..kernel.optional import require
+from ..kernel.types import ASGIApp
 
 
 def free_port() -> int:

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 
-from .._types import ASGIApp, Message
+from ..kernel.types import ASGIApp, Message
 
 _END = object()
 

@@ -37,14 +37,14 @@ API_DIR = "reference/api"
 #: Modules documented on their own page although they have no ``__all__``: what a middleware author uses.
 BUILDING_BLOCKS = (
     "asgi_aigw.config",
-    "asgi_aigw.context",
-    "asgi_aigw.body",
-    "asgi_aigw.errors",
-    "asgi_aigw.routes",
-    "asgi_aigw.response",
-    "asgi_aigw.sse",
-    "asgi_aigw.mount",
-    "asgi_aigw.metrics",
+    "asgi_aigw.kernel.context",
+    "asgi_aigw.kernel.body",
+    "asgi_aigw.kernel.errors",
+    "asgi_aigw.kernel.routes",
+    "asgi_aigw.kernel.response",
+    "asgi_aigw.kernel.sse",
+    "asgi_aigw.kernel.mount",
+    "asgi_aigw.logs.metrics",
 )
 
 

@@ -24,7 +24,7 @@ from anyio.from_thread import BlockingPortal
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
-from asgi_aigw.body import MAX_JSON_DEPTH, json_depth
+from asgi_aigw.kernel.body import MAX_JSON_DEPTH, json_depth
 from asgi_aigw.testing import ServerThread
 
 from ._fuzz_support import (

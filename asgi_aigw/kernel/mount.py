@@ -6,8 +6,8 @@ from typing import Any
 
 import orjson
 
-from ._types import ASGIApp, Message, Receive, Scope, Send
 from .http import send_json_bytes
+from .types import ASGIApp, Message, Receive, Scope, Send
 
 
 class PrefixMount:

@@ -14,7 +14,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ._types import Scope
+from .types import Scope
 
 if TYPE_CHECKING:
     from .body import JSONBody
@@ -95,7 +95,7 @@ class RequestContext:
     #: "chat", "embeddings", "models" or None for requests the gateway does not handle.
     route: str | None = None
     tenant_id: str | None = None
-    #: The request body, read and parsed once (see :mod:`asgi_aigw.body`).
+    #: The request body, read and parsed once (see :mod:`asgi_aigw.kernel.body`).
     body: JSONBody | None = None
     #: The model the client asked for, and whether it asked for a stream.
     model: str | None = None

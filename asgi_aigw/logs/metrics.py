@@ -19,13 +19,13 @@ import weakref
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._optional import require
-from ._types import ASGIApp, Receive, Scope, Send
-from .context import RequestContext
+from ..kernel.context import RequestContext
+from ..kernel.optional import require
+from ..kernel.types import ASGIApp, Receive, Scope, Send
 
 if TYPE_CHECKING:
-    from .logs.config import MetricsConfig
-    from .logs.writer import LogWriter
+    from .config import MetricsConfig
+    from .writer import LogWriter
 
 #: Seconds; from a cache hit (sub-millisecond) to a long generation.
 DEFAULT_BUCKETS: tuple[float, ...] = (

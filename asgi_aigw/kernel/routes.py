@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from ._types import Scope
+from .types import Scope
 
 Route = Literal["chat", "embeddings", "models"]
 

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ._types import Headers, Message, Receive, Send
 from .context import RequestContext
 from .sse import SSEDecoder
+from .types import Headers, Message, Receive, Send
 
 JSONHook = Callable[[int, bytes], bytes | None]
 EventHook = Callable[[bytes], bytes | None]

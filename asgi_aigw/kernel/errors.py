@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 import orjson
 
-from ._types import Headers, Send
+from .types import Headers, Send
 
 
 class GatewayError(Exception):

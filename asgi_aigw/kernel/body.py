@@ -16,11 +16,11 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from ._types import Message, Receive, Scope
 from .context import ensure_context
 from .errors import InvalidRequest, RequestTooLarge
 from .http import get_header
 from .models.errors import validation_error_message
+from .types import Message, Receive, Scope
 
 #: Default limit on request bodies: large enough for a few base64 images, small enough to refuse abuse.
 DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ._optional import require
-from ._resp import FastRedis
+from ..kernel.optional import require
+from .resp import FastRedis
 
 
 class LoopRedisClients:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._types import Headers, Scope, Send
+from .types import Headers, Scope, Send
 
 
 def get_header(scope: Scope, name: bytes) -> bytes | None:

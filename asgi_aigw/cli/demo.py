@@ -10,15 +10,15 @@ import sys
 
 import orjson
 
-from ._types import ASGIApp, Receive, Scope, Send
-from .app import build_app
-from .budget.config import BudgetConfig, Limits
-from .cache.config import CacheConfig
-from .config import DeploymentConfig, GatewayConfig, ModelConfig
-from .logs.config import DEFAULT_DATA_DIR, DEFAULT_SINK, LogConfig, MetricsConfig
-from .redact.config import RedactConfig
-from .tenant.config import TenantConfig
-from .testing import FakeBehaviour, FakeProvider, StreamingASGITransport
+from ..app import build_app
+from ..budget.config import BudgetConfig, Limits
+from ..cache.config import CacheConfig
+from ..config import DeploymentConfig, GatewayConfig, ModelConfig
+from ..kernel.types import ASGIApp, Receive, Scope, Send
+from ..logs.config import DEFAULT_DATA_DIR, DEFAULT_SINK, LogConfig, MetricsConfig
+from ..redact.config import RedactConfig
+from ..tenant.config import TenantConfig
+from ..testing import FakeBehaviour, FakeProvider, StreamingASGITransport
 
 #: Where the demo's in-process FakeProvider "lives"; no socket is opened for it.
 DEMO_PROVIDER_URL = "http://fake-provider.invalid/v1"

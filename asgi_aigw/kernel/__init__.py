@@ -1,0 +1,1 @@
+"""The request-path kernel every layer shares."""

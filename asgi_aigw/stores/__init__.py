@@ -1,0 +1,1 @@
+"""Store clients shared by the stores."""
