@@ -94,7 +94,12 @@ class RequestContext:
 
     #: "chat", "embeddings", "models" or None for requests the gateway does not handle.
     route: str | None = None
+    #: Who pays (the budget and cache key) and who asked (recorded in the log); see :class:`Identity`.
     tenant_id: str | None = None
+    user_id: str | None = None
+    #: Where the identity came from: "app" (the host app's own login), "jwt", "api_key", "header",
+    #: "default"; None before TenantMiddleware or an in-app adapter ran.
+    identity_source: str | None = None
     #: The request body, read and parsed once (see :mod:`asgi_aigw.kernel.body`).
     body: JSONBody | None = None
     #: The model the client asked for, and whether it asked for a stream.
@@ -142,6 +147,22 @@ class RequestContext:
         if self.first_byte_at is None:
             return None
         return (self.first_byte_at - self.started_perf) * 1000.0
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who is calling: ``tenant`` pays (budgets and cache are keyed by it), ``user`` asked (per-user
+    limits, log rows). The host app's authentication returns one; a bare string means a tenant."""
+
+    tenant: str
+    user: str | None = None
+
+
+def set_identity(ctx: RequestContext, identity: Identity, source: str) -> None:
+    """Record a verified identity in the context, for every layer after this one."""
+    ctx.tenant_id = identity.tenant
+    ctx.user_id = identity.user
+    ctx.identity_source = source
 
 
 def get_context(scope: Scope) -> RequestContext | None:
