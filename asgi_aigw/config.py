@@ -134,13 +134,16 @@ class ModelConfig(_Config):
 class RouterConfig(_Config):
     #: Larger request bodies are refused with 413.
     max_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    #: Seconds the whole request body may take to arrive; a client that stalls gets 408.
+    body_timeout: float = Field(default=30.0, gt=0)
     #: ``aiohttp`` (httpx's API over aiohttp's connection pool, the fast default) or ``httpx``.
     transport: Literal["aiohttp", "httpx"] = "aiohttp"
     #: Connections kept per upstream.
     max_connections: int = Field(default=256, ge=1)
     #: Route ``PROVIDER/MODEL`` names (``openai/gpt-4o-mini``) to providers configured in ``providers``
-    #: or by their SDKs' environment variables, as LiteLLM does.
-    provider_prefix_routing: bool = True
+    #: or by their SDKs' environment variables, as LiteLLM does. ``None`` (the default): on only when no
+    #: ``models`` are configured, so a configured gateway serves nothing it does not list.
+    provider_prefix_routing: bool | None = None
     #: Read OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, OLLAMA_HOST (and the *_BASE_URL vars).
     providers_from_env: bool = True
     #: Retries of failed upstream calls.

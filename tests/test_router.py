@@ -268,7 +268,9 @@ async def test_the_api_key_never_appears_in_an_error(fake: FakeProvider) -> None
 
 async def test_models_lists_aliases_and_env_providers(fake: FakeProvider) -> None:
     env = {"OPENAI_API_KEY": "sk-test-env", "OPENAI_BASE_URL": FAKE_URL}
-    router = ProviderRouter(_config(), transports={FAKE_URL: StreamingASGITransport(fake)}, env=env)
+    # beside configured models, prefix routing is off unless asked for (test_prefix_routing_default.py)
+    config = _config().model_copy(update={"router": RouterConfig(provider_prefix_routing=True)})
+    router = ProviderRouter(config, transports={FAKE_URL: StreamingASGITransport(fake)}, env=env)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(router), base_url="http://t") as client:
         response = await client.get("/v1/models")
     ids = [m["id"] for m in response.json()["data"]]

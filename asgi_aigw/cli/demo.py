@@ -13,7 +13,7 @@ import orjson
 from ..app import build_app
 from ..budget.config import BudgetConfig, Limits
 from ..cache.config import CacheConfig
-from ..config import DeploymentConfig, GatewayConfig, ModelConfig
+from ..config import DeploymentConfig, GatewayConfig, ModelConfig, RouterConfig
 from ..kernel.types import ASGIApp, Receive, Scope, Send
 from ..logs.config import DEFAULT_DATA_DIR, DEFAULT_SINK, LogConfig, MetricsConfig
 from ..redact.config import RedactConfig
@@ -44,6 +44,9 @@ def demo_config() -> GatewayConfig:
             ModelConfig(name=name, deployments=[DeploymentConfig(model=name, **deployment)])  # type: ignore[arg-type]
             for name in DEMO_MODELS
         ],
+        # only the fake's models: no PROVIDER/MODEL names and no providers from the environment, so
+        # /v1/models lists exactly what answers and any other name is a quick 404, not retries
+        router=RouterConfig(provider_prefix_routing=False, providers_from_env=False),
         log=demo_log_config(),
         # PII is replaced by placeholders before the provider sees it and restored in the answer;
         # names need the NER model (the `offline` extra), the rest works with patterns alone

@@ -91,6 +91,14 @@ class ProviderRouter:
         #: Served at ``GET /metrics`` below the mount point (``asgi_aigw.logs.metrics.metrics_app``).
         self.metrics = metrics
         self.registry = ModelRegistry(self.config, env)
+        if prefixes := self.registry.prefix_providers():
+            # a cost surprise if unintended: any model of these providers is reachable with our keys
+            logger.warning(
+                "Provider prefix routing is on: clients may ask for any model named %s, paid with the "
+                "gateway's credentials. List the models to serve under models:, or set "
+                "router.provider_prefix_routing: false.",
+                ", ".join(f"{p}/*" for p in prefixes),
+            )
         self.clients = UpstreamClients(
             transport=self.config.router.transport,
             max_connections=self.config.router.max_connections,

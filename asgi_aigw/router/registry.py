@@ -61,6 +61,10 @@ class ModelRegistry:
             deployments = tuple(self._deployment(d, strict=True) for d in model.deployments)
             self._aliases[model.name] = ResolvedModel(model.name, deployments, model.strategy)
         self._prefixed: dict[str, ResolvedModel] = {}
+        setting = config.router.provider_prefix_routing
+        #: Whether ``PROVIDER/MODEL`` names are served: as configured, else only without ``models``
+        #: (a gateway that lists its models must not also serve every model its keys can reach).
+        self.prefix_routing = not config.models if setting is None else setting
 
     def _provider_settings(self, config: GatewayConfig) -> dict[str, ProviderSettings]:
         settings = dict(config.providers)
@@ -123,7 +127,7 @@ class ModelRegistry:
         if resolved is not None:
             return resolved
         provider, sep, upstream_model = name.partition("/")
-        if sep and upstream_model and self._config.router.provider_prefix_routing:
+        if sep and upstream_model and self.prefix_routing:
             if provider not in ADAPTERS:
                 raise NotFound(
                     f"The model '{name}' names the provider '{provider}', which this gateway does not "
@@ -151,14 +155,17 @@ class ModelRegistry:
         prefixes = ", ".join(f"{p}/MODEL" for p in self._providers)
         raise NotFound(
             f"The model '{clip(name)}' does not exist on this gateway. Configured models: {available}"
-            + (f"; or use {prefixes}." if prefixes and self._config.router.provider_prefix_routing else "."),
+            + (f"; or use {prefixes}." if prefixes and self.prefix_routing else "."),
             code="model_not_found",
             param="model",
         )
 
+    def prefix_providers(self) -> list[str]:
+        """The providers whose ``PROVIDER/MODEL`` names are served (none when prefix routing is off)."""
+        return list(self._providers) if self.prefix_routing else []
+
     def model_ids(self) -> list[tuple[str, str]]:
         """(id, owned_by) for ``GET /models``: aliases, then ``provider/*`` for prefix routing."""
         out = [(name, m.deployments[0].provider) for name, m in self._aliases.items()]
-        if self._config.router.provider_prefix_routing:
-            out.extend((f"{provider}/*", provider) for provider in self._providers)
+        out.extend((f"{provider}/*", provider) for provider in self.prefix_providers())
         return out

@@ -1,0 +1,77 @@
+"""Prefix routing (``openai/any-model``) is off as soon as the configuration lists its models, and says
+so at startup when it is on: a gateway with a key must not serve every model that key can reach."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+import pytest
+
+from asgi_aigw.config import GatewayConfig, RouterConfig
+from asgi_aigw.router import ProviderRouter
+from asgi_aigw.testing import FakeProvider, StreamingASGITransport
+
+from .support import FAKE_URL, fake_config, served
+
+HELLO = {"messages": [{"role": "user", "content": "Hello there"}]}
+#: The provider's SDK variables set, as on any machine that has a key.
+ENV = {"OPENAI_API_KEY": "test-env-key-not-real", "OPENAI_BASE_URL": FAKE_URL}
+
+
+def _router(config: GatewayConfig, fake: FakeProvider) -> ProviderRouter:
+    return ProviderRouter(config, transports={FAKE_URL: StreamingASGITransport(fake)}, env=ENV)
+
+
+async def test_listed_models_turn_prefix_routing_off(fake: FakeProvider) -> None:
+    async with served(_router(fake_config("fast"), fake)) as base:
+        async with httpx.AsyncClient(base_url=base) as client:
+            models = (await client.get("/v1/models")).json()
+            listed = await client.post("/v1/chat/completions", json={**HELLO, "model": "fast"})
+            unlisted = await client.post("/v1/chat/completions", json={**HELLO, "model": "openai/gpt-4o"})
+    assert [m["id"] for m in models["data"]] == ["fast"]
+    assert listed.status_code == 200
+    assert unlisted.status_code == 404
+    assert unlisted.json()["error"]["code"] == "model_not_found"
+    assert "fast" in unlisted.json()["error"]["message"]
+    assert [r.json["model"] for r in fake.requests] == ["fast"]  # the unlisted name reached no upstream
+
+
+async def test_prefix_routing_can_still_be_turned_on_beside_models(fake: FakeProvider) -> None:
+    config = fake_config("fast").model_copy(update={"router": RouterConfig(provider_prefix_routing=True)})
+    async with served(_router(config, fake)) as base:
+        async with httpx.AsyncClient(base_url=base) as client:
+            models = (await client.get("/v1/models")).json()
+            prefixed = await client.post("/v1/chat/completions", json={**HELLO, "model": "openai/gpt-4o"})
+    assert [m["id"] for m in models["data"]][:2] == ["fast", "openai/*"]
+    assert prefixed.status_code == 200
+    assert fake.last_request.json["model"] == "gpt-4o"
+
+
+async def test_without_models_prefix_routing_is_on(fake: FakeProvider) -> None:
+    async with served(_router(GatewayConfig(), fake)) as base:
+        async with httpx.AsyncClient(base_url=base) as client:
+            prefixed = await client.post("/v1/chat/completions", json={**HELLO, "model": "openai/gpt-4o"})
+    assert prefixed.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("config", "warned"),
+    [
+        (GatewayConfig(), True),
+        (fake_config("fast"), False),
+        (fake_config("fast").model_copy(update={"router": RouterConfig(provider_prefix_routing=True)}), True),
+        (GatewayConfig(router=RouterConfig(provider_prefix_routing=False)), False),
+    ],
+    ids=["no-models", "models", "models-and-explicitly-on", "explicitly-off"],
+)
+def test_startup_warns_when_prefix_routing_is_on(
+    config: GatewayConfig, warned: bool, fake: FakeProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="asgi_aigw.router"):
+        _router(config, fake)
+    warnings = [r.getMessage() for r in caplog.records if "prefix routing is on" in r.getMessage()]
+    assert bool(warnings) is warned
+    if warned:
+        assert "openai/*" in warnings[0]
+        assert "router.provider_prefix_routing: false" in warnings[0]
