@@ -47,12 +47,17 @@ def build_app(
             config=config.cache,
             embedder=lambda: runtime_embedder(runtime),
             max_body_bytes=config.router.max_body_bytes,
+            body_timeout=config.router.body_timeout,
         )
     if config.redact is not None:
         from .redact import RedactMiddleware
 
         gateway = RedactMiddleware(
-            gateway, config=config.redact, runtime=config.runtime, max_body_bytes=config.router.max_body_bytes
+            gateway,
+            config=config.redact,
+            runtime=config.runtime,
+            max_body_bytes=config.router.max_body_bytes,
+            body_timeout=config.router.body_timeout,
         )
     # budget outside the cache, so a cache hit is still counted (and priced as configured); tenant
     # outside the budget, which meters per tenant
@@ -64,6 +69,9 @@ def build_app(
             # the budget layer reads the body first: with the router's smaller limit, a too-large
             # declared Content-Length is refused before the upload rather than after it
             budget = budget.model_copy(update={"max_body_bytes": config.router.max_body_bytes})
+        if "body_timeout" not in budget.model_fields_set:
+            # the budget layer reads the body for the whole stack: the router's setting is the gateway's
+            budget = budget.model_copy(update={"body_timeout": config.router.body_timeout})
         gateway = BudgetMiddleware(gateway, config=budget)
     if config.tenant is not None:
         from .tenant import TenantMiddleware

@@ -24,11 +24,11 @@ def _router(config: GatewayConfig, fake: FakeProvider) -> ProviderRouter:
 
 
 async def test_listed_models_turn_prefix_routing_off(fake: FakeProvider) -> None:
-    async with served(_router(fake_config("fast"), fake)) as base:
-        async with httpx.AsyncClient(base_url=base) as client:
-            models = (await client.get("/v1/models")).json()
-            listed = await client.post("/v1/chat/completions", json={**HELLO, "model": "fast"})
-            unlisted = await client.post("/v1/chat/completions", json={**HELLO, "model": "openai/gpt-4o"})
+    router = _router(fake_config("fast"), fake)
+    async with served(router) as base, httpx.AsyncClient(base_url=base) as client:
+        models = (await client.get("/v1/models")).json()
+        listed = await client.post("/v1/chat/completions", json={**HELLO, "model": "fast"})
+        unlisted = await client.post("/v1/chat/completions", json={**HELLO, "model": "openai/gpt-4o"})
     assert [m["id"] for m in models["data"]] == ["fast"]
     assert listed.status_code == 200
     assert unlisted.status_code == 404
@@ -39,19 +39,17 @@ async def test_listed_models_turn_prefix_routing_off(fake: FakeProvider) -> None
 
 async def test_prefix_routing_can_still_be_turned_on_beside_models(fake: FakeProvider) -> None:
     config = fake_config("fast").model_copy(update={"router": RouterConfig(provider_prefix_routing=True)})
-    async with served(_router(config, fake)) as base:
-        async with httpx.AsyncClient(base_url=base) as client:
-            models = (await client.get("/v1/models")).json()
-            prefixed = await client.post("/v1/chat/completions", json={**HELLO, "model": "openai/gpt-4o"})
+    async with served(_router(config, fake)) as base, httpx.AsyncClient(base_url=base) as client:
+        models = (await client.get("/v1/models")).json()
+        prefixed = await client.post("/v1/chat/completions", json={**HELLO, "model": "openai/gpt-4o"})
     assert [m["id"] for m in models["data"]][:2] == ["fast", "openai/*"]
     assert prefixed.status_code == 200
     assert fake.last_request.json["model"] == "gpt-4o"
 
 
 async def test_without_models_prefix_routing_is_on(fake: FakeProvider) -> None:
-    async with served(_router(GatewayConfig(), fake)) as base:
-        async with httpx.AsyncClient(base_url=base) as client:
-            prefixed = await client.post("/v1/chat/completions", json={**HELLO, "model": "openai/gpt-4o"})
+    async with served(_router(GatewayConfig(), fake)) as base, httpx.AsyncClient(base_url=base) as client:
+        prefixed = await client.post("/v1/chat/completions", json={**HELLO, "model": "openai/gpt-4o"})
     assert prefixed.status_code == 200
 
 

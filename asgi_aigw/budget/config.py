@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..kernel.body import DEFAULT_MAX_BODY_BYTES
+from ..kernel.body import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES
 
 
 class _Config(BaseModel):
@@ -74,3 +74,5 @@ class BudgetConfig(_Config):
     #: The tenant of requests that carry none (no TenantMiddleware in front).
     anonymous_tenant: str = "default"
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
+    #: Seconds the whole request body may take to arrive; a client that stalls gets 408.
+    body_timeout: float = Field(default=DEFAULT_BODY_TIMEOUT, gt=0)

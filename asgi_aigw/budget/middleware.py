@@ -155,7 +155,9 @@ class BudgetMiddleware:
             return
         scope, ctx = ensure_context(scope)
         try:
-            scope, receive, body = await read_json(scope, receive, limit=self.config.max_body_bytes)
+            scope, receive, body = await read_json(
+                scope, receive, limit=self.config.max_body_bytes, time_limit=self.config.body_timeout
+            )
             tenant = self._tenant(ctx)
         except ClientDisconnect:
             ctx.client_disconnected = True

@@ -20,7 +20,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from ..kernel.body import DEFAULT_MAX_BODY_BYTES, ClientDisconnect, read_json
+from ..kernel.body import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES, ClientDisconnect, read_json
 from ..kernel.context import RequestContext, Usage, ensure_context
 from ..kernel.errors import GatewayError, InvalidRequest, clip, send_error
 from ..kernel.models import ChatCompletionRequest
@@ -163,6 +163,7 @@ class SemanticCacheMiddleware:
         vector: VectorStore | str | None = _UNSET,
         embedder: Embedder | Callable[[], Embedder | None] | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        body_timeout: float | None = DEFAULT_BODY_TIMEOUT,
     ) -> None:
         self.app = app
         self.config = config = config or CacheConfig()
@@ -193,6 +194,7 @@ class SemanticCacheMiddleware:
             # as documented: the runtime's shared embedder, resolved (not loaded) on first use
             self._embedder_factory = runtime_embedder
         self._max_body = max_body_bytes
+        self._body_timeout = body_timeout
         self._log_failure = _ThrottledLog(config.error_log_interval)
         self._last_cleanup = time.monotonic()
         self._background: set[asyncio.Task[None]] = set()
@@ -239,7 +241,9 @@ class SemanticCacheMiddleware:
             return
         scope, ctx = ensure_context(scope)
         try:
-            scope, receive, body = await read_json(scope, receive, limit=self._max_body)
+            scope, receive, body = await read_json(
+                scope, receive, limit=self._max_body, time_limit=self._body_timeout
+            )
         except ClientDisconnect:
             ctx.client_disconnected = True
             return

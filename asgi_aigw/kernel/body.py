@@ -17,13 +17,17 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from .context import ensure_context
-from .errors import InvalidRequest, RequestTooLarge
+from .deadlines import deadline
+from .errors import InvalidRequest, RequestTimeout, RequestTooLarge
 from .http import get_header
 from .models.errors import validation_error_message
 from .types import Message, Receive, Scope
 
 #: Default limit on request bodies: large enough for a few base64 images, small enough to refuse abuse.
 DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024
+#: Default seconds for the whole body to arrive: a client that sends headers and part of a body and then
+#: stalls would otherwise hold its connection (and this request's task) for ever.
+DEFAULT_BODY_TIMEOUT = 30.0
 #: Deepest nesting of arrays and objects accepted. Layers serialise bodies again with orjson (cache keys,
 #: provider requests), which refuses documents deeper than 254 levels; no OpenAI request needs 128.
 MAX_JSON_DEPTH = 128
@@ -88,8 +92,18 @@ class JSONBody:
         return parsed
 
 
-async def read_body(scope: Scope, receive: Receive, *, limit: int = DEFAULT_MAX_BODY_BYTES) -> bytes:
-    """Read the whole body, refusing with 413 past ``limit`` bytes (checked before reading, too)."""
+async def read_body(
+    scope: Scope,
+    receive: Receive,
+    *,
+    limit: int = DEFAULT_MAX_BODY_BYTES,
+    time_limit: float | None = DEFAULT_BODY_TIMEOUT,
+) -> bytes:
+    """Read the whole body, refusing with 413 past ``limit`` bytes (checked before reading, too) and
+    with 408 when it has not all arrived ``time_limit`` seconds after the first read (``None``: no limit).
+
+    The timeout bounds the whole body, not each gap between chunks: a client trickling one byte at a
+    time is held to it as well."""
     declared = get_header(scope, b"content-length")
     if declared is not None:
         try:
@@ -98,6 +112,21 @@ async def read_body(scope: Scope, receive: Receive, *, limit: int = DEFAULT_MAX_
             raise InvalidRequest("The Content-Length header is not a number.") from None
         if length > limit:
             raise _too_large(limit)
+    if time_limit is None:
+        return await _read_chunks(receive, limit)
+    try:
+        with deadline(time_limit):
+            return await _read_chunks(receive, limit)
+    except TimeoutError:
+        raise RequestTimeout(
+            f"The request body did not arrive within {time_limit:g} seconds. Send the whole body at once, "
+            "or raise body_timeout in the gateway configuration.",
+            # the rest of the body may still come: the connection cannot carry another request
+            headers=[("connection", "close")],
+        ) from None
+
+
+async def _read_chunks(receive: Receive, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -172,13 +201,17 @@ def _too_deep() -> InvalidRequest:
 
 
 async def read_json(
-    scope: Scope, receive: Receive, *, limit: int = DEFAULT_MAX_BODY_BYTES
+    scope: Scope,
+    receive: Receive,
+    *,
+    limit: int = DEFAULT_MAX_BODY_BYTES,
+    time_limit: float | None = DEFAULT_BODY_TIMEOUT,
 ) -> tuple[Scope, Receive, JSONBody]:
     """The request's parsed body, reading it only if no layer has yet.
 
     Returns the scope and receive to hand to the next app: when this call read the body, ``receive``
-    replays it. Raises :class:`InvalidRequest` (400), :class:`RequestTooLarge` (413) or
-    :class:`ClientDisconnect`.
+    replays it. Raises :class:`InvalidRequest` (400), :class:`RequestTimeout` (408, the body took
+    longer than ``time_limit`` seconds), :class:`RequestTooLarge` (413) or :class:`ClientDisconnect`.
     """
     scope, ctx = ensure_context(scope)
     if ctx.body is not None:
@@ -186,7 +219,7 @@ async def read_json(
         if ctx.body.received > limit:
             raise _too_large(limit)
         return scope, receive, ctx.body
-    raw = await read_body(scope, receive, limit=limit)
+    raw = await read_body(scope, receive, limit=limit, time_limit=time_limit)
     body = JSONBody(raw, parse_json(raw))
     ctx.body = body
     return scope, replay_receive(body, receive), body

@@ -84,6 +84,14 @@ class MethodNotAllowed(GatewayError):
     code = "method_not_allowed"
 
 
+class RequestTimeout(GatewayError):
+    """408: the request body did not arrive in time (the connection is closed after the answer)."""
+
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
+
+
 class RequestTooLarge(GatewayError):
     status = 413
     type = "invalid_request_error"

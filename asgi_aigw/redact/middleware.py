@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..kernel.body import DEFAULT_MAX_BODY_BYTES, ClientDisconnect, forward_scope, read_json
+from ..kernel.body import (
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_MAX_BODY_BYTES,
+    ClientDisconnect,
+    forward_scope,
+    read_json,
+)
 from ..kernel.context import RequestContext, ensure_context
 from ..kernel.errors import GatewayError, UnprocessableContent, send_error
 from ..kernel.response import ResponseTap
@@ -57,11 +63,13 @@ class RedactMiddleware:
         analyzer: AnalyzerEngine | Callable[[], AnalyzerEngine] | None = None,
         runtime: Any = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        body_timeout: float | None = DEFAULT_BODY_TIMEOUT,
     ) -> None:
         self.app = app
         self.config = config or RedactConfig()
         self.scanner = Scanner(self.config, analyzer, runtime=runtime)
         self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = classify(scope)
@@ -73,7 +81,9 @@ class RedactMiddleware:
     async def _handle(self, route: str, scope: Scope, receive: Receive, send: Send) -> None:
         scope, ctx = ensure_context(scope)
         try:
-            scope, receive, body = await read_json(scope, receive, limit=self.max_body_bytes)
+            scope, receive, body = await read_json(
+                scope, receive, limit=self.max_body_bytes, time_limit=self.body_timeout
+            )
         except ClientDisconnect:
             return
         except GatewayError as exc:

@@ -107,6 +107,7 @@ class ProviderRouter:
         #: Retry, backoff and cooldown decisions (cooldown state lives here, per process).
         self.policy = RoutingPolicy(self.config.router.retry, self.config.router.cooldown)
         self._max_body = self.config.router.max_body_bytes
+        self._body_timeout = self.config.router.body_timeout
         self._created = int(time.time())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -162,7 +163,9 @@ class ProviderRouter:
             if route == "models":
                 await self._models(send, ctx)
                 return
-            scope, receive, body = await read_json(scope, receive, limit=self._max_body)
+            scope, receive, body = await read_json(
+                scope, receive, limit=self._max_body, time_limit=self._body_timeout
+            )
             if route == "chat":
                 await self._chat(receive, send, ctx, body, progress)
             else:
