@@ -10,6 +10,7 @@ from typing import Any
 from ..config import ConfigError, GatewayConfig, load_config
 from ..kernel.optional import MissingDependency, require
 from ..kernel.types import ASGIApp
+from .preflight import serve_refusal
 
 _CONFIG_ENV = "AIGW_CONFIG"
 _DEMO_ENV = "AIGW_DEMO"
@@ -59,7 +60,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
-    workers = args.workers or config.server.workers
+    workers = args.workers if args.workers is not None else config.server.workers
+    refusal = serve_refusal(config, host=host, port=port, workers=workers, demo=args.demo)
+    if refusal is not None:
+        print(f"aigw serve: {refusal}", file=sys.stderr)
+        return 2
     os.environ[_DEMO_ENV] = "1" if args.demo else "0"
     if args.config:
         os.environ[_CONFIG_ENV] = os.path.abspath(args.config)
