@@ -157,7 +157,8 @@ async def test_a_bad_request_is_logged(stack: RequestLogMiddleware) -> None:
     assert (invalid_json.status_code, no_messages.status_code) == (400, 400)
     rows = await logged(stack)
     assert [(row["status"], row["error_code"]) for row in rows] == [(400, "invalid_request")] * 2
-    assert rows[1]["model"] == ""  # the body never validated
+    assert rows[0]["model"] == ""  # no body parsed: no model
+    assert rows[1]["model"] == "gpt-4o-mini"  # the model the body named, though the request was refused
 
 
 async def test_a_client_that_leaves_mid_stream_is_logged(

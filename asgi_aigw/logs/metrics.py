@@ -2,8 +2,13 @@
 
 Each :class:`GatewayMetrics` owns a ``CollectorRegistry`` (several gateways in one process do not
 clash). Label values are bounded: routes are a fixed set, models are the configured names plus
-``other``, tenants appear only when ``tenant_label`` is on (and beyond ``max_tenants`` they count as
-``other``), PII entity types beyond 64 distinct ones count as ``other``.
+``other`` (without configured names, the first ``max_models`` that a provider served), tenants appear
+only when ``tenant_label`` is on (and beyond ``max_tenants`` they count as ``other``), PII entity types
+beyond 64 distinct ones count as ``other``.
+
+A request a layer answered itself (a cache hit, a 401, a 429) is labelled with the route its path
+names and the model its body names, as the router would have labelled it (the request log layer fills
+them in the context).
 
 ```python
 metrics = GatewayMetrics(models=["gpt-4o-mini"])
@@ -59,12 +64,13 @@ class _Bounded:
         self._limit = limit
         self._lock = threading.Lock()
 
-    def __call__(self, value: str | None) -> str:
+    def __call__(self, value: str | None, admit: bool = True) -> str:
+        """``value`` if allowed; ``admit=False`` counts a value not yet seen as ``other``."""
         if not value:
             return ""
         if value in self._values:
             return value
-        if self._fixed or len(self._values) >= self._limit:
+        if self._fixed or not admit or len(self._values) >= self._limit:
             return OTHER
         with self._lock:
             if len(self._values) >= self._limit:
@@ -200,7 +206,11 @@ class GatewayMetrics:
         """Record one finished request from its context."""
         child = self._child
         route = ctx.route if ctx.route in _ROUTES else OTHER
-        model = self._model(ctx.model)
+        # without a configured list, a model name becomes a label only once a provider served it (now,
+        # or for the cached answer): names in refused requests (404, 429) are the client's text and
+        # must not fill the slots
+        served = ctx.provider is not None or ctx.upstream_model is not None
+        model = self._model(ctx.model, admit=served)
         tenant = (self._tenant(ctx.tenant_id),) if self.tenant_label else ()
         status = ctx.status or 0
         child(self.requests, route, model, str(status), *tenant).inc()

@@ -27,6 +27,8 @@ from .writer import LogWriter
 
 logger = logging.getLogger("asgi_aigw.logs")
 
+#: A model name the client sent is logged up to this length (real names are far shorter).
+_MAX_MODEL_CHARS = 200
 #: Error bodies are read this far for their ``error.code``.
 _MAX_ERROR_BODY = 8192
 #: An incoming request id is reused only if it looks like one (no header injection, bounded length).
@@ -154,6 +156,12 @@ class RequestLogMiddleware:
         try:
             if ctx.finished_at is None:
                 ctx.finished_at = time.perf_counter()
+            # a layer that answered itself (cache hit, 401, 429) did not record what the router
+            # would have: the route is the path's, the model the one the body named
+            if ctx.route is None:
+                ctx.route = route
+            if ctx.model is None:
+                ctx.model = requested_model(ctx)
             if not state.started:
                 # nothing reached the client: it left first, or the app failed (the server answers 500)
                 ctx.status = CLIENT_CLOSED_REQUEST if ctx.client_disconnected else 500
@@ -202,6 +210,13 @@ class _Progress:
         self.started = False
         self.finished = False
         self.error_body: bytes | None = None
+
+
+def requested_model(ctx: RequestContext) -> str | None:
+    """The ``model`` of the request body, if a layer parsed it (cut short: it is the client's text)."""
+    data = ctx.body.data if ctx.body is not None else None
+    model = data.get("model") if isinstance(data, dict) else None
+    return model[:_MAX_MODEL_CHARS] if isinstance(model, str) and model else None
 
 
 def _error_code(body: bytes) -> str | None:
