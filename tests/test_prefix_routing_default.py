@@ -4,6 +4,7 @@ so at startup when it is on: a gateway with a key must not serve every model tha
 from __future__ import annotations
 
 import logging
+import time
 
 import httpx
 import pytest
@@ -73,3 +74,26 @@ def test_startup_warns_when_prefix_routing_is_on(
     if warned:
         assert "openai/*" in warnings[0]
         assert "router.provider_prefix_routing: false" in warnings[0]
+
+
+@pytest.mark.parametrize(("env", "listed"), [({}, []), ({"OLLAMA_HOST": "127.0.0.1:11434"}, ["ollama/*"])])
+def test_ollama_is_offered_only_where_ollama_host_says_it_runs(
+    env: dict[str, str], listed: list[str]
+) -> None:
+    assert [
+        model_id for model_id, _ in ProviderRouter(GatewayConfig(), env=env).registry.model_ids()
+    ] == listed
+
+
+async def test_an_unconfigured_ollama_is_a_quick_404_not_retries() -> None:
+    async with (
+        served(ProviderRouter(GatewayConfig(), env={})) as base,
+        httpx.AsyncClient(base_url=base) as client,
+    ):
+        started = time.monotonic()
+        answer = await client.post("/v1/chat/completions", json={**HELLO, "model": "ollama/llama3.2"})
+        elapsed = time.monotonic() - started
+    assert answer.status_code == 404
+    assert answer.json()["error"]["code"] == "model_not_found"
+    assert "Set OLLAMA_HOST." in answer.json()["error"]["message"]
+    assert elapsed < 0.5  # connection retries to an absent Ollama take 0.65 s

@@ -77,7 +77,9 @@ class ModelRegistry:
                     continue
                 key_var = next((var for var in spec.key_vars if self._env.get(var)), None)
                 base_url = self._env.get(spec.base_url_var)
-                if key_var or base_url or name == "ollama":
+                # Ollama needs no key, but is offered only where OLLAMA_HOST says it runs: a gateway
+                # lists what can answer, not a local default that may not be there
+                if key_var or base_url:
                     settings[name] = ProviderSettings(base_url=base_url or None, api_key_env=key_var)
         return settings
 
@@ -137,7 +139,8 @@ class ModelRegistry:
                 )
             if provider not in self._providers:
                 spec = ENV_PROVIDERS.get(provider)
-                hint = f" Set {spec.key_vars[0]}." if spec and spec.key_vars else ""
+                var = (spec.key_vars or (spec.base_url_var,))[0] if spec else None
+                hint = f" Set {var}." if var else ""
                 raise NotFound(
                     f"The model '{name}' needs the provider '{provider}', which is not configured "
                     f"on this gateway.{hint}",
