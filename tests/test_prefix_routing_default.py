@@ -96,4 +96,5 @@ async def test_an_unconfigured_ollama_is_a_quick_404_not_retries() -> None:
     assert answer.status_code == 404
     assert answer.json()["error"]["code"] == "model_not_found"
     assert "Set OLLAMA_HOST." in answer.json()["error"]["message"]
-    assert elapsed < 0.5  # connection retries to an absent Ollama take 0.65 s
+    # no connection was tried (that ends in a 503, after 0.65 s of retries); loose for busy machines
+    assert elapsed < 2.0

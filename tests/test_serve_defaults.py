@@ -169,6 +169,7 @@ def test_demo_answers_an_unknown_model_with_a_quick_404(model: str, demo: str) -
     assert error["code"] == "model_not_found"
     assert error["param"] == "model"
     assert "gpt-4o-mini" in error["message"]  # names what the demo serves
-    # no upstream was tried: the retries to an absent provider alone take 0.65 s
-    assert elapsed < 0.5
+    # no upstream was tried (that ends in a 503, after 0.65 s of retries); the bound is loose for busy
+    # test machines and catches a request that waits for anything
+    assert elapsed < 2.0
     assert "x-aigw-attempts" not in response.headers
