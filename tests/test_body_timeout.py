@@ -3,6 +3,7 @@ whichever layer reads the body first; on a real uvicorn, through a raw socket.""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from asgi_aigw.budget.config import BudgetConfig, Limits
 from asgi_aigw.cache import SemanticCacheMiddleware
 from asgi_aigw.cache.config import CacheConfig
 from asgi_aigw.config import RouterConfig
-from asgi_aigw.kernel.types import ASGIApp, Receive, Scope, Send
+from asgi_aigw.kernel.types import ASGIApp, Message, Receive, Scope, Send
 from asgi_aigw.redact import RedactMiddleware
 from asgi_aigw.redact.config import RedactConfig
 from asgi_aigw.router import ProviderRouter
@@ -200,3 +201,27 @@ def test_the_timeout_is_configurable_and_defaults_to_30_seconds() -> None:
     assert RouterConfig(body_timeout=2.5).body_timeout == 2.5
     with pytest.raises(ValueError, match="greater than 0"):
         RouterConfig(body_timeout=0)
+
+
+async def test_over_http2_the_408_carries_no_connection_header() -> None:
+    """HTTP/2 forbids connection-specific headers (servers refuse to send them)."""
+    sent: list[Message] = []
+
+    async def stall() -> Message:
+        await asyncio.sleep(5)
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    app = _router(0.1)
+    scope = {
+        "type": "http",
+        "http_version": "2",
+        "method": "POST",
+        "path": "/v1/chat/completions",
+        "headers": [],
+    }
+    await app(scope, stall, send)
+    assert sent[0]["status"] == 408
+    assert all(name != b"connection" for name, _ in sent[0]["headers"])

@@ -121,9 +121,13 @@ async def read_body(
         raise RequestTimeout(
             f"The request body did not arrive within {time_limit:g} seconds. Send the whole body at once, "
             "or raise body_timeout in the gateway configuration.",
-            # the rest of the body may still come: the connection cannot carry another request
-            headers=[("connection", "close")],
+            # the rest of the body may still come: the connection cannot carry another request (HTTP/2
+            # forbids the header; there the stream is reset instead)
+            headers=_CLOSE if scope.get("http_version", "1.1") in ("1.0", "1.1") else (),
         ) from None
+
+
+_CLOSE = (("connection", "close"),)
 
 
 async def _read_chunks(receive: Receive, limit: int) -> bytes:
