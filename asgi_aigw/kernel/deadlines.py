@@ -47,8 +47,8 @@ class _Watch:
         for task, at in list(self.pending.items()):
             if at <= now:
                 del self.pending[task]
-                self.expired.add(task)
-                task.cancel()
+                if task.cancel():
+                    self.expired.add(task)
             elif at < later:
                 later = at
         if later < math.inf:
