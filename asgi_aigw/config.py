@@ -4,13 +4,10 @@ is ``BudgetConfig``, ...), so the YAML and the Python API say the same things.
 
 ```yaml
 prefix: /ai
-router:
-  models:
-    - name: fast                     # the name clients send as "model"
-      deployments:
-        - provider: openai
-          model: gpt-4o-mini
-          api_key: ${OPENAI_API_KEY}
+router:                              # RouterConfig: models, providers, retries
+  models: [{name: fast, deployments: [{provider: openai, model: gpt-4o-mini}]}]
+tenant: {jwt: {algorithms: [RS256], jwks_url: "${JWKS_URL}"}}     # TenantConfig
+budget: {store: "redis://redis:6379/0", limits: {tokens_per_minute: 100000}}   # BudgetConfig
 ```
 
 ``${VAR}`` must be set; ``${VAR:-default}`` falls back to ``default`` (which may be empty).
