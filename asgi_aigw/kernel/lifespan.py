@@ -20,7 +20,8 @@ logger = logging.getLogger("asgi_aigw")
 Hook = Callable[[], Awaitable[None]]
 
 
-async def _run(hook: Hook | None, what: str) -> None:
+async def run_hook(hook: Hook | None, what: str) -> None:
+    """Await ``hook``; a failure is logged with its traceback and goes no further."""
     if hook is None:
         return
     try:
@@ -43,9 +44,9 @@ async def lifespan_passthrough(
 
     async def send_wrapper(message: Message) -> None:
         if message["type"] == "lifespan.startup.complete":
-            await _run(on_startup, "starting")
+            await run_hook(on_startup, "starting")
         elif message["type"] == "lifespan.shutdown.complete":
-            await _run(on_shutdown, "closing")
+            await run_hook(on_shutdown, "closing")
         await send(message)
 
     await app(scope, receive, send_wrapper)
@@ -59,9 +60,9 @@ async def serve_lifespan(
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
-            await _run(on_startup, "starting")
+            await run_hook(on_startup, "starting")
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
-            await _run(on_shutdown, "closing")
+            await run_hook(on_shutdown, "closing")
             await send({"type": "lifespan.shutdown.complete"})
             return

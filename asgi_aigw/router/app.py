@@ -25,7 +25,7 @@ from ..kernel.errors import (
     sse_error_event,
 )
 from ..kernel.http import send_json_bytes
-from ..kernel.lifespan import serve_lifespan
+from ..kernel.lifespan import run_hook, serve_lifespan
 from ..kernel.models import ChatCompletionRequest, EmbeddingRequest
 from ..kernel.routes import route_path
 from ..kernel.types import ASGIApp, Headers, Message, Receive, Scope, Send
@@ -120,7 +120,7 @@ class ProviderRouter:
         try:
             yield
         finally:
-            await self.aclose()
+            await run_hook(self.aclose, "closing")
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.metrics is not None and route_path(scope) == "/metrics":

@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from ..kernel.lifespan import serve_lifespan
 from ..kernel.types import Message, Receive, Scope, Send
 from . import _anthropic_format as anthropic_format
 from . import _gemini_format as gemini_format
@@ -129,13 +130,8 @@ class FakeProvider:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await serve_lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
         body = b""
