@@ -357,20 +357,22 @@ async def test_a_request_refused_before_or_by_redaction_is_logged_without_its_bo
     redis_url: str, redis_prefix: str, chdb_url: str, tmp_path: Path
 ) -> None:
     redact = RedactConfig(actions={"US_SSN": "block"})
-    async with gateway(
-        redis_url, redis_prefix, chdb_url, tmp_path, redact=redact, limits=Limits(requests_per_minute=3)
-    ) as (gw, stores):
-        async with httpx.AsyncClient(base_url=gw.base_url, headers=HEADERS, timeout=60) as client:
+    async with (
+        gateway(
+            redis_url, redis_prefix, chdb_url, tmp_path, redact=redact, limits=Limits(requests_per_minute=3)
+        ) as (gw, stores),
+        httpx.AsyncClient(base_url=gw.base_url, headers=HEADERS, timeout=60) as client,
+    ):
 
-            def chat(role: str, text: str) -> dict[str, Any]:
-                return {"model": "gpt-4o-mini", "messages": [{"role": role, "content": text}]}
+        def chat(role: str, text: str) -> dict[str, Any]:
+            return {"model": "gpt-4o-mini", "messages": [{"role": role, "content": text}]}
 
-            ok = await client.post(CHAT, json=chat("user", f"Mail {email('ok')}"))
-            role = await client.post(CHAT, json=chat("User", f"Mail {email('role')}"))
-            blocked = await client.post(
-                CHAT, json=chat("user", f"My SSN is 536-22-1234, mail {email('blocked')}")
-            )
-            budget = await client.post(CHAT, json=chat("user", f"Mail {email('budget')}"))
+        ok = await client.post(CHAT, json=chat("user", f"Mail {email('ok')}"))
+        role = await client.post(CHAT, json=chat("User", f"Mail {email('role')}"))
+        blocked = await client.post(
+            CHAT, json=chat("user", f"My SSN is 536-22-1234, mail {email('blocked')}")
+        )
+        budget = await client.post(CHAT, json=chat("user", f"Mail {email('budget')}"))
     assert [r.status_code for r in (ok, role, blocked, budget)] == [200, 400, 422, 429]
     assert role.json()["error"]["param"] == "messages[0].role"
     assert "system, developer, user, assistant, tool, function" in role.json()["error"]["message"]
