@@ -8,6 +8,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from asgi_aigw.kernel.errors import InvalidRequest
 from asgi_aigw.redact import RedactConfig
@@ -252,3 +254,38 @@ def test_plain_ascii_and_text_already_normal_skip_the_normaliser() -> None:
     assert normalise("plain ascii, no entity") is None
     assert normalise("José García, déjà vu") is None  # NFKC already, no format character
     assert normalise("a & b") is None  # an ampersand that is no entity
+
+
+_DISGUISE_CHARS = {
+    "@": ["@", "\uff20", "&#64;", "&#x40;", "&commat;", "&amp;#64;"],
+    ".": [".", "\uff0e", "&#46;"],
+}
+_AROUND = st.text(alphabet=st.sampled_from(list("abc XYZ,:!?é\u00e0\uff21\u200b\u200d\u00ad01")), max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_AROUND, _AROUND, st.data())
+def test_a_disguised_address_anywhere_normalises_to_itself_and_maps_back_to_its_own_span(
+    before: str, after: str, data: st.DataObject
+) -> None:
+    plain = "ana.garcia@example.com"
+    disguised = ""
+    for char in plain:
+        options = _DISGUISE_CHARS.get(char, [char, chr(ord(char) + 0xFEE0)])  # letters: full-width
+        disguised += data.draw(st.sampled_from(options))
+        if data.draw(st.booleans()):
+            disguised += "\u200b"  # a zero-width space after any character
+    text = f"{before} {disguised} {after}"
+    normal = normalise(text)
+    if normal is None:  # nothing was disguised: the text is already what detection reads
+        assert plain in text
+        return
+    assert len(normal.starts) == len(normal.ends) == len(normal.text)
+    assert list(normal.starts) == sorted(normal.starts)
+    start = normal.text.index(plain)
+    a, b = normal.original_span(start, start + len(plain))
+    # the address's span, from its first disguised character to its last (a trailing zero-width
+    # space may or may not be included: it is invisible either way)
+    offset = len(before) + 1
+    assert a == offset
+    assert text[a:b].rstrip("\u200b") == disguised.rstrip("\u200b")
