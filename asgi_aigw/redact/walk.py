@@ -95,6 +95,9 @@ _SCHEMA_TEXT = frozenset({"description", "title", "enum", "const", "default", "e
 _SCHEMA_MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"})
 
 
+_JSON_TYPES = {dict: "object", list: "array", int: "number", float: "number", bool: "boolean"}
+
+
 class Walk:
     """The strings found in one request body, in body order."""
 
@@ -150,7 +153,7 @@ class Walk:
             elif isinstance(role, str):
                 shown = repr(role)
             else:
-                shown = f"a JSON {type(role).__name__}"
+                shown = f"a JSON {_JSON_TYPES.get(type(role), 'value')}"
             raise InvalidRequest(
                 f"{location}.role is {shown}: a message's role must be one of "
                 f"{', '.join(VALID_ROLES)} (lower case).",
