@@ -289,3 +289,10 @@ def test_a_disguised_address_anywhere_normalises_to_itself_and_maps_back_to_its_
     offset = len(before) + 1
     assert a == offset
     assert text[a:b].rstrip("\u200b") == disguised.rstrip("\u200b")
+
+
+def test_long_base64_is_inline_data_not_text_but_long_text_is_scanned() -> None:
+    blob = "iVBORw0KGgoAAAANSUhEUgAA+/" * 40 + "=="
+    prose = "write to jose@example.com " * 40
+    body = {"model": "m", "input": [blob, prose, "data:image/png;base64," + blob, "jose@example.com"]}
+    assert texts(Walk(RedactConfig()).embeddings(body)) == {"input[1]": prose, "input[3]": "jose@example.com"}

@@ -12,7 +12,8 @@ values and keys. Not scanned, because they are names or enum values the API chec
 - in JSON schemas (tool parameters, ``response_format``), keys and keywords such as ``type``,
   ``format``, ``pattern``, ``$ref`` and ``required``: their text keywords (``description``,
   ``title``, ``enum``, ``const``, ``default``, ``examples``, ``$comment``) are scanned;
-- inline binary data (``data:`` URLs, ``input_audio.data``, ``file.file_data``): base64 is not text;
+- inline binary data (``data:`` URLs, ``input_audio.data``, ``file.file_data``, and any string of at
+  least :data:`BLOB_LENGTH` characters that is base64 with no space): base64 is not text;
 - numbers, booleans and null.
 
 Tool-call ``arguments`` are JSON source: they are decoded, their keys and string values scanned as
@@ -312,7 +313,8 @@ class Walk:
     def _any(self, container: dict[str, Any] | list[Any], key: Any, location: str) -> None:
         value = container[key]
         if isinstance(value, str):
-            self.fields.append(TextField(container, key, location, value))
+            if not _is_blob(value):
+                self.fields.append(TextField(container, key, location, value))
         elif isinstance(value, dict):
             for name in list(value):
                 at = f"{location}.{name}"
@@ -325,3 +327,21 @@ class Walk:
     def _key(self, container: dict[str, Any], key: Any, location: str) -> None:
         if isinstance(key, str):
             self.fields.append(TextField(container, key, f"{location} (key)", key, is_key=True))
+
+
+#: Strings at least this long that are base64 (or a ``data:`` URL) are inline binary, not text.
+BLOB_LENGTH = 512
+
+
+def _is_blob(value: str) -> bool:
+    """Inline binary data in a field this module does not know (an image in a provider's own
+    content-part shape, say): no recogniser reads base64, and a multi-megabyte string is work (and
+    NER's length limit) for nothing. C-speed checks only: this runs on the event loop."""
+    if len(value) < BLOB_LENGTH:
+        return False
+    if value.startswith("data:"):
+        return True
+    if not value.isascii():
+        return False
+    core = value.rstrip("=").replace("+", "").replace("/", "").replace("-", "").replace("_", "")
+    return core.isalnum()
