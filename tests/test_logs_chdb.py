@@ -32,11 +32,6 @@ from .support import FAKE_URL, fake_config, served
 CHAT = "/ai/v1/chat/completions"
 
 
-@pytest.fixture(scope="session")
-def chdb_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return f"chdb://{tmp_path_factory.mktemp('chdb')}"
-
-
 @pytest.fixture
 def table() -> str:
     return f"requests_{uuid.uuid4().hex[:10]}"

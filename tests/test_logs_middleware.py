@@ -254,6 +254,7 @@ def recording_layer(app: Any, *, reject: bool = False) -> Any:
         ctx.pii_entities = {"EMAIL_ADDRESS": 2, "PERSON": 1}
         body.data["messages"][0]["content"] = "mail <EMAIL_ADDRESS_1>"
         body.mark_changed()
+        ctx.body_redacted = True  # what RedactMiddleware records: the body may now be logged
         ctx.cache_status, ctx.cache_score = "miss", 0.42
         await app(forward_scope(scope, body), receive, send)
         ctx.cost = 0.0125

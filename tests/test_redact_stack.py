@@ -247,8 +247,8 @@ async def test_extra_regex_recognizer() -> None:
     assert response.json()["choices"][0]["message"]["content"] == "Echo: Badge EMP-123456 is lost."
 
 
-async def test_embeddings_input_is_scanned_when_asked() -> None:
-    made, client = make_stack(RedactConfig(scan_embeddings=True))
+async def test_embeddings_input_is_scanned_by_default() -> None:
+    made, client = make_stack(RedactConfig())
     async with client:
         body = {"model": "text-embedding-3-small", "input": [f"mail {CANARIES['EMAIL_ADDRESS']}", "plain"]}
         response = await client.post("/v1/embeddings", json=body)
@@ -256,11 +256,14 @@ async def test_embeddings_input_is_scanned_when_asked() -> None:
     assert made.fake.last_request.json["input"] == ["mail <EMAIL_ADDRESS_1>", "plain"]
 
 
-async def test_embeddings_pass_untouched_by_default(stack: tuple[Stack, httpx.AsyncClient]) -> None:
-    made, client = stack
-    body = {"model": "text-embedding-3-small", "input": f"mail {CANARIES['EMAIL_ADDRESS']}"}
-    await client.post("/v1/embeddings", json=body)
+async def test_embeddings_pass_untouched_when_not_scanned_and_their_body_is_not_logged() -> None:
+    made, client = make_stack(RedactConfig(scan_embeddings=False))
+    async with client:
+        body = {"model": "text-embedding-3-small", "input": f"mail {CANARIES['EMAIL_ADDRESS']}"}
+        await client.post("/v1/embeddings", json=body)
     assert made.fake.last_request.json["input"] == body["input"]
+    [row] = (await made.places())["the request log"]
+    assert orjson.loads(row)["request_body"] == ""  # never a body redaction did not see
 
 
 async def test_regex_only_mode_finds_patterns_but_not_names() -> None:

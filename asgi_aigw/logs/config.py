@@ -54,8 +54,9 @@ class LogConfig(ConfigSection):
     ttl_days: int | None = Field(default=None, ge=1)
     #: ``gateway``: only OpenAI-format routes (chat, embeddings, models); ``all``: every HTTP request.
     routes: Literal["gateway", "all"] = "gateway"
-    #: Log the request body as the inner layers left it (redacted when RedactMiddleware runs inside
-    #: this layer). Answers are never logged: at this layer they carry the restored, unredacted text.
+    #: Log the request body once RedactMiddleware (inside this layer) has redacted it; a body it did
+    #: not finish with (a request refused before or by it, or no RedactMiddleware) is never logged.
+    #: Answers are never logged: at this layer they carry the restored, unredacted text.
     log_bodies: bool = False
     max_body_chars: int = Field(default=65536, ge=0)
     #: Response header carrying the request id; a valid incoming one is reused when trusted.

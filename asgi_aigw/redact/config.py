@@ -99,12 +99,14 @@ class RedactConfig(BodyLimits):
     recognizers: list[RegexRecognizerConfig] = Field(default_factory=list)
     #: Regions whose national phone number formats are recognised.
     phone_regions: list[str] = Field(default_factory=lambda: list(DEFAULT_PHONE_REGIONS))
-    #: Chat roles whose messages are scanned.
+    #: Chat roles whose messages are scanned (a role left out is sent, and logged, as written; a
+    #: role that is not a Chat Completions role is refused with 400 whatever this says).
     roles: list[str] = Field(default_factory=lambda: list(DEFAULT_ROLES))
     #: Scan the arguments of tool calls in assistant messages (they carry restored values too).
     scan_tool_arguments: bool = True
-    #: Scan the ``input`` of embeddings requests (placeholders then shape the vectors).
-    scan_embeddings: bool = False
+    #: Scan embeddings requests (placeholders then shape the vectors). False: they pass untouched,
+    #: and the request log stores no body for them.
+    scan_embeddings: bool = True
     #: Scan JSON answers for PII the request did not contain and mask it (one more analysis per
     #: answer, in a worker thread). Streams are not scanned: that would mean buffering them.
     scan_answer: bool = False
