@@ -167,7 +167,7 @@ async def gateway(
     table = f"attack_{uuid.uuid4().hex[:10]}"
     config = fake_config()
     config.log = LogConfig(
-        sink=chdb_url, table=table, spool_dir=str(tmp_path / "spool"), flush_interval=3600, log_bodies=True
+        store=chdb_url, table=table, spool_dir=str(tmp_path / "spool"), flush_interval=3600, log_bodies=True
     )
     config.tenant = TenantConfig(header="x-tenant-id")
     config.budget = BudgetConfig(
@@ -177,7 +177,7 @@ async def gateway(
     )
     config.redact = redact or RedactConfig()
     config.cache = CacheConfig(
-        exact=redis_url, key_prefix=f"{redis_prefix}cache:", vector=f"qdrant-edge://{tmp_path / 'edge'}"
+        store=redis_url, key_prefix=f"{redis_prefix}cache:", vector_store=f"qdrant-edge://{tmp_path / 'edge'}"
     )
     app = build_app(config, transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
     stores = Stores(redis_url, redis_prefix, tmp_path / "edge", chdb_url, table)

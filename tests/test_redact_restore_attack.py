@@ -11,7 +11,8 @@ import orjson
 from asgiref.testing import ApplicationCommunicator
 
 from asgi_aigw.kernel.sse import encode_data
-from asgi_aigw.redact import PlaceholderMap, RedactConfig, RedactMiddleware
+from asgi_aigw.redact import RedactConfig, RedactMiddleware
+from asgi_aigw.redact.placeholders import PlaceholderMap
 from asgi_aigw.redact.restore import JSONRestorer, StreamRestorer
 
 from .redact_support import base_analyzer, chunk
