@@ -370,3 +370,37 @@ def test_scope_user_resolver_reads_starlette_users() -> None:
         by_org({"user": Member("ann", None)})
     custom = scope_user_resolver(tenant_of=lambda user: f"t-{user.username}")
     assert custom({"user": SimpleUser("bo")}) == Identity("t-bo", "bo")
+
+
+# -- the Django session resolver (asgi.py mounting) ----------------------------------------------------
+
+
+def test_django_session_resolver(tmp_path: Path) -> None:
+    """Real Django sessions and users on SQLite, in a subprocess: Django's settings are process-wide."""
+    import subprocess
+
+    import orjson
+
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.django_session_probe", str(tmp_path / "db.sqlite3")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parent.parent,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    out = orjson.loads(done.stdout.strip().splitlines()[-1])
+    assert out["alice"] == [200, None]
+    assert out["alice trusted origin"] == [200, None]  # from CSRF_TRUSTED_ORIGINS
+    assert out["alice referer"] == [200, None]
+    assert out["alice text/plain cross-site"] == [403, "csrf_content_type"]
+    assert out["alice cross-site json"] == [403, "csrf_origin_mismatch"]
+    assert out["anonymous"] == [401, "missing_tenant"]
+    assert out["unknown session"] == [401, "missing_tenant"]
+    assert out["bob after a password change"] == [401, "missing_tenant"]
+    assert out["carol disabled"] == [401, "missing_tenant"]  # ModelBackend: no longer logged in
+    assert out["dave disabled"] == [403, "user_inactive"]  # a backend that keeps inactive users
+    assert [tenant for tenant, _, _ in out["seen"]] == ["acme"] * 3
+    assert {source for _, _, source in out["seen"]} == {"app"}
+    assert len({user for _, user, _ in out["seen"]}) == 1

@@ -92,6 +92,9 @@ class TenantMiddleware:
         self._header_name = self.config.header or ""
         self._all_routes = self.config.routes == "all"
         self._cross_site = CrossSiteCheck(self.config.trusted_origins)
+        # a resolver that makes the cross-site checks itself, with its framework's trusted origins
+        # (django_session_resolver reads CSRF_TRUSTED_ORIGINS), is not second-guessed
+        self._resolver_checks = bool(getattr(self.resolver, "checks_cross_site", False))
         if not self.config.required:
             self.validate(self.config.default)  # fail at start-up, not on the first request
 
@@ -135,7 +138,7 @@ class TenantMiddleware:
             if resolved is not None:
                 verified = resolved
                 source = "app"
-                if self.config.cookie_auth is not False and has_cookie(scope):
+                if self.config.cookie_auth is not False and not self._resolver_checks and has_cookie(scope):
                     self._cross_site(scope)
         if source != "app" and self.config.cookie_auth and has_cookie(scope):
             self._cross_site(scope)

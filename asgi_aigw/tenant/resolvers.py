@@ -157,4 +157,5 @@ def django_session_resolver(
         cross_site(scope)
         return await aload(session_key)
 
+    resolve.checks_cross_site = True  # type: ignore[attr-defined]
     return resolve
