@@ -127,11 +127,11 @@ class TenantMiddleware:
         """The request's identity and its source, or a :class:`GatewayError` (400, 401, 403, 503)."""
         verified: Identity | None = None
         source = "default"
-        preset = ctx if ctx is not None and ctx.identity_source == "app" else None
-        if preset is not None and preset.tenant_id is not None:
+        preset = ctx.tenant_id if ctx is not None and ctx.identity_source == "app" else None
+        if ctx is not None and preset is not None:
             # the host app's own authentication ran before the stack (an in-app adapter): trusted,
             # never overridden by anything the client sent
-            verified = self._identity(preset.tenant_id, preset.user_id, "the application's authentication")
+            verified = self._identity(preset, ctx.user_id, "the application's authentication")
             source = "app"
         elif self.resolver is not None:
             resolved = await self._resolve(scope)
