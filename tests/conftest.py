@@ -67,7 +67,7 @@ def fake() -> FakeProvider:
 
 @pytest.fixture
 def router(fake: FakeProvider) -> ProviderRouter:
-    return ProviderRouter(fake_config(), transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
+    return ProviderRouter(fake_config().router, transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
 
 
 @pytest.fixture

@@ -58,7 +58,9 @@ def stack(store: BudgetStore, config: BudgetConfig) -> TenantMiddleware:
     budget = BudgetMiddleware(
         inner, config=config, store=store, token_counter=token_counter(), clock=fixed_clock
     )
-    return TenantMiddleware(budget, config=TenantConfig(required=False, default="acme"), resolver=login)
+    return TenantMiddleware(
+        budget, config=TenantConfig(required=False, default_tenant="acme"), resolver=login
+    )
 
 
 async def ask(app: Any, user: str | None) -> httpx.Response:

@@ -50,7 +50,7 @@ def reader(chdb_url: str, table: str) -> Any:
 
 
 def log_config(chdb_url: str, table: str, tmp_path: Path, **overrides: Any) -> LogConfig:
-    options: dict[str, Any] = {"sink": chdb_url, "table": table, "spool_dir": str(tmp_path / "spool")}
+    options: dict[str, Any] = {"store": chdb_url, "table": table, "spool_dir": str(tmp_path / "spool")}
     return LogConfig(**{**options, **overrides})
 
 
@@ -260,7 +260,7 @@ def test_the_exit_hook_writes_to_chdb_when_there_is_no_lifespan(tmp_path: Path) 
             await send({{"type": "http.response.start", "status": 200, "headers": []}})
             await send({{"type": "http.response.body", "body": b"{{}}"}})
 
-        config = LogConfig(sink={f"chdb://{tmp_path / 'chdb'}"!r}, spool_dir=None, flush_interval=3600)
+        config = LogConfig(store={f"chdb://{tmp_path / 'chdb'}"!r}, spool_dir=None, flush_interval=3600)
         app = RequestLogMiddleware(ok, config=config)
 
         async def main():

@@ -53,7 +53,7 @@ async def test_a_forged_tenant_header_gets_neither_the_cache_nor_the_budget(
         per="tenant_and_user",
         limits=Limits(requests_per_minute=100),
     )
-    config.cache = CacheConfig(exact=redis_url, vector="none", key_prefix=f"{redis_prefix}cache:")
+    config.cache = CacheConfig(store=redis_url, vector_store=None, key_prefix=f"{redis_prefix}cache:")
     app = build_app(config, transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
 
     async def snapshot() -> dict[bytes, Any]:

@@ -20,7 +20,9 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from ..kernel.config import BodyLimits, ConfigSection
 
 Action = Literal["pseudonymize", "mask", "block", "allow"]
 
@@ -45,11 +47,7 @@ DEFAULT_PHONE_REGIONS: tuple[str, ...] = ("US", "GB", "DE", "FR", "IN")
 _ENTITY_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 
-class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class RegexPattern(_Config):
+class RegexPattern(ConfigSection):
     regex: str = Field(min_length=1)
     #: Confidence given to a match (compared with ``score_threshold``).
     score: float = Field(default=0.8, ge=0, le=1)
@@ -64,7 +62,7 @@ class RegexPattern(_Config):
         return value
 
 
-class RegexRecognizerConfig(_Config):
+class RegexRecognizerConfig(ConfigSection):
     """An extra pattern recognizer (a Presidio ``PatternRecognizer``)."""
 
     name: str = Field(min_length=1)
@@ -82,7 +80,7 @@ class RegexRecognizerConfig(_Config):
         return value
 
 
-class RedactConfig(_Config):
+class RedactConfig(BodyLimits):
     """The ``redact`` section of the gateway configuration (see docs/redaction.md)."""
 
     #: Pattern recognizers only, with no NER model: ~1 ms per KB instead of ~10, and no PERSON.

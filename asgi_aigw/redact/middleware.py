@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import orjson
 
-from ..kernel.body import DEFAULT_MAX_BODY_BYTES, ClientDisconnect, forward_scope, read_json
+from ..kernel.body import ClientDisconnect, forward_scope, read_json
 from ..kernel.context import RequestContext, ensure_context
 from ..kernel.errors import GatewayError, UnprocessableContent, send_error
 from ..kernel.response import ResponseTap
@@ -45,8 +45,8 @@ class RedactMiddleware:
     """Find PII with Presidio, replace it with placeholders (or mask it, or refuse the request), and
     restore the placeholders in the answer, JSON or streamed. See docs/redaction.md.
 
-    ``analyzer`` is a Presidio ``AnalyzerEngine`` (or a callable returning one); by default the
-    shared one from ``asgi_aigw.runtime.pii.get_analyzer(runtime)``.
+    Every setting is in ``config``. Injected: ``analyzer``, a Presidio ``AnalyzerEngine`` (or a callable
+    returning one); by default the process-wide one of ``asgi_aigw.runtime.pii.get_analyzer``.
     """
 
     def __init__(
@@ -55,13 +55,11 @@ class RedactMiddleware:
         *,
         config: RedactConfig | None = None,
         analyzer: AnalyzerEngine | Callable[[], AnalyzerEngine] | None = None,
-        runtime: Any = None,
-        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         self.app = app
         self.config = config or RedactConfig()
-        self.scanner = Scanner(self.config, analyzer, runtime=runtime)
-        self.max_body_bytes = max_body_bytes
+        self.scanner = Scanner(self.config, analyzer)
+        self.max_body_bytes = self.config.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = classify(scope)

@@ -88,12 +88,9 @@ class Scanner:
         self,
         config: RedactConfig,
         analyzer: AnalyzerEngine | Callable[[], AnalyzerEngine] | None = None,
-        *,
-        runtime: Any = None,
     ) -> None:
         self.config = config
         self._source = analyzer
-        self._runtime = runtime
         self._engine: AnalyzerEngine | None = None
         self._entities: list[str] = []
         self._build_lock = threading.Lock()
@@ -126,7 +123,7 @@ class Scanner:
         if source is None:
             from .runtime import default_analyzer
 
-            return default_analyzer(self.config, self._runtime)
+            return default_analyzer(self.config)
         if callable(source) and not hasattr(source, "analyze"):
             return source()
         return source  # type: ignore[return-value]

@@ -55,9 +55,11 @@ class TenantMiddleware:
     :data:`~asgi_aigw.kernel.context.current_tenant` contextvar, or refuses the request.
 
     Precedence: an identity the host app set before the stack (source ``"app"``, trusted as is) >
-    ``resolver`` > verified JWT > header (only per ``header_mode``) > ``default``. Verified sources must
-    agree with each other (else 403). Options are :class:`TenantConfig` fields, given as ``config=`` or
-    as keywords.
+    ``resolver`` > verified JWT > header (only per ``header_mode``) > ``default_tenant``. Verified
+    sources must agree with each other (else 403).
+
+    Every setting is in ``config``. Injected objects: ``resolver``, a callable of the app's own (the
+    configuration names one as ``"module:callable"`` instead); ``http_client``, for JWKS fetches.
     """
 
     def __init__(
@@ -65,17 +67,11 @@ class TenantMiddleware:
         app: ASGIApp,
         *,
         config: TenantConfig | None = None,
-        resolver: TenantResolver | str | None = None,
+        resolver: TenantResolver | None = None,
         http_client: httpx.AsyncClient | None = None,
-        **options: Any,
     ) -> None:
-        if isinstance(resolver, str):  # a "module:callable" path: the ``resolver`` option of TenantConfig
-            options["resolver"] = resolver
-            resolver = None
-        if config is not None and options:
-            raise TypeError("pass either config= or keyword options, not both")
         self.app = app
-        self.config = config if config is not None else TenantConfig(**options)
+        self.config = config or TenantConfig()
         self.validate = TenantIdValidator(self.config.id_pattern, self.config.max_length)
         self.resolver = resolver or (import_resolver(self.config.resolver) if self.config.resolver else None)
         jwt_config = self.config.jwt
@@ -96,12 +92,12 @@ class TenantMiddleware:
         # (django_session_resolver reads CSRF_TRUSTED_ORIGINS), is not second-guessed
         self._resolver_checks = bool(getattr(self.resolver, "checks_cross_site", False))
         if not self.config.required:
-            self.validate(self.config.default)  # fail at start-up, not on the first request
+            self.validate(self.config.default_tenant)  # fail at start-up, not on the first request
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             if scope["type"] == "lifespan":
-                await lifespan_passthrough(self.app, scope, receive, send, self.aclose)
+                await lifespan_passthrough(self.app, scope, receive, send, on_shutdown=self.aclose)
             else:
                 await self.app(scope, receive, send)
             return
@@ -181,7 +177,7 @@ class TenantMiddleware:
                 sources.append("a bearer token")
             hint = " or ".join(sources) or "the application's authentication"
             raise Unauthorized(f"No tenant: identify yourself with {hint}.", code="missing_tenant")
-        return Identity(self.config.default), "default"
+        return Identity(self.config.default_tenant), "default"
 
     async def resolve(self, scope: Scope) -> str:
         """The request's tenant id (see :meth:`identify` for the user and the source)."""
