@@ -11,6 +11,7 @@ origin the deployment trusts.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from ..kernel.errors import Forbidden
@@ -21,6 +22,7 @@ _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+@lru_cache(maxsize=1024)  # a site sees few distinct origins and hosts; parsing each is most of the cost
 def normalise_origin(value: str) -> str | None:
     """``scheme://host:port`` in lower case with the port always written, or None if ``value`` is not
     an http(s) origin (``null``, a path, garbage)."""
