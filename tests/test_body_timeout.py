@@ -17,11 +17,11 @@ from asgi_aigw.budget import BudgetMiddleware
 from asgi_aigw.budget.config import BudgetConfig, Limits
 from asgi_aigw.cache import SemanticCacheMiddleware
 from asgi_aigw.cache.config import CacheConfig
-from asgi_aigw.config import RouterConfig
 from asgi_aigw.kernel.types import ASGIApp, Message, Receive, Scope, Send
 from asgi_aigw.redact import RedactMiddleware
 from asgi_aigw.redact.config import RedactConfig
 from asgi_aigw.router import ProviderRouter
+from asgi_aigw.router.config import RouterConfig
 from asgi_aigw.testing import FakeProvider, StreamingASGITransport
 from asgi_aigw.testing.server import ServerThread
 
@@ -46,7 +46,7 @@ async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 def _router(timeout: float = TIMEOUT) -> ASGIApp:
-    config = fake_config().model_copy(update={"router": RouterConfig(body_timeout=timeout)})
+    config = fake_config().router.model_copy(update={"body_timeout": timeout})
     return ProviderRouter(config, transports={FAKE_URL: StreamingASGITransport(FakeProvider())}, env={})
 
 
@@ -55,15 +55,15 @@ LAYERS: dict[str, Callable[[], ASGIApp]] = {
     "budget": lambda: BudgetMiddleware(
         echo_app, config=BudgetConfig(store="memory://", limits=Limits(), body_timeout=TIMEOUT)
     ),
-    "redact": lambda: RedactMiddleware(echo_app, config=RedactConfig(regex_only=True), body_timeout=TIMEOUT),
+    "redact": lambda: RedactMiddleware(echo_app, config=RedactConfig(regex_only=True, body_timeout=TIMEOUT)),
     "cache": lambda: SemanticCacheMiddleware(
-        echo_app, config=CacheConfig(exact="memory://", vector="none"), body_timeout=TIMEOUT
+        echo_app, config=CacheConfig(store="memory://", vector_store=None, body_timeout=TIMEOUT)
     ),
     # the whole stack: the budget layer reads first, under the router's setting
     "stack": lambda: build_app(
         fake_config().model_copy(
             update={
-                "router": RouterConfig(body_timeout=TIMEOUT),
+                "router": fake_config().router.model_copy(update={"body_timeout": TIMEOUT}),
                 "budget": BudgetConfig(store="memory://", limits=Limits()),
                 "redact": RedactConfig(regex_only=True),
             }
@@ -198,6 +198,8 @@ def test_a_body_that_arrives_in_time_is_served(layer: str, server: Any) -> None:
 def test_the_timeout_is_configurable_and_defaults_to_30_seconds() -> None:
     assert RouterConfig().body_timeout == 30.0
     assert BudgetConfig().body_timeout == 30.0
+    assert CacheConfig().body_timeout == 30.0
+    assert RedactConfig().body_timeout == 30.0
     assert RouterConfig(body_timeout=2.5).body_timeout == 2.5
     with pytest.raises(ValueError, match="greater than 0"):
         RouterConfig(body_timeout=0)

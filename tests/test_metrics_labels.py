@@ -41,8 +41,8 @@ def _stack() -> object:
         update={
             "tenant": TenantConfig(header="x-tenant-id", required=True),
             "budget": BudgetConfig(store="memory://", limits=Limits(requests_per_minute=2)),
-            "cache": CacheConfig(exact="memory://", vector="none"),
-            "log": LogConfig(sink=None, metrics=MetricsConfig()),
+            "cache": CacheConfig(store="memory://", vector_store=None),
+            "log": LogConfig(store=None, metrics=MetricsConfig()),
         }
     )
     return build_app(config, transports={FAKE_URL: StreamingASGITransport(FakeProvider())}, env={})

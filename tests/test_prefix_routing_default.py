@@ -9,8 +9,8 @@ import time
 import httpx
 import pytest
 
-from asgi_aigw.config import GatewayConfig, RouterConfig
 from asgi_aigw.router import ProviderRouter
+from asgi_aigw.router.config import RouterConfig
 from asgi_aigw.testing import FakeProvider, StreamingASGITransport
 
 from .support import FAKE_URL, fake_config, served
@@ -20,12 +20,17 @@ HELLO = {"messages": [{"role": "user", "content": "Hello there"}]}
 ENV = {"OPENAI_API_KEY": "test-env-key-not-real", "OPENAI_BASE_URL": FAKE_URL}
 
 
-def _router(config: GatewayConfig, fake: FakeProvider) -> ProviderRouter:
+def _router(config: RouterConfig, fake: FakeProvider) -> ProviderRouter:
     return ProviderRouter(config, transports={FAKE_URL: StreamingASGITransport(fake)}, env=ENV)
 
 
+def _listing(*names: str, **settings: object) -> RouterConfig:
+    """A router configuration listing ``names`` (served by the fake), with ``settings``."""
+    return fake_config(*names).router.model_copy(update=settings)
+
+
 async def test_listed_models_turn_prefix_routing_off(fake: FakeProvider) -> None:
-    router = _router(fake_config("fast"), fake)
+    router = _router(_listing("fast"), fake)
     async with served(router) as base, httpx.AsyncClient(base_url=base) as client:
         models = (await client.get("/v1/models")).json()
         listed = await client.post("/v1/chat/completions", json={**HELLO, "model": "fast"})
@@ -39,7 +44,7 @@ async def test_listed_models_turn_prefix_routing_off(fake: FakeProvider) -> None
 
 
 async def test_prefix_routing_can_still_be_turned_on_beside_models(fake: FakeProvider) -> None:
-    config = fake_config("fast").model_copy(update={"router": RouterConfig(provider_prefix_routing=True)})
+    config = _listing("fast", provider_prefix_routing=True)
     async with served(_router(config, fake)) as base, httpx.AsyncClient(base_url=base) as client:
         models = (await client.get("/v1/models")).json()
         prefixed = await client.post("/v1/chat/completions", json={**HELLO, "model": "openai/gpt-4o"})
@@ -49,7 +54,7 @@ async def test_prefix_routing_can_still_be_turned_on_beside_models(fake: FakePro
 
 
 async def test_without_models_prefix_routing_is_on(fake: FakeProvider) -> None:
-    async with served(_router(GatewayConfig(), fake)) as base, httpx.AsyncClient(base_url=base) as client:
+    async with served(_router(RouterConfig(), fake)) as base, httpx.AsyncClient(base_url=base) as client:
         prefixed = await client.post("/v1/chat/completions", json={**HELLO, "model": "openai/gpt-4o"})
     assert prefixed.status_code == 200
 
@@ -57,15 +62,15 @@ async def test_without_models_prefix_routing_is_on(fake: FakeProvider) -> None:
 @pytest.mark.parametrize(
     ("config", "warned"),
     [
-        (GatewayConfig(), True),
-        (fake_config("fast"), False),
-        (fake_config("fast").model_copy(update={"router": RouterConfig(provider_prefix_routing=True)}), True),
-        (GatewayConfig(router=RouterConfig(provider_prefix_routing=False)), False),
+        (RouterConfig(), True),
+        (_listing("fast"), False),
+        (_listing("fast", provider_prefix_routing=True), True),
+        (RouterConfig(provider_prefix_routing=False), False),
     ],
     ids=["no-models", "models", "models-and-explicitly-on", "explicitly-off"],
 )
 def test_startup_warns_when_prefix_routing_is_on(
-    config: GatewayConfig, warned: bool, fake: FakeProvider, caplog: pytest.LogCaptureFixture
+    config: RouterConfig, warned: bool, fake: FakeProvider, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="asgi_aigw.router"):
         _router(config, fake)
@@ -81,13 +86,13 @@ def test_ollama_is_offered_only_where_ollama_host_says_it_runs(
     env: dict[str, str], listed: list[str]
 ) -> None:
     assert [
-        model_id for model_id, _ in ProviderRouter(GatewayConfig(), env=env).registry.model_ids()
+        model_id for model_id, _ in ProviderRouter(RouterConfig(), env=env).registry.model_ids()
     ] == listed
 
 
 async def test_an_unconfigured_ollama_is_a_quick_404_not_retries() -> None:
     async with (
-        served(ProviderRouter(GatewayConfig(), env={})) as base,
+        served(ProviderRouter(RouterConfig(), env={})) as base,
         httpx.AsyncClient(base_url=base) as client,
     ):
         started = time.monotonic()

@@ -73,10 +73,10 @@ def test_zero_workers_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("yaml", "phrases"),
     [
-        ("log: {sink: 'chdb://.aigw/chdb'}\n", ("log.sink chdb://.aigw/chdb", "clickhouse://")),
-        ("log: {}\n", ("log.sink chdb://", "clickhouse://")),  # chDB is the default sink
-        ("cache: {exact: 'memory://'}\n", ("cache.vector qdrant-edge://", "qdrant+http://")),
-        ("cache: {vector: 'qdrant+local://vectors'}\n", ("cache.vector qdrant+local://vectors",)),
+        ("log: {store: 'chdb://.aigw/chdb'}\n", ("log.store chdb://.aigw/chdb", "clickhouse://")),
+        ("log: {}\n", ("log.store chdb://", "clickhouse://")),  # chDB is the default sink
+        ("cache: {store: 'memory://'}\n", ("cache.vector_store qdrant-edge://", "qdrant+http://")),
+        ("cache: {vector_store: 'qdrant+local://vectors'}\n", ("cache.vector_store qdrant+local://vectors",)),
     ],
     ids=["chdb-sink", "default-sink", "default-vectors", "qdrant-local"],
 )
@@ -94,8 +94,8 @@ def test_single_process_stores_with_several_workers_are_refused(
 def test_server_stores_with_several_workers_pass_the_checks() -> None:
     config = GatewayConfig.model_validate(
         {
-            "log": {"sink": "clickhouse://ch:8123/db"},
-            "cache": {"exact": "redis://redis:6379/0", "vector": "qdrant+http://qdrant:6333"},
+            "log": {"store": "clickhouse://ch:8123/db"},
+            "cache": {"store": "redis://redis:6379/0", "vector_store": "qdrant+http://qdrant:6333"},
         }
     )
     port = free_port()

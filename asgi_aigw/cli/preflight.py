@@ -30,17 +30,18 @@ def _single_process_refusal(config: GatewayConfig, workers: int, demo: bool) -> 
             f"that opens them), not --workers {workers}: drop --workers, or serve --config with server "
             "stores (see docs/deployment.md)."
         )
-    sink = config.log.sink if config.log is not None else None
+    sink = config.log.store if config.log is not None else None
     if sink is not None and sink.startswith("chdb://"):
         return (
-            f"log.sink {sink} is opened by one process only, and --workers {workers} starts {workers}: "
-            "use log.sink: clickhouse://HOST:8123/DB (shared by every worker), or one worker."
+            f"log.store {sink} is opened by one process only, and --workers {workers} starts {workers}: "
+            "use log.store: clickhouse://HOST:8123/DB (shared by every worker), or one worker."
         )
-    vector = config.cache.vector if config.cache is not None else None
+    vector = config.cache.vector_store if config.cache is not None else None
     if vector is not None and _locked_vector_store(vector):
         return (
-            f"cache.vector {vector} is opened by one process only, and --workers {workers} starts "
-            f"{workers}: use cache.vector: qdrant+http://HOST:6333 (shared by every worker), or one worker."
+            f"cache.vector_store {vector} is opened by one process only, and --workers {workers} starts "
+            f"{workers}: use cache.vector_store: qdrant+http://HOST:6333 (shared by every worker), or one "
+            "worker."
         )
     return None
 

@@ -6,9 +6,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..config import ConfigError, DeploymentConfig, GatewayConfig, ProviderSettings, Timeouts
-from ..kernel.errors import NotFound, clip
+from ..kernel.errors import ConfigError, NotFound, clip
 from ..providers import ADAPTERS, Deployment, ProviderAdapter, Timeout
+from .config import DeploymentConfig, ProviderSettings, RouterConfig, Timeouts
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +50,7 @@ def _normalise_base_url(url: str) -> str:
 class ModelRegistry:
     """Resolves the ``model`` of a request to an ordered list of deployments."""
 
-    def __init__(self, config: GatewayConfig, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, config: RouterConfig, env: Mapping[str, str] | None = None) -> None:
         self._env = os.environ if env is None else env
         self._config = config
         self._providers = self._provider_settings(config)
@@ -61,17 +61,17 @@ class ModelRegistry:
             deployments = tuple(self._deployment(d, strict=True) for d in model.deployments)
             self._aliases[model.name] = ResolvedModel(model.name, deployments, model.strategy)
         self._prefixed: dict[str, ResolvedModel] = {}
-        setting = config.router.provider_prefix_routing
+        setting = config.provider_prefix_routing
         #: Whether ``PROVIDER/MODEL`` names are served: as configured, else only without ``models``
         #: (a gateway that lists its models must not also serve every model its keys can reach).
         self.prefix_routing = not config.models if setting is None else setting
 
-    def _provider_settings(self, config: GatewayConfig) -> dict[str, ProviderSettings]:
+    def _provider_settings(self, config: RouterConfig) -> dict[str, ProviderSettings]:
         settings = dict(config.providers)
         for name in settings:
             if name not in ADAPTERS:
                 raise ConfigError(f"Unknown provider '{name}' in providers; known: {', '.join(ADAPTERS)}.")
-        if config.router.providers_from_env:
+        if config.providers_from_env:
             for name, spec in ENV_PROVIDERS.items():
                 if name in settings or name not in ADAPTERS:
                     continue
