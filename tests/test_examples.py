@@ -20,7 +20,7 @@ import httpx
 import openai
 import pytest
 
-from asgi_aigw.testing import FakeProvider, serve
+from asgi_aigw.testing import FakeBehaviour, FakeProvider, serve
 
 pytestmark = pytest.mark.e2e
 
@@ -166,14 +166,42 @@ async def test_fastapi_example(tmp_path: Path, fake_upstream: tuple[FakeProvider
     assert (tmp_path / ".aigw" / "chdb").is_dir()  # the request log's embedded ClickHouse
 
 
+def _manage(tmp_path: Path, env: dict[str, str], *args: str) -> None:
+    """``python manage.py ARGS`` for the Django example, with its database in ``tmp_path``."""
+    subprocess.run(
+        [sys.executable, str(EXAMPLES / "django" / "manage.py"), *args],
+        cwd=tmp_path,
+        env={**os.environ, **env},
+        check=True,
+        capture_output=True,
+    )
+
+
+async def _django_login(http: httpx.AsyncClient, username: str) -> str:
+    """Log in through the site's form as a browser would; returns the CSRF token for later POSTs."""
+    await http.get("/login/")
+    token = http.cookies["csrftoken"]
+    done = await http.post(
+        "/login/",
+        data={"username": username, "password": "example-only"},
+        headers={"x-csrftoken": token},
+    )
+    assert done.status_code == 200, done.text
+    assert "sessionid" in http.cookies
+    return http.cookies["csrftoken"]  # Django rotates the token at login
+
+
+def _chat(content: str = "hi", **extra: object) -> dict[str, object]:
+    return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": content}], **extra}
+
+
 @pytest.mark.parametrize(
     ("lifespan", "stop"),
     [
         # Django sends no lifespan, so nothing in the stack may depend on it; Ctrl+C stops the server
         # and the request log is flushed at exit
         ("off", signal.SIGINT),
-        # uvicorn's default: the stack answers lifespan itself and flushes the log at shutdown (SIGTERM
-        # from a process manager)
+        # uvicorn's default (Django refuses lifespan; SIGTERM from a process manager)
         ("auto", signal.SIGTERM),
     ],
 )
@@ -181,52 +209,110 @@ async def test_django_example(
     tmp_path: Path, fake_upstream: tuple[FakeProvider, dict[str, str]], lifespan: str, stop: int
 ) -> None:
     fake, env = fake_upstream
+    env = {**env, "DJANGO_DB": str(tmp_path / "db.sqlite3"), "CORS_ALLOWED_ORIGINS": "https://app.example"}
+    _manage(tmp_path, env, "migrate", "--noinput")
+    _manage(tmp_path, env, "seed_demo")
     question = f"Hello from bob@example.com ({uuid.uuid4().hex[:8]})"
     with uvicorn(
         EXAMPLES / "django", "shop.asgi:application", tmp_path, env, "--lifespan", lifespan, stop=stop
     ) as base:
-        async with httpx.AsyncClient(base_url=base, timeout=60) as http:
-            page = await http.get("/")
+        async with (
+            httpx.AsyncClient(base_url=base, timeout=60) as alice,
+            httpx.AsyncClient(base_url=base, timeout=60) as bob,
+            httpx.AsyncClient(base_url=base, timeout=60) as anonymous,
+        ):
+            page = await anonymous.get("/")
             assert page.status_code == 200
-            assert "/ask/" in page.text
+            assert "/login/" in page.text
+            alice_csrf = await _django_login(alice, "alice")
+            bob_csrf = await _django_login(bob, "bob")
 
-            # Django's view calls the gateway on the same server through the openai SDK
-            asked = await http.get("/ask/", params={"q": question})
+            # Django's view calls the gateway in process, as alice
+            asked = await alice.get("/ask/", params={"q": question})
             assert asked.status_code == 200, asked.text
             assert asked.json() == {"question": question, "answer": f"Echo: {question}"}
             assert "bob@example.com" not in _last_user_message(fake)
 
-            async with http.stream("GET", "/ask/stream/", params={"q": "Tell me more please"}) as response:
+            # streamed as the provider generates it: the first piece arrives before the last is made
+            fake.behaviour = FakeBehaviour(chunk_delay=0.3)
+            started = time.monotonic()
+            arrivals: list[tuple[float, str]] = []
+            async with alice.stream("GET", "/ask/stream/", params={"q": "Tell me more please"}) as response:
                 assert response.headers["content-type"].startswith("text/plain")
-                chunks = [chunk async for chunk in response.aiter_text()]
-            assert "".join(chunks) == "Echo: Tell me more please"
+                async for text in response.aiter_text():
+                    arrivals.append((time.monotonic() - started, text))
+            fake.behaviour = FakeBehaviour()
+            assert "".join(text for _, text in arrivals) == "Echo: Tell me more please"
+            assert len(arrivals) > 3
+            assert arrivals[-1][0] - arrivals[0][0] > 0.9
 
-            # and any OpenAI client reaches the gateway mounted at /ai/
-            client = openai.AsyncOpenAI(
-                base_url=f"{base}/ai/v1",
-                api_key="unused",
-                http_client=http,
-                default_headers={"x-tenant-id": "acme"},
+            # the browser's own calls to /ai/, with its session and the CSRF token: one budget per user
+            served = await alice.post(
+                "/ai/v1/chat/completions", json=_chat(max_tokens=2000), headers={"x-csrftoken": alice_csrf}
             )
-            stream = await client.chat.completions.create(
-                model="gpt-4o-mini", messages=[{"role": "user", "content": "Stream it"}], stream=True
+            assert served.status_code == 200, served.text
+            limited = await bob.post(
+                "/ai/v1/chat/completions", json=_chat(max_tokens=2000), headers={"x-csrftoken": bob_csrf}
             )
-            text = "".join(
-                [c.choices[0].delta.content async for c in stream if c.choices and c.choices[0].delta.content]
-            )
-            assert text == "Echo: Stream it"
-            blocked = await http.post(
+            assert limited.status_code == 429
+            assert limited.json()["error"]["code"] == "rate_limit_exceeded"
+            assert limited.headers["x-ratelimit-limit-tokens"] == "1000"
+            blocked = await alice.post(
                 "/ai/v1/chat/completions",
-                headers={"x-tenant-id": "acme"},
-                json={
-                    "model": "gpt-4o-mini",
-                    "messages": [{"role": "user", "content": "My SSN is 536-22-1234"}],
-                },
+                json=_chat("My SSN is 536-22-1234"),
+                headers={"x-csrftoken": alice_csrf},
             )
             assert blocked.status_code == 422
-    # every row reached the log when the server stopped
+
+            # nobody logged in: 401 in the OpenAI shape, whatever tenant header is sent
+            nobody = await anonymous.post(
+                "/ai/v1/chat/completions", json=_chat(), headers={"x-tenant-id": "alice"}
+            )
+            assert nobody.status_code == 401
+            assert nobody.json()["error"]["code"] == "not_authenticated"
+            # a bearer token and no session cookie: exempt from CSRF, so the project's token auth decides
+            bearer = await anonymous.post(
+                "/ai/v1/chat/completions", json=_chat(), headers={"authorization": "Bearer not-a-user"}
+            )
+            assert bearer.status_code == 401
+            # a cross-site form posting text/plain with alice's session cookie: refused by the CSRF check
+            asked_upstream = len(fake.requests)
+            forged = await alice.post(
+                "/ai/v1/chat/completions",
+                content=json.dumps(_chat()),
+                headers={"content-type": "text/plain", "origin": "https://evil.example"},
+            )
+            assert forged.status_code == 403
+            assert forged.json()["error"]["code"] == "csrf_failed"
+            no_token = await alice.post(
+                "/ai/v1/chat/completions", content=json.dumps(_chat()), headers={"content-type": "text/plain"}
+            )
+            assert no_token.status_code == 403
+            assert len(fake.requests) == asked_upstream
+
+            # the CORS preflight of a page the project allows
+            preflight = await anonymous.options(
+                "/ai/v1/chat/completions",
+                headers={"origin": "https://app.example", "access-control-request-method": "POST"},
+            )
+            assert preflight.status_code == 200
+            assert preflight.headers["access-control-allow-origin"] == "https://app.example"
+
+            # the project disables bob: his session no longer passes
+            _manage(
+                tmp_path,
+                env,
+                "shell",
+                "-c",
+                "from django.contrib.auth.models import User; User.objects.filter(username='bob').update(is_active=False)",
+            )
+            disabled = await bob.post(
+                "/ai/v1/chat/completions", json=_chat(max_tokens=10), headers={"x-csrftoken": bob_csrf}
+            )
+            assert disabled.status_code in (401, 403)
+            assert disabled.json()["error"]["type"] in ("authentication_error", "permission_error")
+    # every gateway row reached the log when the server stopped, with the user who asked
     rows = [json.loads(line) for line in (tmp_path / ".aigw" / "requests.jsonl").read_text().splitlines()]
-    assert len(rows) == 4
-    assert {row["status"] for row in rows} == {200, 422}
+    assert {row["status"] for row in rows} == {200, 422, 429}
     assert all(row["route"] == "chat" for row in rows)
-    assert {row["tenant"] for row in rows} == {"django-site", "acme"}
+    assert {row["tenant"] for row in rows} == {"alice", "bob"}
