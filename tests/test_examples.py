@@ -84,20 +84,27 @@ def _last_user_message(fake: FakeProvider) -> str:
     return str(messages[-1]["content"])
 
 
+async def _fastapi_login(http: httpx.AsyncClient, username: str) -> str:
+    done = await http.post("/login", json={"username": username, "password": "example-only"})
+    assert done.status_code == 200, done.text
+    return str(done.json()["access_token"])
+
+
 async def test_fastapi_example(tmp_path: Path, fake_upstream: tuple[FakeProvider, dict[str, str]]) -> None:
     fake, env = fake_upstream
+    env = {**env, "CORS_ALLOWED_ORIGINS": "https://app.example"}
     question = f"Is the teapot in stock? ({uuid.uuid4().hex[:8]})"
     with uvicorn(EXAMPLES / "fastapi", "app:app", tmp_path, env) as base:
         async with httpx.AsyncClient(base_url=base, timeout=60) as http:
             # the shop's own route, filled by the FastAPI app's own lifespan
             products = await http.get("/products")
             assert [p["name"] for p in products.json()] == ["Teapot", "Kettle"]
+            alice_token = await _fastapi_login(http, "alice")
+            bob_token = await _fastapi_login(http, "bob")
 
+            # a client of the gateway at /ai: the user's token is the API key
             client = openai.AsyncOpenAI(
-                base_url=f"{base}/ai/v1",
-                api_key="unused",
-                http_client=http,
-                default_headers={"x-tenant-id": "acme"},
+                base_url=f"{base}/ai/v1", api_key=alice_token, http_client=http, max_retries=0
             )
             first = await client.chat.completions.with_raw_response.create(
                 model="gpt-4o-mini", messages=[{"role": "user", "content": question}]
@@ -132,26 +139,34 @@ async def test_fastapi_example(tmp_path: Path, fake_upstream: tuple[FakeProvider
             assert "jane.doe@example.com" not in upstream
             assert "<EMAIL_ADDRESS_1>" in upstream
 
-            # the shop's route that calls its own gateway through the openai SDK, JSON and streamed
-            described = await http.get("/describe/1")
+            # the shop's routes call the gateway in process as the logged-in user, JSON and streamed
+            as_alice = {"authorization": f"Bearer {alice_token}"}
+            described = await http.get("/describe/1", headers=as_alice)
             assert described.json() == {
                 "product": "Teapot",
                 "description": "Echo: Describe the Teapot in one line.",
             }
-            async with http.stream("GET", "/describe/2/stream") as response:
-                chunks = [chunk async for chunk in response.aiter_text()]
-            assert "".join(chunks) == "Echo: Describe the Kettle in one line."
+            fake.behaviour = FakeBehaviour(chunk_delay=0.3)
+            started = time.monotonic()
+            arrivals: list[tuple[float, str]] = []
+            async with http.stream("GET", "/describe/2/stream", headers=as_alice) as response:
+                async for text in response.aiter_text():
+                    arrivals.append((time.monotonic() - started, text))
+            fake.behaviour = FakeBehaviour()
+            assert "".join(text for _, text in arrivals) == "Echo: Describe the Kettle in one line."
+            assert arrivals[-1][0] - arrivals[0][0] > 0.9  # the first piece came before the last was made
 
-            # no tenant: refused before anything is spent; a small budget: 429 with the limits
+            # nobody logged in: the app's own 401, at /ai and at its routes; bob's small budget: 429
             anonymous = await http.post(
                 "/ai/v1/chat/completions",
+                headers={"x-tenant-id": "alice"},
                 json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
             )
             assert anonymous.status_code == 401
-            assert anonymous.json()["error"]["code"] == "missing_tenant"
+            assert (await http.get("/describe/1")).status_code == 401
             too_much = await http.post(
                 "/ai/v1/chat/completions",
-                headers={"x-tenant-id": "trial"},
+                headers={"authorization": f"Bearer {bob_token}"},
                 json={
                     "model": "gpt-4o-mini",
                     "max_tokens": 2000,
@@ -161,7 +176,19 @@ async def test_fastapi_example(tmp_path: Path, fake_upstream: tuple[FakeProvider
             assert too_much.status_code == 429
             assert too_much.headers["x-ratelimit-limit-tokens"] == "1000"
 
-            metrics = await http.get("/ai/metrics")
+            # a page of the allowed origin may call /ai from the browser (the app's CORS middleware)
+            preflight = await http.options(
+                "/ai/v1/chat/completions",
+                headers={
+                    "origin": "https://app.example",
+                    "access-control-request-method": "POST",
+                    "access-control-request-headers": "authorization, content-type",
+                },
+            )
+            assert preflight.status_code == 200
+            assert preflight.headers["access-control-allow-origin"] == "https://app.example"
+
+            metrics = await http.get("/ai/metrics", headers=as_alice)
             assert 'aigw_requests_total{model="gpt-4o-mini",route="chat",status="200"}' in metrics.text
     assert (tmp_path / ".aigw" / "chdb").is_dir()  # the request log's embedded ClickHouse
 
