@@ -241,3 +241,23 @@ async def test_a_route_streams_from_the_gateway_in_process(
     assert arrivals[-1][0] - arrivals[0][0] > 1.2
     # the in-process call ran as the app's user: metered and sent upstream as alice's request
     assert fake.requests[-1].json["messages"][-1]["content"] == question
+
+
+async def test_the_gateway_route_streams_chunk_by_chunk(
+    served_app: tuple[str, Path], fake: FakeProvider
+) -> None:
+    base, _ = served_app
+    fake.behaviour = FakeBehaviour(chunk_delay=0.3)
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        started = time.monotonic()
+        stream = await sdk(base, "token-alice", http).chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "one two three four five six"}],
+            stream=True,
+        )
+        arrivals = [
+            time.monotonic() - started async for c in stream if c.choices and c.choices[0].delta.content
+        ]
+    assert len(arrivals) > 3
+    assert arrivals[0] < 1.0
+    assert arrivals[-1] - arrivals[0] > 1.2
