@@ -273,7 +273,23 @@ async def test_django_example(
             assert len(arrivals) > 3
             assert arrivals[-1][0] - arrivals[0][0] > 0.9
 
-            # the browser's own calls to /ai/, with its session and the CSRF token: one budget per user
+            # the browser's own calls to /ai/, with its session and the CSRF token: streamed as made...
+            fake.behaviour = FakeBehaviour(chunk_delay=0.3)
+            started = time.monotonic()
+            arrivals = []
+            async with alice.stream(
+                "POST",
+                "/ai/v1/chat/completions",
+                json=_chat("one two three four five", stream=True),
+                headers={"x-csrftoken": alice_csrf},
+            ) as response:
+                assert response.headers["content-type"].startswith("text/event-stream")
+                async for text in response.aiter_text():
+                    arrivals.append((time.monotonic() - started, text))
+            fake.behaviour = FakeBehaviour()
+            assert "data: [DONE]" in arrivals[-1][1]
+            assert arrivals[-1][0] - arrivals[0][0] > 0.9
+            # ...and one budget per user
             served = await alice.post(
                 "/ai/v1/chat/completions", json=_chat(max_tokens=2000), headers={"x-csrftoken": alice_csrf}
             )
@@ -341,5 +357,6 @@ async def test_django_example(
     # every gateway row reached the log when the server stopped, with the user who asked
     rows = [json.loads(line) for line in (tmp_path / ".aigw" / "requests.jsonl").read_text().splitlines()]
     assert {row["status"] for row in rows} == {200, 422, 429}
+    assert len(rows) == 6  # ask, ask/stream, the /ai stream, served, limited, blocked
     assert all(row["route"] == "chat" for row in rows)
     assert {row["tenant"] for row in rows} == {"alice", "bob"}
