@@ -4,7 +4,7 @@ Stackable pure-ASGI middlewares (tenant, budget, redaction, semantic cache, requ
 app, :class:`ProviderRouter`, serving the OpenAI API routed to OpenAI, Anthropic, Gemini or Ollama.
 """
 
-from .app import build_app
+from .app import build_app, build_stack
 from .config import ConfigError, GatewayConfig, load_config
 from .kernel.body import JSONBody, read_json
 from .kernel.context import RequestContext, Usage, get_context
@@ -24,6 +24,7 @@ __all__ = [
     "Usage",
     "__version__",
     "build_app",
+    "build_stack",
     "get_context",
     "load_config",
     "mount_router",

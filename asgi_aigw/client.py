@@ -30,6 +30,8 @@ from .kernel.types import ASGIApp
 if TYPE_CHECKING:
     import openai
 
+__all__ = ["IN_PROCESS_URL", "StreamingASGITransport", "http_client", "openai_client"]
+
 #: The base URL in-process clients use; the host name never reaches a resolver.
 IN_PROCESS_URL = "http://aigw.in-process"
 

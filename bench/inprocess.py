@@ -27,7 +27,7 @@ import uvicorn
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi.security import OAuth2PasswordBearer
 
-from asgi_aigw.app import build_stack
+from asgi_aigw import build_stack
 from asgi_aigw.client import openai_client
 from asgi_aigw.config import DeploymentConfig, GatewayConfig, ModelConfig
 from asgi_aigw.integrations import GatewayEndpoint, Identity

@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.routing import Mount
 
-from asgi_aigw.app import build_stack
+from asgi_aigw import build_stack
 from asgi_aigw.budget import BudgetConfig, BudgetMiddleware
 from asgi_aigw.client import StreamingASGITransport, http_client, openai_client
 from asgi_aigw.integrations import GatewayEndpoint, Identity

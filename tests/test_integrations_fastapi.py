@@ -20,7 +20,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import StreamingResponse
 from fastapi.security import OAuth2PasswordBearer
 
-from asgi_aigw.app import build_stack
+from asgi_aigw import build_stack
 from asgi_aigw.client import openai_client
 from asgi_aigw.config import GatewayConfig
 from asgi_aigw.integrations import GatewayEndpoint, Identity

@@ -38,6 +38,8 @@ from ..kernel.context import Identity
 from ..kernel.errors import Forbidden, GatewayError
 from .core import GatewayEndpoint, GatewayRequest, IdentityResult, as_identity, error_response, not_logged_in
 
+__all__ = ["GatewayView", "csrf_failure", "gateway_urls", "user_identity"]
+
 DjangoIdentity = Callable[[HttpRequest], "IdentityResult | Awaitable[IdentityResult]"]
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})

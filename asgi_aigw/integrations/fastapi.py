@@ -23,6 +23,8 @@ from fastapi import APIRouter, Depends, Request, Response
 from .core import GatewayEndpoint, IdentityResult
 from .starlette import METHODS, serve
 
+__all__ = ["gateway_router"]
+
 
 def gateway_router(endpoint: GatewayEndpoint, *, identity: Any, **router_options: Any) -> APIRouter:
     """An ``APIRouter`` serving ``endpoint``; ``identity`` is a ``Depends(...)`` (or the dependency

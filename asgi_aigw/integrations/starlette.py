@@ -21,6 +21,8 @@ from starlette.routing import Route
 from ..kernel.errors import GatewayError
 from .core import GatewayEndpoint, GatewayRequest, IdentityResult, as_identity, error_response, not_logged_in
 
+__all__ = ["gateway_routes", "read_limited", "serve"]
+
 StarletteIdentity = Callable[[Request], "IdentityResult | Awaitable[IdentityResult]"]
 
 #: The methods the gateway's routes use; anything else is answered by the stack (405 with Allow).

@@ -25,8 +25,7 @@ from fastapi.security import OAuth2PasswordBearer
 from openai import AsyncOpenAI
 from pydantic import BaseModel
 
-from asgi_aigw import load_config
-from asgi_aigw.app import build_stack
+from asgi_aigw import build_stack, load_config
 from asgi_aigw.client import openai_client
 from asgi_aigw.integrations import GatewayEndpoint, Identity
 from asgi_aigw.integrations.fastapi import gateway_router
@@ -59,6 +58,7 @@ class Login(BaseModel):
     password: str
 
 
+# --8<-- [start:identity]
 def current_user(token: Annotated[str | None, Depends(oauth2)]) -> User:
     user = USERS.get(TOKENS.get(token or "", ""))
     if user is None:
@@ -73,6 +73,9 @@ def current_identity(user: Annotated[User, Depends(current_user)]) -> Identity:
     return Identity(tenant=user.name, user=user.name)
 
 
+# --8<-- [end:identity]
+
+
 @asynccontextmanager
 async def lifespan(api: FastAPI) -> AsyncIterator[None]:
     PRODUCTS[:] = [{"id": 1, "name": "Teapot", "price": 25}, {"id": 2, "name": "Kettle", "price": 40}]
@@ -82,6 +85,7 @@ async def lifespan(api: FastAPI) -> AsyncIterator[None]:
     PRODUCTS.clear()
 
 
+# --8<-- [start:router]
 app = FastAPI(title="Example shop", lifespan=lifespan)
 # Pages of these origins may call the API, /ai included, from the browser.
 app.add_middleware(
@@ -91,6 +95,7 @@ app.add_middleware(
     allow_headers=["authorization", "content-type"],
 )
 app.include_router(gateway_router(endpoint, identity=Depends(current_identity)), prefix="/ai")
+# --8<-- [end:router]
 
 
 @app.post("/login")
@@ -108,6 +113,7 @@ async def products() -> list[dict[str, Any]]:
     return PRODUCTS
 
 
+# --8<-- [start:inprocess]
 def gateway_client(identity: Annotated[Identity, Depends(current_identity)]) -> AsyncOpenAI:
     """The official SDK calling the gateway in process as the logged-in user: no socket, no second
     authentication."""
@@ -145,3 +151,6 @@ async def describe_stream(
                 yield chunk.choices[0].delta.content
 
     return StreamingResponse(pieces(), media_type="text/plain; charset=utf-8")
+
+
+# --8<-- [end:inprocess]

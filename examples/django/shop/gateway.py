@@ -6,8 +6,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.http import HttpRequest
 
-from asgi_aigw import load_config
-from asgi_aigw.app import build_stack
+from asgi_aigw import build_stack, load_config
 from asgi_aigw.integrations import GatewayEndpoint, Identity
 
 config = load_config(settings.AIGW_CONFIG)

@@ -17,6 +17,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "shop",
 ]
+# --8<-- [start:middleware]
 # The project's own middleware runs before every view, the gateway's included.
 MIDDLEWARE = [
     "shop.cors.CorsMiddleware",
@@ -25,6 +26,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
 ]
+# --8<-- [end:middleware]
 ROOT_URLCONF = "shop.urls"
 # Relative to the directory the server runs in (DJANGO_DB to put it elsewhere).
 DATABASES = {
