@@ -227,7 +227,14 @@ class GatewayEndpoint:
             await self.stack({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, queue.get, send)
 
         task = asyncio.create_task(run())
-        started = await answers.get()
+        answer = asyncio.ensure_future(answers.get())
+        # a stack that raises instead of answering must not leave the app waiting forever
+        await asyncio.wait({answer, task}, return_when=asyncio.FIRST_COMPLETED)
+        if not answer.done():
+            answer.cancel()
+            task.result()  # re-raises the stack's exception
+            raise RuntimeError("the gateway stack ended its lifespan without starting")
+        started = answer.result()
         if started["type"] != "lifespan.startup.complete":
             raise RuntimeError(f"the gateway stack failed to start: {started.get('message', '')}")
         try:
