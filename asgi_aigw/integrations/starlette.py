@@ -76,13 +76,15 @@ async def serve(endpoint: GatewayEndpoint, request: Request, who: IdentityResult
         http_version=scope.get("http_version", "1.1"),
     )
     response = await endpoint.handle(gateway_request, identity)
-    headers = response.forward_headers()
-    if not response.streaming:
-        return Response(await response.read(), status_code=response.status, headers=dict(headers))
-    streamed = StreamingResponse(_chunks(response.chunks()), status_code=response.status)
-    for name, value in headers:
-        streamed.headers.append(name, value)
-    return streamed
+    answer: Response
+    if response.streaming:
+        answer = StreamingResponse(_chunks(response.chunks()), status_code=response.status)
+    else:
+        answer = Response(await response.read(), status_code=response.status)
+    # appended one by one: a header the stack sends twice stays twice
+    for name, value in response.forward_headers():
+        answer.headers.append(name, value)
+    return answer
 
 
 async def _chunks(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
