@@ -17,6 +17,7 @@ yields each body chunk as it is sent; closing the response early sends ``http.di
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -111,14 +112,32 @@ def openai_client(app: ASGIApp, identity: Identity, **options: Any) -> openai.As
     """``openai.AsyncOpenAI`` calling the gateway stack ``app`` in process as ``identity``.
 
     The API key is a placeholder: the gateway holds the provider keys and the identity travels in the
-    request context. ``options`` go to ``AsyncOpenAI`` (``max_retries``, ``timeout``...).
+    request context. ``options`` go to ``AsyncOpenAI`` (``max_retries``, ``timeout``...). Without
+    options, the client of a recent identity is reused: a new SDK client runs a thread on its first
+    request (the SDK's platform probe), which would cost every request that makes one.
     """
+    if not options:
+        key = (app, identity)
+        with _recent_lock:  # event loops in several threads may share the stack
+            client = _recent.pop(key, None) or _new_openai_client(app, identity, {})
+            _recent[key] = client  # most recent last
+            if len(_recent) > _RECENT_CLIENTS:
+                del _recent[next(iter(_recent))]
+        return client
+    return _new_openai_client(app, identity, options)
+
+
+#: SDK clients of recent (app, identity) pairs, oldest first; a client holds no socket or task.
+_RECENT_CLIENTS = 1024
+_recent: dict[tuple[ASGIApp, Identity], openai.AsyncOpenAI] = {}
+_recent_lock = threading.Lock()
+
+
+def _new_openai_client(app: ASGIApp, identity: Identity, options: dict[str, Any]) -> openai.AsyncOpenAI:
     sdk = require("openai", "openai")
     options.setdefault("max_retries", 0)  # retries and fallbacks are the router's job
+    transport = http_client(app, identity)
     client: openai.AsyncOpenAI = sdk.AsyncOpenAI(
-        base_url=f"{IN_PROCESS_URL}/v1",
-        api_key="in-process",
-        http_client=http_client(app, identity),
-        **options,
+        base_url=f"{IN_PROCESS_URL}/v1", api_key="in-process", http_client=transport, **options
     )
     return client

@@ -59,6 +59,15 @@ async def test_the_identity_reaches_every_layer_and_no_header_changes_it(fake: F
         await bob.chat.completions.create(**chat(max_tokens=2000))
 
 
+def test_clients_are_reused_per_identity_never_across(fake: FakeProvider) -> None:
+    stack, _ = make_stack(fake)
+    alice = openai_client(stack, Identity(tenant="acme", user="alice"))
+    assert openai_client(stack, Identity(tenant="acme", user="alice")) is alice
+    assert openai_client(stack, Identity(tenant="acme", user="bob")) is not alice
+    assert openai_client(stack, Identity(tenant="other", user="alice")) is not alice
+    assert openai_client(stack, Identity(tenant="acme", user="alice"), timeout=5) is not alice
+
+
 async def test_without_an_identity_the_transport_sets_none(fake: FakeProvider) -> None:
     stack, spy = make_stack(fake)
     async with http_client(stack) as http:
