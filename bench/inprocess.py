@@ -28,10 +28,12 @@ from fastapi import Depends, FastAPI, HTTPException
 from fastapi.security import OAuth2PasswordBearer
 
 from asgi_aigw import build_stack
+from asgi_aigw.budget import BudgetConfig, Limits
 from asgi_aigw.client import openai_client
-from asgi_aigw.config import DeploymentConfig, GatewayConfig, ModelConfig
+from asgi_aigw.config import GatewayConfig
 from asgi_aigw.integrations import GatewayEndpoint, Identity
 from asgi_aigw.integrations.fastapi import gateway_router
+from asgi_aigw.router.config import DeploymentConfig, ModelConfig, RouterConfig
 from asgi_aigw.testing import FakeProvider, StreamingASGITransport
 from asgi_aigw.testing.server import free_port
 
@@ -42,16 +44,9 @@ oauth2 = OAuth2PasswordBearer(tokenUrl="login", auto_error=False)
 
 
 def make_app() -> tuple[FastAPI, object]:
-    config = GatewayConfig.model_validate(
-        {
-            "budget": {
-                "store": "memory://",
-                "limits": {"requests_per_minute": 10**9, "tokens_per_minute": 10**12},
-            }
-        }
-    ).model_copy(
-        update={
-            "models": [
+    config = GatewayConfig(
+        router=RouterConfig(
+            models=[
                 ModelConfig(
                     name="gpt-4o-mini",
                     deployments=[
@@ -59,7 +54,8 @@ def make_app() -> tuple[FastAPI, object]:
                     ],  # type: ignore[arg-type]
                 )
             ]
-        }
+        ),
+        budget=BudgetConfig(limits=Limits(requests_per_minute=10**9, tokens_per_minute=10**12)),
     )
     stack = build_stack(config, transports={FAKE_URL: StreamingASGITransport(FakeProvider())}, env={})
 

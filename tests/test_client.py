@@ -28,7 +28,7 @@ from .support import FAKE_URL, ContextSpy, eventually, fake_config
 
 def make_stack(fake: FakeProvider) -> tuple[Any, ContextSpy]:
     """Budget (per tenant, bob small) in front of a spy recording each request's context."""
-    router = ProviderRouter(fake_config(), transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
+    router = ProviderRouter(fake_config().router, transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
     spy = ContextSpy(router)
     budget = BudgetConfig.model_validate(
         {"limits": {"tokens_per_minute": 100000}, "tenants": {"bob": {"tokens_per_minute": 1000}}}

@@ -360,3 +360,4 @@ async def test_django_example(
     assert len(rows) == 6  # ask, ask/stream, the /ai stream, served, limited, blocked
     assert all(row["route"] == "chat" for row in rows)
     assert {row["tenant"] for row in rows} == {"alice", "bob"}
+    assert {row["user_id"] for row in rows} == {"alice", "bob"}

@@ -52,7 +52,7 @@ class FakeUser:
 @pytest.fixture
 def spy(fake: FakeProvider) -> ContextSpy:
     return ContextSpy(
-        ProviderRouter(fake_config(), transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
+        ProviderRouter(fake_config().router, transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
     )
 
 
