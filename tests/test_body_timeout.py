@@ -227,3 +227,30 @@ async def test_over_http2_the_408_carries_no_connection_header() -> None:
     await app(scope, stall, send)
     assert sent[0]["status"] == 408
     assert all(name != b"connection" for name, _ in sent[0]["headers"])
+
+
+def test_a_stalled_body_through_the_fastapi_route_gets_408(server: Any) -> None:
+    """The framework adapters read the body themselves, before the stack: the same time limit holds."""
+    from fastapi import FastAPI
+
+    from asgi_aigw import build_stack
+    from asgi_aigw.integrations import GatewayEndpoint, Identity
+    from asgi_aigw.integrations.fastapi import gateway_router
+
+    stack = build_stack(fake_config(), transports={FAKE_URL: StreamingASGITransport(FakeProvider())}, env={})
+    app = FastAPI()
+    endpoint = GatewayEndpoint(stack, body_timeout=TIMEOUT)
+    app.include_router(gateway_router(endpoint, identity=lambda: Identity(tenant="t")), prefix="/ai")
+    thread = server(app)
+    client = Raw(thread.port, "/ai/v1/chat/completions", len(BODY))
+    try:
+        client.sock.sendall(BODY[: len(BODY) // 2])
+        started = time.monotonic()
+        status, headers, body = client.response()
+        assert status == 408
+        assert orjson.loads(body)["error"]["code"] == "request_timeout"
+        assert headers.get("connection") == "close"
+        assert TIMEOUT * 0.9 <= time.monotonic() - started < TIMEOUT + 2
+        assert client.closed_by_server()
+    finally:
+        client.close()

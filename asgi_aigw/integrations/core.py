@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..kernel.body import DEFAULT_MAX_BODY_BYTES
+from ..kernel.body import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES
 from ..kernel.context import Identity, ensure_context, set_identity
 from ..kernel.errors import GatewayError, RequestTooLarge, Unauthorized
 from ..kernel.types import ASGIApp, Message, Scope
@@ -193,12 +193,20 @@ def error_response(exc: GatewayError) -> tuple[int, list[tuple[str, str]], bytes
 class GatewayEndpoint:
     """The gateway stack (``asgi_aigw.build_stack``) served by a framework's own router.
 
-    ``max_body_bytes`` bounds what an adapter reads before the stack sees it (413 beyond).
+    ``max_body_bytes`` bounds what an adapter reads before the stack sees it (413 beyond), and
+    ``body_timeout`` how long it waits for the whole body (408 beyond).
     """
 
-    def __init__(self, stack: ASGIApp, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+    def __init__(
+        self,
+        stack: ASGIApp,
+        *,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    ) -> None:
         self.stack = stack
         self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
 
     async def handle(self, request: GatewayRequest, identity: Identity) -> GatewayResponse:
         """Run ``request`` through the stack as ``identity``, set before the first layer runs."""

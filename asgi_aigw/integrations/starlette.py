@@ -18,6 +18,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from ..kernel.body import body_too_slow
+from ..kernel.deadlines import deadline
 from ..kernel.errors import GatewayError
 from .core import GatewayEndpoint, GatewayRequest, IdentityResult, as_identity, error_response, not_logged_in
 
@@ -54,7 +56,12 @@ async def serve(endpoint: GatewayEndpoint, request: Request, who: IdentityResult
     identity = as_identity(who)
     if identity is None:
         return _error(not_logged_in())
-    body = await read_limited(request, endpoint.max_body_bytes)
+    try:
+        # a client that stalls mid-body must not hold the connection (and this task) for ever
+        with deadline(endpoint.body_timeout):
+            body = await read_limited(request, endpoint.max_body_bytes)
+    except TimeoutError:
+        return _error(body_too_slow(request.scope, endpoint.body_timeout))
     if body is None:
         return _error(endpoint.too_large())
     scope = request.scope

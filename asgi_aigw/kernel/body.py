@@ -118,13 +118,18 @@ async def read_body(
         with deadline(time_limit):
             return await _read_chunks(receive, limit)
     except TimeoutError:
-        raise RequestTimeout(
-            f"The request body did not arrive within {time_limit:g} seconds. Send the whole body at once, "
-            "or raise body_timeout in the gateway configuration.",
-            # the rest of the body may still come: the connection cannot carry another request (HTTP/2
-            # forbids the header; there the stream is reset instead)
-            headers=_CLOSE if scope.get("http_version", "1.1") in ("1.0", "1.1") else (),
-        ) from None
+        raise body_too_slow(scope, time_limit) from None
+
+
+def body_too_slow(scope: Scope, time_limit: float) -> RequestTimeout:
+    """The 408 for a body that did not arrive within ``time_limit`` seconds."""
+    return RequestTimeout(
+        f"The request body did not arrive within {time_limit:g} seconds. Send the whole body at once, "
+        "or raise body_timeout in the gateway configuration.",
+        # the rest of the body may still come: the connection cannot carry another request (HTTP/2
+        # forbids the header; there the stream is reset instead)
+        headers=_CLOSE if scope.get("http_version", "1.1") in ("1.0", "1.1") else (),
+    )
 
 
 _CLOSE = (("connection", "close"),)
