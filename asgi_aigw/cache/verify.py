@@ -14,7 +14,19 @@ cached question and the new one also agree on what usually changes the answer:
 - **direction**: the word after "to", "from", "into", "than", "per", "how many", "how much" must agree
   when both questions have that marker ("miles to km" against "km to miles").
 
-It is a handful of regular expressions over two short strings: tens of microseconds, no model.
+- **order** (:mod:`.order`): who does what to whom. A word that crosses a relation word or another
+  content word one way while another crosses it the other way swaps arguments ("10 divided by 2" /
+  "2 divided by 10", "the dog chased the cat" / "the cat chased the dog"); a phrase moved as a whole
+  ("in Python, ..." / "... in Python") does not;
+- **quantifiers**: the same claims ("all", "some", "most", "few", "only");
+- **negation scope**: each negation bears on the same word ("is it not safe to drink" / "is it safe
+  to not drink");
+- **literals**: code in backticks and quoted strings appear verbatim in both, identifiers with
+  underscores are the same.
+
+Synonyms (:mod:`.lexicon`) and symbols read as words ("/" = "divided by") are applied first, to both
+questions alike. It is a handful of regular expressions over two short strings: tens of microseconds,
+no model.
 """
 
 from __future__ import annotations
@@ -23,6 +35,9 @@ import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass
+
+from .lexicon import COPULA, PHRASES, QUANTIFIERS, RELATIONS, SYMBOLS, SYNONYMS
+from .order import Token, crossing
 
 _CONTRACTIONS = (
     (re.compile(r"\bcan't\b|\bcannot\b"), "can not"),
@@ -86,6 +101,7 @@ _STOPWORDS = frozenset(
     one ones thing things something anything kind many much
     way ways best good better simple simply easy easily quick quickly possible
     please tell explain describe show give let know want need like help mean meaning
+    convert calculate compute find determine
     define definition term terms say said call called
     go going get getting got make making use using used
     s t
@@ -175,6 +191,12 @@ class _Features:
     negations: int
     content: frozenset[str]
     directions: dict[str, tuple[str, ...]]
+    sequence: tuple[Token, ...]
+    quantifiers: Counter[str]
+    scopes: Counter[str]
+    literals: tuple[str, ...]
+    identifiers: Counter[str]
+    flat: str
 
 
 def _phrase_head(tokens: list[str]) -> str | None:
@@ -185,34 +207,96 @@ def _phrase_head(tokens: list[str]) -> str | None:
             continue
         if token in _STOPWORDS or token in _NEGATIONS or not (token[0].isalnum()):
             break
-        word = _NUMBER_WORDS.get(token) or _stem(token)
+        word = _NUMBER_WORDS.get(token) or _canonical(token)
         if head is None or word not in _CLASSIFIERS:
             head = word  # "to a CSV file": the head that matters is "csv"
     return head
 
 
-def _features(text: str) -> _Features:
+def _canonical(word: str) -> str:
+    """The stem of ``word`` with synonyms merged ("wrote", "author" -> "write")."""
+    synonym = SYNONYMS.get(word)
+    if synonym is not None:
+        return synonym
+    stem = _stem(word)
+    return SYNONYMS.get(stem, stem)
+
+
+_LITERAL = re.compile(r"`([^`]+)`|(?<![\w])\"([^\"\n]+)\"(?![\w])|(?<![\w])'([^'\n]+)'(?![\w])")
+_IDENTIFIER = re.compile(r"\b\w*[a-z]\w*_\w*|\b\w*_\w*[a-z]\w*")
+_SPACES = re.compile(r"\s+")
+
+
+def _prepare(text: str) -> str:
+    """:func:`normalise`, then symbols and two-word phrases read as the words they stand for."""
     norm = normalise(text)
+    for pattern, replacement in SYMBOLS:
+        norm = pattern.sub(replacement, norm)
+    for pattern, replacement in PHRASES:
+        norm = pattern.sub(replacement, norm)
+    return norm
+
+
+def _features(text: str) -> _Features:
+    raw = _SPACES.sub(" ", unicodedata.normalize("NFKC", text)).strip()
+    literals = tuple(_SPACES.sub(" ", "".join(m.groups(""))).strip() for m in _LITERAL.finditer(raw))
+    identifiers = Counter(_IDENTIFIER.findall(raw.lower()))
+    norm = _prepare(text)
     numbers: Counter[str] = Counter()
+    quantifiers: Counter[str] = Counter()
+    scopes: Counter[str] = Counter()
     negations = 0
+    pending = 0  # negations waiting for the word they bear on
     content: set[str] = set()
+    sequence: list[Token] = []
+    previous = ""
     for token in _TOKEN.findall(norm):
+        item: str | None = None
         if _NUMBER.fullmatch(token):
-            numbers[token.replace(",", "")] += 1
+            item = token.replace(",", "")
+            numbers[item] += 1
         elif token in _NUMBER_WORDS:
-            numbers[_NUMBER_WORDS[token]] += 1
+            item = _NUMBER_WORDS[token]
+            numbers[item] += 1
         elif token in _NEGATIONS:
             negations += 1
+            pending += 1
+            sequence.append(Token("not", False))
+        elif token in QUANTIFIERS and not (previous == "how" and token == "many"):
+            quantifiers[QUANTIFIERS[token]] += 1
+            if token not in _STOPWORDS:
+                item = _canonical(token)
+                content.add(item)
+        elif token in RELATIONS:
+            sequence.append(Token("be" if token in COPULA else token, False))
         elif token not in _STOPWORDS:
-            stem = _stem(token)
+            stem = _canonical(token)
             if stem not in _STOPWORDS:
+                item = stem
                 content.add(stem)
+        if item is not None:
+            sequence.append(Token(item, True))
+            if pending:
+                scopes[item] += pending
+                pending = 0
+        previous = token
     directions: dict[str, list[str]] = {}
     for match in _MARKER.finditer(norm):
         head = _phrase_head(_PHRASE_TOKEN.findall(norm, match.end()))
         if head is not None:
             directions.setdefault(match.group(1), []).append(head)
-    return _Features(numbers, negations, frozenset(content), {k: tuple(v) for k, v in directions.items()})
+    return _Features(
+        numbers,
+        negations,
+        frozenset(content),
+        {k: tuple(v) for k, v in directions.items()},
+        tuple(sequence),
+        quantifiers,
+        scopes,
+        literals,
+        identifiers,
+        raw,
+    )
 
 
 def verify(query: str, cached: str) -> Verdict:
@@ -230,8 +314,24 @@ def verify(query: str, cached: str) -> Verdict:
     only_old = old.content - new.content - _CLASSIFIERS
     if only_new or only_old:
         return Verdict(False, "content", f"{sorted(only_new)} / {sorted(only_old)}")
+    if new.quantifiers != old.quantifiers:
+        return Verdict(False, "quantifier", f"{dict(new.quantifiers)} != {dict(old.quantifiers)}")
+    if new.identifiers != old.identifiers:
+        return Verdict(False, "literal", f"{dict(new.identifiers)} != {dict(old.identifiers)}")
+    for literal in new.literals:
+        if literal not in old.flat:
+            return Verdict(False, "literal", repr(literal))
+    for literal in old.literals:
+        if literal not in new.flat:
+            return Verdict(False, "literal", repr(literal))
     for marker, targets in new.directions.items():
         other = old.directions.get(marker)
         if other is not None and other != targets:
             return Verdict(False, "direction", f"{marker}: {list(targets)} != {list(other)}")
+    swap = crossing(new.sequence, old.sequence)
+    if swap is not None:
+        pivot, right, left = swap
+        return Verdict(False, "order", f"{right!r} and {left!r} swap around {pivot!r}")
+    if new.scopes != old.scopes:
+        return Verdict(False, "scope", f"{dict(new.scopes)} != {dict(old.scopes)}")
     return _OK
