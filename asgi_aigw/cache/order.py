@@ -50,6 +50,11 @@ def crossing(a: Sequence[Token], b: Sequence[Token]) -> tuple[str, str, str] | N
             continue  # "rent or buy" / "buy or rent"; "between TCP and UDP" / "between UDP and TCP"
         moved_right = before_a - before_b
         moved_left = before_b - before_a
+        if symmetric:
+            # "the difference between weather and climate" / "how does weather differ from climate":
+            # the comparison word moving is the framing, not a swap of what is compared
+            moved_right = {w for w in moved_right if _word(w) not in SYMMETRIC_TRIGGERS}
+            moved_left = {w for w in moved_left if _word(w) not in SYMMETRIC_TRIGGERS}
         if moved_right and moved_left:
             return pivot, _word(min(moved_right)), _word(min(moved_left))
     # Two words side by side in both, in the other order ("are all cats animals" / "are all animals
@@ -57,6 +62,8 @@ def crossing(a: Sequence[Token], b: Sequence[Token]) -> tuple[str, str, str] | N
     pairs_a = {(x.text, y.text) for x, y in zip(a, a[1:], strict=False) if x.item and y.item}
     for x, y in zip(b, b[1:], strict=False):
         if x.item and y.item and x.text != y.text and (y.text, x.text) in pairs_a:
+            if symmetric and (x.text in SYMMETRIC_TRIGGERS or y.text in SYMMETRIC_TRIGGERS):
+                continue
             return "", y.text, x.text
     return None
 

@@ -38,6 +38,8 @@ from dataclasses import dataclass
 
 from .lexicon import COPULA, PHRASES, QUANTIFIERS, RELATIONS, SYMBOLS, SYNONYMS
 from .order import Token, crossing
+from .typos import apply as apply_fixes
+from .typos import corrections
 
 _CONTRACTIONS = (
     (re.compile(r"\bcan't\b|\bcannot\b"), "can not"),
@@ -102,6 +104,7 @@ _STOPWORDS = frozenset(
     way ways best good better simple simply easy easily quick quickly possible
     please tell explain describe show give let know want need like help mean meaning
     convert calculate compute find determine
+    hi hello hey thanks thank thx cheers pls plz kindly wondering wonder curious
     define definition term terms say said call called
     go going get getting got make making use using used
     s t
@@ -299,8 +302,9 @@ def _features(text: str) -> _Features:
     )
 
 
-def verify(query: str, cached: str) -> Verdict:
-    """Whether ``cached`` (the question an answer was stored for) asks what ``query`` asks."""
+def verify(query: str, cached: str, *, typos: bool = True) -> Verdict:
+    """Whether ``cached`` (the question an answer was stored for) asks what ``query`` asks; with
+    ``typos``, a misspelt word may stand for the other question's word (:mod:`.typos`)."""
     if query == cached:
         return _OK
     new, old = _features(query), _features(cached)
@@ -313,6 +317,12 @@ def verify(query: str, cached: str) -> Verdict:
     only_new = new.content - old.content - _CLASSIFIERS
     only_old = old.content - new.content - _CLASSIFIERS
     if only_new or only_old:
+        if typos:
+            # "pasword" / "password": read the misspelt word as the real one and check again
+            lower_new, lower_old = normalise(query), normalise(cached)
+            fix_new, fix_old = corrections(lower_new, lower_old), corrections(lower_old, lower_new)
+            if fix_new or fix_old:
+                return verify(apply_fixes(query, fix_new), apply_fixes(cached, fix_old), typos=False)
         return Verdict(False, "content", f"{sorted(only_new)} / {sorted(only_old)}")
     if new.quantifiers != old.quantifiers:
         return Verdict(False, "quantifier", f"{dict(new.quantifiers)} != {dict(old.quantifiers)}")
