@@ -208,6 +208,8 @@ def _phrase_head(tokens: list[str]) -> str | None:
     for token in tokens:
         if token in _DETERMINERS and head is None:
             continue
+        if token == "or" and head is not None:
+            return None  # "to rent or buy": alternatives, in either order (the order check sees them)
         if token in _STOPWORDS or token in _NEGATIONS or not (token[0].isalnum()):
             break
         word = _NUMBER_WORDS.get(token) or _canonical(token)
