@@ -59,12 +59,16 @@ async def _second_status(embedder: object, tmp_path: Path, first: str, second: s
 
 
 @pytest.mark.parametrize(("first", "second"), SWAPS)
-async def test_a_swapped_question_is_a_miss(embedder: object, tmp_path: Path, first: str, second: str) -> None:
+async def test_a_swapped_question_is_a_miss(
+    embedder: object, tmp_path: Path, first: str, second: str
+) -> None:
     assert await _second_status(embedder, tmp_path / "on", first, second, verify=True) == "miss"
     # what made it a miss is the verifier: the vectors alone serve the other question's answer
     assert await _second_status(embedder, tmp_path / "off", first, second, verify=False) == "hit-semantic"
 
 
 @pytest.mark.parametrize(("first", "second"), PARAPHRASES)
-async def test_a_true_paraphrase_still_hits(embedder: object, tmp_path: Path, first: str, second: str) -> None:
+async def test_a_true_paraphrase_still_hits(
+    embedder: object, tmp_path: Path, first: str, second: str
+) -> None:
     assert await _second_status(embedder, tmp_path, first, second, verify=True) == "hit-semantic"

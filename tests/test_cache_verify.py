@@ -127,9 +127,7 @@ def test_every_kind_reaches_its_target_on_the_held_out_split() -> None:
     hits = round(recall * len(paraphrases))
     for kind in sorted({p["kind"] for p in held_out if p["kind"].startswith("hard")}):
         negatives = [p for p in held_out if p["kind"] == kind]
-        false_hits = sum(
-            p["cos"] >= config.threshold and verify(p["b"], p["a"]).ok for p in negatives
-        )
+        false_hits = sum(p["cos"] >= config.threshold and verify(p["b"], p["a"]).ok for p in negatives)
         assert hits / (hits + false_hits) >= 0.97, kind
         # and no more than one false hit in the kind in any case
         assert false_hits <= max(1, len(negatives) // 33), kind

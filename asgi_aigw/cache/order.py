@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 from .lexicon import SYMMETRIC_CONJUNCTIONS, SYMMETRIC_TRIGGERS
 
@@ -36,9 +37,7 @@ def crossing(a: Sequence[Token], b: Sequence[Token]) -> tuple[str, str, str] | N
     shared = {w for w, n in count_a.items() if count_b.get(w) == n}
     if not shared:
         return None
-    symmetric = any(t.text in SYMMETRIC_TRIGGERS for t in a) and any(
-        t.text in SYMMETRIC_TRIGGERS for t in b
-    )
+    symmetric = any(t.text in SYMMETRIC_TRIGGERS for t in a) and any(t.text in SYMMETRIC_TRIGGERS for t in b)
     left_a = _lefts(a, shared)
     left_b = _lefts(b, shared)
     for key, before_a in left_a.items():
@@ -48,8 +47,8 @@ def crossing(a: Sequence[Token], b: Sequence[Token]) -> tuple[str, str, str] | N
         pivot = key[0]
         if pivot == "or" or (symmetric and pivot in SYMMETRIC_CONJUNCTIONS):
             continue  # "rent or buy" / "buy or rent"; "between TCP and UDP" / "between UDP and TCP"
-        moved_right = before_a - before_b
-        moved_left = before_b - before_a
+        moved_right = set(before_a - before_b)
+        moved_left = set(before_b - before_a)
         if symmetric:
             # "the difference between weather and climate" / "how does weather differ from climate":
             # the comparison word moving is the framing, not a swap of what is compared
@@ -59,8 +58,8 @@ def crossing(a: Sequence[Token], b: Sequence[Token]) -> tuple[str, str, str] | N
             return pivot, _word(min(moved_right)), _word(min(moved_left))
     # Two words side by side in both, in the other order ("are all cats animals" / "are all animals
     # cats"): no pivot lies between them to cross, and yet they swapped.
-    pairs_a = {(x.text, y.text) for x, y in zip(a, a[1:], strict=False) if x.item and y.item}
-    for x, y in zip(b, b[1:], strict=False):
+    pairs_a = {(x.text, y.text) for x, y in pairwise(a) if x.item and y.item}
+    for x, y in pairwise(b):
         if x.item and y.item and x.text != y.text and (y.text, x.text) in pairs_a:
             if symmetric and (x.text in SYMMETRIC_TRIGGERS or y.text in SYMMETRIC_TRIGGERS):
                 continue

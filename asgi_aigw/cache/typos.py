@@ -13,7 +13,8 @@ from pathlib import Path
 
 import orjson
 
-_TOKENIZER = Path(__file__).resolve().parent.parent / "runtime" / "data" / "all-MiniLM-L6-v2" / "tokenizer.json"
+_TOKENIZER = Path(__file__).resolve().parent.parent / "runtime" / "data" / "all-MiniLM-L6-v2"
+_TOKENIZER = _TOKENIZER / "tokenizer.json"
 _WORD = re.compile(r"[a-z]+")
 #: Shorter words are left alone: at three or four letters one edit turns most words into others.
 _MIN_LENGTH = 5

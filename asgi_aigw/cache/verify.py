@@ -35,6 +35,7 @@ import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .lexicon import COPULA, PHRASES, QUANTIFIERS, RELATIONS, SYMBOLS, SYNONYMS
 from .order import Token, crossing
@@ -232,17 +233,29 @@ _IDENTIFIER = re.compile(r"\b\w*[a-z]\w*_\w*|\b\w*_\w*[a-z]\w*")
 _SPACES = re.compile(r"\s+")
 
 
+#: Whether any of the SYMBOLS or PHRASES could apply: most questions have none, and one search is
+#: cheaper than thirty substitutions.
+_MAY_HAVE_SYMBOL = re.compile(r"[-+*/^%<>=$\u2212\u00d7\u00f7\u2265\u2264\u20ac\u00a3]|\d\s*[ap]\.?m|\dx\d")
+_MAY_HAVE_PHRASE = re.compile(r"\b(?:turn|switch|rid|find|look|set|sign|log|than|vs|versus)")
+
+
 def _prepare(text: str) -> str:
     """:func:`normalise`, then symbols and two-word phrases read as the words they stand for."""
     norm = normalise(text)
-    for pattern, replacement in SYMBOLS:
-        norm = pattern.sub(replacement, norm)
-    for pattern, replacement in PHRASES:
-        norm = pattern.sub(replacement, norm)
+    if _MAY_HAVE_SYMBOL.search(norm):
+        for pattern, replacement in SYMBOLS:
+            norm = pattern.sub(replacement, norm)
+    if _MAY_HAVE_PHRASE.search(norm):
+        for pattern, replacement in PHRASES:
+            norm = pattern.sub(replacement, norm)
     return norm
 
 
+@lru_cache(maxsize=4096)
 def _features(text: str) -> _Features:
+    """What :func:`verify` compares, kept for the hottest texts: a question is verified against up to
+    ``candidates`` cached ones, and a cached question against every paraphrase that finds it. Callers
+    never mutate the result."""
     raw = _SPACES.sub(" ", unicodedata.normalize("NFKC", text)).strip()
     literals = tuple(_SPACES.sub(" ", "".join(m.groups(""))).strip() for m in _LITERAL.finditer(raw))
     identifiers = Counter(_IDENTIFIER.findall(raw.lower()))
