@@ -1,4 +1,5 @@
-"""Typos: "pasword" asks what "password" asks, "desert" does not ask what "dessert" asks.
+"""Typos and spellings: "pasword" asks what "password" asks, "desert" does not ask what "dessert" asks;
+"tyre" is "tire", "wi-fi" is "wifi".
 
 A word of one question that is not an English word, one edit (a letter added, dropped, changed, or two
 neighbours swapped) away from a word of the other question that is, is read as that word. Whether a
@@ -61,17 +62,68 @@ def corrections(text: str, other: str) -> dict[str, str]:
     known = [w for w in theirs - mine if w in WORDS]
     fixes: dict[str, str] = {}
     for word in unknown:
-        matches = [w for w in known if one_edit(word, w)]
+        # the first letter is kept: typos seldom hit it, and other words often differ there
+        # ("ethanol" / "methanol")
+        matches = [w for w in known if w[0] == word[0] and one_edit(word, w)]
         if len(matches) == 1:  # two candidates: which one was meant is a guess
             fixes[word] = matches[0]
     return fixes
+
+
+def variants(text: str, other: str) -> dict[str, str]:
+    """Words of ``text`` that ``other`` spells another way: British and American spellings ("tyre" /
+    "tire", "colour" / "color", "organise" / "organize"), whatever the word list says."""
+    mine = set(_WORD.findall(text))
+    theirs = set(_WORD.findall(other)) - mine
+    if not theirs:
+        return {}
+    fixes: dict[str, str] = {}
+    for word in mine - set(_WORD.findall(other)):
+        for spelling in _american(word):
+            if spelling in theirs:
+                fixes[word] = spelling
+                break
+    return fixes
+
+
+_BRITISH = (
+    (re.compile(r"our(s?)$"), r"or\1"),
+    (re.compile(r"(?<=[^aeiou])re(s?)$"), r"er\1"),
+    (re.compile(r"is(e|es|ed|ing|ation|ations)$"), r"iz\1"),
+    (re.compile(r"ys(e|es|ed|ing)$"), r"yz\1"),
+    (re.compile(r"ogue(s?)$"), r"og\1"),
+    (re.compile(r"ll(ed|ing|er)$"), r"l\1"),
+    (re.compile(r"^tyre"), "tire"),
+)
+
+
+def _american(word: str) -> list[str]:
+    if len(word) < 4:
+        return []
+    return [pattern.sub(replacement, word) for pattern, replacement in _BRITISH if pattern.search(word)]
+
+
+def compounds(text: str, other: str) -> dict[str, str]:
+    """Two neighbouring words of ``text`` that ``other`` writes as one ("wi-fi" / "wifi", "e mail" /
+    "email", "data base" / "database"): the pair (``"wi fi"``) -> the word."""
+    words = _WORD.findall(text)
+    theirs = set(_WORD.findall(other)) - set(words)
+    return {f"{a} {b}": a + b for a, b in zip(words, words[1:], strict=False) if a + b in theirs}
 
 
 _ANY_WORD = re.compile(r"[A-Za-z]+")
 
 
 def apply(text: str, fixes: dict[str, str]) -> str:
-    """``text`` with each typo (found lower-cased) replaced by its word; other words keep their case."""
+    """``text`` with each typo (found lower-cased) replaced by its word; other words keep their case.
+    A key of two words (from :func:`compounds`) replaces the two words with or without a hyphen."""
     if not fixes:
         return text
-    return _ANY_WORD.sub(lambda m: fixes.get(m.group().lower(), m.group()), text)
+    for pair in [k for k in fixes if " " in k]:
+        first, second = pair.split(" ")
+        pattern = re.compile(rf"\b{first}[\s-]+{second}\b", re.IGNORECASE)
+        text = pattern.sub(fixes[pair], text)
+    single = {k: v for k, v in fixes.items() if " " not in k}
+    if not single:
+        return text
+    return _ANY_WORD.sub(lambda m: single.get(m.group().lower(), m.group()), text)

@@ -40,7 +40,7 @@ from functools import lru_cache
 from .lexicon import COPULA, PHRASES, QUANTIFIERS, RELATIONS, SYMBOLS, SYNONYMS
 from .order import Token, crossing
 from .typos import apply as apply_fixes
-from .typos import corrections
+from .typos import compounds, corrections, variants
 
 _CONTRACTIONS = (
     (re.compile(r"\bcan't\b|\bcannot\b"), "can not"),
@@ -106,10 +106,27 @@ _STOPWORDS = frozenset(
     please tell explain describe show give let know want need like help mean meaning
     convert calculate compute find determine
     hi hello hey thanks thank thx cheers pls plz kindly wondering wonder curious
+    tip tips advice idea ideas suggestion suggestions someone anyone correct proper recommended
+    take takes taking took taken setting settings sett
     define definition term terms say said call called
     go going get getting got make making use using used
     s t
     """.split()  # noqa: SIM905 (a word list reads better as text)
+)
+
+#: Nouns that only frame a request for help ("any tips for", "some ideas to"): dropped like stopwords.
+_FRAMING_NOUNS = frozenset(
+    {
+        "tip",
+        "tips",
+        "advice",
+        "idea",
+        "ideas",
+        "suggestion",
+        "suggestions",
+        "recommendation",
+        "recommendations",
+    }
 )
 
 #: Nouns that restate the kind of thing asked about ("status *code* 404", "in what *year*", "a CSV
@@ -194,7 +211,7 @@ class _Features:
     numbers: Counter[str]
     negations: int
     content: frozenset[str]
-    directions: dict[str, tuple[str, ...]]
+    directions: dict[str, tuple[tuple[str, frozenset[str]], ...]]
     sequence: tuple[Token, ...]
     quantifiers: Counter[str]
     scopes: Counter[str]
@@ -203,9 +220,11 @@ class _Features:
     flat: str
 
 
-def _phrase_head(tokens: list[str]) -> str | None:
-    """The last content word of the phrase at the start of ``tokens`` ("a Linux group in" -> "group")."""
+def _phrase_head(tokens: list[str]) -> tuple[str, frozenset[str]] | None:
+    """The last content word of the phrase at the start of ``tokens`` ("a Linux group in" -> "group"),
+    with all the phrase's content words."""
     head: str | None = None
+    words: set[str] = set()
     for token in tokens:
         if token in _DETERMINERS and head is None:
             continue
@@ -214,9 +233,10 @@ def _phrase_head(tokens: list[str]) -> str | None:
         if token in _STOPWORDS or token in _NEGATIONS or not (token[0].isalnum()):
             break
         word = _NUMBER_WORDS.get(token) or _canonical(token)
+        words.add(word)
         if head is None or word not in _CLASSIFIERS:
             head = word  # "to a CSV file": the head that matters is "csv"
-    return head
+    return None if head is None else (head, frozenset(words))
 
 
 def _canonical(word: str) -> str:
@@ -236,7 +256,9 @@ _SPACES = re.compile(r"\s+")
 #: Whether any of the SYMBOLS or PHRASES could apply: most questions have none, and one search is
 #: cheaper than thirty substitutions.
 _MAY_HAVE_SYMBOL = re.compile(r"[-+*/^%<>=$\u2212\u00d7\u00f7\u2265\u2264\u20ac\u00a3]|\d\s*[ap]\.?m|\dx\d")
-_MAY_HAVE_PHRASE = re.compile(r"\b(?:turn|switch|rid|find|look|set|sign|log|than|vs|versus)")
+_MAY_HAVE_PHRASE = re.compile(
+    r"\b(?:turn|switch|rid|find|look|set|sign|log|than|vs|versus|money|what time|how come)"
+)
 
 
 def _prepare(text: str) -> str:
@@ -268,8 +290,10 @@ def _features(text: str) -> _Features:
     content: set[str] = set()
     sequence: list[Token] = []
     previous = ""
-    for token in _TOKEN.findall(norm):
+    tokens = _TOKEN.findall(norm)
+    for index, token in enumerate(tokens):
         item: str | None = None
+        following = tokens[index + 1] if index + 1 < len(tokens) else ""
         if _NUMBER.fullmatch(token):
             item = token.replace(",", "")
             numbers[item] += 1
@@ -280,7 +304,12 @@ def _features(text: str) -> _Features:
             negations += 1
             pending += 1
             sequence.append(Token("not", False))
-        elif token in QUANTIFIERS and not (previous == "how" and token == "many"):
+        elif (
+            token in QUANTIFIERS
+            and not (previous == "how" and token == "many")
+            # "some ways to", "some tips for": framing, not a claim about how many
+            and not (token == "some" and (following in _STOPWORDS or following in _FRAMING_NOUNS))
+        ):
             quantifiers[QUANTIFIERS[token]] += 1
             if token not in _STOPWORDS:
                 item = _canonical(token)
@@ -298,7 +327,7 @@ def _features(text: str) -> _Features:
                 scopes[item] += pending
                 pending = 0
         previous = token
-    directions: dict[str, list[str]] = {}
+    directions: dict[str, list[tuple[str, frozenset[str]]]] = {}
     for match in _MARKER.finditer(norm):
         head = _phrase_head(_PHRASE_TOKEN.findall(norm, match.end()))
         if head is not None:
@@ -315,6 +344,22 @@ def _features(text: str) -> _Features:
         identifiers,
         raw,
     )
+
+
+def _same_targets(
+    new: tuple[tuple[str, frozenset[str]], ...], old: tuple[tuple[str, frozenset[str]], ...]
+) -> bool:
+    """Whether the phrases after one marker name the same targets: the same heads, or a head found in
+    the other phrase ("safe to eat raw eggs" / "raw eggs safe to eat": "to eat" is a verb, not a
+    target, and "eat" is in both)."""
+    if len(new) != len(old):
+        return False
+    return all(a[0] == b[0] or a[0] in b[1] or b[0] in a[1] for a, b in zip(new, old, strict=True))
+
+
+def _fixes(text: str, other: str) -> dict[str, str]:
+    """Typos, other spellings and split compounds of ``text`` that ``other`` writes as one word."""
+    return {**compounds(text, other), **variants(text, other), **corrections(text, other)}
 
 
 def verify(query: str, cached: str, *, typos: bool = True) -> Verdict:
@@ -335,7 +380,7 @@ def verify(query: str, cached: str, *, typos: bool = True) -> Verdict:
         if typos:
             # "pasword" / "password": read the misspelt word as the real one and check again
             lower_new, lower_old = normalise(query), normalise(cached)
-            fix_new, fix_old = corrections(lower_new, lower_old), corrections(lower_old, lower_new)
+            fix_new, fix_old = _fixes(lower_new, lower_old), _fixes(lower_old, lower_new)
             if fix_new or fix_old:
                 return verify(apply_fixes(query, fix_new), apply_fixes(cached, fix_old), typos=False)
         return Verdict(False, "content", f"{sorted(only_new)} / {sorted(only_old)}")
@@ -351,8 +396,9 @@ def verify(query: str, cached: str, *, typos: bool = True) -> Verdict:
             return Verdict(False, "literal", repr(literal))
     for marker, targets in new.directions.items():
         other = old.directions.get(marker)
-        if other is not None and other != targets:
-            return Verdict(False, "direction", f"{marker}: {list(targets)} != {list(other)}")
+        if other is not None and not _same_targets(targets, other):
+            heads = [t[0] for t in targets], [t[0] for t in other]
+            return Verdict(False, "direction", f"{marker}: {heads[0]} != {heads[1]}")
     swap = crossing(new.sequence, old.sequence)
     if swap is not None:
         pivot, right, left = swap
