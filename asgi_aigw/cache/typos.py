@@ -10,6 +10,7 @@ word is English is decided by the word list of the embedding model's tokenizer, 
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 from pathlib import Path
 
 import orjson
@@ -108,7 +109,7 @@ def compounds(text: str, other: str) -> dict[str, str]:
     "email", "data base" / "database"): the pair (``"wi fi"``) -> the word."""
     words = _WORD.findall(text)
     theirs = set(_WORD.findall(other)) - set(words)
-    return {f"{a} {b}": a + b for a, b in zip(words, words[1:], strict=False) if a + b in theirs}
+    return {f"{a} {b}": a + b for a, b in pairwise(words) if a + b in theirs}
 
 
 _ANY_WORD = re.compile(r"[A-Za-z]+")
