@@ -55,6 +55,29 @@ _SYNONYM_GROUPS = (
 
 SYNONYMS: dict[str, str] = {word: group[0] for group in _SYNONYM_GROUPS for word in group}
 
+#: Nouns read as the verb they name ("a passport renewal" asks what "renew a passport" asks); then
+#: stemmed like any word.
+DERIVED: dict[str, str] = {
+    "renewal": "renew",
+    "arrival": "arrive",
+    "approval": "approve",
+    "removal": "remove",
+    "refusal": "refuse",
+    "withdrawal": "withdraw",
+    "rental": "rent",
+    "disposal": "dispose",
+    "cancellation": "cancel",
+    "deletion": "delete",
+    "installation": "install",
+    "registration": "register",
+    "payment": "pay",
+    "delivery": "deliver",
+    "shipment": "ship",
+    "shipping": "ship",
+    "replacement": "replace",
+    "repayment": "repay",
+}
+
 #: Two-word phrases read as one word before tokenising ("turn on" = "enable").
 PHRASES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\bturn(?:s|ed|ing)? on\b"), "enable"),
@@ -69,6 +92,8 @@ PHRASES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\b(?:log|sign)(?:ging)? (?:in(?:to)?|on)\b"), "login"),
     (re.compile(r"\b(?:get|have|receive)s? (?:my |your |the |our )?money back\b"), "refund"),
     (re.compile(r"\bwhat time\b"), "when"),
+    (re.compile(r"\bin order to\b"), "to"),
+    (re.compile(r"\b(?:send|give|bring|take)(?:s|ing)? back\b"), "return"),
     (re.compile(r"\bhow come\b"), "why"),
     (re.compile(r"\bmore than\b"), "more than"),
     (re.compile(r"\bless than\b"), "fewer than"),

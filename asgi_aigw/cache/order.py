@@ -26,6 +26,9 @@ class Token:
 
     text: str
     item: bool
+    #: Read from a noun naming an action ("renewal" -> "renew"): its object comes before it ("passport
+    #: renewal") where the verb's comes after ("renew a passport").
+    derived: bool = False
 
 
 def crossing(a: Sequence[Token], b: Sequence[Token]) -> tuple[str, str, str] | None:
@@ -58,8 +61,10 @@ def crossing(a: Sequence[Token], b: Sequence[Token]) -> tuple[str, str, str] | N
             return pivot, _word(min(moved_right)), _word(min(moved_left))
     # Two words side by side in both, in the other order ("are all cats animals" / "are all animals
     # cats"): no pivot lies between them to cross, and yet they swapped.
-    pairs_a = {(x.text, y.text) for x, y in pairwise(a) if x.item and y.item}
+    pairs_a = {(x.text, y.text) for x, y in pairwise(a) if x.item and y.item and not (x.derived or y.derived)}
     for x, y in pairwise(b):
+        if x.derived or y.derived:
+            continue
         if x.item and y.item and x.text != y.text and (y.text, x.text) in pairs_a:
             if symmetric and (x.text in SYMMETRIC_TRIGGERS or y.text in SYMMETRIC_TRIGGERS):
                 continue

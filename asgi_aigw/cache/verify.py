@@ -37,7 +37,7 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .lexicon import COPULA, PHRASES, QUANTIFIERS, RELATIONS, SYMBOLS, SYNONYMS
+from .lexicon import COPULA, DERIVED, PHRASES, QUANTIFIERS, RELATIONS, SYMBOLS, SYNONYMS
 from .order import Token, crossing
 from .typos import apply as apply_fixes
 from .typos import compounds, corrections, variants
@@ -108,6 +108,7 @@ _STOPWORDS = frozenset(
     hi hello hey thanks thank thx cheers pls plz kindly wondering wonder curious
     tip tips advice idea ideas suggestion suggestions someone anyone correct proper recommended
     take takes taking took taken setting settings sett
+    easiest simplest easier simpler quickest quicker allowed allow permitted able
     define definition term terms say said call called
     go going get getting got make making use using used
     s t
@@ -244,7 +245,7 @@ def _canonical(word: str) -> str:
     synonym = SYNONYMS.get(word)
     if synonym is not None:
         return synonym
-    stem = _stem(word)
+    stem = _stem(DERIVED.get(word, word))
     return SYNONYMS.get(stem, stem)
 
 
@@ -257,7 +258,7 @@ _SPACES = re.compile(r"\s+")
 #: cheaper than thirty substitutions.
 _MAY_HAVE_SYMBOL = re.compile(r"[-+*/^%<>=$\u2212\u00d7\u00f7\u2265\u2264\u20ac\u00a3]|\d\s*[ap]\.?m|\dx\d")
 _MAY_HAVE_PHRASE = re.compile(
-    r"\b(?:turn|switch|rid|find|look|set|sign|log|than|vs|versus|money|what time|how come)"
+    r"\b(?:turn|switch|rid|find|look|set|sign|log|than|vs|versus|money|what time|how come|in order|back)"
 )
 
 
@@ -322,7 +323,7 @@ def _features(text: str) -> _Features:
                 item = stem
                 content.add(stem)
         if item is not None:
-            sequence.append(Token(item, True))
+            sequence.append(Token(item, True, token in DERIVED))
             if pending:
                 scopes[item] += pending
                 pending = 0
