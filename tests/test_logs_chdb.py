@@ -32,11 +32,6 @@ from .support import FAKE_URL, fake_config, served
 CHAT = "/ai/v1/chat/completions"
 
 
-@pytest.fixture(scope="session")
-def chdb_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return f"chdb://{tmp_path_factory.mktemp('chdb')}"
-
-
 @pytest.fixture
 def table() -> str:
     return f"requests_{uuid.uuid4().hex[:10]}"
@@ -50,7 +45,7 @@ def reader(chdb_url: str, table: str) -> Any:
 
 
 def log_config(chdb_url: str, table: str, tmp_path: Path, **overrides: Any) -> LogConfig:
-    options: dict[str, Any] = {"sink": chdb_url, "table": table, "spool_dir": str(tmp_path / "spool")}
+    options: dict[str, Any] = {"store": chdb_url, "table": table, "spool_dir": str(tmp_path / "spool")}
     return LogConfig(**{**options, **overrides})
 
 
@@ -260,7 +255,7 @@ def test_the_exit_hook_writes_to_chdb_when_there_is_no_lifespan(tmp_path: Path) 
             await send({{"type": "http.response.start", "status": 200, "headers": []}})
             await send({{"type": "http.response.body", "body": b"{{}}"}})
 
-        config = LogConfig(sink={f"chdb://{tmp_path / 'chdb'}"!r}, spool_dir=None, flush_interval=3600)
+        config = LogConfig(store={f"chdb://{tmp_path / 'chdb'}"!r}, spool_dir=None, flush_interval=3600)
         app = RequestLogMiddleware(ok, config=config)
 
         async def main():

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field, field_validator
 
-from ..kernel.body import DEFAULT_MAX_BODY_BYTES
-
-
-class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from ..kernel.config import BodyLimits, ConfigSection
+from ..stores.registry import BUDGET_STORES
 
 
-class Limits(_Config):
+class Limits(ConfigSection):
     """Limits per tenant and window. Unset means no limit in the defaults, and "inherit the default"
     in a per-tenant entry; ``-1`` means explicitly unlimited. Money is in US dollars."""
 
@@ -26,7 +23,7 @@ class Limits(_Config):
     cost_per_month: float | None = Field(default=None, ge=-1)
 
 
-class ModelPrice(_Config):
+class ModelPrice(ConfigSection):
     """US dollars per one million tokens."""
 
     input: float = Field(ge=0)
@@ -35,7 +32,7 @@ class ModelPrice(_Config):
     cached_input: float | None = Field(default=None, ge=0)
 
 
-class CacheHitCharge(_Config):
+class CacheHitCharge(ConfigSection):
     """What an answer from the gateway's cache costs the tenant (default: one request, no tokens)."""
 
     tokens: bool = False
@@ -43,7 +40,7 @@ class CacheHitCharge(_Config):
     cost: bool = False
 
 
-class BudgetConfig(_Config):
+class BudgetConfig(BodyLimits):
     #: ``memory://`` (one process) or ``redis://HOST:PORT/DB`` / ``rediss://`` / ``unix://`` (shared).
     store: str = "memory://"
     #: Prefix of every store key: ``<prefix>{<tenant>}:<window>:<start>`` (hash tag per tenant).
@@ -72,5 +69,9 @@ class BudgetConfig(_Config):
     #: Send ``x-ratelimit-*`` headers on successful answers too (always on 429s).
     headers: bool = True
     #: The tenant of requests that carry none (no TenantMiddleware in front).
-    anonymous_tenant: str = "default"
-    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
+    default_tenant: str = "default"
+
+    @field_validator("store")
+    @classmethod
+    def _known_store(cls, value: str) -> str:
+        return BUDGET_STORES.check(value)

@@ -28,11 +28,12 @@ from ..kernel.lifespan import lifespan_passthrough
 from ..kernel.response import ResponseTap, watch_disconnect
 from ..kernel.routes import classify
 from ..kernel.types import ASGIApp, Headers, Message, Receive, Scope, Send
+from ..stores.registry import BUDGET_STORES
 from ..tenant.ids import KEY_SAFE_PATTERN, InvalidTenantId, TenantIdValidator
 from .config import BudgetConfig, Limits
 from .headers import HEADER_NAMES, ratelimit_headers, retry_after
 from .pricing import PriceTable
-from .store import BudgetStore, Reservation, StoreError, store_from_url
+from .store import BudgetStore, Reservation, StoreError
 from .tokens import RuntimeTokenCounter, TokenCounter, WarmCounter
 from .usage import answer_text, event_usage, json_answer, streamed_text
 from .windows import WINDOWS, Slot, SlotClock, format_amount, format_duration, from_units, to_units
@@ -90,9 +91,9 @@ class _Meter:
 class BudgetMiddleware:
     """Token, request and money limits per tenant, atomically reserved and settled with real usage.
 
-    Options are :class:`BudgetConfig` fields, given as ``config=`` or as keywords. ``store`` is a URL or
-    a :class:`BudgetStore` instance (overriding ``config.store``); ``token_counter`` replaces the
-    runtime's tokenizers; ``clock`` (epoch seconds) decides the windows, for tests.
+    Every setting is in ``config``. Injected objects: ``store``, a :class:`BudgetStore` you built (else
+    the one ``config.store`` names); ``token_counter``, replacing the runtime's tokenizers; ``clock``
+    (epoch seconds), deciding the windows, for tests.
     """
 
     def __init__(
@@ -100,20 +101,13 @@ class BudgetMiddleware:
         app: ASGIApp,
         *,
         config: BudgetConfig | None = None,
-        store: BudgetStore | str | None = None,
+        store: BudgetStore | None = None,
         token_counter: TokenCounter | None = None,
         clock: Callable[[], float] = time.time,
-        **options: Any,
     ) -> None:
-        if isinstance(store, str):  # a URL: the ``store`` option of BudgetConfig
-            options["store"] = store
-            store = None
-        if config is not None and options:
-            raise TypeError("pass either config= or keyword options, not both")
         self.app = app
-        self.config = config if config is not None else BudgetConfig(**options)
-        cfg = self.config
-        self.store: BudgetStore = store or store_from_url(
+        self.config = cfg = config or BudgetConfig()
+        self.store: BudgetStore = store or BUDGET_STORES.open(
             cfg.store, key_prefix=cfg.key_prefix, timeout=cfg.store_timeout
         )
         self.counter = WarmCounter(token_counter or RuntimeTokenCounter())
@@ -122,7 +116,7 @@ class BudgetMiddleware:
         self._now = clock
         # only what store keys need: TenantMiddleware applies the deployment's own id rules
         self.validate = TenantIdValidator(KEY_SAFE_PATTERN, 256)
-        self.validate(cfg.anonymous_tenant)
+        self.validate(cfg.default_tenant)
         self._defaults = limits_vector(cfg.limits)
         self._per_tenant = {
             self.validate(tenant): limits_vector(limits, cfg.limits) for tenant, limits in cfg.tenants.items()
@@ -145,7 +139,7 @@ class BudgetMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             if scope["type"] == "lifespan":
-                await lifespan_passthrough(self.app, scope, receive, send, self.aclose)
+                await lifespan_passthrough(self.app, scope, receive, send, on_shutdown=self.aclose)
             else:
                 await self.app(scope, receive, send)
             return
@@ -220,7 +214,7 @@ class BudgetMiddleware:
             await settle()  # an error, a disconnect, or an answer that never ended
 
     def _tenant(self, ctx: RequestContext) -> str:
-        tenant = ctx.tenant_id or self.config.anonymous_tenant
+        tenant = ctx.tenant_id or self.config.default_tenant
         try:
             return self.validate(tenant)
         except InvalidTenantId as exc:

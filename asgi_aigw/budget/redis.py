@@ -237,3 +237,8 @@ class RedisBudgetStore:
         self._gates.pop(loop_id, None)
         if self._loop_clients is not None:
             await self._loop_clients.aclose()
+
+
+def open_store(url: str, *, key_prefix: str = "aigw:", timeout: float = 2.0) -> RedisBudgetStore:
+    """``redis://``, ``rediss://``, ``unix://`` (registered in :mod:`asgi_aigw.stores.registry`)."""
+    return RedisBudgetStore(url, key_prefix=key_prefix, timeout=timeout)

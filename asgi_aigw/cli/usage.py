@@ -49,7 +49,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..logs.clickhouse import ClickHouseSink
-    from ..logs.sinks import parse_sink_url
+    from ..logs.sink_url import parse_sink_url
     from ..logs.usage import format_table, parse_since, usage_report
 
     try:
@@ -100,9 +100,9 @@ def _source(args: argparse.Namespace) -> tuple[str, str | None]:
         return args.url, args.table
     if args.config:
         config = load_config(args.config)
-        if config.log is None or config.log.sink is None:
-            raise ConfigError(f"{args.config} configures no request log (log.sink).")
-        return config.log.sink, args.table or config.log.table
+        if config.log is None or config.log.store is None:
+            raise ConfigError(f"{args.config} configures no request log (log.store).")
+        return config.log.store, args.table or config.log.table
     return os.environ.get(_URL_ENV) or DEFAULT_SINK, args.table
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
+from ..kernel.config import ConfigSection
 from .ids import DEFAULT_MAX_LENGTH, DEFAULT_TENANT_PATTERN
 
 #: Every algorithm PyJWT verifies with the crypto extra. ``none`` is not one of them, on purpose.
@@ -17,11 +18,7 @@ ASYMMETRIC_ALGORITHMS = frozenset(
 SUPPORTED_ALGORITHMS = SYMMETRIC_ALGORITHMS | ASYMMETRIC_ALGORITHMS
 
 
-class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class JWTConfig(_Config):
+class JWTConfig(ConfigSection):
     """How bearer tokens are verified. HMAC secrets and public keys are kept apart by algorithm family,
     so a token signed with HS256 is never checked against a public key (no key confusion)."""
 
@@ -88,7 +85,7 @@ class JWTConfig(_Config):
         return self
 
 
-class TenantConfig(_Config):
+class TenantConfig(ConfigSection):
     """Where the tenant id comes from. Precedence: the app's resolver, then a verified JWT, then the
     header, then the default. A header that contradicts a verified tenant is refused with 403."""
 
@@ -97,9 +94,10 @@ class TenantConfig(_Config):
     jwt: JWTConfig | None = None
     #: ``"module:callable"`` taking the ASGI scope and returning the tenant id or None (sync or async).
     resolver: str | None = None
-    #: Refuse requests without a tenant (401). When false, they get ``default``.
+    #: Refuse requests without a tenant (401). When false, they get ``default_tenant``.
     required: bool = True
-    default: str = "default"
+    #: The tenant of requests that carry none, when ``required`` is false.
+    default_tenant: str = "default"
     #: Tenant ids become store keys: they must match this pattern and length.
     id_pattern: str = DEFAULT_TENANT_PATTERN
     max_length: int = Field(default=DEFAULT_MAX_LENGTH, ge=1, le=256)

@@ -40,8 +40,10 @@ class TenantMiddleware:
     :data:`~asgi_aigw.kernel.context.current_tenant` contextvar, or refuses the request.
 
     Precedence: ``resolver`` (the app's own auth) > verified JWT > header > ``default``. Verified sources
-    must agree with each other and with the header when one is sent (else 403). Options are
-    :class:`TenantConfig` fields, given as ``config=`` or as keywords.
+    must agree with each other and with the header when one is sent (else 403).
+
+    Every setting is in ``config``. Injected objects: ``resolver``, a callable of the app's own (the
+    configuration names one as ``"module:callable"`` instead); ``http_client``, for JWKS fetches.
     """
 
     def __init__(
@@ -49,17 +51,11 @@ class TenantMiddleware:
         app: ASGIApp,
         *,
         config: TenantConfig | None = None,
-        resolver: TenantResolver | str | None = None,
+        resolver: TenantResolver | None = None,
         http_client: httpx.AsyncClient | None = None,
-        **options: Any,
     ) -> None:
-        if isinstance(resolver, str):  # a "module:callable" path: the ``resolver`` option of TenantConfig
-            options["resolver"] = resolver
-            resolver = None
-        if config is not None and options:
-            raise TypeError("pass either config= or keyword options, not both")
         self.app = app
-        self.config = config if config is not None else TenantConfig(**options)
+        self.config = config or TenantConfig()
         self.validate = TenantIdValidator(self.config.id_pattern, self.config.max_length)
         self.resolver = resolver or (import_resolver(self.config.resolver) if self.config.resolver else None)
         jwt_config = self.config.jwt
@@ -70,12 +66,12 @@ class TenantMiddleware:
         self._header_name = self.config.header or ""
         self._all_routes = self.config.routes == "all"
         if not self.config.required:
-            self.validate(self.config.default)  # fail at start-up, not on the first request
+            self.validate(self.config.default_tenant)  # fail at start-up, not on the first request
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             if scope["type"] == "lifespan":
-                await lifespan_passthrough(self.app, scope, receive, send, self.aclose)
+                await lifespan_passthrough(self.app, scope, receive, send, on_shutdown=self.aclose)
             else:
                 await self.app(scope, receive, send)
             return
@@ -157,7 +153,7 @@ class TenantMiddleware:
                 sources.append("a bearer token")
             hint = " or ".join(sources) or "the application's authentication"
             raise Unauthorized(f"No tenant: identify yourself with {hint}.", code="missing_tenant")
-        return self.config.default
+        return self.config.default_tenant
 
     def _checked(self, value: object, source: str) -> str:
         try:
