@@ -95,7 +95,8 @@ async def lookup_cost(pairs: list[dict[str, Any]], model_dir: str | None, thresh
     with the runtime's embedder and Qdrant Edge (one question at a time, as a lone request sees it)."""
     import tempfile
 
-    from asgi_aigw.cache.vector import VectorEntry, point_id, vector_store_from_url
+    from asgi_aigw.cache.vector import VectorEntry, point_id
+    from asgi_aigw.stores.registry import VECTOR_STORES
 
     def embedder_call() -> Any:
         if model_dir:
@@ -110,8 +111,7 @@ async def lookup_cost(pairs: list[dict[str, Any]], model_dir: str | None, thresh
     paraphrases = [p for p in pairs if p["paraphrase"]][:120]
     negatives = [p for p in pairs if not p["paraphrase"]][:120]
     with tempfile.TemporaryDirectory() as tmp:
-        store = vector_store_from_url(f"qdrant-edge://{tmp}/v")
-        assert store is not None
+        store = VECTOR_STORES.open(f"qdrant-edge://{tmp}/v")
         stored = [p["a"] for p in paraphrases + negatives]
         vectors = await embed_all(stored, None)
         for question, vector in zip(stored, vectors, strict=True):
