@@ -41,6 +41,7 @@ def crossing(a: Sequence[Token], b: Sequence[Token]) -> tuple[str, str, str] | N
     if not shared:
         return None
     symmetric = any(t.text in SYMMETRIC_TRIGGERS for t in a) and any(t.text in SYMMETRIC_TRIGGERS for t in b)
+    derived = {t.text for t in (*a, *b) if t.derived}
     left_a = _lefts(a, shared)
     left_b = _lefts(b, shared)
     for key, before_a in left_a.items():
@@ -48,6 +49,8 @@ def crossing(a: Sequence[Token], b: Sequence[Token]) -> tuple[str, str, str] | N
         if before_b is None:
             continue
         pivot = key[0]
+        if pivot in derived:
+            continue  # "a passport renewal" / "renew a passport": the noun's object comes first
         if pivot == "or" or (symmetric and pivot in SYMMETRIC_CONJUNCTIONS):
             continue  # "rent or buy" / "buy or rent"; "between TCP and UDP" / "between UDP and TCP"
         moved_right = set(before_a - before_b)

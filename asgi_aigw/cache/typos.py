@@ -88,12 +88,14 @@ def variants(text: str, other: str) -> dict[str, str]:
 
 
 _BRITISH = (
-    (re.compile(r"our(s?)$"), r"or\1"),
+    # six letters at least: "four", "hour", "your", "tour", "flour" are words of their own
+    (re.compile(r"(?<=\w{3})our(s?)$"), r"or\1"),
     (re.compile(r"(?<=[^aeiou])re(s?)$"), r"er\1"),
     (re.compile(r"is(e|es|ed|ing|ation|ations)$"), r"iz\1"),
     (re.compile(r"ys(e|es|ed|ing)$"), r"yz\1"),
     (re.compile(r"ogue(s?)$"), r"og\1"),
-    (re.compile(r"ll(ed|ing|er)$"), r"l\1"),
+    # "travelled", "cancelling", "modeller", never "filled" / "filed"
+    (re.compile(r"(?<=\w{3})ell(ed|ing|er)$"), r"el\1"),
     (re.compile(r"^tyre"), "tire"),
 )
 

@@ -107,7 +107,7 @@ _STOPWORDS = frozenset(
     convert calculate compute find determine
     hi hello hey thanks thank thx cheers pls plz kindly wondering wonder curious
     tip tips advice idea ideas suggestion suggestions someone anyone correct proper recommended
-    take takes taking took taken setting settings sett
+    setting settings sett
     easiest simplest easier simpler quickest quicker allowed allow permitted able
     define definition term terms say said call called
     go going get getting got make making use using used
