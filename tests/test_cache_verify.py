@@ -83,6 +83,9 @@ def test_same_question_passes(cached: str, new: str) -> None:
         ("What is the boiling point of ethanol?", "What is the boiling point of methanol?", "content"),
         ("Have I filled in the form?", "Have I filed the form?", "content"),
         ("How do I log into my account?", "How do I log out of my account?", "content"),
+        ("What does x >> 2 do?", "What does x << 2 do?", "literal"),
+        ("What does a && b mean?", "What does a || b mean?", "literal"),
+        ("How do I get from A to B by train?", "How do I get from B to A by train?", "direction"),
     ],
 )
 def test_different_question_fails_with_its_reason(cached: str, new: str, reason: str) -> None:

@@ -252,6 +252,11 @@ def _canonical(word: str) -> str:
 _LITERAL = re.compile(r"`([^`]+)`|(?<![\w])\"([^\"\n]+)\"(?![\w])|(?<![\w])'([^'\n]+)'(?![\w])")
 _IDENTIFIER = re.compile(r"\b\w*[a-z]\w*_\w*|\b\w*_\w*[a-z]\w*")
 _SPACES = re.compile(r"\s+")
+#: Operators of code and logic ("x >> 2" / "x << 2", "a && b" / "a || b"): compared as written.
+_OPERATOR = re.compile(r"[<>=&|~^!]{2,3}|(?<=\s)[<>&|~^](?=\s)|[-+*/%]=|\+\+|->|=>|::|//|\*\*")
+#: A capital letter standing alone names something ("from A to B"); "I" and a sentence's first word
+#: ("A dog ...") do not.
+_LETTER = re.compile(r"(?<=[\w,;:(]\s)([A-HJ-Z])\b(?!')")
 
 
 #: Whether any of the SYMBOLS or PHRASES could apply: most questions have none, and one search is
@@ -282,7 +287,8 @@ def _features(text: str) -> _Features:
     raw = _SPACES.sub(" ", unicodedata.normalize("NFKC", text)).strip()
     literals = tuple(_SPACES.sub(" ", "".join(m.groups(""))).strip() for m in _LITERAL.finditer(raw))
     identifiers = Counter(_IDENTIFIER.findall(raw.lower()))
-    norm = _prepare(text)
+    identifiers.update(_OPERATOR.findall(raw))
+    norm = _prepare(_LETTER.sub(r"letter\1", text))
     numbers: Counter[str] = Counter()
     quantifiers: Counter[str] = Counter()
     scopes: Counter[str] = Counter()
