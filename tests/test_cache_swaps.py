@@ -25,6 +25,14 @@ SWAPS = [
     ("Are all cats animals?", "Are all animals cats?"),
     ("Should I rank Python above Java?", "Should I rank Java above Python?"),
     ("Write a poem about love and death", "Write a poem about death and love"),
+    # and as the issue wrote them
+    ("10 minus 3", "3 minus 10"),
+    ("sell stocks and buy bonds", "buy stocks and sell bonds"),
+    ("the dog chased the cat", "the cat chased the dog"),
+    ("take aspirin before ibuprofen", "take ibuprofen before aspirin"),
+    ("all cats are animals", "all animals are cats"),
+    ("rank Python above Java", "rank Java above Python"),
+    ("love and death", "death and love"),
 ]
 
 PARAPHRASES = [
