@@ -136,7 +136,7 @@ async def test_resolver_wins_and_a_contradicting_header_is_403() -> None:
         async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
             await self.app({**scope, "user_org": "org-7"}, receive, send)
 
-    app = WithUser(TenantMiddleware(inner, resolver=resolver))
+    app = WithUser(TenantMiddleware(inner, config=TenantConfig(header_mode="claim"), resolver=resolver))
     assert (await call(app)).status_code == 200
     assert (await call(app, {"x-tenant-id": "org-7"})).status_code == 200
     response = await call(app, {"x-tenant-id": "other"})
@@ -161,7 +161,7 @@ def _path_resolver(scope: Any) -> str:
 # -- JWT with a shared secret ---------------------------------------------------------------------------
 
 
-def hs_app(inner: Any, **jwt_options: Any) -> TenantMiddleware:
+def hs_app(inner: Any, header_mode: Any = None, **jwt_options: Any) -> TenantMiddleware:
     options: dict[str, Any] = {
         "algorithms": ["HS256"],
         "secret": SECRET,
@@ -169,12 +169,12 @@ def hs_app(inner: Any, **jwt_options: Any) -> TenantMiddleware:
         "audience": AUDIENCE,
     }
     options.update(jwt_options)
-    return TenantMiddleware(inner, config=TenantConfig(jwt=JWTConfig(**options)))
+    return TenantMiddleware(inner, config=TenantConfig(jwt=JWTConfig(**options), header_mode=header_mode))
 
 
 async def test_valid_hs256_token_sets_the_tenant() -> None:
     inner = Inner()
-    app = hs_app(inner)
+    app = hs_app(inner, header_mode="claim")
     assert (await call(app, bearer(hs_token()))).status_code == 200
     # a header that agrees with the token is fine; one that contradicts it is refused
     assert (await call(app, {**bearer(hs_token()), "x-tenant-id": "acme"})).status_code == 200
@@ -199,8 +199,17 @@ async def test_missing_token_is_401_unless_optional() -> None:
     response = await call(hs_app(inner))
     assert response.status_code == 401
     assert error(response)["code"] == "missing_token"
-    # optional tokens: the header is used when no token is sent
-    assert (await call(hs_app(inner, required=False), {"x-tenant-id": "acme"})).status_code == 200
+    # optional tokens and a header explicitly trusted: the header is used when no token is sent
+    trusted = TenantMiddleware(
+        inner,
+        config=TenantConfig(
+            header_mode="trusted",
+            jwt=JWTConfig(
+                algorithms=["HS256"], secret=SECRET, issuer=ISSUER, audience=AUDIENCE, required=False
+            ),
+        ),
+    )
+    assert (await call(trusted, {"x-tenant-id": "acme"})).status_code == 200
     assert inner.seen == [("acme", "acme")]
 
 

@@ -49,6 +49,12 @@ class BudgetConfig(BodyLimits):
     limits: Limits = Field(default_factory=Limits)
     #: Per-tenant limits from the configuration file (live overrides in the store win over these).
     tenants: dict[str, Limits] = Field(default_factory=dict)
+    #: Whose windows a request is reserved in: its ``tenant``'s (``limits``/``tenants``), its ``user``'s
+    #: (``user_limits``), or both at once (``tenant_and_user``: an organisation budget with per-user
+    #: limits inside it). Requests that carry no user are charged to their tenant.
+    per: Literal["tenant", "user", "tenant_and_user"] = "tenant"
+    #: Limits of each user (within their tenant) when ``per`` is ``user`` or ``tenant_and_user``.
+    user_limits: Limits = Field(default_factory=Limits)
     #: Output tokens reserved when a request sets neither ``max_tokens`` nor ``max_completion_tokens``.
     default_max_tokens: int = Field(default=4096, ge=1)
     cache_hits: CacheHitCharge = Field(default_factory=CacheHitCharge)

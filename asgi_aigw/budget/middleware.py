@@ -34,6 +34,7 @@ from .config import BudgetConfig, Limits
 from .headers import HEADER_NAMES, ratelimit_headers, retry_after
 from .pricing import PriceTable
 from .store import BudgetStore, Reservation, StoreError
+from .subjects import BudgetSubjects
 from .tokens import RuntimeTokenCounter, TokenCounter, WarmCounter
 from .usage import answer_text, event_usage, json_answer, streamed_text
 from .windows import WINDOWS, Slot, SlotClock, format_amount, format_duration, from_units, to_units
@@ -121,6 +122,13 @@ class BudgetMiddleware:
         self._per_tenant = {
             self.validate(tenant): limits_vector(limits, cfg.limits) for tenant, limits in cfg.tenants.items()
         }
+        # per-user windows (``per``) live in their own module: who is charged, beside how much
+        self.subjects = BudgetSubjects(
+            cfg,
+            self.validate,
+            lambda tenant: self._per_tenant.get(tenant, self._defaults),
+            limits_vector(cfg.user_limits),
+        )
         #: Reservations carry a token (unless the store predates them), which makes settling idempotent
         #: and lets a reservation whose reply was lost be given back safely.
         self._tokens = _takes_tokens(self.store)
@@ -151,6 +159,7 @@ class BudgetMiddleware:
         try:
             scope, receive, body = await read_json(scope, receive, limit=self.config.max_body_bytes)
             tenant = self._tenant(ctx)
+            user = self.subjects.user(ctx.user_id)
         except ClientDisconnect:
             ctx.client_disconnected = True
             return
@@ -164,11 +173,11 @@ class BudgetMiddleware:
         prompt, output = await self._estimate(route, data, model, len(body.raw))
         ctx.token_estimate = prompt + output
         now = self._now()
-        slots = self.slot_clock.slots(now)
+        slots, limits = self.subjects.windows(tenant, user, self.slot_clock.slots(now))
         amounts = self._amounts(slots, prompt + output, self.prices.cost_nanos(model, prompt, output))
         try:
             token = secrets.token_hex(8) if self._tokens else None
-            reservation = await self._reserve(tenant, slots, amounts, token)
+            reservation = await self._reserve(tenant, slots, amounts, token, limits)
         except GatewayError as exc:
             await self._refuse(send, ctx, exc)
             return
@@ -268,12 +277,16 @@ class BudgetMiddleware:
         return out
 
     async def _reserve(
-        self, tenant: str, slots: Sequence[Slot], amounts: Sequence[int], token: str | None
+        self,
+        tenant: str,
+        slots: Sequence[Slot],
+        amounts: Sequence[int],
+        token: str | None,
+        limits: Sequence[int],
     ) -> Reservation | None:
         if time.monotonic() < self._down_until:
             self._store_down(None)
             return None
-        limits = self._per_tenant.get(tenant, self._defaults)
         grace = self.config.key_grace_seconds
         try:
             if token is None:

@@ -34,6 +34,7 @@ def register(subparsers: Any) -> None:
     source.add_argument("--config", metavar="FILE", help="read the log sink from this gateway configuration")
     parser.add_argument("--table", help=f"table name (default: the configuration's, or {DEFAULT_TABLE})")
     parser.add_argument("--tenant", help="only this tenant")
+    parser.add_argument("--by-user", action="store_true", help="one row per tenant, user and model")
     parser.add_argument(
         "--since", default="all", help="only requests this recent: 90m, 24h, 7d, 2w (default: all)"
     )
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         _connect(sink, args.wait)
-        rows, totals = usage_report(sink, since=since, tenant=args.tenant)
+        rows, totals = usage_report(sink, since=since, tenant=args.tenant, by_user=args.by_user)
     except MissingDependency as exc:
         print(f"aigw usage: {exc}", file=sys.stderr)
         return 2

@@ -20,6 +20,9 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("timestamp", "DateTime64(3, 'UTC')"),
     ("request_id", "String"),
     ("tenant", "LowCardinality(String)"),
+    # who asked (the tenant pays); many more values than tenants, so not LowCardinality. Tables made
+    # before this column get it added by the sink (``ADD COLUMN IF NOT EXISTS``), empty for old rows.
+    ("user_id", "String"),
     ("route", "LowCardinality(String)"),
     ("method", "LowCardinality(String)"),
     ("path", "String"),
@@ -75,6 +78,7 @@ def build_row(
         "timestamp": int(ctx.started_at * 1000),
         "request_id": ctx.request_id,
         "tenant": ctx.tenant_id or "",
+        "user_id": ctx.user_id or "",
         "route": ctx.route or route or "",
         "method": method,
         "path": path,

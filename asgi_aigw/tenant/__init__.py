@@ -9,5 +9,13 @@ app = TenantMiddleware(app, config=TenantConfig(jwt=JWTConfig(jwks_url="https://
 
 from .config import JWTConfig, TenantConfig
 from .middleware import TenantMiddleware, TenantResolver
+from .resolvers import django_session_resolver, scope_user_resolver
 
-__all__ = ["JWTConfig", "TenantConfig", "TenantMiddleware", "TenantResolver"]
+__all__ = [
+    "JWTConfig",
+    "TenantConfig",
+    "TenantMiddleware",
+    "TenantResolver",
+    "django_session_resolver",
+    "scope_user_resolver",
+]
