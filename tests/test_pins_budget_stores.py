@@ -1,0 +1,158 @@
+"""Pins for the budget stores: the memory and Redis stores agree on every edge of the contract.
+
+Each test runs on the memory store, the Redis store from a URL and the Redis store given a redis-py
+client (real Redis), and kills mutants of ``asgi_aigw/budget/memory.py`` and ``budget/redis.py`` that
+the behaviour tests let through (``python bench/mutation.py budget-memory budget-redis``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from asgi_aigw.budget import MemoryBudgetStore, RedisBudgetStore, SlotClock
+from asgi_aigw.budget.windows import WINDOW_NAMES, Slot
+
+TPM = WINDOW_NAMES.index("tokens_per_minute")
+RPM = WINDOW_NAMES.index("requests_per_minute")
+
+
+@pytest.fixture(params=["memory", "redis-url", "redis-client"])
+async def store(request: Any, redis_url: str, redis_prefix: str) -> AsyncIterator[Any]:
+    if request.param == "memory":
+        yield MemoryBudgetStore()
+        return
+    given = aioredis.Redis.from_url(redis_url) if request.param == "redis-client" else None
+    store = RedisBudgetStore(redis_url if given is None else None, client=given, key_prefix=redis_prefix)
+    yield store
+    await store.aclose()
+    if given is not None:
+        await given.aclose()
+    client = aioredis.Redis.from_url(redis_url)
+    keys = [key async for key in client.scan_iter(match=f"{redis_prefix}*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+def slots(now: float | None = None) -> list[Slot]:
+    return list(SlotClock().slots(time.time() if now is None else now))
+
+
+def ended(seconds_ago: int) -> list[Slot]:
+    """The current slots moved into the past: every one ended ``seconds_ago`` seconds ago."""
+    now = int(time.time())
+    return [Slot(s.window, s.start - (s.end - now) - seconds_ago, now - seconds_ago) for s in slots()]
+
+
+def limits(**values: int) -> list[int]:
+    return [values.get(name, -1) for name in WINDOW_NAMES]
+
+
+def amounts(tokens: int, cost: int = 0, requests: int = 1) -> list[int]:
+    return [requests, tokens, tokens, tokens, tokens, cost, cost]
+
+
+async def test_a_limit_is_reached_exactly_and_never_passed(store: Any) -> None:
+    now, lim = slots(), limits(tokens_per_minute=100)
+    assert (await store.reserve("acme", now, amounts(60), lim, 60)).allowed
+    exact = await store.reserve("acme", now, amounts(40), lim, 60)
+    assert exact.allowed
+    assert exact.used[TPM] == 100
+    over = await store.reserve("acme", now, amounts(1), lim, 60)
+    assert not over.allowed
+    assert over.used[TPM] == 100
+    assert (await store.usage("acme", now))[TPM] == 100
+
+
+async def test_a_zero_limit_refuses_every_request(store: Any) -> None:
+    # 0 is a limit (nothing allowed), not "unlimited": only -1 means no limit
+    now = slots()
+    refused = await store.reserve("acme", now, amounts(1), limits(requests_per_minute=0), 60)
+    assert not refused.allowed
+    assert refused.limits[RPM] == 0
+    assert await store.usage("acme", now) == [0] * 7
+    await store.set_overrides("acme", {"tokens_per_minute": 0})
+    again = await store.reserve("acme", now, amounts(1, requests=0), limits(), 60)
+    assert not again.allowed
+    assert again.limits[TPM] == 0
+
+
+async def test_a_window_with_nothing_to_add_does_not_refuse(store: Any) -> None:
+    # a request with no cost passes a spent cost budget: only what it adds is checked
+    now = slots()
+    reply = await store.reserve("acme", now, amounts(10, cost=0), limits(cost_per_day=0), 60)
+    assert reply.allowed
+    assert (await store.usage("acme", now))[TPM] == 10
+
+
+async def test_a_repeated_reservation_with_its_token_counts_once(store: Any) -> None:
+    now, lim = slots(), limits(tokens_per_minute=100)
+    first = await store.reserve("acme", now, amounts(60), lim, 60, token="t1")
+    again = await store.reserve("acme", now, amounts(60), lim, 60, token="t1")
+    assert first.allowed
+    assert again.allowed  # over the limit if counted twice, and allowed: it stands already
+    assert again.used[TPM] == 60
+    assert again.limits[TPM] == 100
+    assert (await store.usage("acme", now))[TPM] == 60
+    other = await store.reserve("acme", now, amounts(60), lim, 60, token="t2")
+    assert not other.allowed
+
+
+async def test_a_settlement_applies_once_and_only_to_a_reservation_made(store: Any) -> None:
+    now, lim = slots(), limits(tokens_per_minute=100)
+    await store.reserve("acme", now, amounts(60), lim, 60, token="t1")
+    await store.settle("acme", now, [0, -50, 0, 0, 0, 0, 0], token="t1")
+    await store.settle("acme", now, [0, -50, 0, 0, 0, 0, 0], token="t1")  # sent again: nothing
+    assert (await store.usage("acme", now))[TPM] == 10
+    await store.settle("acme", now, [0, -10, 0, 0, 0, 0, 0], token="never-made")
+    assert (await store.usage("acme", now))[TPM] == 10
+    refused = await store.reserve("acme", now, amounts(95), lim, 60, token="t3")
+    assert not refused.allowed
+    await store.settle("acme", now, [0, -10, 0, 0, 0, 0, 0], token="t3")  # refused: nothing to settle
+    assert (await store.usage("acme", now))[TPM] == 10
+    await store.settle("acme", now, [0, -10, 0, 0, 0, 0, 0])  # no token: applies
+    assert (await store.usage("acme", now))[TPM] == 0
+
+
+async def test_a_settlement_never_creates_a_counter(store: Any) -> None:
+    now = slots()
+    await store.settle("acme", now, [1, 5, 5, 5, 5, 5, 5])
+    assert await store.usage("acme", now) == [0] * 7
+
+
+async def test_counters_live_until_grace_after_their_slot(store: Any) -> None:
+    past = ended(5)
+    kept = await store.reserve("acme", past, amounts(7), limits(), 60)
+    assert kept.allowed
+    assert (await store.usage("acme", past))[TPM] == 7  # ended 5 s ago, 60 s of grace: still counted
+    await store.reserve("acme", past, amounts(3), limits(), 60)
+    assert (await store.usage("acme", past))[TPM] == 10
+    gone = ended(5)
+    first = await store.reserve("zeta", gone, amounts(7), limits(), 2)
+    assert first.used[TPM] == 7
+    # grace over (ended 5 s ago, 2 s of grace): the counter is gone, a new one starts from the amount
+    assert (await store.usage("zeta", gone))[TPM] == 0
+    second = await store.reserve("zeta", gone, amounts(3), limits(tokens_per_minute=5), 2)
+    assert second.allowed
+    assert second.used[TPM] == 3
+
+
+async def test_an_override_set_to_zero_and_removed(store: Any) -> None:
+    await store.set_overrides("acme", {"tokens_per_minute": 0, "requests_per_minute": 5})
+    assert await store.get_overrides("acme") == {"tokens_per_minute": 0, "requests_per_minute": 5}
+    await store.set_overrides("acme", {"requests_per_minute": None})
+    assert await store.get_overrides("acme") == {"tokens_per_minute": 0}
+    assert await store.get_overrides("other") == {}
+
+
+def test_the_redis_store_takes_a_url_or_a_client_not_both(redis_url: str) -> None:
+    with pytest.raises(ValueError, match="not both"):
+        RedisBudgetStore()
+    client = aioredis.Redis.from_url(redis_url)
+    with pytest.raises(ValueError, match="not both"):
+        RedisBudgetStore(redis_url, client=client)
