@@ -90,7 +90,18 @@ TARGETS: dict[str, Target] = {
 }
 
 #: Mutants no test can kill because no caller can observe them, by module and mutant key, with why.
-EQUIVALENT: dict[str, dict[str, str]] = {}
+EQUIVALENT: dict[str, dict[str, str]] = {
+    "body": {
+        "<module>: 256 -> 255": "byte 0xff never occurs in UTF-8, and json_depth only sees bodies orjson parsed",
+        "read_body: if chunk -> if True": "an empty chunk adds nothing to the size or to the joined bytes",
+        "read_body: 0 -> -1 #2": "chunks[-1] is chunks[0] when there is one chunk",
+        'parse_json: raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and json_depth(r... '
+        '[drop raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH]': "the bracket count only skips the "
+        "exact measure (the depth never exceeds it): without it every body is measured, same answers",
+        'parse_json: raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH [Gt->GtE]': "with exactly 128 "
+        "brackets the depth is at most 128, which passes the exact measure too",
+    },
+}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -233,10 +244,13 @@ class _Mutator(ast.NodeTransformer):
 
     def visit_Return(self, node: ast.Return) -> ast.AST:
         value = node.value
-        if value is not None and not (isinstance(value, ast.Constant) and value.value is None):
-            if self._offer(node, f"return {self._seg(value)} -> return None"):
-                node.value = ast.Constant(None)
-                return node
+        if (
+            value is not None
+            and not (isinstance(value, ast.Constant) and value.value is None)
+            and self._offer(node, f"return {self._seg(value)} -> return None")
+        ):
+            node.value = ast.Constant(None)
+            return node
         return self.generic_visit(node)
 
     def visit_Compare(self, node: ast.Compare) -> ast.AST:
@@ -256,23 +270,29 @@ class _Mutator(ast.NodeTransformer):
         for i, value in enumerate(node.values):
             if self._offer(node, f"{text} [drop {self._seg(value)}]"):
                 rest = node.values[:i] + node.values[i + 1 :]
-                return self.visit(rest[0] if len(rest) == 1 else ast.BoolOp(op=node.op, values=rest))
+                kept: ast.AST = self.visit(rest[0] if len(rest) == 1 else ast.BoolOp(op=node.op, values=rest))
+                return kept
         return self.generic_visit(node)
 
     def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.AST:
         if isinstance(node.op, ast.Not) and self._offer(node, f"{self._seg(node)} [drop not]"):
-            return self.visit(node.operand)
+            operand: ast.AST = self.visit(node.operand)
+            return operand
         return self.generic_visit(node)
 
     def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
         swap = _BINOP_SWAPS.get(type(node.op))
-        if swap is not None and self._offer(node, f"{self._seg(node)} [{type(node.op).__name__}->{swap.__name__}]"):
+        if swap is not None and self._offer(
+            node, f"{self._seg(node)} [{type(node.op).__name__}->{swap.__name__}]"
+        ):
             node.op = swap()
         return self.generic_visit(node)
 
     def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST:
         swap = _BINOP_SWAPS.get(type(node.op))
-        if swap is not None and self._offer(node, f"{self._seg(node)} [{type(node.op).__name__}->{swap.__name__}]"):
+        if swap is not None and self._offer(
+            node, f"{self._seg(node)} [{type(node.op).__name__}->{swap.__name__}]"
+        ):
             node.op = swap()
         return self.generic_visit(node)
 
@@ -323,7 +343,9 @@ class _MutantFinder(importlib.abc.MetaPathFinder):
     def __init__(self, name: str, path: Path, code: CodeType) -> None:
         self.name, self.path, self.code = name, path, code
 
-    def find_spec(self, fullname: str, path: object = None, target: object = None) -> importlib.machinery.ModuleSpec | None:
+    def find_spec(
+        self, fullname: str, path: object = None, target: object = None
+    ) -> importlib.machinery.ModuleSpec | None:
         if fullname != self.name:
             return None
         return importlib.util.spec_from_file_location(fullname, self.path, loader=_MutantLoader(self.code))
@@ -401,7 +423,11 @@ class Result:
         total, killed = self.total, self.killed
         plain = f"{killed}/{total} = {100 * killed / total:.0f}%" if total else "-"
         net = total - len(self.equivalent)
-        return f"{plain}; without {len(self.equivalent)} equivalent: {killed}/{net} = {100 * killed / net:.0f}%" if net else plain
+        return (
+            f"{plain}; without {len(self.equivalent)} equivalent: {killed}/{net} = {100 * killed / net:.0f}%"
+            if net
+            else plain
+        )
 
 
 def _selected(mutants: list[Mutant], only: list[str]) -> Iterator[Mutant]:
@@ -415,7 +441,9 @@ def run_target(name: str, target: Target, only: list[str], verbose: bool) -> Res
     mutants = list(_selected(list_mutants(source), only))
     equivalent = EQUIVALENT.get(name, {})
     result = Result(name)
-    print(f"== {name}: {target.path}, {len(mutants)} mutants, tests: {' '.join(_pytest_args(target, [])[:3])} ...")
+    print(
+        f"== {name}: {target.path}, {len(mutants)} mutants, tests: {' '.join(_pytest_args(target, [])[:3])} ..."
+    )
     pid = _run_child(target, None, [], quiet=not verbose)
     rc, took = _wait(pid, 900)
     if rc != 0:
@@ -444,8 +472,9 @@ def run_target(name: str, target: Target, only: list[str], verbose: bool) -> Res
             state = "SURVIVED (no tests ran)"
         else:
             result.killed += 1
-            state = "killed"
-        if verbose or state not in ("killed", "timeout"):
+            # listed as equivalent yet killed: the list is wrong, say so
+            state = "killed (listed as equivalent)" if m.key in equivalent else "killed"
+        if verbose or state not in ("killed", "timeout"):  # survivors and surprises
             print(f"   {state:>10}  L{m.line:<4} {m.key}  ({took:.1f} s)")
     result.seconds = time.monotonic() - start
     stale = set(equivalent) - {m.key for m in mutants}
@@ -486,7 +515,9 @@ def main(argv: list[str] | None = None) -> int:
         net = r.total - len(r.equivalent)
         pct = f"{100 * r.killed / net:.0f}%" if net else "-"
         raw = f"{r.killed}/{r.total}"
-        print(f"| {TARGETS[r.name].path} | {raw} | {r.killed}/{net} = {pct} ({len(r.equivalent)} set aside) | {len(r.survivors)} |")
+        print(
+            f"| {TARGETS[r.name].path} | {raw} | {r.killed}/{net} = {pct} ({len(r.equivalent)} set aside) | {len(r.survivors)} |"
+        )
     return 1 if any(r.survivors for r in results) else 0
 
 

@@ -27,7 +27,8 @@ def http_scope(content_length: str | None) -> dict[str, Any]:
 
 def chunks(*parts: bytes) -> Any:
     queue = [
-        {"type": "http.request", "body": part, "more_body": i < len(parts) - 1} for i, part in enumerate(parts)
+        {"type": "http.request", "body": part, "more_body": i < len(parts) - 1}
+        for i, part in enumerate(parts)
     ]
 
     async def receive() -> dict[str, Any]:
@@ -45,7 +46,10 @@ async def test_a_declared_length_equal_to_the_limit_is_read() -> None:
 
 async def test_a_streamed_body_of_exactly_the_limit_is_read_and_one_byte_more_is_413() -> None:
     # no Content-Length: only the running count decides, across chunks
-    assert await read_body(http_scope(None), chunks(b"x" * 1000, b"y" * 24), limit=1024) == b"x" * 1000 + b"y" * 24
+    assert (
+        await read_body(http_scope(None), chunks(b"x" * 1000, b"y" * 24), limit=1024)
+        == b"x" * 1000 + b"y" * 24
+    )
     with pytest.raises(RequestTooLarge):
         await read_body(http_scope(None), chunks(b"x" * 1000, b"y" * 25), limit=1024)
     with pytest.raises(RequestTooLarge):
@@ -58,7 +62,7 @@ async def test_the_default_limit_is_20_mib() -> None:
     with pytest.raises(RequestTooLarge) as info:
         await read_body(http_scope(str(limit + 1)), chunks())
     assert f"({DEFAULT_MAX_BODY_BYTES} bytes)" in info.value.message
-    assert DEFAULT_MAX_BODY_BYTES == limit
+    assert limit == DEFAULT_MAX_BODY_BYTES
 
 
 @pytest.mark.parametrize("declared", ["abc", "", "12x", "1.5"])

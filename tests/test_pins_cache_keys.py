@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from asgi_aigw.cache.keys import cache_keys
+from asgi_aigw.cache.keys import cache_keys, message_text
 from asgi_aigw.testing import FakeProvider
 
 from .cache_support import cache_stack, post
@@ -102,3 +102,26 @@ async def test_a_trailing_assistant_or_tool_message_is_never_matched_semanticall
     await post(c, {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": QUESTION}]})
     hit = await post(c, {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": REWORDED}]})
     assert hit.headers["x-aigw-cache"] == "hit-semantic"
+
+
+def test_message_text_reads_a_string_or_text_parts_only() -> None:
+    assert message_text({"role": "user", "content": "hi"}) == "hi"
+    parts = [{"type": "text", "text": "first"}, {"type": "text", "text": "second"}]
+    assert message_text({"role": "user", "content": parts}) == "first\nsecond"
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    assert message_text({"role": "user", "content": [*parts, image]}) is None
+    assert message_text({"role": "user", "content": [{"type": "text", "text": 5}]}) is None
+    assert message_text({"role": "user", "content": ["first"]}) is None
+    assert message_text({"role": "user", "content": []}) is None
+    assert message_text({"role": "user", "content": None}) is None
+    assert message_text({"role": "user"}) is None
+    assert message_text("hi") is None
+    assert message_text(["hi"]) is None
+
+
+def test_a_question_in_text_parts_is_asked_semantically() -> None:
+    parts = [{"type": "text", "text": " How do I reset"}, {"type": "text", "text": "my password? "}]
+    assert keys([{"role": "user", "content": parts}]).question == "How do I reset\nmy password?"
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    assert keys([{"role": "user", "content": [*parts, image]}]).question is None
+    assert keys(["How do I reset my password?"]).question is None
