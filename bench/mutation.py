@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import copy
 import importlib.abc
 import importlib.machinery
 import importlib.util
@@ -161,6 +160,8 @@ class _Mutator(ast.NodeTransformer):
 
     def __init__(self, source: str, target: int | None) -> None:
         self.source = source
+        #: the lines as UTF-8, since the nodes' column offsets count bytes
+        self.lines = [line.encode() for line in source.splitlines(keepends=True)]
         self.target = target
         self.count = 0
         self.found: list[Mutant] = []
@@ -181,7 +182,17 @@ class _Mutator(ast.NodeTransformer):
         return index == self.target
 
     def _seg(self, node: ast.AST) -> str:
-        return _short(ast.get_source_segment(self.source, node) or ast.unparse(node))
+        """The node's source text (ast.get_source_segment splits the whole source on every call)."""
+        start, end = getattr(node, "lineno", None), getattr(node, "end_lineno", None)
+        if start is None or end is None:
+            return _short(ast.unparse(node))
+        lines = self.lines[start - 1 : end]
+        if len(lines) == 1:
+            text = lines[0][node.col_offset : node.end_col_offset]  # type: ignore[attr-defined]
+        else:
+            first = lines[0][node.col_offset :]  # type: ignore[attr-defined]
+            text = first + b"".join(lines[1:-1]) + lines[-1][: node.end_col_offset]  # type: ignore[attr-defined]
+        return _short(text.decode())
 
     # -- scopes and skipped parts -----------------------------------------------------------------
     def _visit_scope(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> ast.AST:
@@ -317,7 +328,7 @@ def list_mutants(source: str) -> list[Mutant]:
 def mutated_code(source: str, filename: str, index: int) -> CodeType:
     tree = ast.parse(source)
     mutator = _Mutator(source, index)
-    tree = mutator.visit(copy.deepcopy(tree))
+    tree = mutator.visit(tree)
     ast.fix_missing_locations(tree)
     return compile(tree, filename, "exec")
 

@@ -114,6 +114,7 @@ def test_message_text_reads_a_string_or_text_parts_only() -> None:
     assert message_text({"role": "user", "content": ["first"]}) is None
     assert message_text({"role": "user", "content": []}) is None
     assert message_text({"role": "user", "content": None}) is None
+    assert message_text({"role": "user", "content": 5}) is None
     assert message_text({"role": "user"}) is None
     assert message_text("hi") is None
     assert message_text(["hi"]) is None
