@@ -100,6 +100,12 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         'parse_json: raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH [Gt->GtE]': "with exactly 128 "
         "brackets the depth is at most 128, which passes the exact measure too",
     },
+    "cache-keys": {
+        "CacheKeys._scope_and_question: if self._semantic is None -> if True": "only the memo: computing "
+        "the scope and question again gives the same values",
+        'CacheKeys._compute_semantic: request.get("messages") or [] [drop []]': "without messages the "
+        "last message is None either way, and the question with it",
+    },
 }
 
 

@@ -111,6 +111,9 @@ def test_message_text_reads_a_string_or_text_parts_only() -> None:
     image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
     assert message_text({"role": "user", "content": [*parts, image]}) is None
     assert message_text({"role": "user", "content": [{"type": "text", "text": 5}]}) is None
+    # a part of another type is not text, even with a "text" field (a caption, a file's name)
+    captioned = {"type": "image_url", "text": "a caption", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    assert message_text({"role": "user", "content": [captioned]}) is None
     assert message_text({"role": "user", "content": ["first"]}) is None
     assert message_text({"role": "user", "content": []}) is None
     assert message_text({"role": "user", "content": None}) is None
