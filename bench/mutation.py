@@ -88,6 +88,22 @@ TARGETS: dict[str, Target] = {
     ),
 }
 
+#: Third-party modules the tests import, loaded once before forking (a second or more per mutant).
+PRELOAD = (
+    "pytest",
+    "hypothesis",
+    "httpx",
+    "redis.asyncio",
+    "pydantic",
+    "anyio",
+    "asgiref.testing",
+    "uvicorn",
+    "aiohttp",
+    "orjson",
+    "yaml",
+    "jwt",
+)
+
 #: Mutants no test can kill because no caller can observe them, by module and mutant key, with why.
 EQUIVALENT: dict[str, dict[str, str]] = {
     "body": {
@@ -99,6 +115,9 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "exact measure (the depth never exceeds it): without it every body is measured, same answers",
         'parse_json: raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH [Gt->GtE]': "with exactly 128 "
         "brackets the depth is at most 128, which passes the exact measure too",
+    },
+    "placeholders": {
+        'placeholders_in: if "<" in text -> if True': "a shortcut: without a '<' the pattern finds nothing",
     },
     "cache-keys": {
         "CacheKeys._scope_and_question: if self._semantic is None -> if True": "only the memo: computing "
@@ -522,8 +541,13 @@ def main(argv: list[str] | None = None) -> int:
                 mark = "  (equivalent)" if m.key in EQUIVALENT.get(name, {}) else ""
                 print(f"{name} #{m.index:<4} L{m.line:<4} {m.key}{mark}")
         return 0
-    # imported once here so that each forked child starts warm
-    import pytest  # noqa: F401
+    # imported once here so that each forked child starts warm (third-party only: the package itself
+    # must be imported by the child, after the mutant's import hook is in place)
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
 
     results = [run_target(n, TARGETS[n], args.only, args.verbose) for n in names]
     print("\n| module | killed / total | without equivalent mutants | survivors |")
