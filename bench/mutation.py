@@ -118,6 +118,28 @@ EQUIVALENT: dict[str, dict[str, str]] = {
     },
     "placeholders": {
         'placeholders_in: if "<" in text -> if True': "a shortcut: without a '<' the pattern finds nothing",
+        **dict.fromkeys(
+            [
+                'PlaceholderMap.restore: if "<" not in text or not self.values -> if False',
+                'PlaceholderMap.restore: "<" not in text or not self.values [Or->And]',
+                'PlaceholderMap.restore: "<" not in text or not self.values [drop "<" not in text]',
+                'PlaceholderMap.restore: "<" not in text or not self.values [drop not self.values]',
+            ],
+            "a shortcut: without a '<', or with nothing allocated, the substitution changes nothing",
+        ),
+        "PlaceholderMap._value: if escaped is None -> if True": "only the memo of escaped values",
+        "PlaceholderMap.split_tail: if self._prefixes is None -> if True": "only the memo of prefixes",
+        **dict.fromkeys(
+            [
+                "PlaceholderMap.split_tail: len(text) - self._max_length + 1 [Add->Sub]",
+                "PlaceholderMap.split_tail: 1 -> 2",
+            ],
+            "a wider window only finds a '<' whose tail is as long as the longest placeholder, which is "
+            "never a proper prefix of one",
+        ),
+        "PlaceholderMap.split_tail: 0 -> -1 #2": "cut is never below -1; at -1 the last character is "
+        "not '<', and every prefix starts with '<'",
+        "PlaceholderMap.split_tail: 1 -> 0 #2": "adds the empty prefix, which text[cut:] never is",
     },
     "cache-keys": {
         "CacheKeys._scope_and_question: if self._semantic is None -> if True": "only the memo: computing "

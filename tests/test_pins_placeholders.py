@@ -103,6 +103,7 @@ def test_split_tail_holds_only_what_may_start_an_allocated_placeholder() -> None
     m.placeholder("EMAIL_ADDRESS", "a@example.org")
     assert m.split_tail("hello <EMAIL_ADDR") == ("hello ", "<EMAIL_ADDR")
     assert m.split_tail("hello <") == ("hello ", "<")
+    assert m.split_tail("a<EM") == ("a", "<EM")  # shorter than a placeholder
     # the longest possible tail (the whole placeholder but its last character), at the very start too
     assert m.split_tail("<EMAIL_ADDRESS_1") == ("", "<EMAIL_ADDRESS_1")
     assert m.split_tail("ab<EMAIL_ADDRESS_1") == ("ab", "<EMAIL_ADDRESS_1")
