@@ -132,13 +132,17 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         **dict.fromkeys(
             [
                 "PlaceholderMap.split_tail: len(text) - self._max_length + 1 [Add->Sub]",
-                "PlaceholderMap.split_tail: 1 -> 2",
+                "PlaceholderMap.split_tail: 1 -> 0",
             ],
             "a wider window only finds a '<' whose tail is as long as the longest placeholder, which is "
             "never a proper prefix of one",
         ),
-        "PlaceholderMap.split_tail: 0 -> -1 #2": "cut is never below -1; at -1 the last character is "
-        "not '<', and every prefix starts with '<'",
+        **dict.fromkeys(
+            ["PlaceholderMap.split_tail: 0 -> -1 #2", "PlaceholderMap.split_tail: if cut < 0 -> if False"],
+            "at cut -1 the tail is the last character, which is not '<', and every prefix starts with '<'",
+        ),
+        "PlaceholderMap.split_tail: if not self.values -> if False": "with nothing allocated the longest "
+        "placeholder is 0 long, so the window is empty and nothing is held either way",
         "PlaceholderMap.split_tail: 1 -> 0 #2": "adds the empty prefix, which text[cut:] never is",
     },
     "cache-keys": {
