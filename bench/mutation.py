@@ -145,6 +145,46 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "placeholder is 0 long, so the window is empty and nothing is held either way",
         "PlaceholderMap.split_tail: 1 -> 0 #2": "adds the empty prefix, which text[cut:] never is",
     },
+    "budget-memory": {
+        **dict.fromkeys(
+            [
+                "_Tenant.sweep: expires <= now [LtE->Lt]",
+                "_Tenant.sweep: expires <= now [LtE->Lt] #2",
+                "_Tenant.value: entry[1] <= now [LtE->Lt]",
+                "MemoryBudgetStore.reserve: entry[1] <= now [LtE->Lt]",
+            ],
+            "expiry times are whole seconds and time.time() a float: they are equal only by chance, "
+            "for a microsecond",
+        ),
+        **dict.fromkeys(
+            [
+                "MemoryBudgetStore.reserve: len(state.counters) > 64 [Gt->GtE]",
+                "MemoryBudgetStore.reserve: 64 -> 65",
+                "MemoryBudgetStore.reserve: 64 -> 63",
+                "MemoryBudgetStore.reserve: len(state.reservations) > 1024 [Gt->GtE]",
+                "MemoryBudgetStore.reserve: 1024 -> 1025",
+                "MemoryBudgetStore.reserve: 1024 -> 1023",
+            ],
+            "when to sweep is tuning: expired entries are never read, only kept a little longer",
+        ),
+        **dict.fromkeys(
+            [
+                "MemoryBudgetStore.reserve: True -> False",
+                "MemoryBudgetStore.reserve: True -> False #3",
+                "MemoryBudgetStore.reserve: True -> False #4",
+                "MemoryBudgetStore.reserve: True -> False #5",
+            ],
+            "zip(strict=...): the middleware always passes one amount and limit per slot",
+        ),
+        "MemoryBudgetStore.reserve: token is not None and token in state.reservations "
+        "[drop token is not None]": "None is never a key of the reservations, so the membership test "
+        "alone is False for it too",
+        "MemoryBudgetStore.reserve: entry is None or entry[1] <= now [drop entry[1] <= now]": "an "
+        "expired counter then grows instead of restarting, but keeps its past expiry, so it is never "
+        "read again (value() checks the expiry)",
+        "MemoryBudgetStore.reserve: if token is not None -> if True": "a reservation remembered under "
+        "None is never looked up: reserve and settle check the token is not None first",
+    },
     "cache-keys": {
         "CacheKeys._scope_and_question: if self._semantic is None -> if True": "only the memo: computing "
         "the scope and question again gives the same values",

@@ -43,9 +43,9 @@ def slots(now: float | None = None) -> list[Slot]:
     return list(SlotClock().slots(time.time() if now is None else now))
 
 
-def ended(seconds_ago: int) -> list[Slot]:
+def ended(seconds_ago: int, now: int | None = None) -> list[Slot]:
     """The current slots moved into the past: every one ended ``seconds_ago`` seconds ago."""
-    now = int(time.time())
+    now = int(time.time()) if now is None else now
     return [Slot(s.window, s.start - (s.end - now) - seconds_ago, now - seconds_ago) for s in slots()]
 
 
@@ -156,3 +156,54 @@ def test_the_redis_store_takes_a_url_or_a_client_not_both(redis_url: str) -> Non
     client = aioredis.Redis.from_url(redis_url)
     with pytest.raises(ValueError, match="not both"):
         RedisBudgetStore(redis_url, client=client)
+
+
+async def test_only_what_a_request_adds_is_checked_against_a_spent_budget(store: Any) -> None:
+    # the cost budget is already spent; a request that costs nothing more still passes, one that
+    # costs anything is refused
+    now = slots()
+    await store.reserve("acme", now, amounts(10, cost=5), limits(), 60)
+    free = await store.reserve("acme", now, amounts(1, cost=0), limits(cost_per_day=3), 60)
+    assert free.allowed
+    paid = await store.reserve("acme", now, amounts(1, cost=1), limits(cost_per_day=3), 60)
+    assert not paid.allowed
+
+
+async def test_a_window_reserved_nothing_gets_no_counter_to_settle_into(store: Any) -> None:
+    # both stores settle only into counters that exist: a window the reservation added nothing to
+    # has none (Redis creates keys only by INCRBY), so its settlement is dropped
+    now = slots()
+    await store.reserve("acme", now, amounts(10, cost=0), limits(), 60)
+    await store.settle("acme", now, [0, 0, 0, 0, 0, 5, 5])
+    assert await store.usage("acme", now) == [1, 10, 10, 10, 10, 0, 0]
+
+
+async def test_the_memory_store_sweeps_expired_counters_and_reservations() -> None:
+    # memory only grows with live slots: expired counters and forgotten reservations are dropped
+    store = MemoryBudgetStore()
+    base = int(time.time())
+    for i in range(10):  # 70 counters in slots whose grace is over: one more than the sweep threshold
+        await store.reserve("acme", ended(100 + i, base), amounts(1, cost=1), limits(), 0)
+    state = store._tenants["acme"]
+    assert len(state.counters) == 70
+    await store.reserve("acme", slots(), amounts(1, cost=1), limits(), 60)
+    assert len(state.counters) == 7  # only the live slots
+    old = ended(100)
+    for i in range(1025):  # one more reservation than the sweep threshold, all of slots long over
+        await store.reserve("acme", old, amounts(1, cost=1), limits(), 0, token=f"t{i}")
+    assert len(state.reservations) == 1025
+    assert len(state.counters) == 14  # under its own threshold: only the reservations are swept next
+    await store.reserve("acme", slots(), amounts(1, cost=1), limits(), 60)
+    assert len(state.reservations) == 0
+
+
+async def test_a_reservation_is_remembered_until_its_slots_grace_is_over(store: Any) -> None:
+    # a reservation in the minute window only (ends within 60 s), 120 s of grace: still settled after
+    # more than a thousand others (the memory store sweeps what it may forget at that point)
+    minute = [s for s in slots() if s.window.name == "tokens_per_minute"]
+    await store.reserve("acme", minute, [50], [-1], 120, token="first")
+    for i in range(1025):
+        await store.reserve("acme", minute, [1], [-1], 120, token=f"t{i}")
+    await store.reserve("acme", minute, [1], [-1], 120)
+    await store.settle("acme", minute, [-40], token="first")
+    assert await store.usage("acme", minute) == [50 + 1025 + 1 - 40]
