@@ -7,6 +7,7 @@ the behaviour tests let through (``python bench/mutation.py budget-memory budget
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from asgi_aigw.budget import MemoryBudgetStore, RedisBudgetStore, SlotClock
+from asgi_aigw.budget import MemoryBudgetStore, RedisBudgetStore, SlotClock, StoreError
 from asgi_aigw.budget.windows import WINDOW_NAMES, Slot
 
 TPM = WINDOW_NAMES.index("tokens_per_minute")
@@ -207,3 +208,67 @@ async def test_a_reservation_is_remembered_until_its_slots_grace_is_over(store: 
     await store.reserve("acme", minute, [1], [-1], 120)
     await store.settle("acme", minute, [-40], token="first")
     assert await store.usage("acme", minute) == [50 + 1025 + 1 - 40]
+
+
+async def test_each_minute_counts_on_its_own(store: Any) -> None:
+    # the Redis store caches a tenant's key names: a new minute must get its own counters
+    start = time.time()
+    this_minute, next_minute = slots(start), slots(start + 60)
+    await store.reserve("acme", this_minute, amounts(5), limits(), 60)
+    await store.reserve("acme", next_minute, amounts(7), limits(), 120)
+    assert (await store.usage("acme", this_minute))[TPM] == 5
+    assert (await store.usage("acme", next_minute))[TPM] == 7
+
+
+@pytest.mark.parametrize("given", [False, True], ids=["url", "client"])
+async def test_every_call_to_an_unreachable_redis_is_a_store_error(given: bool) -> None:
+    client = aioredis.Redis.from_url("redis://127.0.0.1:9/0", socket_connect_timeout=0.2) if given else None
+    store = RedisBudgetStore(None if given else "redis://127.0.0.1:9/0", client=client, timeout=0.2)
+    now = slots()
+    calls = [
+        store.reserve("acme", now, amounts(1), limits(), 60),
+        store.settle("acme", now, [1] * 7),
+        store.usage("acme", now),
+        store.reset_usage("acme", now),
+        store.get_overrides("acme"),
+        store.set_overrides("acme", {"tokens_per_minute": 5}),
+        store.clear_overrides("acme"),
+    ]
+    for call in calls:
+        with pytest.raises(StoreError):
+            await call
+    await store.aclose()
+    if client is not None:
+        await client.aclose()
+
+
+class CountingClient:
+    """A real redis-py client that records how many script calls are in flight at once."""
+
+    def __init__(self, client: Any) -> None:
+        self.client, self.in_flight, self.most = client, 0, 0
+
+    async def evalsha(self, *args: Any) -> Any:
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        try:
+            await asyncio.sleep(0.01)  # long enough for the others to pile up
+            return await self.client.evalsha(*args)
+        finally:
+            self.in_flight -= 1
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+async def test_calls_in_flight_are_capped_by_max_connections(redis_url: str, redis_prefix: str) -> None:
+    client = aioredis.Redis.from_url(redis_url)
+    counting = CountingClient(client)
+    store = RedisBudgetStore(client=counting, key_prefix=redis_prefix, max_connections=3)
+    now = slots()
+    replies = await asyncio.gather(*(store.reserve("acme", now, amounts(1), limits(), 60) for _ in range(20)))
+    assert all(r.allowed for r in replies)
+    assert counting.most == 3
+    assert (await store.usage("acme", now))[TPM] == 20
+    await client.delete(*[key async for key in client.scan_iter(match=f"{redis_prefix}*")])
+    await client.aclose()
