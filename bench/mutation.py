@@ -185,6 +185,36 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "MemoryBudgetStore.reserve: if token is not None -> if True": "a reservation remembered under "
         "None is never looked up: reserve and settle check the token is not None first",
     },
+    "budget-redis": {
+        **dict.fromkeys(
+            [
+                '_Script.fast: if not str(exc).startswith("NOSCRIPT") -> if False',
+                "_Script.fast: raise -> pass",
+            ],
+            "another error is then retried once after loading the script, and the retry raises it "
+            "again: one round trip more, the same outcome",
+        ),
+        **dict.fromkeys(
+            ["RedisBudgetStore.__init__: 64 -> 65", "RedisBudgetStore.__init__: 64 -> 63"],
+            "the default pool size is tuning",
+        ),
+        "RedisBudgetStore._script: if self._given is not None -> if True": "the same script through "
+        "redis-py instead of the fast client: slower, same replies",
+        "RedisBudgetStore._keys: if keys is None -> if True": "only the memo of key names",
+        **dict.fromkeys(
+            [
+                "RedisBudgetStore._keys: if len(self._key_cache) > 10_000 -> if True",
+                "RedisBudgetStore._keys: len(self._key_cache) > 10_000 [Gt->GtE]",
+                "RedisBudgetStore._keys: 10000 -> 10001",
+                "RedisBudgetStore._keys: 10000 -> 9999",
+            ],
+            "when the key-name memo is cleared is tuning (that it is bounded is tested)",
+        ),
+        'RedisBudgetStore.settle: packed or "0" [drop "0"]': 'the settle script reads "" and "0" '
+        "alike: nothing to add, the marker deleted",
+        "RedisBudgetStore.settle: if keys -> if True": "a settle script call with no counters "
+        "changes nothing: one round trip more",
+    },
     "cache-keys": {
         "CacheKeys._scope_and_question: if self._semantic is None -> if True": "only the memo: computing "
         "the scope and question again gives the same values",

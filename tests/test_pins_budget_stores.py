@@ -272,3 +272,12 @@ async def test_calls_in_flight_are_capped_by_max_connections(redis_url: str, red
     assert (await store.usage("acme", now))[TPM] == 20
     await client.delete(*[key async for key in client.scan_iter(match=f"{redis_prefix}*")])
     await client.aclose()
+
+
+def test_the_key_name_cache_stays_bounded(redis_url: str) -> None:
+    # one entry per tenant and minute: a gateway with many tenants must not grow without end
+    store = RedisBudgetStore(redis_url)
+    now = slots()
+    for i in range(10_050):
+        assert store._keys(f"tenant-{i}", now)[0] == f"aigw:{{tenant-{i}}}:limits"
+    assert len(store._key_cache) <= 10_001
