@@ -183,19 +183,17 @@ async def test_the_memory_store_sweeps_expired_counters_and_reservations() -> No
     # memory only grows with live slots: expired counters and forgotten reservations are dropped
     store = MemoryBudgetStore()
     base = int(time.time())
-    for i in range(10):  # 70 counters in slots whose grace is over: one more than the sweep threshold
+    for i in range(10):  # 70 counters in slots whose grace is over: past the sweep threshold
         await store.reserve("acme", ended(100 + i, base), amounts(1, cost=1), limits(), 0)
     state = store._tenants["acme"]
     assert len(state.counters) == 70
     await store.reserve("acme", slots(), amounts(1, cost=1), limits(), 60)
     assert len(state.counters) == 7  # only the live slots
     old = ended(100)
-    for i in range(1025):  # one more reservation than the sweep threshold, all of slots long over
+    for i in range(3000):  # reservations of slots long over, in 7 counters: the memory stays bounded
         await store.reserve("acme", old, amounts(1, cost=1), limits(), 0, token=f"t{i}")
-    assert len(state.reservations) == 1025
-    assert len(state.counters) == 14  # under its own threshold: only the reservations are swept next
-    await store.reserve("acme", slots(), amounts(1, cost=1), limits(), 60)
-    assert len(state.reservations) == 0
+        assert len(state.reservations) <= 1100
+    assert len(state.counters) == 14  # under its own threshold: the reservations alone were swept
 
 
 async def test_a_reservation_is_remembered_until_its_slots_grace_is_over(store: Any) -> None:
