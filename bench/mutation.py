@@ -152,6 +152,7 @@ EQUIVALENT: dict[str, dict[str, str]] = {
                 "_Tenant.sweep: expires <= now [LtE->Lt] #2",
                 "_Tenant.value: entry[1] <= now [LtE->Lt]",
                 "MemoryBudgetStore.reserve: entry[1] <= now [LtE->Lt]",
+                "MemoryBudgetStore.settle: entry[1] > now [Gt->GtE]",
             ],
             "expiry times are whole seconds and time.time() a float: they are equal only by chance, "
             "for a microsecond",
@@ -173,6 +174,7 @@ EQUIVALENT: dict[str, dict[str, str]] = {
                 "MemoryBudgetStore.reserve: True -> False #3",
                 "MemoryBudgetStore.reserve: True -> False #4",
                 "MemoryBudgetStore.reserve: True -> False #5",
+                "MemoryBudgetStore.settle: True -> False",
             ],
             "zip(strict=...): the middleware always passes one amount and limit per slot",
         ),
@@ -182,6 +184,11 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "MemoryBudgetStore.reserve: entry is None or entry[1] <= now [drop entry[1] <= now]": "an "
         "expired counter then grows instead of restarting, but keeps its past expiry, so it is never "
         "read again (value() checks the expiry)",
+        "MemoryBudgetStore.settle: delta and entry is not None and entry[1] > now [drop delta]": "adding "
+        "a delta of 0 changes nothing",
+        "MemoryBudgetStore.settle: delta and entry is not None and entry[1] > now [drop entry[1] > now]": (
+            "a settlement then changes an expired counter, which is never read again"
+        ),
         "MemoryBudgetStore.reserve: if token is not None -> if True": "a reservation remembered under "
         "None is never looked up: reserve and settle check the token is not None first",
     },
