@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from asgi_aigw.budget import MemoryBudgetStore, RedisBudgetStore, SlotClock, StoreError
-from asgi_aigw.budget.windows import WINDOW_NAMES, Slot
+from asgi_aigw.budget import MemoryBudgetStore, RedisBudgetStore, StoreError
+from asgi_aigw.budget.windows import WINDOW_NAMES, Slot, SlotClock
 
 TPM = WINDOW_NAMES.index("tokens_per_minute")
 RPM = WINDOW_NAMES.index("requests_per_minute")
