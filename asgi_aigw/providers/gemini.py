@@ -28,9 +28,10 @@ import orjson
 
 from ..kernel.context import Usage
 from ..kernel.errors import GatewayError, InvalidRequest, UpstreamError, clip
-from ..kernel.models import ChatCompletionRequest, ContentPart, EmbeddingRequest
+from ..kernel.models import ChatCompletionRequest, ContentPart, EmbeddingRequest, Tool
 from ..kernel.sse import SSEDecoder
 from . import _translate as t
+from ._gemini_schema import gemini_schema
 from .base import Deployment, TranslatedResponse, UpstreamRequest
 from .errors import error_from_status
 
@@ -147,12 +148,44 @@ _GENERATION_CONFIG: dict[t.SamplingParameter, str] = {
 }
 
 
+def _response_format(config: dict[str, Any], response_format: dict[str, Any] | None) -> None:
+    """``json_object`` → JSON mode; ``json_schema`` → JSON mode held to the schema (in Gemini's subset)."""
+    kind = response_format.get("type") if response_format else None
+    if kind in (None, "text"):
+        return
+    if kind not in ("json_object", "json_schema"):
+        raise InvalidRequest(
+            f"response_format type {clip(repr(kind))} is not one of text, json_object, json_schema.",
+            param="response_format",
+        )
+    config["responseMimeType"] = "application/json"
+    if kind == "json_schema":
+        spec = (response_format or {}).get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        if not isinstance(schema, dict):
+            raise InvalidRequest(
+                "response_format json_schema needs json_schema.schema, a JSON Schema object.",
+                param="response_format",
+            )
+        config["responseSchema"] = gemini_schema(schema, param="response_format")
+
+
 def _generation_config(request: ChatCompletionRequest, body: dict[str, Any]) -> dict[str, Any]:
     config = t.sampling(request, body, _GENERATION_CONFIG)
-    response_format = request.response_format
-    if isinstance(response_format, dict) and response_format.get("type") in ("json_object", "json_schema"):
-        config["responseMimeType"] = "application/json"
+    _response_format(config, request.response_format)
     return config
+
+
+def _declaration(tool: Tool, index: int) -> dict[str, Any]:
+    function = tool.function
+    declaration: dict[str, Any] = {"name": function.name}
+    if function.description:
+        declaration["description"] = function.description
+    if function.parameters:
+        declaration["parameters"] = gemini_schema(
+            function.parameters, param=f"tools[{index}].function.parameters"
+        )
+    return declaration
 
 
 def _usage(data: Any) -> Usage | None:
@@ -320,20 +353,7 @@ class GeminiAdapter(t.NativeAdapter):
             payload["systemInstruction"] = system
         if request.tools:
             payload["tools"] = [
-                {
-                    "functionDeclarations": [
-                        {
-                            "name": tool.function.name,
-                            **(
-                                {"description": tool.function.description}
-                                if tool.function.description
-                                else {}
-                            ),
-                            **({"parameters": tool.function.parameters} if tool.function.parameters else {}),
-                        }
-                        for tool in request.tools
-                    ]
-                }
+                {"functionDeclarations": [_declaration(tool, i) for i, tool in enumerate(request.tools)]}
             ]
         if (tool_config := _tool_config(request)) is not None:
             payload["toolConfig"] = tool_config
@@ -346,6 +366,13 @@ class GeminiAdapter(t.NativeAdapter):
     def chat_request(
         self, deployment: Deployment, request: ChatCompletionRequest, body: dict[str, Any], *, stream: bool
     ) -> UpstreamRequest:
+        if stream and (request.n or 1) > 1:
+            # the stream translator writes one choice; n candidates would be billed, one returned
+            raise InvalidRequest(
+                "Gemini streams through this gateway return one choice: send n > 1 without stream, "
+                "or n = 1 with stream.",
+                param="n",
+            )
         payload = self.native_chat(deployment, request, body)
         url = self._url(deployment, "streamGenerateContent?alt=sse" if stream else "generateContent")
         return self._post(url, deployment, payload)

@@ -30,6 +30,84 @@ def error_payload(status: int, message: str) -> dict[str, Any]:
     return {"error": {"code": status, "message": message, "status": _STATUS_NAMES.get(status, "UNKNOWN")}}
 
 
+#: The fields of Gemini's Schema object (ai.google.dev/api/caching#Schema), the OpenAPI 3.0 subset
+#: ``functionDeclarations[].parameters`` and ``generationConfig.responseSchema`` take. The real API
+#: answers anything else with 400 INVALID_ARGUMENT ``Unknown name "..."``.
+_SCHEMA_FIELDS = frozenset(
+    {
+        "type",
+        "format",
+        "title",
+        "description",
+        "nullable",
+        "enum",
+        "items",
+        "minItems",
+        "maxItems",
+        "properties",
+        "required",
+        "minProperties",
+        "maxProperties",
+        "minLength",
+        "maxLength",
+        "pattern",
+        "minimum",
+        "maximum",
+        "anyOf",
+        "propertyOrdering",
+        "example",
+    }
+)
+_SCHEMA_TYPES = frozenset({"string", "number", "integer", "boolean", "array", "object"})
+
+
+def schema_problem(schema: Any, where: str) -> str | None:
+    """What the real API says about the first thing ``schema`` has that a Schema object refuses."""
+    if not isinstance(schema, dict):
+        return f"Invalid value at '{where}': not a Schema object."
+    for key, value in schema.items():
+        here = f"{where}.{key}"
+        if key not in _SCHEMA_FIELDS:
+            return f"Invalid JSON payload received. Unknown name \"{key}\" at '{where}': Cannot find field."
+        if key == "type" and (not isinstance(value, str) or value.lower() not in _SCHEMA_TYPES):
+            return f"Invalid value at '{here}' (type.googleapis.com/google.ai.generativelanguage.v1beta.Type)"
+        if key == "properties" and isinstance(value, dict):
+            for name, sub in value.items():
+                if problem := schema_problem(sub, f"{here}[{name}]"):
+                    return problem
+        elif key == "items" and (problem := schema_problem(value, here)):
+            return problem
+        elif key == "anyOf":
+            for i, sub in enumerate(value if isinstance(value, list) else [value]):
+                if problem := schema_problem(sub, f"{here}[{i}]"):
+                    return problem
+    return None
+
+
+def request_problem(body: dict[str, Any]) -> str | None:
+    """The 400 message of the real API for a generateContent body, or ``None``."""
+    if not isinstance(body.get("contents"), list) or not body["contents"]:
+        return "* GenerateContentRequest.contents: contents is not specified"
+    for t, tool in enumerate(body.get("tools") or []):
+        for d, declaration in enumerate(
+            tool.get("functionDeclarations") or [] if isinstance(tool, dict) else []
+        ):
+            if "parameters" in declaration:
+                where = f"tools[{t}].function_declarations[{d}].parameters"
+                if problem := schema_problem(declaration["parameters"], where):
+                    return problem
+    config = body.get("generationConfig")
+    if isinstance(config, dict) and "responseSchema" in config:
+        if config.get("responseMimeType") != "application/json":
+            return (
+                "* GenerateContentRequest.generation_config.response_mime_type: must be "
+                "application/json when response_schema is set"
+            )
+        if problem := schema_problem(config["responseSchema"], "generation_config.response_schema"):
+            return problem
+    return None
+
+
 def _response_text(response: Any) -> str:
     if isinstance(response, dict) and isinstance(response.get("output"), str):
         return str(response["output"])
@@ -86,11 +164,7 @@ async def _generate(
     stream: bool,
 ) -> None:
     body = request.json if isinstance(request.json, dict) else {}
-    problem = (
-        None
-        if isinstance(body.get("contents"), list) and body["contents"]
-        else "* GenerateContentRequest.contents: contents is not specified"
-    )
+    problem = request_problem(body)
     if await fake.refuse(send, behaviour, error_payload, problem):
         return
     tools: list[str] = []

@@ -1,0 +1,186 @@
+"""Provider fidelity (issue 20): what the gateway sends is what each provider's real API accepts, and
+what it cannot send is refused or reported, never silently lost.
+
+Every request goes through ProviderRouter to FakeProvider, which refuses what the real APIs refuse
+(Gemini's Schema keywords, Anthropic's temperature with top_p, unknown Anthropic fields).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from pydantic import BaseModel, ConfigDict
+
+from asgi_aigw.providers._gemini_schema import gemini_schema
+from asgi_aigw.router import ProviderRouter
+from asgi_aigw.router.config import DeploymentConfig, ModelConfig, RouterConfig
+from asgi_aigw.testing import FakeProvider, StreamingASGITransport
+
+ANTHROPIC_URL = "http://fake-anthropic.test"
+GEMINI_URL = "http://fake-gemini.test"
+OLLAMA_URL = "http://fake-ollama.test"
+OPENAI_URL = "http://fake-openai.test/v1"
+
+DEPLOYMENTS = {
+    "claude": ("anthropic", "claude-test-1", ANTHROPIC_URL, "test-anthropic-key-0000"),
+    "gemini": ("gemini", "gemini-test-flash", GEMINI_URL, "test-gemini-key-0000"),
+    "llama": ("ollama", "llama-test:8b", OLLAMA_URL, None),
+    "gpt": ("openai", "gpt-test-mini", OPENAI_URL, "test-openai-key-0000"),
+}
+
+
+def router_config() -> RouterConfig:
+    return RouterConfig(
+        models=[
+            ModelConfig(
+                name=alias,
+                deployments=[DeploymentConfig(provider=provider, model=model, base_url=url, api_key=key)],  # type: ignore[arg-type]
+            )
+            for alias, (provider, model, url, key) in DEPLOYMENTS.items()
+        ]
+    )
+
+
+@pytest.fixture
+async def gateway(fake: FakeProvider) -> AsyncIterator[httpx.AsyncClient]:
+    transport = StreamingASGITransport(fake)
+    router = ProviderRouter(
+        router_config(), transports={url: transport for _, _, url, _ in DEPLOYMENTS.values()}, env={}
+    )
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(router), base_url="http://testserver") as c:
+        yield c
+    await router.aclose()
+
+
+async def chat(client: httpx.AsyncClient, model: str, **fields: Any) -> httpx.Response:
+    body = {"model": model, "messages": [{"role": "user", "content": "Hello there"}], **fields}
+    return await client.post("/v1/chat/completions", json=body)
+
+
+def error_of(response: httpx.Response) -> dict[str, Any]:
+    error = response.json()["error"]
+    assert set(error) >= {"message", "type", "code", "param"}
+    return dict(error)
+
+
+# -- 1. Gemini tool schemas ---------------------------------------------------------------------------
+
+
+class Address(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # additionalProperties: false, as strict clients send
+
+    street: str
+    city: str | None = None
+
+
+class Booking(BaseModel):
+    """Book a table."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    guests: int | None = None
+    address: Address
+    previous: list[Address] = []
+    note: str | None = None
+
+
+def booking_schema() -> dict[str, Any]:
+    """What pydantic v2 writes for the model, with ``$schema`` as several clients add it."""
+    schema = Booking.model_json_schema()
+    assert "$defs" in schema and schema["additionalProperties"] is False  # the real shape, checked
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+
+
+def tool(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"type": "function", "function": {"name": "book", "description": "Book.", "parameters": schema}}]
+
+
+async def test_the_fake_refuses_a_pydantic_schema_as_gemini_does(fake: FakeProvider) -> None:
+    """The check is real: the raw pydantic schema in ``parameters`` is a 400 INVALID_ARGUMENT."""
+    body = {
+        "contents": [{"role": "user", "parts": [{"text": "hi"}]}],
+        "tools": [{"functionDeclarations": [{"name": "book", "parameters": booking_schema()}]}],
+    }
+    async with httpx.AsyncClient(transport=StreamingASGITransport(fake), base_url=GEMINI_URL) as client:
+        answer = await client.post("/v1beta/models/gemini-test-flash:generateContent", json=body)
+    assert answer.status_code == 400
+    assert answer.json()["error"]["status"] == "INVALID_ARGUMENT"
+    assert "Unknown name" in answer.json()["error"]["message"]
+
+
+async def test_gemini_takes_pydantic_tool_schemas(gateway: httpx.AsyncClient, fake: FakeProvider) -> None:
+    answer = await chat(gateway, "gemini", tools=tool(booking_schema()))
+    assert answer.status_code == 200, answer.text
+    sent = fake.requests[-1].json["tools"][0]["functionDeclarations"][0]["parameters"]
+    assert sent == {
+        "type": "object",
+        "title": "Booking",
+        "description": "Book a table.",
+        "properties": {
+            "name": {"type": "string", "title": "Name"},
+            "guests": {"type": "integer", "title": "Guests", "nullable": True},
+            "address": {
+                "type": "object",
+                "title": "Address",
+                "properties": {
+                    "street": {"type": "string", "title": "Street"},
+                    "city": {"type": "string", "title": "City", "nullable": True},
+                },
+                "required": ["street"],
+            },
+            "previous": {
+                "type": "array",
+                "title": "Previous",
+                "items": {
+                    "type": "object",
+                    "title": "Address",
+                    "properties": {
+                        "street": {"type": "string", "title": "Street"},
+                        "city": {"type": "string", "title": "City", "nullable": True},
+                    },
+                    "required": ["street"],
+                },
+            },
+            "note": {"type": "string", "title": "Note", "nullable": True},
+        },
+        "required": ["name", "address"],
+    }
+
+
+def test_type_lists_unions_and_consts_map_to_the_subset() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "a": {"type": ["string", "null"]},
+            "b": {"type": ["string", "integer"]},
+            "c": {"oneOf": [{"type": "string"}, {"type": "integer"}], "discriminator": {"propertyName": "x"}},
+            "d": {"const": "fixed"},
+            "e": {"allOf": [{"type": "number", "exclusiveMinimum": 0}], "description": "positive"},
+        },
+    }
+    assert gemini_schema(schema, param="p")["properties"] == {
+        "a": {"type": "string", "nullable": True},
+        "b": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+        "c": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+        "d": {"enum": ["fixed"], "type": "string"},
+        "e": {"type": "number", "description": "positive"},
+    }
+
+
+class Node(BaseModel):
+    value: int
+    children: list[Node] = []
+
+
+async def test_a_recursive_schema_is_a_clear_400(gateway: httpx.AsyncClient, fake: FakeProvider) -> None:
+    answer = await chat(gateway, "gemini", tools=tool(Node.model_json_schema()))
+    assert answer.status_code == 400
+    error = error_of(answer)
+    assert error["param"] == "tools[0].function.parameters"
+    assert "recursive" in error["message"]
+    assert fake.requests == []  # refused before anything was sent
