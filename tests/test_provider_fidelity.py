@@ -184,3 +184,134 @@ async def test_a_recursive_schema_is_a_clear_400(gateway: httpx.AsyncClient, fak
     assert error["param"] == "tools[0].function.parameters"
     assert "recursive" in error["message"]
     assert fake.requests == []  # refused before anything was sent
+
+
+# -- 2. Anthropic temperature and top_p ---------------------------------------------------------------
+
+
+async def test_the_fake_refuses_temperature_with_top_p_as_anthropic_does(fake: FakeProvider) -> None:
+    body = {
+        "model": "claude-test-1",
+        "max_tokens": 10,
+        "messages": [{"role": "user", "content": "hi"}],
+        "temperature": 0.5,
+        "top_p": 0.9,
+    }
+    async with httpx.AsyncClient(transport=StreamingASGITransport(fake), base_url=ANTHROPIC_URL) as client:
+        answer = await client.post("/v1/messages", json=body)
+    assert answer.status_code == 400
+    assert answer.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_anthropic_gets_temperature_alone_when_both_are_given(
+    gateway: httpx.AsyncClient, fake: FakeProvider
+) -> None:
+    answer = await chat(gateway, "claude", temperature=0.3, top_p=0.9)
+    assert answer.status_code == 200, answer.text
+    sent = fake.requests[-1].json
+    assert sent["temperature"] == 0.3 and "top_p" not in sent
+    assert answer.headers["x-aigw-dropped-params"] == "top_p"
+
+
+async def test_anthropic_gets_top_p_when_it_comes_alone(gateway: httpx.AsyncClient, fake: FakeProvider) -> None:
+    answer = await chat(gateway, "claude", top_p=0.9)
+    assert answer.status_code == 200, answer.text
+    assert fake.requests[-1].json["top_p"] == 0.9
+    assert "x-aigw-dropped-params" not in answer.headers
+
+
+async def test_anthropic_temperature_above_one_is_a_400(gateway: httpx.AsyncClient, fake: FakeProvider) -> None:
+    answer = await chat(gateway, "claude", temperature=1.5)
+    assert answer.status_code == 400
+    error = error_of(answer)
+    assert error["param"] == "temperature" and "between 0 and 1" in error["message"]
+    assert fake.requests == []
+
+
+# -- 3. response_format -------------------------------------------------------------------------------
+
+
+class Answer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    city: str
+    population: int | None
+
+
+async def test_gemini_json_schema_becomes_a_response_schema(
+    gateway: httpx.AsyncClient, fake: FakeProvider
+) -> None:
+    response_format = {
+        "type": "json_schema",
+        "json_schema": {"name": "answer", "strict": True, "schema": Answer.model_json_schema()},
+    }
+    answer = await chat(gateway, "gemini", response_format=response_format)
+    assert answer.status_code == 200, answer.text
+    config = fake.requests[-1].json["generationConfig"]
+    assert config == {
+        "responseMimeType": "application/json",
+        "responseSchema": {
+            "type": "object",
+            "title": "Answer",
+            "properties": {
+                "city": {"type": "string", "title": "City"},
+                "population": {"type": "integer", "title": "Population", "nullable": True},
+            },
+            "required": ["city", "population"],
+        },
+    }
+
+
+async def test_gemini_json_object_is_json_mode(gateway: httpx.AsyncClient, fake: FakeProvider) -> None:
+    answer = await chat(gateway, "gemini", response_format={"type": "json_object"})
+    assert answer.status_code == 200, answer.text
+    assert fake.requests[-1].json["generationConfig"] == {"responseMimeType": "application/json"}
+
+
+@pytest.mark.parametrize(
+    "response_format",
+    [{"type": "json_object"}, {"type": "json_schema", "json_schema": {"name": "a", "schema": {}}}],
+)
+async def test_anthropic_response_format_is_a_400_not_a_silent_drop(
+    gateway: httpx.AsyncClient, fake: FakeProvider, response_format: dict[str, Any]
+) -> None:
+    answer = await chat(gateway, "claude", response_format=response_format)
+    assert answer.status_code == 400
+    error = error_of(answer)
+    assert error["param"] == "response_format" and "no JSON mode" in error["message"]
+    assert fake.requests == []
+
+
+async def test_a_text_response_format_is_no_change(gateway: httpx.AsyncClient, fake: FakeProvider) -> None:
+    answer = await chat(gateway, "claude", response_format={"type": "text"})
+    assert answer.status_code == 200, answer.text
+    assert "x-aigw-dropped-params" not in answer.headers
+
+
+# -- 4. n > 1 -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["claude", "llama"])
+async def test_n_above_one_is_a_400_where_one_choice_comes_back(
+    gateway: httpx.AsyncClient, fake: FakeProvider, model: str
+) -> None:
+    answer = await chat(gateway, model, n=2)
+    assert answer.status_code == 400
+    assert error_of(answer)["param"] == "n"
+    assert fake.requests == []
+
+
+async def test_gemini_answers_n_choices(gateway: httpx.AsyncClient, fake: FakeProvider) -> None:
+    answer = await chat(gateway, "gemini", n=3)
+    assert answer.status_code == 200, answer.text
+    assert [c["index"] for c in answer.json()["choices"]] == [0, 1, 2]
+    assert fake.requests[-1].json["generationConfig"]["candidateCount"] == 3
+
+
+async def test_a_gemini_stream_with_n_above_one_is_a_400(
+    gateway: httpx.AsyncClient, fake: FakeProvider
+) -> None:
+    answer = await chat(gateway, "gemini", n=2, stream=True)
+    assert answer.status_code == 400
+    assert error_of(answer)["param"] == "n"
+    assert fake.requests == []

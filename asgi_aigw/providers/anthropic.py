@@ -50,6 +50,42 @@ _SAMPLING: dict[t.SamplingParameter, str] = {
     "top_k": "top_k",
     "stop": "stop_sequences",
 }
+#: Anthropic's temperature range is 0-1 (OpenAI's is 0-2).
+MAX_TEMPERATURE = 1.0
+
+
+def _checked(request: ChatCompletionRequest) -> None:
+    """Refuse what the Messages API cannot do, before anything is sent (or billed)."""
+    if request.temperature is not None and request.temperature > MAX_TEMPERATURE:
+        # rescaling would change what the client asked for; a 400 lets it choose
+        raise InvalidRequest(
+            f"temperature {request.temperature} is above Anthropic's maximum of 1; send a value "
+            "between 0 and 1 for this model.",
+            param="temperature",
+        )
+    if (request.n or 1) > 1:
+        raise InvalidRequest(
+            "Anthropic returns one choice per request: send n = 1 (or leave it out) and make several "
+            "requests for several answers.",
+            param="n",
+        )
+    response_format = request.response_format
+    kind = response_format.get("type") if response_format else None
+    if kind not in (None, "text"):
+        raise InvalidRequest(
+            f"response_format {clip(repr(kind))} cannot be sent to Anthropic: the Messages API version "
+            f"this gateway speaks ({ANTHROPIC_VERSION}) has no JSON mode. Describe the JSON in the "
+            "prompt, or use a tool with the schema as its input_schema and tool_choice naming it.",
+            param="response_format",
+        )
+
+
+def _sampling(request: ChatCompletionRequest, body: dict[str, Any]) -> dict[str, Any]:
+    params = t.sampling(request, body, _SAMPLING)
+    if "temperature" in params:
+        # current Claude models refuse temperature with top_p: temperature wins (reported as dropped)
+        params.pop("top_p", None)
+    return params
 
 #: Anthropic's error types and the status each comes with (docs.anthropic.com "Errors"); used for
 #: ``error`` events inside a stream, which carry no HTTP status of their own.
@@ -271,6 +307,7 @@ class AnthropicAdapter(t.NativeAdapter):
         self, deployment: Deployment, request: ChatCompletionRequest, body: dict[str, Any], *, stream: bool
     ) -> dict[str, Any]:
         """The Messages API request body for ``request``."""
+        _checked(request)
         system, messages = _messages(request)
         payload: dict[str, Any] = {
             "model": deployment.model,
@@ -279,7 +316,7 @@ class AnthropicAdapter(t.NativeAdapter):
         if system is not None:
             payload["system"] = system
         payload["messages"] = messages
-        payload.update(t.sampling(request, body, _SAMPLING))
+        payload.update(_sampling(request, body))
         if request.tools:
             payload["tools"] = [
                 {

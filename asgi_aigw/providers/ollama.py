@@ -195,6 +195,13 @@ class OllamaAdapter(t.NativeAdapter):
         self, deployment: Deployment, request: ChatCompletionRequest, body: dict[str, Any], *, stream: bool
     ) -> dict[str, Any]:
         """The ``/api/chat`` request body for ``request``."""
+        if (request.n or 1) > 1:
+            # /api/chat answers once per request: n choices would be billed for one
+            raise InvalidRequest(
+                "Ollama returns one choice per request: send n = 1 (or leave it out) and make several "
+                "requests for several answers.",
+                param="n",
+            )
         payload: dict[str, Any] = {"model": deployment.model, "messages": _messages(request)}
         if request.tools and request.tool_choice != "none":
             payload["tools"] = body.get("tools") or [

@@ -231,6 +231,17 @@ async def _generate(
         payload = responses[0]
         if call_part is None and not behaviour.blocked:
             payload = response([{"text": turn.text}], "STOP", final_usage)
+            # candidateCount answers: one candidate each, all billed (candidatesTokenCount counts them all)
+            count = (body.get("generationConfig") or {}).get("candidateCount") or 1
+            if count > 1:
+                candidate = payload["candidates"][0]
+                payload["candidates"] = [{**candidate, "index": i} for i in range(count)]
+                completion = turn.completion_tokens * count
+                payload["usageMetadata"] = {
+                    "promptTokenCount": prompt,
+                    "candidatesTokenCount": completion,
+                    "totalTokenCount": prompt + completion,
+                }
         await fake.send_json(send, 200, payload)
         return
 
