@@ -429,9 +429,35 @@ class NativeStreamTranslator:
         """The native stream ended (normally or not): append any final events to ``out``."""
 
 
+#: The request fields every translating adapter reads (routing, streaming and the output cap).
+READ_BY_ALL = frozenset(
+    {"model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "top_k"}
+)
+#: Values that ask for nothing beyond the default: a field set to one of them is not reported dropped.
+_DEFAULTS: dict[str, Any] = {"logprobs": False, "parallel_tool_calls": True, "n": 1, "store": False}
+
+
+def unread_fields(body: Mapping[str, Any], read: frozenset[str]) -> list[str]:
+    """The fields of ``body`` outside ``read`` that ask for something (not ``None``, not the default)."""
+    return [
+        key
+        for key, value in body.items()
+        if key not in read and value is not None and not (key in _DEFAULTS and value == _DEFAULTS[key])
+    ]
+
+
+def named_messages(request: ChatCompletionRequest) -> bool:
+    """Whether a message carries a participant ``name`` (a tool result's name is read as its function)."""
+    return any(m.name for m in request.messages if m.role not in ("tool", "function"))
+
+
 class NativeAdapter:
     """Base of the adapters that translate (Anthropic, Gemini, Ollama): the answers and chunk streams
     they write are stamped by ``clock`` and get ids from ``ids`` (golden tests pin both)."""
+
+    #: The request fields this adapter maps or refuses, besides :data:`READ_BY_ALL`; any other field
+    #: the client set is reported by :meth:`dropped_params`.
+    reads: ClassVar[frozenset[str]] = frozenset()
 
     #: The prefix of the ids made for answers the provider does not name.
     id_prefix: ClassVar[str] = "chatcmpl-"
@@ -444,6 +470,19 @@ class NativeAdapter:
     def __init__(self, *, clock: Clock = default_clock, ids: IdFactory = random_id) -> None:
         self._clock = clock
         self._ids = ids
+
+    def dropped_params(self, request: ChatCompletionRequest, body: Mapping[str, Any]) -> list[str]:
+        """The request fields this provider has no place for: left out of the native request and named
+        in the ``x-aigw-dropped-params`` answer header, so a client can tell."""
+        dropped = unread_fields(body, READ_BY_ALL | self.reads)
+        if named_messages(request):
+            dropped.append("name")
+        dropped.extend(self._dropped_values(request))
+        return dropped
+
+    def _dropped_values(self, request: ChatCompletionRequest) -> list[str]:
+        """Fields this adapter reads but drops for some values (a default: none)."""
+        return []
 
     def _post(self, url: str, deployment: Deployment, payload: Any) -> UpstreamRequest:
         return post_json(url, deployment, payload, self.key_header, self.key_prefix, self.fixed_headers)

@@ -292,6 +292,20 @@ class AnthropicAdapter(t.NativeAdapter):
     key_header = "x-api-key"
     key_prefix = ""
     fixed_headers = {**t.JSON_HEADERS, "anthropic-version": ANTHROPIC_VERSION}
+    # n and response_format are read to be refused (400) when they ask for what Anthropic cannot do
+    reads = frozenset(
+        {
+            "temperature",
+            "top_p",
+            "stop",
+            "tools",
+            "tool_choice",
+            "parallel_tool_calls",
+            "user",
+            "n",
+            "response_format",
+        }
+    )
 
     def __init__(
         self,
@@ -302,6 +316,9 @@ class AnthropicAdapter(t.NativeAdapter):
     ) -> None:
         super().__init__(clock=clock, ids=ids)
         self.default_max_tokens = default_max_tokens
+
+    def _dropped_values(self, request: ChatCompletionRequest) -> list[str]:
+        return ["top_p"] if request.temperature is not None and request.top_p is not None else []
 
     def native_chat(
         self, deployment: Deployment, request: ChatCompletionRequest, body: dict[str, Any], *, stream: bool

@@ -339,6 +339,21 @@ class GeminiAdapter(t.NativeAdapter):
     # in a header, never in the URL (where logs would keep it)
     key_header = "x-goog-api-key"
     key_prefix = ""
+    reads = frozenset(
+        {
+            "temperature",
+            "top_p",
+            "n",
+            "stop",
+            "presence_penalty",
+            "frequency_penalty",
+            "seed",
+            "tools",
+            "tool_choice",
+            "response_format",
+            "safety_settings",
+        }
+    )
 
     def _url(self, deployment: Deployment, method: str) -> str:
         return f"{t.versioned(deployment.base_url, API_VERSION)}/{_model_path(deployment.model)}:{method}"

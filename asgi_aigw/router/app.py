@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
@@ -36,6 +37,11 @@ from .registry import ModelRegistry, ResolvedModel
 from .upstream import UpstreamClients, UpstreamResponse, mapped_transport_errors, origin_of
 
 logger = logging.getLogger("asgi_aigw.router")
+
+#: ``ctx.extra`` key: the request fields the answering provider had no place for.
+DROPPED_PARAMS = "router.dropped_params"
+_FIELD_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_MAX_DROPPED = 32
 
 #: Upstream error bodies are read for their message only; never hold more than this.
 _MAX_ERROR_BODY = 64 * 1024
@@ -194,7 +200,10 @@ class ProviderRouter:
         data = body.data
 
         def build(deployment: Deployment, adapter: ProviderAdapter) -> UpstreamRequest:
-            return adapter.chat_request(deployment, request, data, stream=ctx.stream)
+            upstream = adapter.chat_request(deployment, request, data, stream=ctx.stream)
+            # per attempt: a fallback to another provider drops other fields
+            ctx.extra[DROPPED_PARAMS] = adapter.dropped_params(request, data)
+            return upstream
 
         deliver: Deliver
         if ctx.stream:
@@ -536,12 +545,18 @@ def _reported_model(ctx: RequestContext, translator: Any) -> None:
 
 
 def _answer_headers(ctx: RequestContext) -> Headers:
-    return [
+    headers = [
         (b"x-aigw-provider", (ctx.provider or "").encode("latin-1")),
         (b"x-aigw-model", (ctx.upstream_model or "").encode("latin-1", "replace")),
         (b"x-aigw-deployment", (ctx.deployment or "").encode("latin-1", "replace")),
         (b"x-aigw-attempts", str(ctx.attempts).encode()),
     ]
+    if dropped := ctx.extra.get(DROPPED_PARAMS):
+        # what the provider had no place for: said, never silently lost (docs/providers.md). The names
+        # come from the client's JSON: only plain ones go into a header, and not without bound.
+        names = [n if _FIELD_NAME.fullmatch(n) else "?" for n in dropped[:_MAX_DROPPED]]
+        headers.append((b"x-aigw-dropped-params", ",".join(names).encode()))
+    return headers
 
 
 def _brief(message: str, limit: int = 300) -> str:

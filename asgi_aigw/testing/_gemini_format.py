@@ -203,7 +203,7 @@ async def _generate(
         else None
     )
     if behaviour.blocked:
-        blocked = {
+        blocked: dict[str, Any] = {
             "promptFeedback": {"blockReason": "SAFETY"},
             "usageMetadata": {"promptTokenCount": prompt, "totalTokenCount": prompt},
             "modelVersion": model,
