@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 from pydantic import BaseModel, ConfigDict
 
@@ -92,7 +91,8 @@ class Booking(BaseModel):
 def booking_schema() -> dict[str, Any]:
     """What pydantic v2 writes for the model, with ``$schema`` as several clients add it."""
     schema = Booking.model_json_schema()
-    assert "$defs" in schema and schema["additionalProperties"] is False  # the real shape, checked
+    assert "$defs" in schema
+    assert schema["additionalProperties"] is False
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
 
 
@@ -209,22 +209,28 @@ async def test_anthropic_gets_temperature_alone_when_both_are_given(
     answer = await chat(gateway, "claude", temperature=0.3, top_p=0.9)
     assert answer.status_code == 200, answer.text
     sent = fake.requests[-1].json
-    assert sent["temperature"] == 0.3 and "top_p" not in sent
+    assert sent["temperature"] == 0.3
+    assert "top_p" not in sent
     assert answer.headers["x-aigw-dropped-params"] == "top_p"
 
 
-async def test_anthropic_gets_top_p_when_it_comes_alone(gateway: httpx.AsyncClient, fake: FakeProvider) -> None:
+async def test_anthropic_gets_top_p_when_it_comes_alone(
+    gateway: httpx.AsyncClient, fake: FakeProvider
+) -> None:
     answer = await chat(gateway, "claude", top_p=0.9)
     assert answer.status_code == 200, answer.text
     assert fake.requests[-1].json["top_p"] == 0.9
     assert "x-aigw-dropped-params" not in answer.headers
 
 
-async def test_anthropic_temperature_above_one_is_a_400(gateway: httpx.AsyncClient, fake: FakeProvider) -> None:
+async def test_anthropic_temperature_above_one_is_a_400(
+    gateway: httpx.AsyncClient, fake: FakeProvider
+) -> None:
     answer = await chat(gateway, "claude", temperature=1.5)
     assert answer.status_code == 400
     error = error_of(answer)
-    assert error["param"] == "temperature" and "between 0 and 1" in error["message"]
+    assert error["param"] == "temperature"
+    assert "between 0 and 1" in error["message"]
     assert fake.requests == []
 
 
@@ -278,7 +284,8 @@ async def test_anthropic_response_format_is_a_400_not_a_silent_drop(
     answer = await chat(gateway, "claude", response_format=response_format)
     assert answer.status_code == 400
     error = error_of(answer)
-    assert error["param"] == "response_format" and "no JSON mode" in error["message"]
+    assert error["param"] == "response_format"
+    assert "no JSON mode" in error["message"]
     assert fake.requests == []
 
 

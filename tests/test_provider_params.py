@@ -22,7 +22,10 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "response_format": {
         "response_format": {
             "type": "json_schema",
-            "json_schema": {"name": "a", "schema": {"type": "object", "properties": {"x": {"type": "string"}}}},
+            "json_schema": {
+                "name": "a",
+                "schema": {"type": "object", "properties": {"x": {"type": "string"}}},
+            },
         }
     },
     "n": {"n": 2},

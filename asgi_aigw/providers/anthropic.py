@@ -87,6 +87,7 @@ def _sampling(request: ChatCompletionRequest, body: dict[str, Any]) -> dict[str,
         params.pop("top_p", None)
     return params
 
+
 #: Anthropic's error types and the status each comes with (docs.anthropic.com "Errors"); used for
 #: ``error`` events inside a stream, which carry no HTTP status of their own.
 _ERROR_STATUS = {
