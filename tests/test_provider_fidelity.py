@@ -322,3 +322,92 @@ async def test_a_gemini_stream_with_n_above_one_is_a_400(
     assert answer.status_code == 400
     assert error_of(answer)["param"] == "n"
     assert fake.requests == []
+
+
+# -- 6. dropped parameters are named ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_dropped_fields_are_named_in_a_header(
+    gateway: httpx.AsyncClient, fake: FakeProvider, stream: bool
+) -> None:
+    answer = await chat(gateway, "gemini", logprobs=True, service_tier="flex", seed=3, stream=stream)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-aigw-dropped-params"] == "logprobs,service_tier"
+    sent = fake.requests[-1].json
+    assert sent["generationConfig"]["seed"] == 3
+    assert not {"logprobs", "service_tier"} & set(sent)
+
+
+async def test_anthropic_names_what_it_drops(gateway: httpx.AsyncClient, fake: FakeProvider) -> None:
+    messages = [{"role": "user", "content": "Hello there", "name": "alice"}]
+    answer = await chat(gateway, "claude", messages=messages, seed=1, metadata={"k": "v"}, user="u-1")
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-aigw-dropped-params"] == "seed,metadata,name"
+    assert fake.requests[-1].json["metadata"] == {"user_id": "u-1"}
+
+
+async def test_nothing_is_named_when_nothing_is_dropped(gateway: httpx.AsyncClient) -> None:
+    for model in ("gpt", "gemini", "claude", "llama"):
+        answer = await chat(gateway, model, temperature=0.5, logprobs=False, parallel_tool_calls=True)
+        assert answer.status_code == 200, answer.text
+        assert "x-aigw-dropped-params" not in answer.headers, model
+    answer = await chat(gateway, "gpt", logprobs=True, service_tier="flex")
+    assert "x-aigw-dropped-params" not in answer.headers  # OpenAI takes them as sent
+
+
+async def test_ollama_names_a_tool_choice_it_cannot_force(
+    gateway: httpx.AsyncClient, fake: FakeProvider
+) -> None:
+    answer = await chat(gateway, "llama", tools=tool({"type": "object"}), tool_choice="required")
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-aigw-dropped-params"] == "tool_choice"
+
+
+async def test_field_names_from_the_client_never_reach_a_header_raw(gateway: httpx.AsyncClient) -> None:
+    answer = await chat(gateway, "gemini", **{"bad\r\nx-injected: 1": True, "ok_field": 1})
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-aigw-dropped-params"] == "?,ok_field"
+    assert "x-injected" not in answer.headers
+
+
+# -- 5. GET /v1/models/{model} ------------------------------------------------------------------------
+
+
+async def test_retrieve_a_model_with_the_openai_sdk(fake: FakeProvider) -> None:
+    import openai
+
+    router = ProviderRouter(router_config(), transports={}, env={})
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(router))
+    client = openai.AsyncOpenAI(base_url="http://testserver/v1", api_key="test-key-0000", http_client=http)
+    model = await client.models.retrieve("claude")
+    assert (model.id, model.object, model.owned_by) == ("claude", "model", "anthropic")
+    with pytest.raises(openai.NotFoundError) as missing:
+        await client.models.retrieve("no-such-model")
+    assert missing.value.code == "model_not_found"
+    await http.aclose()
+
+
+@pytest.mark.parametrize("path", ["/v1/models/gemini", "/models/gemini"])
+async def test_retrieve_a_model(gateway: httpx.AsyncClient, path: str) -> None:
+    answer = await gateway.get(path)
+    assert answer.status_code == 200
+    body = answer.json()
+    assert set(body) == {"id", "object", "created", "owned_by"}
+    assert (body["id"], body["object"], body["owned_by"]) == ("gemini", "model", "gemini")
+
+
+async def test_an_unknown_model_is_a_404_in_the_openai_shape(gateway: httpx.AsyncClient) -> None:
+    answer = await gateway.get("/v1/models/no-such-model")
+    assert answer.status_code == 404
+    error = error_of(answer)
+    assert error["code"] == "model_not_found"
+    assert error["type"] == "invalid_request_error"
+    assert "no-such-model" in error["message"]
+
+
+def test_a_retrieve_model_path_is_a_gateway_route() -> None:
+    from asgi_aigw.kernel.routes import classify
+
+    assert classify({"type": "http", "method": "GET", "path": "/ai/v1/models/claude"}) == "models"
+    assert classify({"type": "http", "method": "GET", "path": "/shop/models/5"}) is None

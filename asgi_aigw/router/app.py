@@ -135,11 +135,16 @@ class ProviderRouter:
         scope, ctx = ensure_context(scope)
         progress = _Progress()
         try:
-            route = _ROUTES.get(route_path(scope))
+            path = route_path(scope)
+            route = _ROUTES.get(path)
+            model_id = _model_id(path) if route is None else None
+            if model_id is not None:
+                route = "models"
             if route is None:
                 raise NotFound(
                     f"There is no route {scope.get('method')} {scope.get('path')}. This gateway serves "
-                    "POST /v1/chat/completions, POST /v1/embeddings and GET /v1/models.",
+                    "POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models and "
+                    "GET /v1/models/{model}.",
                     code="unknown_route",
                 )
             if scope.get("method") != _METHODS[route]:
@@ -148,6 +153,9 @@ class ProviderRouter:
                     headers=[("allow", _METHODS[route])],
                 )
             ctx.route = route
+            if model_id is not None:
+                await self._model(send, ctx, model_id)
+                return
             if route == "models":
                 await self._models(send, ctx)
                 return
@@ -187,6 +195,15 @@ class ProviderRouter:
         ]
         ctx.status = 200
         await send_json_bytes(send, 200, orjson.dumps({"object": "list", "data": data}))
+
+    async def _model(self, send: Send, ctx: RequestContext, model_id: str) -> None:
+        """OpenAI's retrieve-model answer for a name this gateway routes; a 404 naming what it serves."""
+        ctx.model = model_id
+        resolved = self.registry.resolve(model_id)
+        owner = resolved.deployments[0].provider if resolved.deployments else "asgi-aigw"
+        data = {"id": model_id, "object": "model", "created": self._created, "owned_by": owner}
+        ctx.status = 200
+        await send_json_bytes(send, 200, orjson.dumps(data))
 
     # -- chat ---------------------------------------------------------------------------------------
 
@@ -529,6 +546,14 @@ class ProviderRouter:
             task.uncancel()
         finally:
             watcher.cancel()
+
+
+def _model_id(path: str) -> str | None:
+    """The model of ``/v1/models/{model}`` (which may hold a slash: ``anthropic/claude-...``)."""
+    for prefix in ("/v1/models/", "/models/"):
+        if path.startswith(prefix) and len(path) > len(prefix):
+            return path[len(prefix) :]
+    return None
 
 
 def _record(ctx: RequestContext, deployment: Deployment, model: str | None) -> None:
