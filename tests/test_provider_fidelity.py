@@ -411,3 +411,51 @@ def test_a_retrieve_model_path_is_a_gateway_route() -> None:
 
     assert classify({"type": "http", "method": "GET", "path": "/ai/v1/models/claude"}) == "models"
     assert classify({"type": "http", "method": "GET", "path": "/shop/models/5"}) is None
+
+
+# -- 7. client headers forwarded by an allow-list -----------------------------------------------------
+
+
+async def test_beta_headers_reach_the_upstream(gateway: httpx.AsyncClient, fake: FakeProvider) -> None:
+    headers = {"anthropic-beta": "prompt-caching-2024-07-31", "x-other": "no", "x-api-key": "client-key-0000"}
+    body = {"model": "claude", "messages": [{"role": "user", "content": "hi"}]}
+    answer = await gateway.post("/v1/chat/completions", json=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    received = fake.requests[-1].headers
+    assert received["anthropic-beta"] == "prompt-caching-2024-07-31"
+    assert "x-other" not in received
+    assert received["x-api-key"] == "test-anthropic-key-0000"  # the client can never set credentials
+
+
+async def test_forwarding_is_configurable_and_deployment_headers_win(fake: FakeProvider) -> None:
+    config = RouterConfig(
+        models=[
+            ModelConfig(
+                name="claude",
+                deployments=[
+                    DeploymentConfig(
+                        provider="anthropic",
+                        model="claude-test-1",
+                        base_url=ANTHROPIC_URL,
+                        api_key="test-anthropic-key-0000",  # type: ignore[arg-type]
+                        headers={"x-team": "ops"},
+                    )
+                ],
+            )
+        ],
+        forward_headers=["X-Team", "X-Trace"],
+    )
+    router = ProviderRouter(config, transports={ANTHROPIC_URL: StreamingASGITransport(fake)}, env={})
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(router), base_url="http://testserver") as c:
+        body = {"model": "claude", "messages": [{"role": "user", "content": "hi"}]}
+        headers = {"x-team": "client", "x-trace": "t-1", "anthropic-beta": "b"}
+        answer = await c.post("/v1/chat/completions", json=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    received = fake.requests[-1].headers
+    assert (received["x-team"], received["x-trace"]) == ("ops", "t-1")
+    assert "anthropic-beta" not in received  # not on this router's list
+
+
+def test_credentials_cannot_be_forwarded() -> None:
+    with pytest.raises(ValueError, match="authorization"):
+        RouterConfig(forward_headers=["Authorization"])

@@ -40,6 +40,8 @@ logger = logging.getLogger("asgi_aigw.router")
 
 #: ``ctx.extra`` key: the request fields the answering provider had no place for.
 DROPPED_PARAMS = "router.dropped_params"
+#: ``ctx.extra`` key: the client headers to pass on upstream (``RouterConfig.forward_headers``).
+FORWARDED_HEADERS = "router.forwarded_headers"
 _FIELD_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _MAX_DROPPED = 32
 
@@ -106,6 +108,7 @@ class ProviderRouter:
         #: Retry, backoff and cooldown decisions (cooldown state lives here, per process).
         self.policy = RoutingPolicy(self.config.retry, self.config.cooldown)
         self._max_body = self.config.max_body_bytes
+        self._forward = frozenset(self.config.forward_headers)
         self._created = int(time.time())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -153,6 +156,8 @@ class ProviderRouter:
                     headers=[("allow", _METHODS[route])],
                 )
             ctx.route = route
+            if forwarded := self._forwarded(scope):
+                ctx.extra[FORWARDED_HEADERS] = forwarded
             if model_id is not None:
                 await self._model(send, ctx, model_id)
                 return
@@ -173,6 +178,18 @@ class ProviderRouter:
             await self._send_gateway_error(
                 send, ctx, GatewayError("The gateway failed unexpectedly; see its logs."), progress
             )
+
+    def _forwarded(self, scope: Scope) -> dict[str, str]:
+        """The client's headers named in ``forward_headers`` (repeated ones joined, as HTTP allows)."""
+        if not self._forward:
+            return {}
+        found: dict[str, str] = {}
+        for raw_name, raw_value in scope.get("headers") or ():
+            name = raw_name.decode("latin-1").lower()
+            if name in self._forward:
+                value = raw_value.decode("latin-1")
+                found[name] = f"{found[name]}, {value}" if name in found else value
+        return found
 
     async def _send_gateway_error(
         self, send: Send, ctx: RequestContext, exc: GatewayError, progress: _Progress
@@ -316,7 +333,9 @@ class ProviderRouter:
             adapter = ADAPTERS[deployment.provider]
             ctx.attempts += 1
             try:
-                response, deadline = await self._send(deployment, adapter, build)
+                response, deadline = await self._send(
+                    deployment, adapter, build, ctx.extra.get(FORWARDED_HEADERS)
+                )
                 await deliver(deployment, adapter, response, deadline)
             except GatewayError as exc:
                 _scrub(exc, deployment)
@@ -359,15 +378,20 @@ class ProviderRouter:
             return
 
     async def _send(
-        self, deployment: Deployment, adapter: ProviderAdapter, build: BuildRequest
+        self,
+        deployment: Deployment,
+        adapter: ProviderAdapter,
+        build: BuildRequest,
+        forwarded: dict[str, str] | None = None,
     ) -> tuple[UpstreamResponse, float | None]:
-        """Send to one deployment; its 2xx response (body unread) and the first chunk's deadline."""
+        """Send to one deployment; its 2xx response (body unread) and the first chunk's deadline.
+        ``forwarded`` client headers go first: the adapter's and the deployment's own win."""
         upstream = build(deployment, adapter)
         client = self.clients.get(deployment.base_url)
         request = client.build_request(
             upstream.method,
             upstream.url,
-            headers=upstream.headers,
+            headers={**forwarded, **upstream.headers} if forwarded else upstream.headers,
             content=upstream.content,
             timeout=deployment.timeout,
         )
