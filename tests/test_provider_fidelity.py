@@ -459,3 +459,38 @@ async def test_forwarding_is_configurable_and_deployment_headers_win(fake: FakeP
 def test_credentials_cannot_be_forwarded() -> None:
     with pytest.raises(ValueError, match="authorization"):
         RouterConfig(forward_headers=["Authorization"])
+
+
+class NoArguments(BaseModel):
+    pass
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [NoArguments.model_json_schema(), {"type": "object", "properties": {}}, {"type": "object"}],
+)
+async def test_a_function_without_parameters_sends_none(
+    gateway: httpx.AsyncClient, fake: FakeProvider, parameters: dict[str, Any]
+) -> None:
+    """Gemini refuses an empty object schema ("should be non-empty for OBJECT type")."""
+    answer = await chat(gateway, "gemini", tools=tool(parameters))
+    assert answer.status_code == 200, answer.text
+    assert "parameters" not in fake.requests[-1].json["tools"][0]["functionDeclarations"][0]
+
+
+async def test_properties_only_on_objects(gateway: httpx.AsyncClient, fake: FakeProvider) -> None:
+    """MCP servers' schemas put properties on strings and leave the type off objects."""
+    schema = {
+        "type": "object",
+        "properties": {
+            "a": {"type": "string", "properties": {"x": {"type": "string"}}, "required": ["x"]},
+            "b": {"properties": {"y": {"type": "integer"}}},
+        },
+    }
+    answer = await chat(gateway, "gemini", tools=tool(schema))
+    assert answer.status_code == 200, answer.text
+    sent = fake.requests[-1].json["tools"][0]["functionDeclarations"][0]["parameters"]["properties"]
+    assert sent == {
+        "a": {"type": "string"},
+        "b": {"type": "object", "properties": {"y": {"type": "integer"}}},
+    }

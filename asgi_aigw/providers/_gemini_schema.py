@@ -53,6 +53,16 @@ ACCEPTED = frozenset(
 _INEXPRESSIBLE = ("not", "if", "then", "else", "patternProperties", "dependentSchemas")
 
 
+def gemini_parameters(schema: dict[str, Any] | None, *, param: str) -> dict[str, Any] | None:
+    """A function's ``parameters`` for Gemini; ``None`` (leave the field out) for a function that takes
+    none, since Gemini refuses an object schema without properties there ("should be non-empty for
+    OBJECT type")."""
+    if not schema:
+        return None
+    converted = gemini_schema(schema, param=param)
+    return converted if converted.get("properties") else None
+
+
 def gemini_schema(schema: dict[str, Any], *, param: str) -> dict[str, Any]:
     """``schema`` in Gemini's Schema subset; ``param`` names the request field for a 400."""
     definitions: dict[str, Any] = {}
@@ -153,6 +163,12 @@ class _Walk:
                 out[key] = value
         if "enum" in out and "type" not in out:
             out["type"] = "string"
+        if "properties" in out and "type" not in out and "anyOf" not in out:
+            out["type"] = "object"  # a typeless schema with properties: Gemini needs the type said
+        if out.get("type", "object") != "object":
+            # Gemini: "properties: only allowed for OBJECT type" (MCP servers' schemas often have them)
+            out.pop("properties", None)
+            out.pop("required", None)
         if nullable:
             out["nullable"] = True
         return out

@@ -31,7 +31,7 @@ from ..kernel.errors import GatewayError, InvalidRequest, UpstreamError, clip
 from ..kernel.models import ChatCompletionRequest, ContentPart, EmbeddingRequest, Tool
 from ..kernel.sse import SSEDecoder
 from . import _translate as t
-from ._gemini_schema import gemini_schema
+from ._gemini_schema import gemini_parameters, gemini_schema
 from .base import Deployment, TranslatedResponse, UpstreamRequest
 from .errors import error_from_status
 
@@ -181,10 +181,9 @@ def _declaration(tool: Tool, index: int) -> dict[str, Any]:
     declaration: dict[str, Any] = {"name": function.name}
     if function.description:
         declaration["description"] = function.description
-    if function.parameters:
-        declaration["parameters"] = gemini_schema(
-            function.parameters, param=f"tools[{index}].function.parameters"
-        )
+    parameters = gemini_parameters(function.parameters, param=f"tools[{index}].function.parameters")
+    if parameters is not None:
+        declaration["parameters"] = parameters
     return declaration
 
 

@@ -65,6 +65,8 @@ def schema_problem(schema: Any, where: str) -> str | None:
     """What the real API says about the first thing ``schema`` has that a Schema object refuses."""
     if not isinstance(schema, dict):
         return f"Invalid value at '{where}': not a Schema object."
+    if ("properties" in schema or "required" in schema) and str(schema.get("type", "")).lower() != "object":
+        return f"* GenerateContentRequest.{where}.properties: only allowed for OBJECT type"
     for key, value in schema.items():
         here = f"{where}.{key}"
         if key not in _SCHEMA_FIELDS:
@@ -96,6 +98,8 @@ def request_problem(body: dict[str, Any]) -> str | None:
                 where = f"tools[{t}].function_declarations[{d}].parameters"
                 if problem := schema_problem(declaration["parameters"], where):
                     return problem
+                if not declaration["parameters"].get("properties"):
+                    return f"* GenerateContentRequest.{where}.properties: should be non-empty for OBJECT type"
     config = body.get("generationConfig")
     if isinstance(config, dict) and "responseSchema" in config:
         if config.get("responseMimeType") != "application/json":
