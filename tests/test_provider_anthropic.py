@@ -214,7 +214,8 @@ def test_text_answer_translates_back_with_cache_usage() -> None:
     req, _ = request(TEXT)
     translated = adapter().chat_response(DEP, req, orjson.dumps(TEXT_ANSWER))
     assert orjson.loads(translated.body) == completion(
-        "msg_013Zva2CMHLNnXjNJJKqJ2EF",
+        # OpenAI's id prefix; Anthropic's own id kept for tracing
+        "chatcmpl-msg_013Zva2CMHLNnXjNJJKqJ2EF",
         "claude-sonnet-4-5-20250929",
         text_choice("Hi! My name is Claude."),
         # OpenAI's prompt_tokens include cached input; Anthropic's input_tokens do not
@@ -315,7 +316,7 @@ TEXT_STREAM = anthropic_sse(
     message_delta("end_turn", 15),
     MSG_STOP,
 )
-STREAM_ID = "msg_1nZdL29xx5MUA1yADyHTEsnR8uuvGzszyY"
+STREAM_ID = "chatcmpl-msg_1nZdL29xx5MUA1yADyHTEsnR8uuvGzszyY"
 STREAM_MODEL = "claude-sonnet-4-5-20250929"
 
 

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from pydantic import BaseModel, ConfigDict
 
@@ -494,3 +495,25 @@ async def test_properties_only_on_objects(gateway: httpx.AsyncClient, fake: Fake
         "a": {"type": "string"},
         "b": {"type": "object", "properties": {"y": {"type": "integer"}}},
     }
+
+
+# -- answer ids ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("model", ["claude", "gemini", "llama"])
+async def test_translated_answers_carry_chat_completion_ids(
+    gateway: httpx.AsyncClient, fake: FakeProvider, model: str, stream: bool
+) -> None:
+    answer = await chat(gateway, model, stream=stream)
+    assert answer.status_code == 200, answer.text
+    if stream:
+        events = [line[6:] for line in answer.text.splitlines() if line.startswith("data: {")]
+        ids = {orjson.loads(event)["id"] for event in events}
+    else:
+        ids = {answer.json()["id"]}
+    assert len(ids) == 1
+    (answer_id,) = ids
+    assert answer_id.startswith("chatcmpl-")
+    if model == "claude":
+        assert answer_id.startswith("chatcmpl-msg_")  # Anthropic's own id kept, for tracing

@@ -41,6 +41,19 @@ def random_id(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:24]}"
 
 
+#: The prefix of a Chat Completions answer's id, which OpenAI clients and log tools expect.
+COMPLETION_ID_PREFIX = "chatcmpl-"
+
+
+def completion_id(native: Any) -> str | None:
+    """A Chat Completions id for the provider's own answer id (``msg_...`` → ``chatcmpl-msg_...``):
+    the OpenAI prefix, and the provider's id kept for tracing the call in its console."""
+    if not native:
+        return None
+    text = str(native)
+    return text if text.startswith(COMPLETION_ID_PREFIX) else COMPLETION_ID_PREFIX + text
+
+
 def versioned(base_url: str, version: str) -> str:
     """``base_url`` with an API version segment: kept when it ends in one (``/v1``, ``/v1beta``), else
     ``/version`` appended, so SDK-style base URLs (``https://api.anthropic.com``) work as they are."""
@@ -277,7 +290,7 @@ class ChunkStream:
         if self._head:
             return
         if id:
-            self._id = id
+            self._id = completion_id(id) or self._id
         if model:
             self._model = model
 
@@ -460,7 +473,7 @@ class NativeAdapter:
     reads: ClassVar[frozenset[str]] = frozenset()
 
     #: The prefix of the ids made for answers the provider does not name.
-    id_prefix: ClassVar[str] = "chatcmpl-"
+    id_prefix: ClassVar[str] = COMPLETION_ID_PREFIX
     #: The header that carries the API key, and what goes before the key in it.
     key_header: ClassVar[str] = "authorization"
     key_prefix: ClassVar[str] = "Bearer "
@@ -492,7 +505,7 @@ class NativeAdapter:
     ) -> TranslatedResponse:
         """A complete ``chat.completion`` answer; ``id`` is the provider's, made up when it gave none."""
         payload: dict[str, Any] = {
-            "id": str(id) if id else self._ids(self.id_prefix),
+            "id": completion_id(id) or self._ids(self.id_prefix),
             "object": "chat.completion",
             "created": int(self._clock()),
             "model": model,

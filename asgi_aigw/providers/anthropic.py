@@ -289,7 +289,6 @@ class AnthropicAdapter(t.NativeAdapter):
     name = "anthropic"
     default_base_url = "https://api.anthropic.com"
     requires_api_key = True
-    id_prefix = "msg_"
     key_header = "x-api-key"
     key_prefix = ""
     fixed_headers = {**t.JSON_HEADERS, "anthropic-version": ANTHROPIC_VERSION}
