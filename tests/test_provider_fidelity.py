@@ -517,3 +517,53 @@ async def test_translated_answers_carry_chat_completion_ids(
     assert answer_id.startswith("chatcmpl-")
     if model == "claude":
         assert answer_id.startswith("chatcmpl-msg_")  # Anthropic's own id kept, for tracing
+
+
+# -- Anthropic prompt caching -------------------------------------------------------------------------
+
+EPHEMERAL = {"type": "ephemeral"}
+
+
+async def test_cache_breakpoints_reach_anthropic(gateway: httpx.AsyncClient, fake: FakeProvider) -> None:
+    messages = [
+        {
+            "role": "system",
+            "content": [
+                {"type": "text", "text": "You are terse."},
+                {"type": "text", "text": "A long manual.", "cache_control": EPHEMERAL},
+            ],
+        },
+        {"role": "system", "content": "Be kind."},
+        {"role": "user", "content": [{"type": "text", "text": "Hello there", "cache_control": EPHEMERAL}]},
+    ]
+    answer = await chat(gateway, "claude", messages=messages)
+    assert answer.status_code == 200, answer.text
+    sent = fake.requests[-1].json
+    assert sent["system"] == [
+        {"type": "text", "text": "You are terse."},
+        {"type": "text", "text": "A long manual.", "cache_control": EPHEMERAL},
+        {"type": "text", "text": "Be kind."},
+    ]
+    assert sent["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "Hello there", "cache_control": EPHEMERAL}]}
+    ]
+
+
+async def test_a_system_prompt_without_breakpoints_stays_a_string(
+    gateway: httpx.AsyncClient, fake: FakeProvider
+) -> None:
+    messages = [
+        {"role": "system", "content": [{"type": "text", "text": "A."}]},
+        {"role": "system", "content": "B."},
+        {"role": "user", "content": "Hello there"},
+    ]
+    answer = await chat(gateway, "claude", messages=messages)
+    assert answer.status_code == 200, answer.text
+    assert fake.requests[-1].json["system"] == "A.\n\nB."
+
+
+async def test_too_many_breakpoints_are_refused_as_anthropic_does(gateway: httpx.AsyncClient) -> None:
+    part = {"type": "text", "text": "x", "cache_control": EPHEMERAL}
+    answer = await chat(gateway, "claude", messages=[{"role": "user", "content": [part] * 5}])
+    assert answer.status_code == 400
+    assert "maximum of 4 blocks with cache_control" in error_of(answer)["message"]

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..kernel.context import Usage
 from ..kernel.errors import GatewayError, InvalidRequest, UpstreamError, clip
-from ..kernel.models import ChatCompletionRequest, ContentPart, EmbeddingRequest
+from ..kernel.models import ChatCompletionRequest, ChatMessage, ContentPart, EmbeddingRequest
 from ..kernel.sse import SSEDecoder
 from . import _translate as t
 from .base import Deployment, TranslatedResponse, UpstreamRequest
@@ -112,31 +112,61 @@ def _image_block(url: str) -> dict[str, Any]:
     return {"type": "image", "source": {"type": "url", "url": url}}
 
 
+def _cache_control(part: ContentPart) -> Any:
+    """A part's Anthropic prompt-caching marker (``{"type": "ephemeral"}``), if the client set one."""
+    return (part.model_extra or {}).get("cache_control")
+
+
 def _blocks(parts: list[ContentPart]) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
     for part in parts:
         if part.type == "text":
-            blocks.append({"type": "text", "text": part.text or ""})
+            block = {"type": "text", "text": part.text or ""}
         elif part.type == "image_url" and part.image_url is not None:
-            blocks.append(_image_block(part.image_url.url))
+            block = _image_block(part.image_url.url)
         else:
             raise InvalidRequest(
                 f"Content parts of type '{part.type}' cannot be sent to Anthropic through this gateway; "
                 "use text and image_url parts.",
                 param="messages",
             )
+        # the cache breakpoint stays on its block: dropping it would bill the prefix at full price
+        if (marker := _cache_control(part)) is not None:
+            block["cache_control"] = marker
+        blocks.append(block)
     return blocks
 
 
-def _messages(request: ChatCompletionRequest) -> tuple[str | None, list[dict[str, Any]]]:
-    system: list[str] = []
+def _system(messages: list[ChatMessage]) -> str | list[dict[str, Any]] | None:
+    """The top-level ``system``: one string, or text blocks when a part carries a cache breakpoint."""
+    if not messages:
+        return None
+    marked = any(
+        isinstance(m.content, list) and any(_cache_control(p) is not None for p in m.content)
+        for m in messages
+    )
+    if not marked:
+        return "\n\n".join(m.text() for m in messages)
+    blocks: list[dict[str, Any]] = []
+    for message in messages:
+        if isinstance(message.content, list):
+            blocks.extend(_blocks([p for p in message.content if p.type == "text"]))
+        else:
+            blocks.append({"type": "text", "text": message.text()})
+    return blocks
+
+
+def _messages(
+    request: ChatCompletionRequest,
+) -> tuple[str | list[dict[str, Any]] | None, list[dict[str, Any]]]:
+    system: list[ChatMessage] = []
     out: list[dict[str, Any]] = []
     # an open user message holding tool results, so parallel results travel in one turn as required
     results: list[dict[str, Any]] | None = None
     for message in request.messages:
         role = message.role
         if role in ("system", "developer"):
-            system.append(message.text())
+            system.append(message)
             continue
         if role == "tool" or role == "function":
             block = {
@@ -174,7 +204,7 @@ def _messages(request: ChatCompletionRequest) -> tuple[str | None, list[dict[str
         out.append(
             {"role": "user", "content": content if isinstance(content, str) else _blocks(content or [])}
         )
-    return ("\n\n".join(system) if system else None), out
+    return _system(system), out
 
 
 def _tool_choice(request: ChatCompletionRequest) -> dict[str, Any] | None:

@@ -47,6 +47,20 @@ _FIELDS = frozenset(
 )
 
 
+#: Prompt caching takes at most four breakpoints per request (docs.anthropic.com, "Prompt caching").
+_MAX_CACHE_BREAKPOINTS = 4
+
+
+def _cache_breakpoints(body: dict[str, Any]) -> int:
+    blocks: list[Any] = list(body.get("tools") or [])
+    if isinstance(body.get("system"), list):
+        blocks.extend(body["system"])
+    for message in body.get("messages") or []:
+        if isinstance(message, dict) and isinstance(message.get("content"), list):
+            blocks.extend(message["content"])
+    return sum(1 for b in blocks if isinstance(b, dict) and "cache_control" in b)
+
+
 def request_problem(body: dict[str, Any]) -> str | None:
     """The real API's 400 message for a Messages body, or ``None``."""
     if not body.get("model"):
@@ -64,6 +78,8 @@ def request_problem(body: dict[str, Any]) -> str | None:
     if "temperature" in body and "top_p" in body:
         # current Claude models take one of the two (docs.anthropic.com, "Migrating to Claude 4.5")
         return "`temperature` and `top_p` cannot both be specified for this model. Please use only one."
+    if (marked := _cache_breakpoints(body)) > _MAX_CACHE_BREAKPOINTS:
+        return f"A maximum of 4 blocks with cache_control may be provided. Found {marked}."
     metadata = body.get("metadata")
     if isinstance(metadata, dict) and set(metadata) - {"user_id"}:
         extra = sorted(set(metadata) - {"user_id"})[0]
