@@ -7,6 +7,7 @@ Every request goes through ProviderRouter to FakeProvider, which refuses what th
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -28,6 +29,7 @@ OPENAI_URL = "http://fake-openai.test/v1"
 DEPLOYMENTS = {
     "claude": ("anthropic", "claude-test-1", ANTHROPIC_URL, "test-anthropic-key-0000"),
     "gemini": ("gemini", "gemini-test-flash", GEMINI_URL, "test-gemini-key-0000"),
+    "gemini3": ("gemini", "gemini-3-test-pro", GEMINI_URL, "test-gemini-key-0000"),
     "llama": ("ollama", "llama-test:8b", OLLAMA_URL, None),
     "gpt": ("openai", "gpt-test-mini", OPENAI_URL, "test-openai-key-0000"),
 }
@@ -567,3 +569,51 @@ async def test_too_many_breakpoints_are_refused_as_anthropic_does(gateway: httpx
     answer = await chat(gateway, "claude", messages=[{"role": "user", "content": [part] * 5}])
     assert answer.status_code == 400
     assert "maximum of 4 blocks with cache_control" in error_of(answer)["message"]
+
+
+# -- Gemini 3 thought signatures ----------------------------------------------------------------------
+
+LOOKUP_TOOL = tool({"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]})
+
+
+async def test_the_fake_refuses_an_unsigned_function_call_as_gemini_3_does(fake: FakeProvider) -> None:
+    body = {
+        "contents": [
+            {"role": "user", "parts": [{"text": "Find cats"}]},
+            {"role": "model", "parts": [{"functionCall": {"name": "book", "args": {"query": "cats"}}}]},
+            {"role": "user", "parts": [{"functionResponse": {"name": "book", "response": {"output": "3"}}}]},
+        ]
+    }
+    async with httpx.AsyncClient(transport=StreamingASGITransport(fake), base_url=GEMINI_URL) as client:
+        answer = await client.post("/v1beta/models/gemini-3-test-pro:generateContent", json=body)
+    assert answer.status_code == 400
+    assert "missing a thought_signature" in answer.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_thought_signatures_round_trip_in_the_tool_call_id(
+    gateway: httpx.AsyncClient, fake: FakeProvider, stream: bool
+) -> None:
+    first = await chat(gateway, "gemini3", tools=LOOKUP_TOOL, stream=stream)
+    assert first.status_code == 200, first.text
+    if stream:
+        events = [orjson.loads(line[6:]) for line in first.text.splitlines() if line.startswith("data: {")]
+        calls = [c for e in events for ch in e["choices"] for c in ch["delta"].get("tool_calls") or []]
+    else:
+        calls = first.json()["choices"][0]["message"]["tool_calls"]
+    call = calls[0]
+    assert "__thought__" in call["id"]
+    assert all(c.isalnum() or c in "_-" for c in call["id"])  # an id any provider accepts
+    messages = [
+        {"role": "user", "content": "Hello there"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": call["id"], "type": "function", "function": call["function"]}],
+        },
+        {"role": "tool", "tool_call_id": call["id"], "content": "3 cats"},
+    ]
+    second = await chat(gateway, "gemini3", tools=LOOKUP_TOOL, messages=messages)
+    assert second.status_code == 200, second.text
+    signature = fake.requests[-1].json["contents"][1]["parts"][0]["thoughtSignature"]
+    assert base64.b64decode(signature, validate=True).startswith(b"\xfb\xff\xfe")

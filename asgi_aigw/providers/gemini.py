@@ -108,7 +108,10 @@ def _contents(request: ChatCompletionRequest) -> tuple[dict[str, Any] | None, li
             parts: list[dict[str, Any]] = [{"text": text}] if (text := message.text()) else []
             for call in message.tool_calls or ():
                 args = t.tool_arguments(call.function.arguments, call.function.name)
-                parts.append({"functionCall": {"name": call.function.name, "args": args}})
+                call_part: dict[str, Any] = {"functionCall": {"name": call.function.name, "args": args}}
+                if (signature := split_call_id(call.id)[1]) is not None:
+                    call_part[_SIGNATURE] = signature  # back on the part it came with, as Gemini requires
+                parts.append(call_part)
             contents.append({"role": "model", "parts": parts or [{"text": ""}]})
         else:
             contents.append({"role": "user", "parts": _parts(message.content)})
@@ -227,6 +230,7 @@ def _error_from_body(data: dict[str, Any]) -> GatewayError:
 
 
 def _split_parts(parts: Any) -> tuple[list[str], list[dict[str, Any]]]:
+    """Texts and function calls; a call keeps its part's ``thoughtSignature`` (see :func:`call_id`)."""
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
     for part in parts if isinstance(parts, list) else ():
@@ -234,9 +238,37 @@ def _split_parts(parts: Any) -> tuple[list[str], list[dict[str, Any]]]:
             continue  # thought summaries are not part of the answer
         if "text" in part:
             texts.append(str(part["text"]))
-        elif isinstance(part.get("functionCall"), dict):
-            calls.append(part["functionCall"])
+        elif isinstance(call := part.get("functionCall"), dict):
+            signature = part.get("thoughtSignature")
+            calls.append({**call, _SIGNATURE: signature} if isinstance(signature, str) else call)
     return texts, calls
+
+
+#: Between a tool call's id and the thought signature carried in it.
+SIGNATURE_SEPARATOR = "__thought__"
+_SIGNATURE = "thoughtSignature"
+
+
+def call_id(base: str, signature: Any) -> str:
+    """The OpenAI tool call id for a Gemini function call: ``base``, then the part's thought signature.
+
+    Gemini 3 refuses a conversation whose function calls come back without the ``thoughtSignature``
+    it gave them (400 "Function call is missing a thought_signature"), and the Chat Completions format
+    has no field for it: the id is the one thing every client sends back unchanged. The signature is
+    re-encoded base64url so the id stays ``[A-Za-z0-9_-]`` (what Anthropic accepts for tool ids too).
+    """
+    if not isinstance(signature, str) or not signature:
+        return base
+    return f"{base}{SIGNATURE_SEPARATOR}{signature.replace('+', '-').replace('/', '_').rstrip('=')}"
+
+
+def split_call_id(value: str) -> tuple[str, str | None]:
+    """``(id, thought signature or None)`` of a tool call id made by :func:`call_id`."""
+    base, separator, encoded = value.partition(SIGNATURE_SEPARATOR)
+    if not separator or not encoded:
+        return value, None
+    standard = encoded.replace("-", "+").replace("_", "/")
+    return base, standard + "=" * (-len(standard) % 4)
 
 
 class GeminiStreamTranslator(t.NativeStreamTranslator):
@@ -314,8 +346,8 @@ class GeminiStreamTranslator(t.NativeStreamTranslator):
             position = self._calls
             self._calls += 1
             arguments = orjson.dumps(call.get("args") or {}).decode()
-            call_id = str(call.get("id") or self._ids("call_"))
-            stream.tool_call_start(out, position, call_id, str(call.get("name") or ""), arguments)
+            identifier = call_id(str(call.get("id") or self._ids("call_")), call.get(_SIGNATURE))
+            stream.tool_call_start(out, position, identifier, str(call.get("name") or ""), arguments)
         if reason := candidate.get("finishReason"):
             self._finish(reason, out)
 
@@ -413,7 +445,7 @@ class GeminiAdapter(t.NativeAdapter):
             )
             calls = [
                 t.tool_call(
-                    str(call.get("id") or self._ids("call_")),
+                    call_id(str(call.get("id") or self._ids("call_")), call.get(_SIGNATURE)),
                     str(call.get("name") or ""),
                     call.get("args") or {},
                 )

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -86,10 +87,54 @@ def schema_problem(schema: Any, where: str) -> str | None:
     return None
 
 
-def request_problem(body: dict[str, Any]) -> str | None:
+#: What the fake's thought signatures start with (decoded): base64 of it has ``+`` and ``/``, as real
+#: signatures do, so a client that mangles base64 is caught.
+_SIGNATURE_MAGIC = b"\xfb\xff\xfe"
+
+
+def thought_signature(response_id: str) -> str:
+    return base64.b64encode(_SIGNATURE_MAGIC + response_id.encode()).decode()
+
+
+def _signed(part: dict[str, Any]) -> bool:
+    try:
+        return base64.b64decode(part.get("thoughtSignature") or "", validate=True).startswith(
+            _SIGNATURE_MAGIC
+        )
+    except ValueError:
+        return False
+
+
+def signature_problem(contents: list[Any]) -> str | None:
+    """Gemini 3's check (ai.google.dev, "Thought signatures"): in the current turn (since the last user
+    content with text), the first function call of every model step carries the signature it came with."""
+    start = 0
+    for i, content in enumerate(contents):
+        parts = content.get("parts") if isinstance(content, dict) else None
+        if content.get("role") == "user" and any(isinstance(p, dict) and "text" in p for p in parts or []):
+            start = i
+    for position, content in enumerate(contents[start:], start):
+        if not isinstance(content, dict) or content.get("role") != "model":
+            continue
+        calls = [p for p in content.get("parts") or [] if isinstance(p, dict) and "functionCall" in p]
+        if calls and not _signed(calls[0]):
+            name = calls[0]["functionCall"].get("name")
+            return (
+                "Function call is missing a thought_signature in functionCall parts. This is required for "
+                "tools to work correctly, and missing thought_signature may lead to degraded model "
+                f"performance. Additional data, function call `default_api:{name}` , position "
+                f"{position + 1}. Please refer to https://ai.google.dev/gemini-api/docs/thought-signatures "
+                "for more details."
+            )
+    return None
+
+
+def request_problem(body: dict[str, Any], model: str = "") -> str | None:
     """The 400 message of the real API for a generateContent body, or ``None``."""
     if not isinstance(body.get("contents"), list) or not body["contents"]:
         return "* GenerateContentRequest.contents: contents is not specified"
+    if model.startswith("gemini-3") and (problem := signature_problem(body["contents"])):
+        return problem
     for t, tool in enumerate(body.get("tools") or []):
         for d, declaration in enumerate(
             tool.get("functionDeclarations") or [] if isinstance(tool, dict) else []
@@ -168,7 +213,7 @@ async def _generate(
     stream: bool,
 ) -> None:
     body = request.json if isinstance(request.json, dict) else {}
-    problem = request_problem(body)
+    problem = request_problem(body, model)
     if await fake.refuse(send, behaviour, error_payload, problem):
         return
     tools: list[str] = []
@@ -201,11 +246,14 @@ async def _generate(
             "responseId": response_id,
         }
 
-    call_part = (
+    call_part: dict[str, Any] | None = (
         {"functionCall": {"name": turn.tool_call["name"], "args": turn.tool_call["arguments"]}}
         if turn.tool_call
         else None
     )
+    if call_part is not None and model.startswith("gemini-3"):
+        # Gemini 3 signs every function call step; the signature must come back with the call
+        call_part["thoughtSignature"] = thought_signature(response_id)
     if behaviour.blocked:
         blocked: dict[str, Any] = {
             "promptFeedback": {"blockReason": "SAFETY"},
