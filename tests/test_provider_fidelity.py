@@ -441,14 +441,21 @@ async def test_forwarding_is_configurable_and_deployment_headers_win(fake: FakeP
                         model="claude-test-1",
                         base_url=ANTHROPIC_URL,
                         api_key="test-anthropic-key-0000",  # type: ignore[arg-type]
-                        headers={"x-team": "ops"},
+                        headers={"X-Team": "ops"},
                     )
                 ],
             )
         ],
         forward_headers=["X-Team", "X-Trace"],
     )
-    router = ProviderRouter(config, transports={ANTHROPIC_URL: StreamingASGITransport(fake)}, env={})
+    seen: list[list[str]] = []
+
+    class Recording(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            seen.append(request.headers.get_list("x-team"))
+            return await StreamingASGITransport(fake).handle_async_request(request)
+
+    router = ProviderRouter(config, transports={ANTHROPIC_URL: Recording()}, env={})
     async with httpx.AsyncClient(transport=httpx.ASGITransport(router), base_url="http://testserver") as c:
         body = {"model": "claude", "messages": [{"role": "user", "content": "hi"}]}
         headers = {"x-team": "client", "x-trace": "t-1", "anthropic-beta": "b"}
@@ -456,6 +463,7 @@ async def test_forwarding_is_configurable_and_deployment_headers_win(fake: FakeP
     assert answer.status_code == 200, answer.text
     received = fake.requests[-1].headers
     assert (received["x-team"], received["x-trace"]) == ("ops", "t-1")
+    assert seen == [["ops"]]  # one x-team header, not the client's and the deployment's
     assert "anthropic-beta" not in received  # not on this router's list
 
 

@@ -387,11 +387,16 @@ class ProviderRouter:
         """Send to one deployment; its 2xx response (body unread) and the first chunk's deadline.
         ``forwarded`` client headers go first: the adapter's and the deployment's own win."""
         upstream = build(deployment, adapter)
+        headers = upstream.headers
+        if forwarded:
+            # header names are case-insensitive: a deployment's "X-Team" replaces a client's x-team
+            own = {name.lower() for name in headers}
+            headers = {**{k: v for k, v in forwarded.items() if k not in own}, **headers}
         client = self.clients.get(deployment.base_url)
         request = client.build_request(
             upstream.method,
             upstream.url,
-            headers={**forwarded, **upstream.headers} if forwarded else upstream.headers,
+            headers=headers,
             content=upstream.content,
             timeout=deployment.timeout,
         )
