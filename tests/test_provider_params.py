@@ -98,4 +98,6 @@ def test_each_row_is_what_the_adapter_does(provider: str, row: str) -> None:
 
 @pytest.mark.parametrize("provider", sorted(RULES))
 def test_the_docs_hold_the_table(provider: str) -> None:
-    assert markdown_table(provider) in DOCS.read_text(encoding="utf-8")
+    table = markdown_table(provider)
+    # the failure shows the table to paste into the page
+    assert table in DOCS.read_text(encoding="utf-8"), f"docs/providers.md should hold:\n{table}"
