@@ -625,3 +625,25 @@ async def test_thought_signatures_round_trip_in_the_tool_call_id(
     assert second.status_code == 200, second.text
     signature = fake.requests[-1].json["contents"][1]["parts"][0]["thoughtSignature"]
     assert base64.b64decode(signature, validate=True).startswith(b"\xfb\xff\xfe")
+
+
+async def test_empty_nested_objects_and_stray_required_names(
+    gateway: httpx.AsyncClient, fake: FakeProvider
+) -> None:
+    """Gemini refuses ``properties: {}`` at any depth and ``required`` names its properties lack."""
+    schema = {
+        "type": "object",
+        "properties": {
+            "options": {"type": "object", "properties": {}, "required": ["ghost"]},
+            "query": {"type": "string"},
+        },
+        "required": ["query", "missing"],
+    }
+    answer = await chat(gateway, "gemini", tools=tool(schema))
+    assert answer.status_code == 200, answer.text
+    sent = fake.requests[-1].json["tools"][0]["functionDeclarations"][0]["parameters"]
+    assert sent == {
+        "type": "object",
+        "properties": {"options": {"type": "object"}, "query": {"type": "string"}},
+        "required": ["query"],
+    }

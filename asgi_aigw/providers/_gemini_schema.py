@@ -11,7 +11,9 @@ and ``example``; it refuses with a 400 (``Unknown name "..."``) anything else: `
 Pydantic v2 models (what pydantic-ai, instructor and LangChain send with ``strict=True``) produce all of
 those, so one walk turns them into the subset: ``$ref`` inlined from ``$defs``, ``X | None`` (``anyOf``
 with ``{"type": "null"}`` or a ``type`` list) made ``nullable: true``, ``oneOf`` read as ``anyOf``,
-``const`` as a one-value ``enum``, ``allOf`` of one schema merged, and the keywords Gemini has no
+``const`` as a one-value ``enum``, ``allOf`` of one schema merged, ``properties`` and ``required``
+kept only where Gemini takes them (non-empty, on objects, naming defined properties), and the keywords
+Gemini has no
 field for (validation-only hints such as ``additionalProperties: false``, and ``default``, which the
 field takes only in some API versions) left out. What cannot be said
 in the subset (a recursive ``$ref``, ``not``, ``allOf`` of several schemas) is a 400 that says so.
@@ -169,6 +171,17 @@ class _Walk:
             # Gemini: "properties: only allowed for OBJECT type" (MCP servers' schemas often have them)
             out.pop("properties", None)
             out.pop("required", None)
+        if out.get("properties") == {}:
+            del out["properties"]  # Gemini: "properties: should be non-empty for OBJECT type"
+        if "required" in out:
+            # Gemini: "required[0]: property is not defined" for a name its properties lack
+            defined = out.get("properties") or {}
+            listed = out["required"] if isinstance(out["required"], list) else []
+            required = [name for name in listed if name in defined]
+            if required:
+                out["required"] = required
+            else:
+                del out["required"]
         if nullable:
             out["nullable"] = True
         return out

@@ -68,6 +68,11 @@ def schema_problem(schema: Any, where: str) -> str | None:
         return f"Invalid value at '{where}': not a Schema object."
     if ("properties" in schema or "required" in schema) and str(schema.get("type", "")).lower() != "object":
         return f"* GenerateContentRequest.{where}.properties: only allowed for OBJECT type"
+    if schema.get("properties") == {}:
+        return f"* GenerateContentRequest.{where}.properties: should be non-empty for OBJECT type"
+    for i, name in enumerate(schema.get("required") or []):
+        if name not in (schema.get("properties") or {}):
+            return f"* GenerateContentRequest.{where}.required[{i}]: property is not defined"
     for key, value in schema.items():
         here = f"{where}.{key}"
         if key not in _SCHEMA_FIELDS:
