@@ -13,10 +13,9 @@ those, so one walk turns them into the subset: ``$ref`` inlined from ``$defs``, 
 with ``{"type": "null"}`` or a ``type`` list) made ``nullable: true``, ``oneOf`` read as ``anyOf``,
 ``const`` as a one-value ``enum``, ``allOf`` of one schema merged, ``properties`` and ``required``
 kept only where Gemini takes them (non-empty, on objects, naming defined properties), and the keywords
-Gemini has no
-field for (validation-only hints such as ``additionalProperties: false``, and ``default``, which the
-field takes only in some API versions) left out. What cannot be said
-in the subset (a recursive ``$ref``, ``not``, ``allOf`` of several schemas) is a 400 that says so.
+Gemini has no field for (validation-only hints such as ``additionalProperties: false``, and
+``default``, which the field takes only in some API versions) left out. What cannot be said in the
+subset (a recursive ``$ref``, ``not``, ``allOf`` of several schemas) is a 400 that says so.
 """
 
 from __future__ import annotations
