@@ -181,7 +181,7 @@ def test_text_answer_translates_back_with_usage() -> None:
     req, _ = request(TEXT)
     translated = adapter().chat_response(DEP, req, orjson.dumps(ANSWER))
     assert orjson.loads(translated.body) == completion(
-        "mAitaLmkHPPlz7IPvtfUqQ4",
+        "chatcmpl-mAitaLmkHPPlz7IPvtfUqQ4",
         "gemini-2.5-flash",
         text_choice("Hello! How can I help?"),
         # thinking tokens count as completion tokens, as OpenAI counts reasoning tokens
@@ -264,12 +264,14 @@ def test_text_stream_translates_event_by_event(split: int | None) -> None:
     req, _ = request(TEXT, stream=True)
     translator = adapter().chat_stream(DEP, req, include_usage=True)
     assert run_stream(translator, native, split) == [
-        chunk("resp-1", "gemini-2.5-flash", {"role": "assistant", "content": ""}),
-        chunk("resp-1", "gemini-2.5-flash", {"content": "Hello"}),
-        chunk("resp-1", "gemini-2.5-flash", {"content": " world"}),
-        chunk("resp-1", "gemini-2.5-flash", {}, "stop"),
+        chunk("chatcmpl-resp-1", "gemini-2.5-flash", {"role": "assistant", "content": ""}),
+        chunk("chatcmpl-resp-1", "gemini-2.5-flash", {"content": "Hello"}),
+        chunk("chatcmpl-resp-1", "gemini-2.5-flash", {"content": " world"}),
+        chunk("chatcmpl-resp-1", "gemini-2.5-flash", {}, "stop"),
         usage_chunk(
-            "resp-1", "gemini-2.5-flash", {"prompt_tokens": 8, "completion_tokens": 2, "total_tokens": 10}
+            "chatcmpl-resp-1",
+            "gemini-2.5-flash",
+            {"prompt_tokens": 8, "completion_tokens": 2, "total_tokens": 10},
         ),
         "[DONE]",
     ]
@@ -280,9 +282,9 @@ def test_function_call_stream() -> None:
     native = gemini_sse(response([LOOKUP_CALL], "STOP", CALL_USAGE, response_id="resp-2"))
     req, _ = request(TOOL_ROUND_TRIP, stream=True)
     assert run_stream(adapter().chat_stream(DEP, req, include_usage=False), native) == [
-        chunk("resp-2", "gemini-2.5-flash", {"role": "assistant", "content": ""}),
-        chunk("resp-2", "gemini-2.5-flash", lookup_delta("call_2", '{"query":"cats"}')),
-        chunk("resp-2", "gemini-2.5-flash", {}, "tool_calls"),
+        chunk("chatcmpl-resp-2", "gemini-2.5-flash", {"role": "assistant", "content": ""}),
+        chunk("chatcmpl-resp-2", "gemini-2.5-flash", lookup_delta("call_2", '{"query":"cats"}')),
+        chunk("chatcmpl-resp-2", "gemini-2.5-flash", {}, "tool_calls"),
         "[DONE]",
     ]
 

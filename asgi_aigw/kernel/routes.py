@@ -24,7 +24,8 @@ def route_path(scope: Scope) -> str:
 
 
 def classify(scope: Scope) -> Route | None:
-    """``"chat"``, ``"embeddings"`` or ``"models"`` for gateway routes, ``None`` for anything else."""
+    """``"chat"``, ``"embeddings"`` or ``"models"`` (the list, or one model) for gateway routes, ``None``
+    for anything else."""
     if scope.get("type") != "http":
         return None
     path: str = scope.get("path", "").rstrip("/")
@@ -34,6 +35,8 @@ def classify(scope: Scope) -> Route | None:
             return "chat"
         if path.endswith("/embeddings"):
             return "embeddings"
-    elif method == "GET" and path.endswith("/models"):
+    elif method == "GET" and (path.endswith("/models") or "/v1/models/" in path):
+        # a retrieve-model call (/v1/models/{model}); only under /v1, as a host app's own /models/... is
+        # far more likely to be its own route
         return "models"
     return None

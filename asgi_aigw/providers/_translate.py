@@ -41,6 +41,19 @@ def random_id(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:24]}"
 
 
+#: The prefix of a Chat Completions answer's id, which OpenAI clients and log tools expect.
+COMPLETION_ID_PREFIX = "chatcmpl-"
+
+
+def completion_id(native: Any) -> str | None:
+    """A Chat Completions id for the provider's own answer id (``msg_...`` → ``chatcmpl-msg_...``):
+    the OpenAI prefix, and the provider's id kept for tracing the call in its console."""
+    if not native:
+        return None
+    text = str(native)
+    return text if text.startswith(COMPLETION_ID_PREFIX) else COMPLETION_ID_PREFIX + text
+
+
 def versioned(base_url: str, version: str) -> str:
     """``base_url`` with an API version segment: kept when it ends in one (``/v1``, ``/v1beta``), else
     ``/version`` appended, so SDK-style base URLs (``https://api.anthropic.com``) work as they are."""
@@ -277,7 +290,7 @@ class ChunkStream:
         if self._head:
             return
         if id:
-            self._id = id
+            self._id = completion_id(id) or self._id
         if model:
             self._model = model
 
@@ -429,12 +442,38 @@ class NativeStreamTranslator:
         """The native stream ended (normally or not): append any final events to ``out``."""
 
 
+#: The request fields every translating adapter reads (routing, streaming and the output cap).
+READ_BY_ALL = frozenset(
+    {"model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "top_k"}
+)
+#: Values that ask for nothing beyond the default: a field set to one of them is not reported dropped.
+_DEFAULTS: dict[str, Any] = {"logprobs": False, "parallel_tool_calls": True, "n": 1, "store": False}
+
+
+def unread_fields(body: Mapping[str, Any], read: frozenset[str]) -> list[str]:
+    """The fields of ``body`` outside ``read`` that ask for something (not ``None``, not the default)."""
+    return [
+        key
+        for key, value in body.items()
+        if key not in read and value is not None and not (key in _DEFAULTS and value == _DEFAULTS[key])
+    ]
+
+
+def named_messages(request: ChatCompletionRequest) -> bool:
+    """Whether a message carries a participant ``name`` (a tool result's name is read as its function)."""
+    return any(m.name for m in request.messages if m.role not in ("tool", "function"))
+
+
 class NativeAdapter:
     """Base of the adapters that translate (Anthropic, Gemini, Ollama): the answers and chunk streams
     they write are stamped by ``clock`` and get ids from ``ids`` (golden tests pin both)."""
 
+    #: The request fields this adapter maps or refuses, besides :data:`READ_BY_ALL`; any other field
+    #: the client set is reported by :meth:`dropped_params`.
+    reads: ClassVar[frozenset[str]] = frozenset()
+
     #: The prefix of the ids made for answers the provider does not name.
-    id_prefix: ClassVar[str] = "chatcmpl-"
+    id_prefix: ClassVar[str] = COMPLETION_ID_PREFIX
     #: The header that carries the API key, and what goes before the key in it.
     key_header: ClassVar[str] = "authorization"
     key_prefix: ClassVar[str] = "Bearer "
@@ -445,6 +484,19 @@ class NativeAdapter:
         self._clock = clock
         self._ids = ids
 
+    def dropped_params(self, request: ChatCompletionRequest, body: Mapping[str, Any]) -> list[str]:
+        """The request fields this provider has no place for: left out of the native request and named
+        in the ``x-aigw-dropped-params`` answer header, so a client can tell."""
+        dropped = unread_fields(body, READ_BY_ALL | self.reads)
+        if named_messages(request):
+            dropped.append("name")
+        dropped.extend(self._dropped_values(request))
+        return dropped
+
+    def _dropped_values(self, request: ChatCompletionRequest) -> list[str]:
+        """Fields this adapter reads but drops for some values (a default: none)."""
+        return []
+
     def _post(self, url: str, deployment: Deployment, payload: Any) -> UpstreamRequest:
         return post_json(url, deployment, payload, self.key_header, self.key_prefix, self.fixed_headers)
 
@@ -453,7 +505,7 @@ class NativeAdapter:
     ) -> TranslatedResponse:
         """A complete ``chat.completion`` answer; ``id`` is the provider's, made up when it gave none."""
         payload: dict[str, Any] = {
-            "id": str(id) if id else self._ids(self.id_prefix),
+            "id": completion_id(id) or self._ids(self.id_prefix),
             "object": "chat.completion",
             "created": int(self._clock()),
             "model": model,

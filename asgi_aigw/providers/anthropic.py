@@ -21,7 +21,7 @@ from typing import Any
 
 from ..kernel.context import Usage
 from ..kernel.errors import GatewayError, InvalidRequest, UpstreamError, clip
-from ..kernel.models import ChatCompletionRequest, ContentPart, EmbeddingRequest
+from ..kernel.models import ChatCompletionRequest, ChatMessage, ContentPart, EmbeddingRequest
 from ..kernel.sse import SSEDecoder
 from . import _translate as t
 from .base import Deployment, TranslatedResponse, UpstreamRequest
@@ -50,6 +50,43 @@ _SAMPLING: dict[t.SamplingParameter, str] = {
     "top_k": "top_k",
     "stop": "stop_sequences",
 }
+#: Anthropic's temperature range is 0-1 (OpenAI's is 0-2).
+MAX_TEMPERATURE = 1.0
+
+
+def _checked(request: ChatCompletionRequest) -> None:
+    """Refuse what the Messages API cannot do, before anything is sent (or billed)."""
+    if request.temperature is not None and request.temperature > MAX_TEMPERATURE:
+        # rescaling would change what the client asked for; a 400 lets it choose
+        raise InvalidRequest(
+            f"temperature {request.temperature} is above Anthropic's maximum of 1; send a value "
+            "between 0 and 1 for this model.",
+            param="temperature",
+        )
+    if (request.n or 1) > 1:
+        raise InvalidRequest(
+            "Anthropic returns one choice per request: send n = 1 (or leave it out) and make several "
+            "requests for several answers.",
+            param="n",
+        )
+    response_format = request.response_format
+    kind = response_format.get("type") if response_format else None
+    if kind not in (None, "text"):
+        raise InvalidRequest(
+            f"response_format {clip(repr(kind))} cannot be sent to Anthropic: the Messages API version "
+            f"this gateway speaks ({ANTHROPIC_VERSION}) has no JSON mode. Describe the JSON in the "
+            "prompt, or use a tool with the schema as its input_schema and tool_choice naming it.",
+            param="response_format",
+        )
+
+
+def _sampling(request: ChatCompletionRequest, body: dict[str, Any]) -> dict[str, Any]:
+    params = t.sampling(request, body, _SAMPLING)
+    if "temperature" in params:
+        # current Claude models refuse temperature with top_p: temperature wins (reported as dropped)
+        params.pop("top_p", None)
+    return params
+
 
 #: Anthropic's error types and the status each comes with (docs.anthropic.com "Errors"); used for
 #: ``error`` events inside a stream, which carry no HTTP status of their own.
@@ -75,31 +112,61 @@ def _image_block(url: str) -> dict[str, Any]:
     return {"type": "image", "source": {"type": "url", "url": url}}
 
 
+def _cache_control(part: ContentPart) -> Any:
+    """A part's Anthropic prompt-caching marker (``{"type": "ephemeral"}``), if the client set one."""
+    return (part.model_extra or {}).get("cache_control")
+
+
 def _blocks(parts: list[ContentPart]) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
     for part in parts:
         if part.type == "text":
-            blocks.append({"type": "text", "text": part.text or ""})
+            block = {"type": "text", "text": part.text or ""}
         elif part.type == "image_url" and part.image_url is not None:
-            blocks.append(_image_block(part.image_url.url))
+            block = _image_block(part.image_url.url)
         else:
             raise InvalidRequest(
                 f"Content parts of type '{part.type}' cannot be sent to Anthropic through this gateway; "
                 "use text and image_url parts.",
                 param="messages",
             )
+        # the cache breakpoint stays on its block: dropping it would bill the prefix at full price
+        if (marker := _cache_control(part)) is not None:
+            block["cache_control"] = marker
+        blocks.append(block)
     return blocks
 
 
-def _messages(request: ChatCompletionRequest) -> tuple[str | None, list[dict[str, Any]]]:
-    system: list[str] = []
+def _system(messages: list[ChatMessage]) -> str | list[dict[str, Any]] | None:
+    """The top-level ``system``: one string, or text blocks when a part carries a cache breakpoint."""
+    if not messages:
+        return None
+    marked = any(
+        isinstance(m.content, list) and any(_cache_control(p) is not None for p in m.content)
+        for m in messages
+    )
+    if not marked:
+        return "\n\n".join(m.text() for m in messages)
+    blocks: list[dict[str, Any]] = []
+    for message in messages:
+        if isinstance(message.content, list):
+            blocks.extend(_blocks([p for p in message.content if p.type == "text"]))
+        else:
+            blocks.append({"type": "text", "text": message.text()})
+    return blocks
+
+
+def _messages(
+    request: ChatCompletionRequest,
+) -> tuple[str | list[dict[str, Any]] | None, list[dict[str, Any]]]:
+    system: list[ChatMessage] = []
     out: list[dict[str, Any]] = []
     # an open user message holding tool results, so parallel results travel in one turn as required
     results: list[dict[str, Any]] | None = None
     for message in request.messages:
         role = message.role
         if role in ("system", "developer"):
-            system.append(message.text())
+            system.append(message)
             continue
         if role == "tool" or role == "function":
             block = {
@@ -137,7 +204,7 @@ def _messages(request: ChatCompletionRequest) -> tuple[str | None, list[dict[str
         out.append(
             {"role": "user", "content": content if isinstance(content, str) else _blocks(content or [])}
         )
-    return ("\n\n".join(system) if system else None), out
+    return _system(system), out
 
 
 def _tool_choice(request: ChatCompletionRequest) -> dict[str, Any] | None:
@@ -252,10 +319,23 @@ class AnthropicAdapter(t.NativeAdapter):
     name = "anthropic"
     default_base_url = "https://api.anthropic.com"
     requires_api_key = True
-    id_prefix = "msg_"
     key_header = "x-api-key"
     key_prefix = ""
     fixed_headers = {**t.JSON_HEADERS, "anthropic-version": ANTHROPIC_VERSION}
+    # n and response_format are read to be refused (400) when they ask for what Anthropic cannot do
+    reads = frozenset(
+        {
+            "temperature",
+            "top_p",
+            "stop",
+            "tools",
+            "tool_choice",
+            "parallel_tool_calls",
+            "user",
+            "n",
+            "response_format",
+        }
+    )
 
     def __init__(
         self,
@@ -267,10 +347,14 @@ class AnthropicAdapter(t.NativeAdapter):
         super().__init__(clock=clock, ids=ids)
         self.default_max_tokens = default_max_tokens
 
+    def _dropped_values(self, request: ChatCompletionRequest) -> list[str]:
+        return ["top_p"] if request.temperature is not None and request.top_p is not None else []
+
     def native_chat(
         self, deployment: Deployment, request: ChatCompletionRequest, body: dict[str, Any], *, stream: bool
     ) -> dict[str, Any]:
         """The Messages API request body for ``request``."""
+        _checked(request)
         system, messages = _messages(request)
         payload: dict[str, Any] = {
             "model": deployment.model,
@@ -279,7 +363,7 @@ class AnthropicAdapter(t.NativeAdapter):
         if system is not None:
             payload["system"] = system
         payload["messages"] = messages
-        payload.update(t.sampling(request, body, _SAMPLING))
+        payload.update(_sampling(request, body))
         if request.tools:
             payload["tools"] = [
                 {

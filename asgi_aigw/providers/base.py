@@ -7,6 +7,7 @@ sends, retries, times out and cancels. That keeps adapters golden-testable byte 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -87,6 +88,11 @@ class ProviderAdapter(Protocol):
     def chat_request(
         self, deployment: Deployment, request: ChatCompletionRequest, body: dict[str, Any], *, stream: bool
     ) -> UpstreamRequest: ...
+
+    def dropped_params(self, request: ChatCompletionRequest, body: Mapping[str, Any]) -> list[str]:
+        """The request fields :meth:`chat_request` leaves out (the provider has no place for them),
+        for the ``x-aigw-dropped-params`` answer header."""
+        ...
 
     def chat_response(
         self, deployment: Deployment, request: ChatCompletionRequest, content: bytes

@@ -28,9 +28,10 @@ import orjson
 
 from ..kernel.context import Usage
 from ..kernel.errors import GatewayError, InvalidRequest, UpstreamError, clip
-from ..kernel.models import ChatCompletionRequest, ContentPart, EmbeddingRequest
+from ..kernel.models import ChatCompletionRequest, ContentPart, EmbeddingRequest, Tool
 from ..kernel.sse import SSEDecoder
 from . import _translate as t
+from ._gemini_schema import gemini_parameters, gemini_schema
 from .base import Deployment, TranslatedResponse, UpstreamRequest
 from .errors import error_from_status
 
@@ -107,7 +108,10 @@ def _contents(request: ChatCompletionRequest) -> tuple[dict[str, Any] | None, li
             parts: list[dict[str, Any]] = [{"text": text}] if (text := message.text()) else []
             for call in message.tool_calls or ():
                 args = t.tool_arguments(call.function.arguments, call.function.name)
-                parts.append({"functionCall": {"name": call.function.name, "args": args}})
+                call_part: dict[str, Any] = {"functionCall": {"name": call.function.name, "args": args}}
+                if (signature := split_call_id(call.id)[1]) is not None:
+                    call_part[_SIGNATURE] = signature  # back on the part it came with, as Gemini requires
+                parts.append(call_part)
             contents.append({"role": "model", "parts": parts or [{"text": ""}]})
         else:
             contents.append({"role": "user", "parts": _parts(message.content)})
@@ -147,12 +151,43 @@ _GENERATION_CONFIG: dict[t.SamplingParameter, str] = {
 }
 
 
+def _response_format(config: dict[str, Any], response_format: dict[str, Any] | None) -> None:
+    """``json_object`` → JSON mode; ``json_schema`` → JSON mode held to the schema (in Gemini's subset)."""
+    kind = response_format.get("type") if response_format else None
+    if kind in (None, "text"):
+        return
+    if kind not in ("json_object", "json_schema"):
+        raise InvalidRequest(
+            f"response_format type {clip(repr(kind))} is not one of text, json_object, json_schema.",
+            param="response_format",
+        )
+    config["responseMimeType"] = "application/json"
+    if kind == "json_schema":
+        spec = (response_format or {}).get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        if not isinstance(schema, dict):
+            raise InvalidRequest(
+                "response_format json_schema needs json_schema.schema, a JSON Schema object.",
+                param="response_format",
+            )
+        config["responseSchema"] = gemini_schema(schema, param="response_format")
+
+
 def _generation_config(request: ChatCompletionRequest, body: dict[str, Any]) -> dict[str, Any]:
     config = t.sampling(request, body, _GENERATION_CONFIG)
-    response_format = request.response_format
-    if isinstance(response_format, dict) and response_format.get("type") in ("json_object", "json_schema"):
-        config["responseMimeType"] = "application/json"
+    _response_format(config, request.response_format)
     return config
+
+
+def _declaration(tool: Tool, index: int) -> dict[str, Any]:
+    function = tool.function
+    declaration: dict[str, Any] = {"name": function.name}
+    if function.description:
+        declaration["description"] = function.description
+    parameters = gemini_parameters(function.parameters, param=f"tools[{index}].function.parameters")
+    if parameters is not None:
+        declaration["parameters"] = parameters
+    return declaration
 
 
 def _usage(data: Any) -> Usage | None:
@@ -195,6 +230,7 @@ def _error_from_body(data: dict[str, Any]) -> GatewayError:
 
 
 def _split_parts(parts: Any) -> tuple[list[str], list[dict[str, Any]]]:
+    """Texts and function calls; a call keeps its part's ``thoughtSignature`` (see :func:`call_id`)."""
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
     for part in parts if isinstance(parts, list) else ():
@@ -202,9 +238,37 @@ def _split_parts(parts: Any) -> tuple[list[str], list[dict[str, Any]]]:
             continue  # thought summaries are not part of the answer
         if "text" in part:
             texts.append(str(part["text"]))
-        elif isinstance(part.get("functionCall"), dict):
-            calls.append(part["functionCall"])
+        elif isinstance(call := part.get("functionCall"), dict):
+            signature = part.get("thoughtSignature")
+            calls.append({**call, _SIGNATURE: signature} if isinstance(signature, str) else call)
     return texts, calls
+
+
+#: Between a tool call's id and the thought signature carried in it.
+SIGNATURE_SEPARATOR = "__thought__"
+_SIGNATURE = "thoughtSignature"
+
+
+def call_id(base: str, signature: Any) -> str:
+    """The OpenAI tool call id for a Gemini function call: ``base``, then the part's thought signature.
+
+    Gemini 3 refuses a conversation whose function calls come back without the ``thoughtSignature``
+    it gave them (400 "Function call is missing a thought_signature"), and the Chat Completions format
+    has no field for it: the id is the one thing every client sends back unchanged. The signature is
+    re-encoded base64url so the id stays ``[A-Za-z0-9_-]`` (what Anthropic accepts for tool ids too).
+    """
+    if not isinstance(signature, str) or not signature:
+        return base
+    return f"{base}{SIGNATURE_SEPARATOR}{signature.replace('+', '-').replace('/', '_').rstrip('=')}"
+
+
+def split_call_id(value: str) -> tuple[str, str | None]:
+    """``(id, thought signature or None)`` of a tool call id made by :func:`call_id`."""
+    base, separator, encoded = value.partition(SIGNATURE_SEPARATOR)
+    if not separator or not encoded:
+        return value, None
+    standard = encoded.replace("-", "+").replace("_", "/")
+    return base, standard + "=" * (-len(standard) % 4)
 
 
 class GeminiStreamTranslator(t.NativeStreamTranslator):
@@ -282,8 +346,8 @@ class GeminiStreamTranslator(t.NativeStreamTranslator):
             position = self._calls
             self._calls += 1
             arguments = orjson.dumps(call.get("args") or {}).decode()
-            call_id = str(call.get("id") or self._ids("call_"))
-            stream.tool_call_start(out, position, call_id, str(call.get("name") or ""), arguments)
+            identifier = call_id(str(call.get("id") or self._ids("call_")), call.get(_SIGNATURE))
+            stream.tool_call_start(out, position, identifier, str(call.get("name") or ""), arguments)
         if reason := candidate.get("finishReason"):
             self._finish(reason, out)
 
@@ -306,6 +370,21 @@ class GeminiAdapter(t.NativeAdapter):
     # in a header, never in the URL (where logs would keep it)
     key_header = "x-goog-api-key"
     key_prefix = ""
+    reads = frozenset(
+        {
+            "temperature",
+            "top_p",
+            "n",
+            "stop",
+            "presence_penalty",
+            "frequency_penalty",
+            "seed",
+            "tools",
+            "tool_choice",
+            "response_format",
+            "safety_settings",
+        }
+    )
 
     def _url(self, deployment: Deployment, method: str) -> str:
         return f"{t.versioned(deployment.base_url, API_VERSION)}/{_model_path(deployment.model)}:{method}"
@@ -320,20 +399,7 @@ class GeminiAdapter(t.NativeAdapter):
             payload["systemInstruction"] = system
         if request.tools:
             payload["tools"] = [
-                {
-                    "functionDeclarations": [
-                        {
-                            "name": tool.function.name,
-                            **(
-                                {"description": tool.function.description}
-                                if tool.function.description
-                                else {}
-                            ),
-                            **({"parameters": tool.function.parameters} if tool.function.parameters else {}),
-                        }
-                        for tool in request.tools
-                    ]
-                }
+                {"functionDeclarations": [_declaration(tool, i) for i, tool in enumerate(request.tools)]}
             ]
         if (tool_config := _tool_config(request)) is not None:
             payload["toolConfig"] = tool_config
@@ -346,6 +412,13 @@ class GeminiAdapter(t.NativeAdapter):
     def chat_request(
         self, deployment: Deployment, request: ChatCompletionRequest, body: dict[str, Any], *, stream: bool
     ) -> UpstreamRequest:
+        if stream and (request.n or 1) > 1:
+            # the stream translator writes one choice; n candidates would be billed, one returned
+            raise InvalidRequest(
+                "Gemini streams through this gateway return one choice: send n > 1 without stream, "
+                "or n = 1 with stream.",
+                param="n",
+            )
         payload = self.native_chat(deployment, request, body)
         url = self._url(deployment, "streamGenerateContent?alt=sse" if stream else "generateContent")
         return self._post(url, deployment, payload)
@@ -372,7 +445,7 @@ class GeminiAdapter(t.NativeAdapter):
             )
             calls = [
                 t.tool_call(
-                    str(call.get("id") or self._ids("call_")),
+                    call_id(str(call.get("id") or self._ids("call_")), call.get(_SIGNATURE)),
                     str(call.get("name") or ""),
                     call.get("args") or {},
                 )

@@ -190,11 +190,39 @@ class OllamaAdapter(t.NativeAdapter):
     default_base_url = "http://localhost:11434"
     # a key is sent as a bearer token, for an Ollama behind an authenticating proxy (or ollama.com)
     requires_api_key = False
+    reads = frozenset(
+        {
+            "temperature",
+            "top_p",
+            "stop",
+            "seed",
+            "presence_penalty",
+            "frequency_penalty",
+            "tools",
+            "tool_choice",
+            "response_format",
+            "keep_alive",
+            "n",
+        }
+    )
+
+    def _dropped_values(self, request: ChatCompletionRequest) -> list[str]:
+        # Ollama has no tool_choice: "auto" is what it does, "none" leaves the tools out; forcing a call
+        # ("required", or one named function) cannot be asked for
+        choice = request.tool_choice
+        return ["tool_choice"] if request.tools and choice not in (None, "auto", "none") else []
 
     def native_chat(
         self, deployment: Deployment, request: ChatCompletionRequest, body: dict[str, Any], *, stream: bool
     ) -> dict[str, Any]:
         """The ``/api/chat`` request body for ``request``."""
+        if (request.n or 1) > 1:
+            # /api/chat answers once per request: n choices would be billed for one
+            raise InvalidRequest(
+                "Ollama returns one choice per request: send n = 1 (or leave it out) and make several "
+                "requests for several answers.",
+                param="n",
+            )
         payload: dict[str, Any] = {"model": deployment.model, "messages": _messages(request)}
         if request.tools and request.tool_choice != "none":
             payload["tools"] = body.get("tools") or [

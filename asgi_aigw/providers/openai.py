@@ -8,6 +8,7 @@ is the one that reads ``usage``.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -88,6 +89,10 @@ class OpenAIAdapter:
     name = "openai"
     default_base_url = "https://api.openai.com/v1"
     requires_api_key = True
+
+    def dropped_params(self, request: ChatCompletionRequest, body: Mapping[str, Any]) -> list[str]:
+        """Nothing: the request goes out as the client sent it."""
+        return []
 
     def chat_request(
         self, deployment: Deployment, request: ChatCompletionRequest, body: dict[str, Any], *, stream: bool

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
@@ -36,6 +37,13 @@ from .registry import ModelRegistry, ResolvedModel
 from .upstream import UpstreamClients, UpstreamResponse, mapped_transport_errors, origin_of
 
 logger = logging.getLogger("asgi_aigw.router")
+
+#: ``ctx.extra`` key: the request fields the answering provider had no place for.
+DROPPED_PARAMS = "router.dropped_params"
+#: ``ctx.extra`` key: the client headers to pass on upstream (``RouterConfig.forward_headers``).
+FORWARDED_HEADERS = "router.forwarded_headers"
+_FIELD_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_MAX_DROPPED = 32
 
 #: Upstream error bodies are read for their message only; never hold more than this.
 _MAX_ERROR_BODY = 64 * 1024
@@ -109,6 +117,7 @@ class ProviderRouter:
         self.policy = RoutingPolicy(self.config.retry, self.config.cooldown)
         self._max_body = self.config.max_body_bytes
         self._body_timeout = self.config.body_timeout
+        self._forward = frozenset(self.config.forward_headers)
         self._created = int(time.time())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -138,11 +147,16 @@ class ProviderRouter:
         scope, ctx = ensure_context(scope)
         progress = _Progress()
         try:
-            route = _ROUTES.get(route_path(scope))
+            path = route_path(scope)
+            route = _ROUTES.get(path)
+            model_id = _model_id(path) if route is None else None
+            if model_id is not None:
+                route = "models"
             if route is None:
                 raise NotFound(
                     f"There is no route {scope.get('method')} {scope.get('path')}. This gateway serves "
-                    "POST /v1/chat/completions, POST /v1/embeddings and GET /v1/models.",
+                    "POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models and "
+                    "GET /v1/models/{model}.",
                     code="unknown_route",
                 )
             if scope.get("method") != _METHODS[route]:
@@ -151,6 +165,11 @@ class ProviderRouter:
                     headers=[("allow", _METHODS[route])],
                 )
             ctx.route = route
+            if forwarded := self._forwarded(scope):
+                ctx.extra[FORWARDED_HEADERS] = forwarded
+            if model_id is not None:
+                await self._model(send, ctx, model_id)
+                return
             if route == "models":
                 await self._models(send, ctx)
                 return
@@ -170,6 +189,18 @@ class ProviderRouter:
             await self._send_gateway_error(
                 send, ctx, GatewayError("The gateway failed unexpectedly; see its logs."), progress
             )
+
+    def _forwarded(self, scope: Scope) -> dict[str, str]:
+        """The client's headers named in ``forward_headers`` (repeated ones joined, as HTTP allows)."""
+        if not self._forward:
+            return {}
+        found: dict[str, str] = {}
+        for raw_name, raw_value in scope.get("headers") or ():
+            name = raw_name.decode("latin-1").lower()
+            if name in self._forward:
+                value = raw_value.decode("latin-1")
+                found[name] = f"{found[name]}, {value}" if name in found else value
+        return found
 
     async def _send_gateway_error(
         self, send: Send, ctx: RequestContext, exc: GatewayError, progress: _Progress
@@ -193,6 +224,15 @@ class ProviderRouter:
         ctx.status = 200
         await send_json_bytes(send, 200, orjson.dumps({"object": "list", "data": data}))
 
+    async def _model(self, send: Send, ctx: RequestContext, model_id: str) -> None:
+        """OpenAI's retrieve-model answer for a name this gateway routes; a 404 naming what it serves."""
+        ctx.model = model_id
+        resolved = self.registry.resolve(model_id)
+        owner = resolved.deployments[0].provider if resolved.deployments else "asgi-aigw"
+        data = {"id": model_id, "object": "model", "created": self._created, "owned_by": owner}
+        ctx.status = 200
+        await send_json_bytes(send, 200, orjson.dumps(data))
+
     # -- chat ---------------------------------------------------------------------------------------
 
     async def _chat(
@@ -205,7 +245,10 @@ class ProviderRouter:
         data = body.data
 
         def build(deployment: Deployment, adapter: ProviderAdapter) -> UpstreamRequest:
-            return adapter.chat_request(deployment, request, data, stream=ctx.stream)
+            upstream = adapter.chat_request(deployment, request, data, stream=ctx.stream)
+            # per attempt: a fallback to another provider drops other fields
+            ctx.extra[DROPPED_PARAMS] = adapter.dropped_params(request, data)
+            return upstream
 
         deliver: Deliver
         if ctx.stream:
@@ -301,7 +344,9 @@ class ProviderRouter:
             adapter = ADAPTERS[deployment.provider]
             ctx.attempts += 1
             try:
-                response, deadline = await self._send(deployment, adapter, build)
+                response, deadline = await self._send(
+                    deployment, adapter, build, ctx.extra.get(FORWARDED_HEADERS)
+                )
                 await deliver(deployment, adapter, response, deadline)
             except GatewayError as exc:
                 _scrub(exc, deployment)
@@ -344,15 +389,25 @@ class ProviderRouter:
             return
 
     async def _send(
-        self, deployment: Deployment, adapter: ProviderAdapter, build: BuildRequest
+        self,
+        deployment: Deployment,
+        adapter: ProviderAdapter,
+        build: BuildRequest,
+        forwarded: dict[str, str] | None = None,
     ) -> tuple[UpstreamResponse, float | None]:
-        """Send to one deployment; its 2xx response (body unread) and the first chunk's deadline."""
+        """Send to one deployment; its 2xx response (body unread) and the first chunk's deadline.
+        ``forwarded`` client headers go first: the adapter's and the deployment's own win."""
         upstream = build(deployment, adapter)
+        headers = upstream.headers
+        if forwarded:
+            # header names are case-insensitive: a deployment's "X-Team" replaces a client's x-team
+            own = {name.lower() for name in headers}
+            headers = {**{k: v for k, v in forwarded.items() if k not in own}, **headers}
         client = self.clients.get(deployment.base_url)
         request = client.build_request(
             upstream.method,
             upstream.url,
-            headers=upstream.headers,
+            headers=headers,
             content=upstream.content,
             timeout=deployment.timeout,
         )
@@ -533,6 +588,14 @@ class ProviderRouter:
             watcher.cancel()
 
 
+def _model_id(path: str) -> str | None:
+    """The model of ``/v1/models/{model}`` (which may hold a slash: ``anthropic/claude-...``)."""
+    for prefix in ("/v1/models/", "/models/"):
+        if path.startswith(prefix) and len(path) > len(prefix):
+            return path[len(prefix) :]
+    return None
+
+
 def _record(ctx: RequestContext, deployment: Deployment, model: str | None) -> None:
     ctx.provider = deployment.provider
     ctx.deployment = deployment.id
@@ -547,12 +610,18 @@ def _reported_model(ctx: RequestContext, translator: Any) -> None:
 
 
 def _answer_headers(ctx: RequestContext) -> Headers:
-    return [
+    headers = [
         (b"x-aigw-provider", (ctx.provider or "").encode("latin-1")),
         (b"x-aigw-model", (ctx.upstream_model or "").encode("latin-1", "replace")),
         (b"x-aigw-deployment", (ctx.deployment or "").encode("latin-1", "replace")),
         (b"x-aigw-attempts", str(ctx.attempts).encode()),
     ]
+    if dropped := ctx.extra.get(DROPPED_PARAMS):
+        # what the provider had no place for: said, never silently lost (docs/providers.md). The names
+        # come from the client's JSON: only plain ones go into a header, and not without bound.
+        names = [n if _FIELD_NAME.fullmatch(n) else "?" for n in dropped[:_MAX_DROPPED]]
+        headers.append((b"x-aigw-dropped-params", ",".join(names).encode()))
+    return headers
 
 
 def _brief(message: str, limit: int = 300) -> str:

@@ -4,9 +4,29 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from ..kernel.config import BodyLimits, ConfigSection
+
+#: The client headers forwarded by default: the providers' documented per-request feature switches
+#: (Anthropic's beta features, OpenAI's beta APIs).
+DEFAULT_FORWARD_HEADERS = ("anthropic-beta", "openai-beta")
+#: Headers a client may never set upstream: credentials and the request's own framing.
+_NEVER_FORWARDED = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "x-api-key",
+        "x-goog-api-key",
+        "api-key",
+        "cookie",
+        "host",
+        "content-length",
+        "content-type",
+        "transfer-encoding",
+        "connection",
+    }
+)
 
 
 class Timeouts(ConfigSection):
@@ -134,3 +154,18 @@ class RouterConfig(BodyLimits):
     retry: RetryConfig = Field(default_factory=RetryConfig)
     #: Taking failing deployments out of rotation for a while.
     cooldown: CooldownConfig = Field(default_factory=CooldownConfig)
+    #: Client request headers passed on to the upstream, by name (a deployment's own ``headers`` win).
+    #: Empty: none. Credentials and framing headers cannot be listed.
+    forward_headers: list[str] = Field(default_factory=lambda: list(DEFAULT_FORWARD_HEADERS))
+
+    @field_validator("forward_headers")
+    @classmethod
+    def _plain_headers(cls, names: list[str]) -> list[str]:
+        lowered = [name.strip().lower() for name in names]
+        refused = sorted(set(lowered) & _NEVER_FORWARDED)
+        if refused:
+            raise ValueError(
+                f"{', '.join(refused)} cannot be forwarded from clients: the gateway sets credentials "
+                "and framing itself (use a deployment's headers for fixed values)."
+            )
+        return lowered

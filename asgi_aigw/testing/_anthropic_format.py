@@ -23,6 +23,70 @@ _ERROR_TYPES = {
 }
 
 
+#: The Messages API's request fields (docs.anthropic.com, "Messages"); any other is refused, as the real
+#: API does: ``400 invalid_request_error "<field>: Extra inputs are not permitted"``.
+_FIELDS = frozenset(
+    {
+        "model",
+        "messages",
+        "max_tokens",
+        "system",
+        "metadata",
+        "stop_sequences",
+        "stream",
+        "temperature",
+        "top_p",
+        "top_k",
+        "tools",
+        "tool_choice",
+        "thinking",
+        "service_tier",
+        "container",
+        "mcp_servers",
+    }
+)
+
+
+#: Prompt caching takes at most four breakpoints per request (docs.anthropic.com, "Prompt caching").
+_MAX_CACHE_BREAKPOINTS = 4
+
+
+def _cache_breakpoints(body: dict[str, Any]) -> int:
+    blocks: list[Any] = list(body.get("tools") or [])
+    if isinstance(body.get("system"), list):
+        blocks.extend(body["system"])
+    for message in body.get("messages") or []:
+        if isinstance(message, dict) and isinstance(message.get("content"), list):
+            blocks.extend(message["content"])
+    return sum(1 for b in blocks if isinstance(b, dict) and "cache_control" in b)
+
+
+def request_problem(body: dict[str, Any]) -> str | None:
+    """The real API's 400 message for a Messages body, or ``None``."""
+    if not body.get("model"):
+        return "model: Field required"
+    if not isinstance(body.get("max_tokens"), int):
+        return "max_tokens: Field required"
+    if not isinstance(body.get("messages"), list) or not body["messages"]:
+        return "messages: Field required"
+    for field in body:
+        if field not in _FIELDS:
+            return f"{field}: Extra inputs are not permitted"
+    temperature = body.get("temperature")
+    if isinstance(temperature, int | float) and not 0 <= temperature <= 1:
+        return "temperature: Input should be less than or equal to 1"
+    if "temperature" in body and "top_p" in body:
+        # current Claude models take one of the two (docs.anthropic.com, "Migrating to Claude 4.5")
+        return "`temperature` and `top_p` cannot both be specified for this model. Please use only one."
+    if (marked := _cache_breakpoints(body)) > _MAX_CACHE_BREAKPOINTS:
+        return f"A maximum of 4 blocks with cache_control may be provided. Found {marked}."
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict) and set(metadata) - {"user_id"}:
+        extra = sorted(set(metadata) - {"user_id"})[0]
+        return f"metadata.{extra}: Extra inputs are not permitted"
+    return None
+
+
 def error_payload(status: int, message: str) -> dict[str, Any]:
     return {"type": "error", "error": {"type": _ERROR_TYPES.get(status, "api_error"), "message": message}}
 
@@ -68,15 +132,7 @@ async def messages(
     fake: FakeProvider, request: ReceivedRequest, behaviour: FakeBehaviour, receive: Receive, send: Send
 ) -> None:
     body = request.json if isinstance(request.json, dict) else None
-    problem = None
-    if body is None:
-        problem = "The request body is not valid JSON."
-    elif not body.get("model"):
-        problem = "model: Field required"
-    elif not isinstance(body.get("max_tokens"), int):
-        problem = "max_tokens: Field required"
-    elif not isinstance(body.get("messages"), list) or not body["messages"]:
-        problem = "messages: Field required"
+    problem = "The request body is not valid JSON." if body is None else request_problem(body)
     if await fake.refuse(send, behaviour, error_payload, problem) or body is None:
         return
     model = str(body["model"])

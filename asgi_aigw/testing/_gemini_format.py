@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -28,6 +29,137 @@ _STATUS_NAMES = {
 
 def error_payload(status: int, message: str) -> dict[str, Any]:
     return {"error": {"code": status, "message": message, "status": _STATUS_NAMES.get(status, "UNKNOWN")}}
+
+
+#: The fields of Gemini's Schema object (ai.google.dev/api/caching#Schema), the OpenAPI 3.0 subset
+#: ``functionDeclarations[].parameters`` and ``generationConfig.responseSchema`` take. The real API
+#: answers anything else with 400 INVALID_ARGUMENT ``Unknown name "..."``.
+_SCHEMA_FIELDS = frozenset(
+    {
+        "type",
+        "format",
+        "title",
+        "description",
+        "nullable",
+        "enum",
+        "items",
+        "minItems",
+        "maxItems",
+        "properties",
+        "required",
+        "minProperties",
+        "maxProperties",
+        "minLength",
+        "maxLength",
+        "pattern",
+        "minimum",
+        "maximum",
+        "anyOf",
+        "propertyOrdering",
+        "example",
+    }
+)
+_SCHEMA_TYPES = frozenset({"string", "number", "integer", "boolean", "array", "object"})
+
+
+def schema_problem(schema: Any, where: str) -> str | None:
+    """What the real API says about the first thing ``schema`` has that a Schema object refuses."""
+    if not isinstance(schema, dict):
+        return f"Invalid value at '{where}': not a Schema object."
+    if ("properties" in schema or "required" in schema) and str(schema.get("type", "")).lower() != "object":
+        return f"* GenerateContentRequest.{where}.properties: only allowed for OBJECT type"
+    if schema.get("properties") == {}:
+        return f"* GenerateContentRequest.{where}.properties: should be non-empty for OBJECT type"
+    for i, name in enumerate(schema.get("required") or []):
+        if name not in (schema.get("properties") or {}):
+            return f"* GenerateContentRequest.{where}.required[{i}]: property is not defined"
+    for key, value in schema.items():
+        here = f"{where}.{key}"
+        if key not in _SCHEMA_FIELDS:
+            return f"Invalid JSON payload received. Unknown name \"{key}\" at '{where}': Cannot find field."
+        if key == "type" and (not isinstance(value, str) or value.lower() not in _SCHEMA_TYPES):
+            return f"Invalid value at '{here}' (type.googleapis.com/google.ai.generativelanguage.v1beta.Type)"
+        if key == "properties" and isinstance(value, dict):
+            for name, sub in value.items():
+                if problem := schema_problem(sub, f"{here}[{name}]"):
+                    return problem
+        elif key == "items" and (problem := schema_problem(value, here)):
+            return problem
+        elif key == "anyOf":
+            for i, sub in enumerate(value if isinstance(value, list) else [value]):
+                if problem := schema_problem(sub, f"{here}[{i}]"):
+                    return problem
+    return None
+
+
+#: What the fake's thought signatures start with (decoded): base64 of it has ``+`` and ``/``, as real
+#: signatures do, so a client that mangles base64 is caught.
+_SIGNATURE_MAGIC = b"\xfb\xff\xfe"
+
+
+def thought_signature(response_id: str) -> str:
+    return base64.b64encode(_SIGNATURE_MAGIC + response_id.encode()).decode()
+
+
+def _signed(part: dict[str, Any]) -> bool:
+    try:
+        return base64.b64decode(part.get("thoughtSignature") or "", validate=True).startswith(
+            _SIGNATURE_MAGIC
+        )
+    except ValueError:
+        return False
+
+
+def signature_problem(contents: list[Any]) -> str | None:
+    """Gemini 3's check (ai.google.dev, "Thought signatures"): in the current turn (since the last user
+    content with text), the first function call of every model step carries the signature it came with."""
+    start = 0
+    for i, content in enumerate(contents):
+        parts = content.get("parts") if isinstance(content, dict) else None
+        if content.get("role") == "user" and any(isinstance(p, dict) and "text" in p for p in parts or []):
+            start = i
+    for position, content in enumerate(contents[start:], start):
+        if not isinstance(content, dict) or content.get("role") != "model":
+            continue
+        calls = [p for p in content.get("parts") or [] if isinstance(p, dict) and "functionCall" in p]
+        if calls and not _signed(calls[0]):
+            name = calls[0]["functionCall"].get("name")
+            return (
+                "Function call is missing a thought_signature in functionCall parts. This is required for "
+                "tools to work correctly, and missing thought_signature may lead to degraded model "
+                f"performance. Additional data, function call `default_api:{name}` , position "
+                f"{position + 1}. Please refer to https://ai.google.dev/gemini-api/docs/thought-signatures "
+                "for more details."
+            )
+    return None
+
+
+def request_problem(body: dict[str, Any], model: str = "") -> str | None:
+    """The 400 message of the real API for a generateContent body, or ``None``."""
+    if not isinstance(body.get("contents"), list) or not body["contents"]:
+        return "* GenerateContentRequest.contents: contents is not specified"
+    if model.startswith("gemini-3") and (problem := signature_problem(body["contents"])):
+        return problem
+    for t, tool in enumerate(body.get("tools") or []):
+        for d, declaration in enumerate(
+            tool.get("functionDeclarations") or [] if isinstance(tool, dict) else []
+        ):
+            if "parameters" in declaration:
+                where = f"tools[{t}].function_declarations[{d}].parameters"
+                if problem := schema_problem(declaration["parameters"], where):
+                    return problem
+                if not declaration["parameters"].get("properties"):
+                    return f"* GenerateContentRequest.{where}.properties: should be non-empty for OBJECT type"
+    config = body.get("generationConfig")
+    if isinstance(config, dict) and "responseSchema" in config:
+        if config.get("responseMimeType") != "application/json":
+            return (
+                "* GenerateContentRequest.generation_config.response_mime_type: must be "
+                "application/json when response_schema is set"
+            )
+        if problem := schema_problem(config["responseSchema"], "generation_config.response_schema"):
+            return problem
+    return None
 
 
 def _response_text(response: Any) -> str:
@@ -86,11 +218,7 @@ async def _generate(
     stream: bool,
 ) -> None:
     body = request.json if isinstance(request.json, dict) else {}
-    problem = (
-        None
-        if isinstance(body.get("contents"), list) and body["contents"]
-        else "* GenerateContentRequest.contents: contents is not specified"
-    )
+    problem = request_problem(body, model)
     if await fake.refuse(send, behaviour, error_payload, problem):
         return
     tools: list[str] = []
@@ -123,13 +251,16 @@ async def _generate(
             "responseId": response_id,
         }
 
-    call_part = (
+    call_part: dict[str, Any] | None = (
         {"functionCall": {"name": turn.tool_call["name"], "args": turn.tool_call["arguments"]}}
         if turn.tool_call
         else None
     )
+    if call_part is not None and model.startswith("gemini-3"):
+        # Gemini 3 signs every function call step; the signature must come back with the call
+        call_part["thoughtSignature"] = thought_signature(response_id)
     if behaviour.blocked:
-        blocked = {
+        blocked: dict[str, Any] = {
             "promptFeedback": {"blockReason": "SAFETY"},
             "usageMetadata": {"promptTokenCount": prompt, "totalTokenCount": prompt},
             "modelVersion": model,
@@ -157,6 +288,17 @@ async def _generate(
         payload = responses[0]
         if call_part is None and not behaviour.blocked:
             payload = response([{"text": turn.text}], "STOP", final_usage)
+            # candidateCount answers: one candidate each, all billed (candidatesTokenCount counts them all)
+            count = (body.get("generationConfig") or {}).get("candidateCount") or 1
+            if count > 1:
+                candidate = payload["candidates"][0]
+                payload["candidates"] = [{**candidate, "index": i} for i in range(count)]
+                completion = turn.completion_tokens * count
+                payload["usageMetadata"] = {
+                    "promptTokenCount": prompt,
+                    "candidatesTokenCount": completion,
+                    "totalTokenCount": prompt + completion,
+                }
         await fake.send_json(send, 200, payload)
         return
 

@@ -1,0 +1,142 @@
+"""What happens to each OpenAI request parameter at each provider: sent (and as what), dropped with the
+``x-aigw-dropped-params`` answer header, or refused with a 400.
+
+This table is the one in docs/providers.md (``markdown_table`` writes it; a test checks the page holds
+it) and the tests send every row's parameter through the adapters and check the behaviour it states.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Handling = Literal["sent", "dropped", "400"]
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """How a provider handles one parameter. For ``sent``, ``where`` is the native field(s) it becomes
+    (dotted paths into the native request body, comma-separated); ``note`` says what else to know."""
+
+    handling: Handling
+    where: str = ""
+    note: str = ""
+
+
+#: The rows of the table, in order: an OpenAI parameter (or a pair that goes together).
+PARAMETERS = (
+    "response_format",
+    "n",
+    "logprobs",
+    "metadata",
+    "service_tier",
+    "message name",
+    "seed",
+    "stop",
+    "user",
+    "tools/tool_choice",
+    "parallel_tool_calls",
+    "reasoning_effort",
+    "temperature/top_p",
+    "presence_penalty/frequency_penalty",
+    "logit_bias",
+)
+
+_NO_LOGPROBS = "no token log probabilities (`top_logprobs` too)"
+
+RULES: dict[str, dict[str, Rule]] = {
+    "openai": {name: Rule("sent", note="as the client sent it") for name in PARAMETERS},
+    "anthropic": {
+        "response_format": Rule(
+            "400",
+            note="`json_object`, `json_schema`: no JSON mode in API version 2023-06-01 (`text` is accepted)",
+        ),
+        "n": Rule("400", note="`n` > 1: one choice per request (`n: 1` is accepted)"),
+        "logprobs": Rule("dropped", note=_NO_LOGPROBS),
+        "metadata": Rule("dropped", note="Anthropic's `metadata` takes only `user_id` (from `user`)"),
+        "service_tier": Rule("dropped", note="OpenAI's tiers have no Anthropic equivalent"),
+        "message name": Rule("dropped", note="no participant names (a tool result's name is not affected)"),
+        "seed": Rule("dropped", note="no seed"),
+        "stop": Rule("sent", "stop_sequences"),
+        "user": Rule("sent", "metadata.user_id"),
+        "tools/tool_choice": Rule(
+            "sent", "tools,tool_choice", "`required` → `any`, a named function → `tool`"
+        ),
+        "parallel_tool_calls": Rule(
+            "sent", "tool_choice.disable_parallel_tool_use", "`false` only (`true` is the default)"
+        ),
+        "reasoning_effort": Rule("dropped", note="extended thinking is not mapped yet"),
+        "temperature/top_p": Rule(
+            "sent",
+            "temperature",
+            "`temperature` above 1 is a 400 (Anthropic's range is 0-1); with both, only `temperature` "
+            "is sent (current models refuse the pair) and `top_p` is dropped with the header",
+        ),
+        "presence_penalty/frequency_penalty": Rule("dropped", note="no penalties"),
+        "logit_bias": Rule("dropped", note="no token biases"),
+    },
+    "gemini": {
+        "response_format": Rule(
+            "sent",
+            "generationConfig.responseMimeType,generationConfig.responseSchema",
+            "`json_schema`'s schema converted to Gemini's Schema subset, as tool schemas are",
+        ),
+        "n": Rule("sent", "generationConfig.candidateCount", "`n` > 1 with `stream` is a 400"),
+        "logprobs": Rule("dropped", note=_NO_LOGPROBS + " through this gateway"),
+        "metadata": Rule("dropped", note="no request metadata"),
+        "service_tier": Rule("dropped", note="no service tiers"),
+        "message name": Rule("dropped", note="no participant names (a tool result's name is not affected)"),
+        "seed": Rule("sent", "generationConfig.seed"),
+        "stop": Rule("sent", "generationConfig.stopSequences"),
+        "user": Rule("dropped", note="no end-user field"),
+        "tools/tool_choice": Rule(
+            "sent",
+            "tools.0.functionDeclarations,toolConfig.functionCallingConfig",
+            "schemas converted to Gemini's Schema subset (a recursive schema is a 400)",
+        ),
+        "parallel_tool_calls": Rule("dropped", note="`false` only: Gemini cannot be held to one call"),
+        "reasoning_effort": Rule("dropped", note="thinking configuration is not mapped yet"),
+        "temperature/top_p": Rule("sent", "generationConfig.temperature,generationConfig.topP"),
+        "presence_penalty/frequency_penalty": Rule(
+            "sent", "generationConfig.presencePenalty,generationConfig.frequencyPenalty"
+        ),
+        "logit_bias": Rule("dropped", note="no token biases"),
+    },
+    "ollama": {
+        "response_format": Rule("sent", "format", '`"json"`, or the JSON schema'),
+        "n": Rule("400", note="`n` > 1: one choice per request (`n: 1` is accepted)"),
+        "logprobs": Rule("dropped", note=_NO_LOGPROBS + " through this gateway"),
+        "metadata": Rule("dropped", note="no request metadata"),
+        "service_tier": Rule("dropped", note="no service tiers"),
+        "message name": Rule("dropped", note="no participant names (a tool result's name → `tool_name`)"),
+        "seed": Rule("sent", "options.seed"),
+        "stop": Rule("sent", "options.stop"),
+        "user": Rule("dropped", note="no end-user field"),
+        "tools/tool_choice": Rule(
+            "sent",
+            "tools",
+            "`tool_choice: none` leaves the tools out; `required` or a named function is dropped with "
+            "the header (Ollama cannot force a call)",
+        ),
+        "parallel_tool_calls": Rule("dropped", note="`false` only"),
+        "reasoning_effort": Rule("dropped", note="`think` is not mapped yet"),
+        "temperature/top_p": Rule("sent", "options.temperature,options.top_p"),
+        "presence_penalty/frequency_penalty": Rule(
+            "sent", "options.presence_penalty,options.frequency_penalty"
+        ),
+        "logit_bias": Rule("dropped", note="no token biases"),
+    },
+}
+
+_WORDS: dict[Handling, str] = {"sent": "sent", "dropped": "dropped, named in the header", "400": "400"}
+
+
+def markdown_table(provider: str) -> str:
+    """The docs/providers.md table of ``provider``'s rules."""
+    lines = ["| parameter | handling | sent as / why |", "|---|---|---|"]
+    for name in PARAMETERS:
+        rule = RULES[provider][name]
+        where = ", ".join(f"`{w}`" for w in rule.where.split(",")) if rule.where else ""
+        detail = "; ".join(part for part in (where, rule.note) if part)
+        lines.append(f"| `{name}` | {_WORDS[rule.handling]} | {detail} |")
+    return "\n".join(lines)
