@@ -6,8 +6,11 @@
 
 For each pair (a = the cached question, b = the new one) a semantic hit is ``cosine >= threshold`` and,
 with verification on, ``verify(b, a).ok``. Reports cosine-only and verified figures at the default
-settings for the tune split, the held-out test split and both, lists the false hits, and times
-``verify()``. ``--write-scores`` stores the cosines in tests/data/cache_pairs_minilm.json (what the
+settings for the tune split, the held-out test split and both, then per kind of pair (precision for each
+kind of negative, recall for each kind of paraphrase), lists the false hits, and times ``verify()``.
+With the model loaded it also times, as medians over the paraphrase pairs, one embedding of a question
+alone, a semantic hit (embed, search Qdrant Edge, verify) and a semantic miss, and reports the ratio to
+the embedding alone (issue 16: a hit costs at most 1.5x the embedding). ``--write-scores`` stores the cosines in tests/data/cache_pairs_minilm.json (what the
 unit tests read, so they need no model).
 """
 
@@ -69,6 +72,86 @@ def evaluate(pairs: list[dict[str, Any]], threshold: float, *, verified: bool) -
     precision = tp / (tp + fp) if tp + fp else 1.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     return {"precision": precision, "recall": recall, "tp": tp, "fp": fp, "fn": fn, "false_hits": false_hits}
+
+
+def per_kind(pairs: list[dict[str, Any]], threshold: float) -> list[str]:
+    """One line per kind: for a negative kind its false hits and the precision they leave (against
+    the paraphrases that hit in the same pairs), for a paraphrase kind its recall."""
+    hits = sum(p["paraphrase"] and p["cos"] >= threshold and verify(p["b"], p["a"]).ok for p in pairs)
+    lines = []
+    for kind in sorted({p["kind"] for p in pairs}):
+        members = [p for p in pairs if p["kind"] == kind]
+        hit = sum(p["cos"] >= threshold and verify(p["b"], p["a"]).ok for p in members)
+        if members[0]["paraphrase"]:
+            lines.append(f"{kind:20} n={len(members):3}  recall {hit / len(members):.3f} ({hit} hits)")
+        else:
+            precision = hits / (hits + hit) if hits + hit else 1.0
+            lines.append(f"{kind:20} n={len(members):3}  precision {precision:.3f} ({hit} false hits)")
+    return lines
+
+
+async def lookup_cost(pairs: list[dict[str, Any]], model_dir: str | None, threshold: float) -> None:
+    """Medians of one embedding alone, a semantic hit and a semantic miss, over the paraphrase pairs,
+    with the runtime's embedder and Qdrant Edge (one question at a time, as a lone request sees it)."""
+    import tempfile
+
+    from asgi_aigw.cache.vector import VectorEntry, point_id
+    from asgi_aigw.stores.registry import VECTOR_STORES
+
+    def embedder_call() -> Any:
+        if model_dir:
+            raise SystemExit("--model-dir: cost is measured with the runtime's embedder only")
+        from asgi_aigw.runtime.config import RuntimeConfig
+        from asgi_aigw.runtime.embedder import get_embedder
+
+        return get_embedder(RuntimeConfig())
+
+    embedder = embedder_call()
+    await embedder.embed(["warm-up"])
+    paraphrases = [p for p in pairs if p["paraphrase"]][:120]
+    negatives = [p for p in pairs if not p["paraphrase"]][:120]
+    with tempfile.TemporaryDirectory() as tmp:
+        store = VECTOR_STORES.open(f"qdrant-edge://{tmp}/v")
+        stored = [p["a"] for p in paraphrases + negatives]
+        vectors = await embed_all(stored, None)
+        for question, vector in zip(stored, vectors, strict=True):
+            await store.upsert(
+                VectorEntry(point_id(question), vector, "t", "s", time.time() + 3600, question, "{}")
+            )
+
+        async def lookup(question: str) -> bool:
+            vector = (await embedder.embed([question]))[0]
+            matches = await store.search(vector, tenant="t", scope="s", limit=3, now=time.time())
+            return any(m.score >= threshold and verify(question, m.question).ok for m in matches)
+
+        embed_alone: list[float] = []
+        hit_costs: list[float] = []
+        miss_costs: list[float] = []
+        hit_ratios: list[float] = []
+        miss_ratios: list[float] = []
+        for pair in paraphrases + negatives:
+            # trailing spaces: the same vector, but not a text the embedder's own LRU has seen
+            start = time.perf_counter()
+            await embedder.embed([pair["b"] + " "])
+            embed_alone.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            hit = await lookup(pair["b"] + "  ")
+            cost = time.perf_counter() - start
+            (hit_costs if hit else miss_costs).append(cost)
+            (hit_ratios if hit else miss_ratios).append(cost / embed_alone[-1])
+        await store.aclose()
+    base = statistics.median(embed_alone)
+    print(f"\nlookup cost (p50, Qdrant Edge with {len(stored)} entries, {len(embed_alone)} questions):")
+    print(f"  one embedding alone   {base * 1e3:6.2f} ms")
+    for name, costs, ratios in (
+        ("semantic hit", hit_costs, hit_ratios),
+        ("semantic miss", miss_costs, miss_ratios),
+    ):
+        if costs:
+            print(
+                f"  {name:21} {statistics.median(costs) * 1e3:6.2f} ms; per question "
+                f"{statistics.median(ratios):.2f}x the embedding of that question (n={len(costs)})"
+            )
 
 
 def main() -> int:
@@ -138,6 +221,11 @@ def main() -> int:
         f"  best cosine-only precision over thresholds 0.50-0.99: {best['precision']:.3f} at {best['t']:.2f} "
         f"(recall {best['recall']:.3f})"
     )
+    print("\nper kind, verified (held-out test split / all pairs):")
+    for split in ("test", "all"):
+        subset = [p for p in pairs if split == "all" or p["split"] == split]
+        for line in per_kind(subset, args.threshold):
+            print(f"  {split:4} {line}")
     false_hits = evaluate(pairs, args.threshold, verified=True)["false_hits"]
     print(f"\nfalse hits after verification ({len(false_hits)}):")
     for pair in false_hits:
@@ -150,6 +238,8 @@ def main() -> int:
             verify(pair["b"], pair["a"])
     per_call = (time.perf_counter() - start) / (rounds * len(pairs)) * 1e6
     print(f"\nverify() cost: {per_call:.1f} µs per candidate (mean over {rounds * len(pairs)} calls)")
+    if not args.scores:
+        asyncio.run(lookup_cost(pairs, args.model_dir, args.threshold))
     return 0
 
 

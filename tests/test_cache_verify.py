@@ -32,6 +32,22 @@ def _pairs() -> list[dict[str, Any]]:
         ("My car won't start, what should I do?", "My car does not start, what should I do?"),
         ("How many teaspoons are in a tablespoon?", "How many teaspoons make one tablespoon?"),
         ("How do I add a user to a group in Linux?", "How can I add a user to a Linux group?"),
+        ("How do I reverse a list in Python?", "In Python, how do I reverse a list?"),
+        ("How do I undo the last git commit?", "How can I undo my last commit in git?"),
+        ("What is the difference between TCP and UDP?", "What is the difference between UDP and TCP?"),
+        ("Is it better to rent or buy a house?", "Is it better to buy or rent a house?"),
+        ("What is 10/2?", "What is 10 divided by 2?"),
+        ("Who wrote Hamlet?", "Who is the author of Hamlet?"),
+        ("How do I enable dark mode?", "How do I turn on dark mode?"),
+        ("How do I reset my password?", "How do I reset my pasword?"),
+        ("How do I write a resume?", "How do I wirte a resume?"),
+        ("How do I tie a tie?", "Hey, could you show me how to tie a tie?"),
+        ("How do I connect my printer to wifi?", "How can I connect my printer to Wi-Fi?"),
+        ("How do I fix a flat bike tire?", "How do I repair a flat bike tyre?"),
+        ("How long does a passport renewal take?", "How long does it take to renew a passport?"),
+        ("How do I log into my account?", "How do I sign in to my account?"),
+        ("Is it safe to eat raw eggs?", "Are raw eggs safe to eat?"),
+        ("How can I save money on groceries?", "What are some ways to save money on groceries?"),
     ],
 )
 def test_same_question_passes(cached: str, new: str) -> None:
@@ -51,6 +67,25 @@ def test_same_question_passes(cached: str, new: str) -> None:
         ("How do I cook rice with a rice cooker?", "How do I cook rice without a rice cooker?", "negation"),
         ("How do I add a column?", "How do I drop a column?", "content"),
         ("How do I reverse a list in Python?", "How do I reverse a linked list in Python?", "content"),
+        ("What is 10 divided by 2?", "What is 2 divided by 10?", "order"),
+        ("Why did the dog chase the cat?", "Why did the cat chase the dog?", "order"),
+        ("Should I sell stocks and buy bonds?", "Should I buy stocks and sell bonds?", "order"),
+        ("Are all cats animals?", "Are all animals cats?", "order"),
+        ("Write a poem about love and death", "Write a poem about death and love", "order"),
+        ("Is 2024-03-01 a weekend?", "Is 2024-01-03 a weekend?", "order"),
+        ("Do all birds fly?", "Do some birds fly?", "quantifier"),
+        ("What is 10 + 2?", "What is 10 - 2?", "content"),
+        ("Set an alarm for 7am", "Set an alarm for 7pm", "content"),
+        ("Is it safe to not drink water for a day?", "Is it not safe to drink water for a day?", "scope"),
+        ("Why does `foo_bar()` return None?", "Why does `bar_foo()` return None?", "literal"),
+        ("What does `String` mean in Java?", "What does `string` mean in Java?", "literal"),
+        ("What is a desert?", "What is a dessert?", "content"),
+        ("What is the boiling point of ethanol?", "What is the boiling point of methanol?", "content"),
+        ("Have I filled in the form?", "Have I filed the form?", "content"),
+        ("How do I log into my account?", "How do I log out of my account?", "content"),
+        ("What does x >> 2 do?", "What does x << 2 do?", "literal"),
+        ("What does a && b mean?", "What does a || b mean?", "literal"),
+        ("How do I get from A to B by train?", "How do I get from B to A by train?", "direction"),
     ],
 )
 def test_different_question_fails_with_its_reason(cached: str, new: str, reason: str) -> None:
@@ -63,8 +98,12 @@ def test_labelled_set_is_large_and_hard_enough() -> None:
     pairs = _pairs()
     negatives = [p for p in pairs if not p["paraphrase"]]
     hard = [p for p in negatives if p["kind"].startswith("hard")]
-    assert len(pairs) >= 200
-    assert len(hard) >= 0.4 * len(negatives)
+    assert len(pairs) >= 550
+    assert len(hard) >= 0.8 * len(negatives)
+    kinds = {p["kind"] for p in hard}
+    for kind in ("order", "quantifier", "comparative", "sequence", "unit", "date", "negation", "code"):
+        assert sum(p["kind"] == f"hard-{kind}" for p in hard) >= 18, kind
+    assert len(kinds) >= 12
     assert {p["split"] for p in pairs} == {"tune", "test"}
     assert len({(p["a"], p["b"]) for p in pairs}) == len(pairs)
 
@@ -83,11 +122,29 @@ def test_default_settings_reach_the_targets_on_the_held_out_split() -> None:
     config = CacheConfig()
     held_out = [p for p in _pairs() if p["split"] == "test"]
     precision, recall = _measure(held_out, config.threshold, config.verify)
-    assert precision >= 0.97
-    assert recall >= 0.5
+    assert precision >= 0.99
+    assert recall >= 0.6
     # and cosine alone does not: the verification is what gets there
     raw_precision, _ = _measure(held_out, config.threshold, False)
     assert raw_precision < 0.8
+
+
+def test_every_kind_reaches_its_target_on_the_held_out_split() -> None:
+    """Issue 16: precision >= 0.99 overall and >= 0.97 on every kind of hard negative (a kind's
+    precision counts its false hits against the paraphrases that hit), recall >= 0.6."""
+    config = CacheConfig()
+    held_out = [p for p in _pairs() if p["split"] == "test"]
+    paraphrases = [p for p in held_out if p["paraphrase"]]
+    precision, recall = _measure(held_out, config.threshold, config.verify)
+    assert precision >= 0.99
+    assert recall >= 0.6
+    hits = round(recall * len(paraphrases))
+    for kind in sorted({p["kind"] for p in held_out if p["kind"].startswith("hard")}):
+        negatives = [p for p in held_out if p["kind"] == kind]
+        false_hits = sum(p["cos"] >= config.threshold and verify(p["b"], p["a"]).ok for p in negatives)
+        assert hits / (hits + false_hits) >= 0.97, kind
+        # and no more than one false hit in the kind in any case
+        assert false_hits <= max(1, len(negatives) // 33), kind
 
 
 def test_scope_separates_context_and_key_ignores_stream() -> None:

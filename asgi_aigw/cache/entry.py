@@ -1,7 +1,9 @@
 """A cached answer: assembled from a JSON answer or an SSE stream, replayed as either.
 
-What is kept is the final answer (text or tool calls, finish reason, usage, model), never the provider's
-ids: every replay gets a fresh ``chatcmpl-`` id and the current time, like a live answer.
+What is kept is the final answer (text or tool calls, finish reason, usage, model, ``service_tier``,
+``annotations``) and the headers that say who answered (``x-aigw-provider``, ``x-aigw-model``,
+``x-aigw-deployment``), never the provider's ids: every replay gets a fresh ``chatcmpl-`` id and the
+current time, like a live answer. A hit looks like the miss that stored it; only the cache headers differ.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from typing import Any
 import orjson
 
 from ..kernel.sse import DONE_EVENT, encode_data, parse_event
+
+#: Response headers stored with an answer and replayed on a hit: who answered it.
+REPLAYED_HEADERS = (b"x-aigw-provider", b"x-aigw-model", b"x-aigw-deployment")
 
 #: Size of the content pieces of a replayed stream: small enough to look live, few enough to be cheap.
 _PIECE_CHARS = 48
@@ -28,6 +33,11 @@ class CachedAnswer:
     refusal: str | None = None
     usage: dict[str, Any] | None = None
     system_fingerprint: str | None = None
+    service_tier: str | None = None
+    #: The message's ``annotations`` (URL citations); ``None`` when the answer had no such field.
+    annotations: list[Any] | None = None
+    #: :data:`REPLAYED_HEADERS` of the answer that was stored, as (name, value) text pairs.
+    headers: list[tuple[str, str]] | None = None
     created_at: float = field(default_factory=time.time)
     _json_tail: bytes | None = field(default=None, repr=False, compare=False)
 
@@ -44,6 +54,9 @@ class CachedAnswer:
                 "refusal": self.refusal,
                 "usage": self.usage,
                 "system_fingerprint": self.system_fingerprint,
+                "service_tier": self.service_tier,
+                "annotations": self.annotations,
+                "headers": self.headers,
                 "created_at": self.created_at,
             }
         )
@@ -65,6 +78,9 @@ class CachedAnswer:
             refusal=data.get("refusal"),
             usage=data.get("usage") if isinstance(data.get("usage"), dict) else None,
             system_fingerprint=data.get("system_fingerprint"),
+            service_tier=_str_or_none(data.get("service_tier")),
+            annotations=data.get("annotations") if isinstance(data.get("annotations"), list) else None,
+            headers=_header_pairs(data.get("headers")),
             created_at=float(data.get("created_at") or 0.0),
         )
 
@@ -95,12 +111,29 @@ class CachedAnswer:
             refusal=message.get("refusal") if isinstance(message.get("refusal"), str) else None,
             usage=data.get("usage") if isinstance(data.get("usage"), dict) else None,
             system_fingerprint=data.get("system_fingerprint"),
+            service_tier=_str_or_none(data.get("service_tier")),
+            annotations=message["annotations"] if isinstance(message.get("annotations"), list) else None,
         )
+
+    def keep_headers(self, headers: Any) -> None:
+        """Keep the :data:`REPLAYED_HEADERS` among the answer's response ``headers``."""
+        kept = [
+            (bytes(k).decode("latin-1"), bytes(v).decode("latin-1"))
+            for k, v in headers or ()
+            if bytes(k).lower() in REPLAYED_HEADERS
+        ]
+        self.headers = kept or None
+
+    def replayed_headers(self) -> list[tuple[bytes, bytes]]:
+        """The stored headers, ready for ``http.response.start``."""
+        return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers or ()]
 
     # -- replay ---------------------------------------------------------------------------------------
 
     def _message(self) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": self.content, "refusal": self.refusal}
+        if self.annotations is not None:
+            message["annotations"] = self.annotations
         if self.tool_calls:
             message["tool_calls"] = self.tool_calls
         return message
@@ -123,6 +156,8 @@ class CachedAnswer:
             "usage": self.usage,
             "system_fingerprint": self.system_fingerprint,
         }
+        if self.service_tier is not None:
+            payload["service_tier"] = self.service_tier
         return orjson.dumps(payload)
 
     def to_sse(self, *, include_usage: bool) -> list[bytes]:
@@ -135,6 +170,8 @@ class CachedAnswer:
             "model": self.model,
             "system_fingerprint": self.system_fingerprint,
         }
+        if self.service_tier is not None:
+            base["service_tier"] = self.service_tier
 
         def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
             data = {
@@ -150,6 +187,8 @@ class CachedAnswer:
             events.extend(chunk({"content": piece}) for piece in split_pieces(self.content))
         if self.refusal:
             events.append(chunk({"refusal": self.refusal}))
+        if self.annotations:
+            events.append(chunk({"annotations": self.annotations}))
         for index, call in enumerate(self.tool_calls or ()):
             events.append(chunk({"tool_calls": [{"index": index, **call}]}))
         events.append(chunk({}, self.finish_reason))
@@ -157,6 +196,19 @@ class CachedAnswer:
             events.append(encode_data(orjson.dumps({**base, "choices": [], "usage": self.usage})))
         events.append(DONE_EVENT)
         return events
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _header_pairs(value: Any) -> list[tuple[str, str]] | None:
+    if not isinstance(value, list):
+        return None
+    pairs = [
+        (str(item[0]), str(item[1])) for item in value if isinstance(item, list | tuple) and len(item) == 2
+    ]
+    return pairs or None
 
 
 def new_completion_id() -> str:
@@ -185,12 +237,25 @@ class StreamAssembler:
     an event that is not JSON.
     """
 
-    __slots__ = ("_content", "_refusal", "_tools", "failed", "fingerprint", "finish_reason", "model", "usage")
+    __slots__ = (
+        "_annotations",
+        "_content",
+        "_refusal",
+        "_tools",
+        "failed",
+        "fingerprint",
+        "finish_reason",
+        "model",
+        "service_tier",
+        "usage",
+    )
 
     def __init__(self) -> None:
         self._content: list[str] = []
         self._refusal: list[str] = []
         self._tools: dict[int, dict[str, Any]] = {}
+        self._annotations: list[Any] = []
+        self.service_tier: str | None = None
         self.model = ""
         self.finish_reason: str | None = None
         self.usage: dict[str, Any] | None = None
@@ -218,6 +283,8 @@ class StreamAssembler:
             self.model = data["model"]
         if isinstance(data.get("system_fingerprint"), str):
             self.fingerprint = data["system_fingerprint"]
+        if isinstance(data.get("service_tier"), str):
+            self.service_tier = data["service_tier"]
         if isinstance(data.get("usage"), dict):
             self.usage = data["usage"]
         for choice in data.get("choices") or ():
@@ -229,6 +296,8 @@ class StreamAssembler:
                 self._content.append(delta["content"])
             if isinstance(delta.get("refusal"), str):
                 self._refusal.append(delta["refusal"])
+            if isinstance(delta.get("annotations"), list):
+                self._annotations.extend(delta["annotations"])
             for call in delta.get("tool_calls") or ():
                 self._add_tool_delta(call)
             if choice.get("finish_reason"):
@@ -264,4 +333,6 @@ class StreamAssembler:
             refusal="".join(self._refusal) or None,
             usage=self.usage,
             system_fingerprint=self.fingerprint,
+            service_tier=self.service_tier,
+            annotations=self._annotations or None,
         )

@@ -429,7 +429,8 @@ class SemanticCacheMiddleware:
         # The answer's own usage, as the provider reported it: BudgetMiddleware decides from
         # ctx.cache_status whether a hit is charged (see docs/cache.md).
         ctx.usage = Usage.from_openai(answer.usage)
-        headers: Headers = [(HEADER, status.encode())]
+        # who answered, as the miss that stored it said; only the cache headers tell a hit apart
+        headers: Headers = [*answer.replayed_headers(), (HEADER, status.encode())]
         if score is not None:
             headers.append((SCORE_HEADER, f"{score:.4f}".encode()))
         if request.stream:
@@ -486,6 +487,7 @@ class SemanticCacheMiddleware:
                 answer.usage = ctx.usage.to_openai()
         if answer is None or answer.finish_reason not in _CACHEABLE_FINISH:
             return
+        answer.keep_headers(tap.headers)
         if answer.tool_calls and not self.config.cache_tool_calls:
             return
         await self._store(keys, answer, controls.ttl, vector)

@@ -14,7 +14,19 @@ cached question and the new one also agree on what usually changes the answer:
 - **direction**: the word after "to", "from", "into", "than", "per", "how many", "how much" must agree
   when both questions have that marker ("miles to km" against "km to miles").
 
-It is a handful of regular expressions over two short strings: tens of microseconds, no model.
+- **order** (:mod:`.order`): who does what to whom. A word that crosses a relation word or another
+  content word one way while another crosses it the other way swaps arguments ("10 divided by 2" /
+  "2 divided by 10", "the dog chased the cat" / "the cat chased the dog"); a phrase moved as a whole
+  ("in Python, ..." / "... in Python") does not;
+- **quantifiers**: the same claims ("all", "some", "most", "few", "only");
+- **negation scope**: each negation bears on the same word ("is it not safe to drink" / "is it safe
+  to not drink");
+- **literals**: code in backticks and quoted strings appear verbatim in both, identifiers with
+  underscores are the same.
+
+Synonyms (:mod:`.lexicon`) and symbols read as words ("/" = "divided by") are applied first, to both
+questions alike. It is a handful of regular expressions over two short strings: tens of microseconds,
+no model.
 """
 
 from __future__ import annotations
@@ -23,6 +35,12 @@ import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
+
+from .lexicon import COPULA, DERIVED, PHRASES, QUANTIFIERS, RELATIONS, SYMBOLS, SYNONYMS
+from .order import Token, crossing
+from .typos import apply as apply_fixes
+from .typos import compounds, corrections, variants
 
 _CONTRACTIONS = (
     (re.compile(r"\bcan't\b|\bcannot\b"), "can not"),
@@ -86,10 +104,30 @@ _STOPWORDS = frozenset(
     one ones thing things something anything kind many much
     way ways best good better simple simply easy easily quick quickly possible
     please tell explain describe show give let know want need like help mean meaning
+    convert calculate compute find determine
+    hi hello hey thanks thank thx cheers pls plz kindly wondering wonder curious
+    tip tips advice idea ideas suggestion suggestions someone anyone correct proper recommended
+    setting settings sett
+    easiest simplest easier simpler quickest quicker allowed allow permitted able
     define definition term terms say said call called
     go going get getting got make making use using used
     s t
     """.split()  # noqa: SIM905 (a word list reads better as text)
+)
+
+#: Nouns that only frame a request for help ("any tips for", "some ideas to"): dropped like stopwords.
+_FRAMING_NOUNS = frozenset(
+    {
+        "tip",
+        "tips",
+        "advice",
+        "idea",
+        "ideas",
+        "suggestion",
+        "suggestions",
+        "recommendation",
+        "recommendations",
+    }
 )
 
 #: Nouns that restate the kind of thing asked about ("status *code* 404", "in what *year*", "a CSV
@@ -174,49 +212,166 @@ class _Features:
     numbers: Counter[str]
     negations: int
     content: frozenset[str]
-    directions: dict[str, tuple[str, ...]]
+    directions: dict[str, tuple[tuple[str, frozenset[str]], ...]]
+    sequence: tuple[Token, ...]
+    quantifiers: Counter[str]
+    scopes: Counter[str]
+    literals: tuple[str, ...]
+    identifiers: Counter[str]
+    flat: str
 
 
-def _phrase_head(tokens: list[str]) -> str | None:
-    """The last content word of the phrase at the start of ``tokens`` ("a Linux group in" -> "group")."""
+def _phrase_head(tokens: list[str]) -> tuple[str, frozenset[str]] | None:
+    """The last content word of the phrase at the start of ``tokens`` ("a Linux group in" -> "group"),
+    with all the phrase's content words."""
     head: str | None = None
+    words: set[str] = set()
     for token in tokens:
         if token in _DETERMINERS and head is None:
             continue
+        if token == "or" and head is not None:
+            return None  # "to rent or buy": alternatives, in either order (the order check sees them)
         if token in _STOPWORDS or token in _NEGATIONS or not (token[0].isalnum()):
             break
-        word = _NUMBER_WORDS.get(token) or _stem(token)
+        word = _NUMBER_WORDS.get(token) or _canonical(token)
+        words.add(word)
         if head is None or word not in _CLASSIFIERS:
             head = word  # "to a CSV file": the head that matters is "csv"
-    return head
+    return None if head is None else (head, frozenset(words))
 
 
-def _features(text: str) -> _Features:
+def _canonical(word: str) -> str:
+    """The stem of ``word`` with synonyms merged ("wrote", "author" -> "write")."""
+    synonym = SYNONYMS.get(word)
+    if synonym is not None:
+        return synonym
+    stem = _stem(DERIVED.get(word, word))
+    return SYNONYMS.get(stem, stem)
+
+
+_LITERAL = re.compile(r"`([^`]+)`|(?<![\w])\"([^\"\n]+)\"(?![\w])|(?<![\w])'([^'\n]+)'(?![\w])")
+_IDENTIFIER = re.compile(r"\b\w*[a-z]\w*_\w*|\b\w*_\w*[a-z]\w*")
+_SPACES = re.compile(r"\s+")
+#: Operators of code and logic ("x >> 2" / "x << 2", "a && b" / "a || b"): compared as written.
+_OPERATOR = re.compile(r"[<>=&|~^!]{2,3}|(?<=\s)[<>&|~^](?=\s)|[-+*/%]=|\+\+|->|=>|::|//|\*\*")
+#: A capital letter standing alone names something ("from A to B"); "I" and a sentence's first word
+#: ("A dog ...") do not.
+_LETTER = re.compile(r"(?<=[\w,;:(]\s)([A-HJ-Z])\b(?!')")
+
+
+#: Whether any of the SYMBOLS or PHRASES could apply: most questions have none, and one search is
+#: cheaper than thirty substitutions.
+_MAY_HAVE_SYMBOL = re.compile(r"[-+*/^%<>=$\u2212\u00d7\u00f7\u2265\u2264\u20ac\u00a3]|\d\s*[ap]\.?m|\dx\d")
+_MAY_HAVE_PHRASE = re.compile(
+    r"\b(?:turn|switch|rid|find|look|set|sign|log|than|vs|versus|money|what time|how come|in order|back)"
+)
+
+
+def _prepare(text: str) -> str:
+    """:func:`normalise`, then symbols and two-word phrases read as the words they stand for."""
     norm = normalise(text)
+    if _MAY_HAVE_SYMBOL.search(norm):
+        for pattern, replacement in SYMBOLS:
+            norm = pattern.sub(replacement, norm)
+    if _MAY_HAVE_PHRASE.search(norm):
+        for pattern, replacement in PHRASES:
+            norm = pattern.sub(replacement, norm)
+    return norm
+
+
+@lru_cache(maxsize=4096)
+def _features(text: str) -> _Features:
+    """What :func:`verify` compares, kept for the hottest texts: a question is verified against up to
+    ``candidates`` cached ones, and a cached question against every paraphrase that finds it. Callers
+    never mutate the result."""
+    raw = _SPACES.sub(" ", unicodedata.normalize("NFKC", text)).strip()
+    literals = tuple(_SPACES.sub(" ", "".join(m.groups(""))).strip() for m in _LITERAL.finditer(raw))
+    identifiers = Counter(_IDENTIFIER.findall(raw.lower()))
+    identifiers.update(_OPERATOR.findall(raw))
+    norm = _prepare(_LETTER.sub(r"letter\1", text))
     numbers: Counter[str] = Counter()
+    quantifiers: Counter[str] = Counter()
+    scopes: Counter[str] = Counter()
     negations = 0
+    pending = 0  # negations waiting for the word they bear on
     content: set[str] = set()
-    for token in _TOKEN.findall(norm):
+    sequence: list[Token] = []
+    previous = ""
+    tokens = _TOKEN.findall(norm)
+    for index, token in enumerate(tokens):
+        item: str | None = None
+        following = tokens[index + 1] if index + 1 < len(tokens) else ""
         if _NUMBER.fullmatch(token):
-            numbers[token.replace(",", "")] += 1
+            item = token.replace(",", "")
+            numbers[item] += 1
         elif token in _NUMBER_WORDS:
-            numbers[_NUMBER_WORDS[token]] += 1
+            item = _NUMBER_WORDS[token]
+            numbers[item] += 1
         elif token in _NEGATIONS:
             negations += 1
+            pending += 1
+            sequence.append(Token("not", False))
+        elif (
+            token in QUANTIFIERS
+            and not (previous == "how" and token == "many")
+            # "some ways to", "some tips for": framing, not a claim about how many
+            and not (token == "some" and (following in _STOPWORDS or following in _FRAMING_NOUNS))
+        ):
+            quantifiers[QUANTIFIERS[token]] += 1
+            if token not in _STOPWORDS:
+                item = _canonical(token)
+                content.add(item)
+        elif token in RELATIONS:
+            sequence.append(Token("be" if token in COPULA else token, False))
         elif token not in _STOPWORDS:
-            stem = _stem(token)
+            stem = _canonical(token)
             if stem not in _STOPWORDS:
+                item = stem
                 content.add(stem)
-    directions: dict[str, list[str]] = {}
+        if item is not None:
+            sequence.append(Token(item, True, token in DERIVED))
+            if pending:
+                scopes[item] += pending
+                pending = 0
+        previous = token
+    directions: dict[str, list[tuple[str, frozenset[str]]]] = {}
     for match in _MARKER.finditer(norm):
         head = _phrase_head(_PHRASE_TOKEN.findall(norm, match.end()))
         if head is not None:
             directions.setdefault(match.group(1), []).append(head)
-    return _Features(numbers, negations, frozenset(content), {k: tuple(v) for k, v in directions.items()})
+    return _Features(
+        numbers,
+        negations,
+        frozenset(content),
+        {k: tuple(v) for k, v in directions.items()},
+        tuple(sequence),
+        quantifiers,
+        scopes,
+        literals,
+        identifiers,
+        raw,
+    )
 
 
-def verify(query: str, cached: str) -> Verdict:
-    """Whether ``cached`` (the question an answer was stored for) asks what ``query`` asks."""
+def _same_targets(
+    new: tuple[tuple[str, frozenset[str]], ...], old: tuple[tuple[str, frozenset[str]], ...]
+) -> bool:
+    """Whether the phrases after one marker name the same targets: the same heads, or a head found in
+    the other phrase ("safe to eat raw eggs" / "raw eggs safe to eat": "to eat" is a verb, not a
+    target, and "eat" is in both)."""
+    if len(new) != len(old):
+        return False
+    return all(a[0] == b[0] or a[0] in b[1] or b[0] in a[1] for a, b in zip(new, old, strict=True))
+
+
+def _fixes(text: str, other: str) -> dict[str, str]:
+    """Typos, other spellings and split compounds of ``text`` that ``other`` writes as one word."""
+    return {**compounds(text, other), **variants(text, other), **corrections(text, other)}
+
+
+def verify(query: str, cached: str, *, typos: bool = True) -> Verdict:
+    """Whether ``cached`` (the question an answer was stored for) asks what ``query`` asks; with
+    ``typos``, a misspelt word may stand for the other question's word (:mod:`.typos`)."""
     if query == cached:
         return _OK
     new, old = _features(query), _features(cached)
@@ -229,9 +384,32 @@ def verify(query: str, cached: str) -> Verdict:
     only_new = new.content - old.content - _CLASSIFIERS
     only_old = old.content - new.content - _CLASSIFIERS
     if only_new or only_old:
+        if typos:
+            # "pasword" / "password": read the misspelt word as the real one and check again
+            lower_new, lower_old = normalise(query), normalise(cached)
+            fix_new, fix_old = _fixes(lower_new, lower_old), _fixes(lower_old, lower_new)
+            if fix_new or fix_old:
+                return verify(apply_fixes(query, fix_new), apply_fixes(cached, fix_old), typos=False)
         return Verdict(False, "content", f"{sorted(only_new)} / {sorted(only_old)}")
+    if new.quantifiers != old.quantifiers:
+        return Verdict(False, "quantifier", f"{dict(new.quantifiers)} != {dict(old.quantifiers)}")
+    if new.identifiers != old.identifiers:
+        return Verdict(False, "literal", f"{dict(new.identifiers)} != {dict(old.identifiers)}")
+    for literal in new.literals:
+        if literal not in old.flat:
+            return Verdict(False, "literal", repr(literal))
+    for literal in old.literals:
+        if literal not in new.flat:
+            return Verdict(False, "literal", repr(literal))
     for marker, targets in new.directions.items():
         other = old.directions.get(marker)
-        if other is not None and other != targets:
-            return Verdict(False, "direction", f"{marker}: {list(targets)} != {list(other)}")
+        if other is not None and not _same_targets(targets, other):
+            heads = [t[0] for t in targets], [t[0] for t in other]
+            return Verdict(False, "direction", f"{marker}: {heads[0]} != {heads[1]}")
+    swap = crossing(new.sequence, old.sequence)
+    if swap is not None:
+        pivot, right, left = swap
+        return Verdict(False, "order", f"{right!r} and {left!r} swap around {pivot!r}")
+    if new.scopes != old.scopes:
+        return Verdict(False, "scope", f"{dict(new.scopes)} != {dict(old.scopes)}")
     return _OK
