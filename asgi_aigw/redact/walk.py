@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from ..kernel.errors import InvalidRequest
+from ..kernel.errors import InvalidRequest, clip
 from .config import RedactConfig
 from .fields import JSONSource, Scanned, TextField, TextGroup
 
@@ -152,7 +152,7 @@ class Walk:
             if role is None:
                 shown = "missing"
             elif isinstance(role, str):
-                shown = repr(role)
+                shown = clip(repr(role), 40)  # never echo a huge value back whole
             else:
                 shown = f"a JSON {_JSON_TYPES.get(type(role), 'value')}"
             raise InvalidRequest(
