@@ -64,6 +64,10 @@ def build_app(
             # the budget layer reads the body first: with the router's smaller limit, a too-large
             # declared Content-Length is refused before the upload rather than after it
             budget = budget.model_copy(update={"max_body_bytes": config.router.max_body_bytes})
+        if config.models and not budget.model_aliases:
+            # the budget prices a model name clients send as the models that may serve it
+            aliases = {m.name: [d.model for d in m.deployments] for m in config.models}
+            budget = budget.model_copy(update={"model_aliases": aliases})
         gateway = BudgetMiddleware(gateway, config=budget)
     if config.tenant is not None:
         from .tenant import TenantMiddleware
