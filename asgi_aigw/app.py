@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 import httpx
 
+from .budget.config import BudgetConfig
 from .config import GatewayConfig
 from .kernel.mount import NotFoundApp, PrefixMount
 from .kernel.types import ASGIApp
@@ -13,6 +14,19 @@ from .logs import RequestLogMiddleware
 from .logs.metrics import GatewayMetrics, metrics_app
 from .router import ProviderRouter
 from .runtime import configure as configure_runtime
+
+
+def budget_settings(config: GatewayConfig, budget: BudgetConfig) -> BudgetConfig:
+    """The ``budget:`` section completed from the rest of the configuration."""
+    if budget.max_body_bytes > config.router.max_body_bytes:
+        # the budget layer reads the body first: with the router's smaller limit, a too-large
+        # declared Content-Length is refused before the upload rather than after it
+        budget = budget.model_copy(update={"max_body_bytes": config.router.max_body_bytes})
+    if config.models and not budget.model_aliases:
+        # the budget prices a model name clients send as the models that may serve it
+        aliases = {m.name: [d.model for d in m.deployments] for m in config.models}
+        budget = budget.model_copy(update={"model_aliases": aliases})
+    return budget
 
 
 def build_app(
@@ -59,16 +73,7 @@ def build_app(
     if config.budget is not None:
         from .budget import BudgetMiddleware
 
-        budget = config.budget
-        if budget.max_body_bytes > config.router.max_body_bytes:
-            # the budget layer reads the body first: with the router's smaller limit, a too-large
-            # declared Content-Length is refused before the upload rather than after it
-            budget = budget.model_copy(update={"max_body_bytes": config.router.max_body_bytes})
-        if config.models and not budget.model_aliases:
-            # the budget prices a model name clients send as the models that may serve it
-            aliases = {m.name: [d.model for d in m.deployments] for m in config.models}
-            budget = budget.model_copy(update={"model_aliases": aliases})
-        gateway = BudgetMiddleware(gateway, config=budget)
+        gateway = BudgetMiddleware(gateway, config=budget_settings(config, config.budget))
     if config.tenant is not None:
         from .tenant import TenantMiddleware
 

@@ -555,6 +555,14 @@ def _money_limited(limits: Sequence[int]) -> bool:
     return any(limits[i] >= 0 for i in _MONEY)
 
 
+def check_prices(cfg: BudgetConfig) -> None:
+    """Raise ``ConfigError`` when a money limit of ``cfg`` applies to a configured model with no price
+    (what the middleware's constructor checks, for a command to run before starting workers)."""
+    limits = [limits_vector(cfg.limits), *(limits_vector(t, cfg.limits) for t in cfg.tenants.values())]
+    prices = PriceTable(cfg.pricing, default=cfg.default_price, aliases=cfg.model_aliases)
+    _check_prices(prices, cfg, limits)
+
+
 def _check_prices(prices: PriceTable, cfg: BudgetConfig, limits: Sequence[Sequence[int]]) -> None:
     """Refuse a configuration where a money limit applies to a configured model with no price."""
     if cfg.default_price is not None or not any(_money_limited(vector) for vector in limits):

@@ -58,6 +58,7 @@ DEFAULT_PRICES: dict[str, tuple[float, float, float | None]] = {
     "gemini-1.5-flash": (0.075, 0.30, None),
 }
 
+
 def _dearness(price: ModelPrice | None) -> tuple[float, float]:
     return (price.output, price.input) if price is not None else (0.0, 0.0)
 

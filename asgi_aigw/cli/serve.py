@@ -54,12 +54,23 @@ def run(args: argparse.Namespace) -> int:
         from ..router import ModelRegistry
 
         registry = ModelRegistry(config, {} if args.demo else None)
+        if config.budget is not None:
+            from ..app import budget_settings
+            from ..budget.middleware import check_prices
+
+            check_prices(budget_settings(config, config.budget))
     except (ConfigError, MissingDependency) as exc:
         print(f"aigw serve: {exc}", file=sys.stderr)
         return 2
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
     workers = args.workers or config.server.workers
+    if config.budget is not None:
+        from ..budget.store import multi_worker_error
+
+        if problem := multi_worker_error(config.budget.store, workers):
+            print(f"aigw serve: {problem}", file=sys.stderr)
+            return 2
     os.environ[_DEMO_ENV] = "1" if args.demo else "0"
     if args.config:
         os.environ[_CONFIG_ENV] = os.path.abspath(args.config)
