@@ -573,7 +573,8 @@ def _stream_headers(ctx: RequestContext) -> Headers:
 def _no_client_retry(error: GatewayError) -> None:
     """Tell clients not to retry an error the gateway has already retried: the official SDKs obey
     ``x-should-retry`` (else each SDK retry would run the gateway's whole series of attempts again)."""
-    error.headers = [(k, v) for k, v in error.headers if k.lower() not in ("retry-after", "x-should-retry")]
+    # an upstream's Retry-After stays, for clients that pace themselves; the SDKs read this header first
+    error.headers = [(k, v) for k, v in error.headers if k.lower() != "x-should-retry"]
     error.headers.append(("x-should-retry", "false"))
 
 
