@@ -20,7 +20,7 @@ from asgi_aigw.tenant import TenantConfig, TenantMiddleware
 from asgi_aigw.testing import FakeBehaviour, FakeProvider, StreamingASGITransport
 
 from . import budget_helpers
-from .budget_helpers import fixed_clock, token_counter, usage_of
+from .budget_helpers import JSONApp, completion, fixed_clock, token_counter, usage_of
 from .support import sse_payloads
 
 OPENAI_URL = "http://fake-openai.test/v1"
@@ -252,3 +252,28 @@ def test_client_cap_prefers_max_completion_tokens() -> None:
     assert client_cap({"max_tokens": None}) is None
     with pytest.raises(ValueError, match="max_tokens"):
         client_cap({"max_tokens": 0})
+
+
+@pytest.mark.parametrize("n", [0, 129, 1000, "2", True, 1.5])
+async def test_a_choice_count_the_reservation_cannot_cover_is_a_400(store: RedisBudgetStore, n: Any) -> None:
+    # in front of any app, not only the router (which refuses these too)
+    inner = JSONApp(completion("x", {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}))
+    app = BudgetMiddleware(
+        inner, config=BudgetConfig(), store=store, token_counter=token_counter(), clock=fixed_clock
+    )
+    response = await post(
+        app, {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "n": n}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "n"
+    assert inner.calls == 0
+
+
+async def test_n_choices_reserve_n_caps(fake: FakeProvider, store: RedisBudgetStore) -> None:
+    config = BudgetConfig(limits=Limits(tokens_per_minute=1000), default_max_tokens=100)
+    app = stack(fake, store, config)
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "n": 11}
+    response = await post(app, body)  # 11 x 100 output tokens cannot fit in 1,000
+    assert response.status_code == 429
+    assert response.headers["x-should-retry"] == "false"
+    assert (await post(app, {**body, "n": 9})).status_code == 200

@@ -41,6 +41,8 @@ from .windows import WINDOWS, Slot, SlotClock, format_amount, format_duration, f
 logger = logging.getLogger("asgi_aigw.budget")
 
 _USAGE_MARK = b'"prompt_tokens"'
+#: The most choices (``n``) a chat request may ask for, as at OpenAI.
+_MAX_CHOICES = 128
 #: Settlements the store did not take, kept for a retry; past this many the oldest are given up.
 _MAX_UNSETTLED = 10_000
 #: The longest pause between two retries of the settlements the store did not take, in seconds.
@@ -176,6 +178,11 @@ class BudgetMiddleware:
             except ValueError as exc:
                 await self._refuse(send, ctx, _bad_cap(str(exc)))
                 return
+            if not _valid_choices(data.get("n")):
+                # the reservation covers n answers: an n it cannot count must not reach an app that may
+                # generate more than was reserved
+                await self._refuse(send, ctx, _bad_choices())
+                return
         prompt, output = await self._estimate(route, data, model, len(body.raw), cap)
         ctx.token_estimate = prompt + output
         if route == "chat" and cap is None:
@@ -276,7 +283,7 @@ class BudgetMiddleware:
     def _max_output(self, data: Mapping[str, Any], cap: int | None) -> int:
         """The cap (the client's, else ``default_max_tokens``, which is then sent) times the choices."""
         n = _positive_int(data.get("n")) or 1
-        return (cap or self.config.default_max_tokens) * min(n, 128)
+        return (cap or self.config.default_max_tokens) * min(n, _MAX_CHOICES)
 
     async def _count_input(self, value: Any, model: str | None) -> int:
         if isinstance(value, str):
@@ -587,6 +594,17 @@ def _unpriced(model: str | None) -> GatewayError:
         type="invalid_request_error",
         code="model_not_priced",
         param="model",
+    )
+
+
+def _valid_choices(n: Any) -> bool:
+    """``n`` is absent, or a whole number of choices from 1 to 128 (OpenAI's range)."""
+    return n is None or (isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= _MAX_CHOICES)
+
+
+def _bad_choices() -> InvalidRequest:
+    return InvalidRequest(
+        f"'n' must be an integer from 1 to {_MAX_CHOICES}: the number of answers to generate.", param="n"
     )
 
 
