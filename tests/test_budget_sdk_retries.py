@@ -13,7 +13,7 @@ import redis
 
 from asgi_aigw import build_app
 from asgi_aigw.budget import BudgetConfig, Limits
-from asgi_aigw.config import RetryConfig
+from asgi_aigw.config import ProviderSettings, RetryConfig
 from asgi_aigw.kernel.types import ASGIApp, Receive, Scope, Send
 from asgi_aigw.testing import FakeBehaviour, FakeProvider, ServerThread
 
@@ -135,3 +135,27 @@ async def test_a_single_attempt_leaves_the_retry_to_the_sdk(fake: FakeProvider, 
     assert completion.choices[0].message.content == "Echo: Hello"
     assert gateway.calls == 2
     assert len(fake.requests) == 2
+
+
+async def test_a_prefix_routed_model_with_no_price_is_refused_under_a_money_limit(
+    fake: FakeProvider, upstream: str, redis_url: str, redis_prefix: str, cleanup: None
+) -> None:
+    config = fake_config(base_url=upstream)
+    config.providers = {"openai": ProviderSettings(base_url=upstream, api_key="test-openai-key")}  # type: ignore[arg-type]
+    config.budget = BudgetConfig(store=redis_url, key_prefix=redis_prefix, limits=Limits(cost_per_day=5.0))
+    server, _ = serve(config)
+    try:
+        client = sdk(server.base_url)
+        with pytest.raises(openai.BadRequestError) as caught:
+            await client.chat.completions.create(
+                model="openai/brand-new-model", messages=[{"role": "user", "content": "Hello"}]
+            )
+        priced = await client.chat.completions.create(
+            model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "Hello"}]
+        )
+        await client.close()
+    finally:
+        server.stop()
+    assert caught.value.code == "model_not_priced"
+    assert priced.choices[0].message.content == "Echo: Hello"
+    assert [r.json["model"] for r in fake.requests] == ["gpt-4o-mini"]  # the unpriced one never went out
