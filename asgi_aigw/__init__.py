@@ -2,25 +2,45 @@
 
 Stackable pure-ASGI middlewares (tenant, budget, redaction, semantic cache, request log) and one ASGI
 app, :class:`ProviderRouter`, serving the OpenAI API routed to OpenAI, Anthropic, Gemini or Ollama.
+Every component is built the same way: ``XMiddleware(app, config=XConfig(...))``, and
+``ProviderRouter(RouterConfig(...))``; :func:`build_app` builds the whole stack from a
+:class:`GatewayConfig`, whose sections are those configs.
 """
 
 from .app import build_app
-from .config import ConfigError, GatewayConfig, load_config
+from .budget import BudgetConfig, BudgetMiddleware
+from .cache import CacheConfig, SemanticCacheMiddleware
+from .config import GatewayConfig, load_config
 from .kernel.body import JSONBody, read_json
-from .kernel.context import RequestContext, Usage, get_context
-from .kernel.errors import GatewayError
+from .kernel.context import Identity, RequestContext, Usage, get_context
+from .kernel.errors import ConfigError, GatewayError
 from .kernel.mount import mount_router
-from .router import ProviderRouter
+from .logs import LogConfig, RequestLogMiddleware
+from .redact import RedactConfig, RedactMiddleware
+from .router import ProviderRouter, RouterConfig
+from .tenant import TenantConfig, TenantMiddleware
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BudgetConfig",
+    "BudgetMiddleware",
+    "CacheConfig",
     "ConfigError",
     "GatewayConfig",
     "GatewayError",
+    "Identity",
     "JSONBody",
+    "LogConfig",
     "ProviderRouter",
+    "RedactConfig",
+    "RedactMiddleware",
     "RequestContext",
+    "RequestLogMiddleware",
+    "RouterConfig",
+    "SemanticCacheMiddleware",
+    "TenantConfig",
+    "TenantMiddleware",
     "Usage",
     "__version__",
     "build_app",

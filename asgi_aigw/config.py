@@ -1,13 +1,13 @@
-"""Gateway configuration: one pydantic model, loadable from YAML with ``${ENV_VAR}`` interpolation.
+"""Gateway configuration: one section per component, loadable from YAML with ``${ENV_VAR}``
+interpolation. Each section is that component's ``config`` (``router:`` is ``RouterConfig``, ``budget:``
+is ``BudgetConfig``, ...), so the YAML and the Python API say the same things.
 
 ```yaml
 prefix: /ai
-models:
-  - name: fast                       # the name clients send as "model"
-    deployments:
-      - provider: openai
-        model: gpt-4o-mini
-        api_key: ${OPENAI_API_KEY}
+router:                              # RouterConfig: models, providers, retries
+  models: [{name: fast, deployments: [{provider: openai, model: gpt-4o-mini}]}]
+tenant: {jwt: {algorithms: [RS256], jwks_url: "${JWKS_URL}"}}     # TenantConfig
+budget: {store: "redis://redis:6379/0", limits: {tokens_per_minute: 100000}}   # BudgetConfig
 ```
 
 ``${VAR}`` must be set; ``${VAR:-default}`` falls back to ``default`` (which may be empty).
@@ -19,137 +19,25 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import Field, ValidationError
 
 from .budget.config import BudgetConfig
 from .cache.config import CacheConfig
+from .kernel.config import ConfigSection
+from .kernel.errors import ConfigError
 from .logs.config import LogConfig
 from .redact.config import RedactConfig
+from .router.config import RouterConfig
 from .runtime.config import RuntimeConfig
 from .tenant.config import TenantConfig
 
-
-class ConfigError(ValueError):
-    """The configuration cannot be used; the message says what to change."""
+__all__ = ["ConfigError", "GatewayConfig", "ServerConfig", "interpolate_env", "load_config", "parse_config"]
 
 
-class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Timeouts(_Config):
-    """Seconds. ``read`` bounds each wait for upstream bytes (the first byte and every gap in a stream);
-    ``first_byte`` and ``idle`` tighten those two waits separately."""
-
-    #: To open a connection (TCP and TLS).
-    connect: float = Field(default=5.0, gt=0)
-    #: The longest wait for upstream bytes, unless ``first_byte`` or ``idle`` say otherwise.
-    read: float = Field(default=600.0, gt=0)
-    #: To send the request body.
-    write: float = Field(default=30.0, gt=0)
-    #: To get a connection from the pool when all are busy.
-    pool: float = Field(default=10.0, gt=0)
-    #: Until the response headers (and, for a stream, its first chunk) arrive; unset: ``read``.
-    first_byte: float | None = Field(default=None, gt=0)
-    #: The longest gap between two chunks of a stream; unset: ``read``.
-    idle: float | None = Field(default=None, gt=0)
-
-
-class RetryConfig(_Config):
-    """Retries of failed upstream calls (connect errors, timeouts, 408, 409, 425, 429, 5xx), only before
-    the first byte of the answer has gone to the client."""
-
-    #: Extra attempts once every deployment of the model has been tried (0: each deployment once).
-    retries: int = Field(default=2, ge=0, le=10)
-    #: Exponential backoff with full jitter: a pause of up to ``min(max, base * 2**n)`` seconds.
-    backoff_base: float = Field(default=0.25, ge=0)
-    #: The longest pause between two attempts, in seconds.
-    backoff_max: float = Field(default=8.0, ge=0)
-    #: A ``Retry-After`` longer than this is not waited for: that deployment is given up on.
-    max_retry_after: float = Field(default=30.0, ge=0)
-
-
-class CooldownConfig(_Config):
-    """A deployment that keeps failing is skipped for a while (per process, per deployment)."""
-
-    #: Consecutive failed attempts that put a deployment in cooldown (0 turns cooldowns off).
-    failures: int = Field(default=3, ge=0)
-    #: Seconds a deployment stays out of rotation (a longer upstream ``Retry-After`` wins).
-    seconds: float = Field(default=30.0, ge=0)
-
-
-class ProviderSettings(_Config):
-    """Defaults for every deployment of one provider (a deployment's own fields win)."""
-
-    #: The provider's API root (an OpenAI-compatible server: ``http://host:8000/v1``); unset: its own.
-    base_url: str | None = None
-    #: The API key (write ``${VAR}`` to read it from the environment).
-    api_key: SecretStr | None = None
-    #: Name of an environment variable holding the key, read when the router starts.
-    api_key_env: str | None = None
-    #: Extra headers sent with every upstream request.
-    headers: dict[str, str] = Field(default_factory=dict)
-    #: Unset: the defaults of ``Timeouts``.
-    timeouts: Timeouts | None = None
-
-
-class DeploymentConfig(_Config):
-    """One place a model can be served from: a provider, its model name, and how to reach it."""
-
-    #: ``openai`` (and any OpenAI-compatible server), ``anthropic``, ``gemini`` or ``ollama``.
-    provider: str = "openai"
-    #: The model name the provider knows.
-    model: str
-    #: As in ``providers``; a deployment's own settings win over its provider's.
-    base_url: str | None = None
-    #: As in ``providers``.
-    api_key: SecretStr | None = None
-    #: As in ``providers``.
-    api_key_env: str | None = None
-    #: As in ``providers`` (merged with the provider's headers).
-    headers: dict[str, str] = Field(default_factory=dict)
-    #: As in ``providers``.
-    timeouts: Timeouts | None = None
-    #: Relative share of traffic when the model's strategy is ``weighted``.
-    weight: float = Field(default=1.0, gt=0)
-    #: Ask for usage in streams (``stream_options.include_usage``); turn off for OpenAI-compatible
-    #: servers that reject the option.
-    stream_usage: bool = True
-    #: A name for logs and headers; defaults to ``provider/model``.
-    id: str | None = None
-
-
-class ModelConfig(_Config):
-    #: The model name clients send (an alias; it need not be a provider's name).
-    name: str = Field(min_length=1)
-    #: Where the model is served from, in order of preference for ``fallback``.
-    deployments: list[DeploymentConfig] = Field(min_length=1)
-    #: ``fallback``: in order, the next on failure; ``weighted``: a random order by ``weight``.
-    strategy: Literal["fallback", "weighted"] = "fallback"
-
-
-class RouterConfig(_Config):
-    #: Larger request bodies are refused with 413.
-    max_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
-    #: ``aiohttp`` (httpx's API over aiohttp's connection pool, the fast default) or ``httpx``.
-    transport: Literal["aiohttp", "httpx"] = "aiohttp"
-    #: Connections kept per upstream.
-    max_connections: int = Field(default=256, ge=1)
-    #: Route ``PROVIDER/MODEL`` names (``openai/gpt-4o-mini``) to providers configured in ``providers``
-    #: or by their SDKs' environment variables, as LiteLLM does.
-    provider_prefix_routing: bool = True
-    #: Read OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, OLLAMA_HOST (and the *_BASE_URL vars).
-    providers_from_env: bool = True
-    #: Retries of failed upstream calls.
-    retry: RetryConfig = Field(default_factory=RetryConfig)
-    #: Taking failing deployments out of rotation for a while.
-    cooldown: CooldownConfig = Field(default_factory=CooldownConfig)
-
-
-class ServerConfig(_Config):
+class ServerConfig(ConfigSection):
     """Defaults for ``aigw serve`` (its ``--host``, ``--port`` and ``--workers`` win)."""
 
     #: Interface to bind (``0.0.0.0`` for every interface).
@@ -160,14 +48,12 @@ class ServerConfig(_Config):
     workers: int = Field(default=1, ge=1)
 
 
-class GatewayConfig(_Config):
+class GatewayConfig(ConfigSection):
+    """The whole gateway: one section per component, each the ``config`` of that component."""
+
     #: Where ``build_app`` mounts the router.
     prefix: str = "/ai"
-    #: Settings shared by every deployment of a provider, by provider name.
-    providers: dict[str, ProviderSettings] = Field(default_factory=dict)
-    #: The model names clients send, each with its deployments.
-    models: list[ModelConfig] = Field(default_factory=list)
-    #: The router: body limit, connection pool, retries, cooldowns, prefix routing.
+    #: The router: models, providers, body limit, connection pool, retries, cooldowns, prefix routing.
     router: RouterConfig = Field(default_factory=RouterConfig)
     #: Defaults for ``aigw serve``.
     server: ServerConfig = Field(default_factory=ServerConfig)
@@ -213,7 +99,41 @@ def interpolate_env(text: str, env: Mapping[str, str] | None = None) -> str:
     return result
 
 
+#: Options renamed in 0.2 (old path -> new path), reported instead of a bare "extra field" error.
+_RENAMED: dict[tuple[str, ...], str] = {
+    ("models",): "router.models",
+    ("providers",): "router.providers",
+    ("tenant", "default"): "tenant.default_tenant",
+    ("budget", "anonymous_tenant"): "budget.default_tenant",
+    ("cache", "exact"): "cache.store",
+    ("cache", "vector"): "cache.vector_store",
+    ("log", "sink"): "log.store",
+}
+
+
+def _renamed_options(data: Any) -> list[str]:
+    found = []
+    for path, new in _RENAMED.items():
+        node = data
+        for key in path:
+            node = node.get(key, _MISSING) if isinstance(node, dict) else _MISSING
+        if node is not _MISSING:
+            found.append(f"  {'.'.join(path)}: renamed to {new} in 0.2")
+    return found
+
+
+_MISSING = object()
+
+
 def parse_config(data: Any) -> GatewayConfig:
+    """A :class:`GatewayConfig` from parsed YAML/JSON, or a :class:`ConfigError` that lists every
+    problem (and every option written under its 0.1 name)."""
+    renamed = _renamed_options(data)
+    if renamed:
+        raise ConfigError(
+            "The configuration uses option names of asgi_aigw 0.1 (see docs/upgrading.md):\n"
+            + "\n".join(renamed)
+        )
     try:
         return GatewayConfig.model_validate(data or {})
     except ValidationError as exc:

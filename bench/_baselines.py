@@ -111,19 +111,22 @@ aiohttp_proxy = _AiohttpProxy()
 def gateway(transport: str) -> Any:
     """The router mounted at /ai in front of ``BENCH_UPSTREAM``'s FakeProvider."""
     from asgi_aigw import build_app
-    from asgi_aigw.config import DeploymentConfig, GatewayConfig, ModelConfig, RouterConfig
+    from asgi_aigw.config import GatewayConfig
+    from asgi_aigw.router.config import DeploymentConfig, ModelConfig, RouterConfig
 
     base_url = UPSTREAM.rsplit("/chat/completions", 1)[0]
     config = GatewayConfig(
-        models=[
-            ModelConfig(
-                name="gpt-4o-mini",
-                deployments=[
-                    DeploymentConfig(model="gpt-4o-mini", base_url=base_url, api_key="sk-bench-fake")
-                ],  # type: ignore[arg-type]
-            )
-        ],
-        router=RouterConfig(transport=transport),  # type: ignore[arg-type]
+        router=RouterConfig(
+            models=[
+                ModelConfig(
+                    name="gpt-4o-mini",
+                    deployments=[
+                        DeploymentConfig(model="gpt-4o-mini", base_url=base_url, api_key="sk-bench-fake")
+                    ],  # type: ignore[arg-type]
+                )
+            ],
+            transport=transport,  # type: ignore[arg-type]
+        )
     )
     return build_app(config, env={})
 

@@ -21,21 +21,23 @@ def full_stack_config(
     prefix = prefix or os.environ.get("BENCH_KEY_PREFIX", "aigw-bench:")
     base_url = upstream.rsplit("/chat/completions", 1)[0]
     data: dict[str, Any] = {
-        "models": [
-            {
-                "name": "gpt-4o-mini",
-                "deployments": [
-                    {
-                        "provider": "openai",
-                        "model": "gpt-4o-mini",
-                        "base_url": base_url,
-                        "api_key": "sk-bench-fake",
-                    }
-                ],
-            }
-        ],
+        "router": {
+            "models": [
+                {
+                    "name": "gpt-4o-mini",
+                    "deployments": [
+                        {
+                            "provider": "openai",
+                            "model": "gpt-4o-mini",
+                            "base_url": base_url,
+                            "api_key": "sk-bench-fake",
+                        }
+                    ],
+                }
+            ]
+        },
         "redact": {"regex_only": True},
-        "cache": {"exact": redis, "vector": "none", "key_prefix": f"{prefix}cache:", "ttl": 120},
+        "cache": {"store": redis, "vector_store": None, "key_prefix": f"{prefix}cache:", "ttl": 120},
     }
     fields = GatewayConfig.model_fields
     if "tenant" in fields:

@@ -28,5 +28,5 @@ def gateway() -> Any:
     config = full_stack_config(
         os.environ["SOAK_UPSTREAM"], os.environ["SOAK_REDIS"], os.environ["SOAK_KEY_PREFIX"]
     )
-    config.log = LogConfig(sink=f"chdb://{os.environ['SOAK_CHDB']}", spool_dir=os.environ["SOAK_SPOOL"])
+    config.log = LogConfig(store=f"chdb://{os.environ['SOAK_CHDB']}", spool_dir=os.environ["SOAK_SPOOL"])
     return build_app(config, env={})

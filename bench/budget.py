@@ -29,10 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import orjson
 from _harness import write_results
 
-from asgi_aigw.budget import BudgetMiddleware, Limits, MemoryBudgetStore, RedisBudgetStore
+from asgi_aigw.budget import BudgetConfig, BudgetMiddleware, Limits, MemoryBudgetStore, RedisBudgetStore
 from asgi_aigw.kernel.body import read_json
 from asgi_aigw.kernel.context import ensure_context
-from asgi_aigw.tenant import TenantMiddleware
+from asgi_aigw.tenant import TenantConfig, TenantMiddleware
 
 BODY = orjson.dumps(
     {
@@ -117,10 +117,13 @@ async def run(requests: int, redis_url: str) -> dict[str, Any]:
     redis_store = RedisBudgetStore(redis_url, key_prefix=prefix)
     variants: dict[str, Any] = {
         "bare inner app": inner,
-        "budget, Redis": BudgetMiddleware(inner, store=redis_store, limits=limits),
-        "budget, memory": BudgetMiddleware(inner, store=MemoryBudgetStore(), limits=limits),
+        "budget, Redis": BudgetMiddleware(inner, store=redis_store, config=BudgetConfig(limits=limits)),
+        "budget, memory": BudgetMiddleware(
+            inner, store=MemoryBudgetStore(), config=BudgetConfig(limits=limits)
+        ),
         "tenant + budget, Redis": TenantMiddleware(
-            BudgetMiddleware(inner, store=redis_store, limits=limits), required=False
+            BudgetMiddleware(inner, store=redis_store, config=BudgetConfig(limits=limits)),
+            config=TenantConfig(required=False),
         ),
     }
     for app in variants.values():  # warm up: tokenizer load, script load, connections

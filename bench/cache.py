@@ -179,24 +179,29 @@ def _embedder(model_dir: str | None) -> Any:
 
 async def bench_semantic(model_dir: str | None, rounds: int = 60) -> dict[str, float]:
     from asgi_aigw.cache import CacheConfig, SemanticCacheMiddleware
-    from asgi_aigw.config import DeploymentConfig, GatewayConfig, ModelConfig
+    from asgi_aigw.config import GatewayConfig
     from asgi_aigw.router import ProviderRouter
+    from asgi_aigw.router.config import DeploymentConfig, ModelConfig, RouterConfig
     from asgi_aigw.testing import FakeProvider, StreamingASGITransport
 
     embedder = _embedder(model_dir)
     url = "http://fake.invalid/v1"
     config = GatewayConfig(
-        models=[
-            ModelConfig(
-                name="gpt-4o-mini",
-                deployments=[DeploymentConfig(model="gpt-4o-mini", base_url=url, api_key="sk-test-bench")],
-            )
-        ]
+        router=RouterConfig(
+            models=[
+                ModelConfig(
+                    name="gpt-4o-mini",
+                    deployments=[
+                        DeploymentConfig(model="gpt-4o-mini", base_url=url, api_key="sk-test-bench")
+                    ],
+                )
+            ]
+        )
     )  # type: ignore[arg-type]
-    router = ProviderRouter(config, transports={url: StreamingASGITransport(FakeProvider())}, env={})
+    router = ProviderRouter(config.router, transports={url: StreamingASGITransport(FakeProvider())}, env={})
     with tempfile.TemporaryDirectory() as tmp:
         app = SemanticCacheMiddleware(
-            router, config=CacheConfig(vector=f"qdrant-edge://{tmp}/v"), embedder=embedder
+            router, config=CacheConfig(vector_store=f"qdrant-edge://{tmp}/v"), embedder=embedder
         )
         question = "How do I delete a branch in git?"
         await _call(

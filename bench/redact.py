@@ -304,7 +304,7 @@ async def ttfb(rounds: int) -> list[tuple[str, Figure]]:
 
     regex_base, ner_base = base_engines()
     fake = FakeProvider()
-    router = ProviderRouter(fake_config(), transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
+    router = ProviderRouter(fake_config().router, transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
     apps = {
         "router alone": router,
         "router + redaction, regex-only": RedactMiddleware(

@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from asgi_aigw.kernel.context import RequestContext, Usage, ensure_context
-from asgi_aigw.logs import ClickHouseSink, LogConfig, LogWriter, RequestLogMiddleware, build_row
+from asgi_aigw.logs import ClickHouseSink, LogConfig, LogWriter, RequestLogMiddleware
 from asgi_aigw.logs.metrics import GatewayMetrics
-from asgi_aigw.logs.row import COLUMN_NAMES, COLUMN_TYPES
+from asgi_aigw.logs.row import COLUMN_NAMES, COLUMN_TYPES, build_row
 
 
 def filled_context(i: int = 0) -> RequestContext:
@@ -118,11 +118,11 @@ async def request_path(data_dir: Path, requests: int) -> None:
         await send({"type": "http.response.body", "body": body})
 
     config = LogConfig(
-        sink=f"chdb://{data_dir / 'chdb'}", table="bench_path", spool_dir=str(data_dir / "spool")
+        store=f"chdb://{data_dir / 'chdb'}", table="bench_path", spool_dir=str(data_dir / "spool")
     )
     logged = RequestLogMiddleware(app, config=config, metrics=GatewayMetrics(models=["gpt-4o-mini"]))
     null_writer = LogWriter(NullSink(), max_queue=10**7)
-    logged_null = RequestLogMiddleware(app, sink=null_writer)
+    logged_null = RequestLogMiddleware(app, store=null_writer)
     scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": []}
 
     async def receive() -> dict[str, Any]:

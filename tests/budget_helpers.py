@@ -8,8 +8,9 @@ from typing import Any
 import anyio
 import orjson
 
-from asgi_aigw.budget import BudgetStore, SlotClock
+from asgi_aigw.budget import BudgetStore
 from asgi_aigw.budget.tokens import RuntimeTokenCounter, TokenCounter
+from asgi_aigw.budget.windows import SlotClock
 from asgi_aigw.kernel.context import ensure_context
 
 

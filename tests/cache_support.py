@@ -67,12 +67,22 @@ def cache_stack(
 ) -> tuple[Any, SemanticCacheMiddleware]:
     """TenantFromHeader -> SemanticCacheMiddleware -> ProviderRouter -> FakeProvider."""
     router = ProviderRouter(
-        fake_config("gpt-4o-mini", "gpt-4o"), transports={FAKE_URL: StreamingASGITransport(fake)}, env={}
+        fake_config("gpt-4o-mini", "gpt-4o").router,
+        transports={FAKE_URL: StreamingASGITransport(fake)},
+        env={},
     )
-    options.setdefault("exact", "memory://")
-    options.setdefault("vector", "memory://")
+    # URLs go into the configuration, store objects are injected; exact=None: the configuration's
+    # store, vector=None: no semantic layer
+    config = config or CacheConfig()
+    exact = options.pop("exact", "memory://")
+    vector = options.pop("vector", "memory://")
+    if isinstance(exact, str):
+        config, exact = config.model_copy(update={"store": exact}), None
+    if vector is None or isinstance(vector, str):
+        config = config.model_copy(update={"vector_store": None if vector in (None, "none") else vector})
+        vector = None
     options.setdefault("embedder", BagOfWordsEmbedder())
-    cache = SemanticCacheMiddleware(router, config=config or CacheConfig(), **options)
+    cache = SemanticCacheMiddleware(router, config=config, exact=exact, vector=vector, **options)
     return TenantFromHeader(cache), cache
 
 

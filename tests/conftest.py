@@ -67,7 +67,7 @@ def fake() -> FakeProvider:
 
 @pytest.fixture
 def router(fake: FakeProvider) -> ProviderRouter:
-    return ProviderRouter(fake_config(), transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
+    return ProviderRouter(fake_config().router, transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
 
 
 @pytest.fixture
@@ -76,3 +76,13 @@ async def client(router: ProviderRouter) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(router), base_url="http://testserver") as c:
         yield c
     await router.aclose()
+
+
+# -- chDB: one data directory per process --------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def chdb_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The chDB URL every test shares: chDB hosts one data directory per process (a second one is
+    refused while the first is open), so tests keep apart by table, not by directory."""
+    return f"chdb://{tmp_path_factory.mktemp('chdb')}"

@@ -6,8 +6,9 @@ from typing import Any
 
 import orjson
 
-from asgi_aigw.config import DeploymentConfig, GatewayConfig, ModelConfig, Timeouts
+from asgi_aigw.config import GatewayConfig
 from asgi_aigw.kernel.context import RequestContext, ensure_context
+from asgi_aigw.router.config import DeploymentConfig, ModelConfig, RouterConfig, Timeouts
 from asgi_aigw.testing import ServerThread
 
 FAKE_URL = "http://fake-upstream.test/v1"
@@ -18,15 +19,17 @@ def fake_config(
 ) -> GatewayConfig:
     """A configuration whose model names all route to FakeProvider at ``base_url``."""
     return GatewayConfig(
-        models=[
-            ModelConfig(
-                name=name,
-                deployments=[
-                    DeploymentConfig(model=name, base_url=base_url, api_key=api_key, timeouts=timeouts)  # type: ignore[arg-type]
-                ],
-            )
-            for name in names or ("gpt-4o-mini", "text-embedding-3-small")
-        ]
+        router=RouterConfig(
+            models=[
+                ModelConfig(
+                    name=name,
+                    deployments=[
+                        DeploymentConfig(model=name, base_url=base_url, api_key=api_key, timeouts=timeouts)  # type: ignore[arg-type]
+                    ],
+                )
+                for name in names or ("gpt-4o-mini", "text-embedding-3-small")
+            ]
+        )
     )
 
 

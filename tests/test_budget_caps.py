@@ -13,9 +13,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from asgi_aigw.budget import BudgetConfig, BudgetMiddleware, Limits, RedisBudgetStore
-from asgi_aigw.config import DeploymentConfig, GatewayConfig, ModelConfig
 from asgi_aigw.kernel.caps import client_cap, is_reasoning_model, output_cap_fields
-from asgi_aigw.router import ProviderRouter
+from asgi_aigw.router import DeploymentConfig, ModelConfig, ProviderRouter, RouterConfig
 from asgi_aigw.tenant import TenantConfig, TenantMiddleware
 from asgi_aigw.testing import FakeBehaviour, FakeProvider, StreamingASGITransport
 
@@ -84,14 +83,14 @@ def router(fake: FakeProvider) -> ProviderRouter:
     ]
     transport = StreamingASGITransport(fake)
     transports = dict.fromkeys((OPENAI_URL, ANTHROPIC_URL, GEMINI_URL, OLLAMA_URL), transport)
-    return ProviderRouter(GatewayConfig(models=models), transports=transports, env={})
+    return ProviderRouter(RouterConfig(models=models), transports=transports, env={})
 
 
 def stack(fake: FakeProvider, store: RedisBudgetStore, config: BudgetConfig) -> Any:
     budget = BudgetMiddleware(
         router(fake), config=config, store=store, token_counter=token_counter(), clock=fixed_clock
     )
-    return TenantMiddleware(budget, config=TenantConfig(required=False, default="acme"))
+    return TenantMiddleware(budget, config=TenantConfig(required=False, default_tenant="acme"))
 
 
 async def post(app: Any, body: dict[str, Any]) -> httpx.Response:

@@ -15,7 +15,8 @@ import pytest
 import redis.asyncio as aioredis
 import yaml
 
-from asgi_aigw.budget import BudgetMiddleware, Limits, ModelPrice, PriceTable, RedisBudgetStore
+from asgi_aigw.budget import BudgetConfig, BudgetMiddleware, Limits, ModelPrice, RedisBudgetStore
+from asgi_aigw.budget.pricing import PriceTable
 from asgi_aigw.cli import main
 from asgi_aigw.cli.demo import DEMO_LIMITS, build_demo_app, demo_config
 
@@ -56,7 +57,7 @@ async def test_set_show_reset(config_file: Path, redis_url: str, redis_prefix: s
         store=store,
         token_counter=token_counter(),
         clock=fixed_clock,
-        limits=Limits(requests_per_minute=100),
+        config=BudgetConfig(limits=Limits(requests_per_minute=100)),
     )
 
     async def post() -> httpx.Response:

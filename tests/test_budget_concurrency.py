@@ -81,12 +81,14 @@ def fake_url() -> Iterator[str]:
 def gateway(tmp_path: Path, fake_url: str, redis_url: str, redis_prefix: str) -> Iterator[str]:
     """``aigw serve --workers 4`` with a configuration file: tenants from a header, budgets in Redis."""
     config = {
-        "models": [
-            {
-                "name": "gpt-4o-mini",
-                "deployments": [{"model": "gpt-4o-mini", "base_url": fake_url, "api_key": "sk-test-x"}],
-            }
-        ],
+        "router": {
+            "models": [
+                {
+                    "name": "gpt-4o-mini",
+                    "deployments": [{"model": "gpt-4o-mini", "base_url": fake_url, "api_key": "sk-test-x"}],
+                }
+            ]
+        },
         "tenant": {"header": "x-tenant-id"},
         "budget": {
             "store": redis_url,
@@ -194,6 +196,6 @@ async def test_500_concurrent_requests_from_4_workers_never_overspend(
 def test_concurrency_test_parameters_are_sound() -> None:
     # the whole answer (prompt echoed back) fits in max_tokens, so real usage never exceeds an estimate
     words = " ".join(f"w{i}" for i in range(30))
-    from asgi_aigw.testing.fake_provider import split_pieces
+    from asgi_aigw.testing._fake_text import split_pieces
 
     assert len(split_pieces(f"Echo: request 499: {words}")) < MAX_TOKENS

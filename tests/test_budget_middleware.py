@@ -17,7 +17,7 @@ from asgiref.testing import ApplicationCommunicator
 from asgi_aigw.budget import BudgetConfig, BudgetMiddleware, CacheHitCharge, Limits, RedisBudgetStore
 from asgi_aigw.kernel.context import ensure_context
 from asgi_aigw.router import ProviderRouter
-from asgi_aigw.tenant import TenantMiddleware
+from asgi_aigw.tenant import TenantConfig, TenantMiddleware
 from asgi_aigw.testing import FakeBehaviour, FakeProvider, StreamingASGITransport
 
 from . import budget_helpers
@@ -42,13 +42,23 @@ async def store(redis_url: str, redis_prefix: str) -> AsyncIterator[RedisBudgetS
     await store.aclose()
 
 
-def stack(app: Any, store: Any, **options: Any) -> tuple[ContextSpy, BudgetMiddleware]:
-    budget = BudgetMiddleware(app, store=store, token_counter=token_counter(), clock=fixed_clock, **options)
-    return ContextSpy(TenantMiddleware(budget, required=False, default="acme")), budget
+def stack(
+    app: Any, store: Any, config: BudgetConfig | None = None, **options: Any
+) -> tuple[ContextSpy, BudgetMiddleware]:
+    budget = BudgetMiddleware(
+        app,
+        config=config or BudgetConfig(**options),
+        store=store,
+        token_counter=token_counter(),
+        clock=fixed_clock,
+    )
+    return ContextSpy(
+        TenantMiddleware(budget, config=TenantConfig(required=False, default_tenant="acme"))
+    ), budget
 
 
 def routed(fake: FakeProvider) -> ProviderRouter:
-    return ProviderRouter(fake_config(), transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
+    return ProviderRouter(fake_config().router, transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
 
 
 async def post(app: Any, body: dict[str, Any], headers: dict[str, str] | None = None) -> httpx.Response:
@@ -426,6 +436,8 @@ async def test_store_down_fails_closed_with_a_503() -> None:
 
 async def test_memory_store_by_default() -> None:
     inner = JSONApp(completion("x", {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}))
-    budget = BudgetMiddleware(inner, token_counter=token_counter(), limits=Limits(requests_per_minute=1))
+    budget = BudgetMiddleware(
+        inner, token_counter=token_counter(), config=BudgetConfig(limits=Limits(requests_per_minute=1))
+    )
     assert (await post(budget, chat())).status_code == 200
     assert (await post(budget, chat())).status_code == 429

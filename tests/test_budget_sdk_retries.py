@@ -13,8 +13,8 @@ import redis
 
 from asgi_aigw import build_app
 from asgi_aigw.budget import BudgetConfig, Limits
-from asgi_aigw.config import ProviderSettings, RetryConfig
 from asgi_aigw.kernel.types import ASGIApp, Receive, Scope, Send
+from asgi_aigw.router import ProviderSettings, RetryConfig
 from asgi_aigw.testing import FakeBehaviour, FakeProvider, ServerThread
 
 from .support import fake_config
@@ -141,7 +141,7 @@ async def test_a_prefix_routed_model_with_no_price_is_refused_under_a_money_limi
     fake: FakeProvider, upstream: str, redis_url: str, redis_prefix: str, cleanup: None
 ) -> None:
     config = fake_config(base_url=upstream)
-    config.providers = {"openai": ProviderSettings(base_url=upstream, api_key="test-openai-key")}  # type: ignore[arg-type]
+    config.router.providers = {"openai": ProviderSettings(base_url=upstream, api_key="test-openai-key")}  # type: ignore[arg-type]
     config.budget = BudgetConfig(store=redis_url, key_prefix=redis_prefix, limits=Limits(cost_per_day=5.0))
     server, _ = serve(config)
     try:

@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from asgi_aigw.budget import MemoryBudgetStore, RedisBudgetStore, SlotClock, StoreError, lua, store_from_url
+from asgi_aigw.budget import MemoryBudgetStore, RedisBudgetStore, StoreError, lua
 from asgi_aigw.budget.redis import _Script
-from asgi_aigw.budget.windows import WINDOW_NAMES, Slot
+from asgi_aigw.budget.windows import WINDOW_NAMES, Slot, SlotClock
+from asgi_aigw.kernel.errors import ConfigError
+from asgi_aigw.stores.registry import BUDGET_STORES
 from asgi_aigw.stores.resp import FastRedis, pack
 
 
@@ -155,10 +157,12 @@ async def test_unreachable_redis_raises_a_store_error() -> None:
 
 
 def test_store_urls() -> None:
-    assert isinstance(store_from_url("memory://"), MemoryBudgetStore)
-    assert isinstance(store_from_url("redis://127.0.0.1:6379/0"), RedisBudgetStore)
-    with pytest.raises(ValueError, match="memory://"):
-        store_from_url("mongodb://x")
+    assert isinstance(BUDGET_STORES.open("memory://"), MemoryBudgetStore)
+    assert isinstance(BUDGET_STORES.open("redis://127.0.0.1:6379/0"), RedisBudgetStore)
+    with pytest.raises(
+        ConfigError, match=r"Unknown budget store 'mongodb://x': use one of memory://, redis://"
+    ):
+        BUDGET_STORES.open("mongodb://x")
 
 
 def test_month_slots_follow_the_calendar() -> None:

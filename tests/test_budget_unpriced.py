@@ -18,7 +18,8 @@ from asgi_aigw.budget import BudgetConfig, BudgetMiddleware, Limits, RedisBudget
 from asgi_aigw.budget.config import ModelPrice
 from asgi_aigw.budget.pricing import PriceTable
 from asgi_aigw.cli import main
-from asgi_aigw.config import DeploymentConfig, GatewayConfig, ModelConfig
+from asgi_aigw.config import GatewayConfig
+from asgi_aigw.router import DeploymentConfig, ModelConfig, RouterConfig
 
 from . import budget_helpers
 from .budget_helpers import JSONApp, chat, completion, fixed_clock, token_counter, usage_of
@@ -173,11 +174,13 @@ def test_an_alias_is_priced_as_its_dearest_deployment() -> None:
 
 def test_build_app_passes_the_configured_models_to_the_budget() -> None:
     config = GatewayConfig(
-        models=[
-            ModelConfig(
-                name="local", deployments=[DeploymentConfig(provider="ollama", model="llama-test:8b")]
-            )
-        ],
+        router=RouterConfig(
+            models=[
+                ModelConfig(
+                    name="local", deployments=[DeploymentConfig(provider="ollama", model="llama-test:8b")]
+                )
+            ]
+        ),
         budget=BudgetConfig(limits=Limits(cost_per_day=1.0)),
     )
     with pytest.raises(ConfigError, match="'local'"):
@@ -206,7 +209,7 @@ def test_serve_refuses_an_unpriced_model_before_starting(
 ) -> None:
     path = write(
         tmp_path,
-        "models: [{name: local, deployments: [{provider: ollama, model: 'llama-test:8b'}]}]\n"
+        "router: {models: [{name: local, deployments: [{provider: ollama, model: 'llama-test:8b'}]}]}\n"
         "budget: {limits: {cost_per_day: 5}}\n",
     )
     assert main(["serve", "--config", path]) == 2

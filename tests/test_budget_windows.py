@@ -20,7 +20,6 @@ from asgi_aigw.budget import (
     Limits,
     MemoryBudgetStore,
     RedisBudgetStore,
-    SlotClock,
 )
 from asgi_aigw.budget.headers import ratelimit_headers, retry_after
 from asgi_aigw.budget.middleware import limits_vector
@@ -28,6 +27,7 @@ from asgi_aigw.budget.windows import (
     BY_NAME,
     WINDOW_NAMES,
     WINDOWS,
+    SlotClock,
     format_amount,
     format_duration,
     from_units,

@@ -16,7 +16,7 @@ from .cache_support import cache_stack, chat, post
 
 
 async def _fill(config: CacheConfig) -> None:
-    app, cache = cache_stack(FakeProvider(), config=config, exact=None, vector=config.vector)
+    app, cache = cache_stack(FakeProvider(), config=config, exact=None, vector=config.vector_store)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client:
         for tenant in ("a", "b"):
             await post(client, chat("How do I delete a branch in git?"), **{"x-tenant": tenant})
@@ -24,7 +24,7 @@ async def _fill(config: CacheConfig) -> None:
 
 
 async def _status(config: CacheConfig, tenant: str) -> tuple[str, str]:
-    app, cache = cache_stack(FakeProvider(), config=config, exact=None, vector=config.vector)
+    app, cache = cache_stack(FakeProvider(), config=config, exact=None, vector=config.vector_store)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client:
         same = await post(
             client,
@@ -44,9 +44,11 @@ async def test_purge_one_tenant_then_all(
     tmp_path: Path, redis_url: str, redis_prefix: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     vector = f"qdrant-edge://{tmp_path / 'edge'}"
-    config = CacheConfig(exact=redis_url, key_prefix=redis_prefix, vector=vector)
+    config = CacheConfig(store=redis_url, key_prefix=redis_prefix, vector_store=vector)
     path = tmp_path / "gateway.yaml"
-    path.write_text(f"cache:\n  exact: {redis_url}\n  key_prefix: '{redis_prefix}'\n  vector: {vector}\n")
+    path.write_text(
+        f"cache:\n  store: {redis_url}\n  key_prefix: '{redis_prefix}'\n  vector_store: {vector}\n"
+    )
     await _fill(config)
     assert await _status(config, "a") == ("hit-exact", "hit-semantic")
 

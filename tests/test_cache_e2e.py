@@ -23,7 +23,7 @@ async def gateway(fake: FakeProvider, tmp_path: Path) -> AsyncIterator[str]:
     upstream = ServerThread(fake)
     upstream.start()
     config = fake_config(base_url=upstream.base_url + "/v1")
-    config.cache = CacheConfig(vector=f"qdrant-edge://{tmp_path / 'vectors'}")
+    config.cache = CacheConfig(vector_store=f"qdrant-edge://{tmp_path / 'vectors'}")
     server = ServerThread(build_app(config, env={}))  # the runtime's all-MiniLM-L6-v2 embedder
     server.start()
     try:

@@ -74,7 +74,7 @@ async def test_real_embedder_hits_paraphrases_and_refuses_near_misses(
 async def test_build_app_uses_the_runtime_embedder_by_default(tmp_path: Path) -> None:
     fake = FakeProvider()
     config = fake_config()
-    config.cache = CacheConfig(vector=f"qdrant-edge://{tmp_path / 'v'}")
+    config.cache = CacheConfig(vector_store=f"qdrant-edge://{tmp_path / 'v'}")
     app = build_app(config, transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client:
         first = await client.post("/ai/v1/chat/completions", json=chat("How do I delete a branch in git?"))

@@ -176,7 +176,7 @@ async def test_middleware_on_redis_and_qdrant(
     vector: str, redis_url: str, redis_prefix: str, tmp_path: Path
 ) -> None:
     url = f"qdrant-edge://{tmp_path / 'edge'}" if vector == "qdrant-edge" else "qdrant+local://:memory:"
-    config = CacheConfig(exact=redis_url, key_prefix=redis_prefix, vector=url)
+    config = CacheConfig(store=redis_url, key_prefix=redis_prefix, vector_store=url)
     fake = FakeProvider()
     app, cache = cache_stack(fake, config=config, exact=None, vector=url)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client:

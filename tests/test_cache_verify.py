@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from asgi_aigw.cache import CacheConfig, cache_keys, verify
+from asgi_aigw.cache import CacheConfig
+from asgi_aigw.cache.keys import cache_keys
+from asgi_aigw.cache.verify import verify
 
 DATA = Path(__file__).parent / "data"
 

@@ -74,14 +74,16 @@ class FullStack:
 async def full_stack(redis_url: str, redis_prefix: str, tmp_path: Path) -> AsyncIterator[FullStack]:
     fake = FakeProvider()
     config = fake_config()
-    config.log = LogConfig(sink="memory://", spool_dir=None, flush_interval=3600, log_bodies=True)
+    config.log = LogConfig(store="memory://", spool_dir=None, flush_interval=3600, log_bodies=True)
     config.tenant = TenantConfig(header="x-tenant-id")
     config.budget = BudgetConfig(
         store=redis_url, key_prefix=f"{redis_prefix}budget:", limits=Limits(tokens_per_minute=1_000_000)
     )
     config.redact = RedactConfig()
     config.cache = CacheConfig(
-        exact=redis_url, key_prefix=f"{redis_prefix}cache:", vector=f"qdrant+local://{tmp_path / 'qdrant'}"
+        store=redis_url,
+        key_prefix=f"{redis_prefix}cache:",
+        vector_store=f"qdrant+local://{tmp_path / 'qdrant'}",
     )
     app = build_app(config, transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
     assert isinstance(layer(app, RequestLogMiddleware).writer.sink, MemorySink)

@@ -73,7 +73,7 @@ def test_demo_answers_json_and_streams(demo_server: str) -> None:
 
 def test_bad_config_is_reported_before_starting(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "bad.yaml"
-    path.write_text("models: [{name: x, deployments: [{provider: acme, model: m}]}]")
+    path.write_text("router: {models: [{name: x, deployments: [{provider: acme, model: m}]}]}")
     assert main(["serve", "--config", str(path)]) == 2
     assert "Unknown provider 'acme'" in capsys.readouterr().err
 

@@ -7,20 +7,20 @@ from pathlib import Path
 import pytest
 
 from asgi_aigw.config import ConfigError, interpolate_env, load_config
-from asgi_aigw.router import ModelRegistry
+from asgi_aigw.router.registry import ModelRegistry
 
 YAML = """
 prefix: /llm
-models:
-  - name: fast
-    strategy: fallback
-    deployments:
-      - provider: openai
-        model: gpt-4o-mini
-        api_key: ${TEST_OPENAI_KEY}
-        base_url: ${TEST_BASE_URL:-https://api.openai.com/v1}
-        timeouts: {connect: 2, read: 30}
 router:
+  models:
+    - name: fast
+      strategy: fallback
+      deployments:
+        - provider: openai
+          model: gpt-4o-mini
+          api_key: ${TEST_OPENAI_KEY}
+          base_url: ${TEST_BASE_URL:-https://api.openai.com/v1}
+          timeouts: {connect: 2, read: 30}
   max_body_bytes: 4096
 """
 
@@ -31,7 +31,7 @@ def test_yaml_with_env_interpolation(tmp_path: Path) -> None:
     config = load_config(path, env={"TEST_OPENAI_KEY": "sk-test-123"})
     assert config.prefix == "/llm"
     assert config.router.max_body_bytes == 4096
-    deployment = ModelRegistry(config, env={}).resolve("fast").deployments[0]
+    deployment = ModelRegistry(config.router, env={}).resolve("fast").deployments[0]
     assert deployment.api_key == "sk-test-123"
     assert deployment.base_url == "https://api.openai.com/v1"  # the default after ":-"
     assert deployment.timeout.connect == 2
@@ -52,11 +52,20 @@ def test_empty_default_is_allowed() -> None:
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
-        ("models: [{name: x, deployments: []}]", "models.0.deployments"),
+        ("router: {models: [{name: x, deployments: []}]}", "router.models.0.deployments"),
         ("unknown_key: 1", "unknown_key"),
         ("- a\n- b", "mapping at the top level"),
         ("models: [{name: x", "not valid YAML"),
         ("router: {transport: carrier-pigeon}", "router.transport"),
+        ("models: [{name: x}]", "models: renamed to router.models in 0.2"),
+        ("log: {sink: 'memory://'}", "log.sink: renamed to log.store"),
+        ("cache: {exact: 'memory://', vector: null}", "cache.exact: renamed to cache.store"),
+        ("tenant: {default: t}", "tenant.default: renamed to tenant.default_tenant"),
+        ("budget: {store: 'mongodb://x'}", "Unknown budget store 'mongodb://x': use one of memory://"),
+        (
+            "cache: {vector_store: 'pinecone://x'}",
+            "Unknown vector store 'pinecone://x': use one of memory://",
+        ),
     ],
 )
 def test_invalid_configuration_says_where(tmp_path: Path, text: str, fragment: str) -> None:
@@ -73,29 +82,29 @@ def test_missing_file() -> None:
 
 def test_deployment_without_a_key_fails_at_startup(tmp_path: Path) -> None:
     path = tmp_path / "gateway.yaml"
-    path.write_text("models: [{name: x, deployments: [{provider: openai, model: gpt-4o}]}]")
+    path.write_text("router: {models: [{name: x, deployments: [{provider: openai, model: gpt-4o}]}]}")
     with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
-        ModelRegistry(load_config(path, env={}), env={})
+        ModelRegistry(load_config(path, env={}).router, env={})
 
 
 def test_unknown_provider_and_duplicate_names(tmp_path: Path) -> None:
     path = tmp_path / "gateway.yaml"
-    path.write_text("models: [{name: x, deployments: [{provider: acme, model: m}]}]")
+    path.write_text("router: {models: [{name: x, deployments: [{provider: acme, model: m}]}]}")
     with pytest.raises(ConfigError, match="Unknown provider 'acme'"):
-        ModelRegistry(load_config(path, env={}), env={})
+        ModelRegistry(load_config(path, env={}).router, env={})
     path.write_text(
-        "models: [{name: x, deployments: [{model: a, base_url: 'http://h/v1'}]},"
-        " {name: x, deployments: [{model: b, base_url: 'http://h/v1'}]}]"
+        "router: {models: [{name: x, deployments: [{model: a, base_url: 'http://h/v1'}]},"
+        " {name: x, deployments: [{model: b, base_url: 'http://h/v1'}]}]}"
     )
     with pytest.raises(ConfigError, match="configured twice"):
-        ModelRegistry(load_config(path, env={}), env={})
+        ModelRegistry(load_config(path, env={}).router, env={})
 
 
 def test_openai_compatible_server_needs_no_key(tmp_path: Path) -> None:
     path = tmp_path / "gateway.yaml"
     path.write_text(
-        "models: [{name: local, deployments: [{model: qwen, base_url: 'http://127.0.0.1:8001/v1/'}]}]"
+        "router: {models: [{name: local, deployments: [{model: qwen, base_url: 'http://127.0.0.1:8001/v1/'}]}]}"
     )
-    deployment = ModelRegistry(load_config(path, env={}), env={}).resolve("local").deployments[0]
+    deployment = ModelRegistry(load_config(path, env={}).router, env={}).resolve("local").deployments[0]
     assert deployment.base_url == "http://127.0.0.1:8001/v1"
     assert deployment.api_key is None

@@ -12,7 +12,8 @@ import openai
 import pytest
 
 from asgi_aigw import build_app
-from asgi_aigw.config import DeploymentConfig, GatewayConfig, ModelConfig
+from asgi_aigw.config import GatewayConfig
+from asgi_aigw.router.config import DeploymentConfig, ModelConfig, RouterConfig
 from asgi_aigw.testing import FakeProvider, ServerThread, StreamingASGITransport
 
 pytestmark = pytest.mark.e2e
@@ -69,7 +70,7 @@ def provider_config() -> GatewayConfig:
             deployments=[DeploymentConfig(provider="ollama", model="all-minilm", base_url=OLLAMA_URL)],
         )
     )
-    return GatewayConfig(models=models)
+    return GatewayConfig(router=RouterConfig(models=models))
 
 
 @pytest.fixture

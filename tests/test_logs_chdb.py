@@ -32,11 +32,6 @@ from .support import FAKE_URL, fake_config, served
 CHAT = "/ai/v1/chat/completions"
 
 
-@pytest.fixture(scope="session")
-def chdb_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return f"chdb://{tmp_path_factory.mktemp('chdb')}"
-
-
 @pytest.fixture
 def table() -> str:
     return f"requests_{uuid.uuid4().hex[:10]}"
@@ -50,7 +45,7 @@ def reader(chdb_url: str, table: str) -> Any:
 
 
 def log_config(chdb_url: str, table: str, tmp_path: Path, **overrides: Any) -> LogConfig:
-    options: dict[str, Any] = {"sink": chdb_url, "table": table, "spool_dir": str(tmp_path / "spool")}
+    options: dict[str, Any] = {"store": chdb_url, "table": table, "spool_dir": str(tmp_path / "spool")}
     return LogConfig(**{**options, **overrides})
 
 
@@ -260,7 +255,7 @@ def test_the_exit_hook_writes_to_chdb_when_there_is_no_lifespan(tmp_path: Path) 
             await send({{"type": "http.response.start", "status": 200, "headers": []}})
             await send({{"type": "http.response.body", "body": b"{{}}"}})
 
-        config = LogConfig(sink={f"chdb://{tmp_path / 'chdb'}"!r}, spool_dir=None, flush_interval=3600)
+        config = LogConfig(store={f"chdb://{tmp_path / 'chdb'}"!r}, spool_dir=None, flush_interval=3600)
         app = RequestLogMiddleware(ok, config=config)
 
         async def main():
@@ -277,3 +272,50 @@ def test_the_exit_hook_writes_to_chdb_when_there_is_no_lifespan(tmp_path: Path) 
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "rows: 12" in result.stdout
+
+
+async def test_rows_carry_the_user_and_older_tables_get_the_column(
+    chdb_url: str, table: str, reader: ClickHouseSink, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The identity's user reaches the row (``user_id``), a table made before the column existed gets
+    it added, and ``aigw usage --by-user`` reports per user."""
+    from asgi_aigw.kernel.context import Identity, Usage
+    from asgi_aigw.logs.clickhouse import create_table_sql
+    from asgi_aigw.tenant import TenantConfig, TenantMiddleware
+
+    old_schema = create_table_sql("default", table).replace("`user_id` String,", "")
+    assert "user_id" not in old_schema
+    reader.client(ensure_schema=False).command(old_schema)
+
+    async def answer(scope: Any, receive: Any, send: Any) -> None:
+        _, ctx = ensure_context(scope)
+        ctx.model = "gpt-4o"
+        ctx.usage = Usage(10, 5, 15)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    def login(scope: Any) -> Identity:
+        return Identity("acme", dict(scope["headers"])[b"x-user"].decode())
+
+    tenants = TenantMiddleware(answer, config=TenantConfig(), resolver=login)
+    app = RequestLogMiddleware(tenants, config=log_config(chdb_url, table, tmp_path))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client:
+        for user in ["alice", "alice", "bob"]:
+            response = await client.post("/v1/chat/completions", json={}, headers={"x-user": user})
+            assert response.status_code == 200
+    await app.aclose()
+
+    rows = reader.query(
+        "SELECT tenant, user_id, count() FROM {table} GROUP BY tenant, user_id ORDER BY user_id"
+    )
+    assert rows == [("acme", "alice", 2), ("acme", "bob", 1)]
+    assert main(["usage", "--url", chdb_url, "--table", table, "--by-user"]) == 0
+    lines = [
+        line.split() for line in capsys.readouterr().out.splitlines() if line.startswith(("acme", "all"))
+    ]
+    # tenant user model requests prompt completion total
+    assert [line[:7] for line in lines] == [
+        ["acme", "alice", "gpt-4o", "2", "20", "10", "30"],
+        ["acme", "bob", "gpt-4o", "1", "10", "5", "15"],
+        ["all", "all", "all", "3", "30", "15", "45"],
+    ]

@@ -15,8 +15,9 @@ from asgi_aigw.app import build_app
 from asgi_aigw.cli.demo import demo_config
 from asgi_aigw.kernel.context import Usage, ensure_context
 from asgi_aigw.kernel.errors import RateLimited, send_error
-from asgi_aigw.logs import COLUMN_NAMES, LogConfig, LogWriter, MemorySink, MetricsConfig, RequestLogMiddleware
+from asgi_aigw.logs import LogConfig, LogWriter, MemorySink, MetricsConfig, RequestLogMiddleware
 from asgi_aigw.logs.metrics import GatewayMetrics, metrics_app
+from asgi_aigw.logs.row import COLUMN_NAMES
 from asgi_aigw.router import ProviderRouter
 from asgi_aigw.testing import FakeBehaviour, FakeProvider, StreamingASGITransport
 
@@ -30,7 +31,7 @@ def hello(text: str = "Hello there", **extra: Any) -> dict[str, Any]:
 
 
 def memory_config(**overrides: Any) -> LogConfig:
-    return LogConfig(sink="memory://", spool_dir=None, flush_interval=3600, **overrides)
+    return LogConfig(store="memory://", spool_dir=None, flush_interval=3600, **overrides)
 
 
 @pytest.fixture
@@ -41,12 +42,12 @@ def metrics() -> GatewayMetrics:
 @pytest.fixture
 def stack(fake: FakeProvider, metrics: GatewayMetrics) -> RequestLogMiddleware:
     router = ProviderRouter(
-        fake_config(),
+        fake_config().router,
         transports={FAKE_URL: StreamingASGITransport(fake)},
         env={},
         metrics=metrics_app(metrics),
     )
-    return RequestLogMiddleware(router, sink=MemorySink(), config=memory_config(), metrics=metrics)
+    return RequestLogMiddleware(router, store=MemorySink(), config=memory_config(), metrics=metrics)
 
 
 def client_for(app: Any, *, streaming: bool = False) -> httpx.AsyncClient:
@@ -253,6 +254,7 @@ def recording_layer(app: Any, *, reject: bool = False) -> Any:
         ctx.pii_entities = {"EMAIL_ADDRESS": 2, "PERSON": 1}
         body.data["messages"][0]["content"] = "mail <EMAIL_ADDRESS_1>"
         body.mark_changed()
+        ctx.body_redacted = True  # what RedactMiddleware records: the body may now be logged
         ctx.cache_status, ctx.cache_score = "miss", 0.42
         await app(forward_scope(scope, body), receive, send)
         ctx.cost = 0.0125
@@ -262,7 +264,7 @@ def recording_layer(app: Any, *, reject: bool = False) -> Any:
 
 
 async def test_fields_filled_by_other_layers_are_logged(fake: FakeProvider, metrics: GatewayMetrics) -> None:
-    router = ProviderRouter(fake_config(), transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
+    router = ProviderRouter(fake_config().router, transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
     app = RequestLogMiddleware(
         recording_layer(router), config=memory_config(log_bodies=True), metrics=metrics
     )
@@ -286,7 +288,7 @@ async def test_fields_filled_by_other_layers_are_logged(fake: FakeProvider, metr
 
 
 async def test_a_budget_rejection_is_logged_and_counted(fake: FakeProvider, metrics: GatewayMetrics) -> None:
-    router = ProviderRouter(fake_config(), transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
+    router = ProviderRouter(fake_config().router, transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
     app = RequestLogMiddleware(recording_layer(router, reject=True), config=memory_config(), metrics=metrics)
     async with client_for(app) as client:
         response = await client.post(CHAT, json=hello())
@@ -306,7 +308,7 @@ async def test_a_budget_rejection_is_logged_and_counted(fake: FakeProvider, metr
 
 
 async def test_only_gateway_routes_are_logged_unless_configured(fake: FakeProvider) -> None:
-    router = ProviderRouter(fake_config(), transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
+    router = ProviderRouter(fake_config().router, transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
     default = RequestLogMiddleware(router, config=memory_config())
     everything = RequestLogMiddleware(router, config=memory_config(routes="all"))
     for app in (default, everything):
@@ -343,7 +345,7 @@ async def test_a_shared_writer_can_be_passed_in() -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"{}"})
 
-    first, second = RequestLogMiddleware(ok, sink=writer), RequestLogMiddleware(ok, sink=writer)
+    first, second = RequestLogMiddleware(ok, store=writer), RequestLogMiddleware(ok, store=writer)
     for app in (first, second):
         async with client_for(app) as client:
             await client.get("/v1/models")
@@ -399,7 +401,7 @@ async def test_the_tenant_label_is_optional_and_bounded() -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"{}"})
 
-    app = RequestLogMiddleware(answer, sink=None, metrics=metrics)
+    app = RequestLogMiddleware(answer, metrics=metrics, config=LogConfig(store=None))
     assert app.writer is None  # metrics only: no rows anywhere
     async with client_for(app) as client:
         for tenant in ("a", "b", "c", "d", "a"):
@@ -440,7 +442,7 @@ def test_the_demo_logs_to_chdb_in_its_data_directory_and_serves_metrics() -> Non
     config = demo_config()
     assert config.log is not None
     has_chdb = importlib.util.find_spec("chdb") is not None
-    assert config.log.sink == ("chdb://.aigw/chdb" if has_chdb else "jsonl://.aigw/requests.jsonl")
+    assert config.log.store == ("chdb://.aigw/chdb" if has_chdb else "jsonl://.aigw/requests.jsonl")
     assert config.log.spool_dir == ".aigw/spool"
     assert config.log.metrics is not None
     assert config.log.metrics.serve

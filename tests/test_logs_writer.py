@@ -14,16 +14,9 @@ import orjson
 import pytest
 
 from asgi_aigw.config import ConfigError, parse_config
-from asgi_aigw.logs import (
-    ClickHouseSink,
-    JSONLSink,
-    LogConfig,
-    LogRow,
-    LogWriter,
-    MemorySink,
-    parse_sink_url,
-    sink_from_url,
-)
+from asgi_aigw.logs import ClickHouseSink, JSONLSink, LogConfig, LogRow, LogWriter, MemorySink
+from asgi_aigw.logs.sinks import parse_sink_url
+from asgi_aigw.stores.registry import LOG_STORES
 
 from .support import eventually
 
@@ -305,9 +298,10 @@ def test_rows_left_at_interpreter_exit_are_written_by_the_exit_hook(tmp_path: Pa
     script = textwrap.dedent(
         f"""
         import asyncio
-        from asgi_aigw.logs import LogWriter, sink_from_url
+        from asgi_aigw.logs import LogWriter
+        from asgi_aigw.stores.registry import LOG_STORES
 
-        writer = LogWriter(sink_from_url({f"jsonl://{target}"!r}), batch_size=1000, flush_interval=3600)
+        writer = LogWriter(LOG_STORES.open({f"jsonl://{target}"!r}), batch_size=1000, flush_interval=3600)
 
         async def main():
             for i in range(25):
@@ -335,11 +329,11 @@ def test_jsonl_sink_appends_lines_and_skips_a_batch_it_already_wrote(tmp_path: P
 
 def test_sink_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    assert isinstance(sink_from_url("memory://"), MemorySink)
-    jsonl = sink_from_url("jsonl://logs/requests.jsonl")
+    assert isinstance(LOG_STORES.open("memory://"), MemorySink)
+    jsonl = LOG_STORES.open("jsonl://logs/requests.jsonl")
     assert isinstance(jsonl, JSONLSink)
     assert jsonl.path == tmp_path / "logs" / "requests.jsonl"
-    chdb = sink_from_url("chdb://.aigw/chdb?table=t1", ttl_days=30)
+    chdb = LOG_STORES.open("chdb://.aigw/chdb?table=t1", ttl_days=30)
     assert isinstance(chdb, ClickHouseSink)
     assert chdb.is_chdb
     assert chdb.url is not None
@@ -352,17 +346,17 @@ def test_sink_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         "clickhouses", "ch.example", 8443, "user", "p@ss",
     )  # fmt: skip
     assert (server.database, server.table, server.ttl_days) == ("logs", "x", 7)
-    http = sink_from_url("clickhouse://ch:8123/logs")
+    http = LOG_STORES.open("clickhouse://ch:8123/logs")
     assert isinstance(http, ClickHouseSink)
     assert http.idle_close is None
     assert "p@ss" not in http.name
 
 
 def test_unknown_sink_schemes_are_configuration_errors() -> None:
-    with pytest.raises(ConfigError, match="Unknown log sink"):
-        sink_from_url("postgres://db/logs")
-    with pytest.raises(ConfigError, match="unknown log sink"):
-        parse_config({"log": {"sink": "kafka://broker/topic"}})
+    with pytest.raises(ConfigError, match=r"Unknown log store .*: use one of chdb://, clickhouse://"):
+        LOG_STORES.open("postgres://db/logs")
+    with pytest.raises(ConfigError, match="Unknown log store 'kafka://broker/topic'"):
+        parse_config({"log": {"store": "kafka://broker/topic"}})
     with pytest.raises(ConfigError, match="not a valid ClickHouse"):
-        sink_from_url("chdb:///tmp/x?table=drop;table")
-    assert parse_config({"log": {"sink": None}}).log == LogConfig(sink=None)
+        LOG_STORES.open("chdb:///tmp/x?table=drop;table")
+    assert parse_config({"log": {"store": None}}).log == LogConfig(store=None)

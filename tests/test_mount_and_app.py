@@ -24,7 +24,7 @@ async def plain_app(scope: Any, receive: Any, send: Any) -> None:
 
 
 async def test_mount_router_sends_the_prefix_to_the_router(fake: FakeProvider) -> None:
-    router = ProviderRouter(fake_config(), transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
+    router = ProviderRouter(fake_config().router, transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
     app = mount_router(plain_app, router, prefix="/ai")
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client:
         answer = await client.post("/ai/v1/chat/completions", json=HELLO)
@@ -36,7 +36,7 @@ async def test_mount_router_sends_the_prefix_to_the_router(fake: FakeProvider) -
 
 
 async def test_lifespan_is_answered_without_the_app_and_closes_the_router(fake: FakeProvider) -> None:
-    router = ProviderRouter(fake_config(), transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
+    router = ProviderRouter(fake_config().router, transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
     closed: list[bool] = []
     original = router.aclose
 

@@ -20,7 +20,7 @@ from .support import FAKE_URL, fake_config
 
 
 def _router(fake: FakeProvider, events: list[str]) -> ProviderRouter:
-    router = ProviderRouter(fake_config(), transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
+    router = ProviderRouter(fake_config().router, transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
     original = router.aclose
 
     async def aclose() -> None:

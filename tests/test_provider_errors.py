@@ -9,15 +9,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from asgi_aigw.config import (
-    CooldownConfig,
-    DeploymentConfig,
-    GatewayConfig,
-    ModelConfig,
-    RetryConfig,
-    RouterConfig,
-)
+from asgi_aigw.config import GatewayConfig
 from asgi_aigw.router import ProviderRouter
+from asgi_aigw.router.config import CooldownConfig, DeploymentConfig, ModelConfig, RetryConfig, RouterConfig
 from asgi_aigw.testing import FakeBehaviour, FakeProvider, StreamingASGITransport
 
 URL = "http://native.test"
@@ -29,19 +23,22 @@ HELLO = {"messages": [{"role": "user", "content": "Hello there"}]}
 @pytest.fixture
 async def client(fake: FakeProvider) -> AsyncIterator[httpx.AsyncClient]:
     config = GatewayConfig(
-        models=[
-            ModelConfig(
-                name=provider,
-                deployments=[
-                    DeploymentConfig(provider=provider, model=MODELS[provider], base_url=URL, api_key=key)
-                ],  # type: ignore[arg-type]
-            )
-            for provider, key in KEYS.items()
-        ],
-        # one attempt, no cooldown: each test sees exactly the provider's own failure
-        router=RouterConfig(retry=RetryConfig(retries=0), cooldown=CooldownConfig(failures=0)),
+        router=RouterConfig(
+            models=[
+                ModelConfig(
+                    name=provider,
+                    deployments=[
+                        DeploymentConfig(provider=provider, model=MODELS[provider], base_url=URL, api_key=key)
+                    ],  # type: ignore[arg-type]
+                )
+                for provider, key in KEYS.items()
+            ],
+            # one attempt, no cooldown: each test sees exactly the provider's own failure
+            retry=RetryConfig(retries=0),
+            cooldown=CooldownConfig(failures=0),
+        ),
     )
-    router = ProviderRouter(config, transports={URL: StreamingASGITransport(fake)}, env={})
+    router = ProviderRouter(config.router, transports={URL: StreamingASGITransport(fake)}, env={})
     async with httpx.AsyncClient(transport=httpx.ASGITransport(router), base_url="http://t") as http:
         yield http
     await router.aclose()

@@ -61,11 +61,11 @@ class Stack:
 
 def make_stack(config: RedactConfig, *, regex_only: bool = False) -> tuple[Stack, httpx.AsyncClient]:
     fake = FakeProvider()
-    router = ProviderRouter(fake_config(), transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
+    router = ProviderRouter(fake_config().router, transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
     redact = RedactMiddleware(router, config=config, analyzer=base_analyzer(regex_only))
     # the request log outside, logging request bodies: it must see them redacted
-    log_config = LogConfig(sink="memory://", spool_dir=None, flush_interval=3600, log_bodies=True)
-    log = RequestLogMiddleware(redact, sink=MemorySink(), config=log_config)
+    log_config = LogConfig(store="memory://", spool_dir=None, flush_interval=3600, log_bodies=True)
+    log = RequestLogMiddleware(redact, store=MemorySink(), config=log_config)
     spy = ContextSpy(log)
     client = httpx.AsyncClient(transport=StreamingASGITransport(spy), base_url="http://testserver")
     return Stack(fake, redact, log, spy), client
@@ -247,8 +247,8 @@ async def test_extra_regex_recognizer() -> None:
     assert response.json()["choices"][0]["message"]["content"] == "Echo: Badge EMP-123456 is lost."
 
 
-async def test_embeddings_input_is_scanned_when_asked() -> None:
-    made, client = make_stack(RedactConfig(scan_embeddings=True))
+async def test_embeddings_input_is_scanned_by_default() -> None:
+    made, client = make_stack(RedactConfig())
     async with client:
         body = {"model": "text-embedding-3-small", "input": [f"mail {CANARIES['EMAIL_ADDRESS']}", "plain"]}
         response = await client.post("/v1/embeddings", json=body)
@@ -256,11 +256,14 @@ async def test_embeddings_input_is_scanned_when_asked() -> None:
     assert made.fake.last_request.json["input"] == ["mail <EMAIL_ADDRESS_1>", "plain"]
 
 
-async def test_embeddings_pass_untouched_by_default(stack: tuple[Stack, httpx.AsyncClient]) -> None:
-    made, client = stack
-    body = {"model": "text-embedding-3-small", "input": f"mail {CANARIES['EMAIL_ADDRESS']}"}
-    await client.post("/v1/embeddings", json=body)
+async def test_embeddings_pass_untouched_when_not_scanned_and_their_body_is_not_logged() -> None:
+    made, client = make_stack(RedactConfig(scan_embeddings=False))
+    async with client:
+        body = {"model": "text-embedding-3-small", "input": f"mail {CANARIES['EMAIL_ADDRESS']}"}
+        await client.post("/v1/embeddings", json=body)
     assert made.fake.last_request.json["input"] == body["input"]
+    [row] = (await made.places())["the request log"]
+    assert orjson.loads(row)["request_body"] == ""  # never a body redaction did not see
 
 
 async def test_regex_only_mode_finds_patterns_but_not_names() -> None:
@@ -275,7 +278,7 @@ async def test_regex_only_mode_finds_patterns_but_not_names() -> None:
 
 async def test_answer_scan_masks_new_pii_only() -> None:
     fake = FakeProvider()
-    router = ProviderRouter(fake_config(), transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
+    router = ProviderRouter(fake_config().router, transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
     app = RedactMiddleware(router, config=RedactConfig(scan_answer=True), analyzer=base_analyzer(False))
     fake.behaviour.answer = f"Sure {CANARIES['EMAIL_ADDRESS']}, also try leaked.person@example.org"
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client:
@@ -325,7 +328,7 @@ async def test_analysis_runs_off_the_event_loop() -> None:
 
 async def test_analyzer_failure_refuses_the_request() -> None:
     fake = FakeProvider()
-    router = ProviderRouter(fake_config(), transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
+    router = ProviderRouter(fake_config().router, transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
 
     def broken() -> Any:
         raise RuntimeError("model files missing")
@@ -347,7 +350,7 @@ async def test_other_routes_and_bad_json_pass_or_fail_cleanly(stack: tuple[Stack
 
 async def test_build_app_wraps_the_router_when_configured() -> None:
     fake = FakeProvider()
-    config = GatewayConfig(models=fake_config(base_url=FAKE_URL).models, redact=RedactConfig(regex_only=True))
+    config = GatewayConfig(router=fake_config(base_url=FAKE_URL).router, redact=RedactConfig(regex_only=True))
     app = build_app(config, transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
     assert isinstance(app, RedactMiddleware)  # its analyzer: the default, shared one
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client:

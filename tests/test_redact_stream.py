@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from asgi_aigw.kernel.sse import DONE_EVENT
-from asgi_aigw.redact import PlaceholderMap, RedactConfig, RedactMiddleware
-from asgi_aigw.redact.placeholders import placeholders_in
+from asgi_aigw.redact import RedactConfig, RedactMiddleware
+from asgi_aigw.redact.placeholders import PlaceholderMap, placeholders_in
 from asgi_aigw.redact.restore import JSONRestorer, StreamRestorer
 
 from .redact_support import CANARIES, base_analyzer, chunk

@@ -10,8 +10,9 @@ import httpx
 import orjson
 import pytest
 
-from asgi_aigw.config import DeploymentConfig, GatewayConfig, ModelConfig, RouterConfig, Timeouts
+from asgi_aigw.config import GatewayConfig
 from asgi_aigw.router import ProviderRouter
+from asgi_aigw.router.config import DeploymentConfig, ModelConfig, RouterConfig, Timeouts
 from asgi_aigw.testing import FakeBehaviour, FakeProvider, StreamingASGITransport
 from asgi_aigw.testing.server import free_port
 
@@ -44,7 +45,7 @@ async def test_unknown_request_fields_are_forwarded(client: httpx.AsyncClient, f
 async def test_stream_without_include_usage_hides_the_usage_chunk_but_records_usage(
     fake: FakeProvider,
 ) -> None:
-    router = ProviderRouter(_config(), transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
+    router = ProviderRouter(_config().router, transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
     spy = ContextSpy(router)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(spy), base_url="http://t") as client:
         response = await client.post(CHAT, json={**HELLO, "stream": True})
@@ -75,7 +76,7 @@ async def test_stream_with_include_usage_passes_the_usage_chunk(client: httpx.As
 
 
 async def test_json_usage_is_recorded_in_the_context(fake: FakeProvider) -> None:
-    router = ProviderRouter(_config(), transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
+    router = ProviderRouter(_config().router, transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
     spy = ContextSpy(router)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(spy), base_url="http://t") as client:
         response = await client.post(CHAT, json=HELLO)
@@ -114,7 +115,7 @@ async def test_bad_requests_get_openai_shaped_errors(
 async def test_oversized_body_is_413(fake: FakeProvider) -> None:
     config = _config()
     config.router = RouterConfig(max_body_bytes=2048)
-    router = ProviderRouter(config, transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
+    router = ProviderRouter(config.router, transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
     async with httpx.AsyncClient(transport=httpx.ASGITransport(router), base_url="http://t") as client:
         big = {**HELLO, "messages": [{"role": "user", "content": "x" * 5000}]}
         response = await client.post(CHAT, json=big)
@@ -162,7 +163,7 @@ async def test_upstream_timeout_is_504(fake: FakeProvider) -> None:
     config = _config(timeouts=Timeouts(read=0.2))
     async with served(fake) as base_url:
         config = _config(base_url=base_url + "/v1", timeouts=Timeouts(read=0.2))
-        router = ProviderRouter(config, env={})
+        router = ProviderRouter(config.router, env={})
         async with httpx.AsyncClient(transport=httpx.ASGITransport(router), base_url="http://t") as client:
             response = await client.post(CHAT, json=HELLO)
         await router.aclose()
@@ -173,8 +174,8 @@ async def test_upstream_timeout_is_504(fake: FakeProvider) -> None:
 @pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
 async def test_connection_refused_is_503(transport: str) -> None:
     config = _config(base_url=f"http://127.0.0.1:{free_port()}/v1")
-    config.router = RouterConfig(transport=transport)  # type: ignore[arg-type]
-    router = ProviderRouter(config, env={})
+    config.router.transport = transport  # type: ignore[assignment]
+    router = ProviderRouter(config.router, env={})
     async with httpx.AsyncClient(transport=httpx.ASGITransport(router), base_url="http://t") as client:
         response = await client.post(CHAT, json=HELLO)
     await router.aclose()
@@ -207,21 +208,25 @@ async def test_error_before_the_first_stream_event_is_a_plain_status(
 async def test_fallback_to_the_next_deployment_on_a_retryable_failure() -> None:
     primary, secondary = FakeProvider(FakeBehaviour(status=500)), FakeProvider()
     config = GatewayConfig(
-        models=[
-            ModelConfig(
-                name="gpt-4o-mini",
-                deployments=[
-                    DeploymentConfig(model="primary-model", base_url="http://primary/v1", api_key="k1"),  # type: ignore[arg-type]
-                    DeploymentConfig(model="secondary-model", base_url="http://secondary/v1", api_key="k2"),  # type: ignore[arg-type]
-                ],
-            )
-        ]
+        router=RouterConfig(
+            models=[
+                ModelConfig(
+                    name="gpt-4o-mini",
+                    deployments=[
+                        DeploymentConfig(model="primary-model", base_url="http://primary/v1", api_key="k1"),  # type: ignore[arg-type]
+                        DeploymentConfig(
+                            model="secondary-model", base_url="http://secondary/v1", api_key="k2"
+                        ),  # type: ignore[arg-type]
+                    ],
+                )
+            ]
+        )
     )
     transports = {
         "http://primary/v1": StreamingASGITransport(primary),
         "http://secondary/v1": StreamingASGITransport(secondary),
     }
-    router = ProviderRouter(config, transports=transports, env={})
+    router = ProviderRouter(config.router, transports=transports, env={})
     async with httpx.AsyncClient(transport=httpx.ASGITransport(router), base_url="http://t") as client:
         response = await client.post(CHAT, json=HELLO)
     assert response.status_code == 200
@@ -233,21 +238,23 @@ async def test_fallback_to_the_next_deployment_on_a_retryable_failure() -> None:
 async def test_no_fallback_on_a_client_error() -> None:
     primary, secondary = FakeProvider(FakeBehaviour(status=400)), FakeProvider()
     config = GatewayConfig(
-        models=[
-            ModelConfig(
-                name="m",
-                deployments=[
-                    DeploymentConfig(model="a", base_url="http://primary/v1", api_key="k1"),  # type: ignore[arg-type]
-                    DeploymentConfig(model="b", base_url="http://secondary/v1", api_key="k2"),  # type: ignore[arg-type]
-                ],
-            )
-        ]
+        router=RouterConfig(
+            models=[
+                ModelConfig(
+                    name="m",
+                    deployments=[
+                        DeploymentConfig(model="a", base_url="http://primary/v1", api_key="k1"),  # type: ignore[arg-type]
+                        DeploymentConfig(model="b", base_url="http://secondary/v1", api_key="k2"),  # type: ignore[arg-type]
+                    ],
+                )
+            ]
+        )
     )
     transports = {
         "http://primary/v1": StreamingASGITransport(primary),
         "http://secondary/v1": StreamingASGITransport(secondary),
     }
-    router = ProviderRouter(config, transports=transports, env={})
+    router = ProviderRouter(config.router, transports=transports, env={})
     async with httpx.AsyncClient(transport=httpx.ASGITransport(router), base_url="http://t") as client:
         response = await client.post(CHAT, json={**HELLO, "model": "m"})
     assert response.status_code == 400
@@ -258,7 +265,7 @@ async def test_the_api_key_never_appears_in_an_error(fake: FakeProvider) -> None
     key = "fake-openai-key-for-tests"
     fake.behaviour = FakeBehaviour(status=401, error_message=f"Incorrect API key provided: {key}.")
     config = _config(api_key=key)
-    router = ProviderRouter(config, transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
+    router = ProviderRouter(config.router, transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
     async with httpx.AsyncClient(transport=httpx.ASGITransport(router), base_url="http://t") as client:
         response = await client.post(CHAT, json=HELLO)
     assert response.status_code == 401
@@ -268,7 +275,7 @@ async def test_the_api_key_never_appears_in_an_error(fake: FakeProvider) -> None
 
 async def test_models_lists_aliases_and_env_providers(fake: FakeProvider) -> None:
     env = {"OPENAI_API_KEY": "sk-test-env", "OPENAI_BASE_URL": FAKE_URL}
-    router = ProviderRouter(_config(), transports={FAKE_URL: StreamingASGITransport(fake)}, env=env)
+    router = ProviderRouter(_config().router, transports={FAKE_URL: StreamingASGITransport(fake)}, env=env)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(router), base_url="http://t") as client:
         response = await client.get("/v1/models")
     ids = [m["id"] for m in response.json()["data"]]
@@ -279,7 +286,7 @@ async def test_models_lists_aliases_and_env_providers(fake: FakeProvider) -> Non
 
 async def test_provider_prefix_routes_with_env_credentials(fake: FakeProvider) -> None:
     env = {"OPENAI_API_KEY": "sk-test-env", "OPENAI_BASE_URL": FAKE_URL}
-    router = ProviderRouter(GatewayConfig(), transports={FAKE_URL: StreamingASGITransport(fake)}, env=env)
+    router = ProviderRouter(RouterConfig(), transports={FAKE_URL: StreamingASGITransport(fake)}, env=env)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(router), base_url="http://t") as client:
         ok = await client.post(CHAT, json={**HELLO, "model": "openai/gpt-4.1-nano"})
         unconfigured = await client.post(CHAT, json={**HELLO, "model": "anthropic/claude-x"})
@@ -314,7 +321,7 @@ async def test_embeddings_bad_input_is_400(client: httpx.AsyncClient) -> None:
 
 
 async def test_paths_work_with_and_without_v1_and_under_a_mount(fake: FakeProvider) -> None:
-    router = ProviderRouter(_config(), transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
+    router = ProviderRouter(_config().router, transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
 
     async def mounted(scope: Any, receive: Any, send: Any) -> None:
         await router({**scope, "root_path": "/ai"}, receive, send)
@@ -339,7 +346,9 @@ async def test_upstream_cookies_are_never_carried_to_the_next_request() -> None:
         return httpx.Response(200, content=body, headers={"set-cookie": "session=tenant-a-secret; Path=/"})
 
     router = ProviderRouter(
-        _config(base_url="http://up/v1"), transports={"http://up/v1": httpx.MockTransport(handler)}, env={}
+        _config(base_url="http://up/v1").router,
+        transports={"http://up/v1": httpx.MockTransport(handler)},
+        env={},
     )
     async with httpx.AsyncClient(transport=httpx.ASGITransport(router), base_url="http://t") as client:
         first = await client.post(CHAT, json=HELLO)

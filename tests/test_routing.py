@@ -13,17 +13,17 @@ from typing import Any
 import httpx
 import pytest
 
-from asgi_aigw.config import (
+from asgi_aigw.config import GatewayConfig
+from asgi_aigw.kernel.errors import GatewayError, UpstreamError
+from asgi_aigw.router import ProviderRouter
+from asgi_aigw.router.config import (
     CooldownConfig,
     DeploymentConfig,
-    GatewayConfig,
     ModelConfig,
     RetryConfig,
     RouterConfig,
     Timeouts,
 )
-from asgi_aigw.kernel.errors import GatewayError, UpstreamError
-from asgi_aigw.router import ProviderRouter
 from asgi_aigw.router.policy import RoutingPolicy, retry_after
 from asgi_aigw.router.registry import ResolvedModel
 from asgi_aigw.testing import FakeBehaviour, FakeProvider, StreamingASGITransport
@@ -71,8 +71,8 @@ def config(
             )
         )
     return GatewayConfig(
-        models=[ModelConfig(name="m", deployments=deployments, strategy=strategy)],  # type: ignore[arg-type]
         router=RouterConfig(
+            models=[ModelConfig(name="m", deployments=deployments, strategy=strategy)],  # type: ignore[arg-type]
             retry=RetryConfig(retries=retries, backoff_base=0.01, backoff_max=0.05),
             cooldown=CooldownConfig(failures=failures, seconds=cooldown_seconds),
         ),
@@ -84,7 +84,7 @@ class Stack:
         self.primary = primary
         self.secondary = secondary
         self.router = ProviderRouter(
-            cfg,
+            cfg.router,
             transports={
                 PRIMARY_URL: StreamingASGITransport(primary),
                 SECONDARY_URL: StreamingASGITransport(secondary),
@@ -208,8 +208,8 @@ async def test_idle_gap_timeout_mid_stream_ends_with_an_error_event(make_stack: 
 async def test_a_stream_failing_before_its_first_event_is_retried(make_stack: Any) -> None:
     """Anthropic sends message_start, then overloaded_error: nothing reached the client, so retry."""
     cfg = config()
-    first, second = cfg.models[0].deployments
-    cfg.models[0].deployments = [second.model_copy(update={"id": "anthropic-a"}), first]
+    first, second = cfg.router.models[0].deployments
+    cfg.router.models[0].deployments = [second.model_copy(update={"id": "anthropic-a"}), first]
     stack = make_stack(cfg)
     stack.secondary.behaviour = FakeBehaviour(stream_error_after=0)
     response = await stack.chat(stream=True)
@@ -377,7 +377,7 @@ async def test_provider_prefix_names_route_with_the_sdks_env_vars() -> None:
         "OLLAMA_HOST": "ollama.test:11434",  # host:port, as Ollama's own clients accept it
     }
     transport = StreamingASGITransport(fake)
-    router = ProviderRouter(GatewayConfig(), transports=dict.fromkeys(urls.values(), transport), env=env)
+    router = ProviderRouter(RouterConfig(), transports=dict.fromkeys(urls.values(), transport), env=env)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(router), base_url="http://t") as client:
         for name, path, header in [
             ("anthropic/claude-x", "/v1/messages", ("x-api-key", "sk-ant-test-env")),

@@ -34,7 +34,7 @@ def http_scope() -> dict[str, object]:
 
 async def test_each_event_leaves_as_the_provider_sends_it() -> None:
     fake = FakeProvider(FakeBehaviour(chunk_delay=0.05))
-    router = ProviderRouter(fake_config(), transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
+    router = ProviderRouter(fake_config().router, transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
     communicator = ApplicationCommunicator(router, http_scope())
     await communicator.send_input({"type": "http.request", "body": BODY, "more_body": False})
     start = await communicator.receive_output(5)
@@ -60,7 +60,7 @@ async def test_each_event_leaves_as_the_provider_sends_it() -> None:
 
 async def test_disconnect_mid_stream_closes_the_upstream() -> None:
     fake = FakeProvider(FakeBehaviour(chunk_delay=0.2))
-    router = ProviderRouter(fake_config(), transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
+    router = ProviderRouter(fake_config().router, transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
     communicator = ApplicationCommunicator(router, http_scope())
     await communicator.send_input({"type": "http.request", "body": BODY, "more_body": False})
     assert (await communicator.receive_output(5))["type"] == "http.response.start"

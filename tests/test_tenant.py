@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from asgi_aigw.kernel.context import current_tenant, get_context
-from asgi_aigw.tenant import InvalidTenantId, JWTConfig, TenantConfig, TenantMiddleware, validate_tenant_id
+from asgi_aigw.tenant import JWTConfig, TenantConfig, TenantMiddleware
+from asgi_aigw.tenant.ids import InvalidTenantId, validate_tenant_id
 
 from .support import served
 
@@ -108,7 +109,9 @@ async def test_missing_tenant_is_401_when_required_and_default_otherwise() -> No
     assert response.status_code == 401
     assert error(response)["code"] == "missing_tenant"
     assert "x-tenant-id" in error(response)["message"]
-    response = await call(TenantMiddleware(inner, required=False, default="public"))
+    response = await call(
+        TenantMiddleware(inner, config=TenantConfig(required=False, default_tenant="public"))
+    )
     assert response.status_code == 200
     assert inner.seen == [("public", "public")]
 
@@ -133,7 +136,7 @@ async def test_resolver_wins_and_a_contradicting_header_is_403() -> None:
         async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
             await self.app({**scope, "user_org": "org-7"}, receive, send)
 
-    app = WithUser(TenantMiddleware(inner, resolver=resolver))
+    app = WithUser(TenantMiddleware(inner, config=TenantConfig(header_mode="claim"), resolver=resolver))
     assert (await call(app)).status_code == 200
     assert (await call(app, {"x-tenant-id": "org-7"})).status_code == 200
     response = await call(app, {"x-tenant-id": "other"})
@@ -144,7 +147,9 @@ async def test_resolver_wins_and_a_contradicting_header_is_403() -> None:
 
 async def test_resolver_from_configuration_path() -> None:
     inner = Inner()
-    app = TenantMiddleware(inner, resolver="tests.test_tenant:_path_resolver", header=None)
+    app = TenantMiddleware(
+        inner, config=TenantConfig(resolver="tests.test_tenant:_path_resolver", header=None)
+    )
     assert (await call(app)).status_code == 200
     assert inner.seen == [("from-path", "from-path")]
 
@@ -156,7 +161,7 @@ def _path_resolver(scope: Any) -> str:
 # -- JWT with a shared secret ---------------------------------------------------------------------------
 
 
-def hs_app(inner: Any, **jwt_options: Any) -> TenantMiddleware:
+def hs_app(inner: Any, header_mode: Any = None, **jwt_options: Any) -> TenantMiddleware:
     options: dict[str, Any] = {
         "algorithms": ["HS256"],
         "secret": SECRET,
@@ -164,12 +169,12 @@ def hs_app(inner: Any, **jwt_options: Any) -> TenantMiddleware:
         "audience": AUDIENCE,
     }
     options.update(jwt_options)
-    return TenantMiddleware(inner, jwt=JWTConfig(**options))
+    return TenantMiddleware(inner, config=TenantConfig(jwt=JWTConfig(**options), header_mode=header_mode))
 
 
 async def test_valid_hs256_token_sets_the_tenant() -> None:
     inner = Inner()
-    app = hs_app(inner)
+    app = hs_app(inner, header_mode="claim")
     assert (await call(app, bearer(hs_token()))).status_code == 200
     # a header that agrees with the token is fine; one that contradicts it is refused
     assert (await call(app, {**bearer(hs_token()), "x-tenant-id": "acme"})).status_code == 200
@@ -194,8 +199,17 @@ async def test_missing_token_is_401_unless_optional() -> None:
     response = await call(hs_app(inner))
     assert response.status_code == 401
     assert error(response)["code"] == "missing_token"
-    # optional tokens: the header is used when no token is sent
-    assert (await call(hs_app(inner, required=False), {"x-tenant-id": "acme"})).status_code == 200
+    # optional tokens and a header explicitly trusted: the header is used when no token is sent
+    trusted = TenantMiddleware(
+        inner,
+        config=TenantConfig(
+            header_mode="trusted",
+            jwt=JWTConfig(
+                algorithms=["HS256"], secret=SECRET, issuer=ISSUER, audience=AUDIENCE, required=False
+            ),
+        ),
+    )
+    assert (await call(trusted, {"x-tenant-id": "acme"})).status_code == 200
     assert inner.seen == [("acme", "acme")]
 
 
@@ -257,12 +271,14 @@ async def test_rs256_via_jwks_with_a_rotated_key(keys: dict[str, Any]) -> None:
     async with served(server) as base_url:
         app = TenantMiddleware(
             inner,
-            jwt=JWTConfig(
-                algorithms=["RS256"],
-                jwks_url=f"{base_url}/jwks.json",
-                issuer=ISSUER,
-                audience=AUDIENCE,
-                jwks_min_refresh_seconds=0,
+            config=TenantConfig(
+                jwt=JWTConfig(
+                    algorithms=["RS256"],
+                    jwks_url=f"{base_url}/jwks.json",
+                    issuer=ISSUER,
+                    audience=AUDIENCE,
+                    jwks_min_refresh_seconds=0,
+                )
             ),
         )
         for _ in range(3):
@@ -284,8 +300,10 @@ async def test_unknown_kid_refreshes_are_rate_limited(keys: dict[str, Any]) -> N
     async with served(server) as base_url:
         app = TenantMiddleware(
             Inner(),
-            jwt=JWTConfig(
-                algorithms=["RS256"], jwks_url=f"{base_url}/jwks", jwks_min_refresh_seconds=60, require=[]
+            config=TenantConfig(
+                jwt=JWTConfig(
+                    algorithms=["RS256"], jwks_url=f"{base_url}/jwks", jwks_min_refresh_seconds=60, require=[]
+                )
             ),
         )
         for index in range(5):
@@ -297,7 +315,10 @@ async def test_unknown_kid_refreshes_are_rate_limited(keys: dict[str, Any]) -> N
 
 async def test_jwks_unreachable_is_503_not_500(keys: dict[str, Any]) -> None:
     app = TenantMiddleware(
-        Inner(), jwt=JWTConfig(algorithms=["RS256"], jwks_url="http://127.0.0.1:9/jwks", jwks_timeout=1)
+        Inner(),
+        config=TenantConfig(
+            jwt=JWTConfig(algorithms=["RS256"], jwks_url="http://127.0.0.1:9/jwks", jwks_timeout=1)
+        ),
     )
     response = await call(app, bearer(rs_token(keys["one"], "k1")))
     assert response.status_code == 503
@@ -331,7 +352,7 @@ async def test_every_bad_token_gets_its_own_401(keys: dict[str, Any]) -> None:
             audience=AUDIENCE,
             leeway=0,
         )
-        app = TenantMiddleware(inner, jwt=config)
+        app = TenantMiddleware(inner, config=TenantConfig(jwt=config))
         unsigned = jwt.encode({"sub": "acme", "exp": int(time.time()) + 60}, None, algorithm="none")
         good = rs_token(keys["one"], "k1")
         head, payload, _ = good.split(".")
@@ -390,7 +411,8 @@ async def test_hs256_refused_when_only_rs256_is_allowed(keys: dict[str, Any]) ->
         .decode()
     )
     app = TenantMiddleware(
-        Inner(), jwt=JWTConfig(algorithms=["RS256"], public_key=public_pem, audience=AUDIENCE)
+        Inner(),
+        config=TenantConfig(jwt=JWTConfig(algorithms=["RS256"], public_key=public_pem, audience=AUDIENCE)),
     )
     response = await call(app, bearer(_hmac_with_public_key(public_pem.encode())))
     assert response.status_code == 401
@@ -409,7 +431,10 @@ async def test_es256_public_key_from_a_file(tmp_path: Any) -> None:
     )
     inner = Inner()
     app = TenantMiddleware(
-        inner, jwt=JWTConfig(algorithms=["ES256"], public_key_file=path, audience=AUDIENCE, issuer=ISSUER)
+        inner,
+        config=TenantConfig(
+            jwt=JWTConfig(algorithms=["ES256"], public_key_file=path, audience=AUDIENCE, issuer=ISSUER)
+        ),
     )
     assert (await call(app, bearer(rs_token(private, None, alg="ES256")))).status_code == 200
     assert inner.seen == [("acme", "acme")]

@@ -1,18 +1,22 @@
-"""Budgets: token, request and money limits per tenant, reserved atomically and settled with real usage."""
+"""Budgets: token, request and money limits per tenant, reserved atomically and settled with real usage.
+
+```python
+from asgi_aigw.budget import BudgetConfig, BudgetMiddleware, Limits
+
+app = BudgetMiddleware(app, config=BudgetConfig(store="redis://localhost:6379/0",
+                                                limits=Limits(tokens_per_minute=20_000)))
+```
+"""
 
 from .config import BudgetConfig, CacheHitCharge, Limits, ModelPrice
 from .memory import MemoryBudgetStore
 from .middleware import BudgetMiddleware, BudgetUnavailable
-from .pricing import DEFAULT_PRICES, PriceTable
 from .redis import RedisBudgetStore
-from .store import BudgetStore, Reservation, StoreError, store_from_url
-from .tokens import RuntimeTokenCounter, TokenCounter
-from .windows import WINDOW_NAMES, WINDOWS, Slot, SlotClock, Window
+from .store import BudgetStore, Reservation, StoreError
+from .tokens import TokenCounter
+from .windows import Slot
 
 __all__ = [
-    "DEFAULT_PRICES",
-    "WINDOWS",
-    "WINDOW_NAMES",
     "BudgetConfig",
     "BudgetMiddleware",
     "BudgetStore",
@@ -21,14 +25,9 @@ __all__ = [
     "Limits",
     "MemoryBudgetStore",
     "ModelPrice",
-    "PriceTable",
     "RedisBudgetStore",
     "Reservation",
-    "RuntimeTokenCounter",
     "Slot",
-    "SlotClock",
     "StoreError",
     "TokenCounter",
-    "Window",
-    "store_from_url",
 ]

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field, field_validator
 
-from ..kernel.body import DEFAULT_MAX_BODY_BYTES
-
-
-class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from ..kernel.config import BodyLimits, ConfigSection
+from ..stores.registry import BUDGET_STORES
 
 
-class Limits(_Config):
+class Limits(ConfigSection):
     """Limits per tenant and window. Unset means no limit in the defaults, and "inherit the default"
     in a per-tenant entry; ``-1`` means explicitly unlimited. Money is in US dollars."""
 
@@ -26,7 +23,7 @@ class Limits(_Config):
     cost_per_month: float | None = Field(default=None, ge=-1)
 
 
-class ModelPrice(_Config):
+class ModelPrice(ConfigSection):
     """US dollars per one million tokens."""
 
     input: float = Field(ge=0)
@@ -35,7 +32,7 @@ class ModelPrice(_Config):
     cached_input: float | None = Field(default=None, ge=0)
 
 
-class CacheHitCharge(_Config):
+class CacheHitCharge(ConfigSection):
     """What an answer from the gateway's cache costs the tenant (default: one request, no tokens)."""
 
     tokens: bool = False
@@ -43,7 +40,7 @@ class CacheHitCharge(_Config):
     cost: bool = False
 
 
-class BudgetConfig(_Config):
+class BudgetConfig(BodyLimits):
     #: ``memory://`` (one process) or ``redis://HOST:PORT/DB`` / ``rediss://`` / ``unix://`` (shared).
     store: str = "memory://"
     #: Prefix of every store key: ``<prefix>{<tenant>}:<window>:<start>`` (hash tag per tenant).
@@ -52,6 +49,12 @@ class BudgetConfig(_Config):
     limits: Limits = Field(default_factory=Limits)
     #: Per-tenant limits from the configuration file (live overrides in the store win over these).
     tenants: dict[str, Limits] = Field(default_factory=dict)
+    #: Whose windows a request is reserved in: its ``tenant``'s (``limits``/``tenants``), its ``user``'s
+    #: (``user_limits``), or both at once (``tenant_and_user``: an organisation budget with per-user
+    #: limits inside it). Requests that carry no user are charged to their tenant.
+    per: Literal["tenant", "user", "tenant_and_user"] = "tenant"
+    #: Limits of each user (within their tenant) when ``per`` is ``user`` or ``tenant_and_user``.
+    user_limits: Limits = Field(default_factory=Limits)
     #: Output tokens reserved when a request sets neither ``max_tokens`` nor ``max_completion_tokens``.
     default_max_tokens: int = Field(default=4096, ge=1)
     cache_hits: CacheHitCharge = Field(default_factory=CacheHitCharge)
@@ -61,7 +64,7 @@ class BudgetConfig(_Config):
     #: is refused (at startup when the configuration names it, else per request); elsewhere it costs 0.
     default_price: ModelPrice | None = None
     #: The upstream models each client model name (alias) is served by; ``build_app`` fills it from
-    #: ``models:``. An alias with no price of its own is priced as the dearest of its models.
+    #: ``router.models``. An alias with no price of its own is priced as the dearest of its models.
     model_aliases: dict[str, list[str]] = Field(default_factory=dict)
     #: When the store cannot be reached: ``open`` lets requests through unmetered, ``closed`` answers 503.
     failure_mode: Literal["open", "closed"] = "open"
@@ -76,5 +79,9 @@ class BudgetConfig(_Config):
     #: Send ``x-ratelimit-*`` headers on successful answers too (always on 429s).
     headers: bool = True
     #: The tenant of requests that carry none (no TenantMiddleware in front).
-    anonymous_tenant: str = "default"
-    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
+    default_tenant: str = "default"
+
+    @field_validator("store")
+    @classmethod
+    def _known_store(cls, value: str) -> str:
+        return BUDGET_STORES.check(value)

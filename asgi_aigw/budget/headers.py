@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import lru_cache
 
 from ..kernel.types import Headers
 from .windows import WINDOWS, Slot, format_amount, format_duration
 
-_NAMES: dict[str, tuple[bytes, bytes, bytes]] = {
-    w.name: (
-        f"x-ratelimit-limit-{w.header}".encode(),
-        f"x-ratelimit-remaining-{w.header}".encode(),
-        f"x-ratelimit-reset-{w.header}".encode(),
+
+@lru_cache(maxsize=64)
+def _names(header: str) -> tuple[bytes, bytes, bytes]:
+    """The limit, remaining and reset header names of a window's header suffix."""
+    return (
+        f"x-ratelimit-limit-{header}".encode(),
+        f"x-ratelimit-remaining-{header}".encode(),
+        f"x-ratelimit-reset-{header}".encode(),
     )
-    for w in WINDOWS
-}
-HEADER_NAMES: frozenset[bytes] = frozenset(name for names in _NAMES.values() for name in names)
+
+
+#: Every name, also of the per-user windows (``x-ratelimit-remaining-user-tokens``).
+HEADER_NAMES: frozenset[bytes] = frozenset(
+    name for w in WINDOWS for header in (w.header, f"user-{w.header}") for name in _names(header)
+)
 
 
 def ratelimit_headers(
@@ -28,7 +35,7 @@ def ratelimit_headers(
         if limit < 0:
             continue
         window = slot.window
-        limit_name, remaining_name, reset_name = _NAMES[window.name]
+        limit_name, remaining_name, reset_name = _names(window.header)
         out.append((limit_name, format_amount(window, limit).encode()))
         out.append((remaining_name, format_amount(window, max(0, limit - value)).encode()))
         out.append((reset_name, format_duration(slot.end - now).encode()))

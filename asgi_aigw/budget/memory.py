@@ -130,3 +130,8 @@ class MemoryBudgetStore:
 
     async def aclose(self) -> None:
         return None
+
+
+def open_store(url: str, **_: object) -> MemoryBudgetStore:
+    """``memory://``: counters in this process (registered in :mod:`asgi_aigw.stores.registry`)."""
+    return MemoryBudgetStore()

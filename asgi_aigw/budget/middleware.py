@@ -24,16 +24,18 @@ import anyio
 from ..kernel.body import ClientDisconnect, forward_scope, read_json
 from ..kernel.caps import cap_field, client_cap
 from ..kernel.context import RequestContext, Usage, ensure_context
-from ..kernel.errors import GatewayError, InvalidRequest, RateLimited, Unauthorized, send_error
+from ..kernel.errors import ConfigError, GatewayError, InvalidRequest, RateLimited, Unauthorized, send_error
 from ..kernel.lifespan import lifespan_passthrough
 from ..kernel.response import ResponseTap, watch_disconnect
 from ..kernel.routes import classify
 from ..kernel.types import ASGIApp, Headers, Message, Receive, Scope, Send
+from ..stores.registry import BUDGET_STORES
 from ..tenant.ids import KEY_SAFE_PATTERN, InvalidTenantId, TenantIdValidator
 from .config import BudgetConfig, Limits
 from .headers import HEADER_NAMES, ratelimit_headers, retry_after
 from .pricing import PriceTable
-from .store import BudgetStore, Reservation, StoreError, store_from_url
+from .store import BudgetStore, Reservation, StoreError
+from .subjects import BudgetSubjects
 from .tokens import RuntimeTokenCounter, TokenCounter, WarmCounter
 from .usage import answer_text, event_usage, json_answer, streamed_text
 from .windows import WINDOWS, Slot, SlotClock, format_amount, format_duration, from_units, to_units
@@ -93,9 +95,9 @@ class _Meter:
 class BudgetMiddleware:
     """Token, request and money limits per tenant, atomically reserved and settled with real usage.
 
-    Options are :class:`BudgetConfig` fields, given as ``config=`` or as keywords. ``store`` is a URL or
-    a :class:`BudgetStore` instance (overriding ``config.store``); ``token_counter`` replaces the
-    runtime's tokenizers; ``clock`` (epoch seconds) decides the windows, for tests.
+    Every setting is in ``config``. Injected objects: ``store``, a :class:`BudgetStore` you built (else
+    the one ``config.store`` names); ``token_counter``, replacing the runtime's tokenizers; ``clock``
+    (epoch seconds), deciding the windows, for tests.
     """
 
     def __init__(
@@ -103,20 +105,13 @@ class BudgetMiddleware:
         app: ASGIApp,
         *,
         config: BudgetConfig | None = None,
-        store: BudgetStore | str | None = None,
+        store: BudgetStore | None = None,
         token_counter: TokenCounter | None = None,
         clock: Callable[[], float] = time.time,
-        **options: Any,
     ) -> None:
-        if isinstance(store, str):  # a URL: the ``store`` option of BudgetConfig
-            options["store"] = store
-            store = None
-        if config is not None and options:
-            raise TypeError("pass either config= or keyword options, not both")
         self.app = app
-        self.config = config if config is not None else BudgetConfig(**options)
-        cfg = self.config
-        self.store: BudgetStore = store or store_from_url(
+        self.config = cfg = config or BudgetConfig()
+        self.store: BudgetStore = store or BUDGET_STORES.open(
             cfg.store, key_prefix=cfg.key_prefix, timeout=cfg.store_timeout
         )
         self.counter = WarmCounter(token_counter or RuntimeTokenCounter())
@@ -125,12 +120,21 @@ class BudgetMiddleware:
         self._now = clock
         # only what store keys need: TenantMiddleware applies the deployment's own id rules
         self.validate = TenantIdValidator(KEY_SAFE_PATTERN, 256)
-        self.validate(cfg.anonymous_tenant)
+        self.validate(cfg.default_tenant)
         self._defaults = limits_vector(cfg.limits)
         self._per_tenant = {
             self.validate(tenant): limits_vector(limits, cfg.limits) for tenant, limits in cfg.tenants.items()
         }
-        _check_prices(self.prices, cfg, [self._defaults, *self._per_tenant.values()])
+        # per-user windows (``per``) live in their own module: who is charged, beside how much
+        self.subjects = BudgetSubjects(
+            cfg,
+            self.validate,
+            lambda tenant: self._per_tenant.get(tenant, self._defaults),
+            limits_vector(cfg.user_limits),
+        )
+        _check_prices(
+            self.prices, cfg, [self._defaults, *self._per_tenant.values(), limits_vector(cfg.user_limits)]
+        )
         #: Reservations carry a token (unless the store predates them), which makes settling idempotent
         #: and lets a reservation whose reply was lost be given back safely.
         self._tokens = _takes_tokens(self.store)
@@ -149,7 +153,7 @@ class BudgetMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             if scope["type"] == "lifespan":
-                await lifespan_passthrough(self.app, scope, receive, send, self.aclose)
+                await lifespan_passthrough(self.app, scope, receive, send, on_shutdown=self.aclose)
             else:
                 await self.app(scope, receive, send)
             return
@@ -161,6 +165,7 @@ class BudgetMiddleware:
         try:
             scope, receive, body = await read_json(scope, receive, limit=self.config.max_body_bytes)
             tenant = self._tenant(ctx)
+            user = self.subjects.user(ctx.user_id)
         except ClientDisconnect:
             ctx.client_disconnected = True
             return
@@ -191,16 +196,16 @@ class BudgetMiddleware:
             data[cap_field(model)] = self.config.default_max_tokens
             body.mark_changed()
             scope = forward_scope(scope, body)
+        now = self._now()
+        slots, limits = self.subjects.windows(tenant, user, self.slot_clock.slots(now))
         unpriced = model is not None and self.prices.price(model) is None
-        if unpriced and _money_limited(self._per_tenant.get(tenant, self._defaults)):
+        if unpriced and _money_limited(slots, limits):
             await self._refuse(send, ctx, _unpriced(model))
             return
-        now = self._now()
-        slots = self.slot_clock.slots(now)
         amounts = self._amounts(slots, prompt + output, self.prices.cost_nanos(model, prompt, output))
         try:
             token = secrets.token_hex(8) if self._tokens else None
-            reservation = await self._reserve(tenant, slots, amounts, token)
+            reservation = await self._reserve(tenant, slots, amounts, token, limits)
         except GatewayError as exc:
             await self._refuse(send, ctx, exc)
             return
@@ -210,7 +215,7 @@ class BudgetMiddleware:
         if not reservation.allowed:
             await self._refuse(send, ctx, self._over_limit(tenant, slots, amounts, reservation, now))
             return
-        if unpriced and _money_limited(reservation.limits):
+        if unpriced and _money_limited(slots, reservation.limits):
             # a live override set a money limit the configuration has not: give the reservation back
             try:
                 await self._store_settle(tenant, slots, [-amount for amount in amounts], token)
@@ -255,7 +260,7 @@ class BudgetMiddleware:
             await settle()  # an error, a disconnect, or an answer that never ended
 
     def _tenant(self, ctx: RequestContext) -> str:
-        tenant = ctx.tenant_id or self.config.anonymous_tenant
+        tenant = ctx.tenant_id or self.config.default_tenant
         try:
             return self.validate(tenant)
         except InvalidTenantId as exc:
@@ -309,12 +314,16 @@ class BudgetMiddleware:
         return out
 
     async def _reserve(
-        self, tenant: str, slots: Sequence[Slot], amounts: Sequence[int], token: str | None
+        self,
+        tenant: str,
+        slots: Sequence[Slot],
+        amounts: Sequence[int],
+        token: str | None,
+        limits: Sequence[int],
     ) -> Reservation | None:
         if time.monotonic() < self._down_until:
             self._store_down(None)
             return None
-        limits = self._per_tenant.get(tenant, self._defaults)
         grace = self.config.key_grace_seconds
         try:
             if token is None:
@@ -554,30 +563,27 @@ def _takes_tokens(store: BudgetStore) -> bool:
         return False
 
 
-_MONEY = tuple(i for i, window in enumerate(WINDOWS) if window.metric == "cost")
-
-
-def _money_limited(limits: Sequence[int]) -> bool:
-    """Whether any money window of ``limits`` (store units, in :data:`WINDOWS` order) has a limit."""
-    return any(limits[i] >= 0 for i in _MONEY)
+def _money_limited(slots: Sequence[Slot], limits: Sequence[int]) -> bool:
+    """Whether any money window among ``slots`` has a limit (``limits`` in store units, in step)."""
+    return any(limit >= 0 for slot, limit in zip(slots, limits, strict=True) if slot.window.metric == "cost")
 
 
 def check_prices(cfg: BudgetConfig) -> None:
     """Raise ``ConfigError`` when a money limit of ``cfg`` applies to a configured model with no price
     (what the middleware's constructor checks, for a command to run before starting workers)."""
     limits = [limits_vector(cfg.limits), *(limits_vector(t, cfg.limits) for t in cfg.tenants.values())]
+    limits.append(limits_vector(cfg.user_limits))
     prices = PriceTable(cfg.pricing, default=cfg.default_price, aliases=cfg.model_aliases)
     _check_prices(prices, cfg, limits)
 
 
 def _check_prices(prices: PriceTable, cfg: BudgetConfig, limits: Sequence[Sequence[int]]) -> None:
     """Refuse a configuration where a money limit applies to a configured model with no price."""
-    if cfg.default_price is not None or not any(_money_limited(vector) for vector in limits):
+    money = [i for i, window in enumerate(WINDOWS) if window.metric == "cost"]
+    if cfg.default_price is not None or not any(vector[i] >= 0 for vector in limits for i in money):
         return
     missing = [name for name in cfg.model_aliases if prices.lookup(name) is None]
     if missing:
-        from ..config import ConfigError  # here: asgi_aigw.config imports this package's config
-
         raise ConfigError(
             f"Money limits are set but no price is known for {', '.join(repr(m) for m in missing)}: "
             f"its requests would cost nothing against them. Set budget.pricing.{missing[0]} (input and "

@@ -95,7 +95,7 @@ class RedisBudgetStore:
             LoopRedisClients(url, timeout=timeout, max_connections=max_connections) if url else None
         )
         self._gates: dict[int, asyncio.Semaphore] = {}
-        self._key_cache: dict[tuple[str, int, int], list[str]] = {}
+        self._key_cache: dict[tuple[str, int, str, int], list[str]] = {}
         self._redis = require("redis", "redis")
         self._errors: tuple[type[BaseException], ...] = (
             self._redis.exceptions.RedisError,
@@ -156,7 +156,9 @@ class RedisBudgetStore:
 
     def _keys(self, tenant: str, slots: Sequence[Slot]) -> list[str]:
         """The override hash and the slot counters; cached per tenant until the minute changes."""
-        cache_key = (tenant, slots[0].start, len(slots))
+        # the last slot's suffix names the user of per-user windows (they come last) and the month;
+        # the first slot's start the minute: two users of one tenant never share a cache entry
+        cache_key = (tenant, slots[0].start, slots[-1].suffix, len(slots))
         keys = self._key_cache.get(cache_key)
         if keys is None:
             if len(self._key_cache) > 10_000:
@@ -237,3 +239,8 @@ class RedisBudgetStore:
         self._gates.pop(loop_id, None)
         if self._loop_clients is not None:
             await self._loop_clients.aclose()
+
+
+def open_store(url: str, *, key_prefix: str = "aigw:", timeout: float = 2.0) -> RedisBudgetStore:
+    """``redis://``, ``rediss://``, ``unix://`` (registered in :mod:`asgi_aigw.stores.registry`)."""
+    return RedisBudgetStore(url, key_prefix=key_prefix, timeout=timeout)

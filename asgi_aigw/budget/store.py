@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from .windows import Slot
 
@@ -73,22 +73,6 @@ class BudgetStore(Protocol):
     async def clear_overrides(self, tenant: str) -> None: ...
 
     async def aclose(self) -> None: ...
-
-
-def store_from_url(
-    url: str, *, key_prefix: str = "aigw:", timeout: float = 2.0, **options: Any
-) -> BudgetStore:
-    """``memory://`` or a Redis URL (``redis://``, ``rediss://``, ``unix://``) to a store."""
-    scheme = url.partition("://")[0].lower()
-    if scheme == "memory":
-        from .memory import MemoryBudgetStore
-
-        return MemoryBudgetStore()
-    if scheme in ("redis", "rediss", "unix"):
-        from .redis import RedisBudgetStore
-
-        return RedisBudgetStore(url, key_prefix=key_prefix, timeout=timeout, **options)
-    raise ValueError(f"Unknown budget store {url!r}: use memory:// or redis://HOST:PORT/DB.")
 
 
 def per_process(url: str) -> bool:

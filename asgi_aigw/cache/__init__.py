@@ -4,24 +4,18 @@ a Qdrant server, or memory) whose nearest neighbours are verified before they an
 ```python
 from asgi_aigw.cache import CacheConfig, SemanticCacheMiddleware
 
-app = SemanticCacheMiddleware(app, config=CacheConfig(exact="redis://localhost:6379/0"))
+app = SemanticCacheMiddleware(app, config=CacheConfig(store="redis://localhost:6379/0"))
 ```
 """
 
-from .config import DEFAULT_THRESHOLD, CacheConfig
+from .config import CacheConfig
 from .embedding import Embedder
-from .entry import CachedAnswer
-from .exact import ExactStore, MemoryExactStore, RedisExactStore, exact_store_from_url
-from .keys import CacheKeys, cache_keys
+from .exact import ExactStore, MemoryExactStore, RedisExactStore
 from .middleware import SemanticCacheMiddleware
-from .vector import MemoryVectorStore, VectorEntry, VectorMatch, VectorStore, vector_store_from_url
-from .verify import Verdict, verify
+from .vector import MemoryVectorStore, VectorEntry, VectorMatch, VectorStore
 
 __all__ = [
-    "DEFAULT_THRESHOLD",
     "CacheConfig",
-    "CacheKeys",
-    "CachedAnswer",
     "Embedder",
     "ExactStore",
     "MemoryExactStore",
@@ -31,9 +25,4 @@ __all__ = [
     "VectorEntry",
     "VectorMatch",
     "VectorStore",
-    "Verdict",
-    "cache_keys",
-    "exact_store_from_url",
-    "vector_store_from_url",
-    "verify",
 ]

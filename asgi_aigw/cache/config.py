@@ -2,8 +2,8 @@
 
 ```yaml
 cache:
-  exact: redis://localhost:6379/0          # or memory:// (the default)
-  vector: qdrant-edge://./.aigw/cache      # or qdrant+http://host:6333, qdrant+local:///path, memory://, none
+  store: redis://localhost:6379/0            # the exact layer; or memory:// (the default)
+  vector_store: qdrant-edge://./.aigw/cache  # or qdrant+http://host:6333, memory://, null (off)
   ttl: 3600
   threshold: 0.80
 ```
@@ -11,7 +11,10 @@ cache:
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field, field_validator
+
+from ..kernel.config import BodyLimits
+from ..stores.registry import EXACT_STORES, VECTOR_STORES
 
 #: Cosine similarity a semantic match must reach before verification (all-MiniLM-L6-v2). Chosen on the
 #: tuning half of the labelled set, see docs/cache.md: with verification on, any value from 0.70 to 0.85
@@ -19,19 +22,18 @@ from pydantic import BaseModel, ConfigDict, Field
 DEFAULT_THRESHOLD = 0.80
 
 
-class CacheConfig(BaseModel):
+class CacheConfig(BodyLimits):
     """Where answers are cached, for how long, and which requests may be answered from the cache."""
 
-    model_config = ConfigDict(extra="forbid")
-
     #: Exact layer: ``memory://`` (an LRU in this process) or ``redis://...``/``rediss://...``.
-    exact: str = "memory://"
+    store: str = "memory://"
     #: Entries kept by the memory LRU.
     max_entries: int = Field(default=10_000, ge=1)
     #: Semantic layer: ``qdrant-edge://PATH`` (Qdrant's engine in process, the embedded default),
     #: ``qdrant+http(s)://HOST:PORT`` (a Qdrant server), ``qdrant+local://PATH`` or
-    #: ``qdrant+local://:memory:`` (qdrant-client's local mode, for tests), ``memory://``, or ``none``.
-    vector: str = "qdrant-edge://./.aigw/cache-vectors"
+    #: ``qdrant+local://:memory:`` (qdrant-client's local mode, for tests), ``memory://``, or ``null``
+    #: (no semantic layer).
+    vector_store: str | None = "qdrant-edge://./.aigw/cache-vectors"
     #: Qdrant collection (server and local mode).
     collection: str = "aigw_cache"
     #: API key of a Qdrant server.
@@ -71,3 +73,13 @@ class CacheConfig(BaseModel):
     #: Seconds a lookup may take before it counts as a miss: each exact-store (Redis) call, the
     #: embedding, the vector search.
     lookup_timeout: float = Field(default=2.0, gt=0)
+
+    @field_validator("store")
+    @classmethod
+    def _known_store(cls, value: str) -> str:
+        return EXACT_STORES.check(value)
+
+    @field_validator("vector_store")
+    @classmethod
+    def _known_vector_store(cls, value: str | None) -> str | None:
+        return None if value is None else VECTOR_STORES.check(value)

@@ -136,13 +136,13 @@ class RedisExactStore:
             await self._loop_clients.aclose()
 
 
-def exact_store_from_url(
-    url: str, *, max_entries: int = 10_000, prefix: str = "aigw:cache:", timeout: float = 2.0
-) -> ExactStore:
-    """``memory://`` or ``redis://...`` / ``rediss://...`` / ``unix://...`` (each Redis call waits at
-    most ``timeout`` seconds)."""
-    if url in ("memory", "memory://"):
-        return MemoryExactStore(max_entries)
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        return RedisExactStore(url, prefix=prefix, timeout=timeout)
-    raise ValueError(f"Unknown exact cache store {url!r}: use memory:// or redis://HOST:PORT/DB.")
+def open_memory_store(url: str, *, max_entries: int = 10_000, **_: object) -> MemoryExactStore:
+    """``memory://``: an LRU in this process (registered in :mod:`asgi_aigw.stores.registry`)."""
+    return MemoryExactStore(max_entries)
+
+
+def open_redis_store(
+    url: str, *, prefix: str = "aigw:cache:", timeout: float = 2.0, **_: object
+) -> RedisExactStore:
+    """``redis://``, ``rediss://``, ``unix://``; each Redis call waits at most ``timeout`` seconds."""
+    return RedisExactStore(url, prefix=prefix, timeout=timeout)

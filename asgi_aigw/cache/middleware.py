@@ -13,26 +13,27 @@ A failing store or embedder is a miss (logged once per interval), never an error
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from ..kernel.body import DEFAULT_MAX_BODY_BYTES, ClientDisconnect, read_json
+from ..kernel.body import ClientDisconnect, read_json
 from ..kernel.context import RequestContext, Usage, ensure_context
 from ..kernel.errors import GatewayError, InvalidRequest, clip, send_error
+from ..kernel.lifespan import lifespan_passthrough
 from ..kernel.models import ChatCompletionRequest
 from ..kernel.response import ResponseTap, watch_disconnect
 from ..kernel.routes import classify
 from ..kernel.types import ASGIApp, Headers, Message, Receive, Scope, Send
+from ..stores.registry import EXACT_STORES, VECTOR_STORES
 from .config import CacheConfig
 from .embedding import Embedder, runtime_embedder
 from .entry import CachedAnswer, StreamAssembler
-from .exact import ExactStore, exact_store_from_url
+from .exact import ExactStore
 from .keys import CacheKeys, cache_keys, tenant_tag
-from .vector import VectorEntry, VectorStore, point_id, vector_store_from_url
+from .vector import VectorEntry, VectorStore, point_id
 from .verify import verify
 
 logger = logging.getLogger("asgi_aigw.cache")
@@ -51,7 +52,6 @@ _SSE_HEADERS: Headers = [
     (b"x-accel-buffering", b"no"),
 ]
 
-_UNSET: Any = object()
 #: Decoded answers kept for hot entries, and the largest kept (bounds the table at 64 MiB).
 _DECODED_ENTRIES = 1024
 _DECODED_MAX_BYTES = 64 * 1024
@@ -149,9 +149,11 @@ class _ThrottledLog:
 class SemanticCacheMiddleware:
     """Answer chat requests from the cache; see the module docstring and docs/cache.md.
 
-    ``exact`` and ``vector`` take a store object or a URL (``None`` for ``vector``: no semantic layer);
-    by default they come from ``config``. ``embedder`` is any object with ``dimension`` and
-    ``async embed(texts)``; by default the runtime's shared embedder is used, resolved on first use.
+    Every setting is in ``config``; the stores are the ones ``config.store`` and ``config.vector_store``
+    name (``vector_store: null``: no semantic layer). Injected objects: ``exact`` and ``vector``, stores
+    you built (replacing those of the configuration); ``embedder``, any object with ``dimension`` and
+    ``async embed(texts)`` (or a callable returning one), else the runtime's shared embedder, resolved
+    on first use.
     """
 
     def __init__(
@@ -159,28 +161,25 @@ class SemanticCacheMiddleware:
         app: ASGIApp,
         *,
         config: CacheConfig | None = None,
-        exact: ExactStore | str | None = None,
-        vector: VectorStore | str | None = _UNSET,
+        exact: ExactStore | None = None,
+        vector: VectorStore | None = None,
         embedder: Embedder | Callable[[], Embedder | None] | None = None,
-        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         self.app = app
         self.config = config = config or CacheConfig()
-        if exact is None or isinstance(exact, str):
+        if exact is None:
             # the exact lookup is bounded like the others: a slow Redis must not hold every miss for
             # the client's default 2 s
-            exact = exact_store_from_url(
-                exact or config.exact,
+            exact = EXACT_STORES.open(
+                config.store,
                 max_entries=config.max_entries,
                 prefix=config.key_prefix,
                 timeout=config.lookup_timeout,
             )
         self.exact: ExactStore = exact
-        if vector is _UNSET:
-            vector = config.vector
-        if isinstance(vector, str):
-            vector = vector_store_from_url(
-                vector, collection=config.collection, api_key=config.qdrant_api_key
+        if vector is None and config.vector_store is not None:
+            vector = VECTOR_STORES.open(
+                config.vector_store, collection=config.collection, api_key=config.qdrant_api_key
             )
         self.vector: VectorStore | None = vector
         self._embedder: Embedder | None = None
@@ -192,7 +191,7 @@ class SemanticCacheMiddleware:
         elif vector is not None:
             # as documented: the runtime's shared embedder, resolved (not loaded) on first use
             self._embedder_factory = runtime_embedder
-        self._max_body = max_body_bytes
+        self._max_body = config.max_body_bytes
         self._log_failure = _ThrottledLog(config.error_log_interval)
         self._last_cleanup = time.monotonic()
         self._background: set[asyncio.Task[None]] = set()
@@ -232,7 +231,9 @@ class SemanticCacheMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await self.app(scope, receive, self._lifespan_send(send))
+            await lifespan_passthrough(
+                self.app, scope, receive, send, on_startup=self._start, on_shutdown=self.aclose
+            )
             return
         if classify(scope) != "chat":
             await self.app(scope, receive, send)
@@ -282,17 +283,10 @@ class SemanticCacheMiddleware:
         ctx.cache_status = MISS if controls.lookup else BYPASS
         await self._forward_and_store(scope, receive, send, ctx, keys, controls, vector)
 
-    def _lifespan_send(self, send: Send) -> Send:
-        async def lifespan_send(message: Message) -> None:
-            if message["type"] == "lifespan.startup.complete" and self.vector is not None:
-                # Load the embedding model now, in the background, rather than in the first request.
-                self._spawn(self._warm_up())
-            elif message["type"] == "lifespan.shutdown.complete":
-                with contextlib.suppress(Exception):
-                    await self.aclose()
-            await send(message)
-
-        return lifespan_send
+    async def _start(self) -> None:
+        if self.vector is not None:
+            # Load the embedding model now, in the background, rather than in the first request.
+            self._spawn(self._warm_up())
 
     async def _warm_up(self) -> None:
         embedder = self.embedder  # resolving loads nothing; the first embed loads the model

@@ -135,3 +135,8 @@ class QdrantEdgeStore:
 
     async def aclose(self) -> None:
         await anyio.to_thread.run_sync(self._close_sync)
+
+
+def open_store(url: str, **_: object) -> QdrantEdgeStore:
+    """``qdrant-edge://PATH``: Qdrant's engine in this process, its data under PATH."""
+    return QdrantEdgeStore(Path(url[len("qdrant-edge://") :] or ".aigw/cache-vectors"))

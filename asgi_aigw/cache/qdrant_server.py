@@ -135,3 +135,14 @@ class QdrantServerStore:
             await self._client.close()
             self._client = None
             self._ready = False
+
+
+def open_store(url: str, *, collection: str = "aigw_cache", api_key: str | None = None) -> QdrantServerStore:
+    """``qdrant+http(s)://HOST:PORT`` (a Qdrant server) or ``qdrant+local://PATH`` /
+    ``qdrant+local://:memory:`` (qdrant-client's local mode, for tests)."""
+    if url.startswith("qdrant+local://"):
+        location = url[len("qdrant+local://") :] or ":memory:"
+        if location == ":memory:":
+            return QdrantServerStore(location=":memory:", collection=collection)
+        return QdrantServerStore(path=location, collection=collection)
+    return QdrantServerStore(url=url[len("qdrant+") :], collection=collection, api_key=api_key)

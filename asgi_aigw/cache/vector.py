@@ -12,7 +12,6 @@ import hashlib
 import math
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 #: Payload fields. ``tenant`` holds the tenant's tag (see :func:`.keys.tenant_tag`), never the raw id.
@@ -136,31 +135,6 @@ def _unit(vector: list[float]) -> list[float]:
     return [v / norm for v in vector]
 
 
-def vector_store_from_url(
-    url: str, *, collection: str = "aigw_cache", api_key: str | None = None
-) -> VectorStore | None:
-    """``memory://``, ``qdrant-edge://PATH``, ``qdrant+http(s)://HOST:PORT``, ``qdrant+local://PATH``
-    (``qdrant+local://:memory:``), or ``none`` (no semantic layer: ``None``)."""
-    if url in ("none", ""):
-        return None
-    if url in ("memory", "memory://"):
-        return MemoryVectorStore()
-    if url.startswith("qdrant-edge://"):
-        from .qdrant_edge import QdrantEdgeStore
-
-        return QdrantEdgeStore(Path(url[len("qdrant-edge://") :] or ".aigw/cache-vectors"))
-    if url.startswith(("qdrant+http://", "qdrant+https://")):
-        from .qdrant_server import QdrantServerStore
-
-        return QdrantServerStore(url=url[len("qdrant+") :], collection=collection, api_key=api_key)
-    if url.startswith("qdrant+local://"):
-        from .qdrant_server import QdrantServerStore
-
-        location = url[len("qdrant+local://") :] or ":memory:"
-        if location == ":memory:":
-            return QdrantServerStore(location=":memory:", collection=collection)
-        return QdrantServerStore(path=location, collection=collection)
-    raise ValueError(
-        f"Unknown vector store {url!r}: use qdrant-edge://PATH, qdrant+http://HOST:PORT, "
-        "qdrant+local://PATH, memory:// or none."
-    )
+def open_memory_store(url: str, **_: object) -> MemoryVectorStore:
+    """``memory://``: vectors in a dict, for tests (registered in :mod:`asgi_aigw.stores.registry`)."""
+    return MemoryVectorStore()

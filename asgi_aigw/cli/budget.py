@@ -13,10 +13,11 @@ import orjson
 
 from ..budget.config import BudgetConfig
 from ..budget.middleware import limits_vector
-from ..budget.store import BudgetStore, StoreError, store_from_url
+from ..budget.store import BudgetStore, StoreError
 from ..budget.windows import WINDOWS, SlotClock, format_amount, format_duration, from_units, to_units
 from ..config import ConfigError, load_config
 from ..kernel.optional import MissingDependency
+from ..stores.registry import BUDGET_STORES
 from ..tenant.ids import InvalidTenantId, validate_tenant_id
 
 _CONFIG_ENV = "AIGW_CONFIG"
@@ -152,7 +153,9 @@ def _print_table(report: dict[str, Any]) -> None:
 
 
 async def _act(args: argparse.Namespace, config: BudgetConfig, tenant: str) -> int:
-    store = store_from_url(config.store, key_prefix=config.key_prefix, timeout=max(config.store_timeout, 2.0))
+    store: BudgetStore = BUDGET_STORES.open(
+        config.store, key_prefix=config.key_prefix, timeout=max(config.store_timeout, 2.0)
+    )
     try:
         if args.action == "set":
             await store.set_overrides(tenant, _parse_values(args))

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..config import ConfigError, GatewayConfig, load_config
 from ..kernel.optional import MissingDependency
+from ..stores.registry import EXACT_STORES, VECTOR_STORES
 
 
 def register(subparsers: Any) -> None:
@@ -34,16 +35,20 @@ def _config(args: argparse.Namespace) -> GatewayConfig:
 
 
 async def _purge(config: GatewayConfig, tenant: str | None) -> tuple[int, int]:
-    from ..cache.exact import exact_store_from_url
+    from ..cache.exact import ExactStore
     from ..cache.keys import tenant_tag
-    from ..cache.vector import vector_store_from_url
+    from ..cache.vector import VectorStore
 
     assert config.cache is not None
     section = config.cache
-    exact = exact_store_from_url(section.exact, max_entries=section.max_entries, prefix=section.key_prefix)
-    vector = vector_store_from_url(
-        section.vector, collection=section.collection, api_key=section.qdrant_api_key
+    exact: ExactStore = EXACT_STORES.open(
+        section.store, max_entries=section.max_entries, prefix=section.key_prefix
     )
+    vector: VectorStore | None = None
+    if section.vector_store is not None:
+        vector = VECTOR_STORES.open(
+            section.vector_store, collection=section.collection, api_key=section.qdrant_api_key
+        )
     tag = tenant_tag(tenant) if tenant is not None else None
     try:
         removed_exact = await exact.purge(tag)
@@ -64,7 +69,7 @@ def run_purge(args: argparse.Namespace) -> int:
     if config.cache is None:
         print("aigw cache purge: the configuration has no 'cache' section.", file=sys.stderr)
         return 2
-    for kind, url in (("exact", config.cache.exact), ("vector", config.cache.vector)):
+    for kind, url in (("exact", config.cache.store), ("vector", config.cache.vector_store)):
         if url in ("memory", "memory://"):
             print(f"note: the {kind} layer lives in the server's memory (memory://): restart it to clear.")
     try:

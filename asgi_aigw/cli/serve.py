@@ -51,9 +51,9 @@ def run(args: argparse.Namespace) -> int:
         else:
             config = load_config(args.config) if args.config else GatewayConfig()
         # Resolve once here so a bad configuration fails before uvicorn starts.
-        from ..router import ModelRegistry
+        from ..router.registry import ModelRegistry
 
-        registry = ModelRegistry(config, {} if args.demo else None)
+        registry = ModelRegistry(config.router, {} if args.demo else None)
         if config.budget is not None:
             from ..app import budget_settings
             from ..budget.middleware import check_prices
@@ -89,8 +89,8 @@ def run(args: argparse.Namespace) -> int:
             "placeholders (printed here), your answer has your values back.",
             file=sys.stderr,
         )
-    if config.log is not None and config.log.sink is not None:
-        print(f"request log: {config.log.sink} (read it with: aigw usage)", file=sys.stderr)
+    if config.log is not None and config.log.store is not None:
+        print(f"request log: {config.log.store} (read it with: aigw usage)", file=sys.stderr)
     if config.log is not None and config.log.metrics is not None and config.log.metrics.serve:
         print(f"metrics: http://{host}:{port}{config.prefix}/metrics", file=sys.stderr)
     uvicorn.run(

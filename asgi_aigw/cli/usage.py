@@ -34,6 +34,7 @@ def register(subparsers: Any) -> None:
     source.add_argument("--config", metavar="FILE", help="read the log sink from this gateway configuration")
     parser.add_argument("--table", help=f"table name (default: the configuration's, or {DEFAULT_TABLE})")
     parser.add_argument("--tenant", help="only this tenant")
+    parser.add_argument("--by-user", action="store_true", help="one row per tenant, user and model")
     parser.add_argument(
         "--since", default="all", help="only requests this recent: 90m, 24h, 7d, 2w (default: all)"
     )
@@ -49,7 +50,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..logs.clickhouse import ClickHouseSink
-    from ..logs.sinks import parse_sink_url
+    from ..logs.sink_url import parse_sink_url
     from ..logs.usage import format_table, parse_since, usage_report
 
     try:
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         _connect(sink, args.wait)
-        rows, totals = usage_report(sink, since=since, tenant=args.tenant)
+        rows, totals = usage_report(sink, since=since, tenant=args.tenant, by_user=args.by_user)
     except MissingDependency as exc:
         print(f"aigw usage: {exc}", file=sys.stderr)
         return 2
@@ -100,9 +101,9 @@ def _source(args: argparse.Namespace) -> tuple[str, str | None]:
         return args.url, args.table
     if args.config:
         config = load_config(args.config)
-        if config.log is None or config.log.sink is None:
-            raise ConfigError(f"{args.config} configures no request log (log.sink).")
-        return config.log.sink, args.table or config.log.table
+        if config.log is None or config.log.store is None:
+            raise ConfigError(f"{args.config} configures no request log (log.store).")
+        return config.log.store, args.table or config.log.table
     return os.environ.get(_URL_ENV) or DEFAULT_SINK, args.table
 
 

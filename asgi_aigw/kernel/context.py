@@ -112,6 +112,9 @@ class RequestContext:
     budget_remaining: dict[str, float] = field(default_factory=dict)
     #: PII entity types found in the request and how many of each (never the values).
     pii_entities: dict[str, int] = field(default_factory=dict)
+    #: True once RedactMiddleware scanned the body and rewrote what it found: only then may the
+    #: request log store the body (a request refused before, or without, redaction is logged without).
+    body_redacted: bool = False
     #: "hit-exact", "hit-semantic", "miss", "bypass" or None when no cache ran.
     cache_status: str | None = None
     cache_score: float | None = None

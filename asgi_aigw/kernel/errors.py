@@ -14,6 +14,10 @@ import orjson
 from .types import Headers, Send
 
 
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message says what to change."""
+
+
 class GatewayError(Exception):
     """An error the gateway answers itself, in OpenAI's error format."""
 

@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 
 from .http import send_json_bytes
+from .lifespan import lifespan_passthrough, serve_lifespan
 from .types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -51,12 +52,10 @@ class PrefixMount:
 
         async def app_send(message: Message) -> None:
             answered.append(message["type"])
-            if message["type"] == "lifespan.shutdown.complete":
-                await self._close_router()
             await send(message)
 
         try:
-            await self.app(scope, app_receive, app_send)
+            await lifespan_passthrough(self.app, scope, app_receive, app_send, on_shutdown=self._close_router)
         except Exception:
             if answered:  # the app speaks lifespan and failed: the server reports it
                 raise
@@ -65,14 +64,7 @@ class PrefixMount:
         # The app does not speak lifespan: answer it here, including a startup the app read and dropped.
         if consumed and consumed[-1] == "lifespan.startup":
             await send({"type": "lifespan.startup.complete"})
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self._close_router()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await serve_lifespan(receive, send, on_shutdown=self._close_router)
 
     async def _close_router(self) -> None:
         aclose = getattr(self.router, "aclose", None)

@@ -19,10 +19,11 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from ..kernel.errors import ConfigError
 from ..kernel.optional import require
 from .config import DEFAULT_TABLE
 from .row import COLUMN_NAMES, COLUMN_TYPES, COLUMNS, LogRow
-from .sinks import SinkURL, parse_sink_url
+from .sink_url import SinkURL, parse_sink_url
 
 logger = logging.getLogger("asgi_aigw.logs")
 
@@ -52,8 +53,6 @@ _DEFAULTS: dict[str, Any] = {name: _default(kind) for name, kind in COLUMNS}
 
 
 def quote_identifier(name: str) -> str:
-    from ..config import ConfigError
-
     if not _IDENTIFIER.match(name):
         raise ConfigError(f"{name!r} is not a valid ClickHouse table or database name (letters, digits, _).")
     return f"`{name}`"
@@ -94,7 +93,7 @@ class ClickHouseSink:
             raise ValueError("ClickHouseSink needs a URL (clickhouse://..., chdb://...) or a client")
         url = parse_sink_url(target, table=table, ttl_days=ttl_days) if isinstance(target, str) else target
         if url is not None and url.scheme not in ("clickhouse", "clickhouses", "chdb"):
-            raise ValueError(f"ClickHouseSink cannot write to {url.scheme}:// (use sink_from_url)")
+            raise ValueError(f"ClickHouseSink cannot write to {url.scheme}:// (open it through LOG_STORES)")
         self.url = url
         self.database = url.database if url else database
         self.table = url.table if url else table

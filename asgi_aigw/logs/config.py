@@ -2,33 +2,30 @@
 
 ```yaml
 log:
-  sink: clickhouse://aigw:${CLICKHOUSE_PASSWORD}@clickhouse:8123/observability
+  store: clickhouse://aigw:${CLICKHOUSE_PASSWORD}@clickhouse:8123/observability
   ttl_days: 90
   metrics: {tenant_label: true}
 ```
 
-This module imports nothing else from the package, so :mod:`asgi_aigw.config` can import it.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from ..kernel.config import ConfigSection
+from ..stores.registry import LOG_STORES
 
 #: Where the embedded default keeps its data (relative to the working directory).
 DEFAULT_DATA_DIR = ".aigw"
 DEFAULT_SINK = f"chdb://{DEFAULT_DATA_DIR}/chdb"
 DEFAULT_SPOOL_DIR = f"{DEFAULT_DATA_DIR}/spool"
 DEFAULT_TABLE = "aigw_requests"
-SINK_SCHEMES = ("clickhouse", "clickhouses", "chdb", "jsonl", "memory")
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class MetricsConfig(_Section):
+class MetricsConfig(ConfigSection):
     """Prometheus metrics recorded by the request log layer (needs ``asgi-aigw[metrics]``)."""
 
     #: Serve the metrics at ``{prefix}/metrics`` from the router.
@@ -45,20 +42,21 @@ class MetricsConfig(_Section):
     buckets: list[float] | None = None
 
 
-class LogConfig(_Section):
+class LogConfig(ConfigSection):
     """One row per request, written in batches to a sink, away from the request path."""
 
     #: ``clickhouse://user:pass@host:8123/db``, ``clickhouses://...`` (TLS), ``chdb:///abs/path`` or
     #: ``chdb://relative/path`` (in-process ClickHouse), ``jsonl://path/file.jsonl``, ``memory://``.
     #: ``None`` records metrics only.
-    sink: str | None = DEFAULT_SINK
+    store: str | None = DEFAULT_SINK
     table: str = Field(default=DEFAULT_TABLE, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     #: Rows older than this many days are deleted by ClickHouse (a TTL on a new table).
     ttl_days: int | None = Field(default=None, ge=1)
     #: ``gateway``: only OpenAI-format routes (chat, embeddings, models); ``all``: every HTTP request.
     routes: Literal["gateway", "all"] = "gateway"
-    #: Log the request body as the inner layers left it (redacted when RedactMiddleware runs inside
-    #: this layer). Answers are never logged: at this layer they carry the restored, unredacted text.
+    #: Log the request body once RedactMiddleware (inside this layer) has redacted it; a body it did
+    #: not finish with (a request refused before or by it, or no RedactMiddleware) is never logged.
+    #: Answers are never logged: at this layer they carry the restored, unredacted text.
     log_bodies: bool = False
     max_body_chars: int = Field(default=65536, ge=0)
     #: Response header carrying the request id; a valid incoming one is reused when trusted.
@@ -84,16 +82,7 @@ class LogConfig(_Section):
     #: Prometheus metrics; ``None`` turns them off.
     metrics: MetricsConfig | None = None
 
-    @field_validator("sink")
+    @field_validator("store")
     @classmethod
-    def _known_scheme(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        scheme = value.partition("://")[0].lower() if "://" in value else ""
-        if scheme not in SINK_SCHEMES:
-            raise ValueError(
-                f"unknown log sink {value!r}: use one of "
-                + ", ".join(f"{s}://" for s in SINK_SCHEMES)
-                + " (or null for metrics only)"
-            )
-        return value
+    def _known_store(cls, value: str | None) -> str | None:
+        return None if value is None else LOG_STORES.check(value)

@@ -11,18 +11,19 @@ from __future__ import annotations
 import logging
 import re
 import time
-from types import EllipsisType
 
 import orjson
 
 from ..kernel.context import RequestContext, ensure_context
 from ..kernel.http import get_header
+from ..kernel.lifespan import lifespan_passthrough
 from ..kernel.routes import classify
 from ..kernel.types import ASGIApp, Message, Receive, Scope, Send
+from ..stores.registry import LOG_STORES
 from .config import LogConfig
 from .metrics import GatewayMetrics
 from .row import CLIENT_CLOSED_REQUEST, build_row
-from .sinks import LogSink, sink_from_url
+from .sinks import LogSink
 from .writer import LogWriter
 
 logger = logging.getLogger("asgi_aigw.logs")
@@ -38,31 +39,31 @@ class RequestLogMiddleware:
     """Log every gateway request (``config.routes == "all"``: every HTTP request) to a sink, and
     record it in Prometheus ``metrics`` when given.
 
-    ``sink`` overrides ``config.sink``: a URL (``chdb:///var/lib/aigw``), a :class:`LogSink`, a ready
-    :class:`LogWriter` to share between apps, or ``None`` for metrics only. The other options come
-    from ``config``.
+    Every setting is in ``config``; rows go to the sink ``config.store`` names (``None``: metrics
+    only). Injected objects: ``store``, a :class:`LogSink` you built, or a ready :class:`LogWriter` to
+    share between apps (replacing ``config.store``); ``metrics``, the Prometheus recorder.
     """
 
     def __init__(
         self,
         app: ASGIApp,
         *,
-        sink: LogSink | LogWriter | str | EllipsisType | None = ...,
         config: LogConfig | None = None,
+        store: LogSink | LogWriter | None = None,
         metrics: GatewayMetrics | None = None,
     ) -> None:
         self.app = app
         self.config = config = config or LogConfig()
         self.metrics = metrics
         self.writer: LogWriter | None
-        target = config.sink if sink is ... else sink
+        target: LogSink | LogWriter | None = store
+        if target is None and config.store is not None:
+            target = LOG_STORES.open(config.store, table=config.table, ttl_days=config.ttl_days)
         if isinstance(target, LogWriter):
             self.writer = target
         elif target is None:
             self.writer = None
         else:
-            if isinstance(target, str):
-                target = sink_from_url(target, table=config.table, ttl_days=config.ttl_days)
             self.writer = LogWriter(
                 target,
                 batch_size=config.batch_size,
@@ -89,8 +90,9 @@ class RequestLogMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             if scope["type"] == "lifespan":
-                receive = self._lifespan_receive(receive)
-            await self.app(scope, receive, send)
+                await lifespan_passthrough(self.app, scope, receive, send, on_shutdown=self.aclose)
+            else:
+                await self.app(scope, receive, send)
             return
         route = classify(scope)
         if route is None and not self._all_routes:
@@ -179,20 +181,6 @@ class RequestLogMiddleware:
                 self.metrics.observe(ctx)
         except Exception:
             logger.exception("could not record the request log row of request %s", ctx.request_id)
-
-    def _lifespan_receive(self, receive: Receive) -> Receive:
-        """Flush the log when the server announces shutdown, before the inner app shuts down."""
-
-        async def lifespan_receive() -> Message:
-            message = await receive()
-            if message["type"] == "lifespan.shutdown":
-                try:
-                    await self.aclose()
-                except Exception:
-                    logger.exception("flushing the request log at shutdown failed")
-            return message
-
-        return lifespan_receive
 
 
 class _Progress:

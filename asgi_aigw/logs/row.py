@@ -2,8 +2,8 @@
 
 A row is a plain ``dict`` so every sink can take it as is (JSONL writes it, memory keeps it, ClickHouse
 inserts it column by column). It holds values and counts, never prompt or answer text, unless the
-configuration asks for the request body (then the body as the inner layers left it: redacted when
-RedactMiddleware runs).
+configuration asks for the request body: then the body as RedactMiddleware left it, and only when it
+ran to the end (no body for requests it did not scan).
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("timestamp", "DateTime64(3, 'UTC')"),
     ("request_id", "String"),
     ("tenant", "LowCardinality(String)"),
+    # who asked (the tenant pays); many more values than tenants, so not LowCardinality. Tables made
+    # before this column get it added by the sink (``ADD COLUMN IF NOT EXISTS``), empty for old rows.
+    ("user_id", "String"),
     ("route", "LowCardinality(String)"),
     ("method", "LowCardinality(String)"),
     ("path", "String"),
@@ -67,12 +70,15 @@ def build_row(
     usage = ctx.usage
     finished = ctx.finished_at if ctx.finished_at is not None else ctx.started_perf
     body = ""
-    if log_body and ctx.body is not None:
+    # only a body RedactMiddleware has scanned: a request refused before redaction ran (a budget 429,
+    # a 422 for blocked PII, a 400) still holds the client's own bytes
+    if log_body and ctx.body is not None and ctx.body_redacted:
         body = ctx.body.raw[: max_body_chars * 4].decode("utf-8", "replace")[:max_body_chars]
     return {
         "timestamp": int(ctx.started_at * 1000),
         "request_id": ctx.request_id,
         "tenant": ctx.tenant_id or "",
+        "user_id": ctx.user_id or "",
         "route": ctx.route or route or "",
         "method": method,
         "path": path,

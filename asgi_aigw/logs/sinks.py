@@ -12,15 +12,13 @@ import os
 import threading
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 
-from .config import DEFAULT_TABLE, SINK_SCHEMES
 from .row import LogRow
+from .sink_url import parse_sink_url
 
 
 @runtime_checkable
@@ -103,82 +101,10 @@ class JSONLSink:
         pass
 
 
-@dataclass(frozen=True)
-class SinkURL:
-    """A parsed sink URL (see :func:`parse_sink_url`)."""
-
-    scheme: str
-    #: chDB / JSONL: a filesystem path (absolute), or ``None`` for chDB in memory.
-    path: str | None = None
-    host: str = "localhost"
-    port: int | None = None
-    username: str | None = None
-    password: str | None = None
-    database: str = "default"
-    table: str = DEFAULT_TABLE
-    ttl_days: int | None = None
-    options: dict[str, str] = field(default_factory=dict)
-
-
-def parse_sink_url(url: str, *, table: str | None = None, ttl_days: int | None = None) -> SinkURL:
-    """Parse a sink URL; ``table`` and ``ttl_days`` are defaults that ``?table=``/``?ttl_days=`` override.
-
-    ``chdb:///abs/path`` and ``jsonl:///abs/file`` take an absolute path, ``chdb://rel/path`` one
-    relative to the working directory (resolved now); ``chdb://:memory:`` is chDB in memory.
-    """
-    from ..config import ConfigError  # here: asgi_aigw.config imports this package's config
-
-    scheme, sep, rest = url.partition("://")
-    scheme = scheme.lower()
-    if not sep or scheme not in SINK_SCHEMES:
-        raise ConfigError(
-            f"Unknown log sink {url!r}. Use one of: "
-            + ", ".join(f"{s}://" for s in SINK_SCHEMES)
-            + ", or pass a LogSink object."
-        )
-    rest, _, query_string = rest.partition("?")
-    query = {key: values[-1] for key, values in parse_qs(query_string).items()}
-    table = query.pop("table", None) or table or DEFAULT_TABLE
-    if "ttl_days" in query:
-        try:
-            ttl_days = int(query.pop("ttl_days"))
-        except ValueError:
-            raise ConfigError(f"ttl_days in the log sink URL {url!r} must be a whole number.") from None
-    if scheme == "memory":
-        return SinkURL(scheme, table=table)
-    if scheme in ("chdb", "jsonl"):
-        location = unquote(rest)
-        path: str | None
-        if scheme == "chdb" and location in ("", ":memory:", "memory"):
-            path = None
-        elif not location:
-            raise ConfigError(f"The log sink {url!r} names no file: write jsonl://path/to/requests.jsonl.")
-        else:
-            path = os.path.abspath(location)
-        database = query.pop("database", "default")
-        return SinkURL(scheme, path=path, database=database, table=table, ttl_days=ttl_days, options=query)
-    parts = urlsplit(f"http://{rest}")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ConfigError(f"The port in the log sink URL {url!r} is not a number.") from None
-    database = unquote(parts.path.strip("/")) or query.pop("database", "default")
-    return SinkURL(
-        scheme,
-        host=parts.hostname or "localhost",
-        port=port,
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
-        database=database,
-        table=table,
-        ttl_days=ttl_days,
-        options=query,
-    )
-
-
-def sink_from_url(url: str, *, table: str | None = None, ttl_days: int | None = None) -> LogSink:
+def open_sink(url: str, *, table: str | None = None, ttl_days: int | None = None) -> LogSink:
     """The sink a URL names: ``clickhouse://``/``clickhouses://`` (a ClickHouse server over HTTP),
-    ``chdb://`` (ClickHouse in process), ``jsonl://`` or ``memory://``. Unknown scheme: ConfigError."""
+    ``chdb://`` (ClickHouse in process), ``jsonl://`` or ``memory://`` (registered in
+    :mod:`asgi_aigw.stores.registry`)."""
     parsed = parse_sink_url(url, table=table, ttl_days=ttl_days)
     if parsed.scheme == "memory":
         return MemorySink()

@@ -1,4 +1,5 @@
-"""Usage per tenant and model from the request log table: spend, tokens, requests, cache hits, latency."""
+"""Usage per tenant (and user) and model from the request log table: spend, tokens, requests, cache hits,
+latency."""
 
 from __future__ import annotations
 
@@ -50,6 +51,8 @@ class UsageRow:
     cache_lookups: int
     p50_ms: float
     p95_ms: float
+    #: Who asked, when the report is by user (``""``: requests that named no user).
+    user: str | None = None
 
     @property
     def cache_hit_ratio(self) -> float | None:
@@ -58,9 +61,14 @@ class UsageRow:
 
 
 def usage_report(
-    sink: ClickHouseSink, *, since: timedelta | None = None, tenant: str | None = None
+    sink: ClickHouseSink,
+    *,
+    since: timedelta | None = None,
+    tenant: str | None = None,
+    by_user: bool = False,
 ) -> tuple[list[UsageRow], UsageRow | None]:
-    """One row per (tenant, model), most expensive first within a tenant, and the totals."""
+    """One row per (tenant, model), or per (tenant, user, model) with ``by_user``, most expensive first
+    within a tenant, and the totals."""
     params: dict[str, Any] = {"since": 0}
     if since is not None:
         params["since"] = int((time.time() - since.total_seconds()) * 1000)
@@ -68,24 +76,26 @@ def usage_report(
     if tenant is not None:
         tenant_filter = "AND tenant = {tenant:String}"
         params["tenant"] = tenant
+    keys = "tenant, user_id, model" if by_user else "tenant, model"
     grouped = sink.query(
-        _SELECT.replace("{keys}", "tenant, model,")
+        _SELECT.replace("{keys}", keys + ",")
         .replace("{tenant_filter}", tenant_filter)
-        .replace(
-            "{group}", "GROUP BY tenant, model ORDER BY tenant, sum(ifNull(cost, 0)) DESC, requests DESC"
-        ),
+        .replace("{group}", f"GROUP BY {keys} ORDER BY tenant, sum(ifNull(cost, 0)) DESC, requests DESC"),
         params,
     )
-    rows = [_usage_row(values[0], values[1], values[2:]) for values in grouped]
+    if by_user:
+        rows = [_usage_row(v[0], v[2], v[3:], user=v[1]) for v in grouped]
+    else:
+        rows = [_usage_row(values[0], values[1], values[2:]) for values in grouped]
     if not rows:
         return [], None
     totals = sink.query(
         _SELECT.replace("{keys}", "").replace("{tenant_filter}", tenant_filter).replace("{group}", ""), params
     )
-    return rows, _usage_row("all", "all", totals[0])
+    return rows, _usage_row("all", "all", totals[0], user="all" if by_user else None)
 
 
-def _usage_row(tenant: str, model: str, values: tuple[Any, ...]) -> UsageRow:
+def _usage_row(tenant: str, model: str, values: tuple[Any, ...], user: str | None = None) -> UsageRow:
     requests, prompt, completion, total, cost, hits, lookups, p50, p95 = values
     return UsageRow(
         tenant=tenant,
@@ -99,6 +109,7 @@ def _usage_row(tenant: str, model: str, values: tuple[Any, ...]) -> UsageRow:
         cache_lookups=int(lookups),
         p50_ms=_number(p50),
         p95_ms=_number(p95),
+        user=user,
     )
 
 
@@ -125,12 +136,14 @@ _HEADERS = (
 
 
 def format_table(rows: list[UsageRow], totals: UsageRow | None) -> str:
-    """A fixed-width table, totals last."""
-    lines = [_cells(row) for row in rows]
+    """A fixed-width table, totals last; a USER column when the rows are by user."""
+    by_user = any(row.user is not None for row in rows)
+    headers = (_HEADERS[0], "USER", *_HEADERS[1:]) if by_user else _HEADERS
+    lines = [_cells(row, by_user) for row in rows]
     if totals is not None and len(rows) > 1:
-        lines.append(_cells(totals))
-    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(_HEADERS)]
-    left = {0, 1}
+        lines.append(_cells(totals, by_user))
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(headers)]
+    left = {0, 1, 2} if by_user else {0, 1}
 
     def render(cells: tuple[str, ...]) -> str:
         return "  ".join(
@@ -138,7 +151,7 @@ def format_table(rows: list[UsageRow], totals: UsageRow | None) -> str:
             for i, (c, w) in enumerate(zip(cells, widths, strict=True))
         )
 
-    out = [render(_HEADERS), "  ".join("-" * w for w in widths)]
+    out = [render(headers), "  ".join("-" * w for w in widths)]
     out.extend(render(line) for line in lines[: len(rows)])
     if len(lines) > len(rows):
         out.append("  ".join("-" * w for w in widths))
@@ -146,10 +159,11 @@ def format_table(rows: list[UsageRow], totals: UsageRow | None) -> str:
     return "\n".join(line.rstrip() for line in out)
 
 
-def _cells(row: UsageRow) -> tuple[str, ...]:
+def _cells(row: UsageRow, by_user: bool = False) -> tuple[str, ...]:
     ratio = row.cache_hit_ratio
+    who = (row.tenant or "-", row.user or "-") if by_user else (row.tenant or "-",)
     return (
-        row.tenant or "-",
+        *who,
         row.model or "-",
         f"{row.requests:,}",
         f"{row.prompt_tokens:,}",

@@ -11,19 +11,14 @@ See docs/redaction.md.
 
 from .config import DEFAULT_ENTITIES, Action, RedactConfig, RegexPattern, RegexRecognizerConfig
 from .middleware import PIIBlocked, RedactionUnavailable, RedactMiddleware
-from .placeholders import PlaceholderMap
-from .scanner import Finding, Scanner
 
 __all__ = [
     "DEFAULT_ENTITIES",
     "Action",
-    "Finding",
     "PIIBlocked",
-    "PlaceholderMap",
     "RedactConfig",
     "RedactMiddleware",
     "RedactionUnavailable",
     "RegexPattern",
     "RegexRecognizerConfig",
-    "Scanner",
 ]

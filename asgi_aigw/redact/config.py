@@ -20,7 +20,9 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from ..kernel.config import BodyLimits, ConfigSection
 
 Action = Literal["pseudonymize", "mask", "block", "allow"]
 
@@ -45,11 +47,7 @@ DEFAULT_PHONE_REGIONS: tuple[str, ...] = ("US", "GB", "DE", "FR", "IN")
 _ENTITY_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 
-class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class RegexPattern(_Config):
+class RegexPattern(ConfigSection):
     regex: str = Field(min_length=1)
     #: Confidence given to a match (compared with ``score_threshold``).
     score: float = Field(default=0.8, ge=0, le=1)
@@ -64,7 +62,7 @@ class RegexPattern(_Config):
         return value
 
 
-class RegexRecognizerConfig(_Config):
+class RegexRecognizerConfig(ConfigSection):
     """An extra pattern recognizer (a Presidio ``PatternRecognizer``)."""
 
     name: str = Field(min_length=1)
@@ -82,7 +80,7 @@ class RegexRecognizerConfig(_Config):
         return value
 
 
-class RedactConfig(_Config):
+class RedactConfig(BodyLimits):
     """The ``redact`` section of the gateway configuration (see docs/redaction.md)."""
 
     #: Pattern recognizers only, with no NER model: ~1 ms per KB instead of ~10, and no PERSON.
@@ -101,12 +99,14 @@ class RedactConfig(_Config):
     recognizers: list[RegexRecognizerConfig] = Field(default_factory=list)
     #: Regions whose national phone number formats are recognised.
     phone_regions: list[str] = Field(default_factory=lambda: list(DEFAULT_PHONE_REGIONS))
-    #: Chat roles whose messages are scanned.
+    #: Chat roles whose messages are scanned (a role left out is sent, and logged, as written; a
+    #: role that is not a Chat Completions role is refused with 400 whatever this says).
     roles: list[str] = Field(default_factory=lambda: list(DEFAULT_ROLES))
     #: Scan the arguments of tool calls in assistant messages (they carry restored values too).
     scan_tool_arguments: bool = True
-    #: Scan the ``input`` of embeddings requests (placeholders then shape the vectors).
-    scan_embeddings: bool = False
+    #: Scan embeddings requests (placeholders then shape the vectors). False: they pass untouched,
+    #: and the request log stores no body for them.
+    scan_embeddings: bool = True
     #: Scan JSON answers for PII the request did not contain and mask it (one more analysis per
     #: answer, in a worker thread). Streams are not scanned: that would mean buffering them.
     scan_answer: bool = False

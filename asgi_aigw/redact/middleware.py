@@ -5,21 +5,22 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import orjson
 
-from ..kernel.body import DEFAULT_MAX_BODY_BYTES, ClientDisconnect, forward_scope, read_json
+from ..kernel.body import ClientDisconnect, forward_scope, read_json
 from ..kernel.context import RequestContext, ensure_context
 from ..kernel.errors import GatewayError, UnprocessableContent, send_error
 from ..kernel.response import ResponseTap
 from ..kernel.routes import classify
 from ..kernel.types import ASGIApp, Message, Receive, Scope, Send
 from .config import RedactConfig
-from .fields import TextField, chat_fields, embeddings_fields, plan, rewrite
+from .fields import Scanned, TextField, apply, plan, rewrite
 from .placeholders import PlaceholderMap, placeholders_in
 from .restore import JSONRestorer, StreamRestorer, restore_json_value
 from .scanner import Finding, Scanner
+from .walk import Walk
 
 if TYPE_CHECKING:
     from presidio_analyzer import AnalyzerEngine
@@ -45,8 +46,8 @@ class RedactMiddleware:
     """Find PII with Presidio, replace it with placeholders (or mask it, or refuse the request), and
     restore the placeholders in the answer, JSON or streamed. See docs/redaction.md.
 
-    ``analyzer`` is a Presidio ``AnalyzerEngine`` (or a callable returning one); by default the
-    shared one from ``asgi_aigw.runtime.pii.get_analyzer(runtime)``.
+    Every setting is in ``config``. Injected: ``analyzer``, a Presidio ``AnalyzerEngine`` (or a callable
+    returning one); by default the process-wide one of ``asgi_aigw.runtime.pii.get_analyzer``.
     """
 
     def __init__(
@@ -55,13 +56,11 @@ class RedactMiddleware:
         *,
         config: RedactConfig | None = None,
         analyzer: AnalyzerEngine | Callable[[], AnalyzerEngine] | None = None,
-        runtime: Any = None,
-        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         self.app = app
         self.config = config or RedactConfig()
-        self.scanner = Scanner(self.config, analyzer, runtime=runtime)
-        self.max_body_bytes = max_body_bytes
+        self.scanner = Scanner(self.config, analyzer)
+        self.max_body_bytes = self.config.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = classify(scope)
@@ -80,7 +79,12 @@ class RedactMiddleware:
             await send_error(send, exc)
             return
         data = body.data
-        fields = chat_fields(data, self.config) if route == "chat" else embeddings_fields(data)
+        try:
+            walk = Walk(self.config).chat(data) if route == "chat" else Walk(self.config).embeddings(data)
+        except GatewayError as exc:  # a role the scanner does not know
+            await send_error(send, exc)
+            return
+        fields = walk.fields
         try:
             findings = await self.scanner.scan([field.text for field in fields])
         except Exception:
@@ -97,20 +101,27 @@ class RedactMiddleware:
 
         def lookalikes() -> set[str]:
             # placeholder-shaped strings the client wrote itself are never allocated (see
-            # placeholders.py); looked for only when the raw body could hold one
+            # placeholders.py); looked for only when the raw body could hold one. The scanned texts
+            # count too: decoded tool-call arguments may hold one that was escaped in the body.
             raw = body.raw
-            return placeholders_in(data) if b"<" in raw or b"\\u003" in raw else set()
+            if b"<" not in raw and b"\\u003" not in raw:
+                return set()
+            return placeholders_in(data) | placeholders_in([field.text for field in fields])
 
         try:
             mapping = self._redact(fields, findings, lookalikes, ctx)
         except PIIBlocked as exc:
             await send_error(send, exc)
             return
+        # the body as it now stands may be logged (it was redacted); see logs/row.py
+        ctx.body_redacted = True
         # embeddings answers hold vectors, nothing to restore
         tap_answer = route == "chat"
         if mapping is None:  # nothing to change
             await self.app(scope, receive, self._answer_tap(send, None) if tap_answer else send)
             return
+        for source in walk.sources:
+            source.encode()
         body.mark_changed()
         await self.app(
             forward_scope(scope, body), receive, self._answer_tap(send, mapping) if tap_answer else send
@@ -118,7 +129,7 @@ class RedactMiddleware:
 
     def _redact(
         self,
-        fields: list[TextField],
+        fields: list[Scanned],
         findings: list[tuple[Finding, ...]],
         lookalikes: Callable[[], set[str]],
         ctx: RequestContext,
@@ -140,9 +151,13 @@ class RedactMiddleware:
         if not counts:
             return None
         mapping = PlaceholderMap(lookalikes())
+        changes: list[tuple[TextField, str]] = []
         for field, replacements in zip(fields, plans, strict=True):
             if replacements:
-                field.set(rewrite(field, replacements, mapping, self.config))
+                changes.extend(apply(field, replacements, mapping, self.config))
+        # values first: a value is written under its key, which a key change would rename
+        for target, text in sorted(changes, key=lambda change: change[0].is_key):
+            target.set(text)
         return mapping
 
     def _answer_tap(self, send: Send, mapping: PlaceholderMap | None) -> Send:

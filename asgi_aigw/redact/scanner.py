@@ -21,6 +21,7 @@ import anyio.to_thread
 
 from .config import RedactConfig
 from .engine import NER_ENTITIES, build_analyzer, name_segments, possible_entities, supported_entities
+from .normalize import normalise
 
 if TYPE_CHECKING:
     from presidio_analyzer import AnalyzerEngine
@@ -88,12 +89,9 @@ class Scanner:
         self,
         config: RedactConfig,
         analyzer: AnalyzerEngine | Callable[[], AnalyzerEngine] | None = None,
-        *,
-        runtime: Any = None,
     ) -> None:
         self.config = config
         self._source = analyzer
-        self._runtime = runtime
         self._engine: AnalyzerEngine | None = None
         self._entities: list[str] = []
         self._build_lock = threading.Lock()
@@ -126,7 +124,7 @@ class Scanner:
         if source is None:
             from .runtime import default_analyzer
 
-            return default_analyzer(self.config, self._runtime)
+            return default_analyzer(self.config)
         if callable(source) and not hasattr(source, "analyze"):
             return source()
         return source  # type: ignore[return-value]
@@ -138,7 +136,16 @@ class Scanner:
     # -- analysis -------------------------------------------------------------------------------
 
     def analyze_sync(self, text: str) -> tuple[Finding, ...]:
-        """Analyse one text (blocking, uncached)."""
+        """Analyse one text (blocking, uncached): detection runs on its normalised form (see
+        :mod:`asgi_aigw.redact.normalize`), findings are spans of ``text`` itself."""
+        normal = normalise(text)
+        if normal is None:
+            return self._analyze_normal(text)
+        found = self._analyze_normal(normal.text)
+        spans = (Finding(f.entity_type, *normal.original_span(f.start, f.end), f.score) for f in found)
+        return tuple(sorted(spans))
+
+    def _analyze_normal(self, text: str) -> tuple[Finding, ...]:
         engine = self.engine()
         entities = possible_entities(text, self._entities)
         self.analyzed += 1
@@ -165,6 +172,9 @@ class Scanner:
         engine = self._engine
         if engine is None or len(text) > INLINE_LIMIT:
             return False
+        normal = normalise(text)
+        if normal is not None:
+            text = normal.text
         remaining = possible_entities(text, self._entities)
         if any(entity not in NER_ENTITIES for entity in remaining):
             return False

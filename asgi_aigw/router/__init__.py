@@ -1,6 +1,30 @@
-"""The ProviderRouter ASGI app and its model registry."""
+"""The ProviderRouter ASGI app and its configuration.
+
+```python
+from asgi_aigw.router import ProviderRouter, RouterConfig
+
+router = ProviderRouter(RouterConfig(models=[...]))  # mount it at /ai
+```
+"""
 
 from .app import ProviderRouter
-from .registry import ModelRegistry, ResolvedModel
+from .config import (
+    CooldownConfig,
+    DeploymentConfig,
+    ModelConfig,
+    ProviderSettings,
+    RetryConfig,
+    RouterConfig,
+    Timeouts,
+)
 
-__all__ = ["ModelRegistry", "ProviderRouter", "ResolvedModel"]
+__all__ = [
+    "CooldownConfig",
+    "DeploymentConfig",
+    "ModelConfig",
+    "ProviderRouter",
+    "ProviderSettings",
+    "RetryConfig",
+    "RouterConfig",
+    "Timeouts",
+]

@@ -13,7 +13,6 @@ import anyio
 import httpx
 import orjson
 
-from ..config import GatewayConfig
 from ..kernel.body import ClientDisconnect, JSONBody, read_json
 from ..kernel.context import RequestContext, ensure_context
 from ..kernel.errors import (
@@ -26,10 +25,12 @@ from ..kernel.errors import (
     sse_error_event,
 )
 from ..kernel.http import send_json_bytes
+from ..kernel.lifespan import run_hook, serve_lifespan
 from ..kernel.models import ChatCompletionRequest, EmbeddingRequest
 from ..kernel.routes import route_path
 from ..kernel.types import ASGIApp, Headers, Message, Receive, Scope, Send
 from ..providers import ADAPTERS, Deployment, ProviderAdapter, TranslatedResponse, UpstreamRequest
+from .config import RouterConfig
 from .policy import RoutingPolicy, is_retryable
 from .registry import ModelRegistry, ResolvedModel
 from .upstream import UpstreamClients, UpstreamResponse, mapped_transport_errors, origin_of
@@ -81,31 +82,31 @@ class ProviderRouter:
 
     def __init__(
         self,
-        config: GatewayConfig | None = None,
+        config: RouterConfig | None = None,
         *,
         transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
         env: Mapping[str, str] | None = None,
         metrics: ASGIApp | None = None,
     ) -> None:
-        self.config = config or GatewayConfig()
+        self.config = config or RouterConfig()
         #: Served at ``GET /metrics`` below the mount point (``asgi_aigw.logs.metrics.metrics_app``).
         self.metrics = metrics
         self.registry = ModelRegistry(self.config, env)
         self.clients = UpstreamClients(
-            transport=self.config.router.transport,
-            max_connections=self.config.router.max_connections,
+            transport=self.config.transport,
+            max_connections=self.config.max_connections,
             transports=transports,
         )
         #: Retry, backoff and cooldown decisions (cooldown state lives here, per process).
-        self.policy = RoutingPolicy(self.config.router.retry, self.config.router.cooldown)
-        self._max_body = self.config.router.max_body_bytes
+        self.policy = RoutingPolicy(self.config.retry, self.config.cooldown)
+        self._max_body = self.config.max_body_bytes
         self._created = int(time.time())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             await self._handle(scope, receive, send)
         elif scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
+            await serve_lifespan(receive, send, on_shutdown=self.aclose)
         elif scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1000})
 
@@ -119,17 +120,7 @@ class ProviderRouter:
         try:
             yield
         finally:
-            await self.aclose()
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.aclose()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+            await run_hook(self.aclose, "closing")
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.metrics is not None and route_path(scope) == "/metrics":

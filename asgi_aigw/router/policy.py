@@ -21,10 +21,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..config import CooldownConfig, RetryConfig
 from ..kernel.errors import GatewayError, UpstreamUnavailable
 from ..providers.base import Deployment
 from ..providers.errors import RETRYABLE_STATUSES
+from .config import CooldownConfig, RetryConfig
 from .registry import ResolvedModel
 
 #: Statuses (the upstream's, or the gateway's own 502/503/504 for transport failures) worth retrying.

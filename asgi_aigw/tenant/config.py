@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
+from ..kernel.config import ConfigSection
 from .ids import DEFAULT_MAX_LENGTH, DEFAULT_TENANT_PATTERN
 
 #: Every algorithm PyJWT verifies with the crypto extra. ``none`` is not one of them, on purpose.
@@ -17,11 +18,7 @@ ASYMMETRIC_ALGORITHMS = frozenset(
 SUPPORTED_ALGORITHMS = SYMMETRIC_ALGORITHMS | ASYMMETRIC_ALGORITHMS
 
 
-class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class JWTConfig(_Config):
+class JWTConfig(ConfigSection):
     """How bearer tokens are verified. HMAC secrets and public keys are kept apart by algorithm family,
     so a token signed with HS256 is never checked against a public key (no key confusion)."""
 
@@ -49,6 +46,8 @@ class JWTConfig(_Config):
     require: list[str] = Field(default_factory=lambda: ["exp"])
     #: The claim holding the tenant id, as a dotted path into nested objects (``org.id``).
     tenant_claim: str = "sub"
+    #: The claim holding the user id (who asked), as a dotted path; ``None``: tokens name no user.
+    user_claim: str | None = None
     #: Where the token is read from: ``Authorization: Bearer <token>`` by default.
     header: str = "authorization"
     scheme: str | None = "Bearer"
@@ -88,18 +87,36 @@ class JWTConfig(_Config):
         return self
 
 
-class TenantConfig(_Config):
-    """Where the tenant id comes from. Precedence: the app's resolver, then a verified JWT, then the
-    header, then the default. A header that contradicts a verified tenant is refused with 403."""
+class TenantConfig(ConfigSection):
+    """Where the identity comes from. Precedence: an identity the host app set before the stack, the
+    app's resolver, a verified JWT, then (only when no verified source is configured, unless
+    ``header_mode`` says otherwise) the header, then ``default_tenant``."""
 
     #: Header carrying the tenant id; ``None`` to ignore headers.
     header: str | None = "x-tenant-id"
+    #: What the header may do. ``trusted``: it identifies a request no verified source identified;
+    #: ``claim``: it is only checked against the verified identity (mismatch 403, none verified 401);
+    #: ``off``: ignored. ``None`` (the default): ``trusted`` when neither ``resolver`` nor ``jwt`` is
+    #: set, else ``off``, so a bare header never identifies a request when a verified source exists.
+    header_mode: Literal["off", "claim", "trusted"] | None = None
     jwt: JWTConfig | None = None
-    #: ``"module:callable"`` taking the ASGI scope and returning the tenant id or None (sync or async).
+    #: ``"module:callable"`` taking the ASGI scope and returning an :class:`Identity`, a tenant id or
+    #: None (sync or async).
     resolver: str | None = None
-    #: Refuse requests without a tenant (401). When false, they get ``default``.
+    #: The status of a request whose resolver raised: 401 (the caller is not identified) or 503 (the
+    #: app's authentication backend is down and clients should retry).
+    resolver_error_status: Literal[401, 503] = 401
+    #: Cross-site request checks (JSON content type, same-origin ``Origin``/``Referer``) for identities
+    #: that come from cookies. ``None``: on for requests the resolver identified that carry a Cookie
+    #: header; ``True``: on for every request carrying a Cookie header; ``False``: off.
+    cookie_auth: bool | None = None
+    #: Origins besides the request's own host that may send cookie-authenticated requests
+    #: (``https://app.example.com``).
+    trusted_origins: list[str] = Field(default_factory=list)
+    #: Refuse requests without a tenant (401). When false, they get ``default_tenant``.
     required: bool = True
-    default: str = "default"
+    #: The tenant of requests that carry none, when ``required`` is false.
+    default_tenant: str = "default"
     #: Tenant ids become store keys: they must match this pattern and length.
     id_pattern: str = DEFAULT_TENANT_PATTERN
     max_length: int = Field(default=DEFAULT_MAX_LENGTH, ge=1, le=256)
@@ -110,3 +127,16 @@ class TenantConfig(_Config):
     @classmethod
     def _lower(cls, value: str | None) -> str | None:
         return value.lower() if value else None
+
+    @field_validator("trusted_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        from .csrf import normalise_origin
+
+        out = []
+        for origin in value:
+            normal = normalise_origin(origin)
+            if normal is None:
+                raise ValueError(f"trusted origin {origin!r} must look like 'https://host[:port]'")
+            out.append(normal)
+        return out

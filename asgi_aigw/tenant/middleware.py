@@ -4,22 +4,28 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import httpx
 
-from ..kernel.context import current_tenant, ensure_context
+from ..kernel.context import Identity, RequestContext, current_tenant, ensure_context, set_identity
 from ..kernel.errors import Forbidden, GatewayError, InvalidRequest, Unauthorized, send_error
 from ..kernel.lifespan import lifespan_passthrough
 from ..kernel.routes import classify
 from ..kernel.types import ASGIApp, Receive, Scope, Send
 from .config import TenantConfig
+from .csrf import CrossSiteCheck, has_cookie
 from .ids import InvalidTenantId, TenantIdValidator
 from .jwt import JWTVerifier, TokenRejected, claim_at
 
-#: ``resolver(scope)`` returns the tenant id the app's own authentication established, or None.
-TenantResolver = Callable[[Scope], str | Awaitable[str | None] | None]
+logger = logging.getLogger("asgi_aigw.tenant")
+
+#: What a resolver may return: an :class:`Identity` (tenant and user), a tenant id, or None ("no one").
+ResolverResult = Identity | str | None
+#: ``resolver(scope)`` returns who the app's own authentication established, sync or async.
+TenantResolver = Callable[[Scope], ResolverResult | Awaitable[ResolverResult]]
 
 
 def import_resolver(path: str) -> TenantResolver:
@@ -35,13 +41,25 @@ def import_resolver(path: str) -> TenantResolver:
     return cast(TenantResolver, target)
 
 
+class ResolverFailed(GatewayError):
+    """The app's resolver raised: the caller cannot be identified (401, or 503 when configured)."""
+
+    status = 401
+    type = "authentication_error"
+    code = "resolver_failed"
+
+
 class TenantMiddleware:
-    """Puts the caller's tenant id in the request context (``ctx.tenant_id``) and in the
+    """Puts the caller's identity (tenant who pays, user who asked) in the request context
+    (:func:`~asgi_aigw.kernel.context.set_identity`) and the tenant in the
     :data:`~asgi_aigw.kernel.context.current_tenant` contextvar, or refuses the request.
 
-    Precedence: ``resolver`` (the app's own auth) > verified JWT > header > ``default``. Verified sources
-    must agree with each other and with the header when one is sent (else 403). Options are
-    :class:`TenantConfig` fields, given as ``config=`` or as keywords.
+    Precedence: an identity the host app set before the stack (source ``"app"``, trusted as is) >
+    ``resolver`` > verified JWT > header (only per ``header_mode``) > ``default_tenant``. Verified
+    sources must agree with each other (else 403).
+
+    Every setting is in ``config``. Injected objects: ``resolver``, a callable of the app's own (the
+    configuration names one as ``"module:callable"`` instead); ``http_client``, for JWKS fetches.
     """
 
     def __init__(
@@ -49,33 +67,37 @@ class TenantMiddleware:
         app: ASGIApp,
         *,
         config: TenantConfig | None = None,
-        resolver: TenantResolver | str | None = None,
+        resolver: TenantResolver | None = None,
         http_client: httpx.AsyncClient | None = None,
-        **options: Any,
     ) -> None:
-        if isinstance(resolver, str):  # a "module:callable" path: the ``resolver`` option of TenantConfig
-            options["resolver"] = resolver
-            resolver = None
-        if config is not None and options:
-            raise TypeError("pass either config= or keyword options, not both")
         self.app = app
-        self.config = config if config is not None else TenantConfig(**options)
+        self.config = config or TenantConfig()
         self.validate = TenantIdValidator(self.config.id_pattern, self.config.max_length)
         self.resolver = resolver or (import_resolver(self.config.resolver) if self.config.resolver else None)
         jwt_config = self.config.jwt
         self.verifier = JWTVerifier(jwt_config, http_client=http_client) if jwt_config else None
         self._token_header = jwt_config.header.encode("latin-1") if jwt_config else b""
         self._scheme = jwt_config.scheme.lower() + " " if jwt_config and jwt_config.scheme else None
+        # a bare header is a claim anyone can make: it identifies requests only where no verified
+        # source is configured, unless the deployment explicitly says otherwise
+        mode = self.config.header_mode
+        if mode is None:
+            mode = "off" if self.resolver is not None or self.verifier is not None else "trusted"
+        self.header_mode = mode if self.config.header else "off"
         self._header = self.config.header.encode("latin-1") if self.config.header else None
         self._header_name = self.config.header or ""
         self._all_routes = self.config.routes == "all"
+        self._cross_site = CrossSiteCheck(self.config.trusted_origins)
+        # a resolver that makes the cross-site checks itself, with its framework's trusted origins
+        # (django_session_resolver reads CSRF_TRUSTED_ORIGINS), is not second-guessed
+        self._resolver_checks = bool(getattr(self.resolver, "checks_cross_site", False))
         if not self.config.required:
-            self.validate(self.config.default)  # fail at start-up, not on the first request
+            self.validate(self.config.default_tenant)  # fail at start-up, not on the first request
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             if scope["type"] == "lifespan":
-                await lifespan_passthrough(self.app, scope, receive, send, self.aclose)
+                await lifespan_passthrough(self.app, scope, receive, send, on_shutdown=self.aclose)
             else:
                 await self.app(scope, receive, send)
             return
@@ -84,80 +106,171 @@ class TenantMiddleware:
             return
         scope, ctx = ensure_context(scope)
         try:
-            tenant = await self.resolve(scope)
+            identity, source = await self.identify(scope, ctx)
         except GatewayError as exc:
             ctx.status = exc.status
             ctx.error_code = exc.code
             await send_error(send, exc)
             return
-        ctx.tenant_id = tenant
-        reset = current_tenant.set(tenant)
+        set_identity(ctx, identity, source)
+        reset = current_tenant.set(identity.tenant)
         try:
             await self.app(scope, receive, send)
         finally:
             current_tenant.reset(reset)
 
+    async def identify(self, scope: Scope, ctx: RequestContext | None = None) -> tuple[Identity, str]:
+        """The request's identity and its source, or a :class:`GatewayError` (400, 401, 403, 503)."""
+        verified: Identity | None = None
+        source = "default"
+        preset = ctx.tenant_id if ctx is not None and ctx.identity_source == "app" else None
+        if ctx is not None and preset is not None:
+            # the host app's own authentication ran before the stack (an in-app adapter): trusted,
+            # never overridden by anything the client sent
+            verified = self._identity(preset, ctx.user_id, "the application's authentication")
+            source = "app"
+        elif self.resolver is not None:
+            resolved = await self._resolve(scope)
+            if resolved is not None:
+                verified = resolved
+                source = "app"
+                if self.config.cookie_auth is not False and not self._resolver_checks and has_cookie(scope):
+                    self._cross_site(scope)
+        if source != "app" and self.config.cookie_auth and has_cookie(scope):
+            self._cross_site(scope)
+
+        if self.verifier is not None and preset is None:
+            from_token = await self._from_token(scope, verified)
+            if from_token is not None:
+                if verified is None:
+                    verified, source = from_token, "jwt"
+                elif verified.user is None and from_token.user is not None:
+                    verified = Identity(verified.tenant, from_token.user)
+
+        if self._header is not None and self.header_mode != "off":
+            raw = _single_header(scope, self._header)
+            if raw is not None:
+                claimed = self._checked(raw.decode("latin-1"), f"the {self._header_name} header")
+                if verified is not None:
+                    if claimed != verified.tenant:
+                        raise Forbidden(
+                            f"The {self._header_name} header names a different tenant than your verified "
+                            "credentials: drop the header or send your own tenant id.",
+                            code="tenant_mismatch",
+                        )
+                elif self.header_mode == "claim":
+                    raise Unauthorized(
+                        f"The {self._header_name} header is only a claim here: identify yourself with "
+                        f"{self._verified_hint()}.",
+                        code="missing_tenant",
+                    )
+                else:
+                    return Identity(claimed), "header"
+
+        if verified is not None:
+            return verified, source
+        if self.config.required:
+            sources = []
+            if self.header_mode == "trusted":
+                sources.append(f"the {self._header_name} header")
+            if self.verifier is not None:
+                sources.append("a bearer token")
+            hint = " or ".join(sources) or "the application's authentication"
+            raise Unauthorized(f"No tenant: identify yourself with {hint}.", code="missing_tenant")
+        return Identity(self.config.default_tenant), "default"
+
     async def resolve(self, scope: Scope) -> str:
-        """The request's tenant id, or a :class:`GatewayError` (401, 403, or 503 without keys)."""
-        verified: str | None = None
-        if self.resolver is not None:
-            value = self.resolver(scope)
+        """The request's tenant id (see :meth:`identify` for the user and the source)."""
+        identity, _ = await self.identify(scope)
+        return identity.tenant
+
+    def _verified_hint(self) -> str:
+        if self.verifier is not None:
+            return "a bearer token"
+        return "the application's authentication (log in)"
+
+    async def _resolve(self, scope: Scope) -> Identity | None:
+        """Call the app's resolver; its failure is the caller's 401 (or 503), never a 500."""
+        try:
+            value = self.resolver(scope)  # type: ignore[misc]
             if inspect.isawaitable(value):
                 value = await value
-            if value is not None:
-                verified = self._checked(value, "the application's resolver")
+        except GatewayError:
+            raise  # a resolver's own refusal (a 403 from its cross-site checks) is answered as is
+        except Exception as exc:
+            status = self.config.resolver_error_status
+            # once, with the traceback: the app's bug or its auth backend being down is for its logs
+            logger.error(
+                "Tenant resolver failed (%s); answering %d", type(exc).__name__, status, exc_info=True
+            )
+            if status == 503:
+                raise ResolverFailed(
+                    "The application's authentication is unavailable right now; try again shortly.",
+                    status=503,
+                    type="server_error",
+                    code="resolver_unavailable",
+                ) from None
+            raise ResolverFailed(
+                "The application could not identify you (its authentication failed): log in again or "
+                "send valid credentials."
+            ) from None
+        if value is None:
+            return None
+        if isinstance(value, Identity):
+            return self._identity(value.tenant, value.user, "the application's resolver")
+        return self._identity(value, None, "the application's resolver")
 
-        if self.verifier is not None:
-            token = self._token(scope)
-            if token is not None:
-                try:
-                    claims = await self.verifier.verify(token)
-                except TokenRejected as exc:
-                    raise Unauthorized(exc.message, code="invalid_token") from None
-                claim = self.verifier.config.tenant_claim
-                value = claim_at(claims, claim)
-                if value is None:
-                    raise Unauthorized(
-                        f"The token has no {claim!r} claim to take the tenant from.", code="invalid_token"
-                    )
-                from_token = self._checked(value, f"the token's {claim!r} claim")
-                if verified is not None and from_token != verified:
-                    raise Forbidden(
-                        "The token names a different tenant than the application's own authentication.",
-                        code="tenant_mismatch",
-                    )
-                verified = from_token
-            elif verified is None and self.verifier.config.required:
+    async def _from_token(self, scope: Scope, verified: Identity | None) -> Identity | None:
+        assert self.verifier is not None
+        token = self._token(scope)
+        if token is None:
+            if verified is None and self.verifier.config.required:
                 jwt_config = self.verifier.config
                 shape = f"{jwt_config.scheme} <JWT>" if jwt_config.scheme else "<JWT>"
                 raise Unauthorized(
                     f"A bearer token is required: send the {jwt_config.header} header as {shape!r}.",
                     code="missing_token",
                 )
+            return None
+        try:
+            claims = await self.verifier.verify(token)
+        except TokenRejected as exc:
+            raise Unauthorized(exc.message, code="invalid_token") from None
+        jwt_config = self.verifier.config
+        claim = jwt_config.tenant_claim
+        value = claim_at(claims, claim)
+        if value is None:
+            raise Unauthorized(
+                f"The token has no {claim!r} claim to take the tenant from.", code="invalid_token"
+            )
+        user: object = None
+        if jwt_config.user_claim is not None:
+            user = claim_at(claims, jwt_config.user_claim)
+            if user is None:
+                raise Unauthorized(
+                    f"The token has no {jwt_config.user_claim!r} claim to take the user from.",
+                    code="invalid_token",
+                )
+        from_token = self._identity(value, user, f"the token's {claim!r} claim")
+        if verified is not None and from_token.tenant != verified.tenant:
+            raise Forbidden(
+                "The token names a different tenant than the application's own authentication.",
+                code="tenant_mismatch",
+            )
+        return from_token
 
-        if self._header is not None:
-            raw = _single_header(scope, self._header)
-            if raw is not None:
-                claimed = self._checked(raw.decode("latin-1"), f"the {self._header_name} header")
-                if verified is not None and claimed != verified:
-                    raise Forbidden(
-                        f"The {self._header_name} header names a different tenant than your verified "
-                        "credentials: drop the header or send your own tenant id.",
-                        code="tenant_mismatch",
-                    )
-                return verified or claimed
-
-        if verified is not None:
-            return verified
-        if self.config.required:
-            sources = []
-            if self._header is not None:
-                sources.append(f"the {self._header_name} header")
-            if self.verifier is not None:
-                sources.append("a bearer token")
-            hint = " or ".join(sources) or "the application's authentication"
-            raise Unauthorized(f"No tenant: identify yourself with {hint}.", code="missing_tenant")
-        return self.config.default
+    def _identity(self, tenant: object, user: object, source: str) -> Identity:
+        tenant_id = self._checked(tenant, source)
+        if user is None:
+            return Identity(tenant_id)
+        try:
+            return Identity(tenant_id, self.validate(user))
+        except InvalidTenantId as exc:
+            # user ids become store keys too (per-user budgets): the same rules apply
+            message = str(exc).replace("tenant id", "user id")
+            raise Unauthorized(
+                f"The user id from {source} is not valid: {message}.", code="invalid_user"
+            ) from None
 
     def _checked(self, value: object, source: str) -> str:
         try:

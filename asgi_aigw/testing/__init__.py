@@ -8,7 +8,8 @@ router = ProviderRouter(config, transports={"http://fake/v1": StreamingASGITrans
 ```
 """
 
-from .fake_provider import FakeBehaviour, FakeProvider, ReceivedRequest, fake_embedding
+from ._fake_text import fake_embedding
+from .fake_provider import FakeBehaviour, FakeProvider, ReceivedRequest
 from .server import ServerThread, serve
 from .transport import StreamingASGITransport
 

@@ -183,7 +183,7 @@ async def _generate(
 async def _embed(
     fake: FakeProvider, request: ReceivedRequest, behaviour: FakeBehaviour, send: Send, *, batch: bool
 ) -> None:
-    from .fake_provider import embedding_size, fake_embedding
+    from ._fake_text import embedding_size, fake_embedding
 
     body = request.json if isinstance(request.json, dict) else None
     items = (body.get("requests") if batch else [body]) if body else None

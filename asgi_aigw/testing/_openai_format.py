@@ -194,7 +194,7 @@ async def chat(
 async def embeddings(
     fake: FakeProvider, request: ReceivedRequest, behaviour: FakeBehaviour, send: Send
 ) -> None:
-    from .fake_provider import count_tokens, embedding_base64, embedding_size, fake_embedding
+    from ._fake_text import count_tokens, embedding_base64, embedding_size, fake_embedding
 
     body = request.json if isinstance(request.json, dict) else {}
     raw_input = body.get("input")

@@ -11,13 +11,8 @@ Serve it in process (:class:`~asgi_aigw.testing.StreamingASGITransport`) or on a
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import hashlib
 import itertools
-import math
-import re
-import struct
 import threading
 import time
 from collections import deque
@@ -27,47 +22,13 @@ from typing import Any
 
 import orjson
 
+from ..kernel.lifespan import serve_lifespan
 from ..kernel.types import Message, Receive, Scope, Send
 from . import _anthropic_format as anthropic_format
 from . import _gemini_format as gemini_format
 from . import _ollama_format as ollama_format
 from . import _openai_format as openai_format
-
-_TOKEN = re.compile(r"\w+|[^\w\s]")
-_PIECE = re.compile(r"\s*\S+")
-
-
-def count_tokens(text: str) -> int:
-    """The fake's token count: words and punctuation marks."""
-    return len(_TOKEN.findall(text))
-
-
-def split_pieces(text: str) -> list[str]:
-    """The answer as streamed: one piece per word, with its leading whitespace (one token each)."""
-    return _PIECE.findall(text) or [text]
-
-
-def fake_embedding(text: str, dimensions: int = 64) -> list[float]:
-    """A deterministic unit vector for ``text`` (equal texts, equal vectors; nothing semantic)."""
-    values: list[float] = []
-    counter = 0
-    while len(values) < dimensions:
-        digest = hashlib.sha256(f"{counter}:{text}".encode()).digest()
-        values.extend((b - 127.5) / 127.5 for b in digest)
-        counter += 1
-    values = values[:dimensions]
-    norm = math.sqrt(sum(v * v for v in values)) or 1.0
-    return [v / norm for v in values]
-
-
-def embedding_size(requested: Any) -> int:
-    """The length of the fake's vectors: the ``dimensions`` a request asked for, else 64."""
-    return requested if isinstance(requested, int) and requested > 0 else 64
-
-
-def embedding_base64(vector: list[float]) -> str:
-    """OpenAI's ``encoding_format: base64``: little-endian float32, base64-encoded."""
-    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+from ._fake_text import count_tokens, split_pieces
 
 
 @dataclass
@@ -174,13 +135,8 @@ class FakeProvider:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await serve_lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
         body = b""

@@ -18,7 +18,7 @@ from asgi_aigw.cache import SemanticCacheMiddleware
 from asgi_aigw.redact import RedactMiddleware
 
 config = load_config(Path(__file__).with_name("gateway.yaml"))
-router = ProviderRouter(config)
+router = ProviderRouter(config.router)
 
 
 async def hello(request: Request) -> JSONResponse:

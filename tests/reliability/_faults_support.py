@@ -235,11 +235,11 @@ def stack_config(
         }
 
     data: dict[str, Any] = {
-        "models": [
-            {"name": "gpt-4o-mini", "deployments": [deployment(upstream)]},
-            {"name": "with-fallback", "deployments": [deployment(upstream), deployment(secondary)]},
-        ],
         "router": {
+            "models": [
+                {"name": "gpt-4o-mini", "deployments": [deployment(upstream)]},
+                {"name": "with-fallback", "deployments": [deployment(upstream), deployment(secondary)]},
+            ],
             "transport": "aiohttp",
             "retry": {"retries": 1, "backoff_base": 0.01, "backoff_max": 0.05, "max_retry_after": 2.0},
             "cooldown": {"failures": 0},
@@ -256,14 +256,14 @@ def stack_config(
         },
         "redact": {"regex_only": True},
         "cache": {
-            "exact": redis_url,
-            "vector": vector,
+            "store": redis_url,
+            "vector_store": None if vector == "none" else vector,
             "key_prefix": f"{prefix}cache:",
             "lookup_timeout": lookup_timeout,
             "error_log_interval": 0.001,
         },
         "log": {
-            "sink": "memory://",
+            "store": "memory://",
             "spool_dir": spool_dir,
             "flush_interval": 0.05,
             "batch_size": 8,

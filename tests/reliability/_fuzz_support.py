@@ -177,7 +177,7 @@ class Stack:
         self.fake = FakeProvider()
         config = fake_config()
         config.router.max_body_bytes = BODY_LIMIT
-        config.log = LogConfig(sink="memory://", spool_dir=None, flush_interval=3600)
+        config.log = LogConfig(store="memory://", spool_dir=None, flush_interval=3600)
         config.tenant = TenantConfig(header="x-tenant-id", jwt=jwt)
         config.budget = BudgetConfig(
             store=redis_url,
@@ -185,7 +185,11 @@ class Stack:
             limits=Limits(requests_per_minute=10**9, tokens_per_minute=10**12),
         )  # its own body limit is the default (20 MiB): build_app lowers it to the router's
         config.redact = RedactConfig(regex_only=True)
-        config.cache = CacheConfig(exact=redis_url, key_prefix=f"{self.prefix}cache:", vector=vector)
+        config.cache = CacheConfig(
+            store=redis_url,
+            key_prefix=f"{self.prefix}cache:",
+            vector_store=None if vector == "none" else vector,
+        )
         self.app = build_app(config, transports={FAKE_URL: StreamingASGITransport(self.fake)}, env={})
         self.redis = redis.Redis.from_url(redis_url)
         self._client: httpx.AsyncClient | None = None

@@ -23,10 +23,10 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from asgi_aigw.budget import BudgetMiddleware, Limits, RedisBudgetStore, SlotClock
+from asgi_aigw.budget import BudgetConfig, BudgetMiddleware, Limits, RedisBudgetStore
 from asgi_aigw.budget.memory import MemoryBudgetStore
 from asgi_aigw.budget.store import StoreError
-from asgi_aigw.budget.windows import Slot
+from asgi_aigw.budget.windows import Slot, SlotClock
 from asgi_aigw.cache import CacheConfig, RedisExactStore, SemanticCacheMiddleware
 from asgi_aigw.testing import FakeBehaviour
 
@@ -649,7 +649,9 @@ def _json_app() -> Any:
 async def test_a_settlement_the_store_did_not_take_is_retried() -> None:
     store = _SettleFailsStore(failures=2)
     budget = BudgetMiddleware(
-        _json_app(), store=store, limits=Limits(tokens_per_minute=10**6), store_retry_seconds=0.05
+        _json_app(),
+        store=store,
+        config=BudgetConfig(limits=Limits(tokens_per_minute=10**6), store_retry_seconds=0.05),
     )
     now = time.time()
     transport = httpx.ASGITransport(budget)
@@ -673,7 +675,9 @@ async def test_kept_settlements_go_out_as_soon_as_the_store_answers_again() -> N
     store = _SettleFailsStore(failures=1)
     # a retry pause far longer than the test: only the next successful reservation can trigger it
     budget = BudgetMiddleware(
-        _json_app(), store=store, limits=Limits(tokens_per_minute=10**6), store_retry_seconds=60
+        _json_app(),
+        store=store,
+        config=BudgetConfig(limits=Limits(tokens_per_minute=10**6), store_retry_seconds=60),
     )
     now = time.time()
     slots = SlotClock().slots(now)
@@ -694,7 +698,7 @@ async def test_kept_settlements_go_out_as_soon_as_the_store_answers_again() -> N
 def test_exact_store_calls_are_bounded_by_the_lookup_timeout() -> None:
     cache = SemanticCacheMiddleware(
         lambda *_: None,  # type: ignore[arg-type,return-value]
-        config=CacheConfig(exact="redis://127.0.0.1:6379/0", vector="none", lookup_timeout=0.25),
+        config=CacheConfig(store="redis://127.0.0.1:6379/0", vector_store=None, lookup_timeout=0.25),
     )
     assert isinstance(cache.exact, RedisExactStore)
     assert cache.exact.timeout == 0.25
@@ -774,9 +778,9 @@ async def test_a_reservation_whose_reply_was_lost_is_given_back(failure_mode: st
     budget = BudgetMiddleware(
         _json_app(),
         store=store,
-        limits=Limits(tokens_per_minute=10**6),
-        failure_mode=failure_mode,
-        store_retry_seconds=0,
+        config=BudgetConfig(
+            limits=Limits(tokens_per_minute=10**6), failure_mode=failure_mode, store_retry_seconds=0
+        ),
     )
     slots = SlotClock().slots(time.time())
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]}

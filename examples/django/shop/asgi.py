@@ -25,7 +25,7 @@ from asgi_aigw.tenant import TenantMiddleware  # noqa: E402
 config = load_config(settings.AIGW_CONFIG)
 
 # Requests under /ai/ go to the router, everything else to Django.
-app = mount_router(django_app, ProviderRouter(config), prefix=settings.GATEWAY_PREFIX)
+app = mount_router(django_app, ProviderRouter(config.router), prefix=settings.GATEWAY_PREFIX)
 # Then the middlewares, innermost first: each wraps what is built so far. They act on the gateway's
 # routes only (.../chat/completions, .../embeddings, .../models); Django's pages pass through.
 app = SemanticCacheMiddleware(app, config=config.cache)  # sees redacted text only

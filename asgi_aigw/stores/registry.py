@@ -1,0 +1,80 @@
+"""One way to open a store from a URL, for every kind of store: scheme -> factory.
+
+Every kind of store the gateway keeps (budgets, the exact cache, vectors, the request log) is named by
+a URL in its section of the configuration (``budget.store``, ``cache.store``, ``cache.vector_store``,
+``log.store``). The schemes are listed here, each with the dotted path of its factory, which is
+imported only when a URL of that scheme is opened: an optional dependency (redis, qdrant, chDB) is
+needed only by the store that uses it, and the configuration can be checked without any of them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import Any
+
+from ..kernel.errors import ConfigError
+
+
+def scheme_of(url: str) -> str:
+    """The URL's scheme in lower case (``"memory"`` for ``memory://``); ``""`` when it has none."""
+    scheme, sep, _ = url.partition("://")
+    return scheme.lower() if sep else ""
+
+
+class StoreRegistry:
+    """The URL schemes of one kind of store, each mapped to ``"module:factory"``; a factory takes the
+    URL and keyword options and returns the store."""
+
+    def __init__(self, kind: str, factories: Mapping[str, str]) -> None:
+        self.kind = kind
+        self._factories = dict(factories)
+
+    @property
+    def schemes(self) -> list[str]:
+        return sorted(self._factories)
+
+    def check(self, url: str) -> str:
+        """``url`` when its scheme is known, else a :class:`ConfigError` listing the known schemes."""
+        if scheme_of(url) not in self._factories:
+            known = ", ".join(f"{scheme}://" for scheme in self.schemes)
+            raise ConfigError(f"Unknown {self.kind} store {url!r}: use one of {known}.")
+        return url
+
+    def open(self, url: str, **options: Any) -> Any:
+        """The store ``url`` names, built by its scheme's factory with ``options``."""
+        module_name, _, name = self._factories[scheme_of(self.check(url))].partition(":")
+        factory = getattr(importlib.import_module(module_name), name)
+        return factory(url, **options)
+
+
+_REDIS = ("redis", "rediss", "unix")
+
+#: Budget counters (``budget.store``).
+BUDGET_STORES = StoreRegistry(
+    "budget",
+    {"memory": "asgi_aigw.budget.memory:open_store"}
+    | dict.fromkeys(_REDIS, "asgi_aigw.budget.redis:open_store"),
+)
+#: Exact-match cache entries (``cache.store``).
+EXACT_STORES = StoreRegistry(
+    "exact cache",
+    {"memory": "asgi_aigw.cache.exact:open_memory_store"}
+    | dict.fromkeys(_REDIS, "asgi_aigw.cache.exact:open_redis_store"),
+)
+#: Vectors of the semantic cache (``cache.vector_store``).
+VECTOR_STORES = StoreRegistry(
+    "vector",
+    {
+        "memory": "asgi_aigw.cache.vector:open_memory_store",
+        "qdrant-edge": "asgi_aigw.cache.qdrant_edge:open_store",
+        "qdrant+http": "asgi_aigw.cache.qdrant_server:open_store",
+        "qdrant+https": "asgi_aigw.cache.qdrant_server:open_store",
+        "qdrant+local": "asgi_aigw.cache.qdrant_server:open_store",
+    },
+)
+#: Request-log sinks (``log.store``).
+LOG_STORES = StoreRegistry(
+    "log",
+    dict.fromkeys(("clickhouse", "clickhouses", "chdb", "jsonl", "memory"), "asgi_aigw.logs.sinks:open_sink"),
+)

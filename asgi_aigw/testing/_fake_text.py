@@ -1,0 +1,46 @@
+"""FakeProvider's deterministic text: token counts, streamed pieces, embeddings from a hash."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import math
+import re
+import struct
+from typing import Any
+
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+_PIECE = re.compile(r"\s*\S+")
+
+
+def count_tokens(text: str) -> int:
+    """The fake's token count: words and punctuation marks."""
+    return len(_TOKEN.findall(text))
+
+
+def split_pieces(text: str) -> list[str]:
+    """The answer as streamed: one piece per word, with its leading whitespace (one token each)."""
+    return _PIECE.findall(text) or [text]
+
+
+def fake_embedding(text: str, dimensions: int = 64) -> list[float]:
+    """A deterministic unit vector for ``text`` (equal texts, equal vectors; nothing semantic)."""
+    values: list[float] = []
+    counter = 0
+    while len(values) < dimensions:
+        digest = hashlib.sha256(f"{counter}:{text}".encode()).digest()
+        values.extend((b - 127.5) / 127.5 for b in digest)
+        counter += 1
+    values = values[:dimensions]
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    return [v / norm for v in values]
+
+
+def embedding_size(requested: Any) -> int:
+    """The length of the fake's vectors: the ``dimensions`` a request asked for, else 64."""
+    return requested if isinstance(requested, int) and requested > 0 else 64
+
+
+def embedding_base64(vector: list[float]) -> str:
+    """OpenAI's ``encoding_format: base64``: little-endian float32, base64-encoded."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
