@@ -7,7 +7,7 @@ Every component is built the same way: ``XMiddleware(app, config=XConfig(...))``
 :class:`GatewayConfig`, whose sections are those configs.
 """
 
-from .app import build_app
+from .app import build_app, build_stack
 from .budget import BudgetConfig, BudgetMiddleware
 from .cache import CacheConfig, SemanticCacheMiddleware
 from .config import GatewayConfig, load_config
@@ -44,6 +44,7 @@ __all__ = [
     "Usage",
     "__version__",
     "build_app",
+    "build_stack",
     "get_context",
     "load_config",
     "mount_router",

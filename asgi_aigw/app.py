@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 import httpx
@@ -50,6 +50,30 @@ def build_app(
     enables, outermost first: request log, tenant, budget, redaction, cache. Each is built exactly as
     ``XMiddleware(inner, config=config.x)``."""
     config = config or GatewayConfig()
+    prefix = config.prefix
+    return _assemble(
+        config, transports, env, lambda router: PrefixMount(app or NotFoundApp(prefix), router, prefix=prefix)
+    )
+
+
+def build_stack(
+    config: GatewayConfig | None = None,
+    *,
+    transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> ASGIApp:
+    """The same layers around the router alone, with no mount: for a framework's own router to serve
+    at a path it chooses (``asgi_aigw.integrations``) and for the in-process client. Every request
+    reaching it is a gateway request; ``root_path`` says where it is mounted."""
+    return _assemble(config or GatewayConfig(), transports, env, lambda router: router)
+
+
+def _assemble(
+    config: GatewayConfig,
+    transports: Mapping[str, httpx.AsyncBaseTransport] | None,
+    env: Mapping[str, str] | None,
+    mount: Callable[[ProviderRouter], ASGIApp],
+) -> ASGIApp:
     # token counting reads the process-wide runtime configuration (asset dir, safety factors)
     configure_runtime(config.runtime)
     limit = config.router.max_body_bytes
@@ -62,7 +86,7 @@ def build_app(
         if config.log.metrics.serve:
             served = metrics_app(metrics)
     router = ProviderRouter(config.router, transports=transports, env=env, metrics=served)
-    gateway: ASGIApp = PrefixMount(app or NotFoundApp(config.prefix), router, prefix=config.prefix)
+    gateway: ASGIApp = mount(router)
     # inner layers are wrapped first: the cache sits inside redaction, so it only sees redacted text
     if config.cache is not None:
         from .cache import SemanticCacheMiddleware

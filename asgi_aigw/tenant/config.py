@@ -103,6 +103,11 @@ class TenantConfig(ConfigSection):
     #: ``"module:callable"`` taking the ASGI scope and returning an :class:`Identity`, a tenant id or
     #: None (sync or async).
     resolver: str | None = None
+    #: ``"module:callable"`` taking the :class:`~asgi_aigw.Identity` and the ASGI scope, returning
+    #: whether the app still lets that caller in (sync or async): a JWT stays valid after the app has
+    #: disabled its user, so this is where the app says no (403 ``account_disabled``). Not called for
+    #: identities the app itself set (they are already its decision) nor for ``default_tenant``.
+    authorize: str | None = None
     #: The status of a request whose resolver raised: 401 (the caller is not identified) or 503 (the
     #: app's authentication backend is down and clients should retry).
     resolver_error_status: Literal[401, 503] = 401

@@ -26,19 +26,33 @@ logger = logging.getLogger("asgi_aigw.tenant")
 ResolverResult = Identity | str | None
 #: ``resolver(scope)`` returns who the app's own authentication established, sync or async.
 TenantResolver = Callable[[Scope], ResolverResult | Awaitable[ResolverResult]]
+#: ``authorize(identity, scope)``: whether the app still lets this identified caller in (an account the
+#: app disabled after its token was issued: False), sync or async.
+Authorizer = Callable[[Identity, Scope], bool | Awaitable[bool]]
 
 
-def import_resolver(path: str) -> TenantResolver:
+def import_callable(path: str, what: str = "resolver") -> Any:
     """The callable named ``"package.module:attribute"``."""
     module_name, _, attribute = path.partition(":")
     if not module_name or not attribute:
-        raise ValueError(f"resolver must look like 'package.module:function', not {path!r}")
+        raise ValueError(f"{what} must look like 'package.module:function', not {path!r}")
     target: Any = importlib.import_module(module_name)
     for part in attribute.split("."):
         target = getattr(target, part)
     if not callable(target):
-        raise ValueError(f"resolver {path!r} is not callable")
-    return cast(TenantResolver, target)
+        raise ValueError(f"{what} {path!r} is not callable")
+    return target
+
+
+def import_resolver(path: str) -> TenantResolver:
+    """The resolver named ``"package.module:attribute"``."""
+    return cast(TenantResolver, import_callable(path))
+
+
+class AccountRefused(Forbidden):
+    """403: the caller is identified, but the app's ``authorize`` check refuses them (a disabled user)."""
+
+    code = "account_disabled"
 
 
 class ResolverFailed(GatewayError):
@@ -68,12 +82,16 @@ class TenantMiddleware:
         *,
         config: TenantConfig | None = None,
         resolver: TenantResolver | None = None,
+        authorize: Authorizer | None = None,
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
         self.app = app
         self.config = config or TenantConfig()
         self.validate = TenantIdValidator(self.config.id_pattern, self.config.max_length)
         self.resolver = resolver or (import_resolver(self.config.resolver) if self.config.resolver else None)
+        self.authorize: Authorizer | None = authorize or (
+            import_callable(self.config.authorize, "authorize") if self.config.authorize else None
+        )
         jwt_config = self.config.jwt
         self.verifier = JWTVerifier(jwt_config, http_client=http_client) if jwt_config else None
         self._token_header = jwt_config.header.encode("latin-1") if jwt_config else b""
@@ -107,6 +125,8 @@ class TenantMiddleware:
         scope, ctx = ensure_context(scope)
         try:
             identity, source = await self.identify(scope, ctx)
+            if self.authorize is not None and source not in ("app", "default"):
+                await self._authorized(identity, scope)
         except GatewayError as exc:
             ctx.status = exc.status
             ctx.error_code = exc.code
@@ -188,6 +208,24 @@ class TenantMiddleware:
         if self.verifier is not None:
             return "a bearer token"
         return "the application's authentication (log in)"
+
+    async def _authorized(self, identity: Identity, scope: Scope) -> None:
+        """The app's word on an identified caller: a token stays valid after the app disabled its
+        user, so a verified signature alone is not enough where the app keeps accounts."""
+        try:
+            allowed = self.authorize(identity, scope)  # type: ignore[misc]
+            if inspect.isawaitable(allowed):
+                allowed = await allowed
+        except Exception:
+            logger.error("Tenant authorize check failed; answering 503", exc_info=True)
+            raise ResolverFailed(
+                "The application's authentication is unavailable right now; try again shortly.",
+                status=503,
+                type="server_error",
+                code="authorize_unavailable",
+            ) from None
+        if not allowed:
+            raise AccountRefused("This account may not use the gateway: the application has disabled it.")
 
     async def _resolve(self, scope: Scope) -> Identity | None:
         """Call the app's resolver; its failure is the caller's 401 (or 503), never a 500."""

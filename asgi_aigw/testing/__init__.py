@@ -4,7 +4,7 @@
 from asgi_aigw.testing import FakeProvider, StreamingASGITransport
 
 fake = FakeProvider()
-router = ProviderRouter(config, transports={"http://fake/v1": StreamingASGITransport(fake)})
+router = ProviderRouter(config.router, transports={"http://fake/v1": StreamingASGITransport(fake)})
 ```
 """
 

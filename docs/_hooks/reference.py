@@ -45,6 +45,10 @@ BUILDING_BLOCKS = (
     "asgi_aigw.kernel.sse",
     "asgi_aigw.kernel.mount",
     "asgi_aigw.logs.metrics",
+    "asgi_aigw.client",
+    "asgi_aigw.integrations.django",
+    "asgi_aigw.integrations.fastapi",
+    "asgi_aigw.integrations.starlette",
 )
 
 

@@ -1,77 +1,145 @@
-"""A small shop's API with an AI gateway inside it: its own routes, and the whole gateway stack with the
-router mounted at ``/ai`` (OpenAI base URL ``http://HOST:PORT/ai/v1``).
+"""A small shop's API with an AI gateway inside it, per user: a login that hands out bearer tokens,
+the gateway served as a route of the app at ``/ai`` (OpenAI base URL ``http://HOST:PORT/ai/v1``,
+API key: the user's token), and routes that ask a model in process as the logged-in user.
 
     uvicorn app:app --port 8000          # from this directory; README.md says what to set first
 
-``build_app(config, app=api)`` puts the router at ``config.prefix`` in front of the FastAPI app and wraps
-both in the middlewares ``gateway.yaml`` configures. They act on the gateway's routes only; the shop's
-own routes pass through them untouched.
+The gateway route goes through the app like any other: its CORS middleware, its ``current_user``
+dependency and its exception handlers. Each user is their own tenant, so each has a budget.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, HTTPException
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import StreamingResponse
+from fastapi.security import OAuth2PasswordBearer
 from openai import AsyncOpenAI
+from pydantic import BaseModel
 
-from asgi_aigw import build_app, load_config
+from asgi_aigw import build_stack, load_config
+from asgi_aigw.client import openai_client
+from asgi_aigw.integrations import GatewayEndpoint, Identity
+from asgi_aigw.integrations.fastapi import gateway_router
 
 CONFIG = Path(os.environ.get("AIGW_CONFIG", Path(__file__).with_name("gateway.yaml")))
 MODEL = os.environ.get("EXAMPLE_MODEL", "gpt-4o-mini")
 PRODUCTS: list[dict[str, Any]] = []
 
+# The gateway stack, built once: served at /ai below, and called in process by the shop's routes.
+config = load_config(CONFIG)
+stack = build_stack(config)
+endpoint = GatewayEndpoint(stack, max_body_bytes=config.router.max_body_bytes)
+
+
+@dataclass
+class User:
+    name: str
+    password: str
+    active: bool = True
+
+
+# The shop's accounts (a database in a real app); gateway.yaml gives bob a small budget.
+USERS = {name: User(name, "example-only") for name in ("alice", "bob")}
+TOKENS: dict[str, str] = {}  # bearer token -> user name, handed out by /login
+oauth2 = OAuth2PasswordBearer(tokenUrl="login", auto_error=False)
+
+
+class Login(BaseModel):
+    username: str
+    password: str
+
+
+# --8<-- [start:identity]
+def current_user(token: Annotated[str | None, Depends(oauth2)]) -> User:
+    user = USERS.get(TOKENS.get(token or "", ""))
+    if user is None:
+        raise HTTPException(401, "Log in first: POST /login", headers={"WWW-Authenticate": "Bearer"})
+    if not user.active:
+        raise HTTPException(403, "This account is disabled")
+    return user
+
+
+def current_identity(user: Annotated[User, Depends(current_user)]) -> Identity:
+    """Who the gateway meters and logs: the user, who is also the tenant here."""
+    return Identity(tenant=user.name, user=user.name)
+
+
+# --8<-- [end:identity]
+
 
 @asynccontextmanager
 async def lifespan(api: FastAPI) -> AsyncIterator[None]:
-    # The app's own startup still runs under the gateway: lifespan reaches the FastAPI app.
     PRODUCTS[:] = [{"id": 1, "name": "Teapot", "price": 25}, {"id": 2, "name": "Kettle", "price": 40}]
-    yield
+    # the gateway starts and stops with the app: the request log is flushed at shutdown
+    async with endpoint.lifespan():
+        yield
     PRODUCTS.clear()
 
 
-api = FastAPI(title="Example shop", lifespan=lifespan)
-_clients: dict[str, AsyncOpenAI] = {}
+# --8<-- [start:router]
+app = FastAPI(title="Example shop", lifespan=lifespan)
+# Pages of these origins may call the API, /ai included, from the browser.
+app.add_middleware(
+    CORSMiddleware,
+    allow_origins=os.environ.get("CORS_ALLOWED_ORIGINS", "http://localhost:3000").split(","),
+    allow_methods=["GET", "POST"],
+    allow_headers=["authorization", "content-type"],
+)
+app.include_router(gateway_router(endpoint, identity=Depends(current_identity)), prefix="/ai")
+# --8<-- [end:router]
 
 
-def gateway_client(request: Request) -> AsyncOpenAI:
-    """An OpenAI client for this server's own gateway, made once per base URL (not per request)."""
-    base_url = f"{str(request.base_url).rstrip('/')}/ai/v1"
-    if base_url not in _clients:
-        # The gateway knows the provider keys; the tenant header says who is asking.
-        _clients[base_url] = AsyncOpenAI(
-            base_url=base_url, api_key="unused", default_headers={"x-tenant-id": "shop-backend"}
-        )
-    return _clients[base_url]
+@app.post("/login")
+async def login(form: Login) -> dict[str, str]:
+    user = USERS.get(form.username)
+    if user is None or not secrets.compare_digest(user.password, form.password):
+        raise HTTPException(401, "Wrong username or password")
+    token = secrets.token_urlsafe(24)
+    TOKENS[token] = user.name
+    return {"access_token": token, "token_type": "bearer"}
 
 
-@api.get("/products")
+@app.get("/products")
 async def products() -> list[dict[str, Any]]:
     return PRODUCTS
 
 
-@api.get("/describe/{product_id}")
-async def describe(product_id: int, request: Request) -> dict[str, Any]:
-    """A route of the shop's own that asks a model, through the gateway, like any other client would."""
+# --8<-- [start:inprocess]
+def gateway_client(identity: Annotated[Identity, Depends(current_identity)]) -> AsyncOpenAI:
+    """The official SDK calling the gateway in process as the logged-in user: no socket, no second
+    authentication."""
+    return openai_client(stack, identity)
+
+
+@app.get("/describe/{product_id}")
+async def describe(
+    product_id: int, client: Annotated[AsyncOpenAI, Depends(gateway_client)]
+) -> dict[str, Any]:
     product = next((p for p in PRODUCTS if p["id"] == product_id), None)
     if product is None:
-        return {"error": "no such product"}
-    completion = await gateway_client(request).chat.completions.create(
+        raise HTTPException(404, "No such product")
+    completion = await client.chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": f"Describe the {product['name']} in one line."}]
     )
     return {"product": product["name"], "description": completion.choices[0].message.content}
 
 
-@api.get("/describe/{product_id}/stream")
-async def describe_stream(product_id: int, request: Request) -> StreamingResponse:
+@app.get("/describe/{product_id}/stream")
+async def describe_stream(
+    product_id: int, client: Annotated[AsyncOpenAI, Depends(gateway_client)]
+) -> StreamingResponse:
     """The same, streamed to the browser piece by piece as the provider produces it."""
     product = next((p for p in PRODUCTS if p["id"] == product_id), {"name": "nothing"})
-    stream = await gateway_client(request).chat.completions.create(
+    stream = await client.chat.completions.create(
         model=MODEL,
         messages=[{"role": "user", "content": f"Describe the {product['name']} in one line."}],
         stream=True,
@@ -85,5 +153,4 @@ async def describe_stream(product_id: int, request: Request) -> StreamingRespons
     return StreamingResponse(pieces(), media_type="text/plain; charset=utf-8")
 
 
-# The ASGI app uvicorn serves: the gateway stack around the shop.
-app = build_app(load_config(CONFIG), app=api)
+# --8<-- [end:inprocess]
