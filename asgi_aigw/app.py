@@ -7,6 +7,7 @@ from typing import TypeVar
 
 import httpx
 
+from .budget.config import BudgetConfig
 from .config import GatewayConfig
 from .kernel.config import BodyLimits
 from .kernel.mount import NotFoundApp, PrefixMount
@@ -29,6 +30,16 @@ def _body_limit(section: _Section, router: BodyLimits) -> _Section:
     if "body_timeout" not in section.model_fields_set:
         update["body_timeout"] = router.body_timeout
     return section.model_copy(update=update) if update else section
+
+
+def budget_settings(config: GatewayConfig, budget: BudgetConfig) -> BudgetConfig:
+    """The ``budget:`` section completed from the rest of the configuration: the router's body limit,
+    and the models each client model name is served by (to price it)."""
+    budget = _body_limit(budget, config.router)
+    if config.router.models and not budget.model_aliases:
+        aliases = {m.name: [d.model for d in m.deployments] for m in config.router.models}
+        budget = budget.model_copy(update={"model_aliases": aliases})
+    return budget
 
 
 def build_app(
@@ -93,7 +104,7 @@ def _assemble(
     if config.budget is not None:
         from .budget import BudgetMiddleware
 
-        gateway = BudgetMiddleware(gateway, config=_body_limit(config.budget, config.router))
+        gateway = BudgetMiddleware(gateway, config=budget_settings(config, config.budget))
     if config.tenant is not None:
         from .tenant import TenantMiddleware
 

@@ -60,8 +60,12 @@ class BudgetConfig(BodyLimits):
     cache_hits: CacheHitCharge = Field(default_factory=CacheHitCharge)
     #: Prices per model (or alias), added to and overriding the built-in table.
     pricing: dict[str, ModelPrice] = Field(default_factory=dict)
-    #: Price of models found in no table; ``None``: they cost nothing (with a warning once per model).
+    #: Price of models found in no table. ``None``: where a money limit applies, a model with no price
+    #: is refused (at startup when the configuration names it, else per request); elsewhere it costs 0.
     default_price: ModelPrice | None = None
+    #: The upstream models each client model name (alias) is served by; ``build_app`` fills it from
+    #: ``router.models``. An alias with no price of its own is priced as the dearest of its models.
+    model_aliases: dict[str, list[str]] = Field(default_factory=dict)
     #: When the store cannot be reached: ``open`` lets requests through unmetered, ``closed`` answers 503.
     failure_mode: Literal["open", "closed"] = "open"
     #: Seconds to wait for the store on each call.

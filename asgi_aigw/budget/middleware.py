@@ -21,9 +21,10 @@ from typing import Any
 
 import anyio
 
-from ..kernel.body import ClientDisconnect, read_json
+from ..kernel.body import ClientDisconnect, forward_scope, read_json
+from ..kernel.caps import cap_field, client_cap
 from ..kernel.context import RequestContext, Usage, ensure_context
-from ..kernel.errors import GatewayError, RateLimited, Unauthorized, send_error
+from ..kernel.errors import ConfigError, GatewayError, InvalidRequest, RateLimited, Unauthorized, send_error
 from ..kernel.lifespan import lifespan_passthrough
 from ..kernel.response import ResponseTap, watch_disconnect
 from ..kernel.routes import classify
@@ -42,6 +43,8 @@ from .windows import WINDOWS, Slot, SlotClock, format_amount, format_duration, f
 logger = logging.getLogger("asgi_aigw.budget")
 
 _USAGE_MARK = b'"prompt_tokens"'
+#: The most choices (``n``) a chat request may ask for, as at OpenAI.
+_MAX_CHOICES = 128
 #: Settlements the store did not take, kept for a retry; past this many the oldest are given up.
 _MAX_UNSETTLED = 10_000
 #: The longest pause between two retries of the settlements the store did not take, in seconds.
@@ -112,7 +115,7 @@ class BudgetMiddleware:
             cfg.store, key_prefix=cfg.key_prefix, timeout=cfg.store_timeout
         )
         self.counter = WarmCounter(token_counter or RuntimeTokenCounter())
-        self.prices = PriceTable(cfg.pricing, default=cfg.default_price)
+        self.prices = PriceTable(cfg.pricing, default=cfg.default_price, aliases=cfg.model_aliases)
         self.slot_clock = SlotClock()
         self._now = clock
         # only what store keys need: TenantMiddleware applies the deployment's own id rules
@@ -128,6 +131,9 @@ class BudgetMiddleware:
             self.validate,
             lambda tenant: self._per_tenant.get(tenant, self._defaults),
             limits_vector(cfg.user_limits),
+        )
+        _check_prices(
+            self.prices, cfg, [self._defaults, *self._per_tenant.values(), limits_vector(cfg.user_limits)]
         )
         #: Reservations carry a token (unless the store predates them), which makes settling idempotent
         #: and lets a reservation whose reply was lost be given back safely.
@@ -172,10 +178,32 @@ class BudgetMiddleware:
         data = body.data
         model = data.get("model")
         model = model if isinstance(model, str) else None
-        prompt, output = await self._estimate(route, data, model, len(body.raw))
+        cap: int | None = None
+        if route == "chat":
+            try:
+                cap = client_cap(data)
+            except ValueError as exc:
+                await self._refuse(send, ctx, _bad_cap(str(exc)))
+                return
+            if not _valid_choices(data.get("n")):
+                # the reservation covers n answers: an n it cannot count must not reach an app that may
+                # generate more than was reserved
+                await self._refuse(send, ctx, _bad_choices())
+                return
+        prompt, output = await self._estimate(route, data, model, len(body.raw), cap)
         ctx.token_estimate = prompt + output
+        if route == "chat" and cap is None:
+            # the reservation is a cap: ask the upstream for at most the output tokens reserved, or a
+            # long answer is served (and charged past the limit) though it was never reserved
+            data[cap_field(model)] = self.config.default_max_tokens
+            body.mark_changed()
+            scope = forward_scope(scope, body)
         now = self._now()
         slots, limits = self.subjects.windows(tenant, user, self.slot_clock.slots(now))
+        unpriced = model is not None and self.prices.price(model) is None
+        if unpriced and _money_limited(slots, limits):
+            await self._refuse(send, ctx, _unpriced(model))
+            return
         amounts = self._amounts(slots, prompt + output, self.prices.cost_nanos(model, prompt, output))
         try:
             token = secrets.token_hex(8) if self._tokens else None
@@ -188,6 +216,15 @@ class BudgetMiddleware:
             return
         if not reservation.allowed:
             await self._refuse(send, ctx, self._over_limit(tenant, slots, amounts, reservation, now))
+            return
+        if unpriced and _money_limited(slots, reservation.limits):
+            # a live override set a money limit the configuration has not: give the reservation back
+            try:
+                await self._store_settle(tenant, slots, [-amount for amount in amounts], token)
+            except Exception as exc:
+                self._log_store_error("settle", exc)
+                self._keep_unsettled(tenant, slots, [-amount for amount in amounts], token)
+            await self._refuse(send, ctx, _unpriced(model))
             return
 
         ctx.budget_remaining = {
@@ -239,21 +276,21 @@ class BudgetMiddleware:
     # -- estimate and reserve -----------------------------------------------------------------------
 
     async def _estimate(
-        self, route: str, data: Mapping[str, Any], model: str | None, size: int
+        self, route: str, data: Mapping[str, Any], model: str | None, size: int, cap: int | None
     ) -> tuple[int, int]:
         """Prompt tokens, and the most output tokens the request may produce."""
         try:
             if route == "chat":
-                return await self.counter.count_chat(data, model), self._max_output(data)
+                return await self.counter.count_chat(data, model), self._max_output(data, cap)
             return await self._count_input(data.get("input"), model), 0
         except Exception:
             # a body the router will refuse anyway (400): reserve something proportionate meanwhile
-            return size // 4 + 1, self._max_output(data) if route == "chat" else 0
+            return size // 4 + 1, self._max_output(data, cap) if route == "chat" else 0
 
-    def _max_output(self, data: Mapping[str, Any]) -> int:
-        limit = _positive_int(data.get("max_completion_tokens")) or _positive_int(data.get("max_tokens"))
+    def _max_output(self, data: Mapping[str, Any], cap: int | None) -> int:
+        """The cap (the client's, else ``default_max_tokens``, which is then sent) times the choices."""
         n = _positive_int(data.get("n")) or 1
-        return (limit or self.config.default_max_tokens) * min(n, 128)
+        return (cap or self.config.default_max_tokens) * min(n, _MAX_CHOICES)
 
     async def _count_input(self, value: Any, model: str | None) -> int:
         if isinstance(value, str):
@@ -346,7 +383,9 @@ class BudgetMiddleware:
             )
             if limit >= 0 and amount > 0 and used + amount > limit
         ]
-        first = exceeded[0]
+        # a window the request alone is over can never take it: say so, and tell clients not to retry
+        never = [i for i in exceeded if amounts[i] > reservation.limits[i]]
+        first = never[0] if never else exceeded[0]
         window = slots[first].window
         limit, used, amount = reservation.limits[first], reservation.used[first], amounts[first]
         wait = max(slots[i].end - now for i in exceeded)
@@ -357,17 +396,19 @@ class BudgetMiddleware:
         )
         if window.metric == "requests" and limit == 0:
             message += " No requests are allowed: ask for the limit to be raised."
-        elif amount > limit:
+        elif never:
             message += (
-                " This request alone exceeds the limit: lower max_tokens (or max_completion_tokens)"
+                " This request alone exceeds the limit, so retrying cannot help: lower max_tokens (or "
+                "max_completion_tokens)"
                 + (" or use a cheaper model." if window.metric == "cost" else " or shorten the prompt.")
             )
         else:
             message += f" Try again in {format_duration(wait)}."
-        others = [slots[i].window.label for i in exceeded[1:]]
+        others = [slots[i].window.label for i in exceeded if i != first]
         if others:
             message += f" Also exceeded: {', '.join(others)}."
-        headers = [("retry-after", retry_after(wait).decode())]
+        # the official OpenAI and Anthropic SDKs retry a 429 unless told not to (x-should-retry)
+        headers = [("x-should-retry", "false")] if never else [("retry-after", retry_after(wait).decode())]
         headers.extend(
             (k.decode(), v.decode())
             for k, v in ratelimit_headers(slots, reservation.used, reservation.limits, now)
@@ -486,8 +527,11 @@ class BudgetMiddleware:
             usage = Usage(prompt_estimate, completion, prompt_estimate + completion, estimated=True)
         if ctx.usage is None:
             ctx.usage = usage
+        # the model that answered prices the answer when its price is known, else the name asked for
+        # (an upstream's own model name may be in no table): never $0 when the request had a price
+        priced_as = answered_by if answered_by and self.prices.lookup(answered_by) is not None else model
         cost = self.prices.cost_nanos(
-            answered_by or model, usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens
+            priced_as, usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens
         )
         tokens, requests = usage.total_tokens, 1
         if hit:
@@ -519,6 +563,63 @@ def _takes_tokens(store: BudgetStore) -> bool:
         )
     except (TypeError, ValueError):
         return False
+
+
+def _money_limited(slots: Sequence[Slot], limits: Sequence[int]) -> bool:
+    """Whether any money window among ``slots`` has a limit (``limits`` in store units, in step)."""
+    return any(limit >= 0 for slot, limit in zip(slots, limits, strict=True) if slot.window.metric == "cost")
+
+
+def check_prices(cfg: BudgetConfig) -> None:
+    """Raise ``ConfigError`` when a money limit of ``cfg`` applies to a configured model with no price
+    (what the middleware's constructor checks, for a command to run before starting workers)."""
+    limits = [limits_vector(cfg.limits), *(limits_vector(t, cfg.limits) for t in cfg.tenants.values())]
+    limits.append(limits_vector(cfg.user_limits))
+    prices = PriceTable(cfg.pricing, default=cfg.default_price, aliases=cfg.model_aliases)
+    _check_prices(prices, cfg, limits)
+
+
+def _check_prices(prices: PriceTable, cfg: BudgetConfig, limits: Sequence[Sequence[int]]) -> None:
+    """Refuse a configuration where a money limit applies to a configured model with no price."""
+    money = [i for i, window in enumerate(WINDOWS) if window.metric == "cost"]
+    if cfg.default_price is not None or not any(vector[i] >= 0 for vector in limits for i in money):
+        return
+    missing = [name for name in cfg.model_aliases if prices.lookup(name) is None]
+    if missing:
+        raise ConfigError(
+            f"Money limits are set but no price is known for {', '.join(repr(m) for m in missing)}: "
+            f"its requests would cost nothing against them. Set budget.pricing.{missing[0]} (input and "
+            "output US dollars per million tokens), or budget.default_price."
+        )
+
+
+def _unpriced(model: str | None) -> GatewayError:
+    return GatewayError(
+        f"The model '{model}' has no known price and this tenant has a money limit, so it cannot be "
+        f"metered: use a priced model, or ask for budget.pricing.{model} (or budget.default_price) "
+        "to be set.",
+        status=400,
+        type="invalid_request_error",
+        code="model_not_priced",
+        param="model",
+    )
+
+
+def _valid_choices(n: Any) -> bool:
+    """``n`` is absent, or a whole number of choices from 1 to 128 (OpenAI's range)."""
+    return n is None or (isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= _MAX_CHOICES)
+
+
+def _bad_choices() -> InvalidRequest:
+    return InvalidRequest(
+        f"'n' must be an integer from 1 to {_MAX_CHOICES}: the number of answers to generate.", param="n"
+    )
+
+
+def _bad_cap(name: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"'{name}' must be a positive integer: the most output tokens the answer may have.", param=name
+    )
 
 
 def _positive_int(value: Any) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from .config import ModelPrice
 
@@ -58,6 +58,11 @@ DEFAULT_PRICES: dict[str, tuple[float, float, float | None]] = {
     "gemini-1.5-flash": (0.075, 0.30, None),
 }
 
+
+def _dearness(price: ModelPrice | None) -> tuple[float, float]:
+    return (price.output, price.input) if price is not None else (0.0, 0.0)
+
+
 #: Price per token in nano-dollars = price per million tokens in dollars * 1e9 / 1e6.
 _NANOS_PER_MILLION_PRICE = 1000.0
 
@@ -73,6 +78,7 @@ class PriceTable:
         *,
         default: ModelPrice | None = None,
         builtin: bool = True,
+        aliases: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         table: dict[str, ModelPrice] = {}
         if builtin:
@@ -80,33 +86,49 @@ class PriceTable:
                 table[name] = ModelPrice(input=inp, output=out, cached_input=cached)
         table.update(overrides or {})
         self._table = table
+        self._aliases = {name: list(models) for name, models in (aliases or {}).items()}
         self._default = default
         self._cache: dict[str, ModelPrice | None] = {}
         self._warned: set[str] = set()
 
     def price(self, model: str | None) -> ModelPrice | None:
+        """``model``'s price, else the default price (``None`` when there is none)."""
         if not model:
             return self._default
+        found = self.lookup(model)
+        if found is not None:
+            return found
+        if self._default is None and model not in self._warned and len(self._warned) < 1000:
+            self._warned.add(model)
+            logger.warning(
+                "No price known for model %r: its requests cost $0 where no money limit applies. "
+                "Set budget.pricing.%s (or budget.default_price).",
+                model,
+                model,
+            )
+        return self._default
+
+    def lookup(self, model: str) -> ModelPrice | None:
+        """``model``'s own price (or its alias's), ``None`` when no table knows it. Cached."""
         try:
             return self._cache[model]
         except KeyError:
             pass
         found = self._lookup(model)
-        if found is None:
-            found = self._default
-            if found is None and model not in self._warned and len(self._warned) < 1000:
-                self._warned.add(model)
-                logger.warning(
-                    "No price known for model %r: its requests cost $0 against money limits. "
-                    "Set budget.pricing.%s (or budget.default_price).",
-                    model,
-                    model,
-                )
         if len(self._cache) < 10_000:
             self._cache[model] = found
         return found
 
     def _lookup(self, model: str) -> ModelPrice | None:
+        found = self._lookup_name(model)
+        if found is None and model in self._aliases:
+            # an alias priced as the dearest model it may be served by: the reservation must not be short
+            prices = [self._lookup_name(upstream) for upstream in self._aliases[model]]
+            if prices and all(price is not None for price in prices):
+                found = max(prices, key=_dearness)
+        return found
+
+    def _lookup_name(self, model: str) -> ModelPrice | None:
         for name in (model, model.rpartition("/")[2]):
             if name in self._table:
                 return self._table[name]

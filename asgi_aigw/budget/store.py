@@ -73,3 +73,19 @@ class BudgetStore(Protocol):
     async def clear_overrides(self, tenant: str) -> None: ...
 
     async def aclose(self) -> None: ...
+
+
+def per_process(url: str) -> bool:
+    """Whether the budget store at ``url`` lives in one process (each worker would count alone)."""
+    return url.partition("://")[0].lower() == "memory"
+
+
+def multi_worker_error(url: str, workers: int) -> str | None:
+    """Why ``workers`` processes cannot share the budget store at ``url``, or ``None`` if they can."""
+    if workers <= 1 or not per_process(url):
+        return None
+    return (
+        f"--workers {workers} with the in-process budget store ({url}) would give each worker its own "
+        f"counters, multiplying every limit by {workers}: set budget.store: redis://HOST:6379/0 "
+        "(shared by every worker), or run one worker."
+    )

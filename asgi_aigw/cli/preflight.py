@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import socket
 
+from ..budget.store import multi_worker_error
 from ..config import GatewayConfig
 
 
@@ -30,6 +31,8 @@ def _single_process_refusal(config: GatewayConfig, workers: int, demo: bool) -> 
             f"that opens them), not --workers {workers}: drop --workers, or serve --config with server "
             "stores (see docs/deployment.md)."
         )
+    if config.budget is not None and (problem := multi_worker_error(config.budget.store, workers)):
+        return problem
     sink = config.log.store if config.log is not None else None
     if sink is not None and sink.startswith("chdb://"):
         return (

@@ -55,6 +55,11 @@ def run(args: argparse.Namespace) -> int:
         from ..router.registry import ModelRegistry
 
         registry = ModelRegistry(config.router, {} if args.demo else None)
+        if config.budget is not None:
+            from ..app import budget_settings
+            from ..budget.middleware import check_prices
+
+            check_prices(budget_settings(config, config.budget))
     except (ConfigError, MissingDependency) as exc:
         print(f"aigw serve: {exc}", file=sys.stderr)
         return 2

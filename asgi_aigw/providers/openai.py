@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from ..kernel.caps import output_cap_fields
 from ..kernel.context import Usage
 from ..kernel.errors import GatewayError, UpstreamError
 from ..kernel.models import ChatCompletionRequest, EmbeddingRequest
@@ -97,7 +98,7 @@ class OpenAIAdapter:
     def chat_request(
         self, deployment: Deployment, request: ChatCompletionRequest, body: dict[str, Any], *, stream: bool
     ) -> UpstreamRequest:
-        payload = {**body, "model": deployment.model}
+        payload = output_cap_fields({**body, "model": deployment.model}, deployment.model)
         if stream and deployment.stream_usage:
             options = body.get("stream_options")
             payload["stream_options"] = (

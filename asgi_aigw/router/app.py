@@ -364,6 +364,8 @@ class ProviderRouter:
                     raise
                 step = attempts.after_failure(deployment, exc)
                 if step is None:
+                    if attempts.made > 1:
+                        _no_client_retry(exc)
                     logger.warning(
                         "%s: attempt %d on %s failed (%s); no attempt left",
                         resolved.name,
@@ -637,6 +639,14 @@ def _timeout(deployment: Deployment, which: str, seconds: float | None) -> Upstr
 
 def _stream_headers(ctx: RequestContext) -> Headers:
     return _SSE_HEADERS + _answer_headers(ctx)
+
+
+def _no_client_retry(error: GatewayError) -> None:
+    """Tell clients not to retry an error the gateway has already retried: the official SDKs obey
+    ``x-should-retry`` (else each SDK retry would run the gateway's whole series of attempts again)."""
+    # an upstream's Retry-After stays, for clients that pace themselves; the SDKs read this header first
+    error.headers = [(k, v) for k, v in error.headers if k.lower() != "x-should-retry"]
+    error.headers.append(("x-should-retry", "false"))
 
 
 def _scrub(error: GatewayError, deployment: Deployment) -> GatewayError:

@@ -140,7 +140,7 @@ async def messages(
     choice = body.get("tool_choice")
     if body.get("tools") and not (isinstance(choice, dict) and choice.get("type") == "none"):
         tools = [str(t["name"]) for t in body["tools"] if isinstance(t, dict) and "name" in t]
-    turn = fake.plan_turn(conversation(body), tools, behaviour)
+    turn = fake.plan_turn(conversation(body), tools, behaviour, body.get("max_tokens"))
     message_id = fake.new_id("msg_")
     usage = {
         "input_tokens": turn.prompt_tokens,
@@ -156,7 +156,15 @@ async def messages(
             "name": turn.tool_call["name"],
             "input": turn.tool_call["arguments"],
         }
-    stop_reason = "refusal" if behaviour.blocked else ("tool_use" if tool_use else "end_turn")
+    stop_reason = (
+        "refusal"
+        if behaviour.blocked
+        else "tool_use"
+        if tool_use
+        else "max_tokens"
+        if turn.truncated
+        else "end_turn"
+    )
 
     if not body.get("stream"):
         if behaviour.malformed:

@@ -227,7 +227,10 @@ async def _generate(
         for tool in body["tools"]:
             for declaration in tool.get("functionDeclarations") or [] if isinstance(tool, dict) else []:
                 tools.append(str(declaration.get("name")))
-    turn = fake.plan_turn(conversation(body), tools, behaviour)
+    generation = body.get("generationConfig")
+    cap = generation.get("maxOutputTokens") if isinstance(generation, dict) else None
+    turn = fake.plan_turn(conversation(body), tools, behaviour, cap)
+    finish_reason = "MAX_TOKENS" if turn.truncated else "STOP"
     response_id = fake.new_id("")
     prompt = turn.prompt_tokens
     final_usage = {
@@ -275,7 +278,7 @@ async def _generate(
         responses = [
             response(
                 [{"text": piece}],
-                "STOP" if i == len(pieces) - 1 else None,
+                finish_reason if i == len(pieces) - 1 else None,
                 final_usage if i == len(pieces) - 1 else running,
             )
             for i, piece in enumerate(pieces)
@@ -287,7 +290,7 @@ async def _generate(
             return
         payload = responses[0]
         if call_part is None and not behaviour.blocked:
-            payload = response([{"text": turn.text}], "STOP", final_usage)
+            payload = response([{"text": turn.text}], finish_reason, final_usage)
             # candidateCount answers: one candidate each, all billed (candidatesTokenCount counts them all)
             count = (body.get("generationConfig") or {}).get("candidateCount") or 1
             if count > 1:

@@ -44,7 +44,9 @@ async def chat(
         for t in body.get("tools") or []
         if isinstance(t, dict) and isinstance(t.get("function"), dict)
     ]
-    turn = fake.plan_turn(conversation(body), tools, behaviour)
+    options = body.get("options")
+    cap = options.get("num_predict") if isinstance(options, dict) else None
+    turn = fake.plan_turn(conversation(body), tools, behaviour, cap)
     created_at = _created_at()
     stats = {
         "total_duration": 1_000_000,
@@ -63,7 +65,7 @@ async def chat(
     def line(message: dict[str, Any], done: bool) -> bytes:
         data: dict[str, Any] = {"model": model, "created_at": created_at, "message": message}
         if done:
-            data.update({"done_reason": "stop", "done": True, **stats})
+            data.update({"done_reason": "length" if turn.truncated else "stop", "done": True, **stats})
         else:
             data["done"] = False
         return orjson.dumps(data) + b"\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -18,6 +19,11 @@ _ERROR_TYPES = {
     404: "invalid_request_error",
     429: "requests",
 }
+
+
+def is_reasoning_model(model: str) -> bool:
+    """OpenAI's reasoning models (o1, o3, o4-mini, gpt-5 families), which refuse ``max_tokens``."""
+    return re.match(r"(o\d|gpt-5)(\b|-|$)", model) is not None
 
 
 def _text(content: Any) -> str:
@@ -65,6 +71,11 @@ async def chat(
         if isinstance(body.get("messages"), list) and body.get("model")
         else "Invalid body: 'model' and 'messages' are required."
     )
+    if problem is None and "max_tokens" in body and is_reasoning_model(str(body["model"])):
+        problem = (
+            "Unsupported parameter: 'max_tokens' is not supported with this model. "
+            "Use 'max_completion_tokens' instead."
+        )
     if await fake.refuse(send, behaviour, _error_payload, problem):
         return
     model = str(body["model"])
@@ -74,7 +85,8 @@ async def chat(
     tools = []
     if body.get("tools") and body.get("tool_choice") != "none":
         tools = [t["function"]["name"] for t in body["tools"] if isinstance(t, dict) and "function" in t]
-    turn = fake.plan_turn(messages, tools, behaviour)
+    cap = body.get("max_completion_tokens") or body.get("max_tokens")
+    turn = fake.plan_turn(messages, tools, behaviour, cap)
     completion_id = fake.new_id("chatcmpl-")
     created = fake.now()
     tool_calls: list[dict[str, Any]] | None = None
@@ -89,7 +101,7 @@ async def chat(
                 },
             }
         ]
-    finish = "tool_calls" if tool_calls else "stop"
+    finish = "tool_calls" if tool_calls else "length" if turn.truncated else "stop"
 
     if not body.get("stream"):
         if behaviour.malformed:

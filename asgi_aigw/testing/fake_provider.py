@@ -56,6 +56,9 @@ class FakeBehaviour:
     #: Refuse for safety reasons: Gemini blocks the prompt (``promptFeedback.blockReason``), Anthropic
     #: answers ``stop_reason: refusal``.
     blocked: bool = False
+    #: Answer past the output cap the request set (``max_tokens`` and its native names), as a
+    #: misbehaving upstream would: the whole answer, and usage that reports all of it.
+    ignore_output_cap: bool = False
 
 
 @dataclass
@@ -77,6 +80,8 @@ class _Turn:
     prompt_tokens: int
     completion_tokens: int
     pieces: list[str] = field(default_factory=list)
+    #: The answer was cut at the request's output cap (finish reason ``length`` and its native names).
+    truncated: bool = False
 
 
 class FakeProvider:
@@ -199,11 +204,19 @@ class FakeProvider:
     def now() -> int:
         return int(time.time())
 
-    def plan_turn(self, messages: list[tuple[str, str]], tools: list[str], behaviour: FakeBehaviour) -> _Turn:
+    def plan_turn(
+        self,
+        messages: list[tuple[str, str]],
+        tools: list[str],
+        behaviour: FakeBehaviour,
+        cap: Any = None,
+    ) -> _Turn:
         """Decide the answer from ``(role, text)`` messages and the names of the tools offered.
 
         With tools offered and a user message last, the fake calls the first tool with the user's text
-        as ``{"query": ...}``; after a tool result it answers ``Tool said: <result>``.
+        as ``{"query": ...}``; after a tool result it answers ``Tool said: <result>``. A text answer
+        longer than ``cap`` tokens (the request's output cap) is cut there, as real providers do,
+        unless the behaviour says to ignore the cap.
         """
         prompt_tokens = sum(count_tokens(text) + 4 for _, text in messages) + 3
         last_role, last_text = messages[-1] if messages else ("user", "")
@@ -223,6 +236,10 @@ class FakeProvider:
             completion = count_tokens(tool_call["name"]) + count_tokens(arguments)
             return _Turn(text, tool_call, prompt_tokens, completion, [])
         pieces = split_pieces(text)
+        limited = isinstance(cap, int) and not isinstance(cap, bool) and cap > 0
+        if limited and not behaviour.ignore_output_cap and len(pieces) > cap:
+            pieces = pieces[:cap]
+            return _Turn("".join(pieces), None, prompt_tokens, len(pieces), pieces, truncated=True)
         return _Turn(text, None, prompt_tokens, len(pieces), pieces)
 
     async def refuse(
