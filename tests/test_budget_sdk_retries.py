@@ -142,6 +142,7 @@ async def test_a_prefix_routed_model_with_no_price_is_refused_under_a_money_limi
 ) -> None:
     config = fake_config(base_url=upstream)
     config.router.providers = {"openai": ProviderSettings(base_url=upstream, api_key="test-openai-key")}  # type: ignore[arg-type]
+    config.router.provider_prefix_routing = True  # off by default once models are listed
     config.budget = BudgetConfig(store=redis_url, key_prefix=redis_prefix, limits=Limits(cost_per_day=5.0))
     server, _ = serve(config)
     try:
