@@ -56,7 +56,7 @@ class Target:
 TARGETS: dict[str, Target] = {
     "body": Target(
         "asgi_aigw/kernel/body.py",
-        ("tests/test_pins_body.py", "tests/test_body.py"),
+        ("tests/test_pins_body.py", "tests/test_body.py", "tests/test_body_timeout.py"),
     ),
     "cache-keys": Target(
         "asgi_aigw/cache/keys.py",
@@ -68,7 +68,7 @@ TARGETS: dict[str, Target] = {
     ),
     "redact-restore": Target(
         "asgi_aigw/redact/restore.py",
-        ("tests/test_redact_stream.py", "tests/test_redact_stack.py"),
+        ("tests/test_redact_restore_attack.py", "tests/test_redact_stream.py", "tests/test_redact_stack.py"),
     ),
     "budget-memory": Target(
         "asgi_aigw/budget/memory.py",
@@ -84,7 +84,7 @@ TARGETS: dict[str, Target] = {
     ),
     "tenant-jwt": Target(
         "asgi_aigw/tenant/jwt.py",
-        ("tests/test_tenant.py",),
+        ("tests/test_tenant_jwt_checks.py", "tests/test_tenant.py"),
     ),
 }
 
