@@ -108,8 +108,8 @@ PRELOAD = (
 EQUIVALENT: dict[str, dict[str, str]] = {
     "body": {
         "<module>: 256 -> 255": "byte 0xff never occurs in UTF-8, and json_depth only sees bodies orjson parsed",
-        "read_body: if chunk -> if True": "an empty chunk adds nothing to the size or to the joined bytes",
-        "read_body: 0 -> -1 #2": "chunks[-1] is chunks[0] when there is one chunk",
+        "_read_chunks: if chunk -> if True": "an empty chunk adds nothing to the size or to the joined bytes",
+        "_read_chunks: 0 -> -1 #2": "chunks[-1] is chunks[0] when there is one chunk",
         'parse_json: raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and json_depth(r... '
         '[drop raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH]': "the bracket count only skips the "
         "exact measure (the depth never exceeds it): without it every body is measured, same answers",
