@@ -228,15 +228,10 @@ def _chat(content: str = "hi", **extra: object) -> dict[str, object]:
         # Django sends no lifespan, so nothing in the stack may depend on it; Ctrl+C stops the server
         # and the request log is flushed at exit
         ("off", signal.SIGINT),
-        # uvicorn's default (Django refuses lifespan; SIGTERM from a process manager). Known defect:
-        # uvicorn re-raises SIGTERM after its graceful shutdown, whose default action ends the process
-        # without the atexit flush, and here the last rows were seen still unsealed seconds after they
-        # were queued; until that is fixed this variant may lose the last rows of the log
-        pytest.param(
-            "auto",
-            signal.SIGTERM,
-            marks=pytest.mark.xfail(reason="last log rows lost on SIGTERM without lifespan", strict=False),
-        ),
+        # uvicorn's default with a process manager's SIGTERM: uvicorn re-raises it after its graceful
+        # shutdown and the default action skips the exit hook, so the log is flushed by the lifespan
+        # that WithGatewayLifespan answers around Django (shop/asgi.py)
+        ("auto", signal.SIGTERM),
     ],
 )
 async def test_django_example(

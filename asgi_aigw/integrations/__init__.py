@@ -6,6 +6,13 @@ module so importing one never imports another framework: :mod:`asgi_aigw.integra
 """
 
 from ..kernel.context import Identity
-from .core import GatewayEndpoint, GatewayRequest, GatewayResponse, IdentityResult
+from .core import GatewayEndpoint, GatewayRequest, GatewayResponse, IdentityResult, WithGatewayLifespan
 
-__all__ = ["GatewayEndpoint", "GatewayRequest", "GatewayResponse", "Identity", "IdentityResult"]
+__all__ = [
+    "GatewayEndpoint",
+    "GatewayRequest",
+    "GatewayResponse",
+    "Identity",
+    "IdentityResult",
+    "WithGatewayLifespan",
+]

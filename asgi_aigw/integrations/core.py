@@ -17,7 +17,8 @@ from typing import Any
 from ..kernel.body import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES
 from ..kernel.context import Identity, ensure_context, set_identity
 from ..kernel.errors import GatewayError, RequestTooLarge, Unauthorized
-from ..kernel.types import ASGIApp, Message, Scope
+from ..kernel.lifespan import serve_lifespan
+from ..kernel.types import ASGIApp, Message, Receive, Scope, Send
 
 #: What the host app's identity callable may return: an :class:`Identity`, a bare tenant id, or
 #: ``None`` for "nobody is logged in" (answered 401).
@@ -250,3 +251,31 @@ class GatewayEndpoint:
         finally:
             queue.put_nowait({"type": "lifespan.shutdown"})
             await task
+
+
+class WithGatewayLifespan:
+    """``app`` (one that speaks no lifespan: Django) with the gateway's lifespan answered around it.
+
+    Served from a framework's URLconf, the gateway has no ASGI layer of its own in front of the app, so
+    nothing would close it when the server stops: the request log would rely on the process's exit
+    hook, which a SIGTERM re-raised by uvicorn after its graceful shutdown skips. Wrapped, the server's
+    ``lifespan.shutdown`` flushes the log and closes the upstream clients first::
+
+        application = WithGatewayLifespan(get_asgi_application(), endpoint)
+    """
+
+    def __init__(self, app: ASGIApp, *endpoints: GatewayEndpoint) -> None:
+        self.app = app
+        self.endpoints = endpoints
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        stack = contextlib.AsyncExitStack()
+
+        async def start() -> None:
+            for endpoint in self.endpoints:
+                await stack.enter_async_context(endpoint.lifespan())
+
+        await serve_lifespan(receive, send, on_startup=start, on_shutdown=stack.aclose)
