@@ -80,7 +80,7 @@ TARGETS: dict[str, Target] = {
     ),
     "budget-windows": Target(
         "asgi_aigw/budget/windows.py",
-        ("tests/test_budget_store.py", "tests/test_budget_middleware.py"),
+        ("tests/test_budget_windows.py", "tests/test_budget_store.py", "tests/test_budget_middleware.py"),
     ),
     "tenant-jwt": Target(
         "asgi_aigw/tenant/jwt.py",
@@ -227,6 +227,25 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "the scope and question again gives the same values",
         'CacheKeys._compute_semantic: request.get("messages") or [] [drop []]': "without messages the "
         "last message is None either way, and the question with it",
+    },
+    "budget-windows": {
+        "Slot: False -> True #2": "the suffix is made of the window and the start, which are compared already",
+        **dict.fromkeys(
+            ["SlotClock.__init__: 1 -> 2", "SlotClock.__init__: 1 -> 0"],
+            "any start value that is not a real minute makes the first call compute the slots (minute 0 "
+            "is 1970-01-01 00:00, which no clock reads)",
+        ),
+        **dict.fromkeys(
+            ["to_units: if value < 0 -> if False", "to_units: 0 -> -1"],
+            "every negative limit is unlimited to the stores, so -1 and -1e9 nano-dollars mean the same",
+        ),
+        **dict.fromkeys(
+            ["from_units: value >= 0 [GtE->Gt]", "from_units: 0 -> 1"],
+            "0 and 0.0 are the same figure in a header and in a message",
+        ),
+        'format_amount: f"{value / NANOS_PER_DOLLAR:.6f}".rstrip("0").rstrip(".") or "0" [drop "0"]': (
+            "the formatted figure always keeps its units digit, so the fallback never applies"
+        ),
     },
 }
 

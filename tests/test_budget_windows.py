@@ -96,6 +96,10 @@ def test_the_last_second_of_a_month_and_the_first_of_the_next() -> None:
     assert (march[4].start, march[4].end) == (utc(2024, 3, 1), utc(2024, 4, 1))
     december = SlotClock().slots(utc(2024, 12, 31, 23, 59, 59))
     assert (december[6].start, december[6].end) == (utc(2024, 12, 1), utc(2025, 1, 1))
+    # every month of a year ends on the first of the next, in the same year until December
+    for month in range(1, 12):
+        slots = SlotClock().slots(utc(2025, month, 15))
+        assert (slots[6].start, slots[6].end) == (utc(2025, month, 1), utc(2025, month + 1, 1)), month
 
 
 @pytest.mark.parametrize(
