@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
 import orjson
+import redis.asyncio as aioredis
 
-from asgi_aigw.budget import BudgetStore
+from asgi_aigw.budget import BudgetStore, RedisBudgetStore
 from asgi_aigw.budget.tokens import RuntimeTokenCounter, TokenCounter
 from asgi_aigw.budget.windows import SlotClock
 from asgi_aigw.kernel.context import ensure_context
@@ -113,3 +116,18 @@ class SSEApp:
         for event in self.events:
             await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+@contextlib.asynccontextmanager
+async def redis_budget_store(redis_url: str, prefix: str) -> AsyncIterator[RedisBudgetStore]:
+    """A Redis budget store under a test's own key prefix; its keys are deleted afterwards."""
+    store = RedisBudgetStore(redis_url, key_prefix=prefix)
+    try:
+        yield store
+    finally:
+        client = aioredis.Redis.from_url(redis_url)
+        keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+        await store.aclose()

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from asgi_aigw.config import GatewayConfig
 from asgi_aigw.kernel.context import RequestContext, ensure_context
 from asgi_aigw.router.config import DeploymentConfig, ModelConfig, RouterConfig, Timeouts
 from asgi_aigw.testing import ServerThread
+from asgi_aigw.testing.server import free_port
 
 FAKE_URL = "http://fake-upstream.test/v1"
 
@@ -81,3 +90,34 @@ async def eventually(predicate: Any, seconds: float = 5.0, interval: float = 0.0
             return True
         await anyio.sleep(interval)
     return bool(predicate())
+
+
+@contextlib.contextmanager
+def aigw_serve(*args: str, cwd: Path, env: Mapping[str, str]) -> Iterator[str]:
+    """``aigw serve ARGS --port P`` in a subprocess, as a user runs it; yields ``http://127.0.0.1:P``
+    once it accepts connections (a start that fails shows its output)."""
+    port = free_port()
+    command = [sys.executable, "-m", "asgi_aigw.cli", "serve", *args, "--port", str(port)]
+    process = subprocess.Popen(
+        [*command, "--log-level", "warning"],
+        cwd=cwd,
+        env=dict(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                output = process.stdout.read().decode() if process.stdout else ""
+                process.kill()
+                pytest.fail(f"aigw serve {' '.join(args)} did not start:\n{output}")
+            time.sleep(0.1)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(15)

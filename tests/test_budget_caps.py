@@ -10,7 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 
 from asgi_aigw.budget import BudgetConfig, BudgetMiddleware, Limits, RedisBudgetStore
 from asgi_aigw.kernel.caps import client_cap, is_reasoning_model, output_cap_fields
@@ -63,14 +62,8 @@ def _frozen_now() -> None:
 
 @pytest.fixture
 async def store(redis_url: str, redis_prefix: str) -> AsyncIterator[RedisBudgetStore]:
-    store = RedisBudgetStore(redis_url, key_prefix=redis_prefix)
-    yield store
-    client = aioredis.Redis.from_url(redis_url)
-    keys = [key async for key in client.scan_iter(match=f"{redis_prefix}*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
-    await store.aclose()
+    async with budget_helpers.redis_budget_store(redis_url, redis_prefix) as store:
+        yield store
 
 
 def router(fake: FakeProvider) -> ProviderRouter:

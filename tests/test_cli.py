@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,47 +10,17 @@ import httpx
 import pytest
 
 from asgi_aigw.cli import main
-from asgi_aigw.testing.server import free_port
+
+from .support import aigw_serve
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
 def demo_server(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "asgi_aigw.cli",
-            "serve",
-            "--demo",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        cwd=tmp_path,
-        env={k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                output = process.stdout.read().decode() if process.stdout else ""
-                process.kill()
-                pytest.fail(f"aigw serve --demo did not start:\n{output}")
-            time.sleep(0.1)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(15)
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    with aigw_serve("--demo", cwd=tmp_path, env=env) as base:
+        yield base
 
 
 def test_demo_answers_json_and_streams(demo_server: str) -> None:

@@ -19,6 +19,8 @@ from asgi_aigw.cli.preflight import serve_refusal
 from asgi_aigw.config import GatewayConfig
 from asgi_aigw.testing.server import free_port
 
+from .support import aigw_serve
+
 pytestmark = pytest.mark.e2e
 
 BANNER = "OpenAI base URL"
@@ -114,42 +116,10 @@ def test_server_stores_with_several_workers_pass_the_checks() -> None:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
     # keys and hosts in the environment must not add anything to the demo
     env = {**os.environ, "OPENAI_API_KEY": "test-key-not-real", "OLLAMA_HOST": "127.0.0.1:9"}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "asgi_aigw.cli",
-            "serve",
-            "--demo",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        cwd=tmp_path_factory.mktemp("demo"),
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                output = process.stdout.read().decode() if process.stdout else ""
-                process.kill()
-                pytest.fail(f"aigw serve --demo did not start:\n{output}")
-            time.sleep(0.1)
-    try:
-        yield f"http://127.0.0.1:{port}/ai/v1"
-    finally:
-        process.terminate()
-        process.wait(15)
+    with aigw_serve("--demo", cwd=tmp_path_factory.mktemp("demo"), env=env) as base:
+        yield f"{base}/ai/v1"
 
 
 def test_demo_lists_only_its_own_models(demo: str) -> None:
