@@ -84,7 +84,7 @@ TARGETS: dict[str, Target] = {
     ),
     "tenant-jwt": Target(
         "asgi_aigw/tenant/jwt.py",
-        ("tests/test_tenant_jwt_checks.py", "tests/test_tenant.py"),
+        ("tests/test_tenant_jwks_cache.py", "tests/test_tenant_jwt_checks.py", "tests/test_tenant.py"),
     ),
 }
 

@@ -72,6 +72,8 @@ class JWKSCache:
         self._fetched_at: float | None = None
         self._attempted_at = float("-inf")
         self._lock: asyncio.Lock | None = None
+        #: Fetch attempts started, successful or not: a caller that waited for one does not repeat it.
+        self._attempts = 0
         #: How many times the key set was fetched (for tests and metrics).
         self.fetches = 0
 
@@ -80,7 +82,9 @@ class JWKSCache:
         now = time.monotonic()
         may_fetch = now - self._attempted_at >= self.min_refresh_seconds
         if self._fetched_at is None:
-            if not may_fetch:  # the endpoint failed a moment ago: do not hammer it
+            # the endpoint failed a moment ago: do not hammer it (but a first fetch still under way
+            # is waited for: the requests that arrive meanwhile are not refused)
+            if not may_fetch and not self._refreshing:
                 raise self._unavailable()
             await self._refresh()
         elif now - self._fetched_at > self.cache_seconds and may_fetch:
@@ -118,14 +122,21 @@ class JWKSCache:
             "Bearer tokens cannot be verified right now: the gateway could not fetch its key set."
         )
 
+    @property
+    def _refreshing(self) -> bool:
+        return self._lock is not None and self._lock.locked()
+
     async def _refresh(self) -> None:
         if self._lock is None:
             self._lock = asyncio.Lock()
-        generation = self.fetches
-        attempted = self._attempted_at
+        # an attempt under way when this caller arrived, or one started while it waited, is its attempt
+        # too: it shares the outcome (the keys, or the failure) instead of fetching again
+        busy = self._refreshing
+        seen = self._attempts
         async with self._lock:
-            if self.fetches != generation or self._attempted_at != attempted:
-                return  # another request refreshed (or tried) while this one waited
+            if busy or self._attempts != seen:
+                return
+            self._attempts += 1
             self._attempted_at = time.monotonic()
             try:
                 keys = await self._fetch()
