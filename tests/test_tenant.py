@@ -437,7 +437,9 @@ async def test_es256_public_key_from_a_file(tmp_path: Any) -> None:
         ),
     )
     assert (await call(app, bearer(rs_token(private, None, alg="ES256")))).status_code == 200
-    assert inner.seen == [("acme", "acme")]
+    # a kid means nothing without a key set: the one configured key verifies it
+    assert (await call(app, bearer(rs_token(private, "some-kid", alg="ES256")))).status_code == 200
+    assert inner.seen == [("acme", "acme"), ("acme", "acme")]
 
 
 def test_configuration_refuses_none_and_keyless_algorithms() -> None:

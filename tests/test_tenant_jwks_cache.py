@@ -194,3 +194,28 @@ def test_a_claim_path_through_a_string_is_no_claim() -> None:
     assert claim_at({"org": {"id": "acme"}}, "org.id") == "acme"
     assert claim_at({"org": "idaho"}, "org.id") is None  # "id" is in the string, but it has no claims
     assert claim_at({"org": ["id"]}, "org.id") is None
+
+
+async def test_an_unknown_kid_refetches_once_the_refresh_interval_has_passed(
+    private: Any, clock: Clock
+) -> None:
+    endpoint = Endpoint([public_jwk(private, "k1")])
+    cache, _ = cache_for(endpoint, min_refresh_seconds=10)
+    await cache.key("k1", "RS256")
+    endpoint.keys = [public_jwk(private, "k2")]  # the issuer rotated its key
+    clock.now += 9
+    with pytest.raises(TokenRejected, match="not in the trusted key set"):
+        await cache.key("k2", "RS256")
+    assert endpoint.requests == 1
+    clock.now += 1  # exactly min_refresh_seconds since the last fetch
+    assert await cache.key("k2", "RS256") is not None
+    assert endpoint.requests == 2
+
+
+async def test_junk_in_a_key_set_is_skipped_not_fatal(private: Any) -> None:
+    cache, _ = cache_for(Endpoint(["not a key", 7, public_jwk(private, "k1")]))
+    assert await cache.key("k1", "RS256") is not None
+
+
+async def test_closing_a_cache_that_never_fetched() -> None:
+    await JWKSCache(URL).aclose()  # it opened no client: nothing to close, and no error

@@ -72,8 +72,6 @@ class JWKSCache:
         self._fetched_at: float | None = None
         self._attempted_at = float("-inf")
         self._lock: asyncio.Lock | None = None
-        #: Fetch attempts started, successful or not: a caller that waited for one does not repeat it.
-        self._attempts = 0
         #: How many times the key set was fetched (for tests and metrics).
         self.fetches = 0
 
@@ -129,14 +127,12 @@ class JWKSCache:
     async def _refresh(self) -> None:
         if self._lock is None:
             self._lock = asyncio.Lock()
-        # an attempt under way when this caller arrived, or one started while it waited, is its attempt
-        # too: it shares the outcome (the keys, or the failure) instead of fetching again
+        # an attempt under way when this caller arrived is its attempt too: it shares the outcome (the
+        # keys, or the failure) instead of fetching again
         busy = self._refreshing
-        seen = self._attempts
         async with self._lock:
-            if busy or self._attempts != seen:
+            if busy:
                 return
-            self._attempts += 1
             self._attempted_at = time.monotonic()
             try:
                 keys = await self._fetch()
