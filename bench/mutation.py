@@ -68,7 +68,12 @@ TARGETS: dict[str, Target] = {
     ),
     "redact-restore": Target(
         "asgi_aigw/redact/restore.py",
-        ("tests/test_redact_restore_attack.py", "tests/test_redact_stream.py", "tests/test_redact_stack.py"),
+        (
+            "tests/test_pins_restore.py",
+            "tests/test_redact_restore_attack.py",
+            "tests/test_redact_stream.py",
+            "tests/test_redact_stack.py",
+        ),
     ),
     "budget-memory": Target(
         "asgi_aigw/budget/memory.py",
@@ -246,6 +251,33 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         'format_amount: f"{value / NANOS_PER_DOLLAR:.6f}".rstrip("0").rstrip(".") or "0" [drop "0"]': (
             "the formatted figure always keeps its units digit, so the fallback never applies"
         ),
+    },
+    "redact-restore": {
+        **dict.fromkeys(
+            [
+                "JSONRestorer.__call__: if not self.mapping or not _may_hold_placeholder(body) -> if False",
+                "JSONRestorer.__call__: not self.mapping or not _may_hold_placeholder(body) [Or->And]",
+                "JSONRestorer.__call__: not self.mapping or not _may_hold_placeholder(body) "
+                "[drop not self.mapping]",
+                "JSONRestorer.__call__: not self.mapping or not _may_hold_placeholder(body) "
+                "[drop not _may_hold_placeholder(body)]",
+                "StreamRestorer.on_event: if not self._held and not _may_hold_placeholder(raw) -> if False",
+            ],
+            "a fast path: without it the answer is parsed and searched, finds no placeholder and goes on "
+            "unchanged all the same",
+        ),
+        **dict.fromkeys(
+            [
+                'StreamRestorer.on_event: if event.data == b"[DONE]" or not event.data -> if False',
+                'StreamRestorer.on_event: event.data == b"[DONE]" or not event.data [Or->And]',
+                'StreamRestorer.on_event: event.data == b"[DONE]" or not event.data '
+                '[drop event.data == b"[DONE]"]',
+                'StreamRestorer.on_event: event.data == b"[DONE]" or not event.data [drop not event.data]',
+            ],
+            "[DONE] and an empty data line are not JSON: the decode that follows passes them on unchanged",
+        ),
+        "restore_json_value: escape or key in JSON_SOURCE_FIELDS [drop escape]": "arguments is a string in "
+        "every answer format, so nothing is nested below it to inherit the escaping",
     },
 }
 

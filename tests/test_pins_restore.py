@@ -1,0 +1,79 @@
+"""Restoring placeholders in answers: the checks of asgi_aigw/redact/restore.py that mutation testing
+showed no test would miss (``python bench/mutation.py redact-restore``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from asgi_aigw.redact.placeholders import PlaceholderMap
+from asgi_aigw.redact.restore import JSONRestorer, StreamRestorer
+
+EMAIL = "ana.lopez@example.com"
+
+
+def mapping() -> tuple[PlaceholderMap, str]:
+    names = PlaceholderMap()
+    return names, names.placeholder("EMAIL_ADDRESS", EMAIL)
+
+
+def event(payload: Any) -> bytes:
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+def chunk(content: str, **envelope: Any) -> dict[str, Any]:
+    return {**envelope, "choices": [{"index": 0, "delta": {"content": content}}]}
+
+
+def data_of(raw: bytes) -> Any:
+    return orjson.loads(raw.split(b"data: ", 1)[1])
+
+
+def test_an_upper_case_unicode_escape_of_the_placeholder_is_restored() -> None:
+    names, placeholder = mapping()
+    escaped = placeholder.replace("<", "\\u003C").replace(">", "\\u003E")
+    body = b'{"choices":[{"message":{"content":"mail ' + escaped.encode() + b'"}}]}'
+    restored = JSONRestorer(names)(200, body)
+    assert restored is not None
+    assert orjson.loads(restored)["choices"][0]["message"]["content"] == f"mail {EMAIL}"
+
+
+def test_a_json_answer_without_placeholders_passes_through_untouched() -> None:
+    names, _ = mapping()
+    # a "<" that is no placeholder: the body must go on byte for byte, not re-encoded
+    assert JSONRestorer(names)(200, b'{"choices": [{"message": {"content": "1 < 2"}}]}') is None
+
+
+def test_a_stream_event_without_placeholders_passes_through_untouched() -> None:
+    names, _ = mapping()
+    assert StreamRestorer(names).on_event(event(chunk("1 < 2", id="c1"))) is None
+
+
+def test_events_that_are_not_chunks_pass_without_error() -> None:
+    names, placeholder = mapping()
+    restorer = StreamRestorer(names)
+    assert restorer.on_event(event(["<not a chunk>", placeholder])) is None  # a JSON array
+    restored = restorer.on_event(event({"choices": [None, chunk(placeholder)["choices"][0]]}))
+    assert restored is not None
+    assert data_of(restored)["choices"][1]["delta"]["content"] == EMAIL
+
+
+def test_an_error_event_is_restored_too() -> None:
+    names, placeholder = mapping()
+    restored = StreamRestorer(names).on_event(event({"error": {"message": f"bad address {placeholder}"}}))
+    assert restored is not None
+    assert data_of(restored) == {"error": {"message": f"bad address {EMAIL}"}}
+
+
+def test_text_held_at_the_end_goes_out_in_the_last_chunks_envelope() -> None:
+    names, placeholder = mapping()
+    restorer = StreamRestorer(names)
+    envelope = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 7, "model": "m"}
+    restorer.on_event(event(chunk("see " + placeholder[:4], **envelope, system_fingerprint="fp")))
+    closing = restorer.on_end()
+    assert len(closing) == 1
+    last = data_of(closing[0])
+    assert {key: last[key] for key in envelope} == envelope
+    assert "system_fingerprint" not in last
+    assert last["choices"][0]["delta"]["content"] == placeholder[:4]
