@@ -279,6 +279,29 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "restore_json_value: escape or key in JSON_SOURCE_FIELDS [drop escape]": "arguments is a string in "
         "every answer format, so nothing is nested below it to inherit the escaping",
     },
+    "tenant-jwt": {
+        "JWKSCache._refreshing: self._lock is not None and self._lock.locked() [drop self._lock is not None]": (
+            "read only once an attempt has been made, and every attempt creates the lock first"
+        ),
+        "JWKSCache._refresh: if self._keys -> if True": "a first fetch that fails leaves no keys, and key() "
+        "then answers the same 503 (only the log line's wording differs)",
+        **dict.fromkeys(
+            [
+                "JWKSCache._fetch: 0 -> 1",
+                "JWKSCache._fetch: 0 -> -1",
+                "JWKSCache._fetch: anonymous += 1 [Add->Sub]",
+                "JWKSCache._fetch: 1 -> 2",
+            ],
+            "the names given to keys without a kid are internal: they only need to differ",
+        ),
+        **dict.fromkeys(
+            [
+                "JWTVerifier._key_for: if kid is not None and not isinstance(kid, str) -> if False",
+                'JWTVerifier._key_for: raise TokenRejected("The token\'s key id (kid) is not a string.") -> pass',
+            ],
+            "PyJWT already refuses a header whose kid is not a string (a 401, not well-formed)",
+        ),
+    },
 }
 
 

@@ -5,7 +5,9 @@ HTTP client. Each test names the check it holds (found by ``python bench/mutatio
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import re
 from typing import Any
 
 import httpx
@@ -13,8 +15,9 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from asgi_aigw.tenant import JWTConfig
 from asgi_aigw.tenant import jwt as jwt_module
-from asgi_aigw.tenant.jwt import JWKSCache, KeysUnavailable, TokenRejected, claim_at
+from asgi_aigw.tenant.jwt import JWKSCache, JWTVerifier, KeysUnavailable, TokenRejected, claim_at
 
 URL = "https://issuer.test/jwks.json"
 
@@ -219,3 +222,30 @@ async def test_junk_in_a_key_set_is_skipped_not_fatal(private: Any) -> None:
 
 async def test_closing_a_cache_that_never_fetched() -> None:
     await JWKSCache(URL).aclose()  # it opened no client: nothing to close, and no error
+
+
+def _unsigned(header: dict[str, Any], claims: dict[str, Any]) -> str:
+    def part(data: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    return f"{part(header)}.{part(claims)}.c2ln"
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        ({"typ": "JWT"}, "names no signing algorithm"),
+        ({"alg": ""}, "names no signing algorithm"),
+        ({"alg": 256}, "names no signing algorithm"),
+        ({"alg": "none"}, "alg 'none') are never accepted"),
+        ({"alg": "NONE"}, "alg 'none') are never accepted"),
+        ({"alg": "RS256", "kid": 5}, "not a well-formed JWT"),  # PyJWT refuses a kid that is no string
+    ],
+)
+async def test_each_malformed_header_is_refused_with_its_own_reason(
+    private: Any, header: dict[str, Any], message: str
+) -> None:
+    config = JWTConfig(algorithms=["RS256"], jwks_url=URL, require=[])
+    verifier = JWTVerifier(config, http_client=httpx.AsyncClient(transport=httpx.MockTransport(Endpoint([]))))
+    with pytest.raises(TokenRejected, match=re.escape(message)):
+        await verifier.verify(_unsigned(header, {"sub": "acme"}))
