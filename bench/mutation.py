@@ -278,6 +278,19 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         ),
         "restore_json_value: escape or key in JSON_SOURCE_FIELDS [drop escape]": "arguments is a string in "
         "every answer format, so nothing is nested below it to inherit the escaping",
+        **dict.fromkeys(
+            [
+                "StreamRestorer.on_end: if not self._held -> if False",
+                "StreamRestorer.on_end: if not text -> if False",
+            ],
+            "nothing held makes no closing chunk either way, and held text is never empty (_feed keeps a "
+            "tail only when there is one)",
+        ),
+        **dict.fromkeys(
+            ["StreamRestorer._restore_choice: 1 -> 2", "StreamRestorer._restore_choice: 1 -> 0"],
+            "the tool slot of a text field's key is internal; text fields never share a key with arguments",
+        ),
+        "StreamRestorer._feed: if tail -> if True": "an empty tail held adds nothing where it is flushed",
     },
     "tenant-jwt": {
         "JWKSCache._refreshing: self._lock is not None and self._lock.locked() [drop self._lock is not None]": (

@@ -77,3 +77,86 @@ def test_text_held_at_the_end_goes_out_in_the_last_chunks_envelope() -> None:
     assert {key: last[key] for key in envelope} == envelope
     assert "system_fingerprint" not in last
     assert last["choices"][0]["delta"]["content"] == placeholder[:4]
+
+
+def test_a_finishing_choice_flushes_what_it_held() -> None:
+    names, placeholder = mapping()
+    restorer = StreamRestorer(names)
+    restorer.on_event(event(chunk("see " + placeholder[:4], id="c1")))
+    finished = restorer.on_event(
+        event({"id": "c1", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    )
+    assert finished is not None
+    assert data_of(finished)["choices"][0]["delta"] == {"content": placeholder[:4]}
+    assert restorer.on_end() == []  # flushed once, not again at the end
+    # a finishing chunk without a delta gets one for the held text
+    restorer.on_event(event(chunk("see " + placeholder[:3], id="c2")))
+    bare = restorer.on_event(event({"id": "c2", "choices": [{"index": 0, "finish_reason": "stop"}]}))
+    assert bare is not None
+    assert data_of(bare)["choices"][0]["delta"] == {"content": placeholder[:3]}
+
+
+def test_a_finishing_choice_with_nothing_held_passes_untouched() -> None:
+    names, _ = mapping()
+    finish = {"choices": [{"index": 0, "delta": {"content": "a < b"}, "finish_reason": "stop"}]}
+    assert StreamRestorer(names).on_event(event(finish)) is None
+
+
+def test_whole_messages_in_chunks_are_restored() -> None:
+    names, placeholder = mapping()
+    restored = StreamRestorer(names).on_event(
+        event({"choices": [{"index": 0, "message": {"content": placeholder}}]})
+    )
+    assert restored is not None
+    assert data_of(restored)["choices"][0]["message"]["content"] == EMAIL
+
+
+def test_text_is_restored_verbatim_and_arguments_escaped() -> None:
+    names = PlaceholderMap()
+    placeholder = names.placeholder("PERSON", 'Ana "La Jefa" López')
+    restored = StreamRestorer(names).on_event(
+        event(
+            {
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {
+                            "content": f"hi {placeholder}",
+                            "tool_calls": [
+                                {"index": 0, "function": {"arguments": f'{{"to": "{placeholder}"}}'}}
+                            ],
+                        },
+                    }
+                ]
+            }
+        )
+    )
+    assert restored is not None
+    delta = data_of(restored)["choices"][0]["delta"]
+    assert delta["content"] == 'hi Ana "La Jefa" López'  # text: the value as it is
+    assert orjson.loads(delta["tool_calls"][0]["function"]["arguments"]) == {"to": 'Ana "La Jefa" López'}
+
+
+def test_tool_call_chunks_without_arguments_and_without_placeholders() -> None:
+    names, _ = mapping()
+    restorer = StreamRestorer(names)
+    opening = {
+        "choices": [
+            {"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "call_<1>", "type": "function"}]}}
+        ]
+    }
+    assert restorer.on_event(event(opening)) is None
+    plain = {
+        "choices": [
+            {"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": '{"a": "1 < 2"}'}}]}}
+        ]
+    }
+    assert restorer.on_event(event(plain)) is None
+
+
+def test_a_choice_without_a_usable_index_is_its_position() -> None:
+    names, placeholder = mapping()
+    restorer = StreamRestorer(names)
+    restorer.on_event(event({"choices": [{"index": None, "delta": {"content": "x " + placeholder[:4]}}]}))
+    closing = restorer.on_end()
+    assert [data_of(raw)["choices"][0]["index"] for raw in closing] == [0]
