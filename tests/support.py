@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ from asgi_aigw.config import GatewayConfig
 from asgi_aigw.kernel.context import RequestContext, ensure_context
 from asgi_aigw.router.config import DeploymentConfig, ModelConfig, RouterConfig, Timeouts
 from asgi_aigw.testing import ServerThread
-from asgi_aigw.testing.server import free_port
+from asgi_aigw.testing.server import free_port, wait_for_server
 
 FAKE_URL = "http://fake-upstream.test/v1"
 
@@ -105,17 +103,10 @@ def aigw_serve(*args: str, cwd: Path, env: Mapping[str, str]) -> Iterator[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                output = process.stdout.read().decode() if process.stdout else ""
-                process.kill()
-                pytest.fail(f"aigw serve {' '.join(args)} did not start:\n{output}")
-            time.sleep(0.1)
+    if not wait_for_server(port, process):
+        output = process.stdout.read().decode() if process.stdout else ""
+        process.kill()
+        pytest.fail(f"aigw serve {' '.join(args)} did not start:\n{output}")
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,16 +20,11 @@ import openai
 import pytest
 
 from asgi_aigw.testing import FakeBehaviour, FakeProvider, serve
+from asgi_aigw.testing.server import free_port, wait_for_server
 
 pytestmark = pytest.mark.e2e
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -39,7 +33,7 @@ def uvicorn(
 ) -> Iterator[str]:
     """``uvicorn TARGET`` from the example's directory, as its README runs it; yields the base URL.
     Stopped with ``stop``: SIGTERM (a process manager) or SIGINT (Ctrl+C in a terminal)."""
-    port = _free_port()
+    port = free_port()
     log = (cwd / "server.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", target, "--app-dir", str(app_dir), "--port", str(port), *extra],
@@ -51,16 +45,9 @@ def uvicorn(
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    log.flush()
-                    pytest.fail(f"{target} did not start:\n{(cwd / 'server.log').read_text()}")
-                time.sleep(0.1)
+        if not wait_for_server(port, process):
+            log.flush()
+            pytest.fail(f"{target} did not start:\n{(cwd / 'server.log').read_text()}")
         yield f"http://127.0.0.1:{port}"
     finally:
         process.send_signal(stop)  # uvicorn shuts down gracefully either way

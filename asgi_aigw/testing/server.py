@@ -10,12 +10,26 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 
 from ..kernel.optional import require
 from ..kernel.types import ASGIApp
+
+
+def wait_for_server(port: int, process: subprocess.Popen[bytes], timeout: float = 60.0) -> bool:
+    """Wait until a server process accepts connections on ``port``; False if it exited or timed out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return True
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
 
 
 def free_port() -> int:
