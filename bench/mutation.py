@@ -291,6 +291,10 @@ EQUIVALENT: dict[str, dict[str, str]] = {
             "the tool slot of a text field's key is internal; text fields never share a key with arguments",
         ),
         "StreamRestorer._feed: if tail -> if True": "an empty tail held adds nothing where it is flushed",
+        "StreamRestorer._flush_choice: return False -> return None": "the caller only asks whether it is "
+        "true",
+        "StreamRestorer._flush_choice: if text -> if True": "held text is never empty (_feed keeps a tail "
+        "only when there is one)",
     },
     "tenant-jwt": {
         "JWKSCache._refreshing: self._lock is not None and self._lock.locked() [drop self._lock is not None]": (

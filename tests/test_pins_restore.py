@@ -160,3 +160,50 @@ def test_a_choice_without_a_usable_index_is_its_position() -> None:
     restorer.on_event(event({"choices": [{"index": None, "delta": {"content": "x " + placeholder[:4]}}]}))
     closing = restorer.on_end()
     assert [data_of(raw)["choices"][0]["index"] for raw in closing] == [0]
+
+
+def calls_chunk(calls: list[dict[str, Any]], finish: str | None = None, **delta: Any) -> dict[str, Any]:
+    return {"choices": [{"index": 0, "delta": {**delta, "tool_calls": calls}, "finish_reason": finish}]}
+
+
+def test_held_arguments_are_flushed_into_their_own_call_when_the_choice_finishes() -> None:
+    names, placeholder = mapping()
+    restorer = StreamRestorer(names)
+    opening = [
+        {"index": 0, "id": "call_a", "function": {"name": "f", "arguments": '{"x": 1}'}},
+        {"index": 1, "id": "call_b", "function": {"name": "g", "arguments": '{"to": "' + placeholder[:4]}},
+    ]
+    restorer.on_event(event(calls_chunk(opening)))
+    # the finishing chunk carries text of its own, a call without arguments, and the other call
+    closing = calls_chunk(
+        [{"index": 0, "function": {"arguments": " "}}, {"index": 1, "function": {"name": "g<"}}],
+        finish="tool_calls",
+        content="done.",
+    )
+    finished = restorer.on_event(event(closing))
+    assert finished is not None
+    delta = data_of(finished)["choices"][0]["delta"]
+    assert delta["content"] == "done."
+    assert delta["tool_calls"] == [
+        {"index": 0, "function": {"arguments": " "}},
+        {"index": 1, "function": {"name": "g<", "arguments": placeholder[:4]}},
+    ]
+
+
+def test_held_arguments_left_at_the_end_become_a_call_of_the_closing_chunk() -> None:
+    names, placeholder = mapping()
+    restorer = StreamRestorer(names)
+    restorer.on_event(event(calls_chunk([{"index": 2, "function": {"arguments": "<" + placeholder[1:3]}}])))
+    (closing,) = restorer.on_end()
+    assert data_of(closing)["choices"][0]["delta"] == {
+        "tool_calls": [{"index": 2, "function": {"arguments": "<" + placeholder[1:3]}}]
+    }
+
+
+def test_the_event_lines_around_the_data_are_kept() -> None:
+    names, placeholder = mapping()
+    raw = b"event: chunk\nid: 7\n" + event(chunk(placeholder))
+    restored = StreamRestorer(names).on_event(raw)
+    assert restored is not None
+    assert restored.startswith(b"event: chunk\nid: 7\ndata: ")
+    assert data_of(restored)["choices"][0]["delta"]["content"] == EMAIL
