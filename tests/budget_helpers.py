@@ -119,15 +119,21 @@ class SSEApp:
 
 
 @contextlib.asynccontextmanager
-async def redis_budget_store(redis_url: str, prefix: str) -> AsyncIterator[RedisBudgetStore]:
-    """A Redis budget store under a test's own key prefix; its keys are deleted afterwards."""
-    store = RedisBudgetStore(redis_url, key_prefix=prefix)
+async def redis_budget_store(
+    redis_url: str, prefix: str, *, given_client: bool = False
+) -> AsyncIterator[RedisBudgetStore]:
+    """A Redis budget store under a test's own key prefix, opened from the URL (or on a redis-py client
+    the test owns, ``given_client``); its keys are deleted afterwards."""
+    given = aioredis.Redis.from_url(redis_url) if given_client else None
+    store = RedisBudgetStore(None if given is not None else redis_url, client=given, key_prefix=prefix)
     try:
         yield store
     finally:
+        await store.aclose()
+        if given is not None:
+            await given.aclose()
         client = aioredis.Redis.from_url(redis_url)
         keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
         if keys:
             await client.delete(*keys)
         await client.aclose()
-        await store.aclose()

@@ -8,9 +8,8 @@ from typing import Any
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 
-from asgi_aigw.budget import BudgetConfig, BudgetMiddleware, BudgetStore, Limits, RedisBudgetStore
+from asgi_aigw.budget import BudgetConfig, BudgetMiddleware, BudgetStore, Limits
 from asgi_aigw.budget.memory import MemoryBudgetStore
 from asgi_aigw.budget.subjects import user_slots
 from asgi_aigw.budget.windows import SlotClock
@@ -35,14 +34,8 @@ async def store(
     if request.param == "memory":
         yield MemoryBudgetStore()
         return
-    store = RedisBudgetStore(redis_url, key_prefix=redis_prefix)
-    yield store
-    client = aioredis.Redis.from_url(redis_url)
-    keys = [key async for key in client.scan_iter(match=f"{redis_prefix}*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
-    await store.aclose()
+    async with budget_helpers.redis_budget_store(redis_url, redis_prefix) as store:
+        yield store
 
 
 def login(scope: Any) -> Identity | None:

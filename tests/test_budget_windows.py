@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 
 from asgi_aigw.budget import (
     BudgetConfig,
@@ -207,14 +206,8 @@ def test_ratelimit_headers_report_limit_remaining_and_reset_of_limited_windows()
 
 @pytest.fixture
 async def store(redis_url: str, redis_prefix: str) -> AsyncIterator[RedisBudgetStore]:
-    store = RedisBudgetStore(redis_url, key_prefix=redis_prefix)
-    yield store
-    client = aioredis.Redis.from_url(redis_url)
-    keys = [key async for key in client.scan_iter(match=f"{redis_prefix}*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
-    await store.aclose()
+    async with budget_helpers.redis_budget_store(redis_url, redis_prefix) as store:
+        yield store
 
 
 async def post(app: Any, body: dict[str, Any]) -> httpx.Response:

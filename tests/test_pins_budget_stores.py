@@ -18,6 +18,8 @@ import redis.asyncio as aioredis
 from asgi_aigw.budget import MemoryBudgetStore, RedisBudgetStore, StoreError
 from asgi_aigw.budget.windows import WINDOW_NAMES, Slot, SlotClock
 
+from . import budget_helpers
+
 TPM = WINDOW_NAMES.index("tokens_per_minute")
 RPM = WINDOW_NAMES.index("requests_per_minute")
 
@@ -27,17 +29,9 @@ async def store(request: Any, redis_url: str, redis_prefix: str) -> AsyncIterato
     if request.param == "memory":
         yield MemoryBudgetStore()
         return
-    given = aioredis.Redis.from_url(redis_url) if request.param == "redis-client" else None
-    store = RedisBudgetStore(redis_url if given is None else None, client=given, key_prefix=redis_prefix)
-    yield store
-    await store.aclose()
-    if given is not None:
-        await given.aclose()
-    client = aioredis.Redis.from_url(redis_url)
-    keys = [key async for key in client.scan_iter(match=f"{redis_prefix}*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
+    given = request.param == "redis-client"
+    async with budget_helpers.redis_budget_store(redis_url, redis_prefix, given_client=given) as store:
+        yield store
 
 
 def slots(now: float | None = None) -> list[Slot]:

@@ -21,15 +21,15 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import redis.asyncio as aioredis
 
-from asgi_aigw.budget import BudgetConfig, BudgetMiddleware, Limits, RedisBudgetStore
+from asgi_aigw.budget import BudgetConfig, BudgetMiddleware, Limits
 from asgi_aigw.budget.memory import MemoryBudgetStore
 from asgi_aigw.budget.store import StoreError
 from asgi_aigw.budget.windows import Slot, SlotClock
 from asgi_aigw.cache import CacheConfig, RedisExactStore, SemanticCacheMiddleware
 from asgi_aigw.testing import FakeBehaviour
 
+from .. import budget_helpers
 from ..redis_server import RedisServer
 from ..support import eventually
 from ._faults_support import (
@@ -712,17 +712,9 @@ async def budget_store(request: Any, redis_url: str, redis_prefix: str) -> Async
     if request.param == "memory":
         yield MemoryBudgetStore()
         return
-    given = aioredis.Redis.from_url(redis_url) if request.param == "redis-client" else None
-    store = RedisBudgetStore(redis_url if given is None else None, client=given, key_prefix=redis_prefix)
-    yield store
-    client = aioredis.Redis.from_url(redis_url)
-    keys = [key async for key in client.scan_iter(match=f"{redis_prefix}*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
-    if given is not None:
-        await given.aclose()
-    await store.aclose()
+    given = request.param == "redis-client"
+    async with budget_helpers.redis_budget_store(redis_url, redis_prefix, given_client=given) as store:
+        yield store
 
 
 async def test_a_token_makes_reserve_and_settle_apply_once(
