@@ -53,9 +53,13 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    #: Input tokens read from the provider's prompt cache (included in ``prompt_tokens``).
     cached_tokens: int = 0
     #: True when the figures were counted or estimated by the gateway, not reported by the provider.
     estimated: bool = False
+    #: Input tokens written to the provider's prompt cache (Anthropic's ``cache_creation_input_tokens``,
+    #: included in ``prompt_tokens``; priced above plain input).
+    cache_write_tokens: int = 0
 
     @classmethod
     def from_openai(cls, data: Any) -> Usage | None:
@@ -71,6 +75,30 @@ class Usage:
         except (TypeError, ValueError):
             return None
         return cls(prompt, completion, total, cached)
+
+    @classmethod
+    def from_anthropic(cls, data: Any) -> Usage | None:
+        """Read an Anthropic ``usage`` object. Its ``input_tokens`` excludes cache reads and writes;
+        ``prompt_tokens`` here includes both, as OpenAI's does."""
+        if not isinstance(data, dict):
+            return None
+        try:
+            read = int(data.get("cache_read_input_tokens") or 0)
+            write = int(data.get("cache_creation_input_tokens") or 0)
+            prompt = int(data.get("input_tokens") or 0) + read + write
+            completion = int(data.get("output_tokens") or 0)
+        except (TypeError, ValueError):
+            return None
+        return cls(prompt, completion, prompt + completion, read, cache_write_tokens=write)
+
+    def to_anthropic(self) -> dict[str, Any]:
+        """Anthropic's ``usage`` object for these figures."""
+        return {
+            "input_tokens": max(0, self.prompt_tokens - self.cached_tokens - self.cache_write_tokens),
+            "cache_creation_input_tokens": self.cache_write_tokens,
+            "cache_read_input_tokens": self.cached_tokens,
+            "output_tokens": self.completion_tokens,
+        }
 
     def to_openai(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -92,7 +120,8 @@ class RequestContext:
     started_at: float = field(default_factory=time.time)
     started_perf: float = field(default_factory=time.perf_counter)
 
-    #: "chat", "embeddings", "models" or None for requests the gateway does not handle.
+    #: "chat", "messages", "count_tokens", "embeddings", "models" or None for requests the gateway
+    #: does not handle.
     route: str | None = None
     #: Who pays (the budget and cache key) and who asked (recorded in the log); see :class:`Identity`.
     tenant_id: str | None = None

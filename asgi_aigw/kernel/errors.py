@@ -8,10 +8,14 @@ Every layer raises a :class:`GatewayError` subclass (or builds one) and turns it
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import orjson
 
 from .types import Headers, Send
+
+if TYPE_CHECKING:
+    from .dialects import Dialect
 
 
 class ConfigError(ValueError):
@@ -144,9 +148,11 @@ def clip(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
-async def send_error(send: Send, exc: GatewayError, extra_headers: Headers | None = None) -> None:
-    """Send ``exc`` as a complete JSON response."""
-    body = exc.to_json()
+async def send_error(
+    send: Send, exc: GatewayError, extra_headers: Headers | None = None, *, dialect: Dialect | None = None
+) -> None:
+    """Send ``exc`` as a complete JSON response, in the client's ``dialect`` (OpenAI's shape if none)."""
+    body = exc.to_json() if dialect is None else dialect.error_body(exc)
     headers: Headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     headers.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in exc.headers)
     if extra_headers:
@@ -155,10 +161,12 @@ async def send_error(send: Send, exc: GatewayError, extra_headers: Headers | Non
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-def sse_error_event(exc: GatewayError) -> bytes:
+def sse_error_event(exc: GatewayError, dialect: Dialect | None = None) -> bytes:
     """The final SSE event for an error that happens after a stream has started.
 
-    The payload is the OpenAI error object, as OpenAI itself sends mid-stream errors, so the ``openai``
-    SDK raises ``APIError`` with this message.
+    In OpenAI's dialect the payload is the OpenAI error object, as OpenAI itself sends mid-stream errors,
+    so the ``openai`` SDK raises ``APIError`` with this message; other dialects send their own shape.
     """
+    if dialect is not None:
+        return dialect.error_event(exc)
     return b"event: error\ndata: " + exc.to_json() + b"\n\n"
