@@ -90,6 +90,35 @@ async def test_on_end_adds_events_before_done() -> None:
     assert sent.body == b'data: {"held": true}\n\ndata: [DONE]\n\n'
 
 
+_MESSAGE_STOP = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+
+
+async def test_anthropic_stream_ends_normally_at_message_stop() -> None:
+    sent = Recorder()
+    tap = ResponseTap(sent, on_event=lambda raw: None, on_end=lambda: [b"event: held\ndata: {}\n\n"])
+    await tap(start(b"text/event-stream"))
+    delta = b'event: content_block_delta\ndata: {"type":"content_block_delta"}\n\n'
+    await tap({"type": "http.response.body", "body": delta, "more_body": True})
+    await tap({"type": "http.response.body", "body": _MESSAGE_STOP, "more_body": False})
+    assert tap.ended_normally
+    # what a layer held back goes out before the end marker, as before [DONE]
+    assert sent.body.endswith(b"event: held\ndata: {}\n\n" + _MESSAGE_STOP)
+
+
+async def test_anthropic_stream_without_message_stop_is_cut_short() -> None:
+    for hooks in ({"on_event": lambda raw: None}, {}):
+        sent = Recorder()
+        tap = ResponseTap(sent, **hooks)  # type: ignore[arg-type]
+        await tap(start(b"text/event-stream"))
+        body = b'event: message_delta\ndata: {"type":"message_delta"}\n\n'
+        await tap({"type": "http.response.body", "body": body, "more_body": False})
+        assert not tap.ended_normally
+        tap = ResponseTap(Recorder(), **hooks)  # type: ignore[arg-type]
+        await tap(start(b"text/event-stream"))
+        await tap({"type": "http.response.body", "body": _MESSAGE_STOP, "more_body": False})
+        assert tap.ended_normally
+
+
 async def test_dropping_an_event() -> None:
     sent = Recorder()
     tap = ResponseTap(sent, on_event=lambda raw: b"" if b"usage" in raw else None)

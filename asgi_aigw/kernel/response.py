@@ -10,7 +10,8 @@ restore) wrap ``send`` in a :class:`ResponseTap`:
 - anything else passes through untouched.
 
 ``tap.ended_normally`` tells whether the answer finished as a whole (a complete 2xx JSON body, or an SSE
-stream that reached ``[DONE]``), which is what caches and budgets need to know.
+stream that reached its end marker: OpenAI's ``[DONE]``, Anthropic's ``message_stop``), which is what
+caches and budgets need to know.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from collections.abc import Callable
 from .context import RequestContext
 from .sse import SSEDecoder
 from .types import Headers, Message, Receive, Send
+
+#: How each dialect's stream says it is complete (OpenAI ``data: [DONE]``, Anthropic ``message_stop``).
+_END_MARKERS = (b"data: [DONE]", b"data:[DONE]", b"event: message_stop", b"event:message_stop")
 
 JSONHook = Callable[[int, bytes], bytes | None]
 EventHook = Callable[[bytes], bytes | None]
@@ -115,7 +119,7 @@ class ResponseTap:
         if self._decoder is not None:
             await self._relay_events(chunk, more)
             return
-        if self.kind == "sse" and not self.saw_done and b"[DONE]" in chunk:
+        if self.kind == "sse" and not self.saw_done and (b"[DONE]" in chunk or b"message_stop" in chunk):
             self.saw_done = True
         if not more:
             self.complete = True
@@ -148,7 +152,7 @@ class ResponseTap:
             events.extend(self._decoder.flush())
         out: list[bytes] = []
         for raw in events:
-            if raw.startswith((b"data: [DONE]", b"data:[DONE]")):
+            if raw.startswith(_END_MARKERS):
                 self.saw_done = True
                 if self._on_end is not None:
                     out.extend(self._on_end())
