@@ -8,6 +8,8 @@ request context by the transport itself (``source="app"``), before the first lay
 stack = build_stack(config)
 client = openai_client(stack, Identity(tenant="acme", user="alice"))
 stream = await client.chat.completions.create(model="gpt-4o-mini", messages=[...], stream=True)
+claude = anthropic_client(stack, Identity(tenant="acme", user="alice"))
+message = await claude.messages.create(model="claude-sonnet-4-5", max_tokens=512, messages=[...])
 ```
 
 :class:`StreamingASGITransport` is the httpx transport under it. Unlike ``httpx.ASGITransport``, which
@@ -29,9 +31,10 @@ from .kernel.optional import require
 from .kernel.types import ASGIApp
 
 if TYPE_CHECKING:
+    import anthropic
     import openai
 
-__all__ = ["IN_PROCESS_URL", "StreamingASGITransport", "http_client", "openai_client"]
+__all__ = ["IN_PROCESS_URL", "StreamingASGITransport", "anthropic_client", "http_client", "openai_client"]
 
 #: The base URL in-process clients use; the host name never reaches a resolver.
 IN_PROCESS_URL = "http://aigw.in-process"
@@ -117,20 +120,36 @@ def openai_client(app: ASGIApp, identity: Identity, **options: Any) -> openai.As
     request (the SDK's platform probe), which would cost every request that makes one.
     """
     if not options:
-        key = (app, identity)
-        with _recent_lock:  # event loops in several threads may share the stack
-            client = _recent.pop(key, None) or _new_openai_client(app, identity, {})
-            _recent[key] = client  # most recent last
-            if len(_recent) > _RECENT_CLIENTS:
-                del _recent[next(iter(_recent))]
+        client: openai.AsyncOpenAI = _reused("openai", app, identity, _new_openai_client)
         return client
     return _new_openai_client(app, identity, options)
 
 
-#: SDK clients of recent (app, identity) pairs, oldest first; a client holds no socket or task.
+def anthropic_client(app: ASGIApp, identity: Identity, **options: Any) -> anthropic.AsyncAnthropic:
+    """``anthropic.AsyncAnthropic`` calling the gateway stack ``app`` in process as ``identity``, on
+    Anthropic's Messages routes (``/v1/messages``, ``/v1/messages/count_tokens``). As
+    :func:`openai_client`: a placeholder key, ``options`` go to ``AsyncAnthropic``, and without options
+    the client of a recent identity is reused."""
+    if not options:
+        client: anthropic.AsyncAnthropic = _reused("anthropic", app, identity, _new_anthropic_client)
+        return client
+    return _new_anthropic_client(app, identity, options)
+
+
+#: SDK clients of recent (sdk, app, identity), oldest first; a client holds no socket or task.
 _RECENT_CLIENTS = 1024
-_recent: dict[tuple[ASGIApp, Identity], openai.AsyncOpenAI] = {}
+_recent: dict[tuple[str, ASGIApp, Identity], Any] = {}
 _recent_lock = threading.Lock()
+
+
+def _reused(sdk: str, app: ASGIApp, identity: Identity, new: Any) -> Any:
+    key = (sdk, app, identity)
+    with _recent_lock:  # event loops in several threads may share the stack
+        client = _recent.pop(key, None) or new(app, identity, {})
+        _recent[key] = client  # most recent last
+        if len(_recent) > _RECENT_CLIENTS:
+            del _recent[next(iter(_recent))]
+    return client
 
 
 def _new_openai_client(app: ASGIApp, identity: Identity, options: dict[str, Any]) -> openai.AsyncOpenAI:
@@ -139,5 +158,18 @@ def _new_openai_client(app: ASGIApp, identity: Identity, options: dict[str, Any]
     transport = http_client(app, identity)
     client: openai.AsyncOpenAI = sdk.AsyncOpenAI(
         base_url=f"{IN_PROCESS_URL}/v1", api_key="in-process", http_client=transport, **options
+    )
+    return client
+
+
+def _new_anthropic_client(
+    app: ASGIApp, identity: Identity, options: dict[str, Any]
+) -> anthropic.AsyncAnthropic:
+    sdk = require("anthropic", "anthropic")
+    options.setdefault("max_retries", 0)  # retries and fallbacks are the router's job
+    transport = http_client(app, identity)
+    # the SDK adds /v1/messages itself
+    client: anthropic.AsyncAnthropic = sdk.AsyncAnthropic(
+        base_url=IN_PROCESS_URL, api_key="in-process", http_client=transport, **options
     )
     return client

@@ -16,10 +16,11 @@ from starlette.routing import Mount
 
 from asgi_aigw import build_stack
 from asgi_aigw.budget import BudgetConfig, BudgetMiddleware
-from asgi_aigw.client import StreamingASGITransport, http_client, openai_client
+from asgi_aigw.client import StreamingASGITransport, anthropic_client, http_client, openai_client
 from asgi_aigw.integrations import GatewayEndpoint, Identity
 from asgi_aigw.integrations.starlette import gateway_routes
 from asgi_aigw.router import ProviderRouter
+from asgi_aigw.router.config import DeploymentConfig, ModelConfig, RouterConfig
 from asgi_aigw.testing import FakeBehaviour, FakeProvider
 from asgi_aigw.testing import StreamingASGITransport as LegacyTransport
 
@@ -66,6 +67,30 @@ def test_clients_are_reused_per_identity_never_across(fake: FakeProvider) -> Non
     assert openai_client(stack, Identity(tenant="acme", user="bob")) is not alice
     assert openai_client(stack, Identity(tenant="other", user="alice")) is not alice
     assert openai_client(stack, Identity(tenant="acme", user="alice"), timeout=5) is not alice
+
+
+async def test_the_anthropic_client_speaks_messages_in_process_as_the_identity(fake: FakeProvider) -> None:
+    upstream = "http://fake-anthropic.test"
+    deployment = DeploymentConfig(
+        provider="anthropic", model="claude-test-1", base_url=upstream, api_key="test-key-not-real"  # type: ignore[arg-type]
+    )
+    router = ProviderRouter(
+        RouterConfig(models=[ModelConfig(name="claude-test-1", deployments=[deployment])]),
+        transports={upstream: StreamingASGITransport(fake)},
+        env={},
+    )
+    spy = ContextSpy(router)
+    alice = Identity(tenant="acme", user="alice")
+    client = anthropic_client(spy, alice)
+    message = await client.messages.create(
+        model="claude-test-1", max_tokens=50, messages=[{"role": "user", "content": "hi"}]
+    )
+    assert message.content[0].type == "text"
+    assert message.content[0].text == "Echo: hi"
+    ctx = spy.contexts[-1]
+    assert (ctx.tenant_id, ctx.user_id, ctx.identity_source, ctx.route) == ("acme", "alice", "app", "messages")
+    assert anthropic_client(spy, alice) is client
+    assert openai_client(spy, alice) is not client  # type: ignore[comparison-overlap]
 
 
 async def test_without_an_identity_the_transport_sets_none(fake: FakeProvider) -> None:
