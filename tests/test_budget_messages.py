@@ -291,9 +291,9 @@ async def test_over_the_limit_is_a_429_rate_limit_error_in_anthropics_shape(
 async def test_the_anthropic_sdk_reads_the_429_and_the_answer(
     fake: FakeProvider, store: RedisBudgetStore, redis_url: str, redis_prefix: str
 ) -> None:
-    """Over a real uvicorn: the official SDK gets the answer, then raises RateLimitError with the
-    refusal's message (the middleware opens its own Redis client in the server's event loop)."""
-    config = BudgetConfig(store=redis_url, key_prefix=redis_prefix, limits=Limits(requests_per_minute=1))
+    """Over a real uvicorn: the official SDK gets an answer and a stream, then raises RateLimitError with
+    the refusal's message (the middleware opens its own Redis client in the server's event loop)."""
+    config = BudgetConfig(store=redis_url, key_prefix=redis_prefix, limits=Limits(requests_per_minute=2))
     budget = BudgetMiddleware(fake, config=config, token_counter=token_counter(), clock=fixed_clock)
     async with served(budget) as base_url:
         client = anthropic.AsyncAnthropic(api_key="test-key-not-real", base_url=base_url, max_retries=0)
@@ -301,6 +301,13 @@ async def test_the_anthropic_sdk_reads_the_429_and_the_answer(
             model=MODEL, max_tokens=50, messages=[{"role": "user", "content": "hello"}]
         )
         assert answer.usage.output_tokens > 0
+        async with client.messages.stream(
+            model=MODEL, max_tokens=50, messages=[{"role": "user", "content": "hello again"}]
+        ) as stream:
+            text = "".join([piece async for piece in stream.text_stream])
+            final = await stream.get_final_message()
+        assert text
+        assert final.usage.output_tokens > 1
         with pytest.raises(anthropic.RateLimitError) as caught:
             await client.messages.create(
                 model=MODEL, max_tokens=50, messages=[{"role": "user", "content": "hello"}]
@@ -311,8 +318,12 @@ async def test_the_anthropic_sdk_reads_the_429_and_the_answer(
     assert error.body["error"]["type"] == "rate_limit_error"
     assert "requests per minute (RPM)" in error.body["error"]["message"]
     assert error.response.headers["x-ratelimit-remaining-requests"] == "0"
-    assert len(fake.requests) == 1
-    assert (await usage_of(store, "default"))["requests_per_minute"] == 1
+    assert len(fake.requests) == 2
+    used = await usage_of(store, "default")
+    assert used["requests_per_minute"] == 2
+    # both answers settled at their reported usage, the stream's from message_start + message_delta
+    reported = answer.usage.input_tokens + answer.usage.output_tokens
+    assert used["tokens_per_month"] == reported + final.usage.input_tokens + final.usage.output_tokens
 
 
 async def test_a_full_window_is_a_429_with_retry_after(fake: FakeProvider, store: RedisBudgetStore) -> None:

@@ -171,7 +171,7 @@ async def test_messages_requests_are_logged_with_their_dialect_and_the_answers_u
     """In front of FakeProvider's Anthropic endpoint (no router): usage from the JSON answer and from
     the stream's message_start + message_delta; chat keeps its own dialect."""
     app = logged(fake, chdb_url, table, tmp_path)
-    json_answer, stream, chat = await post_all(
+    json_answer, stream, chat, chat_stream = await post_all(
         app,
         [
             (MESSAGES, ask()),
@@ -179,6 +179,15 @@ async def test_messages_requests_are_logged_with_their_dialect_and_the_answers_u
             (
                 "/v1/chat/completions",
                 {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello there"}]},
+            ),
+            (
+                "/v1/chat/completions",
+                {
+                    "model": "gpt-4o-mini",
+                    "messages": [{"role": "user", "content": "Hello again"}],
+                    "stream": True,
+                    "stream_options": {"include_usage": True},
+                },
             ),
         ],
     )
@@ -188,6 +197,11 @@ async def test_messages_requests_are_logged_with_their_dialect_and_the_answers_u
     stream_input = streamed[0]["message"]["usage"]["input_tokens"]
     stream_output = streamed[-2]["usage"]["output_tokens"]
     chat_usage = chat.json()["usage"]
+    [chunk_usage] = [
+        orjson.loads(line[6:])["usage"]
+        for line in chat_stream.text.splitlines()
+        if line.startswith("data: {") and '"prompt_tokens"' in line
+    ]
     rows = reader.query(SELECT)
     assert rows == [
         (
@@ -221,6 +235,18 @@ async def test_messages_requests_are_logged_with_their_dialect_and_the_answers_u
             chat_usage["prompt_tokens"],
             chat_usage["completion_tokens"],
             chat_usage["total_tokens"],
+            0,
+            0,
+            False,
+            "",
+        ),
+        (
+            "chat",
+            "chat",
+            200,
+            chunk_usage["prompt_tokens"],
+            chunk_usage["completion_tokens"],
+            chunk_usage["total_tokens"],
             0,
             0,
             False,

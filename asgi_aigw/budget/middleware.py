@@ -5,6 +5,9 @@ window of the tenant (one store call); 429 if any window lacks room. After: the 
 by what the answer really cost: the router's ``ctx.usage``, else the answer's ``usage`` (JSON body or
 SSE usage chunk), else the counted text; released on an error before any output; counted up to the
 disconnect when the client leaves mid-stream. Cache hits cost what ``cache_hits`` says.
+
+Chat completions and Anthropic Messages (``/v1/messages``) are both budgeted, each read through its
+dialect (its output cap, error shape, usage and generated text); ``count_tokens`` is free, so it passes.
 """
 
 from __future__ import annotations

@@ -10,6 +10,9 @@
   ``family_factors``), plus the family's own framing overhead. docs/offline.md gives the error measured
   against published counts and the Llama 3 tokenizer.
 
+Anthropic Messages requests (``/v1/messages``) are counted by :func:`count_messages_tokens` with the same
+encodings and factors, block by block.
+
 Encodings are loaded lazily, once per process, from local files (see :mod:`.assets`).
 """
 
