@@ -5,6 +5,9 @@ window of the tenant (one store call); 429 if any window lacks room. After: the 
 by what the answer really cost: the router's ``ctx.usage``, else the answer's ``usage`` (JSON body or
 SSE usage chunk), else the counted text; released on an error before any output; counted up to the
 disconnect when the client leaves mid-stream. Cache hits cost what ``cache_hits`` says.
+
+Chat completions and Anthropic Messages (``/v1/messages``) are both budgeted, each read through its
+dialect (its output cap, error shape, usage and generated text); ``count_tokens`` is free, so it passes.
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ from typing import Any
 import anyio
 
 from ..kernel.body import ClientDisconnect, forward_scope, read_json
-from ..kernel.caps import cap_field, client_cap
 from ..kernel.context import RequestContext, Usage, ensure_context
+from ..kernel.dialects import CHAT, Dialect, dialect_for
 from ..kernel.errors import ConfigError, GatewayError, InvalidRequest, RateLimited, Unauthorized, send_error
 from ..kernel.lifespan import lifespan_passthrough
 from ..kernel.response import ResponseTap, watch_disconnect
@@ -36,13 +39,12 @@ from .headers import HEADER_NAMES, ratelimit_headers, retry_after
 from .pricing import PriceTable
 from .store import BudgetStore, Reservation, StoreError
 from .subjects import BudgetSubjects
-from .tokens import RuntimeTokenCounter, TokenCounter, WarmCounter
-from .usage import answer_text, event_usage, json_answer, streamed_text
+from .tokens import RuntimeTokenCounter, TokenCounter, WarmCounter, cache_marked
+from .usage import FINAL_MARKS, USAGE_MARKS, decode_event, json_answer, streamed_text
 from .windows import WINDOWS, Slot, SlotClock, format_amount, format_duration, from_units, to_units
 
 logger = logging.getLogger("asgi_aigw.budget")
 
-_USAGE_MARK = b'"prompt_tokens"'
 #: The most choices (``n``) a chat request may ask for, as at OpenAI.
 _MAX_CHOICES = 128
 #: Settlements the store did not take, kept for a retry; past this many the oldest are given up.
@@ -71,23 +73,32 @@ def limits_vector(limits: Limits, base: Limits | None = None) -> list[int]:
 
 
 class _Meter:
-    """What the answer showed on its way out: a JSON body, the SSE usage chunk, the other events."""
+    """What the answer showed on its way out: a JSON body, the SSE events carrying usage (read by the
+    dialect's stream meter as they pass), the other events."""
 
-    __slots__ = ("events", "json_body", "usage_event")
+    __slots__ = ("_final_mark", "_usage_mark", "events", "final", "json_body", "reader", "texts")
 
-    def __init__(self) -> None:
+    def __init__(self, dialect: Dialect) -> None:
         self.json_body: bytes | None = None
-        self.usage_event: bytes | None = None
+        self.reader = dialect.stream_meter()
+        self._usage_mark = USAGE_MARKS.get(dialect.name, b'"usage"')
+        self._final_mark = FINAL_MARKS.get(dialect.name, self._usage_mark)
+        #: The event with the stream's final usage passed (a stream cut before it reported input only).
+        self.final = False
         #: Raw events, decoded only if the stream ends early (the text generated so far is counted).
         self.events: list[bytes] = []
+        #: Text generated in the events read on their way (those carrying usage).
+        self.texts: list[str] = []
 
     def on_json(self, status: int, body: bytes) -> None:
         if 200 <= status < 300:
             self.json_body = body
 
     def on_event(self, raw: bytes) -> None:
-        if _USAGE_MARK in raw:
-            self.usage_event = raw
+        if self._usage_mark in raw:
+            self.texts.append(self.reader.feed(*decode_event(raw)))
+            if self._final_mark in raw and self.reader.usage is not None:
+                self.final = True
         else:
             self.events.append(raw)
 
@@ -158,9 +169,11 @@ class BudgetMiddleware:
                 await self.app(scope, receive, send)
             return
         route = classify(scope)
-        if route != "chat" and route != "embeddings":
+        # count_tokens is free at Anthropic: neither charged nor counted as a request
+        if route != "chat" and route != "messages" and route != "embeddings":
             await self.app(scope, receive, send)
             return
+        dialect = dialect_for(route)
         scope, ctx = ensure_context(scope)
         try:
             scope, receive, body = await read_json(
@@ -172,20 +185,24 @@ class BudgetMiddleware:
             ctx.client_disconnected = True
             return
         except GatewayError as exc:
-            await self._refuse(send, ctx, exc)
+            await self._refuse(send, ctx, exc, dialect)
             return
 
         data = body.data
         model = data.get("model")
         model = model if isinstance(model, str) else None
         cap: int | None = None
-        if route == "chat":
+        if route != "embeddings":
             try:
-                cap = client_cap(data)
+                cap = dialect.client_cap(data)
             except ValueError as exc:
-                await self._refuse(send, ctx, _bad_cap(str(exc)))
+                await self._refuse(send, ctx, _bad_cap(str(exc), dialect), dialect)
                 return
-            if not _valid_choices(data.get("n")):
+            if cap is None and dialect is not CHAT:
+                # Anthropic requires max_tokens (and refuses a request without it): so does the reservation
+                await self._refuse(send, ctx, _missing_cap(dialect.cap_field(model)), dialect)
+                return
+            if dialect is CHAT and not _valid_choices(data.get("n")):
                 # the reservation covers n answers: an n it cannot count must not reach an app that may
                 # generate more than was reserved
                 await self._refuse(send, ctx, _bad_choices())
@@ -195,27 +212,32 @@ class BudgetMiddleware:
         if route == "chat" and cap is None:
             # the reservation is a cap: ask the upstream for at most the output tokens reserved, or a
             # long answer is served (and charged past the limit) though it was never reserved
-            data[cap_field(model)] = self.config.default_max_tokens
+            data[dialect.cap_field(model)] = self.config.default_max_tokens
             body.mark_changed()
             scope = forward_scope(scope, body)
         now = self._now()
         slots, limits = self.subjects.windows(tenant, user, self.slot_clock.slots(now))
         unpriced = model is not None and self.prices.price(model) is None
         if unpriced and _money_limited(slots, limits):
-            await self._refuse(send, ctx, _unpriced(model))
+            await self._refuse(send, ctx, _unpriced(model), dialect)
             return
-        amounts = self._amounts(slots, prompt + output, self.prices.cost_nanos(model, prompt, output))
+        # a prompt with cache breakpoints may be written to the provider's cache, its dearest price
+        written = prompt if route == "messages" and cache_marked(data) else 0
+        amounts = self._amounts(
+            slots, prompt + output, self.prices.cost_nanos(model, prompt, output, cache_write_tokens=written)
+        )
         try:
             token = secrets.token_hex(8) if self._tokens else None
             reservation = await self._reserve(tenant, slots, amounts, token, limits)
         except GatewayError as exc:
-            await self._refuse(send, ctx, exc)
+            await self._refuse(send, ctx, exc, dialect)
             return
         if reservation is None:  # store down, failing open: unmetered
             await self.app(scope, receive, send)
             return
         if not reservation.allowed:
-            await self._refuse(send, ctx, self._over_limit(tenant, slots, amounts, reservation, now))
+            refusal = self._over_limit(tenant, slots, amounts, reservation, now, dialect)
+            await self._refuse(send, ctx, refusal, dialect)
             return
         if unpriced and _money_limited(slots, reservation.limits):
             # a live override set a money limit the configuration has not: give the reservation back
@@ -224,7 +246,7 @@ class BudgetMiddleware:
             except Exception as exc:
                 self._log_store_error("settle", exc)
                 self._keep_unsettled(tenant, slots, [-amount for amount in amounts], token)
-            await self._refuse(send, ctx, _unpriced(model))
+            await self._refuse(send, ctx, _unpriced(model), dialect)
             return
 
         ctx.budget_remaining = {
@@ -237,7 +259,7 @@ class BudgetMiddleware:
             extra = ratelimit_headers(slots, reservation.used, reservation.limits, now)
             if extra:
                 outer = _with_headers(send, extra)
-        meter = _Meter()
+        meter = _Meter(dialect)
         settled = False
 
         async def settle() -> None:
@@ -246,7 +268,7 @@ class BudgetMiddleware:
                 settled = True
                 # even if this task is being cancelled: the reservation must not outlive the request
                 with anyio.CancelScope(shield=True):
-                    await self._settle(ctx, tenant, slots, amounts, prompt, model, tap, meter, token)
+                    await self._settle(ctx, tenant, slots, amounts, prompt, model, tap, meter, token, dialect)
 
         async def send_then_settle(message: Message) -> None:
             await outer(message)
@@ -268,10 +290,12 @@ class BudgetMiddleware:
         except InvalidTenantId as exc:
             raise Unauthorized(f"The tenant id is not valid: {exc}.", code="invalid_tenant") from None
 
-    async def _refuse(self, send: Send, ctx: RequestContext, exc: GatewayError) -> None:
+    async def _refuse(
+        self, send: Send, ctx: RequestContext, exc: GatewayError, dialect: Dialect | None = None
+    ) -> None:
         ctx.status = exc.status
         ctx.error_code = exc.code
-        await send_error(send, exc)
+        await send_error(send, exc, dialect=dialect)
 
     # -- estimate and reserve -----------------------------------------------------------------------
 
@@ -282,10 +306,13 @@ class BudgetMiddleware:
         try:
             if route == "chat":
                 return await self.counter.count_chat(data, model), self._max_output(data, cap)
+            if route == "messages":
+                return await self.counter.count_messages(data, model), cap or 0
             return await self._count_input(data.get("input"), model), 0
         except Exception:
             # a body the router will refuse anyway (400): reserve something proportionate meanwhile
-            return size // 4 + 1, self._max_output(data, cap) if route == "chat" else 0
+            output = self._max_output(data, cap) if route == "chat" else cap or 0
+            return size // 4 + 1, output
 
     def _max_output(self, data: Mapping[str, Any], cap: int | None) -> int:
         """The cap (the client's, else ``default_max_tokens``, which is then sent) times the choices."""
@@ -374,7 +401,13 @@ class BudgetMiddleware:
         self._unlogged = 0
 
     def _over_limit(
-        self, tenant: str, slots: Sequence[Slot], amounts: Sequence[int], reservation: Reservation, now: float
+        self,
+        tenant: str,
+        slots: Sequence[Slot],
+        amounts: Sequence[int],
+        reservation: Reservation,
+        now: float,
+        dialect: Dialect = CHAT,
     ) -> RateLimited:
         exceeded = [
             i
@@ -397,10 +430,9 @@ class BudgetMiddleware:
         if window.metric == "requests" and limit == 0:
             message += " No requests are allowed: ask for the limit to be raised."
         elif never:
-            message += (
-                " This request alone exceeds the limit, so retrying cannot help: lower max_tokens (or "
-                "max_completion_tokens)"
-                + (" or use a cheaper model." if window.metric == "cost" else " or shorten the prompt.")
+            caps = "max_tokens (or max_completion_tokens)" if dialect is CHAT else dialect.cap_field(None)
+            message += f" This request alone exceeds the limit, so retrying cannot help: lower {caps}" + (
+                " or use a cheaper model." if window.metric == "cost" else " or shorten the prompt."
             )
         else:
             message += f" Try again in {format_duration(wait)}."
@@ -430,9 +462,10 @@ class BudgetMiddleware:
         tap: ResponseTap,
         meter: _Meter,
         token: str | None = None,
+        dialect: Dialect = CHAT,
     ) -> None:
         try:
-            tokens, requests, cost = await self._charge(ctx, prompt_estimate, model, tap, meter)
+            tokens, requests, cost = await self._charge(ctx, prompt_estimate, model, tap, meter, dialect)
         except Exception:
             logger.exception("Could not work out what a request cost; charging its reservation")
             return
@@ -498,7 +531,13 @@ class BudgetMiddleware:
         return True
 
     async def _charge(
-        self, ctx: RequestContext, prompt_estimate: int, model: str | None, tap: ResponseTap, meter: _Meter
+        self,
+        ctx: RequestContext,
+        prompt_estimate: int,
+        model: str | None,
+        tap: ResponseTap,
+        meter: _Meter,
+        dialect: Dialect = CHAT,
     ) -> tuple[int, int, int]:
         """Tokens, requests and nano-dollars the request really cost."""
         status = tap.status
@@ -507,31 +546,51 @@ class BudgetMiddleware:
         usage = ctx.usage
         answered_by = ctx.upstream_model
         payload: Any = None
+        partial: Usage | None = None
         if usage is None:
             if meter.json_body is not None:
-                usage, wire_model, payload = json_answer(meter.json_body)
+                usage, wire_model, payload = json_answer(meter.json_body, dialect)
                 answered_by = answered_by or wire_model
-            elif meter.usage_event is not None:
-                usage, wire_model = event_usage(meter.usage_event)
-                answered_by = answered_by or wire_model
+            elif meter.reader.usage is not None:
+                answered_by = answered_by or meter.reader.model
+                if meter.final:
+                    usage = meter.reader.usage
+                else:  # a Messages stream cut after message_start: its input figures are real
+                    partial = meter.reader.usage
         hit = ctx.cache_status is not None and ctx.cache_status.startswith("hit")
         if usage is None:
             if tap.kind == "sse":
-                completion = await self.counter.count_text(streamed_text(meter.events), model)
-                if completion == 0 and not tap.ended_normally:
+                text = "".join(meter.texts) + streamed_text(meter.events, dialect)
+                completion = await self.counter.count_text(text, model)
+                if completion == 0 and not tap.ended_normally and partial is None:
                     return 0, 1, 0  # the stream failed before generating anything
             elif payload is not None:
-                completion = await self.counter.count_text(answer_text(payload), model)
+                completion = await self.counter.count_text(dialect.answer_text(payload), model)
             else:
                 completion = 0
-            usage = Usage(prompt_estimate, completion, prompt_estimate + completion, estimated=True)
+            if partial is not None:
+                completion = max(completion, partial.completion_tokens)
+                usage = Usage(
+                    partial.prompt_tokens,
+                    completion,
+                    partial.prompt_tokens + completion,
+                    partial.cached_tokens,
+                    estimated=True,
+                    cache_write_tokens=partial.cache_write_tokens,
+                )
+            else:
+                usage = Usage(prompt_estimate, completion, prompt_estimate + completion, estimated=True)
         if ctx.usage is None:
             ctx.usage = usage
         # the model that answered prices the answer when its price is known, else the name asked for
         # (an upstream's own model name may be in no table): never $0 when the request had a price
         priced_as = answered_by if answered_by and self.prices.lookup(answered_by) is not None else model
         cost = self.prices.cost_nanos(
-            priced_as, usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens
+            priced_as,
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            usage.cached_tokens,
+            usage.cache_write_tokens,
         )
         tokens, requests = usage.total_tokens, 1
         if hit:
@@ -616,9 +675,20 @@ def _bad_choices() -> InvalidRequest:
     )
 
 
-def _bad_cap(name: str) -> InvalidRequest:
+def _bad_cap(name: str, dialect: Dialect = CHAT) -> InvalidRequest:
+    if dialect is not CHAT:  # Anthropic's own wording for a field that fails validation
+        return InvalidRequest(
+            f"{name}: Input should be a valid integer greater than or equal to 1", param=name
+        )
     return InvalidRequest(
         f"'{name}' must be a positive integer: the most output tokens the answer may have.", param=name
+    )
+
+
+def _missing_cap(name: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"{name}: Field required (the most output tokens the answer may have; the budget reserves it)",
+        param=name,
     )
 
 

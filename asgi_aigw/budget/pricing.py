@@ -2,6 +2,11 @@
 
 Prices are the providers' published list prices in US dollars per million tokens at the time of
 writing; they change, so set your own in ``budget.pricing`` when money limits matter.
+
+Anthropic prices its prompt cache off the input price (docs.anthropic.com, "Pricing", prompt caching):
+a cache read costs 0.1x input, a write with the default 5-minute lifetime 1.25x input (a 1-hour write,
+2x, is not told apart in the usage an answer reports, so it is priced as a 5-minute one: set
+``cache_write`` to 2x input for a model whose prompts are cached for an hour).
 """
 
 from __future__ import annotations
@@ -59,6 +64,18 @@ DEFAULT_PRICES: dict[str, tuple[float, float, float | None]] = {
 }
 
 
+#: Anthropic's cache writes with the default 5-minute lifetime: 1.25x the input price.
+ANTHROPIC_CACHE_WRITE_FACTOR = 1.25
+#: The price of a cache write per 1M tokens where it is not the input price: every Claude model's.
+CACHE_WRITE_PRICES: dict[str, float] = {
+    name: round(price[0] * ANTHROPIC_CACHE_WRITE_FACTOR, 6)
+    for name, price in DEFAULT_PRICES.items()
+    if name.startswith("claude-")
+}
+# Claude 3 Haiku's published write price is rounded: $0.30, not 1.25 x $0.25
+CACHE_WRITE_PRICES["claude-3-haiku"] = 0.30
+
+
 def _dearness(price: ModelPrice | None) -> tuple[float, float]:
     return (price.output, price.input) if price is not None else (0.0, 0.0)
 
@@ -83,7 +100,9 @@ class PriceTable:
         table: dict[str, ModelPrice] = {}
         if builtin:
             for name, (inp, out, cached) in DEFAULT_PRICES.items():
-                table[name] = ModelPrice(input=inp, output=out, cached_input=cached)
+                table[name] = ModelPrice(
+                    input=inp, output=out, cached_input=cached, cache_write=CACHE_WRITE_PRICES.get(name)
+                )
         table.update(overrides or {})
         self._table = table
         self._aliases = {name: list(models) for name, models in (aliases or {}).items()}
@@ -140,15 +159,26 @@ class PriceTable:
         return self._table[best] if best is not None else None
 
     def cost_nanos(
-        self, model: str | None, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0
+        self,
+        model: str | None,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cached_tokens: int = 0,
+        cache_write_tokens: int = 0,
     ) -> int:
-        """The cost in nano-dollars (rounded up), 0 for models with no price."""
+        """The cost in nano-dollars (rounded up), 0 for models with no price. ``prompt_tokens`` includes
+        the cache reads (``cached_tokens``) and writes (``cache_write_tokens``), each at its own price."""
         price = self.price(model)
         if price is None:
             return 0
         cached = min(max(cached_tokens, 0), prompt_tokens)
+        written = min(max(cache_write_tokens, 0), prompt_tokens - cached)
         cached_price = price.input if price.cached_input is None else price.cached_input
+        write_price = price.input if price.cache_write is None else price.cache_write
         dollars_per_million = (
-            (prompt_tokens - cached) * price.input + cached * cached_price + completion_tokens * price.output
+            (prompt_tokens - cached - written) * price.input
+            + cached * cached_price
+            + written * write_price
+            + completion_tokens * price.output
         )
         return math.ceil(dollars_per_million * _NANOS_PER_MILLION_PRICE - 1e-6)

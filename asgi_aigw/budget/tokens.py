@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import anyio
+import orjson
 
 from ..runtime import tokens as runtime_tokens
 from ..runtime.assets import AssetError
@@ -16,9 +17,20 @@ logger = logging.getLogger("asgi_aigw.budget")
 
 
 class TokenCounter(Protocol):
+    """Counts prompts and text. A counter may also have ``count_messages(request, model)`` for Anthropic
+    Messages requests; one without it (written before that dialect) is stood in for by the
+    :class:`ApproximateCounter` on those requests."""
+
     def count_chat(self, request: Mapping[str, Any], model: str | None) -> int: ...
 
     def count_text(self, text: str, model: str | None) -> int: ...
+
+
+def _json(value: Any) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return str(value)
 
 
 class ApproximateCounter:
@@ -36,6 +48,15 @@ class ApproximateCounter:
                 for part in content:
                     if isinstance(part, Mapping) and isinstance(part.get("text"), str):
                         total += self.count_text(part["text"], model)
+        return total
+
+    def count_messages(self, request: Mapping[str, Any], model: str | None) -> int:
+        """A Messages request: its system prompt, messages and tools as JSON text (an over-estimate)."""
+        total = 3
+        for field in ("system", "messages", "tools"):
+            value = request.get(field)
+            if value:
+                total += self.count_text(value if isinstance(value, str) else _json(value), model)
         return total
 
     def count_text(self, text: str, model: str | None) -> int:
@@ -60,6 +81,15 @@ class RuntimeTokenCounter:
         assert self._fallback is not None
         return self._fallback.count_chat(request, model)
 
+    def count_messages(self, request: Mapping[str, Any], model: str | None) -> int:
+        if self._fallback is None:
+            try:
+                return runtime_tokens.count_messages_tokens(request, model)
+            except (ImportError, AssetError) as exc:
+                self._fall_back(exc)
+        assert self._fallback is not None
+        return self._fallback.count_messages(request, model)
+
     def count_text(self, text: str, model: str | None) -> int:
         if self._fallback is None:
             try:
@@ -80,10 +110,11 @@ class WarmCounter:
     taking a thread (dozens of threads fighting for the GIL starve the event loop); later counts take
     microseconds and run inline."""
 
-    __slots__ = ("_counter", "_lock", "_warm")
+    __slots__ = ("_approximate", "_counter", "_lock", "_warm")
 
     def __init__(self, counter: TokenCounter) -> None:
         self._counter = counter
+        self._approximate = ApproximateCounter()
         self._warm = False
         self._lock: asyncio.Lock | None = None
 
@@ -103,9 +134,35 @@ class WarmCounter:
             return await self._first(self._counter.count_chat, request, model)
         return self._counter.count_chat(request, model)
 
+    async def count_messages(self, request: Mapping[str, Any], model: str | None) -> int:
+        count: Callable[[Mapping[str, Any], str | None], int] | None = getattr(
+            self._counter, "count_messages", None
+        )
+        if count is None:
+            count = self._approximate.count_messages
+        if not self._warm:
+            return await self._first(count, request, model)
+        return count(request, model)
+
     async def count_text(self, text: str, model: str | None) -> int:
         if not text:
             return 0
         if not self._warm:
             return await self._first(self._counter.count_text, text, model)
         return self._counter.count_text(text, model)
+
+
+def cache_marked(request: Mapping[str, Any]) -> bool:
+    """Whether a Messages request sets a prompt-cache breakpoint (``cache_control`` on a tool, a system
+    block or a content block): its prompt may then be written to the provider's cache."""
+    blocks: list[Any] = []
+    for field in ("tools", "system"):
+        value = request.get(field)
+        if isinstance(value, list):
+            blocks.extend(value)
+    messages = request.get("messages")
+    for message in messages if isinstance(messages, list) else ():
+        content = message.get("content") if isinstance(message, Mapping) else None
+        if isinstance(content, list):
+            blocks.extend(content)
+    return any(isinstance(block, Mapping) and "cache_control" in block for block in blocks)

@@ -1,4 +1,8 @@
-"""Reading what an answer cost off the wire, for when no router filled ``ctx.usage``."""
+"""Reading what an answer cost off the wire, for when no router filled ``ctx.usage``.
+
+Where usage and generated text sit depends on the client's dialect (chat completions, Anthropic
+Messages); each reading goes through :class:`~asgi_aigw.kernel.dialects.Dialect`.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,14 @@ from typing import Any
 import orjson
 
 from ..kernel.context import Usage
+from ..kernel.dialects import Dialect
 from ..kernel.sse import DONE_DATA, parse_event
+
+#: Bytes only an event carrying usage holds, per dialect: other events are not decoded on their way.
+USAGE_MARKS: dict[str, bytes] = {"chat": b'"prompt_tokens"', "messages": b'"usage"'}
+#: Bytes of the event whose usage is final, per dialect (Anthropic's ``message_start`` has the input
+#: figures only; the cumulative ``message_delta`` completes them).
+FINAL_MARKS: dict[str, bytes] = {"chat": b'"prompt_tokens"', "messages": b'"message_delta"'}
 
 
 def _loads(data: bytes) -> Any:
@@ -18,55 +29,24 @@ def _loads(data: bytes) -> Any:
         return None
 
 
-def answer_text(payload: Any) -> str:
-    """The generated text of a chat completion or a chunk: content, refusals, tool-call arguments."""
-    if not isinstance(payload, dict):
-        return ""
-    parts: list[str] = []
-    for choice in payload.get("choices") or ():
-        if not isinstance(choice, dict):
-            continue
-        message = choice.get("message") or choice.get("delta")
-        if not isinstance(message, dict):
-            continue
-        for field in ("content", "refusal", "reasoning_content"):
-            value = message.get(field)
-            if isinstance(value, str):
-                parts.append(value)
-        for call in message.get("tool_calls") or ():
-            function = call.get("function") if isinstance(call, dict) else None
-            if isinstance(function, dict):
-                for field in ("name", "arguments"):
-                    value = function.get(field)
-                    if isinstance(value, str):
-                        parts.append(value)
-    return "".join(parts)
-
-
-def json_answer(body: bytes) -> tuple[Usage | None, str | None, Any]:
-    """A JSON answer's ``usage``, ``model`` and the parsed payload (``None`` when unreadable)."""
+def json_answer(body: bytes, dialect: Dialect) -> tuple[Usage | None, str | None, Any]:
+    """A JSON answer's usage, ``model`` and the parsed payload (``None`` when unreadable)."""
     payload = _loads(body)
     if not isinstance(payload, dict):
         return None, None, None
     model = payload.get("model")
-    return Usage.from_openai(payload.get("usage")), model if isinstance(model, str) else None, payload
+    return dialect.usage(payload), model if isinstance(model, str) else None, payload
 
 
-def event_usage(raw: bytes) -> tuple[Usage | None, str | None]:
-    """The ``usage`` (and ``model``) of an SSE event that carries one."""
-    payload = _loads(parse_event(raw).data)
-    if not isinstance(payload, dict):
-        return None, None
-    model = payload.get("model")
-    return Usage.from_openai(payload.get("usage")), model if isinstance(model, str) else None
+def decode_event(raw: bytes) -> tuple[str | None, Any]:
+    """One SSE event's name and parsed ``data`` (``None`` for ``[DONE]`` and data that is not JSON)."""
+    event = parse_event(raw)
+    if not event.data or event.data == DONE_DATA:
+        return event.event, None
+    return event.event, _loads(event.data)
 
 
-def streamed_text(events: Iterable[bytes]) -> str:
+def streamed_text(events: Iterable[bytes], dialect: Dialect) -> str:
     """The text generated in the given SSE events (used only when a stream ended early)."""
-    parts: list[str] = []
-    for raw in events:
-        data = parse_event(raw).data
-        if not data or data == DONE_DATA:
-            continue
-        parts.append(answer_text(_loads(data)))
-    return "".join(parts)
+    reader = dialect.stream_meter()
+    return "".join(reader.feed(*decode_event(raw)) for raw in events)

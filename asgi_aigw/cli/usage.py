@@ -1,4 +1,5 @@
-"""``aigw usage``: spend, tokens, requests, cache hit ratio and latency per tenant and model.
+"""``aigw usage``: spend, tokens, requests, cache hit ratio and latency per tenant and model (and user,
+and dialect).
 
 Reads the request log table in ClickHouse or chDB: ``--url``, else the ``log.sink`` of ``--config``,
 else ``$AIGW_LOG_URL``, else the embedded default (the demo's ``chdb://.aigw/chdb``).
@@ -36,6 +37,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--tenant", help="only this tenant")
     parser.add_argument("--by-user", action="store_true", help="one row per tenant, user and model")
     parser.add_argument(
+        "--by-dialect",
+        action="store_true",
+        help="one row per tenant, dialect (chat, messages) and model",
+    )
+    parser.add_argument(
         "--since", default="all", help="only requests this recent: 90m, 24h, 7d, 2w (default: all)"
     )
     parser.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
@@ -72,7 +78,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         _connect(sink, args.wait)
-        rows, totals = usage_report(sink, since=since, tenant=args.tenant, by_user=args.by_user)
+        rows, totals = usage_report(
+            sink, since=since, tenant=args.tenant, by_user=args.by_user, by_dialect=args.by_dialect
+        )
     except MissingDependency as exc:
         print(f"aigw usage: {exc}", file=sys.stderr)
         return 2

@@ -15,11 +15,13 @@ import time
 import orjson
 
 from ..kernel.context import RequestContext, ensure_context
+from ..kernel.dialects import dialect_for
 from ..kernel.http import get_header
 from ..kernel.lifespan import lifespan_passthrough
-from ..kernel.routes import classify
+from ..kernel.routes import classify, is_generation
 from ..kernel.types import ASGIApp, Message, Receive, Scope, Send
 from ..stores.registry import LOG_STORES
+from .answer import AnswerUsage
 from .config import LogConfig
 from .metrics import GatewayMetrics
 from .row import CLIENT_CLOSED_REQUEST, build_row
@@ -109,6 +111,9 @@ class RequestLogMiddleware:
         id_header = (self._header, ctx.request_id.encode("latin-1"))
         header_name = self._header
         state = _Progress()
+        # the answer's own usage, for when no layer (router, budget) records it in the context
+        answer = AnswerUsage(dialect_for(route)) if is_generation(route) else None
+        state.answer = answer
 
         async def send_wrapper(message: Message) -> None:
             kind = message["type"]
@@ -118,10 +123,14 @@ class RequestLogMiddleware:
                 # a layer that refused the request may not have said why in the context: read the body
                 state.error_body = b"" if ctx.status >= 400 and ctx.error_code is None else None
                 headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != header_name]
+                if answer is not None:
+                    answer.start(ctx.status, headers)
                 headers.append(id_header)
                 message = {**message, "headers": headers}
             elif kind == "http.response.body":
                 more = message.get("more_body", False)
+                if answer is not None:
+                    answer.body(message.get("body", b""))
                 if state.error_body is not None and len(state.error_body) < _MAX_ERROR_BODY:
                     state.error_body += message.get("body", b"")
                 if ctx.first_byte_at is None and (message.get("body") or not more):
@@ -164,6 +173,8 @@ class RequestLogMiddleware:
                 ctx.route = route
             if ctx.model is None:
                 ctx.model = requested_model(ctx)
+            if ctx.usage is None and state.answer is not None:
+                ctx.usage = state.answer.usage()
             if not state.started:
                 # nothing reached the client: it left first, or the app failed (the server answers 500)
                 ctx.status = CLIENT_CLOSED_REQUEST if ctx.client_disconnected else 500
@@ -192,12 +203,13 @@ class RequestLogMiddleware:
 
 
 class _Progress:
-    __slots__ = ("error_body", "finished", "started")
+    __slots__ = ("answer", "error_body", "finished", "started")
 
     def __init__(self) -> None:
         self.started = False
         self.finished = False
         self.error_body: bytes | None = None
+        self.answer: AnswerUsage | None = None
 
 
 def requested_model(ctx: RequestContext) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..kernel.context import RequestContext
+from ..kernel.dialects import DIALECTS
 
 LogRow = dict[str, Any]
 
@@ -24,6 +25,9 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     # before this column get it added by the sink (``ADD COLUMN IF NOT EXISTS``), empty for old rows.
     ("user_id", "String"),
     ("route", "LowCardinality(String)"),
+    # the wire format the client spoke: "chat" (OpenAI Chat Completions) or "messages" (Anthropic
+    # Messages, count_tokens included); empty for other routes. Added to older tables by the sink.
+    ("dialect", "LowCardinality(String)"),
     ("method", "LowCardinality(String)"),
     ("path", "String"),
     ("model", "LowCardinality(String)"),
@@ -41,6 +45,9 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("completion_tokens", "UInt32"),
     ("total_tokens", "UInt32"),
     ("cached_tokens", "UInt32"),
+    # prompt tokens written to the provider's prompt cache (Anthropic's cache_creation_input_tokens);
+    # like cached_tokens (reads), included in prompt_tokens
+    ("cache_write_tokens", "UInt32"),
     ("usage_estimated", "Bool"),
     ("token_estimate", "Nullable(UInt32)"),
     ("cost", "Nullable(Float64)"),
@@ -80,6 +87,7 @@ def build_row(
         "tenant": ctx.tenant_id or "",
         "user_id": ctx.user_id or "",
         "route": ctx.route or route or "",
+        "dialect": _dialect(ctx.route or route),
         "method": method,
         "path": path,
         "model": ctx.model or "",
@@ -97,6 +105,7 @@ def build_row(
         "completion_tokens": usage.completion_tokens if usage else 0,
         "total_tokens": usage.total_tokens if usage else 0,
         "cached_tokens": usage.cached_tokens if usage else 0,
+        "cache_write_tokens": usage.cache_write_tokens if usage else 0,
         "usage_estimated": usage.estimated if usage else False,
         "token_estimate": ctx.token_estimate,
         "cost": ctx.cost,
@@ -107,3 +116,9 @@ def build_row(
         "budget_remaining": dict(ctx.budget_remaining),
         "request_body": body,
     }
+
+
+def _dialect(route: str | None) -> str:
+    """The dialect a route speaks (``chat``, ``messages``), ``""`` for routes outside the dialects."""
+    dialect = DIALECTS.get(route or "")
+    return dialect.name if dialect is not None else ""

@@ -1,5 +1,5 @@
-"""Usage per tenant (and user) and model from the request log table: spend, tokens, requests, cache hits,
-latency."""
+"""Usage per tenant (and user, and dialect) and model from the request log table: spend, tokens,
+requests, cache hits, latency."""
 
 from __future__ import annotations
 
@@ -53,6 +53,9 @@ class UsageRow:
     p95_ms: float
     #: Who asked, when the report is by user (``""``: requests that named no user).
     user: str | None = None
+    #: The wire format spoken (``chat``, ``messages``), when the report is by dialect (``""``: other
+    #: routes, such as embeddings).
+    dialect: str | None = None
 
     @property
     def cache_hit_ratio(self) -> float | None:
@@ -66,9 +69,10 @@ def usage_report(
     since: timedelta | None = None,
     tenant: str | None = None,
     by_user: bool = False,
+    by_dialect: bool = False,
 ) -> tuple[list[UsageRow], UsageRow | None]:
-    """One row per (tenant, model), or per (tenant, user, model) with ``by_user``, most expensive first
-    within a tenant, and the totals."""
+    """One row per (tenant, model), with the user (``by_user``) and the dialect (``by_dialect``) as
+    further keys, most expensive first within a tenant, and the totals."""
     params: dict[str, Any] = {"since": 0}
     if since is not None:
         params["since"] = int((time.time() - since.total_seconds()) * 1000)
@@ -76,26 +80,39 @@ def usage_report(
     if tenant is not None:
         tenant_filter = "AND tenant = {tenant:String}"
         params["tenant"] = tenant
-    keys = "tenant, user_id, model" if by_user else "tenant, model"
+    names = ["tenant", *(["user_id"] if by_user else []), *(["dialect"] if by_dialect else []), "model"]
+    keys = ", ".join(names)
     grouped = sink.query(
         _SELECT.replace("{keys}", keys + ",")
         .replace("{tenant_filter}", tenant_filter)
         .replace("{group}", f"GROUP BY {keys} ORDER BY tenant, sum(ifNull(cost, 0)) DESC, requests DESC"),
         params,
     )
-    if by_user:
-        rows = [_usage_row(v[0], v[2], v[3:], user=v[1]) for v in grouped]
-    else:
-        rows = [_usage_row(values[0], values[1], values[2:]) for values in grouped]
+    rows: list[UsageRow] = []
+    for values in grouped:
+        key = dict(zip(names, values, strict=False))
+        rows.append(
+            _usage_row(
+                key["tenant"],
+                key["model"],
+                values[len(names) :],
+                user=key.get("user_id"),
+                dialect=key.get("dialect"),
+            )
+        )
     if not rows:
         return [], None
     totals = sink.query(
         _SELECT.replace("{keys}", "").replace("{tenant_filter}", tenant_filter).replace("{group}", ""), params
     )
-    return rows, _usage_row("all", "all", totals[0], user="all" if by_user else None)
+    every = "all"
+    user, dialect = (every if by_user else None), (every if by_dialect else None)
+    return rows, _usage_row(every, every, totals[0], user=user, dialect=dialect)
 
 
-def _usage_row(tenant: str, model: str, values: tuple[Any, ...], user: str | None = None) -> UsageRow:
+def _usage_row(
+    tenant: str, model: str, values: tuple[Any, ...], user: str | None = None, dialect: str | None = None
+) -> UsageRow:
     requests, prompt, completion, total, cost, hits, lookups, p50, p95 = values
     return UsageRow(
         tenant=tenant,
@@ -110,6 +127,7 @@ def _usage_row(tenant: str, model: str, values: tuple[Any, ...], user: str | Non
         p50_ms=_number(p50),
         p95_ms=_number(p95),
         user=user,
+        dialect=dialect,
     )
 
 
@@ -136,14 +154,16 @@ _HEADERS = (
 
 
 def format_table(rows: list[UsageRow], totals: UsageRow | None) -> str:
-    """A fixed-width table, totals last; a USER column when the rows are by user."""
+    """A fixed-width table, totals last; USER and DIALECT columns when the rows are by user, by dialect."""
     by_user = any(row.user is not None for row in rows)
-    headers = (_HEADERS[0], "USER", *_HEADERS[1:]) if by_user else _HEADERS
-    lines = [_cells(row, by_user) for row in rows]
+    by_dialect = any(row.dialect is not None for row in rows)
+    keys = ("USER",) * by_user + ("DIALECT",) * by_dialect
+    headers = (_HEADERS[0], *keys, *_HEADERS[1:])
+    lines = [_cells(row, by_user, by_dialect) for row in rows]
     if totals is not None and len(rows) > 1:
-        lines.append(_cells(totals, by_user))
+        lines.append(_cells(totals, by_user, by_dialect))
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(headers)]
-    left = {0, 1, 2} if by_user else {0, 1}
+    left = set(range(2 + len(keys)))
 
     def render(cells: tuple[str, ...]) -> str:
         return "  ".join(
@@ -159,9 +179,11 @@ def format_table(rows: list[UsageRow], totals: UsageRow | None) -> str:
     return "\n".join(line.rstrip() for line in out)
 
 
-def _cells(row: UsageRow, by_user: bool = False) -> tuple[str, ...]:
+def _cells(row: UsageRow, by_user: bool = False, by_dialect: bool = False) -> tuple[str, ...]:
     ratio = row.cache_hit_ratio
-    who = (row.tenant or "-", row.user or "-") if by_user else (row.tenant or "-",)
+    who = (
+        (row.tenant or "-",) + ((row.user or "-",) if by_user else ()) + ((row.dialect or "-",) * by_dialect)
+    )
     return (
         *who,
         row.model or "-",

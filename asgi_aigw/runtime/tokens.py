@@ -10,6 +10,9 @@
   ``family_factors``), plus the family's own framing overhead. docs/offline.md gives the error measured
   against published counts and the Llama 3 tokenizer.
 
+Anthropic Messages requests (``/v1/messages``) are counted by :func:`count_messages_tokens` with the same
+encodings and factors, block by block.
+
 Encodings are loaded lazily, once per process, from local files (see :mod:`.assets`).
 """
 
@@ -387,11 +390,110 @@ def count_chat_tokens(
     return total
 
 
+#: Fields of a Messages content block that are metadata, not prompt text (a cache breakpoint, ids).
+_BLOCK_METADATA = frozenset({"type", "cache_control", "citations", "id", "tool_use_id", "is_error"})
+
+
+def _messages_blocks(counter: _Counter, content: Any) -> None:
+    """A Messages ``content`` (or ``system``): a string, or blocks counted by what they put in the prompt."""
+    if isinstance(content, str) or content is None:
+        counter.add(content)
+        return
+    if not isinstance(content, list):
+        counter.add(content)
+        return
+    for block in content:
+        if not isinstance(block, Mapping):
+            counter.add(block)
+            continue
+        kind = block.get("type")
+        if kind == "text":
+            counter.add(block.get("text"))
+        elif kind == "image":
+            # no size is known before decoding: the same worst case as a chat image part
+            counter.fixed += IMAGE_TOKENS_HIGH
+        elif kind in ("tool_use", "server_tool_use"):
+            counter.fixed += _TOOL_CALL_OVERHEAD
+            counter.add(block.get("name"))
+            counter.add(block.get("input"))
+        elif kind == "tool_result":
+            _messages_blocks(counter, block.get("content"))
+        elif kind == "document":
+            source = block.get("source")
+            source_kind = source.get("type") if isinstance(source, Mapping) else None
+            if source_kind == "text" and isinstance(source, Mapping):
+                counter.add(source.get("data"))
+            elif source_kind == "content" and isinstance(source, Mapping):
+                _messages_blocks(counter, source.get("content"))
+            else:  # a PDF (base64 or URL): its JSON, an over-estimate
+                counter.add(source)
+            counter.add(block.get("title"))
+            counter.add(block.get("context"))
+        elif kind == "thinking":
+            counter.add(block.get("thinking"))
+        elif kind == "redacted_thinking":
+            counter.add(block.get("data"))
+        else:  # search results, server tool results, unknown blocks: their JSON, an over-estimate
+            counter.add({k: v for k, v in block.items() if k not in _BLOCK_METADATA})
+
+
+def count_messages_tokens(
+    request: Mapping[str, Any], model: str | None = None, *, config: RuntimeConfig | None = None
+) -> int:
+    """Prompt tokens of an Anthropic Messages request (``POST /v1/messages``), the model the request's
+    unless given.
+
+    Counts the system prompt (a string or text blocks), every message's content blocks (text, tool calls'
+    name and input, tool results, documents with text sources, thinking; images at the worst case chat
+    counts them), and the tools' names, descriptions and input schemas with Anthropic's tool-use system
+    prompt. ``cache_control`` marks are metadata and cost nothing: a cached prompt is as long as an
+    uncached one (the provider prices it lower; the usage it reports says how much was read or written).
+    Never raises on odd shapes: anything unknown is counted as its JSON text."""
+    if model is None:
+        value = request.get("model")
+        model = value if isinstance(value, str) else None
+    info = model_info(model, config)
+    counter = _Counter(get_encoding(info.encoding, config))
+    per_message, reply = _OPENAI_FRAMING[0], _OPENAI_FRAMING[2]
+    if not info.exact:
+        per_message, reply = _FAMILY_FRAMING[info.family]
+    system = request.get("system")
+    if system:
+        counter.fixed += per_message
+        _messages_blocks(counter, system)
+    messages = request.get("messages")
+    for message in messages if isinstance(messages, list) else ():
+        counter.fixed += per_message
+        if isinstance(message, Mapping):
+            _messages_blocks(counter, message.get("content"))
+        else:
+            counter.add(message)
+    counter.fixed += reply
+    tools = request.get("tools")
+    for tool in tools if isinstance(tools, list) else ():
+        if not isinstance(tool, Mapping):
+            counter.add(tool)
+            continue
+        counter.add(tool.get("name"))
+        counter.add(tool.get("description"))
+        # a server tool (web search, bash...) has a type and no schema: its JSON stands for it
+        schema = tool.get("input_schema")
+        counter.add(schema if schema is not None else {k: v for k, v in tool.items() if k != "cache_control"})
+    total = counter.text + counter.fixed
+    if not info.exact:
+        total = math.ceil(counter.text * _factor(info.family, config)) + counter.fixed
+    if isinstance(tools, list) and tools:
+        total += _ANTHROPIC_TOOL_PROMPT.get(_tool_choice(request.get("tool_choice")), 346)
+    return total
+
+
 def _tool_choice(choice: Any) -> str:
     if isinstance(choice, str):
         return {"required": "any"}.get(choice, choice)
     if isinstance(choice, Mapping):
-        return "tool"
+        # Anthropic's ``{"type": "auto" | "any" | "tool" | "none"}``; OpenAI's names a function
+        kind = choice.get("type")
+        return kind if kind in _ANTHROPIC_TOOL_PROMPT else "tool"
     return "auto"
 
 
