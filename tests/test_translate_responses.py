@@ -15,6 +15,7 @@ from asgi_aigw.kernel.context import Usage
 from asgi_aigw.kernel.errors import InvalidRequest, UpstreamError
 from asgi_aigw.kernel.sse import parse_event
 from asgi_aigw.providers.openai import OpenAIStreamTranslator
+from asgi_aigw.testing import FakeProvider, StreamingASGITransport
 from asgi_aigw.translate.responses import ResponsesStream, chat_request, response_answer
 from asgi_aigw.translate.responses.request import DROPPED_OBFUSCATION
 
@@ -615,3 +616,77 @@ def test_the_sdk_stream_helper_accumulates_the_final_response() -> None:
     call = final.output[1]
     assert call.type == "function_call"
     assert call.call_id == "call_Q"
+
+
+# -- the pieces together: the SDK, the translation, the fake's chat endpoint ------------------------
+
+
+def translating_client(fake: FakeProvider) -> openai.AsyncOpenAI:
+    """The SDK speaking Responses to a handler that translates to the fake's chat endpoint and back,
+    as the router will."""
+    upstream = httpx.AsyncClient(transport=StreamingASGITransport(fake), base_url="http://fake")
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        body = orjson.loads(request.content)
+        translation = chat_request(body)
+        answer = await upstream.post("/v1/chat/completions", json=translation.body)
+        assert answer.status_code == 200, answer.text
+        if not body.get("stream"):
+            return httpx.Response(200, json=response_answer(answer.json(), body))
+        stream = ResponsesStream(
+            OpenAIStreamTranslator(include_usage=True), request=body, model=body["model"]
+        )
+        events = stream.feed(answer.content) + stream.close()
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=b"".join(events))
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    return openai.AsyncOpenAI(
+        base_url="http://gateway.test/v1", api_key="test-key-not-real", http_client=http
+    )
+
+
+async def test_a_function_call_round_trip_through_the_fake_chat_endpoint(fake: FakeProvider) -> None:
+    client = translating_client(fake)
+    first = await client.responses.create(model="gpt-4o", input="weather in Paris", tools=[TOOL])  # type: ignore[list-item]
+    call = first.output[0]
+    assert call.type == "function_call"
+    assert call.arguments == '{"query":"weather in Paris"}'
+    # the provider's call id is the call_id the client sends back
+    sent = fake.requests[-1].json
+    assert sent["tools"] == [{"type": "function", "function": {k: v for k, v in TOOL.items() if k != "type"}}]
+    second = await client.responses.create(
+        model="gpt-4o",
+        tools=[TOOL],  # type: ignore[list-item]
+        input=[
+            {"role": "user", "content": "weather in Paris"},
+            {
+                "type": "function_call",
+                "call_id": call.call_id,
+                "name": call.name,
+                "arguments": call.arguments,
+            },
+            {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"},
+        ],
+    )
+    assert second.output_text == "Tool said: sunny"
+    tool_message = fake.requests[-1].json["messages"][-1]
+    assert tool_message == {"role": "tool", "tool_call_id": call.call_id, "content": "sunny"}
+
+
+async def test_a_stream_through_the_fake_chat_endpoint(fake: FakeProvider) -> None:
+    client = translating_client(fake)
+    async with client.responses.stream(model="gpt-4o", input="hello world", max_output_tokens=2) as stream:
+        capped = [e async for e in stream]
+    # cut at the cap: the stream ends with response.incomplete, as OpenAI's does
+    assert [e.delta for e in capped if e.type == "response.output_text.delta"] == ["Echo:", " hello"]
+    assert capped[-1].type == "response.incomplete"
+    assert capped[-1].response.incomplete_details is not None
+    assert capped[-1].response.incomplete_details.reason == "max_output_tokens"
+    assert fake.requests[-1].json["max_tokens"] == 2
+    assert fake.requests[-1].json["stream_options"] == {"include_usage": True}
+    events = [e async for e in await client.responses.create(model="gpt-4o", input="hi there", stream=True)]
+    final = events[-1]
+    assert final.type == "response.completed"
+    assert final.response.output_text == "Echo: hi there"
+    assert final.response.usage is not None
+    assert final.response.usage.output_tokens == 3
