@@ -17,7 +17,7 @@ from asgi_aigw.kernel.sse import parse_event
 from asgi_aigw.providers.openai import OpenAIStreamTranslator
 from asgi_aigw.testing import FakeProvider, StreamingASGITransport
 from asgi_aigw.translate.responses import ResponsesStream, chat_request, response_answer
-from asgi_aigw.translate.responses.request import DROPPED_OBFUSCATION
+from asgi_aigw.translate.responses.request import DROPPED_OBFUSCATION, DROPPED_PHASE
 
 from .golden import (
     CLOCK,
@@ -193,6 +193,19 @@ def test_obfuscation_is_a_hint_reported_dropped() -> None:
     assert translation.body["stream_options"] == {"include_usage": True}
 
 
+def test_the_phase_label_is_a_hint_reported_dropped() -> None:
+    item = {
+        "role": "assistant",
+        "content": "Done.",
+        "phase": "final_answer",
+        "id": "msg_1",
+        "status": "completed",
+    }
+    translation = chat_request({"model": "m", "input": [item, {"role": "user", "content": "Thanks"}]})
+    assert translation.dropped == [DROPPED_PHASE]
+    assert translation.body["messages"][0] == {"role": "assistant", "content": "Done."}
+
+
 @pytest.mark.parametrize(
     ("changes", "param", "words"),
     [
@@ -227,6 +240,8 @@ def test_obfuscation_is_a_hint_reported_dropped() -> None:
         ),
         ({"input": [{"role": "user", "content": "Hi", "cache": 1}]}, "input[0].cache", "input[0].cache"),
         ({"temperature": 5}, "temperature", "temperature"),
+        ({"max_output_tokens": "64"}, "max_output_tokens", "positive integer"),
+        ({"max_output_tokens": 0}, "max_output_tokens", "positive integer"),
         ({"input": []}, "input", "empty"),
         ({"model": ""}, "model", "model"),
     ],

@@ -15,8 +15,9 @@ Mapping (the ``openai`` SDK's ``ResponseCreateParams`` to ``CompletionCreatePara
   ``strict`` move under ``json_schema``), ``text.verbosity`` becomes ``verbosity``;
 - ``reasoning.effort`` becomes ``reasoning_effort``;
 - ``metadata``, ``temperature``, ``top_p``, ``user``, ``safety_identifier``, ``prompt_cache_key``,
-  ``service_tier`` and ``stream`` keep their names; a stream asks for usage (``stream_options``);
-  ``parallel_tool_calls`` is sent with ``tools`` only (chat refuses it without them).
+  ``prompt_cache_retention``, ``service_tier`` and ``stream`` keep their names; a stream asks for
+  usage (``stream_options``); ``parallel_tool_calls`` is sent with ``tools`` only (chat refuses it
+  without them).
 
 Refused with a 400 naming the field: ``previous_response_id`` and ``store: true`` (the gateway keeps no
 responses yet, so there is nothing to continue from or to retrieve later; ``store: false`` is what
@@ -25,7 +26,8 @@ it does), ``conversation``, ``background``, ``prompt``, ``include``, ``truncatio
 other than messages and function calls (``reasoning``, ``item_reference``, built-in tool calls),
 ``input_file`` and ``input_audio`` parts, an image by ``file_id``, and any field without an equivalent.
 Left out and reported dropped (no effect on the answer): ``stream_options.include_obfuscation``
-(translated streams carry no obfuscation padding).
+(translated streams carry no obfuscation padding) and the ``phase`` label of assistant messages. Item
+``id`` and ``status`` fields identify items for OpenAI's store and are not part of what the model reads.
 """
 
 from __future__ import annotations
@@ -41,9 +43,21 @@ from ...kernel.models import ChatCompletionRequest, validation_error_message
 
 #: Reported in ``x-aigw-dropped-params`` when the stream options asked about obfuscation.
 DROPPED_OBFUSCATION = "stream_options.include_obfuscation"
+#: Reported when assistant messages were labelled ``commentary`` or ``final_answer`` (a hint to
+#: OpenAI's own models; chat messages have no such label).
+DROPPED_PHASE = "input.phase"
 
 #: Fields that keep their name and value.
-_SAME = ("metadata", "temperature", "top_p", "user", "safety_identifier", "prompt_cache_key", "service_tier")
+_SAME = (
+    "metadata",
+    "temperature",
+    "top_p",
+    "user",
+    "safety_identifier",
+    "prompt_cache_key",
+    "prompt_cache_retention",
+    "service_tier",
+)
 #: Fields handled by a translation below.
 _TRANSLATED = frozenset(
     {
@@ -122,8 +136,8 @@ def chat_request(data: Mapping[str, Any]) -> ChatTranslation:
         )
     if data.get("store") not in (None, False):
         raise _invalid("Invalid type for 'store': expected a boolean.", "store")
-    body: dict[str, Any] = {"model": model, "messages": _messages(data)}
     dropped: list[str] = []
+    body: dict[str, Any] = {"model": model, "messages": _messages(data, dropped)}
 
     tools = data.get("tools")
     if tools is not None:
@@ -136,6 +150,8 @@ def chat_request(data: Mapping[str, Any]) -> ChatTranslation:
     if data.get("tool_choice") is not None:
         body["tool_choice"] = _tool_choice(data["tool_choice"])
     cap = data.get("max_output_tokens")
+    if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
+        raise _invalid("Invalid 'max_output_tokens': expected a positive integer.", "max_output_tokens")
     if cap is not None:
         body[cap_field(model)] = cap
     _text(data.get("text"), body)
@@ -165,7 +181,7 @@ def chat_request(data: Mapping[str, Any]) -> ChatTranslation:
 # -- input ------------------------------------------------------------------------------------------
 
 
-def _messages(data: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _messages(data: Mapping[str, Any], dropped: list[str]) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
     instructions = data.get("instructions")
     if instructions is not None:
@@ -178,6 +194,8 @@ def _messages(data: Mapping[str, Any]) -> list[dict[str, Any]]:
     elif isinstance(items, list):
         for index, item in enumerate(items):
             _item(item, f"input[{index}]", messages)
+            if isinstance(item, dict) and item.get("phase") is not None and DROPPED_PHASE not in dropped:
+                dropped.append(DROPPED_PHASE)
     elif items is None:
         raise _invalid("Missing required parameter: 'input'.", "input")
     else:
