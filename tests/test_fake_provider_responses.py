@@ -10,6 +10,8 @@ import httpx
 import openai
 import pytest
 
+from asgi_aigw.kernel.context import Usage
+from asgi_aigw.kernel.dialects.responses import RESPONSES
 from asgi_aigw.testing import FakeBehaviour, FakeProvider, StreamingASGITransport
 from asgi_aigw.testing.server import serve
 
@@ -210,3 +212,16 @@ def test_the_sdk_over_a_real_server(served: str) -> None:
         text = "".join(e.delta for e in stream if e.type == "response.output_text.delta")
         final = stream.get_final_response()
     assert text == final.output_text == "Echo: hello world"
+
+
+async def test_the_dialect_meters_the_fakes_stream(http: httpx.AsyncClient) -> None:
+    body = {"model": "m", "input": "a b", "stream": True}
+    payloads = sse_payloads((await http.post("/v1/responses", json=body)).text)
+    meter = RESPONSES.stream_meter()
+    assert "".join(meter.feed(p["type"], p) for p in payloads) == "Echo: a b"
+    final = payloads[-1]["response"]
+    assert meter.usage == Usage(final["usage"]["input_tokens"], 3, final["usage"]["total_tokens"])
+    assert meter.model == "m"
+    json_answer = (await http.post("/v1/responses", json={**body, "stream": False})).json()
+    assert RESPONSES.usage(json_answer) == meter.usage
+    assert RESPONSES.answer_text(json_answer) == "Echo: a b"

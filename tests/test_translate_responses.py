@@ -12,6 +12,7 @@ import pytest
 from openai.types.responses import Response
 
 from asgi_aigw.kernel.context import Usage
+from asgi_aigw.kernel.dialects.responses import RESPONSES
 from asgi_aigw.kernel.errors import InvalidRequest, UpstreamError
 from asgi_aigw.kernel.sse import parse_event
 from asgi_aigw.providers.openai import OpenAIStreamTranslator
@@ -705,3 +706,66 @@ async def test_a_stream_through_the_fake_chat_endpoint(fake: FakeProvider) -> No
     assert final.response.output_text == "Echo: hi there"
     assert final.response.usage is not None
     assert final.response.usage.output_tokens == 3
+
+
+def test_refusal_and_parallel_calls_stream() -> None:
+    refusal = openai_sse(
+        chunk("chatcmpl-r", "gpt-4o", {"role": "assistant", "refusal": "I can"}),
+        chunk("chatcmpl-r", "gpt-4o", {"refusal": "not."}),
+        chunk("chatcmpl-r", "gpt-4o", {}, "stop"),
+    )
+    _, events = translate(refusal)
+    assert [e["type"] for e in events[2:-1]] == [
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.refusal.delta",
+        "response.refusal.delta",
+        "response.refusal.done",
+        "response.content_part.done",
+        "response.output_item.done",
+    ]
+    assert events[6]["refusal"] == "I cannot."
+    assert events[-1]["response"]["output"][0]["content"] == [{"type": "refusal", "refusal": "I cannot."}]
+    client = sdk(_translated(refusal))
+    with client.responses.stream(model="alias", input="x") as stream:
+        final = stream.get_final_response()
+    message = final.output[0]
+    assert message.type == "message"
+    assert message.content[0].type == "refusal"
+
+    def call(index: int, call_id: str, query: str) -> dict[str, Any]:
+        arguments = orjson.dumps({"query": query}).decode()
+        function = {"name": "lookup", "arguments": arguments}
+        return {"tool_calls": [{"index": index, "id": call_id, "type": "function", "function": function}]}
+
+    parallel = openai_sse(
+        chunk("chatcmpl-p", "gpt-4o", call(0, "call_A", "cats")),
+        chunk("chatcmpl-p", "gpt-4o", call(1, "call_B", "dogs")),
+        chunk("chatcmpl-p", "gpt-4o", {}, "tool_calls"),
+    )
+    _, events = translate(parallel)
+    added = [e for e in events if e["type"] == "response.output_item.added"]
+    assert [(e["output_index"], e["item"]["call_id"]) for e in added] == [(0, "call_A"), (1, "call_B")]
+    done = [e["item"] for e in events if e["type"] == "response.output_item.done"]
+    assert [d["arguments"] for d in done] == ['{"query":"cats"}', '{"query":"dogs"}']
+    client = sdk(_translated(parallel))
+    with client.responses.stream(model="alias", input="x") as stream:
+        final = stream.get_final_response()
+    assert [item.call_id for item in final.output if item.type == "function_call"] == ["call_A", "call_B"]
+
+
+def test_the_dialect_reads_what_the_translation_writes() -> None:
+    # the stream: the meter finds the text, the call and the usage the final event carries
+    meter = RESPONSES.stream_meter()
+    _, events = translate(tool_native())
+    text = "".join(meter.feed(e["type"], e) for e in events)
+    assert text == 'On it.lookup{"query":"cats"}'
+    assert meter.usage == Usage(12, 3, 15)
+    assert meter.model == "gpt-4o"
+    assert meter.next_sequence_number() == len(events)
+    assert text == RESPONSES.answer_text(events[-1]["response"])
+    # the JSON answer
+    native = completion("chatcmpl-abc", "gpt-4o", lookup_choice("call_1", content="On it."), CHAT_USAGE)
+    answer = response_answer(native, REQUEST)
+    assert RESPONSES.usage(answer) == Usage(12, 3, 15)
+    assert RESPONSES.answer_text(answer) == text
