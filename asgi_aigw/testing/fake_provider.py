@@ -28,6 +28,7 @@ from . import _anthropic_format as anthropic_format
 from . import _gemini_format as gemini_format
 from . import _ollama_format as ollama_format
 from . import _openai_format as openai_format
+from . import _responses_format as responses_format
 from ._fake_text import count_tokens, split_pieces
 
 
@@ -173,6 +174,8 @@ class FakeProvider:
             await openai_format.embeddings(self, request, behaviour, send)
         elif path.endswith("/models") and request.method == "GET":
             await openai_format.models(self, send)
+        elif path.endswith("/v1/responses") and request.method == "POST":
+            await responses_format.responses(self, request, behaviour, receive, send)
         elif path.endswith("/messages") and request.method == "POST":
             await anthropic_format.messages(self, request, behaviour, receive, send)
         elif ":" in path.rsplit("/", 1)[-1] and request.method == "POST":
