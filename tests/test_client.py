@@ -72,7 +72,10 @@ def test_clients_are_reused_per_identity_never_across(fake: FakeProvider) -> Non
 async def test_the_anthropic_client_speaks_messages_in_process_as_the_identity(fake: FakeProvider) -> None:
     upstream = "http://fake-anthropic.test"
     deployment = DeploymentConfig(
-        provider="anthropic", model="claude-test-1", base_url=upstream, api_key="test-key-not-real"  # type: ignore[arg-type]
+        provider="anthropic",
+        model="claude-test-1",
+        base_url=upstream,
+        api_key="test-key-not-real",  # type: ignore[arg-type]
     )
     router = ProviderRouter(
         RouterConfig(models=[ModelConfig(name="claude-test-1", deployments=[deployment])]),
@@ -88,7 +91,12 @@ async def test_the_anthropic_client_speaks_messages_in_process_as_the_identity(f
     assert message.content[0].type == "text"
     assert message.content[0].text == "Echo: hi"
     ctx = spy.contexts[-1]
-    assert (ctx.tenant_id, ctx.user_id, ctx.identity_source, ctx.route) == ("acme", "alice", "app", "messages")
+    assert (ctx.tenant_id, ctx.user_id, ctx.identity_source, ctx.route) == (
+        "acme",
+        "alice",
+        "app",
+        "messages",
+    )
     assert anthropic_client(spy, alice) is client
     assert openai_client(spy, alice) is not client  # type: ignore[comparison-overlap]
 

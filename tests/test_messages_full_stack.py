@@ -179,9 +179,7 @@ async def test_a_streamed_miss_is_replayed_as_json_and_as_a_stream(stack: Stack)
         final = await stream.get_final_message()
     assert first
     assert final.usage.output_tokens > 0
-    raw = await stack.client.messages.with_raw_response.create(
-        model=MODEL, max_tokens=100, messages=messages
-    )
+    raw = await stack.client.messages.with_raw_response.create(model=MODEL, max_tokens=100, messages=messages)
     assert raw.headers["x-aigw-cache"] == "hit-exact"
     assert "".join(b.text for b in raw.parse().content if b.type == "text") == first
     async with stack.client.messages.stream(model=MODEL, max_tokens=100, messages=messages) as stream:
