@@ -167,7 +167,16 @@ def _new_anthropic_client(
 ) -> anthropic.AsyncAnthropic:
     sdk = require("anthropic", "anthropic")
     options.setdefault("max_retries", 0)  # retries and fallbacks are the router's job
-    transport = http_client(app, identity)
+    transport: Any = http_client(app, identity)
+    if not issubclass(sdk.DefaultAsyncHttpxClient, httpx.AsyncClient):
+        # the SDK is built on httpx2 (anthropic 2.x) and refuses an httpx client
+        from .httpx2_bridge import httpx2_client
+
+        transport = httpx2_client(
+            StreamingASGITransport(app, identity=identity),
+            base_url=IN_PROCESS_URL,
+            timeout=600.0,
+        )
     # the SDK adds /v1/messages itself
     client: anthropic.AsyncAnthropic = sdk.AsyncAnthropic(
         base_url=IN_PROCESS_URL, api_key="in-process", http_client=transport, **options

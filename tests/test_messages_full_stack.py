@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
-import httpx
 import orjson
 import pytest
 import redis.asyncio as aredis
@@ -20,6 +19,7 @@ from asgi_aigw.budget.config import BudgetConfig, Limits
 from asgi_aigw.cache import SemanticCacheMiddleware
 from asgi_aigw.cache.config import CacheConfig
 from asgi_aigw.config import GatewayConfig
+from asgi_aigw.httpx2_bridge import httpx2_client
 from asgi_aigw.logs import RequestLogMiddleware
 from asgi_aigw.logs.config import LogConfig
 from asgi_aigw.redact import RedactConfig
@@ -69,7 +69,8 @@ class Stack:
     def __init__(self, app: Any, fake: FakeProvider) -> None:
         self.app = app
         self.fake = fake
-        self.http = httpx.AsyncClient(transport=StreamingASGITransport(app), base_url="http://app.test")
+        # the anthropic SDK is built on httpx2: the in-process transport through the bridge
+        self.http = httpx2_client(StreamingASGITransport(app), base_url="http://app.test")
         self.client = anthropic.AsyncAnthropic(
             base_url="http://app.test/ai",
             api_key="test-key-not-real",
