@@ -140,6 +140,9 @@ class MessagesRoutes:
         resolved = router.registry.resolve(request.model)
         anthropic = tuple(d for d in resolved.deployments if d.provider == ANTHROPIC)
         if not anthropic:
+            if extra := sorted(request.model_extra or ()):
+                # Anthropic refuses them too; here they would be silently left out of the count
+                raise InvalidRequest(f"{extra[0]}: Extra inputs are not permitted", param=extra[0])
             await self._count_locally(send, ctx, body, resolved.deployments[0], progress)
             return
         headers = passthrough.client_headers(scope.get("headers"))
