@@ -9,10 +9,11 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from asgiref.testing import ApplicationCommunicator
 
 from asgi_aigw.kernel.context import RequestContext, Usage
 from asgi_aigw.router import ProviderRouter
-from asgi_aigw.router.config import DeploymentConfig, ModelConfig, RetryConfig, RouterConfig
+from asgi_aigw.router.config import DeploymentConfig, ModelConfig, RetryConfig, RouterConfig, Timeouts
 from asgi_aigw.testing import FakeBehaviour, FakeProvider, StreamingASGITransport
 
 from .support import ContextSpy
@@ -336,3 +337,57 @@ async def test_count_tokens_refuses_max_tokens_as_anthropic_does(client: httpx.A
     response = await client.post("/v1/messages/count_tokens", json={**HELLO, "model": "gpt"})
     assert response.status_code == 400
     assert "max_tokens" in anthropic_error(response)["message"]
+
+
+# -- streaming, message by message ---------------------------------------------------------------------
+
+
+def http_scope(body: bytes) -> dict[str, object]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "path": "/v1/messages",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+    }
+
+
+@pytest.mark.parametrize("model", ["claude", "gpt"])
+async def test_events_leave_as_they_come_and_a_disconnect_closes_the_upstream(model: str) -> None:
+    fake = FakeProvider(FakeBehaviour(chunk_delay=0.2))
+    router = ProviderRouter(config(), transports={URL: StreamingASGITransport(fake)}, env={})
+    body = raw(
+        {**HELLO, "model": model, "stream": True, "messages": [{"role": "user", "content": "a b c d e"}]}
+    )
+    communicator = ApplicationCommunicator(router, http_scope(body))
+    await communicator.send_input({"type": "http.request", "body": body, "more_body": False})
+    assert (await communicator.receive_output(5))["type"] == "http.response.start"
+    first = (await communicator.receive_output(5))["body"]
+    assert first.startswith(b"event: message_start")
+    # the answer has started while the upstream is still generating: nothing was held back
+    assert fake.completed_streams == 0
+    await communicator.send_input({"type": "http.disconnect"})
+    await communicator.wait(5)
+    assert fake.disconnects == 1
+    assert fake.completed_streams == 0
+    await router.aclose()
+
+
+async def test_first_byte_timeout_is_anthropics_timeout_error(fake: FakeProvider) -> None:
+    slow = DeploymentConfig(
+        provider="anthropic",
+        model="claude-up",
+        base_url=URL,
+        api_key=KEY,  # type: ignore[arg-type]
+        timeouts=Timeouts(first_byte=0.1),
+    )
+    cfg = RouterConfig(models=[ModelConfig(name="claude", deployments=[slow])], retry=RetryConfig(retries=0))
+    router = ProviderRouter(cfg, transports={URL: StreamingASGITransport(fake)}, env={})
+    fake.behaviour = FakeBehaviour(first_byte_delay=1.0)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(router), base_url="http://gw") as client:
+        response = await client.post("/v1/messages", json=HELLO)
+    assert response.status_code == 504
+    assert anthropic_error(response)["type"] == "timeout_error"
