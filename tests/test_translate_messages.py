@@ -15,7 +15,7 @@ from asgi_aigw.kernel.sse import parse_event
 from asgi_aigw.providers import TranslatedResponse
 from asgi_aigw.providers.ollama import OllamaAdapter
 from asgi_aigw.providers.openai import OpenAIStreamTranslator
-from asgi_aigw.router.passthrough import MessagesRelay, rewrite_model
+from asgi_aigw.router.passthrough import MessagesRelay, client_headers, rewrite_model
 from asgi_aigw.translate import MessagesStream, chat_request, message_answer
 
 from .golden import (
@@ -515,3 +515,15 @@ def test_relay_passes_events_unchanged_and_reads_usage_with_cache_figures() -> N
 )
 def test_model_is_rewritten_in_place(raw: bytes, expected: bytes) -> None:
     assert rewrite_model(raw, "real-1") == expected
+
+
+def test_client_headers_keep_one_version_and_every_beta() -> None:
+    headers = [
+        (b"anthropic-version", b"2023-06-01"),
+        (b"Anthropic-Version", b"2023-06-01"),
+        (b"anthropic-beta", b"a-1"),
+        (b"anthropic-beta", b"b-2"),
+        (b"x-api-key", b"client-key"),
+    ]
+    assert client_headers(headers) == {"anthropic-version": "2023-06-01", "anthropic-beta": "a-1,b-2"}
+    assert client_headers([]) == {"anthropic-version": "2023-06-01"}

@@ -71,13 +71,18 @@ def rewrite_model(raw: bytes, model: str) -> bytes:
 
 
 def client_headers(headers: Any) -> dict[str, str]:
-    """The ``anthropic-*`` headers to pass on from the client's raw ASGI headers (betas joined)."""
+    """The ``anthropic-*`` headers to pass on from the client's raw ASGI headers: the first
+    ``anthropic-version`` (Anthropic refuses two joined), every ``anthropic-beta`` joined by commas."""
     found: dict[str, str] = {}
     for raw_name, raw_value in headers or ():
         name = raw_name.decode("latin-1").lower()
-        if name in CLIENT_HEADERS:
-            value = raw_value.decode("latin-1")
-            found[name] = f"{found[name]},{value}" if name in found else value
+        if name not in CLIENT_HEADERS:
+            continue
+        value = raw_value.decode("latin-1")
+        if name not in found:
+            found[name] = value
+        elif name == "anthropic-beta":
+            found[name] = f"{found[name]},{value}"
     found.setdefault("anthropic-version", DEFAULT_VERSION)
     return found
 
