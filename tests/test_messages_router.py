@@ -391,3 +391,82 @@ async def test_first_byte_timeout_is_anthropics_timeout_error(fake: FakeProvider
         response = await client.post("/v1/messages", json=HELLO)
     assert response.status_code == 504
     assert anthropic_error(response)["type"] == "timeout_error"
+
+
+# -- Gemini and Ollama: the other adapters, reused unchanged ---------------------------------------------
+
+LOOKUP = {"name": "lookup", "description": "Look something up.", "input_schema": SCHEMA}
+
+
+@pytest.mark.parametrize("provider", ["gemini", "ollama"])
+@pytest.mark.parametrize("stream", [False, True])
+async def test_other_providers_answer_tool_calls_in_messages_format(
+    fake: FakeProvider, provider: str, stream: bool
+) -> None:
+    base_url = URL + ("/v1beta" if provider == "gemini" else "")
+    deployment = DeploymentConfig(provider=provider, model="m-1", base_url=base_url, api_key=KEY)  # type: ignore[arg-type]
+    cfg = RouterConfig(models=[ModelConfig(name="m", deployments=[deployment])], retry=RetryConfig(retries=0))
+    router = ProviderRouter(cfg, transports={URL: StreamingASGITransport(fake)}, env={})
+    question = {"role": "user", "content": "Find cats"}
+    body = {"model": "m", "max_tokens": 64, "tools": [LOOKUP], "messages": [question], "stream": stream}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(router), base_url="http://gw") as client:
+        first = await client.post("/v1/messages", json=body)
+        assert first.status_code == 200, first.text
+        assert first.headers["x-aigw-provider"] == provider
+        if stream:
+            events = [orjson.loads(line[6:]) for line in first.text.splitlines() if line.startswith("data: ")]
+            starts = [e["content_block"] for e in events if e["type"] == "content_block_start"]
+            call = {**starts[-1], "input": {"query": "Find cats"}}
+            fragments = "".join(
+                e["delta"]["partial_json"] for e in events if e["type"] == "content_block_delta"
+            )
+            assert orjson.loads(fragments) == {"query": "Find cats"}
+            assert events[-2]["delta"]["stop_reason"] == "tool_use"
+        else:
+            answer = first.json()
+            assert answer["stop_reason"] == "tool_use"
+            call = answer["content"][-1]
+        assert call["type"] == "tool_use"
+        assert call["name"] == "lookup"
+        assert call["input"] == {"query": "Find cats"}
+        result = {"type": "tool_result", "tool_use_id": call["id"], "content": "3 cats found"}
+        second = await client.post(
+            "/v1/messages",
+            json={
+                **body,
+                "stream": False,
+                "messages": [
+                    question,
+                    {"role": "assistant", "content": [call]},
+                    {"role": "user", "content": [result]},
+                ],
+            },
+        )
+    assert second.status_code == 200, second.text
+    assert second.json()["content"] == [{"type": "text", "text": "Tool said: 3 cats found"}]
+
+
+async def test_forward_headers_reach_both_kinds_of_deployment(fake: FakeProvider) -> None:
+    cfg = config()
+    cfg = cfg.model_copy(update={"forward_headers": ["x-team"]})
+    router = ProviderRouter(cfg, transports={URL: StreamingASGITransport(fake)}, env={})
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(router), base_url="http://gw") as client:
+        for model in ("claude", "gpt"):
+            response = await client.post(
+                "/v1/messages", json={**HELLO, "model": model}, headers={"x-team": "blue"}
+            )
+            assert response.status_code == 200
+            assert fake.last_request.headers["x-team"] == "blue"
+
+
+async def test_passthrough_stream_usage_is_read_from_its_events(
+    client: httpx.AsyncClient, spy: ContextSpy
+) -> None:
+    response = await client.post("/v1/messages", json={**HELLO, "stream": True})
+    assert response.status_code == 200
+    ctx = spy.contexts[-1]
+    assert ctx.stream is True
+    assert ctx.upstream_model == "claude-up"
+    start = orjson.loads(response.text.split("data: ", 1)[1].split("\n", 1)[0])
+    expected = {**start["message"]["usage"], "output_tokens": 3}
+    assert ctx.usage == Usage.from_anthropic(expected)
