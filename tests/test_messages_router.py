@@ -147,6 +147,8 @@ async def test_json_answer_is_relayed_unchanged_and_usage_recorded(
             "/v1/messages", json={**HELLO, "model": "claude-up"}, headers={"anthropic-version": "2023-06-01"}
         )
     assert response.content == expected.content
+    # Anthropic's request id comes along (the SDKs expose it as ``_request_id``)
+    assert response.headers["request-id"] == expected.headers["request-id"]
     assert response.headers["x-aigw-provider"] == "anthropic"
     assert response.headers["x-aigw-model"] == "claude-up"
     ctx: RequestContext = spy.contexts[-1]
@@ -226,6 +228,7 @@ async def test_openai_deployment_answers_in_messages_format(
     assert body["content"] == [{"type": "text", "text": "Echo: Hello there"}]
     assert body["stop_reason"] == "end_turn"
     assert body["usage"]["output_tokens"] == 3
+    assert "request-id" not in response.headers
     upstream = fake.last_request
     assert upstream.path == "/v1/chat/completions"
     assert upstream.headers["authorization"] == f"Bearer {KEY}"

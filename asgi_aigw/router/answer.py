@@ -13,6 +13,8 @@ from ..providers.base import Deployment
 DROPPED_PARAMS = "router.dropped_params"
 #: ``ctx.extra`` key: the client headers to pass on upstream (``RouterConfig.forward_headers``).
 FORWARDED_HEADERS = "router.forwarded_headers"
+#: ``ctx.extra`` key: headers of the upstream's answer relayed as they are (Anthropic's ``request-id``).
+RELAYED_HEADERS = "router.relayed_headers"
 _FIELD_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _MAX_DROPPED = 32
 
@@ -37,4 +39,6 @@ def answer_headers(ctx: RequestContext) -> Headers:
         # come from the client's JSON: only plain ones go into a header, and not without bound.
         names = [n if _FIELD_NAME.fullmatch(n) else "?" for n in dropped[:_MAX_DROPPED]]
         headers.append((b"x-aigw-dropped-params", ",".join(names).encode()))
+    if relayed := ctx.extra.get(RELAYED_HEADERS):
+        headers.extend(relayed)
     return headers

@@ -25,7 +25,7 @@ from ..providers import Deployment, ProviderAdapter, TranslatedResponse, Upstrea
 from ..providers._translate import random_id
 from ..translate import ChatTranslation, MessagesStream, chat_request, message_answer
 from . import passthrough
-from .answer import DROPPED_PARAMS, answer_headers, record
+from .answer import DROPPED_PARAMS, RELAYED_HEADERS, answer_headers, record
 from .upstream import UpstreamResponse
 
 if TYPE_CHECKING:
@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 #: The provider whose deployments take Messages requests as they are.
 ANTHROPIC = "anthropic"
+#: Anthropic's answer headers the client gets as they are: the id its SDKs expose as ``_request_id``.
+_RELAYED = ("request-id",)
 #: Chat fields an adapter reports dropped, under the Messages names the client sent.
 _MESSAGES_NAMES = {"user": "metadata.user_id", "stop": "stop_sequences", "parallel_tool_calls": "tool_choice"}
 
@@ -103,6 +105,8 @@ class MessagesRoutes:
             deadline: float | None,
         ) -> None:
             translator: Any
+            # per attempt: only the answering deployment's headers
+            ctx.extra[RELAYED_HEADERS] = _relayed(deployment, response)
             if ctx.stream:
                 if deployment.provider == ANTHROPIC:
                     translator = passthrough.MessagesRelay()
@@ -182,6 +186,17 @@ class MessagesRoutes:
         progress.finished = True
         headers = [*answer_headers(ctx), (b"x-aigw-estimate", b"true")]
         await send_json_bytes(send, 200, orjson.dumps({"input_tokens": tokens}), headers)
+
+
+def _relayed(deployment: Deployment, response: UpstreamResponse) -> list[tuple[bytes, bytes]]:
+    if deployment.provider != ANTHROPIC:
+        return []
+    headers = response.headers
+    return [
+        (name.encode(), value.encode("latin-1", "replace"))
+        for name in _RELAYED
+        if (value := headers.get(name)) is not None
+    ]
 
 
 def _json_object(content: bytes, what: str) -> dict[str, Any]:
