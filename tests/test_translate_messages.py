@@ -527,3 +527,19 @@ def test_client_headers_keep_one_version_and_every_beta() -> None:
     ]
     assert client_headers(headers) == {"anthropic-version": "2023-06-01", "anthropic-beta": "a-1,b-2"}
     assert client_headers([]) == {"anthropic-version": "2023-06-01"}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # the top-level key spelt with an escape, a nested "model" key spelt plainly
+        b'{"mod\\u0065l":"alias","tools":[{"input_schema":{"properties":{"model":{}}}}]}',
+        # the key given twice: JSON parsers keep the last
+        b'{"model":"alias","max_tokens":5,"model":"alias"}',
+    ],
+)
+def test_a_model_that_cannot_be_rewritten_in_place_is_rewritten_whole(raw: bytes) -> None:
+    assert orjson.loads(raw)["model"] == "alias"
+    rewritten = rewrite_model(raw, "real-1")
+    assert orjson.loads(rewritten)["model"] == "real-1"
+    assert rewritten.count(b'"alias"') == 0

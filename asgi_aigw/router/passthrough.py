@@ -26,8 +26,10 @@ DEFAULT_VERSION = "2023-06-01"
 #: The client headers an Anthropic deployment receives.
 CLIENT_HEADERS = ("anthropic-version", "anthropic-beta")
 
-#: A JSON string, or one bracket: enough to walk an object's top level without parsing it.
-_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+#: A JSON string (the unrolled form: far faster over long base64 strings), or one bracket: enough to walk
+#: an object's top level without parsing it.
+_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _COLON = re.compile(rb"\s*:\s*")
 _MODEL_KEY = b'"model"'
 
@@ -47,9 +49,25 @@ _ERROR_STATUS = {
 
 
 def rewrite_model(raw: bytes, model: str) -> bytes:
-    """``raw`` (a JSON object) with its top-level ``model`` string replaced by ``model``; every other
-    byte kept. Re-serialised only if the top level holds no ``model`` string (it always does once the
-    request validated)."""
+    """``raw`` (a JSON object) with its top-level ``model`` string replaced by ``model``, every other
+    byte kept; re-serialised whole when the bytes cannot be rewritten in place with certainty."""
+    rewritten = _rewritten(raw, model)
+    # What Anthropic will read is checked, not assumed: a key spelt with escapes ("mod\u0065l") or
+    # given twice would otherwise let the client's name, not the deployment's, reach the upstream.
+    data = orjson.loads(rewritten if rewritten is not None else raw)
+    if rewritten is not None and data.get("model") == model:
+        return rewritten
+    data["model"] = model
+    return orjson.dumps(data)
+
+
+def _rewritten(raw: bytes, model: str) -> bytes | None:
+    # Inside a JSON string every quote is escaped, so the bytes "model" can only be a whole string
+    # token: when they occur once, that is the top-level key the request was validated with.
+    if raw.count(_MODEL_KEY) == 1:
+        span = _value_after(raw, raw.index(_MODEL_KEY) + len(_MODEL_KEY))
+        if span is not None:
+            return raw[: span[0]] + orjson.dumps(model) + raw[span[1] :]
     depth = 0
     for match in _TOKEN.finditer(raw):
         token = match.group()
@@ -58,16 +76,19 @@ def rewrite_model(raw: bytes, model: str) -> bytes:
         elif token in (b"}", b"]"):
             depth -= 1
         elif depth == 1 and token == _MODEL_KEY:
-            colon = _COLON.match(raw, match.end())
-            if colon is None:
-                continue  # a string value "model", not the key
-            value = _TOKEN.match(raw, colon.end())
-            if value is None or not value.group().startswith(b'"'):
-                break
-            return raw[: value.start()] + orjson.dumps(model) + raw[value.end() :]
-    data = orjson.loads(raw)
-    data["model"] = model
-    return orjson.dumps(data)
+            span = _value_after(raw, match.end())
+            if span is not None:
+                return raw[: span[0]] + orjson.dumps(model) + raw[span[1] :]
+    return None
+
+
+def _value_after(raw: bytes, end: int) -> tuple[int, int] | None:
+    """Where the string value of the key ending at ``end`` lies; ``None`` if it is no key of a string."""
+    colon = _COLON.match(raw, end)
+    if colon is None:
+        return None  # a string value "model", not the key
+    value = _STRING.match(raw, colon.end())
+    return None if value is None else value.span()
 
 
 def client_headers(headers: Any) -> dict[str, str]:
