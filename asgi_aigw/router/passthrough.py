@@ -64,8 +64,9 @@ def rewrite_model(raw: bytes, model: str) -> bytes:
 def _rewritten(raw: bytes, model: str) -> bytes | None:
     # Inside a JSON string every quote is escaped, so the bytes "model" can only be a whole string
     # token: when they occur once, that is the top-level key the request was validated with.
-    if raw.count(_MODEL_KEY) == 1:
-        span = _value_after(raw, raw.index(_MODEL_KEY) + len(_MODEL_KEY))
+    first = raw.find(_MODEL_KEY)
+    if first >= 0 and raw.find(_MODEL_KEY, first + 1) < 0:
+        span = _value_after(raw, first + len(_MODEL_KEY))
         if span is not None:
             return raw[: span[0]] + orjson.dumps(model) + raw[span[1] :]
     depth = 0
