@@ -56,7 +56,7 @@ CLAUDE_CODE: dict[str, Any] = {
     ],
     "tools": [{"name": "Bash", "description": "Run a command.", "input_schema": SCHEMA}],
     "thinking": {"type": "enabled", "budget_tokens": 4000},
-    "metadata": {"user_id": "user_abc_account_1_session_2"},
+    "metadata": {"user_id": "user_abc_account_1_conversation_2"},
 }
 CLIENT_HEADERS = {
     "anthropic-version": "2023-06-01",

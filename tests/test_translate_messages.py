@@ -39,7 +39,7 @@ CLAUDE_CODE: dict[str, Any] = {
     "model": "claude-sonnet",
     "max_tokens": 1024,
     "system": [
-        {"type": "text", "text": "You are a coding agent."},
+        {"type": "text", "text": "You write code."},
         {"type": "text", "text": "Be terse.", "cache_control": {"type": "ephemeral"}},
     ],
     "messages": [
@@ -86,7 +86,7 @@ def test_claude_code_request_becomes_this_chat_request() -> None:
     assert translation.body == {
         "model": "claude-sonnet",
         "messages": [
-            {"role": "system", "content": "You are a coding agent.\n\nBe terse."},
+            {"role": "system", "content": "You write code.\n\nBe terse."},
             # one text block is plain content, as chat clients send it
             {"role": "user", "content": "Find cats"},
             {
