@@ -11,6 +11,9 @@ import pytest
 
 from asgi_aigw.testing import FakeBehaviour, FakeProvider
 
+#: The Messages API refuses requests without its version header, as the fake does.
+VERSION = {"anthropic-version": "2023-06-01"}
+
 ANSWER = "one two three four five six seven eight"
 USER = [{"role": "user", "content": "hi"}]
 
@@ -53,7 +56,9 @@ FINISH = {"openai": "length", "anthropic": "max_tokens", "gemini": "MAX_TOKENS",
 
 
 async def post(fake: FakeProvider, path: str, body: dict[str, Any]) -> httpx.Response:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(fake), base_url="http://fake") as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(fake), base_url="http://fake", headers=VERSION
+    ) as client:
         return await client.post(path, json=body)
 
 

@@ -12,6 +12,9 @@ from asgi_aigw.testing import FakeBehaviour, FakeProvider, StreamingASGITranspor
 
 from .support import sse_payloads
 
+#: The Messages API refuses requests without its version header, as the fake does.
+VERSION = {"anthropic-version": "2023-06-01"}
+
 ANTHROPIC = {"model": "claude", "max_tokens": 64, "messages": [{"role": "user", "content": "Hello there"}]}
 GEMINI = {"contents": [{"role": "user", "parts": [{"text": "Hello there"}]}]}
 GEMINI_PATH = "/v1beta/models/gemini-x"
@@ -20,7 +23,9 @@ OLLAMA = {"model": "llama", "messages": [{"role": "user", "content": "Hello ther
 
 @pytest.fixture
 async def http(fake: FakeProvider) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=StreamingASGITransport(fake), base_url="http://fake") as client:
+    async with httpx.AsyncClient(
+        transport=StreamingASGITransport(fake), base_url="http://fake", headers=VERSION
+    ) as client:
         yield client
 
 

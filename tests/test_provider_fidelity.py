@@ -21,6 +21,9 @@ from asgi_aigw.router import ProviderRouter
 from asgi_aigw.router.config import DeploymentConfig, ModelConfig, RouterConfig
 from asgi_aigw.testing import FakeProvider, StreamingASGITransport
 
+#: The Messages API refuses requests without its version header, as the fake does.
+VERSION = {"anthropic-version": "2023-06-01"}
+
 ANTHROPIC_URL = "http://fake-anthropic.test"
 GEMINI_URL = "http://fake-gemini.test"
 OLLAMA_URL = "http://fake-ollama.test"
@@ -200,7 +203,9 @@ async def test_the_fake_refuses_temperature_with_top_p_as_anthropic_does(fake: F
         "temperature": 0.5,
         "top_p": 0.9,
     }
-    async with httpx.AsyncClient(transport=StreamingASGITransport(fake), base_url=ANTHROPIC_URL) as client:
+    async with httpx.AsyncClient(
+        transport=StreamingASGITransport(fake), base_url=ANTHROPIC_URL, headers=VERSION
+    ) as client:
         answer = await client.post("/v1/messages", json=body)
     assert answer.status_code == 400
     assert answer.json()["error"]["type"] == "invalid_request_error"

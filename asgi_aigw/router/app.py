@@ -1,11 +1,11 @@
-"""ProviderRouter: an ASGI app serving the OpenAI API, routed to providers by model name."""
+"""ProviderRouter: an ASGI app serving the OpenAI API and Anthropic's Messages API, routed to providers
+by model name."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
@@ -16,6 +16,7 @@ import orjson
 
 from ..kernel.body import ClientDisconnect, JSONBody, read_json
 from ..kernel.context import RequestContext, ensure_context
+from ..kernel.dialects import dialect_for
 from ..kernel.errors import (
     GatewayError,
     MethodNotAllowed,
@@ -31,19 +32,14 @@ from ..kernel.models import ChatCompletionRequest, EmbeddingRequest
 from ..kernel.routes import route_path
 from ..kernel.types import ASGIApp, Headers, Message, Receive, Scope, Send
 from ..providers import ADAPTERS, Deployment, ProviderAdapter, TranslatedResponse, UpstreamRequest
+from .answer import DROPPED_PARAMS, FORWARDED_HEADERS, answer_headers, record
 from .config import RouterConfig
+from .messages import MessagesRoutes
 from .policy import RoutingPolicy, is_retryable
 from .registry import ModelRegistry, ResolvedModel
 from .upstream import UpstreamClients, UpstreamResponse, mapped_transport_errors, origin_of
 
 logger = logging.getLogger("asgi_aigw.router")
-
-#: ``ctx.extra`` key: the request fields the answering provider had no place for.
-DROPPED_PARAMS = "router.dropped_params"
-#: ``ctx.extra`` key: the client headers to pass on upstream (``RouterConfig.forward_headers``).
-FORWARDED_HEADERS = "router.forwarded_headers"
-_FIELD_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-_MAX_DROPPED = 32
 
 #: Upstream error bodies are read for their message only; never hold more than this.
 _MAX_ERROR_BODY = 64 * 1024
@@ -62,12 +58,17 @@ _ROUTES: dict[str, str] = {
     "/embeddings": "embeddings",
     "/v1/models": "models",
     "/models": "models",
+    # Anthropic's routes only under /v1, where its SDKs send them (as kernel.routes classifies them)
+    "/v1/messages": "messages",
+    "/v1/messages/count_tokens": "count_tokens",
 }
-_METHODS = {"chat": "POST", "embeddings": "POST", "models": "GET"}
+_METHODS = {"chat": "POST", "embeddings": "POST", "models": "GET", "messages": "POST", "count_tokens": "POST"}
 
 BuildRequest = Callable[[Deployment, ProviderAdapter], UpstreamRequest]
 #: Turns one upstream response into the client's answer (``deadline``: when the first chunk is due).
 Deliver = Callable[[Deployment, ProviderAdapter, UpstreamResponse, "float | None"], Awaitable[None]]
+#: Reads a non-2xx upstream answer into the error for the client (default: the adapter's ``error``).
+ReadError = Callable[[Deployment, ProviderAdapter, int, bytes, dict[str, str]], GatewayError]
 
 
 class _Progress:
@@ -82,7 +83,8 @@ class _Progress:
 
 class ProviderRouter:
     """An ASGI app to mount at a sub-path (``/ai``): ``POST /v1/chat/completions``, ``POST /v1/embeddings``,
-    ``GET /v1/models`` in OpenAI format, answered by the provider each model name routes to.
+    ``GET /v1/models`` in OpenAI format, and ``POST /v1/messages`` (with ``/v1/messages/count_tokens``) in
+    Anthropic's, answered by the provider each model name routes to.
 
     ``transports`` maps an upstream base URL to an ``httpx`` transport to use for it (tests, or an
     in-process provider); every other upstream gets a pooled client, opened on first use.
@@ -119,6 +121,7 @@ class ProviderRouter:
         self._body_timeout = self.config.body_timeout
         self._forward = frozenset(self.config.forward_headers)
         self._created = int(time.time())
+        self._messages = MessagesRoutes(self)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -155,10 +158,13 @@ class ProviderRouter:
             if route is None:
                 raise NotFound(
                     f"There is no route {scope.get('method')} {scope.get('path')}. This gateway serves "
-                    "POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models and "
-                    "GET /v1/models/{model}.",
+                    "POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models, "
+                    "GET /v1/models/{model}, POST /v1/messages and POST /v1/messages/count_tokens.",
                     code="unknown_route",
                 )
+            if route in ("messages", "count_tokens"):
+                # set before the method check, so a wrong method is refused in Anthropic's shape too
+                ctx.route = route
             if scope.get("method") != _METHODS[route]:
                 raise MethodNotAllowed(
                     f"Use {_METHODS[route]} for this route, not {scope.get('method')}.",
@@ -178,6 +184,10 @@ class ProviderRouter:
             )
             if route == "chat":
                 await self._chat(receive, send, ctx, body, progress)
+            elif route == "messages":
+                await self._messages.messages(scope, receive, send, ctx, body, progress)
+            elif route == "count_tokens":
+                await self._messages.count_tokens(scope, receive, send, ctx, body, progress)
             else:
                 await self._embeddings(receive, send, ctx, body, progress)
         except ClientDisconnect:
@@ -208,12 +218,14 @@ class ProviderRouter:
         ctx.error_code = exc.code
         if progress.finished or ctx.client_disconnected:
             return
+        dialect = dialect_for(ctx.route)
         if progress.started:
             # the status line is gone: finish the stream with an error event the SDKs raise
-            await send({"type": "http.response.body", "body": sse_error_event(exc), "more_body": False})
+            event = sse_error_event(exc, dialect)
+            await send({"type": "http.response.body", "body": event, "more_body": False})
         else:
             ctx.status = exc.status
-            await send_error(send, exc)
+            await send_error(send, exc, dialect=dialect)
         progress.finished = True
 
     async def _models(self, send: Send, ctx: RequestContext) -> None:
@@ -314,11 +326,12 @@ class ProviderRouter:
         resolved: ResolvedModel,
         build: BuildRequest,
         deliver: Deliver,
+        read_error: ReadError | None = None,
     ) -> None:
         """Attempt deployments until one delivers, cancelling everything if the client leaves."""
 
         async def work() -> None:
-            await self._attempt(ctx, resolved, build, deliver, progress)
+            await self._attempt(ctx, resolved, build, deliver, progress, read_error)
 
         await self._until_disconnect(receive, ctx, progress, work)
 
@@ -331,6 +344,7 @@ class ProviderRouter:
         build: BuildRequest,
         deliver: Deliver,
         progress: _Progress,
+        read_error: ReadError | None = None,
     ) -> None:
         """Call deployments until one answers and ``deliver`` has sent the answer.
 
@@ -345,7 +359,7 @@ class ProviderRouter:
             ctx.attempts += 1
             try:
                 response, deadline = await self._send(
-                    deployment, adapter, build, ctx.extra.get(FORWARDED_HEADERS)
+                    deployment, adapter, build, ctx.extra.get(FORWARDED_HEADERS), read_error
                 )
                 await deliver(deployment, adapter, response, deadline)
             except GatewayError as exc:
@@ -396,6 +410,7 @@ class ProviderRouter:
         adapter: ProviderAdapter,
         build: BuildRequest,
         forwarded: dict[str, str] | None = None,
+        read_error: ReadError | None = None,
     ) -> tuple[UpstreamResponse, float | None]:
         """Send to one deployment; its 2xx response (body unread) and the first chunk's deadline.
         ``forwarded`` client headers go first: the adapter's and the deployment's own win."""
@@ -426,11 +441,15 @@ class ProviderRouter:
                 except TimeoutError:
                     raise _timeout(deployment, "first_byte", first_byte) from None
         if response.status_code >= 300:
-            raise await self._upstream_error(deployment, adapter, response)
+            raise await self._upstream_error(deployment, adapter, response, read_error)
         return response, deadline
 
     async def _upstream_error(
-        self, deployment: Deployment, adapter: ProviderAdapter, response: UpstreamResponse
+        self,
+        deployment: Deployment,
+        adapter: ProviderAdapter,
+        response: UpstreamResponse,
+        read_error: ReadError | None = None,
     ) -> GatewayError:
         content = b""
         try:
@@ -443,9 +462,11 @@ class ProviderRouter:
             pass
         finally:
             await response.aclose()
-        error = adapter.error(
-            response.status_code, content, {k.lower(): v for k, v in response.headers.items()}
-        )
+        headers = {k.lower(): v for k, v in response.headers.items()}
+        if read_error is None:
+            error = adapter.error(response.status_code, content, headers)
+        else:
+            error = read_error(deployment, adapter, response.status_code, content, headers)
         return _scrub(error, deployment)
 
     async def _read(self, deployment: Deployment, response: UpstreamResponse) -> bytes:
@@ -463,11 +484,11 @@ class ProviderRouter:
         translated: TranslatedResponse,
         progress: _Progress,
     ) -> None:
-        _record(ctx, deployment, translated.model)
+        record(ctx, deployment, translated.model)
         ctx.usage = translated.usage
         ctx.status = 200
         progress.finished = True
-        await send_json_bytes(send, 200, translated.body, _answer_headers(ctx))
+        await send_json_bytes(send, 200, translated.body, answer_headers(ctx))
 
     async def _relay_stream(
         self,
@@ -480,7 +501,7 @@ class ProviderRouter:
         deadline: float | None = None,
     ) -> None:
         """Forward events as they complete; the status line waits for the first one."""
-        _record(ctx, deployment, None)
+        record(ctx, deployment, None)
         idle = deployment.timeout.idle
         try:
             with mapped_transport_errors(deployment):
@@ -598,32 +619,11 @@ def _model_id(path: str) -> str | None:
     return None
 
 
-def _record(ctx: RequestContext, deployment: Deployment, model: str | None) -> None:
-    ctx.provider = deployment.provider
-    ctx.deployment = deployment.id
-    ctx.upstream_model = model or deployment.model
-
-
 def _reported_model(ctx: RequestContext, translator: Any) -> None:
     """The model a translated stream announced (Anthropic's message_start, Gemini's modelVersion)."""
     model = getattr(translator, "upstream_model", None)
     if model:
         ctx.upstream_model = model
-
-
-def _answer_headers(ctx: RequestContext) -> Headers:
-    headers = [
-        (b"x-aigw-provider", (ctx.provider or "").encode("latin-1")),
-        (b"x-aigw-model", (ctx.upstream_model or "").encode("latin-1", "replace")),
-        (b"x-aigw-deployment", (ctx.deployment or "").encode("latin-1", "replace")),
-        (b"x-aigw-attempts", str(ctx.attempts).encode()),
-    ]
-    if dropped := ctx.extra.get(DROPPED_PARAMS):
-        # what the provider had no place for: said, never silently lost (docs/providers.md). The names
-        # come from the client's JSON: only plain ones go into a header, and not without bound.
-        names = [n if _FIELD_NAME.fullmatch(n) else "?" for n in dropped[:_MAX_DROPPED]]
-        headers.append((b"x-aigw-dropped-params", ",".join(names).encode()))
-    return headers
 
 
 def _brief(message: str, limit: int = 300) -> str:
@@ -638,7 +638,7 @@ def _timeout(deployment: Deployment, which: str, seconds: float | None) -> Upstr
 
 
 def _stream_headers(ctx: RequestContext) -> Headers:
-    return _SSE_HEADERS + _answer_headers(ctx)
+    return _SSE_HEADERS + answer_headers(ctx)
 
 
 def _no_client_retry(error: GatewayError) -> None:

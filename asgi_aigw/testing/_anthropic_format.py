@@ -1,4 +1,5 @@
-"""The fake's Anthropic wire format: ``POST /v1/messages``, JSON and SSE (docs.anthropic.com, Messages)."""
+"""The fake's Anthropic wire format: ``POST /v1/messages``, JSON and SSE, and
+``POST /v1/messages/count_tokens`` (docs.anthropic.com, "Messages" and "Count Message tokens")."""
 
 from __future__ import annotations
 
@@ -61,17 +62,85 @@ def _cache_breakpoints(body: dict[str, Any]) -> int:
     return sum(1 for b in blocks if isinstance(b, dict) and "cache_control" in b)
 
 
-def request_problem(body: dict[str, Any]) -> str | None:
-    """The real API's 400 message for a Messages body, or ``None``."""
+#: The fields ``count_tokens`` takes (no ``max_tokens``, no sampling, no ``stream``).
+_COUNT_FIELDS = frozenset({"model", "messages", "system", "tools", "tool_choice", "thinking", "mcp_servers"})
+#: The least ``thinking.budget_tokens`` accepts (docs.anthropic.com, "Extended thinking").
+MIN_THINKING_BUDGET = 1024
+#: Block types whose request form has no ``cache_control`` field (the SDK's ``ThinkingBlockParam``
+#: and ``RedactedThinkingBlockParam``): the API refuses the field there as an extra input.
+_NO_CACHE_CONTROL = frozenset({"thinking", "redacted_thinking"})
+
+
+def header_problem(headers: dict[str, str]) -> str | None:
+    """The real API refuses a request without its version header."""
+    return None if headers.get("anthropic-version") else "anthropic-version: header is required"
+
+
+def _thinking_problem(body: dict[str, Any]) -> str | None:
+    thinking = body.get("thinking")
+    if not isinstance(thinking, dict) or thinking.get("type") != "enabled":
+        return None
+    budget = thinking.get("budget_tokens")
+    if not isinstance(budget, int) or budget < MIN_THINKING_BUDGET:
+        return (
+            f"thinking.enabled.budget_tokens: Input should be greater than or equal to {MIN_THINKING_BUDGET}"
+        )
+    max_tokens = body.get("max_tokens")
+    if isinstance(max_tokens, int) and budget >= max_tokens:
+        return "`max_tokens` must be greater than `thinking.budget_tokens`."
+    temperature = body.get("temperature")
+    if temperature is not None and temperature != 1:
+        return (
+            "`temperature` may only be set to 1 when thinking is enabled. Please consult our "
+            "documentation at https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking"
+            "#important-considerations-when-using-extended-thinking"
+        )
+    return None
+
+
+def _blocks_problem(body: dict[str, Any]) -> str | None:
+    """Per block: ``cache_control`` where the block type has no such field or the text is empty, and
+    tool results answering no ``tool_use`` of the assistant turn just before."""
+    previous_calls: set[str] = set()
+    for m, message in enumerate(body.get("messages") or []):
+        content = message.get("content") if isinstance(message, dict) else None
+        blocks = [b for b in content if isinstance(b, dict)] if isinstance(content, list) else []
+        calls: set[str] = set()
+        for b, block in enumerate(blocks):
+            kind = block.get("type")
+            at = f"messages.{m}.content.{b}"
+            if "cache_control" in block:
+                if kind in _NO_CACHE_CONTROL:
+                    return f"{at}.{kind}.cache_control: Extra inputs are not permitted"
+                if kind == "text" and not block.get("text"):
+                    return f"{at}.text: cache_control cannot be set for empty text blocks"
+            if kind == "tool_use" and isinstance(block.get("id"), str):
+                calls.add(block["id"])
+            if kind == "tool_result" and block.get("tool_use_id") not in previous_calls:
+                return (
+                    f"{at}: unexpected `tool_use_id` found in `tool_result` blocks: "
+                    f"{block.get('tool_use_id')}. Each `tool_result` block must have a corresponding "
+                    "`tool_use` block in the previous message."
+                )
+        previous_calls = calls if isinstance(message, dict) and message.get("role") == "assistant" else set()
+    return None
+
+
+def request_problem(body: dict[str, Any], *, count: bool = False) -> str | None:
+    """The real API's 400 message for a Messages body (``count``: a ``count_tokens`` body), or ``None``."""
     if not body.get("model"):
         return "model: Field required"
-    if not isinstance(body.get("max_tokens"), int):
+    if not count and not isinstance(body.get("max_tokens"), int):
         return "max_tokens: Field required"
     if not isinstance(body.get("messages"), list) or not body["messages"]:
         return "messages: Field required"
     for field in body:
-        if field not in _FIELDS:
+        if field not in (_COUNT_FIELDS if count else _FIELDS):
             return f"{field}: Extra inputs are not permitted"
+    if (problem := _thinking_problem(body)) is not None:
+        return problem
+    if (problem := _blocks_problem(body)) is not None:
+        return problem
     temperature = body.get("temperature")
     if isinstance(temperature, int | float) and not 0 <= temperature <= 1:
         return "temperature: Input should be less than or equal to 1"
@@ -132,7 +201,9 @@ async def messages(
     fake: FakeProvider, request: ReceivedRequest, behaviour: FakeBehaviour, receive: Receive, send: Send
 ) -> None:
     body = request.json if isinstance(request.json, dict) else None
-    problem = "The request body is not valid JSON." if body is None else request_problem(body)
+    problem = header_problem(request.headers)
+    if problem is None:
+        problem = "The request body is not valid JSON." if body is None else request_problem(body)
     if await fake.refuse(send, behaviour, error_payload, problem) or body is None:
         return
     model = str(body["model"])
@@ -249,3 +320,17 @@ async def messages(
         content_events=len(deltas),
         head=3,
     )
+
+
+async def count_tokens(
+    fake: FakeProvider, request: ReceivedRequest, behaviour: FakeBehaviour, send: Send
+) -> None:
+    """``{"input_tokens": N}``: the input tokens a ``/v1/messages`` call with this body reports."""
+    body = request.json if isinstance(request.json, dict) else None
+    problem = header_problem(request.headers)
+    if problem is None:
+        problem = "The request body is not valid JSON." if body is None else request_problem(body, count=True)
+    if await fake.refuse(send, behaviour, error_payload, problem) or body is None:
+        return
+    turn = fake.plan_turn(conversation(body), [], behaviour)
+    await fake.send_json(send, 200, {"input_tokens": turn.prompt_tokens})

@@ -89,7 +89,7 @@ class FakeProvider:
     """A deterministic provider for tests and demos, speaking four wire formats chosen by path:
 
     - OpenAI: ``/v1/chat/completions``, ``/v1/embeddings``, ``/v1/models`` (JSON and SSE);
-    - Anthropic: ``/v1/messages`` (JSON and SSE events);
+    - Anthropic: ``/v1/messages`` (JSON and SSE events), ``/v1/messages/count_tokens``;
     - Gemini: ``/v1beta/models/{model}:generateContent``, ``:streamGenerateContent?alt=sse``,
       ``:embedContent``, ``:batchEmbedContents``;
     - Ollama: ``/api/chat`` (NDJSON stream or one object), ``/api/embed``.
@@ -174,6 +174,8 @@ class FakeProvider:
             await openai_format.embeddings(self, request, behaviour, send)
         elif path.endswith("/models") and request.method == "GET":
             await openai_format.models(self, send)
+        elif path.endswith("/messages/count_tokens") and request.method == "POST":
+            await anthropic_format.count_tokens(self, request, behaviour, send)
         elif path.endswith("/v1/responses") and request.method == "POST":
             await responses_format.responses(self, request, behaviour, receive, send)
         elif path.endswith("/messages") and request.method == "POST":

@@ -1,0 +1,218 @@
+"""``POST /v1/messages`` and ``POST /v1/messages/count_tokens``: Anthropic's Messages API, routed by model
+name exactly as chat completions are (same registry, retries, fallbacks, timeouts, cooldowns).
+
+To an Anthropic deployment the request passes through (:mod:`.passthrough`); to any other it is
+translated to a chat completion for the provider's adapter and the answer translated back
+(:mod:`asgi_aigw.translate`). A model with deployments of both kinds may fall back from one to the
+other: each attempt builds its own request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from ..kernel.body import JSONBody
+from ..kernel.context import RequestContext
+from ..kernel.dialects import MESSAGES
+from ..kernel.errors import GatewayError, InvalidRequest, UpstreamError
+from ..kernel.http import send_json_bytes
+from ..kernel.models import CountTokensRequest, MessagesRequest
+from ..kernel.types import Receive, Scope, Send
+from ..providers import Deployment, ProviderAdapter, TranslatedResponse, UpstreamRequest
+from ..providers._translate import random_id
+from ..translate import ChatTranslation, MessagesStream, chat_request, message_answer
+from . import passthrough
+from .answer import DROPPED_PARAMS, RELAYED_HEADERS, answer_headers, record
+from .upstream import UpstreamResponse
+
+if TYPE_CHECKING:
+    from .app import ProviderRouter, _Progress
+
+#: The provider whose deployments take Messages requests as they are.
+ANTHROPIC = "anthropic"
+#: Anthropic's answer headers the client gets as they are: the id its SDKs expose as ``_request_id``.
+_RELAYED = ("request-id",)
+#: Chat fields an adapter reports dropped, under the Messages names the client sent.
+_MESSAGES_NAMES = {"user": "metadata.user_id", "stop": "stop_sequences", "parallel_tool_calls": "tool_choice"}
+
+
+def _read_error(
+    deployment: Deployment, adapter: ProviderAdapter, status: int, content: bytes, headers: dict[str, str]
+) -> GatewayError:
+    """Anthropic's own errors keep their status and message; other providers' go through their adapter."""
+    if deployment.provider == ANTHROPIC:
+        return passthrough.upstream_error(status, content, headers)
+    return adapter.error(status, content, headers)
+
+
+class _Translations:
+    """One translation per provider of the request (a fallback may cross providers), made when needed."""
+
+    __slots__ = ("_done", "_request")
+
+    def __init__(self, request: MessagesRequest) -> None:
+        self._request = request
+        self._done: dict[str, ChatTranslation] = {}
+
+    def get(self, provider: str) -> ChatTranslation:
+        found = self._done.get(provider)
+        if found is None:
+            found = self._done[provider] = chat_request(self._request, provider)
+        return found
+
+
+class MessagesRoutes:
+    """The Messages routes of one :class:`~asgi_aigw.router.ProviderRouter`, using its routing."""
+
+    def __init__(self, router: ProviderRouter) -> None:
+        self._router = router
+
+    async def messages(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        ctx: RequestContext,
+        body: JSONBody,
+        progress: _Progress,
+    ) -> None:
+        router = self._router
+        request = body.validate(MessagesRequest, "messages request")
+        ctx.model = request.model
+        ctx.stream = bool(request.stream)
+        resolved = router.registry.resolve(request.model)
+        headers = passthrough.client_headers(scope.get("headers"))
+        translations = _Translations(request)
+        fallback_id = random_id("msg_")
+
+        def build(deployment: Deployment, adapter: ProviderAdapter) -> UpstreamRequest:
+            if deployment.provider == ANTHROPIC:
+                ctx.extra[DROPPED_PARAMS] = []
+                return passthrough.upstream_request(deployment, body.raw, request.model, headers, "messages")
+            translation = translations.get(deployment.provider)
+            chat, data = translation.request, translation.body
+            unread = [_MESSAGES_NAMES.get(name, name) for name in adapter.dropped_params(chat, data)]
+            ctx.extra[DROPPED_PARAMS] = translation.dropped + unread
+            return adapter.chat_request(deployment, chat, data, stream=ctx.stream)
+
+        async def deliver(
+            deployment: Deployment,
+            adapter: ProviderAdapter,
+            response: UpstreamResponse,
+            deadline: float | None,
+        ) -> None:
+            translator: Any
+            # per attempt: only the answering deployment's headers
+            ctx.extra[RELAYED_HEADERS] = _relayed(deployment, response)
+            if ctx.stream:
+                if deployment.provider == ANTHROPIC:
+                    translator = passthrough.MessagesRelay()
+                else:
+                    chat = translations.get(deployment.provider).request
+                    inner = adapter.chat_stream(deployment, chat, include_usage=True)
+                    translator = MessagesStream(inner, model=deployment.model, fallback_id=fallback_id)
+                await router._relay_stream(send, ctx, deployment, response, translator, progress, deadline)
+                return
+            content = await router._read(deployment, response)
+            if deployment.provider == ANTHROPIC:
+                answer = _anthropic_answer(content)
+            else:
+                chat = translations.get(deployment.provider).request
+                answer = message_answer(
+                    adapter.chat_response(deployment, chat, content), deployment.model, fallback_id
+                )
+            await router._send_translated(send, ctx, deployment, answer, progress)
+
+        await router._route(receive, ctx, progress, resolved, build, deliver, _read_error)
+
+    async def count_tokens(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        ctx: RequestContext,
+        body: JSONBody,
+        progress: _Progress,
+    ) -> None:
+        """Anthropic deployments count; for a model without one the gateway estimates locally."""
+        router = self._router
+        request = body.validate(CountTokensRequest, "count tokens request")
+        ctx.model = request.model
+        resolved = router.registry.resolve(request.model)
+        anthropic = tuple(d for d in resolved.deployments if d.provider == ANTHROPIC)
+        if not anthropic:
+            if extra := sorted(request.model_extra or ()):
+                # Anthropic refuses them too; here they would be silently left out of the count
+                raise InvalidRequest(f"{extra[0]}: Extra inputs are not permitted", param=extra[0])
+            await self._count_locally(send, ctx, body, resolved.deployments[0], progress)
+            return
+        headers = passthrough.client_headers(scope.get("headers"))
+
+        def build(deployment: Deployment, adapter: ProviderAdapter) -> UpstreamRequest:
+            return passthrough.upstream_request(
+                deployment, body.raw, request.model, headers, "messages/count_tokens"
+            )
+
+        async def deliver(
+            deployment: Deployment, adapter: ProviderAdapter, response: UpstreamResponse, _: float | None
+        ) -> None:
+            content = await router._read(deployment, response)
+            data = _json_object(content, "a token count")
+            if not isinstance(data.get("input_tokens"), int):
+                raise UpstreamError("anthropic answered count_tokens without input_tokens.")
+            await router._send_translated(send, ctx, deployment, TranslatedResponse(content, None), progress)
+
+        only_anthropic = dataclasses.replace(resolved, deployments=anthropic)
+        await router._route(receive, ctx, progress, only_anthropic, build, deliver, _read_error)
+
+    async def _count_locally(
+        self, send: Send, ctx: RequestContext, body: JSONBody, deployment: Deployment, progress: _Progress
+    ) -> None:
+        # imported here: the tokenizer loads its tables on first use, which only this route needs
+        from ..runtime.tokens import count_chat_tokens
+
+        data = body.data
+        if not isinstance(data, dict):  # pragma: no cover - validated as an object above
+            raise InvalidRequest("The request body must be a JSON object.")
+        # the same translation a Messages request gets, so what is refused there is refused here
+        request = MessagesRequest.model_validate({**data, "max_tokens": 1})
+        translation = chat_request(request, deployment.provider)
+        tokens = count_chat_tokens(translation.body, deployment.model)
+        record(ctx, deployment, None)
+        ctx.status = 200
+        progress.finished = True
+        headers = [*answer_headers(ctx), (b"x-aigw-estimate", b"true")]
+        await send_json_bytes(send, 200, orjson.dumps({"input_tokens": tokens}), headers)
+
+
+def _relayed(deployment: Deployment, response: UpstreamResponse) -> list[tuple[bytes, bytes]]:
+    if deployment.provider != ANTHROPIC:
+        return []
+    headers = response.headers
+    return [
+        (name.encode(), value.encode("latin-1", "replace"))
+        for name in _RELAYED
+        if (value := headers.get(name)) is not None
+    ]
+
+
+def _json_object(content: bytes, what: str) -> dict[str, Any]:
+    try:
+        data = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        raise UpstreamError(f"anthropic answered with {what} that is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise UpstreamError(f"anthropic answered with {what} that is not a JSON object.")
+    return data
+
+
+def _anthropic_answer(content: bytes) -> TranslatedResponse:
+    """Anthropic's answer as it came; read for its usage (cache reads and writes included) and model."""
+    data = _json_object(content, "a message")
+    if data.get("type") == "error":
+        raise passthrough.event_error(data)
+    model = data.get("model")
+    return TranslatedResponse(content, MESSAGES.usage(data), model if isinstance(model, str) else None)

@@ -1,0 +1,183 @@
+"""A chat completion chunk stream as Anthropic's Messages event stream.
+
+Anthropic's sequence (docs.anthropic.com "Streaming Messages"): ``message_start``; per content block a
+``content_block_start``, its ``content_block_delta`` events (``text_delta``, ``input_json_delta``) and a
+``content_block_stop``; then ``message_delta`` (stop reason, cumulative usage) and ``message_stop``.
+
+Chat chunks carry no block boundaries: a text block opens with the first text, a ``tool_use`` block with
+each tool call's first chunk (the one with its id), and each opening closes the block before it. Usage
+comes at the end of a chat stream, so ``message_start`` reports zero tokens and ``message_delta`` the
+figures (the SDKs take both from ``message_delta``, whose counts are cumulative).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from ..kernel.context import Usage
+from ..kernel.errors import UpstreamError
+from ..kernel.sse import encode_event
+from ..providers.base import StreamTranslator
+from .answer import message_id, stop_reason, usage_object
+
+_DONE = b"[DONE]"
+
+
+def event(name: str, payload: dict[str, Any]) -> bytes:
+    """One Anthropic SSE event: its name, and the same name as the payload's ``type``."""
+    return encode_event(name, orjson.dumps({"type": name, **payload}))
+
+
+class MessagesStream:
+    """Wraps the chat stream translator of an adapter; Anthropic events out, as the chunks arrive."""
+
+    __slots__ = (
+        "_blocks",
+        "_fallback_id",
+        "_finish",
+        "_inner",
+        "_model",
+        "_next",
+        "_open",
+        "_started",
+        "done",
+    )
+
+    def __init__(self, inner: StreamTranslator, *, model: str, fallback_id: str) -> None:
+        self._inner = inner
+        self._model = model
+        self._fallback_id = fallback_id
+        self._started = False
+        #: The index of the block being written (``None`` when none is open).
+        self._open: int | None = None
+        #: Tool call position -> its block index.
+        self._blocks: dict[int, int] = {}
+        self._next = 0
+        self._finish: str | None = None
+        self.done = False
+
+    @property
+    def usage(self) -> Usage | None:
+        return self._inner.usage
+
+    @property
+    def upstream_model(self) -> str:
+        return self._model
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        return self._translate(self._inner.feed(chunk))
+
+    def close(self) -> list[bytes]:
+        return self._translate(self._inner.close())
+
+    # -- translation --------------------------------------------------------------------------------
+
+    def _translate(self, events: list[bytes]) -> list[bytes]:
+        out: list[bytes] = []
+        for raw in events:
+            if self.done:
+                break
+            data = _data(raw)
+            if data is None:
+                continue
+            if data == _DONE:
+                self._end(out)
+                continue
+            try:
+                chunk = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                raise UpstreamError("The upstream sent a stream chunk that is not valid JSON.") from None
+            if isinstance(chunk, dict):
+                self._chunk(chunk, out)
+        return out
+
+    def _start(self, chunk: dict[str, Any], out: list[bytes]) -> None:
+        if self._started:
+            return
+        self._started = True
+        if isinstance(chunk.get("model"), str) and chunk["model"]:
+            self._model = chunk["model"]
+        message: dict[str, Any] = {
+            "id": message_id(chunk.get("id"), self._fallback_id),
+            "type": "message",
+            "role": "assistant",
+            "content": [],
+            "model": self._model,
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": usage_object(None),
+        }
+        out.append(event("message_start", {"message": message}))
+
+    def _chunk(self, chunk: dict[str, Any], out: list[bytes]) -> None:
+        self._start(chunk, out)
+        for choice in chunk.get("choices") or ():
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta")
+            if isinstance(delta, dict):
+                for field in ("content", "refusal"):
+                    text = delta.get(field)
+                    if isinstance(text, str) and text:
+                        self._text(text, out)
+                        if field == "refusal":
+                            self._finish = "content_filter"
+                for call in delta.get("tool_calls") or ():
+                    if isinstance(call, dict):
+                        self._tool_call(call, out)
+            finish = choice.get("finish_reason")
+            if isinstance(finish, str) and self._finish is None:
+                self._finish = finish
+
+    def _close_open(self, out: list[bytes]) -> None:
+        if self._open is not None:
+            out.append(event("content_block_stop", {"index": self._open}))
+            self._open = None
+
+    def _open_block(self, block: dict[str, Any], out: list[bytes]) -> int:
+        self._close_open(out)
+        index = self._open = self._next
+        self._next += 1
+        out.append(event("content_block_start", {"index": index, "content_block": block}))
+        return index
+
+    def _text(self, text: str, out: list[bytes]) -> None:
+        if self._open is None or self._open in self._blocks.values():
+            self._open_block({"type": "text", "text": ""}, out)
+        delta = {"type": "text_delta", "text": text}
+        out.append(event("content_block_delta", {"index": self._open, "delta": delta}))
+
+    def _tool_call(self, call: dict[str, Any], out: list[bytes]) -> None:
+        position = call.get("index", 0)
+        found = call.get("function")
+        function: dict[str, Any] = found if isinstance(found, dict) else {}
+        if position not in self._blocks:
+            block = {
+                "type": "tool_use",
+                "id": str(call.get("id") or ""),
+                "name": str(function.get("name") or ""),
+                "input": {},
+            }
+            self._blocks[position] = self._open_block(block, out)
+        arguments = function.get("arguments")
+        if isinstance(arguments, str) and arguments:
+            delta = {"type": "input_json_delta", "partial_json": arguments}
+            out.append(event("content_block_delta", {"index": self._blocks[position], "delta": delta}))
+
+    def _end(self, out: list[bytes]) -> None:
+        self._start({}, out)
+        self._close_open(out)
+        delta = {"stop_reason": stop_reason(self._finish), "stop_sequence": None}
+        out.append(event("message_delta", {"delta": delta, "usage": usage_object(self.usage)}))
+        out.append(event("message_stop", {}))
+        self.done = True
+
+
+def _data(raw: bytes) -> bytes | None:
+    """The ``data`` of one chat SSE event as the adapters write them (one ``data:`` line)."""
+    for line in raw.split(b"\n"):
+        if line.startswith(b"data:"):
+            return line[5:].strip()
+    return None
