@@ -49,12 +49,18 @@ def stack(app: Any, store: Any, **options: Any) -> ContextSpy:
     return ContextSpy(TenantMiddleware(budget, config=TenantConfig(required=False, default_tenant="acme")))
 
 
+#: Anthropic refuses a request without its API version, and so does FakeProvider.
+ANTHROPIC_HEADERS = {"anthropic-version": "2023-06-01"}
+
+
 def ask(content: Any = "hello there world", **extra: Any) -> dict[str, Any]:
     return {"model": MODEL, "max_tokens": 64, "messages": [{"role": "user", "content": content}], **extra}
 
 
 async def post(app: Any, body: dict[str, Any], path: str = "/v1/messages") -> httpx.Response:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://testserver") as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app), base_url="http://testserver", headers=ANTHROPIC_HEADERS
+    ) as client:
         return await client.post(path, json=body)
 
 

@@ -161,7 +161,11 @@ class MessagesApp:
 
 
 async def post_all(app: Any, requests: list[tuple[str, dict[str, Any]]]) -> list[httpx.Response]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client:
+    # Anthropic refuses a request without its API version, and so does FakeProvider
+    headers = {"anthropic-version": "2023-06-01"}
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app), base_url="http://t", headers=headers
+    ) as client:
         return [await client.post(path, json=body) for path, body in requests]
 
 
