@@ -242,3 +242,16 @@ async def test_a_bearer_that_is_not_a_key_goes_to_jwt_verification() -> None:
         ("jwt-tenant", None, "jwt"),
         ("acme", f"key-{key_id(key)}", "api_key"),
     ]
+
+
+def test_key_limits_without_a_budget_are_refused_at_start_up() -> None:
+    from asgi_aigw import build_app
+    from asgi_aigw.budget import BudgetConfig
+    from asgi_aigw.config import ConfigError, GatewayConfig
+
+    _, key = new_key()
+    limited = entry(key, limits=KeyLimits(tokens_per_day=10))
+    with pytest.raises(ConfigError, match=f"API key {key_id(key)} has budget limits"):
+        build_app(GatewayConfig(tenant=TenantConfig(api_keys=[limited])), env={})
+    build_app(GatewayConfig(tenant=TenantConfig(api_keys=[limited]), budget=BudgetConfig()), env={})
+    build_app(GatewayConfig(tenant=TenantConfig(api_keys=[entry(key)])), env={})

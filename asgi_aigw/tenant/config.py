@@ -218,11 +218,6 @@ class TenantConfig(ConfigSection):
             seen.add(entry.id)
         return value
 
-    @property
-    def has_keys(self) -> bool:
-        """Whether API keys identify requests (in the file or in a store)."""
-        return bool(self.api_keys) or self.key_store is not None
-
     @field_validator("trusted_origins")
     @classmethod
     def _origins(cls, value: list[str]) -> list[str]:

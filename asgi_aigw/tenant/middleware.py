@@ -344,7 +344,8 @@ class TenantMiddleware:
         from_token = self._identity(value, user, f"the token's {claim!r} claim")
         if verified is not None and from_token.tenant != verified.tenant:
             raise Forbidden(
-                "The token names a different tenant than the application's own authentication.",
+                "The token names a different tenant than your other credentials (the application's own "
+                "authentication or your API key).",
                 code="tenant_mismatch",
             )
         return from_token
