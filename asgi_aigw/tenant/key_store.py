@@ -105,7 +105,9 @@ def record_from_json(key_id: str, raw: bytes) -> KeyRecord:
             raise ValueError("no digest")
         if not isinstance(data.get("tenant"), str):
             raise ValueError("no tenant")
-        limits = KeyLimits.model_validate(data.get("limits") or {}).as_dict()
+        raw_limits = data.get("limits")
+        # most keys have none: skip the model, a fifth of a request's parsing time
+        limits = KeyLimits.model_validate(raw_limits).as_dict() if raw_limits else {}
         user = data.get("user")
         return KeyRecord(
             id=key_id,
