@@ -126,10 +126,10 @@ class BudgetSubjects:
         slots: Sequence[Slot],
         key: tuple[str, tuple[tuple[int, int], ...]] | None = None,
     ) -> tuple[Sequence[Slot], list[int]]:
-        """The slots to reserve in and their limits. The user's slots come after the tenant's and the
-        API key's last (the Redis store's key cache relies on the last slot naming the user, or the
-        key, which names its user). A request with no user is charged to its tenant's windows
-        whatever ``per`` says."""
+        """The slots to reserve in and their limits: the tenant's, then the user's, then the API
+        key's (the Redis store's key cache relies on the last slot naming the user, or the key, which
+        belongs to one user; a key's limits are fixed when it is made). A request with no user is
+        charged to its tenant's windows whatever ``per`` says."""
         chosen, limits = self._subject_windows(tenant, user, slots)
         if key is None:
             return chosen, limits
