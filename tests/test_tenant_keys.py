@@ -18,7 +18,7 @@ from asgi_aigw.kernel.context import get_context
 from asgi_aigw.tenant import JWTConfig, TenantConfig, TenantMiddleware
 from asgi_aigw.tenant import keys as keys_module
 from asgi_aigw.tenant.config import APIKeyEntry, KeyLimits
-from asgi_aigw.tenant.keys import KEY_PREFIX, MalformedKey, hash_key, key_id, matches, new_key
+from asgi_aigw.tenant.keys import KEY_PREFIX, KeyRecord, MalformedKey, hash_key, key_id, matches, new_key
 from asgi_aigw.tenant.middleware import API_KEY_CONTEXT
 
 SECRET = "test-only-hmac-secret-not-a-real-one-32b"
@@ -113,6 +113,20 @@ def test_the_digest_comparison_is_constant_time_for_wrong_and_unknown_keys(
     assert all(len(a) == len(b) for a, b in calls)
 
 
+def test_a_new_record_is_live_and_its_listing_has_everything_but_the_digest() -> None:
+    ident, key = new_key()
+    record = KeyRecord(ident, hash_key(key), "acme")
+    assert record.public() == {
+        "id": ident,
+        "tenant": "acme",
+        "user": None,
+        "name": "",
+        "created": 0.0,
+        "revoked": False,
+        "limits": {},
+    }
+
+
 def test_the_configuration_refuses_a_key_where_a_digest_belongs() -> None:
     _, key = new_key()
     with pytest.raises(ValidationError, match="never the key itself"):
@@ -148,6 +162,10 @@ async def test_a_key_identifies_its_tenant_from_either_header() -> None:
     assert (await call(app, {"x-api-key": key}, MESSAGES)).status_code == 200
     assert (await call(app, {"authorization": f"Bearer {key}", "x-api-key": key})).status_code == 200
     assert (await call(app, {"x-api-key": bobs})).status_code == 200
+    # only the Bearer scheme carries a key in Authorization ("Token: " is as long as "Bearer ")
+    other_scheme = await call(app, {"authorization": f"Token: {key}"})
+    assert other_scheme.status_code == 401
+    assert other_scheme.json()["error"]["code"] == "missing_tenant"
     limits = {"id": ident, "limits": {"tokens_per_day": 100}}
     assert inner.seen == [
         ("acme", f"key-{ident}", "api_key", limits),
