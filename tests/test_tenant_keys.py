@@ -7,9 +7,12 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
+import anyio
 import httpx
 import jwt
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from asgi_aigw.budget.config import Limits
@@ -273,3 +276,39 @@ def test_key_limits_without_a_budget_are_refused_at_start_up() -> None:
         build_app(GatewayConfig(tenant=TenantConfig(api_keys=[limited])), env={})
     build_app(GatewayConfig(tenant=TenantConfig(api_keys=[limited]), budget=BudgetConfig()), env={})
     build_app(GatewayConfig(tenant=TenantConfig(api_keys=[entry(key)])), env={})
+
+
+def test_a_key_store_url_of_an_unknown_scheme_is_refused() -> None:
+    with pytest.raises(ValidationError, match="Unknown API key store"):
+        TenantConfig(key_store="memcached://127.0.0.1:11211")
+
+
+_STATIC_KEY = new_key()[1]
+_FUZZ_APP_INNER = Inner()
+_FUZZ_APP = TenantMiddleware(_FUZZ_APP_INNER, config=TenantConfig(api_keys=[entry(_STATIC_KEY)]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    value=st.one_of(
+        st.binary(max_size=120),
+        st.text(alphabet="aigw_0123456789abcdefABCDEF-", max_size=100).map(lambda t: ("aigw_" + t).encode()),
+        st.integers(0, 81).map(lambda n: _STATIC_KEY[:n].encode()),
+    ),
+    header=st.sampled_from([b"x-api-key", b"authorization"]),
+)
+def test_any_header_value_is_a_4xx_and_never_reaches_the_app(value: bytes, header: bytes) -> None:
+    raw = b"Bearer " + value if header == b"authorization" else value
+    assume(raw.strip() != _STATIC_KEY.encode() and raw != b"Bearer " + _STATIC_KEY.encode())
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"{}"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": CHAT, "headers": [(header, raw)]}
+    anyio.run(_FUZZ_APP, scope, receive, send)
+    assert sent[0]["status"] in (400, 401)
+    assert _FUZZ_APP_INNER.seen == []
