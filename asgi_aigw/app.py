@@ -10,6 +10,7 @@ import httpx
 from .budget.config import BudgetConfig
 from .config import GatewayConfig
 from .kernel.config import BodyLimits
+from .kernel.errors import ConfigError
 from .kernel.mount import NotFoundApp, PrefixMount
 from .kernel.types import ASGIApp
 from .logs import RequestLogMiddleware
@@ -107,6 +108,14 @@ def _assemble(
         gateway = BudgetMiddleware(gateway, config=budget_settings(config, config.budget))
     if config.tenant is not None:
         from .tenant import TenantMiddleware
+
+        limited = [entry.id for entry in config.tenant.api_keys if entry.limits.as_dict()]
+        if limited and config.budget is None:
+            # a limit nothing enforces would read as a promise: refuse it at start-up
+            raise ConfigError(
+                f"API key {limited[0]} has budget limits but there is no budget: section to enforce "
+                "them: add one (budget: {store: ...}), or remove the key's limits."
+            )
 
         gateway = TenantMiddleware(gateway, config=config.tenant)
     # outermost, so wrapped last: the request log sees every outcome of every inner layer

@@ -91,6 +91,10 @@ TARGETS: dict[str, Target] = {
         "asgi_aigw/tenant/jwt.py",
         ("tests/test_tenant_jwks_cache.py", "tests/test_tenant_jwt_checks.py", "tests/test_tenant.py"),
     ),
+    "tenant-keys": Target("asgi_aigw/tenant/keys.py", ("tests/test_tenant_keys.py",)),
+    "tenant-key-auth": Target(
+        "asgi_aigw/tenant/key_auth.py", ("tests/test_tenant_keys.py", "tests/test_tenant_keys_redis.py")
+    ),
 }
 
 #: Third-party modules the tests import, loaded once before forking (a second or more per mutant).
@@ -318,6 +322,15 @@ EQUIVALENT: dict[str, dict[str, str]] = {
             ],
             "PyJWT already refuses a header whose kid is not a string (a 401, not well-formed)",
         ),
+    },
+    "tenant-keys": {
+        "matches: hmac.compare_digest(computed, expected) and stored is not None [drop stored is not None]": (
+            "an unknown id is compared against an all-zero digest, which no SHA-256 of a key equals"
+        ),
+    },
+    "tenant-key-auth": {
+        "KeyAuthenticator.check: not matches(key, record.hash if record is not None else None) or re... "
+        "[drop record is None]": "matches() is already false without a record; the test narrows the type",
     },
 }
 

@@ -20,9 +20,12 @@ def _names(header: str) -> tuple[bytes, bytes, bytes]:
     )
 
 
-#: Every name, also of the per-user windows (``x-ratelimit-remaining-user-tokens``).
+#: Every name, also of the per-user and per-key windows (``x-ratelimit-remaining-user-tokens``).
 HEADER_NAMES: frozenset[bytes] = frozenset(
-    name for w in WINDOWS for header in (w.header, f"user-{w.header}") for name in _names(header)
+    name
+    for w in WINDOWS
+    for header in (w.header, f"user-{w.header}", f"key-{w.header}")
+    for name in _names(header)
 )
 
 

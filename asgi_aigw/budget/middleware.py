@@ -38,7 +38,7 @@ from .config import BudgetConfig, Limits
 from .headers import HEADER_NAMES, ratelimit_headers, retry_after
 from .pricing import PriceTable
 from .store import BudgetStore, Reservation, StoreError
-from .subjects import BudgetSubjects
+from .subjects import BudgetSubjects, key_limits
 from .tokens import RuntimeTokenCounter, TokenCounter, WarmCounter, cache_marked
 from .usage import FINAL_MARKS, USAGE_MARKS, decode_event, json_answer, streamed_text
 from .windows import WINDOWS, Slot, SlotClock, format_amount, format_duration, from_units, to_units
@@ -181,6 +181,7 @@ class BudgetMiddleware:
             )
             tenant = self._tenant(ctx)
             user = self.subjects.user(ctx.user_id)
+            key = key_limits(ctx.extra)  # an API key's own limits, on top of the tenant's
         except ClientDisconnect:
             ctx.client_disconnected = True
             return
@@ -216,7 +217,7 @@ class BudgetMiddleware:
             body.mark_changed()
             scope = forward_scope(scope, body)
         now = self._now()
-        slots, limits = self.subjects.windows(tenant, user, self.slot_clock.slots(now))
+        slots, limits = self.subjects.windows(tenant, user, self.slot_clock.slots(now), key)
         unpriced = model is not None and self.prices.price(model) is None
         if unpriced and _money_limited(slots, limits):
             await self._refuse(send, ctx, _unpriced(model), dialect)

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 #: Modules of this package that add sub-commands, in the order ``aigw --help`` lists them.
-COMMAND_MODULES = ("serve", "assets", "usage", "cache", "budget")
+COMMAND_MODULES = ("serve", "assets", "usage", "cache", "budget", "keys")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -78,3 +78,5 @@ LOG_STORES = StoreRegistry(
     "log",
     dict.fromkeys(("clickhouse", "clickhouses", "chdb", "jsonl", "memory"), "asgi_aigw.logs.sinks:open_sink"),
 )
+#: Gateway API keys (``tenant.key_store``).
+KEY_STORES = StoreRegistry("API key", dict.fromkeys(_REDIS, "asgi_aigw.tenant.key_store:open_store"))

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from ..kernel.config import ConfigSection
+from ..stores.registry import KEY_STORES
 from .ids import DEFAULT_MAX_LENGTH, DEFAULT_TENANT_PATTERN
+from .keys import KEY_ID, STORED_HASH
 
 #: Every algorithm PyJWT verifies with the crypto extra. ``none`` is not one of them, on purpose.
 SYMMETRIC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
@@ -87,19 +90,86 @@ class JWTConfig(ConfigSection):
         return self
 
 
+class KeyLimits(ConfigSection):
+    """Budget limits of one API key, with the windows of ``budget.limits``; they apply on top of its
+    tenant's (the tighter wins). Unset: no limit of the key's own. Money is in US dollars."""
+
+    requests_per_minute: int | None = Field(default=None, ge=0)
+    tokens_per_minute: int | None = Field(default=None, ge=0)
+    tokens_per_hour: int | None = Field(default=None, ge=0)
+    tokens_per_day: int | None = Field(default=None, ge=0)
+    tokens_per_month: int | None = Field(default=None, ge=0)
+    cost_per_day: float | None = Field(default=None, ge=0)
+    cost_per_month: float | None = Field(default=None, ge=0)
+
+    def as_dict(self) -> dict[str, float]:
+        """The limits that are set, by window name."""
+        return {name: value for name, value in self.model_dump().items() if value is not None}
+
+
+class APIKeyEntry(ConfigSection):
+    """A gateway API key kept in the configuration: its digest, never the key (``aigw keys create
+    --print-config`` prints the entry)."""
+
+    #: The key's id, the 12 hex digits after ``aigw_``.
+    id: str
+    #: ``sha256:<hex digest of the whole key>``.
+    hash: str
+    #: The tenant the key's requests are charged to.
+    tenant: str
+    #: The user the key's requests are recorded as; unset: ``key-<id>``.
+    user: str | None = None
+    #: A label for people (``ci``, ``claude-code laptop``).
+    name: str = ""
+    created: datetime | None = None
+    #: A revoked key is refused (401) from the next request on.
+    revoked: bool = False
+    #: The key's own budget limits, inside its tenant's.
+    limits: KeyLimits = Field(default_factory=KeyLimits)
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not KEY_ID.fullmatch(value):
+            raise ValueError("a key id is 12 lower-case hex digits (the part after 'aigw_')")
+        return value
+
+    @field_validator("hash")
+    @classmethod
+    def _hash(cls, value: str) -> str:
+        if not STORED_HASH.fullmatch(value):
+            raise ValueError(
+                "a key hash is 'sha256:' and 64 lower-case hex digits (never the key itself): "
+                "print one with 'aigw keys create TENANT --print-config'"
+            )
+        return value
+
+
 class TenantConfig(ConfigSection):
     """Where the identity comes from. Precedence: an identity the host app set before the stack, the
     app's resolver, a verified JWT, then (only when no verified source is configured, unless
-    ``header_mode`` says otherwise) the header, then ``default_tenant``."""
+    ``header_mode`` says otherwise) the header, then ``default_tenant``. Gateway API keys
+    (``api_keys``, ``key_store``) are a verified source, taking precedence over a JWT."""
 
     #: Header carrying the tenant id; ``None`` to ignore headers.
     header: str | None = "x-tenant-id"
     #: What the header may do. ``trusted``: it identifies a request no verified source identified;
     #: ``claim``: it is only checked against the verified identity (mismatch 403, none verified 401);
-    #: ``off``: ignored. ``None`` (the default): ``trusted`` when neither ``resolver`` nor ``jwt`` is
-    #: set, else ``off``, so a bare header never identifies a request when a verified source exists.
+    #: ``off``: ignored. ``None`` (the default): ``trusted`` when none of ``resolver``, ``jwt``,
+    #: ``api_keys`` and ``key_store`` is set, else ``off``, so a bare header never identifies a request
+    #: when a verified source exists.
     header_mode: Literal["off", "claim", "trusted"] | None = None
     jwt: JWTConfig | None = None
+    #: Gateway API keys kept in this file (digests only), read from ``Authorization: Bearer aigw_...``
+    #: or ``x-api-key``.
+    api_keys: list[APIKeyEntry] = Field(default_factory=list)
+    #: Where keys made with ``aigw keys create`` live (``redis://HOST:PORT/DB``, ``rediss://``,
+    #: ``unix://``): read on every request, so a revocation applies at once on every worker.
+    key_store: str | None = None
+    #: Prefix of the key store's Redis keys.
+    key_store_prefix: str = "aigw:keys:"
+    #: Seconds to wait for the key store on each request (then 503).
+    key_store_timeout: float = Field(default=2.0, gt=0)
     #: ``"module:callable"`` taking the ASGI scope and returning an :class:`Identity`, a tenant id or
     #: None (sync or async).
     resolver: str | None = None
@@ -132,6 +202,21 @@ class TenantConfig(ConfigSection):
     @classmethod
     def _lower(cls, value: str | None) -> str | None:
         return value.lower() if value else None
+
+    @field_validator("key_store")
+    @classmethod
+    def _known_key_store(cls, value: str | None) -> str | None:
+        return KEY_STORES.check(value) if value is not None else None
+
+    @field_validator("api_keys")
+    @classmethod
+    def _unique_ids(cls, value: list[APIKeyEntry]) -> list[APIKeyEntry]:
+        seen: set[str] = set()
+        for entry in value:
+            if entry.id in seen:
+                raise ValueError(f"the key id {entry.id} is listed twice in api_keys")
+            seen.add(entry.id)
+        return value
 
     @field_validator("trusted_origins")
     @classmethod

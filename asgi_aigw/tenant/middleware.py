@@ -1,4 +1,5 @@
-"""TenantMiddleware: who is calling, from the app's own auth, a verified JWT, or a header."""
+"""TenantMiddleware: who is calling, from the app's own auth, a gateway API key, a verified JWT, or a
+header."""
 
 from __future__ import annotations
 
@@ -11,16 +12,25 @@ from typing import Any, cast
 import httpx
 
 from ..kernel.context import Identity, RequestContext, current_tenant, ensure_context, set_identity
+from ..kernel.dialects import dialect_for
 from ..kernel.errors import Forbidden, GatewayError, InvalidRequest, Unauthorized, send_error
 from ..kernel.lifespan import lifespan_passthrough
 from ..kernel.routes import classify
 from ..kernel.types import ASGIApp, Receive, Scope, Send
+from ..stores.registry import KEY_STORES
 from .config import TenantConfig
 from .csrf import CrossSiteCheck, has_cookie
 from .ids import InvalidTenantId, TenantIdValidator
 from .jwt import JWTVerifier, TokenRejected, claim_at
+from .key_auth import KeyAuthenticator
+from .key_store import ChainedKeyStore, ConfigKeyStore, KeyStore
+from .keys import KeyRecord, looks_like_key
 
 logger = logging.getLogger("asgi_aigw.tenant")
+
+#: ``ctx.extra`` key: the API key that identified the request, ``{"id": ..., "limits": {...}}`` (its
+#: own budget limits by window name, read by BudgetMiddleware).
+API_KEY_CONTEXT = "tenant.api_key"
 
 #: What a resolver may return: an :class:`Identity` (tenant and user), a tenant id, or None ("no one").
 ResolverResult = Identity | str | None
@@ -69,11 +79,13 @@ class TenantMiddleware:
     :data:`~asgi_aigw.kernel.context.current_tenant` contextvar, or refuses the request.
 
     Precedence: an identity the host app set before the stack (source ``"app"``, trusted as is) >
-    ``resolver`` > verified JWT > header (only per ``header_mode``) > ``default_tenant``. Verified
-    sources must agree with each other (else 403).
+    ``resolver`` > gateway API key > verified JWT > header (only per ``header_mode``) >
+    ``default_tenant``. Verified sources must agree with each other (else 403).
 
     Every setting is in ``config``. Injected objects: ``resolver``, a callable of the app's own (the
-    configuration names one as ``"module:callable"`` instead); ``http_client``, for JWKS fetches.
+    configuration names one as ``"module:callable"`` instead); ``http_client``, for JWKS fetches;
+    ``key_store``, a :class:`~asgi_aigw.tenant.key_store.KeyStore` you built (else the one
+    ``config.key_store`` names), consulted after ``config.api_keys``.
     """
 
     def __init__(
@@ -84,6 +96,7 @@ class TenantMiddleware:
         resolver: TenantResolver | None = None,
         authorize: Authorizer | None = None,
         http_client: httpx.AsyncClient | None = None,
+        key_store: KeyStore | None = None,
     ) -> None:
         self.app = app
         self.config = config or TenantConfig()
@@ -96,11 +109,13 @@ class TenantMiddleware:
         self.verifier = JWTVerifier(jwt_config, http_client=http_client) if jwt_config else None
         self._token_header = jwt_config.header.encode("latin-1") if jwt_config else b""
         self._scheme = jwt_config.scheme.lower() + " " if jwt_config and jwt_config.scheme else None
+        self.keys = self._key_authenticator(key_store)
         # a bare header is a claim anyone can make: it identifies requests only where no verified
         # source is configured, unless the deployment explicitly says otherwise
         mode = self.config.header_mode
         if mode is None:
-            mode = "off" if self.resolver is not None or self.verifier is not None else "trusted"
+            verified = self.resolver is not None or self.verifier is not None or self.keys is not None
+            mode = "off" if verified else "trusted"
         self.header_mode = mode if self.config.header else "off"
         self._header = self.config.header.encode("latin-1") if self.config.header else None
         self._header_name = self.config.header or ""
@@ -112,6 +127,24 @@ class TenantMiddleware:
         if not self.config.required:
             self.validate(self.config.default_tenant)  # fail at start-up, not on the first request
 
+    def _key_authenticator(self, given: KeyStore | None) -> KeyAuthenticator | None:
+        stores: list[KeyStore] = []
+        if self.config.api_keys:
+            stores.append(ConfigKeyStore(self.config.api_keys))
+        if given is not None:
+            stores.append(given)
+        elif self.config.key_store is not None:
+            stores.append(
+                KEY_STORES.open(
+                    self.config.key_store,
+                    prefix=self.config.key_store_prefix,
+                    timeout=self.config.key_store_timeout,
+                )
+            )
+        if not stores:
+            return None
+        return KeyAuthenticator(stores[0] if len(stores) == 1 else ChainedKeyStore(*stores), _single_header)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             if scope["type"] == "lifespan":
@@ -119,7 +152,8 @@ class TenantMiddleware:
             else:
                 await self.app(scope, receive, send)
             return
-        if not self._all_routes and classify(scope) is None:
+        route = classify(scope)
+        if not self._all_routes and route is None:
             await self.app(scope, receive, send)
             return
         scope, ctx = ensure_context(scope)
@@ -130,7 +164,8 @@ class TenantMiddleware:
         except GatewayError as exc:
             ctx.status = exc.status
             ctx.error_code = exc.code
-            await send_error(send, exc)
+            # in the client's own error shape: Anthropic's SDK reads {"type": "error", ...} on /v1/messages
+            await send_error(send, exc, dialect=dialect_for(route))
             return
         set_identity(ctx, identity, source)
         reset = current_tenant.set(identity.tenant)
@@ -158,6 +193,19 @@ class TenantMiddleware:
                     self._cross_site(scope)
         if source != "app" and self.config.cookie_auth and has_cookie(scope):
             self._cross_site(scope)
+
+        if self.keys is not None and preset is None:
+            record = await self.keys.authenticate(scope)
+            if record is not None:
+                from_key = self._from_key(record, ctx)
+                if verified is None:
+                    verified, source = from_key, "api_key"
+                elif from_key.tenant != verified.tenant:
+                    raise Forbidden(
+                        "The API key belongs to a different tenant than the application's own "
+                        "authentication.",
+                        code="tenant_mismatch",
+                    )
 
         if self.verifier is not None and preset is None:
             from_token = await self._from_token(scope, verified)
@@ -193,6 +241,8 @@ class TenantMiddleware:
             sources = []
             if self.header_mode == "trusted":
                 sources.append(f"the {self._header_name} header")
+            if self.keys is not None:
+                sources.append("an API key (Authorization: Bearer aigw_... or x-api-key)")
             if self.verifier is not None:
                 sources.append("a bearer token")
             hint = " or ".join(sources) or "the application's authentication"
@@ -205,6 +255,8 @@ class TenantMiddleware:
         return identity.tenant
 
     def _verified_hint(self) -> str:
+        if self.keys is not None:
+            return "an API key" + (" or a bearer token" if self.verifier is not None else "")
         if self.verifier is not None:
             return "a bearer token"
         return "the application's authentication (log in)"
@@ -292,10 +344,19 @@ class TenantMiddleware:
         from_token = self._identity(value, user, f"the token's {claim!r} claim")
         if verified is not None and from_token.tenant != verified.tenant:
             raise Forbidden(
-                "The token names a different tenant than the application's own authentication.",
+                "The token names a different tenant than your other credentials (the application's own "
+                "authentication or your API key).",
                 code="tenant_mismatch",
             )
         return from_token
+
+    def _from_key(self, record: KeyRecord, ctx: RequestContext | None) -> Identity:
+        """The key's identity: its tenant, and its user (``key-<id>`` when it names none, so per-user
+        budgets and log rows tell keys apart)."""
+        identity = self._identity(record.tenant, record.user or f"key-{record.id}", f"API key {record.id}")
+        if ctx is not None:
+            ctx.extra[API_KEY_CONTEXT] = {"id": record.id, "limits": dict(record.limits)}
+        return identity
 
     def _identity(self, tenant: object, user: object, source: str) -> Identity:
         tenant_id = self._checked(tenant, source)
@@ -327,11 +388,15 @@ class TenantMiddleware:
             if value[: len(self._scheme)].lower() != self._scheme:
                 return None
             value = value[len(self._scheme) :].strip()
+        if self.keys is not None and looks_like_key(value):
+            return None  # a gateway API key, already checked: not a JWT
         return value or None
 
     async def aclose(self) -> None:
         if self.verifier is not None:
             await self.verifier.aclose()
+        if self.keys is not None:
+            await self.keys.aclose()
 
 
 def _single_header(scope: Scope, name: bytes) -> bytes | None:
