@@ -362,6 +362,7 @@ async def test_what_splits_the_key(
         pytest.param(
             {"thinking": {"type": "enabled", "budget_tokens": 1024}, "max_tokens": 2048}, {}, id="thinking"
         ),
+        pytest.param({"thinking": {"type": "adaptive"}}, {}, id="adaptive-thinking"),
         pytest.param({"temperature": 0.9}, {"max_temperature": 0.5}, id="temperature-above-max"),
     ],
 )
@@ -521,3 +522,24 @@ def test_anthropic_sdk_reads_replayed_streams_like_live_ones(served: str, fake: 
     assert parsed.usage.output_tokens == live.usage.output_tokens
     assert len(fake.requests) == 2
     client.close()
+
+
+async def test_a_body_over_the_limit_is_anthropics_413(
+    fake: FakeProvider, redis_url: str, redis_prefix: str, tmp_path: Path, embedder: object
+) -> None:
+    app, cache = build(fake, redis_url, redis_prefix, tmp_path, embedder, max_body_bytes=1024)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client:
+        response = await post_messages(client, messages_body("x " * 1000))
+    assert response.status_code == 413
+    assert response.json()["type"] == "error"
+    assert response.json()["error"]["type"] == "request_too_large"
+    assert fake.requests == []
+    await cache.aclose()
+
+
+async def test_count_tokens_is_not_cached(stack: httpx.AsyncClient, fake: FakeProvider) -> None:
+    body = {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": QUESTION}]}
+    for _ in range(2):
+        response = await stack.post("/v1/messages/count_tokens", json=body)
+        assert "x-aigw-cache" not in response.headers
+    assert len(fake.requests) == 2

@@ -5,9 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-#: ``thinking.type`` values that turn extended thinking on (``disabled`` is cacheable).
-_THINKING_ON = frozenset({"enabled", "adaptive"})
-
 
 def _is_number(value: Any) -> bool:
     return type(value) in (int, float)
@@ -54,7 +51,8 @@ class MessagesView:
             model=model,
             stream=bool(stream),
             temperature=float(temperature or 0.0),
-            thinking=isinstance(thinking, dict) and thinking.get("type") in _THINKING_ON,
+            # every thinking mode but "disabled" (enabled, adaptive, between_tools, those to come)
+            thinking=isinstance(thinking, dict) and thinking.get("type") != "disabled",
         )
 
     def cacheable(self, max_temperature: float | None) -> bool:
