@@ -482,6 +482,7 @@ def served(
         server.stop()
 
 
+@pytest.mark.e2e
 def test_anthropic_sdk_reads_replayed_streams_like_live_ones(served: str, fake: FakeProvider) -> None:
     client = anthropic.Anthropic(base_url=served, api_key="test-key-not-real", max_retries=0)
 
