@@ -505,10 +505,7 @@ class SemanticCacheMiddleware:
 
         tap = ResponseTap(outer, on_json=on_json, on_event=on_event)
         await self.app(scope, watch_disconnect(receive, ctx, tap), tap)
-        # An Anthropic stream ends with message_stop (checked by the assembler), not the [DONE] that
-        # tap.ended_normally waits for
-        ended = tap.ended_normally or (messages and tap.kind == "sse" and tap.complete)
-        if not ended or tap.status != 200 or ctx.client_disconnected:
+        if not tap.ended_normally or tap.status != 200 or ctx.client_disconnected:
             return
         answer = captured[0] if tap.kind == "json" and captured else None
         if tap.kind == "sse":
