@@ -132,6 +132,10 @@ class CachedAnswer:
         """The usage a hit reports to the other layers: the stored answer's own figures."""
         return Usage.from_openai(self.usage)
 
+    def fill_usage(self, usage: Usage) -> None:
+        """Store ``usage`` (read by the router) with an answer whose stream carried none."""
+        self.usage = usage.to_openai()
+
     def keep_headers(self, headers: Any) -> None:
         """Keep the :data:`REPLAYED_HEADERS` among the answer's response ``headers``."""
         kept = [

@@ -27,18 +27,15 @@ from ..kernel.context import RequestContext, ensure_context
 from ..kernel.dialects import dialect_for
 from ..kernel.errors import GatewayError, InvalidRequest, clip, send_error
 from ..kernel.lifespan import lifespan_passthrough
-from ..kernel.models import ChatCompletionRequest
 from ..kernel.response import ResponseTap, watch_disconnect
 from ..kernel.routes import classify
 from ..kernel.types import ASGIApp, Headers, Message, Receive, Scope, Send
 from ..stores.registry import EXACT_STORES, VECTOR_STORES
 from .config import CacheConfig
 from .embedding import Embedder, runtime_embedder
-from .entry import CachedAnswer, StreamAssembler
 from .exact import ExactStore
+from .formats import FORMATS, Entry, EntryFormat, RequestView
 from .keys import CacheKeys, cache_keys, tenant_tag
-from .messages_request import MessagesView
-from .replay_messages import CachedMessage, MessageAssembler
 from .vector import VectorEntry, VectorStore, point_id
 from .verify import verify
 
@@ -49,9 +46,6 @@ SCORE_HEADER = b"x-aigw-cache-score"
 TTL_HEADER = b"x-aigw-cache-ttl"
 HIT_EXACT, HIT_SEMANTIC, MISS, BYPASS = "hit-exact", "hit-semantic", "miss", "bypass"
 
-#: A stored answer of either dialect.
-Entry = CachedAnswer | CachedMessage
-
 _SSE_HEADERS: Headers = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -61,72 +55,6 @@ _SSE_HEADERS: Headers = [
 #: Decoded answers kept for hot entries, and the largest kept (bounds the table at 64 MiB).
 _DECODED_ENTRIES = 1024
 _DECODED_MAX_BYTES = 64 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class _RequestView:
-    """The few request fields the cache acts on, read from the parsed body."""
-
-    model: str
-    stream: bool
-    include_usage: bool
-    n: int
-    temperature: float
-    logprobs: bool
-
-    @classmethod
-    def read(cls, data: Any) -> _RequestView | None:
-        """From the raw body when every field involved has the expected type; ``None`` otherwise
-        (then the pydantic model decides)."""
-        if not isinstance(data, dict):
-            return None
-        get = data.get
-        model, stream, options, n = get("model"), get("stream"), get("stream_options"), get("n")
-        temperature, logprobs = get("temperature"), get("logprobs")
-        if (
-            not isinstance(model, str)
-            or not model
-            or not isinstance(get("messages"), list)
-            or not isinstance(stream, bool | None)
-            or not (
-                options is None
-                or (isinstance(options, dict) and isinstance(options.get("include_usage"), bool | None))
-            )
-            or not (n is None or (type(n) is int and n >= 1))
-            or not (temperature is None or (type(temperature) in (int, float) and 0 <= temperature <= 2))
-            or not isinstance(logprobs, bool | None)
-            or not isinstance(get("user"), str | None)
-            or not isinstance(get("metadata"), dict | None)
-            or not isinstance(get("store"), bool | None)
-        ):
-            return None
-        return cls(
-            model,
-            bool(stream),
-            bool(options and options.get("include_usage")),
-            n or 1,
-            float(temperature or 0.0),
-            bool(logprobs),
-        )
-
-    @classmethod
-    def of(cls, request: ChatCompletionRequest) -> _RequestView:
-        return cls(
-            request.model,
-            bool(request.stream),
-            bool(request.stream_options and request.stream_options.include_usage),
-            request.n or 1,
-            float(request.temperature or 0.0),
-            bool(request.logprobs),
-        )
-
-    def cacheable(self, max_temperature: float | None) -> bool:
-        """Not answers that differ on every call, or that the cache cannot replay faithfully."""
-        return not (
-            self.n > 1
-            or self.logprobs
-            or (max_temperature is not None and self.temperature > max_temperature)
-        )
 
 
 @dataclass(slots=True)
@@ -251,7 +179,8 @@ class SemanticCacheMiddleware:
             )
             return
         route = classify(scope)
-        if route != "chat" and route != "messages":
+        fmt = FORMATS.get(route or "")
+        if route is None or fmt is None:
             await self.app(scope, receive, send)
             return
         dialect = dialect_for(route)
@@ -266,13 +195,7 @@ class SemanticCacheMiddleware:
         except GatewayError as exc:
             await send_error(send, exc, dialect=dialect)
             return
-        view: _RequestView | MessagesView | None
-        view = _RequestView.read(body.data) if route == "chat" else MessagesView.read(body.data)
-        if view is None and route == "chat":
-            try:
-                view = _RequestView.of(body.validate(ChatCompletionRequest))
-            except InvalidRequest:
-                pass
+        view = fmt.view(body)
         if view is None:
             # Not a valid request of its dialect: the app answers it (with its own 400), uncached.
             await self.app(scope, receive, send)
@@ -298,20 +221,17 @@ class SemanticCacheMiddleware:
         if controls.lookup:
             # An exact hit needs no validation: the same body was validated and answered before (the
             # fields left out of the key were type-checked by the view's read).
-            answer, status, score = await self._lookup_exact(keys, route)
+            answer, status, score = await self._lookup_exact(keys, fmt)
             if answer is None:
-                if route == "chat":
-                    try:
-                        body.validate(ChatCompletionRequest)
-                    except InvalidRequest:
-                        await self.app(scope, receive, send)
-                        return
-                answer, status, score, vector = await self._lookup_semantic(keys, route)
+                if not fmt.valid(body):
+                    await self.app(scope, receive, send)
+                    return
+                answer, status, score, vector = await self._lookup_semantic(keys, fmt)
             if answer is not None:
                 await self._replay(send, ctx, view, answer, status, score)
                 return
         ctx.cache_status = MISS if controls.lookup else BYPASS
-        await self._forward_and_store(scope, receive, send, ctx, keys, controls, vector, route)
+        await self._forward_and_store(scope, receive, send, ctx, keys, controls, vector, fmt)
 
     async def _start(self) -> None:
         if self.vector is not None:
@@ -371,7 +291,9 @@ class SemanticCacheMiddleware:
 
     # -- lookup ---------------------------------------------------------------------------------------
 
-    async def _lookup_exact(self, keys: CacheKeys, dialect: str) -> tuple[Entry | None, str, float | None]:
+    async def _lookup_exact(
+        self, keys: CacheKeys, fmt: EntryFormat
+    ) -> tuple[Entry | None, str, float | None]:
         try:
             # No asyncio.timeout here: it costs more than a memory lookup, and the Redis client made
             # from a URL has its own socket timeouts.
@@ -380,16 +302,16 @@ class SemanticCacheMiddleware:
             self._log_failure("the exact store", exc)
             raw = None
         if raw is not None:
-            answer = self._decode(raw, dialect)
+            answer = self._decode(raw, fmt)
             if answer is not None:
                 return answer, HIT_EXACT, None
         return None, MISS, None
 
-    def _decode(self, raw: bytes | str, dialect: str) -> Entry | None:
-        """The answer of ``dialect`` stored as ``raw``, decoded once while it stays in a small table (hot
-        entries are asked for again and again; bytes hash once and compare fast)."""
+    def _decode(self, raw: bytes | str, fmt: EntryFormat) -> Entry | None:
+        """The answer of ``fmt``'s dialect stored as ``raw``, decoded once while it stays in a small
+        table (hot entries are asked for again and again; bytes hash once and compare fast)."""
         key = raw if isinstance(raw, bytes) else raw.encode()
-        entry_type = CachedMessage if dialect == "messages" else CachedAnswer
+        entry_type = fmt.entry
         answer = self._decoded.get(key)
         if answer is not None and not isinstance(answer, entry_type):
             return None  # keys never let a dialect reach another's entry; this is the second lock
@@ -402,7 +324,7 @@ class SemanticCacheMiddleware:
         return answer
 
     async def _lookup_semantic(
-        self, keys: CacheKeys, dialect: str
+        self, keys: CacheKeys, fmt: EntryFormat
     ) -> tuple[Entry | None, str, float | None, list[float] | None]:
         """(answer, status, score, embedding of the question if one was computed)."""
         if self.vector is None or keys.scope is None or keys.question is None:
@@ -433,7 +355,7 @@ class SemanticCacheMiddleware:
                 break
             if self.config.verify and not verify(keys.question, match.question).ok:
                 continue
-            answer = self._decode(match.answer, dialect)
+            answer = self._decode(match.answer, fmt)
             if answer is not None:
                 return answer, HIT_SEMANTIC, match.score, vector
         return None, MISS, None, vector
@@ -442,7 +364,7 @@ class SemanticCacheMiddleware:
         self,
         send: Send,
         ctx: RequestContext,
-        request: _RequestView | MessagesView,
+        request: RequestView,
         answer: Entry,
         status: str,
         score: float | None,
@@ -485,7 +407,7 @@ class SemanticCacheMiddleware:
         keys: CacheKeys,
         controls: _Controls,
         vector: list[float] | None,
-        dialect: str,
+        fmt: EntryFormat,
     ) -> None:
         status = ctx.cache_status or MISS
         outer = _with_headers(send, [(HEADER, status.encode())])
@@ -493,12 +415,11 @@ class SemanticCacheMiddleware:
             await self.app(scope, receive, outer)
             return
         captured: list[Entry | None] = []
-        messages = dialect == "messages"
-        assembler = MessageAssembler() if messages else StreamAssembler()
+        assembler = fmt.assembler()
 
         def on_json(code: int, body: bytes) -> None:
             if code == 200:
-                captured.append(CachedMessage.from_json(body) if messages else CachedAnswer.from_json(body))
+                captured.append(fmt.from_json(body))
 
         def on_event(raw: bytes) -> None:
             assembler.feed(raw)
@@ -510,9 +431,9 @@ class SemanticCacheMiddleware:
         answer = captured[0] if tap.kind == "json" and captured else None
         if tap.kind == "sse":
             answer = assembler.answer()
-            if isinstance(answer, CachedAnswer) and answer.usage is None and ctx.usage is not None:
+            if answer is not None and answer.usage is None and ctx.usage is not None:
                 # The client did not ask for usage in the stream; the router read it anyway.
-                answer.usage = ctx.usage.to_openai()
+                answer.fill_usage(ctx.usage)
         if answer is None or not answer.worth_storing(cache_tool_calls=self.config.cache_tool_calls):
             return
         answer.keep_headers(tap.headers)

@@ -158,6 +158,10 @@ class CachedMessage:
         """The usage a hit reports to the other layers: the stored answer's own figures."""
         return Usage.from_anthropic(self.usage)
 
+    def fill_usage(self, usage: Usage) -> None:
+        """Store ``usage`` (read by the router) with an answer whose stream carried none."""
+        self.usage = usage.to_anthropic()
+
     # -- replay ---------------------------------------------------------------------------------------
 
     def to_json(self) -> bytes:
