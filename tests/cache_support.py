@@ -127,5 +127,9 @@ def messages_body(question: str, **extra: Any) -> dict[str, Any]:
     }
 
 
+#: Sent by every Anthropic SDK, and required by the real API.
+ANTHROPIC_VERSION = {"anthropic-version": "2023-06-01"}
+
+
 async def post_messages(client: httpx.AsyncClient, body: dict[str, Any], **headers: str) -> httpx.Response:
-    return await client.post("/v1/messages", json=body, headers=headers)
+    return await client.post("/v1/messages", json=body, headers={**ANTHROPIC_VERSION, **headers})

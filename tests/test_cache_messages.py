@@ -18,7 +18,15 @@ from asgi_aigw.cache.keys import CacheKeys, cache_keys, canonical_json, tenant_t
 from asgi_aigw.cache.replay_messages import CachedMessage
 from asgi_aigw.testing import FakeBehaviour, FakeProvider, ServerThread
 
-from .cache_support import TenantFromHeader, WhoAnswered, chat, messages_body, post, post_messages
+from .cache_support import (
+    ANTHROPIC_VERSION,
+    TenantFromHeader,
+    WhoAnswered,
+    chat,
+    messages_body,
+    post,
+    post_messages,
+)
 from .support import sse_payloads
 
 embedder_module = pytest.importorskip("asgi_aigw.runtime.embedder")
@@ -541,6 +549,6 @@ async def test_a_body_over_the_limit_is_anthropics_413(
 async def test_count_tokens_is_not_cached(stack: httpx.AsyncClient, fake: FakeProvider) -> None:
     body = {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": QUESTION}]}
     for _ in range(2):
-        response = await stack.post("/v1/messages/count_tokens", json=body)
+        response = await stack.post("/v1/messages/count_tokens", json=body, headers=ANTHROPIC_VERSION)
         assert "x-aigw-cache" not in response.headers
     assert len(fake.requests) == 2
