@@ -92,3 +92,44 @@ def chat(question: str, **extra: Any) -> dict[str, Any]:
 
 async def post(client: httpx.AsyncClient, body: dict[str, Any], **headers: str) -> httpx.Response:
     return await client.post("/v1/chat/completions", json=body, headers=headers)
+
+
+# -- the Messages dialect ------------------------------------------------------------------------------
+
+#: The headers ProviderRouter sets on every answer, which a hit must replay.
+WHO_HEADERS = (b"x-aigw-provider", b"x-aigw-model", b"x-aigw-deployment")
+
+
+class WhoAnswered:
+    """Sets the router's who-answered headers on an app's answers (FakeProvider served directly, as the
+    router's Messages route would serve it)."""
+
+    def __init__(self, app: Any, provider: str = "anthropic", deployment: str = "claude-primary") -> None:
+        self.app = app
+        self.values = [provider.encode(), b"claude-sonnet-4-5", deployment.encode()]
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def send_who(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = [*message.get("headers", ()), *zip(WHO_HEADERS, self.values, strict=True)]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_who if scope["type"] == "http" else send)
+
+
+def messages_body(question: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 256,
+        "messages": [{"role": "user", "content": question}],
+        **extra,
+    }
+
+
+#: Sent by every Anthropic SDK, and required by the real API.
+ANTHROPIC_VERSION = {"anthropic-version": "2023-06-01"}
+
+
+async def post_messages(client: httpx.AsyncClient, body: dict[str, Any], **headers: str) -> httpx.Response:
+    return await client.post("/v1/messages", json=body, headers={**ANTHROPIC_VERSION, **headers})

@@ -129,3 +129,112 @@ def test_a_question_in_text_parts_is_asked_semantically() -> None:
     image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
     assert keys([{"role": "user", "content": [*parts, image]}]).question is None
     assert keys(["How do I reset my password?"]).question is None
+
+
+# -- Messages keys --------------------------------------------------------------------------------------
+
+EPHEMERAL = {"type": "ephemeral"}
+HELP_TOOL = {"name": "search_help", "input_schema": {"type": "object"}}
+
+
+def messages_keys(body: dict[str, Any], headers: Any = (), tenant: str = "acme") -> Any:
+    full = {"model": "claude-sonnet-4-5", "max_tokens": 256, **body}
+    return cache_keys(full, tenant, max_question_chars=100, dialect="messages", headers=headers)
+
+
+def tool_turns(mark: bool) -> list[Any]:
+    """A tool round trip, then the question; ``mark``: ``cache_control`` on a tool result's nested block
+    and on the question."""
+    result: dict[str, Any] = {"type": "text", "text": "Billing is under Settings."}
+    question: dict[str, Any] = {"type": "text", "text": QUESTION}
+    if mark:
+        result["cache_control"] = question["cache_control"] = EPHEMERAL
+    tool_use = {"type": "tool_use", "id": "toolu_1", "name": "search_help", "input": {}}
+    return [
+        {"role": "user", "content": "Where is billing?"},
+        {"role": "assistant", "content": [tool_use]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": [result]}]},
+        {"role": "assistant", "content": "Billing is under Settings."},
+        {"role": "user", "content": [question]},
+    ]
+
+
+def test_messages_keys_ignore_cache_control_everywhere() -> None:
+    plain = messages_keys(
+        {
+            "system": [{"type": "text", "text": "Be terse."}],
+            "tools": [HELP_TOOL],
+            "messages": tool_turns(False),
+        }
+    )
+    marked = messages_keys(
+        {
+            "system": [{"type": "text", "text": "Be terse.", "cache_control": EPHEMERAL}],
+            "tools": [{**HELP_TOOL, "cache_control": EPHEMERAL}],
+            "messages": tool_turns(True),
+            "cache_control": EPHEMERAL,
+        }
+    )
+    assert marked.exact == plain.exact
+    assert marked.scope == plain.scope
+    assert marked.question == plain.question == QUESTION
+    # a property named cache_control inside a tool's schema is the tool's, and is kept
+    schema_tool = {"name": "t", "input_schema": {"type": "object", "properties": {"cache_control": {}}}}
+    bare_tool = {"name": "t", "input_schema": {"type": "object", "properties": {}}}
+    assert (
+        messages_keys({"tools": [schema_tool], "messages": tool_turns(False)}).exact
+        != messages_keys({"tools": [bare_tool], "messages": tool_turns(False)}).exact
+    )
+
+
+def test_messages_keys_read_a_string_as_its_text_block() -> None:
+    string = messages_keys({"system": "Be terse.", "messages": [{"role": "user", "content": QUESTION}]})
+    blocks = messages_keys(
+        {
+            "system": [{"type": "text", "text": "Be terse."}],
+            "messages": [{"role": "user", "content": [{"type": "text", "text": QUESTION}]}],
+        }
+    )
+    assert string.exact == blocks.exact
+    assert string.question == blocks.question == QUESTION
+
+
+def test_messages_keys_leave_out_stream_and_metadata_not_the_parameters() -> None:
+    base = {"messages": [{"role": "user", "content": QUESTION}]}
+    same = messages_keys({**base, "stream": True, "metadata": {"user_id": "u-42"}})
+    assert same.exact == messages_keys(base).exact
+    for field, value in [("stop_sequences", ["END"]), ("top_k", 5), ("tool_choice", {"type": "any"})]:
+        changed = messages_keys({**base, field: value})
+        assert changed.exact != same.exact, field
+        assert changed.scope != same.scope, field
+
+
+def test_messages_keys_hold_the_anthropic_headers_only() -> None:
+    base = {"messages": [{"role": "user", "content": QUESTION}]}
+    plain = messages_keys(base, [(b"x-api-key", b"test-key-not-real"), (b"user-agent", b"a")])
+    assert plain.exact == messages_keys(base).exact
+    beta = messages_keys(base, [(b"anthropic-beta", b"b-2025,a-2025")])
+    assert beta.exact == messages_keys(base, [(b"anthropic-beta", b" a-2025 , b-2025")]).exact
+    assert (
+        beta.exact
+        == messages_keys(base, [(b"anthropic-beta", b"a-2025"), (b"anthropic-beta", b"b-2025")]).exact
+    )
+    assert beta.exact != plain.exact
+    assert beta.scope != plain.scope
+    version = messages_keys(base, [(b"anthropic-version", b"2023-06-01")])
+    assert version.exact not in (plain.exact, beta.exact)
+
+
+def test_messages_keys_are_the_dialects_and_the_tenants() -> None:
+    body = {
+        "model": "m",
+        "max_tokens": 256,
+        "messages": [{"role": "user", "content": [{"type": "text", "text": QUESTION}]}],
+    }
+    as_chat = cache_keys(body, "acme", max_question_chars=100)
+    as_messages = messages_keys(body)
+    assert as_messages.exact != as_chat.exact
+    assert as_messages.scope != as_chat.scope
+    other_tenant = messages_keys(body, tenant="globex")
+    assert other_tenant.exact != as_messages.exact
+    assert other_tenant.scope != as_messages.scope

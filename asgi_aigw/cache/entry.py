@@ -4,6 +4,10 @@ What is kept is the final answer (text or tool calls, finish reason, usage, mode
 ``annotations``) and the headers that say who answered (``x-aigw-provider``, ``x-aigw-model``,
 ``x-aigw-deployment``), never the provider's ids: every replay gets a fresh ``chatcmpl-`` id and the
 current time, like a live answer. A hit looks like the miss that stored it; only the cache headers differ.
+
+This is the chat dialect's entry; an entry names its dialect (``"dialect": "messages"``, see
+:mod:`.replay_messages`), and one without that field is a chat entry, as every entry stored before
+dialects existed is.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from ..kernel.context import Usage
 from ..kernel.sse import DONE_EVENT, encode_data, parse_event
 
 #: Response headers stored with an answer and replayed on a hit: who answered it.
@@ -22,6 +27,9 @@ REPLAYED_HEADERS = (b"x-aigw-provider", b"x-aigw-model", b"x-aigw-deployment")
 
 #: Size of the content pieces of a replayed stream: small enough to look live, few enough to be cheap.
 _PIECE_CHARS = 48
+
+#: Finish reasons of answers worth replaying ("content_filter" and unknown ones are not stored).
+CACHEABLE_FINISH = frozenset({"stop", "length", "tool_calls", "function_call"})
 
 
 @dataclass(slots=True)
@@ -70,6 +78,8 @@ class CachedAnswer:
             return None
         if not isinstance(data, dict) or data.get("v") != 1 or not isinstance(data.get("model"), str):
             return None
+        if data.get("dialect", "chat") != "chat":
+            return None  # another dialect's entry (a Messages answer)
         return cls(
             model=data["model"],
             content=data.get("content"),
@@ -80,7 +90,7 @@ class CachedAnswer:
             system_fingerprint=data.get("system_fingerprint"),
             service_tier=_str_or_none(data.get("service_tier")),
             annotations=data.get("annotations") if isinstance(data.get("annotations"), list) else None,
-            headers=_header_pairs(data.get("headers")),
+            headers=header_pairs(data.get("headers")),
             created_at=float(data.get("created_at") or 0.0),
         )
 
@@ -114,6 +124,17 @@ class CachedAnswer:
             service_tier=_str_or_none(data.get("service_tier")),
             annotations=message["annotations"] if isinstance(message.get("annotations"), list) else None,
         )
+
+    def worth_storing(self, *, cache_tool_calls: bool) -> bool:
+        return self.finish_reason in CACHEABLE_FINISH and (cache_tool_calls or not self.tool_calls)
+
+    def replay_usage(self) -> Usage | None:
+        """The usage a hit reports to the other layers: the stored answer's own figures."""
+        return Usage.from_openai(self.usage)
+
+    def fill_usage(self, usage: Usage) -> None:
+        """Store ``usage`` (read by the router) with an answer whose stream carried none."""
+        self.usage = usage.to_openai()
 
     def keep_headers(self, headers: Any) -> None:
         """Keep the :data:`REPLAYED_HEADERS` among the answer's response ``headers``."""
@@ -202,7 +223,7 @@ def _str_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _header_pairs(value: Any) -> list[tuple[str, str]] | None:
+def header_pairs(value: Any) -> list[tuple[str, str]] | None:
     if not isinstance(value, list):
         return None
     pairs = [

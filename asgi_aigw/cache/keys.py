@@ -7,12 +7,21 @@
 - The **scope** hashes the same thing with the last message left out: tenant, model, parameters, system
   prompt and all earlier turns. Only requests with the same scope can match semantically.
 - The **question** is the text of the last message, which must be a user message with text only.
+- The **dialect** (``chat``, ``messages``) is part of both hashes, so a Chat Completions request and a
+  Messages request with the same text never share an entry. Chat keys hash exactly what they hashed
+  before dialects existed (entries stored by earlier versions keep answering); Messages keys add
+  ``"dialect": "messages"`` to the hashed object.
+- A Messages request is keyed without ``stream``, ``metadata`` (``user_id``) and every ``cache_control``
+  (a hint for Anthropic's prompt cache, not a change to the answer), with a string ``content`` or
+  ``system`` as the text block it stands for, and with the ``anthropic-version`` and ``anthropic-beta``
+  headers (a beta can change what the model may answer).
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -20,6 +29,11 @@ import orjson
 #: Request fields that do not change the answer: left out of keys so that, for example, a stream and a
 #: JSON request for the same thing share an entry.
 IGNORED_FIELDS = frozenset({"stream", "stream_options", "user", "metadata", "store"})
+#: The same for Messages requests (``metadata`` holds only ``user_id``; a top-level ``cache_control`` is
+#: Anthropic's automatic prompt caching).
+MESSAGES_IGNORED_FIELDS = frozenset({"stream", "metadata", "cache_control"})
+#: Request headers of the Messages API that are part of its key.
+MESSAGES_KEYED_HEADERS = (b"anthropic-version", b"anthropic-beta")
 
 
 def canonical_json(value: Any) -> bytes:
@@ -62,15 +76,25 @@ class CacheKeys:
     """The keys of one request; the scope and question are worked out only when the semantic layer
     needs them (an exact hit never does)."""
 
-    __slots__ = ("_max_question_chars", "_request", "_semantic", "exact", "tenant")
+    __slots__ = ("_dialect", "_max_question_chars", "_request", "_semantic", "exact", "tenant")
 
-    def __init__(self, tenant: str, request: dict[str, Any], *, max_question_chars: int) -> None:
+    def __init__(
+        self, tenant: str, request: dict[str, Any], *, max_question_chars: int, dialect: str = "chat"
+    ) -> None:
         self.tenant = tenant
         self._request = request
         self._max_question_chars = max_question_chars
+        self._dialect = dialect
         self._semantic: tuple[str | None, str | None] | None = None
         #: Key of the exact layer (without the store's prefix): ``<tenant tag>:<sha256>``.
-        self.exact = f"{tenant_tag(tenant)}:{_digest({'tenant': tenant, 'request': request})}"
+        self.exact = f"{tenant_tag(tenant)}:{_digest(self._hashed(request))}"
+
+    def _hashed(self, request: dict[str, Any]) -> dict[str, Any]:
+        # chat's hashed object is the one of the versions before dialects, so their entries stay found
+        hashed: dict[str, Any] = {"tenant": self.tenant, "request": request}
+        if self._dialect != "chat":
+            hashed["dialect"] = self._dialect
+        return hashed
 
     @property
     def scope(self) -> str | None:
@@ -97,11 +121,72 @@ class CacheKeys:
         # The last message's other fields (a "name", say) stay in the scope: only its text may differ.
         last_rest = {k: v for k, v in last.items() if k != "content"} if isinstance(last, dict) else {}
         scope_request = {**request, "messages": messages[:-1], "last_message": last_rest}
-        scope = f"{tenant_tag(self.tenant)}:{_digest({'tenant': self.tenant, 'request': scope_request})}"
+        scope = f"{tenant_tag(self.tenant)}:{_digest(self._hashed(scope_request))}"
         return scope, question.strip()
 
 
-def cache_keys(body: dict[str, Any], tenant: str, *, max_question_chars: int) -> CacheKeys:
-    """The keys of a validated chat request ``body`` for ``tenant``."""
-    request = {k: v for k, v in body.items() if k not in IGNORED_FIELDS}
-    return CacheKeys(tenant, request, max_question_chars=max_question_chars)
+def cache_keys(
+    body: dict[str, Any],
+    tenant: str,
+    *,
+    max_question_chars: int,
+    dialect: str = "chat",
+    headers: Iterable[tuple[bytes, bytes]] = (),
+) -> CacheKeys:
+    """The keys of a validated ``body`` of ``dialect`` (``chat`` or ``messages``) for ``tenant``;
+    ``headers``: the request's, of which Messages keys take :data:`MESSAGES_KEYED_HEADERS`."""
+    if dialect == "messages":
+        request = messages_key_request(body, headers)
+    else:
+        request = {k: v for k, v in body.items() if k not in IGNORED_FIELDS}
+    return CacheKeys(tenant, request, max_question_chars=max_question_chars, dialect=dialect)
+
+
+def messages_key_request(body: dict[str, Any], headers: Iterable[tuple[bytes, bytes]]) -> dict[str, Any]:
+    """What of a Messages request its keys hash: the body without :data:`MESSAGES_IGNORED_FIELDS` and
+    ``cache_control`` marks, plus the keyed headers (under ``"headers"``, which no body field is)."""
+    request: dict[str, Any] = {}
+    for name, value in body.items():
+        if name in MESSAGES_IGNORED_FIELDS:
+            continue
+        if name == "system":
+            value = _without_cache_control(_as_blocks(value))
+        elif name == "tools":
+            value = _without_cache_control(value)
+        elif name == "messages" and isinstance(value, list):
+            value = [
+                {**m, "content": _without_cache_control(_as_blocks(m.get("content")))}
+                if isinstance(m, dict)
+                else m
+                for m in value
+            ]
+        request[name] = value
+    keyed: dict[str, list[str]] = {}
+    for header, raw in headers:
+        if header in MESSAGES_KEYED_HEADERS:
+            # anthropic-beta is a comma-separated list: its order and spacing do not matter
+            values = [v.strip() for v in raw.decode("latin-1").split(",") if v.strip()]
+            keyed.setdefault(header.decode(), []).extend(values)
+    request["headers"] = {header: sorted(set(values)) for header, values in keyed.items()}
+    return request
+
+
+def _as_blocks(content: Any) -> Any:
+    """A string ``content`` or ``system`` as the one text block it is shorthand for (Anthropic documents
+    the two as the same); anything else as it is."""
+    return [{"type": "text", "text": content}] if isinstance(content, str) else content
+
+
+def _without_cache_control(blocks: Any) -> Any:
+    """``blocks`` (a list of content blocks or tools) without their ``cache_control`` marks, tool
+    results' nested blocks included; anything else as it is."""
+    if not isinstance(blocks, list):
+        return blocks
+    out: list[Any] = []
+    for block in blocks:
+        if isinstance(block, dict):
+            block = {k: v for k, v in block.items() if k != "cache_control"}
+            if block.get("type") == "tool_result":
+                block["content"] = _without_cache_control(block.get("content"))
+        out.append(block)
+    return out

@@ -7,6 +7,9 @@ request ─► exact store (Redis / LRU) ──hit──► replay (JSON or SSE)
         └► the app, answer teed ─► stored once it ended normally            x-aigw-cache: miss
 ```
 
+Chat Completions (``/v1/chat/completions``) and Anthropic Messages (``/v1/messages``) requests are
+cached alike; the dialect is part of every key, and an answer is replayed in the dialect that stored it.
+
 A failing store or embedder is a miss (logged once per interval), never an error for the client.
 """
 
@@ -20,18 +23,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..kernel.body import ClientDisconnect, read_json
-from ..kernel.context import RequestContext, Usage, ensure_context
+from ..kernel.context import RequestContext, ensure_context
+from ..kernel.dialects import dialect_for
 from ..kernel.errors import GatewayError, InvalidRequest, clip, send_error
 from ..kernel.lifespan import lifespan_passthrough
-from ..kernel.models import ChatCompletionRequest
 from ..kernel.response import ResponseTap, watch_disconnect
 from ..kernel.routes import classify
 from ..kernel.types import ASGIApp, Headers, Message, Receive, Scope, Send
 from ..stores.registry import EXACT_STORES, VECTOR_STORES
 from .config import CacheConfig
 from .embedding import Embedder, runtime_embedder
-from .entry import CachedAnswer, StreamAssembler
 from .exact import ExactStore
+from .formats import FORMATS, Entry, EntryFormat, RequestView
 from .keys import CacheKeys, cache_keys, tenant_tag
 from .vector import VectorEntry, VectorStore, point_id
 from .verify import verify
@@ -43,9 +46,6 @@ SCORE_HEADER = b"x-aigw-cache-score"
 TTL_HEADER = b"x-aigw-cache-ttl"
 HIT_EXACT, HIT_SEMANTIC, MISS, BYPASS = "hit-exact", "hit-semantic", "miss", "bypass"
 
-#: Finish reasons of answers worth replaying ("content_filter" and unknown ones are not stored).
-_CACHEABLE_FINISH = frozenset({"stop", "length", "tool_calls", "function_call"})
-
 _SSE_HEADERS: Headers = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -55,64 +55,6 @@ _SSE_HEADERS: Headers = [
 #: Decoded answers kept for hot entries, and the largest kept (bounds the table at 64 MiB).
 _DECODED_ENTRIES = 1024
 _DECODED_MAX_BYTES = 64 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class _RequestView:
-    """The few request fields the cache acts on, read from the parsed body."""
-
-    model: str
-    stream: bool
-    include_usage: bool
-    n: int
-    temperature: float
-    logprobs: bool
-
-    @classmethod
-    def read(cls, data: Any) -> _RequestView | None:
-        """From the raw body when every field involved has the expected type; ``None`` otherwise
-        (then the pydantic model decides)."""
-        if not isinstance(data, dict):
-            return None
-        get = data.get
-        model, stream, options, n = get("model"), get("stream"), get("stream_options"), get("n")
-        temperature, logprobs = get("temperature"), get("logprobs")
-        if (
-            not isinstance(model, str)
-            or not model
-            or not isinstance(get("messages"), list)
-            or not isinstance(stream, bool | None)
-            or not (
-                options is None
-                or (isinstance(options, dict) and isinstance(options.get("include_usage"), bool | None))
-            )
-            or not (n is None or (type(n) is int and n >= 1))
-            or not (temperature is None or (type(temperature) in (int, float) and 0 <= temperature <= 2))
-            or not isinstance(logprobs, bool | None)
-            or not isinstance(get("user"), str | None)
-            or not isinstance(get("metadata"), dict | None)
-            or not isinstance(get("store"), bool | None)
-        ):
-            return None
-        return cls(
-            model,
-            bool(stream),
-            bool(options and options.get("include_usage")),
-            n or 1,
-            float(temperature or 0.0),
-            bool(logprobs),
-        )
-
-    @classmethod
-    def of(cls, request: ChatCompletionRequest) -> _RequestView:
-        return cls(
-            request.model,
-            bool(request.stream),
-            bool(request.stream_options and request.stream_options.include_usage),
-            request.n or 1,
-            float(request.temperature or 0.0),
-            bool(request.logprobs),
-        )
 
 
 @dataclass(slots=True)
@@ -147,7 +89,7 @@ class _ThrottledLog:
 
 
 class SemanticCacheMiddleware:
-    """Answer chat requests from the cache; see the module docstring and docs/cache.md.
+    """Answer chat and Messages requests from the cache; see the module docstring and docs/cache.md.
 
     Every setting is in ``config``; the stores are the ones ``config.store`` and ``config.vector_store``
     name (``vector_store: null``: no semantic layer). Injected objects: ``exact`` and ``vector``, stores
@@ -196,7 +138,7 @@ class SemanticCacheMiddleware:
         self._log_failure = _ThrottledLog(config.error_log_interval)
         self._last_cleanup = time.monotonic()
         self._background: set[asyncio.Task[None]] = set()
-        self._decoded: dict[bytes, CachedAnswer] = {}
+        self._decoded: dict[bytes, Entry] = {}
 
     # -- public helpers -------------------------------------------------------------------------------
 
@@ -236,9 +178,12 @@ class SemanticCacheMiddleware:
                 self.app, scope, receive, send, on_startup=self._start, on_shutdown=self.aclose
             )
             return
-        if classify(scope) != "chat":
+        route = classify(scope)
+        fmt = FORMATS.get(route or "")
+        if route is None or fmt is None:
             await self.app(scope, receive, send)
             return
+        dialect = dialect_for(route)
         scope, ctx = ensure_context(scope)
         try:
             scope, receive, body = await read_json(
@@ -248,43 +193,45 @@ class SemanticCacheMiddleware:
             ctx.client_disconnected = True
             return
         except GatewayError as exc:
-            await send_error(send, exc)
+            await send_error(send, exc, dialect=dialect)
             return
-        view = _RequestView.read(body.data)
-        try:
-            if view is None:
-                view = _RequestView.of(body.validate(ChatCompletionRequest))
-            controls = self._controls(scope, view)
-        except InvalidRequest as exc:
-            if exc.param == TTL_HEADER.decode():
-                await send_error(send, exc)
-                return
-            # Not a valid chat request: the app answers it (with its own 400), uncached.
+        view = fmt.view(body)
+        if view is None:
+            # Not a valid request of its dialect: the app answers it (with its own 400), uncached.
             await self.app(scope, receive, send)
+            return
+        try:
+            controls = self._controls(scope, view.cacheable(self.config.max_temperature))
+        except InvalidRequest as exc:  # the x-aigw-cache-ttl header
+            await send_error(send, exc, dialect=dialect)
             return
         if not controls.lookup and not controls.store:
             ctx.cache_status = BYPASS
             await self.app(scope, receive, _with_headers(send, [(HEADER, BYPASS.encode())]))
             return
         tenant = ctx.tenant_id or self.config.default_tenant
-        keys = cache_keys(body.data, tenant, max_question_chars=self.config.max_question_chars)
+        keys = cache_keys(
+            body.data,
+            tenant,
+            max_question_chars=self.config.max_question_chars,
+            dialect=route,
+            headers=scope.get("headers", ()),
+        )
         vector: list[float] | None = None
         if controls.lookup:
             # An exact hit needs no validation: the same body was validated and answered before (the
-            # fields left out of the key were type-checked by _RequestView.read).
-            answer, status, score = await self._lookup_exact(keys)
+            # fields left out of the key were type-checked by the view's read).
+            answer, status, score = await self._lookup_exact(keys, fmt)
             if answer is None:
-                try:
-                    body.validate(ChatCompletionRequest)
-                except InvalidRequest:
+                if not fmt.valid(body):
                     await self.app(scope, receive, send)
                     return
-                answer, status, score, vector = await self._lookup_semantic(keys)
+                answer, status, score, vector = await self._lookup_semantic(keys, fmt)
             if answer is not None:
                 await self._replay(send, ctx, view, answer, status, score)
                 return
         ctx.cache_status = MISS if controls.lookup else BYPASS
-        await self._forward_and_store(scope, receive, send, ctx, keys, controls, vector)
+        await self._forward_and_store(scope, receive, send, ctx, keys, controls, vector, fmt)
 
     async def _start(self) -> None:
         if self.vector is not None:
@@ -307,7 +254,9 @@ class SemanticCacheMiddleware:
 
     # -- controls -------------------------------------------------------------------------------------
 
-    def _controls(self, scope: Scope, request: _RequestView) -> _Controls:
+    def _controls(self, scope: Scope, cacheable: bool) -> _Controls:
+        """Lookup, store and TTL from the request's headers; neither when the request is not
+        ``cacheable`` (its view said so)."""
         controls = _Controls(ttl=self.config.ttl)
         cache_control: bytes | None = None
         raw_ttl: bytes | None = None
@@ -336,19 +285,15 @@ class SemanticCacheMiddleware:
             controls.ttl = min(ttl, self.config.max_ttl)
             if ttl == 0:
                 controls.store = False
-        # Answers that differ on every call, or that the cache cannot replay faithfully.
-        max_temperature = self.config.max_temperature
-        if (
-            request.n > 1
-            or request.logprobs
-            or (max_temperature is not None and request.temperature > max_temperature)
-        ):
+        if not cacheable:
             controls.lookup = controls.store = False
         return controls
 
     # -- lookup ---------------------------------------------------------------------------------------
 
-    async def _lookup_exact(self, keys: CacheKeys) -> tuple[CachedAnswer | None, str, float | None]:
+    async def _lookup_exact(
+        self, keys: CacheKeys, fmt: EntryFormat
+    ) -> tuple[Entry | None, str, float | None]:
         try:
             # No asyncio.timeout here: it costs more than a memory lookup, and the Redis client made
             # from a URL has its own socket timeouts.
@@ -357,18 +302,21 @@ class SemanticCacheMiddleware:
             self._log_failure("the exact store", exc)
             raw = None
         if raw is not None:
-            answer = self._decode(raw)
+            answer = self._decode(raw, fmt)
             if answer is not None:
                 return answer, HIT_EXACT, None
         return None, MISS, None
 
-    def _decode(self, raw: bytes | str) -> CachedAnswer | None:
-        """The answer stored as ``raw``, decoded once while it stays in a small table (hot entries are
-        asked for again and again; bytes hash once and compare fast)."""
+    def _decode(self, raw: bytes | str, fmt: EntryFormat) -> Entry | None:
+        """The answer of ``fmt``'s dialect stored as ``raw``, decoded once while it stays in a small
+        table (hot entries are asked for again and again; bytes hash once and compare fast)."""
         key = raw if isinstance(raw, bytes) else raw.encode()
+        entry_type = fmt.entry
         answer = self._decoded.get(key)
+        if answer is not None and not isinstance(answer, entry_type):
+            return None  # keys never let a dialect reach another's entry; this is the second lock
         if answer is None:
-            answer = CachedAnswer.from_bytes(key)
+            answer = entry_type.from_bytes(key)
             if answer is not None and len(key) <= _DECODED_MAX_BYTES:
                 if len(self._decoded) >= _DECODED_ENTRIES:
                     self._decoded.pop(next(iter(self._decoded)))
@@ -376,8 +324,8 @@ class SemanticCacheMiddleware:
         return answer
 
     async def _lookup_semantic(
-        self, keys: CacheKeys
-    ) -> tuple[CachedAnswer | None, str, float | None, list[float] | None]:
+        self, keys: CacheKeys, fmt: EntryFormat
+    ) -> tuple[Entry | None, str, float | None, list[float] | None]:
         """(answer, status, score, embedding of the question if one was computed)."""
         if self.vector is None or keys.scope is None or keys.question is None:
             return None, MISS, None, None
@@ -407,7 +355,7 @@ class SemanticCacheMiddleware:
                 break
             if self.config.verify and not verify(keys.question, match.question).ok:
                 continue
-            answer = self._decode(match.answer)
+            answer = self._decode(match.answer, fmt)
             if answer is not None:
                 return answer, HIT_SEMANTIC, match.score, vector
         return None, MISS, None, vector
@@ -416,8 +364,8 @@ class SemanticCacheMiddleware:
         self,
         send: Send,
         ctx: RequestContext,
-        request: _RequestView,
-        answer: CachedAnswer,
+        request: RequestView,
+        answer: Entry,
         status: str,
         score: float | None,
     ) -> None:
@@ -428,7 +376,7 @@ class SemanticCacheMiddleware:
         ctx.upstream_model = answer.model
         # The answer's own usage, as the provider reported it: BudgetMiddleware decides from
         # ctx.cache_status whether a hit is charged (see docs/cache.md).
-        ctx.usage = Usage.from_openai(answer.usage)
+        ctx.usage = answer.replay_usage()
         # who answered, as the miss that stored it said; only the cache headers tell a hit apart
         headers: Headers = [*answer.replayed_headers(), (HEADER, status.encode())]
         if score is not None:
@@ -459,18 +407,19 @@ class SemanticCacheMiddleware:
         keys: CacheKeys,
         controls: _Controls,
         vector: list[float] | None,
+        fmt: EntryFormat,
     ) -> None:
         status = ctx.cache_status or MISS
         outer = _with_headers(send, [(HEADER, status.encode())])
         if not controls.store:
             await self.app(scope, receive, outer)
             return
-        captured: list[CachedAnswer | None] = []
-        assembler = StreamAssembler()
+        captured: list[Entry | None] = []
+        assembler = fmt.assembler()
 
         def on_json(code: int, body: bytes) -> None:
             if code == 200:
-                captured.append(CachedAnswer.from_json(body))
+                captured.append(fmt.from_json(body))
 
         def on_event(raw: bytes) -> None:
             assembler.feed(raw)
@@ -484,17 +433,13 @@ class SemanticCacheMiddleware:
             answer = assembler.answer()
             if answer is not None and answer.usage is None and ctx.usage is not None:
                 # The client did not ask for usage in the stream; the router read it anyway.
-                answer.usage = ctx.usage.to_openai()
-        if answer is None or answer.finish_reason not in _CACHEABLE_FINISH:
+                answer.fill_usage(ctx.usage)
+        if answer is None or not answer.worth_storing(cache_tool_calls=self.config.cache_tool_calls):
             return
         answer.keep_headers(tap.headers)
-        if answer.tool_calls and not self.config.cache_tool_calls:
-            return
         await self._store(keys, answer, controls.ttl, vector)
 
-    async def _store(
-        self, keys: CacheKeys, answer: CachedAnswer, ttl: float, vector: list[float] | None
-    ) -> None:
+    async def _store(self, keys: CacheKeys, answer: Entry, ttl: float, vector: list[float] | None) -> None:
         raw = answer.to_bytes()
         if len(raw) > self.config.max_entry_bytes:
             return

@@ -1,0 +1,71 @@
+"""What the cache does per dialect: read the request, capture the answer, decode and replay the entry.
+
+The middleware asks :data:`FORMATS` with the request's route and holds no special case for any dialect;
+a new wire format is a request view and an entry module here (see docs/architecture.md, "Dialects").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..kernel.body import JSONBody
+from .chat_request import chat_valid, chat_view
+from .entry import CachedAnswer, StreamAssembler
+from .messages_request import MessagesView
+from .replay_messages import CachedMessage, MessageAssembler
+
+#: A stored answer of either dialect.
+Entry = CachedAnswer | CachedMessage
+
+
+class RequestView(Protocol):
+    """The request fields the cache acts on."""
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def stream(self) -> bool: ...
+
+    @property
+    def include_usage(self) -> bool: ...
+
+    def cacheable(self, max_temperature: float | None) -> bool: ...
+
+
+class Assembler(Protocol):
+    """Rebuilds an answer from the SSE events of a stream as they pass."""
+
+    def feed(self, raw: bytes) -> None: ...
+
+    def answer(self) -> Entry | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class EntryFormat:
+    #: The request's view; ``None`` when the body is not a valid request of the dialect.
+    view: Callable[[JSONBody], RequestView | None]
+    #: Whether the whole body is valid (asked before the semantic layer only).
+    valid: Callable[[JSONBody], bool]
+    entry: type[CachedAnswer] | type[CachedMessage]
+    #: The answer of a complete JSON body; ``None`` when it is not one to cache.
+    from_json: Callable[[bytes], Entry | None]
+    assembler: Callable[[], Assembler]
+
+
+def _messages_view(body: JSONBody) -> MessagesView | None:
+    return MessagesView.read(body.data)
+
+
+def _always(body: JSONBody) -> bool:
+    return True  # MessagesView.read checked every field the cache relies on
+
+
+FORMATS: dict[str, EntryFormat] = {
+    "chat": EntryFormat(chat_view, chat_valid, CachedAnswer, CachedAnswer.from_json, StreamAssembler),
+    "messages": EntryFormat(
+        _messages_view, _always, CachedMessage, CachedMessage.from_json, MessageAssembler
+    ),
+}
