@@ -134,7 +134,7 @@ async def test_pii_stays_out_and_comes_back_and_the_repeat_is_a_cache_hit(stack:
     first = await stack.client.messages.with_raw_response.create(
         model=MODEL, max_tokens=200, messages=messages
     )
-    message = first.parse()
+    message = await first.parse()
     assert first.headers["x-aigw-cache"] == "miss"
     text = "".join(block.text for block in message.content if block.type == "text")
     for value in CANARIES.values():
@@ -154,7 +154,7 @@ async def test_pii_stays_out_and_comes_back_and_the_repeat_is_a_cache_hit(stack:
         model=MODEL, max_tokens=200, messages=messages
     )
     assert again.headers["x-aigw-cache"] == "hit-exact"
-    assert again.parse().content[0].type == "text"
+    assert (await again.parse()).content[0].type == "text"
     async with stack.client.messages.stream(model=MODEL, max_tokens=200, messages=messages) as stream:
         streamed = "".join([part async for part in stream.text_stream])
         final = await stream.get_final_message()
@@ -182,7 +182,7 @@ async def test_a_streamed_miss_is_replayed_as_json_and_as_a_stream(stack: Stack)
     assert final.usage.output_tokens > 0
     raw = await stack.client.messages.with_raw_response.create(model=MODEL, max_tokens=100, messages=messages)
     assert raw.headers["x-aigw-cache"] == "hit-exact"
-    assert "".join(b.text for b in raw.parse().content if b.type == "text") == first
+    assert "".join(b.text for b in (await raw.parse()).content if b.type == "text") == first
     async with stack.client.messages.stream(model=MODEL, max_tokens=100, messages=messages) as stream:
         assert "".join([part async for part in stream.text_stream]) == first
     assert len(stack.fake.requests) == 1
