@@ -506,3 +506,61 @@ async def test_thinking_deltas_pass_unchanged_in_a_stream() -> None:
         p["delta"].get("text", "") for p in payloads if p["type"] == "content_block_delta" and p["index"] == 1
     )
     assert text == f"To {EMAIL}"
+
+
+async def test_a_stream_split_at_every_byte_boundary_is_restored() -> None:
+    """The upstream's bytes cut in two at each offset (inside events, lines, UTF-8 characters and
+    placeholders): the client always gets the same restored text and valid tool input."""
+    deltas = [
+        {"type": "text_delta", "text": "Café: <EMAIL_ADDRESS_1>, "},
+        {"type": "text_delta", "text": "<US_SSN_1> ✓"},
+    ]
+    events = [
+        sse(
+            {
+                "type": "message_start",
+                "message": {"id": "m", "type": "message", "role": "assistant", "content": []},
+            }
+        ),
+        sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        *(sse({"type": "content_block_delta", "index": 0, "delta": delta}) for delta in deltas),
+        sse({"type": "content_block_stop", "index": 0}),
+        sse(
+            {
+                "type": "content_block_start",
+                "index": 1,
+                "content_block": {"type": "tool_use", "id": "t", "name": "f", "input": {}},
+            }
+        ),
+        sse(
+            {
+                "type": "content_block_delta",
+                "index": 1,
+                "delta": {"type": "input_json_delta", "partial_json": '{"to": "<EMAIL_ADD'},
+            }
+        ),
+        sse(
+            {
+                "type": "content_block_delta",
+                "index": 1,
+                "delta": {"type": "input_json_delta", "partial_json": 'RESS_1>"}'},
+            }
+        ),
+        sse({"type": "content_block_stop", "index": 1}),
+        sse({"type": "message_stop"}),
+    ]
+    whole = b"".join(events)
+    inner = MessagesApp(*[[whole[:cut], whole[cut:]] for cut in range(len(whole) + 1)])
+    app = RedactMiddleware(inner, config=RedactConfig(regex_only=True), analyzer=base_analyzer(True))
+    ssn = CANARIES["US_SSN"]
+    async with client_for(app) as client:
+        for cut in range(len(whole) + 1):
+            response = await client.post(MESSAGES, json=request(f"Mail {EMAIL}, SSN {ssn}", stream=True))
+            payloads = sse_payloads(response.text)
+            pieces = [p for p in payloads if p["type"] == "content_block_delta"]
+            text = "".join(p["delta"]["text"] for p in pieces if p["index"] == 0)
+            assert text == f"Café: {EMAIL}, {ssn} ✓", cut
+            partial = "".join(p["delta"]["partial_json"] for p in pieces if p["index"] == 1)
+            assert json.loads(partial) == {"to": EMAIL}, cut
+            assert payloads[-1] == {"type": "message_stop"}
+    assert len(inner.bodies) == len(whole) + 1
