@@ -278,6 +278,14 @@ async def test_the_anthropic_sdk_over_uvicorn_gets_its_values_back() -> None:
             final = await stream.get_final_message()
         assert final.content[0].type == "tool_use"
         assert final.content[0].input == {"query": prompt}
+        async with client.messages.stream(
+            model="claude-sonnet-4-5", max_tokens=200, messages=[{"role": "user", "content": prompt}]
+        ) as stream:
+            streamed = "".join([text async for text in stream.text_stream])
+            final = await stream.get_final_message()
+        assert streamed == f"Echo: {prompt}"
+        assert final.content[0].type == "text"
+        assert final.content[0].text == f"Echo: {prompt}"
     assert_nowhere([r.body for r in fake.requests], {"EMAIL_ADDRESS": EMAIL, "US_SSN": CANARIES["US_SSN"]})
 
 
