@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from asgi_aigw.kernel.errors import InvalidRequest
 from asgi_aigw.redact import RedactConfig
@@ -143,6 +145,43 @@ def full_messages() -> dict[str, Any]:
     }
 
 
+#: Field names of the Messages API, so random bodies reach every branch of the walk.
+KEYS = [
+    "type",
+    "text",
+    "thinking",
+    "signature",
+    "data",
+    "source",
+    "content",
+    "input",
+    "name",
+    "id",
+    "tool_use_id",
+    "media_type",
+    "url",
+    "title",
+    "citations",
+    "system",
+    "tools",
+    "input_schema",
+    "properties",
+    "description",
+    "metadata",
+    "mcp_servers",
+    "output_config",
+    "format",
+    "schema",
+    "messages",
+    "role",
+    "image",
+    "document",
+    "tool_use",
+    "tool_result",
+    "redacted_thinking",
+]
+
+
 def texts(walk: MessagesWalk) -> list[str]:
     out: list[str] = []
     for field in walk.fields:
@@ -231,3 +270,24 @@ def test_a_role_the_messages_api_does_not_define_is_refused(role: Any) -> None:
 def test_roles_left_out_of_the_scan_are_not_scanned() -> None:
     body = {"messages": [{"role": "assistant", "content": "text-a"}, {"role": "user", "content": "text-u"}]}
     assert texts(MessagesWalk(RedactConfig(roles=["user"])).messages(body)) == ["text-u"]
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(KEYS), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    body=st.dictionaries(st.sampled_from(KEYS), JSON, max_size=5), role=st.sampled_from(["user", "assistant"])
+)
+def test_any_json_in_any_field_is_walked_without_error(body: dict[str, Any], role: str) -> None:
+    """Whatever shape each field takes (a list where a string belongs, a block without a type...), the
+    walk reports strings and never fails: only an unknown role is refused."""
+    turns = [{"role": role, "content": body.get(key)} for key in ("content", "messages", "system")]
+    body = {**body, "messages": turns}
+    walk = MessagesWalk(RedactConfig()).messages(body)
+    for field in walk.fields:
+        assert isinstance(field.text, str)
