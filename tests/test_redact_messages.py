@@ -262,8 +262,10 @@ async def test_the_anthropic_sdk_over_uvicorn_gets_its_values_back() -> None:
     fake = FakeProvider()
     app = RedactMiddleware(fake, config=RedactConfig(regex_only=True), analyzer=base_analyzer(True))
     prompt = f"Mail {EMAIL} and {CANARIES['US_SSN']}"
-    async with served(app) as base_url:
-        client = anthropic.AsyncAnthropic(base_url=base_url, api_key="test-key-not-real", max_retries=0)
+    async with (
+        served(app) as base_url,
+        anthropic.AsyncAnthropic(base_url=base_url, api_key="test-key-not-real", max_retries=0) as client,
+    ):
         answer = await client.messages.create(
             model="claude-sonnet-4-5", max_tokens=200, messages=[{"role": "user", "content": prompt}]
         )
@@ -318,8 +320,10 @@ async def test_block_mode_refuses_in_anthropics_error_shape_which_the_sdk_reads(
     app = RedactMiddleware(
         inner, config=RedactConfig(regex_only=True, actions={"US_SSN": "block"}), analyzer=base_analyzer(True)
     )
-    async with served(app) as base_url:
-        sdk = anthropic.AsyncAnthropic(base_url=base_url, api_key="test-key-not-real", max_retries=0)
+    async with (
+        served(app) as base_url,
+        anthropic.AsyncAnthropic(base_url=base_url, api_key="test-key-not-real", max_retries=0) as sdk,
+    ):
         messages: Any = [{"role": "user", "content": f"SSN {CANARIES['US_SSN']}"}]
         calls = [
             sdk.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=messages),
