@@ -14,7 +14,7 @@ from ..kernel.context import RequestContext, ensure_context
 from ..kernel.dialects import dialect_for
 from ..kernel.errors import GatewayError, UnprocessableContent, send_error
 from ..kernel.response import ResponseTap
-from ..kernel.routes import classify
+from ..kernel.routes import PROMPT_ROUTES, classify
 from ..kernel.types import ASGIApp, Message, Receive, Scope, Send
 from .config import RedactConfig
 from .fields import Scanned, TextField, TextGroup, apply, plan, rewrite
@@ -68,7 +68,7 @@ class RedactMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = classify(scope)
-        if route in _PROMPT_ROUTES or (route == "embeddings" and self.config.scan_embeddings):
+        if route in PROMPT_ROUTES or (route == "embeddings" and self.config.scan_embeddings):
             await self._handle(route, scope, receive, send)
         else:
             await self.app(scope, receive, send)
@@ -189,10 +189,6 @@ class RedactMiddleware:
         return ResponseTap(
             outer, on_json=JSONRestorer(mapping), on_event=stream.on_event, on_end=stream.on_end
         )
-
-
-#: Routes whose request carries a prompt: scanned, whatever the operator's other settings.
-_PROMPT_ROUTES = frozenset({"chat", "messages", "count_tokens"})
 
 
 def _walk(route: str, config: RedactConfig, data: dict[str, Any]) -> Walk:
