@@ -20,6 +20,8 @@ from asgi_aigw.testing import FakeProvider, StreamingASGITransport
 
 from .redact_support import CANARIES, base_analyzer
 from .support import served, sse_payloads
+from .test_redact_attack import DISGUISES, clean
+from .test_redact_attack import email as attack_email
 
 MESSAGES = "/v1/messages"
 COUNT = "/v1/messages/count_tokens"
@@ -576,3 +578,59 @@ async def test_a_stream_split_at_every_byte_boundary_is_restored() -> None:
             assert json.loads(partial) == {"to": EMAIL}, cut
             assert payloads[-1] == {"type": "message_stop"}
     assert len(inner.bodies) == len(whole) + 1
+
+
+async def test_disguised_values_in_nested_messages_fields_never_reach_the_provider() -> None:
+    """The attack list's disguises (full-width, zero-width, HTML entities), JSON-escaped in the body, in
+    nested tool results, tool input, thinking, a text document and a system block."""
+    fake = FakeProvider()
+    app = RedactMiddleware(fake, config=RedactConfig(regex_only=True), analyzer=base_analyzer(True))
+    async with client_for(app) as client:
+        for name, disguise in DISGUISES.items():
+            value = disguise(attack_email("jose"))
+            nested = [{"type": "text", "text": f"see {value}"}]
+            body = {
+                "model": "claude-sonnet-4-5",
+                "max_tokens": 50,
+                "system": [{"type": "text", "text": f"Owner: {value}"}],
+                "messages": [
+                    {"role": "user", "content": "Look it up"},
+                    {
+                        "role": "assistant",
+                        "content": [
+                            {"type": "thinking", "thinking": f"Mail {value}.", "signature": SIGNATURE},
+                            {
+                                "type": "tool_use",
+                                "id": "toolu_1",
+                                "name": "f",
+                                "input": {"a": [{"b": value}]},
+                            },
+                        ],
+                    },
+                    {
+                        "role": "user",
+                        "content": [
+                            {
+                                "type": "tool_result",
+                                "tool_use_id": "toolu_1",
+                                "content": [
+                                    {"type": "document", "source": {"type": "content", "content": nested}}
+                                ],
+                            },
+                            {
+                                "type": "document",
+                                "source": {
+                                    "type": "text",
+                                    "media_type": "text/plain",
+                                    "data": f"To: {value}",
+                                },
+                            },
+                        ],
+                    },
+                ],
+            }
+            raw = json.dumps(body, ensure_ascii=True).encode()  # every non-ASCII character as \uXXXX
+            response = await client.post(MESSAGES, content=raw, headers={"content-type": "application/json"})
+            assert response.status_code == 200, name
+            assert "garcia@example.com" not in clean(fake.last_request.body), name
+            assert fake.last_request.body.count(b"<EMAIL_ADDRESS_1>") == 5, name  # each of the five places
