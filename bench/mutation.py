@@ -75,6 +75,10 @@ TARGETS: dict[str, Target] = {
             "tests/test_redact_stack.py",
         ),
     ),
+    "redact-restore-messages": Target(
+        "asgi_aigw/redact/restore_messages.py",
+        ("tests/test_pins_restore_messages.py", "tests/test_redact_messages_restore.py"),
+    ),
     "budget-memory": Target(
         "asgi_aigw/budget/memory.py",
         ("tests/test_pins_budget_stores.py", "tests/test_budget_store.py"),
@@ -255,6 +259,60 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         'format_amount: f"{value / NANOS_PER_DOLLAR:.6f}".rstrip("0").rstrip(".") or "0" [drop "0"]': (
             "the formatted figure always keeps its units digit, so the fallback never applies"
         ),
+    },
+    "redact-restore-messages": {
+        **dict.fromkeys(
+            [
+                "MessagesJSONRestorer.__call__: if not self.mapping or not _may_hold_placeholder(body) -> if False",
+                "MessagesJSONRestorer.__call__: not self.mapping or not _may_hold_placeholder(body) [Or->And]",
+                "MessagesJSONRestorer.__call__: not self.mapping or not _may_hold_placeholder(body) "
+                "[drop not self.mapping]",
+                "MessagesJSONRestorer.__call__: not self.mapping or not _may_hold_placeholder(body) "
+                "[drop not _may_hold_placeholder(body)]",
+                'restore_source: if "<" not in text and "\\\\" not in text -> if False',
+                "MessagesStreamRestorer.on_event: if not self._held and not _may_hold_placeholder(raw) and "
+                'b"\\\\\\\\" not i... -> if False',
+                '_Prefixes.split: text[position] in "<\\\\" and self.could_begin(text[position:]) '
+                '[drop text[position] in "<\\\\"]',
+            ],
+            "a fast path: without it the text is parsed and searched, finds no placeholder (could_begin "
+            "refuses a tail that starts with neither < nor a backslash) and goes on unchanged all the same",
+        ),
+        "_escaped_backslash: 0 -> -1": "the character at the match is its own backslash, so a count "
+        "starting at -1 reaches the same run",
+        'restore_source.value: match.group().startswith("\\\\") and _escaped_backslash(text, match.s... '
+        '[drop match.group().startswith("\\\\")]': "a literal < after an odd run of backslashes is not "
+        "valid JSON (\\< is no escape), so asking the parity before < changes no valid tool input",
+        '_odd_after: len(text) - len(text.rstrip("\\\\")) [Sub->Add]': "len + rstripped has the parity "
+        "of the run, and equals len exactly when the text is all backslashes: the same answers",
+        **dict.fromkeys(
+            [
+                "_Prefixes.__init__: 1 -> 0",
+                "_Prefixes.__init__: 2 -> 3",
+                "_Prefixes.__init__: len(_OPEN_ESCAPED) - 1 [Sub->Add]",
+                "_Prefixes.__init__: 1 -> 0 #2",
+            ],
+            "a wider window, or the empty prefix, which could_begin never asks for, only costs a few "
+            "more candidates: could_begin decides what is held",
+        ),
+        **dict.fromkeys(
+            [
+                "_Prefixes.could_begin: return False -> return None",
+                "MessagesStreamRestorer._delta: return False -> return None",
+                "MessagesStreamRestorer._delta: return False -> return None #2",
+            ],
+            "the caller only asks whether it is true",
+        ),
+        **dict.fromkeys(
+            [
+                "_Prefixes.could_begin: if len(tail) < len(_OPEN_ESCAPED) -> if False",
+                "_Prefixes.could_begin: len(tail) < len(_OPEN_ESCAPED) [Lt->LtE]",
+            ],
+            "a tail that is (a prefix of) the opening escape leaves an empty name, and < alone is a "
+            "prefix of every placeholder: True either way",
+        ),
+        "_Prefixes.could_begin: 0 -> 1": "a first character that is not a name character makes the tail "
+        "no placeholder prefix whichever way the name is cut, as prefixes hold name characters only",
     },
     "redact-restore": {
         **dict.fromkeys(

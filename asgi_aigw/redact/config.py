@@ -99,8 +99,9 @@ class RedactConfig(BodyLimits):
     recognizers: list[RegexRecognizerConfig] = Field(default_factory=list)
     #: Regions whose national phone number formats are recognised.
     phone_regions: list[str] = Field(default_factory=lambda: list(DEFAULT_PHONE_REGIONS))
-    #: Chat roles whose messages are scanned (a role left out is sent, and logged, as written; a
-    #: role that is not a Chat Completions role is refused with 400 whatever this says).
+    #: Roles whose messages are scanned (a role left out is sent, and logged, as written; a role the
+    #: request's API does not define is refused with 400 whatever this says). Messages requests
+    #: read ``user`` and ``assistant`` from the same list.
     roles: list[str] = Field(default_factory=lambda: list(DEFAULT_ROLES))
     #: Scan the arguments of tool calls in assistant messages (they carry restored values too).
     scan_tool_arguments: bool = True

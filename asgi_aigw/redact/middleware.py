@@ -5,22 +5,25 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from ..kernel.body import ClientDisconnect, forward_scope, read_json
 from ..kernel.context import RequestContext, ensure_context
+from ..kernel.dialects import dialect_for
 from ..kernel.errors import GatewayError, UnprocessableContent, send_error
 from ..kernel.response import ResponseTap
-from ..kernel.routes import classify
+from ..kernel.routes import PROMPT_ROUTES, classify
 from ..kernel.types import ASGIApp, Message, Receive, Scope, Send
 from .config import RedactConfig
-from .fields import Scanned, TextField, apply, plan, rewrite
-from .placeholders import PlaceholderMap, placeholders_in
+from .fields import Scanned, TextField, TextGroup, apply, plan, rewrite
+from .placeholders import PlaceholderMap, placeholder_counts, placeholders_in
 from .restore import JSONRestorer, StreamRestorer, restore_json_value
+from .restore_messages import MessagesJSONRestorer, MessagesStreamRestorer
 from .scanner import Finding, Scanner
 from .walk import Walk
+from .walk_messages import MessagesWalk
 
 if TYPE_CHECKING:
     from presidio_analyzer import AnalyzerEngine
@@ -65,13 +68,15 @@ class RedactMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = classify(scope)
-        if route == "chat" or (route == "embeddings" and self.config.scan_embeddings):
+        if route in PROMPT_ROUTES or (route == "embeddings" and self.config.scan_embeddings):
             await self._handle(route, scope, receive, send)
         else:
             await self.app(scope, receive, send)
 
     async def _handle(self, route: str, scope: Scope, receive: Receive, send: Send) -> None:
         scope, ctx = ensure_context(scope)
+        # every refusal in the client's own format (Anthropic's error shape on the Messages routes)
+        dialect = dialect_for(route)
         try:
             scope, receive, body = await read_json(
                 scope, receive, limit=self.max_body_bytes, time_limit=self.body_timeout
@@ -79,13 +84,13 @@ class RedactMiddleware:
         except ClientDisconnect:
             return
         except GatewayError as exc:
-            await send_error(send, exc)
+            await send_error(send, exc, dialect=dialect)
             return
         data = body.data
         try:
-            walk = Walk(self.config).chat(data) if route == "chat" else Walk(self.config).embeddings(data)
+            walk = _walk(route, self.config, data)
         except GatewayError as exc:  # a role the scanner does not know
-            await send_error(send, exc)
+            await send_error(send, exc, dialect=dialect)
             return
         fields = walk.fields
         try:
@@ -99,6 +104,7 @@ class RedactMiddleware:
                     "The gateway could not check this request for personal data, so it was not sent. "
                     "Retry later; if it persists, the gateway's PII analyzer needs attention (see its logs)."
                 ),
+                dialect=dialect,
             )
             return
 
@@ -109,26 +115,32 @@ class RedactMiddleware:
             raw = body.raw
             if b"<" not in raw and b"\\u003" not in raw:
                 return set()
-            return placeholders_in(data) | placeholders_in([field.text for field in fields])
+            if not isinstance(walk, MessagesWalk):
+                return placeholders_in(data) | placeholders_in([field.text for field in fields])
+            # a signed thinking block's placeholders are the gateway's own from an earlier answer (the
+            # provider verifies the signature): reserving them would renumber this turn's values
+            counts = placeholder_counts(data)
+            counts.subtract(placeholder_counts(walk.signed))
+            groups = [field.text for field in fields if isinstance(field, TextGroup)]
+            return {name for name, count in counts.items() if count > 0} | placeholders_in(groups)
 
         try:
             mapping = self._redact(fields, findings, lookalikes, ctx)
         except PIIBlocked as exc:
-            await send_error(send, exc)
+            await send_error(send, exc, dialect=dialect)
             return
         # the body as it now stands may be logged (it was redacted); see logs/row.py
         ctx.body_redacted = True
         # embeddings answers hold vectors, nothing to restore
-        tap_answer = route == "chat"
-        if mapping is None:  # nothing to change
-            await self.app(scope, receive, self._answer_tap(send, None) if tap_answer else send)
+        tap_answer = route != "embeddings"
+        if mapping is None:  # nothing to change: the client's bytes go on untouched
+            await self.app(scope, receive, self._answer_tap(route, send, None) if tap_answer else send)
             return
         for source in walk.sources:
             source.encode()
         body.mark_changed()
-        await self.app(
-            forward_scope(scope, body), receive, self._answer_tap(send, mapping) if tap_answer else send
-        )
+        answer = self._answer_tap(route, send, mapping) if tap_answer else send
+        await self.app(forward_scope(scope, body), receive, answer)
 
     def _redact(
         self,
@@ -163,17 +175,29 @@ class RedactMiddleware:
             target.set(text)
         return mapping
 
-    def _answer_tap(self, send: Send, mapping: PlaceholderMap | None) -> Send:
-        scan = self.config.scan_answer
+    def _answer_tap(self, route: str, send: Send, mapping: PlaceholderMap | None) -> Send:
+        scan = self.config.scan_answer and route != "count_tokens"
         if not mapping and not scan:
             return send
-        outer: Send = _AnswerScanner(send, self.scanner, self.config, mapping) if scan else send
+        outer: Send = _AnswerScanner(send, self.scanner, self.config, mapping, route) if scan else send
         if not mapping:
             return outer
+        if route != "chat":
+            events = MessagesStreamRestorer(mapping)
+            return ResponseTap(outer, on_json=MessagesJSONRestorer(mapping), on_event=events.on_event)
         stream = StreamRestorer(mapping)
         return ResponseTap(
             outer, on_json=JSONRestorer(mapping), on_event=stream.on_event, on_end=stream.on_end
         )
+
+
+def _walk(route: str, config: RedactConfig, data: dict[str, Any]) -> Walk:
+    """The strings of ``data`` to scan, walked as the route's format defines them."""
+    if route == "chat":
+        return Walk(config).chat(data)
+    if route in ("messages", "count_tokens"):
+        return MessagesWalk(config).messages(data)
+    return Walk(config).embeddings(data)
 
 
 def _blocked_error(blocked: dict[str, list[str]]) -> PIIBlocked:
@@ -186,7 +210,8 @@ def _blocked_error(blocked: dict[str, list[str]]) -> PIIBlocked:
 
 
 class _AnswerScanner:
-    """A ``send`` that masks PII the request did not contain in a JSON chat answer.
+    """A ``send`` that masks PII the request did not contain in a JSON answer (chat's message
+    content, a Messages answer's text blocks).
 
     It sits outside the restorer, so it sees the answer with the request's own values already
     restored, and masks only what is new. The JSON answer is held until it is complete (it is
@@ -194,9 +219,15 @@ class _AnswerScanner:
     """
 
     def __init__(
-        self, send: Send, scanner: Scanner, config: RedactConfig, mapping: PlaceholderMap | None
+        self,
+        send: Send,
+        scanner: Scanner,
+        config: RedactConfig,
+        mapping: PlaceholderMap | None,
+        route: str = "chat",
     ) -> None:
         self._send = send
+        self._route = route
         self._scanner = scanner
         self._config = config
         #: the request's own values, restored in the answer on purpose: not masked
@@ -235,16 +266,7 @@ class _AnswerScanner:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
             return None
-        choices = data.get("choices") if isinstance(data, dict) else None
-        if not isinstance(choices, list):
-            return None
-        fields = [
-            TextField(message, "content", f"choices[{i}].message.content", message["content"])
-            for i, choice in enumerate(choices)
-            if isinstance(choice, dict)
-            and isinstance(message := choice.get("message"), dict)
-            and isinstance(message.get("content"), str)
-        ]
+        fields = _answer_texts(data) if self._route == "chat" else _message_texts(data)
         if not fields:
             return None
         results = await self._scanner.analyze([field.text for field in fields])
@@ -257,6 +279,32 @@ class _AnswerScanner:
                 field.set(rewrite(field, replacements, PlaceholderMap(), mask_all))
                 changed = True
         return orjson.dumps(data) if changed else None
+
+
+def _answer_texts(data: Any) -> list[TextField]:
+    """The message content of each choice of a chat completion."""
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if not isinstance(choices, list):
+        return []
+    return [
+        TextField(message, "content", f"choices[{i}].message.content", message["content"])
+        for i, choice in enumerate(choices)
+        if isinstance(choice, dict)
+        and isinstance(message := choice.get("message"), dict)
+        and isinstance(message.get("content"), str)
+    ]
+
+
+def _message_texts(data: Any) -> list[TextField]:
+    """The text blocks of a Messages answer (thinking is signed: never rewritten)."""
+    content = data.get("content") if isinstance(data, dict) else None
+    if not isinstance(content, list):
+        return []
+    return [
+        TextField(block, "text", f"content[{i}].text", block["text"])
+        for i, block in enumerate(content)
+        if isinstance(block, dict) and block.get("type") == "text" and isinstance(block.get("text"), str)
+    ]
 
 
 __all__ = ["PIIBlocked", "RedactMiddleware", "RedactionUnavailable", "restore_json_value"]

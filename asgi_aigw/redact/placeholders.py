@@ -18,6 +18,7 @@ The map lives in this object only, for one request; it is never stored or logged
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -137,3 +138,12 @@ class PlaceholderMap:
         if text[cut:] in self._prefixes:
             return text[:cut], text[cut:]
         return text, ""
+
+
+def placeholder_counts(data: Any) -> Counter[str]:
+    """How many times each placeholder-shaped string occurs in the strings of a JSON value."""
+    counts: Counter[str] = Counter()
+    for text in _strings(data):
+        if "<" in text:
+            counts.update(match.group() for match in PLACEHOLDER.finditer(text))
+    return counts
