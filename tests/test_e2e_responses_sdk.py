@@ -10,7 +10,7 @@ from typing import Any
 import openai
 import orjson
 import pytest
-from openai.types.responses import ResponseErrorEvent, ResponseFunctionToolCall
+from openai.types.responses import Response, ResponseErrorEvent, ResponseFunctionToolCall
 
 from asgi_aigw import build_app
 from asgi_aigw.config import GatewayConfig
@@ -103,6 +103,7 @@ async def test_create_and_stream(sdk: openai.AsyncOpenAI, fake: FakeProvider, mo
 @pytest.mark.parametrize("streamed", [False, True])
 async def test_function_call_round_trip(sdk: openai.AsyncOpenAI, model: str, streamed: bool) -> None:
     question: Any = {"role": "user", "content": "Find cats"}
+    first: Response
     if streamed:
         async with sdk.responses.stream(
             model=model, input=[question], tools=[LOOKUP], max_output_tokens=64
