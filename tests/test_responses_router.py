@@ -365,3 +365,20 @@ async def test_events_leave_as_they_come_and_a_disconnect_closes_the_upstream(mo
     assert fake.disconnects == 1
     assert fake.completed_streams == 0
     await router.aclose()
+
+
+async def test_fields_the_provider_has_no_place_for_are_reported_under_their_responses_names(
+    client: httpx.AsyncClient, fake: FakeProvider
+) -> None:
+    body = {**HELLO, "model": "claude", "reasoning": {"effort": "low"}, "metadata": {"team": "a"}}
+    response = await client.post("/v1/responses", json=body)
+    assert response.status_code == 200, response.text
+    dropped = response.headers["x-aigw-dropped-params"].split(",")
+    # the chat field reasoning_effort is the client's reasoning.effort
+    assert "reasoning.effort" in dropped
+    assert "reasoning_effort" not in dropped
+    assert "metadata" in dropped
+    assert "reasoning" not in fake.last_request.json
+    # passed through, nothing is left out
+    passed = await client.post("/v1/responses", json={**body, "model": "gpt"})
+    assert "x-aigw-dropped-params" not in passed.headers
