@@ -352,3 +352,21 @@ async def test_an_early_ended_stream_is_charged_the_estimate_and_the_text_it_gen
     ctx = app.contexts[0]
     assert ctx.usage == Usage(prompt, generated, prompt + generated, estimated=True)
     assert (await usage_of(store, "acme"))["tokens_per_day"] == prompt + generated
+
+
+async def test_a_whole_stream_without_usage_is_charged_its_prompt_and_a_cut_empty_one_nothing(
+    store: RedisBudgetStore,
+) -> None:
+    """An answer that reached response.completed was served, even empty and without usage (a server
+    that reports none): its prompt is charged. One cut before any text was not: only the request counts."""
+    whole = stream_events([], {"input_tokens": 0})
+    whole[-1] = whole[-1].replace(b'"usage":{"input_tokens":0}', b'"usage":null')
+    app = stack(ResponsesApp(events=whole), store, limits=Limits(tokens_per_day=1_000_000))
+    body = ask(stream=True)
+    assert (await post(app, body)).status_code == 200
+    assert (await usage_of(store, "acme"))["tokens_per_day"] == prompt_of(body)
+    cut = stack(ResponsesApp(events=stream_events([], None)), store, limits=Limits(tokens_per_day=1_000_000))
+    assert (await post(cut, body)).status_code == 200
+    used = await usage_of(store, "acme")
+    assert used["tokens_per_day"] == prompt_of(body)
+    assert used["requests_per_minute"] == 2
