@@ -46,12 +46,14 @@ OUTPUT: list[dict[str, Any]] = [
 ]
 
 
-def test_it_satisfies_the_dialect_protocol_and_is_not_routed_yet() -> None:
+def test_it_satisfies_the_dialect_protocol_and_is_registered_for_its_route() -> None:
     dialect: Dialect = RESPONSES
     assert dialect.name == "responses"
-    # registered with the /v1/responses ingress, not before
-    assert "responses" not in DIALECTS
-    assert dialect_for("responses") is not RESPONSES
+    assert DIALECTS["responses"] is RESPONSES
+    assert dialect_for("responses") is RESPONSES
+    # a layer reading a stream decodes the events holding "usage"; only the final one has figures
+    assert dialect.usage_mark == b'"usage"'
+    assert not dialect.cap_required
 
 
 def test_errors_are_openai_error_objects() -> None:

@@ -6,9 +6,9 @@ import orjson
 import pytest
 
 from asgi_aigw.kernel.context import Usage
-from asgi_aigw.kernel.dialects import CHAT, MESSAGES, dialect_for
+from asgi_aigw.kernel.dialects import CHAT, MESSAGES, RESPONSES, dialect_for
 from asgi_aigw.kernel.errors import GatewayError, InvalidRequest, RateLimited, UpstreamUnavailable
-from asgi_aigw.kernel.routes import classify
+from asgi_aigw.kernel.routes import GENERATION_ROUTES, PROMPT_ROUTES, classify, is_generation
 
 
 def _scope(method: str, path: str) -> dict[str, object]:
@@ -22,13 +22,45 @@ def _scope(method: str, path: str) -> dict[str, object]:
         ("/v1/messages/", "messages"),
         ("/ai/v1/messages/count_tokens", "count_tokens"),
         ("/ai/v1/chat/completions", "chat"),
-        # a host app's own messages route is not the gateway's
+        ("/ai/v1/responses", "responses"),
+        ("/v1/responses/", "responses"),
+        # a host app's own messages or responses route is not the gateway's
         ("/api/messages", None),
         ("/messages/count_tokens", None),
+        ("/api/responses", None),
     ],
 )
-def test_classify_anthropic_routes_only_under_v1(path: str, route: str | None) -> None:
+def test_classify_anthropic_and_responses_routes_only_under_v1(path: str, route: str | None) -> None:
     assert classify(_scope("POST", path)) == route
+
+
+def test_responses_is_a_generation_and_prompt_route_spoken_in_its_dialect() -> None:
+    assert is_generation("responses")
+    assert "responses" in GENERATION_ROUTES
+    assert "responses" in PROMPT_ROUTES
+    assert dialect_for("responses") is RESPONSES
+    # a GET of a stored response (OpenAI's retrieve) is not a generation
+    assert classify(_scope("GET", "/v1/responses/resp_1")) is None
+
+
+def test_each_dialect_names_its_usage_marks_and_whether_the_cap_is_required() -> None:
+    # what budget and log readers decode a stream's events by: the chat usage chunk, Anthropic's
+    # cumulative message_delta, the Responses final event's response
+    assert (CHAT.usage_mark, CHAT.final_mark, CHAT.cap_required) == (
+        b'"prompt_tokens"',
+        b'"prompt_tokens"',
+        False,
+    )
+    assert (MESSAGES.usage_mark, MESSAGES.final_mark, MESSAGES.cap_required) == (
+        b'"usage"',
+        b'"message_delta"',
+        True,
+    )
+    assert (RESPONSES.usage_mark, RESPONSES.final_mark, RESPONSES.cap_required) == (
+        b'"usage"',
+        b'"usage"',
+        False,
+    )
 
 
 def test_route_dialects() -> None:

@@ -6,8 +6,9 @@ by what the answer really cost: the router's ``ctx.usage``, else the answer's ``
 SSE usage chunk), else the counted text; released on an error before any output; counted up to the
 disconnect when the client leaves mid-stream. Cache hits cost what ``cache_hits`` says.
 
-Chat completions and Anthropic Messages (``/v1/messages``) are both budgeted, each read through its
-dialect (its output cap, error shape, usage and generated text); ``count_tokens`` is free, so it passes.
+Chat completions, Anthropic Messages (``/v1/messages``) and OpenAI Responses (``/v1/responses``) are
+budgeted alike, each read through its dialect (its output cap, error shape, usage and generated text);
+``count_tokens`` is free, so it passes.
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ import anyio
 
 from ..kernel.body import ClientDisconnect, forward_scope, read_json
 from ..kernel.context import RequestContext, Usage, ensure_context
-from ..kernel.dialects import CHAT, Dialect, dialect_for
+from ..kernel.dialects import CHAT, MESSAGES, Dialect, dialect_for
 from ..kernel.errors import ConfigError, GatewayError, InvalidRequest, RateLimited, Unauthorized, send_error
 from ..kernel.lifespan import lifespan_passthrough
 from ..kernel.response import ResponseTap, watch_disconnect
-from ..kernel.routes import classify
+from ..kernel.routes import classify, is_generation
 from ..kernel.types import ASGIApp, Headers, Message, Receive, Scope, Send
 from ..stores.registry import BUDGET_STORES
 from ..tenant.ids import KEY_SAFE_PATTERN, InvalidTenantId, TenantIdValidator
@@ -40,7 +41,7 @@ from .pricing import PriceTable
 from .store import BudgetStore, Reservation, StoreError
 from .subjects import BudgetSubjects, key_limits
 from .tokens import RuntimeTokenCounter, TokenCounter, WarmCounter, cache_marked
-from .usage import FINAL_MARKS, USAGE_MARKS, decode_event, json_answer, streamed_text
+from .usage import decode_event, json_answer, streamed_text
 from .windows import WINDOWS, Slot, SlotClock, format_amount, format_duration, from_units, to_units
 
 logger = logging.getLogger("asgi_aigw.budget")
@@ -81,8 +82,9 @@ class _Meter:
     def __init__(self, dialect: Dialect) -> None:
         self.json_body: bytes | None = None
         self.reader = dialect.stream_meter()
-        self._usage_mark = USAGE_MARKS.get(dialect.name, b'"usage"')
-        self._final_mark = FINAL_MARKS.get(dialect.name, self._usage_mark)
+        # only the events holding these bytes are decoded on their way
+        self._usage_mark = dialect.usage_mark
+        self._final_mark = dialect.final_mark
         #: The event with the stream's final usage passed (a stream cut before it reported input only).
         self.final = False
         #: Raw events, decoded only if the stream ends early (the text generated so far is counted).
@@ -170,7 +172,8 @@ class BudgetMiddleware:
             return
         route = classify(scope)
         # count_tokens is free at Anthropic: neither charged nor counted as a request
-        if route != "chat" and route != "messages" and route != "embeddings":
+        generation = is_generation(route)
+        if not generation and route != "embeddings":
             await self.app(scope, receive, send)
             return
         dialect = dialect_for(route)
@@ -193,13 +196,13 @@ class BudgetMiddleware:
         model = data.get("model")
         model = model if isinstance(model, str) else None
         cap: int | None = None
-        if route != "embeddings":
+        if generation:
             try:
                 cap = dialect.client_cap(data)
             except ValueError as exc:
                 await self._refuse(send, ctx, _bad_cap(str(exc), dialect), dialect)
                 return
-            if cap is None and dialect is not CHAT:
+            if cap is None and dialect.cap_required:
                 # Anthropic requires max_tokens (and refuses a request without it): so does the reservation
                 await self._refuse(send, ctx, _missing_cap(dialect.cap_field(model)), dialect)
                 return
@@ -208,9 +211,9 @@ class BudgetMiddleware:
                 # generate more than was reserved
                 await self._refuse(send, ctx, _bad_choices())
                 return
-        prompt, output = await self._estimate(route, data, model, len(body.raw), cap)
+        prompt, output = await self._estimate(route, dialect, data, model, len(body.raw), cap)
         ctx.token_estimate = prompt + output
-        if route == "chat" and cap is None:
+        if generation and cap is None:
             # the reservation is a cap: ask the upstream for at most the output tokens reserved, or a
             # long answer is served (and charged past the limit) though it was never reserved
             data[dialect.cap_field(model)] = self.config.default_max_tokens
@@ -301,24 +304,37 @@ class BudgetMiddleware:
     # -- estimate and reserve -----------------------------------------------------------------------
 
     async def _estimate(
-        self, route: str, data: Mapping[str, Any], model: str | None, size: int, cap: int | None
+        self,
+        route: str | None,
+        dialect: Dialect,
+        data: Mapping[str, Any],
+        model: str | None,
+        size: int,
+        cap: int | None,
     ) -> tuple[int, int]:
         """Prompt tokens, and the most output tokens the request may produce."""
+        if route == "embeddings":
+            try:
+                return await self._count_input(data.get("input"), model), 0
+            except Exception:
+                return size // 4 + 1, 0
+        output = self._max_output(dialect, data, cap)
         try:
-            if route == "chat":
-                return await self.counter.count_chat(data, model), self._max_output(data, cap)
-            if route == "messages":
-                return await self.counter.count_messages(data, model), cap or 0
-            return await self._count_input(data.get("input"), model), 0
+            return await self._count_prompt(dialect, data, model), output
         except Exception:
             # a body the router will refuse anyway (400): reserve something proportionate meanwhile
-            output = self._max_output(data, cap) if route == "chat" else cap or 0
             return size // 4 + 1, output
 
-    def _max_output(self, data: Mapping[str, Any], cap: int | None) -> int:
+    async def _count_prompt(self, dialect: Dialect, data: Mapping[str, Any], model: str | None) -> int:
+        if dialect.name == "messages":
+            return await self.counter.count_messages(data, model)
+        if dialect.name == "responses":
+            return await self.counter.count_responses(data, model)
+        return await self.counter.count_chat(data, model)
+
+    def _max_output(self, dialect: Dialect, data: Mapping[str, Any], cap: int | None) -> int:
         """The cap (the client's, else ``default_max_tokens``, which is then sent) times the choices."""
-        n = _positive_int(data.get("n")) or 1
-        return (cap or self.config.default_max_tokens) * min(n, _MAX_CHOICES)
+        return (cap or self.config.default_max_tokens) * min(dialect.choices(data), _MAX_CHOICES)
 
     async def _count_input(self, value: Any, model: str | None) -> int:
         if isinstance(value, str):
@@ -677,7 +693,7 @@ def _bad_choices() -> InvalidRequest:
 
 
 def _bad_cap(name: str, dialect: Dialect = CHAT) -> InvalidRequest:
-    if dialect is not CHAT:  # Anthropic's own wording for a field that fails validation
+    if dialect is MESSAGES:  # Anthropic's own wording for a field that fails validation
         return InvalidRequest(
             f"{name}: Input should be a valid integer greater than or equal to 1", param=name
         )
@@ -691,11 +707,6 @@ def _missing_cap(name: str) -> InvalidRequest:
         f"{name}: Field required (the most output tokens the answer may have; the budget reserves it)",
         param=name,
     )
-
-
-def _positive_int(value: Any) -> int:
-    """``value`` if it is a positive integer, else 0."""
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _with_headers(send: Send, extra: Headers) -> Send:

@@ -18,8 +18,9 @@ logger = logging.getLogger("asgi_aigw.budget")
 
 class TokenCounter(Protocol):
     """Counts prompts and text. A counter may also have ``count_messages(request, model)`` for Anthropic
-    Messages requests; one without it (written before that dialect) is stood in for by the
-    :class:`ApproximateCounter` on those requests."""
+    Messages requests and ``count_responses(request, model)`` for OpenAI Responses requests; one without
+    them (written before those dialects) is stood in for by the :class:`ApproximateCounter` on those
+    requests."""
 
     def count_chat(self, request: Mapping[str, Any], model: str | None) -> int: ...
 
@@ -59,6 +60,15 @@ class ApproximateCounter:
                 total += self.count_text(value if isinstance(value, str) else _json(value), model)
         return total
 
+    def count_responses(self, request: Mapping[str, Any], model: str | None) -> int:
+        """A Responses request: its instructions, input and tools as JSON text (an over-estimate)."""
+        total = 3
+        for field in ("instructions", "input", "tools"):
+            value = request.get(field)
+            if value:
+                total += self.count_text(value if isinstance(value, str) else _json(value), model)
+        return total
+
     def count_text(self, text: str, model: str | None) -> int:
         return (len(text) + 3) // 4
 
@@ -89,6 +99,15 @@ class RuntimeTokenCounter:
                 self._fall_back(exc)
         assert self._fallback is not None
         return self._fallback.count_messages(request, model)
+
+    def count_responses(self, request: Mapping[str, Any], model: str | None) -> int:
+        if self._fallback is None:
+            try:
+                return runtime_tokens.count_responses_tokens(request, model)
+            except (ImportError, AssetError) as exc:
+                self._fall_back(exc)
+        assert self._fallback is not None
+        return self._fallback.count_responses(request, model)
 
     def count_text(self, text: str, model: str | None) -> int:
         if self._fallback is None:
@@ -135,11 +154,16 @@ class WarmCounter:
         return self._counter.count_chat(request, model)
 
     async def count_messages(self, request: Mapping[str, Any], model: str | None) -> int:
-        count: Callable[[Mapping[str, Any], str | None], int] | None = getattr(
-            self._counter, "count_messages", None
-        )
+        return await self._count_dialect("count_messages", request, model)
+
+    async def count_responses(self, request: Mapping[str, Any], model: str | None) -> int:
+        return await self._count_dialect("count_responses", request, model)
+
+    async def _count_dialect(self, method: str, request: Mapping[str, Any], model: str | None) -> int:
+        """The counter's ``method``, else the approximate one (a counter written before the dialect)."""
+        count: Callable[[Mapping[str, Any], str | None], int] | None = getattr(self._counter, method, None)
         if count is None:
-            count = self._approximate.count_messages
+            count = getattr(self._approximate, method)
         if not self._warm:
             return await self._first(count, request, model)
         return count(request, model)

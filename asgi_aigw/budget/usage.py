@@ -1,7 +1,7 @@
 """Reading what an answer cost off the wire, for when no router filled ``ctx.usage``.
 
 Where usage and generated text sit depends on the client's dialect (chat completions, Anthropic
-Messages); each reading goes through :class:`~asgi_aigw.kernel.dialects.Dialect`.
+Messages, OpenAI Responses); each reading goes through :class:`~asgi_aigw.kernel.dialects.Dialect`.
 """
 
 from __future__ import annotations
@@ -14,12 +14,6 @@ import orjson
 from ..kernel.context import Usage
 from ..kernel.dialects import Dialect
 from ..kernel.sse import DONE_DATA, parse_event
-
-#: Bytes only an event carrying usage holds, per dialect: other events are not decoded on their way.
-USAGE_MARKS: dict[str, bytes] = {"chat": b'"prompt_tokens"', "messages": b'"usage"'}
-#: Bytes of the event whose usage is final, per dialect (Anthropic's ``message_start`` has the input
-#: figures only; the cumulative ``message_delta`` completes them).
-FINAL_MARKS: dict[str, bytes] = {"chat": b'"prompt_tokens"', "messages": b'"message_delta"'}
 
 
 def _loads(data: bytes) -> Any:

@@ -120,8 +120,8 @@ class RequestContext:
     started_at: float = field(default_factory=time.time)
     started_perf: float = field(default_factory=time.perf_counter)
 
-    #: "chat", "messages", "count_tokens", "embeddings", "models" or None for requests the gateway
-    #: does not handle.
+    #: "chat", "messages", "count_tokens", "responses", "embeddings", "models" or None for requests the
+    #: gateway does not handle.
     route: str | None = None
     #: Who pays (the budget and cache key) and who asked (recorded in the log); see :class:`Identity`.
     tenant_id: str | None = None

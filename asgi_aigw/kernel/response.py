@@ -10,8 +10,8 @@ restore) wrap ``send`` in a :class:`ResponseTap`:
 - anything else passes through untouched.
 
 ``tap.ended_normally`` tells whether the answer finished as a whole (a complete 2xx JSON body, or an SSE
-stream that reached its end marker: OpenAI's ``[DONE]``, Anthropic's ``message_stop``), which is what
-caches and budgets need to know.
+stream that reached its end marker: OpenAI's ``[DONE]``, Anthropic's ``message_stop``, the Responses
+API's ``response.completed`` or ``response.incomplete``), which is what caches and budgets need to know.
 """
 
 from __future__ import annotations
@@ -22,8 +22,20 @@ from .context import RequestContext
 from .sse import SSEDecoder
 from .types import Headers, Message, Receive, Send
 
-#: How each dialect's stream says it is complete (OpenAI ``data: [DONE]``, Anthropic ``message_stop``).
-_END_MARKERS = (b"data: [DONE]", b"data:[DONE]", b"event: message_stop", b"event:message_stop")
+#: How each dialect's stream says it is complete (OpenAI ``data: [DONE]``, Anthropic ``message_stop``,
+#: the Responses API's final events, which carry the whole answer).
+_END_MARKERS = (
+    b"data: [DONE]",
+    b"data:[DONE]",
+    b"event: message_stop",
+    b"event:message_stop",
+    b"event: response.completed",
+    b"event:response.completed",
+    b"event: response.incomplete",
+    b"event:response.incomplete",
+)
+#: The same, found anywhere in a chunk when the events are not decoded.
+_END_WORDS = (b"[DONE]", b"message_stop", b"event: response.completed", b"event: response.incomplete")
 
 JSONHook = Callable[[int, bytes], bytes | None]
 EventHook = Callable[[bytes], bytes | None]
@@ -119,7 +131,7 @@ class ResponseTap:
         if self._decoder is not None:
             await self._relay_events(chunk, more)
             return
-        if self.kind == "sse" and not self.saw_done and (b"[DONE]" in chunk or b"message_stop" in chunk):
+        if self.kind == "sse" and not self.saw_done and any(word in chunk for word in _END_WORDS):
             self.saw_done = True
         if not more:
             self.complete = True

@@ -11,16 +11,16 @@ from typing import Literal
 
 from .types import Scope
 
-Route = Literal["chat", "messages", "count_tokens", "embeddings", "models"]
+Route = Literal["chat", "messages", "count_tokens", "responses", "embeddings", "models"]
 
 #: Routes that generate an answer (budgeted, redacted both ways, cached, logged with usage).
-GENERATION_ROUTES = frozenset({"chat", "messages"})
+GENERATION_ROUTES = frozenset({"chat", "messages", "responses"})
 #: Routes whose request is sent upstream with the client's prompt in it (redacted).
-PROMPT_ROUTES = frozenset({"chat", "messages", "count_tokens"})
+PROMPT_ROUTES = frozenset({"chat", "messages", "count_tokens", "responses"})
 
 
 def is_generation(route: str | None) -> bool:
-    """Whether ``route`` generates an answer in one of the dialects (chat, messages)."""
+    """Whether ``route`` generates an answer in one of the dialects (chat, messages, responses)."""
     return route in GENERATION_ROUTES
 
 
@@ -34,11 +34,12 @@ def route_path(scope: Scope) -> str:
 
 
 def classify(scope: Scope) -> Route | None:
-    """``"chat"``, ``"messages"``, ``"count_tokens"``, ``"embeddings"`` or ``"models"`` (the list, or one
-    model) for gateway routes, ``None`` for anything else.
+    """``"chat"``, ``"messages"``, ``"count_tokens"``, ``"responses"``, ``"embeddings"`` or ``"models"``
+    (the list, or one model) for gateway routes, ``None`` for anything else.
 
-    Anthropic's routes are recognised only under ``/v1`` (``/v1/messages``, which the SDKs always send):
-    a host app's own ``/messages`` is far more likely to be its own.
+    Anthropic's routes and OpenAI's Responses API are recognised only under ``/v1`` (``/v1/messages``,
+    ``/v1/responses``, which the SDKs always send): a host app's own ``/messages`` or ``/responses`` is
+    far more likely to be its own.
     """
     if scope.get("type") != "http":
         return None
@@ -53,6 +54,8 @@ def classify(scope: Scope) -> Route | None:
             return "messages"
         if path.endswith("/v1/messages/count_tokens"):
             return "count_tokens"
+        if path.endswith("/v1/responses"):
+            return "responses"
     elif method == "GET" and (path.endswith("/models") or "/v1/models/" in path):
         # a retrieve-model call (/v1/models/{model}); only under /v1, as a host app's own /models/... is
         # far more likely to be its own route

@@ -1,8 +1,9 @@
 """The usage of an answer, read off the wire as it passes, for a row whose request no router metered.
 
-In front of any app speaking a dialect (chat completions, Anthropic Messages), no layer may fill
-``ctx.usage``; the answer still says what it cost. The reader keeps a JSON answer's chunks (references,
-no copies, up to a bound) and decodes only the stream events that carry usage, through the dialect.
+In front of any app speaking a dialect (chat completions, Anthropic Messages, OpenAI Responses), no
+layer may fill ``ctx.usage``; the answer still says what it cost. The reader keeps a JSON answer's
+chunks (references, no copies, up to a bound) and decodes only the stream events that carry usage,
+through the dialect.
 """
 
 from __future__ import annotations
@@ -18,10 +19,6 @@ from ..kernel.types import Headers
 
 #: A JSON answer past this many bytes is not kept for its usage (the row then has none).
 MAX_JSON_BYTES = 4 * 1024 * 1024
-#: Bytes only an event carrying usage holds, per dialect; the event whose usage is final, per dialect
-#: (Anthropic's ``message_start`` reports input only, the cumulative ``message_delta`` completes it).
-_USAGE_MARKS = {"chat": b'"prompt_tokens"', "messages": b'"usage"'}
-_FINAL_MARKS = {"chat": b'"prompt_tokens"', "messages": b'"message_delta"'}
 
 
 class AnswerUsage:
@@ -58,7 +55,8 @@ class AnswerUsage:
             else:
                 self._chunks.append(chunk)
         elif self._decoder is not None:
-            mark = _USAGE_MARKS.get(self._dialect.name, b'"usage"')
+            # only the events holding the dialect's usage mark are decoded
+            mark = self._dialect.usage_mark
             for raw in self._decoder.feed(chunk):
                 if mark in raw:
                     self._feed(raw)
@@ -72,7 +70,7 @@ class AnswerUsage:
         except orjson.JSONDecodeError:
             return
         self._reader.feed(event.event, payload)
-        if self._reader.usage is not None and _FINAL_MARKS.get(self._dialect.name, b"") in raw:
+        if self._reader.usage is not None and self._dialect.final_mark in raw:
             self._final = True
 
     def usage(self) -> Usage | None:

@@ -51,7 +51,7 @@ DEFAULT_BUCKETS: tuple[float, ...] = (
     120.0,
 )
 OTHER = "other"
-_ROUTES = frozenset({"chat", "messages", "count_tokens", "embeddings", "models"})
+_ROUTES = frozenset({"chat", "messages", "count_tokens", "responses", "embeddings", "models"})
 _MAX_ENTITY_TYPES = 64
 
 

@@ -25,8 +25,9 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     # before this column get it added by the sink (``ADD COLUMN IF NOT EXISTS``), empty for old rows.
     ("user_id", "String"),
     ("route", "LowCardinality(String)"),
-    # the wire format the client spoke: "chat" (OpenAI Chat Completions) or "messages" (Anthropic
-    # Messages, count_tokens included); empty for other routes. Added to older tables by the sink.
+    # the wire format the client spoke: "chat" (OpenAI Chat Completions), "messages" (Anthropic
+    # Messages, count_tokens included) or "responses" (OpenAI Responses); empty for other routes.
+    # Added to older tables by the sink.
     ("dialect", "LowCardinality(String)"),
     ("method", "LowCardinality(String)"),
     ("path", "String"),
@@ -119,6 +120,6 @@ def build_row(
 
 
 def _dialect(route: str | None) -> str:
-    """The dialect a route speaks (``chat``, ``messages``), ``""`` for routes outside the dialects."""
+    """The dialect a route speaks (``chat``, ``messages``, ``responses``), ``""`` for other routes."""
     dialect = DIALECTS.get(route or "")
     return dialect.name if dialect is not None else ""

@@ -53,8 +53,8 @@ class UsageRow:
     p95_ms: float
     #: Who asked, when the report is by user (``""``: requests that named no user).
     user: str | None = None
-    #: The wire format spoken (``chat``, ``messages``), when the report is by dialect (``""``: other
-    #: routes, such as embeddings).
+    #: The wire format spoken (``chat``, ``messages``, ``responses``), when the report is by dialect
+    #: (``""``: other routes, such as embeddings).
     dialect: str | None = None
 
     @property

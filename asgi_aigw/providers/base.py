@@ -44,6 +44,9 @@ class Deployment:
     timeout: Timeout = Timeout()
     weight: float = 1.0
     stream_usage: bool = True
+    #: Whether the deployment serves OpenAI's Responses API (``POST {base_url}/responses``) itself, so
+    #: that Responses requests pass through; ``None``: only OpenAI's own API does.
+    responses_api: bool | None = None
 
 
 class UpstreamRequest(NamedTuple):

@@ -15,6 +15,9 @@ DROPPED_PARAMS = "router.dropped_params"
 FORWARDED_HEADERS = "router.forwarded_headers"
 #: ``ctx.extra`` key: headers of the upstream's answer relayed as they are (Anthropic's ``request-id``).
 RELAYED_HEADERS = "router.relayed_headers"
+#: ``ctx.extra`` key: writes the router's own error as the stream's last event (a dialect whose events
+#: are numbered, the Responses API, continues the numbering); unset: the dialect's ``error_event``.
+STREAM_ERROR_EVENT = "router.stream_error_event"
 _FIELD_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _MAX_DROPPED = 32
 

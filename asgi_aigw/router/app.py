@@ -1,5 +1,5 @@
-"""ProviderRouter: an ASGI app serving the OpenAI API and Anthropic's Messages API, routed to providers
-by model name."""
+"""ProviderRouter: an ASGI app serving the OpenAI API (chat completions, the Responses API, embeddings,
+models) and Anthropic's Messages API, routed to providers by model name."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import orjson
 
 from ..kernel.body import ClientDisconnect, JSONBody, read_json
 from ..kernel.context import RequestContext, ensure_context
-from ..kernel.dialects import dialect_for
+from ..kernel.dialects import DIALECTS, dialect_for
 from ..kernel.errors import (
     GatewayError,
     MethodNotAllowed,
@@ -32,11 +32,12 @@ from ..kernel.models import ChatCompletionRequest, EmbeddingRequest
 from ..kernel.routes import route_path
 from ..kernel.types import ASGIApp, Headers, Message, Receive, Scope, Send
 from ..providers import ADAPTERS, Deployment, ProviderAdapter, TranslatedResponse, UpstreamRequest
-from .answer import DROPPED_PARAMS, FORWARDED_HEADERS, answer_headers, record
+from .answer import DROPPED_PARAMS, FORWARDED_HEADERS, STREAM_ERROR_EVENT, answer_headers, record
 from .config import RouterConfig
 from .messages import MessagesRoutes
 from .policy import RoutingPolicy, is_retryable
 from .registry import ModelRegistry, ResolvedModel
+from .responses import ResponsesRoutes
 from .upstream import UpstreamClients, UpstreamResponse, mapped_transport_errors, origin_of
 
 logger = logging.getLogger("asgi_aigw.router")
@@ -61,8 +62,17 @@ _ROUTES: dict[str, str] = {
     # Anthropic's routes only under /v1, where its SDKs send them (as kernel.routes classifies them)
     "/v1/messages": "messages",
     "/v1/messages/count_tokens": "count_tokens",
+    # OpenAI's Responses API likewise only under /v1
+    "/v1/responses": "responses",
 }
-_METHODS = {"chat": "POST", "embeddings": "POST", "models": "GET", "messages": "POST", "count_tokens": "POST"}
+_METHODS = {
+    "chat": "POST",
+    "embeddings": "POST",
+    "models": "GET",
+    "messages": "POST",
+    "count_tokens": "POST",
+    "responses": "POST",
+}
 
 BuildRequest = Callable[[Deployment, ProviderAdapter], UpstreamRequest]
 #: Turns one upstream response into the client's answer (``deadline``: when the first chunk is due).
@@ -82,9 +92,9 @@ class _Progress:
 
 
 class ProviderRouter:
-    """An ASGI app to mount at a sub-path (``/ai``): ``POST /v1/chat/completions``, ``POST /v1/embeddings``,
-    ``GET /v1/models`` in OpenAI format, and ``POST /v1/messages`` (with ``/v1/messages/count_tokens``) in
-    Anthropic's, answered by the provider each model name routes to.
+    """An ASGI app to mount at a sub-path (``/ai``): ``POST /v1/chat/completions``, ``POST /v1/responses``,
+    ``POST /v1/embeddings``, ``GET /v1/models`` in OpenAI format, and ``POST /v1/messages`` (with
+    ``/v1/messages/count_tokens``) in Anthropic's, answered by the provider each model name routes to.
 
     ``transports`` maps an upstream base URL to an ``httpx`` transport to use for it (tests, or an
     in-process provider); every other upstream gets a pooled client, opened on first use.
@@ -122,6 +132,7 @@ class ProviderRouter:
         self._forward = frozenset(self.config.forward_headers)
         self._created = int(time.time())
         self._messages = MessagesRoutes(self)
+        self._responses = ResponsesRoutes(self)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -158,12 +169,12 @@ class ProviderRouter:
             if route is None:
                 raise NotFound(
                     f"There is no route {scope.get('method')} {scope.get('path')}. This gateway serves "
-                    "POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models, "
+                    "POST /v1/chat/completions, POST /v1/responses, POST /v1/embeddings, GET /v1/models, "
                     "GET /v1/models/{model}, POST /v1/messages and POST /v1/messages/count_tokens.",
                     code="unknown_route",
                 )
-            if route in ("messages", "count_tokens"):
-                # set before the method check, so a wrong method is refused in Anthropic's shape too
+            if route in DIALECTS:
+                # set before the method check, so a wrong method is refused in the route's shape too
                 ctx.route = route
             if scope.get("method") != _METHODS[route]:
                 raise MethodNotAllowed(
@@ -188,6 +199,8 @@ class ProviderRouter:
                 await self._messages.messages(scope, receive, send, ctx, body, progress)
             elif route == "count_tokens":
                 await self._messages.count_tokens(scope, receive, send, ctx, body, progress)
+            elif route == "responses":
+                await self._responses.responses(scope, receive, send, ctx, body, progress)
             else:
                 await self._embeddings(receive, send, ctx, body, progress)
         except ClientDisconnect:
@@ -221,7 +234,8 @@ class ProviderRouter:
         dialect = dialect_for(ctx.route)
         if progress.started:
             # the status line is gone: finish the stream with an error event the SDKs raise
-            event = sse_error_event(exc, dialect)
+            writer = ctx.extra.get(STREAM_ERROR_EVENT)
+            event = writer(exc) if writer is not None else sse_error_event(exc, dialect)
             await send({"type": "http.response.body", "body": event, "more_body": False})
         else:
             ctx.status = exc.status

@@ -83,6 +83,11 @@ class ProviderSettings(ConfigSection):
     headers: dict[str, str] = Field(default_factory=dict)
     #: Unset: the defaults of ``Timeouts``.
     timeouts: Timeouts | None = None
+    #: Whether the server answers OpenAI's Responses API (``POST {base_url}/responses``) itself, so
+    #: ``/v1/responses`` requests pass through to it as they are; otherwise they are translated to chat
+    #: completions. Unset: only OpenAI's own API (provider ``openai`` at its default base URL) does.
+    #: Only ``openai`` deployments can be set to true.
+    responses_api: bool | None = None
 
 
 class DeploymentConfig(ConfigSection):
@@ -102,6 +107,8 @@ class DeploymentConfig(ConfigSection):
     headers: dict[str, str] = Field(default_factory=dict)
     #: As in ``providers``.
     timeouts: Timeouts | None = None
+    #: As in ``providers``.
+    responses_api: bool | None = None
     #: Relative share of traffic when the model's strategy is ``weighted``.
     weight: float = Field(default=1.0, gt=0)
     #: Ask for usage in streams (``stream_options.include_usage``); turn off for OpenAI-compatible

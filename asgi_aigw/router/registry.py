@@ -101,6 +101,13 @@ class ModelRegistry:
                 f"The {cfg.provider} deployment of '{cfg.model}' has no API key: set api_key, "
                 f"api_key_env, or {var}."
             )
+        responses_api = cfg.responses_api if cfg.responses_api is not None else shared.responses_api
+        if responses_api and cfg.provider != "openai":
+            raise ConfigError(
+                f"responses_api is set for the {cfg.provider} deployment of '{cfg.model}': only openai "
+                "deployments (OpenAI, or a server speaking its API) can serve the Responses API; "
+                "requests to other providers are translated."
+            )
         return Deployment(
             id=cfg.id or f"{cfg.provider}/{cfg.model}",
             provider=cfg.provider,
@@ -111,6 +118,7 @@ class ModelRegistry:
             timeout=_timeout(cfg.timeouts or shared.timeouts),
             weight=cfg.weight,
             stream_usage=cfg.stream_usage,
+            responses_api=responses_api,
         )
 
     def _key(self, value: object, env_var: str | None) -> str | None:

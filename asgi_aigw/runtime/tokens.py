@@ -500,3 +500,89 @@ def _tool_choice(choice: Any) -> str:
 def _factor(family: Family, config: RuntimeConfig | None) -> float:
     settings = (config or runtime_config()).tokens
     return settings.family_factors.get(family, settings.safety_factor)
+
+
+# -- the Responses API ------------------------------------------------------------------------------
+
+#: Responses content part types and the chat part each is counted as.
+_RESPONSES_TEXT_PARTS = frozenset({"input_text", "output_text", "text"})
+#: Item fields that identify an item for OpenAI's store, not prompt text.
+_ITEM_METADATA = frozenset({"type", "id", "status", "call_id", "phase"})
+
+
+def _responses_part(part: Any) -> Any:
+    """One Responses content part as the chat part it is counted as."""
+    if not isinstance(part, Mapping):
+        return part
+    kind = part.get("type")
+    if kind in _RESPONSES_TEXT_PARTS:
+        return {"type": "text", "text": part.get("text")}
+    if kind == "refusal":
+        return {"type": "refusal", "refusal": part.get("refusal")}
+    if kind == "input_image":
+        # by URL or file id alike, the size is unknown: the worst case, or the flat low-detail price
+        return {"type": "image_url", "image_url": {"detail": part.get("detail")}}
+    return part  # files, audio, unknown parts: their JSON, an over-estimate
+
+
+def _responses_item(item: Any) -> dict[str, Any]:
+    """One Responses input item as the chat message it is counted as."""
+    if isinstance(item, str):
+        return {"role": "user", "content": item}
+    if not isinstance(item, Mapping):
+        return {"role": "user", "content": _json(item)}
+    kind = item.get("type", "message")
+    if kind == "message":
+        content = item.get("content")
+        if isinstance(content, list):
+            content = [_responses_part(part) for part in content]
+        return {"role": item.get("role"), "content": content}
+    if kind == "function_call":
+        function = {"name": item.get("name"), "arguments": item.get("arguments")}
+        return {"role": "assistant", "tool_calls": [{"type": "function", "function": function}]}
+    if kind in ("function_call_output", "custom_tool_call_output"):
+        output = item.get("output")
+        if isinstance(output, list):
+            output = [_responses_part(part) for part in output]
+        return {"role": "tool", "content": output}
+    # reasoning, built-in tool calls and their outputs, item references: their JSON, an over-estimate
+    return {"role": "user", "content": _json({k: v for k, v in item.items() if k not in _ITEM_METADATA})}
+
+
+def _responses_tool(tool: Any) -> Any:
+    if isinstance(tool, Mapping) and tool.get("type") == "function":
+        fields = ("name", "description", "parameters")
+        return {"type": "function", "function": {k: tool[k] for k in fields if k in tool}}
+    return tool  # built-in tools (web search, file search...): their JSON
+
+
+def count_responses_tokens(
+    request: Mapping[str, Any], model: str | None = None, *, config: RuntimeConfig | None = None
+) -> int:
+    """Prompt tokens of an OpenAI Responses request (``POST /v1/responses``), the model the request's
+    unless given.
+
+    The request is counted as the chat request it amounts to: ``instructions`` as a system message,
+    ``input`` (a string, or message, function call and function call output items) as messages, function
+    tools by the cookbook's formula. Input the chat format has no place for (reasoning items, built-in
+    tool calls, item references) and built-in tools are counted as their JSON text. Turns kept by
+    OpenAI (``previous_response_id``, ``conversation``) are not in the request and so not counted: their
+    cost shows in the usage the answer reports. Never raises on odd shapes."""
+    if model is None:
+        value = request.get("model")
+        model = value if isinstance(value, str) else None
+    messages: list[dict[str, Any]] = []
+    instructions = request.get("instructions")
+    if instructions:
+        messages.append({"role": "system", "content": instructions})
+    items = request.get("input")
+    if isinstance(items, list):
+        messages.extend(_responses_item(item) for item in items)
+    elif items is not None:
+        messages.append(_responses_item(items))
+    chat: dict[str, Any] = {"messages": messages}
+    tools = request.get("tools")
+    if isinstance(tools, list) and tools:
+        chat["tools"] = [_responses_tool(tool) for tool in tools]
+        chat["tool_choice"] = request.get("tool_choice")
+    return count_chat_tokens(chat, model, config=config)

@@ -30,8 +30,17 @@ class StreamMeter(Protocol):
 class Dialect(Protocol):
     """One client-facing wire format."""
 
-    #: ``"chat"``, ``"messages"``: the ``dialect`` column of the request log and part of cache keys.
+    #: ``"chat"``, ``"messages"``, ``"responses"``: the ``dialect`` column of the request log and part of
+    #: cache keys.
     name: str
+    #: Bytes only a stream event carrying usage holds: a layer reading usage off a stream decodes only
+    #: the events holding them.
+    usage_mark: bytes
+    #: Bytes of the event whose usage is final (Anthropic's ``message_start`` reports input only).
+    final_mark: bytes
+    #: Whether a request without the output cap is refused (Anthropic requires ``max_tokens``); when
+    #: not, a layer that needs a cap writes one into :meth:`cap_field`.
+    cap_required: bool
 
     def error_body(self, exc: GatewayError) -> bytes:
         """The JSON body of an error answer in this format."""

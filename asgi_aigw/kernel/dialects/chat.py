@@ -62,6 +62,10 @@ class ChatDialect:
     """``POST /v1/chat/completions``: OpenAI's errors, ``max_completion_tokens``/``max_tokens``, ``n``."""
 
     name = "chat"
+    # usage rides on the last chunk (``stream_options.include_usage``)
+    usage_mark = b'"prompt_tokens"'
+    final_mark = b'"prompt_tokens"'
+    cap_required = False
 
     def error_body(self, exc: GatewayError) -> bytes:
         return exc.to_json()

@@ -122,6 +122,10 @@ class MessagesDialect:
     """``POST /v1/messages``: Anthropic's errors, the required ``max_tokens``, one answer."""
 
     name = "messages"
+    # message_start has the input figures; the cumulative message_delta completes them
+    usage_mark = b'"usage"'
+    final_mark = b'"message_delta"'
+    cap_required = True
 
     def error_body(self, exc: GatewayError) -> bytes:
         return orjson.dumps(error_payload(exc))

@@ -6,9 +6,6 @@ Errors are OpenAI's error object, but a stream's error is the Responses API's ow
 included, broken down in ``input_tokens_details``) and ``output_tokens`` (reasoning included), which a
 stream reports once, in the ``response`` of its last event (``response.completed``,
 ``response.incomplete`` or ``response.failed``).
-
-Not yet registered in :data:`~asgi_aigw.kernel.dialects.DIALECTS` nor routed by
-:func:`~asgi_aigw.kernel.routes.classify`: that comes with the ``/v1/responses`` ingress.
 """
 
 from __future__ import annotations
@@ -133,6 +130,10 @@ class ResponsesDialect:
     """``POST /v1/responses``: OpenAI's errors, ``max_output_tokens``, one answer."""
 
     name = "responses"
+    # only the final event's response has usage (null in response.created and in_progress)
+    usage_mark = b'"usage"'
+    final_mark = b'"usage"'
+    cap_required = False
 
     def error_body(self, exc: GatewayError) -> bytes:
         return exc.to_json()
