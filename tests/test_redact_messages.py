@@ -634,3 +634,21 @@ async def test_disguised_values_in_nested_messages_fields_never_reach_the_provid
             assert response.status_code == 200, name
             assert "garcia@example.com" not in clean(fake.last_request.body), name
             assert fake.last_request.body.count(b"<EMAIL_ADDRESS_1>") == 5, name  # each of the five places
+
+
+async def test_a_dialect_redaction_cannot_walk_is_refused_never_forwarded() -> None:
+    from asgi_aigw.redact import RedactConfig, RedactMiddleware
+
+    reached: list[bytes] = []
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        reached.append(b"called")
+
+    app = RedactMiddleware(inner, config=RedactConfig())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client:
+        answer = await client.post(
+            "/v1/responses", json={"model": "gpt-5", "input": "My email is maria.gonzalez@example.com"}
+        )
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "redaction_unsupported"
+    assert reached == []

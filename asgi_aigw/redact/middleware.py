@@ -197,7 +197,17 @@ def _walk(route: str, config: RedactConfig, data: dict[str, Any]) -> Walk:
         return Walk(config).chat(data)
     if route in ("messages", "count_tokens"):
         return MessagesWalk(config).messages(data)
-    return Walk(config).embeddings(data)
+    if route == "embeddings":
+        return Walk(config).embeddings(data)
+    # a dialect without a walk of its own is refused, never forwarded half-scanned
+    raise GatewayError(
+        f"This gateway redacts personal data and cannot yet do so on the {route} route, so the request "
+        "was not sent. Use the Chat Completions or Messages API, or ask the operator to turn redaction off "
+        "for this route.",
+        status=400,
+        type="invalid_request_error",
+        code="redaction_unsupported",
+    )
 
 
 def _blocked_error(blocked: dict[str, list[str]]) -> PIIBlocked:
