@@ -657,3 +657,17 @@ async def test_a_translated_answer_through_the_router_is_cached(fake: FakeProvid
     assert text_of(final_response(hit)) == text_of(final_response(miss))
     assert [hit.headers[h] for h in WHO] == [miss.headers[h] for h in WHO]
     await cache.aclose()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+async def test_a_bad_ttl_header_is_a_400_in_openais_shape(
+    stack: httpx.AsyncClient, fake: FakeProvider, stream: bool
+) -> None:
+    response = await stack.post(
+        "/v1/responses", json=body(stream=stream), headers={"x-aigw-cache-ttl": "soon"}
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == "x-aigw-cache-ttl"
+    assert fake.requests == []
