@@ -15,9 +15,11 @@ from .chat_request import chat_valid, chat_view
 from .entry import CachedAnswer, StreamAssembler
 from .messages_request import MessagesView
 from .replay_messages import CachedMessage, MessageAssembler
+from .replay_responses import CachedResponse, ResponseAssembler
+from .responses_request import ResponsesView
 
-#: A stored answer of either dialect.
-Entry = CachedAnswer | CachedMessage
+#: A stored answer of any dialect.
+Entry = CachedAnswer | CachedMessage | CachedResponse
 
 
 class RequestView(Protocol):
@@ -49,10 +51,12 @@ class EntryFormat:
     view: Callable[[JSONBody], RequestView | None]
     #: Whether the whole body is valid (asked before the semantic layer only).
     valid: Callable[[JSONBody], bool]
-    entry: type[CachedAnswer] | type[CachedMessage]
+    entry: type[CachedAnswer] | type[CachedMessage] | type[CachedResponse]
     #: The answer of a complete JSON body; ``None`` when it is not one to cache.
     from_json: Callable[[bytes], Entry | None]
     assembler: Callable[[], Assembler]
+    #: The entry as replayed to the request of this view (a copy when it differs: entries are shared).
+    bind: Callable[[Entry, RequestView], Entry] = lambda entry, view: entry
 
 
 def _messages_view(body: JSONBody) -> MessagesView | None:
@@ -60,12 +64,31 @@ def _messages_view(body: JSONBody) -> MessagesView | None:
 
 
 def _always(body: JSONBody) -> bool:
-    return True  # MessagesView.read checked every field the cache relies on
+    return True  # the view's read checked every field the cache relies on
+
+
+def _responses_view(body: JSONBody) -> ResponsesView | None:
+    return ResponsesView.read(body.data)
+
+
+def _responses_bind(entry: Entry, view: RequestView) -> Entry:
+    # a response echoes metadata, user, ...: the asking request's, which the key leaves out
+    if isinstance(entry, CachedResponse) and isinstance(view, ResponsesView):
+        return entry.answering(view.echo)
+    return entry
 
 
 FORMATS: dict[str, EntryFormat] = {
     "chat": EntryFormat(chat_view, chat_valid, CachedAnswer, CachedAnswer.from_json, StreamAssembler),
     "messages": EntryFormat(
         _messages_view, _always, CachedMessage, CachedMessage.from_json, MessageAssembler
+    ),
+    "responses": EntryFormat(
+        _responses_view,
+        _always,
+        CachedResponse,
+        CachedResponse.from_json,
+        ResponseAssembler,
+        _responses_bind,
     ),
 }

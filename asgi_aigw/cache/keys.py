@@ -15,6 +15,12 @@
   (a hint for Anthropic's prompt cache, not a change to the answer), with a string ``content`` or
   ``system`` as the text block it stands for, and with the ``anthropic-version`` and ``anthropic-beta``
   headers (a beta can change what the model may answer).
+- A Responses request is keyed without ``stream``, ``stream_options``, ``store``, ``background`` (only
+  ``false`` reaches the keys: other values bypass the cache), ``metadata``, ``user``,
+  ``safety_identifier``, ``prompt_cache_key`` and ``prompt_cache_retention``, with a string ``input``
+  as the one user message it stands for and a message item's string ``content`` as its text part.
+  Its question is the last input item when that is a user message of text only; ``instructions`` and
+  every earlier item are in its scope.
 """
 
 from __future__ import annotations
@@ -32,6 +38,20 @@ IGNORED_FIELDS = frozenset({"stream", "stream_options", "user", "metadata", "sto
 #: The same for Messages requests (``metadata`` holds only ``user_id``; a top-level ``cache_control`` is
 #: Anthropic's automatic prompt caching).
 MESSAGES_IGNORED_FIELDS = frozenset({"stream", "metadata", "cache_control"})
+#: The same for Responses requests (echoed in the response, but a hit echoes the asking request's).
+RESPONSES_IGNORED_FIELDS = frozenset(
+    {
+        "stream",
+        "stream_options",
+        "store",
+        "background",
+        "metadata",
+        "user",
+        "safety_identifier",
+        "prompt_cache_key",
+        "prompt_cache_retention",
+    }
+)
 #: Request headers of the Messages API that are part of its key.
 MESSAGES_KEYED_HEADERS = (b"anthropic-version", b"anthropic-beta")
 
@@ -51,8 +71,9 @@ def tenant_tag(tenant: str) -> str:
     return hashlib.sha256(tenant.encode()).hexdigest()[:16]
 
 
-def message_text(message: Any) -> str | None:
-    """The text of a message whose content is a string or text parts only; ``None`` otherwise."""
+def message_text(message: Any, text_type: str = "text") -> str | None:
+    """The text of a message whose content is a string or text parts (of type ``text_type``) only;
+    ``None`` otherwise."""
     if not isinstance(message, dict):
         return None
     content = message.get("content")
@@ -63,7 +84,7 @@ def message_text(message: Any) -> str | None:
         for part in content:
             if (
                 not isinstance(part, dict)
-                or part.get("type") != "text"
+                or part.get("type") != text_type
                 or not isinstance(part.get("text"), str)
             ):
                 return None  # an image or a file: the text alone does not say what is asked
@@ -77,6 +98,9 @@ class CacheKeys:
     needs them (an exact hit never does)."""
 
     __slots__ = ("_dialect", "_max_question_chars", "_request", "_semantic", "exact", "tenant")
+
+    #: Per dialect: the request field holding the turns, and the type of a text part.
+    _TURNS = {"responses": ("input", "input_text")}
 
     def __init__(
         self, tenant: str, request: dict[str, Any], *, max_question_chars: int, dialect: str = "chat"
@@ -113,14 +137,17 @@ class CacheKeys:
 
     def _compute_semantic(self) -> tuple[str | None, str | None]:
         request = self._request
-        messages = request.get("messages") or []
+        turns, text_type = self._TURNS.get(self._dialect, ("messages", "text"))
+        messages = request.get(turns) or []
         last = messages[-1] if messages else None
-        question = message_text(last) if isinstance(last, dict) and last.get("role") == "user" else None
+        question = (
+            message_text(last, text_type) if isinstance(last, dict) and last.get("role") == "user" else None
+        )
         if question is None or not question.strip() or len(question) > self._max_question_chars:
             return None, None
         # The last message's other fields (a "name", say) stay in the scope: only its text may differ.
         last_rest = {k: v for k, v in last.items() if k != "content"} if isinstance(last, dict) else {}
-        scope_request = {**request, "messages": messages[:-1], "last_message": last_rest}
+        scope_request = {**request, turns: messages[:-1], "last_message": last_rest}
         scope = f"{tenant_tag(self.tenant)}:{_digest(self._hashed(scope_request))}"
         return scope, question.strip()
 
@@ -133,10 +160,12 @@ def cache_keys(
     dialect: str = "chat",
     headers: Iterable[tuple[bytes, bytes]] = (),
 ) -> CacheKeys:
-    """The keys of a validated ``body`` of ``dialect`` (``chat`` or ``messages``) for ``tenant``;
+    """The keys of a validated ``body`` of ``dialect`` (``chat``, ``messages``, ``responses``) for ``tenant``;
     ``headers``: the request's, of which Messages keys take :data:`MESSAGES_KEYED_HEADERS`."""
     if dialect == "messages":
         request = messages_key_request(body, headers)
+    elif dialect == "responses":
+        request = responses_key_request(body)
     else:
         request = {k: v for k, v in body.items() if k not in IGNORED_FIELDS}
     return CacheKeys(tenant, request, max_question_chars=max_question_chars, dialect=dialect)
@@ -169,6 +198,30 @@ def messages_key_request(body: dict[str, Any], headers: Iterable[tuple[bytes, by
             keyed.setdefault(header.decode(), []).extend(values)
     request["headers"] = {header: sorted(set(values)) for header, values in keyed.items()}
     return request
+
+
+def responses_key_request(body: dict[str, Any]) -> dict[str, Any]:
+    """What of a Responses request its keys hash: the body without :data:`RESPONSES_IGNORED_FIELDS`,
+    ``input`` as a list of items in their long form."""
+    request = {k: v for k, v in body.items() if k not in RESPONSES_IGNORED_FIELDS}
+    items = request.get("input")
+    if isinstance(items, str):
+        items = [{"role": "user", "content": items}]
+    if isinstance(items, list):
+        request["input"] = [_input_item(item) for item in items]
+    return request
+
+
+def _input_item(item: Any) -> Any:
+    """An input item in its long form: a message item without ``type`` with it (``"message"``, its
+    only meaning), a user, system or developer message's string ``content`` as its ``input_text`` part
+    (OpenAI documents each pair as the same)."""
+    if not isinstance(item, dict) or "role" not in item or item.get("type", "message") != "message":
+        return item
+    item = {**item, "type": "message"}
+    if isinstance(item.get("content"), str) and item["role"] in ("user", "system", "developer"):
+        item["content"] = [{"type": "input_text", "text": item["content"]}]
+    return item
 
 
 def _as_blocks(content: Any) -> Any:

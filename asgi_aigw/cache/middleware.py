@@ -7,8 +7,9 @@ request ─► exact store (Redis / LRU) ──hit──► replay (JSON or SSE)
         └► the app, answer teed ─► stored once it ended normally            x-aigw-cache: miss
 ```
 
-Chat Completions (``/v1/chat/completions``) and Anthropic Messages (``/v1/messages``) requests are
-cached alike; the dialect is part of every key, and an answer is replayed in the dialect that stored it.
+Chat Completions (``/v1/chat/completions``), Anthropic Messages (``/v1/messages``) and OpenAI
+Responses (``/v1/responses``) requests are cached alike; the dialect is part of every key, and an
+answer is replayed in the dialect that stored it.
 
 A failing store or embedder is a miss (logged once per interval), never an error for the client.
 """
@@ -89,7 +90,8 @@ class _ThrottledLog:
 
 
 class SemanticCacheMiddleware:
-    """Answer chat and Messages requests from the cache; see the module docstring and docs/cache.md.
+    """Answer chat, Messages and Responses requests from the cache; see the module docstring and
+    docs/cache.md.
 
     Every setting is in ``config``; the stores are the ones ``config.store`` and ``config.vector_store``
     name (``vector_store: null``: no semantic layer). Injected objects: ``exact`` and ``vector``, stores
@@ -228,7 +230,7 @@ class SemanticCacheMiddleware:
                     return
                 answer, status, score, vector = await self._lookup_semantic(keys, fmt)
             if answer is not None:
-                await self._replay(send, ctx, view, answer, status, score)
+                await self._replay(send, ctx, view, fmt.bind(answer, view), status, score)
                 return
         ctx.cache_status = MISS if controls.lookup else BYPASS
         await self._forward_and_store(scope, receive, send, ctx, keys, controls, vector, fmt)
