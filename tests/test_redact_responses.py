@@ -441,20 +441,23 @@ async def test_a_stream_split_at_every_byte_boundary_is_restored() -> None:
     assert len(inner.bodies) == len(whole) + 1
 
 
-async def test_the_openai_sdk_over_uvicorn_through_the_router_gets_its_values_back() -> None:
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_the_openai_sdk_over_uvicorn_through_the_router_gets_its_values_back(provider: str) -> None:
+    """Passed through to an OpenAI deployment, or translated for an Anthropic one: the provider sees
+    placeholders, ``responses.create`` and ``responses.stream`` (deltas and final response) the values."""
     fake = FakeProvider()
     upstream = ServerThread(fake)
     upstream.start()
     deployment = DeploymentConfig(
-        provider="openai",
-        model="gpt-up",
-        base_url=upstream.base_url + "/v1",
+        provider=provider,
+        model="up-model",
+        base_url=upstream.base_url + ("/v1" if provider == "openai" else ""),
         api_key="test-key-not-real",  # type: ignore[arg-type]
-        responses_api=True,
+        responses_api=True if provider == "openai" else None,
     )
     config = GatewayConfig(
         router=RouterConfig(
-            models=[ModelConfig(name="gpt", deployments=[deployment])], retry=RetryConfig(retries=0)
+            models=[ModelConfig(name="model", deployments=[deployment])], retry=RetryConfig(retries=0)
         ),
         redact=RedactConfig(regex_only=True),
     )
@@ -465,14 +468,16 @@ async def test_the_openai_sdk_over_uvicorn_through_the_router_gets_its_values_ba
             client = openai.AsyncOpenAI(
                 base_url=f"{base_url}/ai/v1", api_key="test-key-not-real", max_retries=0
             )
-            answer = await client.responses.create(model="gpt", input=prompt, max_output_tokens=64)
+            answer = await client.responses.create(model="model", input=prompt, max_output_tokens=64)
             assert answer.output_text == f"Echo: {prompt}"
-            async with client.responses.stream(model="gpt", input=prompt) as stream:
+            async with client.responses.stream(model="model", input=prompt, max_output_tokens=64) as stream:
                 deltas = [e.delta async for e in stream if e.type == "response.output_text.delta"]
                 final = await stream.get_final_response()
             assert "".join(deltas) == f"Echo: {prompt}"
             assert final.output_text == f"Echo: {prompt}"
-            async with client.responses.stream(model="gpt", input=prompt, tools=[LOOKUP]) as stream:
+            async with client.responses.stream(
+                model="model", input=prompt, tools=[LOOKUP], max_output_tokens=64
+            ) as stream:
                 called = await stream.get_final_response()
             call = called.output[0]
             assert call.type == "function_call"
@@ -481,6 +486,7 @@ async def test_the_openai_sdk_over_uvicorn_through_the_router_gets_its_values_ba
     finally:
         upstream.stop()
     assert len(fake.requests) == 3
+    assert b"<EMAIL_ADDRESS_1>" in fake.requests[0].body
     assert_nowhere([r.body for r in fake.requests], {"EMAIL_ADDRESS": EMAIL, "US_SSN": SSN})
 
 
