@@ -160,7 +160,9 @@ class ResponsesWalk(Walk):
         if not isinstance(item, dict):
             self._any(items, index, location)  # the provider refuses it; still never unscanned
             return
-        kind = item.get("type", "message")
+        kind = item.get("type")
+        if kind is None:  # an easy input message, or an item reference (``{"id": ...}`` alone)
+            kind = "message" if "role" in item or "content" in item else "item_reference"
         if kind == "message":
             role = item.get("role")
             self._check_role(role, location)
