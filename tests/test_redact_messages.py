@@ -36,7 +36,12 @@ def config(**options: Any) -> RedactConfig:
 
 
 def client_for(app: Any) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=StreamingASGITransport(app), base_url="http://testserver")
+    # the version header Anthropic requires (FakeProvider checks it as the API does)
+    return httpx.AsyncClient(
+        transport=StreamingASGITransport(app),
+        base_url="http://testserver",
+        headers={"anthropic-version": "2023-06-01"},
+    )
 
 
 @pytest.fixture
@@ -180,6 +185,8 @@ def every_field() -> dict[str, Any]:
                         "name": "lookup",
                         "input": {"iban": c["IBAN_CODE"]},
                     },
+                    # each tool result answers a call of the turn before, as Anthropic requires
+                    {"type": "tool_use", "id": "toolu_01B", "name": "lookup", "input": {}},
                 ],
             },
             {
