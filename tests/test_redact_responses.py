@@ -563,3 +563,54 @@ async def test_answer_scan_masks_new_pii_in_output_text_only() -> None:
     assert output[1]["content"][0]["text"] == f"Your SSN is <US_SSN>, mail {EMAIL}."
     assert output[1]["content"][1]["refusal"] == "Not calling <PHONE_NUMBER>."
     assert output[0]["encrypted_content"] == ENCRYPTED
+
+
+async def test_the_openai_sdk_reads_held_text_flushed_as_an_added_delta() -> None:
+    """Text ending with what could have been a placeholder's start is held, then sent as one more delta
+    before its ``.done`` event; the SDK takes the renumbered stream, its deltas and final response whole."""
+    text = "Mail <EMAIL_ADDRESS_1> or <EMAIL"
+    where = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
+    part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+    message = {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "status": "completed",
+        "content": [part],
+    }
+    response = {
+        "id": "resp_1",
+        "object": "response",
+        "created_at": 1,
+        "status": "completed",
+        "model": "m",
+        "output": [message],
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+    }
+    started = {**response, "status": "in_progress", "output": []}
+    events = _events(
+        {"type": "response.created", "response": started},
+        {"type": "response.output_item.added", "output_index": 0, "item": {**message, "content": []}},
+        {"type": "response.content_part.added", **where, "part": {**part, "text": ""}},
+        {"type": "response.output_text.delta", **where, "delta": text, "logprobs": []},
+        {"type": "response.output_text.done", **where, "text": text, "logprobs": []},
+        {"type": "response.content_part.done", **where, "part": part},
+        {"type": "response.output_item.done", "output_index": 0, "item": message},
+        {"type": "response.completed", "response": response},
+    )
+    inner = ResponsesApp(events)
+    app = RedactMiddleware(inner, config=RedactConfig(regex_only=True), analyzer=base_analyzer(True))
+    expected = f"Mail {EMAIL} or <EMAIL"
+    async with served(app) as base_url:
+        client = openai.AsyncOpenAI(base_url=f"{base_url}/v1", api_key="test-key-not-real", max_retries=0)
+        async with client.responses.stream(model="m", input=f"Mail {EMAIL}") as stream:
+            seen = [event async for event in stream]
+            final = await stream.get_final_response()
+        await client.close()
+    deltas = [e for e in seen if e.type == "response.output_text.delta"]
+    assert [e.delta for e in deltas] == [f"Mail {EMAIL} or ", "<EMAIL"]
+    assert deltas[-1].snapshot == expected
+    assert [e.sequence_number for e in seen] == list(range(len(events) + 1))
+    assert final.output_text == expected
