@@ -11,7 +11,7 @@ scanned, because they are ids, names, enum values, settings or binary data the A
 - in input items: ``type``, ``id``, ``call_id``, ``role`` (checked: an unknown role is refused),
   ``status``, ``phase``, a function's ``name`` and ``namespace``, ``caller``, a reasoning item's
   ``encrypted_content``; in content parts ``type``, ``detail``, ``file_id``, an image's ``data:`` URL
-  and a file's ``file_data`` (base64);
+  and a file's ``file_data`` when it is a ``data:`` URL or base64 (other text there is scanned);
 - tools' ``name``, ``type`` and settings, their schemas' structural keywords (as for chat), an MCP
   tool's ``server_label`` and ``authorization`` (a secret, not text);
 - ``text.format``'s ``type`` and ``name``, ``text.verbosity``; a stored ``prompt``'s ``id`` and
@@ -32,7 +32,7 @@ from typing import Any
 
 from ..kernel.errors import InvalidRequest, clip
 from .fields import TextField, TextGroup
-from .walk import _JSON_TYPES, Walk
+from .walk import _JSON_TYPES, Walk, _is_blob
 
 #: The roles of a Responses message item.
 RESPONSES_ROLES: tuple[str, ...] = ("user", "assistant", "system", "developer")
@@ -238,8 +238,8 @@ class ResponsesWalk(Walk):
                     texts.append(TextField(part, key, at, value))
                 elif key == "image_url" and isinstance(value, str) and value.startswith("data:"):
                     continue  # inline base64: not text
-                elif key == "file_data" and isinstance(value, str):
-                    continue  # base64 (or a data: URL)
+                elif key == "file_data" and isinstance(value, str) and _is_file_data(value):
+                    continue  # a data: URL or base64: anything else is scanned as text
                 else:
                     self._any(part, key, at)  # file names, URLs, refusals, annotations, ...
         if len(texts) == 1:
@@ -285,3 +285,9 @@ class ResponsesWalk(Walk):
                         self._any(value, name, where)
             else:
                 self._any(text, key, at)
+
+
+def _is_file_data(value: str) -> bool:
+    """Whether a file's ``file_data`` is inline binary (a ``data:`` URL, as the API takes it, or bare
+    base64); anything else is text someone put there, and scanned."""
+    return value.startswith("data:") or _is_blob(value)
