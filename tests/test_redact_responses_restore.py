@@ -5,11 +5,14 @@ delta of its own before the event that ends its stream, the events after it renu
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from asgi_aigw.redact.placeholders import PlaceholderMap
 from asgi_aigw.redact.restore_responses import ResponsesJSONRestorer, ResponsesStreamRestorer
@@ -258,3 +261,23 @@ def test_a_stream_without_placeholders_passes_byte_for_byte() -> None:
 def test_a_map_with_nothing_to_restore_leaves_unknown_placeholders_as_written() -> None:
     payloads = run(text_stream("Say <PHONE_NUMBER_1>"))
     assert deltas_of(payloads) == "Say <PHONE_NUMBER_1>"
+
+
+_PIECES = st.sampled_from(
+    ["<EMAIL_ADDRESS_1>", "<PERSON_1>", "<EMAIL", "<", ">", " ", "a", "é", "<PERSON_2>", "_1>"]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(pieces=st.lists(_PIECES, max_size=12), cuts=st.lists(st.integers(0, 200), max_size=6))
+def test_any_split_of_any_text_restores_like_the_whole_and_stays_numbered(
+    pieces: list[str], cuts: list[int]
+) -> None:
+    text = "".join(pieces)
+    bounds = sorted({0, len(text), *(c % (len(text) + 1) for c in cuts)})
+    deltas = [text[a:b] for a, b in itertools.pairwise(bounds)]
+    m = mapping()
+    payloads = run(text_stream(*deltas, done=text), m)
+    assert deltas_of(payloads) == m.restore(text)
+    assert [p["sequence_number"] for p in payloads] == list(range(len(payloads)))
+    assert next(p for p in payloads if p["type"] == "response.output_text.done")["text"] == m.restore(text)
