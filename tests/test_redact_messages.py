@@ -643,19 +643,29 @@ async def test_disguised_values_in_nested_messages_fields_never_reach_the_provid
             assert fake.last_request.body.count(b"<EMAIL_ADDRESS_1>") == 5, name  # each of the five places
 
 
-async def test_a_dialect_redaction_cannot_walk_is_refused_never_forwarded() -> None:
-    from asgi_aigw.redact import RedactConfig, RedactMiddleware
+async def test_a_dialect_redaction_cannot_walk_is_refused_never_forwarded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A prompt route the middleware has no walk for (a dialect added to the kernel before redaction
+    learnt it) is refused with 400, never forwarded half-scanned; the Responses route is walked."""
+    from asgi_aigw.redact import middleware
 
     reached: list[bytes] = []
 
     async def inner(scope: Any, receive: Any, send: Any) -> None:
         reached.append(b"called")
 
-    app = RedactMiddleware(inner, config=RedactConfig())
+    monkeypatch.setattr(middleware, "PROMPT_ROUTES", middleware.PROMPT_ROUTES | {"future"})
+    classify = middleware.classify
+    monkeypatch.setattr(
+        middleware, "classify", lambda scope: "future" if scope["path"] == "/v1/future" else classify(scope)
+    )
+    app = RedactMiddleware(inner, config=RedactConfig(regex_only=True), analyzer=base_analyzer(True))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client:
-        answer = await client.post(
-            "/v1/responses", json={"model": "gpt-5", "input": "My email is maria.gonzalez@example.com"}
-        )
+        answer = await client.post("/v1/future", json={"model": "m", "input": f"My email is {EMAIL}"})
     assert answer.status_code == 400
     assert answer.json()["error"]["code"] == "redaction_unsupported"
+    assert EMAIL not in answer.text
     assert reached == []
+    walked = middleware._walk("responses", RedactConfig(), {"model": "m", "input": f"My email is {EMAIL}"})
+    assert [field.text for field in walked.fields] == [f"My email is {EMAIL}"]

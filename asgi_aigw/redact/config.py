@@ -101,7 +101,8 @@ class RedactConfig(BodyLimits):
     phone_regions: list[str] = Field(default_factory=lambda: list(DEFAULT_PHONE_REGIONS))
     #: Roles whose messages are scanned (a role left out is sent, and logged, as written; a role the
     #: request's API does not define is refused with 400 whatever this says). Messages requests
-    #: read ``user`` and ``assistant`` from the same list.
+    #: read ``user`` and ``assistant`` from the same list; Responses requests their message roles, and
+    #: ``assistant`` for function calls and reasoning items, ``tool`` for function call outputs.
     roles: list[str] = Field(default_factory=lambda: list(DEFAULT_ROLES))
     #: Scan the arguments of tool calls in assistant messages (they carry restored values too).
     scan_tool_arguments: bool = True

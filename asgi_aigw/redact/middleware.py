@@ -21,9 +21,11 @@ from .fields import Scanned, TextField, TextGroup, apply, plan, rewrite
 from .placeholders import PlaceholderMap, placeholder_counts, placeholders_in
 from .restore import JSONRestorer, StreamRestorer, restore_json_value
 from .restore_messages import MessagesJSONRestorer, MessagesStreamRestorer
+from .restore_responses import ResponsesJSONRestorer, ResponsesStreamRestorer
 from .scanner import Finding, Scanner
 from .walk import Walk
 from .walk_messages import MessagesWalk
+from .walk_responses import ResponsesWalk
 
 if TYPE_CHECKING:
     from presidio_analyzer import AnalyzerEngine
@@ -182,6 +184,9 @@ class RedactMiddleware:
         outer: Send = _AnswerScanner(send, self.scanner, self.config, mapping, route) if scan else send
         if not mapping:
             return outer
+        if route == "responses":
+            restorer = ResponsesStreamRestorer(mapping)
+            return ResponseTap(outer, on_json=ResponsesJSONRestorer(mapping), on_event=restorer.on_event)
         if route != "chat":
             events = MessagesStreamRestorer(mapping)
             return ResponseTap(outer, on_json=MessagesJSONRestorer(mapping), on_event=events.on_event)
@@ -197,13 +202,16 @@ def _walk(route: str, config: RedactConfig, data: dict[str, Any]) -> Walk:
         return Walk(config).chat(data)
     if route in ("messages", "count_tokens"):
         return MessagesWalk(config).messages(data)
+    if route == "responses":
+        return ResponsesWalk(config).responses(data)
     if route == "embeddings":
         return Walk(config).embeddings(data)
-    # a dialect without a walk of its own is refused, never forwarded half-scanned
+    # a route without a walk of its own (a dialect added to the kernel's PROMPT_ROUTES before this
+    # module learnt it) is refused, never forwarded half-scanned
     raise GatewayError(
         f"This gateway redacts personal data and cannot yet do so on the {route} route, so the request "
-        "was not sent. Use the Chat Completions or Messages API, or ask the operator to turn redaction off "
-        "for this route.",
+        "was not sent. Use the Chat Completions, Messages or Responses API, or ask the operator to turn "
+        "redaction off for this route.",
         status=400,
         type="invalid_request_error",
         code="redaction_unsupported",
@@ -221,7 +229,7 @@ def _blocked_error(blocked: dict[str, list[str]]) -> PIIBlocked:
 
 class _AnswerScanner:
     """A ``send`` that masks PII the request did not contain in a JSON answer (chat's message
-    content, a Messages answer's text blocks).
+    content, a Messages answer's text blocks, a Responses answer's output text and refusals).
 
     It sits outside the restorer, so it sees the answer with the request's own values already
     restored, and masks only what is new. The JSON answer is held until it is complete (it is
@@ -276,7 +284,12 @@ class _AnswerScanner:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
             return None
-        fields = _answer_texts(data) if self._route == "chat" else _message_texts(data)
+        if self._route == "chat":
+            fields = _answer_texts(data)
+        elif self._route == "responses":
+            fields = _output_texts(data)
+        else:
+            fields = _message_texts(data)
         if not fields:
             return None
         results = await self._scanner.analyze([field.text for field in fields])
@@ -315,6 +328,24 @@ def _message_texts(data: Any) -> list[TextField]:
         for i, block in enumerate(content)
         if isinstance(block, dict) and block.get("type") == "text" and isinstance(block.get("text"), str)
     ]
+
+
+def _output_texts(data: Any) -> list[TextField]:
+    """The ``output_text`` and ``refusal`` parts of a Responses answer's message items."""
+    output = data.get("output") if isinstance(data, dict) else None
+    if not isinstance(output, list):
+        return []
+    fields: list[TextField] = []
+    for i, item in enumerate(output):
+        if not isinstance(item, dict) or item.get("type") != "message":
+            continue
+        for j, part in enumerate(item.get("content") or ()):
+            if not isinstance(part, dict):
+                continue
+            key = "text" if part.get("type") == "output_text" else "refusal"
+            if part.get("type") in ("output_text", "refusal") and isinstance(part.get(key), str):
+                fields.append(TextField(part, key, f"output[{i}].content[{j}].{key}", part[key]))
+    return fields
 
 
 __all__ = ["PIIBlocked", "RedactMiddleware", "RedactionUnavailable", "restore_json_value"]
