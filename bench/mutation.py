@@ -238,8 +238,8 @@ EQUIVALENT: dict[str, dict[str, str]] = {
     "cache-keys": {
         "CacheKeys._scope_and_question: if self._semantic is None -> if True": "only the memo: computing "
         "the scope and question again gives the same values",
-        'CacheKeys._compute_semantic: request.get("messages") or [] [drop []]': "without messages the "
-        "last message is None either way, and the question with it",
+        "CacheKeys._compute_semantic: request.get(turns) or [] [drop []]": "without turns the last "
+        "message is None either way, and the question with it",
     },
     "budget-windows": {
         "Slot: False -> True #2": "the suffix is made of the window and the start, which are compared already",
