@@ -137,3 +137,34 @@ def gateway_aiohttp() -> Any:
 
 def gateway_httpx() -> Any:
     return gateway("httpx")
+
+
+def gateway_dialects() -> Any:
+    """The router mounted at /ai with one OpenAI model (``gpt-4o-mini``, serving the Responses API) and
+    one Anthropic model (``claude-sonnet-4-5``), both in front of ``BENCH_UPSTREAM``'s FakeProvider."""
+    from asgi_aigw import build_app
+    from asgi_aigw.config import GatewayConfig
+    from asgi_aigw.router.config import DeploymentConfig, ModelConfig, RouterConfig
+
+    origin = UPSTREAM.rsplit("/v1/", 1)[0]
+    openai_model = DeploymentConfig(
+        model="gpt-4o-mini",
+        base_url=f"{origin}/v1",
+        api_key="sk-bench-fake",  # type: ignore[arg-type]
+        responses_api=True,
+    )
+    anthropic_model = DeploymentConfig(
+        provider="anthropic",
+        model="claude-sonnet-4-5",
+        base_url=origin,
+        api_key="sk-bench-fake",  # type: ignore[arg-type]
+    )
+    config = GatewayConfig(
+        router=RouterConfig(
+            models=[
+                ModelConfig(name="gpt-4o-mini", deployments=[openai_model]),
+                ModelConfig(name="claude-sonnet-4-5", deployments=[anthropic_model]),
+            ]
+        )
+    )
+    return build_app(config, env={})

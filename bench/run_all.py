@@ -58,6 +58,7 @@ def benchmarks(redis: str, plot_path: Path) -> list[Bench]:
             needs=["wrk"],
         ),
         Bench("router", ["--seconds", "8"], ["--seconds", "2"], needs=["wrk"]),
+        Bench("dialects", ["--seconds", "6"], ["--seconds", "2"], needs=["wrk"]),
         Bench(
             "cache", ["--seconds", "4", "--rounds", "3"], ["--seconds", "2", "--rounds", "1"], needs=["wrk"]
         ),
