@@ -16,7 +16,7 @@ from asgi_aigw.providers import TranslatedResponse
 from asgi_aigw.providers.ollama import OllamaAdapter
 from asgi_aigw.providers.openai import OpenAIStreamTranslator
 from asgi_aigw.router.passthrough import MessagesRelay, client_headers, rewrite_model
-from asgi_aigw.translate import MessagesStream, chat_request, message_answer
+from asgi_aigw.translate.messages import MessagesStream, chat_request, message_answer
 
 from .golden import (
     CLOCK,

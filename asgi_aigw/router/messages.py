@@ -3,7 +3,7 @@ name exactly as chat completions are (same registry, retries, fallbacks, timeout
 
 To an Anthropic deployment the request passes through (:mod:`.passthrough`); to any other it is
 translated to a chat completion for the provider's adapter and the answer translated back
-(:mod:`asgi_aigw.translate`). A model with deployments of both kinds may fall back from one to the
+(:mod:`asgi_aigw.translate.messages`). A model with deployments of both kinds may fall back from one to the
 other: each attempt builds its own request.
 """
 
@@ -23,7 +23,7 @@ from ..kernel.models import CountTokensRequest, MessagesRequest
 from ..kernel.types import Receive, Scope, Send
 from ..providers import Deployment, ProviderAdapter, TranslatedResponse, UpstreamRequest
 from ..providers._translate import random_id
-from ..translate import ChatTranslation, MessagesStream, chat_request, message_answer
+from ..translate.messages import ChatTranslation, MessagesStream, chat_request, message_answer
 from . import passthrough
 from .answer import DROPPED_PARAMS, RELAYED_HEADERS, answer_headers, record
 from .upstream import UpstreamResponse

@@ -23,13 +23,14 @@ inside a tool result, and any field or block type without an equivalent.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 from pydantic import ValidationError
 
-from ..kernel.errors import InvalidRequest, clip
-from ..kernel.models import ChatCompletionRequest, ContentBlock, MessagesRequest, validation_error_message
+from ...kernel.errors import InvalidRequest, clip
+from ...kernel.models import ChatCompletionRequest, ContentBlock, MessagesRequest, validation_error_message
+from ..base import ChatTranslation
 
 #: Reported in ``x-aigw-dropped-params`` when a block or tool carried a prompt-caching marker.
 DROPPED_CACHE_CONTROL = "cache_control"
@@ -42,14 +43,6 @@ _NO_TOP_K = frozenset({"openai"})
 _THINKING_OFF = frozenset({"disabled"})
 #: Block fields that are no part of what the model reads.
 _BLOCK_HINTS = frozenset({"cache_control"})
-
-
-class ChatTranslation(NamedTuple):
-    """The chat completion body, the same validated, and the Messages fields left out as hints."""
-
-    body: dict[str, Any]
-    request: ChatCompletionRequest
-    dropped: list[str]
 
 
 class _Dropped:
