@@ -10,7 +10,7 @@ other: each attempt builds its own request.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
@@ -23,13 +23,12 @@ from ..kernel.models import CountTokensRequest, MessagesRequest
 from ..kernel.types import Receive, Scope, Send
 from ..providers import Deployment, ProviderAdapter, TranslatedResponse, UpstreamRequest
 from ..providers._translate import random_id
-from ..translate.messages import ChatTranslation, MessagesStream, chat_request, message_answer
+from ..translate.messages import MessagesStream, chat_request, message_answer
 from . import passthrough
 from .answer import DROPPED_PARAMS, RELAYED_HEADERS, answer_headers, record
+from .kit import Progress, RouteKit
+from .translation import Translations
 from .upstream import UpstreamResponse
-
-if TYPE_CHECKING:
-    from .app import ProviderRouter, _Progress
 
 #: The provider whose deployments take Messages requests as they are.
 ANTHROPIC = "anthropic"
@@ -48,27 +47,11 @@ def _read_error(
     return adapter.error(status, content, headers)
 
 
-class _Translations:
-    """One translation per provider of the request (a fallback may cross providers), made when needed."""
-
-    __slots__ = ("_done", "_request")
-
-    def __init__(self, request: MessagesRequest) -> None:
-        self._request = request
-        self._done: dict[str, ChatTranslation] = {}
-
-    def get(self, provider: str) -> ChatTranslation:
-        found = self._done.get(provider)
-        if found is None:
-            found = self._done[provider] = chat_request(self._request, provider)
-        return found
-
-
 class MessagesRoutes:
-    """The Messages routes of one :class:`~asgi_aigw.router.ProviderRouter`, using its routing."""
+    """The Messages routes, using the routing of a router through its :class:`~.kit.RouteKit`."""
 
-    def __init__(self, router: ProviderRouter) -> None:
-        self._router = router
+    def __init__(self, kit: RouteKit) -> None:
+        self._kit = kit
 
     async def messages(
         self,
@@ -77,26 +60,22 @@ class MessagesRoutes:
         send: Send,
         ctx: RequestContext,
         body: JSONBody,
-        progress: _Progress,
+        progress: Progress,
     ) -> None:
-        router = self._router
+        kit = self._kit
         request = body.validate(MessagesRequest, "messages request")
         ctx.model = request.model
         ctx.stream = bool(request.stream)
-        resolved = router.registry.resolve(request.model)
+        resolved = kit.registry.resolve(request.model)
         headers = passthrough.client_headers(scope.get("headers"))
-        translations = _Translations(request)
+        translations = Translations(lambda provider: chat_request(request, provider), names=_MESSAGES_NAMES)
         fallback_id = random_id("msg_")
 
         def build(deployment: Deployment, adapter: ProviderAdapter) -> UpstreamRequest:
             if deployment.provider == ANTHROPIC:
                 ctx.extra[DROPPED_PARAMS] = []
                 return passthrough.upstream_request(deployment, body.raw, request.model, headers, "messages")
-            translation = translations.get(deployment.provider)
-            chat, data = translation.request, translation.body
-            unread = [_MESSAGES_NAMES.get(name, name) for name in adapter.dropped_params(chat, data)]
-            ctx.extra[DROPPED_PARAMS] = translation.dropped + unread
-            return adapter.chat_request(deployment, chat, data, stream=ctx.stream)
+            return translations.upstream_request(ctx, deployment, adapter, stream=ctx.stream)
 
         async def deliver(
             deployment: Deployment,
@@ -111,22 +90,19 @@ class MessagesRoutes:
                 if deployment.provider == ANTHROPIC:
                     translator = passthrough.MessagesRelay()
                 else:
-                    chat = translations.get(deployment.provider).request
-                    inner = adapter.chat_stream(deployment, chat, include_usage=True)
+                    inner = translations.chat_stream(deployment, adapter)
                     translator = MessagesStream(inner, model=deployment.model, fallback_id=fallback_id)
-                await router._relay_stream(send, ctx, deployment, response, translator, progress, deadline)
+                await kit.relay_stream(send, ctx, deployment, response, translator, progress, deadline)
                 return
-            content = await router._read(deployment, response)
+            content = await kit.read(deployment, response)
             if deployment.provider == ANTHROPIC:
                 answer = _anthropic_answer(content)
             else:
-                chat = translations.get(deployment.provider).request
-                answer = message_answer(
-                    adapter.chat_response(deployment, chat, content), deployment.model, fallback_id
-                )
-            await router._send_translated(send, ctx, deployment, answer, progress)
+                completion = translations.chat_response(deployment, adapter, content)
+                answer = message_answer(completion, deployment.model, fallback_id)
+            await kit.send_translated(send, ctx, deployment, answer, progress)
 
-        await router._route(receive, ctx, progress, resolved, build, deliver, _read_error)
+        await kit.route(receive, ctx, progress, resolved, build, deliver, _read_error)
 
     async def count_tokens(
         self,
@@ -135,13 +111,13 @@ class MessagesRoutes:
         send: Send,
         ctx: RequestContext,
         body: JSONBody,
-        progress: _Progress,
+        progress: Progress,
     ) -> None:
         """Anthropic deployments count; for a model without one the gateway estimates locally."""
-        router = self._router
+        kit = self._kit
         request = body.validate(CountTokensRequest, "count tokens request")
         ctx.model = request.model
-        resolved = router.registry.resolve(request.model)
+        resolved = kit.registry.resolve(request.model)
         anthropic = tuple(d for d in resolved.deployments if d.provider == ANTHROPIC)
         if not anthropic:
             if extra := sorted(request.model_extra or ()):
@@ -159,17 +135,17 @@ class MessagesRoutes:
         async def deliver(
             deployment: Deployment, adapter: ProviderAdapter, response: UpstreamResponse, _: float | None
         ) -> None:
-            content = await router._read(deployment, response)
-            data = _json_object(content, "a token count")
+            content = await kit.read(deployment, response)
+            data = passthrough.json_object(content, ANTHROPIC, "a token count")
             if not isinstance(data.get("input_tokens"), int):
                 raise UpstreamError("anthropic answered count_tokens without input_tokens.")
-            await router._send_translated(send, ctx, deployment, TranslatedResponse(content, None), progress)
+            await kit.send_translated(send, ctx, deployment, TranslatedResponse(content, None), progress)
 
         only_anthropic = dataclasses.replace(resolved, deployments=anthropic)
-        await router._route(receive, ctx, progress, only_anthropic, build, deliver, _read_error)
+        await kit.route(receive, ctx, progress, only_anthropic, build, deliver, _read_error)
 
     async def _count_locally(
-        self, send: Send, ctx: RequestContext, body: JSONBody, deployment: Deployment, progress: _Progress
+        self, send: Send, ctx: RequestContext, body: JSONBody, deployment: Deployment, progress: Progress
     ) -> None:
         # imported here: the tokenizer loads its tables on first use, which only this route needs
         from ..runtime.tokens import count_chat_tokens
@@ -199,19 +175,9 @@ def _relayed(deployment: Deployment, response: UpstreamResponse) -> list[tuple[b
     ]
 
 
-def _json_object(content: bytes, what: str) -> dict[str, Any]:
-    try:
-        data = orjson.loads(content)
-    except orjson.JSONDecodeError:
-        raise UpstreamError(f"anthropic answered with {what} that is not valid JSON.") from None
-    if not isinstance(data, dict):
-        raise UpstreamError(f"anthropic answered with {what} that is not a JSON object.")
-    return data
-
-
 def _anthropic_answer(content: bytes) -> TranslatedResponse:
     """Anthropic's answer as it came; read for its usage (cache reads and writes included) and model."""
-    data = _json_object(content, "a message")
+    data = passthrough.json_object(content, ANTHROPIC, "a message")
     if data.get("type") == "error":
         raise passthrough.event_error(data)
     model = data.get("model")

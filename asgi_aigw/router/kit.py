@@ -1,0 +1,107 @@
+"""What a dialect's routes use of the router: one small interface, so the route modules (``messages``,
+``responses``) never reach into :class:`~asgi_aigw.router.ProviderRouter` itself.
+
+A route builds each attempt's upstream request (:data:`BuildRequest`) and turns the upstream's answer
+into the client's (:data:`Deliver`); the router's :class:`RouteKit` runs the attempts (retries,
+fallbacks, cooldowns, client disconnects) and sends answers the way every route does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from ..kernel.context import RequestContext
+from ..kernel.errors import GatewayError
+from ..kernel.types import Receive, Send
+from ..providers import Deployment, ProviderAdapter, TranslatedResponse, UpstreamRequest
+from .registry import ModelRegistry, ResolvedModel
+from .upstream import UpstreamResponse
+
+#: Builds one attempt's upstream request for a deployment.
+BuildRequest = Callable[[Deployment, ProviderAdapter], UpstreamRequest]
+#: Turns one upstream response into the client's answer (``deadline``: when the first chunk is due).
+Deliver = Callable[[Deployment, ProviderAdapter, UpstreamResponse, "float | None"], Awaitable[None]]
+#: Reads a non-2xx upstream answer into the error for the client (default: the adapter's ``error``).
+ReadError = Callable[[Deployment, ProviderAdapter, int, bytes, dict[str, str]], GatewayError]
+
+
+class Progress:
+    """What has gone to the client so far (decides between a status code and an SSE error event)."""
+
+    __slots__ = ("finished", "started")
+
+    def __init__(self) -> None:
+        self.started = False
+        self.finished = False
+
+
+class Route(Protocol):
+    async def __call__(
+        self,
+        receive: Receive,
+        ctx: RequestContext,
+        progress: Progress,
+        resolved: ResolvedModel,
+        build: BuildRequest,
+        deliver: Deliver,
+        read_error: ReadError | None = None,
+    ) -> None: ...
+
+
+class Read(Protocol):
+    async def __call__(self, deployment: Deployment, response: UpstreamResponse) -> bytes: ...
+
+
+class SendTranslated(Protocol):
+    async def __call__(
+        self,
+        send: Send,
+        ctx: RequestContext,
+        deployment: Deployment,
+        translated: TranslatedResponse,
+        progress: Progress,
+    ) -> None: ...
+
+
+class RelayStream(Protocol):
+    async def __call__(
+        self,
+        send: Send,
+        ctx: RequestContext,
+        deployment: Deployment,
+        response: UpstreamResponse,
+        translator: Any,
+        progress: Progress,
+        deadline: float | None = None,
+    ) -> None: ...
+
+
+class RouteKit:
+    """The router's routing as a dialect's routes use it.
+
+    - ``registry``: resolves a model name to its deployments;
+    - ``route(receive, ctx, progress, resolved, build, deliver, read_error=None)``: attempts deployments
+      until one delivers, cancelling everything if the client leaves;
+    - ``read(deployment, response)``: the whole body of a one-shot answer;
+    - ``send_translated(send, ctx, deployment, translated, progress)``: sends a one-shot answer;
+    - ``relay_stream(send, ctx, deployment, response, translator, progress, deadline)``: relays a
+      stream through ``translator`` as its events complete.
+    """
+
+    __slots__ = ("read", "registry", "relay_stream", "route", "send_translated")
+
+    def __init__(
+        self,
+        *,
+        registry: ModelRegistry,
+        route: Route,
+        read: Read,
+        send_translated: SendTranslated,
+        relay_stream: RelayStream,
+    ) -> None:
+        self.registry = registry
+        self.route = route
+        self.read = read
+        self.send_translated = send_translated
+        self.relay_stream = relay_stream
