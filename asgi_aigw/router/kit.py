@@ -9,7 +9,7 @@ fallbacks, cooldowns, client disconnects) and sends answers the way every route 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
 from ..kernel.context import RequestContext
 from ..kernel.errors import GatewayError
@@ -36,57 +36,29 @@ class Progress:
         self.finished = False
 
 
-class Route(Protocol):
-    async def __call__(
-        self,
-        receive: Receive,
-        ctx: RequestContext,
-        progress: Progress,
-        resolved: ResolvedModel,
-        build: BuildRequest,
-        deliver: Deliver,
-        read_error: ReadError | None = None,
-    ) -> None: ...
-
-
-class Read(Protocol):
-    async def __call__(self, deployment: Deployment, response: UpstreamResponse) -> bytes: ...
-
-
-class SendTranslated(Protocol):
-    async def __call__(
-        self,
-        send: Send,
-        ctx: RequestContext,
-        deployment: Deployment,
-        translated: TranslatedResponse,
-        progress: Progress,
-    ) -> None: ...
-
-
-class RelayStream(Protocol):
-    async def __call__(
-        self,
-        send: Send,
-        ctx: RequestContext,
-        deployment: Deployment,
-        response: UpstreamResponse,
-        translator: Any,
-        progress: Progress,
-        deadline: float | None = None,
-    ) -> None: ...
+#: Attempts deployments until one delivers (``ReadError``: ``None`` for the adapter's), cancelling
+#: everything if the client leaves.
+Route = Callable[
+    [Receive, RequestContext, Progress, ResolvedModel, BuildRequest, Deliver, "ReadError | None"],
+    Awaitable[None],
+]
+#: The whole body of a one-shot answer.
+Read = Callable[[Deployment, UpstreamResponse], Awaitable[bytes]]
+#: Sends a one-shot answer.
+SendTranslated = Callable[[Send, RequestContext, Deployment, TranslatedResponse, Progress], Awaitable[None]]
+#: Relays a stream through a translator as its events complete (``deadline``: when the first is due).
+RelayStream = Callable[
+    [Send, RequestContext, Deployment, UpstreamResponse, Any, Progress, "float | None"], Awaitable[None]
+]
 
 
 class RouteKit:
     """The router's routing as a dialect's routes use it.
 
     - ``registry``: resolves a model name to its deployments;
-    - ``route(receive, ctx, progress, resolved, build, deliver, read_error=None)``: attempts deployments
-      until one delivers, cancelling everything if the client leaves;
-    - ``read(deployment, response)``: the whole body of a one-shot answer;
-    - ``send_translated(send, ctx, deployment, translated, progress)``: sends a one-shot answer;
-    - ``relay_stream(send, ctx, deployment, response, translator, progress, deadline)``: relays a
-      stream through ``translator`` as its events complete.
+    - ``route``: attempts deployments until one delivers (:data:`Route`);
+    - ``read``, ``send_translated``: a one-shot answer read whole, and sent;
+    - ``relay_stream``: a stream relayed through a translator (:data:`RelayStream`).
     """
 
     __slots__ = ("read", "registry", "relay_stream", "route", "send_translated")

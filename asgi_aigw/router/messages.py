@@ -22,7 +22,7 @@ from ..kernel.http import send_json_bytes
 from ..kernel.models import CountTokensRequest, MessagesRequest
 from ..kernel.types import Receive, Scope, Send
 from ..providers import Deployment, ProviderAdapter, TranslatedResponse, UpstreamRequest
-from ..providers._translate import random_id
+from ..providers._translate import loads_object, random_id
 from ..translate.messages import MessagesStream, chat_request, message_answer
 from . import passthrough
 from .answer import DROPPED_PARAMS, RELAYED_HEADERS, answer_headers, record
@@ -136,7 +136,7 @@ class MessagesRoutes:
             deployment: Deployment, adapter: ProviderAdapter, response: UpstreamResponse, _: float | None
         ) -> None:
             content = await kit.read(deployment, response)
-            data = passthrough.json_object(content, ANTHROPIC, "a token count")
+            data = loads_object(content, "a token count", upstream=ANTHROPIC)
             if not isinstance(data.get("input_tokens"), int):
                 raise UpstreamError("anthropic answered count_tokens without input_tokens.")
             await kit.send_translated(send, ctx, deployment, TranslatedResponse(content, None), progress)
@@ -177,7 +177,7 @@ def _relayed(deployment: Deployment, response: UpstreamResponse) -> list[tuple[b
 
 def _anthropic_answer(content: bytes) -> TranslatedResponse:
     """Anthropic's answer as it came; read for its usage (cache reads and writes included) and model."""
-    data = passthrough.json_object(content, ANTHROPIC, "a message")
+    data = loads_object(content, "a message", upstream=ANTHROPIC)
     if data.get("type") == "error":
         raise passthrough.event_error(data)
     model = data.get("model")

@@ -120,17 +120,6 @@ def forward(
     return UpstreamRequest("POST", url, out, content)
 
 
-def json_object(content: bytes, upstream: str, what: str) -> dict[str, Any]:
-    """A one-shot answer as the JSON object it must be."""
-    try:
-        data = orjson.loads(content)
-    except orjson.JSONDecodeError:
-        raise UpstreamError(f"{upstream} answered with {what} that is not valid JSON.") from None
-    if not isinstance(data, dict):
-        raise UpstreamError(f"{upstream} answered with {what} that is not a JSON object.")
-    return data
-
-
 def upstream_request(
     deployment: Deployment, raw: bytes, model: str, headers: Mapping[str, str], path: str
 ) -> UpstreamRequest:

@@ -26,11 +26,12 @@ from ..kernel.dialects.responses import ResponsesStreamMeter
 from ..kernel.errors import GatewayError, InvalidRequest, UpstreamError
 from ..kernel.types import Receive, Scope, Send
 from ..providers import Deployment, ProviderAdapter, TranslatedResponse, UpstreamRequest
+from ..providers._translate import loads_object
 from ..providers.openai import OpenAIAdapter
 from ..translate.responses import ResponsesStream, chat_request, response_answer
 from .answer import DROPPED_PARAMS, STREAM_ERROR_EVENT
 from .kit import Progress, RouteKit
-from .passthrough import EventRelay, forward, json_object
+from .passthrough import EventRelay, forward
 from .translation import Translations
 from .upstream import UpstreamResponse
 
@@ -209,12 +210,12 @@ class ResponsesRoutes:
                 answer = _translated_answer(translations.chat_response(deployment, adapter, content), data)
             await kit.send_translated(send, ctx, deployment, answer, progress)
 
-        await kit.route(receive, ctx, progress, resolved, build, deliver)
+        await kit.route(receive, ctx, progress, resolved, build, deliver, None)
 
 
 def _openai_answer(content: bytes) -> TranslatedResponse:
     """OpenAI's answer as it came; read for its usage (cached and reasoning tokens included) and model."""
-    data = json_object(content, OPENAI, "a response")
+    data = loads_object(content, "a response", upstream=OPENAI)
     if not isinstance(data.get("output"), list):
         raise UpstreamError("openai answered with JSON that is not a response.")
     model = data.get("model")
