@@ -5,7 +5,6 @@ errors; cache-hit pricing; money limits; live overrides; fail open or closed."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -23,16 +22,8 @@ from . import budget_helpers
 from .budget_helpers import JSONApp, SSEApp, chat, completion, fixed_clock, token_counter, usage_of
 from .support import FAKE_URL, ContextSpy, fake_config, sse_payloads
 
-
-@pytest.fixture(autouse=True)
-def _frozen_now() -> None:
-    budget_helpers.freeze_now()
-
-
-@pytest.fixture
-async def store(redis_url: str, redis_prefix: str) -> AsyncIterator[RedisBudgetStore]:
-    async with budget_helpers.redis_budget_store(redis_url, redis_prefix) as store:
-        yield store
+_frozen_now = budget_helpers.frozen_now
+store = budget_helpers.store
 
 
 def stack(

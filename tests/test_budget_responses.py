@@ -8,7 +8,6 @@ answering in Responses format where cache and reasoning figures are needed."""
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -21,12 +20,12 @@ from asgi_aigw.kernel.context import Usage
 from asgi_aigw.router import ProviderRouter
 from asgi_aigw.router.config import DeploymentConfig, ModelConfig, RetryConfig, RouterConfig
 from asgi_aigw.runtime.tokens import count_responses_tokens
-from asgi_aigw.tenant import TenantConfig, TenantMiddleware
 from asgi_aigw.testing import FakeProvider, StreamingASGITransport
 
 from . import budget_helpers
+from .budget_helpers import budget_stack as stack
 from .budget_helpers import fixed_clock, token_counter, usage_of
-from .support import ContextSpy, served, sse_payloads
+from .support import served, sse_payloads
 
 MODEL = "gpt-5"
 #: gpt-5's list prices in US dollars per million tokens (the middleware's table): input, output,
@@ -42,22 +41,8 @@ USAGE = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _frozen_now() -> None:
-    budget_helpers.freeze_now()
-
-
-@pytest.fixture
-async def store(redis_url: str, redis_prefix: str) -> AsyncIterator[RedisBudgetStore]:
-    async with budget_helpers.redis_budget_store(redis_url, redis_prefix) as store:
-        yield store
-
-
-def stack(app: Any, store: Any, **options: Any) -> ContextSpy:
-    budget = BudgetMiddleware(
-        app, config=BudgetConfig(**options), store=store, token_counter=token_counter(), clock=fixed_clock
-    )
-    return ContextSpy(TenantMiddleware(budget, config=TenantConfig(required=False, default_tenant="acme")))
+_frozen_now = budget_helpers.frozen_now
+store = budget_helpers.store
 
 
 def ask(text: str = "hello there world", **extra: Any) -> dict[str, Any]:
