@@ -7,8 +7,6 @@ and the Prometheus route label."""
 from __future__ import annotations
 
 import math
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +26,9 @@ from asgi_aigw.router import ProviderRouter
 from asgi_aigw.router.config import DeploymentConfig, ModelConfig, RetryConfig, RouterConfig
 from asgi_aigw.testing import FakeProvider, StreamingASGITransport
 
-from . import budget_helpers
+from . import logs_helpers
 from .budget_helpers import fixed_clock, token_counter
+from .logs_helpers import logged
 
 MODEL = "gpt-5"
 RESPONSES = "/v1/responses"
@@ -47,28 +46,11 @@ SELECT = (
 )
 
 
-@pytest.fixture
-def table() -> str:
-    return f"responses_{uuid.uuid4().hex[:10]}"
+table = logs_helpers.table_named("responses")
+reader = logs_helpers.reader
 
 
-@pytest.fixture
-def reader(chdb_url: str, table: str) -> Any:
-    sink = ClickHouseSink(chdb_url, table=table)
-    yield sink
-    sink.close()
-
-
-@pytest.fixture
-async def budget_store(redis_url: str, redis_prefix: str) -> AsyncIterator[RedisBudgetStore]:
-    budget_helpers.freeze_now()
-    async with budget_helpers.redis_budget_store(redis_url, redis_prefix) as store:
-        yield store
-
-
-def logged(app: Any, chdb_url: str, table: str, tmp_path: Path) -> RequestLogMiddleware:
-    config = LogConfig(store=chdb_url, table=table, spool_dir=str(tmp_path / "spool"))
-    return RequestLogMiddleware(app, config=config)
+budget_store = logs_helpers.budget_store
 
 
 def ask(text: str = "What is the capital of France?", **extra: Any) -> dict[str, Any]:
