@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +14,8 @@ import pytest
 
 from asgi_aigw.config import GatewayConfig
 from asgi_aigw.kernel.context import RequestContext, ensure_context
-from asgi_aigw.router.config import DeploymentConfig, ModelConfig, RouterConfig, Timeouts
-from asgi_aigw.testing import ServerThread
+from asgi_aigw.router.config import DeploymentConfig, ModelConfig, RetryConfig, RouterConfig, Timeouts
+from asgi_aigw.testing import ServerThread, serve
 from asgi_aigw.testing.server import free_port, wait_for_server
 
 FAKE_URL = "http://fake-upstream.test/v1"
@@ -63,6 +63,18 @@ class ContextSpy:
             scope, ctx = ensure_context(scope)
             self.contexts.append(ctx)
         await self.app(scope, receive, send)
+
+
+@contextlib.contextmanager
+def gateway_over(fake: Any, models: Callable[[str], list[ModelConfig]]) -> Iterator[str]:
+    """``fake`` (FakeProvider) on one uvicorn, the gateway routing the ``models(upstream_base_url)``
+    (no retries) on another; yields the gateway's base URL (the router is mounted at ``/ai``)."""
+    from asgi_aigw.app import build_app  # here: most tests never build the whole gateway
+
+    with serve(fake) as upstream:
+        config = GatewayConfig(router=RouterConfig(models=models(upstream), retry=RetryConfig(retries=0)))
+        with serve(build_app(config, env={})) as gateway:
+            yield gateway
 
 
 class served:
