@@ -51,6 +51,20 @@ def sse_payloads(text: str) -> list[Any]:
     return out
 
 
+def post_scope(path: str, body: bytes) -> dict[str, Any]:
+    """The HTTP scope of a JSON ``POST`` of ``body`` to ``path``, for an ``ApplicationCommunicator``."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "path": path,
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+    }
+
+
 class ContextSpy:
     """An outer layer that keeps each request's context so a test can read what inner layers recorded."""
 
