@@ -23,9 +23,11 @@ from ..kernel.models import CountTokensRequest, MessagesRequest
 from ..kernel.types import Receive, Scope, Send
 from ..providers import Deployment, ProviderAdapter, TranslatedResponse, UpstreamRequest
 from ..providers._translate import loads_object, random_id
+from ..providers.base import StreamTranslator
 from ..translate.messages import MessagesStream, chat_request, message_answer
 from . import passthrough
-from .answer import DROPPED_PARAMS, RELAYED_HEADERS, answer_headers, record
+from .answer import RELAYED_HEADERS, answer_headers, record
+from .dialect import DialectRequest, serve
 from .kit import Progress, RouteKit
 from .translation import Translations
 from .upstream import UpstreamResponse
@@ -45,6 +47,43 @@ def _read_error(
     if deployment.provider == ANTHROPIC:
         return passthrough.upstream_error(status, content, headers)
     return adapter.error(status, content, headers)
+
+
+class _MessagesRequest(DialectRequest):
+    """A Messages request: passed through to Anthropic, translated for any other provider."""
+
+    def __init__(self, request: MessagesRequest, raw: bytes, headers: dict[str, str]) -> None:
+        super().__init__(
+            Translations(lambda provider: chat_request(request, provider), names=_MESSAGES_NAMES)
+        )
+        self._model = request.model
+        self._raw = raw
+        self._headers = headers
+        self._fallback_id = random_id("msg_")
+
+    def native(self, deployment: Deployment) -> bool:
+        return deployment.provider == ANTHROPIC
+
+    def passthrough_request(self, deployment: Deployment) -> UpstreamRequest:
+        return passthrough.upstream_request(deployment, self._raw, self._model, self._headers, "messages")
+
+    def relay(self) -> passthrough.MessagesRelay:
+        return passthrough.MessagesRelay()
+
+    def stream(self, deployment: Deployment, inner: StreamTranslator) -> MessagesStream:
+        return MessagesStream(inner, model=deployment.model, fallback_id=self._fallback_id)
+
+    def answer(self, content: bytes) -> TranslatedResponse:
+        return _anthropic_answer(content)
+
+    def translated(self, deployment: Deployment, completion: TranslatedResponse) -> TranslatedResponse:
+        return message_answer(completion, deployment.model, self._fallback_id)
+
+    def attempt(
+        self, ctx: RequestContext, deployment: Deployment, response: UpstreamResponse, translator: Any
+    ) -> None:
+        # per attempt: only the answering deployment's headers
+        ctx.extra[RELAYED_HEADERS] = _relayed(deployment, response)
 
 
 class MessagesRoutes:
@@ -67,42 +106,8 @@ class MessagesRoutes:
         ctx.model = request.model
         ctx.stream = bool(request.stream)
         resolved = kit.registry.resolve(request.model)
-        headers = passthrough.client_headers(scope.get("headers"))
-        translations = Translations(lambda provider: chat_request(request, provider), names=_MESSAGES_NAMES)
-        fallback_id = random_id("msg_")
-
-        def build(deployment: Deployment, adapter: ProviderAdapter) -> UpstreamRequest:
-            if deployment.provider == ANTHROPIC:
-                ctx.extra[DROPPED_PARAMS] = []
-                return passthrough.upstream_request(deployment, body.raw, request.model, headers, "messages")
-            return translations.upstream_request(ctx, deployment, adapter, stream=ctx.stream)
-
-        async def deliver(
-            deployment: Deployment,
-            adapter: ProviderAdapter,
-            response: UpstreamResponse,
-            deadline: float | None,
-        ) -> None:
-            translator: Any
-            # per attempt: only the answering deployment's headers
-            ctx.extra[RELAYED_HEADERS] = _relayed(deployment, response)
-            if ctx.stream:
-                if deployment.provider == ANTHROPIC:
-                    translator = passthrough.MessagesRelay()
-                else:
-                    inner = translations.chat_stream(deployment, adapter)
-                    translator = MessagesStream(inner, model=deployment.model, fallback_id=fallback_id)
-                await kit.relay_stream(send, ctx, deployment, response, translator, progress, deadline)
-                return
-            content = await kit.read(deployment, response)
-            if deployment.provider == ANTHROPIC:
-                answer = _anthropic_answer(content)
-            else:
-                completion = translations.chat_response(deployment, adapter, content)
-                answer = message_answer(completion, deployment.model, fallback_id)
-            await kit.send_translated(send, ctx, deployment, answer, progress)
-
-        await kit.route(receive, ctx, progress, resolved, build, deliver, _read_error)
+        served = _MessagesRequest(request, body.raw, passthrough.client_headers(scope.get("headers")))
+        await serve(kit, served, receive, send, ctx, progress, resolved, _read_error)
 
     async def count_tokens(
         self,

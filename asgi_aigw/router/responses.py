@@ -25,11 +25,13 @@ from ..kernel.dialects import RESPONSES
 from ..kernel.dialects.responses import ResponsesStreamMeter
 from ..kernel.errors import GatewayError, InvalidRequest, UpstreamError
 from ..kernel.types import Receive, Scope, Send
-from ..providers import Deployment, ProviderAdapter, TranslatedResponse, UpstreamRequest
+from ..providers import Deployment, TranslatedResponse, UpstreamRequest
 from ..providers._translate import loads_object
+from ..providers.base import StreamTranslator
 from ..providers.openai import OpenAIAdapter
 from ..translate.responses import ResponsesStream, chat_request, response_answer
-from .answer import DROPPED_PARAMS, STREAM_ERROR_EVENT
+from .answer import STREAM_ERROR_EVENT
+from .dialect import DialectRequest, serve
 from .kit import Progress, RouteKit
 from .passthrough import EventRelay, forward
 from .translation import Translations
@@ -157,6 +159,45 @@ def _error_event_writer(relay: ResponsesRelay | _TranslatedStream) -> Callable[[
     return write
 
 
+class _ResponsesRequest(DialectRequest):
+    """A Responses request: passed through to a deployment serving the Responses API, translated for
+    any other."""
+
+    def __init__(self, data: Mapping[str, Any], raw: bytes, model: str) -> None:
+        # the translation does not depend on the provider: made once
+        super().__init__(
+            Translations(lambda _: chat_request(data), names=_RESPONSES_NAMES, per_provider=False)
+        )
+        self._data = data
+        self._raw = raw
+        self._model = model
+
+    def native(self, deployment: Deployment) -> bool:
+        return serves_responses(deployment)
+
+    def passthrough_request(self, deployment: Deployment) -> UpstreamRequest:
+        return upstream_request(deployment, self._raw, self._model)
+
+    def relay(self) -> ResponsesRelay:
+        return ResponsesRelay()
+
+    def stream(self, deployment: Deployment, inner: StreamTranslator) -> _TranslatedStream:
+        return _TranslatedStream(ResponsesStream(inner, request=self._data, model=deployment.model))
+
+    def answer(self, content: bytes) -> TranslatedResponse:
+        return _openai_answer(content)
+
+    def translated(self, deployment: Deployment, completion: TranslatedResponse) -> TranslatedResponse:
+        return _translated_answer(completion, self._data)
+
+    def attempt(
+        self, ctx: RequestContext, deployment: Deployment, response: UpstreamResponse, translator: Any
+    ) -> None:
+        if translator is not None:
+            # per attempt: the stream that is being relayed numbers the router's own error event
+            ctx.extra[STREAM_ERROR_EVENT] = _error_event_writer(translator)
+
+
 class ResponsesRoutes:
     """The Responses route, using the routing of a router through its :class:`~.kit.RouteKit`."""
 
@@ -177,40 +218,7 @@ class ResponsesRoutes:
         ctx.model = model
         ctx.stream = stream
         resolved = kit.registry.resolve(model)
-        # the translation does not depend on the provider: made once
-        translations = Translations(lambda _: chat_request(data), names=_RESPONSES_NAMES, per_provider=False)
-
-        def build(deployment: Deployment, adapter: ProviderAdapter) -> UpstreamRequest:
-            if serves_responses(deployment):
-                ctx.extra[DROPPED_PARAMS] = []
-                return upstream_request(deployment, body.raw, model)
-            return translations.upstream_request(ctx, deployment, adapter, stream=stream)
-
-        async def deliver(
-            deployment: Deployment,
-            adapter: ProviderAdapter,
-            response: UpstreamResponse,
-            deadline: float | None,
-        ) -> None:
-            if stream:
-                relay: ResponsesRelay | _TranslatedStream
-                if serves_responses(deployment):
-                    relay = ResponsesRelay()
-                else:
-                    inner = translations.chat_stream(deployment, adapter)
-                    relay = _TranslatedStream(ResponsesStream(inner, request=data, model=deployment.model))
-                # per attempt: the stream that is being relayed numbers the router's own error event
-                ctx.extra[STREAM_ERROR_EVENT] = _error_event_writer(relay)
-                await kit.relay_stream(send, ctx, deployment, response, relay, progress, deadline)
-                return
-            content = await kit.read(deployment, response)
-            if serves_responses(deployment):
-                answer = _openai_answer(content)
-            else:
-                answer = _translated_answer(translations.chat_response(deployment, adapter, content), data)
-            await kit.send_translated(send, ctx, deployment, answer, progress)
-
-        await kit.route(receive, ctx, progress, resolved, build, deliver, None)
+        await serve(kit, _ResponsesRequest(data, body.raw, model), receive, send, ctx, progress, resolved)
 
 
 def _openai_answer(content: bytes) -> TranslatedResponse:
