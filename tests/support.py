@@ -19,6 +19,8 @@ from asgi_aigw.testing import ServerThread, serve
 from asgi_aigw.testing.server import free_port, wait_for_server
 
 FAKE_URL = "http://fake-upstream.test/v1"
+#: FakeProvider's origin, where Anthropic and Gemini deployments find it.
+FAKE_ORIGIN = "http://fake-upstream.test"
 
 
 def fake_config(
@@ -77,6 +79,21 @@ class ContextSpy:
             scope, ctx = ensure_context(scope)
             self.contexts.append(ctx)
         await self.app(scope, receive, send)
+
+
+def router_to(fake: Any, name: str, provider: str, model: str, base_url: str = FAKE_ORIGIN) -> Any:
+    """A ProviderRouter (no retries) routing the model ``name`` to ``fake`` (FakeProvider) as one
+    ``provider`` deployment of ``model`` at ``base_url``."""
+    from asgi_aigw.router import ProviderRouter
+    from asgi_aigw.testing import StreamingASGITransport
+
+    deployment = DeploymentConfig(
+        provider=provider, model=model, base_url=base_url, api_key="test-key-not-real"
+    )  # type: ignore[arg-type]
+    config = RouterConfig(
+        models=[ModelConfig(name=name, deployments=[deployment])], retry=RetryConfig(retries=0)
+    )
+    return ProviderRouter(config, transports={base_url: StreamingASGITransport(fake)}, env={})
 
 
 @contextlib.contextmanager

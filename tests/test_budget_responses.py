@@ -17,15 +17,13 @@ import pytest
 
 from asgi_aigw.budget import BudgetConfig, BudgetMiddleware, Limits, RedisBudgetStore
 from asgi_aigw.kernel.context import Usage
-from asgi_aigw.router import ProviderRouter
-from asgi_aigw.router.config import DeploymentConfig, ModelConfig, RetryConfig, RouterConfig
 from asgi_aigw.runtime.tokens import count_responses_tokens
-from asgi_aigw.testing import FakeProvider, StreamingASGITransport
+from asgi_aigw.testing import FakeProvider
 
 from . import budget_helpers
 from .budget_helpers import budget_stack as stack
 from .budget_helpers import fixed_clock, token_counter, usage_of
-from .support import served, sse_payloads
+from .support import router_to, served, sse_payloads
 
 MODEL = "gpt-5"
 #: gpt-5's list prices in US dollars per million tokens (the middleware's table): input, output,
@@ -210,20 +208,7 @@ async def test_without_max_output_tokens_the_default_cap_is_reserved_and_sent(
 
 async def test_the_default_cap_reaches_a_translated_deployment(store: RedisBudgetStore) -> None:
     fake = FakeProvider()
-    url = "http://fake-upstream.test"
-    deployment = DeploymentConfig(
-        provider="anthropic",
-        model="claude-up",
-        base_url=url,
-        api_key="test-key-not-real",  # type: ignore[arg-type]
-    )
-    router = ProviderRouter(
-        RouterConfig(
-            models=[ModelConfig(name=MODEL, deployments=[deployment])], retry=RetryConfig(retries=0)
-        ),
-        transports={url: StreamingASGITransport(fake)},
-        env={},
-    )
+    router = router_to(fake, MODEL, "anthropic", "claude-up")
     app = stack(router, store, limits=Limits(tokens_per_minute=10_000), default_max_tokens=300)
     answer = await post(app, {"model": MODEL, "input": "hello there world", "stream": True})
     assert answer.status_code == 200

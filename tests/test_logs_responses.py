@@ -22,13 +22,12 @@ from asgi_aigw.budget import BudgetConfig, BudgetMiddleware, Limits, RedisBudget
 from asgi_aigw.kernel.body import read_json
 from asgi_aigw.logs import ClickHouseSink, LogConfig, RequestLogMiddleware
 from asgi_aigw.logs.metrics import GatewayMetrics
-from asgi_aigw.router import ProviderRouter
-from asgi_aigw.router.config import DeploymentConfig, ModelConfig, RetryConfig, RouterConfig
-from asgi_aigw.testing import FakeProvider, StreamingASGITransport
+from asgi_aigw.testing import FakeProvider
 
 from . import logs_helpers
 from .budget_helpers import fixed_clock, token_counter
 from .logs_helpers import logged
+from .support import router_to
 
 MODEL = "gpt-5"
 RESPONSES = "/v1/responses"
@@ -171,20 +170,7 @@ async def test_a_translated_request_logs_the_routers_provider_and_usage(
     chdb_url: str, table: str, reader: ClickHouseSink, tmp_path: Path
 ) -> None:
     fake = FakeProvider()
-    url = "http://fake-upstream.test"
-    deployment = DeploymentConfig(
-        provider="anthropic",
-        model="claude-up",
-        base_url=url,
-        api_key="test-key-not-real",  # type: ignore[arg-type]
-    )
-    router = ProviderRouter(
-        RouterConfig(
-            models=[ModelConfig(name="claude", deployments=[deployment])], retry=RetryConfig(retries=0)
-        ),
-        transports={url: StreamingASGITransport(fake)},
-        env={},
-    )
+    router = router_to(fake, "claude", "anthropic", "claude-up")
     app = logged(router, chdb_url, table, tmp_path)
     [answer] = await post_all(app, [(RESPONSES, {**ask(), "model": "claude"})])
     await app.aclose()
