@@ -34,7 +34,7 @@ from ..kernel.types import ASGIApp, Headers, Message, Receive, Scope, Send
 from ..providers import ADAPTERS, Deployment, ProviderAdapter, TranslatedResponse, UpstreamRequest
 from .answer import DROPPED_PARAMS, FORWARDED_HEADERS, STREAM_ERROR_EVENT, answer_headers, record
 from .config import RouterConfig
-from .kit import BuildRequest, Deliver, Progress, ReadError, RouteKit
+from .kit import BuildRequest, Deliver, Progress, ReadError, RouteCall, RouteKit
 from .messages import MessagesRoutes
 from .policy import RoutingPolicy, is_retryable
 from .registry import ModelRegistry, ResolvedModel
@@ -185,14 +185,15 @@ class ProviderRouter:
             scope, receive, body = await read_json(
                 scope, receive, limit=self._max_body, time_limit=self._body_timeout
             )
+            call = RouteCall(scope, receive, send, ctx, body, progress)
             if route == "chat":
                 await self._chat(receive, send, ctx, body, progress)
             elif route == "messages":
-                await self._messages.messages(scope, receive, send, ctx, body, progress)
+                await self._messages.messages(call)
             elif route == "count_tokens":
-                await self._messages.count_tokens(scope, receive, send, ctx, body, progress)
+                await self._messages.count_tokens(call)
             elif route == "responses":
-                await self._responses.responses(scope, receive, send, ctx, body, progress)
+                await self._responses.responses(call)
             else:
                 await self._embeddings(receive, send, ctx, body, progress)
         except ClientDisconnect:

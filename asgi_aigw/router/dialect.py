@@ -8,11 +8,10 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 from ..kernel.context import RequestContext
-from ..kernel.types import Receive, Send
 from ..providers import Deployment, ProviderAdapter, TranslatedResponse, UpstreamRequest
 from ..providers.base import StreamTranslator
 from .answer import DROPPED_PARAMS
-from .kit import Progress, ReadError, RouteKit
+from .kit import ReadError, RouteCall, RouteKit
 from .registry import ResolvedModel
 from .translation import Translations
 from .upstream import UpstreamResponse
@@ -59,15 +58,13 @@ class DialectRequest(ABC):
 async def serve(
     kit: RouteKit,
     request: DialectRequest,
-    receive: Receive,
-    send: Send,
-    ctx: RequestContext,
-    progress: Progress,
+    call: RouteCall,
     resolved: ResolvedModel,
     read_error: ReadError | None = None,
 ) -> None:
     """Attempt ``resolved``'s deployments until one delivers ``request``'s answer (``ctx.stream``: as a
     stream), each passing the request through or translating it as its deployment needs."""
+    _, receive, send, ctx, _, progress = call
     translations = request.translations
 
     def build(deployment: Deployment, adapter: ProviderAdapter) -> UpstreamRequest:

@@ -9,11 +9,12 @@ fallbacks, cooldowns, client disconnects) and sends answers the way every route 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
+from ..kernel.body import JSONBody
 from ..kernel.context import RequestContext
 from ..kernel.errors import GatewayError
-from ..kernel.types import Receive, Send
+from ..kernel.types import Receive, Scope, Send
 from ..providers import Deployment, ProviderAdapter, TranslatedResponse, UpstreamRequest
 from .registry import ModelRegistry, ResolvedModel
 from .upstream import UpstreamResponse
@@ -34,6 +35,18 @@ class Progress:
     def __init__(self) -> None:
         self.started = False
         self.finished = False
+
+
+class RouteCall(NamedTuple):
+    """One request as a route gets it: the ASGI triple, its context, its parsed body, and what has
+    gone to the client so far."""
+
+    scope: Scope
+    receive: Receive
+    send: Send
+    ctx: RequestContext
+    body: JSONBody
+    progress: Progress
 
 
 #: Attempts deployments until one delivers (``ReadError``: ``None`` for the adapter's), cancelling

@@ -20,7 +20,7 @@ from ..kernel.dialects import MESSAGES
 from ..kernel.errors import GatewayError, InvalidRequest, UpstreamError
 from ..kernel.http import send_json_bytes
 from ..kernel.models import CountTokensRequest, MessagesRequest
-from ..kernel.types import Receive, Scope, Send
+from ..kernel.types import Send
 from ..providers import Deployment, ProviderAdapter, TranslatedResponse, UpstreamRequest
 from ..providers._translate import loads_object, random_id
 from ..providers.base import StreamTranslator
@@ -28,7 +28,7 @@ from ..translate.messages import MessagesStream, chat_request, message_answer
 from . import passthrough
 from .answer import RELAYED_HEADERS, answer_headers, record
 from .dialect import DialectRequest, serve
-from .kit import Progress, RouteKit
+from .kit import Progress, RouteCall, RouteKit
 from .translation import Translations
 from .upstream import UpstreamResponse
 
@@ -92,34 +92,19 @@ class MessagesRoutes:
     def __init__(self, kit: RouteKit) -> None:
         self._kit = kit
 
-    async def messages(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        ctx: RequestContext,
-        body: JSONBody,
-        progress: Progress,
-    ) -> None:
-        kit = self._kit
-        request = body.validate(MessagesRequest, "messages request")
+    async def messages(self, call: RouteCall) -> None:
+        kit, ctx = self._kit, call.ctx
+        request = call.body.validate(MessagesRequest, "messages request")
         ctx.model = request.model
         ctx.stream = bool(request.stream)
         resolved = kit.registry.resolve(request.model)
-        served = _MessagesRequest(request, body.raw, passthrough.client_headers(scope.get("headers")))
-        await serve(kit, served, receive, send, ctx, progress, resolved, _read_error)
+        headers = passthrough.client_headers(call.scope.get("headers"))
+        await serve(kit, _MessagesRequest(request, call.body.raw, headers), call, resolved, _read_error)
 
-    async def count_tokens(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        ctx: RequestContext,
-        body: JSONBody,
-        progress: Progress,
-    ) -> None:
+    async def count_tokens(self, call: RouteCall) -> None:
         """Anthropic deployments count; for a model without one the gateway estimates locally."""
         kit = self._kit
+        scope, receive, send, ctx, body, progress = call
         request = body.validate(CountTokensRequest, "count tokens request")
         ctx.model = request.model
         resolved = kit.registry.resolve(request.model)

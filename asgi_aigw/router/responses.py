@@ -24,7 +24,6 @@ from ..kernel.context import RequestContext, Usage
 from ..kernel.dialects import RESPONSES
 from ..kernel.dialects.responses import ResponsesStreamMeter
 from ..kernel.errors import GatewayError, InvalidRequest, UpstreamError
-from ..kernel.types import Receive, Scope, Send
 from ..providers import Deployment, TranslatedResponse, UpstreamRequest
 from ..providers._translate import loads_object
 from ..providers.base import StreamTranslator
@@ -32,7 +31,7 @@ from ..providers.openai import OpenAIAdapter
 from ..translate.responses import ResponsesStream, chat_request, response_answer
 from .answer import STREAM_ERROR_EVENT
 from .dialect import DialectRequest, serve
-from .kit import Progress, RouteKit
+from .kit import RouteCall, RouteKit
 from .passthrough import EventRelay, forward
 from .translation import Translations
 from .upstream import UpstreamResponse
@@ -204,21 +203,13 @@ class ResponsesRoutes:
     def __init__(self, kit: RouteKit) -> None:
         self._kit = kit
 
-    async def responses(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        ctx: RequestContext,
-        body: JSONBody,
-        progress: Progress,
-    ) -> None:
-        kit = self._kit
-        data, model, stream = _validated(body)
+    async def responses(self, call: RouteCall) -> None:
+        ctx = call.ctx
+        data, model, stream = _validated(call.body)
         ctx.model = model
         ctx.stream = stream
-        resolved = kit.registry.resolve(model)
-        await serve(kit, _ResponsesRequest(data, body.raw, model), receive, send, ctx, progress, resolved)
+        resolved = self._kit.registry.resolve(model)
+        await serve(self._kit, _ResponsesRequest(data, call.body.raw, model), call, resolved)
 
 
 def _openai_answer(content: bytes) -> TranslatedResponse:
