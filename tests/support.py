@@ -67,6 +67,29 @@ def post_scope(path: str, body: bytes) -> dict[str, Any]:
     }
 
 
+def response_object(model: str, text: str, usage: Any, status: str = "completed") -> dict[str, Any]:
+    """A Responses API ``response`` of one message item with ``text`` (no item when there is none yet,
+    as in ``response.created``)."""
+    part = {"type": "output_text", "text": text, "annotations": []}
+    item = {"id": "msg_1", "type": "message", "status": status, "role": "assistant", "content": [part]}
+    return {
+        "id": "resp_1",
+        "object": "response",
+        "status": status,
+        "model": model,
+        "output": [item] if text else [],
+        "usage": usage,
+    }
+
+
+def responses_sse(events: list[dict[str, Any]]) -> list[bytes]:
+    """Responses API events as SSE, each named by its ``type`` and numbered by ``sequence_number``."""
+    return [
+        b"event: " + e["type"].encode() + b"\ndata: " + orjson.dumps({**e, "sequence_number": n}) + b"\n\n"
+        for n, e in enumerate(events)
+    ]
+
+
 class ContextSpy:
     """An outer layer that keeps each request's context so a test can read what inner layers recorded."""
 

@@ -23,7 +23,7 @@ from asgi_aigw.testing import FakeProvider
 from . import budget_helpers
 from .budget_helpers import budget_stack as stack
 from .budget_helpers import fixed_clock, token_counter, usage_of
-from .support import router_to, served, sse_payloads
+from .support import response_object, responses_sse, router_to, served, sse_payloads
 
 MODEL = "gpt-5"
 #: gpt-5's list prices in US dollars per million tokens (the middleware's table): input, output,
@@ -63,16 +63,7 @@ def nanos(prompt: int, output: int, cached: int = 0) -> int:
 
 
 def response(text: str, usage: dict[str, Any] | None, status: str = "completed") -> dict[str, Any]:
-    part = {"type": "output_text", "text": text, "annotations": []}
-    item = {"id": "msg_1", "type": "message", "status": status, "role": "assistant", "content": [part]}
-    return {
-        "id": "resp_1",
-        "object": "response",
-        "status": status,
-        "model": MODEL,
-        "output": [item] if text else [],
-        "usage": usage,
-    }
+    return response_object(MODEL, text, usage, status)
 
 
 def stream_events(pieces: list[str], usage: dict[str, Any] | None) -> list[bytes]:
@@ -86,10 +77,7 @@ def stream_events(pieces: list[str], usage: dict[str, Any] | None) -> list[bytes
     if usage is not None:
         events.append({"type": "response.output_text.done", **where, "text": "".join(pieces)})
         events.append({"type": "response.completed", "response": response("".join(pieces), usage)})
-    return [
-        b"event: " + e["type"].encode() + b"\ndata: " + orjson.dumps({**e, "sequence_number": n}) + b"\n\n"
-        for n, e in enumerate(events)
-    ]
+    return responses_sse(events)
 
 
 class ResponsesApp:

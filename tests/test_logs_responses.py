@@ -27,7 +27,7 @@ from asgi_aigw.testing import FakeProvider
 from . import logs_helpers
 from .budget_helpers import fixed_clock, token_counter
 from .logs_helpers import logged
-from .support import router_to
+from .support import response_object, responses_sse, router_to
 
 MODEL = "gpt-5"
 RESPONSES = "/v1/responses"
@@ -57,16 +57,7 @@ def ask(text: str = "What is the capital of France?", **extra: Any) -> dict[str,
 
 
 def response(text: str, usage: dict[str, Any] | None, status: str = "completed") -> dict[str, Any]:
-    part = {"type": "output_text", "text": text, "annotations": []}
-    item = {"id": "msg_1", "type": "message", "status": status, "role": "assistant", "content": [part]}
-    return {
-        "id": "resp_1",
-        "object": "response",
-        "status": status,
-        "model": MODEL,
-        "output": [item],
-        "usage": usage,
-    }
+    return response_object(MODEL, text, usage, status)
 
 
 def events(*, complete: bool) -> list[bytes]:
@@ -76,10 +67,7 @@ def events(*, complete: bool) -> list[bytes]:
     ]
     if complete:
         kinds.append({"type": "response.completed", "response": response("Paris.", USAGE)})
-    return [
-        b"event: " + e["type"].encode() + b"\ndata: " + orjson.dumps({**e, "sequence_number": n}) + b"\n\n"
-        for n, e in enumerate(kinds)
-    ]
+    return responses_sse(kinds)
 
 
 class ResponsesApp:
