@@ -9,12 +9,16 @@ from typing import Any
 
 import anyio
 import orjson
+import pytest
 import redis.asyncio as aioredis
 
-from asgi_aigw.budget import BudgetStore, RedisBudgetStore
+from asgi_aigw.budget import BudgetConfig, BudgetMiddleware, BudgetStore, RedisBudgetStore
 from asgi_aigw.budget.tokens import RuntimeTokenCounter, TokenCounter
 from asgi_aigw.budget.windows import SlotClock
 from asgi_aigw.kernel.context import ensure_context
+from asgi_aigw.tenant import TenantConfig, TenantMiddleware
+
+from .support import ContextSpy
 
 
 def token_counter() -> TokenCounter:
@@ -137,3 +141,29 @@ async def redis_budget_store(
         if keys:
             await client.delete(*keys)
         await client.aclose()
+
+
+def budget_stack(app: Any, store: Any, **options: Any) -> ContextSpy:
+    """``app`` behind BudgetMiddleware (``options``: its config, the frozen clock) behind a tenant
+    layer that names every request's tenant ``acme``; the spy keeps each request's context."""
+    budget = BudgetMiddleware(
+        app, config=BudgetConfig(**options), store=store, token_counter=token_counter(), clock=fixed_clock
+    )
+    return ContextSpy(TenantMiddleware(budget, config=TenantConfig(required=False, default_tenant="acme")))
+
+
+# Fixtures: a test module takes them by assignment (``store = budget_helpers.store``), pytest finding
+# them under the module's names.
+
+
+@pytest.fixture(autouse=True)
+def frozen_now() -> None:
+    """The store's notion of now frozen for the test (see :func:`freeze_now`)."""
+    freeze_now()
+
+
+@pytest.fixture
+async def store(redis_url: str, redis_prefix: str) -> AsyncIterator[RedisBudgetStore]:
+    """A Redis budget store under the test's own key prefix, emptied afterwards."""
+    async with redis_budget_store(redis_url, redis_prefix) as opened:
+        yield opened

@@ -197,3 +197,19 @@ def lookup_delta(call_id: str, arguments: str) -> dict[str, Any]:
         "function": {"name": "lookup", "arguments": arguments},
     }
     return {"tool_calls": [call]}
+
+
+def call_answered(question: str, call: Any, output: str) -> list[dict[str, Any]]:
+    """A Responses ``input``: the question, the model's function ``call`` (an output item the SDK
+    returned) sent back as it came, and the function's ``output``."""
+    echoed = {
+        "type": "function_call",
+        "call_id": call.call_id,
+        "name": call.name,
+        "arguments": call.arguments,
+    }
+    return [
+        {"role": "user", "content": question},
+        echoed,
+        {"type": "function_call_output", "call_id": call.call_id, "output": output},
+    ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +14,13 @@ import pytest
 
 from asgi_aigw.config import GatewayConfig
 from asgi_aigw.kernel.context import RequestContext, ensure_context
-from asgi_aigw.router.config import DeploymentConfig, ModelConfig, RouterConfig, Timeouts
-from asgi_aigw.testing import ServerThread
+from asgi_aigw.router.config import DeploymentConfig, ModelConfig, RetryConfig, RouterConfig, Timeouts
+from asgi_aigw.testing import ServerThread, serve
 from asgi_aigw.testing.server import free_port, wait_for_server
 
 FAKE_URL = "http://fake-upstream.test/v1"
+#: FakeProvider's origin, where Anthropic and Gemini deployments find it.
+FAKE_ORIGIN = "http://fake-upstream.test"
 
 
 def fake_config(
@@ -51,6 +53,43 @@ def sse_payloads(text: str) -> list[Any]:
     return out
 
 
+def post_scope(path: str, body: bytes) -> dict[str, Any]:
+    """The HTTP scope of a JSON ``POST`` of ``body`` to ``path``, for an ``ApplicationCommunicator``."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "path": path,
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+    }
+
+
+def response_object(model: str, text: str, usage: Any, status: str = "completed") -> dict[str, Any]:
+    """A Responses API ``response`` of one message item with ``text`` (no item when there is none yet,
+    as in ``response.created``)."""
+    part = {"type": "output_text", "text": text, "annotations": []}
+    item = {"id": "msg_1", "type": "message", "status": status, "role": "assistant", "content": [part]}
+    return {
+        "id": "resp_1",
+        "object": "response",
+        "status": status,
+        "model": model,
+        "output": [item] if text else [],
+        "usage": usage,
+    }
+
+
+def responses_sse(events: list[dict[str, Any]]) -> list[bytes]:
+    """Responses API events as SSE, each named by its ``type`` and numbered by ``sequence_number``."""
+    return [
+        b"event: " + e["type"].encode() + b"\ndata: " + orjson.dumps({**e, "sequence_number": n}) + b"\n\n"
+        for n, e in enumerate(events)
+    ]
+
+
 class ContextSpy:
     """An outer layer that keeps each request's context so a test can read what inner layers recorded."""
 
@@ -63,6 +102,33 @@ class ContextSpy:
             scope, ctx = ensure_context(scope)
             self.contexts.append(ctx)
         await self.app(scope, receive, send)
+
+
+def router_to(fake: Any, name: str, provider: str, model: str, base_url: str = FAKE_ORIGIN) -> Any:
+    """A ProviderRouter (no retries) routing the model ``name`` to ``fake`` (FakeProvider) as one
+    ``provider`` deployment of ``model`` at ``base_url``."""
+    from asgi_aigw.router import ProviderRouter
+    from asgi_aigw.testing import StreamingASGITransport
+
+    deployment = DeploymentConfig(
+        provider=provider, model=model, base_url=base_url, api_key="test-key-not-real"
+    )  # type: ignore[arg-type]
+    config = RouterConfig(
+        models=[ModelConfig(name=name, deployments=[deployment])], retry=RetryConfig(retries=0)
+    )
+    return ProviderRouter(config, transports={base_url: StreamingASGITransport(fake)}, env={})
+
+
+@contextlib.contextmanager
+def gateway_over(fake: Any, models: Callable[[str], list[ModelConfig]]) -> Iterator[str]:
+    """``fake`` (FakeProvider) on one uvicorn, the gateway routing the ``models(upstream_base_url)``
+    (no retries) on another; yields the gateway's base URL (the router is mounted at ``/ai``)."""
+    from asgi_aigw.app import build_app  # here: most tests never build the whole gateway
+
+    with serve(fake) as upstream:
+        config = GatewayConfig(router=RouterConfig(models=models(upstream), retry=RetryConfig(retries=0)))
+        with serve(build_app(config, env={})) as gateway:
+            yield gateway
 
 
 class served:

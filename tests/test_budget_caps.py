@@ -5,7 +5,7 @@ router (each wire format's fake honours its cap field as the real API does, unle
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -55,15 +55,8 @@ PROVIDERS: dict[str, tuple[str, str, str, str | None, Callable[[dict[str, Any]],
 }
 
 
-@pytest.fixture(autouse=True)
-def _frozen_now() -> None:
-    budget_helpers.freeze_now()
-
-
-@pytest.fixture
-async def store(redis_url: str, redis_prefix: str) -> AsyncIterator[RedisBudgetStore]:
-    async with budget_helpers.redis_budget_store(redis_url, redis_prefix) as store:
-        yield store
+_frozen_now = budget_helpers.frozen_now
+store = budget_helpers.store
 
 
 def router(fake: FakeProvider) -> ProviderRouter:

@@ -23,10 +23,7 @@ from asgi_aigw.cli.demo import DEMO_LIMITS, build_demo_app, demo_config
 from . import budget_helpers
 from .budget_helpers import JSONApp, chat, completion, fixed_clock, token_counter
 
-
-@pytest.fixture(autouse=True)
-def _frozen_now() -> None:
-    budget_helpers.freeze_now()
+_frozen_now = budget_helpers.frozen_now
 
 
 @pytest.fixture

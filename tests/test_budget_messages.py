@@ -8,7 +8,6 @@ Anthropic endpoint, or of a small app answering in Messages format where cache f
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anthropic
@@ -18,12 +17,12 @@ import pytest
 
 from asgi_aigw.budget import BudgetConfig, BudgetMiddleware, Limits, ModelPrice, RedisBudgetStore
 from asgi_aigw.kernel.context import Usage, ensure_context
-from asgi_aigw.tenant import TenantConfig, TenantMiddleware
 from asgi_aigw.testing import FakeBehaviour, FakeProvider
 
 from . import budget_helpers
+from .budget_helpers import budget_stack as stack
 from .budget_helpers import chat, fixed_clock, token_counter, usage_of
-from .support import ContextSpy, served
+from .support import served
 
 MODEL = "claude-sonnet-4-5"
 #: claude-sonnet-4-5's list prices in US dollars per million tokens (docs.anthropic.com, "Pricing"):
@@ -31,22 +30,8 @@ MODEL = "claude-sonnet-4-5"
 INPUT, OUTPUT, CACHE_READ, CACHE_WRITE = 3.00, 15.00, 0.30, 3.75
 
 
-@pytest.fixture(autouse=True)
-def _frozen_now() -> None:
-    budget_helpers.freeze_now()
-
-
-@pytest.fixture
-async def store(redis_url: str, redis_prefix: str) -> AsyncIterator[RedisBudgetStore]:
-    async with budget_helpers.redis_budget_store(redis_url, redis_prefix) as store:
-        yield store
-
-
-def stack(app: Any, store: Any, **options: Any) -> ContextSpy:
-    budget = BudgetMiddleware(
-        app, config=BudgetConfig(**options), store=store, token_counter=token_counter(), clock=fixed_clock
-    )
-    return ContextSpy(TenantMiddleware(budget, config=TenantConfig(required=False, default_tenant="acme")))
+_frozen_now = budget_helpers.frozen_now
+store = budget_helpers.store
 
 
 #: Anthropic refuses a request without its API version, and so does FakeProvider.

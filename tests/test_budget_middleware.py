@@ -5,7 +5,6 @@ errors; cache-hit pricing; money limits; live overrides; fail open or closed."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -21,18 +20,10 @@ from asgi_aigw.testing import FakeBehaviour, FakeProvider, StreamingASGITranspor
 
 from . import budget_helpers
 from .budget_helpers import JSONApp, SSEApp, chat, completion, fixed_clock, token_counter, usage_of
-from .support import FAKE_URL, ContextSpy, fake_config, sse_payloads
+from .support import FAKE_URL, ContextSpy, fake_config, post_scope, sse_payloads
 
-
-@pytest.fixture(autouse=True)
-def _frozen_now() -> None:
-    budget_helpers.freeze_now()
-
-
-@pytest.fixture
-async def store(redis_url: str, redis_prefix: str) -> AsyncIterator[RedisBudgetStore]:
-    async with budget_helpers.redis_budget_store(redis_url, redis_prefix) as store:
-        yield store
+_frozen_now = budget_helpers.frozen_now
+store = budget_helpers.store
 
 
 def stack(
@@ -196,26 +187,13 @@ async def test_stream_alone_settles_from_the_wire(store: RedisBudgetStore) -> No
     assert (await usage_of(store, "acme"))["tokens_per_minute"] == 14
 
 
-def http_scope(body: bytes) -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "path": "/v1/chat/completions",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-    }
-
-
 async def test_disconnect_mid_stream_charges_only_what_was_generated(store: RedisBudgetStore) -> None:
     fake = FakeProvider(FakeBehaviour(chunk_delay=0.05))
     app, _ = stack(routed(fake), store)
     words = " ".join(f"word{i}" for i in range(40))
     body = chat(words, stream=True, max_tokens=200)
     raw = orjson.dumps(body)
-    communicator = ApplicationCommunicator(app, http_scope(raw))
+    communicator = ApplicationCommunicator(app, post_scope("/v1/chat/completions", raw))
     await communicator.send_input({"type": "http.request", "body": raw, "more_body": False})
     start = await communicator.receive_output(5)
     assert start["status"] == 200

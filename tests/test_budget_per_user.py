@@ -22,9 +22,7 @@ from .budget_helpers import JSONApp, chat, completion, fixed_clock, token_counte
 USAGE = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
 
 
-@pytest.fixture(autouse=True)
-def _frozen_now() -> None:
-    budget_helpers.freeze_now()
+_frozen_now = budget_helpers.frozen_now
 
 
 @pytest.fixture(params=["redis", "memory"])

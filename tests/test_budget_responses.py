@@ -8,7 +8,6 @@ answering in Responses format where cache and reasoning figures are needed."""
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -18,15 +17,13 @@ import pytest
 
 from asgi_aigw.budget import BudgetConfig, BudgetMiddleware, Limits, RedisBudgetStore
 from asgi_aigw.kernel.context import Usage
-from asgi_aigw.router import ProviderRouter
-from asgi_aigw.router.config import DeploymentConfig, ModelConfig, RetryConfig, RouterConfig
 from asgi_aigw.runtime.tokens import count_responses_tokens
-from asgi_aigw.tenant import TenantConfig, TenantMiddleware
-from asgi_aigw.testing import FakeProvider, StreamingASGITransport
+from asgi_aigw.testing import FakeProvider
 
 from . import budget_helpers
+from .budget_helpers import budget_stack as stack
 from .budget_helpers import fixed_clock, token_counter, usage_of
-from .support import ContextSpy, served, sse_payloads
+from .support import response_object, responses_sse, router_to, served, sse_payloads
 
 MODEL = "gpt-5"
 #: gpt-5's list prices in US dollars per million tokens (the middleware's table): input, output,
@@ -42,22 +39,8 @@ USAGE = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _frozen_now() -> None:
-    budget_helpers.freeze_now()
-
-
-@pytest.fixture
-async def store(redis_url: str, redis_prefix: str) -> AsyncIterator[RedisBudgetStore]:
-    async with budget_helpers.redis_budget_store(redis_url, redis_prefix) as store:
-        yield store
-
-
-def stack(app: Any, store: Any, **options: Any) -> ContextSpy:
-    budget = BudgetMiddleware(
-        app, config=BudgetConfig(**options), store=store, token_counter=token_counter(), clock=fixed_clock
-    )
-    return ContextSpy(TenantMiddleware(budget, config=TenantConfig(required=False, default_tenant="acme")))
+_frozen_now = budget_helpers.frozen_now
+store = budget_helpers.store
 
 
 def ask(text: str = "hello there world", **extra: Any) -> dict[str, Any]:
@@ -80,16 +63,7 @@ def nanos(prompt: int, output: int, cached: int = 0) -> int:
 
 
 def response(text: str, usage: dict[str, Any] | None, status: str = "completed") -> dict[str, Any]:
-    part = {"type": "output_text", "text": text, "annotations": []}
-    item = {"id": "msg_1", "type": "message", "status": status, "role": "assistant", "content": [part]}
-    return {
-        "id": "resp_1",
-        "object": "response",
-        "status": status,
-        "model": MODEL,
-        "output": [item] if text else [],
-        "usage": usage,
-    }
+    return response_object(MODEL, text, usage, status)
 
 
 def stream_events(pieces: list[str], usage: dict[str, Any] | None) -> list[bytes]:
@@ -103,10 +77,7 @@ def stream_events(pieces: list[str], usage: dict[str, Any] | None) -> list[bytes
     if usage is not None:
         events.append({"type": "response.output_text.done", **where, "text": "".join(pieces)})
         events.append({"type": "response.completed", "response": response("".join(pieces), usage)})
-    return [
-        b"event: " + e["type"].encode() + b"\ndata: " + orjson.dumps({**e, "sequence_number": n}) + b"\n\n"
-        for n, e in enumerate(events)
-    ]
+    return responses_sse(events)
 
 
 class ResponsesApp:
@@ -225,20 +196,7 @@ async def test_without_max_output_tokens_the_default_cap_is_reserved_and_sent(
 
 async def test_the_default_cap_reaches_a_translated_deployment(store: RedisBudgetStore) -> None:
     fake = FakeProvider()
-    url = "http://fake-upstream.test"
-    deployment = DeploymentConfig(
-        provider="anthropic",
-        model="claude-up",
-        base_url=url,
-        api_key="test-key-not-real",  # type: ignore[arg-type]
-    )
-    router = ProviderRouter(
-        RouterConfig(
-            models=[ModelConfig(name=MODEL, deployments=[deployment])], retry=RetryConfig(retries=0)
-        ),
-        transports={url: StreamingASGITransport(fake)},
-        env={},
-    )
+    router = router_to(fake, MODEL, "anthropic", "claude-up")
     app = stack(router, store, limits=Limits(tokens_per_minute=10_000), default_max_tokens=300)
     answer = await post(app, {"model": MODEL, "input": "hello there world", "stream": True})
     assert answer.status_code == 200

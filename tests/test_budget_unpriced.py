@@ -5,7 +5,6 @@ alone. Real Redis for the request-time checks."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +25,8 @@ from .budget_helpers import JSONApp, chat, completion, fixed_clock, token_counte
 USAGE = {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20}
 
 
-@pytest.fixture(autouse=True)
-def _frozen_now() -> None:
-    budget_helpers.freeze_now()
-
-
-@pytest.fixture
-async def store(redis_url: str, redis_prefix: str) -> AsyncIterator[RedisBudgetStore]:
-    async with budget_helpers.redis_budget_store(redis_url, redis_prefix) as store:
-        yield store
+_frozen_now = budget_helpers.frozen_now
+store = budget_helpers.store
 
 
 def budget(inner: Any, store: RedisBudgetStore, config: BudgetConfig) -> BudgetMiddleware:

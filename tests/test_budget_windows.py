@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,9 +43,7 @@ def utc(*args: int) -> int:
     return int(datetime(*args, tzinfo=UTC).timestamp())  # type: ignore[misc]
 
 
-@pytest.fixture(autouse=True)
-def _frozen_now() -> None:
-    budget_helpers.freeze_now()
+_frozen_now = budget_helpers.frozen_now
 
 
 # -- slots ------------------------------------------------------------------------------------------------
@@ -204,10 +201,7 @@ def test_ratelimit_headers_report_limit_remaining_and_reset_of_limited_windows()
     }
 
 
-@pytest.fixture
-async def store(redis_url: str, redis_prefix: str) -> AsyncIterator[RedisBudgetStore]:
-    async with budget_helpers.redis_budget_store(redis_url, redis_prefix) as store:
-        yield store
+store = budget_helpers.store
 
 
 async def post(app: Any, body: dict[str, Any]) -> httpx.Response:

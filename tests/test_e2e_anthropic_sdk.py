@@ -4,17 +4,16 @@ model served by an Anthropic deployment (passthrough) and one served by an OpenA
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import anthropic
 import pytest
 
-from asgi_aigw import build_app
-from asgi_aigw.config import GatewayConfig
-from asgi_aigw.router.config import DeploymentConfig, ModelConfig, RetryConfig, RouterConfig
-from asgi_aigw.testing import FakeProvider, ServerThread
+from asgi_aigw.router.config import DeploymentConfig, ModelConfig
+from asgi_aigw.testing import FakeProvider
 
 from .golden import PNG
+from .support import gateway_over
 
 pytestmark = pytest.mark.e2e
 
@@ -28,45 +27,23 @@ LOOKUP = {
 }
 
 
+def models(upstream: str) -> list[ModelConfig]:
+    anthropic_up = DeploymentConfig(provider="anthropic", model="claude-up", base_url=upstream, api_key=KEY)  # type: ignore[arg-type]
+    openai_up = DeploymentConfig(
+        provider="openai", model="gpt-4o-mini", base_url=upstream + "/v1", api_key=KEY
+    )  # type: ignore[arg-type]
+    return [
+        ModelConfig(name="claude", deployments=[anthropic_up]),
+        ModelConfig(name="gpt", deployments=[openai_up]),
+    ]
+
+
 @pytest.fixture
-async def gateway(fake: FakeProvider) -> AsyncIterator[str]:
+def gateway(fake: FakeProvider) -> Iterator[str]:
     """FakeProvider on one uvicorn, the gateway (router mounted at /ai) on another; the base URL an
     Anthropic client is given (``ANTHROPIC_BASE_URL``)."""
-    upstream = ServerThread(fake)
-    upstream.start()
-    config = GatewayConfig(
-        router=RouterConfig(
-            models=[
-                ModelConfig(
-                    name="claude",
-                    deployments=[
-                        DeploymentConfig(
-                            provider="anthropic", model="claude-up", base_url=upstream.base_url, api_key=KEY
-                        )  # type: ignore[arg-type]
-                    ],
-                ),
-                ModelConfig(
-                    name="gpt",
-                    deployments=[
-                        DeploymentConfig(
-                            provider="openai",
-                            model="gpt-4o-mini",
-                            base_url=upstream.base_url + "/v1",
-                            api_key=KEY,
-                        )  # type: ignore[arg-type]
-                    ],
-                ),
-            ],
-            retry=RetryConfig(retries=0),
-        )
-    )
-    server = ServerThread(build_app(config, env={}))
-    server.start()
-    try:
-        yield f"{server.base_url}/ai"
-    finally:
-        server.stop()
-        upstream.stop()
+    with gateway_over(fake, models) as base_url:
+        yield f"{base_url}/ai"
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from typing import Any
 
 import openai
@@ -14,7 +14,7 @@ import pytest
 from asgi_aigw import build_app
 from asgi_aigw.config import GatewayConfig
 from asgi_aigw.router.config import DeploymentConfig, ModelConfig, RouterConfig
-from asgi_aigw.testing import FakeProvider, ServerThread, StreamingASGITransport
+from asgi_aigw.testing import FakeProvider, StreamingASGITransport, serve
 
 pytestmark = pytest.mark.e2e
 
@@ -74,19 +74,15 @@ def provider_config() -> GatewayConfig:
 
 
 @pytest.fixture
-async def gateway(fake: FakeProvider) -> AsyncIterator[str]:
+def gateway(fake: FakeProvider) -> Iterator[str]:
     transport = StreamingASGITransport(fake)
     app = build_app(
         provider_config(),
         transports={ANTHROPIC_URL: transport, GEMINI_URL: transport, OLLAMA_URL: transport},
         env={},
     )
-    server = ServerThread(app)
-    server.start()
-    try:
-        yield server.base_url
-    finally:
-        server.stop()
+    with serve(app) as base_url:
+        yield base_url
 
 
 def sdk(base_url: str) -> openai.AsyncOpenAI:

@@ -4,7 +4,7 @@ deployment (translation), FakeProvider speaking each format on its own uvicorn."
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import openai
@@ -12,10 +12,10 @@ import orjson
 import pytest
 from openai.types.responses import Response, ResponseErrorEvent, ResponseFunctionToolCall
 
-from asgi_aigw import build_app
-from asgi_aigw.config import GatewayConfig
-from asgi_aigw.router.config import DeploymentConfig, ModelConfig, RetryConfig, RouterConfig
-from asgi_aigw.testing import FakeBehaviour, FakeProvider, ServerThread
+from asgi_aigw.router.config import DeploymentConfig, ModelConfig
+from asgi_aigw.testing import FakeBehaviour, FakeProvider
+
+from .support import gateway_over
 
 pytestmark = pytest.mark.e2e
 
@@ -31,41 +31,32 @@ LOOKUP: Any = {
 }
 
 
-@pytest.fixture
-async def gateway(fake: FakeProvider) -> AsyncIterator[str]:
-    """FakeProvider on one uvicorn, the gateway (router mounted at /ai) on another; the base URL an
-    OpenAI client is given."""
-    upstream = ServerThread(fake)
-    upstream.start()
+def models(upstream: str) -> list[ModelConfig]:
     openai_deployment = DeploymentConfig(
         provider="openai",
         model="gpt-up",
-        base_url=upstream.base_url + "/v1",
+        base_url=upstream + "/v1",
         api_key=KEY,  # type: ignore[arg-type]
         responses_api=True,
     )
     anthropic_deployment = DeploymentConfig(
         provider="anthropic",
         model="claude-up",
-        base_url=upstream.base_url,
+        base_url=upstream,
         api_key=KEY,  # type: ignore[arg-type]
     )
-    config = GatewayConfig(
-        router=RouterConfig(
-            models=[
-                ModelConfig(name="gpt", deployments=[openai_deployment]),
-                ModelConfig(name="claude", deployments=[anthropic_deployment]),
-            ],
-            retry=RetryConfig(retries=0),
-        )
-    )
-    server = ServerThread(build_app(config, env={}))
-    server.start()
-    try:
-        yield f"{server.base_url}/ai/v1"
-    finally:
-        server.stop()
-        upstream.stop()
+    return [
+        ModelConfig(name="gpt", deployments=[openai_deployment]),
+        ModelConfig(name="claude", deployments=[anthropic_deployment]),
+    ]
+
+
+@pytest.fixture
+def gateway(fake: FakeProvider) -> Iterator[str]:
+    """FakeProvider on one uvicorn, the gateway (router mounted at /ai) on another; the base URL an
+    OpenAI client is given."""
+    with gateway_over(fake, models) as base_url:
+        yield f"{base_url}/ai/v1"
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from asgi_aigw.kernel.dialects.responses import RESPONSES
 from asgi_aigw.testing import FakeBehaviour, FakeProvider, StreamingASGITransport
 from asgi_aigw.testing.server import serve
 
+from .golden import call_answered
 from .support import sse_payloads
 
 TOOL = {"type": "function", "name": "lookup", "parameters": {"type": "object", "properties": {}}}
@@ -62,16 +63,7 @@ async def test_function_call_round_trip(client: openai.AsyncOpenAI) -> None:
     second = await client.responses.create(
         model="m",
         tools=[TOOL],  # type: ignore[list-item]
-        input=[
-            {"role": "user", "content": "weather in Paris"},
-            {
-                "type": "function_call",
-                "call_id": call.call_id,
-                "name": call.name,
-                "arguments": call.arguments,
-            },
-            {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"},
-        ],
+        input=call_answered("weather in Paris", call, "sunny"),  # type: ignore[arg-type]
     )
     assert second.output_text == "Tool said: sunny"
     # tool_choice none: no call

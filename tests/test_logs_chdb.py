@@ -11,7 +11,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,26 +26,15 @@ from asgi_aigw.kernel.context import ensure_context
 from asgi_aigw.logs import ClickHouseSink, LogConfig, LogRow, LogWriter, RequestLogMiddleware
 from asgi_aigw.testing import FakeBehaviour, FakeProvider, StreamingASGITransport
 
+from . import logs_helpers
+from .logs_helpers import log_config
 from .support import FAKE_URL, fake_config, served
 
 CHAT = "/ai/v1/chat/completions"
 
 
-@pytest.fixture
-def table() -> str:
-    return f"requests_{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
-def reader(chdb_url: str, table: str) -> Any:
-    sink = ClickHouseSink(chdb_url, table=table)
-    yield sink
-    sink.close()
-
-
-def log_config(chdb_url: str, table: str, tmp_path: Path, **overrides: Any) -> LogConfig:
-    options: dict[str, Any] = {"store": chdb_url, "table": table, "spool_dir": str(tmp_path / "spool")}
-    return LogConfig(**{**options, **overrides})
+table = logs_helpers.table_named("requests")
+reader = logs_helpers.reader
 
 
 def gateway(fake: FakeProvider, config: LogConfig, *, inner: Any = None) -> RequestLogMiddleware:

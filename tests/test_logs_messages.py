@@ -7,8 +7,6 @@ route label, and ``aigw usage --by-dialect``."""
 from __future__ import annotations
 
 import math
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +27,9 @@ from asgi_aigw.logs.clickhouse import create_table_sql
 from asgi_aigw.logs.metrics import GatewayMetrics
 from asgi_aigw.testing import FakeProvider
 
-from . import budget_helpers
+from . import logs_helpers
 from .budget_helpers import fixed_clock, token_counter
+from .logs_helpers import logged
 
 MODEL = "claude-sonnet-4-5"
 MESSAGES = "/v1/messages"
@@ -48,28 +47,11 @@ SELECT = (
 )
 
 
-@pytest.fixture
-def table() -> str:
-    return f"messages_{uuid.uuid4().hex[:10]}"
+table = logs_helpers.table_named("messages")
+reader = logs_helpers.reader
 
 
-@pytest.fixture
-def reader(chdb_url: str, table: str) -> Any:
-    sink = ClickHouseSink(chdb_url, table=table)
-    yield sink
-    sink.close()
-
-
-@pytest.fixture
-async def budget_store(redis_url: str, redis_prefix: str) -> AsyncIterator[RedisBudgetStore]:
-    budget_helpers.freeze_now()
-    async with budget_helpers.redis_budget_store(redis_url, redis_prefix) as store:
-        yield store
-
-
-def logged(app: Any, chdb_url: str, table: str, tmp_path: Path, **options: Any) -> RequestLogMiddleware:
-    config = LogConfig(store=chdb_url, table=table, spool_dir=str(tmp_path / "spool"), **options)
-    return RequestLogMiddleware(app, config=config)
+budget_store = logs_helpers.budget_store
 
 
 def ask(content: str = "What is the capital of France?", **extra: Any) -> dict[str, Any]:

@@ -7,8 +7,6 @@ and the Prometheus route label."""
 from __future__ import annotations
 
 import math
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +22,12 @@ from asgi_aigw.budget import BudgetConfig, BudgetMiddleware, Limits, RedisBudget
 from asgi_aigw.kernel.body import read_json
 from asgi_aigw.logs import ClickHouseSink, LogConfig, RequestLogMiddleware
 from asgi_aigw.logs.metrics import GatewayMetrics
-from asgi_aigw.router import ProviderRouter
-from asgi_aigw.router.config import DeploymentConfig, ModelConfig, RetryConfig, RouterConfig
-from asgi_aigw.testing import FakeProvider, StreamingASGITransport
+from asgi_aigw.testing import FakeProvider
 
-from . import budget_helpers
+from . import logs_helpers
 from .budget_helpers import fixed_clock, token_counter
+from .logs_helpers import logged
+from .support import response_object, responses_sse, router_to
 
 MODEL = "gpt-5"
 RESPONSES = "/v1/responses"
@@ -47,28 +45,11 @@ SELECT = (
 )
 
 
-@pytest.fixture
-def table() -> str:
-    return f"responses_{uuid.uuid4().hex[:10]}"
+table = logs_helpers.table_named("responses")
+reader = logs_helpers.reader
 
 
-@pytest.fixture
-def reader(chdb_url: str, table: str) -> Any:
-    sink = ClickHouseSink(chdb_url, table=table)
-    yield sink
-    sink.close()
-
-
-@pytest.fixture
-async def budget_store(redis_url: str, redis_prefix: str) -> AsyncIterator[RedisBudgetStore]:
-    budget_helpers.freeze_now()
-    async with budget_helpers.redis_budget_store(redis_url, redis_prefix) as store:
-        yield store
-
-
-def logged(app: Any, chdb_url: str, table: str, tmp_path: Path) -> RequestLogMiddleware:
-    config = LogConfig(store=chdb_url, table=table, spool_dir=str(tmp_path / "spool"))
-    return RequestLogMiddleware(app, config=config)
+budget_store = logs_helpers.budget_store
 
 
 def ask(text: str = "What is the capital of France?", **extra: Any) -> dict[str, Any]:
@@ -76,16 +57,7 @@ def ask(text: str = "What is the capital of France?", **extra: Any) -> dict[str,
 
 
 def response(text: str, usage: dict[str, Any] | None, status: str = "completed") -> dict[str, Any]:
-    part = {"type": "output_text", "text": text, "annotations": []}
-    item = {"id": "msg_1", "type": "message", "status": status, "role": "assistant", "content": [part]}
-    return {
-        "id": "resp_1",
-        "object": "response",
-        "status": status,
-        "model": MODEL,
-        "output": [item],
-        "usage": usage,
-    }
+    return response_object(MODEL, text, usage, status)
 
 
 def events(*, complete: bool) -> list[bytes]:
@@ -95,10 +67,7 @@ def events(*, complete: bool) -> list[bytes]:
     ]
     if complete:
         kinds.append({"type": "response.completed", "response": response("Paris.", USAGE)})
-    return [
-        b"event: " + e["type"].encode() + b"\ndata: " + orjson.dumps({**e, "sequence_number": n}) + b"\n\n"
-        for n, e in enumerate(kinds)
-    ]
+    return responses_sse(kinds)
 
 
 class ResponsesApp:
@@ -189,20 +158,7 @@ async def test_a_translated_request_logs_the_routers_provider_and_usage(
     chdb_url: str, table: str, reader: ClickHouseSink, tmp_path: Path
 ) -> None:
     fake = FakeProvider()
-    url = "http://fake-upstream.test"
-    deployment = DeploymentConfig(
-        provider="anthropic",
-        model="claude-up",
-        base_url=url,
-        api_key="test-key-not-real",  # type: ignore[arg-type]
-    )
-    router = ProviderRouter(
-        RouterConfig(
-            models=[ModelConfig(name="claude", deployments=[deployment])], retry=RetryConfig(retries=0)
-        ),
-        transports={url: StreamingASGITransport(fake)},
-        env={},
-    )
+    router = router_to(fake, "claude", "anthropic", "claude-up")
     app = logged(router, chdb_url, table, tmp_path)
     [answer] = await post_all(app, [(RESPONSES, {**ask(), "model": "claude"})])
     await app.aclose()

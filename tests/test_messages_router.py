@@ -16,7 +16,7 @@ from asgi_aigw.router import ProviderRouter
 from asgi_aigw.router.config import DeploymentConfig, ModelConfig, RetryConfig, RouterConfig, Timeouts
 from asgi_aigw.testing import FakeBehaviour, FakeProvider, StreamingASGITransport
 
-from .support import ContextSpy
+from .support import ContextSpy, post_scope
 
 URL = "http://fake-upstream.test"
 KEY = "test-key-not-real"
@@ -345,19 +345,6 @@ async def test_count_tokens_refuses_max_tokens_as_anthropic_does(client: httpx.A
 # -- streaming, message by message ---------------------------------------------------------------------
 
 
-def http_scope(body: bytes) -> dict[str, object]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "path": "/v1/messages",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-    }
-
-
 @pytest.mark.parametrize("model", ["claude", "gpt"])
 async def test_events_leave_as_they_come_and_a_disconnect_closes_the_upstream(model: str) -> None:
     fake = FakeProvider(FakeBehaviour(chunk_delay=0.2))
@@ -365,7 +352,7 @@ async def test_events_leave_as_they_come_and_a_disconnect_closes_the_upstream(mo
     body = raw(
         {**HELLO, "model": model, "stream": True, "messages": [{"role": "user", "content": "a b c d e"}]}
     )
-    communicator = ApplicationCommunicator(router, http_scope(body))
+    communicator = ApplicationCommunicator(router, post_scope("/v1/messages", body))
     await communicator.send_input({"type": "http.request", "body": body, "more_body": False})
     assert (await communicator.receive_output(5))["type"] == "http.response.start"
     first = (await communicator.receive_output(5))["body"]

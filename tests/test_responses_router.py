@@ -21,7 +21,7 @@ from asgi_aigw.router.registry import ModelRegistry
 from asgi_aigw.router.responses import serves_responses
 from asgi_aigw.testing import FakeBehaviour, FakeProvider, StreamingASGITransport
 
-from .support import ContextSpy, sse_payloads
+from .support import ContextSpy, post_scope, sse_payloads
 
 URL = "http://fake-upstream.test"
 KEY = "test-key-not-real"
@@ -335,25 +335,12 @@ async def test_wrong_method_is_a_405_naming_post(client: httpx.AsyncClient) -> N
 # -- streaming, message by message ------------------------------------------------------------------------
 
 
-def http_scope(body: bytes) -> dict[str, object]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "path": "/v1/responses",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-    }
-
-
 @pytest.mark.parametrize("model", ["gpt", "claude"])
 async def test_events_leave_as_they_come_and_a_disconnect_closes_the_upstream(model: str) -> None:
     fake = FakeProvider(FakeBehaviour(chunk_delay=0.2))
     router = ProviderRouter(config(), transports={URL: StreamingASGITransport(fake)}, env={})
     body = orjson.dumps({"model": model, "input": "a b c d e", "stream": True, "max_output_tokens": 64})
-    communicator = ApplicationCommunicator(router, http_scope(body))
+    communicator = ApplicationCommunicator(router, post_scope("/v1/responses", body))
     await communicator.send_input({"type": "http.request", "body": body, "more_body": False})
     assert (await communicator.receive_output(5))["type"] == "http.response.start"
     first = (await communicator.receive_output(5))["body"]

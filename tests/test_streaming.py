@@ -8,7 +8,7 @@ from asgiref.testing import ApplicationCommunicator
 from asgi_aigw import ProviderRouter
 from asgi_aigw.testing import FakeBehaviour, FakeProvider, StreamingASGITransport
 
-from .support import FAKE_URL, fake_config
+from .support import FAKE_URL, fake_config, post_scope
 
 BODY = orjson.dumps(
     {
@@ -19,23 +19,10 @@ BODY = orjson.dumps(
 )
 
 
-def http_scope() -> dict[str, object]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "path": "/v1/chat/completions",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())],
-    }
-
-
 async def test_each_event_leaves_as_the_provider_sends_it() -> None:
     fake = FakeProvider(FakeBehaviour(chunk_delay=0.05))
     router = ProviderRouter(fake_config().router, transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
-    communicator = ApplicationCommunicator(router, http_scope())
+    communicator = ApplicationCommunicator(router, post_scope("/v1/chat/completions", BODY))
     await communicator.send_input({"type": "http.request", "body": BODY, "more_body": False})
     start = await communicator.receive_output(5)
     assert start["type"] == "http.response.start"
@@ -61,7 +48,7 @@ async def test_each_event_leaves_as_the_provider_sends_it() -> None:
 async def test_disconnect_mid_stream_closes_the_upstream() -> None:
     fake = FakeProvider(FakeBehaviour(chunk_delay=0.2))
     router = ProviderRouter(fake_config().router, transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
-    communicator = ApplicationCommunicator(router, http_scope())
+    communicator = ApplicationCommunicator(router, post_scope("/v1/chat/completions", BODY))
     await communicator.send_input({"type": "http.request", "body": BODY, "more_body": False})
     assert (await communicator.receive_output(5))["type"] == "http.response.start"
     await communicator.receive_output(5)  # the role chunk

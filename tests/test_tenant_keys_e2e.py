@@ -5,7 +5,7 @@ AuthenticationError."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from typing import Any
 
 import anthropic
@@ -17,7 +17,7 @@ from asgi_aigw.kernel.context import get_context
 from asgi_aigw.tenant import TenantConfig, TenantMiddleware
 from asgi_aigw.tenant.config import APIKeyEntry
 from asgi_aigw.tenant.keys import hash_key, key_id, new_key
-from asgi_aigw.testing import FakeProvider, ServerThread
+from asgi_aigw.testing import FakeProvider, ServerThread, serve
 
 from .support import ContextSpy, fake_config
 
@@ -48,13 +48,9 @@ class Recorder:
 
 
 @pytest.fixture
-async def upstream(fake: FakeProvider) -> AsyncIterator[str]:
-    server = ServerThread(fake)
-    server.start()
-    try:
-        yield server.base_url
-    finally:
-        server.stop()
+def upstream(fake: FakeProvider) -> Iterator[str]:
+    with serve(fake) as base_url:
+        yield base_url
 
 
 async def test_openai_sdk_with_a_gateway_key_and_the_key_never_reaches_the_provider(

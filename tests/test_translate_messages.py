@@ -16,7 +16,7 @@ from asgi_aigw.providers import TranslatedResponse
 from asgi_aigw.providers.ollama import OllamaAdapter
 from asgi_aigw.providers.openai import OpenAIStreamTranslator
 from asgi_aigw.router.passthrough import MessagesRelay, client_headers, rewrite_model
-from asgi_aigw.translate import MessagesStream, chat_request, message_answer
+from asgi_aigw.translate.messages import MessagesStream, chat_request, message_answer
 
 from .golden import (
     CLOCK,
@@ -76,6 +76,18 @@ def translate(data: dict[str, Any], provider: str = "openai") -> Any:
 
 def messages_body(**changes: Any) -> dict[str, Any]:
     return {"model": "m", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}], **changes}
+
+
+def tool_result_turns(tool_id: str, content: Any, **result: Any) -> list[dict[str, Any]]:
+    """A turn asking, the assistant's call of the tool ``f`` (Anthropic requires it before a result),
+    and the tool's result with ``content`` (and ``result``'s other fields)."""
+    call = {"type": "tool_use", "id": tool_id, "name": "f", "input": {}}
+    answer = {"type": "tool_result", "tool_use_id": tool_id, **result, "content": content}
+    return [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": [call]},
+        {"role": "user", "content": [answer]},
+    ]
 
 
 # -- requests ------------------------------------------------------------------------------------------
@@ -146,24 +158,7 @@ def test_tool_choice(choice: dict[str, Any], expected: Any) -> None:
 
 def test_an_error_tool_result_still_says_it_failed() -> None:
     data = messages_body(
-        messages=[
-            {"role": "user", "content": "go"},
-            {
-                "role": "assistant",
-                "content": [{"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}}],
-            },
-            {
-                "role": "user",
-                "content": [
-                    {
-                        "type": "tool_result",
-                        "tool_use_id": "toolu_1",
-                        "is_error": True,
-                        "content": [{"type": "text", "text": "no such file"}],
-                    }
-                ],
-            },
-        ]
+        messages=tool_result_turns("toolu_1", [{"type": "text", "text": "no such file"}], is_error=True)
     )
     messages = translate(data).body["messages"]
     assert messages[1] == {
@@ -212,25 +207,7 @@ def test_thinking_blocks_of_earlier_turns_are_left_out_and_reported() -> None:
             "messages[0].content[0].citations",
         ),
         (
-            {
-                "messages": [
-                    {"role": "user", "content": "go"},
-                    {
-                        "role": "assistant",
-                        "content": [{"type": "tool_use", "id": "t", "name": "f", "input": {}}],
-                    },
-                    {
-                        "role": "user",
-                        "content": [
-                            {
-                                "type": "tool_result",
-                                "tool_use_id": "t",
-                                "content": [{"type": "image", "source": {"type": "url", "url": "u"}}],
-                            }
-                        ],
-                    },
-                ]
-            },
+            {"messages": tool_result_turns("t", [{"type": "image", "source": {"type": "url", "url": "u"}}])},
             "messages[2].content[0].content[0].type",
         ),
     ],

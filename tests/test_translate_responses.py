@@ -25,6 +25,7 @@ from .golden import (
     LOOKUP,
     PNG,
     SCHEMA,
+    call_answered,
     chunk,
     completion,
     ids,
@@ -673,16 +674,7 @@ async def test_a_function_call_round_trip_through_the_fake_chat_endpoint(fake: F
     second = await client.responses.create(
         model="gpt-4o",
         tools=[TOOL],  # type: ignore[list-item]
-        input=[
-            {"role": "user", "content": "weather in Paris"},
-            {
-                "type": "function_call",
-                "call_id": call.call_id,
-                "name": call.name,
-                "arguments": call.arguments,
-            },
-            {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"},
-        ],
+        input=call_answered("weather in Paris", call, "sunny"),  # type: ignore[arg-type]
     )
     assert second.output_text == "Tool said: sunny"
     tool_message = fake.requests[-1].json["messages"][-1]

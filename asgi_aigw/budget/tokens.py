@@ -53,24 +53,22 @@ class ApproximateCounter:
 
     def count_messages(self, request: Mapping[str, Any], model: str | None) -> int:
         """A Messages request: its system prompt, messages and tools as JSON text (an over-estimate)."""
-        total = 3
-        for field in ("system", "messages", "tools"):
-            value = request.get(field)
-            if value:
-                total += self.count_text(value if isinstance(value, str) else _json(value), model)
-        return total
+        return self._fields(request, ("system", "messages", "tools"), model)
 
     def count_responses(self, request: Mapping[str, Any], model: str | None) -> int:
         """A Responses request: its instructions, input and tools as JSON text (an over-estimate)."""
+        return self._fields(request, ("instructions", "input", "tools"), model)
+
+    def count_text(self, text: str, model: str | None) -> int:
+        return (len(text) + 3) // 4
+
+    def _fields(self, request: Mapping[str, Any], fields: tuple[str, ...], model: str | None) -> int:
         total = 3
-        for field in ("instructions", "input", "tools"):
+        for field in fields:
             value = request.get(field)
             if value:
                 total += self.count_text(value if isinstance(value, str) else _json(value), model)
         return total
-
-    def count_text(self, text: str, model: str | None) -> int:
-        return (len(text) + 3) // 4
 
 
 class RuntimeTokenCounter:
@@ -83,40 +81,27 @@ class RuntimeTokenCounter:
         self._fallback: ApproximateCounter | None = None
 
     def count_chat(self, request: Mapping[str, Any], model: str | None) -> int:
-        if self._fallback is None:
-            try:
-                return runtime_tokens.count_chat_tokens(request, model)
-            except (ImportError, AssetError) as exc:
-                self._fall_back(exc)
-        assert self._fallback is not None
-        return self._fallback.count_chat(request, model)
+        return self._count("count_chat", runtime_tokens.count_chat_tokens, request, model)
 
     def count_messages(self, request: Mapping[str, Any], model: str | None) -> int:
-        if self._fallback is None:
-            try:
-                return runtime_tokens.count_messages_tokens(request, model)
-            except (ImportError, AssetError) as exc:
-                self._fall_back(exc)
-        assert self._fallback is not None
-        return self._fallback.count_messages(request, model)
+        return self._count("count_messages", runtime_tokens.count_messages_tokens, request, model)
 
     def count_responses(self, request: Mapping[str, Any], model: str | None) -> int:
-        if self._fallback is None:
-            try:
-                return runtime_tokens.count_responses_tokens(request, model)
-            except (ImportError, AssetError) as exc:
-                self._fall_back(exc)
-        assert self._fallback is not None
-        return self._fallback.count_responses(request, model)
+        return self._count("count_responses", runtime_tokens.count_responses_tokens, request, model)
 
     def count_text(self, text: str, model: str | None) -> int:
+        return self._count("count_text", runtime_tokens.count_text_tokens, text, model)
+
+    def _count(self, method: str, exact: Callable[..., int], *args: Any) -> int:
+        """``exact`` (the runtime's tokenizer); once it cannot load, the approximate counter's ``method``."""
         if self._fallback is None:
             try:
-                return runtime_tokens.count_text_tokens(text, model)
+                return exact(*args)
             except (ImportError, AssetError) as exc:
                 self._fall_back(exc)
         assert self._fallback is not None
-        return self._fallback.count_text(text, model)
+        count: Callable[..., int] = getattr(self._fallback, method)
+        return count(*args)
 
     def _fall_back(self, exc: BaseException) -> None:
         logger.warning("No tokenizer available (%s): token estimates fall back to 4 characters a token", exc)

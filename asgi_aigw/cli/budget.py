@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import time
 from typing import Any
@@ -15,12 +14,11 @@ from ..budget.config import BudgetConfig
 from ..budget.middleware import limits_vector
 from ..budget.store import BudgetStore, StoreError
 from ..budget.windows import WINDOWS, SlotClock, format_amount, format_duration, from_units, to_units
-from ..config import ConfigError, load_config
+from ..config import ConfigError
 from ..kernel.optional import MissingDependency
 from ..stores.registry import BUDGET_STORES
 from ..tenant.ids import InvalidTenantId, validate_tenant_id
-
-_CONFIG_ENV = "AIGW_CONFIG"
+from .options import configuration, store_options
 
 
 def register(subparsers: Any) -> None:
@@ -29,13 +27,7 @@ def register(subparsers: Any) -> None:
         help="show or change a tenant's budget in the shared store",
         description="Live per-tenant limits (read by the gateway on the next request) and current usage.",
     )
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--config",
-        metavar="FILE",
-        help=f"gateway configuration with a budget section (default: ${_CONFIG_ENV})",
-    )
-    common.add_argument("--store", metavar="URL", help="budget store URL (overrides the configuration)")
+    common = store_options("budget", "budget store URL (overrides the configuration)")
     common.add_argument("--key-prefix", help="store key prefix (overrides the configuration)")
     common.add_argument("tenant", metavar="TENANT")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -62,8 +54,8 @@ def register(subparsers: Any) -> None:
 
 
 def _budget_config(args: argparse.Namespace) -> BudgetConfig:
-    path = args.config or os.environ.get(_CONFIG_ENV)
-    config = (load_config(path).budget if path else None) or BudgetConfig()
+    loaded = configuration(args)
+    config = (loaded.budget if loaded else None) or BudgetConfig()
     updates: dict[str, Any] = {}
     if args.store:
         updates["store"] = args.store

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from typing import Any
 
-from ..config import ConfigError, GatewayConfig, load_config
+from ..config import ConfigError, GatewayConfig
 from ..kernel.optional import MissingDependency
 from ..stores.registry import EXACT_STORES, VECTOR_STORES
+from .options import configuration
 
 
 def register(subparsers: Any) -> None:
@@ -30,8 +30,7 @@ def _config(args: argparse.Namespace) -> GatewayConfig:
         from .demo import demo_config
 
         return demo_config()
-    path = args.config or os.environ.get("AIGW_CONFIG")
-    return load_config(path) if path else GatewayConfig()
+    return configuration(args) or GatewayConfig()
 
 
 async def _purge(config: GatewayConfig, tenant: str | None) -> tuple[int, int]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -18,15 +17,14 @@ import orjson
 import yaml
 from pydantic import ValidationError
 
-from ..config import ConfigError, load_config
+from ..config import ConfigError
 from ..kernel.optional import MissingDependency
 from ..stores.registry import KEY_STORES
 from ..tenant.config import KeyLimits, TenantConfig
 from ..tenant.ids import InvalidTenantId, validate_tenant_id
 from ..tenant.key_store import KeyStoreError, RedisKeyStore
 from ..tenant.keys import KEY_ID, KeyRecord, hash_key, new_key
-
-_CONFIG_ENV = "AIGW_CONFIG"
+from .options import configuration, store_options
 
 
 def register(subparsers: Any) -> None:
@@ -35,13 +33,7 @@ def register(subparsers: Any) -> None:
         help="create, list or revoke gateway API keys",
         description="Gateway API keys (aigw_...) in the key store of the configuration (tenant.key_store).",
     )
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--config",
-        metavar="FILE",
-        help=f"gateway configuration with a tenant section (default: ${_CONFIG_ENV})",
-    )
-    common.add_argument("--store", metavar="URL", help="key store URL (overrides tenant.key_store)")
+    common = store_options("tenant", "key store URL (overrides tenant.key_store)")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     create = actions.add_parser("create", parents=[common], help="make a key; it is printed once")
@@ -73,8 +65,8 @@ def register(subparsers: Any) -> None:
 
 
 def _tenant_config(args: argparse.Namespace) -> TenantConfig:
-    path = args.config or os.environ.get(_CONFIG_ENV)
-    return (load_config(path).tenant if path else None) or TenantConfig()
+    config = configuration(args)
+    return (config.tenant if config else None) or TenantConfig()
 
 
 def _store(args: argparse.Namespace, config: TenantConfig) -> RedisKeyStore:

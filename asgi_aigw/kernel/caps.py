@@ -30,14 +30,21 @@ def client_cap(data: Mapping[str, Any]) -> int | None:
     """
     found: int | None = None
     for name in CAP_FIELDS:
-        value = data.get(name)
-        if value is None:
-            continue
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(name)
+        value = positive_cap(data, name)
         if found is None:
             found = value
     return found
+
+
+def positive_cap(data: Mapping[str, Any], name: str) -> int | None:
+    """The output cap in the field ``name``, ``None`` if absent; ``ValueError(name)`` when it is not a
+    positive integer."""
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(name)
+    return value
 
 
 def output_cap_fields(payload: dict[str, Any], model: str) -> dict[str, Any]:

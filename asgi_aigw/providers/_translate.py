@@ -82,13 +82,14 @@ def post_json(
     return UpstreamRequest("POST", url, headers, orjson.dumps(payload))
 
 
-def loads_object(content: bytes, what: str) -> dict[str, Any]:
+def loads_object(content: bytes, what: str, *, upstream: str = "The upstream") -> dict[str, Any]:
+    """An answer as the JSON object it must be; else an error naming ``what`` the ``upstream`` sent."""
     try:
         data = orjson.loads(content)
     except orjson.JSONDecodeError:
-        raise UpstreamError(f"The upstream answered with {what} that is not valid JSON.") from None
+        raise UpstreamError(f"{upstream} answered with {what} that is not valid JSON.") from None
     if not isinstance(data, dict):
-        raise UpstreamError(f"The upstream answered with {what} that is not a JSON object.")
+        raise UpstreamError(f"{upstream} answered with {what} that is not a JSON object.")
     return data
 
 

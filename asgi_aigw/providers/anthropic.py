@@ -90,7 +90,7 @@ def _sampling(request: ChatCompletionRequest, body: dict[str, Any]) -> dict[str,
 
 #: Anthropic's error types and the status each comes with (docs.anthropic.com "Errors"); used for
 #: ``error`` events inside a stream, which carry no HTTP status of their own.
-_ERROR_STATUS = {
+ERROR_STATUS = {
     "invalid_request_error": 400,
     "authentication_error": 401,
     "billing_error": 402,
@@ -246,7 +246,7 @@ def _usage(data: Any) -> Usage | None:
 def _error_from_event(data: dict[str, Any]) -> GatewayError:
     error = data.get("error")
     kind = error.get("type") if isinstance(error, dict) else None
-    status = _ERROR_STATUS.get(kind or "", 500)
+    status = ERROR_STATUS.get(kind or "", 500)
     return error_from_status("anthropic", status, t.upstream_error_message(data, "type"))
 
 

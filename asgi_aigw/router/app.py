@@ -34,6 +34,7 @@ from ..kernel.types import ASGIApp, Headers, Message, Receive, Scope, Send
 from ..providers import ADAPTERS, Deployment, ProviderAdapter, TranslatedResponse, UpstreamRequest
 from .answer import DROPPED_PARAMS, FORWARDED_HEADERS, STREAM_ERROR_EVENT, answer_headers, record
 from .config import RouterConfig
+from .kit import BuildRequest, Deliver, Progress, ReadError, RouteCall, RouteKit
 from .messages import MessagesRoutes
 from .policy import RoutingPolicy, is_retryable
 from .registry import ModelRegistry, ResolvedModel
@@ -73,22 +74,6 @@ _METHODS = {
     "count_tokens": "POST",
     "responses": "POST",
 }
-
-BuildRequest = Callable[[Deployment, ProviderAdapter], UpstreamRequest]
-#: Turns one upstream response into the client's answer (``deadline``: when the first chunk is due).
-Deliver = Callable[[Deployment, ProviderAdapter, UpstreamResponse, "float | None"], Awaitable[None]]
-#: Reads a non-2xx upstream answer into the error for the client (default: the adapter's ``error``).
-ReadError = Callable[[Deployment, ProviderAdapter, int, bytes, dict[str, str]], GatewayError]
-
-
-class _Progress:
-    """What has gone to the client so far (decides between a status code and an SSE error event)."""
-
-    __slots__ = ("finished", "started")
-
-    def __init__(self) -> None:
-        self.started = False
-        self.finished = False
 
 
 class ProviderRouter:
@@ -131,8 +116,15 @@ class ProviderRouter:
         self._body_timeout = self.config.body_timeout
         self._forward = frozenset(self.config.forward_headers)
         self._created = int(time.time())
-        self._messages = MessagesRoutes(self)
-        self._responses = ResponsesRoutes(self)
+        kit = RouteKit(
+            registry=self.registry,
+            route=self._route,
+            read=self._read,
+            send_translated=self._send_translated,
+            relay_stream=self._relay_stream,
+        )
+        self._messages = MessagesRoutes(kit)
+        self._responses = ResponsesRoutes(kit)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -159,7 +151,7 @@ class ProviderRouter:
             await self.metrics(scope, receive, send)
             return
         scope, ctx = ensure_context(scope)
-        progress = _Progress()
+        progress = Progress()
         try:
             path = route_path(scope)
             route = _ROUTES.get(path)
@@ -193,14 +185,15 @@ class ProviderRouter:
             scope, receive, body = await read_json(
                 scope, receive, limit=self._max_body, time_limit=self._body_timeout
             )
+            call = RouteCall(scope, receive, send, ctx, body, progress)
             if route == "chat":
                 await self._chat(receive, send, ctx, body, progress)
             elif route == "messages":
-                await self._messages.messages(scope, receive, send, ctx, body, progress)
+                await self._messages.messages(call)
             elif route == "count_tokens":
-                await self._messages.count_tokens(scope, receive, send, ctx, body, progress)
+                await self._messages.count_tokens(call)
             elif route == "responses":
-                await self._responses.responses(scope, receive, send, ctx, body, progress)
+                await self._responses.responses(call)
             else:
                 await self._embeddings(receive, send, ctx, body, progress)
         except ClientDisconnect:
@@ -226,7 +219,7 @@ class ProviderRouter:
         return found
 
     async def _send_gateway_error(
-        self, send: Send, ctx: RequestContext, exc: GatewayError, progress: _Progress
+        self, send: Send, ctx: RequestContext, exc: GatewayError, progress: Progress
     ) -> None:
         ctx.error_code = exc.code
         if progress.finished or ctx.client_disconnected:
@@ -262,7 +255,7 @@ class ProviderRouter:
     # -- chat ---------------------------------------------------------------------------------------
 
     async def _chat(
-        self, receive: Receive, send: Send, ctx: RequestContext, body: JSONBody, progress: _Progress
+        self, receive: Receive, send: Send, ctx: RequestContext, body: JSONBody, progress: Progress
     ) -> None:
         request = body.validate(ChatCompletionRequest, "chat completion request")
         ctx.model = request.model
@@ -298,7 +291,7 @@ class ProviderRouter:
     # -- embeddings ---------------------------------------------------------------------------------
 
     async def _embeddings(
-        self, receive: Receive, send: Send, ctx: RequestContext, body: JSONBody, progress: _Progress
+        self, receive: Receive, send: Send, ctx: RequestContext, body: JSONBody, progress: Progress
     ) -> None:
         request = body.validate(EmbeddingRequest, "embeddings request")
         ctx.model = request.model
@@ -317,7 +310,7 @@ class ProviderRouter:
         self,
         send: Send,
         ctx: RequestContext,
-        progress: _Progress,
+        progress: Progress,
         translate: Callable[[Deployment, ProviderAdapter, bytes], TranslatedResponse],
     ) -> Deliver:
         """Deliver a one-shot answer: read it whole, translate it, send it."""
@@ -336,7 +329,7 @@ class ProviderRouter:
         self,
         receive: Receive,
         ctx: RequestContext,
-        progress: _Progress,
+        progress: Progress,
         resolved: ResolvedModel,
         build: BuildRequest,
         deliver: Deliver,
@@ -357,7 +350,7 @@ class ProviderRouter:
         resolved: ResolvedModel,
         build: BuildRequest,
         deliver: Deliver,
-        progress: _Progress,
+        progress: Progress,
         read_error: ReadError | None = None,
     ) -> None:
         """Call deployments until one answers and ``deliver`` has sent the answer.
@@ -496,7 +489,7 @@ class ProviderRouter:
         ctx: RequestContext,
         deployment: Deployment,
         translated: TranslatedResponse,
-        progress: _Progress,
+        progress: Progress,
     ) -> None:
         record(ctx, deployment, translated.model)
         ctx.usage = translated.usage
@@ -511,7 +504,7 @@ class ProviderRouter:
         deployment: Deployment,
         response: UpstreamResponse,
         translator: Any,
-        progress: _Progress,
+        progress: Progress,
         deadline: float | None = None,
     ) -> None:
         """Forward events as they complete; the status line waits for the first one."""
@@ -549,7 +542,7 @@ class ProviderRouter:
         deployment: Deployment,
         response: UpstreamResponse,
         translator: Any,
-        progress: _Progress,
+        progress: Progress,
         deadline: float | None,
     ) -> None:
         """The relay loop with the first chunk due by ``deadline`` and at most ``idle`` between chunks."""
@@ -578,7 +571,7 @@ class ProviderRouter:
             which, limit = "idle", idle
 
     async def _send_events(
-        self, send: Send, ctx: RequestContext, events: list[bytes], progress: _Progress
+        self, send: Send, ctx: RequestContext, events: list[bytes], progress: Progress
     ) -> None:
         if not progress.started:
             progress.started = True
@@ -591,7 +584,7 @@ class ProviderRouter:
         self,
         receive: Receive,
         ctx: RequestContext,
-        progress: _Progress,
+        progress: Progress,
         work: Callable[[], Awaitable[None]],
     ) -> None:
         """Run ``work``; if the client disconnects first, cancel it (closing the upstream request).

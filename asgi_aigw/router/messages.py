@@ -3,14 +3,14 @@ name exactly as chat completions are (same registry, retries, fallbacks, timeout
 
 To an Anthropic deployment the request passes through (:mod:`.passthrough`); to any other it is
 translated to a chat completion for the provider's adapter and the answer translated back
-(:mod:`asgi_aigw.translate`). A model with deployments of both kinds may fall back from one to the
+(:mod:`asgi_aigw.translate.messages`). A model with deployments of both kinds may fall back from one to the
 other: each attempt builds its own request.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
@@ -20,16 +20,17 @@ from ..kernel.dialects import MESSAGES
 from ..kernel.errors import GatewayError, InvalidRequest, UpstreamError
 from ..kernel.http import send_json_bytes
 from ..kernel.models import CountTokensRequest, MessagesRequest
-from ..kernel.types import Receive, Scope, Send
+from ..kernel.types import Send
 from ..providers import Deployment, ProviderAdapter, TranslatedResponse, UpstreamRequest
-from ..providers._translate import random_id
-from ..translate import ChatTranslation, MessagesStream, chat_request, message_answer
+from ..providers._translate import loads_object, random_id
+from ..providers.base import StreamTranslator
+from ..translate.messages import MessagesStream, chat_request, message_answer
 from . import passthrough
-from .answer import DROPPED_PARAMS, RELAYED_HEADERS, answer_headers, record
+from .answer import RELAYED_HEADERS, answer_headers, record
+from .dialect import DialectRequest, serve
+from .kit import Progress, RouteCall, RouteKit
+from .translation import Translations
 from .upstream import UpstreamResponse
-
-if TYPE_CHECKING:
-    from .app import ProviderRouter, _Progress
 
 #: The provider whose deployments take Messages requests as they are.
 ANTHROPIC = "anthropic"
@@ -48,100 +49,65 @@ def _read_error(
     return adapter.error(status, content, headers)
 
 
-class _Translations:
-    """One translation per provider of the request (a fallback may cross providers), made when needed."""
+class _MessagesRequest(DialectRequest):
+    """A Messages request: passed through to Anthropic, translated for any other provider."""
 
-    __slots__ = ("_done", "_request")
+    def __init__(self, request: MessagesRequest, raw: bytes, headers: dict[str, str]) -> None:
+        super().__init__(
+            Translations(lambda provider: chat_request(request, provider), names=_MESSAGES_NAMES)
+        )
+        self._model = request.model
+        self._raw = raw
+        self._headers = headers
+        self._fallback_id = random_id("msg_")
 
-    def __init__(self, request: MessagesRequest) -> None:
-        self._request = request
-        self._done: dict[str, ChatTranslation] = {}
+    def native(self, deployment: Deployment) -> bool:
+        return deployment.provider == ANTHROPIC
 
-    def get(self, provider: str) -> ChatTranslation:
-        found = self._done.get(provider)
-        if found is None:
-            found = self._done[provider] = chat_request(self._request, provider)
-        return found
+    def passthrough_request(self, deployment: Deployment) -> UpstreamRequest:
+        return passthrough.upstream_request(deployment, self._raw, self._model, self._headers, "messages")
+
+    def relay(self) -> passthrough.MessagesRelay:
+        return passthrough.MessagesRelay()
+
+    def stream(self, deployment: Deployment, inner: StreamTranslator) -> MessagesStream:
+        return MessagesStream(inner, model=deployment.model, fallback_id=self._fallback_id)
+
+    def answer(self, content: bytes) -> TranslatedResponse:
+        return _anthropic_answer(content)
+
+    def translated(self, deployment: Deployment, completion: TranslatedResponse) -> TranslatedResponse:
+        return message_answer(completion, deployment.model, self._fallback_id)
+
+    def attempt(
+        self, ctx: RequestContext, deployment: Deployment, response: UpstreamResponse, translator: Any
+    ) -> None:
+        # per attempt: only the answering deployment's headers
+        ctx.extra[RELAYED_HEADERS] = _relayed(deployment, response)
 
 
 class MessagesRoutes:
-    """The Messages routes of one :class:`~asgi_aigw.router.ProviderRouter`, using its routing."""
+    """The Messages routes, using the routing of a router through its :class:`~.kit.RouteKit`."""
 
-    def __init__(self, router: ProviderRouter) -> None:
-        self._router = router
+    def __init__(self, kit: RouteKit) -> None:
+        self._kit = kit
 
-    async def messages(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        ctx: RequestContext,
-        body: JSONBody,
-        progress: _Progress,
-    ) -> None:
-        router = self._router
-        request = body.validate(MessagesRequest, "messages request")
+    async def messages(self, call: RouteCall) -> None:
+        kit, ctx = self._kit, call.ctx
+        request = call.body.validate(MessagesRequest, "messages request")
         ctx.model = request.model
         ctx.stream = bool(request.stream)
-        resolved = router.registry.resolve(request.model)
-        headers = passthrough.client_headers(scope.get("headers"))
-        translations = _Translations(request)
-        fallback_id = random_id("msg_")
+        resolved = kit.registry.resolve(request.model)
+        headers = passthrough.client_headers(call.scope.get("headers"))
+        await serve(kit, _MessagesRequest(request, call.body.raw, headers), call, resolved, _read_error)
 
-        def build(deployment: Deployment, adapter: ProviderAdapter) -> UpstreamRequest:
-            if deployment.provider == ANTHROPIC:
-                ctx.extra[DROPPED_PARAMS] = []
-                return passthrough.upstream_request(deployment, body.raw, request.model, headers, "messages")
-            translation = translations.get(deployment.provider)
-            chat, data = translation.request, translation.body
-            unread = [_MESSAGES_NAMES.get(name, name) for name in adapter.dropped_params(chat, data)]
-            ctx.extra[DROPPED_PARAMS] = translation.dropped + unread
-            return adapter.chat_request(deployment, chat, data, stream=ctx.stream)
-
-        async def deliver(
-            deployment: Deployment,
-            adapter: ProviderAdapter,
-            response: UpstreamResponse,
-            deadline: float | None,
-        ) -> None:
-            translator: Any
-            # per attempt: only the answering deployment's headers
-            ctx.extra[RELAYED_HEADERS] = _relayed(deployment, response)
-            if ctx.stream:
-                if deployment.provider == ANTHROPIC:
-                    translator = passthrough.MessagesRelay()
-                else:
-                    chat = translations.get(deployment.provider).request
-                    inner = adapter.chat_stream(deployment, chat, include_usage=True)
-                    translator = MessagesStream(inner, model=deployment.model, fallback_id=fallback_id)
-                await router._relay_stream(send, ctx, deployment, response, translator, progress, deadline)
-                return
-            content = await router._read(deployment, response)
-            if deployment.provider == ANTHROPIC:
-                answer = _anthropic_answer(content)
-            else:
-                chat = translations.get(deployment.provider).request
-                answer = message_answer(
-                    adapter.chat_response(deployment, chat, content), deployment.model, fallback_id
-                )
-            await router._send_translated(send, ctx, deployment, answer, progress)
-
-        await router._route(receive, ctx, progress, resolved, build, deliver, _read_error)
-
-    async def count_tokens(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        ctx: RequestContext,
-        body: JSONBody,
-        progress: _Progress,
-    ) -> None:
+    async def count_tokens(self, call: RouteCall) -> None:
         """Anthropic deployments count; for a model without one the gateway estimates locally."""
-        router = self._router
+        kit = self._kit
+        scope, receive, send, ctx, body, progress = call
         request = body.validate(CountTokensRequest, "count tokens request")
         ctx.model = request.model
-        resolved = router.registry.resolve(request.model)
+        resolved = kit.registry.resolve(request.model)
         anthropic = tuple(d for d in resolved.deployments if d.provider == ANTHROPIC)
         if not anthropic:
             if extra := sorted(request.model_extra or ()):
@@ -159,17 +125,17 @@ class MessagesRoutes:
         async def deliver(
             deployment: Deployment, adapter: ProviderAdapter, response: UpstreamResponse, _: float | None
         ) -> None:
-            content = await router._read(deployment, response)
-            data = _json_object(content, "a token count")
+            content = await kit.read(deployment, response)
+            data = loads_object(content, "a token count", upstream=ANTHROPIC)
             if not isinstance(data.get("input_tokens"), int):
                 raise UpstreamError("anthropic answered count_tokens without input_tokens.")
-            await router._send_translated(send, ctx, deployment, TranslatedResponse(content, None), progress)
+            await kit.send_translated(send, ctx, deployment, TranslatedResponse(content, None), progress)
 
         only_anthropic = dataclasses.replace(resolved, deployments=anthropic)
-        await router._route(receive, ctx, progress, only_anthropic, build, deliver, _read_error)
+        await kit.route(receive, ctx, progress, only_anthropic, build, deliver, _read_error)
 
     async def _count_locally(
-        self, send: Send, ctx: RequestContext, body: JSONBody, deployment: Deployment, progress: _Progress
+        self, send: Send, ctx: RequestContext, body: JSONBody, deployment: Deployment, progress: Progress
     ) -> None:
         # imported here: the tokenizer loads its tables on first use, which only this route needs
         from ..runtime.tokens import count_chat_tokens
@@ -199,19 +165,9 @@ def _relayed(deployment: Deployment, response: UpstreamResponse) -> list[tuple[b
     ]
 
 
-def _json_object(content: bytes, what: str) -> dict[str, Any]:
-    try:
-        data = orjson.loads(content)
-    except orjson.JSONDecodeError:
-        raise UpstreamError(f"anthropic answered with {what} that is not valid JSON.") from None
-    if not isinstance(data, dict):
-        raise UpstreamError(f"anthropic answered with {what} that is not a JSON object.")
-    return data
-
-
 def _anthropic_answer(content: bytes) -> TranslatedResponse:
     """Anthropic's answer as it came; read for its usage (cache reads and writes included) and model."""
-    data = _json_object(content, "a message")
+    data = loads_object(content, "a message", upstream=ANTHROPIC)
     if data.get("type") == "error":
         raise passthrough.event_error(data)
     model = data.get("model")

@@ -1,24 +1,29 @@
-"""Messages requests to an Anthropic deployment: sent as received, answered as Anthropic answered.
+"""Requests a deployment serves in the client's own dialect (Messages to Anthropic, Responses to
+OpenAI): sent as received, answered as the upstream answered.
 
 Only the top-level ``model`` is rewritten (when the deployment's name for the model differs), in the
 bytes themselves, so everything else the client sent (``cache_control`` placement, thinking signatures,
-key order) reaches Anthropic byte for byte. Headers are built anew: the client's ``anthropic-version``
-and ``anthropic-beta``, the deployment's key and headers; never the client's own credentials.
+key order) reaches the upstream byte for byte. Headers are built anew: for Anthropic the client's
+``anthropic-version`` and ``anthropic-beta``; the deployment's key and headers; never the client's own
+credentials. The answer's stream is relayed event by event (:class:`EventRelay`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, TypeVar
 
 import orjson
 
 from ..kernel.context import Usage
 from ..kernel.dialects import MESSAGES
+from ..kernel.dialects.base import StreamMeter
+from ..kernel.dialects.messages import MessagesStreamMeter
 from ..kernel.errors import GatewayError, UpstreamError
 from ..kernel.sse import SSEDecoder, parse_event
 from ..providers._translate import error_body, versioned
+from ..providers.anthropic import ERROR_STATUS
 from ..providers.base import Deployment, UpstreamRequest
 
 #: Sent when the client names no ``anthropic-version`` (the version the SDKs send).
@@ -32,20 +37,6 @@ _TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _COLON = re.compile(rb"\s*:\s*")
 _MODEL_KEY = b'"model"'
-
-#: Anthropic's error types and their statuses (docs.anthropic.com "Errors"), for stream error events.
-_ERROR_STATUS = {
-    "invalid_request_error": 400,
-    "authentication_error": 401,
-    "billing_error": 402,
-    "permission_error": 403,
-    "not_found_error": 404,
-    "request_too_large": 413,
-    "rate_limit_error": 429,
-    "api_error": 500,
-    "timeout_error": 504,
-    "overloaded_error": 529,
-}
 
 
 def rewrite_model(raw: bytes, model: str) -> bytes:
@@ -109,16 +100,32 @@ def client_headers(headers: Any) -> dict[str, str]:
     return found
 
 
+def forward(
+    deployment: Deployment,
+    raw: bytes,
+    model: str,
+    url: str,
+    *,
+    key_header: str,
+    key_prefix: str = "",
+    headers: Mapping[str, str] | None = None,
+) -> UpstreamRequest:
+    """The POST to ``url`` carrying ``raw`` (its ``model`` renamed if need be): ``headers``, then the
+    deployment's key in ``key_header`` (after ``key_prefix``), then the deployment's own headers."""
+    content = raw if deployment.model == model else rewrite_model(raw, deployment.model)
+    out = {"content-type": "application/json", **(headers or {})}
+    if deployment.api_key:
+        out[key_header] = key_prefix + deployment.api_key
+    out.update(deployment.headers)
+    return UpstreamRequest("POST", url, out, content)
+
+
 def upstream_request(
     deployment: Deployment, raw: bytes, model: str, headers: Mapping[str, str], path: str
 ) -> UpstreamRequest:
-    """The POST to ``{base}/v1/{path}`` carrying ``raw`` (its ``model`` renamed if need be)."""
-    content = raw if deployment.model == model else rewrite_model(raw, deployment.model)
-    out = {"content-type": "application/json", **headers}
-    if deployment.api_key:
-        out["x-api-key"] = deployment.api_key
-    out.update(deployment.headers)
-    return UpstreamRequest("POST", f"{versioned(deployment.base_url, 'v1')}/{path}", out, content)
+    """The POST to Anthropic's ``{base}/v1/{path}`` carrying ``raw`` (its ``model`` renamed if need be)."""
+    url = f"{versioned(deployment.base_url, 'v1')}/{path}"
+    return forward(deployment, raw, model, url, key_header="x-api-key", headers=headers)
 
 
 def _message(data: Any) -> str | None:
@@ -138,20 +145,37 @@ def event_error(data: Any) -> GatewayError:
     """The error of an ``error`` event inside a stream (whose status line said 200)."""
     error = data.get("error") if isinstance(data, dict) else None
     kind = error.get("type") if isinstance(error, dict) else None
-    status = _ERROR_STATUS.get(kind if isinstance(kind, str) else "", 500)
+    status = ERROR_STATUS.get(kind if isinstance(kind, str) else "", 500)
     return GatewayError(
         _message(data) or "anthropic sent an error event", status=status, code="upstream_error"
     )
 
 
-class MessagesRelay:
-    """Anthropic's stream relayed event by event as it came; read on the way for usage and the model."""
+M = TypeVar("M", bound=StreamMeter)
 
-    __slots__ = ("_decoder", "_meter", "done")
 
-    def __init__(self) -> None:
+class EventRelay(Generic[M]):
+    """An upstream's stream in the client's dialect, relayed event by event as it came; read on the way
+    by the dialect's ``meter`` for usage and the model. It is done at one of the ``final`` events: nothing
+    after it belongs to this answer. An ``error`` event is raised (as ``event_error`` reads it), not
+    relayed: before the first event the router can still retry elsewhere; after it, the router ends the
+    stream with the same error in the client's dialect."""
+
+    __slots__ = ("_decoder", "_event_error", "_final", "_meter", "_upstream", "done")
+
+    def __init__(
+        self,
+        meter: M,
+        *,
+        upstream: str,
+        final: frozenset[str],
+        event_error: Callable[[Any], GatewayError],
+    ) -> None:
         self._decoder = SSEDecoder()
-        self._meter = MESSAGES.stream_meter()
+        self._meter = meter
+        self._upstream = upstream
+        self._final = final
+        self._event_error = event_error
         self.done = False
 
     @property
@@ -172,7 +196,7 @@ class MessagesRelay:
         out: list[bytes] = []
         for raw in events:
             if self.done:
-                break  # nothing after message_stop belongs to this answer
+                break
             event = parse_event(raw)
             if not event.data:
                 out.append(raw)  # a comment or keep-alive
@@ -180,14 +204,26 @@ class MessagesRelay:
             try:
                 payload = orjson.loads(event.data)
             except orjson.JSONDecodeError:
-                raise UpstreamError("anthropic sent a stream event that is not valid JSON.") from None
+                raise UpstreamError(f"{self._upstream} sent a stream event that is not valid JSON.") from None
             kind = payload.get("type") if isinstance(payload, dict) else None
             if kind == "error":
-                # raised, not relayed: before the first event the router can still retry elsewhere;
-                # after it, the router ends the stream with the same error in Anthropic's shape
-                raise event_error(payload)
+                raise self._event_error(payload)
             self._meter.feed(event.event, payload)
             out.append(raw)
-            if kind == "message_stop":
+            if kind in self._final:
                 self.done = True
         return out
+
+
+class MessagesRelay(EventRelay[MessagesStreamMeter]):
+    """Anthropic's Messages stream, relayed up to ``message_stop``."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__(
+            MESSAGES.stream_meter(),
+            upstream="anthropic",
+            final=frozenset({"message_stop"}),
+            event_error=event_error,
+        )

@@ -15,25 +15,26 @@ sent, whichever way the stream was made.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from ..kernel.body import JSONBody
 from ..kernel.context import RequestContext, Usage
 from ..kernel.dialects import RESPONSES
+from ..kernel.dialects.responses import ResponsesStreamMeter
 from ..kernel.errors import GatewayError, InvalidRequest, UpstreamError
-from ..kernel.sse import SSEDecoder, parse_event
-from ..kernel.types import Receive, Scope, Send
-from ..providers import Deployment, ProviderAdapter, TranslatedResponse, UpstreamRequest
+from ..providers import Deployment, TranslatedResponse, UpstreamRequest
+from ..providers._translate import loads_object
+from ..providers.base import StreamTranslator
 from ..providers.openai import OpenAIAdapter
-from ..translate.responses import ChatTranslation, ResponsesStream, chat_request, response_answer
-from .answer import DROPPED_PARAMS, STREAM_ERROR_EVENT
-from .passthrough import rewrite_model
+from ..translate.responses import ResponsesStream, chat_request, response_answer
+from .answer import STREAM_ERROR_EVENT
+from .dialect import DialectRequest, serve
+from .kit import RouteCall, RouteKit
+from .passthrough import EventRelay, forward
+from .translation import Translations
 from .upstream import UpstreamResponse
-
-if TYPE_CHECKING:
-    from .app import ProviderRouter, _Progress
 
 #: The provider whose deployments may serve the Responses API themselves.
 OPENAI = "openai"
@@ -60,12 +61,8 @@ def serves_responses(deployment: Deployment) -> bool:
 
 def upstream_request(deployment: Deployment, raw: bytes, model: str) -> UpstreamRequest:
     """The POST to ``{base_url}/responses`` carrying ``raw`` (its ``model`` renamed if need be)."""
-    content = raw if deployment.model == model else rewrite_model(raw, deployment.model)
-    headers = {"content-type": "application/json"}
-    if deployment.api_key:
-        headers["authorization"] = f"Bearer {deployment.api_key}"
-    headers.update(deployment.headers)
-    return UpstreamRequest("POST", f"{deployment.base_url}/responses", headers, content)
+    url = f"{deployment.base_url}/responses"
+    return forward(deployment, raw, model, url, key_header="authorization", key_prefix="Bearer ")
 
 
 def _validated(body: JSONBody) -> tuple[dict[str, Any], str, bool]:
@@ -95,58 +92,20 @@ def event_error(payload: Mapping[str, Any]) -> GatewayError:
     )
 
 
-class ResponsesRelay:
-    """OpenAI's Responses stream relayed event by event as it came; read on the way for usage, the model
-    and the last ``sequence_number``. An ``error`` event is raised, not relayed: before the first event
-    the router can still try elsewhere; after it, the router ends the stream with the error event
-    numbered in sequence."""
+class ResponsesRelay(EventRelay[ResponsesStreamMeter]):
+    """OpenAI's Responses stream relayed up to its final event; read on the way for the last
+    ``sequence_number`` too, so the router's own error event is numbered after it."""
 
-    __slots__ = ("_decoder", "_meter", "done")
+    __slots__ = ()
 
     def __init__(self) -> None:
-        self._decoder = SSEDecoder()
-        self._meter = RESPONSES.stream_meter()
-        self.done = False
-
-    @property
-    def usage(self) -> Usage | None:
-        return self._meter.usage
-
-    @property
-    def upstream_model(self) -> str | None:
-        return self._meter.model
+        super().__init__(
+            RESPONSES.stream_meter(), upstream=OPENAI, final=_FINAL_EVENTS, event_error=event_error
+        )
 
     @property
     def next_sequence_number(self) -> int:
         return self._meter.next_sequence_number()
-
-    def feed(self, chunk: bytes) -> list[bytes]:
-        return self._relay(self._decoder.feed(chunk))
-
-    def close(self) -> list[bytes]:
-        return self._relay(self._decoder.flush())
-
-    def _relay(self, events: list[bytes]) -> list[bytes]:
-        out: list[bytes] = []
-        for raw in events:
-            if self.done:
-                break  # nothing after the final event belongs to this answer
-            event = parse_event(raw)
-            if not event.data:
-                out.append(raw)  # a comment or keep-alive
-                continue
-            try:
-                payload = orjson.loads(event.data)
-            except orjson.JSONDecodeError:
-                raise UpstreamError("openai sent a stream event that is not valid JSON.") from None
-            kind = payload.get("type") if isinstance(payload, dict) else None
-            if kind == "error":
-                raise event_error(payload)
-            self._meter.feed(event.event, payload)
-            out.append(raw)
-            if kind in _FINAL_EVENTS:
-                self.done = True
-        return out
 
 
 class _TranslatedStream:
@@ -199,102 +158,71 @@ def _error_event_writer(relay: ResponsesRelay | _TranslatedStream) -> Callable[[
     return write
 
 
-class _Translation:
-    """The request as a chat completion, made once when a deployment first needs it."""
+class _ResponsesRequest(DialectRequest):
+    """A Responses request: passed through to a deployment serving the Responses API, translated for
+    any other."""
 
-    __slots__ = ("_data", "_done")
-
-    def __init__(self, data: Mapping[str, Any]) -> None:
+    def __init__(self, data: Mapping[str, Any], raw: bytes, model: str) -> None:
+        # the translation does not depend on the provider: made once
+        super().__init__(
+            Translations(lambda _: chat_request(data), names=_RESPONSES_NAMES, per_provider=False)
+        )
         self._data = data
-        self._done: ChatTranslation | None = None
+        self._raw = raw
+        self._model = model
 
-    def get(self) -> ChatTranslation:
-        if self._done is None:
-            self._done = chat_request(self._data)
-        return self._done
+    def native(self, deployment: Deployment) -> bool:
+        return serves_responses(deployment)
+
+    def passthrough_request(self, deployment: Deployment) -> UpstreamRequest:
+        return upstream_request(deployment, self._raw, self._model)
+
+    def relay(self) -> ResponsesRelay:
+        return ResponsesRelay()
+
+    def stream(self, deployment: Deployment, inner: StreamTranslator) -> _TranslatedStream:
+        return _TranslatedStream(ResponsesStream(inner, request=self._data, model=deployment.model))
+
+    def answer(self, content: bytes) -> TranslatedResponse:
+        return _openai_answer(content)
+
+    def translated(self, deployment: Deployment, completion: TranslatedResponse) -> TranslatedResponse:
+        return _translated_answer(completion, self._data)
+
+    def attempt(
+        self, ctx: RequestContext, deployment: Deployment, response: UpstreamResponse, translator: Any
+    ) -> None:
+        if translator is not None:
+            # per attempt: the stream that is being relayed numbers the router's own error event
+            ctx.extra[STREAM_ERROR_EVENT] = _error_event_writer(translator)
 
 
 class ResponsesRoutes:
-    """The Responses route of one :class:`~asgi_aigw.router.ProviderRouter`, using its routing."""
+    """The Responses route, using the routing of a router through its :class:`~.kit.RouteKit`."""
 
-    def __init__(self, router: ProviderRouter) -> None:
-        self._router = router
+    def __init__(self, kit: RouteKit) -> None:
+        self._kit = kit
 
-    async def responses(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        ctx: RequestContext,
-        body: JSONBody,
-        progress: _Progress,
-    ) -> None:
-        router = self._router
-        data, model, stream = _validated(body)
+    async def responses(self, call: RouteCall) -> None:
+        ctx = call.ctx
+        data, model, stream = _validated(call.body)
         ctx.model = model
         ctx.stream = stream
-        resolved = router.registry.resolve(model)
-        translation = _Translation(data)
-
-        def build(deployment: Deployment, adapter: ProviderAdapter) -> UpstreamRequest:
-            if serves_responses(deployment):
-                ctx.extra[DROPPED_PARAMS] = []
-                return upstream_request(deployment, body.raw, model)
-            translated = translation.get()
-            chat, chat_body = translated.request, translated.body
-            unread = [_RESPONSES_NAMES.get(n, n) for n in adapter.dropped_params(chat, chat_body)]
-            ctx.extra[DROPPED_PARAMS] = translated.dropped + unread
-            return adapter.chat_request(deployment, chat, chat_body, stream=stream)
-
-        async def deliver(
-            deployment: Deployment,
-            adapter: ProviderAdapter,
-            response: UpstreamResponse,
-            deadline: float | None,
-        ) -> None:
-            if stream:
-                relay: ResponsesRelay | _TranslatedStream
-                if serves_responses(deployment):
-                    relay = ResponsesRelay()
-                else:
-                    chat = translation.get().request
-                    inner = adapter.chat_stream(deployment, chat, include_usage=True)
-                    relay = _TranslatedStream(ResponsesStream(inner, request=data, model=deployment.model))
-                # per attempt: the stream that is being relayed numbers the router's own error event
-                ctx.extra[STREAM_ERROR_EVENT] = _error_event_writer(relay)
-                await router._relay_stream(send, ctx, deployment, response, relay, progress, deadline)
-                return
-            content = await router._read(deployment, response)
-            if serves_responses(deployment):
-                answer = _openai_answer(content)
-            else:
-                answer = _translated_answer(adapter, deployment, translation.get(), data, content)
-            await router._send_translated(send, ctx, deployment, answer, progress)
-
-        await router._route(receive, ctx, progress, resolved, build, deliver)
+        resolved = self._kit.registry.resolve(model)
+        await serve(self._kit, _ResponsesRequest(data, call.body.raw, model), call, resolved)
 
 
 def _openai_answer(content: bytes) -> TranslatedResponse:
     """OpenAI's answer as it came; read for its usage (cached and reasoning tokens included) and model."""
-    try:
-        data = orjson.loads(content)
-    except orjson.JSONDecodeError:
-        raise UpstreamError("openai answered with a response that is not valid JSON.") from None
-    if not isinstance(data, dict) or not isinstance(data.get("output"), list):
+    data = loads_object(content, "a response", upstream=OPENAI)
+    if not isinstance(data.get("output"), list):
         raise UpstreamError("openai answered with JSON that is not a response.")
     model = data.get("model")
     return TranslatedResponse(content, RESPONSES.usage(data), model if isinstance(model, str) else None)
 
 
-def _translated_answer(
-    adapter: ProviderAdapter,
-    deployment: Deployment,
-    translation: ChatTranslation,
-    data: Mapping[str, Any],
-    content: bytes,
-) -> TranslatedResponse:
+def _translated_answer(completion: TranslatedResponse, data: Mapping[str, Any]) -> TranslatedResponse:
     """The provider's answer, read by its adapter as a chat completion, written as a ``response``."""
-    completion = adapter.chat_response(deployment, translation.request, content)
     answer = response_answer(orjson.loads(completion.body), data, usage=completion.usage)
     model = answer.get("model")
     return TranslatedResponse(

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -252,17 +252,20 @@ class _Counter:
         if string:
             self.text += len(self.encoding.encode_ordinary(string))
 
-    def content(self, content: Any) -> None:
-        if isinstance(content, str) or content is None:
-            self.add(content)
-            return
+    def parts(self, content: Any) -> Iterator[Mapping[str, Any]]:
+        """The parts (blocks) of a list ``content``, for the caller to count by kind; anything else in
+        it, or a ``content`` that is no list (a string), is counted here as it is."""
         if not isinstance(content, list):
             self.add(content)
             return
         for part in content:
-            if not isinstance(part, Mapping):
+            if isinstance(part, Mapping):
+                yield part
+            else:
                 self.add(part)
-                continue
+
+    def content(self, content: Any) -> None:
+        for part in self.parts(content):
             kind = part.get("type")
             if kind == "text":
                 self.add(part.get("text"))
@@ -396,16 +399,7 @@ _BLOCK_METADATA = frozenset({"type", "cache_control", "citations", "id", "tool_u
 
 def _messages_blocks(counter: _Counter, content: Any) -> None:
     """A Messages ``content`` (or ``system``): a string, or blocks counted by what they put in the prompt."""
-    if isinstance(content, str) or content is None:
-        counter.add(content)
-        return
-    if not isinstance(content, list):
-        counter.add(content)
-        return
-    for block in content:
-        if not isinstance(block, Mapping):
-            counter.add(block)
-            continue
+    for block in counter.parts(content):
         kind = block.get("type")
         if kind == "text":
             counter.add(block.get("text"))

@@ -1,14 +1,10 @@
-"""Anthropic Messages to and from the canonical OpenAI Chat Completions format.
+"""Client dialects to and from the canonical OpenAI Chat Completions format, one package per dialect:
+:mod:`.messages` (Anthropic Messages) and :mod:`.responses` (OpenAI Responses).
 
-A Messages request routed to a provider that does not speak Messages (OpenAI, Gemini, Ollama) is
-translated to a chat completion request (:func:`chat_request`), answered by the provider adapter as any
-chat request is, and the OpenAI answer is translated back: a complete one by :func:`message_answer`, a
-chunk stream by :class:`MessagesStream`. What cannot be translated is refused with a 400 naming the field;
-a hint without effect on the answer (``cache_control``) is left out and reported as dropped.
+A request routed to a provider that does not speak its dialect is translated to a chat completion
+request, answered by the provider adapter as any chat request is, and the answer translated back.
 """
 
-from .answer import message_answer
-from .request import ChatTranslation, chat_request
-from .stream import MessagesStream
+from .base import ChatTranslation
 
-__all__ = ["ChatTranslation", "MessagesStream", "chat_request", "message_answer"]
+__all__ = ["ChatTranslation"]

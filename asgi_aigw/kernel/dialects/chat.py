@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import caps
 from ..context import Usage
+from ..sse import encode_event
 
 if TYPE_CHECKING:
     from ..errors import GatewayError
@@ -72,7 +73,7 @@ class ChatDialect:
 
     def error_event(self, exc: GatewayError) -> bytes:
         # OpenAI's own mid-stream errors are its error object: the openai SDK raises APIError with it
-        return b"event: error\ndata: " + exc.to_json() + b"\n\n"
+        return encode_event("error", exc.to_json())
 
     def client_cap(self, data: Mapping[str, Any]) -> int | None:
         return caps.client_cap(data)

@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from ..caps import positive_cap
 from ..context import Usage
+from ..sse import encode_event
 
 if TYPE_CHECKING:
     from ..errors import GatewayError
@@ -131,15 +133,10 @@ class MessagesDialect:
         return orjson.dumps(error_payload(exc))
 
     def error_event(self, exc: GatewayError) -> bytes:
-        return b"event: error\ndata: " + orjson.dumps(error_payload(exc)) + b"\n\n"
+        return encode_event("error", orjson.dumps(error_payload(exc)))
 
     def client_cap(self, data: Mapping[str, Any]) -> int | None:
-        value = data.get("max_tokens")
-        if value is None:
-            return None
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError("max_tokens")
-        return value
+        return positive_cap(data, "max_tokens")
 
     def cap_field(self, model: str | None) -> str:
         return "max_tokens"

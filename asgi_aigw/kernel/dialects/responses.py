@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from ..caps import positive_cap
 from ..context import Usage
+from ..sse import encode_event
 
 if TYPE_CHECKING:
     from ..errors import GatewayError
@@ -141,15 +143,10 @@ class ResponsesDialect:
     def error_event(self, exc: GatewayError, sequence_number: int = 0) -> bytes:
         # the documented ``error`` event, not the error object: the openai SDK yields it as a
         # ResponseErrorEvent; a layer that metered the stream passes meter.next_sequence_number()
-        return b"event: error\ndata: " + orjson.dumps(error_payload(exc, sequence_number)) + b"\n\n"
+        return encode_event("error", orjson.dumps(error_payload(exc, sequence_number)))
 
     def client_cap(self, data: Mapping[str, Any]) -> int | None:
-        value = data.get("max_output_tokens")
-        if value is None:
-            return None
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError("max_output_tokens")
-        return value
+        return positive_cap(data, "max_output_tokens")
 
     def cap_field(self, model: str | None) -> str:
         return "max_output_tokens"

@@ -7,8 +7,9 @@ be translated is refused with a 400 naming the field; ``previous_response_id`` a
 refused because the gateway keeps no responses.
 """
 
+from ..base import ChatTranslation
 from .answer import response_answer
-from .request import ChatTranslation, chat_request
+from .request import chat_request
 from .stream import ResponsesStream
 
 __all__ = ["ChatTranslation", "ResponsesStream", "chat_request", "response_answer"]

@@ -33,13 +33,14 @@ Left out and reported dropped (no effect on the answer): ``stream_options.includ
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 from pydantic import ValidationError
 
 from ...kernel.caps import cap_field
 from ...kernel.errors import InvalidRequest, clip
 from ...kernel.models import ChatCompletionRequest, validation_error_message
+from ..base import ChatTranslation
 
 #: Reported in ``x-aigw-dropped-params`` when the stream options asked about obfuscation.
 DROPPED_OBFUSCATION = "stream_options.include_obfuscation"
@@ -94,14 +95,6 @@ _REFUSED = {
     "truncation": "'truncation: auto' is not supported: chat completions never truncate the input.",
 }
 _ROLES = frozenset({"user", "system", "developer", "assistant"})
-
-
-class ChatTranslation(NamedTuple):
-    """The chat completion body, the same validated, and the Responses fields left out as hints."""
-
-    body: dict[str, Any]
-    request: ChatCompletionRequest
-    dropped: list[str]
 
 
 def _refuse(message: str, param: str) -> InvalidRequest:

@@ -24,14 +24,12 @@ from typing import Any
 
 import orjson
 
-from ...kernel.context import Usage
 from ...kernel.dialects.responses import error_payload
-from ...kernel.errors import GatewayError, UpstreamError
-from ...kernel.sse import encode_event, parse_event
+from ...kernel.errors import GatewayError
+from ...kernel.sse import encode_event
 from ...providers.base import StreamTranslator
+from ..base import DONE, ChatStreamTranslation, chat_payloads
 from .answer import INCOMPLETE, IdFactory, chat_usage, envelope, function_call_item, random_id, response_id
-
-_DONE = b"[DONE]"
 
 
 class _Message:
@@ -54,7 +52,7 @@ class _Call:
         self.arguments = ""
 
 
-class ResponsesStream:
+class ResponsesStream(ChatStreamTranslation):
     """Wraps the chat stream translator of an adapter; Responses events out, as the chunks arrive.
 
     ``request`` is the client's Responses body (its settings are echoed in each ``response``).
@@ -67,14 +65,11 @@ class ResponsesStream:
         "_finish",
         "_id",
         "_ids",
-        "_inner",
         "_message",
-        "_model",
         "_output",
         "_request",
         "_sequence",
         "_usage_data",
-        "done",
     )
 
     def __init__(
@@ -86,9 +81,8 @@ class ResponsesStream:
         ids: IdFactory = random_id,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._inner = inner
+        super().__init__(inner, model)
         self._request = request
-        self._model = model
         self._ids = ids
         self._clock = clock
         self._id: str | None = None
@@ -100,26 +94,14 @@ class ResponsesStream:
         self._call: _Call | None = None
         self._finish: str | None = None
         self._usage_data: Any = None
-        self.done = False
-
-    @property
-    def usage(self) -> Usage | None:
-        return self._inner.usage
-
-    @property
-    def upstream_model(self) -> str:
-        return self._model
 
     @property
     def next_sequence_number(self) -> int:
         """The number an event written after these (a gateway's own ``error`` event) takes."""
         return self._sequence
 
-    def feed(self, chunk: bytes) -> list[bytes]:
-        return self._translate(self._inner.feed(chunk))
-
     def close(self) -> list[bytes]:
-        out = self._translate(self._inner.close())
+        out = super().close()
         if not self.done and self._finish is not None:
             # the finish chunk came but not [DONE]: the answer is whole all the same
             out.extend(self._end())
@@ -129,18 +111,11 @@ class ResponsesStream:
 
     def _translate(self, events: list[bytes]) -> list[bytes]:
         out: list[bytes] = []
-        for raw in events:
-            data = parse_event(raw).data
-            if not data:
-                continue
-            if data == _DONE:
+        for payload in chat_payloads(events):
+            if payload is DONE:
                 if not self.done:
                     out.extend(self._end())
                 continue
-            try:
-                payload = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                raise UpstreamError("The upstream sent a stream event that is not valid JSON.") from None
             if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
                 out.append(self._error(payload["error"]))
                 continue

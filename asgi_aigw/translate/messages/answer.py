@@ -6,9 +6,9 @@ from typing import Any
 
 import orjson
 
-from ..kernel.context import Usage
-from ..kernel.errors import UpstreamError
-from ..providers.base import TranslatedResponse
+from ...kernel.context import Usage
+from ...kernel.errors import UpstreamError
+from ...providers.base import TranslatedResponse
 
 #: OpenAI finish reasons as Anthropic stop reasons (``stop`` cannot tell a stop sequence from the
 #: natural end: OpenAI does not say which, so it is ``end_turn``).

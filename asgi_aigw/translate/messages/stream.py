@@ -16,13 +16,10 @@ from typing import Any
 
 import orjson
 
-from ..kernel.context import Usage
-from ..kernel.errors import UpstreamError
-from ..kernel.sse import encode_event
-from ..providers.base import StreamTranslator
+from ...kernel.sse import encode_event
+from ...providers.base import StreamTranslator
+from ..base import DONE, ChatStreamTranslation, chat_payloads
 from .answer import message_id, stop_reason, usage_object
-
-_DONE = b"[DONE]"
 
 
 def event(name: str, payload: dict[str, Any]) -> bytes:
@@ -30,24 +27,13 @@ def event(name: str, payload: dict[str, Any]) -> bytes:
     return encode_event(name, orjson.dumps({"type": name, **payload}))
 
 
-class MessagesStream:
+class MessagesStream(ChatStreamTranslation):
     """Wraps the chat stream translator of an adapter; Anthropic events out, as the chunks arrive."""
 
-    __slots__ = (
-        "_blocks",
-        "_fallback_id",
-        "_finish",
-        "_inner",
-        "_model",
-        "_next",
-        "_open",
-        "_started",
-        "done",
-    )
+    __slots__ = ("_blocks", "_fallback_id", "_finish", "_next", "_open", "_started")
 
     def __init__(self, inner: StreamTranslator, *, model: str, fallback_id: str) -> None:
-        self._inner = inner
-        self._model = model
+        super().__init__(inner, model)
         self._fallback_id = fallback_id
         self._started = False
         #: The index of the block being written (``None`` when none is open).
@@ -56,39 +42,17 @@ class MessagesStream:
         self._blocks: dict[int, int] = {}
         self._next = 0
         self._finish: str | None = None
-        self.done = False
-
-    @property
-    def usage(self) -> Usage | None:
-        return self._inner.usage
-
-    @property
-    def upstream_model(self) -> str:
-        return self._model
-
-    def feed(self, chunk: bytes) -> list[bytes]:
-        return self._translate(self._inner.feed(chunk))
-
-    def close(self) -> list[bytes]:
-        return self._translate(self._inner.close())
 
     # -- translation --------------------------------------------------------------------------------
 
     def _translate(self, events: list[bytes]) -> list[bytes]:
         out: list[bytes] = []
-        for raw in events:
-            if self.done:
-                break
-            data = _data(raw)
-            if data is None:
-                continue
-            if data == _DONE:
+        if self.done:
+            return out
+        for chunk in chat_payloads(events):
+            if chunk is DONE:
                 self._end(out)
-                continue
-            try:
-                chunk = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                raise UpstreamError("The upstream sent a stream chunk that is not valid JSON.") from None
+                break  # nothing after [DONE] belongs to this answer
             if isinstance(chunk, dict):
                 self._chunk(chunk, out)
         return out
@@ -173,11 +137,3 @@ class MessagesStream:
         out.append(event("message_delta", {"delta": delta, "usage": usage_object(self.usage)}))
         out.append(event("message_stop", {}))
         self.done = True
-
-
-def _data(raw: bytes) -> bytes | None:
-    """The ``data`` of one chat SSE event as the adapters write them (one ``data:`` line)."""
-    for line in raw.split(b"\n"):
-        if line.startswith(b"data:"):
-            return line[5:].strip()
-    return None

@@ -23,13 +23,15 @@ inside a tool result, and any field or block type without an equivalent.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import orjson
 from pydantic import ValidationError
 
-from ..kernel.errors import InvalidRequest, clip
-from ..kernel.models import ChatCompletionRequest, ContentBlock, MessagesRequest, validation_error_message
+from ...kernel.errors import InvalidRequest, clip
+from ...kernel.models import ChatCompletionRequest, ContentBlock, MessagesRequest, validation_error_message
+from ..base import ChatTranslation
 
 #: Reported in ``x-aigw-dropped-params`` when a block or tool carried a prompt-caching marker.
 DROPPED_CACHE_CONTROL = "cache_control"
@@ -42,14 +44,6 @@ _NO_TOP_K = frozenset({"openai"})
 _THINKING_OFF = frozenset({"disabled"})
 #: Block fields that are no part of what the model reads.
 _BLOCK_HINTS = frozenset({"cache_control"})
-
-
-class ChatTranslation(NamedTuple):
-    """The chat completion body, the same validated, and the Messages fields left out as hints."""
-
-    body: dict[str, Any]
-    request: ChatCompletionRequest
-    dropped: list[str]
 
 
 class _Dropped:
@@ -110,6 +104,18 @@ def _check_block(block: ContentBlock, where: str, provider: str) -> None:
         )
 
 
+def _blocks(
+    blocks: Iterable[ContentBlock], where: str, provider: str, dropped: _Dropped
+) -> Iterator[tuple[str, ContentBlock]]:
+    """Each block with where it is (``{where}[i]``), checked for fields without an equivalent and
+    its hints reported as dropped."""
+    for index, block in enumerate(blocks):
+        at = f"{where}[{index}]"
+        _check_block(block, at, provider)
+        dropped.hints(block)
+        yield at, block
+
+
 def _unsupported(block: ContentBlock, where: str, provider: str) -> InvalidRequest:
     return _refuse(
         f"{where}: content blocks of type {clip(repr(block.type))} cannot be sent to {provider} through "
@@ -146,10 +152,7 @@ def _user_turn(
     then a user message with the rest, if any."""
     tools: list[dict[str, Any]] = []
     parts: list[dict[str, Any]] = []
-    for index, block in enumerate(blocks):
-        at = f"{where}.content[{index}]"
-        _check_block(block, at, provider)
-        dropped.hints(block)
+    for at, block in _blocks(blocks, f"{where}.content", provider, dropped):
         if block.type == "text":
             parts.append({"type": "text", "text": block.text or ""})
         elif block.type == "image":
@@ -178,10 +181,7 @@ def _assistant_turn(
 ) -> dict[str, Any]:
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
-    for index, block in enumerate(blocks):
-        at = f"{where}.content[{index}]"
-        _check_block(block, at, provider)
-        dropped.hints(block)
+    for at, block in _blocks(blocks, f"{where}.content", provider, dropped):
         if block.type == "text":
             texts.append(block.text or "")
         elif block.type == "tool_use":
@@ -214,10 +214,7 @@ def _system(request: MessagesRequest, provider: str, dropped: _Dropped) -> dict[
     if isinstance(system, str):
         return {"role": "system", "content": system}
     texts: list[str] = []
-    for index, block in enumerate(system):
-        at = f"system[{index}]"
-        _check_block(block, at, provider)
-        dropped.hints(block)
+    for at, block in _blocks(system, "system", provider, dropped):
         if block.type != "text":
             raise _unsupported(block, at, provider)
         texts.append(block.text or "")
