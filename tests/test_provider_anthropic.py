@@ -228,6 +228,8 @@ def test_text_answer_translates_back_with_cache_usage() -> None:
     )
     assert translated.usage is not None
     assert (translated.usage.prompt_tokens, translated.usage.cached_tokens) == (3195, 1000)
+    # cache writes are kept apart: the budget prices them above plain input
+    assert translated.usage.cache_write_tokens == 100
     assert translated.model == "claude-sonnet-4-5-20250929"
 
 
@@ -318,6 +320,29 @@ TEXT_STREAM = anthropic_sse(
 )
 STREAM_ID = "chatcmpl-msg_1nZdL29xx5MUA1yADyHTEsnR8uuvGzszyY"
 STREAM_MODEL = "claude-sonnet-4-5-20250929"
+
+
+def test_a_streams_cache_writes_are_kept_apart_in_its_usage() -> None:
+    start = {
+        **MSG_START,
+        "message": {
+            **MSG_START["message"],  # type: ignore[dict-item]
+            "usage": {"input_tokens": 25, "cache_creation_input_tokens": 40, "output_tokens": 1},
+        },
+    }
+    stream = anthropic_sse(
+        start,
+        block_start(0, {"type": "text", "text": ""}),
+        text_delta(0, "Hi"),
+        block_stop(0),
+        message_delta("end_turn", 15),
+        MSG_STOP,
+    )
+    req, _ = request(TEXT, stream=True)
+    translator = adapter().chat_stream(DEP, req, include_usage=True)
+    run_stream(translator, stream, None)
+    assert translator.usage is not None
+    assert (translator.usage.prompt_tokens, translator.usage.cache_write_tokens) == (65, 40)
 
 
 @pytest.mark.parametrize("split", [None, 1, 7, 64])

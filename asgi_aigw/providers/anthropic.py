@@ -229,20 +229,6 @@ def _tool_choice(request: ChatCompletionRequest) -> dict[str, Any] | None:
     return result
 
 
-def _usage(data: Any) -> Usage | None:
-    """Anthropic's ``input_tokens`` excludes cached input; OpenAI's ``prompt_tokens`` includes it."""
-    if not isinstance(data, dict):
-        return None
-    try:
-        cache_read = int(data.get("cache_read_input_tokens") or 0)
-        cache_write = int(data.get("cache_creation_input_tokens") or 0)
-        prompt = int(data.get("input_tokens") or 0) + cache_read + cache_write
-        completion = int(data.get("output_tokens") or 0)
-    except (TypeError, ValueError):
-        return None
-    return Usage(prompt, completion, prompt + completion, cache_read)
-
-
 def _error_from_event(data: dict[str, Any]) -> GatewayError:
     error = data.get("error")
     kind = error.get("type") if isinstance(error, dict) else None
@@ -253,7 +239,7 @@ def _error_from_event(data: dict[str, Any]) -> GatewayError:
 class AnthropicStreamTranslator(t.NativeStreamTranslator):
     """Anthropic stream events in, OpenAI chunks out, one native event at a time."""
 
-    __slots__ = ("_blocks", "_input", "_tools")
+    __slots__ = ("_blocks", "_figures", "_tools")
 
     not_json = "anthropic sent a stream event that is not valid JSON."
 
@@ -262,7 +248,8 @@ class AnthropicStreamTranslator(t.NativeStreamTranslator):
         #: content block index → tool call position, for the blocks that are tool calls
         self._blocks: dict[int, int] = {}
         self._tools = 0
-        self._input: Usage | None = None
+        #: Anthropic's usage figures so far (message_start's, updated by each cumulative message_delta)
+        self._figures: dict[str, Any] = {}
 
     def _event(self, data: Any, out: list[bytes]) -> None:
         if not isinstance(data, dict):
@@ -294,17 +281,18 @@ class AnthropicStreamTranslator(t.NativeStreamTranslator):
         elif kind == "message_start":
             message = data.get("message") or {}
             stream.identify(message.get("id"), message.get("model"))
-            self._input = _usage(message.get("usage"))
-            stream.usage = self._input
+            usage = message.get("usage")
+            self._figures = (
+                {k: v for k, v in usage.items() if v is not None} if isinstance(usage, dict) else {}
+            )
+            stream.usage = Usage.from_anthropic(usage)
         elif kind == "message_delta":
             # output_tokens here is cumulative; input figures may be repeated or absent
             usage = data.get("usage")
             if isinstance(usage, dict):
-                merged = dict(usage)
-                if self._input is not None and "input_tokens" not in merged:
-                    merged["input_tokens"] = self._input.prompt_tokens - self._input.cached_tokens
-                    merged.setdefault("cache_read_input_tokens", self._input.cached_tokens)
-                stream.usage = _usage(merged)
+                # figures absent here (input and cache figures, often) keep message_start's values
+                self._figures.update({k: v for k, v in usage.items() if v is not None})
+                stream.usage = Usage.from_anthropic(self._figures)
             reason = (data.get("delta") or {}).get("stop_reason")
             if reason:
                 stream.finish(out, _STOP_REASONS.get(reason, "stop"))
@@ -411,7 +399,7 @@ class AnthropicAdapter(t.NativeAdapter):
         finish = _STOP_REASONS.get(data.get("stop_reason") or "", "stop")
         choices = [t.choice(0, "".join(texts), calls or None, finish)]
         model = t.text_or(data.get("model"), deployment.model)
-        return self._answer(data.get("id"), model, choices, _usage(data.get("usage")))
+        return self._answer(data.get("id"), model, choices, Usage.from_anthropic(data.get("usage")))
 
     def chat_stream(
         self, deployment: Deployment, request: ChatCompletionRequest, *, include_usage: bool
