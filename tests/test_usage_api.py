@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import runpy
 import threading
 import uuid
 from collections.abc import Iterator
@@ -283,4 +284,25 @@ def test_aigw_usage_on_chdb_by_day(
         ("2026-03-01", "acme", "mini", 5),
         ("2026-03-02", "acme", "claude", 1),
         ("2026-03-02", "zeta", "mini", 1),
+    ]
+
+
+SNIPPET = Path(__file__).resolve().parent.parent / "docs" / "snippets" / "usage_daily.py"
+
+
+def test_the_documented_snippet_prints_the_daily_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/usage.md includes docs/snippets/usage_daily.py: run it as a script over a fresh JSONL log."""
+    now = datetime.now(UTC)
+    rows = [
+        log_row(now - timedelta(days=9), tenant="acme", model="mini", cost=1.0),  # outside the 7 days
+        log_row(now, tenant="acme", model="mini", total_tokens=30, cached_tokens=8, cost=0.000042),
+        log_row(now, tenant="acme", model="mini", total_tokens=12, cost=0.000001, latency_ms=120.0),
+    ]
+    JSONLSink(tmp_path / "requests.jsonl").write(rows, "batch-1")
+    monkeypatch.chdir(tmp_path)
+    runpy.run_path(str(SNIPPET), run_name="__main__")
+    assert capsys.readouterr().out.splitlines() == [
+        f"{now.date()} acme mini: 2 requests, 42 tokens (8 from the prompt cache), spend 0.000043, p95 114 ms"
     ]
