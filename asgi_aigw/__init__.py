@@ -15,7 +15,7 @@ from .kernel.body import JSONBody, read_json
 from .kernel.context import Identity, RequestContext, Usage, get_context
 from .kernel.errors import ConfigError, GatewayError
 from .kernel.mount import mount_router
-from .logs import LogConfig, RequestLogMiddleware
+from .logs import LogConfig, RequestLogMiddleware, UsageRow, aread_usage, read_usage
 from .redact import RedactConfig, RedactMiddleware
 from .router import ProviderRouter, RouterConfig
 from .tenant import TenantConfig, TenantMiddleware
@@ -42,11 +42,14 @@ __all__ = [
     "TenantConfig",
     "TenantMiddleware",
     "Usage",
+    "UsageRow",
     "__version__",
+    "aread_usage",
     "build_app",
     "build_stack",
     "get_context",
     "load_config",
     "mount_router",
     "read_json",
+    "read_usage",
 ]

@@ -1,8 +1,8 @@
 """``aigw usage``: spend, tokens, requests, cache hit ratio and latency per tenant and model (and user,
-and dialect).
+dialect, day), through :func:`asgi_aigw.logs.read_usage`.
 
-Reads the request log table in ClickHouse or chDB: ``--url``, else the ``log.sink`` of ``--config``,
-else ``$AIGW_LOG_URL``, else the embedded default (the demo's ``chdb://.aigw/chdb``).
+Reads the request log in ClickHouse, chDB or a JSONL file: ``--url``, else the ``log.store`` of
+``--config``, else ``$AIGW_LOG_URL``, else the embedded default (the demo's ``chdb://.aigw/chdb``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ def register(subparsers: Any) -> None:
     )
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
-        "--url", help=f"ClickHouse or chDB URL of the log (default: ${_URL_ENV} or {DEFAULT_SINK})"
+        "--url",
+        help="ClickHouse, chDB or JSONL URL of the log, or a JSONL file "
+        f"(default: ${_URL_ENV} or {DEFAULT_SINK})",
     )
     source.add_argument("--config", metavar="FILE", help="read the log sink from this gateway configuration")
     parser.add_argument("--table", help=f"table name (default: the configuration's, or {DEFAULT_TABLE})")
@@ -39,8 +41,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--by-dialect",
         action="store_true",
-        help="one row per tenant, dialect (chat, messages) and model",
+        help="one row per tenant, dialect (chat, messages, responses) and model",
     )
+    parser.add_argument("--by-day", action="store_true", help="one row per UTC day, tenant and model")
     parser.add_argument(
         "--since", default="all", help="only requests this recent: 90m, 24h, 7d, 2w (default: all)"
     )
@@ -57,41 +60,53 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..logs.clickhouse import ClickHouseSink
     from ..logs.sink_url import parse_sink_url
-    from ..logs.usage import format_table, parse_since, usage_report
+    from ..logs.usage import GROUP_KEYS, GroupKey, UsageRow, parse_since, read_usage
+    from ..logs.usage_table import format_table
 
     try:
         since = parse_since(args.since)
         url, table = _source(args)
-        parsed = parse_sink_url(url, table=table)
-        if parsed.scheme not in ("clickhouse", "clickhouses", "chdb"):
-            raise ConfigError(f"aigw usage reads ClickHouse or chDB; the log sink is {parsed.scheme}://.")
-        if parsed.scheme == "chdb" and parsed.path and not os.path.isdir(parsed.path):
+        parsed = parse_sink_url(url if "://" in url else f"jsonl://{url}", table=table)
+        if parsed.scheme == "memory":
+            raise ConfigError("aigw usage reads ClickHouse, chDB or JSONL; the log sink is memory://.")
+        missing = parsed.scheme in ("chdb", "jsonl") and parsed.path and not os.path.exists(parsed.path)
+        if missing:
             print(
                 f"aigw usage: no request log at {parsed.path} yet. Run the gateway with logging "
                 "(aigw serve --demo), send it requests, then try again.",
                 file=sys.stderr,
             )
             return 1
-        sink = ClickHouseSink(parsed)
+        source: Any = parsed.path if parsed.scheme == "jsonl" else ClickHouseSink(parsed)
     except (ConfigError, ValueError) as exc:
         print(f"aigw usage: {exc}", file=sys.stderr)
         return 2
+    wanted = {"day": args.by_day, "tenant": True, "user": args.by_user, "dialect": args.by_dialect}
+    keys: list[GroupKey] = [key for key in GROUP_KEYS if wanted.get(key, True)]
+    name = source.name if isinstance(source, ClickHouseSink) else f"jsonl://{source}"
     try:
-        _connect(sink, args.wait)
-        rows, totals = usage_report(
-            sink, since=since, tenant=args.tenant, by_user=args.by_user, by_dialect=args.by_dialect
-        )
+        if isinstance(source, ClickHouseSink):
+            _connect(source, args.wait)
+        rows = read_usage(source, since=since, tenant=args.tenant, group_by=keys)
+        totals: UsageRow | None = None
+        if len(rows) > 1:
+            [totals] = read_usage(source, since=since, tenant=args.tenant, group_by=())
     except MissingDependency as exc:
         print(f"aigw usage: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
-        print(f"aigw usage: cannot read {sink.name}: {_reason(exc, sink)}", file=sys.stderr)
+        print(f"aigw usage: cannot read {name}: {_reason(exc, source)}", file=sys.stderr)
         return 1
     finally:
-        sink.close()
+        if isinstance(source, ClickHouseSink):
+            source.close()
     if args.json:
         for row in rows:
-            print(json.dumps({**asdict(row), "cache_hit_ratio": row.cache_hit_ratio}))
+            # the keys of this report only, the day as ISO text
+            record = {k: v for k, v in asdict(row).items() if v is not None or k not in GROUP_KEYS}
+            if row.day is not None:
+                record["day"] = row.day.isoformat()
+            print(json.dumps({**record, "cache_hit_ratio": row.cache_hit_ratio}))
         return 0
     if not rows:
         print(
@@ -99,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return 0
     window = "all time" if since is None else f"the last {args.since}"
-    print(f"usage over {window} from {sink.name}\n")
+    print(f"usage over {window} from {name}\n")
     print(format_table(rows, totals))
     return 0
 

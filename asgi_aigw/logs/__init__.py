@@ -6,7 +6,8 @@ from asgi_aigw.logs import LogConfig, RequestLogMiddleware
 app = RequestLogMiddleware(app, config=LogConfig(store="clickhouse://user:pass@clickhouse:8123/logs"))
 ```
 
-See ``docs/logging.md`` for the columns, the batching, the spool and what a crash can lose.
+See ``docs/logging.md`` for the columns, the batching, the spool and what a crash can lose, and
+``docs/usage.md`` for :func:`read_usage` (spend, tokens and latency per tenant, model and day).
 """
 
 from .clickhouse import ClickHouseSink
@@ -14,6 +15,7 @@ from .config import LogConfig, MetricsConfig
 from .middleware import RequestLogMiddleware
 from .row import LogRow
 from .sinks import JSONLSink, LogSink, MemorySink
+from .usage import UsageRow, aread_usage, read_usage
 from .writer import LogWriter
 
 __all__ = [
@@ -26,4 +28,7 @@ __all__ = [
     "MemorySink",
     "MetricsConfig",
     "RequestLogMiddleware",
+    "UsageRow",
+    "aread_usage",
+    "read_usage",
 ]

@@ -1,31 +1,45 @@
-"""Usage per tenant (and user, and dialect) and model from the request log table: spend, tokens,
-requests, cache hits, latency."""
+"""Usage from the request log: spend, tokens, requests, cache hits and latency per tenant, user, dialect,
+model and day, read the same way from ClickHouse, chDB, a JSONL file or a :class:`MemorySink`.
+
+```python
+from datetime import timedelta
+from asgi_aigw.logs import LogConfig, aread_usage
+
+rows = await aread_usage(LogConfig(store="jsonl://requests.jsonl"), since=timedelta(days=7))
+```
+
+:func:`read_usage` is the blocking form; :func:`aread_usage` runs it in a worker thread.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
 import time
-from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TypeAlias
 
 from .clickhouse import ClickHouseSink
+from .config import DEFAULT_TABLE, LogConfig
+from .sink_url import parse_sink_url
+from .sinks import JSONLSink, MemorySink
+from .usage_clickhouse import usage_of_clickhouse
+from .usage_jsonl import usage_of_jsonl, usage_of_rows
+from .usage_row import GROUP_KEYS, GroupKey, UsageQuery, UsageRow
+
+__all__ = ["GROUP_KEYS", "GroupKey", "UsageRow", "aread_usage", "parse_since", "read_usage"]
+
+#: A log to read: its configuration, its URL (``chdb://``, ``clickhouse://``, ``jsonl://``, or a JSONL
+#: file path), or an open sink.
+UsageSource: TypeAlias = "LogConfig | str | os.PathLike[str] | ClickHouseSink | JSONLSink | MemorySink"
+#: A window bound: an instant (naive means UTC), or a duration back from now.
+When: TypeAlias = "datetime | timedelta | None"
 
 _SINCE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-_SELECT = """
-SELECT {keys}
-    count() AS requests,
-    sum(prompt_tokens), sum(completion_tokens), sum(total_tokens),
-    sum(ifNull(cost, 0)),
-    countIf(startsWith(cache_status, 'hit')),
-    countIf(cache_status != '' AND cache_status != 'bypass'),
-    quantile(0.5)(latency_ms), quantile(0.95)(latency_ms)
-FROM {table}
-WHERE timestamp >= fromUnixTimestamp64Milli({since:Int64}) {tenant_filter}
-{group}
-"""
 
 
 def parse_since(text: str | None) -> timedelta | None:
@@ -38,161 +52,103 @@ def parse_since(text: str | None) -> timedelta | None:
     return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2).lower()])
 
 
-@dataclass
-class UsageRow:
-    tenant: str
-    model: str
-    requests: int
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-    cost: float
-    cache_hits: int
-    cache_lookups: int
-    p50_ms: float
-    p95_ms: float
-    #: Who asked, when the report is by user (``""``: requests that named no user).
-    user: str | None = None
-    #: The wire format spoken (``chat``, ``messages``, ``responses``), when the report is by dialect
-    #: (``""``: other routes, such as embeddings).
-    dialect: str | None = None
-
-    @property
-    def cache_hit_ratio(self) -> float | None:
-        """Hits over requests that looked the cache up (None when no cache ran)."""
-        return self.cache_hits / self.cache_lookups if self.cache_lookups else None
-
-
-def usage_report(
-    sink: ClickHouseSink,
+def read_usage(
+    source: UsageSource,
     *,
-    since: timedelta | None = None,
+    since: When = None,
+    until: When = None,
     tenant: str | None = None,
-    by_user: bool = False,
-    by_dialect: bool = False,
-) -> tuple[list[UsageRow], UsageRow | None]:
-    """One row per (tenant, model), with the user (``by_user``) and the dialect (``by_dialect``) as
-    further keys, most expensive first within a tenant, and the totals."""
-    params: dict[str, Any] = {"since": 0}
-    if since is not None:
-        params["since"] = int((time.time() - since.total_seconds()) * 1000)
-    tenant_filter = ""
-    if tenant is not None:
-        tenant_filter = "AND tenant = {tenant:String}"
-        params["tenant"] = tenant
-    names = ["tenant", *(["user_id"] if by_user else []), *(["dialect"] if by_dialect else []), "model"]
-    keys = ", ".join(names)
-    grouped = sink.query(
-        _SELECT.replace("{keys}", keys + ",")
-        .replace("{tenant_filter}", tenant_filter)
-        .replace("{group}", f"GROUP BY {keys} ORDER BY tenant, sum(ifNull(cost, 0)) DESC, requests DESC"),
-        params,
-    )
-    rows: list[UsageRow] = []
-    for values in grouped:
-        key = dict(zip(names, values, strict=False))
-        rows.append(
-            _usage_row(
-                key["tenant"],
-                key["model"],
-                values[len(names) :],
-                user=key.get("user_id"),
-                dialect=key.get("dialect"),
-            )
-        )
-    if not rows:
-        return [], None
-    totals = sink.query(
-        _SELECT.replace("{keys}", "").replace("{tenant_filter}", tenant_filter).replace("{group}", ""), params
-    )
-    every = "all"
-    user, dialect = (every if by_user else None), (every if by_dialect else None)
-    return rows, _usage_row(every, every, totals[0], user=user, dialect=dialect)
+    group_by: Sequence[GroupKey] = ("tenant", "model"),
+    table: str | None = None,
+) -> list[UsageRow]:
+    """Usage per group of ``group_by`` keys (any of ``tenant``, ``user``, ``dialect``, ``model``,
+    ``day``; ``()``: one row of totals), for requests started in ``[since, until)``, ordered by day,
+    tenant, then spend and requests (most first). Blocks: on an event loop use :func:`aread_usage`.
+
+    ``table`` overrides the table of a URL (a :class:`LogConfig` names its own). A ClickHouse or chDB
+    sink passed in is left open; one opened from a URL is closed before returning.
+    """
+    query = _query(since, until, tenant, group_by)
+    if isinstance(source, MemorySink):
+        return _ordered(usage_of_rows(list(source.rows), query))
+    if isinstance(source, JSONLSink):
+        return _ordered(usage_of_jsonl(source.path, query))
+    if isinstance(source, ClickHouseSink):
+        return _ordered(usage_of_clickhouse(source, query))
+    return _read_url(source, query, table)
 
 
-def _usage_row(
-    tenant: str, model: str, values: tuple[Any, ...], user: str | None = None, dialect: str | None = None
-) -> UsageRow:
-    requests, prompt, completion, total, cost, hits, lookups, p50, p95 = values
-    return UsageRow(
-        tenant=tenant,
-        model=model,
-        requests=int(requests),
-        prompt_tokens=int(prompt),
-        completion_tokens=int(completion),
-        total_tokens=int(total),
-        cost=float(cost),
-        cache_hits=int(hits),
-        cache_lookups=int(lookups),
-        p50_ms=_number(p50),
-        p95_ms=_number(p95),
-        user=user,
-        dialect=dialect,
+async def aread_usage(
+    source: UsageSource,
+    *,
+    since: When = None,
+    until: When = None,
+    tenant: str | None = None,
+    group_by: Sequence[GroupKey] = ("tenant", "model"),
+    table: str | None = None,
+) -> list[UsageRow]:
+    """:func:`read_usage` in a worker thread, so the event loop keeps serving while the log is read."""
+    return await asyncio.to_thread(
+        read_usage, source, since=since, until=until, tenant=tenant, group_by=group_by, table=table
     )
 
 
-def _number(value: Any) -> float:
+def _read_url(
+    source: LogConfig | str | os.PathLike[str], query: UsageQuery, table: str | None
+) -> list[UsageRow]:
+    if isinstance(source, LogConfig):
+        if source.store is None:
+            raise ValueError("This log configuration has no store (log.store): it records metrics only.")
+        url, table = source.store, table or source.table
+    else:
+        url = os.fspath(source)
+        if "://" not in url:
+            url = f"jsonl://{url}"
+    parsed = parse_sink_url(url, table=table or DEFAULT_TABLE)
+    if parsed.scheme == "jsonl":
+        assert parsed.path is not None
+        return _ordered(usage_of_jsonl(Path(parsed.path), query))
+    if parsed.scheme == "memory":
+        raise ValueError("memory:// is a new, empty log: pass the MemorySink itself to read its rows.")
+    sink = ClickHouseSink(parsed)
     try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return 0.0
-    return 0.0 if number != number else number  # NaN when there were no rows
+        return _ordered(usage_of_clickhouse(sink, query))
+    finally:
+        sink.close()
 
 
-_HEADERS = (
-    "TENANT",
-    "MODEL",
-    "REQUESTS",
-    "PROMPT TOK",
-    "COMPL TOK",
-    "TOTAL TOK",
-    "SPEND",
-    "CACHE HIT",
-    "P50 MS",
-    "P95 MS",
-)
+def _query(since: When, until: When, tenant: str | None, group_by: Sequence[GroupKey]) -> UsageQuery:
+    if isinstance(group_by, str):
+        raise TypeError(f"group_by takes a sequence of keys, as in ({group_by!r},)")
+    unknown = [key for key in group_by if key not in GROUP_KEYS]
+    if unknown:
+        raise ValueError(f"cannot group usage by {unknown[0]!r}: choose among {', '.join(GROUP_KEYS)}")
+    keys = tuple(key for key in GROUP_KEYS if key in group_by)  # one order, whatever the caller's
+    now = time.time()
+    return UsageQuery(_ms(since, now), _ms(until, now), tenant, keys)
 
 
-def format_table(rows: list[UsageRow], totals: UsageRow | None) -> str:
-    """A fixed-width table, totals last; USER and DIALECT columns when the rows are by user, by dialect."""
-    by_user = any(row.user is not None for row in rows)
-    by_dialect = any(row.dialect is not None for row in rows)
-    keys = ("USER",) * by_user + ("DIALECT",) * by_dialect
-    headers = (_HEADERS[0], *keys, *_HEADERS[1:])
-    lines = [_cells(row, by_user, by_dialect) for row in rows]
-    if totals is not None and len(rows) > 1:
-        lines.append(_cells(totals, by_user, by_dialect))
-    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(headers)]
-    left = set(range(2 + len(keys)))
-
-    def render(cells: tuple[str, ...]) -> str:
-        return "  ".join(
-            c.ljust(w) if i in left else c.rjust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        )
-
-    out = [render(headers), "  ".join("-" * w for w in widths)]
-    out.extend(render(line) for line in lines[: len(rows)])
-    if len(lines) > len(rows):
-        out.append("  ".join("-" * w for w in widths))
-        out.append(render(lines[-1]))
-    return "\n".join(line.rstrip() for line in out)
+def _ms(when: When, now: float) -> int | None:
+    if when is None:
+        return None
+    if isinstance(when, timedelta):
+        return int((now - when.total_seconds()) * 1000)
+    if when.tzinfo is None:  # a naive instant is UTC, as the log's timestamps are
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1000)
 
 
-def _cells(row: UsageRow, by_user: bool = False, by_dialect: bool = False) -> tuple[str, ...]:
-    ratio = row.cache_hit_ratio
-    who = (
-        (row.tenant or "-",) + ((row.user or "-",) if by_user else ()) + ((row.dialect or "-",) * by_dialect)
-    )
-    return (
-        *who,
-        row.model or "-",
-        f"{row.requests:,}",
-        f"{row.prompt_tokens:,}",
-        f"{row.completion_tokens:,}",
-        f"{row.total_tokens:,}",
-        f"{row.cost:,.4f}",
-        "-" if ratio is None else f"{ratio:.1%}",
-        f"{row.p50_ms:,.1f}",
-        f"{row.p95_ms:,.1f}",
+def _ordered(rows: list[UsageRow]) -> list[UsageRow]:
+    """Day, tenant, most spend, most requests, then the other keys: one order for every backend."""
+    return sorted(
+        rows,
+        key=lambda r: (
+            r.day or date.min,
+            r.tenant or "",
+            -r.cost,
+            -r.requests,
+            r.user or "",
+            r.dialect or "",
+            r.model or "",
+        ),
     )
