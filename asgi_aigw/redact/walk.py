@@ -146,20 +146,7 @@ class Walk:
             self._any(messages, index, location)  # the router refuses it; still never unscanned
             return
         role = message.get("role")
-        if not isinstance(role, str) or role not in VALID_ROLES:
-            # refused rather than skipped: a message the scanner does not understand must not pass
-            # unscanned, and the provider would refuse the role anyway
-            if role is None:
-                shown = "missing"
-            elif isinstance(role, str):
-                shown = clip(repr(role), 40)  # never echo a huge value back whole
-            else:
-                shown = f"a JSON {_JSON_TYPES.get(type(role), 'value')}"
-            raise InvalidRequest(
-                f"{location}.role is {shown}: a message's role must be one of "
-                f"{', '.join(VALID_ROLES)} (lower case).",
-                param=f"{location}.role",
-            )
+        self._check_role(role, location, VALID_ROLES)
         if role not in self.config.roles:
             return  # the operator chose not to scan this role (documented)
         for key, value in message.items():
@@ -203,10 +190,7 @@ class Walk:
                     if key not in ("refusal", "image_url", "input_audio", "file"):
                         self._key(part, key, at)
                     self._any(part, key, at)
-        if len(texts) == 1:
-            self.fields.append(texts[0])
-        elif texts:
-            self.fields.append(TextGroup(location, texts))
+        self._texts(texts, location)
 
     def _media(
         self, media: dict[str, Any], location: str, *, data_key: str, structural: tuple[str, ...]
@@ -307,6 +291,59 @@ class Walk:
             for part in scanned.parts if isinstance(scanned, TextGroup) else [scanned]:
                 part.source = source
         self.sources.append(source)
+
+    # -- shared by every dialect's walk ----------------------------------------------------------------
+
+    def _check_role(self, role: Any, location: str, roles: tuple[str, ...]) -> None:
+        """Refuse a message whose role is not one of ``roles``: refused rather than skipped, as a message
+        the scanner does not understand must not pass unscanned, and the provider would refuse the role
+        anyway."""
+        if isinstance(role, str) and role in roles:
+            return
+        if role is None:
+            shown = "missing"
+        elif isinstance(role, str):
+            shown = clip(repr(role), 40)  # never echo a huge value back whole
+        else:
+            shown = f"a JSON {_JSON_TYPES.get(type(role), 'value')}"
+        raise InvalidRequest(
+            f"{location}.role is {shown}: a message's role must be one of {', '.join(roles)} (lower case).",
+            param=f"{location}.role",
+        )
+
+    def _texts(self, texts: list[TextField], location: str) -> None:
+        """The text parts of one content list, scanned as one text, as the model reads them."""
+        if len(texts) == 1:
+            self.fields.append(texts[0])
+        elif texts:
+            self.fields.append(TextGroup(location, texts))
+
+    def _tool_definition(
+        self,
+        tools: list[Any],
+        index: int,
+        location: str,
+        *,
+        structural: frozenset[str],
+        known: frozenset[str],
+        schemas: tuple[str, ...],
+    ) -> None:
+        """A tool definition: ``structural`` keys skipped, names of ``known`` keys not scanned, the
+        JSON schemas under ``schemas`` walked as schemas, every other string scanned."""
+        tool = tools[index]
+        if not isinstance(tool, dict):
+            self._any(tools, index, location)
+            return
+        for key, value in tool.items():
+            at = f"{location}.{key}"
+            if key not in known:
+                self._key(tool, key, at)
+            if key in structural:
+                continue
+            if key in schemas and isinstance(value, dict):
+                self._schema(value, at)
+            else:
+                self._any(tool, key, at)  # descriptions, a custom tool's grammar, ...
 
     # -- anything else: every string and every key ----------------------------------------------------
 

@@ -30,9 +30,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..kernel.errors import InvalidRequest, clip
-from .fields import TextField, TextGroup
-from .walk import _JSON_TYPES, Walk, _is_blob
+from .fields import TextField
+from .walk import Walk, _is_blob
 
 #: The roles of a Responses message item.
 RESPONSES_ROLES: tuple[str, ...] = ("user", "assistant", "system", "developer")
@@ -141,8 +140,15 @@ class ResponsesWalk(Walk):
                 for index, item in enumerate(value):
                     self._item(value, index, item)
             elif key == "tools" and isinstance(value, list):
-                for index, tool in enumerate(value):
-                    self._responses_tool(value, index, tool, f"tools[{index}]")
+                for index in range(len(value)):
+                    self._tool_definition(
+                        value,
+                        index,
+                        f"tools[{index}]",
+                        structural=_TOOL_STRUCTURAL,
+                        known=_TOOL_KNOWN,
+                        schemas=("parameters", "output_schema"),
+                    )
             elif key == "text" and isinstance(value, dict):
                 self._text_config(value)
             elif key == "prompt" and isinstance(value, dict):
@@ -165,7 +171,7 @@ class ResponsesWalk(Walk):
             kind = "message" if "role" in item or "content" in item else "item_reference"
         if kind == "message":
             role = item.get("role")
-            self._check_role(role, location)
+            self._check_role(role, location, RESPONSES_ROLES)
         elif kind in _ASSISTANT_ITEMS:
             role = "assistant"
         elif kind == "function_call_output":
@@ -202,23 +208,6 @@ class ResponsesWalk(Walk):
                         self._key(entry, key, f"{location}[{number}].{key}")
                     self._any(entry, key, f"{location}[{number}].{key}")
 
-    def _check_role(self, role: Any, location: str) -> None:
-        # refused rather than skipped, as for chat: a message the scanner does not understand must not
-        # pass unscanned, and the provider would refuse the role anyway
-        if isinstance(role, str) and role in RESPONSES_ROLES:
-            return
-        if role is None:
-            shown = "missing"
-        elif isinstance(role, str):
-            shown = clip(repr(role), 40)  # never echo a huge value back whole
-        else:
-            shown = f"a JSON {_JSON_TYPES.get(type(role), 'value')}"
-        raise InvalidRequest(
-            f"{location}.role is {shown}: a message's role must be one of "
-            f"{', '.join(RESPONSES_ROLES)} (lower case).",
-            param=f"{location}.role",
-        )
-
     def _parts(self, parts: list[Any], location: str) -> None:
         """A message's content (or a function call output's) as parts: the text parts as one text."""
         texts: list[TextField] = []
@@ -242,27 +231,9 @@ class ResponsesWalk(Walk):
                     continue  # a data: URL or base64: anything else is scanned as text
                 else:
                     self._any(part, key, at)  # file names, URLs, refusals, annotations, ...
-        if len(texts) == 1:
-            self.fields.append(texts[0])
-        elif texts:
-            self.fields.append(TextGroup(location, texts))
+        self._texts(texts, location)
 
     # -- tools and settings -------------------------------------------------------------------------
-
-    def _responses_tool(self, tools: list[Any], index: int, tool: Any, location: str) -> None:
-        if not isinstance(tool, dict):
-            self._any(tools, index, location)
-            return
-        for key, value in tool.items():
-            at = f"{location}.{key}"
-            if key not in _TOOL_KNOWN:
-                self._key(tool, key, at)
-            if key in _TOOL_STRUCTURAL:
-                continue
-            if key in ("parameters", "output_schema") and isinstance(value, dict):
-                self._schema(value, at)
-            else:
-                self._any(tool, key, at)  # descriptions, a custom tool's grammar, user_location, ...
 
     def _text_config(self, text: dict[str, Any]) -> None:
         """``text``: ``format`` (a JSON schema's description and text keywords) and ``verbosity``."""
