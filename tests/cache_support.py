@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -133,3 +134,21 @@ ANTHROPIC_VERSION = {"anthropic-version": "2023-06-01"}
 
 async def post_messages(client: httpx.AsyncClient, body: dict[str, Any], **headers: str) -> httpx.Response:
     return await client.post("/v1/messages", json=body, headers={**ANTHROPIC_VERSION, **headers})
+
+
+def edge_cache(
+    inner: Any, redis_url: str, redis_prefix: str, tmp_path: Path, embedder: object, **config: Any
+) -> tuple[Any, SemanticCacheMiddleware]:
+    """TenantFromHeader -> SemanticCacheMiddleware (Redis, Qdrant Edge, ``embedder``) -> ``inner``; and
+    the cache layer."""
+    cache = SemanticCacheMiddleware(
+        inner,
+        config=CacheConfig(
+            store=redis_url,
+            key_prefix=redis_prefix,
+            vector_store=f"qdrant-edge://{tmp_path / 'vectors'}",
+            **config,
+        ),
+        embedder=embedder,  # type: ignore[arg-type]
+    )
+    return TenantFromHeader(cache), cache
