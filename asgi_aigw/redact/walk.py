@@ -23,6 +23,7 @@ also scanned joined, as the model reads them, so a value split across parts is f
 
 from __future__ import annotations
 
+from collections.abc import Container, Iterator
 from typing import Any
 
 import orjson
@@ -113,11 +114,7 @@ class Walk:
     # -- requests ----------------------------------------------------------------------------------
 
     def chat(self, data: dict[str, Any]) -> Walk:
-        for key, value in data.items():
-            if key not in _CHAT_KNOWN:
-                self._key(data, key, key)
-            if key in _CHAT_STRUCTURAL:
-                continue
+        for key, value, _ in self._fields(data, "", _CHAT_KNOWN, _CHAT_STRUCTURAL):
             if key == "messages" and isinstance(value, list):
                 for index, message in enumerate(value):
                     self._message(value, index, message)
@@ -149,12 +146,7 @@ class Walk:
         self._check_role(role, location, VALID_ROLES)
         if role not in self.config.roles:
             return  # the operator chose not to scan this role (documented)
-        for key, value in message.items():
-            where = f"{location}.{key}"
-            if key not in _MESSAGE_KNOWN:
-                self._key(message, key, where)
-            if key in _MESSAGE_STRUCTURAL:
-                continue
+        for key, value, where in self._fields(message, location, _MESSAGE_KNOWN, _MESSAGE_STRUCTURAL):
             if key == "content" and isinstance(value, list):
                 self._parts(value, where)
             elif key == "tool_calls" and isinstance(value, list):
@@ -294,6 +286,20 @@ class Walk:
 
     # -- shared by every dialect's walk ----------------------------------------------------------------
 
+    def _fields(
+        self, obj: dict[str, Any], location: str, known: Container[str], structural: Container[str]
+    ) -> Iterator[tuple[str, Any, str]]:
+        """The members of ``obj`` that are not ``structural``, as (key, value, location); the name of
+        each member the API does not define (not in ``known``) is scanned too. ``location`` is empty
+        for a request's own fields."""
+        for key, value in obj.items():
+            at = f"{location}.{key}" if location else key
+            if key not in known:
+                self._key(obj, key, at)
+            if key in structural:
+                continue
+            yield key, value, at
+
     def _check_role(self, role: Any, location: str, roles: tuple[str, ...]) -> None:
         """Refuse a message whose role is not one of ``roles``: refused rather than skipped, as a message
         the scanner does not understand must not pass unscanned, and the provider would refuse the role
@@ -334,12 +340,7 @@ class Walk:
         if not isinstance(tool, dict):
             self._any(tools, index, location)
             return
-        for key, value in tool.items():
-            at = f"{location}.{key}"
-            if key not in known:
-                self._key(tool, key, at)
-            if key in structural:
-                continue
+        for key, value, at in self._fields(tool, location, known, structural):
             if key in schemas and isinstance(value, dict):
                 self._schema(value, at)
             else:

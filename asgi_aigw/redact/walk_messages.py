@@ -119,11 +119,7 @@ class MessagesWalk(Walk):
         self.signed: list[str] = []
 
     def messages(self, data: dict[str, Any]) -> MessagesWalk:
-        for key, value in data.items():
-            if key not in _KNOWN:
-                self._key(data, key, key)
-            if key in _STRUCTURAL:
-                continue
+        for key, value, _ in self._fields(data, "", _KNOWN, _STRUCTURAL):
             if key == "messages" and isinstance(value, list):
                 for index, message in enumerate(value):
                     self._turn(value, index, message)
@@ -159,12 +155,7 @@ class MessagesWalk(Walk):
         self._check_role(role, location, MESSAGES_ROLES)
         if role not in self.config.roles:
             return  # the operator chose not to scan this role (documented)
-        for key, value in message.items():
-            where = f"{location}.{key}"
-            if key not in ("role", "content"):
-                self._key(message, key, where)
-            if key == "role":
-                continue
+        for key, value, where in self._fields(message, location, ("role", "content"), ("role",)):
             if key == "content" and isinstance(value, list):
                 self._blocks(value, where)
             else:
@@ -179,12 +170,7 @@ class MessagesWalk(Walk):
                 self._any(blocks, index, where)
                 continue
             kind = block.get("type")
-            for key, value in block.items():
-                at = f"{where}.{key}"
-                if key not in _BLOCK_KNOWN:
-                    self._key(block, key, at)
-                if key in _BLOCK_STRUCTURAL:
-                    continue
+            for key, value, at in self._fields(block, where, _BLOCK_KNOWN, _BLOCK_STRUCTURAL):
                 if key == "text" and kind == "text" and isinstance(value, str):
                     texts.append(TextField(block, key, at, value))
                 elif key == "thinking" and kind == "thinking" and isinstance(value, str):
@@ -207,12 +193,7 @@ class MessagesWalk(Walk):
     def _source(self, source: dict[str, Any], location: str) -> None:
         """An image or document source: base64 data is not text, a text source's data is."""
         kind = source.get("type")
-        for key, value in source.items():
-            at = f"{location}.{key}"
-            if key not in _BLOCK_KNOWN:
-                self._key(source, key, at)
-            if key in _BLOCK_STRUCTURAL:
-                continue
+        for key, value, at in self._fields(source, location, _BLOCK_KNOWN, _BLOCK_STRUCTURAL):
             if key == "data" and kind != "text":
                 continue  # base64 (or any other encoding of bytes)
             if key == "url" and isinstance(value, str) and value.startswith("data:"):

@@ -131,11 +131,7 @@ class ResponsesWalk(Walk):
     __slots__ = ()
 
     def responses(self, data: dict[str, Any]) -> ResponsesWalk:
-        for key, value in data.items():
-            if key not in _KNOWN:
-                self._key(data, key, key)
-            if key in _STRUCTURAL:
-                continue
+        for key, value, _ in self._fields(data, "", _KNOWN, _STRUCTURAL):
             if key == "input" and isinstance(value, list):
                 for index, item in enumerate(value):
                     self._item(value, index, item)
@@ -180,12 +176,7 @@ class ResponsesWalk(Walk):
             role = None  # an item type this module does not walk specially: always scanned
         if role is not None and role not in self.config.roles:
             return  # the operator chose not to scan this role (documented)
-        for key, value in item.items():
-            where = f"{location}.{key}"
-            if key not in _ITEM_KNOWN:
-                self._key(item, key, where)
-            if key in _ITEM_STRUCTURAL:
-                continue
+        for key, value, where in self._fields(item, location, _ITEM_KNOWN, _ITEM_STRUCTURAL):
             if key in ("content", "output") and isinstance(value, list) and kind != "reasoning":
                 self._parts(value, where)
             elif key == "arguments" and isinstance(value, str):
@@ -217,12 +208,7 @@ class ResponsesWalk(Walk):
                 self._any(parts, index, where)
                 continue
             kind = part.get("type")
-            for key, value in part.items():
-                at = f"{where}.{key}"
-                if key not in _PART_KNOWN:
-                    self._key(part, key, at)
-                if key in _PART_STRUCTURAL:
-                    continue
+            for key, value, at in self._fields(part, where, _PART_KNOWN, _PART_STRUCTURAL):
                 if key == "text" and kind in _TEXT_PARTS and isinstance(value, str):
                     texts.append(TextField(part, key, at, value))
                 elif key == "image_url" and isinstance(value, str) and value.startswith("data:"):
