@@ -20,8 +20,9 @@ from typing import Any
 import orjson
 
 from ..kernel.context import Usage
-from ..kernel.sse import DONE_EVENT, encode_data, parse_event
+from ..kernel.sse import DONE_EVENT, encode_data
 from .stored import decode_entry, encode_entry, kept_headers, replayed, stored_at, stored_headers
+from .stream_event import stream_event
 
 #: Size of the content pieces of a replayed stream: small enough to look live, few enough to be cheap.
 _PIECE_CHARS = 48
@@ -265,18 +266,10 @@ class StreamAssembler:
     def feed(self, raw: bytes) -> None:
         if self.failed:
             return
-        event = parse_event(raw)
-        if event.event == "error":
-            self.failed = True
+        data, self.failed = stream_event(raw, skip=b"[DONE]")
+        if data is None:
             return
-        if not event.data or event.data == b"[DONE]":
-            return
-        try:
-            data = orjson.loads(event.data)
-        except orjson.JSONDecodeError:
-            self.failed = True
-            return
-        if not isinstance(data, dict) or "error" in data:
+        if "error" in data:
             self.failed = True
             return
         if isinstance(data.get("model"), str) and data["model"]:

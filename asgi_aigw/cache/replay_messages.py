@@ -21,9 +21,9 @@ from typing import Any
 import orjson
 
 from ..kernel.context import Usage
-from ..kernel.sse import parse_event
 from .entry import split_pieces
 from .stored import decode_entry, encode_entry, kept_headers, replayed, stored_at, stored_headers
+from .stream_event import stream_event
 
 DIALECT = "messages"
 
@@ -257,19 +257,8 @@ class MessageAssembler:
     def feed(self, raw: bytes) -> None:
         if self.failed:
             return
-        event = parse_event(raw)
-        if event.event == "error":
-            self.failed = True
-            return
-        if not event.data:
-            return
-        try:
-            data = orjson.loads(event.data)
-        except orjson.JSONDecodeError:
-            self.failed = True
-            return
-        if not isinstance(data, dict):
-            self.failed = True
+        data, self.failed = stream_event(raw)
+        if data is None:
             return
         kind = data.get("type")
         if kind == "message_start":

@@ -34,9 +34,9 @@ import orjson
 
 from ..kernel.context import Usage
 from ..kernel.dialects.responses import usage_from_responses
-from ..kernel.sse import parse_event
 from .entry import split_pieces
 from .stored import decode_entry, encode_entry, kept_headers, replayed, stored_at, stored_headers
+from .stream_event import stream_event
 
 DIALECT = "responses"
 
@@ -327,19 +327,8 @@ class ResponseAssembler:
     def feed(self, raw: bytes) -> None:
         if self.failed:
             return
-        event = parse_event(raw)
-        if event.event == "error":
-            self.failed = True
-            return
-        if not event.data:
-            return
-        try:
-            data = orjson.loads(event.data)
-        except orjson.JSONDecodeError:
-            self.failed = True
-            return
-        if not isinstance(data, dict):
-            self.failed = True
+        data, self.failed = stream_event(raw)
+        if data is None:
             return
         kind = data.get("type")
         if kind in ("error", "response.failed"):
