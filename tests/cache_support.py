@@ -19,6 +19,12 @@ from asgi_aigw.testing import FakeProvider, StreamingASGITransport
 
 from .support import FAKE_URL, fake_config
 
+#: A question and its paraphrase: the same key words, so the semantic layer takes one for the other.
+QUESTION = "How do I undo the last git commit?"
+PARAPHRASE = "How can I undo my last commit in git?"
+#: The headers that say who answered, stored with an answer and replayed on a hit.
+WHO = ("x-aigw-provider", "x-aigw-model", "x-aigw-deployment")
+
 
 class BagOfWordsEmbedder:
     """Unit vectors from the hashed content words of a text: questions sharing their content words are

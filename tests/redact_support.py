@@ -50,6 +50,16 @@ def chunk(content: str | None = None, *, finish: str | None = None, index: int =
     return encode_data(orjson.dumps(payload))
 
 
+async def read_body(receive: Any) -> bytes:
+    """The whole request body an upstream app receives."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+
+
 class ScriptedApp:
     """A tiny OpenAI-format app: answers each chat request with the given SSE events (or JSON body),
     and records the request bodies it received."""
@@ -60,13 +70,7 @@ class ScriptedApp:
         self.bodies: list[Any] = []
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        self.bodies.append(orjson.loads(body))
+        self.bodies.append(orjson.loads(await read_body(receive)))
         if self.json_body is not None:
             raw = orjson.dumps(self.json_body)
             await send(
@@ -118,13 +122,7 @@ class AnsweringApp:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return  # no lifespan to serve
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        self.bodies.append(body)
+        self.bodies.append(await read_body(receive))
         answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
         if isinstance(answer, list):
             headers = [(b"content-type", b"text/event-stream")]

@@ -20,6 +20,9 @@ from asgi_aigw.testing import FakeBehaviour, FakeProvider, ServerThread
 
 from .cache_support import (
     ANTHROPIC_VERSION,
+    PARAPHRASE,
+    QUESTION,
+    WHO,
     WhoAnswered,
     chat,
     edge_cache,
@@ -31,9 +34,6 @@ from .support import sse_payloads
 
 embedder_module = pytest.importorskip("asgi_aigw.runtime.embedder")
 
-QUESTION = "How do I undo the last git commit?"
-PARAPHRASE = "How can I undo my last commit in git?"
-WHO = ("x-aigw-provider", "x-aigw-model", "x-aigw-deployment")
 TOOLS = [{"name": "search_help", "description": "Search the help pages", "input_schema": {"type": "object"}}]
 STREAM_EVENTS = ["message_start", "content_block_start", "content_block_delta"]
 

@@ -20,6 +20,9 @@ from asgi_aigw.kernel.context import RequestContext, ensure_context
 from asgi_aigw.testing import FakeBehaviour, FakeProvider, StreamingASGITransport
 
 from .cache_support import (
+    PARAPHRASE,
+    QUESTION,
+    WHO,
     WhoAnswered,
     cache_stack,
     chat,
@@ -32,9 +35,6 @@ from .support import sse_payloads
 
 embedder_module = pytest.importorskip("asgi_aigw.runtime.embedder")
 
-QUESTION = "How do I undo the last git commit?"
-PARAPHRASE = "How can I undo my last commit in git?"
-WHO = ("x-aigw-provider", "x-aigw-model", "x-aigw-deployment")
 TOOLS = [{"type": "function", "name": "search_help", "parameters": {"type": "object", "properties": {}}}]
 MESSAGE_EVENTS = [
     "response.created",
