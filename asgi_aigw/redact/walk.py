@@ -139,13 +139,8 @@ class Walk:
 
     def _message(self, messages: list[Any], index: int, message: Any) -> None:
         location = f"messages[{index}]"
-        if not isinstance(message, dict):
-            self._any(messages, index, location)  # the router refuses it; still never unscanned
+        if not self._scanned_message(messages, index, location, VALID_ROLES):
             return
-        role = message.get("role")
-        self._check_role(role, location, VALID_ROLES)
-        if role not in self.config.roles:
-            return  # the operator chose not to scan this role (documented)
         for key, value, where in self._fields(message, location, _MESSAGE_KNOWN, _MESSAGE_STRUCTURAL):
             if key == "content" and isinstance(value, list):
                 self._parts(value, where)
@@ -299,6 +294,20 @@ class Walk:
             if key in structural:
                 continue
             yield key, value, at
+
+    def _scanned_message(
+        self, messages: list[Any], index: int, location: str, roles: tuple[str, ...]
+    ) -> bool:
+        """Whether the message at ``index`` is to be walked: it is an object (anything else is scanned
+        whole: the provider refuses it, still it is never unscanned), its role one of ``roles`` (else
+        refused), and the operator scans that role (documented)."""
+        message = messages[index]
+        if not isinstance(message, dict):
+            self._any(messages, index, location)
+            return False
+        role = message.get("role")
+        self._check_role(role, location, roles)
+        return role in self.config.roles
 
     def _check_role(self, role: Any, location: str, roles: tuple[str, ...]) -> None:
         """Refuse a message whose role is not one of ``roles``: refused rather than skipped, as a message

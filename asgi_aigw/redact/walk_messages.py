@@ -148,13 +148,8 @@ class MessagesWalk(Walk):
 
     def _turn(self, messages: list[Any], index: int, message: Any) -> None:
         location = f"messages[{index}]"
-        if not isinstance(message, dict):
-            self._any(messages, index, location)  # the provider refuses it; still never unscanned
+        if not self._scanned_message(messages, index, location, MESSAGES_ROLES):
             return
-        role = message.get("role")
-        self._check_role(role, location, MESSAGES_ROLES)
-        if role not in self.config.roles:
-            return  # the operator chose not to scan this role (documented)
         for key, value, where in self._fields(message, location, ("role", "content"), ("role",)):
             if key == "content" and isinstance(value, list):
                 self._blocks(value, where)
