@@ -79,6 +79,16 @@ TARGETS: dict[str, Target] = {
         "asgi_aigw/redact/restore_messages.py",
         ("tests/test_pins_restore_messages.py", "tests/test_redact_messages_restore.py"),
     ),
+    "redact-tails": Target(
+        "asgi_aigw/redact/tails.py",
+        (
+            "tests/test_pins_restore_messages.py",
+            "tests/test_redact_messages_restore.py",
+            "tests/test_redact_responses_restore.py",
+            "tests/test_pins_restore.py",
+            "tests/test_redact_stream.py",
+        ),
+    ),
     "budget-memory": Target(
         "asgi_aigw/budget/memory.py",
         ("tests/test_pins_budget_stores.py", "tests/test_budget_store.py"),
@@ -261,17 +271,21 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         ),
     },
     "redact-restore-messages": {
+        "MessagesStreamRestorer.on_event: if not self._held and not _may_hold_placeholder(raw) and "
+        'b"\\\\\\\\" not i... -> if False': "a fast path: without it the event is parsed and searched, "
+        "finds no placeholder and goes on unchanged all the same",
         **dict.fromkeys(
             [
-                "MessagesJSONRestorer.__call__: if not self.mapping or not _may_hold_placeholder(body) -> if False",
-                "MessagesJSONRestorer.__call__: not self.mapping or not _may_hold_placeholder(body) [Or->And]",
-                "MessagesJSONRestorer.__call__: not self.mapping or not _may_hold_placeholder(body) "
-                "[drop not self.mapping]",
-                "MessagesJSONRestorer.__call__: not self.mapping or not _may_hold_placeholder(body) "
-                "[drop not _may_hold_placeholder(body)]",
+                "MessagesStreamRestorer._delta: return False -> return None",
+                "MessagesStreamRestorer._delta: return False -> return None #2",
+            ],
+            "the caller only asks whether it is true",
+        ),
+    },
+    "redact-tails": {
+        **dict.fromkeys(
+            [
                 'restore_source: if "<" not in text and "\\\\" not in text -> if False',
-                "MessagesStreamRestorer.on_event: if not self._held and not _may_hold_placeholder(raw) and "
-                'b"\\\\\\\\" not i... -> if False',
                 '_Prefixes.split: text[position] in "<\\\\" and self.could_begin(text[position:]) '
                 '[drop text[position] in "<\\\\"]',
             ],
@@ -295,14 +309,7 @@ EQUIVALENT: dict[str, dict[str, str]] = {
             "a wider window, or the empty prefix, which could_begin never asks for, only costs a few "
             "more candidates: could_begin decides what is held",
         ),
-        **dict.fromkeys(
-            [
-                "_Prefixes.could_begin: return False -> return None",
-                "MessagesStreamRestorer._delta: return False -> return None",
-                "MessagesStreamRestorer._delta: return False -> return None #2",
-            ],
-            "the caller only asks whether it is true",
-        ),
+        "_Prefixes.could_begin: return False -> return None": "the caller only asks whether it is true",
         **dict.fromkeys(
             [
                 "_Prefixes.could_begin: if len(tail) < len(_OPEN_ESCAPED) -> if False",
@@ -345,17 +352,16 @@ EQUIVALENT: dict[str, dict[str, str]] = {
                 "StreamRestorer.on_end: if not self._held -> if False",
                 "StreamRestorer.on_end: if not text -> if False",
             ],
-            "nothing held makes no closing chunk either way, and held text is never empty (_feed keeps a "
+            "nothing held makes no closing chunk either way, and held text is never empty (HeldTails keeps a "
             "tail only when there is one)",
         ),
         **dict.fromkeys(
             ["StreamRestorer._restore_choice: 1 -> 2", "StreamRestorer._restore_choice: 1 -> 0"],
             "the tool slot of a text field's key is internal; text fields never share a key with arguments",
         ),
-        "StreamRestorer._feed: if tail -> if True": "an empty tail held adds nothing where it is flushed",
         "StreamRestorer._flush_choice: return False -> return None": "the caller only asks whether it is "
         "true",
-        "StreamRestorer._flush_choice: if text -> if True": "held text is never empty (_feed keeps a tail "
+        "StreamRestorer._flush_choice: if text -> if True": "held text is never empty (HeldTails keeps a tail "
         "only when there is one)",
     },
     "tenant-jwt": {

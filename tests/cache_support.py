@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,6 +18,12 @@ from asgi_aigw.router import ProviderRouter
 from asgi_aigw.testing import FakeProvider, StreamingASGITransport
 
 from .support import FAKE_URL, fake_config
+
+#: A question and its paraphrase: the same key words, so the semantic layer takes one for the other.
+QUESTION = "How do I undo the last git commit?"
+PARAPHRASE = "How can I undo my last commit in git?"
+#: The headers that say who answered, stored with an answer and replayed on a hit.
+WHO = ("x-aigw-provider", "x-aigw-model", "x-aigw-deployment")
 
 
 class BagOfWordsEmbedder:
@@ -133,3 +140,21 @@ ANTHROPIC_VERSION = {"anthropic-version": "2023-06-01"}
 
 async def post_messages(client: httpx.AsyncClient, body: dict[str, Any], **headers: str) -> httpx.Response:
     return await client.post("/v1/messages", json=body, headers={**ANTHROPIC_VERSION, **headers})
+
+
+def edge_cache(
+    inner: Any, redis_url: str, redis_prefix: str, tmp_path: Path, embedder: object, **config: Any
+) -> tuple[Any, SemanticCacheMiddleware]:
+    """TenantFromHeader -> SemanticCacheMiddleware (Redis, Qdrant Edge, ``embedder``) -> ``inner``; and
+    the cache layer."""
+    cache = SemanticCacheMiddleware(
+        inner,
+        config=CacheConfig(
+            store=redis_url,
+            key_prefix=redis_prefix,
+            vector_store=f"qdrant-edge://{tmp_path / 'vectors'}",
+            **config,
+        ),
+        embedder=embedder,  # type: ignore[arg-type]
+    )
+    return TenantFromHeader(cache), cache

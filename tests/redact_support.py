@@ -1,4 +1,4 @@
-"""Helpers for the redaction tests: the shared Presidio engines, canary values, a tiny chat app."""
+"""Helpers for the redaction tests: the shared Presidio engines, canary values, tiny upstream apps."""
 
 from __future__ import annotations
 
@@ -50,6 +50,16 @@ def chunk(content: str | None = None, *, finish: str | None = None, index: int =
     return encode_data(orjson.dumps(payload))
 
 
+async def read_body(receive: Any) -> bytes:
+    """The whole request body an upstream app receives."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+
+
 class ScriptedApp:
     """A tiny OpenAI-format app: answers each chat request with the given SSE events (or JSON body),
     and records the request bodies it received."""
@@ -60,13 +70,7 @@ class ScriptedApp:
         self.bodies: list[Any] = []
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        self.bodies.append(orjson.loads(body))
+        self.bodies.append(orjson.loads(await read_body(receive)))
         if self.json_body is not None:
             raw = orjson.dumps(self.json_body)
             await send(
@@ -91,3 +95,43 @@ class ScriptedApp:
         for event in self.events:
             await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def assert_nowhere(blobs: list[bytes], canaries: dict[str, str] = CANARIES) -> None:
+    """No canary value, spaced or not, is in any of the bodies the provider received."""
+    assert blobs, "nothing reached the provider: the test would pass vacuously"
+    for blob in blobs:
+        text = blob.decode()
+        for entity, value in canaries.items():
+            assert value not in text, f"{entity} reached the provider"
+            assert value.replace(" ", "") not in text.replace(" ", ""), f"{entity} reached the provider"
+
+
+class AnsweringApp:
+    """A small upstream: answers each request with ``answers`` in turn (a JSON body, or a list of SSE
+    events; the last one again once the others are used), and keeps the bytes it received."""
+
+    def __init__(self, *answers: Any) -> None:
+        self.answers = list(answers)
+        self.bodies: list[bytes] = []
+
+    @property
+    def last(self) -> Any:
+        return orjson.loads(self.bodies[-1])
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return  # no lifespan to serve
+        self.bodies.append(await read_body(receive))
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if isinstance(answer, list):
+            headers = [(b"content-type", b"text/event-stream")]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            for event in answer:
+                await send({"type": "http.response.body", "body": event, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        raw = orjson.dumps(answer)
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": raw, "more_body": False})

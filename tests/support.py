@@ -5,17 +5,26 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import pytest
+import redis.asyncio as aredis
 
+from asgi_aigw import build_app
+from asgi_aigw.budget.config import BudgetConfig, Limits
+from asgi_aigw.cache import SemanticCacheMiddleware
+from asgi_aigw.cache.config import CacheConfig
 from asgi_aigw.config import GatewayConfig
 from asgi_aigw.kernel.context import RequestContext, ensure_context
+from asgi_aigw.logs import RequestLogMiddleware
+from asgi_aigw.logs.config import LogConfig
+from asgi_aigw.redact import RedactConfig
 from asgi_aigw.router.config import DeploymentConfig, ModelConfig, RetryConfig, RouterConfig, Timeouts
-from asgi_aigw.testing import ServerThread, serve
+from asgi_aigw.tenant.config import TenantConfig
+from asgi_aigw.testing import FakeProvider, ServerThread, StreamingASGITransport, serve
 from asgi_aigw.testing.server import free_port, wait_for_server
 
 FAKE_URL = "http://fake-upstream.test/v1"
@@ -178,3 +187,70 @@ def aigw_serve(*args: str, cwd: Path, env: Mapping[str, str]) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(15)
+
+
+# -- the whole stack (tenant, budget, redaction, cache, log, router) over FakeProvider ---------------------
+
+
+def layer(app: Any, kind: type) -> Any:
+    """The middleware of type ``kind`` in the stack ``app``."""
+    while not isinstance(app, kind):
+        app = app.app
+    return app
+
+
+def whole_stack_config(
+    model: str, deployment: DeploymentConfig, redis_url: str, prefix: str, tmp_path: Path, tokens: int
+) -> GatewayConfig:
+    """Every layer on: the tenant from ``x-tenant-id``, a ``tokens`` per minute budget and the cache in
+    Redis under ``prefix``, redaction, bodies logged in memory; ``model`` served by ``deployment``."""
+    return GatewayConfig(
+        router=RouterConfig(models=[ModelConfig(name=model, deployments=[deployment])]),
+        tenant=TenantConfig(header="x-tenant-id"),
+        budget=BudgetConfig(
+            store=redis_url, key_prefix=f"{prefix}budget:", limits=Limits(tokens_per_minute=tokens)
+        ),
+        redact=RedactConfig(),
+        cache=CacheConfig(
+            store=redis_url,
+            key_prefix=f"{prefix}cache:",
+            vector_store=f"qdrant+local://{tmp_path / 'qdrant'}",
+        ),
+        log=LogConfig(store="memory://", spool_dir=None, flush_interval=3600, log_bodies=True),
+    )
+
+
+class WholeStack:
+    """The app and the FakeProvider behind it; a subclass adds its SDK ``client`` over ``http``."""
+
+    http: Any
+
+    def __init__(self, app: Any, fake: FakeProvider) -> None:
+        self.app = app
+        self.fake = fake
+
+    async def rows(self) -> list[dict[str, Any]]:
+        """The request log's rows so far."""
+        log = layer(self.app, RequestLogMiddleware)
+        assert await log.writer.flush()
+        return list(log.writer.sink.rows)
+
+
+S = TypeVar("S", bound=WholeStack)
+
+
+async def whole_stack(
+    make: Callable[[Any, FakeProvider], S], config: GatewayConfig, upstream: str, redis_url: str, prefix: str
+) -> AsyncIterator[S]:
+    """The stack ``make`` builds over the app of ``config`` (FakeProvider at ``upstream``); closed, and
+    its Redis keys deleted, after."""
+    fake = FakeProvider()
+    app = build_app(config, transports={upstream: StreamingASGITransport(fake)}, env={})
+    stack = make(app, fake)
+    yield stack
+    await stack.http.aclose()
+    await layer(app, SemanticCacheMiddleware).aclose()
+    client = aredis.Redis.from_url(redis_url)
+    async for key in client.scan_iter(match=f"{prefix}*"):
+        await client.delete(key)
+    await client.aclose()

@@ -12,7 +12,7 @@ import httpx
 import orjson
 import pytest
 
-from asgi_aigw.cache import CacheConfig, SemanticCacheMiddleware
+from asgi_aigw.cache import SemanticCacheMiddleware
 from asgi_aigw.cache.entry import CachedAnswer
 from asgi_aigw.cache.keys import CacheKeys, cache_keys, canonical_json, tenant_tag
 from asgi_aigw.cache.replay_messages import CachedMessage
@@ -20,9 +20,12 @@ from asgi_aigw.testing import FakeBehaviour, FakeProvider, ServerThread
 
 from .cache_support import (
     ANTHROPIC_VERSION,
-    TenantFromHeader,
+    PARAPHRASE,
+    QUESTION,
+    WHO,
     WhoAnswered,
     chat,
+    edge_cache,
     messages_body,
     post,
     post_messages,
@@ -31,9 +34,6 @@ from .support import sse_payloads
 
 embedder_module = pytest.importorskip("asgi_aigw.runtime.embedder")
 
-QUESTION = "How do I undo the last git commit?"
-PARAPHRASE = "How can I undo my last commit in git?"
-WHO = ("x-aigw-provider", "x-aigw-model", "x-aigw-deployment")
 TOOLS = [{"name": "search_help", "description": "Search the help pages", "input_schema": {"type": "object"}}]
 STREAM_EVENTS = ["message_start", "content_block_start", "content_block_delta"]
 
@@ -47,17 +47,7 @@ def build(
     fake: FakeProvider, redis_url: str, redis_prefix: str, tmp_path: Path, embedder: object, **config: Any
 ) -> tuple[Any, SemanticCacheMiddleware]:
     """TenantFromHeader -> SemanticCacheMiddleware (Redis, Qdrant Edge) -> WhoAnswered -> FakeProvider."""
-    cache = SemanticCacheMiddleware(
-        WhoAnswered(fake),
-        config=CacheConfig(
-            store=redis_url,
-            key_prefix=redis_prefix,
-            vector_store=f"qdrant-edge://{tmp_path / 'vectors'}",
-            **config,
-        ),
-        embedder=embedder,  # type: ignore[arg-type]
-    )
-    return TenantFromHeader(cache), cache
+    return edge_cache(WhoAnswered(fake), redis_url, redis_prefix, tmp_path, embedder, **config)
 
 
 @pytest.fixture

@@ -13,17 +13,20 @@ import openai
 import orjson
 import pytest
 
-from asgi_aigw.cache import CacheConfig, SemanticCacheMiddleware
+from asgi_aigw.cache import SemanticCacheMiddleware
 from asgi_aigw.cache.keys import CacheKeys, cache_keys
 from asgi_aigw.cache.replay_responses import CachedResponse, ResponseAssembler
 from asgi_aigw.kernel.context import RequestContext, ensure_context
 from asgi_aigw.testing import FakeBehaviour, FakeProvider, StreamingASGITransport
 
 from .cache_support import (
-    TenantFromHeader,
+    PARAPHRASE,
+    QUESTION,
+    WHO,
     WhoAnswered,
     cache_stack,
     chat,
+    edge_cache,
     messages_body,
     post,
     post_messages,
@@ -32,9 +35,6 @@ from .support import sse_payloads
 
 embedder_module = pytest.importorskip("asgi_aigw.runtime.embedder")
 
-QUESTION = "How do I undo the last git commit?"
-PARAPHRASE = "How can I undo my last commit in git?"
-WHO = ("x-aigw-provider", "x-aigw-model", "x-aigw-deployment")
 TOOLS = [{"type": "function", "name": "search_help", "parameters": {"type": "object", "properties": {}}}]
 MESSAGE_EVENTS = [
     "response.created",
@@ -59,17 +59,14 @@ def build(
     fake: FakeProvider, redis_url: str, redis_prefix: str, tmp_path: Path, embedder: object, **config: Any
 ) -> tuple[Any, SemanticCacheMiddleware]:
     """TenantFromHeader -> SemanticCacheMiddleware (Redis, Qdrant Edge) -> WhoAnswered -> FakeProvider."""
-    cache = SemanticCacheMiddleware(
+    return edge_cache(
         WhoAnswered(fake, provider="openai", deployment="gpt-primary"),
-        config=CacheConfig(
-            store=redis_url,
-            key_prefix=redis_prefix,
-            vector_store=f"qdrant-edge://{tmp_path / 'vectors'}",
-            **config,
-        ),
-        embedder=embedder,  # type: ignore[arg-type]
+        redis_url,
+        redis_prefix,
+        tmp_path,
+        embedder,
+        **config,
     )
-    return TenantFromHeader(cache), cache
 
 
 @pytest.fixture

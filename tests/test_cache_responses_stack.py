@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import openai
 import pytest
@@ -28,17 +27,11 @@ from asgi_aigw.tenant.config import TenantConfig
 from asgi_aigw.testing import FakeProvider, ServerThread
 
 from .budget_helpers import away_from_minute_boundary
-from .support import eventually, served
+from .support import eventually, layer, served
 
 pytestmark = pytest.mark.e2e
 
 KEY = "test-key-not-real"
-
-
-def layer(app: Any, kind: type) -> Any:
-    while not isinstance(app, kind):
-        app = app.app
-    return app
 
 
 @pytest.mark.parametrize("model", ["gpt", "claude"], ids=["passthrough", "translated"])

@@ -24,16 +24,9 @@ from asgi_aigw.tenant.config import TenantConfig
 from asgi_aigw.testing import FakeProvider, StreamingASGITransport
 
 from .redact_support import CANARIES, CANARY_PROMPT
-from .support import FAKE_URL, fake_config, sse_payloads
+from .support import FAKE_URL, fake_config, layer, sse_payloads
 
 CHAT = "/ai/v1/chat/completions"
-
-
-def layer(app: Any, kind: type) -> Any:
-    """The middleware of type ``kind`` inside a stack of layers that each keep their inner ``app``."""
-    while not isinstance(app, kind):
-        app = app.app
-    return app
 
 
 class FullStack:

@@ -12,32 +12,18 @@ from typing import Any
 import anthropic
 import orjson
 import pytest
-import redis.asyncio as aredis
 
-from asgi_aigw import build_app
-from asgi_aigw.budget.config import BudgetConfig, Limits
-from asgi_aigw.cache import SemanticCacheMiddleware
-from asgi_aigw.cache.config import CacheConfig
 from asgi_aigw.config import GatewayConfig
 from asgi_aigw.httpx2_bridge import httpx2_client
-from asgi_aigw.logs import RequestLogMiddleware
-from asgi_aigw.logs.config import LogConfig
-from asgi_aigw.redact import RedactConfig
-from asgi_aigw.router.config import DeploymentConfig, ModelConfig, RouterConfig
-from asgi_aigw.tenant.config import TenantConfig
+from asgi_aigw.router.config import DeploymentConfig
 from asgi_aigw.testing import FakeProvider, StreamingASGITransport
 
 from .redact_support import CANARIES, CANARY_PROMPT
+from .support import WholeStack, whole_stack, whole_stack_config
 
 UPSTREAM = "http://fake-upstream.test"
 #: The model name clients send; the deployment behind it is Anthropic's or OpenAI's.
 MODEL = "claude-sonnet-4-5"
-
-
-def layer(app: Any, kind: type) -> Any:
-    while not isinstance(app, kind):
-        app = app.app
-    return app
 
 
 def config_for(provider: str, redis_url: str, prefix: str, tmp_path: Path, tokens: int) -> GatewayConfig:
@@ -49,26 +35,12 @@ def config_for(provider: str, redis_url: str, prefix: str, tmp_path: Path, token
         base_url=base_url,
         api_key="test-key-not-real",  # type: ignore[arg-type]
     )
-    return GatewayConfig(
-        router=RouterConfig(models=[ModelConfig(name=MODEL, deployments=[deployment])]),
-        tenant=TenantConfig(header="x-tenant-id"),
-        budget=BudgetConfig(
-            store=redis_url, key_prefix=f"{prefix}budget:", limits=Limits(tokens_per_minute=tokens)
-        ),
-        redact=RedactConfig(),
-        cache=CacheConfig(
-            store=redis_url,
-            key_prefix=f"{prefix}cache:",
-            vector_store=f"qdrant+local://{tmp_path / 'qdrant'}",
-        ),
-        log=LogConfig(store="memory://", spool_dir=None, flush_interval=3600, log_bodies=True),
-    )
+    return whole_stack_config(MODEL, deployment, redis_url, prefix, tmp_path, tokens)
 
 
-class Stack:
+class Stack(WholeStack):
     def __init__(self, app: Any, fake: FakeProvider) -> None:
-        self.app = app
-        self.fake = fake
+        super().__init__(app, fake)
         # the anthropic SDK is built on httpx2: the in-process transport through the bridge
         self.http = httpx2_client(StreamingASGITransport(app), base_url="http://app.test")
         self.client = anthropic.AsyncAnthropic(
@@ -79,26 +51,12 @@ class Stack:
             max_retries=0,
         )
 
-    async def rows(self) -> list[dict[str, Any]]:
-        log = layer(self.app, RequestLogMiddleware)
-        assert await log.writer.flush()
-        return list(log.writer.sink.rows)
 
-
-async def _stack(
+def _stack(
     provider: str, redis_url: str, prefix: str, tmp_path: Path, tokens: int = 1_000_000
 ) -> AsyncIterator[Stack]:
-    fake = FakeProvider()
     config = config_for(provider, redis_url, prefix, tmp_path, tokens)
-    app = build_app(config, transports={UPSTREAM: StreamingASGITransport(fake)}, env={})
-    stack = Stack(app, fake)
-    yield stack
-    await stack.http.aclose()
-    await layer(app, SemanticCacheMiddleware).aclose()
-    client = aredis.Redis.from_url(redis_url)
-    async for key in client.scan_iter(match=f"{prefix}*"):
-        await client.delete(key)
-    await client.aclose()
+    return whole_stack(Stack, config, UPSTREAM, redis_url, prefix)
 
 
 @pytest.fixture(params=["anthropic", "openai"])

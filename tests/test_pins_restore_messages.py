@@ -10,7 +10,8 @@ import orjson
 
 from asgi_aigw.kernel.sse import encode_event
 from asgi_aigw.redact.placeholders import PlaceholderMap, json_escape
-from asgi_aigw.redact.restore_messages import MessagesStreamRestorer, restore_source
+from asgi_aigw.redact.restore_messages import MessagesStreamRestorer
+from asgi_aigw.redact.tails import restore_source
 
 from .test_redact_messages_restore import QUOTED, joined, json_delta, names, run, stop, text_delta
 

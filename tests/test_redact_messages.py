@@ -18,7 +18,7 @@ import pytest
 from asgi_aigw.redact import RedactConfig, RedactMiddleware
 from asgi_aigw.testing import FakeProvider, StreamingASGITransport
 
-from .redact_support import CANARIES, base_analyzer
+from .redact_support import CANARIES, AnsweringApp, assert_nowhere, base_analyzer
 from .support import served, sse_payloads
 from .test_redact_attack import DISGUISES, clean
 from .test_redact_attack import email as attack_email
@@ -61,53 +61,8 @@ def request(content: Any, **extra: Any) -> dict[str, Any]:
     }
 
 
-def assert_nowhere(blobs: list[bytes], canaries: dict[str, str] = CANARIES) -> None:
-    assert blobs, "nothing reached the provider: the test would pass vacuously"
-    for blob in blobs:
-        text = blob.decode()
-        for entity, value in canaries.items():
-            assert value not in text, f"{entity} reached the provider"
-            assert value.replace(" ", "") not in text.replace(" ", ""), f"{entity} reached the provider"
-
-
-class MessagesApp:
-    """A small Messages-format upstream: answers each request with ``answers`` in turn (a JSON message,
-    or a list of SSE events), and keeps the bytes it received."""
-
-    def __init__(self, *answers: Any) -> None:
-        self.answers = list(answers)
-        self.bodies: list[bytes] = []
-
-    @property
-    def last(self) -> Any:
-        return orjson.loads(self.bodies[-1])
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return  # no lifespan to serve
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        self.bodies.append(body)
-        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
-        if isinstance(answer, list):
-            start = {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"text/event-stream")],
-            }
-            await send(start)
-            for event in answer:
-                await send({"type": "http.response.body", "body": event, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-            return
-        raw = orjson.dumps(answer)
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": raw, "more_body": False})
+class MessagesApp(AnsweringApp):
+    """A small Messages-format upstream (see AnsweringApp)."""
 
 
 def sse(payload: dict[str, Any]) -> bytes:

@@ -12,7 +12,8 @@ import pytest
 
 from asgi_aigw.kernel.sse import SSEDecoder, encode_event
 from asgi_aigw.redact.placeholders import PlaceholderMap
-from asgi_aigw.redact.restore_messages import MessagesJSONRestorer, MessagesStreamRestorer, restore_source
+from asgi_aigw.redact.restore_messages import MessagesJSONRestorer, MessagesStreamRestorer
+from asgi_aigw.redact.tails import restore_source
 
 EMAIL = "ana.lopez@example.com"
 #: A value that needs escaping in JSON: restored into tool input it must not break the JSON.

@@ -6,7 +6,6 @@ one (translated): each answer settles the budget at the usage it reported, a ref
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import openai
 import pytest
@@ -23,17 +22,11 @@ from asgi_aigw.tenant.config import TenantConfig
 from asgi_aigw.testing import FakeProvider, ServerThread
 
 from .budget_helpers import away_from_minute_boundary
-from .support import eventually, served
+from .support import eventually, layer, served
 
 pytestmark = pytest.mark.e2e
 
 KEY = "test-key-not-real"
-
-
-def layer(app: Any, kind: type) -> Any:
-    while not isinstance(app, kind):
-        app = app.app
-    return app
 
 
 async def test_budget_and_log_follow_responses_through_both_kinds_of_deployment(

@@ -20,10 +20,9 @@ from typing import Any
 import orjson
 
 from ..kernel.context import Usage
-from ..kernel.sse import DONE_EVENT, encode_data, parse_event
-
-#: Response headers stored with an answer and replayed on a hit: who answered it.
-REPLAYED_HEADERS = (b"x-aigw-provider", b"x-aigw-model", b"x-aigw-deployment")
+from ..kernel.sse import DONE_EVENT, encode_data
+from .stored import decode_entry, encode_entry, kept_headers, replayed, stored_at, stored_headers
+from .stream_event import stream_event
 
 #: Size of the content pieces of a replayed stream: small enough to look live, few enough to be cheap.
 _PIECE_CHARS = 48
@@ -52,9 +51,9 @@ class CachedAnswer:
     # -- storage --------------------------------------------------------------------------------------
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(
+        return encode_entry(
+            None,
             {
-                "v": 1,
                 "model": self.model,
                 "content": self.content,
                 "finish_reason": self.finish_reason,
@@ -64,22 +63,17 @@ class CachedAnswer:
                 "system_fingerprint": self.system_fingerprint,
                 "service_tier": self.service_tier,
                 "annotations": self.annotations,
-                "headers": self.headers,
-                "created_at": self.created_at,
-            }
+            },
+            self.headers,
+            self.created_at,
         )
 
     @classmethod
     def from_bytes(cls, raw: bytes | str) -> CachedAnswer | None:
         """The answer stored as ``raw``; ``None`` if it is not one (another version, corruption)."""
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
+        data = decode_entry(raw, "chat")
+        if data is None or not isinstance(data.get("model"), str):
             return None
-        if not isinstance(data, dict) or data.get("v") != 1 or not isinstance(data.get("model"), str):
-            return None
-        if data.get("dialect", "chat") != "chat":
-            return None  # another dialect's entry (a Messages answer)
         return cls(
             model=data["model"],
             content=data.get("content"),
@@ -90,8 +84,8 @@ class CachedAnswer:
             system_fingerprint=data.get("system_fingerprint"),
             service_tier=_str_or_none(data.get("service_tier")),
             annotations=data.get("annotations") if isinstance(data.get("annotations"), list) else None,
-            headers=header_pairs(data.get("headers")),
-            created_at=float(data.get("created_at") or 0.0),
+            headers=stored_headers(data),
+            created_at=stored_at(data),
         )
 
     # -- capture --------------------------------------------------------------------------------------
@@ -138,16 +132,11 @@ class CachedAnswer:
 
     def keep_headers(self, headers: Any) -> None:
         """Keep the :data:`REPLAYED_HEADERS` among the answer's response ``headers``."""
-        kept = [
-            (bytes(k).decode("latin-1"), bytes(v).decode("latin-1"))
-            for k, v in headers or ()
-            if bytes(k).lower() in REPLAYED_HEADERS
-        ]
-        self.headers = kept or None
+        self.headers = kept_headers(headers)
 
     def replayed_headers(self) -> list[tuple[bytes, bytes]]:
         """The stored headers, ready for ``http.response.start``."""
-        return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers or ()]
+        return replayed(self.headers)
 
     # -- replay ---------------------------------------------------------------------------------------
 
@@ -223,15 +212,6 @@ def _str_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def header_pairs(value: Any) -> list[tuple[str, str]] | None:
-    if not isinstance(value, list):
-        return None
-    pairs = [
-        (str(item[0]), str(item[1])) for item in value if isinstance(item, list | tuple) and len(item) == 2
-    ]
-    return pairs or None
-
-
 def new_completion_id() -> str:
     return "chatcmpl-" + os.urandom(16).hex()
 
@@ -286,18 +266,10 @@ class StreamAssembler:
     def feed(self, raw: bytes) -> None:
         if self.failed:
             return
-        event = parse_event(raw)
-        if event.event == "error":
-            self.failed = True
+        data, self.failed = stream_event(raw, skip=b"[DONE]")
+        if data is None:
             return
-        if not event.data or event.data == b"[DONE]":
-            return
-        try:
-            data = orjson.loads(event.data)
-        except orjson.JSONDecodeError:
-            self.failed = True
-            return
-        if not isinstance(data, dict) or "error" in data:
+        if "error" in data:
             self.failed = True
             return
         if isinstance(data.get("model"), str) and data["model"]:

@@ -21,8 +21,9 @@ from typing import Any
 import orjson
 
 from ..kernel.context import Usage
-from ..kernel.sse import parse_event
-from .entry import REPLAYED_HEADERS, header_pairs, split_pieces
+from .entry import split_pieces
+from .stored import decode_entry, encode_entry, kept_headers, replayed, stored_at, stored_headers
+from .stream_event import stream_event
 
 DIALECT = "messages"
 
@@ -71,28 +72,24 @@ class CachedMessage:
     # -- storage --------------------------------------------------------------------------------------
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(
+        return encode_entry(
+            DIALECT,
             {
-                "v": 1,
-                "dialect": DIALECT,
                 "model": self.model,
                 "content": self.content,
                 "stop_reason": self.stop_reason,
                 "stop_sequence": self.stop_sequence,
                 "usage": self.usage,
-                "headers": self.headers,
-                "created_at": self.created_at,
-            }
+            },
+            self.headers,
+            self.created_at,
         )
 
     @classmethod
     def from_bytes(cls, raw: bytes | str) -> CachedMessage | None:
         """The answer stored as ``raw``; ``None`` if it is not a Messages entry of this version."""
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return None
-        if not isinstance(data, dict) or data.get("v") != 1 or data.get("dialect") != DIALECT:
+        data = decode_entry(raw, DIALECT)
+        if data is None:
             return None
         content = data.get("content")
         blocks = [_block(b) for b in content] if isinstance(content, list) else [None]
@@ -106,8 +103,8 @@ class CachedMessage:
             stop_reason=data["stop_reason"],
             stop_sequence=data["stop_sequence"] if isinstance(data.get("stop_sequence"), str) else None,
             usage=data["usage"] if isinstance(data.get("usage"), dict) else None,
-            headers=header_pairs(data.get("headers")),
-            created_at=float(data.get("created_at") or 0.0),
+            headers=stored_headers(data),
+            created_at=stored_at(data),
         )
 
     # -- capture --------------------------------------------------------------------------------------
@@ -144,15 +141,11 @@ class CachedMessage:
 
     def keep_headers(self, headers: Any) -> None:
         """Keep the :data:`REPLAYED_HEADERS` among the answer's response ``headers``."""
-        kept = [
-            (bytes(k).decode("latin-1"), bytes(v).decode("latin-1"))
-            for k, v in headers or ()
-            if bytes(k).lower() in REPLAYED_HEADERS
-        ]
-        self.headers = kept or None
+        self.headers = kept_headers(headers)
 
     def replayed_headers(self) -> list[tuple[bytes, bytes]]:
-        return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers or ()]
+        """The stored headers, ready for ``http.response.start``."""
+        return replayed(self.headers)
 
     def replay_usage(self) -> Usage | None:
         """The usage a hit reports to the other layers: the stored answer's own figures."""
@@ -264,19 +257,8 @@ class MessageAssembler:
     def feed(self, raw: bytes) -> None:
         if self.failed:
             return
-        event = parse_event(raw)
-        if event.event == "error":
-            self.failed = True
-            return
-        if not event.data:
-            return
-        try:
-            data = orjson.loads(event.data)
-        except orjson.JSONDecodeError:
-            self.failed = True
-            return
-        if not isinstance(data, dict):
-            self.failed = True
+        data, self.failed = stream_event(raw)
+        if data is None:
             return
         kind = data.get("type")
         if kind == "message_start":

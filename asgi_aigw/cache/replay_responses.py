@@ -34,8 +34,9 @@ import orjson
 
 from ..kernel.context import Usage
 from ..kernel.dialects.responses import usage_from_responses
-from ..kernel.sse import parse_event
-from .entry import REPLAYED_HEADERS, header_pairs, split_pieces
+from .entry import split_pieces
+from .stored import decode_entry, encode_entry, kept_headers, replayed, stored_at, stored_headers
+from .stream_event import stream_event
 
 DIALECT = "responses"
 
@@ -148,32 +149,21 @@ class CachedResponse:
     # -- storage --------------------------------------------------------------------------------------
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(
-            {
-                "v": 1,
-                "dialect": DIALECT,
-                "response": self.response,
-                "headers": self.headers,
-                "created_at": self.created_at,
-            }
-        )
+        return encode_entry(DIALECT, {"response": self.response}, self.headers, self.created_at)
 
     @classmethod
     def from_bytes(cls, raw: bytes | str) -> CachedResponse | None:
         """The answer stored as ``raw``; ``None`` if it is not a Responses entry of this version."""
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return None
-        if not isinstance(data, dict) or data.get("v") != 1 or data.get("dialect") != DIALECT:
+        data = decode_entry(raw, DIALECT)
+        if data is None:
             return None
         response = _response(data.get("response"))
         if response is None:
             return None
         return cls(
             response=response,
-            headers=header_pairs(data.get("headers")),
-            created_at=float(data.get("created_at") or 0.0),
+            headers=stored_headers(data),
+            created_at=stored_at(data),
         )
 
     # -- capture --------------------------------------------------------------------------------------
@@ -197,15 +187,11 @@ class CachedResponse:
 
     def keep_headers(self, headers: Any) -> None:
         """Keep the :data:`REPLAYED_HEADERS` among the answer's response ``headers``."""
-        kept = [
-            (bytes(k).decode("latin-1"), bytes(v).decode("latin-1"))
-            for k, v in headers or ()
-            if bytes(k).lower() in REPLAYED_HEADERS
-        ]
-        self.headers = kept or None
+        self.headers = kept_headers(headers)
 
     def replayed_headers(self) -> list[tuple[bytes, bytes]]:
-        return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers or ()]
+        """The stored headers, ready for ``http.response.start``."""
+        return replayed(self.headers)
 
     def replay_usage(self) -> Usage | None:
         """The usage a hit reports to the other layers: the stored answer's own figures."""
@@ -341,19 +327,8 @@ class ResponseAssembler:
     def feed(self, raw: bytes) -> None:
         if self.failed:
             return
-        event = parse_event(raw)
-        if event.event == "error":
-            self.failed = True
-            return
-        if not event.data:
-            return
-        try:
-            data = orjson.loads(event.data)
-        except orjson.JSONDecodeError:
-            self.failed = True
-            return
-        if not isinstance(data, dict):
-            self.failed = True
+        data, self.failed = stream_event(raw)
+        if data is None:
             return
         kind = data.get("type")
         if kind in ("error", "response.failed"):

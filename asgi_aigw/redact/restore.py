@@ -14,6 +14,7 @@ import orjson
 
 from ..kernel.sse import encode_data, parse_event
 from .placeholders import PlaceholderMap
+from .tails import HeldTails
 
 #: Text fields of a message or delta that may hold placeholders (besides tool-call arguments).
 TEXT_FIELDS = ("content", "refusal", "reasoning_content")
@@ -48,7 +49,8 @@ def restore_json_value(data: Any, mapping: PlaceholderMap, *, escape: bool = Fal
 
 
 class JSONRestorer:
-    """``ResponseTap.on_json``: restore placeholders anywhere in a JSON answer."""
+    """``ResponseTap.on_json``: restore placeholders anywhere in a JSON answer (each dialect's
+    restorer says, in ``_restore``, which strings of its answers are restored)."""
 
     __slots__ = ("mapping",)
 
@@ -62,8 +64,11 @@ class JSONRestorer:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
             return None  # not ours to fix; pass it on as it came
-        data, changed = restore_json_value(data, self.mapping)
+        data, changed = self._restore(data)
         return orjson.dumps(data) if changed else None
+
+    def _restore(self, data: Any) -> tuple[Any, bool]:
+        return restore_json_value(data, self.mapping)
 
 
 class StreamRestorer:
@@ -74,7 +79,7 @@ class StreamRestorer:
     def __init__(self, mapping: PlaceholderMap) -> None:
         self.mapping = mapping
         #: (choice index, field, tool call index) -> characters held back
-        self._held: dict[tuple[int, str, int], str] = {}
+        self._held: HeldTails[tuple[int, str, int]] = HeldTails(mapping)
         #: the last chunk's envelope (id, model, created...) for a closing chunk of held text
         self._last: dict[str, Any] = {}
 
@@ -108,12 +113,11 @@ class StreamRestorer:
         if not self._held:
             return []
         by_choice: dict[int, dict[str, Any]] = {}
-        for (choice, field, tool), text in self._held.items():
+        for (choice, field, tool), text in self._held.take(lambda key: True):
             if not text:
                 continue
             delta = by_choice.setdefault(choice, {})
             _append(delta, field, tool, text)
-        self._held.clear()
         events = []
         for index, delta in sorted(by_choice.items()):
             chunk = {
@@ -138,7 +142,7 @@ class StreamRestorer:
             for field in TEXT_FIELDS:
                 value = delta.get(field)
                 if isinstance(value, str):
-                    new = self._feed((index, field, -1), value, escape=False)
+                    new = self._held.text((index, field, -1), value)
                     if new != value:
                         delta[field] = new
                         changed = True
@@ -151,7 +155,7 @@ class StreamRestorer:
                     tool = call.get("index", call_position)
                     tool = tool if isinstance(tool, int) else call_position
                     value = function["arguments"]
-                    new = self._feed((index, "arguments", tool), value, escape=True)
+                    new = self._held.text((index, "arguments", tool), value, escape=True)
                     if new != value:
                         function["arguments"] = new
                         changed = True
@@ -159,24 +163,15 @@ class StreamRestorer:
             changed = True
         return changed
 
-    def _feed(self, key: tuple[int, str, int], text: str, *, escape: bool) -> str:
-        pending = self._held.pop(key, "")
-        combined = pending + text if pending else text
-        ready, tail = self.mapping.split_tail(combined)
-        if tail:
-            self._held[key] = tail
-        return self.mapping.restore(ready, escape=escape)
-
     def _flush_choice(self, index: int, choice: dict[str, Any]) -> bool:
         """The choice is finished: whatever it held was not a placeholder after all."""
-        keys = [key for key in self._held if key[0] == index]
-        if not keys:
+        held = self._held.take(lambda key: key[0] == index)
+        if not held:
             return False
         delta = choice.get("delta")
         if not isinstance(delta, dict):
             delta = choice["delta"] = {}
-        for key in keys:
-            text = self._held.pop(key)
+        for key, text in held:
             if text:
                 _append(delta, key[1], key[2], text)
         return True

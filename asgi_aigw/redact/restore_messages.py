@@ -16,23 +16,18 @@ tool input stays valid JSON.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 
 from ..kernel.sse import encode_event, parse_event
-from .placeholders import PlaceholderMap, json_escape
-from .restore import _may_hold_placeholder, _reencode
+from .placeholders import PlaceholderMap
+from .restore import JSONRestorer, _may_hold_placeholder, _reencode
+from .tails import HeldTails
 
 #: Content blocks whose text is signed or encrypted by the provider: never changed.
 SIGNED_BLOCKS = frozenset({"thinking", "redacted_thinking"})
-#: A placeholder in JSON source: ``<`` and ``>`` as written or as ``\u003c`` / ``\u003e``.
-_SOURCE_PLACEHOLDER = re.compile(r"(?:<|\\u003[cC])([A-Z][A-Z0-9_]*_\d{1,6})(?:>|\\u003[eE])")
-_OPEN_ESCAPED = "\\u003c"
-_CLOSE_ESCAPED = "\\u003e"
-_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
 
 def restore_answer(data: Any, mapping: PlaceholderMap) -> tuple[Any, bool]:
@@ -59,99 +54,13 @@ def restore_answer(data: Any, mapping: PlaceholderMap) -> tuple[Any, bool]:
     return data, changed
 
 
-class MessagesJSONRestorer:
+class MessagesJSONRestorer(JSONRestorer):
     """``ResponseTap.on_json``: restore placeholders in a Messages answer (or error), thinking aside."""
 
-    __slots__ = ("mapping",)
+    __slots__ = ()
 
-    def __init__(self, mapping: PlaceholderMap) -> None:
-        self.mapping = mapping
-
-    def __call__(self, status: int, body: bytes) -> bytes | None:
-        if not self.mapping or not _may_hold_placeholder(body):
-            return None
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return None  # not ours to fix; pass it on as it came
-        data, changed = restore_answer(data, self.mapping)
-        return orjson.dumps(data) if changed else None
-
-
-# -- JSON source (partial_json) -----------------------------------------------------------------------
-
-
-def _escaped_backslash(text: str, position: int, odd_before: bool) -> bool:
-    """Whether the backslash at ``position`` is itself escaped (preceded by an odd run of them);
-    ``odd_before``: the text already sent ended in an odd run."""
-    run = 0
-    while position - run - 1 >= 0 and text[position - run - 1] == "\\":
-        run += 1
-    odd = run % 2 == 1
-    return odd != odd_before if run == position else odd
-
-
-def restore_source(text: str, mapping: PlaceholderMap, odd_before: bool = False) -> str:
-    """``text`` (JSON source) with each of the map's placeholders, literal or ``\\u003c``-escaped,
-    replaced by its value JSON-escaped."""
-
-    def value(match: re.Match[str]) -> str:
-        found = mapping.values.get(f"<{match.group(1)}>")
-        if found is None:
-            return match.group()
-        if match.group().startswith("\\") and _escaped_backslash(text, match.start(), odd_before):
-            return match.group()  # ``\\u003c``: a backslash and the letters, not ``<``
-        return json_escape(found)
-
-    if "<" not in text and "\\" not in text:
-        return text
-    return _SOURCE_PLACEHOLDER.sub(value, text)
-
-
-def _odd_after(text: str, odd_before: bool) -> bool:
-    """Whether ``text``, sent after text ending as ``odd_before`` says, ends in an odd run of backslashes."""
-    run = len(text) - len(text.rstrip("\\"))
-    odd = run % 2 == 1
-    return odd != odd_before if run == len(text) else odd
-
-
-class _Prefixes:
-    """Which tails of JSON source could still become one of the map's placeholders."""
-
-    __slots__ = ("mapping", "prefixes", "window")
-
-    def __init__(self, mapping: PlaceholderMap) -> None:
-        self.mapping = mapping
-        self.prefixes = frozenset(p[:i] for p in mapping.values for i in range(1, len(p)))
-        # the escaped form is ten characters longer than the literal one
-        self.window = mapping.max_length + 2 * (len(_OPEN_ESCAPED) - 1)
-
-    def could_begin(self, tail: str) -> bool:
-        if tail.startswith("<"):
-            rest = tail[1:]
-        else:
-            head = tail[: len(_OPEN_ESCAPED)]
-            if not _OPEN_ESCAPED.startswith(head.lower()):
-                return False
-            if len(tail) < len(_OPEN_ESCAPED):
-                return True
-            rest = tail[len(_OPEN_ESCAPED) :]
-        end = 0
-        while end < len(rest) and rest[end] in _NAME_CHARS:
-            end += 1
-        name, closer = rest[:end], rest[end:]
-        if not closer:
-            return "<" + name in self.prefixes
-        partial_close = len(closer) < len(_CLOSE_ESCAPED) and _CLOSE_ESCAPED.startswith(closer.lower())
-        return partial_close and f"<{name}>" in self.mapping.values
-
-    def split(self, text: str) -> tuple[str, str]:
-        """What can go now, and the tail that may be the start of a placeholder."""
-        start = max(0, len(text) - self.window)
-        for position in range(start, len(text)):
-            if text[position] in "<\\" and self.could_begin(text[position:]):
-                return text[:position], text[position:]
-        return text, ""
+    def _restore(self, data: Any) -> tuple[Any, bool]:
+        return restore_answer(data, self.mapping)
 
 
 # -- the stream ---------------------------------------------------------------------------------------
@@ -160,15 +69,12 @@ class _Prefixes:
 class MessagesStreamRestorer:
     """``ResponseTap.on_event``: restore placeholders in Anthropic Messages stream events."""
 
-    __slots__ = ("_held", "_odd", "_source", "mapping")
+    __slots__ = ("_held", "mapping")
 
     def __init__(self, mapping: PlaceholderMap) -> None:
         self.mapping = mapping
         #: (content block index, "text" or "json") -> characters held back
-        self._held: dict[tuple[int, str], str] = {}
-        #: content block index -> the partial JSON sent so far ends in an odd run of backslashes
-        self._odd: dict[int, bool] = {}
-        self._source = _Prefixes(mapping)
+        self._held: HeldTails[tuple[int, str]] = HeldTails(mapping)
 
     def on_event(self, raw: bytes) -> bytes | None:
         # a literal backslash in partial JSON may start an escaped placeholder split across deltas
@@ -207,10 +113,10 @@ class MessagesStreamRestorer:
         kind = delta.get("type")
         if kind == "text_delta" and isinstance(delta.get("text"), str):
             field, text = "text", delta["text"]
-            new = self._feed_text(index, text)
+            new = self._held.text((index, "text"), text)
         elif kind == "input_json_delta" and isinstance(delta.get("partial_json"), str):
             field, text = "partial_json", delta["partial_json"]
-            new = self._feed_source(index, text)
+            new = self._held.source((index, "json"), text)
         elif kind in ("thinking_delta", "signature_delta"):
             return False  # signed: see the module docstring
         else:  # citations_delta, and deltas this module does not know
@@ -221,28 +127,10 @@ class MessagesStreamRestorer:
         delta[field] = new
         return True
 
-    def _feed_text(self, index: int, text: str) -> str:
-        combined = self._held.pop((index, "text"), "") + text
-        ready, tail = self.mapping.split_tail(combined)
-        if tail:
-            self._held[(index, "text")] = tail
-        return self.mapping.restore(ready)
-
-    def _feed_source(self, index: int, text: str) -> str:
-        combined = self._held.pop((index, "json"), "") + text
-        ready, tail = self._source.split(combined)
-        if tail:
-            self._held[(index, "json")] = tail
-        odd = self._odd.get(index, False)
-        self._odd[index] = _odd_after(ready, odd)
-        return restore_source(ready, self.mapping, odd)
-
     def _flush(self, which: Callable[[tuple[int, str]], bool]) -> bytes:
         """Held text of the blocks ``which`` selects, as deltas of their own: it was no placeholder."""
         out = b""
-        for key in [key for key in self._held if which(key)]:
-            text = self._held.pop(key)
-            index, kind = key
+        for (index, kind), text in self._held.take(which):
             delta = (
                 {"type": "text_delta", "text": text}
                 if kind == "text"

@@ -27,8 +27,8 @@ import orjson
 
 from ..kernel.sse import encode_event, parse_event
 from .placeholders import PlaceholderMap
-from .restore import _may_hold_placeholder, _reencode
-from .restore_messages import _odd_after, _Prefixes, restore_source
+from .restore import JSONRestorer, _may_hold_placeholder, _reencode
+from .tails import HeldTails, restore_source
 
 #: Delta events whose text is JSON source (a tool call's arguments).
 SOURCE_DELTAS = frozenset({"response.function_call_arguments.delta", "response.mcp_call_arguments.delta"})
@@ -64,41 +64,28 @@ def restore_response(data: Any, mapping: PlaceholderMap, *, source: bool = False
     return data, changed
 
 
-class ResponsesJSONRestorer:
+class ResponsesJSONRestorer(JSONRestorer):
     """``ResponseTap.on_json``: restore placeholders in a ``response`` object (or an error)."""
 
-    __slots__ = ("mapping",)
+    __slots__ = ()
 
-    def __init__(self, mapping: PlaceholderMap) -> None:
-        self.mapping = mapping
-
-    def __call__(self, status: int, body: bytes) -> bytes | None:
-        if not self.mapping or not _may_hold_placeholder(body):
-            return None
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return None  # not ours to fix; pass it on as it came
-        data, changed = restore_response(data, self.mapping)
-        return orjson.dumps(data) if changed else None
+    def _restore(self, data: Any) -> tuple[Any, bool]:
+        return restore_response(data, self.mapping)
 
 
 class ResponsesStreamRestorer:
     """``ResponseTap.on_event``: restore placeholders in the Responses API's stream events."""
 
-    __slots__ = ("_added", "_held", "_odd", "_source", "_where", "mapping")
+    __slots__ = ("_added", "_held", "_where", "mapping")
 
     def __init__(self, mapping: PlaceholderMap) -> None:
         self.mapping = mapping
         #: (delta event type, item id, output index, content index, summary index) -> held characters
-        self._held: dict[_Key, str] = {}
-        #: the same key -> the JSON source sent so far ends in an odd run of backslashes
-        self._odd: dict[_Key, bool] = {}
+        self._held: HeldTails[_Key] = HeldTails(mapping)
         #: the same key -> the fields placing a delta of held text where its own deltas went
         self._where: dict[_Key, dict[str, Any]] = {}
         #: events added so far: every later event's ``sequence_number`` is raised by this much
         self._added = 0
-        self._source = _Prefixes(mapping)
 
     def on_event(self, raw: bytes) -> bytes | None:
         # a literal backslash in JSON source may start an escaped placeholder split across deltas
@@ -145,17 +132,8 @@ class ResponsesStreamRestorer:
     def _delta(self, kind: str, payload: dict[str, Any]) -> bool:
         key = _key(kind, payload)
         text: str = payload["delta"]
-        combined = self._held.pop(key, "") + text
-        if kind in SOURCE_DELTAS:
-            ready, tail = self._source.split(combined)
-            odd = self._odd.get(key, False)
-            self._odd[key] = _odd_after(ready, odd)
-            new = restore_source(ready, self.mapping, odd)
-        else:
-            ready, tail = self.mapping.split_tail(combined)
-            new = self.mapping.restore(ready)
-        if tail:
-            self._held[key] = tail
+        new = self._held.source(key, text) if kind in SOURCE_DELTAS else self._held.text(key, text)
+        if key in self._held:
             self._where[key] = {name: payload[name] for name in _WHERE if name in payload}
             if "logprobs" in payload:
                 self._where[key]["logprobs"] = []
@@ -168,8 +146,7 @@ class ResponsesStreamRestorer:
         """Held text of the delta streams ``which`` selects, as delta events of their own: it was no
         placeholder."""
         out: list[tuple[str, dict[str, Any]]] = []
-        for key in [key for key in self._held if which(key)]:
-            text = self._held.pop(key)
+        for key, text in self._held.take(which):
             where = self._where.pop(key, {})
             out.append((key[0], {"type": key[0], **where, "delta": text}))
         return out

@@ -23,6 +23,7 @@ also scanned joined, as the model reads them, so a value split across parts is f
 
 from __future__ import annotations
 
+from collections.abc import Container, Iterator
 from typing import Any
 
 import orjson
@@ -113,11 +114,7 @@ class Walk:
     # -- requests ----------------------------------------------------------------------------------
 
     def chat(self, data: dict[str, Any]) -> Walk:
-        for key, value in data.items():
-            if key not in _CHAT_KNOWN:
-                self._key(data, key, key)
-            if key in _CHAT_STRUCTURAL:
-                continue
+        for key, value, _ in self._fields(data, "", _CHAT_KNOWN, _CHAT_STRUCTURAL):
             if key == "messages" and isinstance(value, list):
                 for index, message in enumerate(value):
                     self._message(value, index, message)
@@ -142,32 +139,9 @@ class Walk:
 
     def _message(self, messages: list[Any], index: int, message: Any) -> None:
         location = f"messages[{index}]"
-        if not isinstance(message, dict):
-            self._any(messages, index, location)  # the router refuses it; still never unscanned
+        if not self._scanned_message(messages, index, location, VALID_ROLES):
             return
-        role = message.get("role")
-        if not isinstance(role, str) or role not in VALID_ROLES:
-            # refused rather than skipped: a message the scanner does not understand must not pass
-            # unscanned, and the provider would refuse the role anyway
-            if role is None:
-                shown = "missing"
-            elif isinstance(role, str):
-                shown = clip(repr(role), 40)  # never echo a huge value back whole
-            else:
-                shown = f"a JSON {_JSON_TYPES.get(type(role), 'value')}"
-            raise InvalidRequest(
-                f"{location}.role is {shown}: a message's role must be one of "
-                f"{', '.join(VALID_ROLES)} (lower case).",
-                param=f"{location}.role",
-            )
-        if role not in self.config.roles:
-            return  # the operator chose not to scan this role (documented)
-        for key, value in message.items():
-            where = f"{location}.{key}"
-            if key not in _MESSAGE_KNOWN:
-                self._key(message, key, where)
-            if key in _MESSAGE_STRUCTURAL:
-                continue
+        for key, value, where in self._fields(message, location, _MESSAGE_KNOWN, _MESSAGE_STRUCTURAL):
             if key == "content" and isinstance(value, list):
                 self._parts(value, where)
             elif key == "tool_calls" and isinstance(value, list):
@@ -203,10 +177,7 @@ class Walk:
                     if key not in ("refusal", "image_url", "input_audio", "file"):
                         self._key(part, key, at)
                     self._any(part, key, at)
-        if len(texts) == 1:
-            self.fields.append(texts[0])
-        elif texts:
-            self.fields.append(TextGroup(location, texts))
+        self._texts(texts, location)
 
     def _media(
         self, media: dict[str, Any], location: str, *, data_key: str, structural: tuple[str, ...]
@@ -307,6 +278,82 @@ class Walk:
             for part in scanned.parts if isinstance(scanned, TextGroup) else [scanned]:
                 part.source = source
         self.sources.append(source)
+
+    # -- shared by every dialect's walk ----------------------------------------------------------------
+
+    def _fields(
+        self, obj: dict[str, Any], location: str, known: Container[str], structural: Container[str]
+    ) -> Iterator[tuple[str, Any, str]]:
+        """The members of ``obj`` that are not ``structural``, as (key, value, location); the name of
+        each member the API does not define (not in ``known``) is scanned too. ``location`` is empty
+        for a request's own fields."""
+        for key, value in obj.items():
+            at = f"{location}.{key}" if location else key
+            if key not in known:
+                self._key(obj, key, at)
+            if key in structural:
+                continue
+            yield key, value, at
+
+    def _scanned_message(
+        self, messages: list[Any], index: int, location: str, roles: tuple[str, ...]
+    ) -> bool:
+        """Whether the message at ``index`` is to be walked: it is an object (anything else is scanned
+        whole: the provider refuses it, still it is never unscanned), its role one of ``roles`` (else
+        refused), and the operator scans that role (documented)."""
+        message = messages[index]
+        if not isinstance(message, dict):
+            self._any(messages, index, location)
+            return False
+        role = message.get("role")
+        self._check_role(role, location, roles)
+        return role in self.config.roles
+
+    def _check_role(self, role: Any, location: str, roles: tuple[str, ...]) -> None:
+        """Refuse a message whose role is not one of ``roles``: refused rather than skipped, as a message
+        the scanner does not understand must not pass unscanned, and the provider would refuse the role
+        anyway."""
+        if isinstance(role, str) and role in roles:
+            return
+        if role is None:
+            shown = "missing"
+        elif isinstance(role, str):
+            shown = clip(repr(role), 40)  # never echo a huge value back whole
+        else:
+            shown = f"a JSON {_JSON_TYPES.get(type(role), 'value')}"
+        raise InvalidRequest(
+            f"{location}.role is {shown}: a message's role must be one of {', '.join(roles)} (lower case).",
+            param=f"{location}.role",
+        )
+
+    def _texts(self, texts: list[TextField], location: str) -> None:
+        """The text parts of one content list, scanned as one text, as the model reads them."""
+        if len(texts) == 1:
+            self.fields.append(texts[0])
+        elif texts:
+            self.fields.append(TextGroup(location, texts))
+
+    def _tool_definition(
+        self,
+        tools: list[Any],
+        index: int,
+        location: str,
+        *,
+        structural: frozenset[str],
+        known: frozenset[str],
+        schemas: tuple[str, ...],
+    ) -> None:
+        """A tool definition: ``structural`` keys skipped, names of ``known`` keys not scanned, the
+        JSON schemas under ``schemas`` walked as schemas, every other string scanned."""
+        tool = tools[index]
+        if not isinstance(tool, dict):
+            self._any(tools, index, location)
+            return
+        for key, value, at in self._fields(tool, location, known, structural):
+            if key in schemas and isinstance(value, dict):
+                self._schema(value, at)
+            else:
+                self._any(tool, key, at)  # descriptions, a custom tool's grammar, ...
 
     # -- anything else: every string and every key ----------------------------------------------------
 

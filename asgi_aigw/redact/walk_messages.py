@@ -28,10 +28,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..kernel.errors import InvalidRequest, clip
 from .config import RedactConfig
-from .fields import TextField, TextGroup
-from .walk import _JSON_TYPES, Walk
+from .fields import TextField
+from .walk import Walk
 
 #: The roles of the Messages API.
 MESSAGES_ROLES: tuple[str, ...] = ("user", "assistant")
@@ -120,19 +119,22 @@ class MessagesWalk(Walk):
         self.signed: list[str] = []
 
     def messages(self, data: dict[str, Any]) -> MessagesWalk:
-        for key, value in data.items():
-            if key not in _KNOWN:
-                self._key(data, key, key)
-            if key in _STRUCTURAL:
-                continue
+        for key, value, _ in self._fields(data, "", _KNOWN, _STRUCTURAL):
             if key == "messages" and isinstance(value, list):
                 for index, message in enumerate(value):
                     self._turn(value, index, message)
             elif key == "system" and isinstance(value, list):
                 self._blocks(value, "system")
             elif key == "tools" and isinstance(value, list):
-                for index, tool in enumerate(value):
-                    self._anthropic_tool(value, index, tool, f"tools[{index}]")
+                for index in range(len(value)):
+                    self._tool_definition(
+                        value,
+                        index,
+                        f"tools[{index}]",
+                        structural=_TOOL_STRUCTURAL,
+                        known=_TOOL_KNOWN,
+                        schemas=("input_schema",),
+                    )
             elif key == "mcp_servers" and isinstance(value, list):
                 for index in range(len(value)):
                     self._some(value, index, f"mcp_servers[{index}]", _MCP_STRUCTURAL)
@@ -146,32 +148,9 @@ class MessagesWalk(Walk):
 
     def _turn(self, messages: list[Any], index: int, message: Any) -> None:
         location = f"messages[{index}]"
-        if not isinstance(message, dict):
-            self._any(messages, index, location)  # the provider refuses it; still never unscanned
+        if not self._scanned_message(messages, index, location, MESSAGES_ROLES):
             return
-        role = message.get("role")
-        if not isinstance(role, str) or role not in MESSAGES_ROLES:
-            # refused rather than skipped, as for chat: a message the scanner does not understand must
-            # not pass unscanned
-            if role is None:
-                shown = "missing"
-            elif isinstance(role, str):
-                shown = clip(repr(role), 40)
-            else:
-                shown = f"a JSON {_JSON_TYPES.get(type(role), 'value')}"
-            raise InvalidRequest(
-                f"{location}.role is {shown}: a message's role must be one of "
-                f"{', '.join(MESSAGES_ROLES)} (lower case).",
-                param=f"{location}.role",
-            )
-        if role not in self.config.roles:
-            return  # the operator chose not to scan this role (documented)
-        for key, value in message.items():
-            where = f"{location}.{key}"
-            if key not in ("role", "content"):
-                self._key(message, key, where)
-            if key == "role":
-                continue
+        for key, value, where in self._fields(message, location, ("role", "content"), ("role",)):
             if key == "content" and isinstance(value, list):
                 self._blocks(value, where)
             else:
@@ -186,12 +165,7 @@ class MessagesWalk(Walk):
                 self._any(blocks, index, where)
                 continue
             kind = block.get("type")
-            for key, value in block.items():
-                at = f"{where}.{key}"
-                if key not in _BLOCK_KNOWN:
-                    self._key(block, key, at)
-                if key in _BLOCK_STRUCTURAL:
-                    continue
+            for key, value, at in self._fields(block, where, _BLOCK_KNOWN, _BLOCK_STRUCTURAL):
                 if key == "text" and kind == "text" and isinstance(value, str):
                     texts.append(TextField(block, key, at, value))
                 elif key == "thinking" and kind == "thinking" and isinstance(value, str):
@@ -209,20 +183,12 @@ class MessagesWalk(Walk):
                         self._any(block, key, at)
                 else:
                     self._any(block, key, at)
-        if len(texts) == 1:
-            self.fields.append(texts[0])
-        elif texts:
-            self.fields.append(TextGroup(location, texts))
+        self._texts(texts, location)
 
     def _source(self, source: dict[str, Any], location: str) -> None:
         """An image or document source: base64 data is not text, a text source's data is."""
         kind = source.get("type")
-        for key, value in source.items():
-            at = f"{location}.{key}"
-            if key not in _BLOCK_KNOWN:
-                self._key(source, key, at)
-            if key in _BLOCK_STRUCTURAL:
-                continue
+        for key, value, at in self._fields(source, location, _BLOCK_KNOWN, _BLOCK_STRUCTURAL):
             if key == "data" and kind != "text":
                 continue  # base64 (or any other encoding of bytes)
             if key == "url" and isinstance(value, str) and value.startswith("data:"):
@@ -233,21 +199,6 @@ class MessagesWalk(Walk):
                 self._any(source, key, at)
 
     # -- tools and settings -------------------------------------------------------------------------
-
-    def _anthropic_tool(self, tools: list[Any], index: int, tool: Any, location: str) -> None:
-        if not isinstance(tool, dict):
-            self._any(tools, index, location)
-            return
-        for key, value in tool.items():
-            at = f"{location}.{key}"
-            if key not in _TOOL_KNOWN:
-                self._key(tool, key, at)
-            if key in _TOOL_STRUCTURAL:
-                continue
-            if key == "input_schema" and isinstance(value, dict):
-                self._schema(value, at)
-            else:
-                self._any(tool, key, at)
 
     def _output(self, output: dict[str, Any], location: str) -> None:
         """``output_config`` / ``output_format``: a JSON schema (walked as a schema) and settings."""

@@ -30,9 +30,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..kernel.errors import InvalidRequest, clip
-from .fields import TextField, TextGroup
-from .walk import _JSON_TYPES, Walk, _is_blob
+from .fields import TextField
+from .walk import Walk, _is_blob
 
 #: The roles of a Responses message item.
 RESPONSES_ROLES: tuple[str, ...] = ("user", "assistant", "system", "developer")
@@ -132,17 +131,20 @@ class ResponsesWalk(Walk):
     __slots__ = ()
 
     def responses(self, data: dict[str, Any]) -> ResponsesWalk:
-        for key, value in data.items():
-            if key not in _KNOWN:
-                self._key(data, key, key)
-            if key in _STRUCTURAL:
-                continue
+        for key, value, _ in self._fields(data, "", _KNOWN, _STRUCTURAL):
             if key == "input" and isinstance(value, list):
                 for index, item in enumerate(value):
                     self._item(value, index, item)
             elif key == "tools" and isinstance(value, list):
-                for index, tool in enumerate(value):
-                    self._responses_tool(value, index, tool, f"tools[{index}]")
+                for index in range(len(value)):
+                    self._tool_definition(
+                        value,
+                        index,
+                        f"tools[{index}]",
+                        structural=_TOOL_STRUCTURAL,
+                        known=_TOOL_KNOWN,
+                        schemas=("parameters", "output_schema"),
+                    )
             elif key == "text" and isinstance(value, dict):
                 self._text_config(value)
             elif key == "prompt" and isinstance(value, dict):
@@ -165,7 +167,7 @@ class ResponsesWalk(Walk):
             kind = "message" if "role" in item or "content" in item else "item_reference"
         if kind == "message":
             role = item.get("role")
-            self._check_role(role, location)
+            self._check_role(role, location, RESPONSES_ROLES)
         elif kind in _ASSISTANT_ITEMS:
             role = "assistant"
         elif kind == "function_call_output":
@@ -174,12 +176,7 @@ class ResponsesWalk(Walk):
             role = None  # an item type this module does not walk specially: always scanned
         if role is not None and role not in self.config.roles:
             return  # the operator chose not to scan this role (documented)
-        for key, value in item.items():
-            where = f"{location}.{key}"
-            if key not in _ITEM_KNOWN:
-                self._key(item, key, where)
-            if key in _ITEM_STRUCTURAL:
-                continue
+        for key, value, where in self._fields(item, location, _ITEM_KNOWN, _ITEM_STRUCTURAL):
             if key in ("content", "output") and isinstance(value, list) and kind != "reasoning":
                 self._parts(value, where)
             elif key == "arguments" and isinstance(value, str):
@@ -202,23 +199,6 @@ class ResponsesWalk(Walk):
                         self._key(entry, key, f"{location}[{number}].{key}")
                     self._any(entry, key, f"{location}[{number}].{key}")
 
-    def _check_role(self, role: Any, location: str) -> None:
-        # refused rather than skipped, as for chat: a message the scanner does not understand must not
-        # pass unscanned, and the provider would refuse the role anyway
-        if isinstance(role, str) and role in RESPONSES_ROLES:
-            return
-        if role is None:
-            shown = "missing"
-        elif isinstance(role, str):
-            shown = clip(repr(role), 40)  # never echo a huge value back whole
-        else:
-            shown = f"a JSON {_JSON_TYPES.get(type(role), 'value')}"
-        raise InvalidRequest(
-            f"{location}.role is {shown}: a message's role must be one of "
-            f"{', '.join(RESPONSES_ROLES)} (lower case).",
-            param=f"{location}.role",
-        )
-
     def _parts(self, parts: list[Any], location: str) -> None:
         """A message's content (or a function call output's) as parts: the text parts as one text."""
         texts: list[TextField] = []
@@ -228,12 +208,7 @@ class ResponsesWalk(Walk):
                 self._any(parts, index, where)
                 continue
             kind = part.get("type")
-            for key, value in part.items():
-                at = f"{where}.{key}"
-                if key not in _PART_KNOWN:
-                    self._key(part, key, at)
-                if key in _PART_STRUCTURAL:
-                    continue
+            for key, value, at in self._fields(part, where, _PART_KNOWN, _PART_STRUCTURAL):
                 if key == "text" and kind in _TEXT_PARTS and isinstance(value, str):
                     texts.append(TextField(part, key, at, value))
                 elif key == "image_url" and isinstance(value, str) and value.startswith("data:"):
@@ -242,27 +217,9 @@ class ResponsesWalk(Walk):
                     continue  # a data: URL or base64: anything else is scanned as text
                 else:
                     self._any(part, key, at)  # file names, URLs, refusals, annotations, ...
-        if len(texts) == 1:
-            self.fields.append(texts[0])
-        elif texts:
-            self.fields.append(TextGroup(location, texts))
+        self._texts(texts, location)
 
     # -- tools and settings -------------------------------------------------------------------------
-
-    def _responses_tool(self, tools: list[Any], index: int, tool: Any, location: str) -> None:
-        if not isinstance(tool, dict):
-            self._any(tools, index, location)
-            return
-        for key, value in tool.items():
-            at = f"{location}.{key}"
-            if key not in _TOOL_KNOWN:
-                self._key(tool, key, at)
-            if key in _TOOL_STRUCTURAL:
-                continue
-            if key in ("parameters", "output_schema") and isinstance(value, dict):
-                self._schema(value, at)
-            else:
-                self._any(tool, key, at)  # descriptions, a custom tool's grammar, user_location, ...
 
     def _text_config(self, text: dict[str, Any]) -> None:
         """``text``: ``format`` (a JSON schema's description and text keywords) and ``verbosity``."""
