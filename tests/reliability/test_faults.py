@@ -526,8 +526,13 @@ async def test_provider_faults_are_mapped_bounded_and_accounted(
     assert answer.headers["x-aigw-attempts"] == "2"
     assert len(stack.second.requests) == before + 1
 
-    # nothing cached from a failed or truncated answer: only the two that succeeded are in Redis
-    entries = b"\n".join(stack.exact_entries())
+    # nothing cached from a failed or truncated answer: only the two that succeeded are in Redis. The
+    # cache stores an answer after it has gone to the client: give the last store a moment to land
+    deadline = time.monotonic() + 5
+    while b"Echo: Fall back" not in (entries := b"\n".join(stack.exact_entries())):
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
     assert b"Echo: Busy once" in entries
     assert b"Echo: Fall back" in entries
     for word in (b"Provider error", b"Garbled", b"one two", b"Stall", b"alpha", b"Busy long"):
