@@ -283,6 +283,8 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         ),
     },
     "redact-tails": {
+        "HeldTails.source: if self._source is None -> if True": "only the memo: the prefix matcher is "
+        "derived from the placeholder map, which an answer never changes, so a new one matches alike",
         **dict.fromkeys(
             [
                 'restore_source: if "<" not in text and "\\\\" not in text -> if False',
