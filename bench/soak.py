@@ -57,6 +57,16 @@ class ProcStats:
     threads: int
     #: Of ``fds``: sockets (client connections, the upstream and Redis pools), bounded by the pools.
     sockets: int = 0
+    #: Of ``threads``: the interpreter's own and the event loop's (``python``, ``libuv-worker``), as
+    #: opposed to chDB's engine pools, which start and keep threads on their own schedule.
+    own_threads: int = 0
+    #: Of ``fds``: handles into ``/proc`` (chDB opens a few per engine thread, as its pools grow and shrink).
+    proc_fds: int = 0
+
+    @property
+    def other_fds(self) -> int:
+        """Descriptors that are neither sockets nor chDB's ``/proc`` handles: files, pipes, eventfds."""
+        return self.fds - self.sockets - self.proc_fds
 
 
 @dataclass
@@ -97,12 +107,27 @@ def proc_stats(pid: int) -> ProcStats:
         line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line
     )
     rss_kb = int(status["VmRSS"].split()[0])
-    fds = sockets = 0
+    fds = sockets = proc_fds = 0
     for fd in os.listdir(f"/proc/{pid}/fd"):
         fds += 1
         with contextlib.suppress(OSError):  # closed meanwhile
-            sockets += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
-    return ProcStats(rss_kb / 1024, fds, int(status["Threads"]), sockets)
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            sockets += target.startswith("socket:")
+            proc_fds += target.startswith("/proc/")
+    return ProcStats(rss_kb / 1024, fds, int(status["Threads"]), sockets, _own_threads(pid), proc_fds)
+
+
+#: Thread names (``/proc/<pid>/task/<tid>/comm``) of the interpreter's threads (Python does not name
+#: its threads there) and of uvloop's worker pool; every other name is chDB's engine.
+_OWN_THREADS = frozenset({"python", "python3", "libuv-worker"})
+
+
+def _own_threads(pid: int) -> int:
+    count = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):  # ended meanwhile
+            count += Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip() in _OWN_THREADS
+    return count
 
 
 def _letters(n: int) -> str:
