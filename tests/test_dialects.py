@@ -182,3 +182,17 @@ def test_chat_stream_meter() -> None:
     meter.feed(None, {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 4}})
     assert meter.usage == Usage(3, 4, 7)
     assert meter.model == "m"
+
+
+def test_openai_chat_usage_keeps_cache_writes_apart() -> None:
+    """OpenAI's chat usage reports prompt-cache writes in ``prompt_tokens_details`` (the SDK's
+    ``PromptTokensDetails.cache_write_tokens``): read, so the budget prices them apart."""
+    data = {
+        "prompt_tokens": 1200,
+        "completion_tokens": 30,
+        "total_tokens": 1230,
+        "prompt_tokens_details": {"cached_tokens": 200, "cache_write_tokens": 900},
+    }
+    usage = CHAT.usage({"usage": data})
+    assert usage == Usage(1200, 30, 1230, 200, cache_write_tokens=900)
+    assert CHAT.usage({"usage": {**data, "prompt_tokens_details": None}}) == Usage(1200, 30, 1230)

@@ -71,10 +71,14 @@ class Usage:
             completion = int(data.get("completion_tokens") or 0)
             total = int(data.get("total_tokens") or prompt + completion)
             details = data.get("prompt_tokens_details")
-            cached = int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
+            if not isinstance(details, dict):
+                details = {}
+            cached = int(details.get("cached_tokens") or 0)
+            # OpenAI reports prompt-cache writes here too (priced apart where a provider charges them)
+            written = int(details.get("cache_write_tokens") or 0)
         except (TypeError, ValueError):
             return None
-        return cls(prompt, completion, total, cached)
+        return cls(prompt, completion, total, cached, cache_write_tokens=written)
 
     @classmethod
     def from_anthropic(cls, data: Any) -> Usage | None:
