@@ -147,3 +147,30 @@ async def test_a_streamed_miss_is_replayed_as_json_and_as_a_stream(stack: Stack)
     rows = await stack.rows()
     assert [row["cache_status"] for row in rows] == ["miss", "hit-exact", "hit-exact"]
     assert rows[0]["completion_tokens"] == final.usage.output_tokens
+
+
+async def test_count_tokens_goes_through_every_layer_uncharged_and_redacted(stack: Stack) -> None:
+    messages: list[Any] = [{"role": "user", "content": CANARY_PROMPT}]
+    counted = await stack.client.messages.with_raw_response.count_tokens(model=MODEL, messages=messages)
+    assert (await counted.parse()).input_tokens > 0
+    # counting is no generation: neither cached nor charged, and (Anthropic counts upstream) redacted
+    assert "x-aigw-cache" not in counted.headers
+    for request in stack.fake.requests:
+        for entity, value in CANARIES.items():
+            assert value not in request.body.decode(), f"{entity} reached the provider"
+    await stack.client.messages.create(
+        model=MODEL, max_tokens=50, messages=[{"role": "user", "content": "Hi"}]
+    )
+    rows = await stack.rows()
+    assert [(row["route"], row["dialect"]) for row in rows] == [
+        ("count_tokens", "messages"),
+        ("messages", "messages"),
+    ]
+    assert rows[0]["status"] == 200
+    # the budget reserved nothing for the count, and did for the message after it
+    assert rows[0]["token_estimate"] is None
+    assert rows[1]["token_estimate"] is not None
+    assert rows[0]["cost"] in (None, 0, 0.0)
+    logged = orjson.dumps(rows, default=str).decode()
+    for entity, value in CANARIES.items():
+        assert value not in logged, f"{entity} reached the request log"
