@@ -7,6 +7,7 @@ refuse an ``httpx`` client. :class:`Httpx2Transport` converts each request to ``
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,6 +18,13 @@ from .kernel.optional import require
 
 def httpx2_client(transport: httpx.AsyncBaseTransport, **options: Any) -> Any:
     """An ``httpx2.AsyncClient`` whose requests go through ``transport`` (an ``httpx`` one)."""
+    httpx2 = require("httpx2", "anthropic")
+    return httpx2.AsyncClient(transport=_transport_type()(transport), **options)
+
+
+@functools.cache
+def _transport_type() -> type:
+    """The bridge's transport class, built once: ``httpx2`` is imported only when a bridge is made."""
     httpx2 = require("httpx2", "anthropic")
 
     class _Stream(httpx2.AsyncByteStream):  # type: ignore[misc, name-defined]
@@ -34,6 +42,9 @@ def httpx2_client(transport: httpx.AsyncBaseTransport, **options: Any) -> Any:
             await self._response.aclose()
 
     class Httpx2Transport(httpx2.AsyncBaseTransport):  # type: ignore[misc, name-defined]
+        def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+            self._inner = inner
+
         async def handle_async_request(self, request: Any) -> Any:
             forwarded = httpx.Request(
                 request.method,
@@ -42,7 +53,7 @@ def httpx2_client(transport: httpx.AsyncBaseTransport, **options: Any) -> Any:
                 content=await request.aread(),
             )
             try:
-                response = await transport.handle_async_request(forwarded)
+                response = await self._inner.handle_async_request(forwarded)
             except httpx.TransportError as exc:
                 raise httpx2.RemoteProtocolError(str(exc)) from exc
             return httpx2.Response(
@@ -53,6 +64,6 @@ def httpx2_client(transport: httpx.AsyncBaseTransport, **options: Any) -> Any:
             )
 
         async def aclose(self) -> None:
-            await transport.aclose()
+            await self._inner.aclose()
 
-    return httpx2.AsyncClient(transport=Httpx2Transport(), **options)
+    return Httpx2Transport

@@ -161,3 +161,23 @@ async def test_a_starlette_mount_serves_the_stack_as_the_app_says(fake: FakeProv
         )
         assert too_large.status_code == 413
         assert too_large.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_the_httpx2_bridge_maps_a_broken_transport_to_the_sdks_connection_error() -> None:
+    import anthropic
+
+    from asgi_aigw.httpx2_bridge import httpx2_client
+
+    class Broken(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            raise httpx.ConnectError("refused", request=request)
+
+    http = httpx2_client(Broken(), base_url="http://app.test")
+    client = anthropic.AsyncAnthropic(
+        base_url="http://app.test", api_key="test-key-not-real", http_client=http, max_retries=0
+    )
+    with pytest.raises(anthropic.APIConnectionError):
+        await client.messages.create(
+            model="claude-test-1", max_tokens=5, messages=[{"role": "user", "content": "hi"}]
+        )
+    await http.aclose()
