@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 import httpx
+import openai
 import orjson
 import pytest
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from asgi_aigw.providers._gemini_schema import gemini_schema
 from asgi_aigw.router import ProviderRouter
@@ -282,19 +283,129 @@ async def test_gemini_json_object_is_json_mode(gateway: httpx.AsyncClient, fake:
     assert fake.requests[-1].json["generationConfig"] == {"responseMimeType": "application/json"}
 
 
-@pytest.mark.parametrize(
-    "response_format",
-    [{"type": "json_object"}, {"type": "json_schema", "json_schema": {"name": "a", "schema": {}}}],
-)
-async def test_anthropic_response_format_is_a_400_not_a_silent_drop(
-    gateway: httpx.AsyncClient, fake: FakeProvider, response_format: dict[str, Any]
+async def test_anthropic_json_object_is_a_400_not_a_silent_drop(
+    gateway: httpx.AsyncClient, fake: FakeProvider
 ) -> None:
+    answer = await chat(gateway, "claude", response_format={"type": "json_object"})
+    assert answer.status_code == 400
+    error = error_of(answer)
+    assert error["param"] == "response_format"
+    assert "no schema-less JSON mode" in error["message"]
+    assert fake.requests == []
+
+
+class Stop(BaseModel):
+    city: str = Field(description="Where", max_length=40)
+    nights: int = Field(ge=1)
+    kind: Literal["hotel", "camping"]
+
+
+class Trip(BaseModel):
+    title: str
+    stops: list[Stop]
+    note: str | None = None
+
+
+async def test_anthropic_json_schema_becomes_structured_outputs(
+    gateway: httpx.AsyncClient, fake: FakeProvider
+) -> None:
+    # a pydantic model as the openai SDK sends it without strict: no additionalProperties, numeric and
+    # string constraints, $defs: the fake refuses all three as Anthropic does unless converted
+    response_format = {
+        "type": "json_schema",
+        "json_schema": {"name": "trip", "schema": Trip.model_json_schema()},
+    }
+    answer = await chat(gateway, "claude", response_format=response_format)
+    assert answer.status_code == 200, answer.text
+    assert "x-aigw-dropped-params" not in answer.headers
+    sent = fake.requests[-1].json["output_config"]
+    assert sent == {
+        "format": {
+            "type": "json_schema",
+            "schema": {
+                "type": "object",
+                "title": "Trip",
+                "properties": {
+                    "title": {"type": "string", "title": "Title"},
+                    "stops": {"type": "array", "title": "Stops", "items": {"$ref": "#/$defs/Stop"}},
+                    "note": {
+                        "anyOf": [{"type": "string"}, {"type": "null"}],
+                        "title": "Note",
+                        "description": "{default: null}",
+                    },
+                },
+                "additionalProperties": False,
+                "required": ["title", "stops"],
+                "$defs": {
+                    "Stop": {
+                        "type": "object",
+                        "title": "Stop",
+                        "properties": {
+                            "city": {
+                                "type": "string",
+                                "description": "Where\n\n{maxLength: 40}",
+                                "title": "City",
+                            },
+                            "nights": {"type": "integer", "title": "Nights", "description": "{minimum: 1}"},
+                            "kind": {"enum": ["hotel", "camping"], "type": "string", "title": "Kind"},
+                        },
+                        "additionalProperties": False,
+                        "required": ["city", "nights", "kind"],
+                    }
+                },
+            },
+        }
+    }
+    Trip.model_validate_json(answer.json()["choices"][0]["message"]["content"])
+
+
+class Tagged(BaseModel):
+    tags: dict[str, int]
+
+
+class Tree(BaseModel):
+    children: list[Tree]
+
+
+@pytest.mark.parametrize(
+    ("schema", "said"),
+    [
+        (Tagged.model_json_schema(), "#/properties/tags, the object allows keys beyond its properties"),
+        (Tree.model_json_schema(), "refers to itself"),
+        ({}, "the schema has no type"),
+    ],
+)
+async def test_anthropic_schemas_it_cannot_express_are_a_400(
+    gateway: httpx.AsyncClient, fake: FakeProvider, schema: dict[str, Any], said: str
+) -> None:
+    response_format = {"type": "json_schema", "json_schema": {"name": "a", "schema": schema}}
     answer = await chat(gateway, "claude", response_format=response_format)
     assert answer.status_code == 400
     error = error_of(answer)
     assert error["param"] == "response_format"
-    assert "no JSON mode" in error["message"]
+    assert said in error["message"]
     assert fake.requests == []
+
+
+async def test_openai_sdk_parse_gets_a_parsed_answer_from_anthropic(fake: FakeProvider) -> None:
+    transport = StreamingASGITransport(fake)
+    router = ProviderRouter(
+        router_config(), transports={url: transport for _, _, url, _ in DEPLOYMENTS.values()}, env={}
+    )
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(router))
+    client = openai.AsyncOpenAI(
+        base_url="http://testserver/v1", api_key="sk-test-not-a-real-key", http_client=http
+    )
+    async with http:
+        completion = await client.chat.completions.parse(
+            model="claude", messages=[{"role": "user", "content": "Plan a trip"}], response_format=Trip
+        )
+    await router.aclose()
+    trip = completion.choices[0].message.parsed
+    assert isinstance(trip, Trip)
+    assert trip.stops == []
+    # the SDK's strict schema (every object closed, every field required) went out converted
+    assert fake.requests[-1].json["output_config"]["format"]["schema"]["additionalProperties"] is False
 
 
 async def test_a_text_response_format_is_no_change(gateway: httpx.AsyncClient, fake: FakeProvider) -> None:

@@ -24,6 +24,7 @@ from ..kernel.errors import GatewayError, InvalidRequest, UpstreamError, clip
 from ..kernel.models import ChatCompletionRequest, ChatMessage, ContentPart, EmbeddingRequest
 from ..kernel.sse import SSEDecoder
 from . import _translate as t
+from ._anthropic_schema import anthropic_schema
 from .base import Deployment, TranslatedResponse, UpstreamRequest
 from .errors import error_from_status
 
@@ -71,13 +72,28 @@ def _checked(request: ChatCompletionRequest) -> None:
         )
     response_format = request.response_format
     kind = response_format.get("type") if response_format else None
-    if kind not in (None, "text"):
+    if kind not in (None, "text", "json_schema"):
         raise InvalidRequest(
-            f"response_format {clip(repr(kind))} cannot be sent to Anthropic: the Messages API version "
-            f"this gateway speaks ({ANTHROPIC_VERSION}) has no JSON mode. Describe the JSON in the "
-            "prompt, or use a tool with the schema as its input_schema and tool_choice naming it.",
+            f"response_format {clip(repr(kind))} cannot be sent to Anthropic: its structured outputs "
+            "take a schema, and it has no schema-less JSON mode. Send response_format json_schema "
+            "with the JSON Schema the answer must follow.",
             param="response_format",
         )
+
+
+def _output_config(request: ChatCompletionRequest) -> dict[str, Any] | None:
+    """``response_format`` json_schema as Anthropic's ``output_config`` (structured outputs)."""
+    response_format = request.response_format
+    if not response_format or response_format.get("type") != "json_schema":
+        return None
+    spec = response_format.get("json_schema")
+    schema = spec.get("schema") if isinstance(spec, dict) else None
+    if not isinstance(schema, dict):
+        raise InvalidRequest(
+            "response_format json_schema needs json_schema.schema, a JSON Schema object.",
+            param="response_format",
+        )
+    return {"format": {"type": "json_schema", "schema": anthropic_schema(schema, param="response_format")}}
 
 
 def _sampling(request: ChatCompletionRequest, body: dict[str, Any]) -> dict[str, Any]:
@@ -310,7 +326,7 @@ class AnthropicAdapter(t.NativeAdapter):
     key_header = "x-api-key"
     key_prefix = ""
     fixed_headers = {**t.JSON_HEADERS, "anthropic-version": ANTHROPIC_VERSION}
-    # n and response_format are read to be refused (400) when they ask for what Anthropic cannot do
+    # n is read to be refused (400) when it asks for what Anthropic cannot do
     reads = frozenset(
         {
             "temperature",
@@ -365,6 +381,8 @@ class AnthropicAdapter(t.NativeAdapter):
             payload["tool_choice"] = tool_choice
         if request.user:
             payload["metadata"] = {"user_id": request.user}
+        if (output_config := _output_config(request)) is not None:
+            payload["output_config"] = output_config
         if stream:
             payload["stream"] = True
         return payload

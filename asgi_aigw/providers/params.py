@@ -48,8 +48,10 @@ RULES: dict[str, dict[str, Rule]] = {
     "openai": {name: Rule("sent", note="as the client sent it") for name in PARAMETERS},
     "anthropic": {
         "response_format": Rule(
-            "400",
-            note="`json_object`, `json_schema`: no JSON mode in API version 2023-06-01 (`text` is accepted)",
+            "sent",
+            "output_config.format",
+            "`json_schema` → structured outputs, the schema converted to the subset Anthropic decodes "
+            "(a map or a recursive schema is a 400); `json_object` is a 400 (no JSON mode without a schema)",
         ),
         "n": Rule("400", note="`n` > 1: one choice per request (`n: 1` is accepted)"),
         "logprobs": Rule("dropped", note=_NO_LOGPROBS),

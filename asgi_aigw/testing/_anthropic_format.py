@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from ..kernel.types import Receive, Send
+from ._anthropic_output import output_config_problem, structured_answer
 
 if TYPE_CHECKING:
     from .fake_provider import FakeBehaviour, FakeProvider, ReceivedRequest
@@ -44,6 +46,7 @@ _FIELDS = frozenset(
         "service_tier",
         "container",
         "mcp_servers",
+        "output_config",
     }
 )
 
@@ -141,6 +144,8 @@ def request_problem(body: dict[str, Any], *, count: bool = False) -> str | None:
         return problem
     if (problem := _blocks_problem(body)) is not None:
         return problem
+    if (problem := output_config_problem(body)) is not None:
+        return problem
     temperature = body.get("temperature")
     if isinstance(temperature, int | float) and not 0 <= temperature <= 1:
         return "temperature: Input should be less than or equal to 1"
@@ -211,6 +216,8 @@ async def messages(
     choice = body.get("tool_choice")
     if body.get("tools") and not (isinstance(choice, dict) and choice.get("type") == "none"):
         tools = [str(t["name"]) for t in body["tools"] if isinstance(t, dict) and "name" in t]
+    if behaviour.answer is None and (structured := structured_answer(body)) is not None:
+        behaviour = dataclasses.replace(behaviour, answer=structured)
     turn = fake.plan_turn(conversation(body), tools, behaviour, body.get("max_tokens"))
     message_id = fake.new_id("msg_")
     usage = {

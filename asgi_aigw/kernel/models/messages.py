@@ -69,6 +69,17 @@ class MessagesMetadata(WireModel):
     user_id: str | None = None
 
 
+class OutputFormat(WireModel):
+    """``output_config.format``: ``{"type": "json_schema", "schema": {...}}`` (structured outputs)."""
+
+    type: Literal["json_schema"]
+    schema_: dict[str, Any] = Field(alias="schema")
+
+
+class OutputConfig(WireModel):
+    format: OutputFormat | None = None
+
+
 class MessagesRequest(WireModel):
     model: str = Field(min_length=1)
     messages: list[MessageParam] = Field(min_length=1)
@@ -84,6 +95,7 @@ class MessagesRequest(WireModel):
     tools: list[ToolParam] | None = None
     tool_choice: ToolChoice | None = None
     thinking: ThinkingConfig | None = None
+    output_config: OutputConfig | None = None
 
 
 class CountTokensRequest(WireModel):

@@ -262,6 +262,18 @@ def _tool_choice(request: MessagesRequest, body: dict[str, Any]) -> None:
         body["parallel_tool_calls"] = False
 
 
+def _output_config(request: MessagesRequest, body: dict[str, Any], provider: str) -> None:
+    """Structured outputs as ``response_format`` json_schema. Not ``strict``: OpenAI's strict mode also
+    demands every property be required, which Anthropic's schemas need not say."""
+    config = request.output_config
+    if config is None:
+        return
+    _no_extra(config, "output_config.", provider)
+    if config.format is not None:
+        spec = {"name": "output", "schema": config.format.schema_}
+        body["response_format"] = {"type": "json_schema", "json_schema": spec}
+
+
 def chat_request(request: MessagesRequest, provider: str) -> ChatTranslation:
     """The chat completion request for ``request`` (sent to ``provider``), or a 400 naming the field
     that has no translation."""
@@ -307,6 +319,7 @@ def chat_request(request: MessagesRequest, provider: str) -> ChatTranslation:
         _no_extra(request.metadata, "metadata.", provider)
         if request.metadata.user_id:
             body["user"] = request.metadata.user_id
+    _output_config(request, body, provider)
     try:
         chat = ChatCompletionRequest.model_validate(body)
     except ValidationError as exc:
