@@ -408,6 +408,18 @@ async def test_openai_sdk_parse_gets_a_parsed_answer_from_anthropic(fake: FakePr
     assert fake.requests[-1].json["output_config"]["format"]["schema"]["additionalProperties"] is False
 
 
+@pytest.mark.parametrize(
+    ("tier", "sent"), [("auto", "auto"), ("default", "standard_only"), ("flex", None), ("priority", None)]
+)
+async def test_anthropic_service_tier_is_mapped_or_dropped_with_the_header(
+    gateway: httpx.AsyncClient, fake: FakeProvider, tier: str, sent: str | None
+) -> None:
+    answer = await chat(gateway, "claude", service_tier=tier)
+    assert answer.status_code == 200, answer.text
+    assert fake.requests[-1].json.get("service_tier") == sent
+    assert ("service_tier" in answer.headers.get("x-aigw-dropped-params", "")) is (sent is None)
+
+
 async def test_a_text_response_format_is_no_change(gateway: httpx.AsyncClient, fake: FakeProvider) -> None:
     answer = await chat(gateway, "claude", response_format={"type": "text"})
     assert answer.status_code == 200, answer.text

@@ -31,7 +31,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "n": {"n": 2},
     "logprobs": {"logprobs": True, "top_logprobs": 2},
     "metadata": {"metadata": {"purpose": "test"}},
-    "service_tier": {"service_tier": "flex"},
+    "service_tier": {"service_tier": "auto"},
     "message name": {"messages": [{"role": "user", "content": "hi", "name": "alice"}]},
     "seed": {"seed": 7},
     "stop": {"stop": ["END"]},

@@ -51,6 +51,10 @@ _SAMPLING: dict[t.SamplingParameter, str] = {
     "top_k": "top_k",
     "stop": "stop_sequences",
 }
+#: OpenAI's ``service_tier`` values with an Anthropic equivalent: ``auto`` (priority capacity when the
+#: organisation has it) and ``default`` (standard capacity only); ``flex``, ``scale`` and ``priority``
+#: have none and are dropped with the header.
+_SERVICE_TIERS = {"auto": "auto", "default": "standard_only"}
 #: Anthropic's temperature range is 0-1 (OpenAI's is 0-2).
 MAX_TEMPERATURE = 1.0
 
@@ -338,6 +342,7 @@ class AnthropicAdapter(t.NativeAdapter):
             "user",
             "n",
             "response_format",
+            "service_tier",
         }
     )
 
@@ -352,7 +357,11 @@ class AnthropicAdapter(t.NativeAdapter):
         self.default_max_tokens = default_max_tokens
 
     def _dropped_values(self, request: ChatCompletionRequest) -> list[str]:
-        return ["top_p"] if request.temperature is not None and request.top_p is not None else []
+        dropped = ["top_p"] if request.temperature is not None and request.top_p is not None else []
+        tier = (request.model_extra or {}).get("service_tier")
+        if tier is not None and tier not in _SERVICE_TIERS:
+            dropped.append("service_tier")
+        return dropped
 
     def native_chat(
         self, deployment: Deployment, request: ChatCompletionRequest, body: dict[str, Any], *, stream: bool
@@ -381,6 +390,8 @@ class AnthropicAdapter(t.NativeAdapter):
             payload["tool_choice"] = tool_choice
         if request.user:
             payload["metadata"] = {"user_id": request.user}
+        if (tier := _SERVICE_TIERS.get(body.get("service_tier"))) is not None:
+            payload["service_tier"] = tier
         if (output_config := _output_config(request)) is not None:
             payload["output_config"] = output_config
         if stream:

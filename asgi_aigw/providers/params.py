@@ -56,7 +56,12 @@ RULES: dict[str, dict[str, Rule]] = {
         "n": Rule("400", note="`n` > 1: one choice per request (`n: 1` is accepted)"),
         "logprobs": Rule("dropped", note=_NO_LOGPROBS),
         "metadata": Rule("dropped", note="Anthropic's `metadata` takes only `user_id` (from `user`)"),
-        "service_tier": Rule("dropped", note="OpenAI's tiers have no Anthropic equivalent"),
+        "service_tier": Rule(
+            "sent",
+            "service_tier",
+            "`auto` → `auto`, `default` → `standard_only`; `flex`, `scale` and `priority` have no "
+            "Anthropic equivalent and are dropped with the header",
+        ),
         "message name": Rule("dropped", note="no participant names (a tool result's name is not affected)"),
         "seed": Rule("dropped", note="no seed"),
         "stop": Rule("sent", "stop_sequences"),

@@ -154,6 +154,8 @@ def request_problem(body: dict[str, Any], *, count: bool = False) -> str | None:
         return "`temperature` and `top_p` cannot both be specified for this model. Please use only one."
     if (marked := _cache_breakpoints(body)) > _MAX_CACHE_BREAKPOINTS:
         return f"A maximum of 4 blocks with cache_control may be provided. Found {marked}."
+    if body.get("service_tier", "auto") not in ("auto", "standard_only"):
+        return "service_tier: Input should be 'auto' or 'standard_only'"
     metadata = body.get("metadata")
     if isinstance(metadata, dict) and set(metadata) - {"user_id"}:
         extra = sorted(set(metadata) - {"user_id"})[0]
