@@ -390,7 +390,7 @@ class AnthropicAdapter(t.NativeAdapter):
             payload["tool_choice"] = tool_choice
         if request.user:
             payload["metadata"] = {"user_id": request.user}
-        if (tier := _SERVICE_TIERS.get(body.get("service_tier"))) is not None:
+        if (tier := _SERVICE_TIERS.get(str(body.get("service_tier")))) is not None:
             payload["service_tier"] = tier
         if (output_config := _output_config(request)) is not None:
             payload["output_config"] = output_config
