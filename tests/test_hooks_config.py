@@ -1,0 +1,166 @@
+"""Hooks named by ``module:callable`` in the YAML configuration, and the start-up errors of hooks that
+cannot run: a path that does not import, a name that is not there, a hook that is not async."""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from asgi_aigw import ConfigError, build_app, load_config
+from asgi_aigw.config import parse_config
+from asgi_aigw.hooks import HookRequest, HookResponse, Hooks
+from asgi_aigw.testing import FakeProvider, StreamingASGITransport
+
+from .support import FAKE_URL, eventually
+
+HOOK_MODULE = """
+from asgi_aigw.hooks import HookRefusal
+
+seen = []
+
+
+async def guard(request):
+    if "project-x" in str(request.body):
+        raise HookRefusal("Project X is not discussed here.", status=451, code="topic_refused")
+
+
+async def tag(request):
+    # sees what the hooks given in code did first
+    return {**request.body, "user": "tagged-after-" + str(request.body.get("user"))}
+
+
+def blocking(request):
+    return None
+
+
+not_callable = 42
+
+
+class Audit:
+    async def __call__(self, response):
+        seen.append((response.request.dialect, response.text))
+
+
+audit = Audit()
+"""
+
+
+@pytest.fixture
+def hook_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A module of hooks importable under a name unique to this test."""
+    name = f"app_hooks_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(HOOK_MODULE, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return name
+
+
+def write_config(tmp_path: Path, hooks: str) -> Path:
+    """A gateway configuration routing ``gpt`` to FakeProvider, with ``hooks`` under ``router.hooks``."""
+    path = tmp_path / "gateway.yaml"
+    deployment = (
+        f'{{provider: openai, model: gpt-4o-mini, base_url: "{FAKE_URL}", api_key: sk-test-not-a-real-key}}'
+    )
+    lines = [
+        "prefix: /ai",
+        "router:",
+        "  models:",
+        "    - name: gpt",
+        f"      deployments: [{deployment}]",
+        "  hooks:",
+        *(f"    {line}" for line in hooks.splitlines()),
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+async def test_yaml_hooks_refuse_change_and_audit(tmp_path: Path, hook_module: str) -> None:
+    config = load_config(
+        write_config(
+            tmp_path,
+            f"before_request: ['{hook_module}:guard', '{hook_module}:tag']\n"
+            f"after_response: ['{hook_module}:audit']\n",
+        )
+    )
+
+    async def from_code(request: HookRequest) -> dict[str, Any]:
+        return {**request.body, "user": "code"}
+
+    fake = FakeProvider()
+    app = build_app(
+        config, transports={FAKE_URL: StreamingASGITransport(fake)}, hooks=Hooks(before_request=[from_code])
+    )
+    chat = {"model": "gpt", "messages": [{"role": "user", "content": "Tell me about project-x"}]}
+    async with httpx.AsyncClient(transport=StreamingASGITransport(app), base_url="http://gw") as client:
+        refused = await client.post("/ai/v1/chat/completions", json=chat)
+        chat["messages"][0]["content"] = "Hello there"
+        allowed = await client.post("/ai/v1/chat/completions", json=chat)
+    assert refused.status_code == 451
+    assert refused.json()["error"]["code"] == "topic_refused"
+    assert allowed.status_code == 200
+    [sent] = fake.requests
+    # the hook from code ran first, the YAML ones after it, in their order
+    assert sent.json["user"] == "tagged-after-code"
+    module = __import__(hook_module)
+    assert await eventually(lambda: module.seen == [("chat", "Echo: Hello there")])
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("no_such_module_{u}:guard", "cannot import 'no_such_module_{u}' for 'no_such_module_{u}:guard'"),
+        ("{m}:missing", "'{m}' has no 'missing' (from '{m}:missing')"),
+        ("{m}", "'{m}' is not a hook path; write 'package.module:function'"),
+        ("{m}:blocking", "hook blocking is not async"),
+        ("{m}:not_callable", "is not callable"),
+    ],
+)
+def test_a_hook_that_cannot_run_is_a_config_error_at_start_up(
+    tmp_path: Path, hook_module: str, path: str, expected: str
+) -> None:
+    u = uuid.uuid4().hex[:8]
+    path = path.format(m=hook_module, u=u)
+    config = load_config(write_config(tmp_path, f"on_error: ['{path}']\n"))
+    with pytest.raises(ConfigError) as caught:
+        build_app(config)
+    message = str(caught.value)
+    assert expected.format(m=hook_module, u=u) in message
+    assert "on_error" in message
+
+
+def test_an_unknown_hook_point_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"router\.hooks\.before"):
+        parse_config({"router": {"hooks": {"before": ["x:y"]}}})
+
+
+def sync_hook(response: HookResponse) -> None:
+    return None
+
+
+async def async_hook(response: HookResponse) -> None:
+    return None
+
+
+class AsyncCallable:
+    async def __call__(self, response: HookResponse) -> None:
+        return None
+
+
+class SyncCallable:
+    def __call__(self, response: HookResponse) -> None:
+        return None
+
+
+@pytest.mark.parametrize("hook", [sync_hook, SyncCallable(), lambda response: None])
+def test_a_hook_given_in_code_that_is_not_async_is_refused(hook: Any) -> None:
+    with pytest.raises(ConfigError, match=r"The after_response hook .* is not async.*'async def'"):
+        Hooks(after_response=[hook])
+
+
+@pytest.mark.parametrize("hook", [async_hook, AsyncCallable(), functools.partial(async_hook)])
+def test_async_functions_callables_and_partials_are_hooks(hook: Any) -> None:
+    assert Hooks(after_response=[hook]).after_response == (hook,)
