@@ -14,6 +14,7 @@ import httpx
 import openai
 import pytest
 
+from asgi_aigw.budget.config import Limits
 from asgi_aigw.client import anthropic_client, openai_client
 from asgi_aigw.hooks import (
     HookChunk,
@@ -29,6 +30,7 @@ from asgi_aigw.router import ProviderRouter
 from asgi_aigw.router.config import DeploymentConfig, ModelConfig, RetryConfig, RouterConfig
 from asgi_aigw.testing import FakeBehaviour, FakeProvider, StreamingASGITransport
 
+from .budget_helpers import budget_stack, freeze_now, redis_budget_store, usage_of
 from .support import sse_payloads
 
 URL = "http://fake-upstream.test"
@@ -490,3 +492,35 @@ async def test_a_before_hook_behind_redaction_sees_placeholders_never_the_pii(re
     [seen] = recorder.responses
     assert "maria.gonzalez" not in seen.text
     assert "<EMAIL_ADDRESS_1>" in seen.text
+
+
+# -- nothing billed -----------------------------------------------------------------------------------------
+
+
+async def test_a_refused_request_spends_nothing_from_the_budget(redis_url: str, redis_prefix: str) -> None:
+    freeze_now()
+    gateway = Gateway(Hooks(before_request=[refuse_secrets]), identity=None)
+    async with redis_budget_store(redis_url, redis_prefix) as store:
+        app = budget_stack(gateway, store, limits=Limits(tokens_per_minute=100_000))
+        async with httpx.AsyncClient(transport=StreamingASGITransport(app), base_url="http://gw") as client:
+            refused = await client.post(CHAT, json=chat("Tell me about project-x"))
+            after_refusal = await usage_of(store, "acme")
+            allowed = await client.post(CHAT, json=chat("Tell me about the weather"))
+        assert refused.status_code == 403
+        # no token and no cost counted (the request itself counts against a requests-per-minute limit)
+        assert {
+            name: n for name, n in after_refusal.items() if name != "requests_per_minute"
+        } == dict.fromkeys(
+            [
+                "tokens_per_minute",
+                "tokens_per_hour",
+                "tokens_per_day",
+                "tokens_per_month",
+                "cost_per_day",
+                "cost_per_month",
+            ],
+            0,
+        )
+        assert allowed.status_code == 200
+        assert (await usage_of(store, "acme"))["tokens_per_minute"] > 0
+    assert len(gateway.fake.requests) == 1

@@ -4,6 +4,7 @@ cannot run: a path that does not import, a name that is not there, a hook that i
 from __future__ import annotations
 
 import functools
+import runpy
 import uuid
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import httpx
 import pytest
 
 from asgi_aigw import ConfigError, build_app, load_config
+from asgi_aigw.cli import main
 from asgi_aigw.config import parse_config
 from asgi_aigw.hooks import HookRequest, HookResponse, Hooks
 from asgi_aigw.testing import FakeProvider, StreamingASGITransport
@@ -115,8 +117,8 @@ async def test_yaml_hooks_refuse_change_and_audit(tmp_path: Path, hook_module: s
         ("no_such_module_{u}:guard", "cannot import 'no_such_module_{u}' for 'no_such_module_{u}:guard'"),
         ("{m}:missing", "'{m}' has no 'missing' (from '{m}:missing')"),
         ("{m}", "'{m}' is not a hook path; write 'package.module:function'"),
-        ("{m}:blocking", "hook blocking is not async"),
-        ("{m}:not_callable", "is not callable"),
+        ("{m}:blocking", "'{m}:blocking': The on_error hook blocking is not async"),
+        ("{m}:not_callable", "'{m}:not_callable': The on_error hook 42 is not callable"),
     ],
 )
 def test_a_hook_that_cannot_run_is_a_config_error_at_start_up(
@@ -164,3 +166,29 @@ def test_a_hook_given_in_code_that_is_not_async_is_refused(hook: Any) -> None:
 @pytest.mark.parametrize("hook", [async_hook, AsyncCallable(), functools.partial(async_hook)])
 def test_async_functions_callables_and_partials_are_hooks(hook: Any) -> None:
     assert Hooks(after_response=[hook]).after_response == (hook,)
+
+
+SNIPPET = Path(__file__).resolve().parent.parent / "docs" / "snippets" / "hooks_guardrail.py"
+
+
+def test_the_documented_snippet_refuses_and_audits(capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/hooks.md includes docs/snippets/hooks_guardrail.py: run it as a script."""
+    runpy.run_path(str(SNIPPET), run_name="__main__")
+    # the audit and error hooks run in the background: their lines may come before or after the client's
+    assert sorted(capsys.readouterr().out.splitlines()) == [
+        "audit: acme gpt-4o-mini 10 tokens: 'Echo: Hello'",
+        "error: 403 refused_by_hook after 0 upstream attempts",
+        "refused: 403 refused_by_hook",
+    ]
+
+
+def test_aigw_serve_reports_a_bad_hook_before_starting(
+    tmp_path: Path, hook_module: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path, f"before_request: ['{hook_module}:blocking']\n")
+    assert main(["serve", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"aigw serve: router.hooks.before_request: '{hook_module}:blocking': The before_request hook "
+        "blocking is not async"
+    )

@@ -100,18 +100,30 @@ class Hooks:
 
     @classmethod
     def from_config(cls, config: HooksConfig) -> Hooks:
-        """The hooks ``config`` names, imported and checked."""
-        found = {point: [import_hook(path, point) for path in getattr(config, point)] for point in _POINTS}
+        """The hooks ``config`` names, imported and checked; an error names the path."""
+        found: dict[str, list[Any]] = {}
+        for point in _POINTS:
+            found[point] = []
+            for path in getattr(config, point):
+                hook = import_hook(path, point)
+                try:
+                    _checked(point, [hook])
+                except ConfigError as exc:
+                    raise ConfigError(f"router.hooks.{point}: {path!r}: {exc}") from None
+                found[point].append(hook)
         return cls(**found)
 
     def __add__(self, other: Hooks) -> Hooks:
-        """These hooks, then ``other``'s, at each point."""
-        return Hooks(
+        """These hooks, then ``other``'s, at each point; running ones are held in this object's set, so
+        :meth:`drain` on it waits for them too."""
+        combined = Hooks(
             before_request=self.before_request + other.before_request,
             after_response=self.after_response + other.after_response,
             on_error=self.on_error + other.on_error,
             on_chunk=self.on_chunk + other.on_chunk,
         )
+        combined._tasks = self._tasks
+        return combined
 
     def __bool__(self) -> bool:
         return bool(self.before_request or self.after_response or self.on_error or self.on_chunk)
