@@ -473,6 +473,27 @@ async def test_on_error_after_a_messages_stream_started(recorder: Recorder, plai
     assert recorder.chunks[0].event == "message_start"
 
 
+async def test_on_error_when_a_chat_stream_breaks_and_when_messages_upstream_fails(
+    recorder: Recorder, plain: Gateway
+) -> None:
+    plain.fake.enqueue(FakeBehaviour(cut_after=1))
+    plain.fake.enqueue(FakeBehaviour(status=529))
+    async with plain.client() as client:
+        broken = await client.post(CHAT, json=chat("one two three four", stream=True))
+        overloaded = await client.post(MESSAGES, json=messages())
+    await plain.settled()
+    assert broken.status_code == 200
+    assert "error" in sse_payloads(broken.text)[-1]
+    stream, upstream = recorder.failures
+    assert (stream.stream_started, stream.status, stream.attempts) == (True, 502, 1)
+    assert stream.request is not None
+    assert stream.request.dialect == "chat"
+    assert overloaded.status_code == upstream.status == 529
+    assert upstream.request is not None
+    assert upstream.request.dialect == "messages"
+    assert recorder.responses == []
+
+
 # -- where hooks sit: behind redaction ----------------------------------------------------------------------
 
 
