@@ -19,6 +19,7 @@ from asgi_aigw.hooks import HookRequest, HookResponse, Hooks
 from asgi_aigw.testing import FakeProvider, StreamingASGITransport
 
 from .support import FAKE_URL, eventually
+from .test_import_graph import import_graph
 
 HOOK_MODULE = """
 from asgi_aigw.hooks import HookRefusal
@@ -192,3 +193,15 @@ def test_aigw_serve_reports_a_bad_hook_before_starting(
         f"aigw serve: router.hooks.before_request: '{hook_module}:blocking': The before_request hook "
         "blocking is not async"
     )
+
+
+def test_the_hooks_package_imports_only_the_kernel() -> None:
+    """The router imports the hooks: they must not bring a middleware (or the router) with them."""
+    graph = import_graph()
+    outside = {
+        module: sorted(t for t in targets if not t.startswith(("asgi_aigw.kernel", "asgi_aigw.hooks")))
+        for module, targets in graph.items()
+        if module.startswith("asgi_aigw.hooks")
+    }
+    assert len(outside) == 5
+    assert {module: found for module, found in outside.items() if found} == {}
