@@ -22,6 +22,8 @@ from .support import FAKE_URL, eventually
 from .test_import_graph import import_graph
 
 HOOK_MODULE = """
+import asyncio
+
 from asgi_aigw.hooks import HookRefusal
 
 seen = []
@@ -46,6 +48,7 @@ not_callable = 42
 
 class Audit:
     async def __call__(self, response):
+        await asyncio.sleep(0.05)  # slower than the client: drain() must wait for it
         seen.append((response.request.dialect, response.text))
 
 
@@ -205,3 +208,16 @@ def test_the_hooks_package_imports_only_the_kernel() -> None:
     }
     assert len(outside) == 5
     assert {module: found for module, found in outside.items() if found} == {}
+
+
+async def test_drain_on_the_hooks_given_in_code_waits_for_the_configured_ones_too(
+    tmp_path: Path, hook_module: str
+) -> None:
+    config = load_config(write_config(tmp_path, f"after_response: ['{hook_module}:audit']\n"))
+    hooks = Hooks()
+    app = build_app(config, transports={FAKE_URL: StreamingASGITransport(FakeProvider())}, hooks=hooks)
+    chat = {"model": "gpt", "messages": [{"role": "user", "content": "Hello there"}]}
+    async with httpx.AsyncClient(transport=StreamingASGITransport(app), base_url="http://gw") as client:
+        assert (await client.post("/ai/v1/chat/completions", json=chat)).status_code == 200
+    await hooks.drain()
+    assert __import__(hook_module).seen == [("chat", "Echo: Hello there")]

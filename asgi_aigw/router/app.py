@@ -101,7 +101,7 @@ class ProviderRouter:
         self.config = config or RouterConfig()
         #: Checked here, at start-up: a hook that is not async, or a path that does not import, is a
         #: ConfigError before any request.
-        self.hooks = (hooks or Hooks()) + Hooks.from_config(self.config.hooks)
+        self.hooks = (hooks if hooks is not None else Hooks()) + Hooks.from_config(self.config.hooks)
         self._hooked = bool(self.hooks)
         #: Served at ``GET /metrics`` below the mount point (``asgi_aigw.logs.metrics.metrics_app``).
         self.metrics = metrics
