@@ -9,6 +9,7 @@ import httpx
 
 from .budget.config import BudgetConfig
 from .config import GatewayConfig
+from .hooks import Hooks
 from .kernel.config import BodyLimits
 from .kernel.errors import ConfigError
 from .kernel.mount import NotFoundApp, PrefixMount
@@ -49,15 +50,20 @@ def build_app(
     app: ASGIApp | None = None,
     transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
     env: Mapping[str, str] | None = None,
+    hooks: Hooks | None = None,
 ) -> ASGIApp:
     """The gateway as one ASGI app: the router mounted at ``config.prefix`` in front of ``app``
     (a small index and 404 app when ``app`` is None), wrapped in the middlewares the configuration
     enables, outermost first: request log, tenant, budget, redaction, cache. Each is built exactly as
-    ``XMiddleware(inner, config=config.x)``."""
+    ``XMiddleware(inner, config=config.x)``; ``hooks`` go to the router (docs/hooks.md)."""
     config = config or GatewayConfig()
     prefix = config.prefix
     return _assemble(
-        config, transports, env, lambda router: PrefixMount(app or NotFoundApp(prefix), router, prefix=prefix)
+        config,
+        transports,
+        env,
+        lambda router: PrefixMount(app or NotFoundApp(prefix), router, prefix=prefix),
+        hooks,
     )
 
 
@@ -66,11 +72,12 @@ def build_stack(
     *,
     transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
     env: Mapping[str, str] | None = None,
+    hooks: Hooks | None = None,
 ) -> ASGIApp:
     """The same layers around the router alone, with no mount: for a framework's own router to serve
     at a path it chooses (``asgi_aigw.integrations``) and for the in-process client. Every request
     reaching it is a gateway request; ``root_path`` says where it is mounted."""
-    return _assemble(config or GatewayConfig(), transports, env, lambda router: router)
+    return _assemble(config or GatewayConfig(), transports, env, lambda router: router, hooks)
 
 
 def _assemble(
@@ -78,6 +85,7 @@ def _assemble(
     transports: Mapping[str, httpx.AsyncBaseTransport] | None,
     env: Mapping[str, str] | None,
     mount: Callable[[ProviderRouter], ASGIApp],
+    hooks: Hooks | None = None,
 ) -> ASGIApp:
     # token counting reads the process-wide runtime configuration (asset dir, safety factors)
     configure_runtime(config.runtime)
@@ -89,7 +97,7 @@ def _assemble(
         )
         if config.log.metrics.serve:
             served = metrics_app(metrics)
-    router = ProviderRouter(config.router, transports=transports, env=env, metrics=served)
+    router = ProviderRouter(config.router, transports=transports, env=env, metrics=served, hooks=hooks)
     gateway: ASGIApp = mount(router)
     # inner layers are wrapped first: the cache sits inside redaction, so it only sees redacted text
     if config.cache is not None:

@@ -55,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
         from ..router.registry import ModelRegistry
 
         registry = ModelRegistry(config.router, {} if args.demo else None)
+        from ..hooks import Hooks
+
+        Hooks.from_config(config.router.hooks)  # a hook path that does not import, or a sync hook
         if config.budget is not None:
             from ..app import budget_settings
             from ..budget.middleware import check_prices

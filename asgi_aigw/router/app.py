@@ -14,6 +14,8 @@ import anyio
 import httpx
 import orjson
 
+from ..hooks import Hooks
+from ..hooks.run import HOOK_RUN, HOOKED_ROUTES, HookRun, report_failure
 from ..kernel.body import ClientDisconnect, JSONBody, read_json
 from ..kernel.context import RequestContext, ensure_context
 from ..kernel.dialects import DIALECTS, dialect_for
@@ -82,7 +84,9 @@ class ProviderRouter:
     ``/v1/messages/count_tokens``) in Anthropic's, answered by the provider each model name routes to.
 
     ``transports`` maps an upstream base URL to an ``httpx`` transport to use for it (tests, or an
-    in-process provider); every other upstream gets a pooled client, opened on first use.
+    in-process provider); every other upstream gets a pooled client, opened on first use. ``hooks``
+    run before the provider call, after answers, on errors and per streamed event (docs/hooks.md),
+    before those ``config.hooks`` names.
     """
 
     def __init__(
@@ -92,8 +96,13 @@ class ProviderRouter:
         transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
         env: Mapping[str, str] | None = None,
         metrics: ASGIApp | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         self.config = config or RouterConfig()
+        #: Checked here, at start-up: a hook that is not async, or a path that does not import, is a
+        #: ConfigError before any request.
+        self.hooks = (hooks if hooks is not None else Hooks()) + Hooks.from_config(self.config.hooks)
+        self._hooked = bool(self.hooks)
         #: Served at ``GET /metrics`` below the mount point (``asgi_aigw.logs.metrics.metrics_app``).
         self.metrics = metrics
         self.registry = ModelRegistry(self.config, env)
@@ -135,7 +144,9 @@ class ProviderRouter:
             await send({"type": "websocket.close", "code": 1000})
 
     async def aclose(self) -> None:
-        """Close the upstream clients of the running event loop (called at lifespan shutdown)."""
+        """Let the hooks still running finish, then close the upstream clients of the running event
+        loop (called at lifespan shutdown)."""
+        await self.hooks.drain()
         await self.clients.aclose()
 
     @contextlib.asynccontextmanager
@@ -185,6 +196,11 @@ class ProviderRouter:
             scope, receive, body = await read_json(
                 scope, receive, limit=self._max_body, time_limit=self._body_timeout
             )
+            if self._hooked and route in HOOKED_ROUTES:
+                run = HookRun(self.hooks, ctx, route, body)
+                ctx.extra[HOOK_RUN] = run
+                # in line, before anything is sent upstream: a refusal is answered below like any error
+                await run.before(body)
             call = RouteCall(scope, receive, send, ctx, body, progress)
             if route == "chat":
                 await self._chat(receive, send, ctx, body, progress)
@@ -205,6 +221,9 @@ class ProviderRouter:
             await self._send_gateway_error(
                 send, ctx, GatewayError("The gateway failed unexpectedly; see its logs."), progress
             )
+        finally:
+            if self._hooked and (started := ctx.extra.get(HOOK_RUN)) is not None:
+                started.close()
 
     def _forwarded(self, scope: Scope) -> dict[str, str]:
         """The client's headers named in ``forward_headers`` (repeated ones joined, as HTTP allows)."""
@@ -234,6 +253,12 @@ class ProviderRouter:
             ctx.status = exc.status
             await send_error(send, exc, dialect=dialect)
         progress.finished = True
+        if self.hooks.on_error:
+            run = ctx.extra.get(HOOK_RUN)
+            if run is not None:
+                run.failed(exc, progress.started)
+            elif ctx.route in HOOKED_ROUTES:
+                report_failure(self.hooks, ctx, exc, progress.started)
 
     async def _models(self, send: Send, ctx: RequestContext) -> None:
         data = [
@@ -496,6 +521,8 @@ class ProviderRouter:
         ctx.status = 200
         progress.finished = True
         await send_json_bytes(send, 200, translated.body, answer_headers(ctx))
+        if (run := ctx.extra.get(HOOK_RUN)) is not None:
+            run.answered(translated.body)
 
     async def _relay_stream(
         self,
@@ -534,6 +561,8 @@ class ProviderRouter:
             raise UpstreamError(f"{deployment.provider} ended the stream before the answer was complete.")
         progress.finished = True
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+        if (run := ctx.extra.get(HOOK_RUN)) is not None:
+            run.answered(None)
 
     async def _relay_timed(
         self,
@@ -579,6 +608,8 @@ class ProviderRouter:
             await send({"type": "http.response.start", "status": 200, "headers": _stream_headers(ctx)})
         body = events[0] if len(events) == 1 else b"".join(events)
         await send({"type": "http.response.body", "body": body, "more_body": True})
+        if (run := ctx.extra.get(HOOK_RUN)) is not None:
+            run.events(events)
 
     async def _until_disconnect(
         self,

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 
+from ..hooks.config import HooksConfig
 from ..kernel.config import BodyLimits, ConfigSection
 
 #: The client headers forwarded by default: the providers' documented per-request feature switches
@@ -164,6 +165,9 @@ class RouterConfig(BodyLimits):
     #: Client request headers passed on to the upstream, by name (a deployment's own ``headers`` win).
     #: Empty: none. Credentials and framing headers cannot be listed.
     forward_headers: list[str] = Field(default_factory=lambda: list(DEFAULT_FORWARD_HEADERS))
+    #: Async hooks named ``"package.module:callable"``, called before the provider call, after an
+    #: answer, on errors and per streamed event (see docs/hooks.md); run after those given in code.
+    hooks: HooksConfig = Field(default_factory=HooksConfig)
 
     @field_validator("forward_headers")
     @classmethod
