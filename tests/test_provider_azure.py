@@ -339,3 +339,10 @@ def test_the_azure_sdk_variables_configure_it() -> None:
     assert "azure" not in registry.prefix_providers()
     with pytest.raises(ConfigError, match="OPENAI_API_VERSION"):
         ModelRegistry(RouterConfig(), env={**env, "OPENAI_API_VERSION": "soon"})
+
+
+async def test_top_k_from_an_anthropic_client_is_refused_as_for_openai(gateway: httpx.AsyncClient) -> None:
+    body = {"model": "gpt", "max_tokens": 50, "messages": HELLO, "top_k": 5}
+    answer = await gateway.post("/v1/messages", json=body, headers={"anthropic-version": "2023-06-01"})
+    assert answer.status_code == 400, answer.text
+    assert "top_k has no equivalent at azure" in answer.json()["error"]["message"]

@@ -174,6 +174,12 @@ class OpenAIAdapter:
             param = error.get("param") if isinstance(error.get("param"), str) else None
         elif isinstance(error, str):
             message = error
+        elif isinstance(data, dict) and data.get("object") == "error":
+            # vLLM's and Mistral's shape: the error's fields at the top level, Mistral's message
+            # sometimes a validation report rather than a string
+            found = data.get("message")
+            message = found if isinstance(found, str) else orjson.dumps(found).decode()[:1000]
+            err_type = data.get("type") if isinstance(data.get("type"), str) else None
         return error_from_status(
             self.name, status, message, headers=headers, err_type=err_type, code=code, param=param
         )

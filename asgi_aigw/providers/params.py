@@ -46,6 +46,8 @@ _NO_LOGPROBS = "no token log probabilities (`top_logprobs` too)"
 
 RULES: dict[str, dict[str, Rule]] = {
     "openai": {name: Rule("sent", note="as the client sent it") for name in PARAMETERS},
+    # Azure OpenAI takes OpenAI's request as it is; a deployment's model refuses what it does not support
+    "azure": {name: Rule("sent", note="as the client sent it") for name in PARAMETERS},
     "anthropic": {
         "response_format": Rule(
             "400",
