@@ -10,6 +10,7 @@ import httpx
 import orjson
 import pytest
 
+from asgi_aigw.kernel.errors import ConfigError
 from asgi_aigw.providers import ADAPTERS, PRESETS, Deployment
 from asgi_aigw.router import ProviderRouter
 from asgi_aigw.router.config import DeploymentConfig, ModelConfig, RouterConfig
@@ -143,3 +144,12 @@ async def test_mistral_gets_what_it_takes_and_usage_still_arrives(fake: FakeProv
     assert [u for u in usages if u] == [
         {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12}
     ] or any(u and u["completion_tokens"] == 3 for u in usages)
+
+
+def test_a_preset_at_its_own_url_without_a_key_is_a_config_error() -> None:
+    deployment = DeploymentConfig(provider="groq", model="llama-3.3-70b-versatile")
+    config = RouterConfig(models=[ModelConfig(name="m", deployments=[deployment])])
+    with pytest.raises(ConfigError, match="GROQ_API_KEY"):
+        ProviderRouter(config, transports={}, env={})
+    router = ProviderRouter(config, transports={}, env={"GROQ_API_KEY": key_of("groq")})
+    assert router.registry.resolve("m").deployments[0].api_key == key_of("groq")
