@@ -346,3 +346,74 @@ async def test_top_k_from_an_anthropic_client_is_refused_as_for_openai(gateway: 
     answer = await gateway.post("/v1/messages", json=body, headers={"anthropic-version": "2023-06-01"})
     assert answer.status_code == 400, answer.text
     assert "top_k has no equivalent at azure" in answer.json()["error"]["message"]
+
+
+# -- the stream translator on Azure's recorded shapes ------------------------------------------------------
+
+_ENV = '"created":1750697159,"id":"chatcmpl-BleatwEUn3D8","model":"gpt-4o-2024-08-06","object":"chat.completion.chunk"'
+_OPENING = '{"choices":[],"created":0,"id":"","model":"","object":"","prompt_filter_results":[{"prompt_index":0,"content_filter_results":{"hate":{"filtered":false,"severity":"safe"}}}]}'
+_ROLE = (
+    '{"choices":[{"content_filter_results":{},"delta":{"content":"","refusal":null,"role":"assistant"},"finish_reason":null,"index":0,"logprobs":null}],'
+    + _ENV
+    + "}"
+)
+_PIECE = (
+    '{"choices":[{"content_filter_results":{"hate":{"filtered":false,"severity":"safe"}},"delta":{"content":"Hi"},"finish_reason":null,"index":0}],'
+    + _ENV
+    + "}"
+)
+_STOP = '{"choices":[{"content_filter_results":{},"delta":{},"finish_reason":"stop","index":0}],' + _ENV + "}"
+#: An asynchronous filter's annotation: a choice with offsets and verdicts, no delta, no id.
+_ANNOTATION = '{"choices":[{"content_filter_offsets":{"check_offset":2,"start_offset":0,"end_offset":2},"content_filter_results":{"custom_blocklists":[{"filtered":true,"id":"list1"}]},"finish_reason":"content_filter","index":0}],"created":0,"id":"","model":"","object":""}'
+_WITHHELD = (
+    '{"choices":[{"content_filter_results":{"violence":{"filtered":true,"severity":"high"}},"delta":{},"finish_reason":"content_filter","index":0}],'
+    + _ENV
+    + "}"
+)
+
+
+def sse(*datas: str) -> bytes:
+    return b"".join(b"data: " + d.encode() + b"\n\n" for d in datas) + b"data: [DONE]\n\n"
+
+
+def translate(raw: bytes, step: int = 7) -> list[dict[str, Any]]:
+    from asgi_aigw.providers.azure import AzureStreamTranslator
+
+    translator = AzureStreamTranslator(include_usage=False)
+    out: list[bytes] = []
+    for i in range(0, len(raw), step):
+        out.extend(translator.feed(raw[i : i + step]))
+    out.extend(translator.close())
+    assert translator.done
+    assert out[-1] == b"data: [DONE]\n\n"
+    return chunks(b"".join(out).decode())
+
+
+def test_filter_chunks_take_the_streams_id_and_a_delta() -> None:
+    events = translate(sse(_OPENING, _ROLE, _PIECE, _ANNOTATION))
+    assert [e["id"] for e in events] == ["chatcmpl-BleatwEUn3D8"] * 4
+    assert events[0]["prompt_filter_results"][0]["prompt_index"] == 0
+    assert events[0]["model"] == "gpt-4o-2024-08-06"
+    annotation = events[-1]
+    assert annotation["object"] == "chat.completion.chunk"
+    assert annotation["created"] == 1750697159
+    assert annotation["choices"][0]["delta"] == {}
+    # stopped part way by the asynchronous filter: the finish is kept, what was written stays written
+    assert annotation["choices"][0]["finish_reason"] == "content_filter"
+
+
+def test_an_answer_withheld_before_its_first_piece_raises_content_filter() -> None:
+    from asgi_aigw.providers._translate import ContentFiltered
+
+    with pytest.raises(ContentFiltered, match=r"filtered: violence"):
+        translate(sse(_OPENING, _ROLE, _WITHHELD))
+    with pytest.raises(ContentFiltered, match=r"filtered: custom_blocklists"):
+        translate(sse(_OPENING, _ROLE, _ANNOTATION))
+
+
+def test_a_plain_stream_passes_byte_for_byte_once_the_answer_flows() -> None:
+    from asgi_aigw.providers.azure import AzureStreamTranslator
+
+    translator = AzureStreamTranslator(include_usage=False)
+    out = translator.feed(sse(_OPENING, _ROLE, _PIECE, _PIECE, _STOP))
+    assert out[2:5] == [b"data: " + d.encode() + b"\n\n" for d in (_PIECE, _PIECE, _STOP)]

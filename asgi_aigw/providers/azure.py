@@ -24,6 +24,7 @@ of one stream has the same ``chatcmpl-`` id.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import quote
 
@@ -43,6 +44,8 @@ DEFAULT_API_VERSION = "2024-10-21"
 V1 = "v1"
 
 _ENVELOPE = ("id", "object", "created", "model")
+#: Azure's filter chunks, which have an empty id.
+_EMPTY_ID = re.compile(rb'"id"\s*:\s*""')
 
 
 def filtered_categories(results: Any) -> list[str]:
@@ -96,6 +99,10 @@ class AzureStreamTranslator(OpenAIStreamTranslator):
         self._opened = False
 
     def _event(self, raw: bytes, out: list[bytes]) -> None:
+        if self._opened and _EMPTY_ID.search(raw) is None:
+            # once the answer is flowing, a chunk with its own id needs only the pass-through's look
+            super()._event(raw, out)
+            return
         event = parse_event(raw)
         if event.data == DONE_DATA:
             self.done = True
