@@ -153,3 +153,37 @@ def test_a_preset_at_its_own_url_without_a_key_is_a_config_error() -> None:
         ProviderRouter(config, transports={}, env={})
     router = ProviderRouter(config, transports={}, env={"GROQ_API_KEY": key_of("groq")})
     assert router.registry.resolve("m").deployments[0].api_key == key_of("groq")
+
+
+# -- Groq refuses logprobs, top_logprobs, logit_bias, message names and n > 1 -------------------------
+
+NAMED = [{"role": "user", "content": "Hello there", "name": "alice"}]
+
+
+async def test_the_fake_refuses_what_groq_refuses(fake: FakeProvider) -> None:
+    env = {"OPENAI_API_KEY": "sk-test-not-a-real-key"}
+    for extra in ({"logprobs": True}, {"logit_bias": {"50256": -100}}, {"messages": NAMED}, {"n": 2}):
+        body = {"model": "m", "messages": HELLO, **extra}
+        answer = await post(router_for(fake, "openai", env, url=fake_url("groq")), body)
+        assert answer.status_code == 400, extra
+        assert "unsupported" in answer.text or "at most 1" in answer.text
+
+
+async def test_groq_gets_only_what_it_takes(fake: FakeProvider) -> None:
+    env = {"GROQ_API_KEY": key_of("groq")}
+    body = {"model": "m", "messages": NAMED, "logprobs": True, "top_logprobs": 2, "logit_bias": {"1": 5}}
+    answer = await post(router_for(fake, "groq", env), body)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-aigw-dropped-params"] == "logprobs,top_logprobs,logit_bias,name"
+    sent = fake.last_request.json
+    assert not {"logprobs", "top_logprobs", "logit_bias"} & set(sent)
+    assert sent["messages"] == HELLO
+
+
+async def test_groq_n_above_one_is_refused_before_anything_is_sent(fake: FakeProvider) -> None:
+    answer = await post(
+        router_for(fake, "groq", {"GROQ_API_KEY": key_of("groq")}), {"model": "m", "messages": HELLO, "n": 2}
+    )
+    assert answer.status_code == 400
+    assert answer.json()["error"]["param"] == "n"
+    assert fake.requests == []

@@ -8,9 +8,12 @@ A preset is the OpenAI adapter under another name, so ``provider: groq`` in a de
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..kernel.errors import InvalidRequest
+from ..kernel.models import ChatCompletionRequest
 from .base import Deployment
 from .openai import OpenAIAdapter
 
@@ -31,6 +34,13 @@ class Preset:
     stream_options: bool = True
     #: Whether the server takes ``max_completion_tokens``; without it, a cap goes as ``max_tokens``.
     max_completion_tokens: bool = True
+    #: Request fields the server refuses: left out, and named in ``x-aigw-dropped-params`` when they
+    #: asked for something.
+    unsupported: tuple[str, ...] = ()
+    #: Whether the server refuses a message's ``name`` (left out and named likewise).
+    message_names: bool = True
+    #: Whether the server answers one choice only (``n`` > 1 is a 400 before anything is sent).
+    single_choice: bool = False
 
 
 PRESETS: dict[str, Preset] = {
@@ -38,7 +48,15 @@ PRESETS: dict[str, Preset] = {
     for preset in (
         # vLLM's OpenAI-compatible server (``vllm serve``; ``--api-key`` or VLLM_API_KEY guards it)
         Preset("vllm", "http://localhost:8000/v1", "VLLM_API_KEY", requires_api_key=False),
-        Preset("groq", "https://api.groq.com/openai/v1", "GROQ_API_KEY"),
+        # Groq answers a 400 to these (console.groq.com/docs/openai, "Currently Unsupported")
+        Preset(
+            "groq",
+            "https://api.groq.com/openai/v1",
+            "GROQ_API_KEY",
+            unsupported=("logprobs", "top_logprobs", "logit_bias"),
+            message_names=False,
+            single_choice=True,
+        ),
         Preset("deepseek", "https://api.deepseek.com", "DEEPSEEK_API_KEY"),
         # Mistral refuses fields it does not know (422 extra_forbidden), these two among them
         Preset(
@@ -64,8 +82,33 @@ class OpenAICompatibleAdapter(OpenAIAdapter):
         )
         self.preset = preset
 
+    def dropped_params(self, request: ChatCompletionRequest, body: Mapping[str, Any]) -> list[str]:
+        """The refused fields that asked for something (a ``logprobs: false`` asks for nothing)."""
+        preset = self.preset
+        names = [name for name in preset.unsupported if body.get(name) not in (None, False, {}, 0)]
+        messages = body.get("messages")
+        named = isinstance(messages, list) and any(isinstance(m, dict) and m.get("name") for m in messages)
+        if named and not preset.message_names:
+            names.append("name")
+        return names
+
     def chat_payload(self, deployment: Deployment, body: dict[str, Any], *, stream: bool) -> dict[str, Any]:
+        preset = self.preset
+        n = body.get("n")
+        if preset.single_choice and isinstance(n, int) and n > 1:
+            raise InvalidRequest(
+                f"{preset.name} answers one choice per request: send n: 1 (or leave n out), or send "
+                "the request several times.",
+                param="n",
+            )
         payload = super().chat_payload(deployment, body, stream=stream)
+        for name in preset.unsupported:
+            payload.pop(name, None)
+        messages = payload.get("messages")
+        if not preset.message_names and isinstance(messages, list):
+            payload["messages"] = [
+                {k: v for k, v in m.items() if k != "name"} if isinstance(m, dict) else m for m in messages
+            ]
         if not self.preset.stream_options:
             payload.pop("stream_options", None)
         if not self.preset.max_completion_tokens and "max_completion_tokens" in payload:

@@ -62,6 +62,9 @@ class Flavour:
     #: Body fields the server refuses, and its answer to one: ``(status, body)``.
     refused_fields: tuple[str, ...] = ()
     refusal: Callable[[str, Any], tuple[int, dict[str, Any]]] | None = None
+    #: Whether the server refuses a message's ``name`` and ``n`` other than 1 (with ``refusal``).
+    refuses_names: bool = False
+    single_choice: bool = False
     #: Azure's content filter verdicts: ``prompt_filter_results`` and each choice's
     #: ``content_filter_results``, and a stream that opens with the prompt's verdicts.
     filter_results: bool = False
@@ -282,12 +285,18 @@ async def _refused_field(fake: FakeProvider, send: Send, body: dict[str, Any], f
     """Answer the server's refusal of a body field it does not take; True if it answered."""
     if flavour.refusal is None:
         return False
-    for name in flavour.refused_fields:
-        if name in body:
-            status, payload = flavour.refusal(name, body[name])
-            await fake.send_json(send, status, payload)
-            return True
-    return False
+    refused = next((name for name in flavour.refused_fields if name in body), None)
+    messages = body.get("messages")
+    named = isinstance(messages, list) and any(isinstance(m, dict) and "name" in m for m in messages)
+    if refused is None and flavour.refuses_names and named:
+        refused = "messages[].name"
+    if refused is None and flavour.single_choice and body.get("n", 1) != 1:
+        refused = "n"
+    if refused is None:
+        return False
+    status, payload = flavour.refusal(refused, body.get(refused))
+    await fake.send_json(send, status, payload)
+    return True
 
 
 def azure_error(status: int, message: str) -> dict[str, Any]:
@@ -330,6 +339,21 @@ def mistral_extra_field(name: str, value: Any) -> tuple[int, dict[str, Any]]:
         "code": None,
     }
 
+
+def groq_unsupported(name: str, value: Any) -> tuple[int, dict[str, Any]]:
+    """Groq's 400 for a field its OpenAI compatibility page lists as unsupported."""
+    detail = (
+        "'n' : number must be at most 1" if name == "n" else f"'{name}' : property '{name}' is unsupported"
+    )
+    return 400, {"error": {"message": detail, "type": "invalid_request_error"}}
+
+
+GROQ = Flavour(
+    refused_fields=("logprobs", "top_logprobs", "logit_bias"),
+    refusal=groq_unsupported,
+    refuses_names=True,
+    single_choice=True,
+)
 
 MISTRAL = Flavour(
     refused_fields=("stream_options", "max_completion_tokens"),

@@ -101,7 +101,9 @@ class FakeProvider:
     - Azure OpenAI: ``/openai/deployments/{deployment}/chat/completions?api-version=V`` and
       ``.../embeddings``, ``/openai/v1/chat/completions`` and ``/openai/v1/embeddings``;
     - Mistral's departures from the OpenAI format under ``/mistral/v1/`` (it refuses
-      ``stream_options`` and ``max_completion_tokens``, and sends usage on a stream's last chunk).
+      ``stream_options`` and ``max_completion_tokens``, and sends usage on a stream's last chunk), and
+      Groq's under ``/groq/v1/`` (it refuses ``logprobs``, ``top_logprobs``, ``logit_bias``, message
+      names and ``n`` other than 1).
 
     Every format answers from the same :meth:`plan_turn`, so answers and token counts agree.
     """
@@ -183,8 +185,7 @@ class FakeProvider:
         if azure_format.is_azure_path(path) and request.method == "POST":
             await azure_format.dispatch(self, request, behaviour, receive, send)
         elif path.endswith("/chat/completions") and request.method == "POST":
-            mistral = path.startswith("/mistral/")
-            flavour = openai_format.MISTRAL if mistral else openai_format.OPENAI
+            flavour = _FLAVOURS.get(path.split("/", 2)[1], openai_format.OPENAI)
             await openai_format.chat(self, request, behaviour, receive, send, flavour)
         elif path.endswith("/embeddings") and request.method == "POST":
             await openai_format.embeddings(self, request, behaviour, send)
@@ -364,6 +365,9 @@ class FakeProvider:
         finally:
             watcher.cancel()
 
+
+#: OpenAI-compatible servers whose departures the fake speaks, by the first segment of the path.
+_FLAVOURS = {"mistral": openai_format.MISTRAL, "groq": openai_format.GROQ}
 
 app = FakeProvider()
 """A module-level instance for ``uvicorn asgi_aigw.testing.fake_provider:app``."""
