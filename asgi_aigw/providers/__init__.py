@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .anthropic import AnthropicAdapter
+from .azure import AzureOpenAIAdapter
 from .base import (
     Deployment,
     ProviderAdapter,
@@ -14,6 +15,7 @@ from .base import (
 from .gemini import GeminiAdapter
 from .ollama import OllamaAdapter
 from .openai import OpenAIAdapter
+from .presets import PRESETS, OpenAICompatibleAdapter, Preset
 
 #: Adapters by the provider name used in configuration and in ``PROVIDER/MODEL`` model names.
 ADAPTERS: dict[str, ProviderAdapter] = {
@@ -21,6 +23,9 @@ ADAPTERS: dict[str, ProviderAdapter] = {
     "anthropic": AnthropicAdapter(),
     "gemini": GeminiAdapter(),
     "ollama": OllamaAdapter(),
+    "azure": AzureOpenAIAdapter(),
+    # OpenAI-compatible servers by name: the OpenAI adapter with their base URL and quirks
+    **{name: OpenAICompatibleAdapter(preset) for name, preset in PRESETS.items()},
 }
 
 
@@ -31,11 +36,15 @@ def register_adapter(adapter: ProviderAdapter) -> None:
 
 __all__ = [
     "ADAPTERS",
+    "PRESETS",
     "AnthropicAdapter",
+    "AzureOpenAIAdapter",
     "Deployment",
     "GeminiAdapter",
     "OllamaAdapter",
     "OpenAIAdapter",
+    "OpenAICompatibleAdapter",
+    "Preset",
     "ProviderAdapter",
     "StreamTranslator",
     "Timeout",

@@ -47,6 +47,8 @@ class Deployment:
     #: Whether the deployment serves OpenAI's Responses API (``POST {base_url}/responses``) itself, so
     #: that Responses requests pass through; ``None``: only OpenAI's own API does.
     responses_api: bool | None = None
+    #: Azure OpenAI's ``api-version`` (``v1`` for its v1 API); ``None``: the adapter's default.
+    api_version: str | None = None
 
 
 class UpstreamRequest(NamedTuple):

@@ -23,6 +23,8 @@ from .base import Deployment, TranslatedResponse, UpstreamRequest
 from .errors import error_from_status
 
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
+#: OpenAI's own API root.
+OPENAI_BASE_URL = "https://api.openai.com/v1"
 
 
 def _checked(content: bytes, what: str, key: str) -> TranslatedResponse:
@@ -56,55 +58,84 @@ class OpenAIStreamTranslator:
         for raw in events:
             if self.done:
                 break  # nothing after [DONE] belongs to this answer
-            if _USAGE_OBJECT.search(raw) is None:
-                if raw.startswith((b"data: [DONE]", b"data:[DONE]")):
-                    self.done = True
-                    out.append(DONE_EVENT)
-                else:
-                    out.append(raw)
-                continue
-            event = parse_event(raw)
-            if event.data == DONE_DATA:
+            self._event(raw, out)
+        return out
+
+    def _event(self, raw: bytes, out: list[bytes]) -> None:
+        """One complete SSE event in; what the client gets of it appended to ``out``."""
+        if _USAGE_OBJECT.search(raw) is None:
+            if raw.startswith((b"data: [DONE]", b"data:[DONE]")):
                 self.done = True
                 out.append(DONE_EVENT)
-                continue
-            try:
-                data = orjson.loads(event.data)
-            except orjson.JSONDecodeError:
+            else:
                 out.append(raw)
-                continue
-            usage = Usage.from_openai(data.get("usage")) if isinstance(data, dict) else None
-            if usage is not None:
-                self.usage = usage
-            # The usage-only chunk (no choices) exists because the gateway asked for it: pass it on
-            # only if the client asked too. Usage riding on a content chunk always goes through.
-            if self._include_usage or (isinstance(data, dict) and data.get("choices")):
-                out.append(raw)
-        return out
+            return
+        event = parse_event(raw)
+        if event.data == DONE_DATA:
+            self.done = True
+            out.append(DONE_EVENT)
+            return
+        try:
+            data = orjson.loads(event.data)
+        except orjson.JSONDecodeError:
+            out.append(raw)
+            return
+        usage = Usage.from_openai(data.get("usage")) if isinstance(data, dict) else None
+        if usage is not None:
+            self.usage = usage
+        # The usage-only chunk (no choices) exists because the gateway asked for it: pass it on
+        # only if the client asked too. Usage riding on a content chunk always goes through.
+        if self._include_usage or (isinstance(data, dict) and data.get("choices")):
+            out.append(raw)
 
     def close(self) -> list[bytes]:
         return self.feed(b"\n\n") if not self.done else []
 
 
 class OpenAIAdapter:
-    name = "openai"
-    default_base_url = "https://api.openai.com/v1"
-    requires_api_key = True
+    """OpenAI's own API by default; ``name`` and ``default_base_url`` make it any OpenAI-compatible
+    server's (the presets in :mod:`.presets`)."""
+
+    #: The header the API key travels in, and what goes before the key.
+    key_header = "authorization"
+    key_prefix = "Bearer "
+
+    def __init__(
+        self,
+        *,
+        name: str = "openai",
+        default_base_url: str = OPENAI_BASE_URL,
+        requires_api_key: bool = True,
+    ) -> None:
+        self.name = name
+        self.default_base_url = default_base_url
+        self.requires_api_key = requires_api_key
 
     def dropped_params(self, request: ChatCompletionRequest, body: Mapping[str, Any]) -> list[str]:
         """Nothing: the request goes out as the client sent it."""
         return []
 
-    def chat_request(
-        self, deployment: Deployment, request: ChatCompletionRequest, body: dict[str, Any], *, stream: bool
-    ) -> UpstreamRequest:
+    def url(self, deployment: Deployment, endpoint: str) -> str:
+        """Where ``endpoint`` (``chat/completions``, ``embeddings``) of ``deployment`` is served."""
+        return f"{deployment.base_url}/{endpoint}"
+
+    def chat_payload(self, deployment: Deployment, body: dict[str, Any], *, stream: bool) -> dict[str, Any]:
+        """The request body: the client's, with the deployment's model and usage asked for in streams."""
         payload = output_cap_fields({**body, "model": deployment.model}, deployment.model)
         if stream and deployment.stream_usage:
             options = body.get("stream_options")
             payload["stream_options"] = (
                 {**options, "include_usage": True} if options else {"include_usage": True}
             )
-        return post_json(f"{deployment.base_url}/chat/completions", deployment, payload)
+        return payload
+
+    def chat_request(
+        self, deployment: Deployment, request: ChatCompletionRequest, body: dict[str, Any], *, stream: bool
+    ) -> UpstreamRequest:
+        payload = self.chat_payload(deployment, body, stream=stream)
+        return post_json(
+            self.url(deployment, "chat/completions"), deployment, payload, self.key_header, self.key_prefix
+        )
 
     def chat_response(
         self, deployment: Deployment, request: ChatCompletionRequest, content: bytes
@@ -120,7 +151,9 @@ class OpenAIAdapter:
         self, deployment: Deployment, request: EmbeddingRequest, body: dict[str, Any]
     ) -> UpstreamRequest:
         payload = {**body, "model": deployment.model}
-        return post_json(f"{deployment.base_url}/embeddings", deployment, payload)
+        return post_json(
+            self.url(deployment, "embeddings"), deployment, payload, self.key_header, self.key_prefix
+        )
 
     def embeddings_response(
         self, deployment: Deployment, request: EmbeddingRequest, content: bytes
@@ -141,6 +174,12 @@ class OpenAIAdapter:
             param = error.get("param") if isinstance(error.get("param"), str) else None
         elif isinstance(error, str):
             message = error
+        elif isinstance(data, dict) and data.get("object") == "error":
+            # vLLM's and Mistral's shape: the error's fields at the top level, Mistral's message
+            # sometimes a validation report rather than a string
+            found = data.get("message")
+            message = found if isinstance(found, str) else orjson.dumps(found).decode()[:1000]
+            err_type = data.get("type") if isinstance(data.get("type"), str) else None
         return error_from_status(
             self.name, status, message, headers=headers, err_type=err_type, code=code, param=param
         )

@@ -46,6 +46,16 @@ _NO_LOGPROBS = "no token log probabilities (`top_logprobs` too)"
 
 RULES: dict[str, dict[str, Rule]] = {
     "openai": {name: Rule("sent", note="as the client sent it") for name in PARAMETERS},
+    # Azure OpenAI takes OpenAI's request as it is; a deployment's model refuses what it does not support
+    "azure": {name: Rule("sent", note="as the client sent it") for name in PARAMETERS},
+    # Groq refuses these with a 400 (its OpenAI compatibility page), so they are left out or refused here
+    "groq": {
+        **{name: Rule("sent", note="as the client sent it") for name in PARAMETERS},
+        "n": Rule("400", note="`n` > 1: one choice per request (`n: 1` is accepted)"),
+        "logprobs": Rule("dropped", note="Groq refuses `logprobs` and `top_logprobs`"),
+        "message name": Rule("dropped", note="Groq refuses `messages[].name`"),
+        "logit_bias": Rule("dropped", note="Groq refuses `logit_bias`"),
+    },
     "anthropic": {
         "response_format": Rule(
             "sent",

@@ -30,6 +30,10 @@ _NEVER_FORWARDED = frozenset(
 )
 
 
+#: Azure OpenAI's API versions: ``v1``, or a dated one (``2024-10-21``, ``2025-04-01-preview``).
+_API_VERSION = r"^(v1|\d{4}-\d{2}-\d{2}(-preview)?)$"
+
+
 class Timeouts(ConfigSection):
     """Seconds. ``read`` bounds each wait for upstream bytes (the first byte and every gap in a stream);
     ``first_byte`` and ``idle`` tighten those two waits separately."""
@@ -89,12 +93,17 @@ class ProviderSettings(ConfigSection):
     #: completions. Unset: only OpenAI's own API (provider ``openai`` at its default base URL) does.
     #: Only ``openai`` deployments can be set to true.
     responses_api: bool | None = None
+    #: Azure OpenAI only: the ``api-version`` of its dated API (``2024-10-21`` when unset), or ``v1``
+    #: for its v1 API (``{endpoint}/openai/v1/...``, no dated version).
+    api_version: str | None = Field(default=None, pattern=_API_VERSION)
 
 
 class DeploymentConfig(ConfigSection):
     """One place a model can be served from: a provider, its model name, and how to reach it."""
 
-    #: ``openai`` (and any OpenAI-compatible server), ``anthropic``, ``gemini`` or ``ollama``.
+    #: ``openai`` (and any OpenAI-compatible server), ``anthropic``, ``gemini``, ``ollama``, ``azure``
+    #: (Azure OpenAI), or an OpenAI-compatible preset: ``vllm``, ``groq``, ``deepseek``, ``mistral``,
+    #: ``openrouter``, ``together``.
     provider: str = "openai"
     #: The model name the provider knows.
     model: str
@@ -110,6 +119,8 @@ class DeploymentConfig(ConfigSection):
     timeouts: Timeouts | None = None
     #: As in ``providers``.
     responses_api: bool | None = None
+    #: As in ``providers``.
+    api_version: str | None = Field(default=None, pattern=_API_VERSION)
     #: Relative share of traffic when the model's strategy is ``weighted``.
     weight: float = Field(default=1.0, gt=0)
     #: Ask for usage in streams (``stream_options.include_usage``); turn off for OpenAI-compatible

@@ -6,8 +6,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from pydantic import ValidationError
+
 from ..kernel.errors import ConfigError, NotFound, clip
-from ..providers import ADAPTERS, Deployment, ProviderAdapter, Timeout
+from ..providers import ADAPTERS, PRESETS, Deployment, ProviderAdapter, Timeout
 from .config import DeploymentConfig, ProviderSettings, RouterConfig, Timeouts
 
 
@@ -16,7 +18,9 @@ class EnvProvider:
     """The environment variables a provider's own SDK reads."""
 
     key_vars: tuple[str, ...]
-    base_url_var: str
+    base_url_var: str | None
+    #: Offered only when both the key and the base URL are set (a provider with no default URL).
+    needs_base_url: bool = False
 
 
 ENV_PROVIDERS: dict[str, EnvProvider] = {
@@ -24,7 +28,12 @@ ENV_PROVIDERS: dict[str, EnvProvider] = {
     "anthropic": EnvProvider(("ANTHROPIC_API_KEY",), "ANTHROPIC_BASE_URL"),
     "gemini": EnvProvider(("GEMINI_API_KEY", "GOOGLE_API_KEY"), "GEMINI_BASE_URL"),
     "ollama": EnvProvider((), "OLLAMA_HOST"),
+    # the variables of the openai SDK's AzureOpenAI client (its OPENAI_API_VERSION too, read below)
+    "azure": EnvProvider(("AZURE_OPENAI_API_KEY",), "AZURE_OPENAI_ENDPOINT", needs_base_url=True),
+    **{name: EnvProvider((preset.key_env,), None) for name, preset in PRESETS.items()},
 }
+#: The openai SDK's variable for Azure's API version.
+_AZURE_VERSION_VAR = "OPENAI_API_VERSION"
 
 _MAX_PREFIX_CACHE = 1024
 
@@ -76,11 +85,22 @@ class ModelRegistry:
                 if name in settings or name not in ADAPTERS:
                     continue
                 key_var = next((var for var in spec.key_vars if self._env.get(var)), None)
-                base_url = self._env.get(spec.base_url_var)
+                base_url = self._env.get(spec.base_url_var) if spec.base_url_var else None
+                if spec.needs_base_url and not (key_var and base_url):
+                    continue
                 # Ollama needs no key, but is offered only where OLLAMA_HOST says it runs: a gateway
                 # lists what can answer, not a local default that may not be there
                 if key_var or base_url:
-                    settings[name] = ProviderSettings(base_url=base_url or None, api_key_env=key_var)
+                    version = self._env.get(_AZURE_VERSION_VAR) if name == "azure" else None
+                    try:
+                        settings[name] = ProviderSettings(
+                            base_url=base_url or None, api_key_env=key_var, api_version=version or None
+                        )
+                    except ValidationError:
+                        raise ConfigError(
+                            f"{_AZURE_VERSION_VAR}={version!r} is not an Azure OpenAI API version: write "
+                            "v1 or a dated version (2024-10-21)."
+                        ) from None
         return settings
 
     def _adapter(self, provider: str) -> ProviderAdapter:
@@ -92,9 +112,21 @@ class ModelRegistry:
     def _deployment(self, cfg: DeploymentConfig, *, strict: bool) -> Deployment:
         adapter = self._adapter(cfg.provider)
         shared = self._providers.get(cfg.provider, ProviderSettings())
-        base_url = _normalise_base_url(cfg.base_url or shared.base_url or adapter.default_base_url)
+        configured_url = cfg.base_url or shared.base_url or adapter.default_base_url
+        if not configured_url:
+            hint = ENV_PROVIDERS.get(cfg.provider)
+            var = f", or {hint.base_url_var}" if hint and hint.base_url_var else ""
+            raise ConfigError(
+                f"The {cfg.provider} deployment of '{cfg.model}' has no base_url: set it to the "
+                f"resource's endpoint (https://NAME.openai.azure.com){var}."
+            )
+        base_url = _normalise_base_url(configured_url)
         api_key = self._key(cfg.api_key, cfg.api_key_env) or self._key(shared.api_key, shared.api_key_env)
-        if strict and adapter.requires_api_key and not api_key and base_url == adapter.default_base_url:
+        headers = {**shared.headers, **cfg.headers}
+        # an Entra ID token in the authorization header stands in for Azure's key
+        token = any(name.lower() == "authorization" for name in headers)
+        own_url = base_url == adapter.default_base_url or cfg.provider == "azure"
+        if strict and adapter.requires_api_key and not api_key and not token and own_url:
             hint = ENV_PROVIDERS.get(cfg.provider)
             var = hint.key_vars[0] if hint and hint.key_vars else "api_key_env"
             raise ConfigError(
@@ -102,6 +134,12 @@ class ModelRegistry:
                 f"api_key_env, or {var}."
             )
         responses_api = cfg.responses_api if cfg.responses_api is not None else shared.responses_api
+        api_version = cfg.api_version or shared.api_version
+        if api_version and cfg.provider != "azure":
+            raise ConfigError(
+                f"api_version is set for the {cfg.provider} deployment of '{cfg.model}': only azure "
+                "deployments (Azure OpenAI) take an API version."
+            )
         if responses_api and cfg.provider != "openai":
             raise ConfigError(
                 f"responses_api is set for the {cfg.provider} deployment of '{cfg.model}': only openai "
@@ -114,11 +152,12 @@ class ModelRegistry:
             model=cfg.model,
             base_url=base_url,
             api_key=api_key,
-            headers=tuple({**shared.headers, **cfg.headers}.items()),
+            headers=tuple(headers.items()),
             timeout=_timeout(cfg.timeouts or shared.timeouts),
             weight=cfg.weight,
             stream_usage=cfg.stream_usage,
             responses_api=responses_api,
+            api_version=api_version,
         )
 
     def _key(self, value: object, env_var: str | None) -> str | None:

@@ -27,7 +27,7 @@ from ..kernel.errors import GatewayError, InvalidRequest, UpstreamError
 from ..providers import Deployment, TranslatedResponse, UpstreamRequest
 from ..providers._translate import loads_object
 from ..providers.base import StreamTranslator
-from ..providers.openai import OpenAIAdapter
+from ..providers.openai import OPENAI_BASE_URL
 from ..translate.responses import ResponsesStream, chat_request, response_answer
 from .answer import STREAM_ERROR_EVENT
 from .dialect import DialectRequest, serve
@@ -56,7 +56,7 @@ def serves_responses(deployment: Deployment) -> bool:
         return False
     if deployment.responses_api is not None:
         return deployment.responses_api
-    return deployment.base_url == OpenAIAdapter.default_base_url
+    return deployment.base_url == OPENAI_BASE_URL
 
 
 def upstream_request(deployment: Deployment, raw: bytes, model: str) -> UpstreamRequest:

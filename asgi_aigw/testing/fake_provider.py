@@ -18,13 +18,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
 from ..kernel.lifespan import serve_lifespan
 from ..kernel.types import Message, Receive, Scope, Send
 from . import _anthropic_format as anthropic_format
+from . import _azure_format as azure_format
 from . import _gemini_format as gemini_format
 from . import _ollama_format as ollama_format
 from . import _openai_format as openai_format
@@ -57,6 +58,10 @@ class FakeBehaviour:
     #: Refuse for safety reasons: Gemini blocks the prompt (``promptFeedback.blockReason``), Anthropic
     #: answers ``stop_reason: refusal``.
     blocked: bool = False
+    #: Azure OpenAI's content filter: ``"prompt"`` blocks the prompt (400 ``content_filter``),
+    #: ``"completion"`` withholds the whole answer, ``"partial"`` stops it half way (both end with
+    #: ``finish_reason: "content_filter"``).
+    content_filter: Literal["prompt", "completion", "partial"] | None = None
     #: Answer past the output cap the request set (``max_tokens`` and its native names), as a
     #: misbehaving upstream would: the whole answer, and usage that reports all of it.
     ignore_output_cap: bool = False
@@ -92,7 +97,13 @@ class FakeProvider:
     - Anthropic: ``/v1/messages`` (JSON and SSE events), ``/v1/messages/count_tokens``;
     - Gemini: ``/v1beta/models/{model}:generateContent``, ``:streamGenerateContent?alt=sse``,
       ``:embedContent``, ``:batchEmbedContents``;
-    - Ollama: ``/api/chat`` (NDJSON stream or one object), ``/api/embed``.
+    - Ollama: ``/api/chat`` (NDJSON stream or one object), ``/api/embed``;
+    - Azure OpenAI: ``/openai/deployments/{deployment}/chat/completions?api-version=V`` and
+      ``.../embeddings``, ``/openai/v1/chat/completions`` and ``/openai/v1/embeddings``;
+    - Mistral's departures from the OpenAI format under ``/mistral/v1/`` (it refuses
+      ``stream_options`` and ``max_completion_tokens``, and sends usage on a stream's last chunk), and
+      Groq's under ``/groq/v1/`` (it refuses ``logprobs``, ``top_logprobs``, ``logit_bias``, message
+      names and ``n`` other than 1).
 
     Every format answers from the same :meth:`plan_turn`, so answers and token counts agree.
     """
@@ -101,6 +112,9 @@ class FakeProvider:
         self.behaviour = behaviour or FakeBehaviour()
         self.default_model = model
         self.requests: list[ReceivedRequest] = []
+        #: Azure deployments served, by name, with the model each reports; empty: any name is served
+        #: (reporting itself as the model).
+        self.azure_deployments: dict[str, str] = {}
         #: Streams the client (the gateway) closed before they ended.
         self.disconnects = 0
         #: Streams that ran to their end.
@@ -168,8 +182,11 @@ class FakeProvider:
         self, request: ReceivedRequest, behaviour: FakeBehaviour, receive: Receive, send: Send
     ) -> None:
         path = request.path.rstrip("/")
-        if path.endswith("/chat/completions") and request.method == "POST":
-            await openai_format.chat(self, request, behaviour, receive, send)
+        if azure_format.is_azure_path(path) and request.method == "POST":
+            await azure_format.dispatch(self, request, behaviour, receive, send)
+        elif path.endswith("/chat/completions") and request.method == "POST":
+            flavour = _FLAVOURS.get(path.split("/", 2)[1], openai_format.OPENAI)
+            await openai_format.chat(self, request, behaviour, receive, send, flavour)
         elif path.endswith("/embeddings") and request.method == "POST":
             await openai_format.embeddings(self, request, behaviour, send)
         elif path.endswith("/models") and request.method == "GET":
@@ -348,6 +365,9 @@ class FakeProvider:
         finally:
             watcher.cancel()
 
+
+#: OpenAI-compatible servers whose departures the fake speaks, by the first segment of the path.
+_FLAVOURS = {"mistral": openai_format.MISTRAL, "groq": openai_format.GROQ}
 
 app = FakeProvider()
 """A module-level instance for ``uvicorn asgi_aigw.testing.fake_provider:app``."""

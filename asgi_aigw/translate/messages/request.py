@@ -39,7 +39,7 @@ DROPPED_CACHE_CONTROL = "cache_control"
 DROPPED_THINKING_BLOCKS = "thinking_blocks"
 
 #: Providers without ``top_k`` in their chat API (OpenAI refuses unknown request fields).
-_NO_TOP_K = frozenset({"openai"})
+_NO_TOP_K = frozenset({"openai", "azure"})
 #: Thinking modes that ask for nothing.
 _THINKING_OFF = frozenset({"disabled"})
 #: Block fields that are no part of what the model reads.
