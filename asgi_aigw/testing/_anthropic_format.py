@@ -120,13 +120,14 @@ def _unsigned_turn(messages: Any) -> str | None:
         return None
     content = messages[turns[-1]].get("content")
     first = content[0] if isinstance(content, list) and content else None
-    kind = first.get("type") if isinstance(first, dict) else "text"
-    if kind in ("thinking", "redacted_thinking"):
-        return (
-            None
-            if kind != "thinking" or first.get("signature") == SIGNATURE
-            else (f"messages.{turns[-1]}.content.0: Invalid `signature` in `thinking` block")
-        )
+    first = first if isinstance(first, dict) else {"type": "text"}
+    kind = first.get("type")
+    if kind == "redacted_thinking":
+        return None
+    if kind == "thinking":
+        if first.get("signature") == SIGNATURE:
+            return None
+        return f"messages.{turns[-1]}.content.0: Invalid `signature` in `thinking` block"
     return (
         f"messages.{turns[-1]}.content.0.type: Expected `thinking` or `redacted_thinking`, but found "
         f"`{kind}`. When `thinking` is enabled, a final `assistant` message must start with a thinking "
