@@ -171,17 +171,41 @@ class Stack(WholeStack):
         )
 
 
-@pytest.fixture
-async def stack(redis_url: str, redis_prefix: str, tmp_path: Path) -> AsyncIterator[Stack]:
-    deployment = DeploymentConfig(
-        provider="gemini", model="gemini-2.5-flash", base_url=GEMINI_URL, api_key="test-gemini-key-not-real"
-    )  # type: ignore[call-arg]
+async def stack_of(provider: str, redis_url: str, redis_prefix: str, tmp_path: Path) -> AsyncIterator[Stack]:
+    _, model, url, key = next(v for v in PROVIDERS.values() if v[0] == provider)
+    deployment = DeploymentConfig(provider=provider, model=model, base_url=url, api_key=key)  # type: ignore[arg-type]
     settings = whole_stack_config("thinker", deployment, redis_url, redis_prefix, tmp_path, 1_000_000)
     settings.redact = RedactConfig(regex_only=True)
     assert settings.cache is not None
     settings.cache.vector_store = None  # exact hits are enough here
-    async for built in whole_stack(Stack, settings, GEMINI_URL, redis_url, redis_prefix):
+    async for built in whole_stack(Stack, settings, url, redis_url, redis_prefix):
         yield built
+
+
+@pytest.fixture
+async def stack(redis_url: str, redis_prefix: str, tmp_path: Path) -> AsyncIterator[Stack]:
+    async for built in stack_of("gemini", redis_url, redis_prefix, tmp_path):
+        yield built
+
+
+@pytest.fixture
+async def claude_stack(redis_url: str, redis_prefix: str, tmp_path: Path) -> AsyncIterator[Stack]:
+    async for built in stack_of("anthropic", redis_url, redis_prefix, tmp_path):
+        yield built
+
+
+async def test_the_budget_cap_bounds_thinking_and_answer(claude_stack: Stack) -> None:
+    """The budget layer reserves its default cap (4096) for a request without one and sends it: the
+    thinking fits inside that cap, which is not raised past what was reserved."""
+    answer = await claude_stack.client.chat.completions.create(
+        model="thinker", messages=[{"role": "user", "content": QUESTION}], reasoning_effort="high"
+    )
+    assert reasoning_of(answer.choices[0].message) == f"Considering: {QUESTION}"
+    sent = claude_stack.fake.last_request.json
+    assert sent["max_tokens"] == 4096
+    assert sent["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+    (row,) = await claude_stack.rows()
+    assert row["token_estimate"] >= row["prompt_tokens"] + sent["max_tokens"]
 
 
 async def test_whole_stack_restores_caches_and_logs_the_thinking(stack: Stack) -> None:
@@ -214,10 +238,28 @@ async def test_whole_stack_restores_caches_and_logs_the_thinking(stack: Stack) -
         "".join(d.get("reasoning_content") or "" for d in deltas) == f"Considering: Write to {email} please"
     )
     assert len(stack.fake.requests) == 1
+    # the budget layer's cap reached Gemini, where it bounds thoughts and answer together
+    assert stack.fake.requests[0].json["generationConfig"]["maxOutputTokens"] == 4096
+
+    # a live stream: the placeholder is restored in the reasoning deltas as they pass
+    live = await stack.http.post(
+        "/ai/v1/chat/completions",
+        json={
+            "model": "thinker",
+            "messages": [{"role": "user", "content": f"Mail {email}"}],
+            "reasoning_effort": "medium",
+            "stream": True,
+        },
+        headers={"x-tenant-id": "acme"},
+    )
+    assert live.headers["x-aigw-cache"] == "miss"
+    deltas = [p["choices"][0]["delta"] for p in sse_payloads(live.text)[:-1] if p["choices"]]
+    assert "".join(d.get("reasoning_content") or "" for d in deltas) == f"Considering: Mail {email}"
+    assert email not in stack.fake.last_request.body.decode()
 
     rows = await stack.rows()
     # "Considering: Write to <EMAIL_ADDRESS_1> please": 5 words of thought, one token each
-    assert [row["reasoning_tokens"] for row in rows] == [5, 5, 5]
+    assert [row["reasoning_tokens"] for row in rows] == [5, 5, 5, 3]
     assert all(row["completion_tokens"] > row["reasoning_tokens"] for row in rows)
 
 

@@ -92,17 +92,21 @@ def test_anthropic_keeps_the_client_cap_and_thinks_within_half_of_it() -> None:
 
 def test_anthropic_cap_too_small_for_thinking_is_a_400_naming_the_figures() -> None:
     req, body = request({**ASK, "reasoning_effort": "low", "max_tokens": 2000})
-    with pytest.raises(InvalidRequest, match="at least 2048") as refused:
+    with pytest.raises(InvalidRequest, match="output cap of at least 2048 tokens") as refused:
         anthropic().chat_request(CLAUDE, req, body, stream=False)
     assert refused.value.param == "max_tokens"
     assert "2000" in refused.value.message
 
 
-def test_anthropic_effort_none_sends_no_thinking() -> None:
-    payload = native(anthropic(), CLAUDE, {**ASK, "reasoning_effort": "none", "temperature": 0.3})
+def test_anthropic_effort_none_is_mapped_to_no_thinking() -> None:
+    body = {**ASK, "reasoning_effort": "none", "temperature": 0.3}
+    payload = native(anthropic(), CLAUDE, body)
     assert "thinking" not in payload
     assert payload["max_tokens"] == 4096
     assert payload["temperature"] == 0.3
+    # mapped (to no thinking), so not reported as dropped
+    req, data = request(body)
+    assert anthropic().dropped_params(req, data) == []
 
 
 def test_unknown_effort_is_a_400() -> None:
@@ -147,6 +151,11 @@ def test_anthropic_tool_results_without_the_signed_turn_are_sent_without_thinkin
     assert payload["messages"][1]["content"][0]["type"] == "tool_use"
     req, data = request(body)
     assert "reasoning_effort" in anthropic().dropped_params(req, data)
+    # the turn that called the tool (the user's question last) thinks
+    asking = {**body, "messages": TOOL_ROUND_TRIP["messages"][:2], "tools": [LOOKUP]}
+    assert native(anthropic(), CLAUDE, asking)["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+    req, data = request(asking)
+    assert anthropic().dropped_params(req, data) == []
 
 
 def test_anthropic_tool_results_with_thinking_blocks_keep_thinking() -> None:
@@ -249,6 +258,7 @@ def test_anthropic_thinking_deltas_stream_as_reasoning_content() -> None:
     ("effort", "budget"), [("none", 0), ("minimal", 128), ("low", 1024), ("medium", 2048), ("high", 4096)]
 )
 def test_gemini_25_takes_a_thinking_budget(effort: str, budget: int) -> None:
+    assert "generationConfig" not in native(gemini(), FLASH, ASK)  # none without reasoning_effort
     payload = native(gemini(), FLASH, {**ASK, "reasoning_effort": effort, "max_tokens": 8000})
     assert payload["generationConfig"] == {
         "maxOutputTokens": 8000,
@@ -264,10 +274,6 @@ def test_gemini_3_takes_a_thinking_level(effort: str, level: str) -> None:
         "thinkingLevel": level,
         "includeThoughts": effort != "none",
     }
-
-
-def test_gemini_without_effort_sends_no_thinking_config() -> None:
-    assert "generationConfig" not in native(gemini(), FLASH, ASK)
 
 
 GEMINI_THOUGHTS = {
@@ -355,11 +361,8 @@ def test_gemini_thought_parts_stream_as_reasoning_content() -> None:
     [("none", False), ("minimal", "low"), ("low", "low"), ("medium", "medium"), ("high", "high")],
 )
 def test_ollama_takes_think(effort: str, think: Any) -> None:
+    assert "think" not in native(ollama(), LLAMA, ASK)  # none without reasoning_effort
     assert native(ollama(), LLAMA, {**ASK, "reasoning_effort": effort})["think"] == think
-
-
-def test_ollama_without_effort_sends_no_think() -> None:
-    assert "think" not in native(ollama(), LLAMA, ASK)
 
 
 def test_ollama_thinking_comes_back_as_reasoning_content() -> None:

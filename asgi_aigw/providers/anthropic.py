@@ -165,9 +165,10 @@ def _thinking(
     budget = min(budget, cap // 2)
     if budget < r.ANTHROPIC_MIN_BUDGET:
         raise InvalidRequest(
-            f"reasoning_effort {effort!r} needs max_tokens of at least {2 * r.ANTHROPIC_MIN_BUDGET} for "
-            f"Anthropic (thinking takes at least {r.ANTHROPIC_MIN_BUDGET} tokens of the cap, and the "
-            f"answer the rest); max_tokens is {cap}. Raise it, or leave reasoning_effort out.",
+            f"reasoning_effort {effort!r} needs an output cap of at least {2 * r.ANTHROPIC_MIN_BUDGET} "
+            f"tokens for Anthropic (thinking takes at least {r.ANTHROPIC_MIN_BUDGET} tokens of the cap, "
+            f"the answer the rest); the cap is {cap}. Raise max_tokens (or max_completion_tokens), or "
+            "leave reasoning_effort out.",
             param="max_tokens",
         )
     return {"type": "enabled", "budget_tokens": budget}, cap
