@@ -155,6 +155,21 @@ async def test_anthropic_tool_loop_with_thinking_runs_to_the_answer(
     await client.close()
 
 
+@pytest.mark.e2e
+async def test_responses_clients_get_gemini_reasoning_tokens(gateway: str, fake: FakeProvider) -> None:
+    client = sdk(gateway)
+    response = await client.responses.create(
+        model="gemini", input=QUESTION, reasoning={"effort": "low"}, store=False
+    )
+    assert response.output_text == f"Echo: {QUESTION}"
+    assert fake.last_request.json["generationConfig"]["thinkingConfig"]["thinkingBudget"] == 1024
+    assert response.usage is not None
+    # the fake's thought is 6 words, one token each, counted in the output as OpenAI counts reasoning
+    assert response.usage.output_tokens_details.reasoning_tokens == 6
+    assert response.usage.output_tokens == 6 + 6
+    await client.close()
+
+
 # -- the whole stack ----------------------------------------------------------------------------------
 
 
