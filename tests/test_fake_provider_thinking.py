@@ -62,10 +62,10 @@ async def test_anthropic_takes_a_tool_loop_whose_turn_starts_with_its_signed_thi
     loop = orjson.loads(orjson.dumps(TOOL_LOOP))
     loop[1]["content"].insert(0, signed)
     assert (await http.post("/v1/messages", json={**CLAUDE, "messages": loop})).status_code == 200
-    loop[1]["content"][0] = {**signed, "signature": "Zm9yZ2Vk"}
-    forged = await http.post("/v1/messages", json={**CLAUDE, "messages": loop})
-    assert forged.status_code == 400
-    assert "Invalid `signature`" in forged.json()["error"]["message"]
+    loop[1]["content"][0] = {"type": "thinking", "thinking": "List files."}
+    unsigned = await http.post("/v1/messages", json={**CLAUDE, "messages": loop})
+    assert unsigned.status_code == 400
+    assert "thinking.signature: Field required" in unsigned.json()["error"]["message"]
 
 
 async def test_anthropic_answers_with_a_thinking_block_counted_in_output(http: httpx.AsyncClient) -> None:
