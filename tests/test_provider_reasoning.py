@@ -144,15 +144,18 @@ def test_anthropic_thinking_with_a_forced_tool_is_a_400(choice: Any) -> None:
 
 
 def test_anthropic_tool_results_without_the_signed_turn_are_sent_without_thinking() -> None:
-    body = {**TOOL_ROUND_TRIP, "reasoning_effort": "medium"}
+    body = {**TOOL_ROUND_TRIP, "reasoning_effort": "medium", "temperature": 0.2, "top_p": 0.9}
     payload = native(anthropic(), CLAUDE, body)
     # Anthropic would refuse thinking here (the tool-calling turn lacks its thinking block)
     assert "thinking" not in payload
     assert payload["messages"][1]["content"][0]["type"] == "tool_use"
+    # without thinking, the usual rules: temperature wins over top_p
+    assert payload["temperature"] == 0.2
+    assert "top_p" not in payload
     req, data = request(body)
-    assert "reasoning_effort" in anthropic().dropped_params(req, data)
+    assert anthropic().dropped_params(req, data) == ["reasoning_effort", "top_p"]
     # the turn that called the tool (the user's question last) thinks
-    asking = {**body, "messages": TOOL_ROUND_TRIP["messages"][:2], "tools": [LOOKUP]}
+    asking = {**TOOL_ROUND_TRIP, "messages": TOOL_ROUND_TRIP["messages"][:2], "reasoning_effort": "medium"}
     assert native(anthropic(), CLAUDE, asking)["thinking"] == {"type": "enabled", "budget_tokens": 2048}
     req, data = request(asking)
     assert anthropic().dropped_params(req, data) == []

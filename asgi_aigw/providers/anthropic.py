@@ -429,14 +429,15 @@ class AnthropicAdapter(t.NativeAdapter):
 
     def _dropped_values(self, request: ChatCompletionRequest) -> list[str]:
         effort = r.effort(request.model_extra)
-        if effort is not None and effort != "none" and _unsigned_tool_turn(request):
-            return ["reasoning_effort"]  # sent without thinking (see _unsigned_tool_turn)
-        sent = t.sampling(request, request.model_extra or {}, _SAMPLING)
-        thinking = effort is not None and effort != "none"
-        dropped = _thinking_refuses(sent) if thinking else []
+        asked = effort is not None and effort != "none"
+        unsigned = asked and _unsigned_tool_turn(request)
+        # sent without thinking when the tool turn lacks its signed block (see _unsigned_tool_turn)
+        dropped = ["reasoning_effort"] if unsigned else []
+        if asked and not unsigned:
+            dropped.extend(_thinking_refuses(t.sampling(request, request.model_extra or {}, _SAMPLING)))
         if "temperature" not in dropped and request.temperature is not None and request.top_p is not None:
             dropped.append("top_p")
-        return list(dict.fromkeys(dropped))
+        return dropped
 
     def native_chat(
         self, deployment: Deployment, request: ChatCompletionRequest, body: dict[str, Any], *, stream: bool
