@@ -275,7 +275,7 @@ async def test_a_json_answer_with_cached_and_reasoning_tokens_is_priced_exactly(
     app = stack(ResponsesApp(body=response("Paris.", USAGE)), store, limits=Limits(cost_per_day=10.0))
     assert (await post(app, ask(max_output_tokens=1000))).status_code == 200
     ctx = app.contexts[0]
-    assert ctx.usage == Usage(5000, 400, 5400, 3000)
+    assert ctx.usage == Usage(5000, 400, 5400, 3000, reasoning_tokens=300)
     # (2000 x 1.25 + 3000 x 0.125 + 400 x 10.00) / 1e6 dollars: the 300 reasoning tokens at the output price
     assert nanos(5000, 400, cached=3000) == 6_875_000
     used = await usage_of(store, "acme")
@@ -290,7 +290,7 @@ async def test_a_stream_with_cached_and_reasoning_tokens_is_priced_exactly(store
     answer = await post(app, ask(max_output_tokens=1000, stream=True))
     assert answer.status_code == 200
     assert "response.completed" in answer.text
-    assert app.contexts[0].usage == Usage(5000, 400, 5400, 3000)
+    assert app.contexts[0].usage == Usage(5000, 400, 5400, 3000, reasoning_tokens=300)
     used = await usage_of(store, "acme")
     assert used["cost_per_day"] == 6_875_000
     assert used["tokens_per_month"] == 5400

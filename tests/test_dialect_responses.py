@@ -102,7 +102,9 @@ def test_one_answer_per_request() -> None:
 
 
 def test_usage_counts_cache_reads_and_writes_in_the_input_and_reasoning_in_the_output() -> None:
-    assert RESPONSES.usage({"usage": USAGE}) == Usage(120, 40, 160, 100, cache_write_tokens=15)
+    assert RESPONSES.usage({"usage": USAGE}) == Usage(
+        120, 40, 160, 100, cache_write_tokens=15, reasoning_tokens=25
+    )
     # cache_write_tokens is optional in older answers
     minimal = {"input_tokens": 5, "output_tokens": 2, "input_tokens_details": {"cached_tokens": 0}}
     assert RESPONSES.usage({"usage": minimal}) == Usage(5, 2, 7, 0)
@@ -158,7 +160,7 @@ def test_stream_meter_reads_typed_events() -> None:
     meter.feed(
         "response.completed", {"type": "response.completed", "response": _response("completed", USAGE)}
     )
-    assert meter.usage == Usage(120, 40, 160, 100, cache_write_tokens=15)
+    assert meter.usage == Usage(120, 40, 160, 100, cache_write_tokens=15, reasoning_tokens=25)
 
 
 @pytest.mark.parametrize("final", ["response.incomplete", "response.failed"])
@@ -193,5 +195,5 @@ def test_sdk_answer_is_read() -> None:
             "usage": USAGE,
         }
     ).model_dump(mode="json")
-    assert RESPONSES.usage(answer) == Usage(120, 40, 160, 100, cache_write_tokens=15)
+    assert RESPONSES.usage(answer) == Usage(120, 40, 160, 100, cache_write_tokens=15, reasoning_tokens=25)
     assert RESPONSES.answer_text(answer).endswith('lookup{"query":"cats"}')

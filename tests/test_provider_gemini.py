@@ -184,12 +184,14 @@ def test_text_answer_translates_back_with_usage() -> None:
         "chatcmpl-mAitaLmkHPPlz7IPvtfUqQ4",
         "gemini-2.5-flash",
         text_choice("Hello! How can I help?"),
-        # thinking tokens count as completion tokens, as OpenAI counts reasoning tokens
+        # thinking tokens count as completion tokens, as OpenAI counts reasoning tokens, and are
+        # named apart in completion_tokens_details
         {
             "prompt_tokens": 8,
             "completion_tokens": 26,
             "total_tokens": 34,
             "prompt_tokens_details": {"cached_tokens": 4},
+            "completion_tokens_details": {"reasoning_tokens": 20},
         },
     )
 

@@ -357,15 +357,24 @@ async def test_events_leave_as_they_come_and_a_disconnect_closes_the_upstream(mo
 async def test_fields_the_provider_has_no_place_for_are_reported_under_their_responses_names(
     client: httpx.AsyncClient, fake: FakeProvider
 ) -> None:
-    body = {**HELLO, "model": "claude", "reasoning": {"effort": "low"}, "metadata": {"team": "a"}}
+    body = {**HELLO, "model": "claude", "text": {"verbosity": "low"}, "metadata": {"team": "a"}}
     response = await client.post("/v1/responses", json=body)
     assert response.status_code == 200, response.text
     dropped = response.headers["x-aigw-dropped-params"].split(",")
-    # the chat field reasoning_effort is the client's reasoning.effort
-    assert "reasoning.effort" in dropped
-    assert "reasoning_effort" not in dropped
+    # the chat field verbosity is the client's text.verbosity
+    assert "text.verbosity" in dropped
+    assert "verbosity" not in dropped
     assert "metadata" in dropped
-    assert "reasoning" not in fake.last_request.json
+    assert "verbosity" not in fake.last_request.json
+    # reasoning.effort becomes reasoning_effort, which Anthropic takes as extended thinking
+    thinking = await client.post(
+        "/v1/responses",
+        json={**HELLO, "model": "claude", "reasoning": {"effort": "low"}, "max_output_tokens": 4096},
+    )
+    assert thinking.status_code == 200, thinking.text
+    assert "x-aigw-dropped-params" not in thinking.headers
+    assert fake.last_request.json["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+    assert fake.last_request.json["max_tokens"] == 4096
     # passed through, nothing is left out
     passed = await client.post("/v1/responses", json={**body, "model": "gpt"})
     assert "x-aigw-dropped-params" not in passed.headers

@@ -1,9 +1,10 @@
 """A cached answer: assembled from a JSON answer or an SSE stream, replayed as either.
 
-What is kept is the final answer (text or tool calls, finish reason, usage, model, ``service_tier``,
-``annotations``) and the headers that say who answered (``x-aigw-provider``, ``x-aigw-model``,
-``x-aigw-deployment``), never the provider's ids: every replay gets a fresh ``chatcmpl-`` id and the
-current time, like a live answer. A hit looks like the miss that stored it; only the cache headers differ.
+What is kept is the final answer (text or tool calls, the thinking text a provider returned as
+``reasoning_content``, finish reason, usage, model, ``service_tier``, ``annotations``) and the headers
+that say who answered (``x-aigw-provider``, ``x-aigw-model``, ``x-aigw-deployment``), never the
+provider's ids: every replay gets a fresh ``chatcmpl-`` id and the current time, like a live answer.
+A hit looks like the miss that stored it; only the cache headers differ.
 
 This is the chat dialect's entry; an entry names its dialect (``"dialect": "messages"``, see
 :mod:`.replay_messages`), and one without that field is a chat entry, as every entry stored before
@@ -46,11 +47,15 @@ class CachedAnswer:
     #: :data:`REPLAYED_HEADERS` of the answer that was stored, as (name, value) text pairs.
     headers: list[tuple[str, str]] | None = None
     created_at: float = field(default_factory=time.time)
+    #: The message's ``reasoning_content`` (the provider's thinking text), ``None`` when it had none.
+    reasoning_content: str | None = None
     _json_tail: bytes | None = field(default=None, repr=False, compare=False)
 
     # -- storage --------------------------------------------------------------------------------------
 
     def to_bytes(self) -> bytes:
+        # reasoning_content is stored only when there is some: entries without it stay as they were
+        thinking = {"reasoning_content": self.reasoning_content} if self.reasoning_content is not None else {}
         return encode_entry(
             None,
             {
@@ -63,6 +68,7 @@ class CachedAnswer:
                 "system_fingerprint": self.system_fingerprint,
                 "service_tier": self.service_tier,
                 "annotations": self.annotations,
+                **thinking,
             },
             self.headers,
             self.created_at,
@@ -86,6 +92,7 @@ class CachedAnswer:
             annotations=data.get("annotations") if isinstance(data.get("annotations"), list) else None,
             headers=stored_headers(data),
             created_at=stored_at(data),
+            reasoning_content=_str_or_none(data.get("reasoning_content")),
         )
 
     # -- capture --------------------------------------------------------------------------------------
@@ -117,6 +124,7 @@ class CachedAnswer:
             system_fingerprint=data.get("system_fingerprint"),
             service_tier=_str_or_none(data.get("service_tier")),
             annotations=message["annotations"] if isinstance(message.get("annotations"), list) else None,
+            reasoning_content=_str_or_none(message.get("reasoning_content")),
         )
 
     def worth_storing(self, *, cache_tool_calls: bool) -> bool:
@@ -142,6 +150,8 @@ class CachedAnswer:
 
     def _message(self) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": self.content, "refusal": self.refusal}
+        if self.reasoning_content is not None:
+            message["reasoning_content"] = self.reasoning_content
         if self.annotations is not None:
             message["annotations"] = self.annotations
         if self.tool_calls:
@@ -193,6 +203,10 @@ class CachedAnswer:
             return encode_data(orjson.dumps(data))
 
         events = [chunk({"role": "assistant", "content": "" if self.content is not None else None})]
+        if self.reasoning_content:
+            # thinking streams before the answer, as it did live
+            pieces = split_pieces(self.reasoning_content)
+            events.extend(chunk({"reasoning_content": piece}) for piece in pieces)
         if self.content:
             events.extend(chunk({"content": piece}) for piece in split_pieces(self.content))
         if self.refusal:
@@ -241,6 +255,7 @@ class StreamAssembler:
     __slots__ = (
         "_annotations",
         "_content",
+        "_reasoning",
         "_refusal",
         "_tools",
         "failed",
@@ -253,6 +268,7 @@ class StreamAssembler:
 
     def __init__(self) -> None:
         self._content: list[str] = []
+        self._reasoning: list[str] = []
         self._refusal: list[str] = []
         self._tools: dict[int, dict[str, Any]] = {}
         self._annotations: list[Any] = []
@@ -289,6 +305,8 @@ class StreamAssembler:
                 self._content.append(delta["content"])
             if isinstance(delta.get("refusal"), str):
                 self._refusal.append(delta["refusal"])
+            if isinstance(delta.get("reasoning_content"), str):
+                self._reasoning.append(delta["reasoning_content"])
             if isinstance(delta.get("annotations"), list):
                 self._annotations.extend(delta["annotations"])
             for call in delta.get("tool_calls") or ():
@@ -328,4 +346,5 @@ class StreamAssembler:
             system_fingerprint=self.fingerprint,
             service_tier=self.service_tier,
             annotations=self._annotations or None,
+            reasoning_content="".join(self._reasoning) or None,
         )

@@ -206,7 +206,7 @@ class CachedResponse:
                 "cache_write_tokens": usage.cache_write_tokens,
             },
             "output_tokens": usage.completion_tokens,
-            "output_tokens_details": {"reasoning_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
             "total_tokens": usage.total_tokens or usage.prompt_tokens + usage.completion_tokens,
         }
 

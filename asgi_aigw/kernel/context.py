@@ -60,6 +60,9 @@ class Usage:
     #: Input tokens written to the provider's prompt cache (Anthropic's ``cache_creation_input_tokens``,
     #: included in ``prompt_tokens``; priced above plain input).
     cache_write_tokens: int = 0
+    #: Output tokens spent thinking (OpenAI's ``completion_tokens_details.reasoning_tokens``, Gemini's
+    #: ``thoughtsTokenCount``), included in ``completion_tokens`` and priced as output.
+    reasoning_tokens: int = 0
 
     @classmethod
     def from_openai(cls, data: Any) -> Usage | None:
@@ -76,9 +79,11 @@ class Usage:
             cached = int(details.get("cached_tokens") or 0)
             # OpenAI reports prompt-cache writes here too (priced apart where a provider charges them)
             written = int(details.get("cache_write_tokens") or 0)
+            output = data.get("completion_tokens_details")
+            reasoning = int(output.get("reasoning_tokens") or 0) if isinstance(output, dict) else 0
         except (TypeError, ValueError):
             return None
-        return cls(prompt, completion, total, cached, cache_write_tokens=written)
+        return cls(prompt, completion, total, cached, cache_write_tokens=written, reasoning_tokens=reasoning)
 
     @classmethod
     def from_anthropic(cls, data: Any) -> Usage | None:
@@ -112,6 +117,8 @@ class Usage:
         }
         if self.cached_tokens:
             out["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        if self.reasoning_tokens:
+            out["completion_tokens_details"] = {"reasoning_tokens": self.reasoning_tokens}
         return out
 
 

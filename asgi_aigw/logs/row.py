@@ -49,6 +49,9 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     # prompt tokens written to the provider's prompt cache (Anthropic's cache_creation_input_tokens);
     # like cached_tokens (reads), included in prompt_tokens
     ("cache_write_tokens", "UInt32"),
+    # completion tokens spent thinking (OpenAI's reasoning_tokens, Gemini's thoughtsTokenCount);
+    # included in completion_tokens. Added to older tables by the sink.
+    ("reasoning_tokens", "UInt32"),
     ("usage_estimated", "Bool"),
     ("token_estimate", "Nullable(UInt32)"),
     ("cost", "Nullable(Float64)"),
@@ -107,6 +110,7 @@ def build_row(
         "total_tokens": usage.total_tokens if usage else 0,
         "cached_tokens": usage.cached_tokens if usage else 0,
         "cache_write_tokens": usage.cache_write_tokens if usage else 0,
+        "reasoning_tokens": usage.reasoning_tokens if usage else 0,
         "usage_estimated": usage.estimated if usage else False,
         "token_estimate": ctx.token_estimate,
         "cost": ctx.cost,

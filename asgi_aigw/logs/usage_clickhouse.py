@@ -20,7 +20,7 @@ _KEYS = {
 _FIGURES = """
     count(),
     sum(prompt_tokens), sum(completion_tokens), sum(total_tokens),
-    sum(cached_tokens), sum(cache_write_tokens),
+    sum(cached_tokens), sum(cache_write_tokens), sum(reasoning_tokens),
     sum(ifNull(cost, 0)),
     countIf(startsWith(cache_status, 'hit')),
     countIf(cache_status NOT IN ('', 'bypass')),

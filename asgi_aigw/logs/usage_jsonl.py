@@ -14,7 +14,14 @@ import orjson
 from .row import LogRow
 from .usage_row import UsageQuery, UsageRow, is_cache_hit, is_cache_lookup, usage_row
 
-_TOKENS = ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "cache_write_tokens")
+_TOKENS = (
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+)
 
 
 class _Group:

@@ -32,6 +32,8 @@ class UsageRow:
     #: Latency percentiles in ms (linear interpolation between the nearest requests).
     p50_ms: float
     p95_ms: float
+    #: Completion tokens spent thinking (included in ``completion_tokens``).
+    reasoning_tokens: int = 0
     tenant: str | None = None
     #: Who asked (``""``: requests that named no user).
     user: str | None = None
@@ -59,7 +61,7 @@ class UsageQuery:
 
 def usage_row(key: dict[str, Any], values: Sequence[Any]) -> UsageRow:
     """A row from its group key and its figures in :data:`FIGURES` order (both backends build with it)."""
-    requests, prompt, completion, total, cached, written, cost, hits, lookups, p50, p95 = values
+    requests, prompt, completion, total, cached, written, reasoning, cost, hits, lookups, p50, p95 = values
     return UsageRow(
         requests=int(requests),
         prompt_tokens=int(prompt),
@@ -67,6 +69,7 @@ def usage_row(key: dict[str, Any], values: Sequence[Any]) -> UsageRow:
         total_tokens=int(total),
         cached_tokens=int(cached),
         cache_write_tokens=int(written),
+        reasoning_tokens=int(reasoning),
         cost=float(cost),
         cache_hits=int(hits),
         cache_lookups=int(lookups),

@@ -207,9 +207,17 @@ class ContentFiltered(GatewayError):
 
 
 def choice(
-    index: int, text: str | None, tool_calls: list[dict[str, Any]] | None, finish: str | None
+    index: int,
+    text: str | None,
+    tool_calls: list[dict[str, Any]] | None,
+    finish: str | None,
+    reasoning: str | None = None,
 ) -> dict[str, Any]:
+    """An OpenAI choice; ``reasoning`` (the provider's thinking text) goes in ``reasoning_content``,
+    where DeepSeek, vLLM and LiteLLM put it and OpenAI-compatible clients read it."""
     message: dict[str, Any] = {"role": "assistant", "content": text if text or not tool_calls else None}
+    if reasoning:
+        message["reasoning_content"] = reasoning
     if tool_calls:
         message["tool_calls"] = tool_calls
     return {"index": index, "message": message, "logprobs": None, "finish_reason": finish}
@@ -332,6 +340,12 @@ class ChunkStream:
                 self._open(out)
             # the hottest path of a translated stream: the text is all that is serialised
             out.append(self._text_head + orjson.dumps(text) + _TEXT_END)
+
+    def reasoning(self, out: list[bytes], text: str) -> None:
+        """Thinking text, as ``delta.reasoning_content``."""
+        if text:
+            self._open(out)
+            out.append(self._chunk(b'{"reasoning_content":' + orjson.dumps(text) + b"}"))
 
     def tool_call_start(
         self, out: list[bytes], position: int, id: str, name: str, arguments: str = ""

@@ -5,6 +5,10 @@ Wire format as documented by Anthropic (docs.anthropic.com, "Messages" and "Stre
 - request: ``system`` is a top-level field (there is no system role), ``max_tokens`` is required,
   content is a list of blocks (``text``, ``image`` with a ``base64`` or ``url`` source, ``tool_use``,
   ``tool_result``), tools are ``{name, description, input_schema}``;
+- extended thinking: ``thinking: {type: enabled, budget_tokens}`` (at least 1024, below ``max_tokens``,
+  which bounds thinking and text together), with no ``temperature`` other than 1, no ``top_k``, ``top_p``
+  only from 0.95 to 1 and no forced tool use; answers carry ``thinking`` blocks (text and ``signature``),
+  streams ``thinking_delta`` and ``signature_delta``;
 - answer: ``content`` blocks, ``stop_reason`` (``end_turn``, ``max_tokens``, ``stop_sequence``,
   ``tool_use``, ``pause_turn``, ``refusal``) and ``usage`` (``input_tokens``, ``output_tokens``,
   ``cache_creation_input_tokens``, ``cache_read_input_tokens``);
@@ -23,6 +27,7 @@ from ..kernel.context import Usage
 from ..kernel.errors import GatewayError, InvalidRequest, UpstreamError, clip
 from ..kernel.models import ChatCompletionRequest, ChatMessage, ContentPart, EmbeddingRequest
 from ..kernel.sse import SSEDecoder
+from . import _reasoning as r
 from . import _translate as t
 from ._anthropic_schema import anthropic_schema
 from .base import Deployment, TranslatedResponse, UpstreamRequest
@@ -100,12 +105,93 @@ def _output_config(request: ChatCompletionRequest) -> dict[str, Any] | None:
     return {"format": {"type": "json_schema", "schema": anthropic_schema(schema, param="response_format")}}
 
 
-def _sampling(request: ChatCompletionRequest, body: dict[str, Any]) -> dict[str, Any]:
+def _sampling(request: ChatCompletionRequest, body: dict[str, Any], *, thinking: bool) -> dict[str, Any]:
     params = t.sampling(request, body, _SAMPLING)
+    if thinking:
+        # extended thinking refuses these (docs.anthropic.com, "Extended thinking"): they are sampling
+        # hints, so they are dropped with the header rather than the request refused
+        for name in _thinking_refuses(params):
+            params.pop(name)
     if "temperature" in params:
         # current Claude models refuse temperature with top_p: temperature wins (reported as dropped)
         params.pop("top_p", None)
     return params
+
+
+#: The ``top_p`` range extended thinking accepts.
+_THINKING_TOP_P = (0.95, 1.0)
+
+
+def _thinking_refuses(params: dict[str, Any]) -> list[str]:
+    """The sampling fields (native names, which are OpenAI's too) extended thinking refuses."""
+    refused = [name for name in ("top_k",) if name in params]
+    if params.get("temperature", 1) != 1:
+        refused.append("temperature")
+    low, high = _THINKING_TOP_P
+    if "top_p" in params and not low <= params["top_p"] <= high:
+        refused.append("top_p")
+    return refused
+
+
+def _thinking_blocks(message: ChatMessage) -> list[dict[str, Any]]:
+    """The ``thinking_blocks`` a client sent back with an assistant turn (LiteLLM's field for
+    Anthropic's signed thinking blocks), in the block shape the Messages API takes."""
+    blocks: list[dict[str, Any]] = []
+    for block in (message.model_extra or {}).get("thinking_blocks") or ():
+        if not isinstance(block, dict):
+            continue
+        if block.get("type") == "thinking" and isinstance(block.get("signature"), str):
+            text = str(block.get("thinking") or "")
+            blocks.append({"type": "thinking", "thinking": text, "signature": block["signature"]})
+        elif block.get("type") == "redacted_thinking" and isinstance(block.get("data"), str):
+            blocks.append({"type": "redacted_thinking", "data": block["data"]})
+    return blocks
+
+
+def _unsigned_tool_turn(request: ChatCompletionRequest) -> bool:
+    """Whether the request answers tool calls whose assistant turn came without its thinking blocks.
+
+    With thinking on, Anthropic requires the assistant turn of the tool calls being answered to start
+    with the signed thinking block it produced; the Chat Completions format has no place for it (only
+    ``thinking_blocks``, which few clients send back), so such a turn is sent without thinking.
+    """
+    messages = request.messages
+    if not messages or messages[-1].role not in ("tool", "function"):
+        return False
+    turn = next((m for m in reversed(messages) if m.role == "assistant"), None)
+    return turn is not None and not _thinking_blocks(turn)
+
+
+def _thinking(
+    request: ChatCompletionRequest, effort: r.Effort | None, default_max_tokens: int
+) -> tuple[dict[str, Any] | None, int]:
+    """``(thinking, max_tokens)``: Anthropic's thinking configuration for ``effort`` (``None``: none),
+    and the ``max_tokens`` to send, which bounds thinking and answer together."""
+    cap = request.output_limit
+    if effort is None or effort == "none" or _unsigned_tool_turn(request):
+        return None, cap or default_max_tokens
+    if request.tool_choice == "required" or isinstance(request.tool_choice, dict):
+        raise InvalidRequest(
+            "Anthropic cannot force a tool call while thinking: send tool_choice auto (or none) with "
+            "reasoning_effort, or leave reasoning_effort out.",
+            param="tool_choice",
+        )
+    budget = r.ANTHROPIC_BUDGET[effort]
+    if cap is None:
+        # no cap from the client (nor from a budget layer): room for the thinking and a usual answer
+        return {"type": "enabled", "budget_tokens": budget}, budget + default_max_tokens
+    # a cap the client (or the budget layer) set is kept: it is what was reserved and may be spent;
+    # thinking takes at most half of it so the answer keeps the other half
+    budget = min(budget, cap // 2)
+    if budget < r.ANTHROPIC_MIN_BUDGET:
+        raise InvalidRequest(
+            f"reasoning_effort {effort!r} needs an output cap of at least {2 * r.ANTHROPIC_MIN_BUDGET} "
+            f"tokens for Anthropic (thinking takes at least {r.ANTHROPIC_MIN_BUDGET} tokens of the cap, "
+            f"the answer the rest); the cap is {cap}. Raise max_tokens (or max_completion_tokens), or "
+            "leave reasoning_effort out.",
+            param="max_tokens",
+        )
+    return {"type": "enabled", "budget_tokens": budget}, cap
 
 
 #: Anthropic's error types and the status each comes with (docs.anthropic.com "Errors"); used for
@@ -177,7 +263,7 @@ def _system(messages: list[ChatMessage]) -> str | list[dict[str, Any]] | None:
 
 
 def _messages(
-    request: ChatCompletionRequest,
+    request: ChatCompletionRequest, *, thinking: bool = False
 ) -> tuple[str | list[dict[str, Any]] | None, list[dict[str, Any]]]:
     system: list[ChatMessage] = []
     out: list[dict[str, Any]] = []
@@ -203,7 +289,8 @@ def _messages(
         results = None
         if role == "assistant":
             if message.tool_calls:
-                blocks: list[dict[str, Any]] = []
+                # signed thinking blocks go first, as Anthropic requires of a tool-calling turn
+                blocks: list[dict[str, Any]] = _thinking_blocks(message) if thinking else []
                 text = message.text()
                 if text:
                     blocks.append({"type": "text", "text": text})
@@ -286,7 +373,9 @@ class AnthropicStreamTranslator(t.NativeStreamTranslator):
                 position = self._blocks.get(data.get("index", -1))
                 if position is not None:
                     stream.tool_call_arguments(out, position, delta.get("partial_json") or "")
-            # thinking and signature deltas have no place in a Chat Completions chunk
+            elif delta_type == "thinking_delta":
+                stream.reasoning(out, delta.get("thinking") or "")
+            # a signature_delta signs the thinking block: the Chat Completions chunk has no place for it
         elif kind == "content_block_start":
             block = data.get("content_block") or {}
             if block.get("type") == "tool_use":
@@ -298,6 +387,8 @@ class AnthropicStreamTranslator(t.NativeStreamTranslator):
                 )
             elif block.get("type") == "text":
                 stream.text(out, block.get("text") or "")
+            elif block.get("type") == "thinking":
+                stream.reasoning(out, block.get("thinking") or "")
         elif kind == "message_start":
             message = data.get("message") or {}
             stream.identify(message.get("id"), message.get("model"))
@@ -343,6 +434,7 @@ class AnthropicAdapter(t.NativeAdapter):
             "n",
             "response_format",
             "service_tier",
+            "reasoning_effort",
         }
     )
 
@@ -357,7 +449,15 @@ class AnthropicAdapter(t.NativeAdapter):
         self.default_max_tokens = default_max_tokens
 
     def _dropped_values(self, request: ChatCompletionRequest) -> list[str]:
-        dropped = ["top_p"] if request.temperature is not None and request.top_p is not None else []
+        effort = r.effort(request.model_extra)
+        asked = effort is not None and effort != "none"
+        unsigned = asked and _unsigned_tool_turn(request)
+        # sent without thinking when the tool turn lacks its signed block (see _unsigned_tool_turn)
+        dropped = ["reasoning_effort"] if unsigned else []
+        if asked and not unsigned:
+            dropped.extend(_thinking_refuses(t.sampling(request, request.model_extra or {}, _SAMPLING)))
+        if "temperature" not in dropped and request.temperature is not None and request.top_p is not None:
+            dropped.append("top_p")
         tier = (request.model_extra or {}).get("service_tier")
         if tier is not None and tier not in _SERVICE_TIERS:
             dropped.append("service_tier")
@@ -368,15 +468,15 @@ class AnthropicAdapter(t.NativeAdapter):
     ) -> dict[str, Any]:
         """The Messages API request body for ``request``."""
         _checked(request)
-        system, messages = _messages(request)
-        payload: dict[str, Any] = {
-            "model": deployment.model,
-            "max_tokens": request.output_limit or self.default_max_tokens,
-        }
+        thinking, max_tokens = _thinking(request, r.effort(body), self.default_max_tokens)
+        system, messages = _messages(request, thinking=thinking is not None)
+        payload: dict[str, Any] = {"model": deployment.model, "max_tokens": max_tokens}
         if system is not None:
             payload["system"] = system
         payload["messages"] = messages
-        payload.update(_sampling(request, body))
+        if thinking is not None:
+            payload["thinking"] = thinking
+        payload.update(_sampling(request, body, thinking=thinking is not None))
         if request.tools:
             payload["tools"] = [
                 {
@@ -415,18 +515,22 @@ class AnthropicAdapter(t.NativeAdapter):
         if not isinstance(blocks, list):
             raise UpstreamError("anthropic answered with JSON that is not a message.")
         texts: list[str] = []
+        thoughts: list[str] = []
         calls: list[dict[str, Any]] = []
         for block in blocks:
             if not isinstance(block, dict):
                 continue
             if block.get("type") == "text":
                 texts.append(str(block.get("text") or ""))
+            elif block.get("type") == "thinking":
+                # redacted_thinking blocks hold encrypted data, nothing a client can read
+                thoughts.append(str(block.get("thinking") or ""))
             elif block.get("type") == "tool_use":
                 calls.append(
                     t.tool_call(str(block.get("id")), str(block.get("name")), block.get("input") or {})
                 )
         finish = _STOP_REASONS.get(data.get("stop_reason") or "", "stop")
-        choices = [t.choice(0, "".join(texts), calls or None, finish)]
+        choices = [t.choice(0, "".join(texts), calls or None, finish, "".join(thoughts))]
         model = t.text_or(data.get("model"), deployment.model)
         return self._answer(data.get("id"), model, choices, Usage.from_anthropic(data.get("usage")))
 

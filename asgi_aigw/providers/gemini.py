@@ -6,8 +6,11 @@ Wire format as documented at ai.google.dev (Gemini API reference, "Generating co
 - request: ``contents`` of ``{role: user|model, parts}``, parts ``text``, ``inlineData``,
   ``fileData``, ``functionCall`` and ``functionResponse``; ``systemInstruction``;
   ``tools[].functionDeclarations``; ``toolConfig.functionCallingConfig.mode`` (AUTO, ANY, NONE);
-  ``generationConfig`` (temperature, topP, topK, candidateCount, maxOutputTokens, stopSequences, ...);
-- answer: ``candidates[].content.parts``, ``candidates[].finishReason`` (STOP, MAX_TOKENS, SAFETY,
+  ``generationConfig`` (temperature, topP, topK, candidateCount, maxOutputTokens, stopSequences,
+  ``thinkingConfig`` with ``thinkingBudget`` for Gemini 2.5, ``thinkingLevel`` for Gemini 3 and
+  ``includeThoughts``, ...);
+- answer: ``candidates[].content.parts`` (thought summaries are parts with ``thought: true``),
+  ``candidates[].finishReason`` (STOP, MAX_TOKENS, SAFETY,
   RECITATION, BLOCKLIST, PROHIBITED_CONTENT, SPII, ...), ``promptFeedback.blockReason`` when the prompt
   itself was blocked, ``usageMetadata`` (promptTokenCount, candidatesTokenCount, thoughtsTokenCount,
   cachedContentTokenCount, totalTokenCount);
@@ -22,6 +25,7 @@ record URLs.
 from __future__ import annotations
 
 import mimetypes
+import re
 from typing import Any
 
 import orjson
@@ -30,6 +34,7 @@ from ..kernel.context import Usage
 from ..kernel.errors import GatewayError, InvalidRequest, UpstreamError, clip
 from ..kernel.models import ChatCompletionRequest, ContentPart, EmbeddingRequest, Tool
 from ..kernel.sse import SSEDecoder
+from . import _reasoning as r
 from . import _translate as t
 from ._gemini_schema import gemini_parameters, gemini_schema
 from .base import Deployment, TranslatedResponse, UpstreamRequest
@@ -173,9 +178,30 @@ def _response_format(config: dict[str, Any], response_format: dict[str, Any] | N
         config["responseSchema"] = gemini_schema(schema, param="response_format")
 
 
-def _generation_config(request: ChatCompletionRequest, body: dict[str, Any]) -> dict[str, Any]:
+def _thinking_config(model: str, effort: r.Effort | None) -> dict[str, Any] | None:
+    """``generationConfig.thinkingConfig`` for ``effort``: a level for Gemini 3 models, a token budget
+    for earlier ones (the two are exclusive: Gemini refuses both), thought summaries asked for unless
+    thinking is off. ``maxOutputTokens`` counts thinking, so the cap still bounds what is spent."""
+    if effort is None:
+        return None
+    config: dict[str, Any]
+    if _GEMINI_3.search(model):
+        config = {"thinkingLevel": r.GEMINI_LEVEL[effort]}
+    else:
+        config = {"thinkingBudget": r.GEMINI_BUDGET[effort]}
+    config["includeThoughts"] = effort != "none"
+    return config
+
+
+#: Gemini 3 models (``gemini-3-pro-preview``, ``models/gemini-3.1-flash``...) take ``thinkingLevel``.
+_GEMINI_3 = re.compile(r"(?:^|/)gemini-(?:[3-9]|\d{2,})(?:[.-]|$)")
+
+
+def _generation_config(request: ChatCompletionRequest, body: dict[str, Any], model: str) -> dict[str, Any]:
     config = t.sampling(request, body, _GENERATION_CONFIG)
     _response_format(config, request.response_format)
+    if (thinking := _thinking_config(model, r.effort(body))) is not None:
+        config["thinkingConfig"] = thinking
     return config
 
 
@@ -199,9 +225,10 @@ def _usage(data: Any) -> Usage | None:
         completion = int(data.get("candidatesTokenCount") or 0) + int(data.get("thoughtsTokenCount") or 0)
         total = int(data.get("totalTokenCount") or prompt + completion)
         cached = int(data.get("cachedContentTokenCount") or 0)
+        thoughts = int(data.get("thoughtsTokenCount") or 0)
     except (TypeError, ValueError):
         return None
-    return Usage(prompt, completion, total, cached)
+    return Usage(prompt, completion, total, cached, reasoning_tokens=thoughts)
 
 
 def _blocked_prompt(data: dict[str, Any]) -> t.ContentFiltered | None:
@@ -229,19 +256,26 @@ def _error_from_body(data: dict[str, Any]) -> GatewayError:
     return error_from_status("gemini", status, t.upstream_error_message(data, "status"))
 
 
-def _split_parts(parts: Any) -> tuple[list[str], list[dict[str, Any]]]:
-    """Texts and function calls; a call keeps its part's ``thoughtSignature`` (see :func:`call_id`)."""
+def _split_parts(parts: Any) -> tuple[list[str], list[dict[str, Any]], list[str]]:
+    """Texts, function calls and thought summaries; a call keeps its part's ``thoughtSignature``
+    (see :func:`call_id`)."""
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
+    thoughts: list[str] = []
     for part in parts if isinstance(parts, list) else ():
-        if not isinstance(part, dict) or part.get("thought"):
-            continue  # thought summaries are not part of the answer
+        if not isinstance(part, dict):
+            continue
+        if part.get("thought"):
+            # a thought summary: the client's reasoning_content, not the answer
+            if isinstance(part.get("text"), str):
+                thoughts.append(part["text"])
+            continue
         if "text" in part:
             texts.append(str(part["text"]))
         elif isinstance(call := part.get("functionCall"), dict):
             signature = part.get("thoughtSignature")
             calls.append({**call, _SIGNATURE: signature} if isinstance(signature, str) else call)
-    return texts, calls
+    return texts, calls, thoughts
 
 
 #: Between a tool call's id and the thought signature carried in it.
@@ -338,8 +372,10 @@ class GeminiStreamTranslator(t.NativeStreamTranslator):
             return
         candidate = candidates[0]
         content = candidate.get("content")
-        texts, calls = _split_parts(content.get("parts") if isinstance(content, dict) else None)
+        texts, calls, thoughts = _split_parts(content.get("parts") if isinstance(content, dict) else None)
         stream = self._out
+        for thought in thoughts:
+            stream.reasoning(out, thought)
         for text in texts:
             stream.text(out, text)
         for call in calls:
@@ -383,6 +419,7 @@ class GeminiAdapter(t.NativeAdapter):
             "tool_choice",
             "response_format",
             "safety_settings",
+            "reasoning_effort",
         }
     )
 
@@ -403,7 +440,7 @@ class GeminiAdapter(t.NativeAdapter):
             ]
         if (tool_config := _tool_config(request)) is not None:
             payload["toolConfig"] = tool_config
-        if generation := _generation_config(request, body):
+        if generation := _generation_config(request, body, deployment.model):
             payload["generationConfig"] = generation
         if isinstance(body.get("safety_settings"), list):
             payload["safetySettings"] = body["safety_settings"]
@@ -440,7 +477,7 @@ class GeminiAdapter(t.NativeAdapter):
             if not isinstance(candidate, dict):
                 continue
             content_obj = candidate.get("content")
-            texts, raw_calls = _split_parts(
+            texts, raw_calls, thoughts = _split_parts(
                 content_obj.get("parts") if isinstance(content_obj, dict) else None
             )
             calls = [
@@ -456,9 +493,8 @@ class GeminiAdapter(t.NativeAdapter):
                 blocked_reason = blocked_reason or reason
             finish = "tool_calls" if calls and reason == "STOP" else _FINISH.get(reason, "stop")
             index = candidate.get("index")
-            choices.append(
-                t.choice(index if isinstance(index, int) else position, "".join(texts), calls or None, finish)
-            )
+            at = index if isinstance(index, int) else position
+            choices.append(t.choice(at, "".join(texts), calls or None, finish, "".join(thoughts)))
         if blocked_reason is not None and all(
             c["message"]["content"] in (None, "") and "tool_calls" not in c["message"] for c in choices
         ):

@@ -6,8 +6,10 @@ Wire format as documented in Ollama's ``docs/api.md``:
   ``tool_calls[].function.arguments`` an object, tool results ``{"role": "tool", "content",
   "tool_name"}``); ``tools`` in OpenAI's shape; ``format`` (``"json"`` or a JSON schema); sampling in
   ``options`` (``temperature``, ``top_p``, ``top_k``, ``num_predict``, ``stop``, ``seed``, ...);
-  ``stream`` defaults to true, so it is always sent;
-- answer: ``message``, ``done``, ``done_reason`` (``stop``, ``length``, ...), ``prompt_eval_count`` and
+  ``stream`` defaults to true, so it is always sent; ``think`` (``true``/``false``, or ``"low"``,
+  ``"medium"``, ``"high"`` for models with levels);
+- answer: ``message`` (with ``thinking``, the thinking text, when the model thought), ``done``,
+  ``done_reason`` (``stop``, ``length``, ...), ``prompt_eval_count`` and
   ``eval_count`` (the token counts used as usage);
 - stream: newline-delimited JSON objects of the same shape, the last with ``"done": true``;
 - errors: ``{"error": "..."}`` with an HTTP status (also as a line of a stream that fails midway).
@@ -22,6 +24,7 @@ import orjson
 from ..kernel.context import Usage
 from ..kernel.errors import GatewayError, InvalidRequest, UpstreamError
 from ..kernel.models import ChatCompletionRequest, ChatMessage, EmbeddingRequest
+from . import _reasoning as r
 from . import _translate as t
 from .base import Deployment, TranslatedResponse, UpstreamRequest
 from .errors import error_from_status
@@ -167,6 +170,8 @@ class OllamaStreamTranslator(t.NativeStreamTranslator):
         stream = self._out
         message = data.get("message")
         if isinstance(message, dict):
+            if isinstance(thinking := message.get("thinking"), str):
+                stream.reasoning(out, thinking)
             stream.text(out, str(message.get("content") or ""))
             for call in message.get("tool_calls") or ():
                 function = call.get("function") if isinstance(call, dict) else None
@@ -203,6 +208,7 @@ class OllamaAdapter(t.NativeAdapter):
             "response_format",
             "keep_alive",
             "n",
+            "reasoning_effort",
         }
     )
 
@@ -234,6 +240,8 @@ class OllamaAdapter(t.NativeAdapter):
             payload["options"] = options
         if "keep_alive" in body:
             payload["keep_alive"] = body["keep_alive"]
+        if (effort := r.effort(body)) is not None:
+            payload["think"] = r.OLLAMA_THINK[effort]
         payload["stream"] = stream
         return payload
 
@@ -261,7 +269,9 @@ class OllamaAdapter(t.NativeAdapter):
                     t.tool_call(call_id, str(function.get("name") or ""), function.get("arguments") or {})
                 )
         finish = "tool_calls" if calls else _DONE_REASONS.get(str(data.get("done_reason")), "stop")
-        choices = [t.choice(0, str(message.get("content") or ""), calls or None, finish)]
+        thinking = message.get("thinking")
+        reasoning = thinking if isinstance(thinking, str) else None
+        choices = [t.choice(0, str(message.get("content") or ""), calls or None, finish, reasoning)]
         model = t.text_or(data.get("model"), deployment.model)
         # Ollama's answers carry no id: the gateway makes one
         return self._answer(None, model, choices, _usage(data))

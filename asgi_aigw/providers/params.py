@@ -82,7 +82,13 @@ RULES: dict[str, dict[str, Rule]] = {
         "parallel_tool_calls": Rule(
             "sent", "tool_choice.disable_parallel_tool_use", "`false` only (`true` is the default)"
         ),
-        "reasoning_effort": Rule("dropped", note="extended thinking is not mapped yet"),
+        "reasoning_effort": Rule(
+            "sent",
+            "thinking.budget_tokens",
+            "extended thinking: `minimal`/`low` 1024, `medium` 2048, `high` 4096, `xhigh` 8192 tokens, "
+            "at most half of `max_tokens` (below 2048 is a 400); `none` sends no thinking; see "
+            "[Reasoning](#reasoning-and-thinking)",
+        ),
         "temperature/top_p": Rule(
             "sent",
             "temperature",
@@ -112,7 +118,11 @@ RULES: dict[str, dict[str, Rule]] = {
             "schemas converted to Gemini's Schema subset (a recursive schema is a 400)",
         ),
         "parallel_tool_calls": Rule("dropped", note="`false` only: Gemini cannot be held to one call"),
-        "reasoning_effort": Rule("dropped", note="thinking configuration is not mapped yet"),
+        "reasoning_effort": Rule(
+            "sent",
+            "generationConfig.thinkingConfig",
+            "`thinkingLevel` for Gemini 3, `thinkingBudget` before; `includeThoughts` unless `none`",
+        ),
         "temperature/top_p": Rule("sent", "generationConfig.temperature,generationConfig.topP"),
         "presence_penalty/frequency_penalty": Rule(
             "sent", "generationConfig.presencePenalty,generationConfig.frequencyPenalty"
@@ -136,7 +146,11 @@ RULES: dict[str, dict[str, Rule]] = {
             "the header (Ollama cannot force a call)",
         ),
         "parallel_tool_calls": Rule("dropped", note="`false` only"),
-        "reasoning_effort": Rule("dropped", note="`think` is not mapped yet"),
+        "reasoning_effort": Rule(
+            "sent",
+            "think",
+            '`none` → `false`, `minimal`/`low` → `"low"`, `medium`, `high`/`xhigh` → `"high"`',
+        ),
         "temperature/top_p": Rule("sent", "options.temperature,options.top_p"),
         "presence_penalty/frequency_penalty": Rule(
             "sent", "options.presence_penalty,options.frequency_penalty"

@@ -98,7 +98,57 @@ def _thinking_problem(body: dict[str, Any]) -> str | None:
             "documentation at https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking"
             "#important-considerations-when-using-extended-thinking"
         )
-    return None
+    if "top_k" in body:
+        return "`top_k` is not supported when thinking is enabled."
+    top_p = body.get("top_p")
+    if isinstance(top_p, int | float) and not 0.95 <= top_p <= 1:
+        return "`top_p` must be between 0.95 and 1 when thinking is enabled."
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("type") in ("any", "tool"):
+        return "Thinking may not be enabled when tool_choice forces tool use."
+    return _unsigned_turn(body.get("messages"))
+
+
+def _unsigned_turn(messages: Any) -> str | None:
+    """With thinking on, the assistant turn whose tool calls the last message answers must start with
+    its (signed) thinking block."""
+    if not isinstance(messages, list) or not messages or not isinstance(messages[-1], dict):
+        return None
+    last = messages[-1].get("content")
+    answering = isinstance(last, list) and any(
+        isinstance(b, dict) and b.get("type") == "tool_result" for b in last
+    )
+    turns = [i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") == "assistant"]
+    if not answering or not turns:
+        return None
+    content = messages[turns[-1]].get("content")
+    first = content[0] if isinstance(content, list) and content else None
+    first = first if isinstance(first, dict) else {"type": "text"}
+    kind = first.get("type")
+    if kind == "redacted_thinking":
+        return None
+    if kind == "thinking":
+        # a real signature cannot be checked here (it is Anthropic's); one must be there
+        if isinstance(first.get("signature"), str) and first["signature"]:
+            return None
+        return f"messages.{turns[-1]}.content.0.thinking.signature: Field required"
+    return (
+        f"messages.{turns[-1]}.content.0.type: Expected `thinking` or `redacted_thinking`, but found "
+        f"`{kind}`. When `thinking` is enabled, a final `assistant` message must start with a thinking "
+        "block (preceeding the lastmost set of `tool_use` and `tool_result` blocks). We recommend you "
+        "include thinking blocks from previous turns. To avoid this requirement, disable `thinking`. "
+        "Please consult our documentation at "
+        "https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking"
+    )
+
+
+#: The signature of the fake's thinking blocks (real ones are opaque base64).
+SIGNATURE = "RmFrZVNpZ25hdHVyZS1ub3QtcmVhbA=="
+
+
+def thinking_enabled(body: dict[str, Any]) -> bool:
+    thinking = body.get("thinking")
+    return isinstance(thinking, dict) and thinking.get("type") == "enabled"
 
 
 def _blocks_problem(body: dict[str, Any]) -> str | None:
@@ -220,13 +270,19 @@ async def messages(
         tools = [str(t["name"]) for t in body["tools"] if isinstance(t, dict) and "name" in t]
     if behaviour.answer is None and (structured := structured_answer(body)) is not None:
         behaviour = dataclasses.replace(behaviour, answer=structured)
-    turn = fake.plan_turn(conversation(body), tools, behaviour, body.get("max_tokens"))
+    messages_ = conversation(body)
+    cap = body.get("max_tokens")
+    # thinking comes first and counts in output_tokens: max_tokens bounds thinking and answer together
+    thought, thought_pieces = fake.thinking(messages_) if thinking_enabled(body) else ("", [])
+    if isinstance(cap, int) and thought:
+        cap = max(cap - len(thought_pieces), 1)
+    turn = fake.plan_turn(messages_, tools, behaviour, cap)
     message_id = fake.new_id("msg_")
     usage = {
         "input_tokens": turn.prompt_tokens,
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": 0,
-        "output_tokens": turn.completion_tokens,
+        "output_tokens": turn.completion_tokens + len(thought_pieces),
     }
     tool_use: dict[str, Any] | None = None
     if turn.tool_call is not None:
@@ -245,6 +301,7 @@ async def messages(
         if turn.truncated
         else "end_turn"
     )
+    thinking_block = {"type": "thinking", "thinking": thought, "signature": SIGNATURE} if thought else None
 
     if not body.get("stream"):
         if behaviour.malformed:
@@ -255,6 +312,8 @@ async def messages(
         content = (
             [] if behaviour.blocked else ([tool_use] if tool_use else [{"type": "text", "text": turn.text}])
         )
+        if thinking_block is not None and not behaviour.blocked:
+            content.insert(0, thinking_block)
         payload = {
             "id": message_id,
             "type": "message",
@@ -281,41 +340,56 @@ async def messages(
             "usage": {**usage, "output_tokens": 1},
         },
     }
+    # the thinking block (index 0) streams before the answer's block, with its signature last
+    index = 1 if thought else 0
     block = {**tool_use, "input": {}} if tool_use else {"type": "text", "text": ""}
+    first = {"type": "thinking", "thinking": "", "signature": ""} if thought else block
     events = [
         _event("message_start", start),
-        _event("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block}),
+        _event("content_block_start", {"type": "content_block_start", "index": 0, "content_block": first}),
         _event("ping", {"type": "ping"}),
     ]
+    middle: list[dict[str, Any]] = []
+    if thought:
+        middle.extend({"type": "thinking_delta", "thinking": piece} for piece in thought_pieces)
+        middle.append({"type": "signature_delta", "signature": SIGNATURE})
     if tool_use:
         arguments = orjson.dumps(tool_use["input"]).decode()
-        middle = len(arguments) // 2
-        deltas = [
-            {"type": "input_json_delta", "partial_json": part}
-            for part in (arguments[:middle], arguments[middle:])
-        ]
+        half = len(arguments) // 2
+        parts = (arguments[:half], arguments[half:])
+        deltas = [{"type": "input_json_delta", "partial_json": part} for part in parts]
     elif behaviour.blocked:
         deltas = []
     else:
         deltas = [{"type": "text_delta", "text": piece} for piece in turn.pieces]
-    events.extend(
+    content_events = [
         _event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
+        for delta in middle
+    ]
+    if thought:
+        content_events.append(_event("content_block_stop", {"type": "content_block_stop", "index": 0}))
+        content_events.append(
+            _event("content_block_start", {"type": "content_block_start", "index": 1, "content_block": block})
+        )
+    content_events.extend(
+        _event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
         for delta in deltas
     )
+    events.extend(content_events)
     if behaviour.malformed:
         events.insert(3, b"event: content_block_delta\ndata: {this is not json\n\n")
     if behaviour.stream_error_after is not None:
         events = events[: 3 + behaviour.stream_error_after]
         events.append(_event("error", error_payload(529, "Overloaded")))
     else:
-        events.append(_event("content_block_stop", {"type": "content_block_stop", "index": 0}))
+        events.append(_event("content_block_stop", {"type": "content_block_stop", "index": index}))
         events.append(
             _event(
                 "message_delta",
                 {
                     "type": "message_delta",
                     "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-                    "usage": {"output_tokens": turn.completion_tokens},
+                    "usage": {"output_tokens": usage["output_tokens"]},
                 },
             )
         )
@@ -326,7 +400,7 @@ async def messages(
         behaviour,
         b"text/event-stream; charset=utf-8",
         events,
-        content_events=len(deltas),
+        content_events=len(content_events),
         head=3,
     )
 

@@ -151,6 +151,8 @@ def request_problem(body: dict[str, Any], model: str = "") -> str | None:
                 if not declaration["parameters"].get("properties"):
                     return f"* GenerateContentRequest.{where}.properties: should be non-empty for OBJECT type"
     config = body.get("generationConfig")
+    if isinstance(config, dict) and (problem := _thinking_problem(config.get("thinkingConfig"), model)):
+        return problem
     if isinstance(config, dict) and "responseSchema" in config:
         if config.get("responseMimeType") != "application/json":
             return (
@@ -160,6 +162,42 @@ def request_problem(body: dict[str, Any], model: str = "") -> str | None:
         if problem := schema_problem(config["responseSchema"], "generation_config.response_schema"):
             return problem
     return None
+
+
+_THINKING_LEVELS = frozenset({"minimal", "low", "medium", "high"})
+
+
+def _thinking_problem(config: Any, model: str) -> str | None:
+    """The real API's checks of ``thinkingConfig`` (ai.google.dev, "Gemini thinking")."""
+    if config is None:
+        return None
+    if not isinstance(config, dict):
+        return "Invalid value at 'generation_config.thinking_config': not a ThinkingConfig object."
+    for key in config:
+        if key not in ("thinkingBudget", "thinkingLevel", "includeThoughts"):
+            return (
+                f'Invalid JSON payload received. Unknown name "{key}" at '
+                "'generation_config.thinking_config': Cannot find field."
+            )
+    if "thinkingBudget" in config and "thinkingLevel" in config:
+        return "You can only set only one of thinking budget and thinking level."
+    level = config.get("thinkingLevel")
+    if level is not None and (not model.startswith("gemini-3") or str(level).lower() not in _THINKING_LEVELS):
+        return "Thinking level is not supported for this model."
+    budget = config.get("thinkingBudget")
+    if budget is not None and (not isinstance(budget, int) or budget < -1):
+        return "Invalid value at 'generation_config.thinking_config.thinking_budget'."
+    return None
+
+
+def _thinks(config: Any) -> bool:
+    """Whether the request asked for thought summaries (and thinking is not turned off)."""
+    thinking = config.get("thinkingConfig") if isinstance(config, dict) else None
+    return (
+        isinstance(thinking, dict)
+        and bool(thinking.get("includeThoughts"))
+        and thinking.get("thinkingBudget") != 0
+    )
 
 
 def _response_text(response: Any) -> str:
@@ -229,15 +267,24 @@ async def _generate(
                 tools.append(str(declaration.get("name")))
     generation = body.get("generationConfig")
     cap = generation.get("maxOutputTokens") if isinstance(generation, dict) else None
-    turn = fake.plan_turn(conversation(body), tools, behaviour, cap)
+    messages = conversation(body)
+    # thoughts count against maxOutputTokens: the cap bounds thinking and answer together
+    thought, thought_pieces = fake.thinking(messages) if _thinks(generation) else ("", [])
+    if isinstance(cap, int) and thought:
+        cap = max(cap - len(thought_pieces), 1)
+    turn = fake.plan_turn(messages, tools, behaviour, cap)
     finish_reason = "MAX_TOKENS" if turn.truncated else "STOP"
     response_id = fake.new_id("")
     prompt = turn.prompt_tokens
+    thoughts = len(thought_pieces)
     final_usage = {
         "promptTokenCount": prompt,
         "candidatesTokenCount": turn.completion_tokens,
-        "totalTokenCount": prompt + turn.completion_tokens,
+        "totalTokenCount": prompt + turn.completion_tokens + thoughts,
     }
+    if thoughts:
+        final_usage["thoughtsTokenCount"] = thoughts
+    thought_part = [{"text": thought, "thought": True}] if thought else []
 
     def response(
         parts: list[dict[str, Any]] | None, finish: str | None, usage: dict[str, Any]
@@ -271,18 +318,20 @@ async def _generate(
         }
         responses = [blocked]
     elif call_part is not None:
-        responses = [response([call_part], "STOP", final_usage)]
+        responses = [response([*thought_part, call_part], "STOP", final_usage)]
     else:
         pieces = turn.pieces
         running = {"promptTokenCount": prompt, "totalTokenCount": prompt}
-        responses = [
+        # the thought summary comes first, in an event of its own, as Gemini streams it
+        responses = [response(thought_part, None, running)] if thought_part else []
+        responses.extend(
             response(
                 [{"text": piece}],
                 finish_reason if i == len(pieces) - 1 else None,
                 final_usage if i == len(pieces) - 1 else running,
             )
             for i, piece in enumerate(pieces)
-        ]
+        )
 
     if not stream:
         if behaviour.malformed:
@@ -290,7 +339,7 @@ async def _generate(
             return
         payload = responses[0]
         if call_part is None and not behaviour.blocked:
-            payload = response([{"text": turn.text}], finish_reason, final_usage)
+            payload = response([*thought_part, {"text": turn.text}], finish_reason, final_usage)
             # candidateCount answers: one candidate each, all billed (candidatesTokenCount counts them all)
             count = (body.get("generationConfig") or {}).get("candidateCount") or 1
             if count > 1:

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from .fake_provider import FakeBehaviour, FakeProvider, ReceivedRequest
 
 _NDJSON = b"application/x-ndjson"
+#: The ``think`` levels Ollama takes besides ``true`` and ``false``.
+_LEVELS = ("low", "medium", "high")
 
 
 def _error_payload(status: int, message: str) -> dict[str, Any]:
@@ -36,6 +38,9 @@ async def chat(
     body = request.json if isinstance(request.json, dict) else {}
     well_formed = body.get("model") and isinstance(body.get("messages"), list)
     problem = None if well_formed else "model and messages are required"
+    think = body.get("think")
+    if problem is None and think is not None and not isinstance(think, bool) and think not in _LEVELS:
+        problem = f'invalid think value: {think!r} (must be true, false, "low", "medium" or "high")'
     if await fake.refuse(send, behaviour, _error_payload, problem):
         return
     model = str(body["model"])
@@ -46,14 +51,19 @@ async def chat(
     ]
     options = body.get("options")
     cap = options.get("num_predict") if isinstance(options, dict) else None
-    turn = fake.plan_turn(conversation(body), tools, behaviour, cap)
+    messages = conversation(body)
+    # thinking is generated first and counted in eval_count: num_predict bounds both
+    thought, thought_pieces = fake.thinking(messages) if think else ("", [])
+    if isinstance(cap, int) and thought:
+        cap = max(cap - len(thought_pieces), 1)
+    turn = fake.plan_turn(messages, tools, behaviour, cap)
     created_at = _created_at()
     stats = {
         "total_duration": 1_000_000,
         "load_duration": 10_000,
         "prompt_eval_count": turn.prompt_tokens,
         "prompt_eval_duration": 200_000,
-        "eval_count": turn.completion_tokens,
+        "eval_count": turn.completion_tokens + len(thought_pieces),
         "eval_duration": 700_000,
     }
     calls = (
@@ -77,15 +87,18 @@ async def chat(
             )
             return
         message: dict[str, Any] = {"role": "assistant", "content": "" if calls else turn.text}
+        if thought:
+            message["thinking"] = thought
         if calls:
             message["tool_calls"] = calls
         await fake.send_raw(send, 200, line(message, True).rstrip(b"\n"), b"application/json; charset=utf-8")
         return
 
+    events = [line({"role": "assistant", "content": "", "thinking": p}, False) for p in thought_pieces]
     if calls:
-        events = [line({"role": "assistant", "content": "", "tool_calls": calls}, False)]
+        events.append(line({"role": "assistant", "content": "", "tool_calls": calls}, False))
     else:
-        events = [line({"role": "assistant", "content": piece}, False) for piece in turn.pieces]
+        events.extend(line({"role": "assistant", "content": piece}, False) for piece in turn.pieces)
     content_events = len(events)
     if behaviour.malformed:
         events.insert(1, b"{this is not json\n")

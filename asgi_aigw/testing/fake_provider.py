@@ -264,6 +264,14 @@ class FakeProvider:
             return _Turn("".join(pieces), None, prompt_tokens, len(pieces), pieces, truncated=True)
         return _Turn(text, None, prompt_tokens, len(pieces), pieces)
 
+    @staticmethod
+    def thinking(messages: list[tuple[str, str]]) -> tuple[str, list[str]]:
+        """The fake's thinking text when a request turns thinking on (``Considering: <last user
+        message>``, so placeholders in the prompt reach it) and its streamed pieces, one token each."""
+        last_user = next((t for role, t in reversed(messages) if role == "user"), "")
+        text = f"Considering: {last_user}"
+        return text, split_pieces(text)
+
     async def refuse(
         self,
         send: Send,

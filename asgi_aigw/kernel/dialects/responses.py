@@ -45,9 +45,11 @@ def usage_from_responses(data: Any) -> Usage | None:
         details = data.get("input_tokens_details")
         cached = int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
         written = int(details.get("cache_write_tokens") or 0) if isinstance(details, dict) else 0
+        output = data.get("output_tokens_details")
+        reasoning = int(output.get("reasoning_tokens") or 0) if isinstance(output, dict) else 0
     except (TypeError, ValueError):
         return None
-    return Usage(prompt, completion, total, cached, cache_write_tokens=written)
+    return Usage(prompt, completion, total, cached, cache_write_tokens=written, reasoning_tokens=reasoning)
 
 
 def item_text(item: Any) -> str:

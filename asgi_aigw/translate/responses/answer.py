@@ -35,9 +35,11 @@ def response_id(native: Any, ids: IdFactory) -> str:
     return native if native.startswith("resp_") else f"resp_{native}"
 
 
-def usage_object(usage: Usage, reasoning_tokens: int = 0) -> dict[str, Any]:
+def usage_object(usage: Usage, reasoning_tokens: int | None = None) -> dict[str, Any]:
     """The Responses ``usage`` object for these figures (input includes cache reads and writes, output
-    includes ``reasoning_tokens``)."""
+    includes ``reasoning_tokens``, the usage's own unless given)."""
+    if reasoning_tokens is None:
+        reasoning_tokens = usage.reasoning_tokens
     return {
         "input_tokens": usage.prompt_tokens,
         "input_tokens_details": {
@@ -56,7 +58,7 @@ def chat_usage(data: Any, known: Usage | None = None) -> dict[str, Any] | None:
     usage = known if known is not None else Usage.from_openai(data)
     if usage is None:
         return None
-    reasoning = 0
+    reasoning = usage.reasoning_tokens
     if isinstance(data, dict):
         details = data.get("completion_tokens_details")
         if isinstance(details, dict) and isinstance(details.get("reasoning_tokens"), int):
