@@ -545,3 +545,65 @@ async def test_a_refused_request_spends_nothing_from_the_budget(redis_url: str, 
         assert allowed.status_code == 200
         assert (await usage_of(store, "acme"))["tokens_per_minute"] > 0
     assert len(gateway.fake.requests) == 1
+
+
+# -- what layers in front already acted on ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"model": "claude"}, "changed the model"),
+        ({"stream": True}, "changed stream"),
+        ({"max_tokens": 65}, "raised or removed the output cap"),
+        ({"max_tokens": None}, "raised or removed the output cap"),
+        ({"n": 3}, "asked for more choices"),
+        ({"max_tokens": "lots"}, "invalid output cap"),
+    ],
+)
+async def test_a_hook_cannot_undo_what_the_budget_reserved_for(
+    recorder: Recorder, caplog: pytest.LogCaptureFixture, change: dict[str, Any], said: str
+) -> None:
+    async def overreach(request: HookRequest) -> dict[str, Any]:
+        body = {**request.body, **change}
+        return {k: v for k, v in body.items() if v is not None}
+
+    gateway = Gateway(recorder.hooks(overreach))
+    with caplog.at_level(logging.ERROR, logger="asgi_aigw.hooks"):
+        async with gateway.client() as client:
+            response = await client.post(CHAT, json=chat(max_tokens=64))
+    assert response.status_code == 200, response.text
+    sent = gateway.fake.last_request.json
+    assert (sent["model"], sent["max_tokens"], sent.get("stream"), sent.get("n")) == (
+        "gpt-4o-mini",
+        64,
+        None,
+        None,
+    )
+    assert any(said in r.getMessage() for r in caplog.records if r.name == "asgi_aigw.hooks")
+
+
+async def test_a_hook_may_lower_the_cap_the_budget_wrote(redis_url: str, redis_prefix: str) -> None:
+    async def drop_cap(request: HookRequest) -> dict[str, Any]:
+        return {k: v for k, v in request.body.items() if k not in ("max_tokens", "max_completion_tokens")}
+
+    async def lower_cap(request: HookRequest) -> dict[str, Any]:
+        return {**request.body, "max_tokens": 5}
+
+    freeze_now()
+    for hook, cap in ((drop_cap, None), (lower_cap, 5)):
+        gateway = Gateway(Hooks(before_request=[hook]), identity=None)
+        async with redis_budget_store(redis_url, redis_prefix) as store:
+            app = budget_stack(gateway, store, limits=Limits(tokens_per_minute=100_000))
+            async with httpx.AsyncClient(
+                transport=StreamingASGITransport(app), base_url="http://gw"
+            ) as client:
+                response = await client.post(CHAT, json=chat())
+        assert response.status_code == 200, response.text
+        sent = gateway.fake.last_request.json
+        written = sent.get("max_tokens", sent.get("max_completion_tokens"))
+        # the budget wrote a cap into the client's capless request; removing it is ignored, lowering it kept
+        assert written is not None
+        if cap is not None:
+            assert written == cap
+        await gateway.router.aclose()

@@ -42,6 +42,30 @@ def _latency_ms(ctx: RequestContext) -> float:
     return (time.perf_counter() - ctx.started_perf) * 1000.0
 
 
+def _overreach(old: dict[str, Any], new: dict[str, Any], dialect_name: str) -> str | None:
+    """What a before-hook's body changes that the layers in front already acted on, or ``None``.
+
+    The budget reserved for this model, this output cap and this many choices, and the cache and the
+    log took ``stream`` as the answer's shape: a hook may lower the cap, never raise or remove it,
+    and may not change the others, or a budget's hard cap would stop holding.
+    """
+    dialect = dialect_for(dialect_name)
+    if new.get("model") != old.get("model"):
+        return "changed the model"
+    if bool(new.get("stream")) != bool(old.get("stream")):
+        return "changed stream"
+    try:
+        cap, new_cap = dialect.client_cap(old), dialect.client_cap(new)
+        more_choices = dialect.choices(new) > dialect.choices(old)
+    except (ValueError, TypeError):
+        return "wrote an invalid output cap or choice count"
+    if cap is not None and (new_cap is None or new_cap > cap):
+        return "raised or removed the output cap"
+    if more_choices:
+        return "asked for more choices"
+    return None
+
+
 def _view(ctx: RequestContext, dialect: str, data: dict[str, Any]) -> HookRequest:
     model = data.get("model")
     return HookRequest(
@@ -95,6 +119,14 @@ class HookRun:
                     "before_request hook %s returned %s, not a dict or None; ignored",
                     _name(hook),
                     type(changed).__name__,
+                )
+                continue
+            if (overreach := _overreach(self.request.body, changed, self.request.dialect)) is not None:
+                logger.error(
+                    "before_request hook %s %s on request %s; its change is ignored",
+                    _name(hook),
+                    overreach,
+                    self.request.request_id,
                 )
                 continue
             body.replace(changed)
