@@ -52,7 +52,7 @@ def build_app(
 ) -> ASGIApp:
     """The gateway as one ASGI app: the router mounted at ``config.prefix`` in front of ``app``
     (a small index and 404 app when ``app`` is None), wrapped in the middlewares the configuration
-    enables, outermost first: request log, tenant, budget, redaction, cache. Each is built exactly as
+    enables, outermost first: traces, request log, tenant, budget, redaction, cache. Each is built exactly as
     ``XMiddleware(inner, config=config.x)``."""
     config = config or GatewayConfig()
     prefix = config.prefix
@@ -121,4 +121,9 @@ def _assemble(
     # outermost, so wrapped last: the request log sees every outcome of every inner layer
     if config.log is not None:
         gateway = RequestLogMiddleware(gateway, config=config.log, metrics=metrics)
+    # outside the log too: the request span covers every layer, and the log row is written inside it
+    if config.trace is not None:
+        from .trace import TraceMiddleware
+
+        gateway = TraceMiddleware(gateway, config=config.trace)
     return gateway

@@ -1,0 +1,298 @@
+"""TraceMiddleware: one OpenTelemetry span per gateway request, one child span per upstream attempt.
+
+The request span is named ``{gen_ai.operation.name} {gen_ai.request.model}`` (``chat gpt-4o-mini``) and
+carries the GenAI semantic conventions' attributes and the gateway's own (``aigw.*``), read from the
+request context when the request ends: what every layer recorded there (tenant, budget decision,
+redaction counts, cache status, provider, usage) is not computed again. The answer's id and finish
+reasons, which no layer records, are read off the wire while the span records.
+
+It joins the app's trace: the span is a child of the span active when the request reaches it (the
+host app's own instrumentation), else of an incoming ``traceparent``, else the root of a new trace.
+The router starts the attempt spans through ``ctx.tracer`` and sends each attempt's ``traceparent``.
+"""
+
+from __future__ import annotations
+
+import time
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from ..kernel.context import RequestContext, ensure_context
+from ..kernel.dialects import DIALECTS
+from ..kernel.optional import require
+from ..kernel.routes import classify
+from ..kernel.types import ASGIApp, Message, Receive, Scope, Send
+from . import semconv as sc
+from .answer import AnswerFacts
+from .config import TraceConfig
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
+    from opentelemetry.propagators.textmap import Getter
+    from opentelemetry.trace import Span, Tracer, TracerProvider
+
+#: The instrumentation scope of the gateway's spans.
+SCOPE_NAME = "asgi_aigw"
+#: Model names are the client's text: cut to this length.
+_MAX_MODEL_CHARS = 200
+
+
+def _version() -> str | None:
+    try:
+        return version("asgi-aigw")
+    except PackageNotFoundError:
+        return None
+
+
+class TraceMiddleware:
+    """Trace every gateway request (chat, messages, responses, embeddings, count_tokens, models).
+
+    Every setting is in ``config``. Injected object: ``tracer_provider``, the provider to take the
+    tracer from (default: OpenTelemetry's global one, as the host app or ``aigw serve`` set it).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        config: TraceConfig | None = None,
+        tracer_provider: TracerProvider | None = None,
+    ) -> None:
+        self.app = app
+        self.config = config = config or TraceConfig()
+        trace = require("opentelemetry.trace", "otel")
+        self._trace = trace
+        self._context = require("opentelemetry.context", "otel")
+        self._propagate = require("opentelemetry.propagate", "otel")
+        self._tracer: Tracer = trace.get_tracer(SCOPE_NAME, _version(), tracer_provider=tracer_provider)
+        self._server = trace.SpanKind.SERVER
+        self._internal = trace.SpanKind.INTERNAL
+        self._client = trace.SpanKind.CLIENT
+        self._error = trace.StatusCode.ERROR
+        self._getter = _header_getter()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = classify(scope) if scope["type"] == "http" else None
+        if route is None:
+            await self.app(scope, receive, send)
+            return
+        trace = self._trace
+        active = trace.get_current_span().get_span_context().is_valid
+        parent: Context | None = None
+        if not active and self.config.extract:
+            parent = self._propagate.extract(scope.get("headers") or (), getter=self._getter)
+        operation = sc.OPERATIONS.get(route)
+        span = self._tracer.start_span(
+            operation or route,
+            context=parent,
+            # the gateway is the server of its client, unless it runs inside an app's own server span
+            kind=self._internal if active else self._server,
+            attributes={sc.HTTP_METHOD: scope.get("method", "")},
+        )
+        if not span.is_recording():
+            # no SDK, or sampled out: nothing to record, but a valid context still goes upstream
+            if span.get_span_context().is_valid and self.config.propagate:
+                scope, ctx = ensure_context(scope)
+                ctx.tracer = _Attempts(self, trace.set_span_in_context(span, parent), operation or route)
+            await self.app(scope, receive, send)
+            return
+        await self._traced(scope, receive, send, route, operation, span, parent)
+
+    async def _traced(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        route: str,
+        operation: str | None,
+        span: Span,
+        parent: Context | None,
+    ) -> None:
+        scope, ctx = ensure_context(scope)
+        context = self._trace.set_span_in_context(span, parent)
+        ctx.tracer = _Attempts(self, context, operation or route)
+        facts = AnswerFacts(route)
+        ended: list[int] = []
+
+        async def send_wrapper(message: Message) -> None:
+            kind = message["type"]
+            if kind == "http.response.start":
+                facts.start(message["status"], message.get("headers", ()))
+                span.set_attribute(sc.HTTP_STATUS, message["status"])
+            elif kind == "http.response.body":
+                facts.body(message.get("body", b""))
+                if not message.get("more_body", False) and not ended:
+                    ended.append(time.time_ns())
+            await send(message)
+
+        token = self._context.attach(context)
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except BaseException as exc:
+            span.record_exception(exc)
+            span.set_status(self._error, type(exc).__name__)
+            span.set_attribute(sc.ERROR_TYPE, type(exc).__qualname__)
+            raise
+        finally:
+            self._context.detach(token)
+            try:
+                facts.finish()
+                self._finish(span, ctx, route, operation, facts)
+            finally:
+                span.end(end_time=ended[0] if ended else None)
+
+    def _finish(
+        self, span: Span, ctx: RequestContext, route: str, operation: str | None, facts: AnswerFacts
+    ) -> None:
+        """The request's attributes, from the context and the answer."""
+        model = ctx.model or _requested_model(ctx)
+        name = operation or route
+        span.update_name(f"{name} {model}" if model else name)
+        attributes: dict[str, Any] = {"aigw.request_id": ctx.request_id}
+        if operation is not None:
+            attributes[sc.OPERATION] = operation
+        if model:
+            attributes[sc.REQUEST_MODEL] = model
+        if route in DIALECTS:
+            attributes["aigw.dialect"] = DIALECTS[route].name
+            attributes[sc.REQUEST_STREAM] = ctx.stream
+        if ctx.provider:
+            attributes[sc.PROVIDER] = sc.provider_name(ctx.provider)
+        response_model = ctx.upstream_model or facts.model
+        if response_model:
+            attributes[sc.RESPONSE_MODEL] = response_model
+        if facts.id:
+            attributes[sc.RESPONSE_ID] = facts.id
+        if facts.finish_reasons:
+            attributes[sc.FINISH_REASONS] = facts.finish_reasons
+        usage = ctx.usage or facts.usage()
+        if usage is not None:
+            attributes[sc.INPUT_TOKENS] = usage.prompt_tokens
+            attributes[sc.OUTPUT_TOKENS] = usage.completion_tokens
+            if usage.cached_tokens:
+                attributes[sc.CACHE_READ_TOKENS] = usage.cached_tokens
+            if usage.cache_write_tokens:
+                attributes[sc.CACHE_WRITE_TOKENS] = usage.cache_write_tokens
+            if usage.estimated:
+                attributes["aigw.usage.estimated"] = True
+        if ctx.tenant_id:
+            attributes["aigw.tenant"] = ctx.tenant_id
+        if ctx.user_id and self.config.record_user:
+            attributes["aigw.user"] = ctx.user_id
+        if ctx.cache_status:
+            attributes["aigw.cache"] = ctx.cache_status
+            if ctx.cache_score is not None:
+                attributes["aigw.cache.score"] = ctx.cache_score
+        if ctx.budget_decision:
+            attributes["aigw.budget"] = ctx.budget_decision
+        if ctx.token_estimate is not None:
+            attributes["aigw.token_estimate"] = ctx.token_estimate
+        if ctx.cost is not None:
+            attributes["aigw.cost"] = ctx.cost
+        # entity types and counts only: the values never leave RedactMiddleware
+        for entity, count in ctx.pii_entities.items():
+            attributes[f"aigw.redactions.{entity}"] = count
+        if ctx.deployment:
+            attributes["aigw.deployment"] = ctx.deployment
+        if ctx.attempts:
+            attributes["aigw.attempts"] = ctx.attempts
+        if ctx.client_disconnected:
+            attributes["aigw.client_disconnected"] = True
+        status = ctx.status
+        if status is not None and status >= 400 and ctx.error_code:
+            attributes[sc.ERROR_TYPE] = ctx.error_code
+        span.set_attributes(attributes)
+        # a server span's error is the server's (5xx); a refused request (4xx) is the client's
+        if status is not None and status >= 500:
+            span.set_status(self._error, ctx.error_code or str(status))
+
+
+class _Attempts:
+    """``ctx.tracer``: the attempt spans of one request, children of its span."""
+
+    __slots__ = ("_context", "_middleware", "_operation")
+
+    def __init__(self, middleware: TraceMiddleware, context: Context, operation: str) -> None:
+        self._middleware = middleware
+        self._context = context
+        self._operation = operation
+
+    def attempt(
+        self, number: int, *, deployment: str, provider: str, model: str, address: str
+    ) -> _AttemptSpan:
+        middleware = self._middleware
+        parts = urlsplit(address)
+        attributes: dict[str, Any] = {
+            sc.OPERATION: self._operation,
+            sc.PROVIDER: sc.provider_name(provider),
+            sc.REQUEST_MODEL: model,
+            "aigw.deployment": deployment,
+            "aigw.attempt": number,
+        }
+        if parts.hostname:
+            attributes[sc.SERVER_ADDRESS] = parts.hostname
+        if parts.port:
+            attributes[sc.SERVER_PORT] = parts.port
+        span = middleware._tracer.start_span(
+            f"{self._operation} {model}",
+            context=self._context,
+            kind=middleware._client,
+            attributes=attributes,
+        )
+        return _AttemptSpan(middleware, span, self._context)
+
+
+class _AttemptSpan:
+    __slots__ = ("_context", "_middleware", "_span")
+
+    def __init__(self, middleware: TraceMiddleware, span: Span, context: Context) -> None:
+        self._middleware = middleware
+        self._span = span
+        self._context = context
+
+    def inject(self, headers: dict[str, str]) -> dict[str, str]:
+        middleware = self._middleware
+        if not middleware.config.propagate:
+            return headers
+        out = dict(headers)
+        # the request's context (its baggage) with this attempt's span as the parent of the upstream's
+        context = middleware._trace.set_span_in_context(self._span, self._context)
+        middleware._propagate.inject(out, context=context)
+        return out
+
+    def answered(self, status: int) -> None:
+        self._span.set_attribute(sc.HTTP_STATUS, status)
+
+    def end(self, outcome: str, *, error: str | None = None) -> None:
+        span = self._span
+        if span.is_recording():
+            span.set_attribute("aigw.outcome", outcome)
+            if outcome != "ok":
+                span.set_attribute(sc.ERROR_TYPE, error or outcome)
+                span.set_status(self._middleware._error, error or outcome)
+        span.end()
+
+
+def _header_getter() -> Getter[Any]:
+    """A getter for OpenTelemetry's propagators over an ASGI header list (lowercase byte names)."""
+    textmap = require("opentelemetry.propagators.textmap", "otel")
+
+    class HeaderGetter(textmap.Getter):  # type: ignore[misc,name-defined]
+        def get(self, carrier: Any, key: str) -> list[str] | None:
+            name = key.lower().encode("latin-1")
+            found = [v.decode("latin-1") for k, v in carrier if k == name]
+            return found or None
+
+        def keys(self, carrier: Any) -> list[str]:
+            return [k.decode("latin-1") for k, _ in carrier]
+
+    getter: Getter[Any] = HeaderGetter()
+    return getter
+
+
+def _requested_model(ctx: RequestContext) -> str | None:
+    """The ``model`` of the request body, if a layer parsed it (a request refused before the router)."""
+    data = ctx.body.data if ctx.body is not None else None
+    model = data.get("model") if isinstance(data, dict) else None
+    return model[:_MAX_MODEL_CHARS] if isinstance(model, str) and model else None
