@@ -5,9 +5,11 @@ incoming traceparent."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -464,3 +466,30 @@ def test_a_missing_opentelemetry_says_which_extra_to_install(monkeypatch: pytest
     monkeypatch.setitem(sys.modules, "opentelemetry.trace", None)
     with pytest.raises(MissingDependency, match=r"asgi-aigw\[otel\]"):
         TraceMiddleware(lambda *a: None)  # type: ignore[arg-type,return-value]
+
+
+SNIPPET = Path(__file__).resolve().parent.parent / "docs" / "snippets" / "tracing_console.py"
+
+
+def test_the_documented_snippet_prints_the_gateways_spans_inside_the_apps(tmp_path: Path) -> None:
+    """docs/tracing.md includes docs/snippets/tracing_console.py: run as a script (it sets the process's
+    global tracer provider, so in a process of its own), it prints three spans of one trace."""
+    done = subprocess.run(
+        [sys.executable, str(SNIPPET)], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    decoder = json.JSONDecoder()
+    spans, text = [], done.stdout.strip()
+    while text.startswith("{"):
+        span, end = decoder.raw_decode(text)
+        spans.append(span)
+        text = text[end:].lstrip()
+    assert text == "Echo: Hello"
+    assert len(spans) == 3
+    attempt = next(s for s in spans if s["kind"] == "SpanKind.CLIENT")
+    app = next(s for s in spans if s["name"] == "POST /ask")
+    request = next(s for s in spans if s["name"] == "chat gpt-4o-mini" and s["kind"] == "SpanKind.INTERNAL")
+    assert {s["context"]["trace_id"] for s in spans} == {app["context"]["trace_id"]}
+    assert request["parent_id"] == app["context"]["span_id"]
+    assert attempt["parent_id"] == request["context"]["span_id"]
+    assert request["attributes"]["gen_ai.response.finish_reasons"] == ["stop"]

@@ -13,7 +13,6 @@ The router starts the attempt spans through ``ctx.tracer`` and sends each attemp
 
 from __future__ import annotations
 
-import time
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -65,7 +64,13 @@ class TraceMiddleware:
         self._trace = trace
         self._context = require("opentelemetry.context", "otel")
         self._propagate = require("opentelemetry.propagate", "otel")
-        self._tracer: Tracer = trace.get_tracer(SCOPE_NAME, _version(), tracer_provider=tracer_provider)
+        #: Taken from the global provider once one is set (until then every request passes through).
+        self._tracer: Tracer | None = None
+        if tracer_provider is not None:
+            self._tracer = tracer_provider.get_tracer(SCOPE_NAME, _version())
+        self._unset = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+        self._textmap: Any = None
+        self._fields: frozenset[bytes] = frozenset()
         self._server = trace.SpanKind.SERVER
         self._internal = trace.SpanKind.INTERNAL
         self._client = trace.SpanKind.CLIENT
@@ -74,16 +79,18 @@ class TraceMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = classify(scope) if scope["type"] == "http" else None
-        if route is None:
+        tracer = self._tracer or self._global_tracer() if route is not None else None
+        if tracer is None or route is None:
+            # not a gateway route, or no SDK set up: OpenTelemetry's no-op tracer would record nothing
             await self.app(scope, receive, send)
             return
         trace = self._trace
         active = trace.get_current_span().get_span_context().is_valid
         parent: Context | None = None
         if not active and self.config.extract:
-            parent = self._propagate.extract(scope.get("headers") or (), getter=self._getter)
+            parent = self._extract(scope.get("headers") or ())
         operation = sc.OPERATIONS.get(route)
-        span = self._tracer.start_span(
+        span = tracer.start_span(
             operation or route,
             context=parent,
             # the gateway is the server of its client, unless it runs inside an app's own server span
@@ -99,6 +106,28 @@ class TraceMiddleware:
             return
         await self._traced(scope, receive, send, route, operation, span, parent)
 
+    def _global_tracer(self) -> Tracer | None:
+        """The global provider's tracer once the app (or ``aigw serve``) has set one up."""
+        provider = self._trace.get_tracer_provider()
+        if isinstance(provider, self._unset):
+            return None
+        tracer: Tracer = provider.get_tracer(SCOPE_NAME, _version())
+        self._tracer = tracer
+        return tracer
+
+    def _extract(self, headers: Any) -> Context | None:
+        """The incoming trace context, when a header the propagators read is there (most requests
+        carry none: their headers are scanned, not handed to every propagator)."""
+        textmap = self._propagate.get_global_textmap()
+        if textmap is not self._textmap:
+            self._fields = frozenset(name.lower().encode("latin-1") for name in textmap.fields)
+            self._textmap = textmap
+        fields = self._fields
+        if not any(name in fields for name, _ in headers):
+            return None
+        context: Context = self._propagate.extract(headers, getter=self._getter)
+        return context
+
     async def _traced(
         self,
         scope: Scope,
@@ -113,7 +142,6 @@ class TraceMiddleware:
         context = self._trace.set_span_in_context(span, parent)
         ctx.tracer = _Attempts(self, context, operation or route)
         facts = AnswerFacts(route)
-        ended: list[int] = []
 
         async def send_wrapper(message: Message) -> None:
             kind = message["type"]
@@ -122,8 +150,6 @@ class TraceMiddleware:
                 span.set_attribute(sc.HTTP_STATUS, message["status"])
             elif kind == "http.response.body":
                 facts.body(message.get("body", b""))
-                if not message.get("more_body", False) and not ended:
-                    ended.append(time.time_ns())
             await send(message)
 
         token = self._context.attach(context)
@@ -140,7 +166,8 @@ class TraceMiddleware:
                 facts.finish()
                 self._finish(span, ctx, route, operation, facts)
             finally:
-                span.end(end_time=ended[0] if ended else None)
+                # when the app returns, not at the last byte: the attempt spans inside end before it
+                span.end()
 
     def _finish(
         self, span: Span, ctx: RequestContext, route: str, operation: str | None, facts: AnswerFacts
@@ -234,7 +261,9 @@ class _Attempts:
             attributes[sc.SERVER_ADDRESS] = parts.hostname
         if parts.port:
             attributes[sc.SERVER_PORT] = parts.port
-        span = middleware._tracer.start_span(
+        tracer = middleware._tracer
+        assert tracer is not None  # set before any request is traced
+        span = tracer.start_span(
             f"{self._operation} {model}",
             context=self._context,
             kind=middleware._client,

@@ -72,14 +72,22 @@ def configure_from_env(env: Mapping[str, str] | None = None) -> Any:
     export = _require("opentelemetry.sdk.trace.export", "opentelemetry-sdk")
     resources = _require("opentelemetry.sdk.resources", "opentelemetry-sdk")
     processors = [_processor(name, environ, export) for name in exporter_names(environ)]
-    attributes = {} if environ.get("OTEL_SERVICE_NAME") else {"service.name": DEFAULT_SERVICE_NAME}
-    # Resource.create reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES (the former wins over ours)
-    provider = sdk_trace.TracerProvider(resource=resources.Resource.create(attributes))
+    provider = sdk_trace.TracerProvider(resource=resources.Resource.create(_service(environ)))
     for processor in processors:
         provider.add_span_processor(processor)
     trace = _require("opentelemetry.trace", "opentelemetry-api")
     trace.set_tracer_provider(provider)
     return provider
+
+
+def _service(env: Mapping[str, str]) -> dict[str, str]:
+    """The service name: ``OTEL_SERVICE_NAME``, else one in ``OTEL_RESOURCE_ATTRIBUTES`` (which
+    ``Resource.create`` reads), else ours."""
+    if name := env.get("OTEL_SERVICE_NAME", "").strip():
+        return {"service.name": name}
+    if "service.name=" in env.get("OTEL_RESOURCE_ATTRIBUTES", ""):
+        return {}
+    return {"service.name": DEFAULT_SERVICE_NAME}
 
 
 def check_env(env: Mapping[str, str] | None = None) -> None:
