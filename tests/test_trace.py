@@ -5,6 +5,7 @@ incoming traceparent."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -18,13 +19,14 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import SpanKind, StatusCode
 
 from asgi_aigw.app import build_app
 from asgi_aigw.budget.config import BudgetConfig, Limits
 from asgi_aigw.cache.config import CacheConfig
 from asgi_aigw.config import GatewayConfig
-from asgi_aigw.kernel.context import Identity, ensure_context, set_identity
+from asgi_aigw.kernel.context import Identity, ensure_context, get_context, set_identity
 from asgi_aigw.kernel.types import ASGIApp
 from asgi_aigw.redact import RedactConfig
 from asgi_aigw.router.config import DeploymentConfig, ModelConfig, RetryConfig, RouterConfig
@@ -32,7 +34,7 @@ from asgi_aigw.tenant.config import TenantConfig
 from asgi_aigw.testing import FakeBehaviour, FakeProvider, StreamingASGITransport
 from asgi_aigw.trace import TraceConfig, TraceMiddleware
 
-from .support import FAKE_ORIGIN, FAKE_URL, sse_payloads
+from .support import FAKE_ORIGIN, FAKE_URL, post_scope, sse_payloads
 
 CHAT = "/ai/v1/chat/completions"
 EMAIL = "jane.doe@example.com"
@@ -493,3 +495,175 @@ def test_the_documented_snippet_prints_the_gateways_spans_inside_the_apps(tmp_pa
     assert request["parent_id"] == app["context"]["span_id"]
     assert attempt["parent_id"] == request["context"]["span_id"]
     assert request["attributes"]["gen_ai.response.finish_reasons"] == ["stop"]
+
+
+# -- every dialect, and embeddings -----------------------------------------------------------------
+
+
+def one_model(provider: str, model: str, base_url: str) -> GatewayConfig:
+    deployment = DeploymentConfig(
+        provider=provider, model=model, base_url=base_url, api_key="sk-test-not-a-real-key"
+    )
+    return GatewayConfig(router=RouterConfig(models=[ModelConfig(name=model, deployments=[deployment])]))
+
+
+async def test_an_anthropic_messages_stream_has_its_id_and_stop_reason(
+    fake: FakeProvider, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    config = one_model("anthropic", "claude-sonnet-4-5", FAKE_ORIGIN)
+    app = TraceMiddleware(
+        build_app(config, transports={FAKE_ORIGIN: StreamingASGITransport(fake)}, env={}),
+        tracer_provider=provider,
+    )
+    body = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 64,
+        "stream": True,
+        "messages": [{"role": "user", "content": "Hi there"}],
+    }
+    async with client_for(app) as client:
+        response = await client.post("/ai/v1/messages", json=body)
+    assert response.status_code == 200
+    events = [p for p in sse_payloads(response.text) if isinstance(p, dict)]
+    start = next(e for e in events if e["type"] == "message_start")
+    delta = next(e for e in events if e["type"] == "message_delta")
+    attributes = request_span(exporter).attributes or {}
+    assert attributes["gen_ai.request.stream"] is True
+    assert attributes["gen_ai.response.id"] == start["message"]["id"]
+    assert attributes["gen_ai.response.finish_reasons"] == (delta["delta"]["stop_reason"],)
+    assert attributes["gen_ai.usage.output_tokens"] == delta["usage"]["output_tokens"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_responses_api_answer_has_its_id_and_status(
+    stream: bool, fake: FakeProvider, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    app = TraceMiddleware(
+        build_app(
+            one_model("openai", "gpt-4o-mini", FAKE_URL),
+            transports={FAKE_URL: StreamingASGITransport(fake)},
+            env={},
+        ),
+        tracer_provider=provider,
+    )
+    async with client_for(app) as client:
+        response = await client.post(
+            "/ai/v1/responses", json={"model": "gpt-4o-mini", "input": "Hi", "stream": stream}
+        )
+    assert response.status_code == 200
+    if stream:
+        events = [p for p in sse_payloads(response.text) if isinstance(p, dict)]
+        answer = next(e["response"] for e in events if e["type"] == "response.completed")
+    else:
+        answer = response.json()
+    attributes = request_span(exporter).attributes or {}
+    assert attributes["aigw.dialect"] == "responses"
+    assert attributes["gen_ai.operation.name"] == "chat"
+    assert attributes["gen_ai.response.id"] == answer["id"]
+    assert attributes["gen_ai.response.finish_reasons"] == ("completed",)
+    assert attributes["gen_ai.usage.output_tokens"] == answer["usage"]["output_tokens"]
+
+
+async def test_an_embeddings_request_is_an_embeddings_span(
+    fake: FakeProvider, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    app = TraceMiddleware(
+        build_app(
+            one_model("openai", "text-embedding-3-small", FAKE_URL),
+            transports={FAKE_URL: StreamingASGITransport(fake)},
+            env={},
+        ),
+        tracer_provider=provider,
+    )
+    async with client_for(app) as client:
+        response = await client.post(
+            "/ai/v1/embeddings", json={"model": "text-embedding-3-small", "input": "Hi there"}
+        )
+    assert response.status_code == 200
+    span = request_span(exporter)
+    attributes = span.attributes or {}
+    assert span.name == "embeddings text-embedding-3-small"
+    assert attributes["gen_ai.operation.name"] == "embeddings"
+    assert attributes["gen_ai.usage.input_tokens"] == response.json()["usage"]["prompt_tokens"]
+    assert "aigw.dialect" not in attributes
+
+
+# -- failures, sampling, no SDK ----------------------------------------------------------------------
+
+
+async def test_an_app_that_raises_is_an_error_span_with_the_exception(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    async def broken(scope: Any, receive: Any, send: Any) -> None:
+        raise RuntimeError("the inner app broke")
+
+    app = TraceMiddleware(broken, tracer_provider=provider)
+    transport = httpx.ASGITransport(app)  # raises the app's exception here
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        with pytest.raises(RuntimeError, match="the inner app broke"):
+            await client.post("/v1/chat/completions", json=hello())
+    span = request_span(exporter)
+    assert span.status.status_code == StatusCode.ERROR
+    assert (span.attributes or {})["error.type"] == "RuntimeError"
+    assert [event.name for event in span.events] == ["exception"]
+
+
+async def test_a_sampled_out_request_records_nothing_but_still_sends_its_context(
+    fake: FakeProvider, exporter: InMemorySpanExporter
+) -> None:
+    sampled_out = TracerProvider(sampler=ALWAYS_OFF)
+    sampled_out.add_span_processor(SimpleSpanProcessor(exporter))
+    app = traced(fake, sampled_out, stack_config())
+    async with client_for(app) as client:
+        response = await client.post(CHAT, json=hello(), headers={"x-tenant-id": "acme"})
+    assert response.status_code == 200
+    assert exporter.get_finished_spans() == ()
+    _, trace_id, _, flags = fake.last_request.headers["traceparent"].split("-")
+    assert int(flags, 16) & 0x01 == 0  # not sampled: the upstream's own tracing knows not to keep it either
+    assert int(trace_id, 16) != 0
+
+
+async def test_with_no_sdk_set_up_requests_pass_through(fake: FakeProvider) -> None:
+    """The API alone (no tracer provider set): no context for the router, no traceparent upstream."""
+    assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    seen: list[Any] = []
+    gateway = build_app(stack_config(), transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
+
+    async def spy(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(get_context(scope))
+        await gateway(scope, receive, send)
+
+    async with client_for(TraceMiddleware(spy)) as client:
+        response = await client.post(CHAT, json=hello(), headers={"x-tenant-id": "acme"})
+    assert response.status_code == 200
+    assert seen == [None]  # not even a context was made for it
+    assert "traceparent" not in fake.last_request.headers
+
+
+async def test_a_client_that_leaves_mid_stream_cancels_the_attempt_span(
+    fake: FakeProvider, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    fake.behaviour = FakeBehaviour(chunk_delay=0.05)
+    app = traced(fake, provider, stack_config())
+    body = json.dumps(hello("one two three four five six seven eight", stream=True)).encode()
+    first_chunk = asyncio.Event()
+    requested = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await first_chunk.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body" and message.get("body"):
+            first_chunk.set()
+
+    scope = post_scope(CHAT, body)
+    scope["headers"].append((b"x-tenant-id", b"acme"))
+    await app(scope, receive, send)
+    (attempt,) = attempt_spans(exporter)
+    assert (attempt.attributes or {})["aigw.outcome"] == "cancelled"
+    assert (request_span(exporter).attributes or {})["aigw.client_disconnected"] is True

@@ -60,32 +60,25 @@ class TraceMiddleware:
     ) -> None:
         self.app = app
         self.config = config = config or TraceConfig()
-        trace = require("opentelemetry.trace", "otel")
-        self._trace = trace
-        self._context = require("opentelemetry.context", "otel")
-        self._propagate = require("opentelemetry.propagate", "otel")
+        self._api = api = _Api()
         #: Taken from the global provider once one is set (until then every request passes through).
         self._tracer: Tracer | None = None
         if tracer_provider is not None:
             self._tracer = tracer_provider.get_tracer(SCOPE_NAME, _version())
-        self._unset = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+        self._unset = (api.trace.ProxyTracerProvider, api.trace.NoOpTracerProvider)
         self._textmap: Any = None
         self._fields: frozenset[bytes] = frozenset()
-        self._server = trace.SpanKind.SERVER
-        self._internal = trace.SpanKind.INTERNAL
-        self._client = trace.SpanKind.CLIENT
-        self._error = trace.StatusCode.ERROR
         self._getter = _header_getter()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = classify(scope) if scope["type"] == "http" else None
-        tracer = self._tracer or self._global_tracer() if route is not None else None
+        tracer = (self._tracer or self._global_tracer()) if route is not None else None
         if tracer is None or route is None:
             # not a gateway route, or no SDK set up: OpenTelemetry's no-op tracer would record nothing
             await self.app(scope, receive, send)
             return
-        trace = self._trace
-        active = trace.get_current_span().get_span_context().is_valid
+        api = self._api
+        active = api.trace.get_current_span().get_span_context().is_valid
         parent: Context | None = None
         if not active and self.config.extract:
             parent = self._extract(scope.get("headers") or ())
@@ -94,21 +87,22 @@ class TraceMiddleware:
             operation or route,
             context=parent,
             # the gateway is the server of its client, unless it runs inside an app's own server span
-            kind=self._internal if active else self._server,
+            kind=api.internal if active else api.server,
             attributes={sc.HTTP_METHOD: scope.get("method", "")},
         )
         if not span.is_recording():
             # no SDK, or sampled out: nothing to record, but a valid context still goes upstream
             if span.get_span_context().is_valid and self.config.propagate:
                 scope, ctx = ensure_context(scope)
-                ctx.tracer = _Attempts(self, trace.set_span_in_context(span, parent), operation or route)
+                context = api.trace.set_span_in_context(span, parent)
+                ctx.tracer = _Attempts(api, tracer, context, operation or route, propagate=True)
             await self.app(scope, receive, send)
             return
-        await self._traced(scope, receive, send, route, operation, span, parent)
+        await self._traced(scope, receive, send, route, operation, tracer, span, parent)
 
     def _global_tracer(self) -> Tracer | None:
         """The global provider's tracer once the app (or ``aigw serve``) has set one up."""
-        provider = self._trace.get_tracer_provider()
+        provider = self._api.trace.get_tracer_provider()
         if isinstance(provider, self._unset):
             return None
         tracer: Tracer = provider.get_tracer(SCOPE_NAME, _version())
@@ -118,14 +112,15 @@ class TraceMiddleware:
     def _extract(self, headers: Any) -> Context | None:
         """The incoming trace context, when a header the propagators read is there (most requests
         carry none: their headers are scanned, not handed to every propagator)."""
-        textmap = self._propagate.get_global_textmap()
+        propagate = self._api.propagate
+        textmap = propagate.get_global_textmap()
         if textmap is not self._textmap:
             self._fields = frozenset(name.lower().encode("latin-1") for name in textmap.fields)
             self._textmap = textmap
         fields = self._fields
         if not any(name in fields for name, _ in headers):
             return None
-        context: Context = self._propagate.extract(headers, getter=self._getter)
+        context: Context = propagate.extract(headers, getter=self._getter)
         return context
 
     async def _traced(
@@ -135,12 +130,14 @@ class TraceMiddleware:
         send: Send,
         route: str,
         operation: str | None,
+        tracer: Tracer,
         span: Span,
         parent: Context | None,
     ) -> None:
+        api = self._api
         scope, ctx = ensure_context(scope)
-        context = self._trace.set_span_in_context(span, parent)
-        ctx.tracer = _Attempts(self, context, operation or route)
+        context = api.trace.set_span_in_context(span, parent)
+        ctx.tracer = _Attempts(api, tracer, context, operation or route, propagate=self.config.propagate)
         facts = AnswerFacts(route)
 
         async def send_wrapper(message: Message) -> None:
@@ -152,16 +149,16 @@ class TraceMiddleware:
                 facts.body(message.get("body", b""))
             await send(message)
 
-        token = self._context.attach(context)
+        token = api.context.attach(context)
         try:
             await self.app(scope, receive, send_wrapper)
         except BaseException as exc:
             span.record_exception(exc)
-            span.set_status(self._error, type(exc).__name__)
+            span.set_status(api.error, type(exc).__name__)
             span.set_attribute(sc.ERROR_TYPE, type(exc).__qualname__)
             raise
         finally:
-            self._context.detach(token)
+            api.context.detach(token)
             try:
                 facts.finish()
                 self._finish(span, ctx, route, operation, facts)
@@ -232,23 +229,26 @@ class TraceMiddleware:
         span.set_attributes(attributes)
         # a server span's error is the server's (5xx); a refused request (4xx) is the client's
         if status is not None and status >= 500:
-            span.set_status(self._error, ctx.error_code or str(status))
+            span.set_status(self._api.error, ctx.error_code or str(status))
 
 
 class _Attempts:
     """``ctx.tracer``: the attempt spans of one request, children of its span."""
 
-    __slots__ = ("_context", "_middleware", "_operation")
+    __slots__ = ("_api", "_context", "_operation", "_propagate", "_tracer")
 
-    def __init__(self, middleware: TraceMiddleware, context: Context, operation: str) -> None:
-        self._middleware = middleware
+    def __init__(
+        self, api: _Api, tracer: Tracer, context: Context, operation: str, *, propagate: bool
+    ) -> None:
+        self._api = api
+        self._tracer = tracer
         self._context = context
         self._operation = operation
+        self._propagate = propagate
 
     def attempt(
         self, number: int, *, deployment: str, provider: str, model: str, address: str
     ) -> _AttemptSpan:
-        middleware = self._middleware
         parts = urlsplit(address)
         attributes: dict[str, Any] = {
             sc.OPERATION: self._operation,
@@ -261,33 +261,31 @@ class _Attempts:
             attributes[sc.SERVER_ADDRESS] = parts.hostname
         if parts.port:
             attributes[sc.SERVER_PORT] = parts.port
-        tracer = middleware._tracer
-        assert tracer is not None  # set before any request is traced
-        span = tracer.start_span(
+        span = self._tracer.start_span(
             f"{self._operation} {model}",
             context=self._context,
-            kind=middleware._client,
+            kind=self._api.client,
             attributes=attributes,
         )
-        return _AttemptSpan(middleware, span, self._context)
+        return _AttemptSpan(self._api, span, self._context, propagate=self._propagate)
 
 
 class _AttemptSpan:
-    __slots__ = ("_context", "_middleware", "_span")
+    __slots__ = ("_api", "_context", "_propagate", "_span")
 
-    def __init__(self, middleware: TraceMiddleware, span: Span, context: Context) -> None:
-        self._middleware = middleware
+    def __init__(self, api: _Api, span: Span, context: Context, *, propagate: bool) -> None:
+        self._api = api
         self._span = span
         self._context = context
+        self._propagate = propagate
 
     def inject(self, headers: dict[str, str]) -> dict[str, str]:
-        middleware = self._middleware
-        if not middleware.config.propagate:
+        if not self._propagate:
             return headers
         out = dict(headers)
         # the request's context (its baggage) with this attempt's span as the parent of the upstream's
-        context = middleware._trace.set_span_in_context(self._span, self._context)
-        middleware._propagate.inject(out, context=context)
+        api = self._api
+        api.propagate.inject(out, context=api.trace.set_span_in_context(self._span, self._context))
         return out
 
     def answered(self, status: int) -> None:
@@ -299,8 +297,23 @@ class _AttemptSpan:
             span.set_attribute("aigw.outcome", outcome)
             if outcome != "ok":
                 span.set_attribute(sc.ERROR_TYPE, error or outcome)
-                span.set_status(self._middleware._error, error or outcome)
+                span.set_status(self._api.error, error or outcome)
         span.end()
+
+
+class _Api:
+    """The OpenTelemetry API's modules and constants, imported once (lazily: the package is optional)."""
+
+    __slots__ = ("client", "context", "error", "internal", "propagate", "server", "trace")
+
+    def __init__(self) -> None:
+        self.trace: Any = require("opentelemetry.trace", "otel")
+        self.context: Any = require("opentelemetry.context", "otel")
+        self.propagate: Any = require("opentelemetry.propagate", "otel")
+        self.server = self.trace.SpanKind.SERVER
+        self.internal = self.trace.SpanKind.INTERNAL
+        self.client = self.trace.SpanKind.CLIENT
+        self.error = self.trace.StatusCode.ERROR
 
 
 def _header_getter() -> Getter[Any]:
