@@ -14,7 +14,8 @@ class AttemptSpan(Protocol):
     """One upstream attempt, from the request sent to the answer delivered (or the failure)."""
 
     def inject(self, headers: dict[str, str]) -> dict[str, str]:
-        """``headers`` with this attempt's trace context added (W3C ``traceparent``); a new dict."""
+        """``headers`` with this attempt's trace context added (W3C ``traceparent``) in a new dict, or
+        ``headers`` itself when none is sent."""
         ...
 
     def answered(self, status: int) -> None:
