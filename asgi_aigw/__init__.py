@@ -1,6 +1,6 @@
 """asgi_aigw: an AI gateway you mount inside your own ASGI app.
 
-Stackable pure-ASGI middlewares (tenant, budget, redaction, semantic cache, request log) and one ASGI
+Stackable pure-ASGI middlewares (tenant, budget, redaction, semantic cache, request log, traces) and one ASGI
 app, :class:`ProviderRouter`, serving the OpenAI API routed to OpenAI, Anthropic, Gemini or Ollama.
 Every component is built the same way: ``XMiddleware(app, config=XConfig(...))``, and
 ``ProviderRouter(RouterConfig(...))``; :func:`build_app` builds the whole stack from a
@@ -19,6 +19,7 @@ from .logs import LogConfig, RequestLogMiddleware, UsageRow, aread_usage, read_u
 from .redact import RedactConfig, RedactMiddleware
 from .router import ProviderRouter, RouterConfig
 from .tenant import TenantConfig, TenantMiddleware
+from .trace import TraceConfig, TraceMiddleware
 
 __version__ = "0.1.0"
 
@@ -41,6 +42,8 @@ __all__ = [
     "SemanticCacheMiddleware",
     "TenantConfig",
     "TenantMiddleware",
+    "TraceConfig",
+    "TraceMiddleware",
     "Usage",
     "UsageRow",
     "__version__",

@@ -54,8 +54,8 @@ def build_app(
 ) -> ASGIApp:
     """The gateway as one ASGI app: the router mounted at ``config.prefix`` in front of ``app``
     (a small index and 404 app when ``app`` is None), wrapped in the middlewares the configuration
-    enables, outermost first: request log, tenant, budget, redaction, cache. Each is built exactly as
-    ``XMiddleware(inner, config=config.x)``; ``hooks`` go to the router (docs/hooks.md)."""
+    enables, outermost first: traces, request log, tenant, budget, redaction, cache. Each is built
+    exactly as ``XMiddleware(inner, config=config.x)``; ``hooks`` go to the router (docs/hooks.md)."""
     config = config or GatewayConfig()
     prefix = config.prefix
     return _assemble(
@@ -129,4 +129,9 @@ def _assemble(
     # outermost, so wrapped last: the request log sees every outcome of every inner layer
     if config.log is not None:
         gateway = RequestLogMiddleware(gateway, config=config.log, metrics=metrics)
+    # outside the log too: the request span covers every layer, and the log row is written inside it
+    if config.trace is not None:
+        from .trace import TraceMiddleware
+
+        gateway = TraceMiddleware(gateway, config=config.trace)
     return gateway

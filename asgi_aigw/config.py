@@ -33,6 +33,7 @@ from .redact.config import RedactConfig
 from .router.config import RouterConfig
 from .runtime.config import RuntimeConfig
 from .tenant.config import TenantConfig
+from .trace.config import TraceConfig
 
 __all__ = ["ConfigError", "GatewayConfig", "ServerConfig", "interpolate_env", "load_config", "parse_config"]
 
@@ -69,6 +70,8 @@ class GatewayConfig(ConfigSection):
     tenant: TenantConfig | None = None
     #: BudgetMiddleware (see docs/budgets.md); off when absent.
     budget: BudgetConfig | None = None
+    #: OpenTelemetry spans (TraceMiddleware, see docs/tracing.md); off when absent.
+    trace: TraceConfig | None = None
 
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

@@ -362,6 +362,7 @@ async def test_bad_json_is_a_400_before_anything_is_reserved(store: RedisBudgetS
         response = await client.post("/v1/chat/completions", content=b"{nope")
     assert response.status_code == 400
     assert (await usage_of(store, "acme"))["requests_per_minute"] == 0
+    assert app.contexts[0].budget_decision == "invalid"
 
 
 async def test_invalid_tenant_in_the_context_is_refused(store: RedisBudgetStore) -> None:
@@ -389,6 +390,8 @@ async def test_store_down_fails_open_and_logs_once(caplog: pytest.LogCaptureFixt
             assert response.status_code == 200
             assert "x-ratelimit-limit-requests" not in response.headers
     assert inner.calls == 3
+    # recorded for the request's span (asgi_aigw.trace)
+    assert [ctx.budget_decision for ctx in app.contexts] == ["unmetered"] * 3
     assert len([r for r in caplog.records if "Budget store failed" in r.getMessage()]) == 1
     await down.aclose()
 
@@ -402,6 +405,7 @@ async def test_store_down_fails_closed_with_a_503() -> None:
         assert response.status_code == 503
         assert response.json()["error"]["code"] == "budget_unavailable"
     assert inner.calls == 0
+    assert [ctx.budget_decision for ctx in app.contexts] == ["error"] * 2
     await down.aclose()
 
 

@@ -28,6 +28,8 @@ from asgi_aigw import (
     SemanticCacheMiddleware,
     TenantConfig,
     TenantMiddleware,
+    TraceConfig,
+    TraceMiddleware,
 )
 from asgi_aigw.config import parse_config
 from asgi_aigw.kernel.config import ConfigSection
@@ -39,6 +41,7 @@ MIDDLEWARES: list[tuple[type[Any], type[ConfigSection]]] = [
     (RedactMiddleware, RedactConfig),
     (SemanticCacheMiddleware, CacheConfig),
     (RequestLogMiddleware, LogConfig),
+    (TraceMiddleware, TraceConfig),
 ]
 
 
@@ -96,6 +99,7 @@ def test_the_gateway_config_is_the_components_configs_side_by_side() -> None:
     assert sections["redact"] is RedactConfig
     assert sections["cache"] is CacheConfig
     assert sections["log"] is LogConfig
+    assert sections["trace"] is TraceConfig
 
 
 def test_one_name_for_the_fallback_tenant_and_for_a_store() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "asgi_aigw"
-MIDDLEWARE_PACKAGES = ("tenant", "budget", "redact", "cache", "logs")
+MIDDLEWARE_PACKAGES = ("tenant", "budget", "redact", "cache", "logs", "trace")
 
 
 def module_name(path: Path) -> str:

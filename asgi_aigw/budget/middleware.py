@@ -237,6 +237,7 @@ class BudgetMiddleware:
             await self._refuse(send, ctx, exc, dialect)
             return
         if reservation is None:  # store down, failing open: unmetered
+            ctx.budget_decision = "unmetered"
             await self.app(scope, receive, send)
             return
         if not reservation.allowed:
@@ -253,6 +254,7 @@ class BudgetMiddleware:
             await self._refuse(send, ctx, _unpriced(model), dialect)
             return
 
+        ctx.budget_decision = "allowed"
         ctx.budget_remaining = {
             slot.window.name: from_units(slot.window, max(0, limit - used))
             for slot, used, limit in zip(slots, reservation.used, reservation.limits, strict=True)
@@ -299,6 +301,7 @@ class BudgetMiddleware:
     ) -> None:
         ctx.status = exc.status
         ctx.error_code = exc.code
+        ctx.budget_decision = _decision(exc.status)
         await send_error(send, exc, dialect=dialect)
 
     # -- estimate and reserve -----------------------------------------------------------------------
@@ -720,3 +723,11 @@ def _with_headers(send: Send, extra: Headers) -> Send:
         await send(message)
 
     return send_with_headers
+
+
+def _decision(status: int) -> str:
+    """The budget decision a refusal with ``status`` records (see ``RequestContext.budget_decision``)."""
+    if status == 429:
+        return "refused"
+    # a store failing closed answers 503
+    return "error" if status >= 500 else "invalid"

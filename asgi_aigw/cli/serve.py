@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from ..config import ConfigError, GatewayConfig, load_config
@@ -32,14 +33,38 @@ def register(subparsers: Any) -> None:
 
 def app_factory() -> ASGIApp:
     """Build the app in each uvicorn worker from the environment the parent set."""
-    if os.environ.get(_DEMO_ENV) == "1":
+    demo = os.environ.get(_DEMO_ENV) == "1"
+    if demo:
+        from .demo import demo_config
+
+        config = demo_config()
+    else:
+        path = os.environ.get(_CONFIG_ENV)
+        config = load_config(path) if path else GatewayConfig()
+    config = with_env_traces(config)
+    if config.trace is not None:
+        from ..trace.setup import configure_from_env
+
+        # in the worker: the batch exporter's thread must belong to the process that serves
+        configure_from_env()
+    if demo:
         from .demo import build_demo_app
 
-        return build_demo_app()
+        return build_demo_app(config)
     from ..app import build_app
 
-    path = os.environ.get(_CONFIG_ENV)
-    return build_app(load_config(path) if path else GatewayConfig())
+    return build_app(config)
+
+
+def with_env_traces(config: GatewayConfig, env: Mapping[str, str] | None = None) -> GatewayConfig:
+    """``config`` with traces on when ``OTEL_TRACES_EXPORTER`` names an exporter (and the SDK is not
+    disabled), as the standard variables promise, though it has no ``trace:`` section."""
+    from ..trace.config import TraceConfig
+    from ..trace.setup import wants_traces
+
+    if config.trace is None and wants_traces(env):
+        return config.model_copy(update={"trace": TraceConfig()})
+    return config
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,6 +76,11 @@ def run(args: argparse.Namespace) -> int:
             config = demo_config()
         else:
             config = load_config(args.config) if args.config else GatewayConfig()
+        config = with_env_traces(config)
+        if config.trace is not None:
+            from ..trace.setup import check_env
+
+            check_env()
         # Resolve once here so a bad configuration fails before uvicorn starts.
         from ..router.registry import ModelRegistry
 

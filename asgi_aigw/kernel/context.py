@@ -18,6 +18,7 @@ from .types import Scope
 
 if TYPE_CHECKING:
     from .body import JSONBody
+    from .tracing import AttemptTracer
 
 STATE_KEY = "asgi_aigw"
 
@@ -150,6 +151,10 @@ class RequestContext:
     token_estimate: int | None = None
     #: Remaining budget figures after this request's reservation, by window name.
     budget_remaining: dict[str, float] = field(default_factory=dict)
+    #: What BudgetMiddleware decided: "allowed", "refused" (over a limit: 429), "invalid" (refused for
+    #: another reason: no valid tenant, a bad output cap, an unpriced model), "error" (its store failed
+    #: closed), "unmetered" (its store failed open); None when no budget ran.
+    budget_decision: str | None = None
     #: PII entity types found in the request and how many of each (never the values).
     pii_entities: dict[str, int] = field(default_factory=dict)
     #: True once RedactMiddleware scanned the body and rewrote what it found: only then may the
@@ -175,6 +180,9 @@ class RequestContext:
     #: Monotonic instants (time.perf_counter) of the first body byte sent and the end of the response.
     first_byte_at: float | None = None
     finished_at: float | None = None
+
+    #: Starts a span per upstream attempt when TraceMiddleware traces this request (else None).
+    tracer: AttemptTracer | None = None
 
     #: Free space for layers and applications, namespaced by the writer ("cache.key", ...).
     extra: dict[str, Any] = field(default_factory=dict)

@@ -32,6 +32,7 @@ from ..kernel.http import send_json_bytes
 from ..kernel.lifespan import run_hook, serve_lifespan
 from ..kernel.models import ChatCompletionRequest, EmbeddingRequest
 from ..kernel.routes import route_path
+from ..kernel.tracing import AttemptSpan, AttemptTracer
 from ..kernel.types import ASGIApp, Headers, Message, Receive, Scope, Send
 from ..providers import ADAPTERS, Deployment, ProviderAdapter, TranslatedResponse, UpstreamRequest
 from .answer import DROPPED_PARAMS, FORWARDED_HEADERS, STREAM_ERROR_EVENT, answer_headers, record
@@ -386,16 +387,22 @@ class ProviderRouter:
         """
         attempts = self.policy.plan(resolved)
         deployment = attempts.first()
+        tracer = ctx.tracer
         while True:
             adapter = ADAPTERS[deployment.provider]
             ctx.attempts += 1
+            span = None if tracer is None else _attempt_span(tracer, ctx.attempts, deployment)
             try:
                 response, deadline = await self._send(
-                    deployment, adapter, build, ctx.extra.get(FORWARDED_HEADERS), read_error
+                    deployment, adapter, build, ctx.extra.get(FORWARDED_HEADERS), read_error, span
                 )
                 await deliver(deployment, adapter, response, deadline)
             except GatewayError as exc:
                 _scrub(exc, deployment)
+                retry = is_retryable(exc) and not progress.started
+                step = attempts.after_failure(deployment, exc) if retry else None
+                if span is not None:
+                    span.end("retried" if step else "failed", error=exc.code)
                 if not is_retryable(exc):
                     raise
                 if progress.started:
@@ -408,7 +415,6 @@ class ProviderRouter:
                         _brief(exc.message),
                     )
                     raise
-                step = attempts.after_failure(deployment, exc)
                 if step is None:
                     if attempts.made > 1:
                         _no_client_retry(exc)
@@ -433,6 +439,12 @@ class ProviderRouter:
                 if delay > 0:
                     await asyncio.sleep(delay)
                 continue
+            except BaseException as exc:
+                if span is not None:
+                    span.end("cancelled" if isinstance(exc, asyncio.CancelledError) else "failed")
+                raise
+            if span is not None:
+                span.end("ok")
             self.policy.succeeded(deployment)
             return
 
@@ -443,15 +455,19 @@ class ProviderRouter:
         build: BuildRequest,
         forwarded: dict[str, str] | None = None,
         read_error: ReadError | None = None,
+        span: AttemptSpan | None = None,
     ) -> tuple[UpstreamResponse, float | None]:
         """Send to one deployment; its 2xx response (body unread) and the first chunk's deadline.
-        ``forwarded`` client headers go first: the adapter's and the deployment's own win."""
+        ``forwarded`` client headers go first: the adapter's and the deployment's own win; the
+        attempt's trace context (``span``) last."""
         upstream = build(deployment, adapter)
         headers = upstream.headers
         if forwarded:
             # header names are case-insensitive: a deployment's "X-Team" replaces a client's x-team
             own = {name.lower() for name in headers}
             headers = {**{k: v for k, v in forwarded.items() if k not in own}, **headers}
+        if span is not None:
+            headers = span.inject(headers)
         client = self.clients.get(deployment.base_url)
         request = client.build_request(
             upstream.method,
@@ -472,6 +488,8 @@ class ProviderRouter:
                         response = await client.send(request)
                 except TimeoutError:
                     raise _timeout(deployment, "first_byte", first_byte) from None
+        if span is not None:
+            span.answered(response.status_code)
         if response.status_code >= 300:
             raise await self._upstream_error(deployment, adapter, response, read_error)
         return response, deadline
@@ -662,6 +680,16 @@ def _reported_model(ctx: RequestContext, translator: Any) -> None:
     model = getattr(translator, "upstream_model", None)
     if model:
         ctx.upstream_model = model
+
+
+def _attempt_span(tracer: AttemptTracer, number: int, deployment: Deployment) -> AttemptSpan:
+    return tracer.attempt(
+        number,
+        deployment=deployment.id,
+        provider=deployment.provider,
+        model=deployment.model,
+        address=origin_of(deployment.base_url),
+    )
 
 
 def _brief(message: str, limit: int = 300) -> str:
