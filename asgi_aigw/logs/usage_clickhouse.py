@@ -24,12 +24,13 @@ _FIGURES = """
     sum(ifNull(cost, 0)),
     countIf(startsWith(cache_status, 'hit')),
     countIf(cache_status NOT IN ('', 'bypass')),
-    quantileExactInclusive(0.5)(latency_ms), quantileExactInclusive(0.95)(latency_ms)
+    quantileExactInclusive(0.5)(latency_ms), quantileExactInclusive(0.95)(latency_ms),
+    quantileExactInclusive(0.99)(latency_ms)
 """
 
 
-def usage_of_clickhouse(sink: ClickHouseSink, query: UsageQuery) -> list[UsageRow]:
-    """The usage rows of ``query`` over the sink's table (the sink stays open)."""
+def where_clause(query: UsageQuery) -> tuple[str, dict[str, Any]]:
+    """`` WHERE ...`` (or ``""``) selecting the rows of ``query``, and its parameters."""
     where: list[str] = []
     params: dict[str, Any] = {}
     if query.start_ms is not None:
@@ -41,10 +42,14 @@ def usage_of_clickhouse(sink: ClickHouseSink, query: UsageQuery) -> list[UsageRo
     if query.tenant is not None:
         where.append("tenant = {tenant:String}")
         params["tenant"] = query.tenant
+    return (" WHERE " + " AND ".join(where) if where else ""), params
+
+
+def usage_of_clickhouse(sink: ClickHouseSink, query: UsageQuery) -> list[UsageRow]:
+    """The usage rows of ``query`` over the sink's table (the sink stays open)."""
+    where, params = where_clause(query)
     keys = [_KEYS[key] for key in query.group_by]
-    sql = "SELECT " + "".join(f"{k}, " for k in keys) + _FIGURES + " FROM {table}"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
+    sql = "SELECT " + "".join(f"{k}, " for k in keys) + _FIGURES + " FROM {table}" + where
     if keys:
         sql += " GROUP BY " + ", ".join(keys)
     rows: list[UsageRow] = []

@@ -32,6 +32,7 @@ class UsageRow:
     #: Latency percentiles in ms (linear interpolation between the nearest requests).
     p50_ms: float
     p95_ms: float
+    p99_ms: float = 0.0
     tenant: str | None = None
     #: Who asked (``""``: requests that named no user).
     user: str | None = None
@@ -59,7 +60,7 @@ class UsageQuery:
 
 def usage_row(key: dict[str, Any], values: Sequence[Any]) -> UsageRow:
     """A row from its group key and its figures in :data:`FIGURES` order (both backends build with it)."""
-    requests, prompt, completion, total, cached, written, cost, hits, lookups, p50, p95 = values
+    requests, prompt, completion, total, cached, written, cost, hits, lookups, p50, p95, p99 = values
     return UsageRow(
         requests=int(requests),
         prompt_tokens=int(prompt),
@@ -72,6 +73,7 @@ def usage_row(key: dict[str, Any], values: Sequence[Any]) -> UsageRow:
         cache_lookups=int(lookups),
         p50_ms=_number(p50),
         p95_ms=_number(p95),
+        p99_ms=_number(p99),
         **key,
     )
 
