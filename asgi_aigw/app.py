@@ -62,7 +62,9 @@ def build_app(
     if config.dashboard is None:
         return gateway
     # outside every layer: the dashboard is not a gateway request (no tenant, budget or log row)
-    return PrefixMount(gateway, _dashboard(config, gateway), prefix=f"{prefix.rstrip('/')}/dashboard")
+    from .dashboard.mount import DashboardMount
+
+    return DashboardMount(gateway, _dashboard(config, gateway), prefix=f"{prefix.rstrip('/')}/dashboard")
 
 
 def _dashboard(config: GatewayConfig, gateway: ASGIApp) -> ASGIApp:

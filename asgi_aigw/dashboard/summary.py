@@ -33,8 +33,11 @@ class Range:
     end: datetime | None
     tenant: str | None
 
-    def query(self, group_by: tuple[GroupKey, ...], *, tenant: bool = True) -> UsageQuery:
-        return UsageQuery(_ms(self.start), _ms(self.end), self.tenant if tenant else None, group_by)
+    def query(
+        self, group_by: tuple[GroupKey, ...], *, tenant: bool = True, percentiles: bool = True
+    ) -> UsageQuery:
+        who = self.tenant if tenant else None
+        return UsageQuery(_ms(self.start), _ms(self.end), who, group_by, percentiles)
 
 
 def _ms(moment: datetime | None) -> int | None:
@@ -72,7 +75,7 @@ def read_summary(source: LogSource, span: Range, *, recent: int = 10) -> dict[st
     """Every figure the page shows, except budgets (they come from the budget store). Blocks."""
     reader = _Reader(source, span)
     totals = reader.usage(span.query(()))
-    daily = reader.usage(span.query(("tenant", "model", "day")))
+    daily = reader.usage(span.query(("tenant", "model", "day"), percentiles=False))
     # the tenant list for the filter ignores the tenant filter (to switch to another one)
     tenants = reader.usage(span.query(("tenant",), tenant=False))
     models = reader.usage(span.query(("model",)))

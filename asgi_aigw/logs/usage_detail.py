@@ -6,7 +6,7 @@ from a ClickHouse or chDB table (aggregated in the database) and from rows in Py
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from heapq import nlargest
@@ -113,7 +113,8 @@ _RECENT = (
 _HIT = "startsWith(cache_status, 'hit')"
 _SAVINGS = (
     f"SELECT model, countIf({_HIT}), sumIf(total_tokens, {_HIT}),"
-    f" sumIf(total_tokens, NOT {_HIT} AND cost > 0), sumIf(cost, NOT {_HIT} AND cost > 0)"
+    f" sumIf(total_tokens, NOT {_HIT} AND ifNull(cost, 0) > 0),"
+    f" sumIf(ifNull(cost, 0), NOT {_HIT} AND ifNull(cost, 0) > 0)"
     " FROM {table}"
 )
 
@@ -130,7 +131,9 @@ def detail_of_clickhouse(sink: ClickHouseSink, query: UsageQuery, recent: int = 
         )
     ]
     limit = {**params, "limit": recent}
-    top = "SELECT " + _RECENT + " FROM {table}" + where + " ORDER BY {order} DESC LIMIT {limit:UInt32}"
+    # ties go to the latest request (then the id): the same order as the rows' in Python
+    order = " ORDER BY {order} DESC, timestamp DESC, request_id DESC LIMIT {limit:UInt32}"
+    top = "SELECT " + _RECENT + " FROM {table}" + where + order
     slowest = [_recent(v) for v in sink.query(top.replace("{order}", "latency_ms"), limit)]
     dearest = [
         _recent(v)
@@ -190,8 +193,12 @@ def detail_of_rows(rows: Iterable[LogRow], query: UsageQuery, recent: int = 10) 
         elif cost > 0:
             figures[2] += tokens
             figures[3] += cost
-    slowest = nlargest(recent, kept, key=lambda r: float(r.get("latency_ms") or 0.0))
-    dearest = nlargest(recent, (r for r in kept if r.get("cost")), key=lambda r: float(r["cost"]))
+
+    def by(name: str) -> Callable[[LogRow], tuple[float, int, str]]:
+        return lambda r: (float(r.get(name) or 0.0), int(r["timestamp"]), str(r.get("request_id") or ""))
+
+    slowest = nlargest(recent, kept, key=by("latency_ms"))
+    dearest = nlargest(recent, (r for r in kept if r.get("cost")), key=by("cost"))
     return UsageDetail(
         [Outcome(status, code, count) for (status, code), count in outcomes.items()],
         [_recent_of_row(r) for r in slowest],

@@ -12,6 +12,7 @@
   let summary = null;
 
   const integer = (n) => Math.round(n).toLocaleString("en-US");
+  const compact = (n) => n.toLocaleString("en-US", {notation: "compact", maximumFractionDigits: 1});
   const ms = (n) => n.toLocaleString("en-US", {maximumFractionDigits: 1});
   function money(n) {
     // cheap requests cost fractions of a cent: keep two significant digits below 0.01
@@ -228,10 +229,10 @@
       block.append(el("h3", {}, tenant.tenant || "(none)"));
       if (!tenant.windows.length) block.append(el("p", {class: "empty"}, "No limits."));
       for (const w of tenant.windows) {
-        const fmt = w.metric === "cost" ? money : integer;
+        const fmt = w.metric === "cost" ? money : compact;
         const share = w.limit > 0 ? Math.min(1, w.used / w.limit) : 1;
         const line = el("div", {class: "window", "data-window": w.window});
-        const bar = el("div", {class: "bar"});
+        const bar = el("div", {class: "meter"});
         const fill = el("span", {class: share >= 0.9 ? "bad" : share >= 0.7 ? "warn" : ""});
         fill.style.width = (share * 100).toFixed(1) + "%";
         bar.append(fill);
@@ -241,6 +242,7 @@
         line.append(el("span", {}, w.label), bar,
           el("span", {class: "left", "data-remaining": w.remaining},
             `${fmt(w.used)} of ${fmt(w.limit)} used · ${fmt(w.remaining)} left · resets in ${reset}`));
+        line.title = `${w.label}: limit from ${w.source}`;
         block.append(line);
       }
       return block;
