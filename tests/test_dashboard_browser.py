@@ -61,6 +61,10 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, chdb_url: str) -> Iterator
     )
     app = build_app(config, transports={FAKE_URL: StreamingASGITransport(FakeProvider())}, env={})
     with serve(app) as base:
+        # beta's window is a minute: start early in one, so the page still shows it used up
+        second = time.time() % 60
+        if second > 25:
+            time.sleep(61 - second)
         traffic(base)
         # the log writes in batches: wait until every request is in the table
         sink = ClickHouseSink(chdb_url, table=table)
