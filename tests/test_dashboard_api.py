@@ -226,6 +226,15 @@ async def test_empty_logs(chdb_url: str, tmp_path: Path) -> None:
         await fresh.aclose()
     assert data["totals"]["requests"] == 0
     assert data["totals"]["cache_hit_ratio"] is None
+    # with the log's TTL: the table this created is the one the log would have created
+    ttl = DashboardApp(config=ANONYMOUS, log=LogConfig(store=chdb_url, table=f"{table}_ttl", ttl_days=30))
+    try:
+        await summary(ttl, "since=24h")
+        assert ttl.source.ttl_days == 30
+        (create,) = ttl.source.query(f"SHOW CREATE TABLE {ttl.source.qualified_table}")
+    finally:
+        await ttl.aclose()
+    assert "TTL" in create[0]
     assert len(data["days"]) in (1, 2)  # the last 24 hours span today and maybe yesterday
 
 
@@ -262,6 +271,12 @@ async def test_routes(tmp_path: Path) -> None:
     assert "api/summary" in script.text
     assert "innerHTML" not in script.text
     assert (await get(app, "/dashboard.css")).status_code == 200
+    transport = httpx.ASGITransport(app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        head = await http.head("/dashboard.js")
+    assert head.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-length"] == script.headers["content-length"]
     assert (await get(app, "/elsewhere")).status_code == 404
     # mounted under a root path, the bare mount point redirects to the page (its relative URLs need the /)
     transport = httpx.ASGITransport(app, root_path="/tools/usage")

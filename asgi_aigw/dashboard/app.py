@@ -30,7 +30,7 @@ from ..budget.config import BudgetConfig
 from ..budget.report import tenant_windows
 from ..budget.store import BudgetStore
 from ..kernel.errors import ConfigError
-from ..kernel.types import Receive, Scope, Send
+from ..kernel.types import Message, Receive, Scope, Send
 from ..logs.clickhouse import ClickHouseSink
 from ..logs.config import DEFAULT_TABLE, LogConfig
 from ..logs.sink_url import parse_sink_url
@@ -112,7 +112,9 @@ class DashboardApp:
         if not await allowed(self.authorize, scope):
             await _send(send, 403, b"text/plain; charset=utf-8", b"403 Forbidden: not allowed to see usage.")
             return
-        if scope.get("method") not in ("GET", "HEAD"):
+        if scope.get("method") == "HEAD":
+            send = _headers_only(send)
+        elif scope.get("method") != "GET":
             await _send(
                 send, 405, b"text/plain; charset=utf-8", b"405 Method Not Allowed", [(b"allow", b"GET")]
             )
@@ -151,8 +153,10 @@ class DashboardApp:
 
     def _read(self, span: Range) -> dict[str, Any]:
         with self._lock:
-            if isinstance(self.source, ClickHouseSink) and not self._schema_ready:
-                self.source.client()  # the table exists from here on (empty until requests are logged)
+            if isinstance(self.source, ClickHouseSink) and self.source.is_chdb and not self._schema_ready:
+                # an embedded log's table exists from here on, empty until requests are logged (a
+                # ClickHouse server's is created by the gateway; the dashboard may read with fewer rights)
+                self.source.client()
                 self._schema_ready = True
             return read_summary(self.source, span, recent=self.config.recent)
 
@@ -236,22 +240,34 @@ def _source(
         return log, False
     if isinstance(log, JSONLSink):
         return log.path, False
-    table = DEFAULT_TABLE
+    table, ttl_days = DEFAULT_TABLE, None
     if isinstance(log, LogConfig):
         if log.store is None:
             raise ConfigError("The dashboard reads the request log, and log.store is None (metrics only).")
-        url, table = log.store, log.table
+        url, table, ttl_days = log.store, log.table, log.ttl_days
     else:
         url = os.fspath(log)
         if "://" not in url:
             url = f"jsonl://{url}"
-    parsed = parse_sink_url(url, table=table)
+    # the TTL too: a chDB table this app creates before the first row is written must be the log's own
+    parsed = parse_sink_url(url, table=table, ttl_days=ttl_days)
     if parsed.scheme == "jsonl":
         assert parsed.path is not None
         return Path(parsed.path), False
     if parsed.scheme == "memory":
         raise ConfigError("memory:// is a new, empty log: pass the gateway's MemorySink itself.")
     return ClickHouseSink(parsed), True
+
+
+def _headers_only(send: Send) -> Send:
+    """``send`` for a HEAD request: the headers of the GET, no body."""
+
+    async def wrapper(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            message = {**message, "body": b""}
+        await send(message)
+
+    return wrapper
 
 
 def _read_static(name: str) -> bytes:
