@@ -4,6 +4,7 @@ happens when the log or the budget store fails."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -212,6 +213,23 @@ async def test_backends_agree(chdb_url: str, tmp_path: Path) -> None:
     assert chdb["totals"] == pytest.approx(jsonl["totals"])
     for key in ("errors", "outcomes", "days", "tenant_names", "slowest", "dearest"):
         assert chdb[key] == jsonl[key], key
+
+
+async def test_lets_go_of_chdb_when_idle(chdb_url: str) -> None:
+    """chDB serves one process per directory: the page must not keep `aigw usage` out while idle."""
+    table = f"dash_api_{uuid.uuid4().hex[:10]}"
+    app = DashboardApp(config=ANONYMOUS, log=LogConfig(store=chdb_url, table=table))
+    try:
+        await summary(app, "since=24h")
+        assert app.source._client is not None
+        for _ in range(60):
+            if app.source._client is None:
+                break
+            await asyncio.sleep(0.05)
+        assert app.source._client is None  # closed after CHDB_IDLE_CLOSE (1 s) without a page load
+        assert (await summary(app, "since=24h"))["totals"]["requests"] == 0  # and opened again
+    finally:
+        await app.aclose()
 
 
 async def test_empty_logs(chdb_url: str, tmp_path: Path) -> None:

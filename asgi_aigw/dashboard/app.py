@@ -102,6 +102,11 @@ class DashboardApp:
         # one summary at a time: a page reloaded in a loop must not queue up threads on the database
         self._lock = threading.Lock()
         self._schema_ready = False
+        # chDB lets one process at a time open its directory: let go of it when the page is idle, so
+        # `aigw usage` from a shell can read it too (as the log writer does)
+        self._idle_close = self.source.idle_close if isinstance(self.source, ClickHouseSink) else None
+        self._last_read = 0.0
+        self._closer: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -142,6 +147,7 @@ class DashboardApp:
             message = f"The request log cannot be read: {type(exc).__name__}: {exc}"
             await _send_json(send, 503, {"error": {"message": message, "type": "log_unavailable"}})
             return
+        self._close_when_idle()
         summary["budgets"] = await self._budgets(span, summary)
         summary["range"] = {
             "since": span.start.isoformat() if span.start else None,
@@ -209,8 +215,34 @@ class DashboardApp:
             return {"enabled": True, "tenants": tenants, "error": f"{type(exc).__name__}: {exc}"}
         return {"enabled": True, "tenants": tenants}
 
+    def _close_when_idle(self) -> None:
+        if not self._owns_source or self._idle_close is None:
+            return
+        self._last_read = time.monotonic()
+        if self._closer is None or self._closer.done():
+            self._closer = asyncio.get_running_loop().create_task(self._idle_closer())
+
+    async def _idle_closer(self) -> None:
+        assert self._idle_close is not None
+        while True:  # a page load during the wait pushes the close back
+            left = self._idle_close - (time.monotonic() - self._last_read)
+            if left <= 0:
+                break
+            await asyncio.sleep(left)
+        await asyncio.to_thread(self._close_source)
+        # chDB leaks a few threads at each reopen: wait longer each time, up to a minute
+        self._idle_close = min(self._idle_close * 2, 60.0)
+
+    def _close_source(self) -> None:
+        with self._lock:  # never under a summary being read
+            assert isinstance(self.source, ClickHouseSink)
+            self.source.close()
+
     async def aclose(self) -> None:
         """Close the log connection this app opened (an injected sink is left open)."""
+        closer, self._closer = self._closer, None
+        if closer is not None:
+            closer.cancel()
         if self._owns_source and isinstance(self.source, ClickHouseSink):
             await asyncio.to_thread(self.source.close)
 
