@@ -232,6 +232,16 @@ async def test_lets_go_of_chdb_when_idle(chdb_url: str) -> None:
         await app.aclose()
 
 
+async def test_served_alone_it_answers_lifespan_and_closes_the_log(chdb_url: str) -> None:
+    from asgi_lifespan import LifespanManager
+
+    app = DashboardApp(config=ANONYMOUS, log=LogConfig(store=chdb_url, table=f"dash_{uuid.uuid4().hex[:8]}"))
+    async with LifespanManager(app):
+        await summary(app, "since=24h")
+        assert app.source._client is not None
+    assert app.source._client is None
+
+
 async def test_empty_logs(chdb_url: str, tmp_path: Path) -> None:
     missing = DashboardApp(config=ANONYMOUS, log=tmp_path / "not-yet.jsonl")
     assert (await summary(missing, "since=24h"))["totals"]["requests"] == 0

@@ -30,6 +30,7 @@ from ..budget.config import BudgetConfig
 from ..budget.report import tenant_windows
 from ..budget.store import BudgetStore
 from ..kernel.errors import ConfigError
+from ..kernel.lifespan import serve_lifespan
 from ..kernel.types import Message, Receive, Scope, Send
 from ..logs.clickhouse import ClickHouseSink
 from ..logs.config import DEFAULT_TABLE, LogConfig
@@ -109,6 +110,9 @@ class DashboardApp:
         self._closer: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":  # served as the whole app: close the log at shutdown
+            await serve_lifespan(receive, send, on_shutdown=self.aclose)
+            return
         if scope["type"] != "http":
             return
         root: str = scope.get("root_path", "")
