@@ -1,12 +1,13 @@
 """The dashboard's figures for one time range and tenant, as the JSON its page draws.
 
-The request log does the aggregation: a ClickHouse or chDB table answers eight ``GROUP BY``/``LIMIT``
-queries; a JSONL log has no database, so its rows are read once and grouped in Python.
+The request log does the aggregation: a ClickHouse or chDB table answers six ``GROUP BY``/``LIMIT``
+queries (seven with a tenant filter); a JSONL log has no database, so its rows are read once and
+grouped in Python.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 from ..logs.clickhouse import ClickHouseSink
 from ..logs.row import LogRow
 from ..logs.sinks import MemorySink
-from ..logs.usage_clickhouse import usage_of_clickhouse
+from ..logs.usage_clickhouse import usage_of_clickhouse, usage_sets_of_clickhouse, where_clause
 from ..logs.usage_detail import RecentRequest, UsageDetail, detail_of_clickhouse, detail_of_rows
 from ..logs.usage_jsonl import read_jsonl, selected, usage_of_rows
 from ..logs.usage_row import GroupKey, UsageQuery, UsageRow
@@ -65,6 +66,19 @@ class _Reader:
             return usage_of_clickhouse(self.sink, query)
         return usage_of_rows(self.rows, query)
 
+    def usage_sets(self, query: UsageQuery, sets: list[tuple[GroupKey, ...]]) -> list[list[UsageRow]]:
+        if self.sink is not None:
+            return usage_sets_of_clickhouse(self.sink, query, sets)
+        return [usage_of_rows(self.rows, replace(query, group_by=keys)) for keys in sets]
+
+    def tenants(self, query: UsageQuery) -> list[str]:
+        """Every tenant with a request in ``query``'s range."""
+        if self.sink is not None:
+            where, params = where_clause(query)
+            rows = self.sink.query("SELECT DISTINCT tenant FROM {table}" + where, params)
+            return [str(row[0]) for row in rows]
+        return list({str(row.get("tenant") or "") for row in selected(self.rows, query)})
+
     def detail(self, query: UsageQuery, recent: int) -> UsageDetail:
         if self.sink is not None:
             return detail_of_clickhouse(self.sink, query, recent)
@@ -74,11 +88,13 @@ class _Reader:
 def read_summary(source: LogSource, span: Range, *, recent: int = 10) -> dict[str, Any]:
     """Every figure the page shows, except budgets (they come from the budget store). Blocks."""
     reader = _Reader(source, span)
-    totals = reader.usage(span.query(()))
+    # one scan for the totals and the per tenant and per model figures (with their percentiles)
+    totals, tenants, models = reader.usage_sets(span.query(()), [(), ("tenant",), ("model",)])
     daily = reader.usage(span.query(("tenant", "model", "day"), percentiles=False))
     # the tenant list for the filter ignores the tenant filter (to switch to another one)
-    tenants = reader.usage(span.query(("tenant",), tenant=False))
-    models = reader.usage(span.query(("model",)))
+    names = [row.tenant or "" for row in tenants]
+    if span.tenant is not None:
+        names = reader.tenants(span.query((), tenant=False))
     detail = reader.detail(span.query(()), recent)
     total = totals[0] if totals else None
     days = _days(span, daily)
@@ -94,9 +110,8 @@ def read_summary(source: LogSource, span: Range, *, recent: int = 10) -> dict[st
         "tenants": [
             {"tenant": row.tenant} | _figures(row)
             for row in sorted(tenants, key=lambda r: (-r.cost, -r.requests, r.tenant or ""))
-            if span.tenant is None or row.tenant == span.tenant
         ],
-        "tenant_names": sorted(row.tenant or "" for row in tenants),
+        "tenant_names": sorted(names),
         "models": [
             {"model": row.model} | _figures(row)
             for row in sorted(models, key=lambda r: (-r.cost, -r.requests, r.model or ""))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from .clickhouse import ClickHouseSink
-from .usage_row import UsageQuery, UsageRow, usage_row
+from .usage_row import GROUP_KEYS, GroupKey, UsageQuery, UsageRow, usage_row
 
 #: SQL per group key (``day``: the UTC date, the column's time zone).
 _KEYS = {
@@ -62,3 +63,32 @@ def usage_of_clickhouse(sink: ClickHouseSink, query: UsageQuery) -> list[UsageRo
             continue
         rows.append(usage_row(dict(zip(query.group_by, values, strict=False)), [*sums, *levels]))
     return rows
+
+
+def usage_sets_of_clickhouse(
+    sink: ClickHouseSink, query: UsageQuery, sets: Sequence[Sequence[GroupKey]]
+) -> list[list[UsageRow]]:
+    """The rows of several groupings of ``query`` (its own ``group_by`` aside), in one scan of the table
+    (``GROUPING SETS``): a list of rows per set, in the order given."""
+    ordered = [tuple(key for key in GROUP_KEYS if key in keys) for keys in sets]
+    keys = [key for key in GROUP_KEYS if any(key in one for one in ordered)]
+    where, params = where_clause(query)
+    figures = _FIGURES.replace("{percentiles}", _PERCENTILES if query.percentiles else "[0, 0, 0]")
+    grouping = ", ".join("(" + ", ".join(_KEYS[key] for key in one) + ")" for one in ordered)
+    sql = (
+        "SELECT "
+        + "".join(f"{_KEYS[key]}, " for key in keys)
+        + figures
+        + " FROM {table}"
+        + where
+        # the keys a set does not group by are NULL (not ''), which tells the sets apart
+        + f" GROUP BY GROUPING SETS ({grouping}) SETTINGS group_by_use_nulls = 1"
+    )
+    found: dict[tuple[str, ...], list[UsageRow]] = {one: [] for one in ordered}
+    for values in sink.query(sql, params):
+        *sums, levels = values[len(keys) :]
+        if not sums[0]:  # the empty set over no rows still answers one row of zeros
+            continue
+        present: dict[str, Any] = {k: v for k, v in zip(keys, values, strict=False) if v is not None}
+        found[tuple(present)].append(usage_row(present, [*sums, *levels]))
+    return [found[one] for one in ordered]
