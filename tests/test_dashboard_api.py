@@ -214,6 +214,15 @@ async def test_backends_agree(chdb_url: str, tmp_path: Path) -> None:
     for key in ("errors", "outcomes", "days", "tenant_names", "slowest", "dearest"):
         assert chdb[key] == jsonl[key], key
 
+    def rounded(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{k: round(v, 9) if isinstance(v, float) else v for k, v in row.items()} for row in rows]
+
+    # per tenant and per model (one GROUPING SETS scan in ClickHouse), percentiles included
+    for key in ("tenants", "models"):
+        assert rounded(chdb[key]) == rounded(jsonl[key]), key
+    assert len(chdb["tenants"]) == 2
+    assert len(chdb["models"]) == 3
+
 
 async def test_lets_go_of_chdb_when_idle(chdb_url: str) -> None:
     """chDB serves one process per directory: the page must not keep `aigw usage` out while idle."""
