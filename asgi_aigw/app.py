@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 
@@ -14,7 +14,7 @@ from .kernel.config import BodyLimits
 from .kernel.errors import ConfigError
 from .kernel.mount import NotFoundApp, PrefixMount
 from .kernel.types import ASGIApp
-from .logs import RequestLogMiddleware
+from .logs import JSONLSink, MemorySink, RequestLogMiddleware
 from .logs.metrics import GatewayMetrics, metrics_app
 from .router import ProviderRouter
 from .runtime import configure as configure_runtime
@@ -58,13 +58,57 @@ def build_app(
     exactly as ``XMiddleware(inner, config=config.x)``; ``hooks`` go to the router (docs/hooks.md)."""
     config = config or GatewayConfig()
     prefix = config.prefix
-    return _assemble(
+    gateway = _assemble(
         config,
         transports,
         env,
         lambda router: PrefixMount(app or NotFoundApp(prefix), router, prefix=prefix),
         hooks,
     )
+    if config.dashboard is None:
+        return gateway
+    # outside every layer: the dashboard is not a gateway request (no tenant, budget or log row)
+    from .dashboard.mount import DashboardMount
+
+    return DashboardMount(gateway, _dashboard(config, gateway), prefix=f"{prefix.rstrip('/')}/dashboard")
+
+
+def _dashboard(config: GatewayConfig, gateway: ASGIApp) -> ASGIApp:
+    """The dashboard over the gateway's own log sink and budget store (a ``memory://`` one lives in
+    this process: a second one would be empty)."""
+    from .budget import BudgetMiddleware
+    from .dashboard import DashboardApp
+
+    assert config.dashboard is not None
+    log_layer = gateway if isinstance(gateway, RequestLogMiddleware) else None
+    if config.log is None or config.log.store is None or log_layer is None:
+        raise ConfigError(
+            "The dashboard reads the request log: add a log: section with a store "
+            "(log: {store: chdb://.aigw/chdb}), or remove the dashboard: section."
+        )
+    sink = log_layer.writer.sink if log_layer.writer is not None else None
+    log: Any = sink if isinstance(sink, MemorySink | JSONLSink) else config.log
+    budget_layer = _find(gateway, BudgetMiddleware)
+    return DashboardApp(
+        config=config.dashboard,
+        log=log,
+        budget=budget_layer.config if budget_layer is not None else None,
+        budget_store=budget_layer.store if budget_layer is not None else None,
+    )
+
+
+_Layer = TypeVar("_Layer")
+
+
+def _find(app: object, kind: type[_Layer]) -> _Layer | None:
+    """The layer of type ``kind`` in a stack built here (each layer keeps its inner app as ``.app``)."""
+    for _ in range(16):
+        if isinstance(app, kind):
+            return app
+        app = getattr(app, "app", None)
+        if app is None:
+            return None
+    return None
 
 
 def build_stack(

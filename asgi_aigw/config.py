@@ -26,6 +26,7 @@ from pydantic import Field, ValidationError
 
 from .budget.config import BudgetConfig
 from .cache.config import CacheConfig
+from .dashboard.config import DashboardConfig
 from .kernel.config import ConfigSection
 from .kernel.errors import ConfigError
 from .logs.config import LogConfig
@@ -72,6 +73,8 @@ class GatewayConfig(ConfigSection):
     budget: BudgetConfig | None = None
     #: OpenTelemetry spans (TraceMiddleware, see docs/tracing.md); off when absent.
     trace: TraceConfig | None = None
+    #: The usage dashboard at ``{prefix}/dashboard`` (see docs/dashboard.md); off when absent.
+    dashboard: DashboardConfig | None = None
 
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

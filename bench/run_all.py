@@ -65,6 +65,7 @@ def benchmarks(redis: str, plot_path: Path) -> list[Bench]:
         Bench("translation", ["--rounds", "3000"], ["--rounds", "500"]),
         Bench("redact", ["--rounds", "200"], ["--rounds", "40"]),
         Bench("request_log", [], ["--rows", "50000", "--requests", "5000"], writes_results=False, plain=True),
+        Bench("dashboard", [], ["--rows", "100000", "--runs", "3"], writes_results=False, plain=True),
         Bench("runtime", [], ["--quick"], writes_results=False),
         Bench("semantic_eval", [], [], writes_results=False, plain=True),
     ]

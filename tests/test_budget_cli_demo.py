@@ -130,7 +130,9 @@ async def test_demo_shows_a_429_and_the_headers() -> None:
     await budget_helpers.away_from_minute_boundary()
     # the demo's own tenant and budget settings; its request log, redaction and cache (files in .aigw/,
     # models to load) are not under test here
-    app = build_demo_app(demo_config().model_copy(update={"log": None, "redact": None, "cache": None}))
+    app = build_demo_app(
+        demo_config().model_copy(update={"log": None, "redact": None, "cache": None, "dashboard": None})
+    )
     limit = DEMO_LIMITS.requests_per_minute
     assert limit is not None
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://demo") as client:

@@ -371,7 +371,7 @@ async def test_the_demo_redacts_and_shows_what_the_provider_received(
     assert config.redact.default_action == "pseudonymize"
     # the demo's request log would write to the working directory: not in a test; nor its cache, whose
     # vectors persist in .aigw/ and would answer this prompt from an earlier run without the provider
-    app = build_demo_app(config.model_copy(update={"log": None, "cache": None}))
+    app = build_demo_app(config.model_copy(update={"log": None, "cache": None, "dashboard": None}))
     prompt = f"I am {CANARIES['PERSON']}, mail {CANARIES['EMAIL_ADDRESS']}"
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client:
         response = await client.post("/ai/v1/chat/completions", json=chat(prompt))

@@ -11,9 +11,9 @@ from typing import Any
 import orjson
 
 from ..budget.config import BudgetConfig
-from ..budget.middleware import limits_vector
+from ..budget.report import tenant_windows
 from ..budget.store import BudgetStore, StoreError
-from ..budget.windows import WINDOWS, SlotClock, format_amount, format_duration, from_units, to_units
+from ..budget.windows import WINDOWS, SlotClock, format_amount, format_duration, to_units
 from ..config import ConfigError
 from ..kernel.optional import MissingDependency
 from ..stores.registry import BUDGET_STORES
@@ -98,35 +98,22 @@ def _parse_values(args: argparse.Namespace) -> dict[str, int | None]:
 
 
 async def _show(store: BudgetStore, config: BudgetConfig, tenant: str) -> dict[str, Any]:
-    now = time.time()
-    slots = SlotClock().slots(now)
-    overrides = await store.get_overrides(tenant)
-    usage = await store.usage(tenant, slots)
-    tenant_limits = config.tenants.get(tenant)
-    defaults = limits_vector(config.limits)
-    configured = limits_vector(tenant_limits, config.limits) if tenant_limits else defaults
     windows: list[dict[str, Any]] = []
-    for slot, used, default, fixed in zip(slots, usage, defaults, configured, strict=True):
-        window = slot.window
-        if window.name in overrides:
-            limit, source = overrides[window.name], "override"
-        elif tenant_limits is not None and getattr(tenant_limits, window.name) is not None:
-            limit, source = fixed, "tenant config"
-        else:
-            limit, source = default, "default"
+    for report in await tenant_windows(store, config, tenant):
+        window, limit, left = report.window, report.limit_units, report.remaining_units
         windows.append(
             {
                 "window": window.name,
-                "limit": None if limit < 0 else from_units(window, limit),
-                "source": source,
-                "used": from_units(window, used),
-                "remaining": None if limit < 0 else from_units(window, max(0, limit - used)),
-                "resets_in_seconds": round(slot.end - now, 3),
+                "limit": report.limit,
+                "source": report.source,
+                "used": report.used,
+                "remaining": report.remaining,
+                "resets_in_seconds": report.resets_in_seconds,
                 "_text": (
                     "unlimited" if limit < 0 else format_amount(window, limit),
-                    format_amount(window, used),
-                    "-" if limit < 0 else format_amount(window, max(0, limit - used)),
-                    format_duration(slot.end - now),
+                    format_amount(window, report.used_units),
+                    "-" if left is None else format_amount(window, left),
+                    format_duration(report.resets_in_seconds),
                 ),
             }
         )

@@ -14,6 +14,7 @@ from ..app import build_app
 from ..budget.config import BudgetConfig, Limits
 from ..cache.config import CacheConfig
 from ..config import GatewayConfig
+from ..dashboard.config import DashboardConfig
 from ..kernel.types import ASGIApp, Receive, Scope, Send
 from ..logs.config import DEFAULT_DATA_DIR, DEFAULT_SINK, LogConfig, MetricsConfig
 from ..redact.config import RedactConfig
@@ -69,6 +70,8 @@ def demo_config() -> GatewayConfig:
         tenant=TenantConfig(header="x-tenant-id", required=False, default_tenant="demo"),
         # budgets in process memory: each tenant gets the demo limits
         budget=BudgetConfig(store="memory://", limits=DEMO_LIMITS, default_max_tokens=DEMO_MAX_TOKENS),
+        # the usage dashboard at /ai/dashboard/, for requests from this machine only
+        dashboard=DashboardConfig(authorize="asgi_aigw.dashboard.access:localhost_only"),
     )
 
 

@@ -123,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
         )
     if config.log is not None and config.log.store is not None:
         print(f"request log: {config.log.store} (read it with: aigw usage)", file=sys.stderr)
+    if config.dashboard is not None:
+        print(f"usage dashboard: http://{host}:{port}{config.prefix}/dashboard/", file=sys.stderr)
     if config.log is not None and config.log.metrics is not None and config.log.metrics.serve:
         print(f"metrics: http://{host}:{port}{config.prefix}/metrics", file=sys.stderr)
     uvicorn.run(

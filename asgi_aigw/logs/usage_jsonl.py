@@ -55,6 +55,7 @@ class _Group:
             self.lookups,
             quantile(latencies, 0.5),
             quantile(latencies, 0.95),
+            quantile(latencies, 0.99),
         ]
 
 
@@ -79,9 +80,8 @@ def _key(row: LogRow, query: UsageQuery) -> tuple[Any, ...]:
     return tuple(values)
 
 
-def usage_of_rows(rows: Iterable[LogRow], query: UsageQuery) -> list[UsageRow]:
-    """The usage rows of ``query`` over log rows (dicts as :func:`~asgi_aigw.logs.row.build_row` makes)."""
-    groups: dict[tuple[Any, ...], _Group] = {}
+def selected(rows: Iterable[LogRow], query: UsageQuery) -> Iterator[LogRow]:
+    """The rows in ``query``'s time range and of its tenant (every tenant's when it names none)."""
     for row in rows:
         stamp = int(row["timestamp"])
         if query.start_ms is not None and stamp < query.start_ms:
@@ -90,6 +90,13 @@ def usage_of_rows(rows: Iterable[LogRow], query: UsageQuery) -> list[UsageRow]:
             continue
         if query.tenant is not None and row.get("tenant", "") != query.tenant:
             continue
+        yield row
+
+
+def usage_of_rows(rows: Iterable[LogRow], query: UsageQuery) -> list[UsageRow]:
+    """The usage rows of ``query`` over log rows (dicts as :func:`~asgi_aigw.logs.row.build_row` makes)."""
+    groups: dict[tuple[Any, ...], _Group] = {}
+    for row in selected(rows, query):
         key = _key(row, query)
         group = groups.get(key)
         if group is None:

@@ -34,6 +34,7 @@ class UsageRow:
     p95_ms: float
     #: Completion tokens spent thinking (included in ``completion_tokens``).
     reasoning_tokens: int = 0
+    p99_ms: float = 0.0
     tenant: str | None = None
     #: Who asked (``""``: requests that named no user).
     user: str | None = None
@@ -57,11 +58,13 @@ class UsageQuery:
     end_ms: int | None
     tenant: str | None
     group_by: tuple[GroupKey, ...]
+    #: Compute the latency percentiles (``False``: they are 0, and the query is cheaper).
+    percentiles: bool = True
 
 
 def usage_row(key: dict[str, Any], values: Sequence[Any]) -> UsageRow:
     """A row from its group key and its figures in :data:`FIGURES` order (both backends build with it)."""
-    requests, prompt, completion, total, cached, written, reasoning, cost, hits, lookups, p50, p95 = values
+    requests, prompt, completion, total, cached, written, reasoning, cost, hits, lookups, p50, p95, p99 = values
     return UsageRow(
         requests=int(requests),
         prompt_tokens=int(prompt),
@@ -75,6 +78,7 @@ def usage_row(key: dict[str, Any], values: Sequence[Any]) -> UsageRow:
         cache_lookups=int(lookups),
         p50_ms=_number(p50),
         p95_ms=_number(p95),
+        p99_ms=_number(p99),
         **key,
     )
 
