@@ -64,7 +64,9 @@ class UsageQuery:
 
 def usage_row(key: dict[str, Any], values: Sequence[Any]) -> UsageRow:
     """A row from its group key and its figures in :data:`FIGURES` order (both backends build with it)."""
-    requests, prompt, completion, total, cached, written, reasoning, cost, hits, lookups, p50, p95, p99 = values
+    requests, prompt, completion, total, cached, written, reasoning, cost, hits, lookups, p50, p95, p99 = (
+        values
+    )
     return UsageRow(
         requests=int(requests),
         prompt_tokens=int(prompt),
