@@ -132,8 +132,23 @@ async def test_errors_are_the_sdks_own_exceptions(sdk: anthropic.AsyncAnthropic,
         await sdk.messages.create(
             model="no-such-model", max_tokens=8, messages=[{"role": "user", "content": "x"}]
         )
-    assert missing.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
+    body = missing.value.body
+    assert isinstance(body, dict)
+    assert body["error"]["type"] == "not_found_error"
     with pytest.raises(anthropic.BadRequestError) as bad:
         await sdk.messages.create(model=model, max_tokens=0, messages=[{"role": "user", "content": "x"}])
     assert bad.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
     assert "max_tokens" in bad.value.message
+
+
+async def test_models_in_anthropics_shape_through_the_whole_gateway(sdk: anthropic.AsyncAnthropic) -> None:
+    page = await sdk.models.list()
+    assert [m.id for m in page.data] == MODELS
+    assert (page.first_id, page.last_id, page.has_more) == ("claude", "gpt", False)
+    beta = await sdk.beta.models.retrieve("gpt")
+    assert (beta.type, beta.id) == ("model", "gpt")
+    with pytest.raises(anthropic.NotFoundError) as missing:
+        await sdk.models.retrieve("claude-up")  # the upstream's name, not one the gateway lists
+    body = missing.value.body
+    assert isinstance(body, dict)
+    assert body["error"]["type"] == "not_found_error"

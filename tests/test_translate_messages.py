@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from asgi_aigw.kernel.context import Usage
+from asgi_aigw.kernel.dialects.messages import MessagesStreamMeter
 from asgi_aigw.kernel.errors import InvalidRequest
 from asgi_aigw.kernel.models import MessagesRequest
 from asgi_aigw.kernel.sse import parse_event
@@ -348,6 +349,7 @@ TEXT_EVENTS: list[tuple[str, Any]] = [
         "content_block_start",
         {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
     ),
+    ("ping", {"type": "ping"}),  # where Anthropic's own streams send it
     (
         "content_block_delta",
         {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hel"}},
@@ -399,6 +401,7 @@ def test_tool_call_stream_opens_a_tool_use_block_after_the_text() -> None:
     assert [name for name, _ in out] == [
         "message_start",
         "content_block_start",
+        "ping",  # once, after the first block opens
         "content_block_delta",
         "content_block_stop",
         "content_block_start",
@@ -408,12 +411,12 @@ def test_tool_call_stream_opens_a_tool_use_block_after_the_text() -> None:
         "message_delta",
         "message_stop",
     ]
-    assert out[4][1]["content_block"] == {"type": "tool_use", "id": "toolu_7", "name": "lookup", "input": {}}
-    assert out[4][1]["index"] == 1
-    fragments = [p["delta"]["partial_json"] for _, p in out[5:7]]
+    assert out[5][1]["content_block"] == {"type": "tool_use", "id": "toolu_7", "name": "lookup", "input": {}}
+    assert out[5][1]["index"] == 1
+    fragments = [p["delta"]["partial_json"] for _, p in out[6:8]]
     assert fragments == ['{"query"', ':"cats"}']
-    assert all(p["delta"]["type"] == "input_json_delta" and p["index"] == 1 for _, p in out[5:7])
-    assert out[8][1]["delta"]["stop_reason"] == "tool_use"
+    assert all(p["delta"]["type"] == "input_json_delta" and p["index"] == 1 for _, p in out[6:8])
+    assert out[9][1]["delta"]["stop_reason"] == "tool_use"
 
 
 def test_a_stream_cut_before_its_end_is_not_done() -> None:
@@ -421,6 +424,42 @@ def test_a_stream_cut_before_its_end_is_not_done() -> None:
     out = run(translator, TEXT_STREAM[: TEXT_STREAM.index(b"data: [DONE]")])
     assert "message_stop" not in [name for name, _ in out]
     assert not translator.done
+
+
+def test_a_stream_without_usage_reports_no_input_figure() -> None:
+    """An upstream that sends no usage: message_delta carries only the required output count, and the
+    Messages meter (the gateway's budget and logs read it) reports nothing rather than a zero input."""
+    translator = openai_stream()
+    native = openai_sse(
+        chunk("chatcmpl-1", "gpt-4o-mini", {"role": "assistant", "content": ""}),
+        chunk("chatcmpl-1", "gpt-4o-mini", {"content": "Hello"}),
+        chunk("chatcmpl-1", "gpt-4o-mini", {}, "stop"),
+    )
+    out = run(translator, native)
+    assert translator.usage is None
+    assert out[-2] == (
+        "message_delta",
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+            "usage": {"output_tokens": 0},
+        },
+    )
+    meter = MessagesStreamMeter()
+    for name, payload in out:
+        meter.feed(name, payload)
+    assert meter.usage is None
+
+
+def test_the_meter_reads_a_translated_streams_figures_from_message_delta_only() -> None:
+    meter = MessagesStreamMeter()
+    out = run(openai_stream(), TEXT_STREAM)
+    meter.feed(*out[0])
+    assert out[0][0] == "message_start"
+    assert meter.usage is None  # message_start's zeros are no figure
+    for name, payload in out[1:]:
+        meter.feed(name, payload)
+    assert meter.usage == Usage(9, 3, 12)
 
 
 def test_native_streams_of_other_providers_translate_through_their_adapter() -> None:

@@ -36,6 +36,7 @@ from ..kernel.tracing import AttemptSpan, AttemptTracer
 from ..kernel.types import ASGIApp, Headers, Message, Receive, Scope, Send
 from ..providers import ADAPTERS, Deployment, ProviderAdapter, TranslatedResponse, UpstreamRequest
 from .answer import DROPPED_PARAMS, FORWARDED_HEADERS, STREAM_ERROR_EVENT, answer_headers, record
+from .anthropic_models import AnthropicModels, is_anthropic_client
 from .config import RouterConfig
 from .kit import BuildRequest, Deliver, Progress, ReadError, RouteCall, RouteKit
 from .messages import MessagesRoutes
@@ -81,8 +82,9 @@ _METHODS = {
 
 class ProviderRouter:
     """An ASGI app to mount at a sub-path (``/ai``): ``POST /v1/chat/completions``, ``POST /v1/responses``,
-    ``POST /v1/embeddings``, ``GET /v1/models`` in OpenAI format, and ``POST /v1/messages`` (with
-    ``/v1/messages/count_tokens``) in Anthropic's, answered by the provider each model name routes to.
+    ``POST /v1/embeddings``, ``GET /v1/models`` in OpenAI format (Anthropic's to Anthropic's clients), and
+    ``POST /v1/messages`` (with ``/v1/messages/count_tokens``) in Anthropic's, answered by the provider
+    each model name routes to.
 
     ``transports`` maps an upstream base URL to an ``httpx`` transport to use for it (tests, or an
     in-process provider); every other upstream gets a pooled client, opened on first use. ``hooks``
@@ -134,6 +136,7 @@ class ProviderRouter:
             relay_stream=self._relay_stream,
         )
         self._messages = MessagesRoutes(kit)
+        self._anthropic_models = AnthropicModels(self.registry)
         self._responses = ResponsesRoutes(kit)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -188,6 +191,9 @@ class ProviderRouter:
             ctx.route = route
             if forwarded := self._forwarded(scope):
                 ctx.extra[FORWARDED_HEADERS] = forwarded
+            if route == "models" and is_anthropic_client(scope):
+                await self._anthropic_models.serve(scope, send, ctx, model_id)
+                return
             if model_id is not None:
                 await self._model(send, ctx, model_id)
                 return

@@ -77,7 +77,8 @@ def delta_text(delta: Any) -> str:
 
 
 class MessagesStreamMeter:
-    """Usage from ``message_start`` (input and cache figures) and ``message_delta`` (cumulative)."""
+    """Usage from ``message_start`` (input and cache figures) and ``message_delta`` (cumulative); none
+    while the input reported is zero."""
 
     __slots__ = ("_figures", "model", "usage")
 
@@ -112,7 +113,10 @@ class MessagesStreamMeter:
             return
         # message_delta's figures are cumulative: later values replace earlier ones, absent ones stay
         self._figures.update({k: v for k, v in usage.items() if v is not None})
-        self.usage = Usage.from_anthropic(self._figures)
+        figures = Usage.from_anthropic(self._figures)
+        # a prompt is never empty: a zero input (a translated stream's message_start, before the upstream
+        # reported) is a placeholder, and reading it as a figure would charge a cut stream no input
+        self.usage = figures if figures is not None and figures.prompt_tokens > 0 else None
 
 
 def _is_tool(payload: dict[str, Any]) -> bool:

@@ -5,9 +5,15 @@ Anthropic's sequence (docs.anthropic.com "Streaming Messages"): ``message_start`
 ``content_block_stop``; then ``message_delta`` (stop reason, cumulative usage) and ``message_stop``.
 
 Chat chunks carry no block boundaries: a text block opens with the first text, a ``tool_use`` block with
-each tool call's first chunk (the one with its id), and each opening closes the block before it. Usage
-comes at the end of a chat stream, so ``message_start`` reports zero tokens and ``message_delta`` the
-figures (the SDKs take both from ``message_delta``, whose counts are cumulative).
+each tool call's first chunk (the one with its id), and each opening closes the block before it. A
+``ping`` follows the first ``content_block_start``, where Anthropic's own streams send one.
+
+Usage comes at the end of a chat stream, so ``message_start`` carries zeros (its ``input_tokens`` is
+required; a zero prompt is never a real figure, and the gateway's meters read it as "not reported yet")
+and ``message_delta`` the provider's cumulative figures, input and cache ones included, which the SDKs
+apply to the message they accumulate. When the upstream reported no usage at all, ``message_delta``
+carries only the one count its type requires (``output_tokens``, 0) and no input figure, and the
+gateway's own layers fall back to their estimates.
 """
 
 from __future__ import annotations
@@ -25,6 +31,10 @@ from .answer import message_id, stop_reason, usage_object
 def event(name: str, payload: dict[str, Any]) -> bytes:
     """One Anthropic SSE event: its name, and the same name as the payload's ``type``."""
     return encode_event(name, orjson.dumps({"type": name, **payload}))
+
+
+#: Anthropic's keep-alive event, sent once after the first block opens as Anthropic's streams do.
+PING = event("ping", {})
 
 
 class MessagesStream(ChatStreamTranslation):
@@ -105,6 +115,8 @@ class MessagesStream(ChatStreamTranslation):
         index = self._open = self._next
         self._next += 1
         out.append(event("content_block_start", {"index": index, "content_block": block}))
+        if index == 0:
+            out.append(PING)
         return index
 
     def _text(self, text: str, out: list[bytes]) -> None:
@@ -134,6 +146,9 @@ class MessagesStream(ChatStreamTranslation):
         self._start({}, out)
         self._close_open(out)
         delta = {"stop_reason": stop_reason(self._finish), "stop_sequence": None}
-        out.append(event("message_delta", {"delta": delta, "usage": usage_object(self.usage)}))
+        usage = self.usage
+        # no figures from the upstream: the one count Anthropic's type requires, and no input to mislead
+        figures = usage.to_anthropic() if usage is not None else {"output_tokens": 0}
+        out.append(event("message_delta", {"delta": delta, "usage": figures}))
         out.append(event("message_stop", {}))
         self.done = True
