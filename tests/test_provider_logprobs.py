@@ -351,3 +351,23 @@ async def test_fake_ollama_returns_logprobs_when_asked(stream: bool) -> None:
         "bytes": list(b" Hello"),
         "top_logprobs": [{"token": " Hello", "logprob": -1.0, "bytes": list(b" Hello")}],
     }
+
+
+def test_ollama_thinking_line_tokens_go_on_an_empty_content_chunk() -> None:
+    thought = {"token": "Hmm", "logprob": -0.5, "bytes": list(b"Hmm")}
+    native = ndjson(
+        {
+            "model": "llama3.2",
+            "message": {"role": "assistant", "content": "", "thinking": "Hmm"},
+            "done": False,
+        }
+        | {"logprobs": [thought]},
+        {"model": "llama3.2", "message": {"role": "assistant", "content": ""}, "done": True},
+    )
+    req, _ = request(TEXT, stream=True, logprobs=True, reasoning_effort="low")
+    events = run_stream(ollama().chat_stream(OLLAMA, req, include_usage=False), native)
+    model, id = "llama3.2", "chatcmpl-1"
+    assert events[1:3] == [
+        chunk(id, model, {"reasoning_content": "Hmm"}),
+        logprob_chunk(id, model, "", choice_logprobs({**thought, "top_logprobs": []})),
+    ]
