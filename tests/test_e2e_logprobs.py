@@ -19,7 +19,8 @@ from asgi_aigw.router.config import DeploymentConfig, ModelConfig, RouterConfig
 from asgi_aigw.testing import FakeProvider, StreamingASGITransport
 
 from .cache_support import BagOfWordsEmbedder
-from .redact_support import base_analyzer
+from .redact_support import ScriptedApp, base_analyzer
+from .redact_support import chunk as openai_chunk
 
 URL = "http://fake-provider.test"
 DEPLOYMENTS = {
@@ -121,6 +122,46 @@ async def test_redaction_restores_the_text_and_leaves_the_tokens(fake: FakeProvi
     # the tokens are what the model generated: the placeholder, its bytes matching it
     assert tokens[-1]["token"] == " <EMAIL_ADDRESS_1>"
     assert tokens[-1]["bytes"] == list(b" <EMAIL_ADDRESS_1>")
+
+
+def _token(text: str) -> dict[str, Any]:
+    return {"token": text, "logprob": -0.5, "bytes": list(text.encode()), "top_logprobs": []}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_openai_answers_tokens_are_left_as_generated_too(stream: bool) -> None:
+    placeholder = "<EMAIL_ADDRESS_1>"
+    logprobs = {"content": [_token("Mail "), _token(placeholder)], "refusal": None}
+    if stream:
+        event = orjson.loads(openai_chunk("Mail " + placeholder)[6:])
+        event["choices"][0]["logprobs"] = logprobs
+        upstream = ScriptedApp(
+            events=[
+                b"data: " + orjson.dumps(event) + b"\n\n",
+                openai_chunk(finish="stop"),
+                b"data: [DONE]\n\n",
+            ]
+        )
+    else:
+        message = {"role": "assistant", "content": "Mail " + placeholder}
+        choice = {"index": 0, "message": message, "logprobs": logprobs, "finish_reason": "stop"}
+        upstream = ScriptedApp(
+            json_body={"id": "chatcmpl-1", "object": "chat.completion", "choices": [choice]}
+        )
+    redact = RedactMiddleware(upstream, config=RedactConfig(), analyzer=base_analyzer(True))
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"Write to {EMAIL}"}]}
+    async with httpx.AsyncClient(transport=StreamingASGITransport(redact), base_url="http://t") as client:
+        answer = await client.post("/v1/chat/completions", json={**body, "logprobs": True, "stream": stream})
+    assert EMAIL not in orjson.dumps(upstream.bodies).decode()
+    if stream:
+        chunks = [c for c in _payloads(answer.text) if c["choices"]]
+        text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+        tokens = [t for c in chunks for t in (c["choices"][0].get("logprobs") or {}).get("content", [])]
+    else:
+        choice = answer.json()["choices"][0]
+        text, tokens = choice["message"]["content"], choice["logprobs"]["content"]
+    assert text == "Mail " + EMAIL
+    assert tokens == logprobs["content"]
 
 
 def _payloads(text: str) -> list[Any]:
