@@ -212,15 +212,17 @@ def choice(
     tool_calls: list[dict[str, Any]] | None,
     finish: str | None,
     reasoning: str | None = None,
+    logprobs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """An OpenAI choice; ``reasoning`` (the provider's thinking text) goes in ``reasoning_content``,
-    where DeepSeek, vLLM and LiteLLM put it and OpenAI-compatible clients read it."""
+    where DeepSeek, vLLM and LiteLLM put it and OpenAI-compatible clients read it; ``logprobs`` is the
+    choice's token log probabilities, when asked for."""
     message: dict[str, Any] = {"role": "assistant", "content": text if text or not tool_calls else None}
     if reasoning:
         message["reasoning_content"] = reasoning
     if tool_calls:
         message["tool_calls"] = tool_calls
-    return {"index": index, "message": message, "logprobs": None, "finish_reason": finish}
+    return {"index": index, "message": message, "logprobs": logprobs, "finish_reason": finish}
 
 
 def tool_call(id: str, name: str, arguments: Any) -> dict[str, Any]:
@@ -340,6 +342,19 @@ class ChunkStream:
                 self._open(out)
             # the hottest path of a translated stream: the text is all that is serialised
             out.append(self._text_head + orjson.dumps(text) + _TEXT_END)
+
+    def text_logprobs(self, out: list[bytes], text: str, logprobs: dict[str, Any]) -> None:
+        """Text with the log probabilities of its tokens (``choices[].logprobs``); apart from
+        :meth:`text` so the common chunk stays a concatenation. Written even when ``text`` is empty,
+        so no token's log probability is lost."""
+        self._open(out)  # (which encodes the prefix, once)
+        out.append(
+            self._head
+            + orjson.dumps({"content": text})
+            + b',"logprobs":'
+            + orjson.dumps(logprobs)
+            + b',"finish_reason":null}]}\n\n'
+        )
 
     def reasoning(self, out: list[bytes], text: str) -> None:
         """Thinking text, as ``delta.reasoning_content``."""

@@ -8,8 +8,10 @@ Wire format as documented at ai.google.dev (Gemini API reference, "Generating co
   ``tools[].functionDeclarations``; ``toolConfig.functionCallingConfig.mode`` (AUTO, ANY, NONE);
   ``generationConfig`` (temperature, topP, topK, candidateCount, maxOutputTokens, stopSequences,
   ``thinkingConfig`` with ``thinkingBudget`` for Gemini 2.5, ``thinkingLevel`` for Gemini 3 and
-  ``includeThoughts``, ...);
+  ``includeThoughts``, ``responseLogprobs`` and ``logprobs`` (0-20, only with ``responseLogprobs``),
+  ...);
 - answer: ``candidates[].content.parts`` (thought summaries are parts with ``thought: true``),
+  ``candidates[].logprobsResult`` when asked (in a stream, each event's holds its own tokens),
   ``candidates[].finishReason`` (STOP, MAX_TOKENS, SAFETY,
   RECITATION, BLOCKLIST, PROHIBITED_CONTENT, SPII, ...), ``promptFeedback.blockReason`` when the prompt
   itself was blocked, ``usageMetadata`` (promptTokenCount, candidatesTokenCount, thoughtsTokenCount,
@@ -34,6 +36,7 @@ from ..kernel.context import Usage
 from ..kernel.errors import GatewayError, InvalidRequest, UpstreamError, clip
 from ..kernel.models import ChatCompletionRequest, ContentPart, EmbeddingRequest, Tool
 from ..kernel.sse import SSEDecoder
+from . import _logprobs as lp
 from . import _reasoning as r
 from . import _translate as t
 from ._gemini_schema import gemini_parameters, gemini_schema
@@ -202,6 +205,12 @@ def _generation_config(request: ChatCompletionRequest, body: dict[str, Any], mod
     _response_format(config, request.response_format)
     if (thinking := _thinking_config(model, r.effort(body))) is not None:
         config["thinkingConfig"] = thinking
+    logprobs, top = lp.requested(request)
+    if logprobs:
+        # Gemini takes the number of alternatives (0-20) only along with responseLogprobs
+        config["responseLogprobs"] = True
+        if top is not None:
+            config["logprobs"] = top
     return config
 
 
@@ -308,13 +317,15 @@ def split_call_id(value: str) -> tuple[str, str | None]:
 class GeminiStreamTranslator(t.NativeStreamTranslator):
     """``streamGenerateContent?alt=sse`` events in, OpenAI chunks out (first candidate)."""
 
-    __slots__ = ("_calls", "_ids", "_reason", "_usage")
+    __slots__ = ("_calls", "_ids", "_logprobs", "_reason", "_usage")
 
     not_json = "gemini sent a stream event that is not valid JSON."
 
-    def __init__(self, out: t.ChunkStream, ids: t.IdFactory) -> None:
+    def __init__(self, out: t.ChunkStream, ids: t.IdFactory, *, logprobs: bool = False) -> None:
         super().__init__(out, SSEDecoder())
         self._ids = ids
+        #: the client asked for log probabilities: each event's candidate carries those of its tokens
+        self._logprobs = logprobs
         self._calls = 0
         self._reason: str | None = None
         #: the latest ``usageMetadata`` (every event repeats the running figures): read once, at the end
@@ -342,7 +353,7 @@ class GeminiStreamTranslator(t.NativeStreamTranslator):
             candidate = data["candidates"][0]
             parts = candidate["content"]["parts"]
             part = parts[0]
-            text = part["text"] if len(parts) == 1 and len(part) == 1 else None
+            text = part["text"] if len(parts) == 1 and len(part) == 1 and not self._logprobs else None
         except (KeyError, IndexError, TypeError):
             text = None
         if text.__class__ is not str:
@@ -376,8 +387,12 @@ class GeminiStreamTranslator(t.NativeStreamTranslator):
         stream = self._out
         for thought in thoughts:
             stream.reasoning(out, thought)
-        for text in texts:
-            stream.text(out, text)
+        if self._logprobs and (content := lp.from_gemini(candidate.get("logprobsResult"))):
+            # the event's tokens, on one chunk with its text
+            stream.text_logprobs(out, "".join(texts), lp.choice_logprobs(content))
+        else:
+            for text in texts:
+                stream.text(out, text)
         for call in calls:
             position = self._calls
             self._calls += 1
@@ -420,6 +435,8 @@ class GeminiAdapter(t.NativeAdapter):
             "response_format",
             "safety_settings",
             "reasoning_effort",
+            "logprobs",
+            "top_logprobs",
         }
     )
 
@@ -473,6 +490,7 @@ class GeminiAdapter(t.NativeAdapter):
             raise UpstreamError("gemini answered with no candidates.")
         choices: list[dict[str, Any]] = []
         blocked_reason: str | None = None
+        logprobs = bool(request.logprobs)
         for position, candidate in enumerate(candidates):
             if not isinstance(candidate, dict):
                 continue
@@ -494,7 +512,8 @@ class GeminiAdapter(t.NativeAdapter):
             finish = "tool_calls" if calls and reason == "STOP" else _FINISH.get(reason, "stop")
             index = candidate.get("index")
             at = index if isinstance(index, int) else position
-            choices.append(t.choice(at, "".join(texts), calls or None, finish, "".join(thoughts)))
+            tokens = lp.choice_logprobs(lp.from_gemini(candidate.get("logprobsResult"))) if logprobs else None
+            choices.append(t.choice(at, "".join(texts), calls or None, finish, "".join(thoughts), tokens))
         if blocked_reason is not None and all(
             c["message"]["content"] in (None, "") and "tool_calls" not in c["message"] for c in choices
         ):
@@ -505,7 +524,9 @@ class GeminiAdapter(t.NativeAdapter):
     def chat_stream(
         self, deployment: Deployment, request: ChatCompletionRequest, *, include_usage: bool
     ) -> GeminiStreamTranslator:
-        return GeminiStreamTranslator(self._chunks(deployment, include_usage=include_usage), self._ids)
+        return GeminiStreamTranslator(
+            self._chunks(deployment, include_usage=include_usage), self._ids, logprobs=bool(request.logprobs)
+        )
 
     def native_embeddings(
         self, deployment: Deployment, request: EmbeddingRequest

@@ -7,8 +7,10 @@ Wire format as documented in Ollama's ``docs/api.md``:
   "tool_name"}``); ``tools`` in OpenAI's shape; ``format`` (``"json"`` or a JSON schema); sampling in
   ``options`` (``temperature``, ``top_p``, ``top_k``, ``num_predict``, ``stop``, ``seed``, ...);
   ``stream`` defaults to true, so it is always sent; ``think`` (``true``/``false``, or ``"low"``,
-  ``"medium"``, ``"high"`` for models with levels);
+  ``"medium"``, ``"high"`` for models with levels); ``logprobs`` and ``top_logprobs`` (0-20, Ollama
+  0.12.11 and later);
 - answer: ``message`` (with ``thinking``, the thinking text, when the model thought), ``done``,
+  ``logprobs`` (when asked: ``{token, logprob, bytes, top_logprobs}`` per generated token),
   ``done_reason`` (``stop``, ``length``, ...), ``prompt_eval_count`` and
   ``eval_count`` (the token counts used as usage);
 - stream: newline-delimited JSON objects of the same shape, the last with ``"done": true``;
@@ -24,6 +26,7 @@ import orjson
 from ..kernel.context import Usage
 from ..kernel.errors import GatewayError, InvalidRequest, UpstreamError
 from ..kernel.models import ChatCompletionRequest, ChatMessage, EmbeddingRequest
+from . import _logprobs as lp
 from . import _reasoning as r
 from . import _translate as t
 from .base import Deployment, TranslatedResponse, UpstreamRequest
@@ -152,15 +155,17 @@ class _LineDecoder:
 class OllamaStreamTranslator(t.NativeStreamTranslator):
     """``/api/chat`` NDJSON lines in, OpenAI chunks out."""
 
-    __slots__ = ("_calls", "_ids")
+    __slots__ = ("_calls", "_ids", "_logprobs")
 
     not_json = "ollama sent a stream line that is not valid JSON."
     terminator = b"\n"
 
-    def __init__(self, out: t.ChunkStream, ids: t.IdFactory) -> None:
+    def __init__(self, out: t.ChunkStream, ids: t.IdFactory, *, logprobs: bool = False) -> None:
         super().__init__(out, _LineDecoder())
         self._ids = ids
         self._calls = 0
+        #: the client asked for log probabilities: each line carries those of its tokens
+        self._logprobs = logprobs
 
     def _event(self, data: Any, out: list[bytes]) -> None:
         if not isinstance(data, dict):
@@ -172,7 +177,11 @@ class OllamaStreamTranslator(t.NativeStreamTranslator):
         if isinstance(message, dict):
             if isinstance(thinking := message.get("thinking"), str):
                 stream.reasoning(out, thinking)
-            stream.text(out, str(message.get("content") or ""))
+            text = str(message.get("content") or "")
+            if self._logprobs and (content := lp.from_ollama(data.get("logprobs"))):
+                stream.text_logprobs(out, text, lp.choice_logprobs(content))
+            else:
+                stream.text(out, text)
             for call in message.get("tool_calls") or ():
                 function = call.get("function") if isinstance(call, dict) else None
                 if not isinstance(function, dict):
@@ -209,6 +218,8 @@ class OllamaAdapter(t.NativeAdapter):
             "keep_alive",
             "n",
             "reasoning_effort",
+            "logprobs",
+            "top_logprobs",
         }
     )
 
@@ -242,6 +253,11 @@ class OllamaAdapter(t.NativeAdapter):
             payload["keep_alive"] = body["keep_alive"]
         if (effort := r.effort(body)) is not None:
             payload["think"] = r.OLLAMA_THINK[effort]
+        logprobs, top = lp.requested(request)
+        if logprobs:
+            payload["logprobs"] = True
+            if top is not None:
+                payload["top_logprobs"] = top
         payload["stream"] = stream
         return payload
 
@@ -271,7 +287,8 @@ class OllamaAdapter(t.NativeAdapter):
         finish = "tool_calls" if calls else _DONE_REASONS.get(str(data.get("done_reason")), "stop")
         thinking = message.get("thinking")
         reasoning = thinking if isinstance(thinking, str) else None
-        choices = [t.choice(0, str(message.get("content") or ""), calls or None, finish, reasoning)]
+        tokens = lp.choice_logprobs(lp.from_ollama(data.get("logprobs"))) if request.logprobs else None
+        choices = [t.choice(0, str(message.get("content") or ""), calls or None, finish, reasoning, tokens)]
         model = t.text_or(data.get("model"), deployment.model)
         # Ollama's answers carry no id: the gateway makes one
         return self._answer(None, model, choices, _usage(data))
@@ -279,7 +296,9 @@ class OllamaAdapter(t.NativeAdapter):
     def chat_stream(
         self, deployment: Deployment, request: ChatCompletionRequest, *, include_usage: bool
     ) -> OllamaStreamTranslator:
-        return OllamaStreamTranslator(self._chunks(deployment, include_usage=include_usage), self._ids)
+        return OllamaStreamTranslator(
+            self._chunks(deployment, include_usage=include_usage), self._ids, logprobs=bool(request.logprobs)
+        )
 
     def native_embeddings(self, deployment: Deployment, request: EmbeddingRequest) -> dict[str, Any]:
         if isinstance(request.input, list) and request.input and not isinstance(request.input[0], str):

@@ -105,7 +105,12 @@ RULES: dict[str, dict[str, Rule]] = {
             "`json_schema`'s schema converted to Gemini's Schema subset, as tool schemas are",
         ),
         "n": Rule("sent", "generationConfig.candidateCount", "`n` > 1 with `stream` is a 400"),
-        "logprobs": Rule("dropped", note=_NO_LOGPROBS + " through this gateway"),
+        "logprobs": Rule(
+            "sent",
+            "generationConfig.responseLogprobs,generationConfig.logprobs",
+            "`top_logprobs` → `logprobs`; `logprobsResult` → `choices[].logprobs`; see "
+            "[Log probabilities](#log-probabilities)",
+        ),
         "metadata": Rule("dropped", note="no request metadata"),
         "service_tier": Rule("dropped", note="no service tiers"),
         "message name": Rule("dropped", note="no participant names (a tool result's name is not affected)"),
@@ -132,7 +137,11 @@ RULES: dict[str, dict[str, Rule]] = {
     "ollama": {
         "response_format": Rule("sent", "format", '`"json"`, or the JSON schema'),
         "n": Rule("400", note="`n` > 1: one choice per request (`n: 1` is accepted)"),
-        "logprobs": Rule("dropped", note=_NO_LOGPROBS + " through this gateway"),
+        "logprobs": Rule(
+            "sent",
+            "logprobs,top_logprobs",
+            "Ollama 0.12.11 and later; see [Log probabilities](#log-probabilities)",
+        ),
         "metadata": Rule("dropped", note="no request metadata"),
         "service_tier": Rule("dropped", note="no service tiers"),
         "message name": Rule("dropped", note="no participant names (a tool result's name → `tool_name`)"),

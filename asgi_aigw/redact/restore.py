@@ -68,7 +68,28 @@ class JSONRestorer:
         return orjson.dumps(data) if changed else None
 
     def _restore(self, data: Any) -> tuple[Any, bool]:
-        return restore_json_value(data, self.mapping)
+        choices = data.get("choices") if isinstance(data, dict) else None
+        if not isinstance(choices, list):
+            return restore_json_value(data, self.mapping)
+        # a choice's token log probabilities stay as the provider sent them, as in streams: a
+        # placeholder comes split over several tokens, each with its own bytes and probability, and
+        # no token of the original value was ever generated
+        changed = False
+        for key in data:
+            if key != "choices":
+                changed |= self._restore_field(data, key)
+        for choice in choices:
+            if isinstance(choice, dict):
+                for field in choice:
+                    if field != "logprobs":
+                        changed |= self._restore_field(choice, field)
+        return data, changed
+
+    def _restore_field(self, holder: dict[str, Any], key: str) -> bool:
+        new, did = restore_json_value(holder[key], self.mapping)
+        if did:
+            holder[key] = new
+        return did
 
 
 class StreamRestorer:

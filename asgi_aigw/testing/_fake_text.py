@@ -44,3 +44,21 @@ def embedding_size(requested: Any) -> int:
 def embedding_base64(vector: list[float]) -> str:
     """OpenAI's ``encoding_format: base64``: little-endian float32, base64-encoded."""
     return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+
+
+#: One generated token's log probability and its ``top`` alternatives: ``(token, logprob, [(token,
+#: logprob), ...])``.
+TokenLogprob = tuple[str, float, list[tuple[str, float]]]
+
+
+def fake_logprobs(pieces: list[str], top: int) -> list[TokenLogprob]:
+    """The fake's log probability of each streamed piece (one token each), deterministic: the first
+    token is certain (0.0, which Gemini's proto3 JSON leaves out), the others lose a quarter per
+    character past the first, at most 1.0. The ``top`` alternatives are the token itself, then
+    ``<token>_1``, ``<token>_2``..., each 1.5 less likely than the one before."""
+    out: list[TokenLogprob] = []
+    for position, piece in enumerate(pieces):
+        logprob = 0.0 if position == 0 else -min(0.25 * len(piece), 1.0)
+        alternatives = [(piece if k == 0 else f"{piece}_{k}", logprob - 1.5 * k) for k in range(top)]
+        out.append((piece, logprob, alternatives))
+    return out

@@ -5,12 +5,14 @@
 from __future__ import annotations
 
 import base64
+import zlib
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 import orjson
 
 from ..kernel.types import Receive, Send
+from ._fake_text import TokenLogprob, fake_logprobs
 
 if TYPE_CHECKING:
     from .fake_provider import FakeBehaviour, FakeProvider, ReceivedRequest
@@ -153,6 +155,8 @@ def request_problem(body: dict[str, Any], model: str = "") -> str | None:
     config = body.get("generationConfig")
     if isinstance(config, dict) and (problem := _thinking_problem(config.get("thinkingConfig"), model)):
         return problem
+    if isinstance(config, dict) and (problem := _logprobs_problem(config)):
+        return problem
     if isinstance(config, dict) and "responseSchema" in config:
         if config.get("responseMimeType") != "application/json":
             return (
@@ -165,6 +169,44 @@ def request_problem(body: dict[str, Any], model: str = "") -> str | None:
 
 
 _THINKING_LEVELS = frozenset({"minimal", "low", "medium", "high"})
+
+
+def _logprobs_problem(config: dict[str, Any]) -> str | None:
+    """The real API's checks of ``generationConfig.logprobs`` (ai.google.dev, GenerationConfig: "Only
+    valid if responseLogprobs=True ... The number must be in the range of [0, 20]")."""
+    if "logprobs" not in config:
+        return None
+    value = config["logprobs"]
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 20:
+        return "Invalid value at 'generation_config.logprobs': logprobs must be in the range of [0, 20]."
+    if config.get("responseLogprobs") is not True:
+        return "logprobs is only valid if response_logprobs is true."
+    return None
+
+
+def logprobs_result(tokens: list[TokenLogprob], top: int) -> dict[str, Any]:
+    """A candidate's ``logprobsResult`` for ``tokens``, in the API's proto3 JSON: a
+    ``logProbability`` of 0 is left out, as are ``topCandidates`` when no alternatives were asked."""
+    chosen: list[dict[str, Any]] = []
+    tops: list[dict[str, Any]] = []
+    total = 0.0
+    for token, logprob, alternatives in tokens:
+        chosen.append(_token(token, logprob))
+        tops.append({"candidates": [_token(alt, alt_logprob) for alt, alt_logprob in alternatives]})
+        total += logprob
+    result: dict[str, Any] = {"chosenCandidates": chosen}
+    if top:
+        result["topCandidates"] = tops
+    if total:
+        result["logProbabilitySum"] = total
+    return result
+
+
+def _token(token: str, logprob: float) -> dict[str, Any]:
+    entry: dict[str, Any] = {"token": token, "tokenId": zlib.crc32(token.encode()) % 256_000}
+    if logprob:
+        entry["logProbability"] = logprob
+    return entry
 
 
 def _thinking_problem(config: Any, model: str) -> str | None:
@@ -285,15 +327,24 @@ async def _generate(
     if thoughts:
         final_usage["thoughtsTokenCount"] = thoughts
     thought_part = [{"text": thought, "thought": True}] if thought else []
+    # token log probabilities of the answer's pieces, when asked (the number of alternatives with them)
+    logprobs = isinstance(generation, dict) and generation.get("responseLogprobs") is True
+    top = int(generation.get("logprobs") or 0) if logprobs and isinstance(generation, dict) else 0
+    scored = fake_logprobs(turn.pieces, top) if logprobs else []
 
     def response(
-        parts: list[dict[str, Any]] | None, finish: str | None, usage: dict[str, Any]
+        parts: list[dict[str, Any]] | None,
+        finish: str | None,
+        usage: dict[str, Any],
+        tokens: list[TokenLogprob] | None = None,
     ) -> dict[str, Any]:
         candidate: dict[str, Any] = {"index": 0}
         if parts is not None:
             candidate["content"] = {"parts": parts, "role": "model"}
         if finish:
             candidate["finishReason"] = finish
+        if logprobs and tokens:
+            candidate["logprobsResult"] = logprobs_result(tokens, top)
         return {
             "candidates": [candidate],
             "usageMetadata": usage,
@@ -329,6 +380,7 @@ async def _generate(
                 [{"text": piece}],
                 finish_reason if i == len(pieces) - 1 else None,
                 final_usage if i == len(pieces) - 1 else running,
+                scored[i : i + 1],
             )
             for i, piece in enumerate(pieces)
         )
@@ -339,7 +391,7 @@ async def _generate(
             return
         payload = responses[0]
         if call_part is None and not behaviour.blocked:
-            payload = response([*thought_part, {"text": turn.text}], finish_reason, final_usage)
+            payload = response([*thought_part, {"text": turn.text}], finish_reason, final_usage, scored)
             # candidateCount answers: one candidate each, all billed (candidatesTokenCount counts them all)
             count = (body.get("generationConfig") or {}).get("candidateCount") or 1
             if count > 1:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..kernel.types import Receive, Send
+from ._fake_text import TokenLogprob, fake_logprobs
 
 if TYPE_CHECKING:
     from .fake_provider import FakeBehaviour, FakeProvider, ReceivedRequest
@@ -26,6 +27,34 @@ def _created_at() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
 
 
+def logprobs_problem(body: dict[str, Any]) -> str | None:
+    """Ollama's checks (server/routes.go, api/types.go): ``logprobs`` decodes as a bool and
+    ``top_logprobs`` is 0-20 (applied only with ``logprobs``)."""
+    logprobs, top = body.get("logprobs"), body.get("top_logprobs")
+    if logprobs is not None and not isinstance(logprobs, bool):
+        return "json: cannot unmarshal into Go struct field ChatRequest.logprobs of type bool"
+    if top is not None and (not isinstance(top, int) or isinstance(top, bool)):
+        return "json: cannot unmarshal into Go struct field ChatRequest.top_logprobs of type int"
+    if isinstance(top, int) and not 0 <= top <= 20:
+        return "top_logprobs must be between 0 and 20"
+    return None
+
+
+def logprobs_list(tokens: list[TokenLogprob]) -> list[dict[str, Any]]:
+    """The ``logprobs`` of a chat response for ``tokens``, as Ollama encodes them: ``bytes`` and
+    ``top_logprobs`` left out when empty."""
+    out: list[dict[str, Any]] = []
+    for token, logprob, alternatives in tokens:
+        entry: dict[str, Any] = {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+        if alternatives:
+            entry["top_logprobs"] = [
+                {"token": alt, "logprob": alt_logprob, "bytes": list(alt.encode())}
+                for alt, alt_logprob in alternatives
+            ]
+        out.append(entry)
+    return out
+
+
 def conversation(body: dict[str, Any]) -> list[tuple[str, str]]:
     return [
         (str(m.get("role")), str(m.get("content") or "")) for m in body["messages"] if isinstance(m, dict)
@@ -41,6 +70,7 @@ async def chat(
     think = body.get("think")
     if problem is None and think is not None and not isinstance(think, bool) and think not in _LEVELS:
         problem = f'invalid think value: {think!r} (must be true, false, "low", "medium" or "high")'
+    problem = problem or logprobs_problem(body)
     if await fake.refuse(send, behaviour, _error_payload, problem):
         return
     model = str(body["model"])
@@ -72,8 +102,13 @@ async def chat(
         else None
     )
 
-    def line(message: dict[str, Any], done: bool) -> bytes:
+    # the answer's token log probabilities, when asked (top_logprobs applies only with logprobs)
+    tokens = fake_logprobs(turn.pieces, int(body.get("top_logprobs") or 0)) if body.get("logprobs") else []
+
+    def line(message: dict[str, Any], done: bool, logprobs: list[TokenLogprob] | None = None) -> bytes:
         data: dict[str, Any] = {"model": model, "created_at": created_at, "message": message}
+        if logprobs:
+            data["logprobs"] = logprobs_list(logprobs)
         if done:
             data.update({"done_reason": "length" if turn.truncated else "stop", "done": True, **stats})
         else:
@@ -91,14 +126,18 @@ async def chat(
             message["thinking"] = thought
         if calls:
             message["tool_calls"] = calls
-        await fake.send_raw(send, 200, line(message, True).rstrip(b"\n"), b"application/json; charset=utf-8")
+        answer = line(message, True, None if calls else tokens)
+        await fake.send_raw(send, 200, answer.rstrip(b"\n"), b"application/json; charset=utf-8")
         return
 
     events = [line({"role": "assistant", "content": "", "thinking": p}, False) for p in thought_pieces]
     if calls:
         events.append(line({"role": "assistant", "content": "", "tool_calls": calls}, False))
     else:
-        events.extend(line({"role": "assistant", "content": piece}, False) for piece in turn.pieces)
+        events.extend(
+            line({"role": "assistant", "content": piece}, False, tokens[i : i + 1])
+            for i, piece in enumerate(turn.pieces)
+        )
     content_events = len(events)
     if behaviour.malformed:
         events.insert(1, b"{this is not json\n")
