@@ -14,7 +14,7 @@ import asyncio
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 
@@ -24,6 +24,15 @@ class RespError(Exception):
 
 class ConnectionLost(ConnectionError):
     """The server closed the connection before answering."""
+
+
+class RespCaller(Protocol):
+    """What the stores' request path calls: :class:`FastRedis`, or redis-py behind it for a cluster or
+    sentinel URL (:class:`asgi_aigw.stores.redis_topology.RedisPyCalls`)."""
+
+    async def call(self, packed: bytes) -> Any: ...
+
+    async def aclose(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,201 @@
+"""Redis Cluster and Sentinel URLs, opened with redis-py, for every Redis-backed store.
+
+The forms are those of the ``limits`` package and of Redis-Sentinel-Url:
+
+- ``redis+cluster://[[user]:password@]host:port[,host2:port2...]``: seed nodes (any reachable one is
+  enough, the client learns the rest of the cluster from it). Database 0 only: a cluster has no other.
+- ``redis+sentinel://[[user]:password@]host:port[,host2:port2...]/service_name[/db]``: the sentinels,
+  then the name they monitor the master under. The password is the master's; sentinels that require
+  one take ``?sentinel_password=...``.
+
+The port defaults to 6379 for cluster nodes and 26379 for sentinels. A store's scripts touch only keys
+of one hash tag (``{tenant}``), so each runs on one cluster slot.
+
+The minimal client of :mod:`.resp` speaks to one server, so with these URLs the request path's commands
+go through redis-py (:class:`RedisPyCalls`): about twice the client CPU per call of a ``redis://`` URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+from ..kernel.optional import require
+from .resp import ConnectionLost, RespError
+
+CLUSTER_SCHEMES = ("redis+cluster",)
+SENTINEL_SCHEMES = ("redis+sentinel",)
+#: Schemes served through redis-py rather than the minimal client.
+TOPOLOGY_SCHEMES = CLUSTER_SCHEMES + SENTINEL_SCHEMES
+
+
+@dataclass(frozen=True, slots=True)
+class RedisTopology:
+    """A parsed ``redis+cluster://`` or ``redis+sentinel://`` URL."""
+
+    kind: str  # "cluster" or "sentinel"
+    nodes: tuple[tuple[str, int], ...]
+    service: str | None
+    db: int
+    username: str | None
+    password: str | None
+    sentinel_password: str | None
+
+
+def _node(text: str, default_port: int, url: str) -> tuple[str, int]:
+    host, port = text, ""
+    if text.startswith("["):  # [::1]:7000
+        host, _, rest = text[1:].partition("]")
+        port = rest.removeprefix(":")
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    if not host:
+        raise ValueError(f"a node without a host in {url!r}")
+    try:
+        return host, int(port) if port else default_port
+    except ValueError:
+        raise ValueError(f"a node with a bad port ({text!r}) in {url!r}") from None
+
+
+def parse_topology(url: str) -> RedisTopology:
+    """The URL's parts; a :class:`ValueError` that says what is wrong and the expected form."""
+    scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in TOPOLOGY_SCHEMES:
+        raise ValueError(f"not a Redis Cluster or Sentinel URL: {url!r}")
+    cluster = scheme in CLUSTER_SCHEMES
+    form = (
+        "redis+cluster://[:password@]host:port[,host:port...]"
+        if cluster
+        else "redis+sentinel://[:password@]host:port[,host:port...]/service_name[/db]"
+    )
+    rest, _, query_text = rest.partition("?")
+    netloc, _, path = rest.partition("/")
+    userinfo, at, hosts = netloc.rpartition("@")
+    username = password = None
+    if at:
+        user, colon, secret = userinfo.partition(":")
+        username = unquote(user) or None
+        password = unquote(secret) if colon else None
+    nodes = tuple(_node(n.strip(), 6379 if cluster else 26379, url) for n in hosts.split(",") if n.strip())
+    if not nodes:
+        raise ValueError(f"no nodes in {url!r}: use {form}")
+    query = parse_qs(query_text)
+    segments = [unquote(s) for s in path.split("/") if s]
+    service: str | None = None
+    if cluster:
+        db_text = segments[0] if segments else query.get("db", ["0"])[0]
+        if len(segments) > 1:
+            raise ValueError(f"unexpected path in {url!r}: use {form}")
+    else:
+        service = segments[0] if segments else query.get("service_name", [""])[0]
+        if not service:
+            raise ValueError(f"no service name in {url!r}: use {form}")
+        if len(segments) > 2:
+            raise ValueError(f"unexpected path in {url!r}: use {form}")
+        db_text = segments[1] if len(segments) > 1 else query.get("db", ["0"])[0]
+    try:
+        db = int(db_text)
+    except ValueError:
+        raise ValueError(f"a bad database number ({db_text!r}) in {url!r}: use {form}") from None
+    if cluster and db != 0:
+        raise ValueError(f"a Redis Cluster has database 0 only, not {db} ({url!r})")
+    sentinel_password = query.get("sentinel_password", [None])[0]
+    kind = "cluster" if cluster else "sentinel"
+    return RedisTopology(kind, nodes, service, db, username, password, sentinel_password)
+
+
+def open_topology_client(url: str, *, timeout: float, max_connections: int) -> tuple[Any, list[Any]]:
+    """A ``redis.asyncio`` client for the URL, and the other clients it opened (sentinels) to close.
+
+    Calls fail fast like those of ``redis://`` stores: one retry without back-off (a stale connection,
+    a moved slot, a master that was just demoted), then the store's caller decides what an outage means.
+    """
+    topology = parse_topology(url)
+    retry = require("redis.asyncio.retry", "redis").Retry(require("redis.backoff", "redis").NoBackoff(), 1)
+    common: dict[str, Any] = {
+        "username": topology.username,
+        "password": topology.password,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "health_check_interval": 0,
+        "retry": retry,
+    }
+    if topology.kind == "cluster":
+        cluster = require("redis.asyncio.cluster", "redis")
+        client = cluster.RedisCluster(
+            startup_nodes=[cluster.ClusterNode(host, port) for host, port in topology.nodes],
+            # per node; the calls in flight are gated by the caller (RedisPyCalls) below this
+            max_connections=max_connections,
+            **common,
+        )
+        return client, []
+    sentinel_module = require("redis.asyncio.sentinel", "redis")
+    sentinel = sentinel_module.Sentinel(
+        list(topology.nodes),
+        sentinel_kwargs={
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            "password": topology.sentinel_password,
+        },
+    )
+    client = sentinel.master_for(topology.service, db=topology.db, **common)
+    return client, list(sentinel.sentinels)
+
+
+def unpack(packed: bytes) -> list[bytes]:
+    """The arguments of a command packed by :func:`.resp.pack`."""
+    if not packed.startswith(b"*"):
+        raise ValueError("not a packed command")
+    end = packed.index(b"\r\n")
+    count = int(packed[1:end])
+    position = end + 2
+    args: list[bytes] = []
+    for _ in range(count):
+        end = packed.index(b"\r\n", position)
+        size = int(packed[position + 1 : end])
+        start = end + 2
+        args.append(packed[start : start + size])
+        position = start + size + 2
+    return args
+
+
+class RedisPyCalls:
+    """The minimal client's ``call(packed)`` over a redis-py client (cluster or sentinel): one interface
+    for the stores' request path whatever the topology.
+
+    Replies are redis-py's (a ``SET`` answers ``True``, not ``b"OK"``); its errors are mapped to those of
+    the minimal client: an error reply is a :class:`RespError` (``NOSCRIPT`` kept in front, so a script
+    is loaded and the call retried), anything else a :class:`ConnectionLost`. At most
+    ``max_connections`` calls are in flight per event loop (redis-py's pools refuse a burst beyond their
+    size instead of queueing it), and each waits at most ``timeout`` seconds in all.
+    """
+
+    def __init__(self, client: Any, *, timeout: float, max_connections: int) -> None:
+        self.client = client
+        self.timeout = timeout
+        self._gate = asyncio.Semaphore(max_connections)
+        self._exceptions = require("redis.exceptions", "redis")
+
+    async def call(self, packed: bytes) -> Any:
+        args: list[Any] = unpack(packed)
+        # redis-py routes (slot, all primaries for SCRIPT LOAD) and parses by the command's name as str
+        args[0] = args[0].decode().upper()
+        if args[0] == "SCRIPT" and len(args) > 1:
+            args[1] = args[1].decode().upper()
+        exceptions = self._exceptions
+        async with self._gate:
+            try:
+                async with asyncio.timeout(self.timeout):
+                    return await self.client.execute_command(*args)
+            except exceptions.NoScriptError as exc:
+                raise RespError(f"NOSCRIPT {exc}") from exc
+            except exceptions.ResponseError as exc:
+                raise RespError(str(exc)) from exc
+            except (exceptions.RedisError, exceptions.RedisClusterException) as exc:
+                raise ConnectionLost(f"{type(exc).__name__}: {exc}") from exc
+
+    async def aclose(self) -> None:
+        """Nothing: the redis-py client is closed by its owner."""
