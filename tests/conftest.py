@@ -90,6 +90,16 @@ def redis_sentinel() -> Iterator[SentinelSet]:
         sentinels.close()
 
 
+@pytest.fixture(params=["cluster", "sentinel"])
+def topology_url(request: pytest.FixtureRequest) -> str:
+    """The ``redis+cluster://`` URL of the session's cluster, then the ``redis+sentinel://`` one."""
+    if request.param == "cluster":
+        cluster: RedisClusterSet = request.getfixturevalue("redis_cluster")
+        return cluster.url
+    sentinels: SentinelSet = request.getfixturevalue("redis_sentinel")
+    return sentinels.url()
+
+
 # -- FakeProvider and a router in front of it --------------------------------------------------------
 
 

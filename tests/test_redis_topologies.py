@@ -37,16 +37,6 @@ pytestmark = pytest.mark.e2e
 TENANTS = [f"tenant-{i}" for i in range(8)]
 
 
-@pytest.fixture(params=["cluster", "sentinel"])
-def topology_url(request: Any) -> str:
-    """The URL of the session's Redis Cluster, then of its Sentinel set."""
-    if request.param == "cluster":
-        cluster: RedisClusterSet = request.getfixturevalue("redis_cluster")
-        return cluster.url
-    sentinels: SentinelSet = request.getfixturevalue("redis_sentinel")
-    return sentinels.url()
-
-
 @pytest.fixture
 def prefix() -> str:
     return f"aigw-test:{uuid.uuid4().hex[:12]}:"
