@@ -290,6 +290,27 @@ async def test_the_clis_take_the_urls(
     await _clean(redis_py, prefix)
 
 
+@pytest.mark.parametrize("kind", ["cluster", "sentinel"])
+def test_the_clis_say_when_a_topology_cannot_be_reached(
+    kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from asgi_aigw.testing.server import free_port
+
+    port = free_port()  # nothing listens there
+    url = (
+        f"redis+cluster://127.0.0.1:{port}" if kind == "cluster" else f"redis+sentinel://127.0.0.1:{port}/svc"
+    )
+    assert main(["budget", "show", "acme", "--store", url]) == 2
+    assert main(["keys", "list", "acme", "--store", url]) == 2
+    err = capsys.readouterr().err
+    assert "aigw budget: the budget store cannot be reached" in err
+    assert "aigw keys: the key store cannot be reached" in err
+    assert "Traceback" not in err
+    if kind == "sentinel":  # short: redis-py's own message holds the repr of every sentinel client
+        assert f"no sentinel names a master for 'svc' (asked 127.0.0.1:{port}" in err
+        assert "ConnectionPool" not in err
+
+
 # -- the request path's client over redis-py ---------------------------------------------------------
 
 
@@ -339,8 +360,36 @@ async def test_stores_reach_the_new_master_after_a_sentinel_failover(
     # the writes reached the replica before the failover (WAIT: one replica acknowledged)
     assert await exact.client.execute_command("WAIT", 1, 2000) == 1
 
+    # meanwhile another store keeps reserving: each call succeeds or fails as a StoreError (what the
+    # budget's failure_mode then handles) within its timeout, never anything else, never a hang
+    during = BUDGET_STORES.open(url, key_prefix=prefix, timeout=1.0)
+    outcomes: list[tuple[str, float]] = []
+    stop = asyncio.Event()
+
+    async def keep_reserving() -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                await during.reserve("busy", slots, _amounts(1), _limits(), 60)
+                outcomes.append(("ok", time.monotonic() - started))
+            except StoreError:
+                outcomes.append(("store error", time.monotonic() - started))
+            await asyncio.sleep(0.01)
+
+    background = asyncio.create_task(keep_reserving())
     new = await anyio.to_thread.run_sync(redis_sentinel.failover)
+    stop.set()
+    await background
+    await during.aclose()
     assert new != old
+    assert outcomes
+    assert {kind for kind, _ in outcomes} <= {"ok", "store error"}
+    assert max(seconds for _, seconds in outcomes) < 2.5  # the timeout, plus a busy machine's slack
+    # the old master took writes until the client learnt of the new one (MasterWatch: within a second
+    # or two), and those were lost when it became a replica; without the watch, nearly all of them
+    # (the ten seconds until the sentinels demote it)
+    accepted = sum(1 for kind, _ in outcomes if kind == "ok")
+    assert (await budget.usage("busy", slots))[0] > accepted / 2
 
     # the very next calls succeed, on the new master, with the data written before
     reservation = await budget.reserve("acme", slots, _amounts(1), limits, 60)

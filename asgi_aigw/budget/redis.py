@@ -99,6 +99,8 @@ class RedisBudgetStore:
         self._redis = require("redis", "redis")
         self._errors: tuple[type[BaseException], ...] = (
             self._redis.exceptions.RedisError,
+            # not a RedisError: "no reachable node", "slot not covered" of a cluster
+            self._redis.exceptions.RedisClusterException,
             OSError,
             asyncio.TimeoutError,
             asyncio.IncompleteReadError,
