@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs, unquote
 
 from ..kernel.optional import require
@@ -38,7 +38,7 @@ TOPOLOGY_SCHEMES = CLUSTER_SCHEMES + SENTINEL_SCHEMES
 class RedisTopology:
     """A parsed ``redis+cluster://`` or ``redis+sentinel://`` URL."""
 
-    kind: str  # "cluster" or "sentinel"
+    kind: Literal["cluster", "sentinel"]
     nodes: tuple[tuple[str, int], ...]
     service: str | None
     db: int
@@ -106,7 +106,7 @@ def parse_topology(url: str) -> RedisTopology:
     if cluster and db != 0:
         raise ValueError(f"a Redis Cluster has database 0 only, not {db} ({url!r})")
     sentinel_password = query.get("sentinel_password", [None])[0]
-    kind = "cluster" if cluster else "sentinel"
+    kind: Literal["cluster", "sentinel"] = "cluster" if cluster else "sentinel"
     return RedisTopology(kind, nodes, service, db, username, password, sentinel_password)
 
 
@@ -130,8 +130,9 @@ def open_topology_client(url: str, *, timeout: float, max_connections: int) -> t
         cluster = require("redis.asyncio.cluster", "redis")
         client = cluster.RedisCluster(
             startup_nodes=[cluster.ClusterNode(host, port) for host, port in topology.nodes],
-            # per node; the calls in flight are gated by the caller (RedisPyCalls) below this
-            max_connections=max_connections,
+            # per node, well above what the gates let through (the request path's calls and a budget
+            # store's redis-py calls, max_connections each): past it redis-py raises rather than queues
+            max_connections=4 * max_connections,
             **common,
         )
         return client, []
