@@ -24,13 +24,13 @@ from asgi_aigw.cache.keys import tenant_tag
 from asgi_aigw.cli import main
 from asgi_aigw.kernel.errors import ConfigError
 from asgi_aigw.stores.redis_clients import LoopRedisClients
-from asgi_aigw.stores.redis_topology import RedisPyCalls, parse_topology, unpack
+from asgi_aigw.stores.redis_topology import RedisPyCalls, SentinelFastRedis, parse_topology, unpack
 from asgi_aigw.stores.registry import BUDGET_STORES, EXACT_STORES, KEY_STORES
 from asgi_aigw.stores.resp import pack
 from asgi_aigw.tenant.key_store import RedisKeyStore
 from asgi_aigw.tenant.keys import KeyRecord, hash_key, key_id, new_key
 
-from .redis_topologies import RedisClusterSet, SentinelSet
+from .redis_topologies import SERVICE, RedisClusterSet, SentinelSet
 
 pytestmark = pytest.mark.e2e
 
@@ -336,6 +336,21 @@ async def test_error_replies_and_outages_map_to_the_minimal_clients_errors(
     await down.aclose()
 
 
+async def test_a_sentinel_set_gets_the_minimal_client_at_its_master(redis_sentinel: SentinelSet) -> None:
+    clients = LoopRedisClients(redis_sentinel.url())
+    calls = clients.fast()
+    assert isinstance(calls, SentinelFastRedis)
+    assert await calls.call(pack([b"SET", b"aigw-test:fast", b"1", b"PX", b"5000"])) == b"OK"
+    assert calls._address == redis_sentinel.master_address()
+    # sent to the replica (as if the master had just been demoted): READONLY, ask again, and succeed
+    [replica] = redis_sentinel.sentinel_client().sentinel_slaves(SERVICE)
+    calls.pool.master_address = (replica["ip"], int(replica["port"]))
+    assert await calls.call(pack([b"SET", b"aigw-test:fast", b"2", b"PX", b"5000"])) == b"OK"
+    assert calls._address == redis_sentinel.master_address()
+    assert await clients.redis().get("aigw-test:fast") == b"2"
+    await clients.aclose()
+
+
 # -- sentinel failover -------------------------------------------------------------------------------
 
 
@@ -392,9 +407,12 @@ async def test_stores_reach_the_new_master_after_a_sentinel_failover(
     assert (await budget.usage("busy", slots))[0] > accepted / 2
 
     # the very next calls succeed, on the new master, with the data written before
+    fast = budget._loop_clients.fast()
+    assert isinstance(fast, SentinelFastRedis)
     reservation = await budget.reserve("acme", slots, _amounts(1), limits, 60)
     assert reservation.allowed
     assert reservation.used[0] == 2
+    assert fast._address == new
     assert await exact.get("t:1") == b"answer"
     await exact.set("t:2", b"after", 60)
     record = await keys.get(ident)

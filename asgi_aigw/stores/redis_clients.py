@@ -3,7 +3,8 @@ commands on the request path, redis-py for everything else (scans, hashes, admin
 
 A client belongs to the loop it was opened on (its connections do), and a store may be used from more
 than one loop (uvicorn's, a test's, a CLI's), so each loop gets its own pair, opened on first use.
-A ``redis+cluster://`` or ``redis+sentinel://`` URL gets redis-py for both (see :mod:`.redis_topology`).
+A ``redis+cluster://`` URL gets redis-py for both, a ``redis+sentinel://`` one the minimal client at the
+master the sentinels name (see :mod:`.redis_topology`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import asyncio
 from typing import Any
 
 from ..kernel.optional import require
-from .redis_topology import TOPOLOGY_SCHEMES, RedisPyCalls, open_topology_client
+from .redis_topology import TOPOLOGY_SCHEMES, open_fast_client, open_topology_client
 from .registry import scheme_of
 from .resp import FastRedis, RespCaller
 
@@ -24,7 +25,7 @@ class LoopRedisClients:
         self.url = url
         self.timeout = timeout
         self.max_connections = max_connections
-        #: A cluster or sentinel URL: the request path goes through redis-py too.
+        #: A cluster or sentinel URL (see :mod:`.redis_topology`).
         self.topology = scheme_of(url) in TOPOLOGY_SCHEMES
         self._fast: dict[int, RespCaller] = {}
         self._redis: dict[int, Any] = {}
@@ -36,8 +37,8 @@ class LoopRedisClients:
         client = self._fast.get(loop_id)
         if client is None:
             if self.topology:
-                client = RedisPyCalls(
-                    self.redis(), timeout=self.timeout, max_connections=self.max_connections
+                client = open_fast_client(
+                    self.url, self.redis(), timeout=self.timeout, max_connections=self.max_connections
                 )
             else:
                 client = FastRedis(self.url, timeout=self.timeout, max_connections=self.max_connections)

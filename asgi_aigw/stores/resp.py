@@ -27,8 +27,8 @@ class ConnectionLost(ConnectionError):
 
 
 class RespCaller(Protocol):
-    """What the stores' request path calls: :class:`FastRedis`, or redis-py behind it for a cluster or
-    sentinel URL (:class:`asgi_aigw.stores.redis_topology.RedisPyCalls`)."""
+    """What the stores' request path calls: :class:`FastRedis`, or for a cluster or sentinel URL a
+    client of :mod:`asgi_aigw.stores.redis_topology` with the same ``call``."""
 
     async def call(self, packed: bytes) -> Any: ...
 
@@ -130,6 +130,7 @@ class FastRedis:
         self._gate = asyncio.Semaphore(max_connections)
         self._connecting = asyncio.Semaphore(2)
         self._ssl: ssl.SSLContext | None = ssl.create_default_context() if self.endpoint.tls else None
+        self._closed = False
 
     async def call(self, packed: bytes) -> Any:
         """Send one packed command and return its reply (error replies raise :class:`RespError`)."""
@@ -160,7 +161,10 @@ class FastRedis:
                     if connection is not None:
                         connection.close()
                     raise
-                self._idle.append(connection)
+                if self._closed:  # closed while this call was in flight: its connection goes too
+                    connection.close()
+                else:
+                    self._idle.append(connection)
                 if isinstance(reply, RespError):
                     raise reply
                 return reply
@@ -194,6 +198,7 @@ class FastRedis:
             raise reply
 
     async def aclose(self) -> None:
+        self._closed = True
         idle, self._idle = self._idle, []
         for connection in idle:
             connection.close()
