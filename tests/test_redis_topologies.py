@@ -24,9 +24,16 @@ from asgi_aigw.cache.keys import tenant_tag
 from asgi_aigw.cli import main
 from asgi_aigw.kernel.errors import ConfigError
 from asgi_aigw.stores.redis_clients import LoopRedisClients
-from asgi_aigw.stores.redis_topology import RedisPyCalls, SentinelFastRedis, parse_topology, unpack
+from asgi_aigw.stores.redis_topology import (
+    ClusterFastRedis,
+    RedisPyCalls,
+    SentinelFastRedis,
+    parse_topology,
+    routing_key,
+    unpack,
+)
 from asgi_aigw.stores.registry import BUDGET_STORES, EXACT_STORES, KEY_STORES
-from asgi_aigw.stores.resp import pack
+from asgi_aigw.stores.resp import ConnectionLost, RespError, pack
 from asgi_aigw.tenant.key_store import RedisKeyStore
 from asgi_aigw.tenant.keys import KeyRecord, hash_key, key_id, new_key
 
@@ -91,6 +98,14 @@ def test_bad_urls_are_configuration_errors(url: str, says: str) -> None:
 def test_every_redis_store_takes_both_schemes() -> None:
     for registry in (BUDGET_STORES, EXACT_STORES, KEY_STORES):
         assert {"redis+cluster", "redis+sentinel"} <= set(registry.schemes)
+
+
+def test_routing_keys() -> None:
+    assert routing_key(pack([b"GET", b"a{t}"])) == b"a{t}"
+    assert routing_key(pack([b"SET", b"k", b"v", b"PX", b"10"])) == b"k"
+    assert routing_key(pack([b"EVALSHA", b"0" * 40, b"2", b"k1", b"k2", b"arg"])) == b"k1"
+    assert routing_key(pack([b"EVALSHA", b"0" * 40, b"0", b"arg"])) is None
+    assert routing_key(pack([b"SCRIPT", b"LOAD", b"return 1"])) is None
 
 
 def test_unpack_is_the_inverse_of_pack() -> None:
@@ -317,10 +332,11 @@ def test_the_clis_say_when_a_topology_cannot_be_reached(
 async def test_error_replies_and_outages_map_to_the_minimal_clients_errors(
     redis_cluster: RedisClusterSet,
 ) -> None:
-    from asgi_aigw.stores.resp import ConnectionLost, RespError
 
     clients = LoopRedisClients(redis_cluster.url)
-    calls = clients.fast()
+    fast = clients.fast()
+    assert isinstance(fast, ClusterFastRedis)
+    calls = fast.slow
     assert isinstance(calls, RedisPyCalls)
     with pytest.raises(RespError, match=r"^NOSCRIPT"):
         await calls.call(pack([b"EVALSHA", b"0" * 40, b"1", b"{a}x"]))
@@ -348,6 +364,29 @@ async def test_a_sentinel_set_gets_the_minimal_client_at_its_master(redis_sentin
     assert await calls.call(pack([b"SET", b"aigw-test:fast", b"2", b"PX", b"5000"])) == b"OK"
     assert calls._address == redis_sentinel.master_address()
     assert await clients.redis().get("aigw-test:fast") == b"2"
+    await clients.aclose()
+
+
+async def test_a_cluster_gets_the_minimal_client_at_each_master(redis_cluster: RedisClusterSet) -> None:
+    clients = LoopRedisClients(redis_cluster.url)
+    calls = clients.fast()
+    assert isinstance(calls, ClusterFastRedis)
+    keys = [f"aigw-test:{{t{i}}}:fast".encode() for i in range(12)]
+    for key in keys:  # the first goes through redis-py, which learns the slot map
+        await calls.call(pack([b"SET", key, b"1", b"PX", b"5000"]))
+    assert {port for _, port in calls._nodes} == set(redis_cluster.ports)
+    with pytest.raises(RespError, match=r"^NOSCRIPT"):  # an error reply is the caller's, not a redirect
+        await calls.call(pack([b"EVALSHA", b"0" * 40, b"1", keys[0]]))
+
+    # a stale slot map (a slot moved): MOVED, redis-py follows it and corrects the map
+    cluster = clients.redis()
+    slot = cluster.keyslot(keys[0])
+    right = cluster.nodes_manager.slots_cache[slot][0]
+    wrong = next(node for node in cluster.nodes_manager.nodes_cache.values() if node.port != right.port)
+    cluster.nodes_manager.slots_cache[slot] = [wrong]
+    assert await calls.call(pack([b"SET", keys[0], b"2", b"PX", b"5000"])) in (True, b"OK")
+    assert cluster.nodes_manager.slots_cache[slot][0].port == right.port
+    assert await calls.call(pack([b"GET", keys[0]])) == b"2"
     await clients.aclose()
 
 

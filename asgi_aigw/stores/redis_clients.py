@@ -3,8 +3,8 @@ commands on the request path, redis-py for everything else (scans, hashes, admin
 
 A client belongs to the loop it was opened on (its connections do), and a store may be used from more
 than one loop (uvicorn's, a test's, a CLI's), so each loop gets its own pair, opened on first use.
-A ``redis+cluster://`` URL gets redis-py for both, a ``redis+sentinel://`` one the minimal client at the
-master the sentinels name (see :mod:`.redis_topology`).
+A ``redis+cluster://`` or ``redis+sentinel://`` URL gets redis-py's cluster or sentinel client, and a
+minimal client at the right master for the request path (see :mod:`.redis_topology`).
 """
 
 from __future__ import annotations

@@ -11,10 +11,10 @@ The forms are those of the ``limits`` package and of Redis-Sentinel-Url:
 The port defaults to 6379 for cluster nodes and 26379 for sentinels. A store's scripts touch only keys
 of one hash tag (``{tenant}``), so each runs on one cluster slot.
 
-The request path's commands: for a Sentinel set, the minimal client of :mod:`.resp` at the master the
-sentinels name (:class:`SentinelFastRedis`), as fast as ``redis://``; for a cluster, redis-py, which
-routes each key to its slot (:class:`RedisPyCalls`): about three times the client CPU per call (218
-against 73 µs for a budget reservation and an exact-cache read, on loopback).
+The request path's commands go through the minimal client of :mod:`.resp`, as with ``redis://``: at the
+master the sentinels name (:class:`SentinelFastRedis`), at the master of each key's slot in a cluster
+(:class:`ClusterFastRedis`); redis-py (:class:`RedisPyCalls`) carries what needs more (learning the slot
+map, redirects, failovers): through it alone a call costs about three times the client CPU.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from .resp import ConnectionLost, FastRedis, RespCaller, RespError
 
 CLUSTER_SCHEMES = ("redis+cluster",)
 SENTINEL_SCHEMES = ("redis+sentinel",)
-#: Schemes served through redis-py rather than the minimal client.
+#: Schemes whose clients come from this module rather than from a single server's URL.
 TOPOLOGY_SCHEMES = CLUSTER_SCHEMES + SENTINEL_SCHEMES
 
 
@@ -211,11 +211,99 @@ class MasterWatch:
 
 def open_fast_client(url: str, client: Any, *, timeout: float, max_connections: int) -> RespCaller:
     """The request path's client for a cluster or sentinel URL, over ``client`` (redis-py's for the URL):
-    the minimal client at the master for a Sentinel set, redis-py (slot routing) for a cluster."""
+    the minimal client at the master of a Sentinel set, at each key's master in a cluster."""
     topology = parse_topology(url)
     if topology.kind == "sentinel":
         return SentinelFastRedis(client, topology, timeout=timeout, max_connections=max_connections)
-    return RedisPyCalls(client, timeout=timeout, max_connections=max_connections)
+    return ClusterFastRedis(client, topology, timeout=timeout, max_connections=max_connections)
+
+
+def _server_url(topology: RedisTopology, host: str, port: int, db: int = 0) -> str:
+    auth = ""
+    if topology.password is not None:
+        auth = f"{quote(topology.username or '', safe='')}:{quote(topology.password, safe='')}@"
+    return f"redis://{auth}{host}:{port}/{db}"
+
+
+#: Where the key is in the request path's commands (``EVALSHA sha numkeys key...``).
+_KEY_INDEX = {b"GET": 1, b"SET": 1, b"EVALSHA": 3, b"EVAL": 3}
+#: Replies that mean "not here, not now": the slot moved, or the cluster is resharding or failing over.
+_REDIRECTS = ("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN")
+
+
+def routing_key(packed: bytes) -> bytes | None:
+    """The key a packed ``GET``, ``SET`` or ``EVALSHA`` (with keys) routes by; ``None`` for others."""
+    end = packed.index(b"\r\n")
+    count = int(packed[1:end])
+    position = end + 2
+    wanted: int | None = None
+    for index in range(count):
+        end = packed.index(b"\r\n", position)
+        size = int(packed[position + 1 : end])
+        start = end + 2
+        value = packed[start : start + size]
+        position = start + size + 2
+        if index == 0:
+            wanted = _KEY_INDEX.get(value.upper())
+            if wanted is None:
+                return None
+        elif index == 2 and wanted == 3 and value == b"0":  # a script without keys
+            return None
+        elif index == wanted:
+            return value
+    return None
+
+
+class ClusterFastRedis:
+    """The minimal client at each master, a call sent to the master of its key's slot as redis-py's
+    slot map has it; redis-py (:class:`RedisPyCalls`) for everything else.
+
+    Everything else: a command without a key (``SCRIPT LOAD`` goes to every master), the first calls
+    (redis-py learns the slot map), a redirect (``MOVED``, ``ASK``, ``TRYAGAIN``, ``CLUSTERDOWN``: the
+    command did not run; redis-py follows it and corrects its map, which the next calls use), and a
+    closed connection (a master gone: redis-py finds the new one).
+    """
+
+    def __init__(self, client: Any, topology: RedisTopology, *, timeout: float, max_connections: int) -> None:
+        self.client = client
+        self.topology = topology
+        self.timeout = timeout
+        self.max_connections = max_connections
+        self.slow = RedisPyCalls(client, timeout=timeout, max_connections=max_connections)
+        self._nodes: dict[tuple[str, int], FastRedis] = {}
+        self._key_slot = require("redis.crc", "redis").key_slot
+
+    def _node(self, key: bytes) -> FastRedis | None:
+        owners = self.client.nodes_manager.slots_cache.get(self._key_slot(key))
+        if not owners:
+            return None
+        address = (str(owners[0].host), int(owners[0].port))
+        fast = self._nodes.get(address)
+        if fast is None:
+            url = _server_url(self.topology, *address)
+            fast = self._nodes[address] = FastRedis(
+                url, timeout=self.timeout, max_connections=self.max_connections
+            )
+        return fast
+
+    async def call(self, packed: bytes) -> Any:
+        key = routing_key(packed)
+        fast = self._node(key) if key is not None else None
+        if fast is None:
+            return await self.slow.call(packed)
+        try:
+            return await fast.call(packed)
+        except RespError as exc:
+            if not str(exc).startswith(_REDIRECTS):
+                raise
+        except ConnectionError:
+            pass
+        return await self.slow.call(packed)
+
+    async def aclose(self) -> None:
+        nodes, self._nodes = list(self._nodes.values()), {}
+        for fast in nodes:
+            await fast.aclose()
 
 
 def unpack(packed: bytes) -> list[bytes]:
@@ -255,12 +343,6 @@ class SentinelFastRedis:
         self._asking = asyncio.Lock()  # one question to the sentinels at a time, not one per call
         self._errors = require("redis.exceptions", "redis").RedisError
 
-    def _url(self, host: str, port: int) -> str:
-        auth = ""
-        if self.topology.password is not None:
-            auth = f"{quote(self.topology.username or '', safe='')}:{quote(self.topology.password, safe='')}@"
-        return f"redis://{auth}{host}:{port}/{self.topology.db}"
-
     async def _client(self, *, ask: bool = False) -> FastRedis:
         address = self.pool.master_address
         if address is None or ask:
@@ -274,9 +356,8 @@ class SentinelFastRedis:
         host, port = str(address[0]), int(address[1])
         if self._fast is None or (host, port) != self._address:
             old, self._address = self._fast, (host, port)
-            self._fast = FastRedis(
-                self._url(host, port), timeout=self.timeout, max_connections=self.max_connections
-            )
+            url = _server_url(self.topology, host, port, self.topology.db)
+            self._fast = FastRedis(url, timeout=self.timeout, max_connections=self.max_connections)
             if old is not None:
                 await old.aclose()
         return self._fast
