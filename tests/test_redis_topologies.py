@@ -30,6 +30,7 @@ from asgi_aigw.stores.redis_topology import (
     SentinelFastRedis,
     parse_topology,
     routing_key,
+    server_url,
     unpack,
 )
 from asgi_aigw.stores.registry import BUDGET_STORES, EXACT_STORES, KEY_STORES
@@ -98,6 +99,15 @@ def test_bad_urls_are_configuration_errors(url: str, says: str) -> None:
 def test_every_redis_store_takes_both_schemes() -> None:
     for registry in (BUDGET_STORES, EXACT_STORES, KEY_STORES):
         assert {"redis+cluster", "redis+sentinel"} <= set(registry.schemes)
+
+
+def test_server_urls_keep_credentials_and_ipv6() -> None:
+    from asgi_aigw.stores.resp import Endpoint
+
+    topology = parse_topology("redis+sentinel://app:p%40ss:w@s1/mymaster/2")
+    endpoint = Endpoint.from_url(server_url(topology, "::1", 7000, topology.db))
+    assert (endpoint.host, endpoint.port, endpoint.db) == ("::1", 7000, 2)
+    assert (endpoint.username, endpoint.password) == ("app", "p@ss:w")
 
 
 def test_routing_keys() -> None:

@@ -218,7 +218,10 @@ def open_fast_client(url: str, client: Any, *, timeout: float, max_connections: 
     return ClusterFastRedis(client, topology, timeout=timeout, max_connections=max_connections)
 
 
-def _server_url(topology: RedisTopology, host: str, port: int, db: int = 0) -> str:
+def server_url(topology: RedisTopology, host: str, port: int, db: int = 0) -> str:
+    """A ``redis://`` URL of one server of the topology, with its credentials."""
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
     auth = ""
     if topology.password is not None:
         auth = f"{quote(topology.username or '', safe='')}:{quote(topology.password, safe='')}@"
@@ -280,7 +283,7 @@ class ClusterFastRedis:
         address = (str(owners[0].host), int(owners[0].port))
         fast = self._nodes.get(address)
         if fast is None:
-            url = _server_url(self.topology, *address)
+            url = server_url(self.topology, *address)
             fast = self._nodes[address] = FastRedis(
                 url, timeout=self.timeout, max_connections=self.max_connections
             )
@@ -356,7 +359,7 @@ class SentinelFastRedis:
         host, port = str(address[0]), int(address[1])
         if self._fast is None or (host, port) != self._address:
             old, self._address = self._fast, (host, port)
-            url = _server_url(self.topology, host, port, self.topology.db)
+            url = server_url(self.topology, host, port, self.topology.db)
             self._fast = FastRedis(url, timeout=self.timeout, max_connections=self.max_connections)
             if old is not None:
                 await old.aclose()
