@@ -58,7 +58,7 @@ def redis_prefix() -> str:
     return f"aigw-test:{uuid.uuid4().hex[:12]}:"
 
 
-# -- Redis Cluster and Sentinel: started once per session on loopback ------------------------------
+# -- Redis Cluster and Sentinel: started once per test run, on loopback ---------------------------------
 
 
 def _need_redis_binaries() -> None:
@@ -92,7 +92,7 @@ def redis_sentinel() -> Iterator[SentinelSet]:
 
 @pytest.fixture(params=["cluster", "sentinel"])
 def topology_url(request: pytest.FixtureRequest) -> str:
-    """The ``redis+cluster://`` URL of the session's cluster, then the ``redis+sentinel://`` one."""
+    """The ``redis+cluster://`` URL of the shared cluster, then the ``redis+sentinel://`` one."""
     if request.param == "cluster":
         cluster: RedisClusterSet = request.getfixturevalue("redis_cluster")
         return cluster.url

@@ -1,6 +1,6 @@
 """A real Redis Cluster (three masters) and a real Sentinel set (a master, a replica, three sentinels),
 started on free loopback ports in a temporary directory and stopped afterwards. The fixtures in
-``conftest.py`` start each once per test session."""
+``conftest.py`` start each once per test run."""
 
 from __future__ import annotations
 

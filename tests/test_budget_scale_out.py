@@ -45,7 +45,7 @@ def provider_url() -> Iterator[str]:
 
 @pytest.fixture(params=["redis", "cluster"])
 def store_url(request: pytest.FixtureRequest) -> str:
-    """The session's Redis server, then its Redis Cluster."""
+    """The shared Redis server, then the shared Redis Cluster."""
     if request.param == "cluster":
         return str(request.getfixturevalue("redis_cluster").url)
     return str(request.getfixturevalue("redis_url"))
