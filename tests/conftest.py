@@ -14,6 +14,7 @@ from asgi_aigw.router import ProviderRouter
 from asgi_aigw.testing import FakeProvider, StreamingASGITransport
 
 from .redis_server import INSTALL_HINT, RedisServer, redis_answers, redis_binary
+from .redis_topologies import RedisClusterSet, SentinelSet, redis_cli
 from .support import FAKE_URL, fake_config
 
 
@@ -55,6 +56,48 @@ def redis_url() -> Iterator[str]:
 def redis_prefix() -> str:
     """A key prefix unique to this test, so tests (and parallel runs) never share Redis keys."""
     return f"aigw-test:{uuid.uuid4().hex[:12]}:"
+
+
+# -- Redis Cluster and Sentinel: started once per test run, on loopback ---------------------------------
+
+
+def _need_redis_binaries() -> None:
+    if redis_binary() is None or redis_cli() is None:
+        pytest.skip(f"no redis-server and redis-cli to start a cluster or sentinels with: {INSTALL_HINT}")
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterSet]:
+    """A real three-master Redis Cluster; its ``url`` is a ``redis+cluster://`` URL."""
+    _need_redis_binaries()
+    cluster = RedisClusterSet()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel() -> Iterator[SentinelSet]:
+    """A real master, replica and three sentinels; ``url()`` is a ``redis+sentinel://`` URL."""
+    _need_redis_binaries()
+    sentinels = SentinelSet()
+    try:
+        sentinels.start()
+        yield sentinels
+    finally:
+        sentinels.close()
+
+
+@pytest.fixture(params=["cluster", "sentinel"])
+def topology_url(request: pytest.FixtureRequest) -> str:
+    """The ``redis+cluster://`` URL of the shared cluster, then the ``redis+sentinel://`` one."""
+    if request.param == "cluster":
+        cluster: RedisClusterSet = request.getfixturevalue("redis_cluster")
+        return cluster.url
+    sentinels: SentinelSet = request.getfixturevalue("redis_sentinel")
+    return sentinels.url()
 
 
 # -- FakeProvider and a router in front of it --------------------------------------------------------

@@ -45,7 +45,8 @@ class CacheHitCharge(ConfigSection):
 
 
 class BudgetConfig(BodyLimits):
-    #: ``memory://`` (one process) or ``redis://HOST:PORT/DB`` / ``rediss://`` / ``unix://`` (shared).
+    #: ``memory://`` (one process) or ``redis://HOST:PORT/DB`` / ``rediss://`` / ``unix://`` /
+    #: ``redis+cluster://`` / ``redis+sentinel://`` (shared).
     store: str = "memory://"
     #: Prefix of every store key: ``<prefix>{<tenant>}:<window>:<start>`` (hash tag per tenant).
     key_prefix: str = "aigw:"

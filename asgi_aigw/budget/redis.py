@@ -16,7 +16,7 @@ from typing import Any
 
 from ..kernel.optional import require
 from ..stores.redis_clients import LoopRedisClients
-from ..stores.resp import FastRedis, RespError, pack
+from ..stores.resp import RespCaller, RespError, pack
 from . import lua
 from .store import Reservation, StoreError
 from .windows import Slot
@@ -45,7 +45,7 @@ class _Script:
             ]
         )
 
-    async def fast(self, client: FastRedis, keys: Sequence[str], args: Sequence[str]) -> Any:
+    async def fast(self, client: RespCaller, keys: Sequence[str], args: Sequence[str]) -> Any:
         command = self.command(keys, args)
         try:
             return await client.call(command)
@@ -99,6 +99,8 @@ class RedisBudgetStore:
         self._redis = require("redis", "redis")
         self._errors: tuple[type[BaseException], ...] = (
             self._redis.exceptions.RedisError,
+            # not a RedisError: "no reachable node", "slot not covered" of a cluster
+            self._redis.exceptions.RedisClusterException,
             OSError,
             asyncio.TimeoutError,
             asyncio.IncompleteReadError,
@@ -242,5 +244,6 @@ class RedisBudgetStore:
 
 
 def open_store(url: str, *, key_prefix: str = "aigw:", timeout: float = 2.0) -> RedisBudgetStore:
-    """``redis://``, ``rediss://``, ``unix://`` (registered in :mod:`asgi_aigw.stores.registry`)."""
+    """``redis://``, ``rediss://``, ``unix://``, ``redis+cluster://``, ``redis+sentinel://`` (registered in
+    :mod:`asgi_aigw.stores.registry`)."""
     return RedisBudgetStore(url, key_prefix=key_prefix, timeout=timeout)

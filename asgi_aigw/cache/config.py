@@ -25,7 +25,8 @@ DEFAULT_THRESHOLD = 0.80
 class CacheConfig(BodyLimits):
     """Where answers are cached, for how long, and which requests may be answered from the cache."""
 
-    #: Exact layer: ``memory://`` (an LRU in this process) or ``redis://...``/``rediss://...``.
+    #: Exact layer: ``memory://`` (an LRU in this process) or ``redis://...``/``rediss://...``/``unix://...``/
+    #: ``redis+cluster://...``/``redis+sentinel://...``.
     store: str = "memory://"
     #: Entries kept by the memory LRU.
     max_entries: int = Field(default=10_000, ge=1)

@@ -10,7 +10,7 @@ from collections import OrderedDict
 from typing import Any, Protocol, runtime_checkable
 
 from ..stores.redis_clients import LoopRedisClients
-from ..stores.resp import FastRedis, pack
+from ..stores.resp import RespCaller, pack
 
 
 @runtime_checkable
@@ -98,7 +98,7 @@ class RedisExactStore:
         assert self._loop_clients is not None
         return self._loop_clients.redis()
 
-    def _fast_client(self) -> FastRedis:
+    def _fast_client(self) -> RespCaller:
         assert self._loop_clients is not None
         return self._loop_clients.fast()
 
@@ -144,5 +144,6 @@ def open_memory_store(url: str, *, max_entries: int = 10_000, **_: object) -> Me
 def open_redis_store(
     url: str, *, prefix: str = "aigw:cache:", timeout: float = 2.0, **_: object
 ) -> RedisExactStore:
-    """``redis://``, ``rediss://``, ``unix://``; each Redis call waits at most ``timeout`` seconds."""
+    """``redis://``, ``rediss://``, ``unix://``, ``redis+cluster://``, ``redis+sentinel://``; each Redis call
+    waits at most ``timeout`` seconds."""
     return RedisExactStore(url, prefix=prefix, timeout=timeout)

@@ -3,6 +3,8 @@ commands on the request path, redis-py for everything else (scans, hashes, admin
 
 A client belongs to the loop it was opened on (its connections do), and a store may be used from more
 than one loop (uvicorn's, a test's, a CLI's), so each loop gets its own pair, opened on first use.
+A ``redis+cluster://`` or ``redis+sentinel://`` URL gets redis-py's cluster or sentinel client, and a
+minimal client at the right master for the request path (see :mod:`.redis_topology`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import asyncio
 from typing import Any
 
 from ..kernel.optional import require
-from .resp import FastRedis
+from .redis_topology import TOPOLOGY_SCHEMES, open_fast_client, open_topology_client
+from .registry import scheme_of
+from .resp import FastRedis, RespCaller
 
 
 class LoopRedisClients:
@@ -21,23 +25,37 @@ class LoopRedisClients:
         self.url = url
         self.timeout = timeout
         self.max_connections = max_connections
-        self._fast: dict[int, FastRedis] = {}
+        #: A cluster or sentinel URL (see :mod:`.redis_topology`).
+        self.topology = scheme_of(url) in TOPOLOGY_SCHEMES
+        self._fast: dict[int, RespCaller] = {}
         self._redis: dict[int, Any] = {}
+        self._others: dict[int, list[Any]] = {}
 
-    def fast(self) -> FastRedis:
-        """The minimal client of the running loop."""
+    def fast(self) -> RespCaller:
+        """The client of the running loop for the request path's packed commands."""
         loop_id = id(asyncio.get_running_loop())
         client = self._fast.get(loop_id)
         if client is None:
-            client = FastRedis(self.url, timeout=self.timeout, max_connections=self.max_connections)
+            if self.topology:
+                client = open_fast_client(
+                    self.url, self.redis(), timeout=self.timeout, max_connections=self.max_connections
+                )
+            else:
+                client = FastRedis(self.url, timeout=self.timeout, max_connections=self.max_connections)
             self._fast[loop_id] = client
         return client
 
     def redis(self) -> Any:
-        """The ``redis.asyncio`` client of the running loop."""
+        """The ``redis.asyncio`` client of the running loop (``RedisCluster`` for a cluster URL)."""
         loop_id = id(asyncio.get_running_loop())
         client = self._redis.get(loop_id)
         if client is None:
+            if self.topology:
+                client, self._others[loop_id] = open_topology_client(
+                    self.url, timeout=self.timeout, max_connections=self.max_connections
+                )
+                self._redis[loop_id] = client
+                return client
             asyncio_redis = require("redis.asyncio", "redis")
             no_backoff = require("redis.backoff", "redis").NoBackoff()
             client = asyncio_redis.Redis.from_url(
@@ -64,3 +82,5 @@ class LoopRedisClients:
         client = self._redis.pop(loop_id, None)
         if client is not None:
             await client.aclose()
+        for other in self._others.pop(loop_id, []):
+            await other.aclose()

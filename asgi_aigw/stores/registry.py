@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..kernel.errors import ConfigError
+from .redis_topology import TOPOLOGY_SCHEMES, parse_topology
 
 
 def scheme_of(url: str) -> str:
@@ -36,9 +37,15 @@ class StoreRegistry:
 
     def check(self, url: str) -> str:
         """``url`` when its scheme is known, else a :class:`ConfigError` listing the known schemes."""
-        if scheme_of(url) not in self._factories:
+        scheme = scheme_of(url)
+        if scheme not in self._factories:
             known = ", ".join(f"{scheme}://" for scheme in self.schemes)
             raise ConfigError(f"Unknown {self.kind} store {url!r}: use one of {known}.")
+        if scheme in TOPOLOGY_SCHEMES:
+            try:  # a sentinel URL without its service name fails here, not on the first request
+                parse_topology(url)
+            except ValueError as exc:
+                raise ConfigError(f"Bad {self.kind} store URL: {exc}.") from None
         return url
 
     def open(self, url: str, **options: Any) -> Any:
@@ -48,7 +55,8 @@ class StoreRegistry:
         return factory(url, **options)
 
 
-_REDIS = ("redis", "rediss", "unix")
+#: One server (the minimal client on the request path), then a cluster or a sentinel set (redis-py).
+_REDIS = ("redis", "rediss", "unix", *TOPOLOGY_SCHEMES)
 
 #: Budget counters (``budget.store``).
 BUDGET_STORES = StoreRegistry(

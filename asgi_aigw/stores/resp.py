@@ -14,7 +14,7 @@ import asyncio
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 
@@ -24,6 +24,15 @@ class RespError(Exception):
 
 class ConnectionLost(ConnectionError):
     """The server closed the connection before answering."""
+
+
+class RespCaller(Protocol):
+    """What the stores' request path calls: :class:`FastRedis`, or for a cluster or sentinel URL a
+    client of :mod:`asgi_aigw.stores.redis_topology` with the same ``call``."""
+
+    async def call(self, packed: bytes) -> Any: ...
+
+    async def aclose(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +130,7 @@ class FastRedis:
         self._gate = asyncio.Semaphore(max_connections)
         self._connecting = asyncio.Semaphore(2)
         self._ssl: ssl.SSLContext | None = ssl.create_default_context() if self.endpoint.tls else None
+        self._closed = False
 
     async def call(self, packed: bytes) -> Any:
         """Send one packed command and return its reply (error replies raise :class:`RespError`)."""
@@ -151,7 +161,10 @@ class FastRedis:
                     if connection is not None:
                         connection.close()
                     raise
-                self._idle.append(connection)
+                if self._closed:  # closed while this call was in flight: its connection goes too
+                    connection.close()
+                else:
+                    self._idle.append(connection)
                 if isinstance(reply, RespError):
                     raise reply
                 return reply
@@ -185,6 +198,7 @@ class FastRedis:
             raise reply
 
     async def aclose(self) -> None:
+        self._closed = True
         idle, self._idle = self._idle, []
         for connection in idle:
             connection.close()

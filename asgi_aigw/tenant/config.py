@@ -164,7 +164,8 @@ class TenantConfig(ConfigSection):
     #: or ``x-api-key``.
     api_keys: list[APIKeyEntry] = Field(default_factory=list)
     #: Where keys made with ``aigw keys create`` live (``redis://HOST:PORT/DB``, ``rediss://``,
-    #: ``unix://``): read on every request, so a revocation applies at once on every worker.
+    #: ``unix://``, ``redis+cluster://``, ``redis+sentinel://``): read on every request, so a revocation
+    #: applies at once on every worker.
     key_store: str | None = None
     #: Prefix of the key store's Redis keys.
     key_store_prefix: str = "aigw:keys:"

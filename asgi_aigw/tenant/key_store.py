@@ -188,5 +188,6 @@ class RedisKeyStore:
 
 
 def open_store(url: str, *, prefix: str = "aigw:keys:", timeout: float = 2.0) -> RedisKeyStore:
-    """``redis://``, ``rediss://``, ``unix://`` (registered in :mod:`asgi_aigw.stores.registry`)."""
+    """``redis://``, ``rediss://``, ``unix://``, ``redis+cluster://``, ``redis+sentinel://`` (registered in
+    :mod:`asgi_aigw.stores.registry`)."""
     return RedisKeyStore(url, prefix=prefix, timeout=timeout)
