@@ -278,10 +278,15 @@ async def messages(
         cap = max(cap - len(thought_pieces), 1)
     turn = fake.plan_turn(messages_, tools, behaviour, cap)
     message_id = fake.new_id("msg_")
+    cached = fake.prompt_cache.use(body, turn.prompt_tokens)
     usage = {
-        "input_tokens": turn.prompt_tokens,
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
+        "input_tokens": turn.prompt_tokens - cached.read - cached.written,
+        "cache_creation_input_tokens": cached.written,
+        "cache_read_input_tokens": cached.read,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": cached.write_5m,
+            "ephemeral_1h_input_tokens": cached.write_1h,
+        },
         "output_tokens": turn.completion_tokens + len(thought_pieces),
     }
     tool_use: dict[str, Any] | None = None
