@@ -164,6 +164,9 @@ class RequestContext:
     #: Where the identity came from: "app" (the host app's own login), "jwt", "api_key", "header",
     #: "default"; None before TenantMiddleware or an in-app adapter ran.
     identity_source: str | None = None
+    #: The id of the gateway API key that identified the request (its public part, never the secret);
+    #: None when no key did.
+    key_id: str | None = None
     #: The request body, read and parsed once (see :mod:`asgi_aigw.kernel.body`).
     body: JSONBody | None = None
     #: The model the client asked for, and whether it asked for a stream.

@@ -11,6 +11,7 @@ from .usage_row import UsageQuery, UsageRow, usage_row
 _KEYS = {
     "tenant": "tenant",
     "user": "user_id",
+    "key": "key_id",
     "dialect": "dialect",
     "model": "model",
     "day": "toDate(timestamp)",
