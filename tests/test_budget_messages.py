@@ -243,6 +243,40 @@ async def test_a_one_hour_breakpoint_is_reserved_at_the_dearer_write_price_confi
     assert inner.reserved[0]["cost_per_day"] == math.ceil((prompt * 5.0 + 64 * 1.0) * 1000 - 1e-6)
 
 
+async def test_a_chat_request_with_a_breakpoint_is_reserved_at_the_write_price(
+    store: RedisBudgetStore,
+) -> None:
+    """Chat content parts may carry ``cache_control`` (the router passes it on to Anthropic)."""
+    seen: list[dict[str, int]] = []
+
+    async def answer(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(await usage_of(store, "acme"))
+        body = budget_helpers.completion(
+            "ok", {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    part = {"type": "text", "text": "word " * 50, "cache_control": {"type": "ephemeral", "ttl": "1h"}}
+    body = chat([part], model=MODEL, max_tokens=10)
+    plain = chat([{"type": "text", "text": "word " * 50}], model=MODEL, max_tokens=10)
+    app = stack(answer, store, limits=Limits(cost_per_day=100.0))
+    settled = []
+    for request in (plain, body):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client:
+            assert (await client.post("/v1/chat/completions", json=request)).status_code == 200
+        settled.append((await usage_of(store, "acme"))["cost_per_day"])
+    prompt = token_counter().count_chat(body, MODEL)
+    assert seen[0]["cost_per_day"] == nanos(prompt, 10)
+    assert seen[1]["cost_per_day"] - settled[0] == nanos(prompt, 10, write=prompt, hour=prompt)
+
+
 async def test_every_part_of_a_messages_prompt_is_reserved(store: RedisBudgetStore) -> None:
     inner = MessagesApp(body=message("ok", {"input_tokens": 1, "output_tokens": 1}), store=store)
     app = stack(inner, store, limits=Limits(tokens_per_day=1_000_000))

@@ -120,3 +120,30 @@ def test_entries_expire_after_their_lifetime() -> None:
     # the figures never exceed the prompt the answer reports
     clipped = PromptCache().use(body, 1500)
     assert clipped.read + clipped.written <= 1500
+
+
+async def test_lifetimes_only_shorten_along_the_prompt(sdk: anthropic.AsyncAnthropic) -> None:
+    tool: Any = {
+        "name": "lookup",
+        "input_schema": {"type": "object"},
+        "cache_control": {"type": "ephemeral"},
+    }
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        await ask(sdk, "Hi", tools=[tool], system=[block(DOCUMENT, ttl="1h")])
+    assert refused.value.body["error"]["message"].startswith(  # type: ignore[index]
+        "system.0.cache_control.ttl: a ttl='1h' cache_control block must not come after a ttl='5m'"
+    )
+    # 1 hour first, then 5 minutes: accepted
+    usage = await ask(
+        sdk,
+        "Hi",
+        tools=[{**tool, "cache_control": {"type": "ephemeral", "ttl": "1h"}}],
+        system=[block(DOCUMENT)],
+    )
+    assert usage.cache_creation_input_tokens
+
+
+async def test_an_unknown_lifetime_is_refused(sdk: anthropic.AsyncAnthropic) -> None:
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        await ask(sdk, "Hi", system=[block(DOCUMENT, ttl="2h")])
+    assert "system.0.cache_control.ephemeral.ttl: Input should be '5m' or '1h'" in str(refused.value)

@@ -309,7 +309,8 @@ class BudgetMiddleware:
     ) -> int:
         """Nano-dollars to reserve: a prompt with cache breakpoints may be written to the provider's
         cache, so it is reserved at the dearest write price its breakpoints' lifetimes allow."""
-        lifetime = cache_lifetime(data) if route == "messages" else None
+        # chat content parts carry breakpoints too: the router passes them on to Anthropic
+        lifetime = cache_lifetime(data) if route in ("messages", "chat") else None
         if lifetime is None:
             return self.prices.cost_nanos(model, prompt, output)
         cost = self.prices.cost_nanos(model, prompt, output, cache_write_tokens=prompt)

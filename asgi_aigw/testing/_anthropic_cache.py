@@ -89,6 +89,40 @@ class PromptCache:
         return CacheFigures(read, minutes, hour)
 
 
+def ttl_problem(body: dict[str, Any]) -> str | None:
+    """The real API's 400 message for a breakpoint's ``ttl``: ``5m`` or ``1h``, and never a ``1h`` after a
+    ``5m`` (the lifetimes may only shorten along the prompt), else ``None``."""
+    seen_short = False
+    for at, block in _located_blocks(body):
+        control = block.get("cache_control") if isinstance(block, dict) else None
+        if not isinstance(control, dict):
+            continue
+        ttl = control.get("ttl", "5m")
+        if ttl not in _LIFETIMES:
+            return f"{at}.cache_control.ephemeral.ttl: Input should be '5m' or '1h'"
+        if ttl == "1h" and seen_short:
+            return (
+                f"{at}.cache_control.ttl: a ttl='1h' cache_control block must not come after a ttl='5m' "
+                "cache_control block. Note that blocks are processed in the following order: `tools`, "
+                "`system`, `messages`."
+            )
+        seen_short = seen_short or ttl == "5m"
+    return None
+
+
+def _located_blocks(body: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The prompt's list blocks with their place in the body (``system.0``, ``messages.1.content.2``)."""
+    out: list[tuple[str, Any]] = [(f"tools.{i}", tool) for i, tool in enumerate(body.get("tools") or [])]
+    system = body.get("system")
+    if isinstance(system, list):
+        out.extend((f"system.{i}", block) for i, block in enumerate(system))
+    for m, message in enumerate(body.get("messages") or []):
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):
+            out.extend((f"messages.{m}.content.{i}", block) for i, block in enumerate(content))
+    return out
+
+
 def _breakpoints(body: dict[str, Any]) -> list[_Breakpoint]:
     """Each breakpoint's prefix key (the model and the blocks before it), token count and lifetime."""
     digest = hashlib.sha256(str(body.get("model")).encode())

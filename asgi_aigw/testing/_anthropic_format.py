@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..kernel.types import Receive, Send
+from ._anthropic_cache import ttl_problem
 from ._anthropic_output import output_config_problem, structured_answer
 
 if TYPE_CHECKING:
@@ -204,6 +205,8 @@ def request_problem(body: dict[str, Any], *, count: bool = False) -> str | None:
         return "`temperature` and `top_p` cannot both be specified for this model. Please use only one."
     if (marked := _cache_breakpoints(body)) > _MAX_CACHE_BREAKPOINTS:
         return f"A maximum of 4 blocks with cache_control may be provided. Found {marked}."
+    if marked and (problem := ttl_problem(body)) is not None:
+        return problem
     if body.get("service_tier", "auto") not in ("auto", "standard_only"):
         return "service_tier: Input should be 'auto' or 'standard_only'"
     metadata = body.get("metadata")
