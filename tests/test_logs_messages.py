@@ -1,8 +1,8 @@
 """The request log on Anthropic Messages requests, in chDB through clickhouse-connect: one row per
 ``/v1/messages`` and ``/v1/messages/count_tokens`` request with its ``dialect``, usage read off the
 answer (JSON and stream, cache reads and writes in their columns) when no router recorded it, the
-budget's exact cost (1-hour cache writes at their rate), the API key's id, columns added to older tables, bodies stored only once redacted, the Prometheus
-route label, and ``aigw usage --by-dialect``."""
+budget's exact cost (1-hour cache writes at their rate), the API key's id, columns added to older
+tables, bodies stored only once redacted, the Prometheus route label, and ``aigw usage --by-dialect``."""
 
 from __future__ import annotations
 
