@@ -23,6 +23,8 @@ from ._fake_text import count_tokens
 #: The shortest prompt prefix Anthropic caches (Sonnet and Opus 4.1 and older; some models need more).
 MIN_CACHEABLE_TOKENS = 1024
 _LIFETIMES = {"5m": 300.0, "1h": 3600.0}
+#: Entries kept at most: a long-running demo must not grow without bound (lapsed ones go first).
+_MAX_ENTRIES = 10_000
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,10 @@ class PromptCache:
             return CacheFigures()
         now = self._clock()
         with self._lock:
+            if len(self._expiry) >= _MAX_ENTRIES:
+                self._expiry = {key: until for key, until in self._expiry.items() if until > now}
+                if len(self._expiry) >= _MAX_ENTRIES:
+                    self._expiry.clear()
             base = 0
             start = 0
             for i in range(len(points) - 1, -1, -1):
