@@ -28,6 +28,8 @@ MODEL = "claude-sonnet-4-5"
 #: claude-sonnet-4-5's list prices in US dollars per million tokens (docs.anthropic.com, "Pricing"):
 #: input, output, cache read (0.1x input), 5-minute cache write (1.25x input).
 INPUT, OUTPUT, CACHE_READ, CACHE_WRITE = 3.00, 15.00, 0.30, 3.75
+#: ... and its 1-hour cache write (2x input).
+CACHE_WRITE_1H = 6.00
 
 
 _frozen_now = budget_helpers.frozen_now
@@ -49,12 +51,18 @@ async def post(app: Any, body: dict[str, Any], path: str = "/v1/messages") -> ht
         return await client.post(path, json=body)
 
 
-def nanos(prompt: int, output: int, read: int = 0, write: int = 0) -> int:
-    """What the middleware charges, in nano-dollars: each kind of token at its price, rounded up."""
+def nanos(prompt: int, output: int, read: int = 0, write: int = 0, hour: int = 0) -> int:
+    """What the middleware charges, in nano-dollars: each kind of token at its price, rounded up
+    (``write`` counts every cache write, ``hour`` those written for an hour)."""
     plain = prompt - read - write
-    return math.ceil(
-        (plain * INPUT + read * CACHE_READ + write * CACHE_WRITE + output * OUTPUT) * 1000 - 1e-6
+    dollars = (
+        plain * INPUT
+        + read * CACHE_READ
+        + (write - hour) * CACHE_WRITE
+        + hour * CACHE_WRITE_1H
+        + output * OUTPUT
     )
+    return math.ceil(dollars * 1000 - 1e-6)
 
 
 def message(text: str, usage: dict[str, int]) -> dict[str, Any]:
@@ -198,6 +206,75 @@ async def test_a_cache_breakpoint_reserves_the_prompt_at_the_cache_write_price(
     assert before_marked["tokens_per_day"] == 2 + prompt + 64
     assert before_marked["cost_per_day"] == settled + nanos(prompt, 64, write=prompt)
     assert nanos(prompt, 64, write=prompt) > nanos(prompt, 64)
+
+
+async def test_a_one_hour_breakpoint_reserves_the_prompt_at_the_one_hour_write_price(
+    store: RedisBudgetStore,
+) -> None:
+    inner = MessagesApp(body=message("ok", {"input_tokens": 1, "output_tokens": 1}), store=store)
+    text = "A long reference document. " * 40
+    five = {"type": "text", "text": text, "cache_control": {"type": "ephemeral", "ttl": "5m"}}
+    hour = {"type": "text", "text": text, "cache_control": {"type": "ephemeral", "ttl": "1h"}}
+    minutes = ask([five])
+    # a 1-hour breakpoint in the system prompt, a 5-minute one after it in the messages
+    mixed = {**ask([five]), "system": [{**hour, "text": "Answer from the document."}]}
+    prompt = token_counter().count_messages(minutes, MODEL)
+    mixed_prompt = token_counter().count_messages(mixed, MODEL)
+
+    app = stack(inner, store, limits=Limits(cost_per_day=100.0))
+    assert (await post(app, minutes)).status_code == 200
+    assert (await post(app, mixed)).status_code == 200
+    before_minutes, before_mixed = (r["cost_per_day"] for r in inner.reserved)
+    assert before_minutes == nanos(prompt, 64, write=prompt)
+    assert before_mixed - nanos(1, 1) == nanos(mixed_prompt, 64, write=mixed_prompt, hour=mixed_prompt)
+    assert nanos(prompt, 64, write=prompt, hour=prompt) > nanos(prompt, 64, write=prompt)
+
+
+async def test_a_one_hour_breakpoint_is_reserved_at_the_dearer_write_price_configured(
+    store: RedisBudgetStore,
+) -> None:
+    inner = MessagesApp(body=message("ok", {"input_tokens": 1, "output_tokens": 1}), store=store)
+    body = ask([{"type": "text", "text": "word " * 100, "cache_control": {"type": "ephemeral", "ttl": "1h"}}])
+    # an unusual table where the 1-hour write costs less than the 5-minute one: the dearer still wins
+    price = ModelPrice(input=1.0, output=1.0, cache_write=5.0, cache_write_1h=2.0)
+    app = stack(inner, store, limits=Limits(cost_per_day=100.0), pricing={MODEL: price})
+    assert (await post(app, body)).status_code == 200
+    prompt = token_counter().count_messages(body, MODEL)
+    assert inner.reserved[0]["cost_per_day"] == math.ceil((prompt * 5.0 + 64 * 1.0) * 1000 - 1e-6)
+
+
+async def test_a_chat_request_with_a_breakpoint_is_reserved_at_the_write_price(
+    store: RedisBudgetStore,
+) -> None:
+    """Chat content parts may carry ``cache_control`` (the router passes it on to Anthropic)."""
+    seen: list[dict[str, int]] = []
+
+    async def answer(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(await usage_of(store, "acme"))
+        body = budget_helpers.completion(
+            "ok", {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    part = {"type": "text", "text": "word " * 50, "cache_control": {"type": "ephemeral", "ttl": "1h"}}
+    body = chat([part], model=MODEL, max_tokens=10)
+    plain = chat([{"type": "text", "text": "word " * 50}], model=MODEL, max_tokens=10)
+    app = stack(answer, store, limits=Limits(cost_per_day=100.0))
+    settled = []
+    for request in (plain, body):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client:
+            assert (await client.post("/v1/chat/completions", json=request)).status_code == 200
+        settled.append((await usage_of(store, "acme"))["cost_per_day"])
+    prompt = token_counter().count_chat(body, MODEL)
+    assert seen[0]["cost_per_day"] == nanos(prompt, 10)
+    assert seen[1]["cost_per_day"] - settled[0] == nanos(prompt, 10, write=prompt, hour=prompt)
 
 
 async def test_every_part_of_a_messages_prompt_is_reserved(store: RedisBudgetStore) -> None:
@@ -379,6 +456,76 @@ async def test_a_stream_with_cache_reads_and_writes_is_priced_exactly(store: Red
     used = await usage_of(store, "acme")
     assert used["cost_per_day"] == 6_075_000
     assert used["tokens_per_day"] == 4265
+
+
+SPLIT_USAGE = {
+    **CACHED_USAGE,
+    "cache_creation": {"ephemeral_5m_input_tokens": 200, "ephemeral_1h_input_tokens": 1000},
+}
+
+
+async def test_one_hour_cache_writes_are_priced_at_their_own_rate(store: RedisBudgetStore) -> None:
+    inner = MessagesApp(body=message("Paris.", SPLIT_USAGE))
+    app = stack(inner, store, limits=Limits(tokens_per_day=1_000_000, cost_per_day=10.0))
+    response = await post(app, ask(max_tokens=100))
+    assert response.status_code == 200
+    ctx = app.contexts[0]
+    assert ctx.usage == Usage(4225, 40, 4265, 3000, cache_write_tokens=1200, cache_write_1h_tokens=1000)
+    # (25 x 3.00 + 200 x 3.75 + 1000 x 6.00 + 3000 x 0.30 + 40 x 15.00) / 1e6 dollars
+    assert nanos(4225, 40, read=3000, write=1200, hour=1000) == 8_325_000
+    assert (await usage_of(store, "acme"))["cost_per_day"] == 8_325_000
+    assert ctx.cost == pytest.approx(0.008325, abs=1e-12)
+
+
+async def test_a_streams_one_hour_cache_writes_are_priced_at_their_own_rate(store: RedisBudgetStore) -> None:
+    inner = MessagesApp(events=stream_events(["Par", "is."], {**SPLIT_USAGE, "output_tokens": 1}, 40))
+    app = stack(inner, store, limits=Limits(tokens_per_day=1_000_000, cost_per_day=10.0))
+    response = await post(app, ask(max_tokens=100, stream=True))
+    assert response.status_code == 200
+    assert app.contexts[0].usage == Usage(
+        4225, 40, 4265, 3000, cache_write_tokens=1200, cache_write_1h_tokens=1000
+    )
+    assert (await usage_of(store, "acme"))["cost_per_day"] == 8_325_000
+
+
+async def test_a_cut_streams_one_hour_cache_writes_are_still_priced_at_their_rate(
+    store: RedisBudgetStore,
+) -> None:
+    inner = MessagesApp(events=stream_events(["Par", "is."], {**SPLIT_USAGE, "output_tokens": 1}, None))
+    app = stack(inner, store, limits=Limits(tokens_per_day=1_000_000, cost_per_day=10.0))
+    assert (await post(app, ask(max_tokens=100, stream=True))).status_code == 200
+    usage = app.contexts[0].usage
+    assert usage is not None
+    assert usage.estimated
+    assert usage.cache_write_1h_tokens == 1000
+    used = await usage_of(store, "acme")
+    assert used["cost_per_day"] == nanos(4225, usage.completion_tokens, read=3000, write=1200, hour=1000)
+
+
+async def test_the_fake_reports_cache_writes_then_reads_and_each_is_priced(
+    fake: FakeProvider, store: RedisBudgetStore
+) -> None:
+    document = "The reference document says the sky is blue. " * 150
+    system = [
+        {"type": "text", "text": document, "cache_control": {"type": "ephemeral", "ttl": "1h"}},
+    ]
+    app = stack(fake, store, limits=Limits(cost_per_day=10.0))
+    body = ask("What colour is the sky?", system=system)
+    first = (await post(app, body)).json()["usage"]
+    second = (await post(app, {**body, "stream": True})).status_code
+    assert second == 200
+    written = first["cache_creation_input_tokens"]
+    assert written >= 1024
+    assert first["cache_creation"] == {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": written}
+    assert first["cache_read_input_tokens"] == 0
+    write_ctx, read_ctx = app.contexts
+    assert write_ctx.usage is not None
+    assert read_ctx.usage is not None
+    assert write_ctx.usage.cache_write_1h_tokens == written
+    assert (read_ctx.usage.cached_tokens, read_ctx.usage.cache_write_tokens) == (written, 0)
+    prompt, output = write_ctx.usage.prompt_tokens, write_ctx.usage.completion_tokens
+    assert write_ctx.cost == nanos(prompt, output, write=written, hour=written) / 1e9
+    assert read_ctx.cost == nanos(prompt, read_ctx.usage.completion_tokens, read=written) / 1e9
 
 
 async def test_a_routers_usage_wins_over_the_wire(store: RedisBudgetStore) -> None:

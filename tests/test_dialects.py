@@ -131,8 +131,32 @@ def test_anthropic_usage_counts_cache_reads_and_writes_in_the_prompt() -> None:
         "cache_creation_input_tokens": 1000,
         "cache_read_input_tokens": 100,
         "output_tokens": 7,
+        # an answer that gave no split by lifetime: every write was a 5-minute one
+        "cache_creation": {"ephemeral_5m_input_tokens": 1000, "ephemeral_1h_input_tokens": 0},
     }
     assert MESSAGES.usage({"usage": {"input_tokens": "x"}}) is None
+
+
+def test_anthropic_usage_keeps_one_hour_cache_writes_apart() -> None:
+    figures = {
+        "input_tokens": 10,
+        "cache_read_input_tokens": 100,
+        "cache_creation_input_tokens": 1500,
+        "cache_creation": {"ephemeral_5m_input_tokens": 500, "ephemeral_1h_input_tokens": 1000},
+        "output_tokens": 7,
+    }
+    usage = MESSAGES.usage({"usage": figures})
+    assert usage == Usage(1610, 7, 1617, 100, cache_write_tokens=1500, cache_write_1h_tokens=1000)
+    assert usage is not None
+    assert usage.to_anthropic() == figures
+    # the split alone (no total beside it) still counts every write
+    alone = {
+        "input_tokens": 10,
+        "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 40},
+    }
+    assert Usage.from_anthropic(alone) == Usage(50, 0, 50, cache_write_tokens=40, cache_write_1h_tokens=40)
+    # no write with no split
+    assert Usage.from_anthropic({"input_tokens": 3, "output_tokens": 1}) == Usage(3, 1, 4)
 
 
 def test_messages_answer_text() -> None:

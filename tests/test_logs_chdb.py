@@ -199,10 +199,11 @@ async def test_aigw_usage_reports_per_tenant_and_model(
     assert main(["usage", "--url", chdb_url, "--table", table, "--since", "1h"]) == 0
     out = capsys.readouterr().out
     lines = [line.split() for line in out.splitlines() if line.startswith(("acme", "zeta", "all"))]
-    # tenant model requests prompt completion total spend cache-hit p50 p95
-    assert lines[0][:8] == ["acme", "gpt-4o", "4", "400", "80", "480", "2.0000", "75.0%"]
-    assert lines[1][:8] == ["zeta", "mini", "2", "200", "40", "240", "1.0000", "-"]
-    assert lines[2][:8] == ["all", "all", "6", "600", "120", "720", "3.0000", "75.0%"]
+    # tenant model requests prompt completion total cache-read cache-write reasoning spend cache-hit
+    # p50 p95
+    assert lines[0][:11] == ["acme", "gpt-4o", "4", "400", "80", "480", "0", "0", "0", "2.0000", "75.0%"]
+    assert lines[1][:11] == ["zeta", "mini", "2", "200", "40", "240", "0", "0", "0", "1.0000", "-"]
+    assert lines[2][:11] == ["all", "all", "6", "600", "120", "720", "0", "0", "0", "3.0000", "75.0%"]
 
     assert main(["usage", "--url", chdb_url, "--table", table, "--tenant", "zeta", "--json"]) == 0
     [report] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

@@ -1,8 +1,8 @@
 """The request log on Anthropic Messages requests, in chDB through clickhouse-connect: one row per
 ``/v1/messages`` and ``/v1/messages/count_tokens`` request with its ``dialect``, usage read off the
 answer (JSON and stream, cache reads and writes in their columns) when no router recorded it, the
-budget's exact cost, columns added to older tables, bodies stored only once redacted, the Prometheus
-route label, and ``aigw usage --by-dialect``."""
+budget's exact cost (1-hour cache writes at their rate), the API key's id, columns added to older
+tables, bodies stored only once redacted, the Prometheus route label, and ``aigw usage --by-dialect``."""
 
 from __future__ import annotations
 
@@ -25,6 +25,9 @@ from asgi_aigw.kernel.context import ensure_context
 from asgi_aigw.logs import ClickHouseSink, LogConfig, RequestLogMiddleware
 from asgi_aigw.logs.clickhouse import create_table_sql
 from asgi_aigw.logs.metrics import GatewayMetrics
+from asgi_aigw.tenant import TenantConfig, TenantMiddleware
+from asgi_aigw.tenant.config import APIKeyEntry
+from asgi_aigw.tenant.keys import hash_key, key_id, new_key
 from asgi_aigw.testing import FakeProvider
 
 from . import logs_helpers
@@ -417,3 +420,63 @@ async def test_aigw_usage_groups_by_dialect(
     assert ["-", "chat", MODEL, "1", "7", "3", "10"] in lines
     assert ["-", "messages", MODEL, "2", "8,450", "80", "8,530"] in lines
     assert ["all", "all", "all", "3", "8,457", "83", "8,540"] in lines
+
+
+async def test_older_tables_get_the_key_and_one_hour_write_columns(
+    fake: FakeProvider,
+    budget_store: RedisBudgetStore,
+    chdb_url: str,
+    table: str,
+    reader: ClickHouseSink,
+    tmp_path: Path,
+) -> None:
+    """Through TenantMiddleware (a gateway API key) and BudgetMiddleware to FakeProvider: the row names the
+    key's id and the 1-hour cache writes, and its cost prices them at the 1-hour rate."""
+    old_schema = (
+        create_table_sql("default", table)
+        .replace("`key_id` LowCardinality(String),", "")
+        .replace("`cache_write_1h_tokens` UInt32,", "")
+    )
+    assert "key_id" not in old_schema
+    assert "cache_write_1h_tokens" not in old_schema
+    client = reader.client(ensure_schema=False)
+    client.command(old_schema)
+    client.command(f"INSERT INTO {reader.qualified_table} (request_id, route) VALUES ('before', 'chat')")
+
+    _, key = new_key()
+    budget = BudgetMiddleware(
+        fake,
+        config=BudgetConfig(limits=Limits(cost_per_day=10.0)),
+        store=budget_store,
+        token_counter=token_counter(),
+        clock=fixed_clock,
+    )
+    tenant = TenantMiddleware(
+        budget, config=TenantConfig(api_keys=[APIKeyEntry(id=key_id(key), hash=hash_key(key), tenant="acme")])
+    )
+    app = logged(tenant, chdb_url, table, tmp_path)
+    document = "Pumps are inspected on Mondays. " * 200
+    system = [{"type": "text", "text": document, "cache_control": {"type": "ephemeral", "ttl": "1h"}}]
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app),
+        base_url="http://t",
+        headers={"anthropic-version": "2023-06-01", "x-api-key": key},
+    ) as http:
+        answers = [(await http.post(MESSAGES, json=ask(system=system))).json() for _ in range(2)]
+    await app.aclose()
+
+    written = answers[0]["usage"]["cache_creation"]["ephemeral_1h_input_tokens"]
+    assert written >= 1024
+    rows = reader.query(
+        "SELECT request_id = 'before', key_id, cache_write_1h_tokens, cached_tokens, cost FROM {table} "
+        "ORDER BY request_id = 'before', timestamp, request_id"
+    )
+    assert [row[:4] for row in rows] == [
+        (False, key_id(key), written, 0),
+        (False, key_id(key), 0, written),
+        (True, "", 0, 0),
+    ]
+    first = answers[0]["usage"]
+    # claude-sonnet-4-5: input 3.00, 1-hour write 6.00, output 15.00 per million tokens
+    dollars = first["input_tokens"] * 3.00 + written * 6.00 + first["output_tokens"] * 15.00
+    assert rows[0][4] == pytest.approx(math.ceil(dollars * 1000 - 1e-6) / 1e9, abs=1e-12)

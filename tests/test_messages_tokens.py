@@ -159,3 +159,42 @@ def test_claude_cache_writes_cost_a_quarter_more_than_input_and_reads_a_tenth() 
     assert table.cost_nanos("gpt-4o", 2000, 0, 0, 1000) == table.cost_nanos("gpt-4o", 2000, 0)
     # reads and writes beyond the prompt are clipped: never a negative plain-input share
     assert table.cost_nanos("claude-sonnet-4-5", 100, 0, 80, 80) == 24_000 + 75_000
+
+
+def test_claude_one_hour_cache_writes_cost_twice_the_input() -> None:
+    from asgi_aigw.budget.config import ModelPrice
+    from asgi_aigw.budget.pricing import PriceTable
+
+    table = PriceTable()
+    for model, inp in (("claude-sonnet-4-5", 3.0), ("claude-opus-4-1", 15.0), ("claude-3-haiku", 0.25)):
+        price = table.price(model)
+        assert price is not None
+        assert price.cache_write_1h == pytest.approx(inp * 2)
+    assert table.price("gpt-4o").cache_write_1h is None  # type: ignore[union-attr]
+    # 1000 written, 600 of them for an hour, + 1000 plain input + 100 out on Sonnet 4.5
+    assert table.cost_nanos("claude-sonnet-4-5", 2000, 100, 0, 1000, 600) == (
+        400 * 3750 + 600 * 6000 + 1000 * 3000 + 100 * 15000
+    )
+    # 1-hour writes beyond the writes are clipped to them
+    assert table.cost_nanos("claude-sonnet-4-5", 100, 0, 0, 10, 50) == 10 * 6000 + 90 * 3000
+    # a configured price without its own 1-hour rate prices those writes as its other writes
+    own = PriceTable({"m": ModelPrice(input=1.0, cache_write=4.0)}, builtin=False)
+    assert own.cost_nanos("m", 100, 0, 0, 100, 100) == own.cost_nanos("m", 100, 0, 0, 100)
+    own = PriceTable({"m": ModelPrice(input=1.0, cache_write=4.0, cache_write_1h=9.0)}, builtin=False)
+    assert own.cost_nanos("m", 100, 0, 0, 100, 100) == 900_000
+
+
+def test_the_longest_cache_lifetime_a_request_asks_for() -> None:
+    from asgi_aigw.budget.tokens import cache_lifetime
+
+    def block(control: Any) -> dict[str, Any]:
+        return {"type": "text", "text": "x", "cache_control": control}
+
+    assert cache_lifetime(request("hi")) is None
+    assert cache_lifetime(request([block({"type": "ephemeral"})])) == "5m"
+    assert cache_lifetime(request([block({"type": "ephemeral", "ttl": "5m"})])) == "5m"
+    hour = {"type": "ephemeral", "ttl": "1h"}
+    assert cache_lifetime(request([block({"type": "ephemeral"})], system=[block(hour)])) == "1h"
+    tool = {"name": "t", "input_schema": {}, "cache_control": hour}
+    assert cache_lifetime(request("hi", tools=[tool])) == "1h"
+    assert cache_lifetime(request([block("not an object")])) == "5m"

@@ -54,6 +54,8 @@ def traffic() -> list[LogRow]:
                 DAY1 - timedelta(minutes=i),
                 tenant="acme",
                 user_id="ann" if i % 2 else "bob",
+                # two API keys, and one request no key identified
+                key_id=["3f9a0c1b2d4e", "3f9a0c1b2d4e", "77aa00bb11cc", "77aa00bb11cc", ""][i],
                 dialect="chat",
                 model="mini",
                 prompt_tokens=100 + i,
@@ -76,6 +78,8 @@ def traffic() -> list[LogRow]:
             total_tokens=2050,
             cached_tokens=1000,
             cache_write_tokens=900,
+            reasoning_tokens=20,
+            key_id="3f9a0c1b2d4e",
             cost=0.0125,
             cache_status="miss",
             latency_ms=812.5,
@@ -118,6 +122,8 @@ GROUPINGS: list[tuple[Any, ...]] = [
     ("tenant", "model", "day"),
     ("day",),
     ("tenant", "user", "dialect", "model"),
+    ("tenant", "key", "model"),
+    ("key",),
     (),
 ]
 
@@ -152,8 +158,19 @@ def test_the_figures_per_tenant_model_and_day(jsonl: Path) -> None:
     assert (mini.p50_ms, mini.p95_ms) == (30.0, pytest.approx(408.0))
     claude = rows[1]
     assert (claude.cached_tokens, claude.cache_write_tokens, claude.cost) == (1000, 900, 0.0125)
+    assert (claude.reasoning_tokens, mini.reasoning_tokens) == (20, 0)
     zeta = rows[2]
     assert (zeta.cost, zeta.cache_lookups, zeta.cache_hit_ratio) == (0.0, 0, None)
+
+
+def test_spend_per_api_key(jsonl: Path) -> None:
+    rows = read_usage(jsonl, group_by=("key",))
+    assert [(r.key, r.requests, round(r.cost, 10)) for r in rows] == [
+        ("3f9a0c1b2d4e", 3, round(0.0125 + 0.0000042 * 3, 10)),  # most spend first
+        ("77aa00bb11cc", 2, round(0.0000042 * 7, 10)),
+        ("", 2, round(0.0000042 * 5, 10)),  # requests no key identified
+    ]
+    assert rows[0].tenant is None  # not grouped by it
 
 
 def test_the_window_and_the_tenant_filter(chdb_sink: ClickHouseSink, jsonl: Path) -> None:
@@ -241,11 +258,18 @@ def test_aigw_usage_reads_a_jsonl_log_by_day(jsonl: Path, capsys: pytest.Capture
     out = capsys.readouterr().out
     assert f"from jsonl://{jsonl}" in out
     lines = [line.split() for line in out.splitlines() if line.startswith(("2026", "all"))]
-    # day tenant model requests prompt completion total spend cache-hit p50 p95
-    assert lines[0][:9] == ["2026-03-01", "acme", "mini", "5", "510", "35", "545", "0.000063", "50.0%"]
-    assert lines[1][:8] == ["2026-03-02", "acme", "claude", "1", "2,000", "50", "2,050", "0.0125"]
-    assert lines[2][:8] == ["2026-03-02", "zeta", "mini", "1", "0", "0", "0", "0.0000"]
-    assert lines[3][:5] == ["all", "all", "all", "7", "2,510"]
+    # day tenant model requests prompt completion total cache-read cache-write reasoning spend
+    # cache-hit p50 p95
+    assert lines[0][:12] == [
+        *("2026-03-01", "acme", "mini", "5", "510", "35", "545", "320", "0", "0", "0.000063", "50.0%")
+    ]
+    assert lines[1][:11] == [
+        *("2026-03-02", "acme", "claude", "1", "2,000", "50", "2,050", "1,000", "900", "20", "0.0125")
+    ]
+    assert lines[2][:11] == ["2026-03-02", "zeta", "mini", "1", "0", "0", "0", "0", "0", "0", "0.0000"]
+    assert lines[3][:10] == ["all", "all", "all", "7", "2,510", "85", "2,595", "1,320", "900", "20"]
+    header = next(line for line in out.splitlines() if line.startswith("DAY"))
+    assert "TOTAL TOK CACHE READ CACHE WRITE REASONING SPEND CACHE HIT" in " ".join(header.split())
 
     assert main(["usage", "--url", f"jsonl://{jsonl}", "--by-day", "--tenant", "zeta", "--json"]) == 0
     [record] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -272,6 +296,25 @@ def test_aigw_usage_reads_the_jsonl_log_a_configuration_names(
     ]
     assert main(["usage", "--url", str(tmp_path / "none.jsonl")]) == 1
     assert "no request log at" in capsys.readouterr().err
+
+
+def test_aigw_usage_by_key(jsonl: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["usage", "--url", str(jsonl), "--by-key"]) == 0
+    out = capsys.readouterr().out
+    assert "TENANT  KEY" in out
+    assert [line.split()[:4] for line in out.splitlines() if line.startswith(("acme", "zeta"))] == [
+        ["acme", "3f9a0c1b2d4e", "claude", "1"],
+        ["acme", "77aa00bb11cc", "mini", "2"],
+        ["acme", "-", "mini", "1"],  # no key identified it
+        ["acme", "3f9a0c1b2d4e", "mini", "2"],
+        ["zeta", "-", "mini", "1"],
+    ]
+    assert main(["usage", "--url", str(jsonl), "--by-key", "--tenant", "acme", "--json"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["key"], r["model"], r["requests"]) for r in records][:2] == [
+        ("3f9a0c1b2d4e", "claude", 1),
+        ("77aa00bb11cc", "mini", 2),
+    ]
 
 
 def test_aigw_usage_on_chdb_by_day(

@@ -30,10 +30,13 @@ class ModelPrice(ConfigSection):
     output: float = Field(default=0.0, ge=0)
     #: Price of prompt tokens the provider served from its own prompt cache (defaults to ``input``).
     cached_input: float | None = Field(default=None, ge=0)
-    #: Price of prompt tokens written to the provider's prompt cache (Anthropic's
-    #: ``cache_creation_input_tokens``; defaults to ``input``; built-in Claude prices: 1.25x input, the
-    #: 5-minute cache lifetime's rate).
+    #: Price of prompt tokens written to the provider's prompt cache with its default lifetime
+    #: (Anthropic's 5-minute writes; defaults to ``input``; built-in Claude prices: 1.25x input).
     cache_write: float | None = Field(default=None, ge=0)
+    #: Price of prompt tokens written to the cache for an hour (Anthropic's ``"ttl": "1h"``
+    #: breakpoints, ``cache_creation.ephemeral_1h_input_tokens``; defaults to ``cache_write``, else
+    #: ``input``; built-in Claude prices: 2x input).
+    cache_write_1h: float | None = Field(default=None, ge=0)
 
 
 class CacheHitCharge(ConfigSection):

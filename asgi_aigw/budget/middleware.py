@@ -40,7 +40,7 @@ from .headers import HEADER_NAMES, ratelimit_headers, retry_after
 from .pricing import PriceTable
 from .store import BudgetStore, Reservation, StoreError
 from .subjects import BudgetSubjects, key_limits
-from .tokens import RuntimeTokenCounter, TokenCounter, WarmCounter, cache_marked
+from .tokens import RuntimeTokenCounter, TokenCounter, WarmCounter, cache_lifetime
 from .usage import decode_event, json_answer, streamed_text
 from .windows import WINDOWS, Slot, SlotClock, format_amount, format_duration, from_units, to_units
 
@@ -225,10 +225,8 @@ class BudgetMiddleware:
         if unpriced and _money_limited(slots, limits):
             await self._refuse(send, ctx, _unpriced(model), dialect)
             return
-        # a prompt with cache breakpoints may be written to the provider's cache, its dearest price
-        written = prompt if route == "messages" and cache_marked(data) else 0
         amounts = self._amounts(
-            slots, prompt + output, self.prices.cost_nanos(model, prompt, output, cache_write_tokens=written)
+            slots, prompt + output, self._reserved_cost(route, data, model, prompt, output)
         )
         try:
             token = secrets.token_hex(8) if self._tokens else None
@@ -305,6 +303,24 @@ class BudgetMiddleware:
         await send_error(send, exc, dialect=dialect)
 
     # -- estimate and reserve -----------------------------------------------------------------------
+
+    def _reserved_cost(
+        self, route: str | None, data: Mapping[str, Any], model: str | None, prompt: int, output: int
+    ) -> int:
+        """Nano-dollars to reserve: a prompt with cache breakpoints may be written to the provider's
+        cache, so it is reserved at the dearest write price its breakpoints' lifetimes allow."""
+        # chat content parts carry breakpoints too: the router passes them on to Anthropic
+        lifetime = cache_lifetime(data) if route in ("messages", "chat") else None
+        if lifetime is None:
+            return self.prices.cost_nanos(model, prompt, output)
+        cost = self.prices.cost_nanos(model, prompt, output, cache_write_tokens=prompt)
+        if lifetime == "1h":
+            # 1-hour and 5-minute breakpoints may be mixed: whichever write price is dearer
+            hour = self.prices.cost_nanos(
+                model, prompt, output, cache_write_tokens=prompt, cache_write_1h_tokens=prompt
+            )
+            cost = max(cost, hour)
+        return cost
 
     async def _estimate(
         self,
@@ -597,6 +613,7 @@ class BudgetMiddleware:
                     partial.cached_tokens,
                     estimated=True,
                     cache_write_tokens=partial.cache_write_tokens,
+                    cache_write_1h_tokens=partial.cache_write_1h_tokens,
                 )
             else:
                 usage = Usage(prompt_estimate, completion, prompt_estimate + completion, estimated=True)
@@ -611,6 +628,7 @@ class BudgetMiddleware:
             usage.completion_tokens,
             usage.cached_tokens,
             usage.cache_write_tokens,
+            usage.cache_write_1h_tokens,
         )
         tokens, requests = usage.total_tokens, 1
         if hit:

@@ -4,9 +4,9 @@ Prices are the providers' published list prices in US dollars per million tokens
 writing; they change, so set your own in ``budget.pricing`` when money limits matter.
 
 Anthropic prices its prompt cache off the input price (docs.anthropic.com, "Pricing", prompt caching):
-a cache read costs 0.1x input, a write with the default 5-minute lifetime 1.25x input (a 1-hour write,
-2x, is not told apart in the usage an answer reports, so it is priced as a 5-minute one: set
-``cache_write`` to 2x input for a model whose prompts are cached for an hour).
+a cache read costs 0.1x input, a write with the default 5-minute lifetime 1.25x input, a write with a
+1-hour lifetime (``"ttl": "1h"``) 2x input. Answers report the writes of each lifetime apart
+(``usage.cache_creation``), so each is priced at its own rate.
 """
 
 from __future__ import annotations
@@ -66,6 +66,8 @@ DEFAULT_PRICES: dict[str, tuple[float, float, float | None]] = {
 
 #: Anthropic's cache writes with the default 5-minute lifetime: 1.25x the input price.
 ANTHROPIC_CACHE_WRITE_FACTOR = 1.25
+#: Anthropic's cache writes with a 1-hour lifetime: 2x the input price.
+ANTHROPIC_CACHE_WRITE_1H_FACTOR = 2.0
 #: The price of a cache write per 1M tokens where it is not the input price: every Claude model's.
 CACHE_WRITE_PRICES: dict[str, float] = {
     name: round(price[0] * ANTHROPIC_CACHE_WRITE_FACTOR, 6)
@@ -74,6 +76,12 @@ CACHE_WRITE_PRICES: dict[str, float] = {
 }
 # Claude 3 Haiku's published write price is rounded: $0.30, not 1.25 x $0.25
 CACHE_WRITE_PRICES["claude-3-haiku"] = 0.30
+#: The price of a 1-hour cache write per 1M tokens: every Claude model's.
+CACHE_WRITE_1H_PRICES: dict[str, float] = {
+    name: round(price[0] * ANTHROPIC_CACHE_WRITE_1H_FACTOR, 6)
+    for name, price in DEFAULT_PRICES.items()
+    if name.startswith("claude-")
+}
 
 
 def _dearness(price: ModelPrice | None) -> tuple[float, float]:
@@ -101,7 +109,11 @@ class PriceTable:
         if builtin:
             for name, (inp, out, cached) in DEFAULT_PRICES.items():
                 table[name] = ModelPrice(
-                    input=inp, output=out, cached_input=cached, cache_write=CACHE_WRITE_PRICES.get(name)
+                    input=inp,
+                    output=out,
+                    cached_input=cached,
+                    cache_write=CACHE_WRITE_PRICES.get(name),
+                    cache_write_1h=CACHE_WRITE_1H_PRICES.get(name),
                 )
         table.update(overrides or {})
         self._table = table
@@ -165,20 +177,25 @@ class PriceTable:
         completion_tokens: int,
         cached_tokens: int = 0,
         cache_write_tokens: int = 0,
+        cache_write_1h_tokens: int = 0,
     ) -> int:
         """The cost in nano-dollars (rounded up), 0 for models with no price. ``prompt_tokens`` includes
-        the cache reads (``cached_tokens``) and writes (``cache_write_tokens``), each at its own price."""
+        the cache reads (``cached_tokens``) and writes (``cache_write_tokens``, of which
+        ``cache_write_1h_tokens`` were written for an hour), each at its own price."""
         price = self.price(model)
         if price is None:
             return 0
         cached = min(max(cached_tokens, 0), prompt_tokens)
         written = min(max(cache_write_tokens, 0), prompt_tokens - cached)
+        hour = min(max(cache_write_1h_tokens, 0), written)
         cached_price = price.input if price.cached_input is None else price.cached_input
         write_price = price.input if price.cache_write is None else price.cache_write
+        hour_price = write_price if price.cache_write_1h is None else price.cache_write_1h
         dollars_per_million = (
             (prompt_tokens - cached - written) * price.input
             + cached * cached_price
-            + written * write_price
+            + (written - hour) * write_price
+            + hour * hour_price
             + completion_tokens * price.output
         )
         return math.ceil(dollars_per_million * _NANOS_PER_MILLION_PRICE - 1e-6)

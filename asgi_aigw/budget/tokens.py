@@ -164,6 +164,12 @@ class WarmCounter:
 def cache_marked(request: Mapping[str, Any]) -> bool:
     """Whether a Messages request sets a prompt-cache breakpoint (``cache_control`` on a tool, a system
     block or a content block): its prompt may then be written to the provider's cache."""
+    return cache_lifetime(request) is not None
+
+
+def cache_lifetime(request: Mapping[str, Any]) -> str | None:
+    """The longest lifetime a Messages request's prompt-cache breakpoints ask for: ``"1h"`` when any
+    says ``"ttl": "1h"``, ``"5m"`` (the default) when there are others, ``None`` when there are none."""
     blocks: list[Any] = []
     for field in ("tools", "system"):
         value = request.get(field)
@@ -174,4 +180,11 @@ def cache_marked(request: Mapping[str, Any]) -> bool:
         content = message.get("content") if isinstance(message, Mapping) else None
         if isinstance(content, list):
             blocks.extend(content)
-    return any(isinstance(block, Mapping) and "cache_control" in block for block in blocks)
+    found: str | None = None
+    for block in blocks:
+        if isinstance(block, Mapping) and "cache_control" in block:
+            control = block["cache_control"]
+            if isinstance(control, Mapping) and control.get("ttl") == "1h":
+                return "1h"
+            found = "5m"
+    return found

@@ -1,5 +1,5 @@
 """``aigw usage``: spend, tokens, requests, cache hit ratio and latency per tenant and model (and user,
-dialect, day), through :func:`asgi_aigw.logs.read_usage`.
+API key, dialect, day), through :func:`asgi_aigw.logs.read_usage`.
 
 Reads the request log in ClickHouse, chDB or a JSONL file: ``--url``, else the ``log.store`` of
 ``--config``, else ``$AIGW_LOG_URL``, else the embedded default (the demo's ``chdb://.aigw/chdb``).
@@ -38,6 +38,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--table", help=f"table name (default: the configuration's, or {DEFAULT_TABLE})")
     parser.add_argument("--tenant", help="only this tenant")
     parser.add_argument("--by-user", action="store_true", help="one row per tenant, user and model")
+    parser.add_argument(
+        "--by-key", action="store_true", help="one row per tenant, gateway API key (its id) and model"
+    )
     parser.add_argument(
         "--by-dialect",
         action="store_true",
@@ -81,7 +84,13 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"aigw usage: {exc}", file=sys.stderr)
         return 2
-    wanted = {"day": args.by_day, "tenant": True, "user": args.by_user, "dialect": args.by_dialect}
+    wanted = {
+        "day": args.by_day,
+        "tenant": True,
+        "user": args.by_user,
+        "key": args.by_key,
+        "dialect": args.by_dialect,
+    }
     keys: list[GroupKey] = [key for key in GROUP_KEYS if wanted.get(key, True)]
     name = source.name if isinstance(source, ClickHouseSink) else f"jsonl://{source}"
     try:

@@ -64,6 +64,9 @@ class Usage:
     #: Output tokens spent thinking (OpenAI's ``completion_tokens_details.reasoning_tokens``, Gemini's
     #: ``thoughtsTokenCount``), included in ``completion_tokens`` and priced as output.
     reasoning_tokens: int = 0
+    #: Of ``cache_write_tokens``, those written with a 1-hour lifetime (Anthropic's
+    #: ``cache_creation.ephemeral_1h_input_tokens``), priced above 5-minute writes.
+    cache_write_1h_tokens: int = 0
 
     @classmethod
     def from_openai(cls, data: Any) -> Usage | None:
@@ -95,20 +98,40 @@ class Usage:
         try:
             read = int(data.get("cache_read_input_tokens") or 0)
             write = int(data.get("cache_creation_input_tokens") or 0)
+            # the writes by lifetime (``cache_creation``), beside their total: an answer may carry either
+            split = data.get("cache_creation")
+            if not isinstance(split, dict):
+                split = {}
+            hour = int(split.get("ephemeral_1h_input_tokens") or 0)
+            write = write or hour + int(split.get("ephemeral_5m_input_tokens") or 0)
             prompt = int(data.get("input_tokens") or 0) + read + write
             completion = int(data.get("output_tokens") or 0)
         except (TypeError, ValueError):
             return None
-        return cls(prompt, completion, prompt + completion, read, cache_write_tokens=write)
+        return cls(
+            prompt,
+            completion,
+            prompt + completion,
+            read,
+            cache_write_tokens=write,
+            cache_write_1h_tokens=min(max(hour, 0), write),
+        )
 
     def to_anthropic(self) -> dict[str, Any]:
         """Anthropic's ``usage`` object for these figures."""
-        return {
+        out: dict[str, Any] = {
             "input_tokens": max(0, self.prompt_tokens - self.cached_tokens - self.cache_write_tokens),
             "cache_creation_input_tokens": self.cache_write_tokens,
             "cache_read_input_tokens": self.cached_tokens,
             "output_tokens": self.completion_tokens,
         }
+        if self.cache_write_tokens:
+            # the writes by lifetime, so a replayed answer is priced as the first one was
+            out["cache_creation"] = {
+                "ephemeral_5m_input_tokens": max(0, self.cache_write_tokens - self.cache_write_1h_tokens),
+                "ephemeral_1h_input_tokens": self.cache_write_1h_tokens,
+            }
+        return out
 
     def to_openai(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -141,6 +164,9 @@ class RequestContext:
     #: Where the identity came from: "app" (the host app's own login), "jwt", "api_key", "header",
     #: "default"; None before TenantMiddleware or an in-app adapter ran.
     identity_source: str | None = None
+    #: The id of the gateway API key that identified the request (its public part, never the secret);
+    #: None when no key did.
+    key_id: str | None = None
     #: The request body, read and parsed once (see :mod:`asgi_aigw.kernel.body`).
     body: JSONBody | None = None
     #: The model the client asked for, and whether it asked for a stream.

@@ -24,6 +24,9 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     # who asked (the tenant pays); many more values than tenants, so not LowCardinality. Tables made
     # before this column get it added by the sink (``ADD COLUMN IF NOT EXISTS``), empty for old rows.
     ("user_id", "String"),
+    # the id of the gateway API key that identified the request (never the key itself), empty when
+    # none did: spend per key. Added to older tables by the sink.
+    ("key_id", "LowCardinality(String)"),
     ("route", "LowCardinality(String)"),
     # the wire format the client spoke: "chat" (OpenAI Chat Completions), "messages" (Anthropic
     # Messages, count_tokens included) or "responses" (OpenAI Responses); empty for other routes.
@@ -52,6 +55,9 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     # completion tokens spent thinking (OpenAI's reasoning_tokens, Gemini's thoughtsTokenCount);
     # included in completion_tokens. Added to older tables by the sink.
     ("reasoning_tokens", "UInt32"),
+    # of cache_write_tokens, those written for an hour (Anthropic's ttl "1h" breakpoints), priced
+    # above 5-minute writes. Added to older tables by the sink.
+    ("cache_write_1h_tokens", "UInt32"),
     ("usage_estimated", "Bool"),
     ("token_estimate", "Nullable(UInt32)"),
     ("cost", "Nullable(Float64)"),
@@ -90,6 +96,7 @@ def build_row(
         "request_id": ctx.request_id,
         "tenant": ctx.tenant_id or "",
         "user_id": ctx.user_id or "",
+        "key_id": ctx.key_id or "",
         "route": ctx.route or route or "",
         "dialect": _dialect(ctx.route or route),
         "method": method,
@@ -111,6 +118,7 @@ def build_row(
         "cached_tokens": usage.cached_tokens if usage else 0,
         "cache_write_tokens": usage.cache_write_tokens if usage else 0,
         "reasoning_tokens": usage.reasoning_tokens if usage else 0,
+        "cache_write_1h_tokens": usage.cache_write_1h_tokens if usage else 0,
         "usage_estimated": usage.estimated if usage else False,
         "token_estimate": ctx.token_estimate,
         "cost": ctx.cost,

@@ -1,5 +1,5 @@
-"""Usage from the request log: spend, tokens, requests, cache hits and latency per tenant, user, dialect,
-model and day, read the same way from ClickHouse, chDB, a JSONL file or a :class:`MemorySink`.
+"""Usage from the request log: spend, tokens, requests, cache hits and latency per tenant, user, API key,
+dialect, model and day, read the same way from ClickHouse, chDB, a JSONL file or a :class:`MemorySink`.
 
 ```python
 from datetime import timedelta
@@ -61,9 +61,10 @@ def read_usage(
     group_by: Sequence[GroupKey] = ("tenant", "model"),
     table: str | None = None,
 ) -> list[UsageRow]:
-    """Usage per group of ``group_by`` keys (any of ``tenant``, ``user``, ``dialect``, ``model``,
-    ``day``; ``()``: one row of totals), for requests started in ``[since, until)``, ordered by day,
-    tenant, then spend and requests (most first). Blocks: on an event loop use :func:`aread_usage`.
+    """Usage per group of ``group_by`` keys (any of ``tenant``, ``user``, ``key``: the gateway API key's
+    id, ``dialect``, ``model``, ``day``; ``()``: one row of totals), for requests started in
+    ``[since, until)``, ordered by day, tenant, then spend and requests (most first). Blocks: on an
+    event loop use :func:`aread_usage`.
 
     ``table`` overrides the table of a URL (a :class:`LogConfig` names its own). A ClickHouse or chDB
     sink passed in is left open; one opened from a URL is closed before returning.
@@ -148,6 +149,7 @@ def _ordered(rows: list[UsageRow]) -> list[UsageRow]:
             -r.cost,
             -r.requests,
             r.user or "",
+            r.key or "",
             r.dialect or "",
             r.model or "",
         ),

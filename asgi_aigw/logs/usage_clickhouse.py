@@ -12,6 +12,7 @@ from .usage_row import GROUP_KEYS, GroupKey, UsageQuery, UsageRow, usage_row
 _KEYS = {
     "tenant": "tenant",
     "user": "user_id",
+    "key": "key_id",
     "dialect": "dialect",
     "model": "model",
     "day": "toDate(timestamp)",

@@ -23,6 +23,9 @@ _TOKENS = (
     "reasoning_tokens",
 )
 
+#: The log column of a group key, where it is not named as the key.
+_COLUMNS = {"user": "user_id", "key": "key_id"}
+
 
 class _Group:
     __slots__ = ("costs", "hits", "latencies", "lookups", "requests", "tokens")
@@ -76,7 +79,7 @@ def _key(row: LogRow, query: UsageQuery) -> tuple[Any, ...]:
         if key == "day":
             values.append(datetime.fromtimestamp(int(row["timestamp"]) / 1000, UTC).date())
         else:
-            values.append(str(row.get("user_id" if key == "user" else key) or ""))
+            values.append(str(row.get(_COLUMNS.get(key, key)) or ""))
     return tuple(values)
 
 

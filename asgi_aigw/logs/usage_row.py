@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal
 
-GroupKey = Literal["tenant", "user", "dialect", "model", "day"]
+GroupKey = Literal["tenant", "user", "key", "dialect", "model", "day"]
 #: Every key a report can be grouped by.
-GROUP_KEYS: tuple[GroupKey, ...] = ("tenant", "user", "dialect", "model", "day")
+GROUP_KEYS: tuple[GroupKey, ...] = ("tenant", "user", "key", "dialect", "model", "day")
 
 
 @dataclass
@@ -38,6 +38,8 @@ class UsageRow:
     tenant: str | None = None
     #: Who asked (``""``: requests that named no user).
     user: str | None = None
+    #: The gateway API key's id (``""``: requests no key identified).
+    key: str | None = None
     #: ``chat``, ``messages`` or ``responses`` (``""``: other routes, such as embeddings).
     dialect: str | None = None
     model: str | None = None

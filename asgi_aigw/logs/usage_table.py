@@ -1,4 +1,8 @@
-"""``aigw usage``'s table: fixed-width columns, the keys the report is grouped by, totals last."""
+"""``aigw usage``'s table: fixed-width columns, the keys the report is grouped by, totals last.
+
+Prompt tokens include the cache reads and writes (``CACHE READ``, ``CACHE WRITE``), completion tokens
+include the ``REASONING`` ones.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,27 @@ import math
 
 from .usage_row import UsageRow
 
-_FIGURES = ("REQUESTS", "PROMPT TOK", "COMPL TOK", "TOTAL TOK", "SPEND", "CACHE HIT", "P50 MS", "P95 MS")
-_KEYS = (("day", "DAY"), ("tenant", "TENANT"), ("user", "USER"), ("dialect", "DIALECT"), ("model", "MODEL"))
+_FIGURES = (
+    "REQUESTS",
+    "PROMPT TOK",
+    "COMPL TOK",
+    "TOTAL TOK",
+    "CACHE READ",
+    "CACHE WRITE",
+    "REASONING",
+    "SPEND",
+    "CACHE HIT",
+    "P50 MS",
+    "P95 MS",
+)
+_KEYS = (
+    ("day", "DAY"),
+    ("tenant", "TENANT"),
+    ("user", "USER"),
+    ("key", "KEY"),
+    ("dialect", "DIALECT"),
+    ("model", "MODEL"),
+)
 
 
 def format_money(amount: float) -> str:
@@ -52,6 +75,9 @@ def _cells(row: UsageRow, keys: list[str], fill: str | None = None) -> tuple[str
         f"{row.prompt_tokens:,}",
         f"{row.completion_tokens:,}",
         f"{row.total_tokens:,}",
+        f"{row.cached_tokens:,}",
+        f"{row.cache_write_tokens:,}",
+        f"{row.reasoning_tokens:,}",
         format_money(row.cost),
         "-" if ratio is None else f"{ratio:.1%}",
         f"{row.p50_ms:,.1f}",

@@ -356,6 +356,7 @@ class TenantMiddleware:
         identity = self._identity(record.tenant, record.user or f"key-{record.id}", f"API key {record.id}")
         if ctx is not None:
             ctx.extra[API_KEY_CONTEXT] = {"id": record.id, "limits": dict(record.limits)}
+            ctx.key_id = record.id
         return identity
 
     def _identity(self, tenant: object, user: object, source: str) -> Identity:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..kernel.types import Receive, Send
+from ._anthropic_cache import ttl_problem
 from ._anthropic_output import output_config_problem, structured_answer
 
 if TYPE_CHECKING:
@@ -204,6 +205,8 @@ def request_problem(body: dict[str, Any], *, count: bool = False) -> str | None:
         return "`temperature` and `top_p` cannot both be specified for this model. Please use only one."
     if (marked := _cache_breakpoints(body)) > _MAX_CACHE_BREAKPOINTS:
         return f"A maximum of 4 blocks with cache_control may be provided. Found {marked}."
+    if marked and (problem := ttl_problem(body)) is not None:
+        return problem
     if body.get("service_tier", "auto") not in ("auto", "standard_only"):
         return "service_tier: Input should be 'auto' or 'standard_only'"
     metadata = body.get("metadata")
@@ -278,10 +281,15 @@ async def messages(
         cap = max(cap - len(thought_pieces), 1)
     turn = fake.plan_turn(messages_, tools, behaviour, cap)
     message_id = fake.new_id("msg_")
+    cached = fake.prompt_cache.use(body, turn.prompt_tokens)
     usage = {
-        "input_tokens": turn.prompt_tokens,
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
+        "input_tokens": turn.prompt_tokens - cached.read - cached.written,
+        "cache_creation_input_tokens": cached.written,
+        "cache_read_input_tokens": cached.read,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": cached.write_5m,
+            "ephemeral_1h_input_tokens": cached.write_1h,
+        },
         "output_tokens": turn.completion_tokens + len(thought_pieces),
     }
     tool_use: dict[str, Any] | None = None

@@ -30,6 +30,7 @@ from . import _gemini_format as gemini_format
 from . import _ollama_format as ollama_format
 from . import _openai_format as openai_format
 from . import _responses_format as responses_format
+from ._anthropic_cache import PromptCache
 from ._fake_text import count_tokens, split_pieces
 
 
@@ -119,6 +120,8 @@ class FakeProvider:
         self.disconnects = 0
         #: Streams that ran to their end.
         self.completed_streams = 0
+        #: Anthropic's prompt cache: requests with ``cache_control`` breakpoints write and read it.
+        self.prompt_cache = PromptCache()
         self._queue: deque[FakeBehaviour] = deque()
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -136,6 +139,7 @@ class FakeProvider:
             self.requests.clear()
             self.disconnects = 0
             self.completed_streams = 0
+        self.prompt_cache.clear()
         self.behaviour = FakeBehaviour()
 
     def _next_behaviour(self) -> FakeBehaviour:
