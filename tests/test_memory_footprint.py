@@ -95,3 +95,47 @@ def test_a_stack_without_the_semantic_layer_or_chdb_loads_neither() -> None:
     assert result["cache"] == "hit-exact"  # the cache did run, on its exact layer alone
     loaded = set(result["modules"])  # type: ignore[call-overload]
     assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))
+
+
+def test_preload_loads_what_the_layers_would_load_later_and_starts_no_thread() -> None:
+    result = run_python(
+        """
+        import gc, json, threading
+        from asgi_aigw import build_app
+        from asgi_aigw.cache import SemanticCacheMiddleware
+        from asgi_aigw.config import GatewayConfig
+        from asgi_aigw.preload import preload
+        from asgi_aigw.redact import RedactMiddleware
+        from asgi_aigw.runtime import tokens
+
+        model = {"model": "gpt-4o-mini", "base_url": "http://fake.invalid/v1", "api_key": "sk-test-not-a-real-key"}
+        config = GatewayConfig.model_validate({
+            "router": {"models": [{"name": "gpt-4o-mini", "deployments": [model]}]},
+            "budget": {"store": "memory://"},
+            "redact": {"regex_only": True},
+            "cache": {"store": "memory://", "vector_store": "memory://"},
+        })
+        app = build_app(config, env={})
+        layers = {}
+        layer = app
+        while layer is not None:
+            layers[type(layer).__name__] = layer
+            layer = getattr(layer, "app", None)
+        before = threading.active_count()
+        preload(app, config)
+        print(json.dumps({
+            "threads": [before, threading.active_count()],
+            "encodings": sorted(tokens._encodings),
+            "engine": layers["RedactMiddleware"].scanner._engine is not None,
+            "model": layers["SemanticCacheMiddleware"].embedder._model is not None,
+            "frozen": gc.get_freeze_count() > 0,
+        }))
+        """
+    )
+    assert result == {
+        "threads": [1, 1],
+        "encodings": ["o200k_base"],
+        "engine": True,
+        "model": True,
+        "frozen": True,
+    }

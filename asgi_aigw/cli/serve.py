@@ -25,6 +25,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--port", type=int, help="port (default 8000)")
     parser.add_argument("--workers", type=int, help="worker processes (default 1)")
     parser.add_argument(
+        "--preload",
+        action="store_true",
+        help="load the models once, then fork the workers (gunicorn): they share that memory",
+    )
+    parser.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )
     parser.set_defaults(handler=run)
@@ -45,6 +50,8 @@ def app_factory() -> ASGIApp:
 def run(args: argparse.Namespace) -> int:
     try:
         uvicorn = require("uvicorn", "server")
+        if args.preload:
+            require("gunicorn", "server")
         if args.demo:
             from .demo import demo_config
 
@@ -92,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"request log: {config.log.store} (read it with: aigw usage)", file=sys.stderr)
     if config.log is not None and config.log.metrics is not None and config.log.metrics.serve:
         print(f"metrics: http://{host}:{port}{config.prefix}/metrics", file=sys.stderr)
+    if args.preload:
+        return _serve_preloaded(config, host=host, port=port, workers=workers, log_level=args.log_level)
     uvicorn.run(
         "asgi_aigw.cli.serve:app_factory",
         factory=True,
@@ -100,4 +109,41 @@ def run(args: argparse.Namespace) -> int:
         workers=workers,
         log_level=args.log_level,
     )
+    return 0
+
+
+def _worker_class() -> str:
+    """uvicorn's worker for gunicorn: the ``uvicorn-worker`` package, else the one uvicorn still ships."""
+    try:
+        require("uvicorn_worker", "server")
+    except MissingDependency:
+        return "uvicorn.workers.UvicornWorker"
+    return "uvicorn_worker.UvicornWorker"
+
+
+def _serve_preloaded(config: GatewayConfig, *, host: str, port: int, workers: int, log_level: str) -> int:
+    """Build the app and load what it loads lazily in this process, then let gunicorn fork the workers
+    (uvicorn's worker class): the models' memory is shared copy-on-write instead of loaded per worker."""
+    from ..preload import preload
+
+    application: Any = require("gunicorn.app.base", "server").BaseApplication
+    app = app_factory()
+    preload(app, config)
+    options = {
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        "worker_class": _worker_class(),
+        "loglevel": log_level,
+        "preload_app": True,
+    }
+
+    class PreloadedServer(application):  # type: ignore[misc]
+        def load_config(self) -> None:
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> ASGIApp:
+            return app
+
+    PreloadedServer().run()
     return 0
