@@ -11,13 +11,25 @@ from asgi_aigw import build_app
 from asgi_aigw.config import GatewayConfig
 
 #: Every layer bench/memory.py knows, by name.
-LAYERS = ("tenant", "budget", "budget-memory", "redact", "exact", "exact-memory", "semantic", "chdb", "jsonl")
+LAYERS = (
+    "tenant",
+    "budget",
+    "budget-memory",
+    "redact",
+    "exact",
+    "exact-memory",
+    "semantic",
+    "semantic-memory",
+    "chdb",
+    "jsonl",
+)
 
 
 def stack_config(layers: set[str]) -> GatewayConfig:
     """The router in front of ``BENCH_UPSTREAM`` with ``layers`` around it: ``tenant`` (header),
     ``budget`` (Redis) or ``budget-memory``, ``redact`` (regex-only), ``exact`` (the exact cache in Redis)
-    or ``exact-memory``, ``semantic`` (plus the embedded Qdrant Edge layer, the cache's default),
+    or ``exact-memory``, ``semantic`` (plus the embedded Qdrant Edge layer, the cache's default) or
+    ``semantic-memory`` (vectors in a dict),
     ``chdb`` or ``jsonl`` (the request log). Embedded stores get a directory of their own per process."""
     unknown = layers - set(LAYERS)
     if unknown:
@@ -55,8 +67,10 @@ def stack_config(layers: set[str]) -> GatewayConfig:
     if "redact" in layers:
         data["redact"] = {"regex_only": True}
     own = f"{data_dir}/{os.getpid()}"  # Qdrant Edge's shard and chDB's directory are one process's
-    if layers & {"exact", "exact-memory", "semantic"}:
+    if layers & {"exact", "exact-memory", "semantic", "semantic-memory"}:
         vectors = f"qdrant-edge://{own}/vectors" if "semantic" in layers else None
+        if "semantic-memory" in layers:  # vectors in the process: one worker's app shared by forks
+            vectors = "memory://"
         store = "memory://" if "exact-memory" in layers else redis
         data["cache"] = {"store": store, "vector_store": vectors, "key_prefix": f"{prefix}cache:", "ttl": 600}
     if "chdb" in layers:
@@ -69,3 +83,26 @@ def stack_config(layers: set[str]) -> GatewayConfig:
 def stack() -> Any:
     layers = {name for name in os.environ.get("BENCH_STACK", "").split(",") if name}
     return build_app(stack_config(layers), env={})
+
+
+def preloaded() -> Any:
+    """:func:`stack` with everything it loads lazily loaded now: the app a server builds once before
+    forking its workers (``gunicorn --preload``), so the workers share those pages copy-on-write."""
+    import gc
+
+    from asgi_aigw.runtime.tokens import count_text_tokens
+
+    app = stack()
+    count_text_tokens("warm-up", "gpt-4o-mini")  # the budget's tokenizer
+    layer: Any = app
+    while layer is not None:
+        if hasattr(layer, "scanner"):
+            layer.scanner.engine()  # the redaction engine (Presidio's recognizers, spaCy's model)
+        if getattr(layer, "vector", None) is not None:
+            embedder = layer.embedder
+            if hasattr(embedder, "load"):
+                embedder.load()  # the ONNX model, on this thread: no worker thread before the fork
+        layer = getattr(layer, "app", None)
+    # objects made so far are never collected: the collector would touch (and so copy) their pages
+    gc.freeze()
+    return app

@@ -17,34 +17,91 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import shutil
+import socket
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import httpx
-from _harness import uvicorn_process, write_results
+from _harness import ROOT, Server, free_port, uvicorn_process, write_results
 
-#: (name, layers, workers); layers None: a baseline app instead of the gateway.
-STACKS: list[tuple[str, str | None, int]] = [
-    ("bare ASGI app, fixed JSON", "_baselines:fixed_json", 1),
-    ("bare proxy, aiohttp", "_baselines:aiohttp_proxy", 1),
-    ("router alone", "", 1),
-    ("router + tenant", "tenant", 1),
-    ("router + budget (Redis)", "budget", 1),
-    ("router + redaction (regex-only)", "redact", 1),
-    ("router + exact cache (Redis)", "exact", 1),
-    ("router + cache with semantic layer (Qdrant Edge)", "semantic", 1),
-    ("router + request log (chDB)", "chdb", 1),
-    ("router + request log (JSONL)", "jsonl", 1),
-    ("full stack, embedded defaults (chDB log)", "tenant,budget,redact,exact,semantic,chdb", 1),
-    ("full stack, JSONL log, 4 workers", "tenant,budget,redact,exact,semantic,jsonl", 4),
+#: (name, layers or a baseline's ``module:app``, workers, server); server "uvicorn" (its workers are
+#: spawned: each imports and loads everything itself) or "gunicorn --preload" (uvicorn's worker class;
+#: the app is built and its models loaded once, then the workers are forked and share those pages).
+STACKS: list[tuple[str, str, int, str]] = [
+    ("bare ASGI app, fixed JSON", "_baselines:fixed_json", 1, "uvicorn"),
+    ("bare proxy, aiohttp", "_baselines:aiohttp_proxy", 1, "uvicorn"),
+    ("router alone", "", 1, "uvicorn"),
+    ("router + tenant", "tenant", 1, "uvicorn"),
+    ("router + budget (Redis)", "budget", 1, "uvicorn"),
+    ("router + redaction (regex-only)", "redact", 1, "uvicorn"),
+    ("router + exact cache (Redis)", "exact", 1, "uvicorn"),
+    ("router + cache with semantic layer (Qdrant Edge)", "semantic", 1, "uvicorn"),
+    ("router + request log (chDB)", "chdb", 1, "uvicorn"),
+    ("router + request log (JSONL)", "jsonl", 1, "uvicorn"),
+    ("full stack, embedded defaults (chDB log)", "tenant,budget,redact,exact,semantic,chdb", 1, "uvicorn"),
+    ("full stack, JSONL log, semantic layer off", "tenant,budget,redact,exact,jsonl", 1, "uvicorn"),
+    ("full stack, JSONL log", "tenant,budget,redact,exact,semantic,jsonl", 1, "uvicorn"),
+    ("full stack, JSONL log, 4 workers", "tenant,budget,redact,exact,semantic-memory,jsonl", 4, "uvicorn"),
+    (
+        "full stack, JSONL log, 4 workers, preloaded",
+        "tenant,budget,redact,exact,semantic-memory,jsonl",
+        4,
+        "gunicorn --preload",
+    ),
 ]
+
+
+@contextlib.contextmanager
+def gunicorn_preload(env: dict[str, str], workers: int) -> Iterator[Server]:
+    """``gunicorn --preload`` with uvicorn's worker class serving ``_stack_apps:preloaded()``."""
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "_stack_apps:preloaded()",
+        "--preload",
+        "--workers",
+        str(workers),
+        "--worker-class",
+        "uvicorn_worker.UvicornWorker",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--log-level",
+        "warning",
+    ]
+    pythonpath = os.pathsep.join([str(ROOT), str(ROOT / "bench")])
+    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": pythonpath, **env})
+    base = Server(f"http://127.0.0.1:{port}")
+    base.pid = process.pid
+    base.process = process
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("gunicorn did not start") from None
+                time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 @dataclass
@@ -103,14 +160,23 @@ def _drive(url: str, requests: int, workers: int) -> None:
 
 
 def measure(
-    name: str, target: str, layers: str | None, workers: int, env: dict[str, str], requests: int
+    name: str,
+    target: str,
+    layers: str | None,
+    workers: int,
+    server_kind: str,
+    env: dict[str, str],
+    requests: int,
 ) -> Memory:
     factory = layers is not None
     app = "_stack_apps:stack" if factory else target
     path = "/ai/v1/chat/completions" if factory else "/v1/chat/completions"
-    with uvicorn_process(
-        app, factory=factory, env={**env, "BENCH_STACK": layers or ""}, workers=workers
-    ) as server:
+    env = {**env, "BENCH_STACK": layers or ""}
+    if server_kind == "uvicorn":
+        serving = uvicorn_process(app, factory=factory, env=env, workers=workers)
+    else:
+        serving = gunicorn_preload(env, workers)
+    with serving as server:
         pids = [server.pid]
         if workers > 1:
             deadline = time.monotonic() + 60
@@ -159,11 +225,13 @@ def main() -> None:
                 "BENCH_KEY_PREFIX": prefix,
                 "BENCH_DATA_DIR": str(data_dir),
             }
-            for name, spec, workers in STACKS:
+            for name, spec, workers, server_kind in STACKS:
                 if args.only and not any(word in name for word in args.only):
                     continue
                 baseline = spec.startswith("_")
-                row = measure(name, spec, None if baseline else spec, workers, env, args.requests)
+                row = measure(
+                    name, spec, None if baseline else spec, workers, server_kind, env, args.requests
+                )
                 print(
                     f"  {name:52} RSS {row.rss_mb:6.0f} MB  PSS {row.pss_mb:6.0f} MB  threads {row.threads}",
                     file=sys.stderr,
