@@ -4,6 +4,8 @@ share that memory (copy-on-write), where spawned workers each load their own."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 import yaml
 
 from asgi_aigw.testing import FakeProvider, ServerThread
+from asgi_aigw.testing.server import free_port
 
 from .support import aigw_serve
 
@@ -88,3 +91,17 @@ def test_preloaded_workers_share_the_models_loaded_before_the_fork(tmp_path: Pat
 
 def _cmdline(pid: int) -> str:
     return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+def test_preload_refuses_a_chdb_log(tmp_path: Path) -> None:
+    # chDB's engine, imported by the parent, hangs on its first query in a forked worker
+    done = subprocess.run(
+        [sys.executable, "-m", "asgi_aigw.cli", "serve", "--demo", "--preload", "--port", str(free_port())],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "--preload" in done.stderr
+    assert "chDB" in done.stderr

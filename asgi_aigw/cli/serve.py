@@ -74,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
     port = args.port if args.port is not None else config.server.port
     workers = args.workers if args.workers is not None else config.server.workers
     refusal = serve_refusal(config, host=host, port=port, workers=workers, demo=args.demo)
+    if refusal is None and args.preload:
+        refusal = _preload_refusal(config)
     if refusal is not None:
         print(f"aigw serve: {refusal}", file=sys.stderr)
         return 2
@@ -110,6 +112,17 @@ def run(args: argparse.Namespace) -> int:
         log_level=args.log_level,
     )
     return 0
+
+
+def _preload_refusal(config: GatewayConfig) -> str | None:
+    """chDB's engine, imported by the parent, hangs on its first query in a forked worker."""
+    sink = config.log.store if config.log is not None else None
+    if sink is not None and sink.startswith("chdb://"):
+        return (
+            f"--preload forks the workers after building the app, and chDB (log.store {sink}) does not "
+            "survive a fork: use log.store: jsonl://PATH or clickhouse://HOST:8123/DB, or drop --preload."
+        )
+    return None
 
 
 def _worker_class() -> str:

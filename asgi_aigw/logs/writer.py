@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("asgi_aigw.logs")
 
+#: Seconds lifespan startup waits for a sink opened early (chDB: well under one second when healthy).
+OPEN_EARLY_TIMEOUT = 30.0
+
 #: Seconds between repeated warnings about the same kind of trouble.
 _WARN_EVERY = 60.0
 
@@ -270,10 +273,11 @@ class LogWriter:
                 self._last_write = time.monotonic()  # closed when idle, like after a write
 
         try:
-            await asyncio.to_thread(prepare)
+            # bounded: a sink that hangs must not keep the server from serving (rows wait, then drop)
+            await asyncio.wait_for(asyncio.to_thread(prepare), OPEN_EARLY_TIMEOUT)
         except Exception as exc:
             logger.warning(
-                "request log: opening %s at startup failed (%s); retried on insert", self.sink.name, exc
+                "request log: opening %s at startup failed (%r); retried on insert", self.sink.name, exc
             )
 
     async def aclose(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
