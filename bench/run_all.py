@@ -57,6 +57,13 @@ def benchmarks(redis: str, plot_path: Path) -> list[Bench]:
             ["--seconds", "2", "--concurrency", "1", "4", "16", "64", "--redis", redis, "--plot", plot],
             needs=["wrk"],
         ),
+        Bench(
+            "stack",
+            ["--seconds", "3", "--rounds", "3", "--redis", redis],
+            ["--seconds", "2", "--rounds", "1", "--redis", redis],
+            needs=["wrk"],
+        ),
+        Bench("memory", ["--redis", redis], ["--redis", redis]),
         Bench("router", ["--seconds", "8"], ["--seconds", "2"], needs=["wrk"]),
         Bench("dialects", ["--seconds", "6"], ["--seconds", "2"], needs=["wrk"]),
         Bench(
@@ -169,6 +176,13 @@ def budget_checks() -> list[dict[str, Any]]:
         ),
     ]
     cache = _load("cache")
+    stack = _load("stack")
+    if stack is not None and isinstance(stack["results"], dict):
+        where = f"c={stack['results']['concurrency']}"
+        for ratio in stack["results"]["ratios"]:
+            unit = "x" if ratio["target"].endswith("x") else "%"
+            target, value, met = ratio["target"], ratio["measured"], ratio["met"]
+            checks.append((ratio["what"], where, target, value, unit, lambda _v, met=met: met))
     rows = [
         {
             "budget": what,
@@ -233,17 +247,22 @@ def summary(runs: list[dict[str, Any]], quick: bool) -> None:
     if checks:
         lines += [
             "",
-            "| performance budget (DESIGN.md) | where | target | measured | met |",
+            "| performance budget (DESIGN.md, issue 21) | where | target | measured | met |",
             "|---|---|---|---|---|",
         ]
         lines += [
             f"| {c['budget']} | {c['where']} | {c['target']} | {_fmt(c['measured'], c['unit'])} | {'yes' if c['met'] else 'no'} |"
             for c in checks
         ]
-    fullstack = RESULTS / "fullstack.md"
-    if fullstack.exists():
-        table = fullstack.read_text(encoding="utf-8").split("\n", 3)[-1]
-        lines += ["", "### Latency against concurrency (`bench/fullstack.py`)", "", table.strip()]
+    for stem, title in (
+        ("stack", "The whole gateway against the bare limits (`bench/stack.py`)"),
+        ("memory", "Memory per worker (`bench/memory.py`)"),
+        ("fullstack", "Latency against concurrency (`bench/fullstack.py`)"),
+    ):
+        path = RESULTS / f"{stem}.md"
+        if path.exists():
+            table = path.read_text(encoding="utf-8").split("\n", 3)[-1]
+            lines += ["", f"### {title}", "", table.strip()]
     (RESULTS / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     payload = {
         "date": stamp,

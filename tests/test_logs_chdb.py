@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 
 pytest.importorskip("chdb")
 
@@ -47,6 +48,23 @@ def gateway(fake: FakeProvider, config: LogConfig, *, inner: Any = None) -> Requ
 
 def hello(text: str, **extra: Any) -> dict[str, Any]:
     return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}], **extra}
+
+
+async def test_chdb_is_opened_at_startup_not_by_the_first_insert(
+    fake: FakeProvider, chdb_url: str, table: str, tmp_path: Path
+) -> None:
+    # opening chDB imports pandas and pyarrow and starts its engine: done by the first insert, in a
+    # worker thread holding the GIL, it stalled the requests being served
+    app = gateway(fake, log_config(chdb_url, table, tmp_path))
+    writer = app.writer
+    assert writer is not None
+    assert not writer._sink_open
+    async with LifespanManager(app):
+        assert writer._sink_open  # before any request, and closed when idle like after a write
+        sink = writer.sink
+        assert isinstance(sink, ClickHouseSink)
+        assert sink._client is not None
+        assert sink._schema_ready
 
 
 async def test_n_requests_through_the_stack_make_n_rows_in_chdb(

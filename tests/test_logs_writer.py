@@ -360,3 +360,31 @@ def test_unknown_sink_schemes_are_configuration_errors() -> None:
     with pytest.raises(ConfigError, match="not a valid ClickHouse"):
         LOG_STORES.open("chdb:///tmp/x?table=drop;table")
     assert parse_config({"log": {"store": None}}).log == LogConfig(store=None)
+
+
+class HangingOpenSink(MemorySink):
+    """A sink that asks to be opened at startup and whose opening never returns (until released)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def open_early(self) -> None:
+        self.release.wait(10)
+
+
+async def test_a_sink_that_hangs_when_opened_early_does_not_hold_startup(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from asgi_aigw.logs import writer as writer_module
+
+    monkeypatch.setattr(writer_module, "OPEN_EARLY_TIMEOUT", 0.2)
+    sink = HangingOpenSink()
+    writer = LogWriter(sink, spool_dir=None)
+    try:
+        await asyncio.wait_for(writer.prepare(), timeout=5)
+        assert "opening memory" in caplog.text
+        assert "TimeoutError" in caplog.text
+    finally:
+        sink.release.set()
+        await writer.aclose()

@@ -127,6 +127,15 @@ async def test_cancelled_caller_does_not_break_the_worker(minilm: FastEmbedEmbed
     assert len((await minilm.embed(["still works"]))[0]) == 384
 
 
+def test_onnxruntime_session_is_sized_on_purpose() -> None:
+    # the arena would keep the memory of the largest batch ever seen; threads are the configured ones
+    embedder = FastEmbedEmbedder(threads=2)
+    embedder.load()
+    options = embedder._model.model.model.get_session_options()
+    assert options.enable_cpu_mem_arena is False
+    assert (options.intra_op_num_threads, options.inter_op_num_threads) == (2, 2)
+
+
 def test_nothing_loads_before_first_use() -> None:
     embedder = FastEmbedEmbedder()
     assert embedder._model is None

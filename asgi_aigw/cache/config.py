@@ -67,6 +67,10 @@ class CacheConfig(BodyLimits):
     max_temperature: float | None = Field(default=1.0, ge=0)
     #: Answers larger than this (bytes) are not stored.
     max_entry_bytes: int = Field(default=1024 * 1024, ge=1024)
+    #: Semantic stores (embedding the question, upserting the vector) run after the answer has gone;
+    #: past this many under way, an answer is not added to the semantic layer (its exact entry still
+    #: is), counted in ``stores_skipped`` and the ``aigw_cache_stores_skipped`` metric.
+    max_pending_stores: int = Field(default=256, ge=1)
     #: Seconds between background sweeps of expired vectors.
     cleanup_interval: float = Field(default=300.0, gt=0)
     #: A failing store or embedder is logged at most once per this many seconds (each failure is a miss).

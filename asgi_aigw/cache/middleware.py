@@ -140,6 +140,10 @@ class SemanticCacheMiddleware:
         self._log_failure = _ThrottledLog(config.error_log_interval)
         self._last_cleanup = time.monotonic()
         self._background: set[asyncio.Task[None]] = set()
+        #: Semantic stores (embedding, upsert) under way after their answers have gone.
+        self._stores: set[asyncio.Task[None]] = set()
+        #: Answers not added to the semantic layer because ``max_pending_stores`` were under way.
+        self.stores_skipped = 0
         self._decoded: dict[bytes, Entry] = {}
 
     # -- public helpers -------------------------------------------------------------------------------
@@ -162,9 +166,10 @@ class SemanticCacheMiddleware:
         return exact, vectors
 
     async def drain(self) -> None:
-        """Wait for background work (embedder warm-up, expired-vector sweeps) started so far."""
-        while self._background:
-            await asyncio.gather(*list(self._background), return_exceptions=True)
+        """Wait for background work (embedder warm-up, semantic stores, expired-vector sweeps) started
+        so far."""
+        while self._background or self._stores:
+            await asyncio.gather(*self._background, *self._stores, return_exceptions=True)
 
     async def aclose(self) -> None:
         await self.drain()
@@ -334,12 +339,18 @@ class SemanticCacheMiddleware:
         embedder = self.embedder
         if embedder is None:
             return None, MISS, None, None
+        earlier = set(self._stores)
         try:
             async with asyncio.timeout(self.config.lookup_timeout):
                 vector = (await embedder.embed([keys.question]))[0]
         except Exception as exc:
             self._log_failure("the embedder", exc)
             return None, MISS, None, None
+        pending = {task for task in earlier if not task.done()}
+        if pending:
+            # read the writes started before this lookup: their embeddings were queued before this
+            # one's, so what is left of them is mostly the upsert; bounded like any lookup step
+            await asyncio.wait(pending, timeout=self.config.lookup_timeout)
         try:
             async with asyncio.timeout(self.config.lookup_timeout):
                 matches = await self.vector.search(
@@ -439,24 +450,48 @@ class SemanticCacheMiddleware:
         if answer is None or not answer.worth_storing(cache_tool_calls=self.config.cache_tool_calls):
             return
         answer.keep_headers(tap.headers)
-        await self._store(keys, answer, controls.ttl, vector)
+        await self._store(ctx, keys, answer, controls.ttl, vector)
 
-    async def _store(self, keys: CacheKeys, answer: Entry, ttl: float, vector: list[float] | None) -> None:
+    async def _store(
+        self, ctx: RequestContext, keys: CacheKeys, answer: Entry, ttl: float, vector: list[float] | None
+    ) -> None:
         raw = answer.to_bytes()
         if len(raw) > self.config.max_entry_bytes:
             return
+        # the exact entry is written before the request ends (one quick SET), so the same question
+        # asked next is a hit; the semantic entry (an embedding, an upsert) is left to a task, bounded
         try:
             await self.exact.set(keys.exact, raw, ttl)
         except Exception as exc:
             self._log_failure("the exact store", exc)
         if self.vector is None or keys.scope is None or keys.question is None:
             return
+        if len(self._stores) >= self.config.max_pending_stores:
+            # overloaded: answers keep their pace, the semantic layer misses this one
+            self.stores_skipped += 1
+            ctx.cache_store_skipped = True
+            return
+        work = self._store_vector(self.vector, keys, keys.question, keys.scope, raw, ttl, vector)
+        task = asyncio.get_running_loop().create_task(work)
+        self._stores.add(task)
+        task.add_done_callback(self._stores.discard)
+
+    async def _store_vector(
+        self,
+        store: VectorStore,
+        keys: CacheKeys,
+        question: str,
+        scope: str,
+        raw: bytes,
+        ttl: float,
+        vector: list[float] | None,
+    ) -> None:
         if vector is None:
             embedder = self.embedder
             if embedder is None:
                 return
             try:
-                vector = (await embedder.embed([keys.question]))[0]
+                vector = (await embedder.embed([question]))[0]
             except Exception as exc:
                 self._log_failure("the embedder", exc)
                 return
@@ -464,13 +499,13 @@ class SemanticCacheMiddleware:
             id=point_id(keys.exact),
             vector=vector,
             tenant=tenant_tag(keys.tenant),
-            scope=keys.scope,
+            scope=scope,
             expires_at=time.time() + ttl,
-            question=keys.question,
+            question=question,
             answer=raw.decode(),
         )
         try:
-            await self.vector.upsert(entry)
+            await store.upsert(entry)
         except Exception as exc:
             self._log_failure("the vector store", exc)
             return

@@ -26,6 +26,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--port", type=int, help="port (default 8000)")
     parser.add_argument("--workers", type=int, help="worker processes (default 1)")
     parser.add_argument(
+        "--preload",
+        action="store_true",
+        help="load the models once, then fork the workers (gunicorn): they share that memory",
+    )
+    parser.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )
     parser.set_defaults(handler=run)
@@ -70,6 +75,8 @@ def with_env_traces(config: GatewayConfig, env: Mapping[str, str] | None = None)
 def run(args: argparse.Namespace) -> int:
     try:
         uvicorn = require("uvicorn", "server")
+        if args.preload:
+            require("gunicorn", "server")
         if args.demo:
             from .demo import demo_config
 
@@ -100,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
     port = args.port if args.port is not None else config.server.port
     workers = args.workers if args.workers is not None else config.server.workers
     refusal = serve_refusal(config, host=host, port=port, workers=workers, demo=args.demo)
+    if refusal is None and args.preload:
+        refusal = _preload_refusal(config)
     if refusal is not None:
         print(f"aigw serve: {refusal}", file=sys.stderr)
         return 2
@@ -127,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"usage dashboard: http://{host}:{port}{config.prefix}/dashboard/", file=sys.stderr)
     if config.log is not None and config.log.metrics is not None and config.log.metrics.serve:
         print(f"metrics: http://{host}:{port}{config.prefix}/metrics", file=sys.stderr)
+    if args.preload:
+        return _serve_preloaded(config, host=host, port=port, workers=workers, log_level=args.log_level)
     uvicorn.run(
         "asgi_aigw.cli.serve:app_factory",
         factory=True,
@@ -135,4 +146,52 @@ def run(args: argparse.Namespace) -> int:
         workers=workers,
         log_level=args.log_level,
     )
+    return 0
+
+
+def _preload_refusal(config: GatewayConfig) -> str | None:
+    """chDB's engine, imported by the parent, hangs on its first query in a forked worker."""
+    sink = config.log.store if config.log is not None else None
+    if sink is not None and sink.startswith("chdb://"):
+        return (
+            f"--preload forks the workers after building the app, and chDB (log.store {sink}) does not "
+            "survive a fork: use log.store: jsonl://PATH or clickhouse://HOST:8123/DB, or drop --preload."
+        )
+    return None
+
+
+def _worker_class() -> str:
+    """uvicorn's worker for gunicorn: the ``uvicorn-worker`` package, else the one uvicorn still ships."""
+    try:
+        require("uvicorn_worker", "server")
+    except MissingDependency:
+        return "uvicorn.workers.UvicornWorker"
+    return "uvicorn_worker.UvicornWorker"
+
+
+def _serve_preloaded(config: GatewayConfig, *, host: str, port: int, workers: int, log_level: str) -> int:
+    """Build the app and load what it loads lazily in this process, then let gunicorn fork the workers
+    (uvicorn's worker class): the models' memory is shared copy-on-write instead of loaded per worker."""
+    from ..preload import preload
+
+    application: Any = require("gunicorn.app.base", "server").BaseApplication
+    app = app_factory()
+    preload(app, config)
+    options = {
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        "worker_class": _worker_class(),
+        "loglevel": log_level,
+        "preload_app": True,
+    }
+
+    class PreloadedServer(application):  # type: ignore[misc]
+        def load_config(self) -> None:
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> ASGIApp:
+            return app
+
+    PreloadedServer().run()
     return 0

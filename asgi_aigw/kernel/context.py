@@ -189,6 +189,8 @@ class RequestContext:
     #: "hit-exact", "hit-semantic", "miss", "bypass" or None when no cache ran.
     cache_status: str | None = None
     cache_score: float | None = None
+    #: True when the cache left this answer out of its semantic layer (too many stores under way).
+    cache_store_skipped: bool = False
 
     #: Who answered: provider name ("openai", "anthropic", ...), upstream model, deployment id.
     provider: str | None = None

@@ -171,6 +171,11 @@ class ClickHouseSink:
             if name not in existing:
                 client.command(f"ALTER TABLE {self.qualified_table} ADD COLUMN IF NOT EXISTS `{name}` {kind}")
 
+    def open_early(self) -> None:
+        """Connect now (chDB only; a server connects fast enough on the first insert, and may be down)."""
+        if self.is_chdb:
+            self.client()
+
     # -- LogSink ------------------------------------------------------------------------------------
 
     def write(self, rows: Sequence[LogRow], batch_id: str) -> None:

@@ -141,6 +141,11 @@ class GatewayMetrics:
             ("outcome",),
             registry=r,
         )
+        self.cache_stores_skipped = counter(
+            "aigw_cache_stores_skipped",
+            "Answers the cache left out of its semantic layer because too many stores were under way.",
+            registry=r,
+        )
         self.budget_rejections = counter(
             "aigw_budget_rejections",
             "Requests refused with 429 before reaching a provider (budget, rate).",
@@ -227,6 +232,8 @@ class GatewayMetrics:
             child(self.cost, model, *tenant).inc(ctx.cost)
         if ctx.cache_status:
             child(self.cache, ctx.cache_status).inc()
+        if ctx.cache_store_skipped:
+            self.cache_stores_skipped.inc()
         if status == 429 and ctx.attempts == 0:
             # refused by a gateway layer (budget, rate limit) before any provider was tried
             child(self.budget_rejections, *tenant).inc()

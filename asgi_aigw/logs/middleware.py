@@ -86,6 +86,10 @@ class RequestLogMiddleware:
         self._log_bodies = config.log_bodies
         self._max_body = config.max_body_chars
 
+    async def _start(self) -> None:
+        if self.writer is not None:
+            await self.writer.prepare()
+
     async def aclose(self) -> None:
         """Flush the log and close its sink (done at lifespan shutdown, and at exit without one)."""
         if self.writer is not None:
@@ -94,7 +98,9 @@ class RequestLogMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             if scope["type"] == "lifespan":
-                await lifespan_passthrough(self.app, scope, receive, send, on_shutdown=self.aclose)
+                await lifespan_passthrough(
+                    self.app, scope, receive, send, on_startup=self._start, on_shutdown=self.aclose
+                )
             else:
                 await self.app(scope, receive, send)
             return

@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("asgi_aigw.logs")
 
+#: Seconds lifespan startup waits for a sink opened early (chDB: well under one second when healthy).
+OPEN_EARLY_TIMEOUT = 30.0
+
 #: Seconds between repeated warnings about the same kind of trouble.
 _WARN_EVERY = 60.0
 
@@ -253,6 +256,29 @@ class LogWriter:
             return False
         finally:
             self._force -= 1
+
+    async def prepare(self) -> None:
+        """Open a sink that says it is worth opening early (chDB: its first connection imports pandas and
+        pyarrow and starts the engine, holding the GIL for a few hundred milliseconds; done by the
+        first insert, in a worker thread, that stalled the event loop serving requests). Called at
+        lifespan startup, before requests; a failure is logged and left to the first insert."""
+        open_early = getattr(self.sink, "open_early", None)
+        if open_early is None:
+            return
+
+        def prepare() -> None:
+            with self._ship_lock:
+                open_early()
+                self._sink_open = True
+                self._last_write = time.monotonic()  # closed when idle, like after a write
+
+        try:
+            # bounded: a sink that hangs must not keep the server from serving (rows wait, then drop)
+            await asyncio.wait_for(asyncio.to_thread(prepare), OPEN_EARLY_TIMEOUT)
+        except Exception as exc:
+            logger.warning(
+                "request log: opening %s at startup failed (%r); retried on insert", self.sink.name, exc
+            )
 
     async def aclose(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
         """Flush, stop the background tasks, close the sink and release the spool. True when every row

@@ -149,6 +149,13 @@ def _parse_bpe(data: bytes) -> dict[bytes, int]:
     return ranks
 
 
+def _drop_python_ranks(encoding: tiktoken.Encoding) -> None:
+    """Free the Python dict of ranks the ``Encoding`` keeps beside its Rust core (about 27 MB for
+    o200k_base, per worker): encoding and decoding use only the core; tiktoken reads the dict only to
+    pickle an encoding, which the gateway never does."""
+    encoding._mergeable_ranks = {}
+
+
 def get_encoding(name: EncodingName, config: RuntimeConfig | None = None) -> tiktoken.Encoding:
     """The tiktoken ``Encoding`` ``name``, loaded from verified local files on first use.
 
@@ -171,6 +178,7 @@ def get_encoding(name: EncodingName, config: RuntimeConfig | None = None) -> tik
                     mergeable_ranks=_parse_bpe(bpe.data),
                     special_tokens=_SPECIAL_TOKENS[name],
                 )
+            _drop_python_ranks(encoding)
             _encodings[name] = encoding
     return encoding
 

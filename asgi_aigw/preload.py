@@ -1,0 +1,40 @@
+"""``preload``: load now what the gateway would load on first use, before a server forks its workers.
+
+A worker that loads the tokenizer, the PII engine and the embedding model itself holds its own copy of
+each; loaded once in the parent (``aigw serve --preload``, or ``gunicorn --preload``), they are shared
+copy-on-write by every forked worker. ``gc.freeze()`` then keeps the collector from touching (and so
+copying) the pages of everything loaded so far.
+"""
+
+from __future__ import annotations
+
+import gc
+from typing import Any
+
+from .config import GatewayConfig
+from .kernel.types import ASGIApp
+from .runtime.tokens import encoding_for_model, get_encoding
+
+
+def preload(app: ASGIApp, config: GatewayConfig | None = None) -> None:
+    """Load the tokenizer encodings of ``config``'s models (when it has a budget, which counts every
+    prompt's tokens) and, in each layer of ``app`` (followed through ``.app``), the redaction engine
+    and the semantic cache's embedding model; then freeze the collector's view of everything loaded.
+    Starts no thread: safe to call before a fork."""
+    if config is not None and config.budget is not None:  # the budget counts every prompt's tokens
+        names = {name for m in config.router.models for name in (m.name, *(d.model for d in m.deployments))}
+        for encoding in sorted({encoding_for_model(name) for name in names} or {encoding_for_model(None)}):
+            get_encoding(encoding)
+    layer: Any = app
+    seen: set[int] = set()
+    while layer is not None and id(layer) not in seen:
+        seen.add(id(layer))
+        scanner = getattr(layer, "scanner", None)
+        if scanner is not None and hasattr(scanner, "engine"):
+            scanner.engine()  # Presidio's recognizers, spaCy's model unless regex-only
+        if getattr(layer, "vector", None) is not None:
+            load = getattr(layer.embedder, "load", None)  # fastembed's ONNX model, on this thread
+            if load is not None:
+                load()
+        layer = getattr(layer, "app", None)
+    gc.freeze()

@@ -1,0 +1,283 @@
+"""The whole gateway against the bare limits, and what each layer costs, over HTTP.
+
+    python bench/stack.py [--seconds 3] [--rounds 3] [--concurrency 32] [--redis redis://127.0.0.1:6379/0]
+
+Every target is one uvicorn process (uvloop, httptools, one worker) on 127.0.0.1 in front of a
+FakeProvider process answering at once (the 0-ms upstream), loaded by wrk with ``--concurrency``
+connections. The targets take turns, round after round (interleaved, so a slower minute on a shared
+machine hits all of them), and each figure is the median of the rounds: requests per second, p50 and
+p99 latency, and server CPU per request (the process's CPU time over the requests it served).
+
+- the limits: a bare ASGI app returning fixed JSON (the most a cache hit can do), a bare aiohttp proxy
+  (the most a pass-through can do);
+- the router alone;
+- the full stack: tenant (header) + budget (Redis) + regex-only redaction + cache (Redis exact and the
+  embedded Qdrant Edge semantic layer, the default) + request log (chDB, the default): an exact hit
+  (the same question every time), the answer forwarded and stored (``Cache-Control: no-cache``, with
+  the semantic layer off and on), and unique questions (embedding, search, forward, store);
+- one layer at a time in front of the router.
+
+Writes bench/results/stack.{md,json}, with the ratios issue 21 sets as targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shutil
+import statistics
+import sys
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _harness import LoadResult, Server, check_answers, require_wrk, uvicorn_process, write_results, wrk
+
+BODY = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello, how are you today?"}]}'
+FULL = "tenant,budget,redact,exact,semantic,chdb"
+FULL_NO_SEMANTIC = "tenant,budget,redact,exact,chdb"
+
+
+def _fixed(*headers: tuple[str, str]) -> str:
+    """A wrk script posting BODY with ``headers`` (the tenant header always)."""
+    lines = [
+        'wrk.method = "POST"',
+        'wrk.headers["Content-Type"] = "application/json"',
+        'wrk.headers["x-tenant-id"] = "bench"',
+        *(f'wrk.headers["{name}"] = "{value}"' for name, value in headers),
+        "wrk.body = '" + BODY.decode() + "'",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+SAME = _fixed()
+NO_CACHE = _fixed(("Cache-Control", "no-cache"))
+#: Every request a new question (letters only, so no PII pattern fires), from each wrk thread's counter.
+UNIQUE = r"""
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+local counter = 0
+local function letters(n)
+  local s = ""
+  repeat
+    s = s .. string.char(97 + n % 26)
+    n = math.floor(n / 26)
+  until n == 0
+  return s
+end
+function request()
+  counter = counter + 1
+  local body = '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Tell me about '
+    .. RUN .. letters(tid) .. " " .. letters(counter) .. '"}]}'
+  return wrk.format("POST", nil, {["Content-Type"] = "application/json", ["x-tenant-id"] = "bench"}, body)
+end
+"""
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    #: ``module:app`` of a baseline, or the layers of ``_stack_apps:stack`` (comma-separated).
+    app: str
+    script: str
+    group: str = "stack"
+
+    @property
+    def baseline(self) -> bool:
+        return ":" in self.app
+
+
+BARE = Target("bare ASGI app, fixed JSON", "_baselines:fixed_json", SAME, "limit")
+PROXY = Target("bare aiohttp proxy", "_baselines:aiohttp_proxy", SAME, "limit")
+ROUTER = Target("ProviderRouter alone", "", SAME)
+HIT = Target("full stack, exact hit", FULL, SAME)
+STORED = Target("full stack, forwarded and stored (no-cache, semantic off)", FULL_NO_SEMANTIC, NO_CACHE)
+STORED_SEMANTIC = Target("full stack, forwarded and stored (no-cache, semantic on)", FULL, NO_CACHE)
+UNIQUE_Q = Target("full stack, unique questions", FULL, UNIQUE)
+TARGETS = [
+    BARE,
+    PROXY,
+    ROUTER,
+    HIT,
+    STORED,
+    STORED_SEMANTIC,
+    UNIQUE_Q,
+    Target("router + tenant (header)", "tenant", SAME, "layer"),
+    Target("router + budget (memory)", "budget-memory", SAME, "layer"),
+    Target("router + budget (Redis)", "budget", SAME, "layer"),
+    Target("router + redaction (regex-only)", "redact", SAME, "layer"),
+    Target("router + request log (chDB)", "chdb", SAME, "layer"),
+    Target("router + cache, storing every answer (Redis + Qdrant Edge)", "exact,semantic", NO_CACHE, "layer"),
+    Target("router + cache, exact hit (Redis)", "exact", SAME, "layer"),
+    Target("router + cache, exact hit (memory)", "exact-memory", SAME, "layer"),
+]
+
+
+def median_result(samples: list[LoadResult]) -> LoadResult:
+    first = samples[0]
+    return LoadResult(
+        first.name,
+        first.concurrency,
+        statistics.median(s.requests_per_s for s in samples),
+        statistics.median(s.p50_ms for s in samples),
+        statistics.median(s.p99_ms for s in samples),
+        sum(s.errors for s in samples),
+        sum(s.requests for s in samples),
+        statistics.median(s.cpu_us_per_request or 0.0 for s in samples),
+    )
+
+
+def ratios(by: dict[str, LoadResult]) -> list[tuple[str, float, str, bool]]:
+    """(what, value, target, met) for issue 21's "done when" ratios."""
+    bare, proxy = by[BARE.name], by[PROXY.name]
+    hit, router = by[HIT.name], by[ROUTER.name]
+    stored, unique = by[STORED.name], by[UNIQUE_Q.name]
+    items = [
+        (
+            "full stack exact hit / bare fixed-JSON app (req/s)",
+            hit.requests_per_s / bare.requests_per_s,
+            0.25,
+        ),
+        (
+            "full stack forwarded and stored, semantic off / bare aiohttp proxy",
+            stored.requests_per_s / proxy.requests_per_s,
+            0.40,
+        ),
+        (
+            "full stack unique questions / bare aiohttp proxy",
+            unique.requests_per_s / proxy.requests_per_s,
+            0.20,
+        ),
+        ("router alone / bare aiohttp proxy", router.requests_per_s / proxy.requests_per_s, 0.60),
+    ]
+    out = [(what, value, f">= {target:.0%}", value >= target) for what, value, target in items]
+    tail = hit.p99_ms / hit.p50_ms if hit.p50_ms else float("inf")
+    out.append(("full stack exact hit p99 / its p50", tail, "<= 5x", tail <= 5))
+    return out
+
+
+def table(
+    targets: list[Target], results: list[LoadResult], rounds: int, seconds: float, concurrency: int
+) -> str:
+    by = {r.name: r for r in results}
+    lines = [
+        f"One uvicorn worker per target, wrk with {concurrency} connections, {seconds:g} s per target and round,",
+        f"medians of {rounds} interleaved rounds; the upstream is FakeProvider answering at once. Full stack:",
+        "tenant (header) + budget (Redis) + regex-only redaction + cache (Redis exact + Qdrant Edge semantic)",
+        "+ request log (chDB).",
+        "",
+        "| target | req/s | p50 ms | p99 ms | server CPU µs/req | errors |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    layer_heading = False
+    for target in targets:
+        if target.group == "layer" and not layer_heading:
+            layer_heading = True
+            lines.append("| *one layer in front of the router:* | | | | | |")
+        r = by[target.name]
+        lines.append(
+            f"| {r.name} | {r.requests_per_s:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
+            f"{r.cpu_us_per_request or 0:,.0f} | {r.errors} |"
+        )
+    if any(t.name not in by for t in (BARE, PROXY, ROUTER, HIT, STORED, UNIQUE_Q)):
+        return "\n".join(lines)
+    lines += ["", "| ratio (issue 21's targets) | measured | target | met |", "|---|---:|---|---|"]
+    for what, value, target, met in ratios(by):
+        shown = f"{value:.1f}x" if target.endswith("x") else f"{value:.0%}"
+        lines.append(f"| {what} | {shown} | {target} | {'yes' if met else 'no'} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--only", nargs="+", help="targets whose name contains one of these (and the limits)")
+    args = parser.parse_args()
+    require_wrk()
+    targets = [
+        t for t in TARGETS if not args.only or t.group == "limit" or any(w in t.name for w in args.only)
+    ]
+    prefix = f"aigw-bench-{uuid.uuid4().hex[:8]}:"
+    data_dir = Path(tempfile.mkdtemp(prefix="aigw-bench-stack-"))
+    samples: dict[str, list[LoadResult]] = {t.name: [] for t in targets}
+    try:
+        with contextlib.ExitStack() as stack:
+            fake = stack.enter_context(uvicorn_process("asgi_aigw.testing.fake_provider:app"))
+            env = {
+                "BENCH_UPSTREAM": f"{fake}/v1/chat/completions",
+                "BENCH_REDIS": args.redis,
+                "BENCH_KEY_PREFIX": prefix,
+                "BENCH_DATA_DIR": str(data_dir),
+            }
+            servers: dict[str, tuple[Server, str]] = {}
+            for t in targets:
+                if t.baseline:
+                    server = stack.enter_context(uvicorn_process(t.app, env=env))
+                    path = "/v1/chat/completions"
+                else:
+                    server = stack.enter_context(
+                        uvicorn_process("_stack_apps:stack", factory=True, env={**env, "BENCH_STACK": t.app})
+                    )
+                    path = "/ai/v1/chat/completions"
+                check_answers(f"{server}{path}", BODY, {"x-tenant-id": "bench"})
+                servers[t.name] = (server, path)
+            for round_no in range(args.rounds):
+                for t in targets:
+                    server, path = servers[t.name]
+                    script = t.script.replace("RUN", f'"r{round_no}{uuid.uuid4().hex[:6]} "')
+                    result = wrk(
+                        t.name,
+                        f"{server}{path}",
+                        BODY,
+                        concurrency=args.concurrency,
+                        seconds=args.seconds,
+                        warmup=1.0 if round_no == 0 else 0.0,
+                        pid=server.pid,
+                        lua=script,
+                    )
+                    print(
+                        f"  r{round_no} {t.name:60} {result.requests_per_s:8.0f} req/s  p50 {result.p50_ms:7.2f}"
+                        f"  p99 {result.p99_ms:7.2f} ms  cpu {result.cpu_us_per_request or 0:6.0f} us/req"
+                        f"  errors {result.errors}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    samples[t.name].append(result)
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+        _cleanup(args.redis, prefix)
+    results = [median_result(s) for s in samples.values()]
+    report = table(targets, results, args.rounds, args.seconds, args.concurrency)
+    by = {r.name: r for r in results}
+    checks = (
+        [{"what": w, "measured": v, "target": t, "met": m} for w, v, t, m in ratios(by)]
+        if all(t.name in by for t in (BARE, PROXY, ROUTER, HIT, STORED, UNIQUE_Q))
+        else []
+    )
+    data = {"concurrency": args.concurrency, "targets": results, "ratios": checks}
+    write_results("stack", "The whole gateway against the bare limits", report, data)
+
+
+def _cleanup(url: str, prefix: str) -> None:
+    """Delete this run's keys (budget windows, cached answers)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    for start in range(0, len(keys), 500):
+        client.unlink(*keys[start : start + 500])
+
+
+if __name__ == "__main__":
+    main()

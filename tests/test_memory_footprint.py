@@ -1,0 +1,141 @@
+"""What a worker holds: each check runs in a fresh interpreter, so nothing an earlier test loaded counts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_python(code: str) -> dict[str, object]:
+    """Run ``code`` in a new interpreter (this checkout first on the path); its last stdout line as JSON."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    result: dict[str, object] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def test_a_loaded_encoding_keeps_no_python_copy_of_its_ranks() -> None:
+    result = run_python(
+        """
+        import gc, json, tracemalloc
+        import tiktoken
+        from asgi_aigw.runtime.tokens import count_text_tokens, get_encoding
+        tracemalloc.start()
+        get_encoding("o200k_base")
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0]
+        print(json.dumps({"held": held, "count": count_text_tokens("Hello, how are you today?", "gpt-4o")}))
+        """
+    )
+    # o200k_base's 200,000 ranks as a Python dict of bytes are about 27 MB; the Rust core is not traced
+    assert int(result["held"]) < 8_000_000  # type: ignore[call-overload]
+    assert result["count"] == 7  # counting still works on the core alone
+
+
+HEAVY = (
+    "onnxruntime",
+    "fastembed",
+    "tokenizers",
+    "qdrant_edge",
+    "qdrant_client",
+    "chdb",
+    "clickhouse_connect",
+)
+
+
+def test_a_stack_without_the_semantic_layer_or_chdb_loads_neither() -> None:
+    result = run_python(
+        """
+        import asyncio, json, sys
+        import httpx
+        from asgi_aigw import build_app
+        from asgi_aigw.config import GatewayConfig
+        from asgi_aigw.testing import FakeProvider, StreamingASGITransport
+
+        url = "http://fake.invalid/v1"
+        model = {"provider": "openai", "model": "gpt-4o-mini", "base_url": url, "api_key": "sk-test-not-a-real-key"}
+        config = GatewayConfig.model_validate({
+            "router": {"models": [{"name": "gpt-4o-mini", "deployments": [model]}]},
+            "tenant": {"header": "x-tenant-id"},
+            "budget": {"store": "memory://", "limits": {"requests_per_minute": 1000}},
+            "redact": {"regex_only": True},
+            "cache": {"store": "memory://", "vector_store": None},
+            "log": {"store": "memory://", "spool_dir": None},
+        })
+        app = build_app(config, transports={url: StreamingASGITransport(FakeProvider())}, env={})
+
+        async def main():
+            transport = httpx.ASGITransport(app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+                for question in ("What is the capital of France?", "What is the capital of France?"):
+                    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": question}]}
+                    response = await client.post("/ai/v1/chat/completions", json=body, headers={"x-tenant-id": "t"})
+                    assert response.status_code == 200, response.text
+            await asyncio.sleep(0.2)
+            return response.headers.get("x-aigw-cache")
+
+        cache = asyncio.run(main())
+        print(json.dumps({"cache": cache, "modules": sorted({m.split(".")[0] for m in sys.modules})}))
+        """
+    )
+    assert result["cache"] == "hit-exact"  # the cache did run, on its exact layer alone
+    loaded = set(result["modules"])  # type: ignore[call-overload]
+    assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))
+
+
+def test_preload_loads_what_the_layers_would_load_later_and_starts_no_thread() -> None:
+    result = run_python(
+        """
+        import gc, json, threading
+        from asgi_aigw import build_app
+        from asgi_aigw.cache import SemanticCacheMiddleware
+        from asgi_aigw.config import GatewayConfig
+        from asgi_aigw.preload import preload
+        from asgi_aigw.redact import RedactMiddleware
+        from asgi_aigw.runtime import tokens
+
+        model = {"model": "gpt-4o-mini", "base_url": "http://fake.invalid/v1", "api_key": "sk-test-not-a-real-key"}
+        config = GatewayConfig.model_validate({
+            "router": {"models": [{"name": "gpt-4o-mini", "deployments": [model]}]},
+            "budget": {"store": "memory://"},
+            "redact": {"regex_only": True},
+            "cache": {"store": "memory://", "vector_store": "memory://"},
+        })
+        app = build_app(config, env={})
+        layers = {}
+        layer = app
+        while layer is not None:
+            layers[type(layer).__name__] = layer
+            layer = getattr(layer, "app", None)
+        before = threading.active_count()
+        preload(app, config)
+        print(json.dumps({
+            "threads": [before, threading.active_count()],
+            "encodings": sorted(tokens._encodings),
+            "engine": layers["RedactMiddleware"].scanner._engine is not None,
+            "model": layers["SemanticCacheMiddleware"].embedder._model is not None,
+            "frozen": gc.get_freeze_count() > 0,
+        }))
+        """
+    )
+    assert result == {
+        "threads": [1, 1],
+        "encodings": ["o200k_base"],
+        "engine": True,
+        "model": True,
+        "frozen": True,
+    }

@@ -1,0 +1,107 @@
+"""``aigw serve --preload``: the app and its models are loaded once, then the workers are forked and
+share that memory (copy-on-write), where spawned workers each load their own."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from asgi_aigw.testing import FakeProvider, ServerThread
+from asgi_aigw.testing.server import free_port
+
+from .support import aigw_serve
+
+pytest.importorskip("gunicorn")
+
+
+@pytest.fixture(scope="module")
+def fake_url() -> Iterator[str]:
+    server = ServerThread(FakeProvider())
+    server.start()
+    try:
+        yield f"{server.base_url}/v1"
+    finally:
+        server.stop()
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(p) for p in (task / "children").read_text().split()]
+    return found
+
+
+def shared_mb(pid: int) -> float:
+    """Pages this process shares with others (``Shared_Clean`` + ``Shared_Dirty``), in MB."""
+    total = 0
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith(("Shared_Clean:", "Shared_Dirty:")):
+            total += int(line.split()[1])
+    return total / 1024
+
+
+def maps(pid: int) -> str:
+    return Path(f"/proc/{pid}/maps").read_text()
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps_rollup").exists(), reason="Linux /proc needed")
+def test_preloaded_workers_share_the_models_loaded_before_the_fork(tmp_path: Path, fake_url: str) -> None:
+    config = {
+        "router": {
+            "models": [
+                {
+                    "name": "gpt-4o-mini",
+                    "deployments": [
+                        {"model": "gpt-4o-mini", "base_url": fake_url, "api_key": "sk-test-not-a-real-key"}
+                    ],
+                }
+            ]
+        },
+        "redact": {"regex_only": True},
+        "cache": {"store": "memory://", "vector_store": "memory://"},
+    }
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(config))
+    args = ("--config", str(path), "--workers", "2", "--preload")
+    with aigw_serve(*args, cwd=tmp_path, env=os.environ) as base:
+        url = f"{base}/ai/v1/chat/completions"
+        with httpx.Client(timeout=60) as client:
+            for question in ("How do I undo the last git commit?", "How can I undo my last commit in git?"):
+                body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": question}]}
+                # a new connection each time: both workers serve some
+                response = client.post(url, json=body, headers={"connection": "close"})
+                assert response.status_code == 200, response.text
+        master = next(p for p in children(os.getpid()) if "asgi_aigw.cli" in _cmdline(p))
+        workers = children(master)
+        assert len(workers) == 2
+        # the embedding model and the PII engine were loaded by the parent, before the fork
+        assert "onnxruntime" in maps(master)
+        assert "/spacy/" in maps(master)  # imported by Presidio
+        for worker in workers:
+            # onnxruntime's weights (~160 MB as loaded) are among the pages each worker shares
+            assert shared_mb(worker) > 150
+
+
+def _cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+def test_preload_refuses_a_chdb_log(tmp_path: Path) -> None:
+    # chDB's engine, imported by the parent, hangs on its first query in a forked worker
+    done = subprocess.run(
+        [sys.executable, "-m", "asgi_aigw.cli", "serve", "--demo", "--preload", "--port", str(free_port())],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "--preload" in done.stderr
+    assert "chDB" in done.stderr
