@@ -80,7 +80,7 @@ def _dashboard(config: GatewayConfig, gateway: ASGIApp) -> ASGIApp:
     from .dashboard import DashboardApp
 
     assert config.dashboard is not None
-    log_layer = gateway if isinstance(gateway, RequestLogMiddleware) else None
+    log_layer = _find(gateway, RequestLogMiddleware)
     if config.log is None or config.log.store is None or log_layer is None:
         raise ConfigError(
             "The dashboard reads the request log: add a log: section with a store "

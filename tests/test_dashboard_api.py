@@ -25,6 +25,7 @@ from asgi_aigw.logs import ClickHouseSink, JSONLSink, LogConfig, LogRow, Request
 from asgi_aigw.logs.row import COLUMNS
 from asgi_aigw.tenant.config import TenantConfig
 from asgi_aigw.testing import FakeProvider, StreamingASGITransport
+from asgi_aigw.trace import TraceConfig
 
 from .support import FAKE_URL, fake_config, layer
 
@@ -460,3 +461,12 @@ def test_build_app_needs_a_log(tmp_path: Path) -> None:
     config = fake_config("gpt-4o-mini").model_copy(update={"dashboard": ANONYMOUS})
     with pytest.raises(ConfigError, match="reads the request log"):
         build_app(config, env={})
+
+
+async def test_mounted_with_traces_in_front_of_the_log(tmp_path: Path) -> None:
+    # traces wrap the request log: the dashboard still finds the log's sink behind them
+    app = gateway(tmp_path, trace=TraceConfig())
+    log = layer(app.app, RequestLogMiddleware)
+    log.writer.sink.rows.append(row(datetime.now(UTC), tenant="acme"))
+    data = (await get(app, "/ai/dashboard/api/summary?since=1h")).json()
+    assert data["totals"]["requests"] == 1

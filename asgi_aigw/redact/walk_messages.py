@@ -164,7 +164,8 @@ class MessagesWalk(Walk):
             if not isinstance(block, dict):
                 self._any(blocks, index, where)
                 continue
-            kind = block.get("type")
+            # a type that is not a string (a list, an object) names no known block: walked as unknown
+            kind = block.get("type") if isinstance(block.get("type"), str) else None
             for key, value, at in self._fields(block, where, _BLOCK_KNOWN, _BLOCK_STRUCTURAL):
                 if key == "text" and kind == "text" and isinstance(value, str):
                     texts.append(TextField(block, key, at, value))

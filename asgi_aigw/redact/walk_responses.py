@@ -162,7 +162,7 @@ class ResponsesWalk(Walk):
         if not isinstance(item, dict):
             self._any(items, index, location)  # the provider refuses it; still never unscanned
             return
-        kind = item.get("type")
+        kind = item.get("type") if isinstance(item.get("type"), str) else None
         if kind is None:  # an easy input message, or an item reference (``{"id": ...}`` alone)
             kind = "message" if "role" in item or "content" in item else "item_reference"
         if kind == "message":
@@ -207,7 +207,7 @@ class ResponsesWalk(Walk):
             if not isinstance(part, dict):
                 self._any(parts, index, where)
                 continue
-            kind = part.get("type")
+            kind = part.get("type") if isinstance(part.get("type"), str) else None
             for key, value, at in self._fields(part, where, _PART_KNOWN, _PART_STRUCTURAL):
                 if key == "text" and kind in _TEXT_PARTS and isinstance(value, str):
                     texts.append(TextField(part, key, at, value))

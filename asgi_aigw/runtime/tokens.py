@@ -495,7 +495,7 @@ def _tool_choice(choice: Any) -> str:
     if isinstance(choice, Mapping):
         # Anthropic's ``{"type": "auto" | "any" | "tool" | "none"}``; OpenAI's names a function
         kind = choice.get("type")
-        return kind if kind in _ANTHROPIC_TOOL_PROMPT else "tool"
+        return kind if isinstance(kind, str) and kind in _ANTHROPIC_TOOL_PROMPT else "tool"
     return "auto"
 
 
@@ -517,7 +517,7 @@ def _responses_part(part: Any) -> Any:
     if not isinstance(part, Mapping):
         return part
     kind = part.get("type")
-    if kind in _RESPONSES_TEXT_PARTS:
+    if isinstance(kind, str) and kind in _RESPONSES_TEXT_PARTS:
         return {"type": "text", "text": part.get("text")}
     if kind == "refusal":
         return {"type": "refusal", "refusal": part.get("refusal")}
