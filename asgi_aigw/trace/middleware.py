@@ -283,9 +283,11 @@ class _AttemptSpan:
         if not self._propagate:
             return headers
         out = dict(headers)
-        # the request's context (its baggage) with this attempt's span as the parent of the upstream's
+        # this attempt's span as the parent of the upstream's, without the request's baggage: that is
+        # the app's (or its client's) own context, user ids and the like, and providers are third parties
         api = self._api
-        api.propagate.inject(out, context=api.trace.set_span_in_context(self._span, self._context))
+        context = api.trace.set_span_in_context(self._span, api.baggage.clear(self._context))
+        api.propagate.inject(out, context=context)
         return out
 
     def answered(self, status: int) -> None:
@@ -304,10 +306,11 @@ class _AttemptSpan:
 class _Api:
     """The OpenTelemetry API's modules and constants, imported once (lazily: the package is optional)."""
 
-    __slots__ = ("client", "context", "error", "internal", "propagate", "server", "trace")
+    __slots__ = ("baggage", "client", "context", "error", "internal", "propagate", "server", "trace")
 
     def __init__(self) -> None:
         self.trace: Any = require("opentelemetry.trace", "otel")
+        self.baggage: Any = require("opentelemetry.baggage", "otel")
         self.context: Any = require("opentelemetry.context", "otel")
         self.propagate: Any = require("opentelemetry.propagate", "otel")
         self.server = self.trace.SpanKind.SERVER
