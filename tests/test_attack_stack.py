@@ -182,3 +182,19 @@ async def test_pii_in_a_setting_reaches_neither_the_provider_nor_the_log_nor_a_h
     assert EMAIL not in repr(rows)
     await stack.hooks.drain()
     assert not any(EMAIL in seen for seen in stack.hooked)
+
+
+# -- the budget's cap holds whichever cap field the upstream reads ---------------------------------------
+
+
+@pytest.mark.parametrize("model", ["gpt-4o-mini", "azure"])
+async def test_a_second_larger_cap_field_never_reaches_the_upstream(stack: Stack, model: str) -> None:
+    """The budget reserves for ``max_completion_tokens`` (OpenAI's field); an OpenAI-compatible server
+    that reads only ``max_tokens`` must not be handed 50,000 of them."""
+    body = chat(model, max_completion_tokens=30, max_tokens=50_000)
+    response = await stack.http.post("/chat/completions", json=body)
+    assert response.status_code == 200, response.text
+    sent = stack.fake.last_request.json
+    assert (sent["max_tokens"], sent["max_completion_tokens"]) == (30, 30)
+    (row,) = await stack.rows()
+    assert row["token_estimate"] < 100  # the prompt and the 30 tokens reserved
