@@ -198,3 +198,42 @@ async def test_a_second_larger_cap_field_never_reaches_the_upstream(stack: Stack
     assert (sent["max_tokens"], sent["max_completion_tokens"]) == (30, 30)
     (row,) = await stack.rows()
     assert row["token_estimate"] < 100  # the prompt and the 30 tokens reserved
+
+
+# -- the cache never answers a different question ---------------------------------------------------------
+
+
+async def test_an_answer_to_a_body_a_hook_changed_is_not_replayed_to_the_next_caller(
+    redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    """The cache keys the client's body; a before-hook that adds who is asking (from the app's own
+    records) makes each caller's question different, so the first caller's answer must not be replayed
+    to the second."""
+    callers = iter(["Alice", "Bob"])
+
+    async def personalise(request: HookRequest) -> dict[str, Any]:
+        body = request.body
+        body["messages"][-1]["content"] += f" I am {next(callers)}."
+        return body
+
+    deployment = DeploymentConfig(**DEPLOYMENTS["gpt-4o-mini"], api_key="test-key-not-real")
+    config = whole_stack_config("gpt-4o-mini", deployment, redis_url, redis_prefix, tmp_path, 1_000_000)
+    fake = FakeProvider()
+    app = build_app(
+        config,
+        transports={UPSTREAM: StreamingASGITransport(fake)},
+        env={},
+        hooks=Hooks(before_request=[personalise]),
+    )
+    async with httpx.AsyncClient(
+        transport=StreamingASGITransport(app),
+        base_url="http://app.test/ai/v1",
+        headers={"x-tenant-id": "acme"},
+    ) as http:
+        first = await http.post("/chat/completions", json=chat("gpt-4o-mini"))
+        second = await http.post("/chat/completions", json=chat("gpt-4o-mini"))
+    await layer(app, SemanticCacheMiddleware).aclose()
+    assert first.json()["choices"][0]["message"]["content"] == "Echo: Hello there I am Alice."
+    assert second.json()["choices"][0]["message"]["content"] == "Echo: Hello there I am Bob."
+    assert second.headers["x-aigw-cache"] == "miss"
+    assert len(fake.requests) == 2

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from ..kernel.body import JSONBody
-from ..kernel.context import RequestContext
+from ..kernel.context import BODY_CHANGED_BY_HOOK, RequestContext
 from ..kernel.dialects import dialect_for
 from ..kernel.errors import GatewayError
 from ..kernel.sse import SSEDecoder, parse_event
@@ -141,6 +141,8 @@ class HookRun:
                     self.request.request_id,
                 )
                 continue
+            if changed != current:
+                self._ctx.extra[BODY_CHANGED_BY_HOOK] = True
             body.replace(changed)
             self.request = _view(self._ctx, self.request.dialect, changed)
 
