@@ -140,6 +140,38 @@ async def test_a_responses_setting_that_is_no_object_is_openais_400_not_a_500(
     )
 
 
+@pytest.mark.parametrize(
+    ("schema", "status"),
+    [
+        ({"type": {"name": "string"}}, 400),
+        ({"type": ["string", {"name": "null"}]}, 400),
+        # a format the decoder cannot take moves into the description, as any other it does not know
+        ({"type": "string", "format": ["date"]}, 200),
+        ({"$ref": "#/$defs/when", "$defs": {"when": {"type": "string", "format": {"date": True}}}}, 200),
+    ],
+)
+async def test_a_schema_keyword_of_the_wrong_type_is_no_500_for_anthropic(
+    stack: Stack, schema: dict[str, Any], status: int
+) -> None:
+    response_format = {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}
+    response = await stack.http.post(
+        "/chat/completions", json=chat("claude", response_format=response_format)
+    )
+    assert response.status_code == status, response.text
+    if status == 400:
+        assert response.json()["error"]["param"] == "response_format"
+    else:
+        sent = stack.fake.last_request.json["output_config"]["format"]["schema"]
+        node = sent["$defs"]["when"] if "$defs" in sent else sent
+        assert "format" not in node
+        assert node["description"].startswith("{format: ")
+    text = {"format": {"type": "json_schema", "name": "answer", "schema": schema}}
+    response = await stack.http.post(
+        "/responses", json={"model": "claude", "input": "Hi there", "text": text}
+    )
+    assert response.status_code == status, response.text
+
+
 # -- PII in settings fields (enum words) never reaches the provider, the log or a hook -------------------
 
 #: (route, body) pairs, each with the e-mail in a setting the APIs check as an enum.
