@@ -41,6 +41,7 @@ from .pricing import PriceTable
 from .store import BudgetStore, Reservation, StoreError
 from .subjects import BudgetSubjects, key_limits
 from .tokens import RuntimeTokenCounter, TokenCounter, WarmCounter, cache_marked
+from .unseen import thinks_unseen
 from .usage import decode_event, json_answer, streamed_text
 from .windows import WINDOWS, Slot, SlotClock, format_amount, format_duration, from_units, to_units
 
@@ -582,7 +583,14 @@ class BudgetMiddleware:
             if tap.kind == "sse":
                 text = "".join(meter.texts) + streamed_text(meter.events, dialect)
                 completion = await self.counter.count_text(text, model)
-                if completion == 0 and not tap.ended_normally and partial is None:
+                if ctx.client_disconnected:
+                    # the provider was cut off, not failed: it billed the prompt, and what it generated
+                    # out of sight (thinking) up to the output reserved, which the text cannot show
+                    body = ctx.body.data if ctx.body is not None else None
+                    if thinks_unseen(body, model, ctx.upstream_model):
+                        reserved = (ctx.token_estimate or prompt_estimate) - prompt_estimate
+                        completion = max(completion, reserved)
+                elif completion == 0 and not tap.ended_normally and partial is None:
                     return 0, 1, 0  # the stream failed before generating anything
             elif payload is not None:
                 completion = await self.counter.count_text(dialect.answer_text(payload), model)

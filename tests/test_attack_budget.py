@@ -1,0 +1,95 @@
+"""Attacks on the budget's hard cap through streams a client leaves: a reasoning model spends (and
+bills) thinking tokens it never streams, so a client that leaves before any text must not get them
+for nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from asgiref.testing import ApplicationCommunicator
+
+from asgi_aigw.budget import BudgetConfig, BudgetMiddleware, Limits, RedisBudgetStore
+from asgi_aigw.budget.unseen import thinks_unseen
+from asgi_aigw.router import ProviderRouter
+from asgi_aigw.router.config import DeploymentConfig, ModelConfig, RetryConfig, RouterConfig
+from asgi_aigw.tenant import TenantConfig, TenantMiddleware
+from asgi_aigw.testing import FakeBehaviour, FakeProvider, StreamingASGITransport
+
+from . import budget_helpers
+from .budget_helpers import fixed_clock, token_counter, usage_of
+from .support import FAKE_URL, ContextSpy, post_scope
+
+store = budget_helpers.store
+_frozen_now = budget_helpers.frozen_now
+
+
+def gateway(fake: FakeProvider, store: RedisBudgetStore) -> ContextSpy:
+    models = [
+        ModelConfig(
+            name=name, deployments=[DeploymentConfig(model=name, base_url=FAKE_URL, api_key="sk-test-fake")]
+        )
+        for name in ("gpt-4o-mini", "o4-mini")
+    ]
+    router = ProviderRouter(
+        RouterConfig(models=models, retry=RetryConfig(retries=0)),
+        transports={FAKE_URL: StreamingASGITransport(fake)},
+        env={},
+    )
+    budget = BudgetMiddleware(
+        router,
+        config=BudgetConfig(limits=Limits(tokens_per_minute=100_000)),
+        store=store,
+        token_counter=token_counter(),
+        clock=fixed_clock,
+    )
+    return ContextSpy(TenantMiddleware(budget, config=TenantConfig(required=False, default_tenant="acme")))
+
+
+async def leave_after_the_first_chunk(app: Any, body: dict[str, Any]) -> bytes:
+    """Post ``body``, read the status and the first chunk (the role, no text), then leave."""
+    raw = orjson.dumps(body)
+    communicator = ApplicationCommunicator(app, post_scope("/v1/chat/completions", raw))
+    await communicator.send_input({"type": "http.request", "body": raw, "more_body": False})
+    start = await communicator.receive_output(5)
+    assert start["status"] == 200
+    first = (await communicator.receive_output(5))["body"]
+    await communicator.send_input({"type": "http.disconnect"})
+    await communicator.wait(5)
+    return bytes(first)
+
+
+@pytest.mark.parametrize(
+    ("extra", "thinks"),
+    [
+        ({"model": "o4-mini"}, True),  # reasons by default, streams none of it
+        ({"model": "gpt-4o-mini", "reasoning_effort": "high"}, True),
+        ({"model": "gpt-4o-mini"}, False),
+    ],
+)
+async def test_leaving_a_stream_before_its_text_is_not_free(
+    store: RedisBudgetStore, extra: dict[str, Any], thinks: bool
+) -> None:
+    fake = FakeProvider(FakeBehaviour(chunk_delay=0.2))
+    app = gateway(fake, store)
+    body = {"messages": [{"role": "user", "content": "Prove it step by step."}], "stream": True, **extra}
+    body["max_completion_tokens"] = 500
+    first = await leave_after_the_first_chunk(app, body)
+    assert b'"content":"' not in first.replace(b'"content":""', b"")  # no text reached the client
+    assert fake.disconnects == 1
+    ctx = app.contexts[0]
+    assert ctx.client_disconnected
+    prompt = token_counter().count_chat(body, body["model"])
+    charged = (await usage_of(store, "acme"))["tokens_per_minute"]
+    # the provider billed the prompt it read, and a reasoning model's thinking up to the cap
+    assert charged == prompt + (500 if thinks else 0)
+
+
+def test_what_thinks_out_of_sight() -> None:
+    assert thinks_unseen({"reasoning": {"effort": "low"}}, "gpt-4o")
+    assert thinks_unseen({"thinking": {"type": "enabled", "budget_tokens": 1024}}, "claude-sonnet-4-5")
+    assert thinks_unseen({}, "fast", "gemini-2.5-flash")  # the upstream's model thinks by default
+    assert thinks_unseen({}, "openai/gpt-5-mini")
+    assert not thinks_unseen({"reasoning_effort": "none"}, "gpt-4o-mini")
+    assert not thinks_unseen({"thinking": {"type": "disabled"}}, "claude-sonnet-4-5", "gemini-2.0-flash")
