@@ -19,7 +19,7 @@ from asgi_aigw.testing import FakeBehaviour, FakeProvider, StreamingASGITranspor
 
 from . import budget_helpers
 from .budget_helpers import fixed_clock, token_counter, usage_of
-from .support import FAKE_URL, ContextSpy, post_scope
+from .support import FAKE_URL, ContextSpy, eventually, post_scope
 
 store = budget_helpers.store
 _frozen_now = budget_helpers.frozen_now
@@ -93,3 +93,34 @@ def test_what_thinks_out_of_sight() -> None:
     assert thinks_unseen({}, "openai/gpt-5-mini")
     assert not thinks_unseen({"reasoning_effort": "none"}, "gpt-4o-mini")
     assert not thinks_unseen({"thinking": {"type": "disabled"}}, "claude-sonnet-4-5", "gemini-2.0-flash")
+
+
+async def test_leaving_before_a_json_answer_keeps_the_reservation(store: RedisBudgetStore) -> None:
+    """A client that leaves while the provider works on a JSON answer saw nothing; the provider billed
+    the prompt and whatever it generated, at most what was reserved, so that is what is counted."""
+    fake = FakeProvider(FakeBehaviour(first_byte_delay=2.0))
+    app = gateway(fake, store)
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "A long essay, please."}]}
+    body["max_tokens"] = 300
+    raw = orjson.dumps(body)
+    communicator = ApplicationCommunicator(app, post_scope("/v1/chat/completions", raw))
+    await communicator.send_input({"type": "http.request", "body": raw, "more_body": False})
+    assert await eventually(lambda: len(fake.requests) == 1)
+    await communicator.send_input({"type": "http.disconnect"})
+    await communicator.wait(5)
+    ctx = app.contexts[0]
+    assert ctx.client_disconnected
+    assert ctx.attempts == 1
+    prompt = token_counter().count_chat(body, body["model"])
+    assert (await usage_of(store, "acme"))["tokens_per_minute"] == prompt + 300
+
+
+async def test_leaving_before_anything_went_upstream_costs_nothing(store: RedisBudgetStore) -> None:
+    app = gateway(FakeProvider(), store)
+    raw = orjson.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]})
+    communicator = ApplicationCommunicator(app, post_scope("/v1/chat/completions", raw))
+    # the body never completes: nothing reaches the router's upstream call
+    await communicator.send_input({"type": "http.request", "body": raw[:10], "more_body": True})
+    await communicator.send_input({"type": "http.disconnect"})
+    await communicator.wait(5)
+    assert (await usage_of(store, "acme")).get("tokens_per_minute", 0) == 0

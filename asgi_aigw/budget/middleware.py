@@ -562,9 +562,14 @@ class BudgetMiddleware:
     ) -> tuple[int, int, int]:
         """Tokens, requests and nano-dollars the request really cost."""
         status = tap.status
-        if status is None or not 200 <= status < 300:
-            return 0, 1, 0  # nothing answered, or an error before any output: give the reservation back
         usage = ctx.usage
+        if status is None and ctx.client_disconnected and ctx.attempts and usage is None:
+            # the client left while a provider worked on the request: it bills the prompt and whatever
+            # it generated, which nobody saw; the most it could spend is what was reserved
+            reserved = (ctx.token_estimate or prompt_estimate) - prompt_estimate
+            usage = Usage(prompt_estimate, reserved, prompt_estimate + reserved, estimated=True)
+        elif status is None or not 200 <= status < 300:
+            return 0, 1, 0  # nothing answered, or an error before any output: give the reservation back
         answered_by = ctx.upstream_model
         payload: Any = None
         partial: Usage | None = None
