@@ -4,8 +4,10 @@ for nothing."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from asgiref.testing import ApplicationCommunicator
@@ -19,9 +21,26 @@ from asgi_aigw.testing import FakeBehaviour, FakeProvider, StreamingASGITranspor
 
 from . import budget_helpers
 from .budget_helpers import fixed_clock, token_counter, usage_of
-from .support import FAKE_URL, ContextSpy, eventually, post_scope
+from .support import (
+    FAKE_ORIGIN,
+    FAKE_URL,
+    ContextSpy,
+    WholeStack,
+    eventually,
+    post_scope,
+    whole_stack,
+    whole_stack_config,
+)
 
 store = budget_helpers.store
+
+
+class Stack(WholeStack):
+    def __init__(self, app: Any, fake: FakeProvider) -> None:
+        super().__init__(app, fake)
+        self.http = httpx.AsyncClient(transport=StreamingASGITransport(app), base_url="http://app.test")
+
+
 _frozen_now = budget_helpers.frozen_now
 
 
@@ -124,3 +143,32 @@ async def test_leaving_before_anything_went_upstream_costs_nothing(store: RedisB
     await communicator.send_input({"type": "http.disconnect"})
     await communicator.wait(5)
     assert (await usage_of(store, "acme")).get("tokens_per_minute", 0) == 0
+
+
+async def test_a_background_response_is_charged_what_it_may_generate_later(
+    redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    """``background: true`` answers at once with a queued response and no usage; the provider then
+    generates and bills it out of sight. The settlement keeps the output reserved, or a client could
+    queue answer after answer for the price of their prompts."""
+    deployment = DeploymentConfig(
+        provider="openai",
+        model="gpt-5-mini",
+        base_url=f"{FAKE_ORIGIN}/v1",
+        api_key="test-key-not-real",  # type: ignore[arg-type]
+        responses_api=True,
+    )
+    config = whole_stack_config("gpt-5-mini", deployment, redis_url, redis_prefix, tmp_path, 100_000)
+    async for stack in whole_stack(Stack, config, FAKE_ORIGIN, redis_url, redis_prefix):
+        body = {
+            "model": "gpt-5-mini",
+            "input": "Write a long report.",
+            "background": True,
+            "max_output_tokens": 900,
+        }
+        response = await stack.http.post("/ai/v1/responses", json=body, headers={"x-tenant-id": "acme"})
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "queued"
+        (row,) = await stack.rows()
+        assert row["token_estimate"] > 900
+        assert row["total_tokens"] == row["token_estimate"]  # the prompt and all 900 reserved

@@ -47,6 +47,8 @@ from .windows import WINDOWS, Slot, SlotClock, format_amount, format_duration, f
 
 logger = logging.getLogger("asgi_aigw.budget")
 
+#: Statuses of a Responses API answer still to be generated (``background: true``).
+_LATER = frozenset({"queued", "in_progress"})
 #: The most choices (``n``) a chat request may ask for, as at OpenAI.
 _MAX_CHOICES = 128
 #: Settlements the store did not take, kept for a retry; past this many the oldest are given up.
@@ -597,6 +599,10 @@ class BudgetMiddleware:
                         completion = max(completion, reserved)
                 elif completion == 0 and not tap.ended_normally and partial is None:
                     return 0, 1, 0  # the stream failed before generating anything
+            elif isinstance(payload, dict) and payload.get("status") in _LATER:
+                # a background response, queued: the provider generates (and bills) it after this
+                # answer, out of sight, up to the output reserved
+                completion = (ctx.token_estimate or prompt_estimate) - prompt_estimate
             elif payload is not None:
                 completion = await self.counter.count_text(dialect.answer_text(payload), model)
             else:
