@@ -5,6 +5,7 @@ provider, the log or a hook, whatever field it is written in."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -269,3 +270,23 @@ async def test_an_answer_to_a_body_a_hook_changed_is_not_replayed_to_the_next_ca
     assert second.json()["choices"][0]["message"]["content"] == "Echo: Hello there I am Bob."
     assert second.headers["x-aigw-cache"] == "miss"
     assert len(fake.requests) == 2
+
+
+# -- a first configuration --------------------------------------------------------------------------------
+
+
+def test_a_cache_without_redaction_is_said_at_start_up(
+    caplog: pytest.LogCaptureFixture, redis_url: str, tmp_path: Path
+) -> None:
+    from asgi_aigw.cache.config import CacheConfig
+    from asgi_aigw.redact import RedactConfig
+
+    models = [ModelConfig(name="gpt-4o-mini", deployments=[DeploymentConfig(**DEPLOYMENTS["gpt-4o-mini"])])]
+    cache = CacheConfig(store=redis_url, vector_store=None)
+    for redact, warned in ((None, True), (RedactConfig(), False)):
+        caplog.clear()
+        config = GatewayConfig(router={"models": models}, cache=cache, redact=redact)  # type: ignore[arg-type]
+        with caplog.at_level(logging.WARNING, logger="asgi_aigw"):
+            build_app(config, env={})
+        said = any("without redaction" in r.getMessage() for r in caplog.records)
+        assert said is warned
