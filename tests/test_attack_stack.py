@@ -26,6 +26,14 @@ from .support import layer, whole_stack_config
 UPSTREAM = "http://fake-upstream.test"
 EMAIL = "maria.gonzalez@example.com"
 
+SCHEMA_A: dict[str, Any] = {
+    "type": "object",
+    "properties": {"answer": {"type": "string"}},
+    "required": ["answer"],
+    "additionalProperties": False,
+}
+SCHEMA_B: dict[str, Any] = {**SCHEMA_A, "properties": {"answer": {"type": "string", "enum": ["yes", "no"]}}}
+
 #: One model per provider adapter, all served by one FakeProvider.
 DEPLOYMENTS: dict[str, dict[str, Any]] = {
     "gpt-4o-mini": {"provider": "openai", "model": "gpt-4o-mini", "base_url": f"{UPSTREAM}/v1"},
@@ -270,6 +278,58 @@ async def test_an_answer_to_a_body_a_hook_changed_is_not_replayed_to_the_next_ca
     assert second.json()["choices"][0]["message"]["content"] == "Echo: Hello there I am Bob."
     assert second.headers["x-aigw-cache"] == "miss"
     assert len(fake.requests) == 2
+
+
+@pytest.mark.parametrize(
+    ("route", "first", "second"),
+    [
+        (
+            "/chat/completions",
+            chat("claude", reasoning_effort="low"),
+            chat("claude", reasoning_effort="high"),
+        ),
+        ("/chat/completions", chat("claude"), chat("claude", service_tier="default")),
+        (
+            "/chat/completions",
+            chat(
+                "claude",
+                response_format={"type": "json_schema", "json_schema": {"name": "a", "schema": SCHEMA_A}},
+            ),
+            chat(
+                "claude",
+                response_format={"type": "json_schema", "json_schema": {"name": "a", "schema": SCHEMA_B}},
+            ),
+        ),
+        (
+            "/messages",
+            {
+                **chat("claude"),
+                "max_tokens": 500,
+                "output_config": {"format": {"type": "json_schema", "schema": SCHEMA_A}},
+            },
+            {
+                **chat("claude"),
+                "max_tokens": 500,
+                "output_config": {"format": {"type": "json_schema", "schema": SCHEMA_B}},
+            },
+        ),
+        (
+            "/responses",
+            {"model": "claude", "input": "Hello there", "reasoning": {"effort": "low"}, "store": False},
+            {"model": "claude", "input": "Hello there", "reasoning": {"effort": "high"}, "store": False},
+        ),
+    ],
+)
+async def test_requests_differing_only_in_a_setting_never_share_a_cached_answer(
+    stack: Stack, route: str, first: dict[str, Any], second: dict[str, Any]
+) -> None:
+    assert (await stack.http.post(route, json=first)).status_code == 200
+    repeat = await stack.http.post(route, json=first)
+    assert repeat.headers["x-aigw-cache"] == "hit-exact"
+    other = await stack.http.post(route, json=second)
+    assert other.status_code == 200, other.text
+    assert other.headers["x-aigw-cache"] == "miss"
+    assert len(stack.fake.requests) == 2
 
 
 # -- a first configuration --------------------------------------------------------------------------------
