@@ -225,6 +225,17 @@ async def test_pii_in_a_setting_reaches_neither_the_provider_nor_the_log_nor_a_h
     assert not any(EMAIL in seen for seen in stack.hooked)
 
 
+async def test_a_model_name_the_gateway_does_not_serve_is_not_logged(stack: Stack) -> None:
+    """A name no deployment serves is the client's text, not a model: the log does not keep it."""
+    response = await stack.http.post("/chat/completions", json=chat(EMAIL))
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "model_not_found"
+    (row,) = await stack.rows()
+    assert row["model"] == ""
+    # (the body, logged on request here, is kept as redaction left it: names such as model unscanned)
+    assert EMAIL not in repr({k: v for k, v in row.items() if k != "request_body"})
+
+
 # -- the budget's cap holds whichever cap field the upstream reads ---------------------------------------
 
 

@@ -389,6 +389,20 @@ async def test_baggage_never_goes_upstream_only_the_trace_context(
     assert EMAIL not in repr(fake.last_request.headers)
 
 
+async def test_a_model_name_the_gateway_does_not_serve_is_not_a_span_attribute(
+    fake: FakeProvider, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    app = traced(fake, provider, stack_config())
+    async with client_for(app) as client:
+        response = await client.post(CHAT, json={**hello(), "model": EMAIL}, headers={"x-tenant-id": "acme"})
+    assert response.status_code == 404
+    span = request_span(exporter)
+    assert span.name == "chat"
+    attributes = dict(span.attributes or {})
+    assert attributes["error.type"] == "model_not_found"
+    assert EMAIL not in repr(attributes)
+
+
 async def test_the_request_span_is_current_inside_the_app(
     provider: TracerProvider, exporter: InMemorySpanExporter
 ) -> None:

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from ..kernel.context import RequestContext, ensure_context
 from ..kernel.dialects import DIALECTS
+from ..kernel.errors import MODEL_NOT_FOUND
 from ..kernel.optional import require
 from ..kernel.routes import classify
 from ..kernel.types import ASGIApp, Message, Receive, Scope, Send
@@ -171,6 +172,8 @@ class TraceMiddleware:
     ) -> None:
         """The request's attributes, from the context and the answer."""
         model = ctx.model or _requested_model(ctx)
+        if ctx.error_code == MODEL_NOT_FOUND:
+            model = None  # a name the gateway does not serve is the client's text (it may be anything)
         name = operation or route
         span.update_name(f"{name} {model}" if model else name)
         attributes: dict[str, Any] = {"aigw.request_id": ctx.request_id}
