@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -20,6 +21,8 @@ from .router import ProviderRouter
 from .runtime import configure as configure_runtime
 
 _Section = TypeVar("_Section", bound=BodyLimits)
+
+logger = logging.getLogger("asgi_aigw")
 
 
 def _body_limit(section: _Section, router: BodyLimits) -> _Section:
@@ -146,6 +149,14 @@ def _assemble(
     # inner layers are wrapped first: the cache sits inside redaction, so it only sees redacted text
     if config.cache is not None:
         from .cache import SemanticCacheMiddleware
+
+        if config.redact is None:
+            # said once, at start-up: the cache is where prompts and answers are kept
+            logger.warning(
+                "The cache is on without redaction: prompts and answers are stored in its stores as "
+                "clients sent them, personal data included. Add a redact: section (redact: {}) to "
+                "store them with placeholders instead."
+            )
 
         gateway = SemanticCacheMiddleware(gateway, config=_body_limit(config.cache, config.router))
     if config.redact is not None:

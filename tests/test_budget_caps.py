@@ -228,6 +228,11 @@ def test_output_cap_fields() -> None:
         "max_completion_tokens": 5
     }
     assert output_cap_fields({"max_tokens": 5}, "gpt-4o") == {"max_tokens": 5}
+    # both set: a server may read either, so neither allows more than the smaller
+    assert output_cap_fields({"max_tokens": 50_000, "max_completion_tokens": 30}, "gpt-4o") == {
+        "max_tokens": 30,
+        "max_completion_tokens": 30,
+    }
     assert output_cap_fields({"max_tokens": None}, "o3") == {}
 
 

@@ -583,6 +583,45 @@ async def test_a_hook_cannot_undo_what_the_budget_reserved_for(
     assert any(said in r.getMessage() for r in caplog.records if r.name == "asgi_aigw.hooks")
 
 
+@pytest.mark.parametrize("returned", [True, False])
+async def test_a_hook_changing_the_body_in_place_cannot_undo_it_either(
+    recorder: Recorder, caplog: pytest.LogCaptureFixture, returned: bool
+) -> None:
+    """The documented way to change a body is to change ``request.body`` and return it: the checks
+    hold for that too, and a change made in place but not returned changes nothing."""
+
+    async def in_place(request: HookRequest) -> dict[str, Any] | None:
+        request.body["max_tokens"] = 100_000
+        request.body["n"] = 3
+        request.body["model"] = "claude"
+        return request.body if returned else None
+
+    gateway = Gateway(recorder.hooks(in_place))
+    with caplog.at_level(logging.ERROR, logger="asgi_aigw.hooks"):
+        async with gateway.client() as client:
+            response = await client.post(CHAT, json=chat(max_tokens=64))
+    assert response.status_code == 200, response.text
+    sent = gateway.fake.last_request.json
+    assert (sent["model"], sent["max_tokens"], sent.get("n")) == ("gpt-4o-mini", 64, None)
+    said = [r.getMessage() for r in caplog.records if r.name == "asgi_aigw.hooks"]
+    assert any("changed the model" in message for message in said) is returned
+
+
+async def test_a_hook_returning_a_body_that_is_not_json_is_ignored_not_a_500(
+    recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def with_a_set(request: HookRequest) -> dict[str, Any]:
+        return {**request.body, "metadata": {"tags": {"a", "b"}}}
+
+    gateway = Gateway(recorder.hooks(with_a_set))
+    with caplog.at_level(logging.ERROR, logger="asgi_aigw.hooks"):
+        async with gateway.client() as client:
+            response = await client.post(CHAT, json=chat(max_tokens=64))
+    assert response.status_code == 200, response.text
+    assert "metadata" not in gateway.fake.last_request.json
+    assert any("not JSON" in r.getMessage() for r in caplog.records if r.name == "asgi_aigw.hooks")
+
+
 async def test_a_hook_may_lower_the_cap_the_budget_wrote(redis_url: str, redis_prefix: str) -> None:
     async def drop_cap(request: HookRequest) -> dict[str, Any]:
         return {k: v for k, v in request.body.items() if k not in ("max_tokens", "max_completion_tokens")}

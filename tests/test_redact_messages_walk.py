@@ -131,7 +131,7 @@ def full_messages() -> dict[str, Any]:
         "thinking": {"type": "enabled", "budget_tokens": 1024},
         "metadata": {"user_id": "text-user-id"},
         "stop_sequences": ["text-stop"],
-        "service_tier": "STRUCT",
+        "service_tier": "text-tier",  # a setting: scanned (no valid value is PII)
         "stream": True,
         "temperature": 0.5,
         "mcp_servers": [
@@ -221,6 +221,7 @@ def test_every_client_string_is_scanned_and_no_structural_one() -> None:
         "text-city",
         "text-user-id",
         "text-stop",
+        "text-tier",
         "https://example.org/text-mcp",
     }
     assert expected <= set(found), f"not scanned: {sorted(expected - set(found))}"

@@ -95,7 +95,7 @@ def full_chat() -> dict[str, Any]:
         "user": "text-user",
         "metadata": {"text-meta-key": "text-meta-value"},
         "stop": ["text-stop"],
-        "reasoning_effort": "STRUCT",
+        "reasoning_effort": "text-effort",  # a setting: scanned (no valid value is PII)
         "logit_bias": {"STRUCT123": 5},
         "temperature": 0.5,
         "stream": False,
@@ -126,6 +126,7 @@ def test_every_client_text_of_a_chat_request_is_scanned_and_no_structural_value(
         "text-meta-value",
         "text-stop",
         "text-extra",
+        "text-effort",
         "x_extra",  # an unknown field's name is client text too
     ):
         assert expected in scanned, f"{expected} is not scanned"

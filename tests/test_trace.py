@@ -362,6 +362,47 @@ async def test_an_incoming_traceparent_is_continued_when_no_span_is_active(
             assert span.parent.is_remote
 
 
+async def test_baggage_never_goes_upstream_only_the_trace_context(
+    fake: FakeProvider, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """Baggage is the app's (or its client's) own context, user ids and the like: the provider, a third
+    party, gets the trace context and nothing of it, whether the baggage came in or the app set it."""
+    from opentelemetry import baggage, context
+
+    incoming = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    app = traced(fake, provider, stack_config())
+    headers = {"x-tenant-id": "acme", "traceparent": incoming, "baggage": f"user.email={EMAIL}"}
+    async with client_for(app) as client:
+        response = await client.post(CHAT, json=hello(), headers=headers)
+        assert response.status_code == 200
+        sent = fake.last_request.headers
+        assert sent["traceparent"].startswith("00-0af7651916cd43dd8448eb211c80319c-")
+        assert "baggage" not in sent
+        token = context.attach(baggage.set_baggage("user.email", EMAIL))
+        try:
+            response = await client.post(CHAT, json=hello("Again"), headers={"x-tenant-id": "acme"})
+        finally:
+            context.detach(token)
+    assert response.status_code == 200
+    assert "traceparent" in fake.last_request.headers
+    assert "baggage" not in fake.last_request.headers
+    assert EMAIL not in repr(fake.last_request.headers)
+
+
+async def test_a_model_name_the_gateway_does_not_serve_is_not_a_span_attribute(
+    fake: FakeProvider, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    app = traced(fake, provider, stack_config())
+    async with client_for(app) as client:
+        response = await client.post(CHAT, json={**hello(), "model": EMAIL}, headers={"x-tenant-id": "acme"})
+    assert response.status_code == 404
+    span = request_span(exporter)
+    assert span.name == "chat"
+    attributes = dict(span.attributes or {})
+    assert attributes["error.type"] == "model_not_found"
+    assert EMAIL not in repr(attributes)
+
+
 async def test_the_request_span_is_current_inside_the_app(
     provider: TracerProvider, exporter: InMemorySpanExporter
 ) -> None:

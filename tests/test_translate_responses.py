@@ -241,6 +241,8 @@ def test_the_phase_label_is_a_hint_reported_dropped() -> None:
             "file_id",
         ),
         ({"input": [{"role": "user", "content": "Hi", "cache": 1}]}, "input[0].cache", "input[0].cache"),
+        ({"input": [{"role": ["user"], "content": "Hi"}]}, "input[0].role", "expected one of"),
+        ({"input": [{"role": {"user": 1}, "content": "Hi"}]}, "input[0].role", "expected one of"),
         ({"temperature": 5}, "temperature", "temperature"),
         ({"max_output_tokens": "64"}, "max_output_tokens", "positive integer"),
         ({"max_output_tokens": 0}, "max_output_tokens", "positive integer"),

@@ -41,11 +41,14 @@ from .pricing import PriceTable
 from .store import BudgetStore, Reservation, StoreError
 from .subjects import BudgetSubjects, key_limits
 from .tokens import RuntimeTokenCounter, TokenCounter, WarmCounter, cache_lifetime
+from .unseen import thinks_unseen
 from .usage import decode_event, json_answer, streamed_text
 from .windows import WINDOWS, Slot, SlotClock, format_amount, format_duration, from_units, to_units
 
 logger = logging.getLogger("asgi_aigw.budget")
 
+#: Statuses of a Responses API answer still to be generated (``background: true``).
+_LATER = frozenset({"queued", "in_progress"})
 #: The most choices (``n``) a chat request may ask for, as at OpenAI.
 _MAX_CHOICES = 128
 #: Settlements the store did not take, kept for a retry; past this many the oldest are given up.
@@ -577,9 +580,14 @@ class BudgetMiddleware:
     ) -> tuple[int, int, int]:
         """Tokens, requests and nano-dollars the request really cost."""
         status = tap.status
-        if status is None or not 200 <= status < 300:
-            return 0, 1, 0  # nothing answered, or an error before any output: give the reservation back
         usage = ctx.usage
+        if status is None and ctx.client_disconnected and ctx.attempts and usage is None:
+            # the client left while a provider worked on the request: it bills the prompt and whatever
+            # it generated, which nobody saw; the most it could spend is what was reserved
+            reserved = (ctx.token_estimate or prompt_estimate) - prompt_estimate
+            usage = Usage(prompt_estimate, reserved, prompt_estimate + reserved, estimated=True)
+        elif status is None or not 200 <= status < 300:
+            return 0, 1, 0  # nothing answered, or an error before any output: give the reservation back
         answered_by = ctx.upstream_model
         payload: Any = None
         partial: Usage | None = None
@@ -598,8 +606,19 @@ class BudgetMiddleware:
             if tap.kind == "sse":
                 text = "".join(meter.texts) + streamed_text(meter.events, dialect)
                 completion = await self.counter.count_text(text, model)
-                if completion == 0 and not tap.ended_normally and partial is None:
+                if ctx.client_disconnected:
+                    # the provider was cut off, not failed: it billed the prompt, and what it generated
+                    # out of sight (thinking) up to the output reserved, which the text cannot show
+                    body = ctx.body.data if ctx.body is not None else None
+                    if thinks_unseen(body, model, ctx.upstream_model):
+                        reserved = (ctx.token_estimate or prompt_estimate) - prompt_estimate
+                        completion = max(completion, reserved)
+                elif completion == 0 and not tap.ended_normally and partial is None:
                     return 0, 1, 0  # the stream failed before generating anything
+            elif isinstance(payload, dict) and payload.get("status") in _LATER:
+                # a background response, queued: the provider generates (and bills) it after this
+                # answer, out of sight, up to the output reserved
+                completion = (ctx.token_estimate or prompt_estimate) - prompt_estimate
             elif payload is not None:
                 completion = await self.counter.count_text(dialect.answer_text(payload), model)
             else:

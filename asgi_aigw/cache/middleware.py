@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..kernel.body import ClientDisconnect, read_json
-from ..kernel.context import RequestContext, ensure_context
+from ..kernel.context import BODY_CHANGED_BY_HOOK, RequestContext, ensure_context
 from ..kernel.dialects import dialect_for
 from ..kernel.errors import GatewayError, InvalidRequest, clip, send_error
 from ..kernel.lifespan import lifespan_passthrough
@@ -440,6 +440,10 @@ class SemanticCacheMiddleware:
         tap = ResponseTap(outer, on_json=on_json, on_event=on_event)
         await self.app(scope, watch_disconnect(receive, ctx, tap), tap)
         if not tap.ended_normally or tap.status != 200 or ctx.client_disconnected:
+            return
+        if ctx.extra.get(BODY_CHANGED_BY_HOOK):
+            # the key is the client's body; the answer is to what a hook made of it, which may depend on
+            # who asked (a user's details added): replayed to another, it would answer a different question
             return
         answer = captured[0] if tap.kind == "json" and captured else None
         if tap.kind == "sse":

@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 import orjson
 
 from ..kernel.body import JSONBody
-from ..kernel.context import RequestContext
+from ..kernel.context import BODY_CHANGED_BY_HOOK, RequestContext
 from ..kernel.dialects import dialect_for
 from ..kernel.errors import GatewayError
 from ..kernel.sse import SSEDecoder, parse_event
@@ -98,11 +99,15 @@ class HookRun:
     # -- in line -------------------------------------------------------------------------------------
 
     async def before(self, body: JSONBody) -> None:
-        """Run the before-hooks in order, each given the body the one before returned; a refusal
-        propagates (nothing has been sent upstream), any other error is logged and skipped."""
+        """Run the before-hooks in order, each given a copy of the body the one before returned (only
+        a returned body counts); a refusal propagates (nothing has been sent upstream), any other error
+        is logged and skipped."""
         for hook in self._hooks.before_request:
+            current = self.request.body
             try:
-                changed = await hook(self.request)
+                # a copy: a change made in place would otherwise skip the checks below (the budget's
+                # cap raised on ``request.body`` itself, returned or not)
+                changed = await hook(replace(self.request, body=orjson.loads(orjson.dumps(current))))
             except GatewayError:
                 raise
             except Exception:
@@ -121,7 +126,14 @@ class HookRun:
                     type(changed).__name__,
                 )
                 continue
-            if (overreach := _overreach(self.request.body, changed, self.request.dialect)) is not None:
+            try:
+                orjson.dumps(changed)
+            except TypeError as exc:
+                logger.error(
+                    "before_request hook %s returned a body that is not JSON (%s); ignored", _name(hook), exc
+                )
+                continue
+            if (overreach := _overreach(current, changed, self.request.dialect)) is not None:
                 logger.error(
                     "before_request hook %s %s on request %s; its change is ignored",
                     _name(hook),
@@ -129,6 +141,8 @@ class HookRun:
                     self.request.request_id,
                 )
                 continue
+            if changed != current:
+                self._ctx.extra[BODY_CHANGED_BY_HOOK] = True
             body.replace(changed)
             self.request = _view(self._ctx, self.request.dialect, changed)
 

@@ -52,9 +52,17 @@ def output_cap_fields(payload: dict[str, Any], model: str) -> dict[str, Any]:
 
     A reasoning model refuses ``max_tokens``: its value moves to ``max_completion_tokens`` (the smaller
     of the two when both are set), so a cap reaches the model instead of a 400. Other models take
-    either field as sent.
+    either field, as sent; when both are set, each is the smaller of the two: which one a server reads
+    differs (OpenAI-compatible servers often read only ``max_tokens``), and the budget reserved for
+    ``max_completion_tokens``, the one OpenAI's own API reads.
     """
-    if "max_tokens" not in payload or not is_reasoning_model(model):
+    if "max_tokens" not in payload:
+        return payload
+    if not is_reasoning_model(model):
+        legacy, current = payload["max_tokens"], payload.get("max_completion_tokens")
+        if isinstance(legacy, int) and isinstance(current, int) and legacy != current:
+            smaller = min(legacy, current)
+            return {**payload, "max_tokens": smaller, "max_completion_tokens": smaller}
         return payload
     payload = dict(payload)
     legacy = payload.pop("max_tokens")

@@ -146,6 +146,11 @@ class Usage:
         return out
 
 
+#: ``ctx.extra`` key, true once a before-hook changed the request body: the answer is then to the body
+#: the hook sent, which may depend on who asked, not to the client's body the cache is keyed by.
+BODY_CHANGED_BY_HOOK = "hooks.body_changed"
+
+
 @dataclass(slots=True, eq=False)
 class RequestContext:
     """What the layers know about one request. Values, never PII: the redaction map stays in Redact."""

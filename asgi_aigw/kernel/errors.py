@@ -86,6 +86,10 @@ class NotFound(GatewayError):
     code = "not_found"
 
 
+#: The code of the 404 for a model name the gateway does not serve.
+MODEL_NOT_FOUND = "model_not_found"
+
+
 class MethodNotAllowed(GatewayError):
     status = 405
     type = "invalid_request_error"

@@ -16,6 +16,7 @@ import orjson
 
 from ..kernel.context import RequestContext, ensure_context
 from ..kernel.dialects import dialect_for
+from ..kernel.errors import MODEL_NOT_FOUND
 from ..kernel.http import get_header
 from ..kernel.lifespan import lifespan_passthrough
 from ..kernel.routes import classify, is_generation
@@ -201,6 +202,11 @@ class RequestLogMiddleware:
                     log_body=self._log_bodies,
                     max_body_chars=self._max_body,
                 )
+                if ctx.error_code == MODEL_NOT_FOUND:
+                    # a name this gateway does not serve is the client's text, not a model: it may be
+                    # anything (an e-mail address), and each would be a new value of the column (the
+                    # metrics count it as "other")
+                    row["model"] = ""
                 self.writer.enqueue(row)
             if self.metrics is not None:
                 self.metrics.observe(ctx)

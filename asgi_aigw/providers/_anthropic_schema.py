@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from ..kernel.errors import InvalidRequest
+from ..kernel.errors import InvalidRequest, clip
 
 #: ``format`` values Anthropic's decoder takes on strings (others move into the description).
 STRING_FORMATS = frozenset(
@@ -98,8 +98,8 @@ class _Walk:
             out["anyOf"] = [self.schema({**rest, "type": k}, where) for k in kind]
             return out
         if kind is not None:
-            if kind not in TYPES:
-                raise self.refuse(where, f"the type {kind!r} is not a JSON Schema type.")
+            if not isinstance(kind, str) or kind not in TYPES:
+                raise self.refuse(where, f"the type {clip(repr(kind))} is not a JSON Schema type.")
             out["type"] = kind
         elif not out:
             raise self.refuse(where, "the schema has no type, anyOf, allOf, enum or const.")
@@ -112,7 +112,7 @@ class _Walk:
             out["items"] = self.schema(rest.pop("items"), f"{where}/items")
             if rest.get("minItems") in (0, 1):
                 out["minItems"] = rest.pop("minItems")
-        elif kind == "string" and rest.get("format") in STRING_FORMATS:
+        elif kind == "string" and isinstance(rest.get("format"), str) and rest["format"] in STRING_FORMATS:
             out["format"] = rest.pop("format")
         if rest:
             # constraints the decoder cannot enforce: said in the description, as the SDK does

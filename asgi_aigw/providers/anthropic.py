@@ -73,6 +73,13 @@ def _checked(request: ChatCompletionRequest) -> None:
             "between 0 and 1 for this model.",
             param="temperature",
         )
+    tier = (request.model_extra or {}).get("service_tier")
+    if tier is not None and not isinstance(tier, str):
+        # OpenAI refuses it too; and a list or an object is no key of the tier table
+        raise InvalidRequest(
+            f"service_tier must be a string such as 'auto' or 'default', not {clip(repr(tier))}.",
+            param="service_tier",
+        )
     if (request.n or 1) > 1:
         raise InvalidRequest(
             "Anthropic returns one choice per request: send n = 1 (or leave it out) and make several "
@@ -459,7 +466,7 @@ class AnthropicAdapter(t.NativeAdapter):
         if "temperature" not in dropped and request.temperature is not None and request.top_p is not None:
             dropped.append("top_p")
         tier = (request.model_extra or {}).get("service_tier")
-        if tier is not None and tier not in _SERVICE_TIERS:
+        if tier is not None and (not isinstance(tier, str) or tier not in _SERVICE_TIERS):
             dropped.append("service_tier")
         return dropped
 

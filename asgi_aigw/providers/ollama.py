@@ -115,7 +115,13 @@ def _format(request: ChatCompletionRequest) -> Any:
     if response_format.get("type") == "json_object":
         return "json"
     if response_format.get("type") == "json_schema":
-        schema = (response_format.get("json_schema") or {}).get("schema")
+        spec = response_format.get("json_schema")
+        if spec is not None and not isinstance(spec, dict):
+            raise InvalidRequest(
+                "response_format json_schema must be an object with the JSON Schema in its schema field.",
+                param="response_format",
+            )
+        schema = (spec or {}).get("schema")
         return schema if isinstance(schema, dict) else "json"
     return None
 

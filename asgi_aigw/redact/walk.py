@@ -6,15 +6,18 @@ values and keys. Not scanned, because they are names or enum values the API chec
 
 - ``model``, message ``role`` (checked: an unknown role is refused), ids (``tool_call_id``,
   ``tool_calls[].id``, ``file_id``, ``audio.id``), tool and function names, ``type`` fields,
-  ``tool_choice``, ``reasoning_effort``, ``service_tier``, ``modalities``, ``verbosity``, ``audio``
-  (voice and format), ``logit_bias`` (token ids), ``encoding_format``, image ``detail``, audio
-  ``format``;
+  ``tool_choice``, ``audio`` (voice and format), ``logit_bias`` (token ids), ``encoding_format``,
+  image ``detail``, audio ``format``;
 - in JSON schemas (tool parameters, ``response_format``), keys and keywords such as ``type``,
   ``format``, ``pattern``, ``$ref`` and ``required``: their text keywords (``description``,
   ``title``, ``enum``, ``const``, ``default``, ``examples``, ``$comment``) are scanned;
 - inline binary data (``data:`` URLs, ``input_audio.data``, ``file.file_data``, and any string of at
   least :data:`BLOB_LENGTH` characters that is base64 with no space): base64 is not text;
 - numbers, booleans and null.
+
+Settings whose values are enum words (``reasoning_effort``, ``service_tier``, ``modalities``,
+``verbosity``, ``prompt_cache_retention``) are scanned although the API checks them: no valid value
+holds PII, and a value that does would reach the provider (and the log) before being refused.
 
 Tool-call ``arguments`` are JSON source: they are decoded, their keys and string values scanned as
 text, and encoded again, so escapes (``\\u0040``) hide nothing. The text parts of one message are
@@ -36,48 +39,44 @@ from .fields import JSONSource, Scanned, TextField, TextGroup
 VALID_ROLES: tuple[str, ...] = ("system", "developer", "user", "assistant", "tool", "function")
 
 #: Request fields whose values are names or enum values.
-_CHAT_STRUCTURAL = frozenset(
-    {
-        "model",
-        "tool_choice",
-        "function_call",
-        "reasoning_effort",
-        "service_tier",
-        "modalities",
-        "verbosity",
-        "audio",
-        "logit_bias",
-        "prompt_cache_retention",
-    }
+_CHAT_STRUCTURAL = frozenset({"model", "tool_choice", "function_call", "audio", "logit_bias"})
+#: Settings whose values are enum words: scanned all the same, as no valid value is PII, so a value
+#: that is (the API would refuse it, but only once it has it) never reaches the provider or the log.
+CHAT_SETTINGS = frozenset(
+    {"reasoning_effort", "service_tier", "modalities", "verbosity", "prompt_cache_retention"}
 )
 #: Request fields the API defines: their names are not scanned (their values are, unless structural).
-_CHAT_KNOWN = _CHAT_STRUCTURAL | {
-    "messages",
-    "tools",
-    "functions",
-    "response_format",
-    "stream",
-    "stream_options",
-    "max_tokens",
-    "max_completion_tokens",
-    "temperature",
-    "top_p",
-    "n",
-    "stop",
-    "seed",
-    "presence_penalty",
-    "frequency_penalty",
-    "logprobs",
-    "top_logprobs",
-    "parallel_tool_calls",
-    "user",
-    "metadata",
-    "store",
-    "prediction",
-    "web_search_options",
-    "prompt_cache_key",
-    "safety_identifier",
-}
+_CHAT_KNOWN = (
+    _CHAT_STRUCTURAL
+    | CHAT_SETTINGS
+    | {
+        "messages",
+        "tools",
+        "functions",
+        "response_format",
+        "stream",
+        "stream_options",
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "top_p",
+        "n",
+        "stop",
+        "seed",
+        "presence_penalty",
+        "frequency_penalty",
+        "logprobs",
+        "top_logprobs",
+        "parallel_tool_calls",
+        "user",
+        "metadata",
+        "store",
+        "prediction",
+        "web_search_options",
+        "prompt_cache_key",
+        "safety_identifier",
+    }
+)
 _EMBEDDINGS_STRUCTURAL = frozenset({"model", "encoding_format"})
 _EMBEDDINGS_KNOWN = _EMBEDDINGS_STRUCTURAL | {"input", "dimensions", "user"}
 _MESSAGE_STRUCTURAL = frozenset({"role", "tool_call_id", "audio"})

@@ -4,8 +4,8 @@ client wrote: what RedactMiddleware scans on those routes.
 The rule is the chat walk's (:mod:`asgi_aigw.redact.walk`): scan everything, skip a short list. Not
 scanned, because they are ids, names, enum values or binary data the API checks or verifies:
 
-- ``model``, ``max_tokens`` and the sampling numbers, ``stream``, ``service_tier``, ``tool_choice``,
-  the ``thinking`` and ``container`` settings, ``context_management``, ``inference_geo``, ``speed``;
+- ``model``, ``max_tokens`` and the sampling numbers, ``stream``, ``tool_choice``, the ``container``
+  setting, ``context_management``;
 - in content blocks: ``type``, ``id``, ``tool_use_id``, tool ``name``, ``cache_control``, a thinking
   block's ``signature``, ``redacted_thinking`` data, a source's ``media_type`` and base64 ``data``,
   ``file_id``, a web search result's ``encrypted_content``;
@@ -17,7 +17,9 @@ text blocks of one content list as one text, as the model reads them), ``tool_re
 string or blocks, nested), every key and string of ``tool_use`` input, documents with a text source
 and the blocks of a content source, document titles and context, image and document URLs, search
 results, citations, thinking text, tools' descriptions and schema text keywords, ``metadata``,
-``stop_sequences``, and any field this module does not know.
+``stop_sequences``, the ``service_tier``, ``thinking``, ``inference_geo`` and ``speed`` settings (enum
+words: no valid value is PII, but one that is must not reach the provider), and any field this module
+does not know.
 
 A thinking block's text is scanned but its placeholder-shaped strings are *signed*: the gateway wrote
 them into an earlier answer and the model signed that text, so they are not treated as a client's
@@ -44,28 +46,30 @@ _STRUCTURAL = frozenset(
         "temperature",
         "top_k",
         "top_p",
-        "service_tier",
         "tool_choice",
-        "thinking",
         "container",
         "context_management",
         "cache_control",
-        "inference_geo",
-        "speed",
         "diagnostics",
     }
 )
+#: Settings whose values are enum words and numbers: scanned (no valid value is PII; see walk.py).
+_SETTINGS = frozenset({"service_tier", "thinking", "inference_geo", "speed"})
 #: Request fields the API defines: their names are not scanned.
-_KNOWN = _STRUCTURAL | {
-    "messages",
-    "system",
-    "tools",
-    "metadata",
-    "stop_sequences",
-    "mcp_servers",
-    "output_config",
-    "output_format",
-}
+_KNOWN = (
+    _STRUCTURAL
+    | _SETTINGS
+    | {
+        "messages",
+        "system",
+        "tools",
+        "metadata",
+        "stop_sequences",
+        "mcp_servers",
+        "output_config",
+        "output_format",
+    }
+)
 #: Keys of content blocks (and their sources) that are ids, enum values or signatures.
 _BLOCK_STRUCTURAL = frozenset(
     {

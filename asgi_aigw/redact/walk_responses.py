@@ -4,9 +4,8 @@ RedactMiddleware scans on that route.
 The rule is the chat walk's (:mod:`asgi_aigw.redact.walk`): scan everything, skip a short list. Not
 scanned, because they are ids, names, enum values, settings or binary data the API checks:
 
-- ``model``, ``tool_choice``, ``reasoning``, ``service_tier``, ``include``, ``truncation``, ``store``,
-  ``stream`` and ``stream_options``, ``background`` and its options, ``previous_response_id``,
-  ``conversation``, ``context_management``, ``prompt_cache_retention`` and ``prompt_cache_options``,
+- ``model``, ``tool_choice``, ``store``, ``stream`` and ``stream_options``, ``background`` and its
+  options, ``previous_response_id``, ``conversation``, ``context_management``, ``prompt_cache_options``,
   ``moderation``, ``image``, ``access_programs``, and the numbers;
 - in input items: ``type``, ``id``, ``call_id``, ``role`` (checked: an unknown role is refused),
   ``status``, ``phase``, a function's ``name`` and ``namespace``, ``caller``, a reasoning item's
@@ -14,7 +13,7 @@ scanned, because they are ids, names, enum values, settings or binary data the A
   and a file's ``file_data`` when it is a ``data:`` URL or base64 (other text there is scanned);
 - tools' ``name``, ``type`` and settings, their schemas' structural keywords (as for chat), an MCP
   tool's ``server_label`` and ``authorization`` (a secret, not text);
-- ``text.format``'s ``type`` and ``name``, ``text.verbosity``; a stored ``prompt``'s ``id`` and
+- ``text.format``'s ``type`` and ``name``; a stored ``prompt``'s ``id`` and
   ``version``.
 
 Scanned: ``instructions``; ``input`` as a string, or its items: message content (a string, or its
@@ -22,7 +21,9 @@ parts; the text parts of one message as one text, as the model reads them), imag
 file names, refusals; every key and string of a function call's ``arguments`` (JSON source, decoded as
 chat's tool-call arguments are); function call outputs (a string or parts); reasoning summaries and
 content; tools' descriptions and schema text keywords; ``text.format``'s description and schema text;
-``metadata``, ``user``, ``safety_identifier``, ``prompt_cache_key``, a stored prompt's variables, and
+``metadata``, ``user``, ``safety_identifier``, ``prompt_cache_key``, a stored prompt's variables, the
+settings ``reasoning``, ``service_tier``, ``include``, ``truncation``, ``prompt_cache_retention`` and
+``text.verbosity`` (enum words: no valid value is PII, but one that is must not reach the provider), and
 any field or item type this module does not know (its strings, and its field names).
 """
 
@@ -41,10 +42,6 @@ _STRUCTURAL = frozenset(
     {
         "model",
         "tool_choice",
-        "reasoning",
-        "service_tier",
-        "include",
-        "truncation",
         "store",
         "stream",
         "stream_options",
@@ -53,7 +50,6 @@ _STRUCTURAL = frozenset(
         "previous_response_id",
         "conversation",
         "context_management",
-        "prompt_cache_retention",
         "prompt_cache_options",
         "moderation",
         "image",
@@ -67,17 +63,23 @@ _STRUCTURAL = frozenset(
     }
 )
 #: Request fields the API defines (``ResponseCreateParams``): their names are not scanned.
-_KNOWN = _STRUCTURAL | {
-    "input",
-    "instructions",
-    "tools",
-    "text",
-    "prompt",
-    "metadata",
-    "user",
-    "safety_identifier",
-    "prompt_cache_key",
-}
+#: Settings whose values are enum words: scanned (no valid value is PII; see walk.py).
+_SETTINGS = frozenset({"reasoning", "service_tier", "include", "truncation", "prompt_cache_retention"})
+_KNOWN = (
+    _STRUCTURAL
+    | _SETTINGS
+    | {
+        "input",
+        "instructions",
+        "tools",
+        "text",
+        "prompt",
+        "metadata",
+        "user",
+        "safety_identifier",
+        "prompt_cache_key",
+    }
+)
 #: Keys of input items that are ids, names, enum values or provider-encrypted data.
 _ITEM_STRUCTURAL = frozenset(
     {
@@ -225,9 +227,7 @@ class ResponsesWalk(Walk):
         """``text``: ``format`` (a JSON schema's description and text keywords) and ``verbosity``."""
         for key, value in text.items():
             at = f"text.{key}"
-            if key == "verbosity":
-                continue
-            if key != "format":
+            if key not in ("format", "verbosity"):
                 self._key(text, key, at)
             if key == "format" and isinstance(value, dict):
                 for name, setting in value.items():

@@ -10,6 +10,10 @@ real API refuses:
   github.com/langchain-ai/deepagentsjs/issues/550);
 - ``max_output_tokens`` below 16: ``Invalid 'max_output_tokens': integer below minimum value. Expected
   a value >= 16, but got 1 instead.`` (github.com/earendil-works/pi/issues/6265);
+- ``reasoning`` or ``text`` that is not an object: ``Invalid type for 'reasoning': expected an object,
+  but got a string instead.``, code ``invalid_type`` (OpenAI's wording for a mistyped parameter);
+- ``background: true`` without ``stream`` is answered as OpenAI answers it: the response ``queued``,
+  with no output and no usage (generated later, for a ``GET`` the fake does not serve);
 - a ``function_call_output`` whose ``call_id`` matches no ``function_call`` of the input, without
   ``previous_response_id``: ``No tool call found for function call output with call_id X.``, param
   ``input`` (github.com/continuedev/continue/issues/10092, github.com/vercel/ai/issues/8216).
@@ -101,6 +105,16 @@ def problem(body: Any) -> dict[str, Any] | None:
         return error_payload(
             400, "Missing required parameter: 'model'.", "model", "missing_required_parameter"
         )
+    for name in ("reasoning", "text"):
+        value = body.get(name)
+        if value is not None and not isinstance(value, dict):
+            kind = type(value).__name__.replace("str", "string").replace("list", "array")
+            return error_payload(
+                400,
+                f"Invalid type for '{name}': expected an object, but got a {kind} instead.",
+                name,
+                "invalid_type",
+            )
     cap = body.get("max_output_tokens")
     if isinstance(cap, int) and not isinstance(cap, bool) and cap < MIN_OUTPUT_TOKENS:
         return error_payload(
@@ -239,6 +253,12 @@ async def responses(
             "content": [part],
         }
     final = response(body, response_id, created, status, [item], turn)
+    if body.get("background") is True and not body.get("stream"):
+        # background mode: the response is queued and generated later (polled at GET
+        # /v1/responses/{id}); what answers the POST has no output and no usage yet
+        queued = {**response(body, response_id, created, "queued", [], None), "background": True}
+        await fake.send_json(send, 200, queued)
+        return
     if not body.get("stream"):
         await fake.send_json(send, 200, final, [(b"x-request-id", f"req_{response_id[5:]}".encode())])
         return

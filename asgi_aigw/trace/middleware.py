@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from ..kernel.context import RequestContext, ensure_context
 from ..kernel.dialects import DIALECTS
+from ..kernel.errors import MODEL_NOT_FOUND
 from ..kernel.optional import require
 from ..kernel.routes import classify
 from ..kernel.types import ASGIApp, Message, Receive, Scope, Send
@@ -171,6 +172,8 @@ class TraceMiddleware:
     ) -> None:
         """The request's attributes, from the context and the answer."""
         model = ctx.model or _requested_model(ctx)
+        if ctx.error_code == MODEL_NOT_FOUND:
+            model = None  # a name the gateway does not serve is the client's text (it may be anything)
         name = operation or route
         span.update_name(f"{name} {model}" if model else name)
         attributes: dict[str, Any] = {"aigw.request_id": ctx.request_id}
@@ -283,9 +286,11 @@ class _AttemptSpan:
         if not self._propagate:
             return headers
         out = dict(headers)
-        # the request's context (its baggage) with this attempt's span as the parent of the upstream's
+        # this attempt's span as the parent of the upstream's, without the request's baggage: that is
+        # the app's (or its client's) own context, user ids and the like, and providers are third parties
         api = self._api
-        api.propagate.inject(out, context=api.trace.set_span_in_context(self._span, self._context))
+        context = api.trace.set_span_in_context(self._span, api.baggage.clear(self._context))
+        api.propagate.inject(out, context=context)
         return out
 
     def answered(self, status: int) -> None:
@@ -304,10 +309,11 @@ class _AttemptSpan:
 class _Api:
     """The OpenTelemetry API's modules and constants, imported once (lazily: the package is optional)."""
 
-    __slots__ = ("client", "context", "error", "internal", "propagate", "server", "trace")
+    __slots__ = ("baggage", "client", "context", "error", "internal", "propagate", "server", "trace")
 
     def __init__(self) -> None:
         self.trace: Any = require("opentelemetry.trace", "otel")
+        self.baggage: Any = require("opentelemetry.baggage", "otel")
         self.context: Any = require("opentelemetry.context", "otel")
         self.propagate: Any = require("opentelemetry.propagate", "otel")
         self.server = self.trace.SpanKind.SERVER

@@ -242,7 +242,7 @@ def _no_extra(item: Mapping[str, Any], where: str, known: frozenset[str]) -> Non
 
 def _message(item: Mapping[str, Any], where: str) -> dict[str, Any]:
     role = item.get("role")
-    if role not in _ROLES:
+    if not isinstance(role, str) or role not in _ROLES:
         raise _invalid(
             f"Invalid value for '{where}.role': expected one of user, system, developer, assistant.",
             f"{where}.role",
