@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from asgi_aigw.budget.tokens import ApproximateCounter, WarmCounter, cache_marked
+from asgi_aigw.budget.tokens import ApproximateCounter, WarmCounter, cache_lifetime
 from asgi_aigw.runtime.tokens import IMAGE_TOKENS_HIGH, count_messages_tokens, count_text_tokens
 
 MODEL = "claude-sonnet-4-5"
@@ -82,13 +82,19 @@ def test_cache_control_and_ids_are_metadata() -> None:
     plain = request([{"type": "text", "text": text}])
     marked = request([{"type": "text", "text": text, "cache_control": {"type": "ephemeral", "ttl": "1h"}}])
     assert count_messages_tokens(plain) == count_messages_tokens(marked)
-    assert not cache_marked(plain)
-    assert cache_marked(marked)
-    assert cache_marked(
-        {**plain, "system": [{"type": "text", "text": "x", "cache_control": {"type": "ephemeral"}}]}
+    assert cache_lifetime(plain) is None
+    assert cache_lifetime(marked) == "1h"
+    assert (
+        cache_lifetime(
+            {**plain, "system": [{"type": "text", "text": "x", "cache_control": {"type": "ephemeral"}}]}
+        )
+        == "5m"
     )
-    assert cache_marked(
-        {**plain, "tools": [{"name": "t", "input_schema": {}, "cache_control": {"type": "ephemeral"}}]}
+    assert (
+        cache_lifetime(
+            {**plain, "tools": [{"name": "t", "input_schema": {}, "cache_control": {"type": "ephemeral"}}]}
+        )
+        == "5m"
     )
 
 

@@ -161,12 +161,6 @@ class WarmCounter:
         return self._counter.count_text(text, model)
 
 
-def cache_marked(request: Mapping[str, Any]) -> bool:
-    """Whether a Messages request sets a prompt-cache breakpoint (``cache_control`` on a tool, a system
-    block or a content block): its prompt may then be written to the provider's cache."""
-    return cache_lifetime(request) is not None
-
-
 def cache_lifetime(request: Mapping[str, Any]) -> str | None:
     """The longest lifetime a Messages request's prompt-cache breakpoints ask for: ``"1h"`` when any
     says ``"ttl": "1h"``, ``"5m"`` (the default) when there are others, ``None`` when there are none."""
