@@ -216,3 +216,15 @@ def test_regex_only_stack_never_imports_spacy() -> None:
     for value in ("maria.gonzalez@example.com", "(425) 882-8080", "4111 1111 1111 1111", "536-22-1234"):
         assert value not in forwarded
     assert "GB82 WEST 1234 5698 7654 32" not in forwarded
+
+
+def test_presidio_when_the_runtime_analyzer_filters_recognizers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``runtime.analyzer.entities`` narrows the shared Presidio engine: the same engine is used."""
+    from asgi_aigw.runtime import tokens
+    from asgi_aigw.runtime.config import RuntimeConfig
+
+    narrowed = RuntimeConfig(analyzer={"regex_only": True, "entities": ["EMAIL_ADDRESS"]})  # type: ignore[arg-type]
+    monkeypatch.setattr(tokens, "_runtime_config", narrowed)
+    scanner = Scanner(RedactConfig(regex_only=True))
+    assert not isinstance(scanner.engine(), RegexAnalyzer)
+    assert scanner._entities == ["EMAIL_ADDRESS"]

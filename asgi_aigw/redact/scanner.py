@@ -128,9 +128,16 @@ class Scanner:
         from ..runtime.tokens import runtime_config
         from .patterns import build_regex_analyzer, supports
 
-        if not supports(self.config):
+        runtime = runtime_config()
+        settings = runtime.analyzer
+        # the shared engine's own recognizer filter or language would change what Presidio finds
+        if (
+            not supports(self.config)
+            or settings.entities is not None
+            or settings.language != self.config.language
+        ):
             return None
-        keep_tldextract_offline(runtime_config())
+        keep_tldextract_offline(runtime)
         tldextract: Any = require("tldextract", "pii")
         return cast("AnalyzerEngine | None", build_regex_analyzer(self.config, tldextract.extract))
 
