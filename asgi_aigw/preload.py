@@ -31,7 +31,7 @@ def preload(app: ASGIApp, config: GatewayConfig | None = None) -> None:
         seen.add(id(layer))
         scanner = getattr(layer, "scanner", None)
         if scanner is not None and hasattr(scanner, "engine"):
-            scanner.engine()  # Presidio's recognizers, spaCy's model unless regex-only
+            scanner.engine()  # the recognizers (and spaCy's model unless regex-only)
         if getattr(layer, "vector", None) is not None:
             load = getattr(layer.embedder, "load", None)  # fastembed's ONNX model, on this thread
             if load is not None:

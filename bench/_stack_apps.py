@@ -97,7 +97,7 @@ def preloaded() -> Any:
     layer: Any = app
     while layer is not None:
         if hasattr(layer, "scanner"):
-            layer.scanner.engine()  # the redaction engine (Presidio's recognizers, spaCy's model)
+            layer.scanner.engine()  # the redaction engine (its recognizers, spaCy's model unless regex-only)
         if getattr(layer, "vector", None) is not None:
             embedder = layer.embedder
             if hasattr(embedder, "load"):

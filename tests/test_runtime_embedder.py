@@ -131,7 +131,7 @@ def test_onnxruntime_session_is_sized_on_purpose() -> None:
     # the arena would keep the memory of the largest batch ever seen; threads are the configured ones
     embedder = FastEmbedEmbedder(threads=2)
     embedder.load()
-    options = embedder._model.model.model.get_session_options()
+    options = embedder._model.session.get_session_options()
     assert options.enable_cpu_mem_arena is False
     assert (options.intra_op_num_threads, options.inter_op_num_threads) == (2, 2)
 

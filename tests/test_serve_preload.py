@@ -83,7 +83,8 @@ def test_preloaded_workers_share_the_models_loaded_before_the_fork(tmp_path: Pat
         assert len(workers) == 2
         # the embedding model and the PII engine were loaded by the parent, before the fork
         assert "onnxruntime" in maps(master)
-        assert "/spacy/" in maps(master)  # imported by Presidio
+        assert "/regex/_regex" in maps(master)  # the regex-only PII engine's compiled patterns
+        assert "/spacy/" not in maps(master)  # regex-only: neither Presidio nor spaCy
         for worker in workers:
             # onnxruntime's weights (~160 MB as loaded) are among the pages each worker shares
             assert shared_mb(worker) > 150

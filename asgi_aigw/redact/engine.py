@@ -249,18 +249,24 @@ def _in_place_enhancer_class() -> type[Any]:
 
         def words_before(self, text: str, start: int) -> list[str]:
             """The ``context_prefix_count`` words before ``start`` that are not stop words."""
-            words: list[str] = []
-            window = text[max(0, start - _CONTEXT_REACH) : start]
-            for word in reversed(_CONTEXT_WORD.findall(window)):
-                lowered = word.lower()
-                if lowered in self.stop_words:
-                    continue
-                words.extend(part for part in lowered.split(":") if part)
-                if len(words) >= self.context_prefix_count:
-                    break
-            return words
+            return words_before(text, start, self.stop_words, self.context_prefix_count)
 
     return InPlaceContextEnhancer
+
+
+def words_before(text: str, start: int, stop_words: frozenset[str], count: int) -> list[str]:
+    """The ``count`` words before ``start`` that are not stop words, lower-cased (a word with
+    colons counts as its parts, as Presidio's tokenizer splits it)."""
+    words: list[str] = []
+    window = text[max(0, start - _CONTEXT_REACH) : start]
+    for word in reversed(_CONTEXT_WORD.findall(window)):
+        lowered = word.lower()
+        if lowered in stop_words:
+            continue
+        words.extend(part for part in lowered.split(":") if part)
+        if len(words) >= count:
+            break
+    return words
 
 
 # -- NER only where a name can be -------------------------------------------------------------------

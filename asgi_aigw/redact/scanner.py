@@ -14,11 +14,12 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import anyio
 import anyio.to_thread
 
+from ..kernel.optional import require
 from .config import RedactConfig
 from .engine import NER_ENTITIES, build_analyzer, name_segments, possible_entities, supported_entities
 from .normalize import normalise
@@ -107,8 +108,7 @@ class Scanner:
         if self._engine is None:
             with self._build_lock:
                 if self._engine is None:
-                    base = self._base()
-                    engine = build_analyzer(base, self.config)
+                    engine = self._regex_engine() or build_analyzer(self._base(), self.config)
                     available = supported_entities(engine, self.config.language)
                     self._entities = [e for e in self.config.scanned_entities() if e in available]
                     missing = set(self.config.scanned_entities()) - available
@@ -118,6 +118,28 @@ class Scanner:
                         logger.warning("No recognizer for %s: not looked for.", sorted(missing))
                     self._engine = engine
         return self._engine
+
+    def _regex_engine(self) -> AnalyzerEngine | None:
+        """The regex-only engine that needs neither Presidio nor spaCy (see
+        :mod:`asgi_aigw.redact.patterns`), when no analyzer was injected and it covers the config."""
+        if self._source is not None:
+            return None
+        from ..runtime.pii import keep_tldextract_offline
+        from ..runtime.tokens import runtime_config
+        from .patterns import build_regex_analyzer, supports
+
+        runtime = runtime_config()
+        settings = runtime.analyzer
+        # the shared engine's own recognizer filter or language would change what Presidio finds
+        if (
+            not supports(self.config)
+            or settings.entities is not None
+            or settings.language != self.config.language
+        ):
+            return None
+        keep_tldextract_offline(runtime)
+        tldextract: Any = require("tldextract", "pii")
+        return cast("AnalyzerEngine | None", build_regex_analyzer(self.config, tldextract.extract))
 
     def _base(self) -> AnalyzerEngine:
         source = self._source

@@ -31,6 +31,7 @@ import numpy as np
 from ..kernel.optional import require
 from .assets import cache_dir, find_embedding_model_dir
 from .config import DEFAULT_EMBEDDING_MODEL, RuntimeConfig
+from .onnx_model import MEAN_POOLED, MeanPooledOnnxModel
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -290,8 +291,14 @@ class FastEmbedEmbedder:
         return self._model
 
     def _load(self) -> Any:
-        fastembed = require("fastembed", "embed")
         model_dir = self._model_dir or find_embedding_model_dir(self._config)
+        if self.model_name in MEAN_POOLED and model_dir is not None and (model_dir / "model.onnx").is_file():
+            # the same model, tokenizer and pooling as fastembed's, without importing fastembed (~40 MB)
+            try:
+                return MeanPooledOnnxModel(model_dir, threads=self.threads, session_options=_SESSION_OPTIONS)
+            except Exception as exc:  # onnxruntime's own errors (a corrupt model) derive from Exception
+                raise EmbedderError(f"Cannot load {self.model_name!r} from {model_dir}: {exc}") from exc
+        fastembed = require("fastembed", "embed")
         # fastembed sets onnxruntime's intra- and inter-op threads both to ``threads``; the CPU memory
         # arena is off: it grows to the largest batch seen and never gives memory back (a burst of 32
         # long questions held hundreds of MB for the life of the process), for no measurable speed here

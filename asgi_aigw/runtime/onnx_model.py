@@ -1,0 +1,117 @@
+"""A mean-pooled sentence-embedding model run directly on onnxruntime and tokenizers.
+
+fastembed runs the same two libraries; importing it costs about 40 MB per worker on top of them
+(its model catalogue, huggingface_hub, PIL and more) for nothing the gateway uses when the model files
+are already on disk. For the models listed in :data:`MEAN_POOLED` this module does what fastembed's
+pooled-normalized models do: the tokenizer set up as fastembed sets it (truncation to the model's
+context, batch-longest padding), the same session options, mean pooling in float64 over real
+tokens, L2 normalisation. ``tests/test_runtime_onnx.py`` holds its vectors to fastembed's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..kernel.optional import require
+
+#: Models fastembed embeds by mean pooling then normalising, whose files this module reads.
+MEAN_POOLED = frozenset({"sentence-transformers/all-MiniLM-L6-v2"})
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    with path.open(encoding="utf-8") as file:
+        data = json.load(file)
+    return data if isinstance(data, dict) else {}
+
+
+def _context(tokenizer_config: dict[str, Any]) -> int:
+    limits = [
+        value
+        for value in (tokenizer_config.get("model_max_length"), tokenizer_config.get("max_length"))
+        if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 10**9
+    ]
+    if not limits:
+        raise ValueError("tokenizer_config.json sets no model_max_length or max_length")
+    return min(limits)
+
+
+def load_tokenizer(model_dir: Path) -> Any:
+    """The model's tokenizer, truncating and padding as fastembed's ``load_tokenizer`` sets it."""
+    tokenizers = require("tokenizers", "embed")
+    tokenizer_config = _read_json(model_dir / "tokenizer_config.json")
+    config = _read_json(model_dir / "config.json")
+    tokenizer = tokenizers.Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    truncation = tokenizer.truncation or {}
+    tokenizer.enable_truncation(
+        max_length=_context(tokenizer_config),
+        direction=tokenizer_config.get("truncation_side") or truncation.get("direction", "right"),
+    )
+    for value in _read_json(model_dir / "special_tokens_map.json").values():
+        for token in value if isinstance(value, list) else [value]:
+            if isinstance(token, str):
+                tokenizer.add_special_tokens([token])
+            elif isinstance(token, dict):
+                tokenizer.add_special_tokens([tokenizers.AddedToken(**token)])
+    padding = tokenizer.padding or {}
+    pad_token = padding.get("pad_token") or tokenizer_config.get("pad_token")
+    if pad_token is None:
+        raise ValueError(f"no pad token for {model_dir}")
+    pad_id = padding.get("pad_id", config.get("pad_token_id"))
+    if pad_id is None:
+        pad_id = tokenizer.token_to_id(pad_token)
+    if pad_id is None:
+        raise ValueError(f"no id for the pad token {pad_token!r} in {model_dir}")
+    tokenizer.enable_padding(
+        direction=tokenizer_config.get("padding_side") or padding.get("direction", "right"),
+        pad_id=pad_id,
+        pad_type_id=padding.get("pad_type_id", 0),
+        pad_token=pad_token,
+        pad_to_multiple_of=padding.get("pad_to_multiple_of"),
+        length=None,
+    )
+    return tokenizer
+
+
+class MeanPooledOnnxModel:
+    """``embed(texts, batch_size)`` as fastembed's ``TextEmbedding`` offers it, for one local model."""
+
+    def __init__(self, model_dir: Path, *, threads: int, session_options: dict[str, Any]) -> None:
+        ort = require("onnxruntime", "embed")
+        self.tokenizer = load_tokenizer(model_dir)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = threads
+        for name, value in session_options.items():
+            setattr(options, name, value)
+        self.session = ort.InferenceSession(
+            str(model_dir / "model.onnx"), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        self._inputs = {node.name for node in self.session.get_inputs()}
+
+    def embed(self, texts: Sequence[str], batch_size: int = 256) -> Iterator[np.ndarray[Any, Any]]:
+        for start in range(0, len(texts), batch_size):
+            yield from self._batch(list(texts[start : start + batch_size]))
+
+    def _batch(self, texts: list[str]) -> np.ndarray[Any, Any]:
+        encoded = self.tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in encoded], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
+        feed = {"input_ids": ids}
+        if "attention_mask" in self._inputs:
+            feed["attention_mask"] = mask
+        if "token_type_ids" in self._inputs:
+            feed["token_type_ids"] = np.zeros_like(ids)
+        output = self.session.run(None, feed)[0]
+        summed = np.sum(output, axis=1, where=mask[:, :, np.newaxis].astype(bool), dtype=np.float64)
+        pooled = summed / np.maximum(np.sum(mask, axis=1, keepdims=True), 1e-9)
+        norms = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        result: np.ndarray[Any, Any] = (pooled / norms).astype(output.dtype, copy=False)
+        return result

@@ -1,0 +1,81 @@
+"""The default embedding model run directly on onnxruntime gives fastembed's vectors, without fastembed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from asgi_aigw.runtime.assets import find_embedding_model_dir
+from asgi_aigw.runtime.config import DEFAULT_EMBEDDING_MODEL, RuntimeConfig
+from asgi_aigw.runtime.embedder import EmbedderError, FastEmbedEmbedder
+from asgi_aigw.runtime.onnx_model import MeanPooledOnnxModel
+
+SENTENCES = [
+    "How do I reset my password?",
+    "What's the way to change my password?",
+    " ",
+    "Grüße aus München, 東京 and Zürich! 🚀",
+    "refund " * 400,  # longer than the model's 256-token context: truncated
+    "Explain how photosynthesis works, step by step, for a ten-year-old.",
+    "x",
+]
+
+
+@pytest.fixture(scope="module")
+def model_dir() -> Path:
+    found = find_embedding_model_dir(RuntimeConfig())
+    assert found is not None
+    return found
+
+
+def test_same_vectors_as_fastembed(model_dir: Path) -> None:
+    fastembed = pytest.importorskip("fastembed")
+    theirs = fastembed.TextEmbedding(
+        model_name=DEFAULT_EMBEDDING_MODEL, specific_model_path=str(model_dir), threads=1
+    )
+    ours = MeanPooledOnnxModel(model_dir, threads=1, session_options={"enable_cpu_mem_arena": False})
+    for batch_size in (1, 3, 32):
+        a = np.stack(list(theirs.embed(SENTENCES, batch_size=batch_size)))
+        b = np.stack(list(ours.embed(SENTENCES, batch_size=batch_size)))
+        assert a.shape == b.shape == (len(SENTENCES), 384)
+        assert b.dtype == a.dtype
+        cosines = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+        assert cosines.min() > 0.99999
+        np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0, rtol=1e-5)
+
+
+def test_default_model_never_imports_fastembed() -> None:
+    code = textwrap.dedent(
+        """
+        import json, sys
+        from asgi_aigw.runtime.embedder import FastEmbedEmbedder
+        embedder = FastEmbedEmbedder(cache_size=0)
+        vector = embedder.embed_sync(["How do I reset my password?"])[0]
+        embedder.close()
+        print(json.dumps({"size": len(vector), "fastembed": "fastembed" in sys.modules,
+                          "onnxruntime": "onnxruntime" in sys.modules}))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result == {"size": 384, "fastembed": False, "onnxruntime": True}
+
+
+def test_corrupt_model_is_reported(model_dir: Path, tmp_path: Path) -> None:
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "config.json"):
+        (tmp_path / name).write_bytes((model_dir / name).read_bytes())
+    (tmp_path / "model.onnx").write_bytes(b"not an onnx model")
+    embedder = FastEmbedEmbedder(model_dir=tmp_path, cache_size=0)
+    try:
+        with pytest.raises(EmbedderError, match="Cannot load"):
+            embedder.embed_sync(["x"])
+    finally:
+        embedder.close()
