@@ -3,14 +3,16 @@ full stack forwarding and storing an answer (semantic layer off).
 
     python bench/stack_cpu.py [--requests 2000] [--rounds 5] [--concurrency 16] [--redis URL] [--profile]
 
-Each app runs in this process on one uvloop event loop and is driven by a raw ASGI driver (no HTTP
-server, no client), ``--concurrency`` requests in flight; the upstream is a FakeProvider process on
-loopback answering at once, so its CPU is not counted. The figure is this process's CPU time
+Each app is built as an ``aigw serve`` worker builds it (``_stack_apps.build``) and runs in this
+process on one uvloop event loop, driven by a raw ASGI driver (no HTTP server, no client),
+``--concurrency`` requests in flight; the upstream is a FakeProvider process on loopback answering at
+once, so its CPU is not counted. The figure is this process's CPU time
 (``time.process_time``: every thread, so the request log's writer and the stores' clients too) over the
 requests served, median of ``--rounds`` interleaved rounds. Less noisy than requests per second on a
 shared machine: other processes slow the run down but do not add to its CPU time.
 
-``--profile NAME`` runs one target under cProfile instead and prints the top functions.
+``--profile`` runs the first target (or ``--only NAME``) under cProfile instead, timed by this thread's
+CPU, and prints the top functions; ``--layers`` adds one layer at a time in front of the router.
 Writes bench/results/stack_cpu.{md,json}.
 """
 
@@ -145,15 +147,13 @@ class Lifespan:
 
 
 async def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from _stack_apps import stack_config
-
-    from asgi_aigw import build_app
+    from _stack_apps import build
 
     apps = []
     for name, layers, headers in TARGETS + (LAYER_TARGETS if args.layers else []):
         if args.only and name != args.only:
             continue
-        app = build_app(stack_config({layer for layer in layers.split(",") if layer}), env={})
+        app = build({layer for layer in layers.split(",") if layer})
         life = Lifespan(app)
         await life.start()
         errors = await drive(app, headers, args.warmup, args.concurrency)  # warm-up, and stores the answer
