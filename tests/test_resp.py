@@ -170,3 +170,31 @@ def test_pipelined_calls_on_uvloop(redis_url: str) -> None:
             await client.aclose()
 
     assert uvloop.run(main()) == [b"%d" % i for i in range(50)]
+
+
+async def test_a_command_on_a_connection_the_server_dropped_while_idle_is_sent_again() -> None:
+    # the first connection answers once, then closes as the next command arrives (a server that timed
+    # out the idle client): that command goes once more on a fresh connection
+    connections = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        first = connections == 1
+        answered = 0
+        while await reader.read(1 << 16):
+            if first and answered == 1:
+                writer.close()
+                return
+            writer.write(b"+PONG\r\n")
+            answered += 1
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = FastRedis(f"redis://127.0.0.1:{port}/0")
+    assert await client.call(pack([b"PING"])) == b"PONG"
+    assert await client.call(pack([b"PING"])) == b"PONG"
+    assert connections == 2
+    await client.aclose()
+    server.close()
