@@ -80,9 +80,21 @@ def stack_config(layers: set[str]) -> GatewayConfig:
     return GatewayConfig.model_validate(data)
 
 
+def build(layers: set[str]) -> Any:
+    """The app of ``layers`` as an ``aigw serve`` worker builds it (its startup heap frozen, when this
+    version of the gateway does that)."""
+    app = build_app(stack_config(layers), env={})
+    try:
+        from asgi_aigw.preload import freeze_startup_heap
+    except ImportError:  # an older version, compared in the same run
+        return app
+    freeze_startup_heap()
+    return app
+
+
 def stack() -> Any:
     layers = {name for name in os.environ.get("BENCH_STACK", "").split(",") if name}
-    return build_app(stack_config(layers), env={})
+    return build(layers)
 
 
 def preloaded() -> Any:

@@ -63,6 +63,11 @@ def benchmarks(redis: str, plot_path: Path) -> list[Bench]:
             ["--seconds", "2", "--rounds", "1", "--redis", redis],
             needs=["wrk"],
         ),
+        Bench(
+            "stack_cpu",
+            ["--requests", "2000", "--rounds", "5", "--layers", "--redis", redis],
+            ["--requests", "500", "--rounds", "2", "--redis", redis],
+        ),
         Bench("memory", ["--redis", redis], ["--redis", redis]),
         Bench("router", ["--seconds", "8"], ["--seconds", "2"], needs=["wrk"]),
         Bench("dialects", ["--seconds", "6"], ["--seconds", "2"], needs=["wrk"]),

@@ -60,12 +60,13 @@ async def test_round_trips_and_error_replies(redis_url: str, redis_prefix: str) 
         await client.call(pack([b"HGET", key, b"f"]))
     # the error did not poison the connection
     assert await client.call(pack([b"GET", key])) == b"5"
-    assert len(client._idle) == 1
+    assert client._pipe is not None
+    assert client._pipe.usable()  # one connection, still open
     await client.call(pack([b"DEL", key]))
     await client.aclose()
 
 
-async def test_cancelled_call_drops_its_connection(redis_url: str) -> None:
+async def test_a_cancelled_calls_reply_goes_to_nobody(redis_url: str) -> None:
     client = FastRedis(redis_url)
     assert await client.call(pack([b"PING"])) == b"PONG"
     task = asyncio.create_task(client.call(pack([b"BLPOP", b"aigw-test:never", b"1"])))
@@ -73,15 +74,52 @@ async def test_cancelled_call_drops_its_connection(redis_url: str) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert client._idle == []  # the connection with a reply still pending was closed, not reused
-    assert await client.call(pack([b"PING"])) == b"PONG"
+    # the BLPOP's nil reply (after 1 s) is read and dropped: the next call gets its own reply
+    assert await client.call(pack([b"ECHO", b"mine"])) == b"mine"
+    await client.aclose()
+
+
+async def test_concurrent_calls_share_one_connection_and_get_their_own_replies(
+    redis_url: str, redis_prefix: str
+) -> None:
+    client = FastRedis(redis_url)
+    key = f"{redis_prefix}pipelined".encode()
+    replies = await asyncio.gather(*(client.call(pack([b"ECHO", b"%d" % i])) for i in range(200)))
+    assert replies == [b"%d" % i for i in range(200)]
+    counts = await asyncio.gather(*(client.call(pack([b"INCR", key])) for _ in range(100)))
+    assert sorted(counts) == list(range(1, 101))
+    info = await client.call(pack([b"CLIENT", b"ID"]))
+    assert isinstance(info, int)
+    with pytest.raises(RespError):
+        await client.call(pack([b"NOSUCHCOMMAND"]))
+    assert await client.call(pack([b"DEL", key])) == 1
+    await client.aclose()
+
+
+async def test_a_server_that_does_not_answer_times_out_every_pending_call() -> None:
+    # a listening socket that never replies: the oldest call's deadline fails them all
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1 << 20)
+        await asyncio.sleep(10)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = FastRedis(f"redis://127.0.0.1:{port}/0", timeout=0.2)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    results = await asyncio.gather(*(client.call(pack([b"PING"])) for _ in range(5)), return_exceptions=True)
+    assert all(isinstance(r, TimeoutError) for r in results), results
+    assert 0.15 < loop.time() - start < 1.0
+    assert client._pipe is not None
+    assert client._pipe.closed
+    server.close()
     await client.aclose()
 
 
 async def test_a_closed_idle_connection_is_replaced(redis_url: str) -> None:
     client = FastRedis(redis_url)
     assert await client.call(pack([b"PING"])) == b"PONG"
-    client._idle[0].writer.transport.abort()  # as if the server had closed it
+    client._pipe.transport.abort()  # type: ignore[union-attr]  # as if the server had closed it
     await asyncio.sleep(0)
     assert await client.call(pack([b"PING"])) == b"PONG"
     await client.aclose()
@@ -118,3 +156,45 @@ async def test_auth_and_select(private_redis: int) -> None:
     with pytest.raises(RespError, match="NOAUTH"):
         await anonymous.call(pack([b"PING"]))
     await anonymous.aclose()
+
+
+def test_pipelined_calls_on_uvloop(redis_url: str) -> None:
+    # the loop the gateway serves on (uvicorn's default when installed): its transports differ
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main() -> list[object]:
+        client = FastRedis(redis_url)
+        try:
+            return list(await asyncio.gather(*(client.call(pack([b"ECHO", b"%d" % i])) for i in range(50))))
+        finally:
+            await client.aclose()
+
+    assert uvloop.run(main()) == [b"%d" % i for i in range(50)]
+
+
+async def test_a_command_on_a_connection_the_server_dropped_while_idle_is_sent_again() -> None:
+    # the first connection answers once, then closes as the next command arrives (a server that timed
+    # out the idle client): that command goes once more on a fresh connection
+    connections = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        first = connections == 1
+        answered = 0
+        while await reader.read(1 << 16):
+            if first and answered == 1:
+                writer.close()
+                return
+            writer.write(b"+PONG\r\n")
+            answered += 1
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = FastRedis(f"redis://127.0.0.1:{port}/0")
+    assert await client.call(pack([b"PING"])) == b"PONG"
+    assert await client.call(pack([b"PING"])) == b"PONG"
+    assert connections == 2
+    await client.aclose()
+    server.close()

@@ -22,31 +22,48 @@ from .store import Reservation, StoreError
 from .windows import Slot
 
 
+def bulk(value: str) -> bytes:
+    """``value`` as one RESP bulk string."""
+    data = value.encode()
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
 class _Script:
     """A Lua script called by SHA (computed once), loaded on NOSCRIPT."""
 
-    __slots__ = ("load", "sha", "source")
+    __slots__ = ("_head", "load", "sha", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
         #: ``SCRIPT LOAD`` for the fast client, packed once.
         self.load = pack([b"SCRIPT", b"LOAD", source.encode()])
+        #: ``EVALSHA <sha>`` as RESP bulk strings, packed once.
+        self._head = b"$7\r\nEVALSHA\r\n$%d\r\n%s\r\n" % (len(self.sha), self.sha.encode())
 
     def command(self, keys: Sequence[str], args: Sequence[str]) -> bytes:
         """``EVALSHA`` packed for the fast client."""
-        return pack(
+        return self.command_packed([bulk(key) for key in keys], args)
+
+    def command_packed(self, keys: Sequence[bytes], args: Sequence[str]) -> bytes:
+        """``EVALSHA`` with ``keys`` already packed as bulk strings (:func:`bulk`): a tenant's keys are
+        packed once a minute, not on every call."""
+        count = b"%d" % len(keys)
+        return b"".join(
             [
-                b"EVALSHA",
-                self.sha.encode(),
-                b"%d" % len(keys),
-                *(k.encode() for k in keys),
-                *(a.encode() for a in args),
+                b"*%d\r\n" % (3 + len(keys) + len(args)),
+                self._head,
+                b"$%d\r\n%s\r\n" % (len(count), count),
+                *keys,
+                *[bulk(arg) for arg in args],
             ]
         )
 
     async def fast(self, client: RespCaller, keys: Sequence[str], args: Sequence[str]) -> Any:
-        command = self.command(keys, args)
+        return await self.fast_packed(client, [bulk(key) for key in keys], args)
+
+    async def fast_packed(self, client: RespCaller, keys: Sequence[bytes], args: Sequence[str]) -> Any:
+        command = self.command_packed(keys, args)
         try:
             return await client.call(command)
         except RespError as exc:
@@ -96,6 +113,8 @@ class RedisBudgetStore:
         )
         self._gates: dict[int, asyncio.Semaphore] = {}
         self._key_cache: dict[tuple[str, int, str, int], list[str]] = {}
+        #: The same keys packed as RESP bulk strings for the fast client, beside them.
+        self._packed_cache: dict[tuple[str, int, str, int], list[bytes]] = {}
         self._redis = require("redis", "redis")
         self._errors: tuple[type[BaseException], ...] = (
             self._redis.exceptions.RedisError,
@@ -127,12 +146,21 @@ class RedisBudgetStore:
         assert self._loop_clients is not None
         return self._loop_clients.redis()
 
-    async def _script(self, script: _Script, keys: Sequence[str], args: Sequence[str]) -> Any:
-        """Run a script: through the fast client for a URL, through redis-py for a given client."""
+    async def _script(
+        self,
+        script: _Script,
+        keys: Sequence[str],
+        args: Sequence[str],
+        packed: Sequence[bytes] | None = None,
+    ) -> Any:
+        """Run a script: through the fast client for a URL (``packed``: ``keys`` already packed),
+        through redis-py for a given client."""
         if self._given is not None:
             return await self._run(lambda client: script(client, keys, args))
         assert self._loop_clients is not None
         try:
+            if packed is not None:
+                return await script.fast_packed(self._loop_clients.fast(), packed, args)
             return await script.fast(self._loop_clients.fast(), keys, args)
         except self._errors as exc:
             raise StoreError(f"{type(exc).__name__}: {exc}") from exc
@@ -160,15 +188,23 @@ class RedisBudgetStore:
         """The override hash and the slot counters; cached per tenant until the minute changes."""
         # the last slot's suffix names the user of per-user windows (they come last) and the month;
         # the first slot's start the minute: two users of one tenant never share a cache entry
+        return self._keys_packed(tenant, slots)[0]
+
+    def _keys_packed(self, tenant: str, slots: Sequence[Slot]) -> tuple[list[str], list[bytes]]:
+        """:meth:`_keys`, and the same keys packed for the fast client."""
         cache_key = (tenant, slots[0].start, slots[-1].suffix, len(slots))
         keys = self._key_cache.get(cache_key)
-        if keys is None:
+        packed = self._packed_cache.get(cache_key)
+        if keys is None or packed is None:
             if len(self._key_cache) > 10_000:
                 self._key_cache.clear()
+                self._packed_cache.clear()
             prefix = self.tag(tenant)
             keys = [prefix + "limits", *(prefix + slot.suffix for slot in slots)]
+            packed = [bulk(key) for key in keys]
             self._key_cache[cache_key] = keys
-        return keys
+            self._packed_cache[cache_key] = packed
+        return keys, packed
 
     def marker_key(self, tenant: str, token: str) -> str:
         return f"{self.key_prefix}{{{tenant}}}:r:{token}"
@@ -183,29 +219,35 @@ class RedisBudgetStore:
         *,
         token: str | None = None,
     ) -> Reservation:
-        keys = self._keys(tenant, slots)
+        keys, packed_keys = self._keys_packed(tenant, slots)
         packed = ",".join([*map(str, limits), *map(str, amounts), *(str(slot.end + grace) for slot in slots)])
         names = ",".join(slot.window.name for slot in slots)
         if token is None:
-            reply = await self._script(_RESERVE, keys, (packed, names))
+            reply = await self._script(_RESERVE, keys, (packed, names), packed_keys)
         else:
             expires = str(max(slot.end for slot in slots) + grace)
-            marked = [*keys, self.marker_key(tenant, token)]
-            reply = await self._script(_RESERVE, marked, (packed, names, expires))
+            marker = self.marker_key(tenant, token)
+            marked = [*keys, marker]
+            reply = await self._script(
+                _RESERVE, marked, (packed, names, expires), [*packed_keys, bulk(marker)]
+            )
         values = [int(v) for v in reply.split(b",")]
         return Reservation(values[0] == 1, values[1::2], values[2::2])
 
     async def settle(
         self, tenant: str, slots: Sequence[Slot], deltas: Sequence[int], *, token: str | None = None
     ) -> None:
-        all_keys = self._keys(tenant, slots)
-        keys = [all_keys[i + 1] for i, delta in enumerate(deltas) if delta]
+        all_keys, all_packed = self._keys_packed(tenant, slots)
+        changed = [i + 1 for i, delta in enumerate(deltas) if delta]
+        keys = [all_keys[i] for i in changed]
+        packed_keys = [all_packed[i] for i in changed]
         packed = ",".join(str(delta) for delta in deltas if delta)
         if token is not None:
             # even with nothing to add: the marker goes, and a repeat of this call changes nothing
-            await self._script(_SETTLE, [self.marker_key(tenant, token), *keys], (packed or "0", "1"))
+            marker = self.marker_key(tenant, token)
+            await self._script(_SETTLE, [marker, *keys], (packed or "0", "1"), [bulk(marker), *packed_keys])
         elif keys:
-            await self._script(_SETTLE, keys, (packed,))
+            await self._script(_SETTLE, keys, (packed,), packed_keys)
 
     async def usage(self, tenant: str, slots: Sequence[Slot]) -> list[int]:
         keys = [self.counter_key(tenant, slot) for slot in slots]

@@ -57,8 +57,12 @@ def app_factory() -> ASGIApp:
 
         return build_demo_app(config)
     from ..app import build_app
+    from ..preload import freeze_startup_heap
 
-    return build_app(config)
+    app = build_app(config)
+    # the worker owns its process: what it built lives as long as it does, out of the collector's way
+    freeze_startup_heap()
+    return app
 
 
 def with_env_traces(config: GatewayConfig, env: Mapping[str, str] | None = None) -> GatewayConfig:

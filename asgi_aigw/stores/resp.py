@@ -1,20 +1,24 @@
-"""A minimal Redis client (RESP2 over asyncio streams) for the few calls on the request path.
+"""A minimal Redis client (RESP2 over one pipelined asyncio connection) for the few calls on the request
+path.
 
 A metered request makes two ``EVALSHA`` calls (the budget) and a cached one a ``GET`` and a ``SET`` (the
 exact cache). Through redis-py's generic command path each call cost about twice the CPU of this client
 on loopback (measured in ``bench/budget.py`` and ``bench/fullstack.py``), which sends the packed command
-and parses the one reply, nothing else. It speaks plain TCP, TLS (``rediss://``) and Unix sockets, with
-``AUTH`` and ``SELECT`` from the URL. Everything else (the CLIs, overrides, purges, scans) and any client
-you pass in (``RedisCluster``...) goes through redis-py.
+and parses the one reply, nothing else. Concurrent requests' commands share one connection: those made in
+one turn of the event loop leave in one write, and one read delivers every reply that has come, so a
+busy worker makes a fraction of the system calls (``bench/stack_cpu.py``). It speaks plain TCP, TLS
+(``rediss://``) and Unix sockets, with ``AUTH`` and ``SELECT`` from the URL. Everything else (the CLIs,
+overrides, purges, scans) and any client you pass in (``RedisCluster``...) goes through redis-py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 
@@ -103,106 +107,251 @@ async def read_reply(reader: asyncio.StreamReader) -> Any:
     raise ConnectionLost(f"unexpected reply from the Redis server: {line[:40]!r}")
 
 
-class _Connection:
-    __slots__ = ("reader", "writer")
+class _Incomplete(Exception):
+    """The buffer ends before the reply does: wait for more data."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
 
-    def close(self) -> None:
-        self.writer.close()
+_INCOMPLETE = _Incomplete()
+
+
+def parse_reply(buf: bytes | bytearray, pos: int) -> tuple[Any, int]:
+    """One reply from ``buf`` at ``pos`` and where the next one starts, as :func:`read_reply` returns it;
+    raises :class:`_Incomplete` when ``buf`` does not hold it all yet."""
+    end = buf.find(b"\r\n", pos)
+    if end < 0:
+        raise _INCOMPLETE
+    kind = buf[pos]
+    if kind == 36:  # $ bulk string
+        size = int(buf[pos + 1 : end])
+        if size < 0:
+            return None, end + 2
+        stop = end + 2 + size
+        if len(buf) < stop + 2:
+            raise _INCOMPLETE
+        return bytes(buf[end + 2 : stop]), stop + 2
+    if kind == 58:  # : integer
+        return int(buf[pos + 1 : end]), end + 2
+    if kind == 43:  # + simple string
+        return bytes(buf[pos + 1 : end]), end + 2
+    if kind == 45:  # - error
+        return RespError(bytes(buf[pos + 1 : end]).decode("utf-8", "replace")), end + 2
+    if kind == 42:  # * array
+        count = int(buf[pos + 1 : end])
+        if count < 0:
+            return None, end + 2
+        items = []
+        pos = end + 2
+        for _ in range(count):
+            item, pos = parse_reply(buf, pos)
+            items.append(item)
+        return items, pos
+    raise ConnectionLost(f"unexpected reply from the Redis server: {bytes(buf[pos : pos + 40])!r}")
+
+
+class _Pipe(asyncio.Protocol):
+    """One connection carrying many callers' commands at once (pipelined), replies matched in order.
+
+    Commands written in one turn of the event loop leave in one write, and one read delivers every reply
+    that has arrived: concurrent requests share the system calls. The oldest pending call bounds them
+    all (a reply can only come after the ones before it), so one timer per connection enforces the
+    timeout: when the oldest call has waited ``timeout``, every pending call fails and the connection
+    closes."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.transport: asyncio.Transport | None = None
+        self.waiters: deque[tuple[asyncio.Future[Any], float]] = deque()
+        self.buffer = bytearray()
+        self.outgoing: list[bytes] = []
+        self.closed = False
+        #: Whether a reply has come: the connection worked once (a reused one may be closed unseen).
+        self.replied = False
+        self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = None
+        self._lost: BaseException | None = None
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are no subclasses
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buffer
+        buf += data
+        pos = 0
+        waiters = self.waiters
+        try:
+            while pos < len(buf):
+                reply, pos = parse_reply(buf, pos)
+                if not waiters:
+                    raise ConnectionLost("a reply from the Redis server that no call waited for")
+                future = waiters.popleft()[0]
+                if not future.done():  # a cancelled caller's reply is read and dropped
+                    future.set_result(reply)
+                self.replied = True
+        except _Incomplete:
+            pass
+        except (ValueError, ConnectionLost) as exc:
+            self.fail(exc if isinstance(exc, ConnectionLost) else ConnectionLost(f"bad reply: {exc}"))
+            return
+        del buf[:pos]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fail(ConnectionLost("the Redis server closed the connection"))
+
+    # -- calls --------------------------------------------------------------------------------------
+
+    def send(self, packed: bytes) -> asyncio.Future[Any]:
+        """Queue ``packed`` for this turn's write; the future gets its reply."""
+        future = self._loop.create_future()
+        if self.closed:
+            future.set_exception(self._lost or ConnectionLost("the Redis connection is closed"))
+            return future
+        self.waiters.append((future, self._loop.time() + self.timeout))
+        if not self.outgoing:
+            self._loop.call_soon(self._flush)
+        self.outgoing.append(packed)
+        if self._timer is None:
+            self._timer = self._loop.call_later(self.timeout, self._check)
+        return future
+
+    def _flush(self) -> None:
+        outgoing, self.outgoing = self.outgoing, []
+        if self.transport is not None and not self.closed:
+            self.transport.write(b"".join(outgoing) if len(outgoing) > 1 else outgoing[0])
+
+    def _check(self) -> None:
+        self._timer = None
+        if not self.waiters:
+            return
+        deadline = self.waiters[0][1]
+        if self._loop.time() >= deadline:
+            self.fail(TimeoutError(f"no reply from the Redis server within {self.timeout:g} s"))
+        else:
+            self._timer = self._loop.call_at(deadline, self._check)
+
+    def fail(self, exc: BaseException) -> None:
+        """Close the connection; every pending call raises ``exc``."""
+        if self.closed:
+            return
+        self.closed = True
+        self._lost = exc
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.transport is not None:
+            self.transport.close()
+        waiters, self.waiters = self.waiters, deque()
+        for future, _ in waiters:
+            if not future.done():
+                future.set_exception(exc)
+
+    def usable(self) -> bool:
+        return not self.closed and self.transport is not None and not self.transport.is_closing()
 
 
 class FastRedis:
-    """Idle connections in a list, at most ``max_connections`` calls in flight; one event loop only.
+    """One pipelined connection per client (:class:`_Pipe`); one event loop only.
 
-    New connections are opened two at a time, each call preferring a connection another call has just
-    given back. A call that fails for any reason (including cancellation) closes its connection, so a
-    reply can never be read by the wrong caller. A reused connection that turns out closed is retried
-    once on a new one (the server restarted, or closed idle clients).
+    The connection is opened on first use (concurrent first calls wait for the same connect) and again
+    after it closed: the server went away, a reply was malformed, or the oldest pending call waited
+    ``timeout``. A call made when the connection is known to be closed opens a new one; a call whose
+    command was sent but whose reply was lost raises :class:`ConnectionLost` (it may have run). A
+    cancelled call's reply is read and dropped, never given to another caller.
+    ``max_connections`` is kept for compatibility: one connection carries every call.
     """
 
     def __init__(self, url: str, *, timeout: float = 2.0, max_connections: int = 64) -> None:
         self.endpoint = Endpoint.from_url(url)
         self.timeout = timeout
-        self._idle: list[_Connection] = []
-        self._gate = asyncio.Semaphore(max_connections)
-        self._connecting = asyncio.Semaphore(2)
+        self.max_connections = max_connections
+        self._pipe: _Pipe | None = None
+        self._opening: asyncio.Future[_Pipe] | None = None
         self._ssl: ssl.SSLContext | None = ssl.create_default_context() if self.endpoint.tls else None
         self._closed = False
 
     async def call(self, packed: bytes) -> Any:
         """Send one packed command and return its reply (error replies raise :class:`RespError`)."""
-        async with self._gate:
-            for attempt in (0, 1):
-                connection = self._idle.pop() if self._idle else None
-                reused = connection is not None
-                try:
-                    if connection is None:
-                        # a few connects at a time: a burst that opened dozens at once overflowed the
-                        # server's accept queue, and the kernel's SYN retry took a second or more
-                        async with self._connecting:
-                            connection = self._idle.pop() if self._idle else None
-                            reused = connection is not None
-                            if connection is None:
-                                async with asyncio.timeout(self.timeout):
-                                    connection = await self._connect()
-                    connection.writer.write(packed)
-                    async with asyncio.timeout(self.timeout):
-                        reply = await read_reply(connection.reader)
-                except ConnectionError:
-                    if connection is not None:
-                        connection.close()
-                    if reused and attempt == 0:
-                        continue
-                    raise
-                except BaseException:
-                    if connection is not None:
-                        connection.close()
-                    raise
-                if self._closed:  # closed while this call was in flight: its connection goes too
-                    connection.close()
-                else:
-                    self._idle.append(connection)
-                if isinstance(reply, RespError):
-                    raise reply
-                return reply
-        raise AssertionError("unreachable")  # pragma: no cover
+        pipe = self._pipe
+        if pipe is None or not pipe.usable():
+            pipe = await self._open()
+        elif not pipe.waiters and pipe.replied:
+            # a connection that sat idle may have been closed by the server unseen (a restart, its idle
+            # timeout): when it turns out so, send once more on a fresh one, as nothing was pending
+            try:
+                reply = await pipe.send(packed)
+            except ConnectionLost:
+                pipe = await self._open()
+                reply = await pipe.send(packed)
+            return self._reply(pipe, reply)
+        return self._reply(pipe, await pipe.send(packed))
 
-    async def _connect(self) -> _Connection:
+    def _reply(self, pipe: _Pipe, reply: Any) -> Any:
+        if self._closed and not pipe.waiters:  # closed while this call was in flight: its connection goes
+            pipe.fail(ConnectionLost("the client was closed"))
+        if isinstance(reply, RespError):
+            raise reply
+        return reply
+
+    async def _open(self) -> _Pipe:
+        opening = self._opening
+        if opening is None:
+            opening = self._opening = asyncio.get_running_loop().create_future()
+            try:
+                async with asyncio.timeout(self.timeout):
+                    pipe = await self._connect()
+            except BaseException as exc:
+                self._opening = None
+                if not opening.done():
+                    # the others waiting get the error; a cancelled connect is no cancellation of theirs
+                    cancelled = ConnectionLost("the connect was cancelled")
+                    shared = exc if isinstance(exc, Exception) else cancelled
+                    opening.set_exception(shared)
+                    opening.exception()  # retrieved: no "never retrieved" warning when nobody else waited
+                raise
+            self._opening = None
+            if not self._closed:
+                self._pipe = pipe
+            opening.set_result(pipe)
+            return pipe
+        # another call is connecting: share its connection (or its error)
+        return await asyncio.shield(opening)
+
+    async def _connect(self) -> _Pipe:
         endpoint = self.endpoint
+        loop = asyncio.get_running_loop()
+        pipe = _Pipe(self.timeout)
         if endpoint.path is not None:
-            reader, writer = await asyncio.open_unix_connection(endpoint.path)
+            await loop.create_unix_connection(lambda: pipe, endpoint.path)
         else:
-            reader, writer = await asyncio.open_connection(endpoint.host, endpoint.port, ssl=self._ssl)
-        connection = _Connection(reader, writer)
+            host = endpoint.host or "localhost"
+            await loop.create_connection(lambda: pipe, host, endpoint.port, ssl=self._ssl)
         try:
             if endpoint.password is not None:
                 auth = [b"AUTH", endpoint.password.encode()]
                 if endpoint.username:
                     auth.insert(1, endpoint.username.encode())
-                await self._handshake(connection, auth)
+                await self._handshake(pipe, auth)
             if endpoint.db:
-                await self._handshake(connection, [b"SELECT", str(endpoint.db).encode()])
+                await self._handshake(pipe, [b"SELECT", str(endpoint.db).encode()])
         except BaseException:
-            connection.close()
+            pipe.fail(ConnectionLost("the Redis handshake failed"))
             raise
-        return connection
+        return pipe
 
     @staticmethod
-    async def _handshake(connection: _Connection, args: list[bytes]) -> None:
-        connection.writer.write(pack(args))
-        reply = await read_reply(connection.reader)
+    async def _handshake(pipe: _Pipe, args: list[bytes]) -> None:
+        reply = await pipe.send(pack(args))
         if isinstance(reply, RespError):
             raise reply
 
     async def aclose(self) -> None:
         self._closed = True
-        idle, self._idle = self._idle, []
-        for connection in idle:
-            connection.close()
-            try:
-                await connection.writer.wait_closed()
-            except (OSError, ConnectionError):
-                pass
+        pipe, self._pipe = self._pipe, None
+        if pipe is not None and not pipe.closed:
+            transport = pipe.transport
+            if pipe.waiters:  # calls in flight finish first; the last one closes the connection
+                return
+            pipe.fail(ConnectionLost("the client was closed"))
+            if transport is not None:
+                await asyncio.sleep(0)  # let the transport finish closing
