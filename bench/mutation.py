@@ -218,8 +218,8 @@ EQUIVALENT: dict[str, dict[str, str]] = {
     "budget-redis": {
         **dict.fromkeys(
             [
-                '_Script.fast: if not str(exc).startswith("NOSCRIPT") -> if False',
-                "_Script.fast: raise -> pass",
+                '_Script.fast_packed: if not str(exc).startswith("NOSCRIPT") -> if False',
+                "_Script.fast_packed: raise -> pass",
             ],
             "another error is then retried once after loading the script, and the retry raises it "
             "again: one round trip more, the same outcome",
@@ -230,13 +230,21 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         ),
         "RedisBudgetStore._script: if self._given is not None -> if True": "the same script through "
         "redis-py instead of the fast client: slower, same replies",
-        "RedisBudgetStore._keys: if keys is None -> if True": "only the memo of key names",
         **dict.fromkeys(
             [
-                "RedisBudgetStore._keys: if len(self._key_cache) > 10_000 -> if True",
-                "RedisBudgetStore._keys: len(self._key_cache) > 10_000 [Gt->GtE]",
-                "RedisBudgetStore._keys: 10000 -> 10001",
-                "RedisBudgetStore._keys: 10000 -> 9999",
+                "RedisBudgetStore._keys_packed: if keys is None or packed is None -> if True",
+                "RedisBudgetStore._keys_packed: keys is None or packed is None [Or->And]",
+                "RedisBudgetStore._keys_packed: keys is None or packed is None [drop keys is None]",
+                "RedisBudgetStore._keys_packed: keys is None or packed is None [drop packed is None]",
+            ],
+            "only the memo of key names (both memos are filled and cleared together)",
+        ),
+        **dict.fromkeys(
+            [
+                "RedisBudgetStore._keys_packed: if len(self._key_cache) > 10_000 -> if True",
+                "RedisBudgetStore._keys_packed: len(self._key_cache) > 10_000 [Gt->GtE]",
+                "RedisBudgetStore._keys_packed: 10000 -> 10001",
+                "RedisBudgetStore._keys_packed: 10000 -> 9999",
             ],
             "when the key-name memo is cleared is tuning (that it is bounded is tested)",
         ),
