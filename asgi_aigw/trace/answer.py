@@ -11,15 +11,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import orjson
-
+from ..kernel.answer_reader import AnswerReader
 from ..kernel.context import Usage
 from ..kernel.dialects import Dialect, dialect_for
-from ..kernel.sse import DONE_DATA, SSEDecoder, parse_event
-from ..kernel.types import Headers
 
-#: A JSON answer past this many bytes is not kept (the span then has no id or finish reasons).
-MAX_JSON_BYTES = 4 * 1024 * 1024
 #: An id or a finish reason longer than this is not one (it is cut).
 _MAX_VALUE = 128
 
@@ -31,34 +26,27 @@ _MARKS: dict[str, tuple[bytes, ...]] = {
 }
 
 
-class AnswerFacts:
+class AnswerFacts(AnswerReader):
     """Fed the response's start and body messages; then ``id``, ``model``, ``finish_reasons`` and
     :meth:`usage` say what the answer reported."""
 
     __slots__ = (
-        "_chunks",
-        "_decoder",
         "_dialect",
         "_first",
         "_json_usage",
-        "_kind",
         "_marks",
         "_meter",
         "_route",
-        "_size",
         "finish_reasons",
         "id",
         "model",
     )
 
     def __init__(self, route: str) -> None:
+        super().__init__()
         self._route = route
         self._dialect: Dialect = dialect_for(route)
         self._marks = (*_MARKS.get(self._dialect.name, ()), self._dialect.usage_mark)
-        self._kind: str | None = None
-        self._chunks: list[bytes] = []
-        self._size = 0
-        self._decoder: SSEDecoder | None = None
         self._meter = self._dialect.stream_meter()
         self._first = True
         self._json_usage: Usage | None = None
@@ -66,63 +54,28 @@ class AnswerFacts:
         self.model: str | None = None
         self.finish_reasons: list[str] = []
 
-    def start(self, status: int, headers: Headers) -> None:
-        if not 200 <= status < 300:
-            return
-        content_type = next((v.lower() for k, v in headers if k.lower() == b"content-type"), b"")
-        if content_type.startswith(b"application/json"):
-            self._kind = "json"
-        elif content_type.startswith(b"text/event-stream"):
-            self._kind = "sse"
-            self._decoder = SSEDecoder()
-
-    def body(self, chunk: bytes) -> None:
-        if not chunk:
-            return
-        if self._kind == "json":
-            self._size += len(chunk)
-            if self._size > MAX_JSON_BYTES:
-                self._kind, self._chunks = None, []
-            else:
-                self._chunks.append(chunk)
-        elif self._decoder is not None:
-            for raw in self._decoder.feed(chunk):
-                if self._first or any(mark in raw for mark in self._marks) or _FINISH.search(raw):
-                    self._event(raw)
+    def wants(self, raw: bytes) -> bool:
+        return self._first or any(mark in raw for mark in self._marks) or bool(_FINISH.search(raw))
 
     def finish(self) -> None:
         """The answer is complete: decode a kept JSON answer."""
-        if self._kind != "json" or not self._chunks:
-            return
-        try:
-            payload = orjson.loads(b"".join(self._chunks))
-        except orjson.JSONDecodeError:
-            return
-        finally:
-            self._chunks = []
+        payload = self.answer()
         if isinstance(payload, dict):
             self._read(payload)
             self._json_usage = self._usage_of(payload)
 
     def usage(self) -> Usage | None:
         """The usage the answer reported, if any."""
-        return self._json_usage if self._kind == "json" else self._meter.usage
+        return self._json_usage if self.kind == "json" else self._meter.usage
 
     # -- reading ------------------------------------------------------------------------------------
 
-    def _event(self, raw: bytes) -> None:
-        event = parse_event(raw)
-        if not event.data or event.data == DONE_DATA:
-            return
-        try:
-            payload: Any = orjson.loads(event.data)
-        except orjson.JSONDecodeError:
-            return
+    def event(self, name: str | None, payload: Any, raw: bytes) -> None:
         if not isinstance(payload, dict):
             return
         self._first = False
         if self._dialect.usage_mark in raw:
-            self._meter.feed(event.event, payload)
+            self._meter.feed(name, payload)
         self._read(payload)
 
     def _read(self, payload: dict[str, Any]) -> None:
