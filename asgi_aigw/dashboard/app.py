@@ -59,6 +59,11 @@ _SECURITY_HEADERS = [
 ]
 
 
+# the instants a filter may name (ClickHouse's DateTime64 range)
+_EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+_LATEST = datetime(2300, 1, 1, tzinfo=UTC)
+
+
 class BadQuery(ValueError):
     """A filter the API cannot read (answered 400)."""
 
@@ -252,20 +257,29 @@ class DashboardApp:
 
 
 def _instant(text: str, now: datetime, name: str) -> datetime | None:
-    """A duration back from ``now`` (``7d``), ``all``, or an ISO date or time (naive: UTC)."""
+    """A duration back from ``now`` (``7d``), ``all``, or an ISO date or time (naive: UTC), in UTC."""
     try:
         back = parse_since(text)
     except ValueError:
         pass
     else:
-        return None if back is None else now - back
+        if back is None:
+            return None
+        if back > now - _EARLIEST:
+            raise BadQuery(f"{name}={text!r} reaches back before {_EARLIEST.year}: use {name}=all")
+        return now - back
     try:
         moment = datetime.fromisoformat(text)
-    except ValueError:
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise BadQuery(
             f"{name}={text!r} is neither a duration (7d, 12h) nor an ISO date or time (2026-12-01)"
         ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    # the log's timestamps (ClickHouse DateTime64) lie in this span; beyond it, the day arithmetic
+    # overflows: a filter out there is a mistake, not a store failure
+    if not _EARLIEST <= moment < _LATEST:
+        raise BadQuery(f"{name}={text!r} is outside {_EARLIEST.year}-{_LATEST.year - 1}")
+    return moment
 
 
 def _source(
