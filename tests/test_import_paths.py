@@ -60,3 +60,45 @@ def test_a_bad_path_is_a_config_error(
     with pytest.raises(ConfigError) as caught:
         build(path.format(u=u), tmp_path)
     assert expected.format(u=u) in str(caught.value)
+
+
+SERVE_BASE = """router:
+  models:
+    - name: gpt
+      deployments: [{provider: openai, model: gpt-4o-mini, base_url: "http://127.0.0.1:9/v1",
+                     api_key: sk-test-not-a-real-key}]
+"""
+
+
+@pytest.mark.parametrize("preload", [False, True])
+@pytest.mark.parametrize(
+    ("section", "says"),
+    [
+        ("tenant: {resolver: 'no_such_mod_x:resolve'}\n", "tenant.resolver 'no_such_mod_x:resolve': cannot"),
+        ("tenant: {authorize: 'no_such_mod_x:check'}\n", "tenant.authorize 'no_such_mod_x:check': cannot"),
+        ("log: {store: 'jsonl://{tmp}/r.jsonl'}\ndashboard: {}\n", "give it an authorize check"),
+        (
+            "log: {store: 'jsonl://{tmp}/r.jsonl'}\ndashboard: {authorize: 'no_such_mod_x:check'}\n",
+            "dashboard.authorize 'no_such_mod_x:check' cannot be loaded",
+        ),
+        ("dashboard: {allow_anonymous: true}\n", "The dashboard reads the request log"),
+    ],
+)
+def test_aigw_serve_says_what_is_wrong_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], section: str, says: str, preload: bool
+) -> None:
+    """These errors were found only as the app was built: a traceback from the worker (or from the
+    parent with --preload) instead of the one line every other configuration error gets."""
+    from asgi_aigw.cli import main
+    from asgi_aigw.testing.server import free_port
+
+    if preload:
+        pytest.importorskip("gunicorn")
+    path = tmp_path / "gateway.yaml"
+    path.write_text(SERVE_BASE + section.replace("{tmp}", str(tmp_path)), encoding="utf-8")
+    argv = ["serve", "--config", str(path), "--port", str(free_port())]
+    assert main([*argv, "--preload"] if preload else argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("aigw serve: "), err
+    assert says in err
+    assert "Traceback" not in err

@@ -37,7 +37,7 @@ from ..logs.config import DEFAULT_TABLE, LogConfig
 from ..logs.sink_url import parse_sink_url
 from ..logs.sinks import JSONLSink, MemorySink
 from ..logs.usage import parse_since
-from .access import Authorize, allowed, load_authorize
+from .access import Authorize, access_rule, allowed
 from .config import DashboardConfig
 from .summary import LogSource, Range, read_summary
 
@@ -88,16 +88,7 @@ class DashboardApp:
         authorize: Authorize | None = None,
     ) -> None:
         self.config = config or DashboardConfig()
-        if authorize is None and self.config.authorize:
-            authorize = load_authorize(self.config.authorize)
-        if authorize is None and not self.config.allow_anonymous:
-            raise ConfigError(
-                "The dashboard shows every tenant's spend: give it an authorize check "
-                "(dashboard.authorize: 'package.module:function', taking the ASGI scope and returning "
-                "True or False), or set dashboard.allow_anonymous: true to serve it to anyone who can "
-                "reach it."
-            )
-        self.authorize = authorize
+        self.authorize = access_rule(self.config, authorize)
         self.source, self._owns_source = _source(log)
         self.budget = budget
         self.budget_store = budget_store
