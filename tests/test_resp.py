@@ -204,6 +204,15 @@ async def test_stress_every_reply_reaches_its_own_caller(redis_url: str, redis_p
     """Many concurrent calls on one pipelined connection while callers are cancelled at random, the
     connection is killed by the server, and blocking commands outlast the client's timeout: every call
     that returns gets the reply to its own command (the value of a key names the key), never another's."""
+    await _stress(redis_url, redis_prefix)
+
+
+def test_stress_on_uvloop(redis_url: str, redis_prefix: str) -> None:
+    uvloop = pytest.importorskip("uvloop")
+    uvloop.run(_stress(redis_url, redis_prefix))
+
+
+async def _stress(redis_url: str, redis_prefix: str) -> None:
     import random
 
     rng = random.Random(7)
