@@ -27,6 +27,7 @@ SECRET = "hunter2-not-a-real-password"
         (f"redis+cluster://:{SECRET}@h/3", "database 0 only"),
         (f"redis+cluster://:{SECRET}@h/0/1", "unexpected path"),
         (f"redis+sentinel://h/svc/x?sentinel_password={SECRET}", "bad database number ('x')"),
+        (f"redis+sentinel://:{SECRET}@h/svc?db=-1", "bad database number ('-1')"),
         (f"redis+sentinel://:{SECRET}@[::1/svc", "bad address ('[::1')"),
         (f"redis+cluster://:{SECRET}@[::1]x", "bad address ('[::1]x')"),
         (f"redis+clustr://:{SECRET}@h:7000", "Unknown budget store 'redis+clustr://:***@h:7000'"),

@@ -112,7 +112,9 @@ def parse_topology(url: str) -> RedisTopology:
     try:
         db = int(db_text)
     except ValueError:
-        raise ValueError(f"a bad database number ({db_text!r}) in {shown!r}: use {form}") from None
+        db = -1
+    if db < 0:
+        raise ValueError(f"a bad database number ({db_text!r}) in {shown!r}: use {form}")
     if cluster and db != 0:
         raise ValueError(f"a Redis Cluster has database 0 only, not {db} ({shown!r})")
     sentinel_password = query.get("sentinel_password", [None])[0]
