@@ -484,6 +484,22 @@ async def test_budget_store_failure_shows_the_rest(tmp_path: Path) -> None:
     assert "budget store unreachable" in data["budgets"]["error"]
 
 
+async def test_tenant_filters_leave_no_state_in_the_memory_budget_store(tmp_path: Path) -> None:
+    """The tenant filter names any string: reading its budget windows from the in-process store kept a
+    record per name for good, so a client looping over names grew the gateway's memory without end."""
+    from asgi_aigw.budget.memory import MemoryBudgetStore
+
+    app = gateway(tmp_path, budget=BudgetConfig(limits=Limits(requests_per_minute=10)))
+    store = app.router.budget_store
+    assert isinstance(store, MemoryBudgetStore)
+    for i in range(50):
+        data = (await get(app, f"/ai/dashboard/api/summary?since=1h&tenant=probe-{i}")).json()
+        [report] = data["budgets"]["tenants"]
+        assert report["tenant"] == f"probe-{i}"
+        assert report["windows"][0]["used"] == 0
+    assert not any(name.startswith("probe-") for name in store._tenants)
+
+
 def test_build_app_needs_a_log(tmp_path: Path) -> None:
     config = fake_config("gpt-4o-mini").model_copy(update={"dashboard": ANONYMOUS})
     with pytest.raises(ConfigError, match="reads the request log"):
