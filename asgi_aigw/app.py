@@ -76,6 +76,15 @@ def build_app(
     return DashboardMount(gateway, _dashboard(config, gateway), prefix=f"{prefix.rstrip('/')}/dashboard")
 
 
+def check_dashboard_log(config: GatewayConfig) -> None:
+    """A :class:`ConfigError` when the configuration has a dashboard but no request log to read."""
+    if config.dashboard is not None and (config.log is None or config.log.store is None):
+        raise ConfigError(
+            "The dashboard reads the request log: add a log: section with a store "
+            "(log: {store: chdb://.aigw/chdb}), or remove the dashboard: section."
+        )
+
+
 def _dashboard(config: GatewayConfig, gateway: ASGIApp) -> ASGIApp:
     """The dashboard over the gateway's own log sink and budget store (a ``memory://`` one lives in
     this process: a second one would be empty)."""
@@ -83,12 +92,9 @@ def _dashboard(config: GatewayConfig, gateway: ASGIApp) -> ASGIApp:
     from .dashboard import DashboardApp
 
     assert config.dashboard is not None
+    check_dashboard_log(config)
     log_layer = _find(gateway, RequestLogMiddleware)
-    if config.log is None or config.log.store is None or log_layer is None:
-        raise ConfigError(
-            "The dashboard reads the request log: add a log: section with a store "
-            "(log: {store: chdb://.aigw/chdb}), or remove the dashboard: section."
-        )
+    assert log_layer is not None  # a log section with a store builds the log layer
     sink = log_layer.writer.sink if log_layer.writer is not None else None
     log: Any = sink if isinstance(sink, MemorySink | JSONLSink) else config.log
     budget_layer = _find(gateway, BudgetMiddleware)

@@ -283,6 +283,14 @@ async def test_empty_logs(chdb_url: str, tmp_path: Path) -> None:
         ("since=2026-03-02&until=2026-03-01", "until must be later than since"),
         ("until=soon", "neither a duration"),
         ("tenant=" + "x" * 300, "tenant is too long"),
+        # beyond what a datetime or timedelta holds: was a 500 (a traceback) or a 503 "log unavailable"
+        ("since=99999999999d", "neither a duration"),
+        ("since=" + "9" * 400 + "d", "neither a duration"),
+        ("since=99999d", "reaches back before 1900"),
+        ("since=0001-01-01T00:00:00%2B14:00", "neither a duration"),
+        ("since=all&until=9999-12-31T23:59:59-14:00", "neither a duration"),
+        ("since=1d&until=9999-12-31", "outside 1900-2299"),
+        ("since=1850-01-01", "outside 1900-2299"),
     ],
 )
 async def test_bad_filters_are_400(tmp_path: Path, query: str, message: str) -> None:
@@ -290,6 +298,25 @@ async def test_bad_filters_are_400(tmp_path: Path, query: str, message: str) -> 
     response = await get(app, f"/api/summary?{query}")
     assert response.status_code == 400
     assert message in response.json()["error"]["message"]
+
+
+async def test_filter_values_are_bound_not_spliced(chdb_url: str) -> None:
+    """A tenant filter that is SQL selects the tenant of that exact name (none, or the one so named)."""
+    table = f"dash_inject_{uuid.uuid4().hex[:10]}"
+    odd = "x' OR '1'='1\\' --}{table}"
+    sink = ClickHouseSink(chdb_url, table=table)
+    sink.write([row(DAY, tenant="acme", cost=1.0), row(DAY, tenant=odd, cost=2.0)], "batch-1")
+    sink.close()
+    app = DashboardApp(config=ANONYMOUS, log=f"{chdb_url}?table={table}")
+    try:
+        for tenant, spend in [("acme' OR '1'='1", 0.0), (odd, 2.0), ("acme", 1.0)]:
+            query = httpx.QueryParams({"since": "all", "tenant": tenant})
+            data = await summary(app, str(query))
+            assert data["totals"]["cost"] == spend, tenant
+            assert data["range"]["tenant"] == tenant
+        assert sorted(data["tenant_names"]) == sorted(["acme", odd])
+    finally:
+        await app.aclose()
 
 
 async def test_routes(tmp_path: Path) -> None:
@@ -455,6 +482,22 @@ async def test_budget_store_failure_shows_the_rest(tmp_path: Path) -> None:
     data = (await get(app, "/ai/dashboard/api/summary?since=1h")).json()
     assert data["totals"]["requests"] == 1
     assert "budget store unreachable" in data["budgets"]["error"]
+
+
+async def test_tenant_filters_leave_no_state_in_the_memory_budget_store(tmp_path: Path) -> None:
+    """The tenant filter names any string: reading its budget windows from the in-process store kept a
+    record per name for good, so a client looping over names grew the gateway's memory without end."""
+    from asgi_aigw.budget.memory import MemoryBudgetStore
+
+    app = gateway(tmp_path, budget=BudgetConfig(limits=Limits(requests_per_minute=10)))
+    store = app.router.budget_store
+    assert isinstance(store, MemoryBudgetStore)
+    for i in range(50):
+        data = (await get(app, f"/ai/dashboard/api/summary?since=1h&tenant=probe-{i}")).json()
+        [report] = data["budgets"]["tenants"]
+        assert report["tenant"] == f"probe-{i}"
+        assert report["windows"][0]["used"] == 0
+    assert not any(name.startswith("probe-") for name in store._tenants)
 
 
 def test_build_app_needs_a_log(tmp_path: Path) -> None:

@@ -123,12 +123,19 @@ async def test_yaml_hooks_refuse_change_and_audit(tmp_path: Path, hook_module: s
         ("{m}", "'{m}' is not a hook path; write 'package.module:function'"),
         ("{m}:blocking", "'{m}:blocking': The on_error hook blocking is not async"),
         ("{m}:not_callable", "'{m}:not_callable': The on_error hook 42 is not callable"),
+        # calling a class builds an instance: its async __call__ would never run (was accepted)
+        ("{m}:Audit", "'{m}:Audit': The on_error hook Audit is not async"),
+        # a module that fails as it loads (was a traceback, not a config error)
+        ("raises_{u}:hook", "cannot import 'raises_{u}' for 'raises_{u}:hook': RuntimeError: no settings"),
+        ("syntax_{u}:hook", "cannot import 'syntax_{u}' for 'syntax_{u}:hook': SyntaxError"),
     ],
 )
 def test_a_hook_that_cannot_run_is_a_config_error_at_start_up(
     tmp_path: Path, hook_module: str, path: str, expected: str
 ) -> None:
     u = uuid.uuid4().hex[:8]
+    (tmp_path / f"raises_{u}.py").write_text("raise RuntimeError('no settings')\n", encoding="utf-8")
+    (tmp_path / f"syntax_{u}.py").write_text("async def hook(:\n", encoding="utf-8")
     path = path.format(m=hook_module, u=u)
     config = load_config(write_config(tmp_path, f"on_error: ['{path}']\n"))
     with pytest.raises(ConfigError) as caught:
@@ -184,6 +191,19 @@ def test_the_documented_snippet_refuses_and_audits(capsys: pytest.CaptureFixture
         "error: 403 refused_by_hook after 0 upstream attempts",
         "refused: 403 refused_by_hook",
     ]
+
+
+def test_aigw_serve_preload_reports_a_hook_module_that_raises(
+    tmp_path: Path, hook_module: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = f"raises_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text("raise RuntimeError('no settings')\n", encoding="utf-8")
+    path = write_config(tmp_path, f"after_response: ['{name}:audit']\n")
+    assert main(["serve", "--config", str(path), "--preload"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"aigw serve: router.hooks.after_response: cannot import {name!r}")
+    assert "RuntimeError: no settings" in err
+    assert "Traceback" not in err
 
 
 def test_aigw_serve_reports_a_bad_hook_before_starting(

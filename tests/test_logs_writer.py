@@ -359,6 +359,8 @@ def test_unknown_sink_schemes_are_configuration_errors() -> None:
         parse_config({"log": {"store": "kafka://broker/topic"}})
     with pytest.raises(ConfigError, match="not a valid ClickHouse"):
         LOG_STORES.open("chdb:///tmp/x?table=drop;table")
+    with pytest.raises(ConfigError, match="not a valid ClickHouse"):  # '$' matches before a final newline
+        LOG_STORES.open("chdb:///tmp/x?table=requests%0A")
     assert parse_config({"log": {"store": None}}).log == LogConfig(store=None)
 
 

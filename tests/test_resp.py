@@ -198,3 +198,81 @@ async def test_a_command_on_a_connection_the_server_dropped_while_idle_is_sent_a
     assert connections == 2
     await client.aclose()
     server.close()
+
+
+async def test_stress_every_reply_reaches_its_own_caller(redis_url: str, redis_prefix: str) -> None:
+    """Many concurrent calls on one pipelined connection while callers are cancelled at random, the
+    connection is killed by the server, and blocking commands outlast the client's timeout: every call
+    that returns gets the reply to its own command (the value of a key names the key), never another's."""
+    await _stress(redis_url, redis_prefix)
+
+
+def test_stress_on_uvloop(redis_url: str, redis_prefix: str) -> None:
+    uvloop = pytest.importorskip("uvloop")
+    uvloop.run(_stress(redis_url, redis_prefix))
+
+
+async def _stress(redis_url: str, redis_prefix: str) -> None:
+    import random
+
+    rng = random.Random(7)
+    client = FastRedis(redis_url, timeout=0.05)
+    admin = FastRedis(redis_url, timeout=2.0)
+    keys = [f"{redis_prefix}stress:{i}".encode() for i in range(64)]
+    for key in keys:
+        await admin.call(pack([b"SET", key, b"value-of:" + key]))
+    counts = {"ok": 0, "cancelled": 0, "lost": 0, "timeout": 0}
+
+    async def one(n: int) -> None:
+        if n % 97 == 0:  # blocks past the client's timeout: every pending call fails with it
+            command = [b"BLPOP", f"{redis_prefix}stress:empty".encode(), b"0.1"]
+        elif n % 3 == 0:
+            tag = f"echo-{n}".encode()
+            assert await client.call(pack([b"ECHO", tag])) == tag
+            counts["ok"] += 1
+            return
+        else:
+            key = rng.choice(keys)
+            assert await client.call(pack([b"GET", key])) == b"value-of:" + key
+            counts["ok"] += 1
+            return
+        with pytest.raises((TimeoutError, ConnectionLost)):
+            await client.call(pack(command))
+
+    async def guarded(n: int) -> None:
+        try:
+            await one(n)
+        except asyncio.CancelledError:
+            counts["cancelled"] += 1
+        except ConnectionLost:
+            counts["lost"] += 1
+        except TimeoutError:
+            counts["timeout"] += 1
+
+    async def killer() -> None:
+        for _ in range(8):
+            await asyncio.sleep(0.02)
+            pipe = client._pipe
+            if pipe is not None and pipe.usable():
+                try:
+                    own_id = await client.call(pack([b"CLIENT", b"ID"]))
+                    await admin.call(pack([b"CLIENT", b"KILL", b"ID", str(own_id).encode()]))
+                except (ConnectionLost, TimeoutError):
+                    pass
+
+    kill = asyncio.create_task(killer())
+    for round_ in range(30):
+        tasks = [asyncio.create_task(guarded(round_ * 200 + i)) for i in range(200)]
+        await asyncio.sleep(0)
+        for task in rng.sample(tasks, 40):  # some before their command leaves, some after
+            if rng.random() < 0.5:
+                task.cancel()
+            else:
+                asyncio.get_running_loop().call_later(rng.random() * 0.003, task.cancel)
+        await asyncio.gather(*tasks)
+    await kill
+    await client.aclose()
+    await admin.aclose()
+    assert counts["ok"] > 1000, counts
+    assert counts["cancelled"] > 500, counts
+    assert counts["lost"] + counts["timeout"] > 0, counts

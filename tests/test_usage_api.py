@@ -349,3 +349,14 @@ def test_the_documented_snippet_prints_the_daily_report(
     assert capsys.readouterr().out.splitlines() == [
         f"{now.date()} acme mini: 2 requests, 42 tokens (8 from the prompt cache), spend 0.000043, p95 114 ms"
     ]
+
+
+@pytest.mark.parametrize("since", ["99999999999d", "9" * 400 + "w"])
+def test_aigw_usage_refuses_a_duration_no_date_holds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], since: str
+) -> None:
+    # a timedelta of that many days overflows: was an OverflowError traceback
+    path = tmp_path / "requests.jsonl"
+    path.touch()
+    assert main(["usage", "--url", f"jsonl://{path}", "--since", since]) == 2
+    assert "is too long a duration" in capsys.readouterr().err

@@ -103,7 +103,10 @@ class MemoryBudgetStore:
                     entry[0] = max(0, entry[0] + delta)
 
     async def usage(self, tenant: str, slots: Sequence[Slot]) -> list[int]:
-        state = self._tenant(tenant)
+        # a read keeps no state: a report on any name (the dashboard's tenant filter) must not grow the dict
+        state = self._tenants.get(tenant)
+        if state is None:
+            return [0] * len(slots)
         now = time.time()
         return [state.value(slot, now) for slot in slots]
 
@@ -114,7 +117,8 @@ class MemoryBudgetStore:
                 state.counters.pop(slot.suffix, None)
 
     async def get_overrides(self, tenant: str) -> dict[str, int]:
-        return dict(self._tenant(tenant).overrides)
+        state = self._tenants.get(tenant)
+        return dict(state.overrides) if state is not None else {}
 
     async def set_overrides(self, tenant: str, values: Mapping[str, int | None]) -> None:
         state = self._tenant(tenant)

@@ -23,6 +23,26 @@ def serve_refusal(config: GatewayConfig, *, host: str, port: int, workers: int, 
     return bind_refusal(host, port)
 
 
+def check_imports(config: GatewayConfig) -> None:
+    """Import the callables the configuration names (the tenant resolver and authorize check, the
+    dashboard's access rule) and check the dashboard has a log, as the app will: a failure is a
+    :class:`ConfigError` here, said in one line, rather than a traceback from a worker (or from the
+    parent, with ``--preload``)."""
+    if config.tenant is not None:
+        from ..tenant.middleware import import_callable
+
+        for what in ("resolver", "authorize"):
+            path = getattr(config.tenant, what)
+            if path:
+                import_callable(path, f"tenant.{what}")
+    if config.dashboard is not None:
+        from ..app import check_dashboard_log
+        from ..dashboard.access import access_rule
+
+        check_dashboard_log(config)
+        access_rule(config.dashboard)
+
+
 def _single_process_refusal(config: GatewayConfig, workers: int, demo: bool) -> str | None:
     """Embedded stores that one process locks: a second worker fails to open them (docs/deployment.md)."""
     if demo:

@@ -11,7 +11,7 @@ from typing import Any
 from ..config import ConfigError, GatewayConfig, load_config
 from ..kernel.optional import MissingDependency, require
 from ..kernel.types import ASGIApp
-from .preflight import serve_refusal
+from .preflight import check_imports, serve_refusal
 
 _CONFIG_ENV = "AIGW_CONFIG"
 _DEMO_ENV = "AIGW_DEMO"
@@ -99,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         from ..hooks import Hooks
 
         Hooks.from_config(config.router.hooks)  # a hook path that does not import, or a sync hook
+        check_imports(config)  # the tenant's resolver and authorize check, the dashboard's access rule
         if config.budget is not None:
             from ..app import budget_settings
             from ..budget.middleware import check_prices
@@ -179,8 +180,12 @@ def _serve_preloaded(config: GatewayConfig, *, host: str, port: int, workers: in
     from ..preload import preload
 
     application: Any = require("gunicorn.app.base", "server").BaseApplication
-    app = app_factory()
-    preload(app, config)
+    try:
+        app = app_factory()
+        preload(app, config)
+    except (ConfigError, MissingDependency) as exc:  # found only as the app is built: one line, no trace
+        print(f"aigw serve: {exc}", file=sys.stderr)
+        return 2
     options = {
         "bind": f"{host}:{port}",
         "workers": workers,

@@ -10,6 +10,7 @@ from typing import cast
 
 from ..kernel.errors import ConfigError
 from ..kernel.types import Scope
+from .config import DashboardConfig
 
 logger = logging.getLogger("asgi_aigw.dashboard")
 
@@ -37,6 +38,22 @@ def load_authorize(path: str) -> Authorize:
         return cast(Authorize, import_callable(path, "dashboard.authorize"))
     except (ImportError, AttributeError, ValueError) as exc:
         raise ConfigError(f"dashboard.authorize {path!r} cannot be loaded: {exc}") from None
+
+
+def access_rule(config: DashboardConfig, authorize: Authorize | None = None) -> Authorize | None:
+    """The check every request passes: ``authorize``, else the one ``config.authorize`` names, else none
+    when ``config.allow_anonymous``; with neither, a :class:`ConfigError` (the page shows every
+    tenant's spend: it is never served to anyone by accident)."""
+    if authorize is None and config.authorize:
+        authorize = load_authorize(config.authorize)
+    if authorize is None and not config.allow_anonymous:
+        raise ConfigError(
+            "The dashboard shows every tenant's spend: give it an authorize check "
+            "(dashboard.authorize: 'package.module:function', taking the ASGI scope and returning "
+            "True or False), or set dashboard.allow_anonymous: true to serve it to anyone who can "
+            "reach it."
+        )
+    return authorize
 
 
 async def allowed(authorize: Authorize | None, scope: Scope) -> bool:

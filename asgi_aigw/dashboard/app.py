@@ -37,7 +37,7 @@ from ..logs.config import DEFAULT_TABLE, LogConfig
 from ..logs.sink_url import parse_sink_url
 from ..logs.sinks import JSONLSink, MemorySink
 from ..logs.usage import parse_since
-from .access import Authorize, allowed, load_authorize
+from .access import Authorize, access_rule, allowed
 from .config import DashboardConfig
 from .summary import LogSource, Range, read_summary
 
@@ -57,6 +57,11 @@ _SECURITY_HEADERS = [
     (b"referrer-policy", b"no-referrer"),
     (b"cache-control", b"no-store"),
 ]
+
+
+# the instants a filter may name (ClickHouse's DateTime64 range)
+_EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+_LATEST = datetime(2300, 1, 1, tzinfo=UTC)
 
 
 class BadQuery(ValueError):
@@ -83,16 +88,7 @@ class DashboardApp:
         authorize: Authorize | None = None,
     ) -> None:
         self.config = config or DashboardConfig()
-        if authorize is None and self.config.authorize:
-            authorize = load_authorize(self.config.authorize)
-        if authorize is None and not self.config.allow_anonymous:
-            raise ConfigError(
-                "The dashboard shows every tenant's spend: give it an authorize check "
-                "(dashboard.authorize: 'package.module:function', taking the ASGI scope and returning "
-                "True or False), or set dashboard.allow_anonymous: true to serve it to anyone who can "
-                "reach it."
-            )
-        self.authorize = authorize
+        self.authorize = access_rule(self.config, authorize)
         self.source, self._owns_source = _source(log)
         self.budget = budget
         self.budget_store = budget_store
@@ -252,20 +248,29 @@ class DashboardApp:
 
 
 def _instant(text: str, now: datetime, name: str) -> datetime | None:
-    """A duration back from ``now`` (``7d``), ``all``, or an ISO date or time (naive: UTC)."""
+    """A duration back from ``now`` (``7d``), ``all``, or an ISO date or time (naive: UTC), in UTC."""
     try:
         back = parse_since(text)
     except ValueError:
         pass
     else:
-        return None if back is None else now - back
+        if back is None:
+            return None
+        if back > now - _EARLIEST:
+            raise BadQuery(f"{name}={text!r} reaches back before {_EARLIEST.year}: use {name}=all")
+        return now - back
     try:
         moment = datetime.fromisoformat(text)
-    except ValueError:
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise BadQuery(
             f"{name}={text!r} is neither a duration (7d, 12h) nor an ISO date or time (2026-12-01)"
         ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    # the log's timestamps (ClickHouse DateTime64) lie in this span; beyond it, the day arithmetic
+    # overflows: a filter out there is a mistake, not a store failure
+    if not _EARLIEST <= moment < _LATEST:
+        raise BadQuery(f"{name}={text!r} is outside {_EARLIEST.year}-{_LATEST.year - 1}")
+    return moment
 
 
 def _source(

@@ -28,6 +28,8 @@ def _is_async(hook: object) -> bool:
     ``__call__`` is one (a partial of either counts)."""
     if inspect.iscoroutinefunction(hook):
         return True
+    if inspect.isclass(hook):  # calling a class builds an instance, even when its __call__ is async
+        return False
     call = getattr(hook, "__call__", None)  # noqa: B004 - the bound method of a callable object
     return call is not None and not inspect.isfunction(hook) and inspect.iscoroutinefunction(call)
 
@@ -57,8 +59,10 @@ def import_hook(path: str, point: str) -> Any:
         )
     try:
         target: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"router.hooks.{point}: cannot import {module_name!r} for {path!r}: {exc}") from exc
+    except Exception as exc:  # missing, or raised as it loaded (a SyntaxError, a failing setting)
+        raise ConfigError(
+            f"router.hooks.{point}: cannot import {module_name!r} for {path!r}: {type(exc).__name__}: {exc}"
+        ) from exc
     for part in attribute.split("."):
         try:
             target = getattr(target, part)

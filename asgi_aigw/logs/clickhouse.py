@@ -27,7 +27,7 @@ from .sink_url import SinkURL, parse_sink_url
 
 logger = logging.getLogger("asgi_aigw.logs")
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: Inserts remembered per table for deduplication of retried batches.
 DEDUP_WINDOW = 1000
 #: Seconds without a batch after which a chDB client is closed (releasing the data directory).
@@ -53,7 +53,7 @@ _DEFAULTS: dict[str, Any] = {name: _default(kind) for name, kind in COLUMNS}
 
 
 def quote_identifier(name: str) -> str:
-    if not _IDENTIFIER.match(name):
+    if not _IDENTIFIER.fullmatch(name):
         raise ConfigError(f"{name!r} is not a valid ClickHouse table or database name (letters, digits, _).")
     return f"`{name}`"
 

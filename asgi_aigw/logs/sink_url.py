@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..kernel.errors import ConfigError
+from ..kernel.url_text import hide_password
 from ..stores.registry import LOG_STORES, scheme_of
 from .config import DEFAULT_TABLE
 
@@ -43,7 +44,9 @@ def parse_sink_url(url: str, *, table: str | None = None, ttl_days: int | None =
         try:
             ttl_days = int(query.pop("ttl_days"))
         except ValueError:
-            raise ConfigError(f"ttl_days in the log sink URL {url!r} must be a whole number.") from None
+            raise ConfigError(
+                f"ttl_days in the log sink URL {hide_password(url)!r} must be a whole number."
+            ) from None
     if scheme == "memory":
         return SinkURL(scheme, table=table)
     if scheme in ("chdb", "jsonl"):
@@ -52,7 +55,9 @@ def parse_sink_url(url: str, *, table: str | None = None, ttl_days: int | None =
         if scheme == "chdb" and location in ("", ":memory:", "memory"):
             path = None
         elif not location:
-            raise ConfigError(f"The log sink {url!r} names no file: write jsonl://path/to/requests.jsonl.")
+            raise ConfigError(
+                f"The log sink {hide_password(url)!r} names no file: write jsonl://path/to/requests.jsonl."
+            )
         else:
             path = os.path.abspath(location)
         database = query.pop("database", "default")
@@ -61,7 +66,7 @@ def parse_sink_url(url: str, *, table: str | None = None, ttl_days: int | None =
     try:
         port = parts.port
     except ValueError:
-        raise ConfigError(f"The port in the log sink URL {url!r} is not a number.") from None
+        raise ConfigError(f"The port in the log sink URL {hide_password(url)!r} is not a number.") from None
     database = unquote(parts.path.strip("/")) or query.pop("database", "default")
     return SinkURL(
         scheme,

@@ -49,7 +49,10 @@ def parse_since(text: str | None) -> timedelta | None:
     match = _SINCE.match(text)
     if not match:
         raise ValueError(f"{text!r} is not a duration: write a number and a unit (s, m, h, d, w), as in 7d")
-    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2).lower()])
+    try:
+        return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2).lower()])
+    except OverflowError:  # more days than a timedelta holds (or an infinite number)
+        raise ValueError(f"{text!r} is too long a duration") from None
 
 
 def read_usage(

@@ -27,6 +27,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qs, quote, unquote
 
 from ..kernel.optional import require
+from ..kernel.url_text import hide_password
 from .resp import ConnectionLost, FastRedis, RespCaller, RespError
 
 CLUSTER_SCHEMES = ("redis+cluster",)
@@ -49,26 +50,34 @@ class RedisTopology:
 
 
 def _node(text: str, default_port: int, url: str) -> tuple[str, int]:
+    """``host:port`` of one node (``url``, shown in errors, has its password hidden already)."""
     host, port = text, ""
     if text.startswith("["):  # [::1]:7000
-        host, _, rest = text[1:].partition("]")
+        host, closed, rest = text[1:].partition("]")
+        if not closed or (rest and not rest.startswith(":")):
+            raise ValueError(f"a node with a bad address ({text!r}) in {url!r}")
         port = rest.removeprefix(":")
     elif text.count(":") == 1:
         host, _, port = text.partition(":")
     if not host:
         raise ValueError(f"a node without a host in {url!r}")
     try:
-        return host, int(port) if port else default_port
+        number = int(port) if port else default_port
     except ValueError:
-        raise ValueError(f"a node with a bad port ({text!r}) in {url!r}") from None
+        number = -1
+    if not 0 < number < 65536:
+        raise ValueError(f"a node with a bad port ({text!r}) in {url!r}")
+    return host, number
 
 
 def parse_topology(url: str) -> RedisTopology:
-    """The URL's parts; a :class:`ValueError` that says what is wrong and the expected form."""
+    """The URL's parts; a :class:`ValueError` that says what is wrong and the expected form (and shows
+    the URL with its passwords hidden: the message ends up in logs)."""
+    shown = hide_password(url)
     scheme, sep, rest = url.partition("://")
     scheme = scheme.lower()
     if not sep or scheme not in TOPOLOGY_SCHEMES:
-        raise ValueError(f"not a Redis Cluster or Sentinel URL: {url!r}")
+        raise ValueError(f"not a Redis Cluster or Sentinel URL: {shown!r}")
     cluster = scheme in CLUSTER_SCHEMES
     form = (
         "redis+cluster://[:password@]host:port[,host:port...]"
@@ -83,29 +92,31 @@ def parse_topology(url: str) -> RedisTopology:
         user, colon, secret = userinfo.partition(":")
         username = unquote(user) or None
         password = unquote(secret) if colon else None
-    nodes = tuple(_node(n.strip(), 6379 if cluster else 26379, url) for n in hosts.split(",") if n.strip())
+    nodes = tuple(_node(n.strip(), 6379 if cluster else 26379, shown) for n in hosts.split(",") if n.strip())
     if not nodes:
-        raise ValueError(f"no nodes in {url!r}: use {form}")
+        raise ValueError(f"no nodes in {shown!r}: use {form}")
     query = parse_qs(query_text)
     segments = [unquote(s) for s in path.split("/") if s]
     service: str | None = None
     if cluster:
         db_text = segments[0] if segments else query.get("db", ["0"])[0]
         if len(segments) > 1:
-            raise ValueError(f"unexpected path in {url!r}: use {form}")
+            raise ValueError(f"unexpected path in {shown!r}: use {form}")
     else:
         service = segments[0] if segments else query.get("service_name", [""])[0]
         if not service:
-            raise ValueError(f"no service name in {url!r}: use {form}")
+            raise ValueError(f"no service name in {shown!r}: use {form}")
         if len(segments) > 2:
-            raise ValueError(f"unexpected path in {url!r}: use {form}")
+            raise ValueError(f"unexpected path in {shown!r}: use {form}")
         db_text = segments[1] if len(segments) > 1 else query.get("db", ["0"])[0]
     try:
         db = int(db_text)
     except ValueError:
-        raise ValueError(f"a bad database number ({db_text!r}) in {url!r}: use {form}") from None
+        db = -1
+    if db < 0:
+        raise ValueError(f"a bad database number ({db_text!r}) in {shown!r}: use {form}")
     if cluster and db != 0:
-        raise ValueError(f"a Redis Cluster has database 0 only, not {db} ({url!r})")
+        raise ValueError(f"a Redis Cluster has database 0 only, not {db} ({shown!r})")
     sentinel_password = query.get("sentinel_password", [None])[0]
     kind: Literal["cluster", "sentinel"] = "cluster" if cluster else "sentinel"
     return RedisTopology(kind, nodes, service, db, username, password, sentinel_password)

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..kernel.errors import ConfigError
+from ..kernel.url_text import hide_password
 from .redis_topology import TOPOLOGY_SCHEMES, parse_topology
 
 
@@ -40,7 +41,7 @@ class StoreRegistry:
         scheme = scheme_of(url)
         if scheme not in self._factories:
             known = ", ".join(f"{scheme}://" for scheme in self.schemes)
-            raise ConfigError(f"Unknown {self.kind} store {url!r}: use one of {known}.")
+            raise ConfigError(f"Unknown {self.kind} store {hide_password(url)!r}: use one of {known}.")
         if scheme in TOPOLOGY_SCHEMES:
             try:  # a sentinel URL without its service name fails here, not on the first request
                 parse_topology(url)

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from ..kernel.url_text import hide_password
+
 
 class RespError(Exception):
     """An error reply from the server (``-NOSCRIPT ...``, ``-ERR ...``)."""
@@ -59,7 +61,7 @@ class Endpoint:
             db = int(query.get("db", ["0"])[0])
             return cls(None, 0, parts.path, db, username, password, False)
         if parts.scheme not in ("redis", "rediss"):
-            raise ValueError(f"not a Redis URL: {url!r}")
+            raise ValueError(f"not a Redis URL: {hide_password(url)!r}")
         path = parts.path.strip("/")
         db = int(path) if path else int(query.get("db", ["0"])[0])
         return cls(

@@ -13,7 +13,7 @@ import httpx
 
 from ..kernel.context import Identity, RequestContext, current_tenant, ensure_context, set_identity
 from ..kernel.dialects import dialect_for
-from ..kernel.errors import Forbidden, GatewayError, InvalidRequest, Unauthorized, send_error
+from ..kernel.errors import ConfigError, Forbidden, GatewayError, InvalidRequest, Unauthorized, send_error
 from ..kernel.lifespan import lifespan_passthrough
 from ..kernel.routes import classify
 from ..kernel.types import ASGIApp, Receive, Scope, Send
@@ -42,15 +42,24 @@ Authorizer = Callable[[Identity, Scope], bool | Awaitable[bool]]
 
 
 def import_callable(path: str, what: str = "resolver") -> Any:
-    """The callable named ``"package.module:attribute"``."""
+    """The callable named ``"package.module:attribute"``; a :class:`ConfigError` naming ``path`` when it
+    cannot be imported (a missing module, or one that raises as it loads), found, or called."""
     module_name, _, attribute = path.partition(":")
     if not module_name or not attribute:
-        raise ValueError(f"{what} must look like 'package.module:function', not {path!r}")
-    target: Any = importlib.import_module(module_name)
+        raise ConfigError(f"{what} must look like 'package.module:function', not {path!r}")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except Exception as exc:  # the app's module failed as it loaded: say which, not a traceback
+        raise ConfigError(
+            f"{what} {path!r}: cannot import {module_name!r}: {type(exc).__name__}: {exc}"
+        ) from exc
     for part in attribute.split("."):
-        target = getattr(target, part)
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise ConfigError(f"{what} {path!r}: {module_name!r} has no {attribute!r}") from None
     if not callable(target):
-        raise ValueError(f"{what} {path!r} is not callable")
+        raise ConfigError(f"{what} {path!r} is not callable")
     return target
 
 
