@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from asgi_aigw.router.config import DeploymentConfig
 from asgi_aigw.testing import StreamingASGITransport
@@ -106,4 +107,48 @@ async def test_a_type_that_is_not_a_string_is_never_a_500(
                     if answer.status_code >= 500:
                         failures.append(f"{route} {path} = {bad!r}: {answer.status_code} {answer.text[:200]}")
     assert sent >= 60
+    assert failures == []
+
+
+def value_paths(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    """Every key and list position in ``value``."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield (*path, key)
+            yield from value_paths(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield (*path, index)
+            yield from value_paths(item, (*path, index))
+
+
+@pytest.mark.parametrize(
+    ("provider", "base_url"), [("anthropic", UPSTREAM), ("openai", f"{UPSTREAM}/v1"), ("gemini", UPSTREAM)]
+)
+async def test_any_value_of_another_type_is_never_a_500(
+    redis_url: str, redis_prefix: str, tmp_path: Path, provider: str, base_url: str
+) -> None:
+    # every field of every dialect's body, and count_tokens, replaced by each JSON type in turn: the
+    # gateway refuses it, or the provider does (FakeProvider refuses as the real API would)
+    deployment = DeploymentConfig(
+        provider=provider, model="m-up", base_url=base_url, api_key="test-key-not-real"
+    )  # type: ignore[arg-type]
+    config = whole_stack_config("m", deployment, redis_url, redis_prefix, tmp_path, 10**9)
+    count_tokens = {k: v for k, v in MESSAGES.items() if k != "max_tokens"}
+    routes = (
+        ("/ai/v1/messages", MESSAGES),
+        ("/ai/v1/messages/count_tokens", count_tokens),
+        ("/ai/v1/responses", RESPONSES),
+        ("/ai/v1/chat/completions", CHAT),
+    )
+    failures: list[str] = []
+    async for stack in whole_stack(Stack, config, UPSTREAM, redis_url, redis_prefix):
+        for route, body in routes:
+            for path in value_paths(body):
+                for bad in ([], {"a": 1}, 7, None, "x", True, [[]]):
+                    answer = await stack.http.post(
+                        route, json=with_value(body, path, bad), headers={"anthropic-version": "2023-06-01"}
+                    )
+                    if answer.status_code >= 500:
+                        failures.append(f"{route} {path} = {bad!r}: {answer.status_code} {answer.text[:200]}")
     assert failures == []

@@ -38,6 +38,21 @@ def _text(content: Any) -> str:
     return ""
 
 
+def _parts_problem(messages: list[Any]) -> str | None:
+    """OpenAI's 400 for a text part whose text is not a string (its wording, from the API's answers)."""
+    for m, message in enumerate(messages):
+        content = message.get("content") if isinstance(message, dict) else None
+        for c, part in enumerate(content if isinstance(content, list) else ()):
+            text = part.get("text") if isinstance(part, dict) and part.get("type") == "text" else ""
+            if not isinstance(text, str):
+                got = "null" if text is None else type(text).__name__
+                return (
+                    f"Invalid type for 'messages[{m}].content[{c}].text': expected a string, "
+                    f"but got {got} instead."
+                )
+    return None
+
+
 def _error_payload(status: int, message: str) -> dict[str, Any]:
     return {
         "error": {
@@ -114,6 +129,8 @@ async def chat(
         else "Invalid body: 'model' and 'messages' are required."
     )
     model = flavour.model or str(body.get("model"))
+    if problem is None:
+        problem = _parts_problem(body["messages"])
     if problem is None and "max_tokens" in body and is_reasoning_model(model):
         problem = (
             "Unsupported parameter: 'max_tokens' is not supported with this model. "
