@@ -164,3 +164,32 @@ def test_a_streamed_refusal_is_restored() -> None:
     out = [restorer.on_event(chunk(refusal="No, <PERS")), restorer.on_event(chunk(refusal="ON_1>."))]
     refusals = [orjson.loads((event or b"")[6:])["choices"][0]["delta"]["refusal"] for event in out]
     assert "".join(refusals) == "No, Ann."
+
+
+def go_escaped_arguments(arguments: dict[str, Any]) -> str:
+    """Tool-call arguments as a Go server encodes them (``encoding/json`` escapes ``<`` and ``>``), so the
+    placeholder inside the JSON source reads ``\\u003cPERSON_1\\u003e`` even after the body is decoded."""
+    return json.dumps(arguments).replace("<", "\\u003c").replace(">", "\\u003e")
+
+
+def test_a_json_answer_with_go_escaped_arguments_is_restored() -> None:
+    mapping = PlaceholderMap()
+    mapping.placeholder("PERSON", 'Ann "A"')
+    arguments = go_escaped_arguments({"who": "<PERSON_1>"})
+    call = {"id": "c", "type": "function", "function": {"name": "f", "arguments": arguments}}
+    body = orjson.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "tool_calls": [call]}}]})
+    restored = orjson.loads(JSONRestorer(mapping)(200, body) or b"{}")
+    restored_arguments = restored["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"]
+    assert json.loads(restored_arguments) == {"who": 'Ann "A"'}
+
+
+def test_a_stream_with_go_escaped_arguments_split_over_chunks_is_restored() -> None:
+    mapping = PlaceholderMap()
+    mapping.placeholder("PERSON", 'Ann "A"')
+    restorer = StreamRestorer(mapping)
+    arguments = go_escaped_arguments({"who": "<PERSON_1>"})
+    cut = arguments.index("PERSON") + 3  # inside the escaped placeholder
+    first = chunk(tool_calls=[call_delta(0, arguments[:cut])])
+    second = chunk(tool_calls=[call_delta(0, arguments[cut:])])
+    out = [restorer.on_event(first) or first, restorer.on_event(second) or second]
+    assert json.loads(arguments_of(out)[0]) == {"who": 'Ann "A"'}

@@ -14,7 +14,7 @@ import orjson
 
 from ..kernel.sse import encode_data, parse_event
 from .placeholders import PlaceholderMap
-from .tails import HeldTails
+from .tails import HeldTails, restore_source
 
 #: Text fields of a message or delta that may hold placeholders (besides tool-call arguments).
 TEXT_FIELDS = ("content", "refusal", "reasoning_content")
@@ -30,7 +30,10 @@ def _may_hold_placeholder(raw: bytes) -> bool:
 def restore_json_value(data: Any, mapping: PlaceholderMap, *, escape: bool = False) -> tuple[Any, bool]:
     """``data`` with placeholders restored in every string; and whether anything changed."""
     if isinstance(data, str):
-        restored = mapping.restore(data, escape=escape)
+        # JSON source (tool-call arguments) may carry a placeholder as ``\u003c...\u003e`` when the
+        # server encoded the arguments with HTML escaping (Go's encoding/json does): restore_source
+        # reads both spellings and JSON-escapes the value
+        restored = restore_source(data, mapping) if escape else mapping.restore(data)
         return restored, restored != data
     changed = False
     if isinstance(data, dict):
@@ -176,7 +179,7 @@ class StreamRestorer:
                     tool = call.get("index", call_position)
                     tool = tool if isinstance(tool, int) else call_position
                     value = function["arguments"]
-                    new = self._held.text((index, "arguments", tool), value, escape=True)
+                    new = self._held.source((index, "arguments", tool), value)
                     if new != value:
                         function["arguments"] = new
                         changed = True
