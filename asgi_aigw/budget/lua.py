@@ -14,45 +14,69 @@ from __future__ import annotations
 #: (see SETTLE).
 #: Returns "allowed,used_1,limit_1,...,used_n,limit_n" (allowed 1/0); used is after the reservation
 #: when allowed, else the usage that refused it.
-RESERVE = """
-local n = #KEYS - 1
-if ARGV[3] then n = n - 1 end
--- the same call again (a client retried after losing the reply): the reservation stands, add nothing
-local repeated = ARGV[3] and redis.call('EXISTS', KEYS[n + 2]) == 1
-local nums, names = {}, {}
-for v in string.gmatch(ARGV[1], '[^,]+') do nums[#nums + 1] = tonumber(v) end
-for v in string.gmatch(ARGV[2], '[^,]+') do names[#names + 1] = v end
-local overrides = redis.call('HMGET', KEYS[1], unpack(names))
-local used, limits = {}, {}
-local allowed = 1
-for i = 1, n do
-  local limit = nums[i]
-  if overrides[i] then limit = tonumber(overrides[i]) end
-  local amount = nums[n + i]
-  local current = tonumber(redis.call('GET', KEYS[i + 1]) or '0')
-  used[i], limits[i] = current, limit
-  if limit >= 0 and amount > 0 and current + amount > limit and not repeated then allowed = 0 end
-end
-if allowed == 1 and not repeated then
+_RESERVE_FUNCTION = """
+local function reserve(keys, packed, names, expiry)
+  local n = #keys - 1
+  if expiry then n = n - 1 end
+  -- the same call again (a client retried after losing the reply): the reservation stands, add nothing
+  local repeated = expiry and redis.call('EXISTS', keys[n + 2]) == 1
+  local nums, fields = {}, {}
+  for v in string.gmatch(packed, '[^,]+') do nums[#nums + 1] = tonumber(v) end
+  for v in string.gmatch(names, '[^,]+') do fields[#fields + 1] = v end
+  local overrides = redis.call('HMGET', keys[1], unpack(fields))
+  local used, limits = {}, {}
+  local allowed = 1
   for i = 1, n do
+    local limit = nums[i]
+    if overrides[i] then limit = tonumber(overrides[i]) end
     local amount = nums[n + i]
-    if amount > 0 then
-      used[i] = redis.call('INCRBY', KEYS[i + 1], amount)
-      if used[i] == amount then redis.call('EXPIREAT', KEYS[i + 1], nums[2 * n + i]) end
+    local current = tonumber(redis.call('GET', keys[i + 1]) or '0')
+    used[i], limits[i] = current, limit
+    if limit >= 0 and amount > 0 and current + amount > limit and not repeated then allowed = 0 end
+  end
+  if allowed == 1 and not repeated then
+    for i = 1, n do
+      local amount = nums[n + i]
+      if amount > 0 then
+        used[i] = redis.call('INCRBY', keys[i + 1], amount)
+        if used[i] == amount then redis.call('EXPIREAT', keys[i + 1], nums[2 * n + i]) end
+      end
+    end
+    if expiry then
+      redis.call('SET', keys[n + 2], '1')
+      redis.call('EXPIREAT', keys[n + 2], expiry)
     end
   end
-  if ARGV[3] then
-    redis.call('SET', KEYS[n + 2], '1')
-    redis.call('EXPIREAT', KEYS[n + 2], ARGV[3])
+  local out = {allowed}
+  for i = 1, n do
+    out[#out + 1] = string.format('%d', used[i])
+    out[#out + 1] = string.format('%d', limits[i])
   end
+  return table.concat(out, ',')
 end
-local out = {allowed}
-for i = 1, n do
-  out[#out + 1] = string.format('%d', used[i])
-  out[#out + 1] = string.format('%d', limits[i])
-end
-return table.concat(out, ',')
 """
+
+RESERVE = _RESERVE_FUNCTION + "return reserve(KEYS, ARGV[1], ARGV[2], ARGV[3])\n"
+
+#: RESERVE with a lookup: KEYS as for RESERVE, then the exact cache entry; ARGV[1..2] as for RESERVE,
+#: ARGV[3] the marker's expiry or "" (no marker), ARGV[4] the packed numbers to reserve instead when the
+#: entry is found ("" : the same as ARGV[1]). A hit reserved with ARGV[4] sets no marker: nothing is
+#: settled after it. Returns {RESERVE's reply, the entry or nil, "1" when ARGV[4] was reserved}.
+LOOKUP_RESERVE = (
+    _RESERVE_FUNCTION
+    + """
+local keys = {}
+for i = 1, #KEYS - 1 do keys[i] = KEYS[i] end
+local entry = redis.call('GET', KEYS[#KEYS])
+local expiry = ARGV[3] ~= '' and ARGV[3] or nil
+local packed, hit = ARGV[1], '0'
+if entry and ARGV[4] ~= '' then
+  packed, hit = ARGV[4], '1'
+  if expiry then keys[#keys] = nil; expiry = nil end
+end
+return {reserve(keys, packed, ARGV[2], expiry), entry, hit}
+"""
+)
 
 #: KEYS: [the reservation's marker,] slot counters; ARGV[1] "delta_1,...,delta_n"; ARGV[2] "1" when
 #: KEYS[1] is a marker: the deltas then apply only if it exists, and it is deleted, so a settlement sent

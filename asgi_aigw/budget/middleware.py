@@ -20,8 +20,8 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import anyio
 
@@ -29,13 +29,15 @@ from ..kernel.body import ClientDisconnect, forward_scope, read_json
 from ..kernel.context import RequestContext, Usage, ensure_context
 from ..kernel.dialects import CHAT, MESSAGES, Dialect, dialect_for
 from ..kernel.errors import ConfigError, GatewayError, InvalidRequest, RateLimited, Unauthorized, send_error
+from ..kernel.gate import AnswerWrite, find_keeper
 from ..kernel.lifespan import lifespan_passthrough
 from ..kernel.response import ResponseTap, watch_disconnect
 from ..kernel.routes import classify, is_generation
-from ..kernel.types import ASGIApp, Headers, Message, Receive, Scope, Send
+from ..kernel.types import ASGIApp, Message, Receive, Scope, Send
 from ..stores.registry import BUDGET_STORES
 from ..tenant.ids import KEY_SAFE_PATTERN, InvalidTenantId, TenantIdValidator
 from .config import BudgetConfig, Limits
+from .gate import WAITING, Pending, hit_amounts
 from .headers import HEADER_NAMES, ratelimit_headers, retry_after
 from .pricing import PriceTable
 from .store import BudgetStore, Reservation, StoreError
@@ -43,9 +45,11 @@ from .subjects import BudgetSubjects, key_limits
 from .tokens import RuntimeTokenCounter, TokenCounter, WarmCounter, cache_lifetime
 from .unseen import thinks_unseen
 from .usage import decode_event, json_answer, streamed_text
-from .windows import WINDOWS, Slot, SlotClock, format_amount, format_duration, from_units, to_units
+from .windows import WINDOWS, Slot, SlotClock, format_amount, format_duration, to_units
 
 logger = logging.getLogger("asgi_aigw.budget")
+
+_T = TypeVar("_T")
 
 #: Statuses of a Responses API answer still to be generated (``background: true``).
 _LATER = frozenset({"queued", "in_progress"})
@@ -163,6 +167,11 @@ class BudgetMiddleware:
         self._settle_retry: asyncio.Task[None] | None = None
         #: Set when a reservation succeeds while settlements are kept: the retry need not wait longer.
         self._store_back: asyncio.Event | None = None
+        #: The store's test for an exact cache entry it can read in its own script (Redis), if any.
+        self._reads: Callable[[str], bool] | None = getattr(self.store, "reads", None)
+        #: Routes on which the cache inside looks before the budget reserves (see kernel/gate.py).
+        keeper = find_keeper(app)
+        self._gated_routes: frozenset[str] = frozenset(getattr(keeper, "gated_routes", ()))
 
     # -- the request path ---------------------------------------------------------------------------
 
@@ -231,41 +240,34 @@ class BudgetMiddleware:
         amounts = self._amounts(
             slots, prompt + output, self._reserved_cost(route, data, model, prompt, output)
         )
-        try:
-            token = secrets.token_hex(8) if self._tokens else None
-            reservation = await self._reserve(tenant, slots, amounts, token, limits)
-        except GatewayError as exc:
-            await self._refuse(send, ctx, exc, dialect)
+        token = secrets.token_hex(8) if self._tokens else None
+        pending = Pending(self, ctx, tenant, slots, amounts, limits, token, now, dialect)
+        pending.hit_amounts = self._hit_amounts(slots)
+        pending.unpriced = model if unpriced else None
+        gated = route in self._gated_routes
+        if gated:
+            # the cache inside looks first and reserves through the gate: a hit costs what a hit costs
+            ctx.budget_gate = pending
+        elif not await pending.admit():
+            assert pending.refusal is not None
+            await self._refuse(send, ctx, pending.refusal, dialect)
             return
-        if reservation is None:  # store down, failing open: unmetered
-            ctx.budget_decision = "unmetered"
-            await self.app(scope, receive, send)
-            return
-        if not reservation.allowed:
-            refusal = self._over_limit(tenant, slots, amounts, reservation, now, dialect)
-            await self._refuse(send, ctx, refusal, dialect)
-            return
-        if unpriced and _money_limited(slots, reservation.limits):
-            # a live override set a money limit the configuration has not: give the reservation back
-            try:
-                await self._store_settle(tenant, slots, [-amount for amount in amounts], token)
-            except Exception as exc:
-                self._log_store_error("settle", exc)
-                self._keep_unsettled(tenant, slots, [-amount for amount in amounts], token)
-            await self._refuse(send, ctx, _unpriced(model), dialect)
-            return
+        await self._forward(scope, receive, send, ctx, pending, prompt, model, gated)
 
-        ctx.budget_decision = "allowed"
-        ctx.budget_remaining = {
-            slot.window.name: from_units(slot.window, max(0, limit - used))
-            for slot, used, limit in zip(slots, reservation.used, reservation.limits, strict=True)
-            if limit >= 0
-        }
-        outer = send
-        if self.config.headers:
-            extra = ratelimit_headers(slots, reservation.used, reservation.limits, now)
-            if extra:
-                outer = _with_headers(send, extra)
+    async def _forward(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        ctx: RequestContext,
+        pending: Pending,
+        prompt: int,
+        model: str | None,
+        gated: bool,
+    ) -> None:
+        """Call the app with the answer metered; settle once it has gone (or failed)."""
+        dialect = pending.dialect
+        outer = _with_budget_headers(send, pending) if self.config.headers else send
         meter = _Meter(dialect)
         settled = False
 
@@ -275,20 +277,95 @@ class BudgetMiddleware:
                 settled = True
                 # even if this task is being cancelled: the reservation must not outlive the request
                 with anyio.CancelScope(shield=True):
-                    await self._settle(ctx, tenant, slots, amounts, prompt, model, tap, meter, token, dialect)
+                    await self._settle(ctx, pending, prompt, model, tap, meter)
 
         async def send_then_settle(message: Message) -> None:
             await outer(message)
             if message["type"] == "http.response.body" and not message.get("more_body", False):
                 # the answer is complete: settle now, not when inner layers finish their own work
-                # after it (a cache storing the answer), so the next request sees the real figures
+                # after it, so the next request sees the real figures
                 await settle()
 
         tap = ResponseTap(send_then_settle, on_json=meter.on_json, on_event=meter.on_event)
+        inner: Send = _gated(tap, pending) if gated else tap
         try:
-            await self.app(scope, watch_disconnect(receive, ctx, tap), tap)
+            await self.app(scope, watch_disconnect(receive, ctx, tap), inner)
         finally:
             await settle()  # an error, a disconnect, or an answer that never ended
+        if pending.refusal is not None and not tap.started:
+            # refused at the gate (or at the first byte of an inner layer's answer): nothing went out
+            await self._refuse(send, ctx, pending.refusal, dialect)
+
+    # -- what the gate calls (see budget/gate.py) --------------------------------------------------
+
+    def reads(self, url: str) -> bool:
+        """Whether the store can read an exact cache entry of the Redis at ``url`` in its own script."""
+        return self._reads is not None and bool(self._reads(url))
+
+    async def reserve(
+        self,
+        tenant: str,
+        slots: Sequence[Slot],
+        amounts: Sequence[int],
+        token: str | None,
+        limits: Sequence[int],
+    ) -> Reservation | None:
+        """Reserve ``amounts``; None when the store failed open (raises when it fails closed)."""
+        grace = self.config.key_grace_seconds
+        store = self.store
+        if token is None:
+            return await self._guarded(
+                lambda: store.reserve(tenant, slots, amounts, limits, grace), tenant, slots, amounts, token
+            )
+        return await self._guarded(
+            lambda: store.reserve(tenant, slots, amounts, limits, grace, token=token),
+            tenant,
+            slots,
+            amounts,
+            token,
+        )
+
+    async def reserve_and_get(
+        self, pending: Pending, entry: bytes
+    ) -> tuple[Reservation, bytes | None, bool] | None:
+        """Read the exact entry ``entry`` and reserve in one script (see :meth:`reads`)."""
+        store: Any = self.store
+        grace = self.config.key_grace_seconds
+
+        def call() -> Awaitable[tuple[Reservation, bytes | None, bool]]:
+            return store.reserve_and_get(  # type: ignore[no-any-return]
+                pending.tenant,
+                pending.slots,
+                pending.amounts,
+                pending.hit_amounts,
+                pending.limits,
+                grace,
+                entry,
+                token=pending.token,
+            )
+
+        return await self._guarded(call, pending.tenant, pending.slots, pending.amounts, pending.token)
+
+    def over_limit(self, pending: Pending, amounts: Sequence[int], reservation: Reservation) -> GatewayError:
+        return self._over_limit(
+            pending.tenant, pending.slots, amounts, reservation, pending.now, pending.dialect
+        )
+
+    def unpriced_refusal(self, pending: Pending, reservation: Reservation) -> GatewayError | None:
+        """The refusal of an unpriced model that a live override made money-limited, else None."""
+        model = pending.unpriced
+        if model is not None and _money_limited(pending.slots, reservation.limits):
+            return _unpriced(model)
+        return None
+
+    async def give_back(
+        self, tenant: str, slots: Sequence[Slot], deltas: list[int], token: str | None
+    ) -> None:
+        try:
+            await self._store_settle(tenant, slots, deltas, token)
+        except Exception as exc:
+            self._log_store_error("settle", exc)
+            self._keep_unsettled(tenant, slots, deltas, token)
 
     def _tenant(self, ctx: RequestContext) -> str:
         tenant = ctx.tenant_id or self.config.default_tenant
@@ -373,6 +450,14 @@ class BudgetMiddleware:
             return total
         return 0
 
+    def _hit_amounts(self, slots: Sequence[Slot]) -> list[int] | None:
+        """What a cache hit reserves; None when hits are charged tokens or money (known only once the
+        answer is read: a hit then reserves the whole estimate and is settled like any answer)."""
+        policy = self.config.cache_hits
+        if policy.tokens or policy.cost:
+            return None
+        return hit_amounts(slots, policy.requests)
+
     @staticmethod
     def _amounts(slots: Sequence[Slot], tokens: int, cost: int) -> list[int]:
         out: list[int] = []
@@ -381,23 +466,21 @@ class BudgetMiddleware:
             out.append(1 if metric == "requests" else tokens if metric == "tokens" else cost)
         return out
 
-    async def _reserve(
+    async def _guarded(
         self,
+        call: Callable[[], Awaitable[_T]],
         tenant: str,
         slots: Sequence[Slot],
         amounts: Sequence[int],
         token: str | None,
-        limits: Sequence[int],
-    ) -> Reservation | None:
+    ) -> _T | None:
+        """``call()``, a reservation; None when the store is down and the budget fails open (it raises
+        :class:`BudgetUnavailable` when failing closed)."""
         if time.monotonic() < self._down_until:
             self._store_down(None)
             return None
-        grace = self.config.key_grace_seconds
         try:
-            if token is None:
-                reservation = await self.store.reserve(tenant, slots, amounts, limits, grace)
-            else:
-                reservation = await self.store.reserve(tenant, slots, amounts, limits, grace, token=token)
+            outcome = await call()
         except Exception as exc:  # StoreError, or anything unexpected: never a 500
             self._down_until = time.monotonic() + self.config.store_retry_seconds
             if token is not None:
@@ -408,7 +491,7 @@ class BudgetMiddleware:
             return None
         if self._unsettled and self._store_back is not None:
             self._store_back.set()  # the store answers again: settle what it missed now
-        return reservation
+        return outcome
 
     def _store_down(self, exc: BaseException | None) -> None:
         """Log a failure; raise :class:`BudgetUnavailable` when failing closed."""
@@ -493,31 +576,50 @@ class BudgetMiddleware:
     async def _settle(
         self,
         ctx: RequestContext,
-        tenant: str,
-        slots: Sequence[Slot],
-        reserved: Sequence[int],
+        pending: Pending,
         prompt_estimate: int,
         model: str | None,
         tap: ResponseTap,
         meter: _Meter,
-        token: str | None = None,
-        dialect: Dialect = CHAT,
     ) -> None:
-        try:
-            tokens, requests, cost = await self._charge(ctx, prompt_estimate, model, tap, meter, dialect)
-        except Exception:
-            logger.exception("Could not work out what a request cost; charging its reservation")
+        """Replace what the request holds by what it cost; the exact entries the cache handed over are
+        written beside it (one round trip for both on a shared Redis)."""
+        calls: list[Awaitable[None]] = [self._write(write) for write in pending.writes]
+        held = pending.held
+        if held is not None:
+            try:
+                charge: tuple[int, int, int] | None = await self._charge(
+                    ctx, prompt_estimate, model, tap, meter, pending.dialect
+                )
+            except Exception:
+                logger.exception("Could not work out what a request cost; charging its reservation")
+                charge = None
+            if charge is not None:
+                tokens, requests, cost = charge
+                slots = pending.slots
+                charged = self._amounts(slots, tokens, cost)
+                deltas = [
+                    (requests if slot.window.metric == "requests" else value) - amount
+                    for slot, value, amount in zip(slots, charged, held, strict=True)
+                ]
+                # a hit reserved exactly what it costs, unmarked: nothing to tell the store
+                if pending.marker is not None or any(deltas):
+                    calls.append(self.give_back(pending.tenant, slots, deltas, pending.marker))
+        if len(calls) == 1:
+            await calls[0]
+        elif calls:
+            await asyncio.gather(*calls)
+
+    async def _write(self, write: AnswerWrite) -> None:
+        """An exact entry the cache handed over: on this store's connection when it shares the server."""
+        redis = write.redis
+        if redis is not None and self.reads(redis.url):
+            try:
+                await self.store.call_packed(redis.command)  # type: ignore[attr-defined]
+            except Exception as exc:
+                write.failed(exc)
             return
-        charged = self._amounts(slots, tokens, cost)
-        deltas = [
-            (requests if slot.window.metric == "requests" else value) - amount
-            for slot, value, amount in zip(slots, charged, reserved, strict=True)
-        ]
-        try:
-            await self._store_settle(tenant, slots, deltas, token)
-        except Exception as exc:
-            self._log_store_error("settle", exc)
-            self._keep_unsettled(tenant, slots, deltas, token)
+        await write.write()
 
     async def _store_settle(
         self, tenant: str, slots: Sequence[Slot], deltas: list[int], token: str | None
@@ -749,17 +851,35 @@ def _missing_cap(name: str) -> InvalidRequest:
     )
 
 
-def _with_headers(send: Send, extra: Headers) -> Send:
-    """``send`` with ``extra`` headers added to the response start (replacing same-named ones)."""
+def _with_budget_headers(send: Send, pending: Pending) -> Send:
+    """``send`` with the reservation's rate-limit headers added to the response start (replacing
+    same-named ones); read when the answer starts, after the gate (if any) reserved."""
 
     async def send_with_headers(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() not in HEADER_NAMES]
-            headers.extend(extra)
-            message = {**message, "headers": headers}
+        reservation = pending.reservation
+        if message["type"] == "http.response.start" and reservation is not None:
+            extra = ratelimit_headers(pending.slots, reservation.used, reservation.limits, pending.now)
+            if extra:
+                headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() not in HEADER_NAMES]
+                headers.extend(extra)
+                message = {**message, "headers": headers}
         await send(message)
 
     return send_with_headers
+
+
+def _gated(send: Send, pending: Pending) -> Send:
+    """``send`` for an app behind the gate: an answer that starts before anything was reserved (a layer
+    between the budget and the cache answered) is reserved for first; a refused one is held back, and
+    the budget sends its refusal instead."""
+
+    async def send_gated(message: Message) -> None:
+        if pending.state == WAITING and message["type"] == "http.response.start":
+            await pending.ensure()
+        if pending.admitted:
+            await send(message)
+
+    return send_gated
 
 
 def _decision(status: int) -> str:

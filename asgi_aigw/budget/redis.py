@@ -82,6 +82,7 @@ class _Script:
 
 
 _RESERVE = _Script(lua.RESERVE)
+_LOOKUP_RESERVE = _Script(lua.LOOKUP_RESERVE)
 _SETTLE = _Script(lua.SETTLE)
 
 
@@ -233,6 +234,52 @@ class RedisBudgetStore:
             )
         values = [int(v) for v in reply.split(b",")]
         return Reservation(values[0] == 1, values[1::2], values[2::2])
+
+    def reads(self, url: str) -> bool:
+        """Whether an entry of the Redis at ``url`` can be read in this store's own scripts: the same URL,
+        opened by this store (not a given client), and no cluster (an entry's key has its own slot)."""
+        clients = self._loop_clients
+        return clients is not None and url == self.url and not clients.topology
+
+    async def reserve_and_get(
+        self,
+        tenant: str,
+        slots: Sequence[Slot],
+        amounts: Sequence[int],
+        hit_amounts: Sequence[int] | None,
+        limits: Sequence[int],
+        grace: int,
+        entry: bytes,
+        *,
+        token: str | None = None,
+    ) -> tuple[Reservation, bytes | None, bool]:
+        """One script: read the entry at key ``entry`` and reserve ``hit_amounts`` (unmarked) when it is
+        there, else ``amounts`` (marked with ``token``). The reservation, the entry, and whether the
+        hit's amounts were reserved. Only for an entry on this store's server (:meth:`reads`)."""
+        keys, packed_keys = self._keys_packed(tenant, slots)
+        ends = [str(slot.end + grace) for slot in slots]
+        nums = ",".join([*map(str, limits), *map(str, amounts), *ends])
+        hit = "" if hit_amounts is None else ",".join([*map(str, limits), *map(str, hit_amounts), *ends])
+        names = ",".join(slot.window.name for slot in slots)
+        packed = list(packed_keys)
+        expires = ""
+        if token is not None:
+            expires = str(max(slot.end for slot in slots) + grace)
+            packed.append(bulk(self.marker_key(tenant, token)))
+        packed.append(b"$%d\r\n%s\r\n" % (len(entry), entry))
+        reply = await self._script(_LOOKUP_RESERVE, keys, (nums, names, expires, hit), packed)
+        values = [int(v) for v in reply[0].split(b",")]
+        found = reply[1] if isinstance(reply[1], bytes) else None
+        return Reservation(values[0] == 1, values[1::2], values[2::2]), found, reply[2] == b"1"
+
+    async def call_packed(self, command: bytes) -> Any:
+        """Send a packed command on this store's connection (an exact entry written beside a
+        settlement: one round trip for both)."""
+        assert self._loop_clients is not None
+        try:
+            return await self._loop_clients.fast().call(command)
+        except self._errors as exc:
+            raise StoreError(f"{type(exc).__name__}: {exc}") from exc
 
     async def settle(
         self, tenant: str, slots: Sequence[Slot], deltas: Sequence[int], *, token: str | None = None

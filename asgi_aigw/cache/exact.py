@@ -9,6 +9,7 @@ import time
 from collections import OrderedDict
 from typing import Any, Protocol, runtime_checkable
 
+from ..kernel.gate import RedisEntry
 from ..stores.redis_clients import LoopRedisClients
 from ..stores.resp import RespCaller, pack
 
@@ -101,6 +102,17 @@ class RedisExactStore:
     def _fast_client(self) -> RespCaller:
         assert self._loop_clients is not None
         return self._loop_clients.fast()
+
+    def redis_entry(self, key: str, value: bytes | None = None, ttl: float = 0.0) -> RedisEntry | None:
+        """Where ``key`` lives, for a budget on the same server to read it (or, with ``value``, write it)
+        in its own calls; None for a client you gave (its server is unknown here)."""
+        if self._loop_clients is None:
+            return None
+        full = (self.prefix + key).encode()
+        if value is None:
+            return RedisEntry(self._loop_clients.url, full)
+        command = pack([b"SET", full, value, b"PX", b"%d" % max(1, int(ttl * 1000))])
+        return RedisEntry(self._loop_clients.url, full, command)
 
     async def get(self, key: str) -> bytes | None:
         if self._given is not None:

@@ -27,6 +27,7 @@ from ..kernel.body import ClientDisconnect, read_json
 from ..kernel.context import BODY_CHANGED_BY_HOOK, RequestContext, ensure_context
 from ..kernel.dialects import dialect_for
 from ..kernel.errors import GatewayError, InvalidRequest, clip, send_error
+from ..kernel.gate import AnswerWrite, BudgetGate, RedisEntry
 from ..kernel.lifespan import lifespan_passthrough
 from ..kernel.response import ResponseTap, watch_disconnect
 from ..kernel.routes import classify
@@ -99,6 +100,11 @@ class SemanticCacheMiddleware:
     ``async embed(texts)`` (or a callable returning one), else the runtime's shared embedder, resolved
     on first use.
     """
+
+    #: A budget outside lets this layer look before it reserves (see :mod:`asgi_aigw.kernel.gate`):
+    #: every request of these routes passes the gate before the app runs.
+    budget_gate = "keeper"
+    gated_routes = frozenset(FORMATS)
 
     def __init__(
         self,
@@ -202,10 +208,12 @@ class SemanticCacheMiddleware:
         except GatewayError as exc:
             await send_error(send, exc, dialect=dialect)
             return
+        gate = ctx.budget_gate
+        app = self.app if gate is None else _behind(self.app, gate)
         view = fmt.view(body)
         if view is None:
             # Not a valid request of its dialect: the app answers it (with its own 400), uncached.
-            await self.app(scope, receive, send)
+            await app(scope, receive, send)
             return
         try:
             controls = self._controls(scope, view.cacheable(self.config.max_temperature))
@@ -214,7 +222,7 @@ class SemanticCacheMiddleware:
             return
         if not controls.lookup and not controls.store:
             ctx.cache_status = BYPASS
-            await self.app(scope, receive, _with_headers(send, [(HEADER, BYPASS.encode())]))
+            await app(scope, receive, _with_headers(send, [(HEADER, BYPASS.encode())]))
             return
         tenant = ctx.tenant_id or self.config.default_tenant
         keys = cache_keys(
@@ -228,17 +236,27 @@ class SemanticCacheMiddleware:
         if controls.lookup:
             # An exact hit needs no validation: the same body was validated and answered before (the
             # fields left out of the key were type-checked by the view's read).
-            answer, status, score = await self._lookup_exact(keys, fmt)
+            if gate is None:
+                answer, status, score = await self._lookup_exact(keys, fmt)
+            else:
+                # the budget reserves with the lookup: a hit's cost when found, else the estimate
+                raw, admitted = await gate.lookup(
+                    lambda: self._get_exact(keys.exact), self._redis_entry(keys.exact)
+                )
+                if not admitted:
+                    return  # refused: the budget answers
+                answer = self._decode(raw, fmt) if raw is not None else None
+                status, score = (HIT_EXACT if answer is not None else MISS), None
             if answer is None:
                 if not fmt.valid(body):
-                    await self.app(scope, receive, send)
+                    await app(scope, receive, send)
                     return
                 answer, status, score, vector = await self._lookup_semantic(keys, fmt)
             if answer is not None:
                 await self._replay(send, ctx, view, fmt.bind(answer, view), status, score)
                 return
         ctx.cache_status = MISS if controls.lookup else BYPASS
-        await self._forward_and_store(scope, receive, send, ctx, keys, controls, vector, fmt)
+        await self._forward_and_store(app, scope, receive, send, ctx, keys, controls, vector, fmt)
 
     async def _start(self) -> None:
         if self.vector is not None:
@@ -301,18 +319,27 @@ class SemanticCacheMiddleware:
     async def _lookup_exact(
         self, keys: CacheKeys, fmt: EntryFormat
     ) -> tuple[Entry | None, str, float | None]:
-        try:
-            # No asyncio.timeout here: it costs more than a memory lookup, and the Redis client made
-            # from a URL has its own socket timeouts.
-            raw = await self.exact.get(keys.exact)
-        except Exception as exc:
-            self._log_failure("the exact store", exc)
-            raw = None
+        raw = await self._get_exact(keys.exact)
         if raw is not None:
             answer = self._decode(raw, fmt)
             if answer is not None:
                 return answer, HIT_EXACT, None
         return None, MISS, None
+
+    async def _get_exact(self, key: str) -> bytes | None:
+        """The exact entry at ``key``; None when absent or when the store failed (a miss)."""
+        try:
+            # No asyncio.timeout here: it costs more than a memory lookup, and the Redis client made
+            # from a URL has its own socket timeouts.
+            return await self.exact.get(key)
+        except Exception as exc:
+            self._log_failure("the exact store", exc)
+            return None
+
+    def _redis_entry(self, key: str, value: bytes | None = None, ttl: float = 0.0) -> RedisEntry | None:
+        """Where the exact entry ``key`` lives in Redis, when the store can say (see kernel/gate.py)."""
+        where = getattr(self.exact, "redis_entry", None)
+        return where(key, value, ttl) if where is not None else None
 
     def _decode(self, raw: bytes | str, fmt: EntryFormat) -> Entry | None:
         """The answer of ``fmt``'s dialect stored as ``raw``, decoded once while it stays in a small
@@ -413,6 +440,7 @@ class SemanticCacheMiddleware:
 
     async def _forward_and_store(
         self,
+        app: ASGIApp,
         scope: Scope,
         receive: Receive,
         send: Send,
@@ -425,10 +453,12 @@ class SemanticCacheMiddleware:
         status = ctx.cache_status or MISS
         outer = _with_headers(send, [(HEADER, status.encode())])
         if not controls.store:
-            await self.app(scope, receive, outer)
+            await app(scope, receive, outer)
             return
         captured: list[Entry | None] = []
         assembler = fmt.assembler()
+        gate = ctx.budget_gate
+        handed_over = False
 
         def on_json(code: int, body: bytes) -> None:
             if code == 200:
@@ -437,14 +467,34 @@ class SemanticCacheMiddleware:
         def on_event(raw: bytes) -> None:
             assembler.feed(raw)
 
-        tap = ResponseTap(outer, on_json=on_json, on_event=on_event)
-        await self.app(scope, watch_disconnect(receive, ctx, tap), tap)
-        if not tap.ended_normally or tap.status != 200 or ctx.client_disconnected:
+        async def send_answer(message: Message) -> None:
+            nonlocal handed_over
+            if gate is not None and message["type"] == "http.response.body" and not message.get("more_body"):
+                # the answer is whole: its entry goes to the budget, written beside the settlement
+                raw = self._storable(ctx, tap, captured, assembler)
+                if raw is not None:
+                    handed_over = True
+                    self._hand_over(gate, ctx, keys, raw, controls.ttl, vector)
+            await outer(message)
+
+        tap = ResponseTap(send_answer, on_json=on_json, on_event=on_event)
+        await app(scope, watch_disconnect(receive, ctx, tap), tap)
+        if handed_over or gate is not None:
             return
+        raw = self._storable(ctx, tap, captured, assembler)
+        if raw is not None:
+            await self._store(ctx, keys, raw, controls.ttl, vector)
+
+    def _storable(
+        self, ctx: RequestContext, tap: ResponseTap, captured: list[Entry | None], assembler: Any
+    ) -> bytes | None:
+        """The entry to store for the answer ``tap`` saw, or None when it is not to be stored."""
+        if not tap.ended_normally or tap.status != 200 or ctx.client_disconnected:
+            return None
         if ctx.extra.get(BODY_CHANGED_BY_HOOK):
             # the key is the client's body; the answer is to what a hook made of it, which may depend on
             # who asked (a user's details added): replayed to another, it would answer a different question
-            return
+            return None
         answer = captured[0] if tap.kind == "json" and captured else None
         if tap.kind == "sse":
             answer = assembler.answer()
@@ -452,22 +502,49 @@ class SemanticCacheMiddleware:
                 # The client did not ask for usage in the stream; the router read it anyway.
                 answer.fill_usage(ctx.usage)
         if answer is None or not answer.worth_storing(cache_tool_calls=self.config.cache_tool_calls):
-            return
+            return None
         answer.keep_headers(tap.headers)
-        await self._store(ctx, keys, answer, controls.ttl, vector)
+        raw = answer.to_bytes()
+        return raw if len(raw) <= self.config.max_entry_bytes else None
+
+    def _hand_over(
+        self,
+        gate: BudgetGate,
+        ctx: RequestContext,
+        keys: CacheKeys,
+        raw: bytes,
+        ttl: float,
+        vector: list[float] | None,
+    ) -> None:
+        """Give the exact entry to the budget's gate (written beside the settlement, one round trip on a
+        shared Redis); start the semantic store."""
+
+        async def write() -> None:
+            await self._set_exact(keys.exact, raw, ttl)
+
+        def failed(exc: BaseException) -> None:
+            self._log_failure("the exact store", exc)
+
+        gate.after_answer(AnswerWrite(write, self._redis_entry(keys.exact, raw, ttl), failed))
+        self._store_semantic(ctx, keys, raw, ttl, vector)
 
     async def _store(
-        self, ctx: RequestContext, keys: CacheKeys, answer: Entry, ttl: float, vector: list[float] | None
+        self, ctx: RequestContext, keys: CacheKeys, raw: bytes, ttl: float, vector: list[float] | None
     ) -> None:
-        raw = answer.to_bytes()
-        if len(raw) > self.config.max_entry_bytes:
-            return
         # the exact entry is written before the request ends (one quick SET), so the same question
         # asked next is a hit; the semantic entry (an embedding, an upsert) is left to a task, bounded
+        await self._set_exact(keys.exact, raw, ttl)
+        self._store_semantic(ctx, keys, raw, ttl, vector)
+
+    async def _set_exact(self, key: str, raw: bytes, ttl: float) -> None:
         try:
-            await self.exact.set(keys.exact, raw, ttl)
+            await self.exact.set(key, raw, ttl)
         except Exception as exc:
             self._log_failure("the exact store", exc)
+
+    def _store_semantic(
+        self, ctx: RequestContext, keys: CacheKeys, raw: bytes, ttl: float, vector: list[float] | None
+    ) -> None:
         if self.vector is None or keys.scope is None or keys.question is None:
             return
         if len(self._stores) >= self.config.max_pending_stores:
@@ -530,6 +607,17 @@ class SemanticCacheMiddleware:
                 logger.debug("semantic cache: removed %d expired vectors", removed)
         except Exception as exc:
             self._log_failure("sweeping expired vectors", exc)
+
+
+def _behind(app: ASGIApp, gate: BudgetGate) -> ASGIApp:
+    """``app``, run only once the budget's gate admitted the request (else nothing is sent: the budget
+    answers with its refusal)."""
+
+    async def admitted(scope: Scope, receive: Receive, send: Send) -> None:
+        if await gate.admit():
+            await app(scope, receive, send)
+
+    return admitted
 
 
 def _with_headers(send: Send, extra: Headers) -> Send:

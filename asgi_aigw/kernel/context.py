@@ -18,6 +18,7 @@ from .types import Scope
 
 if TYPE_CHECKING:
     from .body import JSONBody
+    from .gate import BudgetGate
     from .tracing import AttemptTracer
 
 STATE_KEY = "asgi_aigw"
@@ -216,6 +217,9 @@ class RequestContext:
 
     #: Starts a span per upstream attempt when TraceMiddleware traces this request (else None).
     tracer: AttemptTracer | None = None
+    #: Set by BudgetMiddleware when the cache inside it is to look before it reserves (see
+    #: :mod:`asgi_aigw.kernel.gate`); None otherwise.
+    budget_gate: BudgetGate | None = None
 
     #: Free space for layers and applications, namespaced by the writer ("cache.key", ...).
     extra: dict[str, Any] = field(default_factory=dict)

@@ -55,6 +55,10 @@ class RedactMiddleware:
     returning one); by default the process-wide one of ``asgi_aigw.runtime.pii.get_analyzer``.
     """
 
+    #: Spends nothing and passes requests on: a budget outside may let a cache inside look first (see
+    #: :mod:`asgi_aigw.kernel.gate`).
+    budget_gate = "transparent"
+
     def __init__(
         self,
         app: ASGIApp,
