@@ -95,7 +95,11 @@ TARGETS: dict[str, Target] = {
     ),
     "budget-redis": Target(
         "asgi_aigw/budget/redis.py",
-        ("tests/test_pins_budget_stores.py", "tests/test_budget_store.py"),
+        (
+            "tests/test_pins_budget_stores.py",
+            "tests/test_budget_store.py",
+            "tests/test_budget_lookup_script.py",
+        ),
     ),
     "budget-windows": Target(
         "asgi_aigw/budget/windows.py",
@@ -230,6 +234,9 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         ),
         "RedisBudgetStore._script: if self._given is not None -> if True": "the same script through "
         "redis-py instead of the fast client: slower, same replies",
+        "RedisBudgetStore.reads: clients is not None and url == self.url and not clients.topology "
+        "[drop clients is not None]": "a store without clients was given one, so it has no URL: "
+        "url == self.url is false already",
         **dict.fromkeys(
             [
                 "RedisBudgetStore._keys_packed: if keys is None or packed is None -> if True",

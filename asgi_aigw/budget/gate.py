@@ -120,13 +120,14 @@ class Pending:
                 return None, True
             reservation, raw, hit = outcome
             if hit:
+                # its marker is the store's to delete (with a later lookup): nothing to settle
                 await self._take(reservation, self._hit(), None, HIT)
             else:
                 await self._take(reservation, self.amounts, self.token, FULL)
             return (raw if self.admitted else None), self.admitted
         raw = await get()
         if raw is not None and self.hit_amounts is not None:
-            await self._reserve(self.hit_amounts, None, HIT)
+            await self._reserve(self.hit_amounts, self.token, HIT)
         else:
             await self._reserve(self.amounts, self.token, FULL)
         return (raw if self.admitted else None), self.admitted
@@ -152,15 +153,18 @@ class Pending:
             await self._take(reservation, amounts, token, state)
 
     async def _upgrade(self) -> None:
-        """A hit's reservation became a miss (its entry could not be read): reserve the rest."""
+        """A hit's reservation became a miss (its entry could not be read): reserve the rest, under a
+        token of its own (the hit's marker would make the store take this for a repeat)."""
         hit = self._hit()
         rest = [amount - part for amount, part in zip(self.amounts, hit, strict=True)]
-        held = self.held
-        await self._reserve(rest, self.token, FULL)
+        held, marker = self.held, self.marker
+        await self._reserve(rest, None if self.token is None else self.token + "u", FULL)
         if self.state == FULL:
             self.held = list(self.amounts)
+            if marker is not None:  # the hit's own marker (read without the lookup script): drop it
+                await self.budget.give_back(self.tenant, self.slots, [0] * len(hit), marker)
         elif self.state == REFUSED and held is not None:
-            await self.budget.give_back(self.tenant, self.slots, [-part for part in held], None)
+            await self.budget.give_back(self.tenant, self.slots, [-part for part in held], marker)
 
     async def _take(
         self, reservation: Reservation, amounts: list[int], token: str | None, state: str

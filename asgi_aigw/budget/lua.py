@@ -15,7 +15,7 @@ from __future__ import annotations
 #: Returns "allowed,used_1,limit_1,...,used_n,limit_n" (allowed 1/0); used is after the reservation
 #: when allowed, else the usage that refused it.
 _RESERVE_FUNCTION = """
-local function reserve(keys, packed, names, expiry)
+local function reserve(keys, packed, names, expiry, record)
   local n = #keys - 1
   if expiry then n = n - 1 end
   -- the same call again (a client retried after losing the reply): the reservation stands, add nothing
@@ -43,7 +43,12 @@ local function reserve(keys, packed, names, expiry)
       end
     end
     if expiry then
-      redis.call('SET', keys[n + 2], '1')
+      if not record then
+        local reserved = {}
+        for i = 1, n do reserved[i] = string.format('%d', nums[n + i]) end
+        record = table.concat(reserved, ',')
+      end
+      redis.call('SET', keys[n + 2], record)
       redis.call('EXPIREAT', keys[n + 2], expiry)
     end
   end
@@ -56,27 +61,48 @@ local function reserve(keys, packed, names, expiry)
 end
 """
 
-RESERVE = _RESERVE_FUNCTION + "return reserve(KEYS, ARGV[1], ARGV[2], ARGV[3])\n"
+RESERVE = _RESERVE_FUNCTION + "return reserve(KEYS, ARGV[1], ARGV[2], ARGV[3], '1')\n"
 
-#: RESERVE with a lookup: KEYS as for RESERVE, then the exact cache entry; ARGV[1..2] as for RESERVE,
-#: ARGV[3] the marker's expiry or "" (no marker), ARGV[4] the packed numbers to reserve instead when the
-#: entry is found ("" : the same as ARGV[1]). A hit reserved with ARGV[4] sets no marker: nothing is
-#: settled after it. Returns {RESERVE's reply, the entry or nil, "1" when ARGV[4] was reserved}.
+#: RESERVE with a lookup: KEYS as for RESERVE, then the exact cache entry, then ``ARGV[5]`` markers of
+#: earlier hits to delete; ARGV[1..2] as for RESERVE, ARGV[3] the marker's expiry or "" (no marker),
+#: ARGV[4] the packed numbers to reserve instead when the entry is found ("": the same as ARGV[1]).
+#: The marker holds the amounts reserved ("a_1,...,a_n"), so that a reservation whose reply was lost is
+#: given back exactly (GIVE_BACK) whether it was a hit's or a miss's; a hit's marker is not settled but
+#: deleted by the client's next lookup for the tenant. Returns {RESERVE's reply, the entry or nil, "1"
+#: when ARGV[4] was reserved}.
 LOOKUP_RESERVE = (
     _RESERVE_FUNCTION
     + """
+local stale = tonumber(ARGV[5] or '0')
+local last = #KEYS - stale
+for i = last + 1, #KEYS do redis.call('DEL', KEYS[i]) end
 local keys = {}
-for i = 1, #KEYS - 1 do keys[i] = KEYS[i] end
-local entry = redis.call('GET', KEYS[#KEYS])
+for i = 1, last - 1 do keys[i] = KEYS[i] end
+local entry = redis.call('GET', KEYS[last])
 local expiry = ARGV[3] ~= '' and ARGV[3] or nil
 local packed, hit = ARGV[1], '0'
-if entry and ARGV[4] ~= '' then
-  packed, hit = ARGV[4], '1'
-  if expiry then keys[#keys] = nil; expiry = nil end
-end
-return {reserve(keys, packed, ARGV[2], expiry), entry, hit}
+if entry and ARGV[4] ~= '' then packed, hit = ARGV[4], '1' end
+return {reserve(keys, packed, ARGV[2], expiry, nil), entry, hit}
 """
 )
+
+#: KEYS: the reservation's marker, the slot counters; gives back what the marker says was reserved
+#: (a reservation whose reply was lost: nothing when it was never made, or was settled), and deletes it.
+GIVE_BACK = """
+local held = redis.call('GET', KEYS[1])
+if not held or held == '1' then return 0 end
+redis.call('DEL', KEYS[1])
+local i = 1
+for v in string.gmatch(held, '[^,]+') do
+  i = i + 1
+  local amount = tonumber(v)
+  if amount ~= 0 and redis.call('EXISTS', KEYS[i]) == 1 then
+    local value = redis.call('INCRBY', KEYS[i], -amount)
+    if value < 0 then redis.call('SET', KEYS[i], 0, 'KEEPTTL') end
+  end
+end
+return 1
+"""
 
 #: KEYS: [the reservation's marker,] slot counters; ARGV[1] "delta_1,...,delta_n"; ARGV[2] "1" when
 #: KEYS[1] is a marker: the deltas then apply only if it exists, and it is deleted, so a settlement sent

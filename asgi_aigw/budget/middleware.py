@@ -163,7 +163,7 @@ class BudgetMiddleware:
         self._unlogged = 0
         #: (tenant, slots, deltas) of settlements that failed: without a retry each would leave its
         #: whole reservation counted (a store restart mid-request leaked thousands of tokens)
-        self._unsettled: deque[tuple[str, Sequence[Slot], list[int], str | None]] = deque()
+        self._unsettled: deque[tuple[str, Sequence[Slot], list[int] | None, str | None]] = deque()
         self._settle_retry: asyncio.Task[None] | None = None
         #: Set when a reservation succeeds while settlements are kept: the retry need not wait longer.
         self._store_back: asyncio.Event | None = None
@@ -344,7 +344,8 @@ class BudgetMiddleware:
                 token=pending.token,
             )
 
-        return await self._guarded(call, pending.tenant, pending.slots, pending.amounts, pending.token)
+        # a lost reply gives back what the marker records: the script reserved a hit's cost or the estimate
+        return await self._guarded(call, pending.tenant, pending.slots, None, pending.token)
 
     def over_limit(self, pending: Pending, amounts: Sequence[int], reservation: Reservation) -> GatewayError:
         return self._over_limit(
@@ -471,11 +472,11 @@ class BudgetMiddleware:
         call: Callable[[], Awaitable[_T]],
         tenant: str,
         slots: Sequence[Slot],
-        amounts: Sequence[int],
+        amounts: Sequence[int] | None,
         token: str | None,
     ) -> _T | None:
-        """``call()``, a reservation; None when the store is down and the budget fails open (it raises
-        :class:`BudgetUnavailable` when failing closed)."""
+        """``call()``, a reservation of ``amounts`` (None: what its marker records); None when the store
+        is down and the budget fails open (it raises :class:`BudgetUnavailable` when failing closed)."""
         if time.monotonic() < self._down_until:
             self._store_down(None)
             return None
@@ -486,7 +487,8 @@ class BudgetMiddleware:
             if token is not None:
                 # the store may have made the reservation and lost only its reply (a Redis that stops
                 # right after running the script): give it back, which changes nothing if it was not made
-                self._keep_unsettled(tenant, slots, [-amount for amount in amounts], token)
+                deltas = None if amounts is None else [-amount for amount in amounts]
+                self._keep_unsettled(tenant, slots, deltas, token)
             self._store_down(exc)
             return None
         if self._unsettled and self._store_back is not None:
@@ -622,15 +624,21 @@ class BudgetMiddleware:
         await write.write()
 
     async def _store_settle(
-        self, tenant: str, slots: Sequence[Slot], deltas: list[int], token: str | None
+        self, tenant: str, slots: Sequence[Slot], deltas: list[int] | None, token: str | None
     ) -> None:
+        """Settle; ``deltas`` None: give back whatever the reservation marked ``token`` holds (a lookup
+        whose reply was lost: a hit's cost or the whole estimate)."""
+        if deltas is None:
+            assert token is not None
+            await self.store.give_back(tenant, slots, token)  # type: ignore[attr-defined]
+            return
         if token is None:
             await self.store.settle(tenant, slots, deltas)
         else:
             await self.store.settle(tenant, slots, deltas, token=token)
 
     def _keep_unsettled(
-        self, tenant: str, slots: Sequence[Slot], deltas: list[int], token: str | None
+        self, tenant: str, slots: Sequence[Slot], deltas: list[int] | None, token: str | None
     ) -> None:
         """Keep a settlement the store did not take, and retry it in the background until it does.
 

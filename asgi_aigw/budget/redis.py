@@ -83,6 +83,10 @@ class _Script:
 
 _RESERVE = _Script(lua.RESERVE)
 _LOOKUP_RESERVE = _Script(lua.LOOKUP_RESERVE)
+_GIVE_BACK = _Script(lua.GIVE_BACK)
+#: Markers of answered hits kept per tenant for its next lookup to delete; past this many the oldest
+#: are left to expire with their windows.
+_SPENT_MARKERS = 256
 _SETTLE = _Script(lua.SETTLE)
 
 
@@ -113,6 +117,9 @@ class RedisBudgetStore:
             LoopRedisClients(url, timeout=timeout, max_connections=max_connections) if url else None
         )
         self._gates: dict[int, asyncio.Semaphore] = {}
+        #: Per tenant, the markers of hits whose replies came (nothing to give back): deleted by the
+        #: tenant's next lookup, in the same script, instead of a call of their own.
+        self._spent: dict[str, list[bytes]] = {}
         self._key_cache: dict[tuple[str, int, str, int], list[str]] = {}
         #: The same keys packed as RESP bulk strings for the fast client, beside them.
         self._packed_cache: dict[tuple[str, int, str, int], list[bytes]] = {}
@@ -253,9 +260,11 @@ class RedisBudgetStore:
         *,
         token: str | None = None,
     ) -> tuple[Reservation, bytes | None, bool]:
-        """One script: read the entry at key ``entry`` and reserve ``hit_amounts`` (unmarked) when it is
-        there, else ``amounts`` (marked with ``token``). The reservation, the entry, and whether the
-        hit's amounts were reserved. Only for an entry on this store's server (:meth:`reads`)."""
+        """One script: read the entry at key ``entry`` and reserve ``hit_amounts`` when it is there, else
+        ``amounts``. The reservation, the entry, and whether the hit's amounts were reserved. With a
+        ``token`` the reservation is marked with what it reserved (see :meth:`give_back`); a hit's marker
+        needs no settlement and is deleted by a later lookup. Only for an entry on this store's server
+        (:meth:`reads`)."""
         keys, packed_keys = self._keys_packed(tenant, slots)
         ends = [str(slot.end + grace) for slot in slots]
         nums = ",".join([*map(str, limits), *map(str, amounts), *ends])
@@ -263,14 +272,35 @@ class RedisBudgetStore:
         names = ",".join(slot.window.name for slot in slots)
         packed = list(packed_keys)
         expires = ""
+        marker = b""
         if token is not None:
             expires = str(max(slot.end for slot in slots) + grace)
-            packed.append(bulk(self.marker_key(tenant, token)))
+            marker = bulk(self.marker_key(tenant, token))
+            packed.append(marker)
         packed.append(b"$%d\r\n%s\r\n" % (len(entry), entry))
-        reply = await self._script(_LOOKUP_RESERVE, keys, (nums, names, expires, hit), packed)
+        spent = self._spent.pop(tenant, [])
+        packed.extend(spent)
+        reply = await self._script(
+            _LOOKUP_RESERVE, keys, (nums, names, expires, hit, str(len(spent))), packed
+        )
         values = [int(v) for v in reply[0].split(b",")]
-        found = reply[1] if isinstance(reply[1], bytes) else None
-        return Reservation(values[0] == 1, values[1::2], values[2::2]), found, reply[2] == b"1"
+        found: bytes | None = reply[1]  # a nil bulk string when the entry is not there
+        was_hit = reply[2] == b"1"
+        reservation = Reservation(values[0] == 1, values[1::2], values[2::2])
+        if marker and was_hit and reservation.allowed:
+            queue = self._spent.setdefault(tenant, [])
+            if len(queue) < _SPENT_MARKERS:
+                queue.append(marker)
+            if len(self._spent) > 10_000:  # many tenants each left a few: they expire with their windows
+                self._spent.clear()
+        return reservation, found, was_hit
+
+    async def give_back(self, tenant: str, slots: Sequence[Slot], token: str) -> None:
+        """Give back what the reservation marked with ``token`` by :meth:`reserve_and_get` holds, if it
+        was made and not settled (its reply was lost); a repeat changes nothing."""
+        all_keys, all_packed = self._keys_packed(tenant, slots)
+        marker = self.marker_key(tenant, token)
+        await self._script(_GIVE_BACK, [marker, *all_keys[1:]], (), [bulk(marker), *all_packed[1:]])
 
     async def call_packed(self, command: bytes) -> Any:
         """Send a packed command on this store's connection (an exact entry written beside a

@@ -410,8 +410,8 @@ class FaultStack:
         with self.redis.client() as client:
             for key in client.scan_iter(match=f"{self.prefix}budget:{{{tenant}}}:*"):
                 parts = key.decode().rsplit(":", 2)
-                if parts[-2] in ("limits",) or parts[-1] == "limits":
-                    continue
+                if parts[-2] in ("limits", "r") or parts[-1] == "limits":
+                    continue  # overrides, and reservation markers (what a reservation holds)
                 value = client.get(key)
                 totals[parts[-2]] += int(value or 0)
         return dict(totals)
