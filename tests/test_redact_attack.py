@@ -379,8 +379,12 @@ async def test_a_request_refused_before_or_by_redaction_is_logged_without_its_bo
     rows = {row["status"]: row for row in stores.log_rows()}
     assert sorted(rows) == [200, 400, 422, 429]
     assert "<EMAIL_ADDRESS_1>" in rows[200]["request_body"]  # a redacted body is logged
-    for status in (400, 422, 429):
+    for status in (400, 422):
         assert rows[status]["request_body"] == "", f"the {status} row holds the client's raw body"
+    # the budget refuses once the cache has looked (it might have been a hit), after redaction: the
+    # row may hold the body as redaction left it, never the client's
+    refused_body = rows[429]["request_body"]
+    assert refused_body == "" or "Mail <EMAIL_ADDRESS_1>" in refused_body, refused_body
     for row in rows.values():
         text = clean(orjson.dumps(row, default=str))
         assert "garcia" not in text
