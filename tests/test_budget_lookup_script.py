@@ -217,9 +217,42 @@ async def test_the_store_reads_only_entries_of_its_own_server(redis_url: str, re
     assert not cluster.reads("redis+cluster://127.0.0.1:7000")  # an entry has its own slot
 
 
-async def test_a_packed_command_goes_on_the_store_connection(
+def set_command(key: bytes, value: bytes) -> bytes:
+    return b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(key), key, len(value), value)
+
+
+async def test_a_settlement_and_entries_leave_together_and_apply(
     store: RedisBudgetStore, redis: aioredis.Redis, redis_prefix: str
 ) -> None:
+    now = slots()
+    entry = f"{redis_prefix}cache:e:none".encode()
+    await store.reserve_and_get("acme", now, FULL, HIT, limits(), 60, entry, token="s1")
     key = f"{redis_prefix}cache:e:written".encode()
-    assert await store.call_packed(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$2\r\nok\r\n" % (len(key), key)) == b"OK"
+    bad = b"*2\r\n$4\r\nINCR\r\n$%d\r\n%s\r\n" % (len(key), key)  # not an integer: an error reply
+    errors = await store.settle_and_send(
+        "acme", now, [0, -30, -30, -30, -30, 0, 0], "s1", [set_command(key, b"ok"), bad]
+    )
+    assert errors[0] is None
+    assert errors[1] is not None
+    assert "not an integer" in str(errors[1])
     assert await redis.get(key) == b"ok"
+    assert await usage(store, now) == [1, 20, 20, 20, 20, 0, 0]
+    assert await markers(redis, redis_prefix) == []
+    # nothing to settle: the entries alone
+    assert await store.settle_and_send("acme", now, None, None, [set_command(key, b"again")]) == [None]
+    assert await redis.get(key) == b"again"
+    assert await usage(store, now) == [1, 20, 20, 20, 20, 0, 0]
+
+
+async def test_a_settlement_sent_with_entries_survives_a_script_flush(
+    store: RedisBudgetStore, redis: aioredis.Redis, redis_prefix: str
+) -> None:
+    now = slots()
+    await store.reserve("acme", now, FULL, limits(), 60, token="s2")
+    await redis.script_flush()
+    key = f"{redis_prefix}cache:e:flushed".encode()
+    errors = await store.settle_and_send(
+        "acme", now, [0, -50, -50, -50, -50, 0, 0], "s2", [set_command(key, b"v")]
+    )
+    assert errors == [None]
+    assert await usage(store, now) == [1, 0, 0, 0, 0, 0, 0]

@@ -585,8 +585,8 @@ class BudgetMiddleware:
         meter: _Meter,
     ) -> None:
         """Replace what the request holds by what it cost; the exact entries the cache handed over are
-        written beside it (one round trip for both on a shared Redis)."""
-        calls: list[Awaitable[None]] = [self._write(write) for write in pending.writes]
+        written beside it (in one write on a shared Redis: one round trip for both)."""
+        deltas: list[int] | None = None
         held = pending.held
         if held is not None:
             try:
@@ -598,30 +598,45 @@ class BudgetMiddleware:
                 charge = None
             if charge is not None:
                 tokens, requests, cost = charge
-                slots = pending.slots
-                charged = self._amounts(slots, tokens, cost)
+                charged = self._amounts(pending.slots, tokens, cost)
                 deltas = [
                     (requests if slot.window.metric == "requests" else value) - amount
-                    for slot, value, amount in zip(slots, charged, held, strict=True)
+                    for slot, value, amount in zip(pending.slots, charged, held, strict=True)
                 ]
-                # a hit reserved exactly what it costs, unmarked: nothing to tell the store
-                if pending.marker is not None or any(deltas):
-                    calls.append(self.give_back(pending.tenant, slots, deltas, pending.marker))
-        if len(calls) == 1:
-            await calls[0]
-        elif calls:
-            await asyncio.gather(*calls)
+                if pending.marker is None and not any(deltas):
+                    deltas = None  # a hit reserved exactly what it costs, unmarked: nothing to tell
+        shared: list[AnswerWrite] = []
+        for write in pending.writes:
+            redis = write.redis
+            if redis is not None and self.reads(redis.url):
+                shared.append(write)
+            else:
+                await write.write()
+        if shared:
+            await self._settle_and_send(pending, deltas, shared)
+        elif deltas is not None:
+            await self.give_back(pending.tenant, pending.slots, deltas, pending.marker)
 
-    async def _write(self, write: AnswerWrite) -> None:
-        """An exact entry the cache handed over: on this store's connection when it shares the server."""
-        redis = write.redis
-        if redis is not None and self.reads(redis.url):
-            try:
-                await self.store.call_packed(redis.command)  # type: ignore[attr-defined]
-            except Exception as exc:
+    async def _settle_and_send(
+        self, pending: Pending, deltas: list[int] | None, writes: list[AnswerWrite]
+    ) -> None:
+        """The settlement and the exact entries on the store's connection, in one write."""
+        store: Any = self.store
+        commands = [write.redis.command for write in writes if write.redis is not None]
+        try:
+            errors = await store.settle_and_send(
+                pending.tenant, pending.slots, deltas, pending.marker, commands
+            )
+        except Exception as exc:
+            for write in writes:
                 write.failed(exc)
+            if deltas is not None:
+                self._log_store_error("settle", exc)
+                self._keep_unsettled(pending.tenant, pending.slots, deltas, pending.marker)
             return
-        await write.write()
+        for write, error in zip(writes, errors, strict=True):
+            if error is not None:
+                write.failed(error)
 
     async def _store_settle(
         self, tenant: str, slots: Sequence[Slot], deltas: list[int] | None, token: str | None

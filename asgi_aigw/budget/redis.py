@@ -16,7 +16,7 @@ from typing import Any
 
 from ..kernel.optional import require
 from ..stores.redis_clients import LoopRedisClients
-from ..stores.resp import RespCaller, RespError, pack
+from ..stores.resp import FastRedis, RespCaller, RespError, pack
 from . import lua
 from .store import Reservation, StoreError
 from .windows import Slot
@@ -302,18 +302,17 @@ class RedisBudgetStore:
         marker = self.marker_key(tenant, token)
         await self._script(_GIVE_BACK, [marker, *all_keys[1:]], (), [bulk(marker), *all_packed[1:]])
 
-    async def call_packed(self, command: bytes) -> Any:
-        """Send a packed command on this store's connection (an exact entry written beside a
-        settlement: one round trip for both)."""
-        assert self._loop_clients is not None
-        try:
-            return await self._loop_clients.fast().call(command)
-        except self._errors as exc:
-            raise StoreError(f"{type(exc).__name__}: {exc}") from exc
-
     async def settle(
         self, tenant: str, slots: Sequence[Slot], deltas: Sequence[int], *, token: str | None = None
     ) -> None:
+        call = self._settle_call(tenant, slots, deltas, token)
+        if call is not None:
+            await self._script(_SETTLE, *call)
+
+    def _settle_call(
+        self, tenant: str, slots: Sequence[Slot], deltas: Sequence[int], token: str | None
+    ) -> tuple[list[str], tuple[str, ...], list[bytes]] | None:
+        """The settle script's keys, arguments and packed keys; None when there is nothing to do."""
         all_keys, all_packed = self._keys_packed(tenant, slots)
         changed = [i + 1 for i, delta in enumerate(deltas) if delta]
         keys = [all_keys[i] for i in changed]
@@ -322,9 +321,41 @@ class RedisBudgetStore:
         if token is not None:
             # even with nothing to add: the marker goes, and a repeat of this call changes nothing
             marker = self.marker_key(tenant, token)
-            await self._script(_SETTLE, [marker, *keys], (packed or "0", "1"), [bulk(marker), *packed_keys])
-        elif keys:
-            await self._script(_SETTLE, keys, (packed,), packed_keys)
+            return [marker, *keys], (packed or "0", "1"), [bulk(marker), *packed_keys]
+        if keys:
+            return keys, (packed,), packed_keys
+        return None
+
+    async def settle_and_send(
+        self,
+        tenant: str,
+        slots: Sequence[Slot],
+        deltas: Sequence[int] | None,
+        token: str | None,
+        commands: Sequence[bytes],
+    ) -> list[BaseException | None]:
+        """Settle (``deltas`` None: nothing to settle) and send ``commands`` (exact cache entries) in one
+        write on this store's connection: one round trip for all. Raises :class:`StoreError` when the
+        settlement failed; returns each command's error, or None. Only for a store made from a URL that
+        :meth:`reads` (one server)."""
+        assert self._loop_clients is not None
+        client = self._loop_clients.fast()
+        assert isinstance(client, FastRedis)
+        call = None if deltas is None else self._settle_call(tenant, slots, deltas, token)
+        batch = list(commands)
+        if call is not None:
+            batch.insert(0, _SETTLE.command_packed(call[2], call[1]))
+        try:
+            replies = await client.call_many(batch)
+            if call is not None:
+                settled = replies.pop(0)
+                if isinstance(settled, RespError):
+                    if not str(settled).startswith("NOSCRIPT"):
+                        raise settled
+                    await self._script(_SETTLE, *call)  # loaded now, and sent again on its own
+        except self._errors as exc:
+            raise StoreError(f"{type(exc).__name__}: {exc}") from exc
+        return [reply if isinstance(reply, RespError) else None for reply in replies]
 
     async def usage(self, tenant: str, slots: Sequence[Slot]) -> list[int]:
         keys = [self.counter_key(tenant, slot) for slot in slots]

@@ -288,6 +288,18 @@ class FastRedis:
             return self._reply(pipe, reply)
         return self._reply(pipe, await pipe.send(packed))
 
+    async def call_many(self, commands: Sequence[bytes]) -> list[Any]:
+        """Send ``commands`` in one write and return their replies in order; an error reply is returned
+        (a :class:`RespError`), not raised, so that one failing command leaves the others' replies."""
+        pipe = self._pipe
+        if pipe is None or not pipe.usable():
+            pipe = await self._open()
+        futures = [pipe.send(command) for command in commands]
+        replies = [await future for future in futures]
+        if self._closed and not pipe.waiters:
+            pipe.fail(ConnectionLost("the client was closed"))
+        return replies
+
     def _reply(self, pipe: _Pipe, reply: Any) -> Any:
         if self._closed and not pipe.waiters:  # closed while this call was in flight: its connection goes
             pipe.fail(ConnectionLost("the client was closed"))
