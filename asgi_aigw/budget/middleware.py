@@ -37,7 +37,7 @@ from ..kernel.types import ASGIApp, Message, Receive, Scope, Send
 from ..stores.registry import BUDGET_STORES
 from ..tenant.ids import KEY_SAFE_PATTERN, InvalidTenantId, TenantIdValidator
 from .config import BudgetConfig, Limits
-from .gate import WAITING, Pending, hit_amounts
+from .gate import HIT, WAITING, Pending, hit_amounts
 from .headers import HEADER_NAMES, ratelimit_headers, retry_after
 from .pricing import PriceTable
 from .store import BudgetStore, Reservation, StoreError
@@ -275,6 +275,10 @@ class BudgetMiddleware:
             nonlocal settled
             if not settled:
                 settled = True
+                if pending.state == HIT and pending.marker is None and not pending.writes:
+                    # the lookup reserved exactly what a hit costs (no tokens, no money), unmarked
+                    ctx.cost = 0.0
+                    return
                 # even if this task is being cancelled: the reservation must not outlive the request
                 with anyio.CancelScope(shield=True):
                     await self._settle(ctx, pending, prompt, model, tap, meter)
