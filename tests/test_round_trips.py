@@ -137,20 +137,41 @@ async def test_an_exact_hit_is_one_round_trip_and_a_miss_two(
         await close_stack(stack)
 
 
-async def test_a_messages_hit_is_one_round_trip(
-    counter: RoundTripCounter, cleanup: aredis.Redis, redis_prefix: str
+@pytest.mark.parametrize(
+    ("path", "body", "kind"),
+    [
+        (
+            MESSAGES,
+            {"model": "gpt-4o-mini", "max_tokens": 30, "messages": [{"role": "user", "content": "Hi there"}]},
+            "message",
+        ),
+        (
+            "/ai/v1/responses",
+            {"model": "gpt-4o-mini", "max_output_tokens": 30, "input": "Hi there", "store": False},
+            "response",
+        ),
+    ],
+    ids=["messages", "responses"],
+)
+async def test_a_hit_is_one_round_trip_in_every_dialect(
+    counter: RoundTripCounter,
+    cleanup: aredis.Redis,
+    redis_prefix: str,
+    path: str,
+    body: dict[str, Any],
+    kind: str,
 ) -> None:
     cfg = config(counter.url, counter.url, redis_prefix, Limits(requests_per_minute=100))
     stack, _ = await open_stack(cfg)
-    body = {"model": "gpt-4o-mini", "max_tokens": 30, "messages": [{"role": "user", "content": "Hi there"}]}
     try:
         for _ in range(2):
-            assert (await stack.post(body, MESSAGES)).status_code == 200
+            assert (await stack.post(body, path)).status_code == 200
         counter.reset()
-        hit = await stack.post(body, MESSAGES)
+        hit = await stack.post(body, path)
         assert hit.headers["x-aigw-cache"] == "hit-exact"
-        assert hit.json()["type"] == "message"
+        assert hit.json()["object" if kind == "response" else "type"] == kind
         assert counter.round_trips == 1
+        assert len(stack.fake.requests) == 1
     finally:
         await close_stack(stack)
 
