@@ -141,6 +141,33 @@ def test_preload_loads_what_the_layers_would_load_later_and_starts_no_thread() -
     }
 
 
+def test_the_free_heap_goes_back_to_the_system() -> None:
+    result = run_python(
+        """
+        import ctypes, json
+        from asgi_aigw.runtime.heap import release_free_heap
+
+        def rss():
+            with open("/proc/self/status") as status:
+                return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) // 1024
+
+        libc = ctypes.CDLL(None)
+        libc.malloc.restype = ctypes.c_void_p
+        libc.free.argtypes = [ctypes.c_void_p]
+        blocks = [libc.malloc(32 * 1024) for _ in range(3000)]  # ~94 MB below glibc's mmap threshold
+        for block in blocks:
+            ctypes.memset(block, 1, 32 * 1024)
+        for block in blocks[:-1]:  # the last one stays: free cannot shrink the heap from its top
+            libc.free(block)
+        before = rss()
+        released = release_free_heap()
+        print(json.dumps({"released": released, "before": before, "after": rss()}))
+        """
+    )
+    assert result["released"] is True
+    assert int(result["before"]) - int(result["after"]) > 80  # type: ignore[call-overload]
+
+
 def test_the_chdb_log_imports_neither_pandas_nor_pyarrow_and_chdb_still_gives_arrow(tmp_path: Path) -> None:
     result = run_python(
         f"""
