@@ -53,8 +53,8 @@ def hello(text: str, **extra: Any) -> dict[str, Any]:
 async def test_chdb_is_opened_at_startup_not_by_the_first_insert(
     fake: FakeProvider, chdb_url: str, table: str, tmp_path: Path
 ) -> None:
-    # opening chDB imports pandas and pyarrow and starts its engine: done by the first insert, in a
-    # worker thread holding the GIL, it stalled the requests being served
+    # opening chDB starts its engine: done by the first insert, in a worker thread holding the GIL,
+    # it stalled the requests being served
     app = gateway(fake, log_config(chdb_url, table, tmp_path))
     writer = app.writer
     assert writer is not None
