@@ -118,3 +118,17 @@ def test_embedding_tables_stay_int8_and_the_vectors_stay_bit_for_bit_the_same(
 def test_a_file_that_is_not_a_model_is_left_to_onnxruntime() -> None:
     assert gather_before_dequantize(b"not an onnx model") is None
     assert gather_before_dequantize(b"\x0a\x05ab") is None  # a field longer than the message
+
+
+def test_a_large_call_gives_its_tensors_memory_back_a_short_question_does_not(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from asgi_aigw.runtime import onnx_model
+
+    model = MeanPooledOnnxModel(model_dir, threads=1, session_options={"enable_cpu_mem_arena": False})
+    calls: list[int] = []
+    monkeypatch.setattr(onnx_model, "release_free_heap", lambda: calls.append(1))
+    list(model.embed(["What is the capital of France?"]))
+    assert calls == []
+    list(model.embed(["refund " * 40] * 8))  # 8 x 42 tokens
+    assert calls == [1]
