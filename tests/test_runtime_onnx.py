@@ -132,3 +132,19 @@ def test_a_large_call_gives_its_tensors_memory_back_a_short_question_does_not(
     assert calls == []
     list(model.embed(["refund " * 40] * 8))  # 8 x 42 tokens
     assert calls == [1]
+
+
+def test_without_a_writable_temporary_directory_the_model_loads_from_bytes(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    options = {"enable_cpu_mem_arena": False}
+    expected = list(MeanPooledOnnxModel(model_dir, threads=1, session_options=options).embed(SENTENCES))
+
+    def refused(**_: object) -> tuple[int, str]:
+        raise PermissionError("read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    model = MeanPooledOnnxModel(model_dir, threads=1, session_options=options)
+    assert np.array_equal(np.stack(list(model.embed(SENTENCES))), np.stack(expected))
