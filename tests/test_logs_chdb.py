@@ -53,8 +53,8 @@ def hello(text: str, **extra: Any) -> dict[str, Any]:
 async def test_chdb_is_opened_at_startup_not_by_the_first_insert(
     fake: FakeProvider, chdb_url: str, table: str, tmp_path: Path
 ) -> None:
-    # opening chDB imports pandas and pyarrow and starts its engine: done by the first insert, in a
-    # worker thread holding the GIL, it stalled the requests being served
+    # opening chDB starts its engine: done by the first insert, in a worker thread holding the GIL,
+    # it stalled the requests being served
     app = gateway(fake, log_config(chdb_url, table, tmp_path))
     writer = app.writer
     assert writer is not None
@@ -326,3 +326,70 @@ async def test_rows_carry_the_user_and_older_tables_get_the_column(
         ["acme", "bob", "gpt-4o", "1", "10", "5", "15"],
         ["all", "all", "all", "3", "30", "15", "45"],
     ]
+
+
+def test_rows_are_stored_as_clickhouse_connect_stores_them(
+    chdb_url: str, table: str, reader: ClickHouseSink
+) -> None:
+    """The sink writes RowBinary itself (clickhouse-connect's insert imports pandas); every column holds
+    what clickhouse-connect's own insert of the same rows holds."""
+    from asgi_aigw.logs.clickhouse import create_table_sql
+    from asgi_aigw.logs.row import COLUMN_NAMES, COLUMN_TYPES, COLUMNS
+
+    full = {
+        "timestamp": 1765000000123,
+        "request_id": "req-é-🙂",
+        "tenant": "acme",
+        "user_id": "ü",
+        "stream": True,
+        "attempts": 255,
+        "status": 65535,
+        "client_disconnected": 1,
+        "cache_score": 0.1,  # Float32: rounded as clickhouse-connect rounds it
+        "prompt_tokens": 4294967295,
+        "usage_estimated": False,
+        "token_estimate": 0,
+        "cost": 1e-9,
+        "latency_ms": 12.345678901234567,
+        "ttfb_ms": 3.5,
+        "pii_entities": {"EMAIL_ADDRESS": 2, "PHONE_NUMBER": 1},
+        "budget_remaining": {"tokens": 99.5},
+        "request_body": "x" * 300,  # a length over 127: a two-byte varint
+    }
+    sparse = {"request_id": "old", "timestamp": 0, "cache_score": None, "cost": None, "tenant": ""}
+    rows: list[LogRow] = [full, sparse]
+    sink = ClickHouseSink(chdb_url, table=table)
+    sink.write(rows, "b1")
+    sink.close()
+    twin = f"{table}_twin"
+    client = reader.client(ensure_schema=False)
+    client.command(create_table_sql("default", twin))
+    defaults = {"Bool": False, "Nullable": None, "Map": {}, "String": "", "Float": 0.0}
+    columns = [
+        [row.get(name, next((v for k, v in defaults.items() if k in kind), 0)) for row in rows]
+        for name, kind in COLUMNS
+    ]
+    client.insert(
+        twin, columns, column_names=COLUMN_NAMES, column_type_names=COLUMN_TYPES, column_oriented=True
+    )
+    select = "SELECT * FROM {} ORDER BY request_id"
+    ours = reader.query(select.format("{table}"))
+    theirs = reader.query(select.format(f"default.{twin}"))
+    assert ours == theirs
+    assert len(ours) == 2
+    assert ours[1][COLUMN_NAMES.index("pii_entities")] == {"EMAIL_ADDRESS": 2, "PHONE_NUMBER": 1}
+
+
+def test_a_value_a_column_cannot_hold_is_refused_by_name(chdb_url: str, table: str) -> None:
+    sink = ClickHouseSink(chdb_url, table=table)
+    try:
+        sink.write([{"request_id": "good", "timestamp": 0}], "b0")
+        with pytest.raises(ValueError, match=r"'prompt_tokens' cannot hold -1 \(UInt32\)"):
+            sink.write([{"request_id": "r", "timestamp": 0, "prompt_tokens": -1}], "b1")
+        with pytest.raises(ValueError, match=r"'status' cannot hold '200' \(UInt16\)"):
+            sink.write([{"request_id": "r", "timestamp": 0, "status": "200"}], "b2")
+        with pytest.raises(ValueError, match=r"'model' cannot hold None .*not Nullable"):
+            sink.write([{"request_id": "r", "timestamp": 0, "model": None}], "b3")
+        assert sink.query("SELECT request_id FROM {table}") == [("good",)]  # nothing half-written
+    finally:
+        sink.close()

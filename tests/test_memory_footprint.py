@@ -139,3 +139,49 @@ def test_preload_loads_what_the_layers_would_load_later_and_starts_no_thread() -
         "model": True,
         "frozen": True,
     }
+
+
+def test_the_free_heap_goes_back_to_the_system() -> None:
+    result = run_python(
+        """
+        import ctypes, json
+        from asgi_aigw.runtime.heap import release_free_heap
+
+        def rss():
+            with open("/proc/self/status") as status:
+                return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) // 1024
+
+        libc = ctypes.CDLL(None)
+        libc.malloc.restype = ctypes.c_void_p
+        libc.free.argtypes = [ctypes.c_void_p]
+        blocks = [libc.malloc(32 * 1024) for _ in range(3000)]  # ~94 MB below glibc's mmap threshold
+        for block in blocks:
+            ctypes.memset(block, 1, 32 * 1024)
+        for block in blocks[:-1]:  # the last one stays: free cannot shrink the heap from its top
+            libc.free(block)
+        before = rss()
+        released = release_free_heap()
+        print(json.dumps({"released": released, "before": before, "after": rss()}))
+        """
+    )
+    assert result["released"] is True
+    assert int(result["before"]) - int(result["after"]) > 80  # type: ignore[call-overload]
+
+
+def test_the_chdb_log_imports_neither_pandas_nor_pyarrow_and_chdb_still_gives_arrow(tmp_path: Path) -> None:
+    result = run_python(
+        f"""
+        import json, sys
+        from asgi_aigw.logs import ClickHouseSink
+
+        sink = ClickHouseSink({f"chdb://{tmp_path}/chdb"!r})
+        sink.write([{{"request_id": "one", "tenant": "t", "timestamp": 1765000000000}}], "batch-1")
+        rows = sink.query("SELECT request_id, tenant, toUnixTimestamp64Milli(timestamp) FROM {{table}}")
+        loaded = sorted(m for m in ("pandas", "pyarrow", "numpy") if m in sys.modules)
+        sink.close()
+        import chdb  # the application's own Arrow queries still work: pyarrow comes on first use
+        table = chdb.connect({str(tmp_path / "other")!r}).query("SELECT 1 AS x", "ArrowTable")
+        print(json.dumps({{"rows": rows, "loaded": loaded, "arrow": [type(table).__name__, table.num_rows]}}))
+        """
+    )
+    assert result == {"rows": [["one", "t", 1765000000000]], "loaded": [], "arrow": ["Table", 1]}

@@ -14,6 +14,7 @@ import pytest
 from asgi_aigw.runtime.assets import find_embedding_model_dir
 from asgi_aigw.runtime.config import DEFAULT_EMBEDDING_MODEL, RuntimeConfig
 from asgi_aigw.runtime.embedder import EmbedderError, FastEmbedEmbedder
+from asgi_aigw.runtime.onnx_graph import _fields, _tensor_header, gather_before_dequantize
 from asgi_aigw.runtime.onnx_model import MeanPooledOnnxModel
 
 SENTENCES = [
@@ -79,3 +80,71 @@ def test_corrupt_model_is_reported(model_dir: Path, tmp_path: Path) -> None:
             embedder.embed_sync(["x"])
     finally:
         embedder.close()
+
+
+def test_embedding_tables_stay_int8_and_the_vectors_stay_bit_for_bit_the_same(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    original = (model_dir / "model.onnx").read_bytes()
+    rewritten = gather_before_dequantize(original)
+    assert rewritten is not None
+    assert gather_before_dequantize(rewritten) is None  # every table read by row already
+    optimized = tmp_path / "optimized.onnx"
+    options = {"enable_cpu_mem_arena": False}
+    ours = MeanPooledOnnxModel(
+        model_dir, threads=1, session_options={**options, "optimized_model_filepath": str(optimized)}
+    )
+    # the word-embedding table, after onnxruntime's optimisations: still int8 (folded, it was float32)
+    graph = next(value for number, _, value, _ in _fields(optimized.read_bytes()) if number == 7)
+    assert isinstance(graph, bytes)
+    tables = [_tensor_header(value) for number, _, value, _ in _fields(graph) if number == 5]
+    assert [(kind, dims) for _, kind, dims in tables if dims == [30522, 384]] == [(3, [30522, 384])]
+    # the same pipeline on the file as it is, every weight dequantized at load
+    reference = MeanPooledOnnxModel(model_dir, threads=1, session_options=options)
+    session = ort.SessionOptions()
+    session.intra_op_num_threads = session.inter_op_num_threads = 1
+    session.enable_cpu_mem_arena = False
+    reference.session = ort.InferenceSession(
+        str(model_dir / "model.onnx"), sess_options=session, providers=["CPUExecutionProvider"]
+    )
+    for batch_size in (1, 3, 32):
+        a = np.stack(list(reference.embed(SENTENCES, batch_size=batch_size)))
+        b = np.stack(list(ours.embed(SENTENCES, batch_size=batch_size)))
+        assert a.shape == (len(SENTENCES), 384)
+        assert np.array_equal(a, b)
+
+
+def test_a_file_that_is_not_a_model_is_left_to_onnxruntime() -> None:
+    assert gather_before_dequantize(b"not an onnx model") is None
+    assert gather_before_dequantize(b"\x0a\x05ab") is None  # a field longer than the message
+
+
+def test_a_large_call_gives_its_tensors_memory_back_a_short_question_does_not(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from asgi_aigw.runtime import onnx_model
+
+    model = MeanPooledOnnxModel(model_dir, threads=1, session_options={"enable_cpu_mem_arena": False})
+    calls: list[int] = []
+    monkeypatch.setattr(onnx_model, "release_free_heap", lambda: calls.append(1))
+    list(model.embed(["What is the capital of France?"]))
+    assert calls == []
+    list(model.embed(["refund " * 40] * 8))  # 8 x 42 tokens
+    assert calls == [1]
+
+
+def test_without_a_writable_temporary_directory_the_model_loads_from_bytes(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    options = {"enable_cpu_mem_arena": False}
+    expected = list(MeanPooledOnnxModel(model_dir, threads=1, session_options=options).embed(SENTENCES))
+
+    def refused(**_: object) -> tuple[int, str]:
+        raise PermissionError("read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    model = MeanPooledOnnxModel(model_dir, threads=1, session_options=options)
+    assert np.array_equal(np.stack(list(model.embed(SENTENCES))), np.stack(expected))

@@ -21,8 +21,10 @@ from typing import Any
 
 from ..kernel.errors import ConfigError
 from ..kernel.optional import require
+from .chdb_import import import_chdb_connection
 from .config import DEFAULT_TABLE
-from .row import COLUMN_NAMES, COLUMN_TYPES, COLUMNS, LogRow
+from .row import COLUMN_NAMES, COLUMNS, LogRow
+from .rowbinary import row_encoder
 from .sink_url import SinkURL, parse_sink_url
 
 logger = logging.getLogger("asgi_aigw.logs")
@@ -48,8 +50,8 @@ def _default(kind: str) -> Any:
     return 0
 
 
-#: Values for columns a row lacks (rows spooled by an older version of the package).
-_DEFAULTS: dict[str, Any] = {name: _default(kind) for name, kind in COLUMNS}
+#: Rows in RowBinary; a column a row lacks (spooled by an older version of the package) gets its default.
+_encode = row_encoder([(name, kind, _default(kind)) for name, kind in COLUMNS])
 
 
 def quote_identifier(name: str) -> str:
@@ -114,6 +116,7 @@ class ClickHouseSink:
         if client is None:
             if self.is_chdb:
                 require("chdb", "chdb")
+                import_chdb_connection()
             self._driver = require("clickhouse_connect", "chdb" if self.is_chdb else "clickhouse")
         self._schema_ready = False
         self._lock = threading.Lock()
@@ -179,17 +182,15 @@ class ClickHouseSink:
     # -- LogSink ------------------------------------------------------------------------------------
 
     def write(self, rows: Sequence[LogRow], batch_id: str) -> None:
+        data = _encode(rows)  # before connecting: rows it cannot write fail without touching the table
         client = self.client()
-        # column-oriented: clickhouse-connect serialises columns, so this saves it a transpose
-        columns = [[row.get(name, default) for row in rows] for name, default in _DEFAULTS.items()]
-        client.insert(
-            self.table,
-            columns,
-            column_names=COLUMN_NAMES,
-            column_type_names=COLUMN_TYPES,
-            database=self.database,
-            column_oriented=True,
+        # RowBinary through raw_insert, not clickhouse-connect's insert: that imports pandas (see rowbinary)
+        client.raw_insert(
+            self.qualified_table,
+            COLUMN_NAMES,
+            data,
             settings={"insert_deduplication_token": batch_id},
+            fmt="RowBinary",
         )
 
     def close(self) -> None:

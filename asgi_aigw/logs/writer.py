@@ -258,10 +258,10 @@ class LogWriter:
             self._force -= 1
 
     async def prepare(self) -> None:
-        """Open a sink that says it is worth opening early (chDB: its first connection imports pandas and
-        pyarrow and starts the engine, holding the GIL for a few hundred milliseconds; done by the
-        first insert, in a worker thread, that stalled the event loop serving requests). Called at
-        lifespan startup, before requests; a failure is logged and left to the first insert."""
+        """Open a sink that says it is worth opening early (chDB: its first connection starts the engine,
+        holding the GIL for a few hundred milliseconds; done by the first insert, in a worker thread,
+        that stalled the event loop serving requests). Called at lifespan startup, before requests; a
+        failure is logged and left to the first insert."""
         open_early = getattr(self.sink, "open_early", None)
         if open_early is None:
             return

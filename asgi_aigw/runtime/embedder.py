@@ -31,6 +31,7 @@ import numpy as np
 from ..kernel.optional import require
 from .assets import cache_dir, find_embedding_model_dir
 from .config import DEFAULT_EMBEDDING_MODEL, RuntimeConfig
+from .heap import release_free_heap
 from .onnx_model import MEAN_POOLED, MeanPooledOnnxModel
 
 if TYPE_CHECKING:
@@ -288,6 +289,7 @@ class FastEmbedEmbedder:
         with self._load_lock:
             if self._model is None:
                 self._model = self._load()
+                release_free_heap()  # what loading freed (about 60 MB for the default model)
         return self._model
 
     def _load(self) -> Any:

@@ -11,6 +11,8 @@ tokens, L2 normalisation. ``tests/test_runtime_onnx.py`` holds its vectors to fa
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,13 @@ from typing import Any
 import numpy as np
 
 from ..kernel.optional import require
+from .heap import release_free_heap
+from .onnx_graph import gather_before_dequantize
+
+#: Tokens in one call (batch x padded length) from which the heap it freed is given back to the system,
+#: 0.5-1 ms where such a call takes tens of ms or more; one short question (~15 tokens) never pays it.
+#: 150 calls of 1 to 32 texts of up to 60 words: 282 MB RSS after them without it, 173 with it.
+TRIM_AFTER_TOKENS = 128
 
 #: Models fastembed embeds by mean pooling then normalising, whose files this module reads.
 MEAN_POOLED = frozenset({"sentence-transformers/all-MiniLM-L6-v2"})
@@ -79,6 +88,26 @@ def load_tokenizer(model_dir: Path) -> Any:
     return tokenizer
 
 
+def _session(ort: Any, path: Path, options: Any) -> Any:
+    """The model's session, its quantized embedding tables kept int8 (34 MB less for the default model,
+    the same vectors: see :mod:`.onnx_graph`)."""
+    rewritten = gather_before_dequantize(path.read_bytes())
+    if rewritten is None:
+        return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    # loaded from a file, not from the bytes: onnxruntime's Python session keeps bytes for its whole life
+    try:
+        fd, name = tempfile.mkstemp(suffix=".onnx", prefix="aigw-model-")
+    except OSError:  # no writable temporary directory: the bytes then (23 MB held, still 11 MB less)
+        return ort.InferenceSession(rewritten, sess_options=options, providers=["CPUExecutionProvider"])
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(rewritten)
+        del rewritten
+        return ort.InferenceSession(name, sess_options=options, providers=["CPUExecutionProvider"])
+    finally:
+        os.unlink(name)
+
+
 class MeanPooledOnnxModel:
     """``embed(texts, batch_size)`` as fastembed's ``TextEmbedding`` offers it, for one local model."""
 
@@ -91,9 +120,7 @@ class MeanPooledOnnxModel:
         options.inter_op_num_threads = threads
         for name, value in session_options.items():
             setattr(options, name, value)
-        self.session = ort.InferenceSession(
-            str(model_dir / "model.onnx"), sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        self.session = _session(ort, model_dir / "model.onnx", options)
         self._inputs = {node.name for node in self.session.get_inputs()}
 
     def embed(self, texts: Sequence[str], batch_size: int = 256) -> Iterator[np.ndarray[Any, Any]]:
@@ -110,6 +137,10 @@ class MeanPooledOnnxModel:
         if "token_type_ids" in self._inputs:
             feed["token_type_ids"] = np.zeros_like(ids)
         output = self.session.run(None, feed)[0]
+        if ids.size >= TRIM_AFTER_TOKENS:
+            # the call's tensors (attention grows with batch x length squared: 100 MB for 32 texts of
+            # 256 tokens) were freed into glibc's heap, which keeps what later calls fragment
+            release_free_heap()
         summed = np.sum(output, axis=1, where=mask[:, :, np.newaxis].astype(bool), dtype=np.float64)
         pooled = summed / np.maximum(np.sum(mask, axis=1, keepdims=True), 1e-9)
         norms = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)

@@ -1,0 +1,156 @@
+"""The request log's rows in ClickHouse's RowBinary format.
+
+clickhouse-connect's ``insert`` imports pandas on its first call (to test whether the rows are a
+DataFrame), about 45 MB per worker for nothing the log uses. The log's columns take a handful of types,
+so the sink writes them itself and hands the bytes to ``raw_insert``; each value is written as
+clickhouse-connect writes it in its Native format (strings strictly UTF-8, booleans by truth, ``None`` outside
+a Nullable column and integers that do not fit refused), so the stored rows are the same.
+See https://clickhouse.com/docs/interfaces/formats/RowBinary.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+Writer = Callable[[bytearray, Any], None]
+
+#: struct codes of the fixed-size types, little-endian as RowBinary is.
+_FIXED = {
+    "UInt8": "<B",
+    "UInt16": "<H",
+    "UInt32": "<I",
+    "UInt64": "<Q",
+    "Int8": "<b",
+    "Int16": "<h",
+    "Int32": "<i",
+    "Int64": "<q",
+    "Float32": "<f",
+    "Float64": "<d",
+}
+
+
+def _varint(out: bytearray, size: int) -> None:
+    while size > 0x7F:
+        out.append(0x80 | (size & 0x7F))
+        size >>= 7
+    out.append(size)
+
+
+def _string(out: bytearray, value: Any) -> None:
+    if value is None:  # Nullable(String) is written by _nullable; None here has no place
+        raise TypeError("None in a column that is not Nullable")
+    if not value:
+        out.append(0)
+        return
+    data = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+    _varint(out, len(data))
+    out += data
+
+
+def _bool(out: bytearray, value: Any) -> None:
+    out.append(1 if value else 0)
+
+
+def _fixed(code: str) -> Writer:
+    pack = struct.Struct(code).pack
+
+    def write(out: bytearray, value: Any) -> None:
+        out += pack(value)
+
+    return write
+
+
+def _datetime64(precision: int) -> Writer:
+    scale = 10**precision
+    pack = struct.Struct("<q").pack
+
+    def write(out: bytearray, value: Any) -> None:
+        if isinstance(value, datetime):  # ticks as clickhouse-connect computes them from a datetime
+            value = ((math.floor(value.timestamp()) * 1_000_000 + value.microsecond) * scale) // 1_000_000
+        out += pack(value)
+
+    return write
+
+
+def _nullable(inner: Writer) -> Writer:
+    def write(out: bytearray, value: Any) -> None:
+        if value is None:
+            out.append(1)
+        else:
+            out.append(0)
+            inner(out, value)
+
+    return write
+
+
+def _map(key: Writer, value: Writer) -> Writer:
+    def write(out: bytearray, mapping: Any) -> None:
+        items = mapping.items() if mapping else ()
+        _varint(out, len(items))
+        for k, v in items:
+            key(out, k)
+            value(out, v)
+
+    return write
+
+
+def _split_arguments(text: str) -> list[str]:
+    """``"A, B(C, D)"`` → ``["A", "B(C, D)"]`` (commas at the top level only)."""
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+    parts.append(text[start:].strip())
+    return parts
+
+
+def writer(kind: str) -> Writer:
+    """The writer of one value of the ClickHouse type ``kind``; ``ValueError`` for a type it cannot write."""
+    name, _, rest = kind.partition("(")
+    arguments = _split_arguments(rest[:-1]) if rest.endswith(")") else []
+    if name == "String" and not rest:
+        return _string
+    if name == "Bool" and not rest:
+        return _bool
+    if name in _FIXED and not rest:
+        return _fixed(_FIXED[name])
+    if name == "LowCardinality" and len(arguments) == 1:  # written as its inner type in RowBinary
+        return writer(arguments[0])
+    if name == "Nullable" and len(arguments) == 1:
+        return _nullable(writer(arguments[0]))
+    if name == "Map" and len(arguments) == 2:
+        return _map(writer(arguments[0]), writer(arguments[1]))
+    if name == "DateTime64" and arguments and arguments[0].isdigit():
+        return _datetime64(int(arguments[0]))
+    raise ValueError(f"no RowBinary writer for the ClickHouse type {kind!r}")
+
+
+def row_encoder(columns: Sequence[tuple[str, str, Any]]) -> Callable[[Iterable[dict[str, Any]]], bytes]:
+    """An encoder of rows (dicts) into RowBinary for ``columns``: (name, ClickHouse type, the value written
+    when a row lacks the column)."""
+    plan = [(name, kind, default, writer(kind)) for name, kind, default in columns]
+
+    def encode(rows: Iterable[dict[str, Any]]) -> bytes:
+        out = bytearray()
+        for row in rows:
+            get = row.get
+            for name, kind, default, write in plan:
+                value = get(name, default)
+                try:
+                    write(out, value)
+                except (TypeError, ValueError, AttributeError, struct.error) as exc:
+                    raise ValueError(
+                        f"request log column {name!r} cannot hold {value!r} ({kind}): {exc}"
+                    ) from exc
+        return bytes(out)
+
+    return encode
