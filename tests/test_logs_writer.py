@@ -15,7 +15,7 @@ import pytest
 
 from asgi_aigw.config import ConfigError, parse_config
 from asgi_aigw.logs import ClickHouseSink, JSONLSink, LogConfig, LogRow, LogWriter, MemorySink
-from asgi_aigw.logs.sinks import parse_sink_url
+from asgi_aigw.logs.sinks import EncodedRows, parse_sink_url
 from asgi_aigw.stores.registry import LOG_STORES
 
 from .support import eventually
@@ -390,3 +390,59 @@ async def test_a_sink_that_hangs_when_opened_early_does_not_hold_startup(
     finally:
         sink.release.set()
         await writer.aclose()
+
+
+# -- encoding on the event loop ---------------------------------------------------------------------------
+
+
+class EncodingSink(MemorySink):
+    """A sink that encodes its rows (as the ClickHouse sink does): records where and how much each
+    ``encode`` call did, and the encoded bytes ``write`` got."""
+
+    name = "encoding"
+
+    def __init__(self, *, bad: str | None = None) -> None:
+        super().__init__()
+        self.bad = bad
+        self.encode_calls: list[tuple[int, int]] = []  # (rows, thread id)
+        self.encoded: list[bytes] = []
+
+    def encode(self, rows: Sequence[LogRow]) -> bytes:
+        self.encode_calls.append((len(rows), threading.get_ident()))
+        if any(row["request_id"] == self.bad for row in rows):
+            raise ValueError("not a row this sink can store")
+        return b"".join(orjson.dumps(row) + b"\n" for row in rows)
+
+    def write(self, rows: Sequence[LogRow], batch_id: str) -> None:
+        if isinstance(rows, EncodedRows):
+            self.encoded.append(rows.encoded)
+            super().write([orjson.loads(line) for line in rows.encoded.splitlines()], batch_id)
+            return
+        self.encode(rows)  # refuses what it cannot store
+        super().write(rows, batch_id)
+
+
+async def test_a_sink_that_encodes_gets_its_batch_encoded_on_the_event_loop_a_slice_at_a_time() -> None:
+    """Encoding is pure Python: in the shipping thread it held the GIL and the event loop answered late."""
+    sink = EncodingSink()
+    writer = LogWriter(sink, batch_size=100, flush_interval=3600)
+    loop_thread = threading.get_ident()
+    for row in rows(100):
+        writer.enqueue(row)
+    assert await eventually(lambda: len(sink.rows) == 100)
+    assert ids(sink) == [f"r{i:05d}" for i in range(100)]
+    assert [size for size, _ in sink.encode_calls] == [32, 32, 32, 4]
+    assert {thread for _, thread in sink.encode_calls} == {loop_thread}
+    assert len(sink.encoded) == 1
+    await writer.aclose()
+
+
+async def test_a_batch_the_sink_cannot_encode_fails_as_its_write_would() -> None:
+    sink = EncodingSink(bad="r00003")
+    writer = LogWriter(sink, batch_size=10, flush_interval=3600)
+    for row in rows(10):
+        writer.enqueue(row)
+    assert await eventually(lambda: writer.failures >= 1)
+    assert sink.rows == []
+    assert sink.encoded == []
+    await writer.aclose()

@@ -26,6 +26,7 @@ from .config import DEFAULT_TABLE
 from .row import COLUMN_NAMES, COLUMNS, LogRow
 from .rowbinary import row_encoder
 from .sink_url import SinkURL, parse_sink_url
+from .sinks import EncodedRows
 
 logger = logging.getLogger("asgi_aigw.logs")
 
@@ -181,8 +182,14 @@ class ClickHouseSink:
 
     # -- LogSink ------------------------------------------------------------------------------------
 
+    def encode(self, rows: Sequence[LogRow]) -> bytes:
+        """``rows`` as :meth:`write` stores them (RowBinary: slices encoded apart join up), so that the
+        writer can encode on its event loop, a few rows at a time, and pass :class:`EncodedRows`."""
+        return _encode(rows)
+
     def write(self, rows: Sequence[LogRow], batch_id: str) -> None:
-        data = _encode(rows)  # before connecting: rows it cannot write fail without touching the table
+        # encoded before connecting: rows it cannot write fail without touching the table
+        data = rows.encoded if isinstance(rows, EncodedRows) else _encode(rows)
         client = self.client()
         # RowBinary through raw_insert, not clickhouse-connect's insert: that imports pandas (see rowbinary)
         client.raw_insert(
