@@ -255,9 +255,9 @@ EQUIVALENT: dict[str, dict[str, str]] = {
             ],
             "when the key-name memo is cleared is tuning (that it is bounded is tested)",
         ),
-        'RedisBudgetStore.settle: packed or "0" [drop "0"]': 'the settle script reads "" and "0" '
+        'RedisBudgetStore._settle_call: packed or "0" [drop "0"]': 'the settle script reads "" and "0" '
         "alike: nothing to add, the marker deleted",
-        "RedisBudgetStore.settle: if keys -> if True": "a settle script call with no counters "
+        "RedisBudgetStore._settle_call: if keys -> if True": "a settle script call with no counters "
         "changes nothing: one round trip more",
     },
     "cache-keys": {
