@@ -15,7 +15,8 @@ import pytest
 
 from asgi_aigw.config import ConfigError, parse_config
 from asgi_aigw.logs import ClickHouseSink, JSONLSink, LogConfig, LogRow, LogWriter, MemorySink
-from asgi_aigw.logs.sinks import EncodedRows, parse_sink_url
+from asgi_aigw.logs.encoded import EncodedRows
+from asgi_aigw.logs.sinks import parse_sink_url
 from asgi_aigw.stores.registry import LOG_STORES
 
 from .support import eventually

@@ -23,10 +23,10 @@ from ..kernel.errors import ConfigError
 from ..kernel.optional import require
 from .chdb_import import import_chdb_connection
 from .config import DEFAULT_TABLE
+from .encoded import EncodedRows
 from .row import COLUMN_NAMES, COLUMNS, LogRow
 from .rowbinary import row_encoder
 from .sink_url import SinkURL, parse_sink_url
-from .sinks import EncodedRows
 
 logger = logging.getLogger("asgi_aigw.logs")
 

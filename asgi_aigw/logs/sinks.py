@@ -35,15 +35,6 @@ class LogSink(Protocol):
         """Release connections and files; a later ``write`` opens them again."""
 
 
-class EncodedRows(list[LogRow]):
-    """Rows, and the bytes a sink's ``encode`` made of them (the writer encodes on its event loop): a
-    sink that can uses ``encoded``, any other reads the rows."""
-
-    def __init__(self, rows: Sequence[LogRow], encoded: bytes) -> None:
-        super().__init__(rows)
-        self.encoded = encoded
-
-
 class _RecentIds:
     """The last few batch ids written, to drop a batch retried after a write whose ack was lost."""
 

@@ -37,8 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .encoded import EncodedRows
 from .row import LogRow
-from .sinks import EncodedRows, LogSink
+from .sinks import LogSink
 from .spool import Spool
 
 if TYPE_CHECKING:
