@@ -152,6 +152,8 @@ class RedactMiddleware:
         ctx: RequestContext,
     ) -> PlaceholderMap | None:
         """Rewrite the fields in place; the placeholder map, or None when nothing changed."""
+        if not any(findings):
+            return None  # the commonest request: no PII, so no plans, counts or blocks to work out
         plans = [plan(found, self.config) for found in findings]
         counts: Counter[str] = Counter(item.entity_type for replacements in plans for item in replacements)
         for entity, count in counts.items():
