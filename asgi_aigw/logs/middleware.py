@@ -117,10 +117,9 @@ class RequestLogMiddleware:
                 ctx.request_id = incoming.decode("ascii")
         id_header = (self._header, ctx.request_id.encode("latin-1"))
         header_name = self._header
+        header_len = len(header_name)
         state = _Progress()
-        # the answer's own usage, for when no layer (router, budget) records it in the context
-        answer = AnswerUsage(dialect_for(route)) if is_generation(route) else None
-        state.answer = answer
+        generation = is_generation(route)
 
         async def send_wrapper(message: Message) -> None:
             kind = message["type"]
@@ -129,15 +128,24 @@ class RequestLogMiddleware:
                 ctx.status = message["status"]
                 # a layer that refused the request may not have said why in the context: read the body
                 state.error_body = b"" if ctx.status >= 400 and ctx.error_code is None else None
-                headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != header_name]
-                if answer is not None:
-                    answer.start(ctx.status, headers)
+                # lower-casing only a name of the right length: most are not, and lower() allocates
+                headers = [
+                    (k, v)
+                    for k, v in message.get("headers", ())
+                    if len(k) != header_len or k.lower() != header_name
+                ]
+                if generation and ctx.usage is None:
+                    # the answer's own usage, for when no layer (router, budget) records it in the
+                    # context; one that did before the answer started (a cache hit, the router's JSON
+                    # answer) leaves nothing to read
+                    state.answer = AnswerUsage(dialect_for(route))
+                    state.answer.start(ctx.status, headers)
                 headers.append(id_header)
                 message = {**message, "headers": headers}
             elif kind == "http.response.body":
                 more = message.get("more_body", False)
-                if answer is not None:
-                    answer.body(message.get("body", b""))
+                if state.answer is not None:
+                    state.answer.body(message.get("body", b""))
                 if state.error_body is not None and len(state.error_body) < _MAX_ERROR_BODY:
                     state.error_body += message.get("body", b"")
                 if ctx.first_byte_at is None and (message.get("body") or not more):
