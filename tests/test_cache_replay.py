@@ -101,3 +101,56 @@ def test_annotations_survive_storage_and_replay_as_json_and_stream() -> None:
     again = assembler.answer()
     assert again is not None
     assert (again.annotations, again.service_tier, again.content) == ([citation], "flex", "hi")
+
+
+def test_a_json_replay_is_the_whole_answer_serialised_with_a_fresh_id_and_time() -> None:
+    answer = CachedAnswer(
+        model="m",
+        content="café <b>",
+        finish_reason="stop",
+        usage={"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+        service_tier="flex",
+        headers=[("x-aigw-provider", "openai")],
+    )
+    raw = answer.to_json()
+    first, second = orjson.loads(raw), orjson.loads(answer.to_json())
+    assert first["id"] != second["id"]
+    for replay in (first, second):
+        assert replay["id"].startswith("chatcmpl-")
+        assert len(replay["id"]) == len("chatcmpl-") + 32
+        int(replay["id"].removeprefix("chatcmpl-"), 16)
+    # byte for byte what serialising the whole object gives (key order included)
+    expected = {
+        "id": first["id"],
+        "object": "chat.completion",
+        "created": first["created"],
+        "model": "m",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "café <b>", "refusal": None},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": answer.usage,
+        "system_fingerprint": None,
+        "service_tier": "flex",
+    }
+    assert raw == orjson.dumps(expected)
+
+
+def test_a_replay_follows_fields_assigned_after_an_earlier_replay() -> None:
+    answer = CachedAnswer(model="m", content="first", finish_reason="stop", headers=[("x-aigw-model", "a")])
+    assert orjson.loads(answer.to_json())["choices"][0]["message"]["content"] == "first"
+    assert answer.replayed_headers() == [(b"x-aigw-model", b"a")]
+    answer.content = "second"
+    answer.usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+    answer.keep_headers([(b"x-aigw-model", b"b")])
+    replay = orjson.loads(answer.to_json())
+    assert replay["choices"][0]["message"]["content"] == "second"
+    assert replay["usage"] == {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+    assert answer.replayed_headers() == [(b"x-aigw-model", b"b")]
+    # the list handed out is the caller's own: changing it changes no later replay
+    answer.replayed_headers().append((b"x-other", b"1"))
+    assert answer.replayed_headers() == [(b"x-aigw-model", b"b")]

@@ -154,3 +154,14 @@ async def test_a_disconnect_counts_only_before_the_answer_is_complete() -> None:
     await tap({"type": "http.response.body", "body": b"{}", "more_body": False})
     await watch_disconnect(receive, ctx, tap)()
     assert not ctx.client_disconnected  # servers say "disconnect" after a complete response too
+
+
+async def test_a_content_type_in_capitals_is_still_recognised() -> None:
+    sent = Recorder()
+    tap = ResponseTap(sent, on_json=lambda status, body: b'{"changed": true}')
+    headers = [(b"x-aigw-provider", b"openai"), (b"Content-Type", b"Application/JSON")]
+    await tap({"type": "http.response.start", "status": 200, "headers": headers})
+    assert sent.messages == []
+    await tap({"type": "http.response.body", "body": b"{}", "more_body": False})
+    assert tap.kind == "json"
+    assert sent.body == b'{"changed": true}'

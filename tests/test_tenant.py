@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from asgi_aigw.kernel.context import current_tenant, get_context
 from asgi_aigw.tenant import JWTConfig, TenantConfig, TenantMiddleware
-from asgi_aigw.tenant.ids import InvalidTenantId, validate_tenant_id
+from asgi_aigw.tenant.ids import InvalidTenantId, TenantIdValidator, validate_tenant_id
 
 from .support import served
 
@@ -80,6 +80,19 @@ def test_valid_tenant_ids(value: object) -> None:
 def test_invalid_tenant_ids(value: object) -> None:
     with pytest.raises(InvalidTenantId):
         validate_tenant_id(value)
+
+
+def test_a_validator_remembers_only_the_ids_it_accepted() -> None:
+    validate = TenantIdValidator(max_length=8)
+    for _ in range(2):  # the second time from memory, with the same outcome
+        assert validate("acme") == "acme"
+        with pytest.raises(InvalidTenantId):
+            validate("a:b")
+        with pytest.raises(InvalidTenantId):
+            validate("A" * 9)
+    # another validator's rules are its own
+    with pytest.raises(InvalidTenantId):
+        TenantIdValidator(r"[a-z]+")("acme1")
 
 
 @pytest.mark.parametrize("value", ["a:b", "a{b}", "a*", "a\nb", "A" * 65])

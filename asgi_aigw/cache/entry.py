@@ -13,6 +13,8 @@ dialects existed is.
 
 from __future__ import annotations
 
+import itertools
+import operator
 import os
 import time
 from dataclasses import dataclass, field
@@ -49,7 +51,11 @@ class CachedAnswer:
     created_at: float = field(default_factory=time.time)
     #: The message's ``reasoning_content`` (the provider's thinking text), ``None`` when it had none.
     reasoning_content: str | None = None
-    _json_tail: bytes | None = field(default=None, repr=False, compare=False)
+    #: What a hit replays, rendered once per entry (entries are shared by every hit): the fields it
+    #: was rendered from, the JSON body after ``created``, the replayed headers. See :meth:`_rendered`.
+    _replay: tuple[tuple[Any, ...], bytes, list[tuple[bytes, bytes]]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     # -- storage --------------------------------------------------------------------------------------
 
@@ -144,7 +150,43 @@ class CachedAnswer:
 
     def replayed_headers(self) -> list[tuple[bytes, bytes]]:
         """The stored headers, ready for ``http.response.start``."""
-        return replayed(self.headers)
+        return list(self._rendered()[2])
+
+    def _rendered(self) -> tuple[tuple[Any, ...], bytes, list[tuple[bytes, bytes]]]:
+        """The replay's constant parts, rendered again only when a field was assigned since (compared by
+        identity: an equal value of another type, ``1.0`` for ``1``, would render differently)."""
+        fields = (
+            self.model,
+            self.content,
+            self.finish_reason,
+            self.tool_calls,
+            self.refusal,
+            self.usage,
+            self.system_fingerprint,
+            self.service_tier,
+            self.annotations,
+            self.reasoning_content,
+            self.headers,
+        )
+        memo = self._replay
+        if memo is None or not all(map(operator.is_, memo[0], fields)):
+            payload: dict[str, Any] = {
+                "model": self.model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": self._message(),
+                        "logprobs": None,
+                        "finish_reason": self.finish_reason,
+                    }
+                ],
+                "usage": self.usage,
+                "system_fingerprint": self.system_fingerprint,
+            }
+            if self.service_tier is not None:
+                payload["service_tier"] = self.service_tier
+            memo = self._replay = (fields, orjson.dumps(payload)[1:], replayed(self.headers))
+        return memo
 
     # -- replay ---------------------------------------------------------------------------------------
 
@@ -159,26 +201,11 @@ class CachedAnswer:
         return message
 
     def to_json(self) -> bytes:
-        """A ``chat.completion`` body, as a live answer would be."""
-        payload: dict[str, Any] = {
-            "id": new_completion_id(),
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": self.model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": self._message(),
-                    "logprobs": None,
-                    "finish_reason": self.finish_reason,
-                }
-            ],
-            "usage": self.usage,
-            "system_fingerprint": self.system_fingerprint,
-        }
-        if self.service_tier is not None:
-            payload["service_tier"] = self.service_tier
-        return orjson.dumps(payload)
+        """A ``chat.completion`` body, as a live answer would be: a fresh id and time spliced in front
+        of the rest, rendered once (the same bytes ``orjson.dumps`` gives for the whole object)."""
+        created = str(int(time.time())).encode()
+        head = b'{"id":"' + new_completion_id().encode() + b'","object":"chat.completion","created":'
+        return head + created + b"," + self._rendered()[1]
 
     def to_sse(self, *, include_usage: bool) -> list[bytes]:
         """The SSE events of a live stream: role chunk, content (or tool-call) chunks, finish chunk,
@@ -226,8 +253,24 @@ def _str_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+#: Completion ids: a random per-process prefix and a counter, unique without a syscall per replay.
+_ID_PREFIX = os.urandom(8).hex()
+_ID_COUNTER = itertools.count(1)
+
+
+def _reseed_completion_ids() -> None:
+    """A forked worker (gunicorn --preload) must not share its parent's id prefix."""
+    global _ID_PREFIX, _ID_COUNTER
+    _ID_PREFIX = os.urandom(8).hex()
+    _ID_COUNTER = itertools.count(1)
+
+
+os.register_at_fork(after_in_child=_reseed_completion_ids)
+
+
 def new_completion_id() -> str:
-    return "chatcmpl-" + os.urandom(16).hex()
+    """``chatcmpl-`` and 32 hex digits, as OpenAI's ids look."""
+    return f"chatcmpl-{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
 def split_pieces(text: str, size: int = _PIECE_CHARS) -> list[str]:

@@ -89,20 +89,30 @@ class ResponseTap:
         self.ended_normally = False
 
     async def __call__(self, message: Message) -> None:
+        # the status line and a held JSON answer's chunks are handled here, without a coroutine of
+        # their own: every answer through every tapping layer passes this way
         kind = message["type"]
         if kind == "http.response.start":
-            await self._start(message)
+            if self._start(message):
+                await self._send(message)
         elif kind == "http.response.body":
-            await self._body_message(message)
+            if self._pending_start is not None:
+                self._body.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    await self._finish_json(b"".join(self._body))
+            else:
+                await self._body_message(message)
         else:
             await self._send(message)
 
-    async def _start(self, message: Message) -> None:
+    def _start(self, message: Message) -> bool:
+        """Take in the status line; whether it goes on now (else it waits for the JSON body)."""
         self.status = int(message["status"])
         self.headers = list(message.get("headers", ()))
         content_type = b""
         for key, value in self.headers:
-            if key.lower() == b"content-type":
+            # lower-casing only a name of the right length: most are not, and lower() allocates
+            if len(key) == 12 and key.lower() == b"content-type":
                 content_type = value.lower()
                 break
         if content_type.startswith(b"text/event-stream"):
@@ -115,19 +125,15 @@ class ResponseTap:
             self.kind = "other"
         if self.kind == "json" and self._on_json is not None:
             self._pending_start = message  # Content-Length may change: wait for the body
-            return
+            return False
         self.started = True
-        await self._send(message)
+        return True
 
     async def _body_message(self, message: Message) -> None:
+        """A body message of an answer not held back (a stream, another type, a JSON answer without
+        a hook)."""
         more = bool(message.get("more_body", False))
         chunk: bytes = message.get("body", b"")
-        if self._pending_start is not None:
-            self._body.append(chunk)
-            if more:
-                return
-            await self._finish_json(b"".join(self._body))
-            return
         if self._decoder is not None:
             await self._relay_events(chunk, more)
             return

@@ -115,52 +115,11 @@ class RequestLogMiddleware:
             incoming = get_header(scope, self._header)
             if incoming is not None and _VALID_REQUEST_ID.match(incoming):
                 ctx.request_id = incoming.decode("ascii")
-        id_header = (self._header, ctx.request_id.encode("latin-1"))
-        header_name = self._header
-        state = _Progress()
-        # the answer's own usage, for when no layer (router, budget) records it in the context
-        answer = AnswerUsage(dialect_for(route)) if is_generation(route) else None
-        state.answer = answer
-
-        async def send_wrapper(message: Message) -> None:
-            kind = message["type"]
-            if kind == "http.response.start":
-                state.started = True
-                ctx.status = message["status"]
-                # a layer that refused the request may not have said why in the context: read the body
-                state.error_body = b"" if ctx.status >= 400 and ctx.error_code is None else None
-                headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != header_name]
-                if answer is not None:
-                    answer.start(ctx.status, headers)
-                headers.append(id_header)
-                message = {**message, "headers": headers}
-            elif kind == "http.response.body":
-                more = message.get("more_body", False)
-                if answer is not None:
-                    answer.body(message.get("body", b""))
-                if state.error_body is not None and len(state.error_body) < _MAX_ERROR_BODY:
-                    state.error_body += message.get("body", b"")
-                if ctx.first_byte_at is None and (message.get("body") or not more):
-                    ctx.first_byte_at = time.perf_counter()
-                if not more:
-                    # before the await: a disconnect seen from here on is the normal end of the exchange
-                    state.finished = True
-                    ctx.finished_at = time.perf_counter()
-            try:
-                await send(message)
-            except OSError:
-                ctx.client_disconnected = True
-                raise
-
-        async def receive_wrapper() -> Message:
-            message = await receive()
-            if message["type"] == "http.disconnect" and not state.finished:
-                ctx.client_disconnected = True
-            return message
+        state = _Progress(ctx, route, receive, send, self._header)
 
         failed = False
         try:
-            await self.app(scope, receive_wrapper, send_wrapper)
+            await self.app(scope, state.receive, state.send)
         except BaseException:
             failed = True
             raise
@@ -215,13 +174,82 @@ class RequestLogMiddleware:
 
 
 class _Progress:
-    __slots__ = ("answer", "error_body", "finished", "started")
+    """One request's exchange as the app makes it: what was sent, and the ``send`` and ``receive``
+    the app gets. One object per request rather than two closures and their cells: this layer sees
+    every request."""
 
-    def __init__(self) -> None:
+    __slots__ = (
+        "_ctx",
+        "_generation",
+        "_header",
+        "_id_header",
+        "_receive",
+        "_route",
+        "_send",
+        "answer",
+        "error_body",
+        "finished",
+        "started",
+    )
+
+    def __init__(
+        self, ctx: RequestContext, route: str | None, receive: Receive, send: Send, header: bytes
+    ) -> None:
+        self._ctx = ctx
+        self._route = route
+        self._generation = is_generation(route)
+        self._receive = receive
+        self._send = send
+        self._header = header
+        self._id_header = (header, ctx.request_id.encode("latin-1"))
         self.started = False
         self.finished = False
         self.error_body: bytes | None = None
+        # the answer's own usage, for when no layer (router, budget) records it in the context
         self.answer: AnswerUsage | None = None
+
+    async def send(self, message: Message) -> None:
+        ctx = self._ctx
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.started = True
+            ctx.status = message["status"]
+            # a layer that refused the request may not have said why in the context: read the body
+            self.error_body = b"" if ctx.status >= 400 and ctx.error_code is None else None
+            # lower-casing only a name of the right length: most are not, and lower() allocates
+            name = self._header
+            size = len(name)
+            headers = [(k, v) for k, v in message.get("headers", ()) if len(k) != size or k.lower() != name]
+            if self._generation and ctx.usage is None:
+                # a layer that recorded the usage before the answer started (a cache hit, the
+                # router's JSON answer) leaves nothing to read
+                self.answer = AnswerUsage(dialect_for(self._route))
+                self.answer.start(ctx.status, headers)
+            headers.append(self._id_header)
+            message = {**message, "headers": headers}
+        elif kind == "http.response.body":
+            more = message.get("more_body", False)
+            if self.answer is not None:
+                self.answer.body(message.get("body", b""))
+            if self.error_body is not None and len(self.error_body) < _MAX_ERROR_BODY:
+                self.error_body += message.get("body", b"")
+            if ctx.first_byte_at is None and (message.get("body") or not more):
+                ctx.first_byte_at = time.perf_counter()
+            if not more:
+                # before the await: a disconnect seen from here on is the normal end of the exchange
+                self.finished = True
+                ctx.finished_at = time.perf_counter()
+        try:
+            await self._send(message)
+        except OSError:
+            ctx.client_disconnected = True
+            raise
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.disconnect" and not self.finished:
+            self._ctx.client_disconnected = True
+        return message
 
 
 def requested_model(ctx: RequestContext) -> str | None:

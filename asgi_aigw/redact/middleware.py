@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..kernel.body import ClientDisconnect, forward_scope, read_json
+from ..kernel.body import ClientDisconnect, JSONBody, forward_scope, read_json
 from ..kernel.context import RequestContext, ensure_context
 from ..kernel.dialects import dialect_for
 from ..kernel.errors import GatewayError, UnprocessableContent, send_error
@@ -114,24 +115,14 @@ class RedactMiddleware:
             )
             return
 
-        def lookalikes() -> set[str]:
-            # placeholder-shaped strings the client wrote itself are never allocated (see
-            # placeholders.py); looked for only when the raw body could hold one. The scanned texts
-            # count too: decoded tool-call arguments may hold one that was escaped in the body.
-            raw = body.raw
-            if b"<" not in raw and b"\\u003" not in raw:
-                return set()
-            if not isinstance(walk, MessagesWalk):
-                return placeholders_in(data) | placeholders_in([field.text for field in fields])
-            # a signed thinking block's placeholders are the gateway's own from an earlier answer (the
-            # provider verifies the signature): reserving them would renumber this turn's values
-            counts = placeholder_counts(data)
-            counts.subtract(placeholder_counts(walk.signed))
-            groups = [field.text for field in fields if isinstance(field, TextGroup)]
-            return {name for name, count in counts.items() if count > 0} | placeholders_in(groups)
-
         try:
-            mapping = self._redact(fields, findings, lookalikes, ctx)
+            # the lookalikes are looked for only if something was found (a partial, not a closure: a
+            # closure's cells would be made for every request)
+            mapping = (
+                self._redact(fields, findings, partial(_lookalikes, body, walk), ctx)
+                if any(findings)
+                else None
+            )
         except PIIBlocked as exc:
             await send_error(send, exc, dialect=dialect)
             return
@@ -198,6 +189,24 @@ class RedactMiddleware:
         return ResponseTap(
             outer, on_json=JSONRestorer(mapping), on_event=stream.on_event, on_end=stream.on_end
         )
+
+
+def _lookalikes(body: JSONBody, walk: Walk) -> set[str]:
+    """Placeholder-shaped strings the client wrote itself: never allocated (see placeholders.py);
+    looked for only when the raw body could hold one. The scanned texts count too: decoded tool-call
+    arguments may hold one that was escaped in the body."""
+    raw = body.raw
+    if b"<" not in raw and b"\\u003" not in raw:
+        return set()
+    data, fields = body.data, walk.fields
+    if not isinstance(walk, MessagesWalk):
+        return placeholders_in(data) | placeholders_in([field.text for field in fields])
+    # a signed thinking block's placeholders are the gateway's own from an earlier answer (the
+    # provider verifies the signature): reserving them would renumber this turn's values
+    counts = placeholder_counts(data)
+    counts.subtract(placeholder_counts(walk.signed))
+    groups = [field.text for field in fields if isinstance(field, TextGroup)]
+    return {name for name, count in counts.items() if count > 0} | placeholders_in(groups)
 
 
 def _walk(route: str, config: RedactConfig, data: dict[str, Any]) -> Walk:

@@ -15,6 +15,10 @@ KEY_SAFE_PATTERN = r"[!-~]+"
 _FORBIDDEN = re.compile(r"[{}:*?\[\]\\\s\x00-\x1f\x7f]")
 
 
+#: Accepted ids a validator remembers.
+_MAX_REMEMBERED = 4096
+
+
 class InvalidTenantId(ValueError):
     """The tenant id cannot be used; the message says why (it never repeats the raw value)."""
 
@@ -22,15 +26,20 @@ class InvalidTenantId(ValueError):
 class TenantIdValidator:
     """Checks tenant ids against a pattern and a maximum length; compiled once."""
 
-    __slots__ = ("_pattern", "max_length", "pattern")
+    __slots__ = ("_pattern", "_valid", "max_length", "pattern")
 
     def __init__(self, pattern: str = DEFAULT_TENANT_PATTERN, max_length: int = DEFAULT_MAX_LENGTH) -> None:
         self.pattern = pattern
         self.max_length = max_length
         self._pattern = re.compile(pattern)
+        #: Ids already accepted: the same few tenants come back on every request (bounded, and each
+        #: at most ``max_length`` characters).
+        self._valid: set[str] = set()
 
     def __call__(self, value: object) -> str:
         """``value`` as a valid tenant id, or :class:`InvalidTenantId`."""
+        if value.__class__ is str and value in self._valid:
+            return value
         if not isinstance(value, str):
             # a JWT claim may be a number: accept integers, refuse objects and lists
             if isinstance(value, int) and not isinstance(value, bool):
@@ -46,6 +55,8 @@ class TenantIdValidator:
                 f"the tenant id has characters outside the allowed set (pattern {self.pattern}; "
                 "never ':', '{', '}', '*', '?', '[', ']', '\\', spaces or control characters)"
             )
+        if len(self._valid) < _MAX_REMEMBERED and value.__class__ is str:
+            self._valid.add(value)
         return value
 
 

@@ -28,6 +28,9 @@ from .keys import KeyRecord, looks_like_key
 
 logger = logging.getLogger("asgi_aigw.tenant")
 
+#: Tenants named by a trusted header whose identity object is kept for reuse.
+_MAX_CLAIMS = 4096
+
 #: ``ctx.extra`` key: the API key that identified the request, ``{"id": ..., "limits": {...}}`` (its
 #: own budget limits by window name, read by BudgetMiddleware).
 API_KEY_CONTEXT = "tenant.api_key"
@@ -135,6 +138,7 @@ class TenantMiddleware:
         self._resolver_checks = bool(getattr(self.resolver, "checks_cross_site", False))
         if not self.config.required:
             self.validate(self.config.default_tenant)  # fail at start-up, not on the first request
+        self._claims: dict[str, Identity] = {}
 
     def _key_authenticator(self, given: KeyStore | None) -> KeyAuthenticator | None:
         stores: list[KeyStore] = []
@@ -242,7 +246,7 @@ class TenantMiddleware:
                         code="missing_tenant",
                     )
                 else:
-                    return Identity(claimed), "header"
+                    return self._header_identity(claimed), "header"
 
         if verified is not None:
             return verified, source
@@ -257,6 +261,15 @@ class TenantMiddleware:
             hint = " or ".join(sources) or "the application's authentication"
             raise Unauthorized(f"No tenant: identify yourself with {hint}.", code="missing_tenant")
         return Identity(self.config.default_tenant), "default"
+
+    def _header_identity(self, tenant: str) -> Identity:
+        """The identity a trusted header names: one (frozen) object per tenant, not one per request."""
+        identity = self._claims.get(tenant)
+        if identity is None:
+            identity = Identity(tenant)
+            if len(self._claims) < _MAX_CLAIMS:
+                self._claims[tenant] = identity
+        return identity
 
     async def resolve(self, scope: Scope) -> str:
         """The request's tenant id (see :meth:`identify` for the user and the source)."""
