@@ -33,79 +33,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _harness import uvicorn_process, write_results
 
-from asgi_aigw.stores.resp import parse_reply
-
-
-def _complete(buf: bytearray) -> int:
-    """Drop the complete RESP values at the start of ``buf``; how many there were."""
-    pos = count = 0
-    while pos < len(buf):
-        try:
-            _, pos = parse_reply(buf, pos)
-        except Exception:  # incomplete: wait for more bytes
-            break
-        count += 1
-    del buf[:pos]
-    return count
+from asgi_aigw.testing.redis_proxy import RedisProxy
 
 
 class DelayProxy:
-    """A Redis proxy on its own thread and event loop: replies held back ``delay`` seconds."""
+    """:class:`RedisProxy` on a thread and event loop of its own (the client here is synchronous)."""
 
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-        self.delay = 0.0
-        self.round_trips = 0
-        #: Commands sent and not answered yet, over every connection.
-        self.inflight = 0
+    def __init__(self, server_url: str) -> None:
+        self.proxy = RedisProxy(server_url)
         self.loop = asyncio.new_event_loop()
-        self.url = ""
         ready = threading.Event()
         threading.Thread(target=self._run, args=(ready,), daemon=True).start()
         ready.wait(10)
+        self.url = self.proxy.url
 
     def _run(self, ready: threading.Event) -> None:
         asyncio.set_event_loop(self.loop)
-        server = self.loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0))
-        self.url = f"redis://127.0.0.1:{server.sockets[0].getsockname()[1]}/0"
+        self.loop.run_until_complete(self.proxy.start())
         ready.set()
         self.loop.run_forever()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(self.host, self.port)
-        pending = [0]
-
-        async def commands() -> None:
-            buf = bytearray()
-            while data := await reader.read(65536):
-                buf += data
-                count = _complete(buf)
-                if count and pending[0] == 0:
-                    self.round_trips += 1
-                pending[0] += count
-                self.inflight += count
-                up_writer.write(data)
-
-        async def replies() -> None:
-            buf = bytearray()
-            while data := await up_reader.read(65536):
-                buf += data
-                done = _complete(buf)
-                if self.delay:
-                    await asyncio.sleep(self.delay)
-                pending[0] -= done
-                self.inflight -= done
-                writer.write(data)
-
-        with contextlib.suppress(Exception):
-            await asyncio.gather(commands(), replies())
 
     def wait_idle(self) -> None:
         """Until every command sent has its reply (a settlement still under way after its answer went)
         and nothing more came for a moment."""
         quiet_since = time.monotonic()
         while time.monotonic() - quiet_since < 0.005:
-            if self.inflight:
+            if self.proxy.inflight:
                 quiet_since = time.monotonic()
             time.sleep(0.0005)
 
@@ -123,12 +76,12 @@ def measure(url: str, proxy: DelayProxy, pairs: int) -> dict[str, float]:
     with httpx.Client(base_url=url, headers={"x-tenant-id": "bench"}, timeout=30) as client:
         for i in range(-5, pairs):  # the first five warm up (connections, scripts)
             question = body(f"question {run} {i}")
-            before = proxy.round_trips
+            before = proxy.proxy.round_trips
             start = time.perf_counter()
             miss = client.post("/ai/v1/chat/completions", json=question)
             miss_time = time.perf_counter() - start
             proxy.wait_idle()  # the miss's settlement and new entry, sent after its answer
-            trips = proxy.round_trips
+            trips = proxy.proxy.round_trips
             start = time.perf_counter()
             hit = client.post("/ai/v1/chat/completions", json=question)
             hit_time = time.perf_counter() - start
@@ -139,7 +92,7 @@ def measure(url: str, proxy: DelayProxy, pairs: int) -> dict[str, float]:
                 misses.append(miss_time)
                 hits.append(hit_time)
                 miss_trips += trips - before
-                hit_trips += proxy.round_trips - trips
+                hit_trips += proxy.proxy.round_trips - trips
     return {
         "miss_p50_ms": statistics.median(misses) * 1000,
         "hit_p50_ms": statistics.median(hits) * 1000,
@@ -156,8 +109,7 @@ def main() -> None:
     parser.add_argument("--delays", type=float, nargs="+", default=[0.0, 1.0], help="milliseconds")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args()
-    parts = httpx.URL(args.redis)
-    proxy = DelayProxy(parts.host or "127.0.0.1", parts.port or 6379)
+    proxy = DelayProxy(args.redis)
     data_dir = tempfile.mkdtemp(prefix="aigw-bench-latency-")
     rows: list[dict[str, Any]] = []
     with contextlib.ExitStack() as stack:
@@ -171,7 +123,7 @@ def main() -> None:
         }
         server = stack.enter_context(uvicorn_process("_stack_apps:stack", factory=True, env=env))
         for delay in args.delays:
-            proxy.delay = delay / 1000
+            proxy.proxy.delay = delay / 1000
             row = {"delay_ms": delay, **measure(str(server), proxy, args.pairs)}
             rows.append(row)
             print(

@@ -24,8 +24,8 @@ from asgi_aigw.logs.config import LogConfig
 from asgi_aigw.redact import RedactConfig
 from asgi_aigw.tenant.config import TenantConfig
 from asgi_aigw.testing import FakeProvider, StreamingASGITransport
+from asgi_aigw.testing.redis_proxy import RedisProxy
 
-from .redis_counter import RoundTripCounter
 from .support import FAKE_URL, fake_config, layer, sse_payloads
 
 pytestmark = pytest.mark.anyio
@@ -78,8 +78,8 @@ async def close_stack(stack: Stack) -> None:
 
 
 @pytest.fixture
-async def counter(redis_url: str) -> AsyncIterator[RoundTripCounter]:
-    proxy = await RoundTripCounter(redis_url).start()
+async def counter(redis_url: str) -> AsyncIterator[RedisProxy]:
+    proxy = await RedisProxy(redis_url).start()
     yield proxy
     await proxy.aclose()
 
@@ -110,7 +110,7 @@ async def counters(redis: aredis.Redis, prefix: str, window: str) -> int:
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
 async def test_an_exact_hit_is_one_round_trip_and_a_miss_two(
-    counter: RoundTripCounter, cleanup: aredis.Redis, redis_prefix: str, stream: bool
+    counter: RedisProxy, cleanup: aredis.Redis, redis_prefix: str, stream: bool
 ) -> None:
     cfg = config(counter.url, counter.url, redis_prefix, Limits(tokens_per_minute=1_000_000))
     stack, _ = await open_stack(cfg)
@@ -154,7 +154,7 @@ async def test_an_exact_hit_is_one_round_trip_and_a_miss_two(
     ids=["messages", "responses"],
 )
 async def test_a_hit_is_one_round_trip_in_every_dialect(
-    counter: RoundTripCounter,
+    counter: RedisProxy,
     cleanup: aredis.Redis,
     redis_prefix: str,
     path: str,
@@ -276,7 +276,7 @@ async def test_an_entry_that_cannot_be_read_is_forwarded_and_charged_once(
 async def test_a_lookup_script_that_fails_follows_the_budget_failure_mode(
     cleanup: aredis.Redis, redis_url: str, redis_prefix: str, mode: str
 ) -> None:
-    proxy = await RoundTripCounter(redis_url).start()
+    proxy = await RedisProxy(redis_url).start()
     cfg = config(proxy.url, proxy.url, redis_prefix, Limits(requests_per_minute=100), failure_mode=mode)
     cfg.cache.lookup_timeout = 0.5  # type: ignore[union-attr]
     stack, _ = await open_stack(cfg)

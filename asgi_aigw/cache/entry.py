@@ -13,9 +13,7 @@ dialects existed is.
 
 from __future__ import annotations
 
-import itertools
 import operator
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +22,7 @@ import orjson
 
 from ..kernel.context import Usage
 from ..kernel.sse import DONE_EVENT, encode_data
+from ..kernel.unique_ids import IdSource
 from .stored import decode_entry, encode_entry, kept_headers, replayed, stored_at, stored_headers
 from .stream_event import stream_event
 
@@ -253,24 +252,13 @@ def _str_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-#: Completion ids: a random per-process prefix and a counter, unique without a syscall per replay.
-_ID_PREFIX = os.urandom(8).hex()
-_ID_COUNTER = itertools.count(1)
-
-
-def _reseed_completion_ids() -> None:
-    """A forked worker (gunicorn --preload) must not share its parent's id prefix."""
-    global _ID_PREFIX, _ID_COUNTER
-    _ID_PREFIX = os.urandom(8).hex()
-    _ID_COUNTER = itertools.count(1)
-
-
-os.register_at_fork(after_in_child=_reseed_completion_ids)
+#: Completion ids: unique without a syscall per replay.
+_IDS = IdSource(8)
 
 
 def new_completion_id() -> str:
     """``chatcmpl-`` and 32 hex digits, as OpenAI's ids look."""
-    return f"chatcmpl-{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFFFFFFFFFF:016x}"
+    return f"chatcmpl-{_IDS.prefix}{_IDS.next_number() & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
 def split_pieces(text: str, size: int = _PIECE_CHARS) -> list[str]:

@@ -7,14 +7,13 @@ recompute it; a layer running alone finds an empty context and falls back to the
 
 from __future__ import annotations
 
-import itertools
-import os
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .types import Scope
+from .unique_ids import IdSource
 
 if TYPE_CHECKING:
     from .body import JSONBody
@@ -29,23 +28,12 @@ current_context: ContextVar[RequestContext | None] = ContextVar("asgi_aigw_conte
 current_tenant: ContextVar[str | None] = ContextVar("asgi_aigw_tenant", default=None)
 
 
-#: Request ids: a random per-process prefix and a counter, unique without a syscall per request.
-_ID_PREFIX = os.urandom(6).hex()
-_ID_COUNTER = itertools.count(1)
-
-
-def _reseed_request_ids() -> None:
-    """A forked worker (gunicorn --preload) must not share its parent's id prefix."""
-    global _ID_PREFIX, _ID_COUNTER
-    _ID_PREFIX = os.urandom(6).hex()
-    _ID_COUNTER = itertools.count(1)
-
-
-os.register_at_fork(after_in_child=_reseed_request_ids)
+#: Request ids: unique without a syscall per request.
+_IDS = IdSource(6)
 
 
 def new_request_id() -> str:
-    return f"{_ID_PREFIX}{next(_ID_COUNTER):012x}"
+    return f"{_IDS.prefix}{_IDS.next_number():012x}"
 
 
 @dataclass(slots=True)

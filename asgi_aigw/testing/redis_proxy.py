@@ -1,7 +1,10 @@
-"""A TCP proxy in front of a real Redis server that counts round trips: how many times a client sent
-commands while it had no reply pending (commands written together, or while earlier ones are still
-answered, share a round trip). It parses RESP both ways, so a command split across packets or several
-commands in one packet are counted right."""
+"""A TCP proxy in front of a real Redis server that counts round trips and can hold replies back.
+
+A round trip is a time a client sent commands while it had no reply pending: commands written
+together, or sent while earlier ones are still answered, share one. RESP is parsed both ways, so a
+command split across packets, or several in one packet, are counted right. ``delay`` holds each reply
+back that many seconds: a server across a network. For tests and benchmarks.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import asyncio
 import contextlib
 from urllib.parse import urlsplit
 
-from asgi_aigw.stores.resp import parse_reply
+from ..stores.resp import parse_reply
 
 
 def _complete_values(buf: bytearray) -> int:
@@ -17,31 +20,32 @@ def _complete_values(buf: bytearray) -> int:
     pos = count = 0
     while pos < len(buf):
         try:
-            _, pos_next = parse_reply(buf, pos)
+            _, pos = parse_reply(buf, pos)
         except Exception:  # the value is not all there yet
             break
-        pos = pos_next
         count += 1
     del buf[:pos]
     return count
 
 
-class RoundTripCounter:
-    """``url`` is the proxy's Redis URL (the same database as the server's); ``round_trips`` and
-    ``commands`` count since the last :meth:`reset`."""
+class RedisProxy:
+    """``url`` is the proxy's Redis URL (the server's database); ``round_trips`` and ``commands``
+    count since :meth:`reset`, ``inflight`` is what is sent and not answered yet."""
 
-    def __init__(self, server_url: str) -> None:
+    def __init__(self, server_url: str, *, delay: float = 0.0) -> None:
         parts = urlsplit(server_url)
         self._host = parts.hostname or "127.0.0.1"
         self._port = parts.port or 6379
         self._path = parts.path
+        self.delay = delay
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.url = ""
         self.round_trips = 0
         self.commands = 0
+        self.inflight = 0
 
-    async def start(self) -> RoundTripCounter:
+    async def start(self) -> RedisProxy:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         port = self._server.sockets[0].getsockname()[1]
         self.url = f"redis://127.0.0.1:{port}{self._path}"
@@ -62,6 +66,7 @@ class RoundTripCounter:
                 if count and pending[0] == 0:
                     self.round_trips += 1
                 pending[0] += count
+                self.inflight += count
                 self.commands += count
                 up_writer.write(data)
                 await up_writer.drain()
@@ -71,7 +76,11 @@ class RoundTripCounter:
             buf = bytearray()
             while data := await up_reader.read(65536):
                 buf += data
-                pending[0] -= _complete_values(buf)
+                count = _complete_values(buf)
+                if self.delay:
+                    await asyncio.sleep(self.delay)
+                pending[0] -= count
+                self.inflight -= count
                 writer.write(data)
                 await writer.drain()
             writer.close()
