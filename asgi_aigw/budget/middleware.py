@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -34,6 +33,7 @@ from ..kernel.lifespan import lifespan_passthrough
 from ..kernel.response import ResponseTap, watch_disconnect
 from ..kernel.routes import classify, is_generation
 from ..kernel.types import ASGIApp, Message, Receive, Scope, Send
+from ..kernel.unique_ids import IdSource
 from ..stores.registry import BUDGET_STORES
 from ..tenant.ids import KEY_SAFE_PATTERN, InvalidTenantId, TenantIdValidator
 from .config import BudgetConfig, Limits
@@ -50,6 +50,15 @@ from .windows import WINDOWS, Slot, SlotClock, format_amount, format_duration, t
 logger = logging.getLogger("asgi_aigw.budget")
 
 _T = TypeVar("_T")
+
+#: Reservation tokens: unique across every process sharing the store (a random prefix per process,
+#: drawn again in a forked worker) without a system call per request.
+_TOKENS = IdSource(8)
+
+
+def _reservation_token() -> str:
+    return f"{_TOKENS.prefix}{_TOKENS.next_number():x}"
+
 
 #: Statuses of a Responses API answer still to be generated (``background: true``).
 _LATER = frozenset({"queued", "in_progress"})
@@ -240,7 +249,7 @@ class BudgetMiddleware:
         amounts = self._amounts(
             slots, prompt + output, self._reserved_cost(route, data, model, prompt, output)
         )
-        token = secrets.token_hex(8) if self._tokens else None
+        token = _reservation_token() if self._tokens else None
         pending = Pending(self, ctx, tenant, slots, amounts, limits, token, now, dialect)
         pending.hit_amounts = self._hit_amounts(slots)
         pending.unpriced = model if unpriced else None
