@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from ..kernel.dotted import DottedPathError, resolve
 from ..kernel.errors import ConfigError
 from .config import HooksConfig
 from .views import HookChunk, HookFailure, HookRequest, HookResponse
@@ -52,25 +52,20 @@ def _checked(point: str, hooks: Iterable[Any]) -> tuple[Any, ...]:
 def import_hook(path: str, point: str) -> Any:
     """The object named ``"package.module:attribute"``; a :class:`ConfigError` naming ``path`` when it
     cannot be imported or found."""
-    module_name, _, attribute = path.partition(":")
-    if not module_name or not attribute:
-        raise ConfigError(
-            f"router.hooks.{point}: {path!r} is not a hook path; write 'package.module:function'."
-        )
     try:
-        target: Any = importlib.import_module(module_name)
-    except Exception as exc:  # missing, or raised as it loaded (a SyntaxError, a failing setting)
-        raise ConfigError(
-            f"router.hooks.{point}: cannot import {module_name!r} for {path!r}: {type(exc).__name__}: {exc}"
-        ) from exc
-    for part in attribute.split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError:
-            raise ConfigError(
-                f"router.hooks.{point}: {module_name!r} has no {attribute!r} (from {path!r})."
-            ) from None
-    return target
+        return resolve(path)
+    except DottedPathError as exc:
+        cause = exc.__cause__
+        if exc.kind == "form":
+            message = f"router.hooks.{point}: {path!r} is not a hook path; write 'package.module:function'."
+        elif exc.kind == "import":
+            message = (
+                f"router.hooks.{point}: cannot import {exc.module!r} for {path!r}: "
+                f"{type(cause).__name__}: {cause}"
+            )
+        else:
+            message = f"router.hooks.{point}: {exc.module!r} has no {exc.attribute!r} (from {path!r})."
+        raise ConfigError(message) from cause
 
 
 class Hooks:

@@ -3,7 +3,6 @@ header."""
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
@@ -13,6 +12,7 @@ import httpx
 
 from ..kernel.context import Identity, RequestContext, current_tenant, ensure_context, set_identity
 from ..kernel.dialects import dialect_for
+from ..kernel.dotted import DottedPathError, resolve
 from ..kernel.errors import ConfigError, Forbidden, GatewayError, InvalidRequest, Unauthorized, send_error
 from ..kernel.lifespan import lifespan_passthrough
 from ..kernel.routes import classify
@@ -47,20 +47,18 @@ Authorizer = Callable[[Identity, Scope], bool | Awaitable[bool]]
 def import_callable(path: str, what: str = "resolver") -> Any:
     """The callable named ``"package.module:attribute"``; a :class:`ConfigError` naming ``path`` when it
     cannot be imported (a missing module, or one that raises as it loads), found, or called."""
-    module_name, _, attribute = path.partition(":")
-    if not module_name or not attribute:
-        raise ConfigError(f"{what} must look like 'package.module:function', not {path!r}")
     try:
-        target: Any = importlib.import_module(module_name)
-    except Exception as exc:  # the app's module failed as it loaded: say which, not a traceback
-        raise ConfigError(
-            f"{what} {path!r}: cannot import {module_name!r}: {type(exc).__name__}: {exc}"
-        ) from exc
-    for part in attribute.split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError:
-            raise ConfigError(f"{what} {path!r}: {module_name!r} has no {attribute!r}") from None
+        target = resolve(path)
+    except DottedPathError as exc:
+        cause = exc.__cause__
+        if exc.kind == "form":
+            message = f"{what} must look like 'package.module:function', not {path!r}"
+        elif exc.kind == "import":
+            # the app's module failed as it loaded: say which, not a traceback
+            message = f"{what} {path!r}: cannot import {exc.module!r}: {type(cause).__name__}: {cause}"
+        else:
+            message = f"{what} {path!r}: {exc.module!r} has no {exc.attribute!r}"
+        raise ConfigError(message) from cause
     if not callable(target):
         raise ConfigError(f"{what} {path!r} is not callable")
     return target
