@@ -14,12 +14,14 @@ import httpx
 import pytest
 import redis.asyncio as aredis
 
-from asgi_aigw import build_app
+from asgi_aigw import build_app, build_stack
 from asgi_aigw.budget import BudgetMiddleware
 from asgi_aigw.budget.config import BudgetConfig, Limits
 from asgi_aigw.cache import SemanticCacheMiddleware
 from asgi_aigw.cache.config import CacheConfig
+from asgi_aigw.client import anthropic_client, openai_client
 from asgi_aigw.config import GatewayConfig
+from asgi_aigw.kernel.context import Identity
 from asgi_aigw.logs.config import LogConfig
 from asgi_aigw.redact import RedactConfig
 from asgi_aigw.tenant.config import TenantConfig
@@ -319,3 +321,68 @@ async def test_an_unknown_layer_between_budget_and_cache_keeps_the_reservation_u
         assert again.status_code == 429
     gated = BudgetMiddleware(cache, config=BudgetConfig(limits=Limits(tokens_per_minute=60)))
     assert gated._gated_routes == frozenset({"chat", "messages", "responses"})
+
+
+async def test_the_official_sdks_get_their_hits_in_one_round_trip(
+    counter: RedisProxy, cleanup: aredis.Redis, redis_prefix: str
+) -> None:
+    cfg = config(counter.url, counter.url, redis_prefix, Limits(requests_per_minute=100))
+    fake = FakeProvider()
+    app = build_stack(cfg, transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
+    stack = Stack(app, fake, httpx.AsyncClient())
+    # the package's in-process clients: the official SDKs over a transport into the stack
+    chat_sdk = openai_client(app, Identity(tenant="acme"), max_retries=0)
+    messages_sdk = anthropic_client(app, Identity(tenant="acme"), max_retries=0)
+    question = [{"role": "user", "content": "Name a primary colour"}]
+    try:
+        chat_answers, message_answers = [], []
+        for _ in range(3):
+            counter.reset()
+            chat_answers.append(
+                await chat_sdk.chat.completions.with_raw_response.create(
+                    model="gpt-4o-mini",
+                    messages=question,
+                    max_tokens=20,  # type: ignore[arg-type]
+                )
+            )
+            chat_trips = counter.round_trips
+            counter.reset()
+            message_answers.append(
+                await messages_sdk.messages.with_raw_response.create(
+                    model="gpt-4o-mini",
+                    messages=question,
+                    max_tokens=20,  # type: ignore[arg-type]
+                )
+            )
+        # the third of each is a hit, with the scripts loaded: one round trip each
+        assert chat_answers[2].headers["x-aigw-cache"] == "hit-exact"
+        assert chat_trips == 1
+        assert message_answers[2].headers["x-aigw-cache"] == "hit-exact"
+        assert counter.round_trips == 1
+        first, hit = chat_answers[0].parse(), chat_answers[2].parse()
+        assert hit.choices[0].message.content == first.choices[0].message.content
+        hit_message, first_message = await message_answers[2].parse(), await message_answers[0].parse()
+        assert hit_message.content[0].text == first_message.content[0].text
+        assert len(stack.fake.requests) == 2
+    finally:
+        await close_stack(stack)
+
+
+async def test_a_layer_that_answers_before_the_gate_is_still_refused_by_the_budget(
+    cleanup: aredis.Redis, redis_url: str, redis_prefix: str
+) -> None:
+    """Redaction blocks a prompt (422) before the cache is reached: the budget reserves at the answer's
+    first byte, and a tenant out of requests gets the budget's 429, not the inner answer."""
+    cfg = config(redis_url, redis_url, redis_prefix, Limits(requests_per_minute=1))
+    cfg.redact = RedactConfig(actions={"US_SSN": "block"})
+    stack, _ = await open_stack(cfg)
+    try:
+        blocked = await stack.post(chat("My SSN is 536-22-1234"))
+        assert blocked.status_code == 422  # within the limit: redaction's answer, and it was counted
+        assert await counters(cleanup, redis_prefix, "rpm") == 1
+        refused = await stack.post(chat("My SSN is 536-22-1234"))
+        assert refused.status_code == 429
+        assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+        assert stack.fake.requests == []
+    finally:
+        await close_stack(stack)
