@@ -10,6 +10,26 @@ from asgi_aigw import build_app
 from asgi_aigw.config import GatewayConfig
 
 
+def router_section(upstream: str) -> dict[str, Any]:
+    """The router's config: ``gpt-4o-mini`` sent to the OpenAI-format ``upstream`` chat URL."""
+    base_url = upstream.rsplit("/chat/completions", 1)[0]
+    return {
+        "models": [
+            {
+                "name": "gpt-4o-mini",
+                "deployments": [
+                    {
+                        "provider": "openai",
+                        "model": "gpt-4o-mini",
+                        "base_url": base_url,
+                        "api_key": "sk-bench-fake",
+                    }
+                ],
+            }
+        ]
+    }
+
+
 def full_stack_config(
     upstream: str | None = None, redis: str | None = None, prefix: str | None = None
 ) -> GatewayConfig:
@@ -19,23 +39,8 @@ def full_stack_config(
     upstream = upstream or os.environ.get("BENCH_UPSTREAM", "http://127.0.0.1:9001/v1/chat/completions")
     redis = redis or os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/0")
     prefix = prefix or os.environ.get("BENCH_KEY_PREFIX", "aigw-bench:")
-    base_url = upstream.rsplit("/chat/completions", 1)[0]
     data: dict[str, Any] = {
-        "router": {
-            "models": [
-                {
-                    "name": "gpt-4o-mini",
-                    "deployments": [
-                        {
-                            "provider": "openai",
-                            "model": "gpt-4o-mini",
-                            "base_url": base_url,
-                            "api_key": "sk-bench-fake",
-                        }
-                    ],
-                }
-            ]
-        },
+        "router": router_section(upstream),
         "redact": {"regex_only": True},
         "cache": {"store": redis, "vector_store": None, "key_prefix": f"{prefix}cache:", "ttl": 120},
     }

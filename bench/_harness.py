@@ -69,28 +69,86 @@ def uvicorn_process(
     ]
     if factory:
         command.append("--factory")
+    with serve(
+        command, port, env=env or {}, what=target, start_timeout=30, poll=0.05, stop_timeout=10
+    ) as base:
+        yield base
+
+
+@contextlib.contextmanager
+def serve(
+    command: list[str],
+    port: int,
+    *,
+    env: dict[str, str],
+    what: str,
+    start_timeout: float,
+    poll: float,
+    stop_timeout: float,
+) -> Iterator[Server]:
+    """Start ``command`` (a server that will listen on ``port``) with the repository and bench/ importable,
+    yield its base URL once the port accepts connections, and stop it at the end (killed after
+    ``stop_timeout`` seconds)."""
     pythonpath = os.pathsep.join([str(ROOT), str(ROOT / "bench")])
-    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": pythonpath, **(env or {})})
+    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": pythonpath, **env})
     base = Server(f"http://127.0.0.1:{port}")
     base.pid = process.pid
     base.process = process
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + start_timeout
         while True:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
                 break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{target} did not start") from None
-                time.sleep(0.05)
+                    raise RuntimeError(f"{what} did not start") from None
+                time.sleep(poll)
         yield base
     finally:
         process.terminate()
         try:
-            process.wait(10)
+            process.wait(stop_timeout)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def delete_keys(url: str, prefix: str) -> None:
+    """Delete a run's Redis keys (budget windows, cached answers): everything under ``prefix``."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    for start in range(0, len(keys), 500):
+        client.unlink(*keys[start : start + 500])
+
+
+def unique_bodies_lua(content: str, tag: str) -> str:
+    """A wrk script that sends every request a new chat body: ``content``, then the Lua expression
+    ``tag``, then the wrk thread's and the request's counters in letters (letters only, so no PII
+    pattern fires)."""
+    return r"""
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+local counter = 0
+local function letters(n)
+  local s = ""
+  repeat
+    s = s .. string.char(97 + n % 26)
+    n = math.floor(n / 26)
+  until n == 0
+  return s
+end
+function request()
+  counter = counter + 1
+  local body = '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "CONTENT'
+    .. TAG .. letters(tid) .. " " .. letters(counter) .. '"}]}'
+  return wrk.format("POST", nil, {["Content-Type"] = "application/json", ["x-tenant-id"] = "bench"}, body)
+end
+""".replace("CONTENT", content, 1).replace("TAG", tag, 1)
 
 
 @dataclass

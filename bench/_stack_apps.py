@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from _fullstack_apps import router_section
+
 from asgi_aigw import build_app
 from asgi_aigw.config import GatewayConfig
 
@@ -38,24 +40,7 @@ def stack_config(layers: set[str]) -> GatewayConfig:
     redis = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/0")
     prefix = os.environ.get("BENCH_KEY_PREFIX", "aigw-bench:")
     data_dir = os.environ.get("BENCH_DATA_DIR", ".aigw-bench")
-    base_url = upstream.rsplit("/chat/completions", 1)[0]
-    data: dict[str, Any] = {
-        "router": {
-            "models": [
-                {
-                    "name": "gpt-4o-mini",
-                    "deployments": [
-                        {
-                            "provider": "openai",
-                            "model": "gpt-4o-mini",
-                            "base_url": base_url,
-                            "api_key": "sk-bench-fake",
-                        }
-                    ],
-                }
-            ]
-        }
-    }
+    data: dict[str, Any] = {"router": router_section(upstream)}
     if "tenant" in layers:
         data["tenant"] = {"header": "x-tenant-id"}
     if "budget" in layers or "budget-memory" in layers:

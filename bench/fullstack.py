@@ -40,8 +40,10 @@ from _harness import (
     LoadResult,
     Server,
     check_answers,
+    delete_keys,
     load_table,
     require_wrk,
+    unique_bodies_lua,
     uvicorn_process,
     write_results,
     wrk,
@@ -55,28 +57,7 @@ ROUTER, FULL, HIT = "router pass-through", "full stack pass-through", "exact cac
 LITELLM_RPS = 37.0
 
 #: Every request a new body (letters only, so no PII pattern fires), from each wrk thread's own counter.
-UNIQUE_BODIES = r"""
-local threads = 0
-function setup(thread)
-  threads = threads + 1
-  thread:set("tid", threads)
-end
-local counter = 0
-local function letters(n)
-  local s = ""
-  repeat
-    s = s .. string.char(97 + n % 26)
-    n = math.floor(n / 26)
-  until n == 0
-  return s
-end
-function request()
-  counter = counter + 1
-  local body = '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello, how are you today? '
-    .. "RUN" .. letters(tid) .. " " .. letters(counter) .. '"}]}'
-  return wrk.format("POST", nil, {["Content-Type"] = "application/json", ["x-tenant-id"] = "bench"}, body)
-end
-"""
+UNIQUE_BODIES = unique_bodies_lua("Hello, how are you today? ", '"RUN"')
 
 
 def _table(results: list[LoadResult], levels: list[int], layers: str) -> str:
@@ -290,7 +271,7 @@ def main() -> None:
                     results.append(result)
         breakdown = ladder(args.redis, prefix, args.ladder_requests, args.ladder_rounds)
     finally:
-        _cleanup(args.redis, prefix)
+        delete_keys(args.redis, prefix)
     table = _table(results, args.concurrency, layers()) + "\n" + _ladder_table(breakdown)
     write_results("fullstack", "Latency against concurrency", table, results)
     # the breakdown has its own file: fullstack.json's results stay the wrk rows the plot reads
@@ -299,16 +280,6 @@ def main() -> None:
     )
     if args.plot:
         plot(RESULTS / "fullstack.json", args.plot)
-
-
-def _cleanup(url: str, prefix: str) -> None:
-    """Delete this run's keys (budget windows, cached answers)."""
-    import redis
-
-    client = redis.Redis.from_url(url)
-    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-    for start in range(0, len(keys), 500):
-        client.unlink(*keys[start : start + 500])
 
 
 if __name__ == "__main__":

@@ -17,10 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import httpx
-from _harness import ROOT, Server, free_port, uvicorn_process, write_results
+from _harness import Server, delete_keys, free_port, serve, uvicorn_process, write_results
 
 #: (name, layers or a baseline's ``module:app``, workers, server); server "uvicorn" (its workers are
 #: spawned: each imports and loads everything itself) or "gunicorn --preload" (uvicorn's worker class;
@@ -80,28 +77,8 @@ def gunicorn_preload(env: dict[str, str], workers: int) -> Iterator[Server]:
         "--log-level",
         "warning",
     ]
-    pythonpath = os.pathsep.join([str(ROOT), str(ROOT / "bench")])
-    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": pythonpath, **env})
-    base = Server(f"http://127.0.0.1:{port}")
-    base.pid = process.pid
-    base.process = process
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("gunicorn did not start") from None
-                time.sleep(0.1)
+    with serve(command, port, env=env, what="gunicorn", start_timeout=120, poll=0.1, stop_timeout=15) as base:
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 @dataclass
@@ -240,17 +217,8 @@ def main() -> None:
                 rows.append(row)
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
-        _cleanup(args.redis, prefix)
+        delete_keys(args.redis, prefix)
     write_results("memory", "Memory per worker", table(rows, args.requests), rows)
-
-
-def _cleanup(url: str, prefix: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(url)
-    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-    for start in range(0, len(keys), 500):
-        client.unlink(*keys[start : start + 500])
 
 
 if __name__ == "__main__":

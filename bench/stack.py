@@ -34,7 +34,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import LoadResult, Server, check_answers, require_wrk, uvicorn_process, write_results, wrk
+from _harness import (
+    LoadResult,
+    Server,
+    check_answers,
+    delete_keys,
+    require_wrk,
+    unique_bodies_lua,
+    uvicorn_process,
+    write_results,
+    wrk,
+)
 
 BODY = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello, how are you today?"}]}'
 FULL = "tenant,budget,redact,exact,semantic,chdb"
@@ -56,28 +66,7 @@ def _fixed(*headers: tuple[str, str]) -> str:
 SAME = _fixed()
 NO_CACHE = _fixed(("Cache-Control", "no-cache"))
 #: Every request a new question (letters only, so no PII pattern fires), from each wrk thread's counter.
-UNIQUE = r"""
-local threads = 0
-function setup(thread)
-  threads = threads + 1
-  thread:set("tid", threads)
-end
-local counter = 0
-local function letters(n)
-  local s = ""
-  repeat
-    s = s .. string.char(97 + n % 26)
-    n = math.floor(n / 26)
-  until n == 0
-  return s
-end
-function request()
-  counter = counter + 1
-  local body = '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Tell me about '
-    .. RUN .. letters(tid) .. " " .. letters(counter) .. '"}]}'
-  return wrk.format("POST", nil, {["Content-Type"] = "application/json", ["x-tenant-id"] = "bench"}, body)
-end
-"""
+UNIQUE = unique_bodies_lua("Tell me about ", "RUN")
 
 
 @dataclass(frozen=True)
@@ -256,7 +245,7 @@ def main() -> None:
                     samples[t.name].append(result)
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
-        _cleanup(args.redis, prefix)
+        delete_keys(args.redis, prefix)
     results = [median_result(s) for s in samples.values()]
     report = table(targets, results, args.rounds, args.seconds, args.concurrency)
     by = {r.name: r for r in results}
@@ -267,16 +256,6 @@ def main() -> None:
     )
     data = {"concurrency": args.concurrency, "targets": results, "ratios": checks}
     write_results("stack", "The whole gateway against the bare limits", report, data)
-
-
-def _cleanup(url: str, prefix: str) -> None:
-    """Delete this run's keys (budget windows, cached answers)."""
-    import redis
-
-    client = redis.Redis.from_url(url)
-    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-    for start in range(0, len(keys), 500):
-        client.unlink(*keys[start : start + 500])
 
 
 if __name__ == "__main__":
