@@ -251,11 +251,11 @@ class BudgetMiddleware:
         )
         token = _reservation_token() if self._tokens else None
         pending = Pending(self, ctx, tenant, slots, amounts, limits, token, now, dialect)
-        pending.hit_amounts = self._hit_amounts(slots)
         pending.unpriced = model if unpriced else None
         gated = route in self._gated_routes
         if gated:
             # the cache inside looks first and reserves through the gate: a hit costs what a hit costs
+            pending.hit_amounts = self._hit_amounts(slots)
             ctx.budget_gate = pending
         elif not await pending.admit():
             assert pending.refusal is not None
