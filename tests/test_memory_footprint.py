@@ -129,6 +129,7 @@ def test_preload_loads_what_the_layers_would_load_later_and_starts_no_thread() -
             "engine": layers["RedactMiddleware"].scanner._engine is not None,
             "model": layers["SemanticCacheMiddleware"].embedder._model is not None,
             "frozen": gc.get_freeze_count() > 0,
+            "young threshold": gc.get_threshold()[0],
         }))
         """
     )
@@ -138,6 +139,7 @@ def test_preload_loads_what_the_layers_would_load_later_and_starts_no_thread() -
         "engine": True,
         "model": True,
         "frozen": True,
+        "young threshold": 10_000,  # the forked workers inherit it
     }
 
 

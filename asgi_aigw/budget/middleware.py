@@ -305,6 +305,11 @@ class BudgetMiddleware:
             await self.app(scope, watch_disconnect(receive, ctx, tap), inner)
         finally:
             await settle()  # an error, a disconnect, or an answer that never ended
+            # no reference cycle outlives the request (the tap's send and this frame's closures, the
+            # context and its gate): refcounting frees them at once, not the garbage collector
+            tap.release()
+            if gated:
+                ctx.budget_gate = None
         if pending.refusal is not None and not tap.started:
             # refused at the gate (or at the first byte of an inner layer's answer): nothing went out
             await self._refuse(send, ctx, pending.refusal, dialect)

@@ -478,7 +478,10 @@ class SemanticCacheMiddleware:
             await outer(message)
 
         tap = ResponseTap(send_answer, on_json=on_json, on_event=on_event)
-        await app(scope, watch_disconnect(receive, ctx, tap), tap)
+        try:
+            await app(scope, watch_disconnect(receive, ctx, tap), tap)
+        finally:
+            tap.release()  # send_answer refers to the tap: no cycle left for the garbage collector
         if handed_over or gate is not None:
             return
         raw = self._storable(ctx, tap, captured, assembler)

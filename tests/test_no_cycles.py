@@ -1,0 +1,296 @@
+"""No request leaves a reference cycle of the gateway's objects behind it.
+
+A cycle is freed only by the garbage collector, which then runs every few requests and walks every
+object of the requests in flight (tens of µs a request under load, and pauses). Refcounting frees a
+request's objects the moment it ends when nothing refers back. Each case runs its request once to warm
+caches, then a few more with the collector off; what the collector finds afterwards must hold nothing of
+the gateway (objects of its classes, its functions, coroutines and frames).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import orjson
+import pytest
+
+import asgi_aigw
+from asgi_aigw import build_app
+from asgi_aigw.budget import BudgetMiddleware
+from asgi_aigw.budget.config import BudgetConfig, Limits
+from asgi_aigw.cache import SemanticCacheMiddleware
+from asgi_aigw.cache.config import CacheConfig
+from asgi_aigw.logs import RequestLogMiddleware
+from asgi_aigw.logs.config import LogConfig
+from asgi_aigw.preload import YOUNG_GENERATION_THRESHOLD, collect_less_often
+from asgi_aigw.redact import RedactConfig
+from asgi_aigw.tenant.config import TenantConfig
+from asgi_aigw.testing import FakeProvider, StreamingASGITransport
+
+from .support import FAKE_ORIGIN, FAKE_URL, fake_config, layer, router_to
+
+pytestmark = pytest.mark.anyio
+
+PACKAGE = str(Path(asgi_aigw.__file__).parent)
+CHAT = "/ai/v1/chat/completions"
+MESSAGES = "/ai/v1/messages"
+RESPONSES = "/ai/v1/responses"
+
+
+def _chat(question: str, **extra: Any) -> dict[str, Any]:
+    return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": question}], **extra}
+
+
+#: (name, path, body, tenant, extra headers, expected status)
+CASES: list[tuple[str, str, dict[str, Any], str, list[tuple[bytes, bytes]], int]] = [
+    ("chat, a miss then hits", CHAT, _chat("What is a cycle?", max_tokens=30), "acme", [], 200),
+    ("chat, forwarded and stored", CHAT, _chat("Forward me"), "acme", [(b"cache-control", b"no-cache")], 200),
+    ("chat stream, a miss then replays", CHAT, _chat("Stream me", stream=True), "acme", [], 200),
+    (
+        "chat stream, forwarded",
+        CHAT,
+        _chat("Stream me again", stream=True, stream_options={"include_usage": True}),
+        "acme",
+        [(b"cache-control", b"no-cache")],
+        200,
+    ),
+    ("chat with PII, placeholders restored", CHAT, _chat("Mail jane.doe@example.com today"), "acme", [], 200),
+    (
+        "messages",
+        MESSAGES,
+        {"model": "gpt-4o-mini", "max_tokens": 30, "messages": [{"role": "user", "content": "Hi there"}]},
+        "acme",
+        [],
+        200,
+    ),
+    (
+        "messages stream",
+        MESSAGES,
+        {
+            "model": "gpt-4o-mini",
+            "max_tokens": 30,
+            "stream": True,
+            "messages": [{"role": "user", "content": "Yo"}],
+        },
+        "acme",
+        [],
+        200,
+    ),
+    ("responses", RESPONSES, {"model": "gpt-4o-mini", "input": "Say hello"}, "acme", [], 200),
+    ("refused by the budget", CHAT, _chat("Over the limit", max_tokens=30), "broke", [], 429),
+    ("an invalid body", CHAT, {"model": "gpt-4o-mini", "messages": "not a list"}, "acme", [], 400),
+]
+
+
+async def call(app: Any, path: str, body: bytes, headers: list[tuple[bytes, bytes]]) -> tuple[int, bytes]:
+    """One POST through ``app`` with a raw ASGI scope (no client library whose own objects would be
+    counted): its status and body."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"gateway.test"), (b"content-type", b"application/json"), *headers],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+        "state": {},
+    }
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+    out: list[dict[str, Any]] = []
+    done = anyio.Event()
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop()
+        await done.wait()  # the client stays until its answer is whole, as a server's receive does
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        out.append(message)
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            done.set()
+
+    await app(scope, receive, send)
+    done.set()
+    status = next(m["status"] for m in out if m["type"] == "http.response.start")
+    return status, b"".join(m.get("body", b"") for m in out if m["type"] == "http.response.body")
+
+
+def gateway_objects(found: list[Any]) -> list[str]:
+    """What of ``found`` is the gateway's: instances of its classes, its functions, coroutines, frames."""
+    names: list[str] = []
+    for obj in found:
+        code = getattr(obj, "__code__", None) or getattr(obj, "cr_code", None) or getattr(obj, "f_code", None)
+        if code is not None and code.co_filename.startswith(PACKAGE):
+            names.append(f"{type(obj).__name__} {code.co_qualname}")
+        elif type(obj).__module__.startswith("asgi_aigw"):
+            names.append(type(obj).__qualname__)
+    return sorted(set(names))
+
+
+@pytest.fixture(params=["one Redis", "apart, semantic"])
+async def app(request: pytest.FixtureRequest, redis_url: str, redis_prefix: str) -> AsyncIterator[Any]:
+    # "one Redis": budget and cache on one server, so the cache looks first and reserves through the
+    # budget's gate; "apart": the budget reserves up front, the cache in memory with its semantic layer
+    shared = request.param == "one Redis"
+    cfg = fake_config()
+    cfg.tenant = TenantConfig(header="x-tenant-id")
+    cfg.budget = BudgetConfig(
+        store=redis_url if shared else "memory://",
+        key_prefix=f"{redis_prefix}budget:",
+        limits=Limits(tokens_per_minute=1_000_000),
+        tenants={"broke": Limits(requests_per_minute=0)},
+    )
+    cfg.redact = RedactConfig(regex_only=True)
+    cfg.cache = CacheConfig(
+        store=redis_url if shared else "memory://",
+        key_prefix=f"{redis_prefix}cache:",
+        vector_store=None if shared else "memory://",
+    )
+    cfg.log = LogConfig(store="memory://", spool_dir=None, flush_interval=3600, log_bodies=True)
+    built = build_app(cfg, transports={FAKE_URL: StreamingASGITransport(FakeProvider())}, env={})
+    yield built
+    await layer(built, SemanticCacheMiddleware).aclose()
+    await layer(built, BudgetMiddleware).aclose()
+
+
+@pytest.mark.parametrize(
+    ("name", "path", "body", "tenant", "headers", "status"), CASES, ids=[c[0] for c in CASES]
+)
+async def test_a_request_leaves_no_cycle_of_the_gateways_objects(
+    app: Any,
+    name: str,
+    path: str,
+    body: dict[str, Any],
+    tenant: str,
+    headers: list[tuple[bytes, bytes]],
+    status: int,
+) -> None:
+    raw = orjson.dumps(body)
+    headers = [(b"x-tenant-id", tenant.encode()), *headers]
+    got, answer = await call(app, path, raw, headers)  # warm-up: first-use caches, the stored entry
+    assert got == status, answer
+    log = layer(app, RequestLogMiddleware)
+    assert await log.writer.flush()
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(3):
+            got, answer = await call(app, path, raw, headers)
+            assert got == status, answer
+        assert await log.writer.flush()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        found = list(gc.garbage)
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert gateway_objects(found) == []
+
+
+ROUTES: list[tuple[str, dict[str, Any]]] = [
+    ("/v1/chat/completions", _chat("Hi", max_tokens=20)),
+    ("/v1/chat/completions", _chat("Hi", max_tokens=20, stream=True, stream_options={"include_usage": True})),
+    (
+        "/v1/messages",
+        {"model": "gpt-4o-mini", "max_tokens": 20, "messages": [{"role": "user", "content": "Hi"}]},
+    ),
+    (
+        "/v1/messages",
+        {
+            "model": "gpt-4o-mini",
+            "max_tokens": 20,
+            "stream": True,
+            "messages": [{"role": "user", "content": "Hi"}],
+        },
+    ),
+    ("/v1/responses", {"model": "gpt-4o-mini", "input": "Hi", "max_output_tokens": 20}),
+    ("/v1/responses", {"model": "gpt-4o-mini", "input": "Hi", "max_output_tokens": 20, "stream": True}),
+]
+PROVIDERS = [
+    ("openai", "gpt-4o-mini"),
+    ("anthropic", "claude-3-5-haiku-latest"),
+    ("gemini", "gemini-2.0-flash"),
+]
+
+
+@pytest.mark.parametrize(("provider", "model"), PROVIDERS, ids=[p for p, _ in PROVIDERS])
+@pytest.mark.parametrize(
+    ("path", "body"),
+    ROUTES,
+    ids=[f"{p.rsplit('/', 1)[1]}{'-stream' if b.get('stream') else ''}" for p, b in ROUTES],
+)
+async def test_the_router_leaves_no_cycle_whatever_the_provider_and_dialect(
+    provider: str, model: str, path: str, body: dict[str, Any]
+) -> None:
+    base_url = FAKE_URL if provider == "openai" else FAKE_ORIGIN
+    router = router_to(FakeProvider(), "gpt-4o-mini", provider, model, base_url=base_url)
+    raw = orjson.dumps(body)
+    got, answer = await call(router, path, raw, [])
+    assert got == 200, answer
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(3):
+            got, answer = await call(router, path, raw, [])
+            assert got == 200, answer
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        found = list(gc.garbage)
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert gateway_objects(found) == []
+
+
+@pytest.fixture
+def thresholds() -> Iterator[None]:
+    saved = gc.get_threshold()
+    yield
+    gc.set_threshold(*saved)
+
+
+@pytest.mark.usefixtures("thresholds")
+def test_a_serving_process_collects_the_young_generation_less_often_never_more() -> None:
+    gc.set_threshold(700, 10, 10)
+    collect_less_often()
+    assert gc.get_threshold() == (YOUNG_GENERATION_THRESHOLD, 10, 10)
+    gc.set_threshold(50_000, 20, 30)  # the application's own choice, above ours: kept
+    collect_less_often()
+    assert gc.get_threshold() == (50_000, 20, 30)
+    gc.set_threshold(0, 10, 10)  # the collector switched off: left off
+    collect_less_often()
+    assert gc.get_threshold() == (0, 10, 10)
+
+
+def test_a_serve_worker_freezes_its_heap_and_collects_less_often(tmp_path: Path) -> None:
+    code = (
+        "import gc, json\n"
+        "from asgi_aigw.cli.serve import app_factory\n"
+        "before = gc.get_threshold()\n"
+        "app_factory()\n"
+        "print(json.dumps([before, gc.get_threshold(), gc.get_freeze_count() > 0]))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIGW_", "OTEL_"))}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    before, after, frozen = orjson.loads(out.stdout.strip().splitlines()[-1])
+    assert before[0] == 700
+    assert after == [YOUNG_GENERATION_THRESHOLD, before[1], before[2]]
+    assert frozen
