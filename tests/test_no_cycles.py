@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import jwt
 import orjson
 import pytest
 
@@ -31,8 +32,11 @@ from asgi_aigw.logs import RequestLogMiddleware
 from asgi_aigw.logs.config import LogConfig
 from asgi_aigw.preload import YOUNG_GENERATION_THRESHOLD, collect_less_often
 from asgi_aigw.redact import RedactConfig
-from asgi_aigw.tenant.config import TenantConfig
+from asgi_aigw.tenant import JWTConfig, TenantMiddleware
+from asgi_aigw.tenant.config import APIKeyEntry, TenantConfig
+from asgi_aigw.tenant.keys import hash_key, key_id, new_key
 from asgi_aigw.testing import FakeProvider, StreamingASGITransport
+from asgi_aigw.testing.fake_provider import FakeBehaviour
 
 from .support import FAKE_ORIGIN, FAKE_URL, fake_config, layer, router_to
 
@@ -86,6 +90,15 @@ CASES: list[tuple[str, str, dict[str, Any], str, list[tuple[bytes, bytes]], int]
     ("responses", RESPONSES, {"model": "gpt-4o-mini", "input": "Say hello"}, "acme", [], 200),
     ("refused by the budget", CHAT, _chat("Over the limit", max_tokens=30), "broke", [], 429),
     ("an invalid body", CHAT, {"model": "gpt-4o-mini", "messages": "not a list"}, "acme", [], 400),
+    ("the upstream fails", CHAT, _chat("Fail", max_tokens=30), "acme", [(b"x-fail", b"1")], 502),
+    (
+        "the upstream cuts the stream",
+        CHAT,
+        _chat("Cut", max_tokens=30, stream=True),
+        "acme",
+        [(b"x-fail", b"cut")],
+        200,
+    ),
 ]
 
 
@@ -160,7 +173,9 @@ async def app(request: pytest.FixtureRequest, redis_url: str, redis_prefix: str)
         vector_store=None if shared else "memory://",
     )
     cfg.log = LogConfig(store="memory://", spool_dir=None, flush_interval=3600, log_bodies=True)
-    built = build_app(cfg, transports={FAKE_URL: StreamingASGITransport(FakeProvider())}, env={})
+    fake = FakeProvider()
+    built = build_app(cfg, transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
+    built.fake = fake  # for a case that makes the upstream fail
     yield built
     await layer(built, SemanticCacheMiddleware).aclose()
     await layer(built, BudgetMiddleware).aclose()
@@ -179,6 +194,9 @@ async def test_a_request_leaves_no_cycle_of_the_gateways_objects(
     status: int,
 ) -> None:
     raw = orjson.dumps(body)
+    fail = dict(headers).get(b"x-fail")
+    if fail is not None:
+        app.fake.behaviour = FakeBehaviour(cut_after=1) if fail == b"cut" else FakeBehaviour(status=500)
     headers = [(b"x-tenant-id", tenant.encode()), *headers]
     got, answer = await call(app, path, raw, headers)  # warm-up: first-use caches, the stored entry
     assert got == status, answer
@@ -294,3 +312,99 @@ def test_a_serve_worker_freezes_its_heap_and_collects_less_often(tmp_path: Path)
     assert before[0] == 700
     assert after == [YOUNG_GENERATION_THRESHOLD, before[1], before[2]]
     assert frozen
+
+
+FAILURES: list[tuple[str, FakeBehaviour, bool]] = [
+    ("an upstream error", FakeBehaviour(status=500), False),
+    ("an upstream rate limit", FakeBehaviour(status=429, retry_after="1"), False),
+    ("a body that is not JSON", FakeBehaviour(malformed=True), False),
+    ("a stream cut short", FakeBehaviour(cut_after=2), True),
+    ("an error inside the stream", FakeBehaviour(stream_error_after=1), True),
+]
+
+
+@pytest.mark.parametrize(("provider", "model"), PROVIDERS, ids=[p for p, _ in PROVIDERS])
+@pytest.mark.parametrize(("name", "behaviour", "stream"), FAILURES, ids=[f[0] for f in FAILURES])
+async def test_a_failed_upstream_leaves_no_cycle(
+    provider: str, model: str, name: str, behaviour: FakeBehaviour, stream: bool
+) -> None:
+    # exceptions are the usual source of cycles (a traceback holds the frames that hold it)
+    base_url = FAKE_URL if provider == "openai" else FAKE_ORIGIN
+    router = router_to(FakeProvider(behaviour), "gpt-4o-mini", provider, model, base_url=base_url)
+    raw = orjson.dumps(_chat("Hi", max_tokens=20, stream=stream))
+    first, answer = await call(router, "/v1/chat/completions", raw, [])
+    assert (first == 200) == stream, answer  # a stream has started before it fails
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(3):
+            got, answer = await call(router, "/v1/chat/completions", raw, [])
+            assert got == first, answer
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        found = list(gc.garbage)
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert gateway_objects(found) == []
+
+
+SECRET = "a-test-secret-that-is-long-enough-for-hs256"
+KEY = new_key()[1]
+
+
+async def answer_ok(scope: Any, receive: Any, send: Any) -> None:
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}
+    )
+    await send({"type": "http.response.body", "body": b"{}"})
+
+
+def _bearer(value: str) -> list[tuple[bytes, bytes]]:
+    return [(b"authorization", f"Bearer {value}".encode())]
+
+
+WHO: list[tuple[str, list[tuple[bytes, bytes]], int]] = [
+    ("a gateway API key", _bearer(KEY), 200),
+    (
+        "a verified JWT",
+        _bearer(jwt.encode({"sub": "acme", "exp": 4_102_444_800}, SECRET, algorithm="HS256")),
+        200,
+    ),
+    (
+        "a JWT with a bad signature",
+        _bearer(jwt.encode({"sub": "acme", "exp": 4_102_444_800}, "x" * 43, "HS256")),
+        401,
+    ),
+    ("an unknown API key", _bearer(new_key()[1]), 401),
+    ("nothing", [], 401),
+]
+
+
+@pytest.mark.parametrize(("name", "headers", "status"), WHO, ids=[w[0] for w in WHO])
+async def test_telling_who_asked_leaves_no_cycle(
+    name: str, headers: list[tuple[bytes, bytes]], status: int
+) -> None:
+    config = TenantConfig(
+        header=None,
+        jwt=JWTConfig(algorithms=["HS256"], secret=SECRET),
+        api_keys=[APIKeyEntry(id=key_id(KEY), hash=hash_key(KEY), tenant="acme")],
+    )
+    app = TenantMiddleware(answer_ok, config=config)
+    first, answer = await call(app, CHAT, b"{}", headers)
+    assert first == status, answer
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(3):
+            got, answer = await call(app, CHAT, b"{}", headers)
+            assert got == status, answer
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        found = list(gc.garbage)
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert gateway_objects(found) == []
