@@ -174,3 +174,27 @@ def test_month_slots_follow_the_calendar() -> None:
     assert month.end == 1709251200  # 2024-03-01
     december = SlotClock().slots(1734264000.0)[6]  # 2024-12-15
     assert december.end == 1735689600  # 2025-01-01
+
+
+async def test_the_memory_store_forgets_tenants_with_nothing_left_to_remember() -> None:
+    # tenants named by a bare header: every new name a client makes up must not stay for good
+    clock = [time.time()]
+    store = MemoryBudgetStore(clock=lambda: clock[0])
+    earlier = SlotClock().slots(clock[0])
+    await store.set_overrides("vip", {"tokens_per_minute": 500})
+    await store.reserve("steady", earlier, amounts(10), limits(), 0)
+    for n in range(3000):
+        await store.reserve(f"passer-{n}", earlier, amounts(10), limits(), 0, token=f"t{n}")
+    held = len(store._tenants)
+    assert held >= 3000  # all of them inside the month's window: each one's usage is still counted
+
+    clock[0] += 40 * 86_400  # every window of those requests is over
+    now = SlotClock().slots(clock[0])
+    await store.reserve("steady", now, amounts(5), limits(), 0)
+    for n in range(3000):
+        await store.reserve(f"later-{n}", now, amounts(10), limits(), 0)
+    assert len(store._tenants) <= held  # the earlier passers-by were forgotten, not added to
+    assert not any(name.startswith("passer-") for name in store._tenants)
+    assert await store.get_overrides("vip") == {"tokens_per_minute": 500}  # an override is remembered
+    assert (await store.usage("steady", now))[1] == 5  # a live window keeps its count
+    assert (await store.usage("later-2999", now))[1] == 10

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from .store import Reservation
 from .windows import Slot
@@ -34,18 +34,42 @@ class _Tenant:
             return 0
         return entry[0]
 
+    def idle(self) -> bool:
+        """Nothing left to remember (swept first) and nobody inside or waiting: safe to forget."""
+        return not (self.counters or self.reservations or self.overrides or self.lock.locked())
+
+
+#: Tenants held before the first sweep of those with nothing left to remember.
+_FIRST_SWEEP = 1024
+
 
 class MemoryBudgetStore:
-    """Counters in a dict, one :class:`asyncio.Lock` per tenant; expired slots are swept lazily."""
+    """Counters in a dict, one :class:`asyncio.Lock` per tenant; expired slots are swept lazily, and a
+    tenant with nothing left (its windows over, no override) is forgotten once the tenants have doubled
+    since the last sweep: with tenants named by a bare header, every new name would otherwise stay."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self._tenants: dict[str, _Tenant] = {}
+        self._now = clock
+        self._sweep_at = _FIRST_SWEEP
 
     def _tenant(self, tenant: str) -> _Tenant:
         state = self._tenants.get(tenant)
         if state is None:
+            if len(self._tenants) >= self._sweep_at:
+                self._forget_idle()
             state = self._tenants[tenant] = _Tenant()
         return state
+
+    def _forget_idle(self) -> None:
+        # no await here, and a caller takes its tenant's lock before its first await: a tenant whose
+        # lock is free has nobody between looking it up and locking it
+        now = self._now()
+        for name, state in list(self._tenants.items()):
+            state.sweep(now)
+            if state.idle():
+                del self._tenants[name]
+        self._sweep_at = max(_FIRST_SWEEP, 2 * len(self._tenants))
 
     async def reserve(
         self,
@@ -59,7 +83,7 @@ class MemoryBudgetStore:
     ) -> Reservation:
         state = self._tenant(tenant)
         async with state.lock:
-            now = time.time()
+            now = self._now()
             if len(state.counters) > 64 or len(state.reservations) > 1024:
                 state.sweep(now)
             if token is not None and token in state.reservations:  # the same call again: made already
@@ -96,7 +120,7 @@ class MemoryBudgetStore:
         async with state.lock:
             if token is not None and state.reservations.pop(token, None) is None:
                 return  # settled already, or never reserved
-            now = time.time()
+            now = self._now()
             for slot, delta in zip(slots, deltas, strict=True):
                 entry = state.counters.get(slot.suffix)
                 if delta and entry is not None and entry[1] > now:
@@ -107,7 +131,7 @@ class MemoryBudgetStore:
         state = self._tenants.get(tenant)
         if state is None:
             return [0] * len(slots)
-        now = time.time()
+        now = self._now()
         return [state.value(slot, now) for slot in slots]
 
     async def reset_usage(self, tenant: str, slots: Sequence[Slot]) -> None:
