@@ -21,6 +21,9 @@ import anyio
 import jwt
 import orjson
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import asgi_aigw
 from asgi_aigw import build_app
@@ -37,6 +40,7 @@ from asgi_aigw.tenant.config import APIKeyEntry, TenantConfig
 from asgi_aigw.tenant.keys import hash_key, key_id, new_key
 from asgi_aigw.testing import FakeProvider, StreamingASGITransport
 from asgi_aigw.testing.fake_provider import FakeBehaviour
+from asgi_aigw.trace import TraceConfig, TraceMiddleware
 
 from .support import FAKE_ORIGIN, FAKE_URL, fake_config, layer, router_to
 
@@ -407,4 +411,36 @@ async def test_telling_who_asked_leaves_no_cycle(
         gc.set_debug(0)
         gc.garbage.clear()
         gc.enable()
+    assert gateway_objects(found) == []
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+async def test_a_traced_request_leaves_no_cycle(redis_url: str, redis_prefix: str, stream: bool) -> None:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+    cfg = fake_config()
+    cfg.tenant = TenantConfig(header="x-tenant-id")
+    cfg.budget = BudgetConfig(store=redis_url, key_prefix=f"{redis_prefix}budget:")
+    cfg.cache = CacheConfig(store=redis_url, key_prefix=f"{redis_prefix}cache:", vector_store=None)
+    built = build_app(cfg, transports={FAKE_URL: StreamingASGITransport(FakeProvider())}, env={})
+    app = TraceMiddleware(built, config=TraceConfig(), tracer_provider=provider)
+    raw = orjson.dumps(_chat("Trace me", max_tokens=20, stream=stream))
+    headers = [(b"x-tenant-id", b"acme"), (b"cache-control", b"no-cache")]
+    got, answer = await call(app, CHAT, raw, headers)
+    assert got == 200, answer
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(3):
+            got, answer = await call(app, CHAT, raw, headers)
+            assert got == 200, answer
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        found = list(gc.garbage)
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    await layer(built, BudgetMiddleware).aclose()
+    provider.shutdown()
     assert gateway_objects(found) == []
