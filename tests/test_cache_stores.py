@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -199,3 +201,39 @@ async def test_middleware_on_redis_and_qdrant(
     assert vectors == 2
     await cache.purge()
     await cache.aclose()
+
+
+def _search_threads() -> int:
+    """Qdrant Edge's search threads alive in this process (Linux: their names)."""
+    tasks = Path(f"/proc/{os.getpid()}/task")
+    return sum(1 for task in tasks.iterdir() if (task / "comm").read_text().startswith("edge-search"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads thread names from /proc")
+async def test_a_qdrant_edge_shard_searches_on_one_thread_not_one_per_cpu(tmp_path: Path) -> None:
+    before = _search_threads()
+    store = QdrantEdgeStore(tmp_path / "edge")
+    await store.upsert(_entry("k", [1.0, 0.0]))
+    assert await store.search([1.0, 0.0], tenant="t", scope="s", limit=1, now=time.time())
+    assert _search_threads() - before == 1
+    await store.aclose()
+
+
+async def test_a_shard_made_with_the_engines_own_pool_size_is_reopened_with_one_search_thread(
+    tmp_path: Path,
+) -> None:
+    import qdrant_edge as qe
+
+    path = tmp_path / "edge"
+    # as a shard was made before the pool was sized: no max_search_threads saved
+    old = qe.EdgeShard.create(
+        str(path), qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=2, distance=qe.Distance.Cosine))
+    )
+    old.close()
+    assert "max_search_threads" not in json.loads((path / "edge_config.json").read_text())
+    store = QdrantEdgeStore(path)
+    await store.upsert(_entry("kept", [0.6, 0.8]))
+    found = await store.search([0.6, 0.8], tenant="t", scope="s", limit=1, now=time.time())
+    assert [m.question for m in found] == ["question kept"]
+    await store.aclose()
+    assert json.loads((path / "edge_config.json").read_text())["max_search_threads"] == 1

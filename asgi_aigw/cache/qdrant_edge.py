@@ -7,6 +7,7 @@ several server workers, give each its own directory or use a Qdrant server.
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,16 @@ import anyio.to_thread
 from ..kernel.optional import require
 from .vector import EXPIRES, SCOPE, TENANT, VectorEntry, VectorMatch, match_from_payload
 
+#: Threads of a shard's search pool. Qdrant Edge sizes the pool from the CPUs when not told (8 on a
+#: 2-core host, each idle for the process's life); the calls here run one at a time over a shard of a
+#: few segments, so one thread serves them all.
+SEARCH_THREADS = 1
+
 
 class QdrantEdgeStore:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, search_threads: int = SEARCH_THREADS) -> None:
         self.path = Path(path)
+        self.search_threads = search_threads
         self._shard: Any = None
         self._dimension: int | None = None
         self._lock = threading.Lock()
@@ -35,13 +42,17 @@ class QdrantEdgeStore:
         if self._shard is not None:
             return self._shard
         qe = self._module()
-        if (self.path / "edge_config.json").exists():
-            self._shard = qe.EdgeShard.load(str(self.path))
+        saved = self.path / "edge_config.json"
+        if saved.exists():
+            self._shard = qe.EdgeShard.load(str(self.path), self._sized(qe, saved))
             return self._shard
         if dimension is None:
             return None
         self.path.mkdir(parents=True, exist_ok=True)
-        config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=dimension, distance=qe.Distance.Cosine))
+        config = qe.EdgeConfig(
+            vectors=qe.EdgeVectorParams(size=dimension, distance=qe.Distance.Cosine),
+            max_search_threads=self.search_threads,
+        )
         shard = qe.EdgeShard.create(str(self.path), config)
         # Payload indexes make the tenant/scope/expiry filter an index lookup, not a scan.
         shard.update(qe.UpdateOperation.create_field_index(TENANT, qe.PayloadSchemaType.Keyword))
@@ -49,6 +60,22 @@ class QdrantEdgeStore:
         shard.update(qe.UpdateOperation.create_field_index(EXPIRES, qe.PayloadSchemaType.Float))
         self._shard = shard
         return shard
+
+    def _sized(self, qe: Any, saved: Path) -> Any:
+        """The configuration to load a shard with: its own, with this store's search threads when it
+        was saved with others (or none: a shard made before they were set); None to load it as saved."""
+        try:
+            data = json.loads(saved.read_text(encoding="utf-8"))
+            vector = data["vectors"][""]
+            size, distance = vector["size"], vector["distance"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # not a shard this store made: loaded as it is
+        if data.get("max_search_threads") == self.search_threads or data.get("sparse_vectors"):
+            return None
+        if distance != "Cosine" or len(data["vectors"]) != 1:
+            return None
+        vectors = qe.EdgeVectorParams(size=size, distance=qe.Distance.Cosine)
+        return qe.EdgeConfig(vectors=vectors, max_search_threads=self.search_threads)
 
     def _filter(
         self,
