@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -237,3 +238,28 @@ async def test_a_shard_made_with_the_engines_own_pool_size_is_reopened_with_one_
     assert [m.question for m in found] == ["question kept"]
     await store.aclose()
     assert json.loads((path / "edge_config.json").read_text())["max_search_threads"] == 1
+
+
+async def test_qdrant_edge_calls_wait_on_the_event_loop_not_each_in_a_thread(tmp_path: Path) -> None:
+    # the shard takes one call at a time: a call waiting for its turn in a worker thread of its own
+    # held that thread, one per concurrent request
+    store = QdrantEdgeStore(tmp_path / "edge")
+    inside = 0
+    most = 0
+    threads: set[int] = set()
+
+    def slow_search(*_: Any) -> list[Any]:
+        nonlocal inside, most
+        inside += 1
+        most = max(most, inside)
+        threads.add(threading.get_ident())
+        time.sleep(0.01)
+        inside -= 1
+        return []
+
+    store._search_sync = slow_search  # type: ignore[method-assign]
+    async with anyio.create_task_group() as group:
+        for _ in range(16):
+            group.start_soon(lambda: store.search([1.0, 0.0], tenant="t", scope="s", limit=1, now=0.0))
+    assert most == 1
+    assert len(threads) <= 2  # one at a time: anyio reuses its idle worker thread

@@ -1,17 +1,20 @@
 """Qdrant Edge (``qdrant-edge-py``): Qdrant's Rust engine in this process, on a local directory.
 
 Its API is synchronous, so every call goes to a worker thread, one at a time (a lock: the shard is one
-mutable object). A directory can be open in one process only (Qdrant's write-ahead log is locked): with
-several server workers, give each its own directory or use a Qdrant server.
+mutable object; the calls of an event loop wait for their turn on the loop, not each in a thread). A
+directory can be open in one process only (Qdrant's write-ahead log is locked): with several server
+workers, give each its own directory or use a Qdrant server.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from pathlib import Path
 from typing import Any
 
+import anyio
 import anyio.to_thread
 
 from ..kernel.optional import require
@@ -30,6 +33,7 @@ class QdrantEdgeStore:
         self._shard: Any = None
         self._dimension: int | None = None
         self._lock = threading.Lock()
+        self._limiters: dict[int, anyio.CapacityLimiter] = {}
         self._qe: Any = None
 
     def _module(self) -> Any:
@@ -144,24 +148,36 @@ class QdrantEdgeStore:
                 self._shard.close()
                 self._shard = None
 
+    def _calls(self) -> anyio.CapacityLimiter:
+        """One worker thread at a time per event loop: the calls run one at a time anyway (the lock),
+        and a call waiting for it in a thread of its own held that thread (13 threads for 16
+        concurrent requests); now it waits on the event loop."""
+        loop = id(asyncio.get_running_loop())
+        limiter = self._limiters.get(loop)
+        if limiter is None:
+            limiter = self._limiters[loop] = anyio.CapacityLimiter(1)
+        return limiter
+
     # -- the protocol -------------------------------------------------------------------------------
 
     async def search(
         self, vector: list[float], *, tenant: str, scope: str, limit: int, now: float
     ) -> list[VectorMatch]:
-        return await anyio.to_thread.run_sync(self._search_sync, vector, tenant, scope, limit, now)
+        return await anyio.to_thread.run_sync(
+            self._search_sync, vector, tenant, scope, limit, now, limiter=self._calls()
+        )
 
     async def upsert(self, entry: VectorEntry) -> None:
-        await anyio.to_thread.run_sync(self._upsert_sync, entry)
+        await anyio.to_thread.run_sync(self._upsert_sync, entry, limiter=self._calls())
 
     async def delete_expired(self, now: float) -> int:
-        return await anyio.to_thread.run_sync(self._delete_sync, None, now)
+        return await anyio.to_thread.run_sync(self._delete_sync, None, now, limiter=self._calls())
 
     async def purge(self, tenant: str | None = None) -> int:
-        return await anyio.to_thread.run_sync(self._delete_sync, tenant, None)
+        return await anyio.to_thread.run_sync(self._delete_sync, tenant, None, limiter=self._calls())
 
     async def aclose(self) -> None:
-        await anyio.to_thread.run_sync(self._close_sync)
+        await anyio.to_thread.run_sync(self._close_sync, limiter=self._calls())
 
 
 def open_store(url: str, **_: object) -> QdrantEdgeStore:
