@@ -36,6 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _harness import uvicorn_process, write_results
 
+from asgi_aigw.testing.raw_asgi import post
+
 BODY = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello, how are you today?"}]}'
 #: (name, layers, extra headers)
 TARGETS: list[tuple[str, str, list[tuple[bytes, bytes]]]] = [
@@ -60,49 +62,8 @@ LAYER_TARGETS: list[tuple[str, str, list[tuple[bytes, bytes]]]] = [
 
 
 async def request(app: Any, headers: list[tuple[bytes, bytes]]) -> int:
-    """One POST through ``app`` with a raw ASGI scope; returns the status (the body is read and dropped)."""
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/ai/v1/chat/completions",
-        "raw_path": b"/ai/v1/chat/completions",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
-            (b"host", b"gateway.bench"),
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(BODY)).encode()),
-            (b"x-tenant-id", b"bench"),
-            *headers,
-        ],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-        "state": {},
-    }
-    sent = False
-    done = asyncio.Event()
-    status = 0
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": BODY, "more_body": False}
-        await done.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-        elif message["type"] == "http.response.body" and not message.get("more_body", False):
-            done.set()
-
-    await app(scope, receive, send)
-    done.set()
+    """One POST of BODY through ``app`` with a raw ASGI scope; returns the status."""
+    status, _ = await post(app, "/ai/v1/chat/completions", BODY, [(b"x-tenant-id", b"bench"), *headers])
     return status
 
 

@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import anyio
 import jwt
 import orjson
 import pytest
@@ -40,6 +39,7 @@ from asgi_aigw.tenant.config import APIKeyEntry, TenantConfig
 from asgi_aigw.tenant.keys import hash_key, key_id, new_key
 from asgi_aigw.testing import FakeProvider, StreamingASGITransport
 from asgi_aigw.testing.fake_provider import FakeBehaviour
+from asgi_aigw.testing.raw_asgi import post
 from asgi_aigw.trace import TraceConfig, TraceMiddleware
 
 from .support import FAKE_ORIGIN, FAKE_URL, fake_config, layer, router_to
@@ -104,45 +104,6 @@ CASES: list[tuple[str, str, dict[str, Any], str, list[tuple[bytes, bytes]], int]
         200,
     ),
 ]
-
-
-async def call(app: Any, path: str, body: bytes, headers: list[tuple[bytes, bytes]]) -> tuple[int, bytes]:
-    """One POST through ``app`` with a raw ASGI scope (no client library whose own objects would be
-    counted): its status and body."""
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"gateway.test"), (b"content-type", b"application/json"), *headers],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-        "state": {},
-    }
-    messages = [{"type": "http.request", "body": body, "more_body": False}]
-    out: list[dict[str, Any]] = []
-    done = anyio.Event()
-
-    async def receive() -> dict[str, Any]:
-        if messages:
-            return messages.pop()
-        await done.wait()  # the client stays until its answer is whole, as a server's receive does
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        out.append(message)
-        if message["type"] == "http.response.body" and not message.get("more_body", False):
-            done.set()
-
-    await app(scope, receive, send)
-    done.set()
-    status = next(m["status"] for m in out if m["type"] == "http.response.start")
-    return status, b"".join(m.get("body", b"") for m in out if m["type"] == "http.response.body")
 
 
 def gateway_objects(found: list[Any]) -> list[str]:
@@ -224,13 +185,13 @@ async def test_a_request_leaves_no_cycle_of_the_gateways_objects(
     if fail is not None:
         app.fake.behaviour = FakeBehaviour(cut_after=1) if fail == b"cut" else FakeBehaviour(status=500)
     headers = [(b"x-tenant-id", tenant.encode()), *headers]
-    got, answer = await call(app, path, raw, headers)  # warm-up: first-use caches, the stored entry
+    got, answer = await post(app, path, raw, headers)  # warm-up: first-use caches, the stored entry
     assert got == status, answer
     log = layer(app, RequestLogMiddleware)
     assert await log.writer.flush()
 
     async def again() -> None:
-        got, answer = await call(app, path, raw, headers)
+        got, answer = await post(app, path, raw, headers)
         assert got == status, answer
         assert await log.writer.flush()
 
@@ -275,11 +236,11 @@ async def test_the_router_leaves_no_cycle_whatever_the_provider_and_dialect(
     base_url = FAKE_URL if provider == "openai" else FAKE_ORIGIN
     router = router_to(FakeProvider(), "gpt-4o-mini", provider, model, base_url=base_url)
     raw = orjson.dumps(body)
-    got, answer = await call(router, path, raw, [])
+    got, answer = await post(router, path, raw, [])
     assert got == 200, answer
 
     async def again() -> None:
-        got, answer = await call(router, path, raw, [])
+        got, answer = await post(router, path, raw, [])
         assert got == 200, answer
 
     left = await cycles_left(again)
@@ -343,11 +304,11 @@ async def test_a_failed_upstream_leaves_no_cycle(
     base_url = FAKE_URL if provider == "openai" else FAKE_ORIGIN
     router = router_to(FakeProvider(behaviour), "gpt-4o-mini", provider, model, base_url=base_url)
     raw = orjson.dumps(_chat("Hi", max_tokens=20, stream=stream))
-    first, answer = await call(router, "/v1/chat/completions", raw, [])
+    first, answer = await post(router, "/v1/chat/completions", raw, [])
     assert (first == 200) == stream, answer  # a stream has started before it fails
 
     async def again() -> None:
-        got, answer = await call(router, "/v1/chat/completions", raw, [])
+        got, answer = await post(router, "/v1/chat/completions", raw, [])
         assert got == first, answer
 
     left = await cycles_left(again)
@@ -396,11 +357,11 @@ async def test_telling_who_asked_leaves_no_cycle(
         api_keys=[APIKeyEntry(id=key_id(KEY), hash=hash_key(KEY), tenant="acme")],
     )
     app = TenantMiddleware(answer_ok, config=config)
-    first, answer = await call(app, CHAT, b"{}", headers)
+    first, answer = await post(app, CHAT, b"{}", headers)
     assert first == status, answer
 
     async def again() -> None:
-        got, answer = await call(app, CHAT, b"{}", headers)
+        got, answer = await post(app, CHAT, b"{}", headers)
         assert got == status, answer
 
     left = await cycles_left(again)
@@ -419,11 +380,11 @@ async def test_a_traced_request_leaves_no_cycle(redis_url: str, redis_prefix: st
     app = TraceMiddleware(built, config=TraceConfig(), tracer_provider=provider)
     raw = orjson.dumps(_chat("Trace me", max_tokens=20, stream=stream))
     headers = [(b"x-tenant-id", b"acme"), (b"cache-control", b"no-cache")]
-    got, answer = await call(app, CHAT, raw, headers)
+    got, answer = await post(app, CHAT, raw, headers)
     assert got == 200, answer
 
     async def again() -> None:
-        got, answer = await call(app, CHAT, raw, headers)
+        got, answer = await post(app, CHAT, raw, headers)
         assert got == 200, answer
 
     left = await cycles_left(again)
