@@ -9,6 +9,7 @@ the gateway (objects of its classes, its functions, coroutines and frames).
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import subprocess
@@ -30,10 +31,12 @@ from asgi_aigw.budget import BudgetMiddleware
 from asgi_aigw.budget.config import BudgetConfig, Limits
 from asgi_aigw.cache import SemanticCacheMiddleware
 from asgi_aigw.cache.config import CacheConfig
+from asgi_aigw.hooks import HookRefusal, HookRequest, Hooks
 from asgi_aigw.logs import RequestLogMiddleware
 from asgi_aigw.logs.config import LogConfig
 from asgi_aigw.preload import YOUNG_GENERATION_THRESHOLD, collect_less_often
 from asgi_aigw.redact import RedactConfig
+from asgi_aigw.router import ProviderRouter
 from asgi_aigw.tenant import JWTConfig, TenantMiddleware
 from asgi_aigw.tenant.config import APIKeyEntry, TenantConfig
 from asgi_aigw.tenant.keys import hash_key, key_id, new_key
@@ -391,3 +394,39 @@ async def test_a_traced_request_leaves_no_cycle(redis_url: str, redis_prefix: st
     await layer(built, BudgetMiddleware).aclose()
     provider.shutdown()
     assert left == []
+
+
+async def _noted(_: Any) -> None:
+    return None
+
+
+async def _refuse(request: HookRequest) -> None:
+    if "secret" in str(request.body.get("messages")):
+        raise HookRefusal("Not here.", status=403)
+
+
+HOOKED: list[tuple[str, dict[str, Any], int]] = [
+    ("a JSON answer", _chat("Hooked", max_tokens=20), 200),
+    ("a stream", _chat("Hooked", max_tokens=20, stream=True), 200),
+    ("a refusal", _chat("a secret", max_tokens=20), 403),
+]
+
+
+@pytest.mark.parametrize(("name", "body", "status"), HOOKED, ids=[h[0] for h in HOOKED])
+async def test_hooks_leave_no_cycle(name: str, body: dict[str, Any], status: int) -> None:
+    hooks = Hooks(before_request=[_refuse], after_response=[_noted], on_chunk=[_noted], on_error=[_noted])
+    config = fake_config().router
+    router = ProviderRouter(
+        config, transports={FAKE_URL: StreamingASGITransport(FakeProvider())}, env={}, hooks=hooks
+    )
+    raw = orjson.dumps(body)
+    got, answer = await post(router, "/v1/chat/completions", raw, [])
+    assert got == status, answer
+    await asyncio.sleep(0.05)  # after-hooks run after the answer has gone
+
+    async def again() -> None:
+        got, answer = await post(router, "/v1/chat/completions", raw, [])
+        assert got == status, answer
+        await asyncio.sleep(0.05)
+
+    assert await cycles_left(again) == []

@@ -229,7 +229,8 @@ class ProviderRouter:
                 send, ctx, GatewayError("The gateway failed unexpectedly; see its logs."), progress
             )
         finally:
-            if self._hooked and (started := ctx.extra.get(HOOK_RUN)) is not None:
+            # out of the context: the run refers to it, and its after-hooks may outlive this call
+            if self._hooked and (started := ctx.extra.pop(HOOK_RUN, None)) is not None:
                 started.close()
 
     def _forwarded(self, scope: Scope) -> dict[str, str]:
