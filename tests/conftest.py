@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from asgi_aigw.router import ProviderRouter
 from asgi_aigw.testing import FakeProvider, StreamingASGITransport
@@ -56,6 +57,17 @@ def redis_url() -> Iterator[str]:
 def redis_prefix() -> str:
     """A key prefix unique to this test, so tests (and parallel runs) never share Redis keys."""
     return f"aigw-test:{uuid.uuid4().hex[:12]}:"
+
+
+@pytest.fixture
+async def redis_client(redis_url: str, redis_prefix: str) -> AsyncIterator[aioredis.Redis]:
+    """A redis-py client of :func:`redis_url`; the keys under :func:`redis_prefix` are deleted after."""
+    client = aioredis.Redis.from_url(redis_url)
+    yield client
+    keys = [key async for key in client.scan_iter(match=f"{redis_prefix}*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
 
 
 # -- Redis Cluster and Sentinel: started once per test run, on loopback ---------------------------------

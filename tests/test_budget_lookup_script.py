@@ -17,17 +17,9 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def redis(redis_url: str, redis_prefix: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
-    yield client
-    keys = [key async for key in client.scan_iter(match=f"{redis_prefix}*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
-
-
-@pytest.fixture
-async def store(redis_url: str, redis_prefix: str, redis: aioredis.Redis) -> AsyncIterator[RedisBudgetStore]:
+async def store(
+    redis_url: str, redis_prefix: str, redis_client: aioredis.Redis
+) -> AsyncIterator[RedisBudgetStore]:
     store = RedisBudgetStore(redis_url, key_prefix=redis_prefix)
     yield store
     await store.aclose()
@@ -49,16 +41,16 @@ async def usage(store: RedisBudgetStore, now: list[Slot]) -> list[int]:
     return await store.usage("acme", now)
 
 
-async def markers(redis: aioredis.Redis, prefix: str) -> list[bytes]:
-    return [key async for key in redis.scan_iter(match=f"{prefix}{{acme}}:r:*")]
+async def markers(redis_client: aioredis.Redis, prefix: str) -> list[bytes]:
+    return [key async for key in redis_client.scan_iter(match=f"{prefix}{{acme}}:r:*")]
 
 
 async def test_a_found_entry_reserves_what_a_hit_costs_and_the_next_lookup_drops_its_marker(
-    store: RedisBudgetStore, redis: aioredis.Redis, redis_prefix: str
+    store: RedisBudgetStore, redis_client: aioredis.Redis, redis_prefix: str
 ) -> None:
     now = slots()
     entry = f"{redis_prefix}cache:e:one".encode()
-    await redis.set(entry, b"the answer")
+    await redis_client.set(entry, b"the answer")
     reservation, found, hit = await store.reserve_and_get(
         "acme", now, FULL, HIT, limits(tokens_per_minute=10), 60, entry, token="t1"
     )
@@ -69,33 +61,33 @@ async def test_a_found_entry_reserves_what_a_hit_costs_and_the_next_lookup_drops
     # the marker records what was reserved, for a reply that would have been lost; this one came, so
     # the tenant's next lookup deletes it (no call of its own)
     marker = f"{redis_prefix}{{acme}}:r:t1".encode()
-    assert await markers(redis, redis_prefix) == [marker]
-    assert await redis.get(marker) == b"1,0,0,0,0,0,0"
+    assert await markers(redis_client, redis_prefix) == [marker]
+    assert await redis_client.get(marker) == b"1,0,0,0,0,0,0"
     await store.reserve_and_get("acme", now, FULL, HIT, limits(), 60, entry, token="t1b")
-    assert await markers(redis, redis_prefix) == [f"{redis_prefix}{{acme}}:r:t1b".encode()]
+    assert await markers(redis_client, redis_prefix) == [f"{redis_prefix}{{acme}}:r:t1b".encode()]
 
 
 async def test_a_refused_hit_leaves_no_marker(
-    store: RedisBudgetStore, redis: aioredis.Redis, redis_prefix: str
+    store: RedisBudgetStore, redis_client: aioredis.Redis, redis_prefix: str
 ) -> None:
     now = slots()
     entry = f"{redis_prefix}cache:e:one".encode()
-    await redis.set(entry, b"the answer")
+    await redis_client.set(entry, b"the answer")
     cap = limits(requests_per_minute=0)
     reservation, _, _ = await store.reserve_and_get("acme", now, FULL, HIT, cap, 60, entry, token="t0")
     assert not reservation.allowed
-    assert await markers(redis, redis_prefix) == []
+    assert await markers(redis_client, redis_prefix) == []
 
 
 @pytest.mark.parametrize("found", [True, False], ids=["hit", "miss"])
 async def test_a_lookup_whose_reply_was_lost_is_given_back_exactly(
-    store: RedisBudgetStore, redis: aioredis.Redis, redis_prefix: str, found: bool
+    store: RedisBudgetStore, redis_client: aioredis.Redis, redis_prefix: str, found: bool
 ) -> None:
     """The caller cannot tell a hit's reservation from a miss's; the marker can."""
     now = slots()
     entry = f"{redis_prefix}cache:e:one".encode()
     if found:
-        await redis.set(entry, b"the answer")
+        await redis_client.set(entry, b"the answer")
     await store.reserve("acme", now, [1, 5, 5, 5, 5, 0, 0], limits(), 60)  # another request's
     await store.reserve_and_get("acme", now, FULL, HIT, limits(), 60, entry, token="lost")
     await store.give_back("acme", now, "lost")
@@ -103,11 +95,11 @@ async def test_a_lookup_whose_reply_was_lost_is_given_back_exactly(
     await store.give_back("acme", now, "lost")  # a repeat changes nothing
     await store.give_back("acme", now, "never-made")
     assert await usage(store, now) == [1, 5, 5, 5, 5, 0, 0]
-    assert await markers(redis, redis_prefix) == []
+    assert await markers(redis_client, redis_prefix) == []
 
 
 async def test_a_reserve_marker_is_not_given_back_by_amounts_it_does_not_record(
-    store: RedisBudgetStore, redis: aioredis.Redis, redis_prefix: str
+    store: RedisBudgetStore, redis_client: aioredis.Redis, redis_prefix: str
 ) -> None:
     now = slots()
     await store.reserve("acme", now, FULL, limits(), 60, token="plain")
@@ -116,7 +108,7 @@ async def test_a_reserve_marker_is_not_given_back_by_amounts_it_does_not_record(
 
 
 async def test_a_missing_entry_reserves_the_estimate_under_its_marker(
-    store: RedisBudgetStore, redis: aioredis.Redis, redis_prefix: str
+    store: RedisBudgetStore, redis_client: aioredis.Redis, redis_prefix: str
 ) -> None:
     now = slots()
     entry = f"{redis_prefix}cache:e:none".encode()
@@ -128,9 +120,9 @@ async def test_a_missing_entry_reserves_the_estimate_under_its_marker(
     assert reservation.used[:2] == [1, 50]
     assert await usage(store, now) == FULL
     marker = f"{redis_prefix}{{acme}}:r:t2".encode()
-    assert await markers(redis, redis_prefix) == [marker]
+    assert await markers(redis_client, redis_prefix) == [marker]
     # kept until the last window it was made in has ended, and its grace after
-    assert await redis.expiretime(marker) == max(slot.end for slot in now) + 60
+    assert await redis_client.expiretime(marker) == max(slot.end for slot in now) + 60
     # the settlement of a marked reservation applies once
     await store.settle("acme", now, [0, -20, -20, -20, -20, 0, 0], token="t2")
     await store.settle("acme", now, [0, -20, -20, -20, -20, 0, 0], token="t2")
@@ -138,7 +130,7 @@ async def test_a_missing_entry_reserves_the_estimate_under_its_marker(
 
 
 async def test_a_reservation_without_a_token_is_unmarked(
-    store: RedisBudgetStore, redis: aioredis.Redis, redis_prefix: str
+    store: RedisBudgetStore, redis_client: aioredis.Redis, redis_prefix: str
 ) -> None:
     now = slots()
     entry = f"{redis_prefix}cache:e:none".encode()
@@ -146,7 +138,7 @@ async def test_a_reservation_without_a_token_is_unmarked(
     assert reservation.allowed
     assert not hit
     assert await usage(store, now) == FULL
-    assert await markers(redis, redis_prefix) == []
+    assert await markers(redis_client, redis_prefix) == []
 
 
 async def test_a_miss_over_the_limit_is_refused_and_reserves_nothing(
@@ -164,11 +156,11 @@ async def test_a_miss_over_the_limit_is_refused_and_reserves_nothing(
 
 
 async def test_a_hit_over_the_request_limit_is_refused_with_its_entry_withheld_by_the_caller(
-    store: RedisBudgetStore, redis: aioredis.Redis, redis_prefix: str
+    store: RedisBudgetStore, redis_client: aioredis.Redis, redis_prefix: str
 ) -> None:
     now = slots()
     entry = f"{redis_prefix}cache:e:one".encode()
-    await redis.set(entry, b"the answer")
+    await redis_client.set(entry, b"the answer")
     cap = limits(requests_per_minute=1)
     first = await store.reserve_and_get("acme", now, FULL, HIT, cap, 60, entry, token="a")
     second = await store.reserve_and_get("acme", now, FULL, HIT, cap, 60, entry, token="b")
@@ -179,19 +171,19 @@ async def test_a_hit_over_the_request_limit_is_refused_with_its_entry_withheld_b
 
 
 async def test_without_hit_amounts_a_hit_reserves_the_estimate(
-    store: RedisBudgetStore, redis: aioredis.Redis, redis_prefix: str
+    store: RedisBudgetStore, redis_client: aioredis.Redis, redis_prefix: str
 ) -> None:
     """A budget that charges hits tokens or money reserves the whole estimate, found or not."""
     now = slots()
     entry = f"{redis_prefix}cache:e:one".encode()
-    await redis.set(entry, b"the answer")
+    await redis_client.set(entry, b"the answer")
     reservation, found, hit = await store.reserve_and_get(
         "acme", now, FULL, None, limits(), 60, entry, token="t4"
     )
     assert reservation.allowed
     assert (found, hit) == (b"the answer", False)
     assert await usage(store, now) == FULL
-    assert len(await markers(redis, redis_prefix)) == 1
+    assert len(await markers(redis_client, redis_prefix)) == 1
 
 
 async def test_a_live_override_applies_to_the_lookup_too(store: RedisBudgetStore, redis_prefix: str) -> None:
@@ -222,7 +214,7 @@ def set_command(key: bytes, value: bytes) -> bytes:
 
 
 async def test_a_settlement_and_entries_leave_together_and_apply(
-    store: RedisBudgetStore, redis: aioredis.Redis, redis_prefix: str
+    store: RedisBudgetStore, redis_client: aioredis.Redis, redis_prefix: str
 ) -> None:
     now = slots()
     entry = f"{redis_prefix}cache:e:none".encode()
@@ -235,21 +227,21 @@ async def test_a_settlement_and_entries_leave_together_and_apply(
     assert errors[0] is None
     assert errors[1] is not None
     assert "not an integer" in str(errors[1])
-    assert await redis.get(key) == b"ok"
+    assert await redis_client.get(key) == b"ok"
     assert await usage(store, now) == [1, 20, 20, 20, 20, 0, 0]
-    assert await markers(redis, redis_prefix) == []
+    assert await markers(redis_client, redis_prefix) == []
     # nothing to settle: the entries alone
     assert await store.settle_and_send("acme", now, None, None, [set_command(key, b"again")]) == [None]
-    assert await redis.get(key) == b"again"
+    assert await redis_client.get(key) == b"again"
     assert await usage(store, now) == [1, 20, 20, 20, 20, 0, 0]
 
 
 async def test_a_settlement_sent_with_entries_survives_a_script_flush(
-    store: RedisBudgetStore, redis: aioredis.Redis, redis_prefix: str
+    store: RedisBudgetStore, redis_client: aioredis.Redis, redis_prefix: str
 ) -> None:
     now = slots()
     await store.reserve("acme", now, FULL, limits(), 60, token="s2")
-    await redis.script_flush()
+    await redis_client.script_flush()
     key = f"{redis_prefix}cache:e:flushed".encode()
     errors = await store.settle_and_send(
         "acme", now, [0, -50, -50, -50, -50, 0, 0], "s2", [set_command(key, b"v")]

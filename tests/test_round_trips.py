@@ -7,6 +7,7 @@ so a tenant out of tokens is still answered from the cache, one out of requests 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -66,11 +67,17 @@ class Stack:
         return await self.client.post(path, json=body, headers={**TENANT, **headers})
 
 
-async def open_stack(cfg: GatewayConfig) -> tuple[Stack, Any]:
+@contextlib.asynccontextmanager
+async def stack_of(cfg: GatewayConfig) -> AsyncIterator[Stack]:
+    """The app of ``cfg`` over FakeProvider, an httpx client into it; closed after."""
     fake = FakeProvider()
     app = build_app(cfg, transports={FAKE_URL: StreamingASGITransport(fake)}, env={})
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://testserver")
-    return Stack(app, fake, client), app
+    stack = Stack(app, fake, client)
+    try:
+        yield stack
+    finally:
+        await close_stack(stack)
 
 
 async def close_stack(stack: Stack) -> None:
@@ -84,15 +91,6 @@ async def counter(redis_url: str) -> AsyncIterator[RedisProxy]:
     proxy = await RedisProxy(redis_url).start()
     yield proxy
     await proxy.aclose()
-
-
-@pytest.fixture
-async def cleanup(redis_url: str, redis_prefix: str) -> AsyncIterator[aredis.Redis]:
-    client = aredis.Redis.from_url(redis_url)
-    yield client
-    async for key in client.scan_iter(match=f"{redis_prefix}*"):
-        await client.delete(key)
-    await client.aclose()
 
 
 def answer_text(response: httpx.Response, stream: bool) -> str:
@@ -112,11 +110,10 @@ async def counters(redis: aredis.Redis, prefix: str, window: str) -> int:
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
 async def test_an_exact_hit_is_one_round_trip_and_a_miss_two(
-    counter: RedisProxy, cleanup: aredis.Redis, redis_prefix: str, stream: bool
+    counter: RedisProxy, redis_client: aredis.Redis, redis_prefix: str, stream: bool
 ) -> None:
     cfg = config(counter.url, counter.url, redis_prefix, Limits(tokens_per_minute=1_000_000))
-    stack, _ = await open_stack(cfg)
-    try:
+    async with stack_of(cfg) as stack:
         # the connection opened and the scripts loaded once (a fresh server answers NOSCRIPT first)
         for _ in range(2):
             assert (await stack.post(chat("warm up", stream=stream))).status_code == 200
@@ -135,8 +132,6 @@ async def test_an_exact_hit_is_one_round_trip_and_a_miss_two(
         assert counter.commands == 1
         assert answer_text(hit, stream) == answer_text(miss, stream) != ""
         assert len(stack.fake.requests) == 2  # a warm-up and the miss: the hits never went upstream
-    finally:
-        await close_stack(stack)
 
 
 @pytest.mark.parametrize(
@@ -157,15 +152,14 @@ async def test_an_exact_hit_is_one_round_trip_and_a_miss_two(
 )
 async def test_a_hit_is_one_round_trip_in_every_dialect(
     counter: RedisProxy,
-    cleanup: aredis.Redis,
+    redis_client: aredis.Redis,
     redis_prefix: str,
     path: str,
     body: dict[str, Any],
     kind: str,
 ) -> None:
     cfg = config(counter.url, counter.url, redis_prefix, Limits(requests_per_minute=100))
-    stack, _ = await open_stack(cfg)
-    try:
+    async with stack_of(cfg) as stack:
         for _ in range(2):
             assert (await stack.post(body, path)).status_code == 200
         counter.reset()
@@ -174,8 +168,6 @@ async def test_a_hit_is_one_round_trip_in_every_dialect(
         assert hit.json()["object" if kind == "response" else "type"] == kind
         assert counter.round_trips == 1
         assert len(stack.fake.requests) == 1
-    finally:
-        await close_stack(stack)
 
 
 # -- what the budget decides when the cache looks first --------------------------------------------------
@@ -187,11 +179,10 @@ def store(request: pytest.FixtureRequest, redis_url: str) -> str:
 
 
 async def test_a_tenant_out_of_tokens_is_still_answered_from_the_cache(
-    store: str, cleanup: aredis.Redis, redis_prefix: str
+    store: str, redis_client: aredis.Redis, redis_prefix: str
 ) -> None:
     cfg = config(store, store, redis_prefix, Limits(tokens_per_minute=60, requests_per_minute=100))
-    stack, _ = await open_stack(cfg)
-    try:
+    async with stack_of(cfg) as stack:
         first = await stack.post(chat("What is the capital of France?"))
         assert first.status_code == 200
         # the tokens left cannot hold another estimate (the prompt and 40 output tokens)
@@ -206,19 +197,16 @@ async def test_a_tenant_out_of_tokens_is_still_answered_from_the_cache(
         assert len(stack.fake.requests) == 1
         if store != "memory://":
             used = first.json()["usage"]["total_tokens"]
-            assert await counters(cleanup, redis_prefix, "tpm") == used  # the hit cost no tokens
-            assert await counters(cleanup, redis_prefix, "rpm") == 2  # the miss and the hit
-    finally:
-        await close_stack(stack)
+            assert await counters(redis_client, redis_prefix, "tpm") == used  # the hit cost no tokens
+            assert await counters(redis_client, redis_prefix, "rpm") == 2  # the miss and the hit
 
 
 async def test_a_tenant_out_of_requests_is_refused_a_hit_in_its_own_dialect(
-    store: str, cleanup: aredis.Redis, redis_prefix: str
+    store: str, redis_client: aredis.Redis, redis_prefix: str
 ) -> None:
     cfg = config(store, store, redis_prefix, Limits(requests_per_minute=2))
-    stack, _ = await open_stack(cfg)
     body = {"model": "gpt-4o-mini", "max_tokens": 30, "messages": [{"role": "user", "content": "Hi there"}]}
-    try:
+    async with stack_of(cfg) as stack:
         assert (await stack.post(body, MESSAGES)).headers["x-aigw-cache"] == "miss"
         assert (await stack.post(body, MESSAGES)).headers["x-aigw-cache"] == "hit-exact"
         refused = await stack.post(body, MESSAGES)
@@ -227,38 +215,32 @@ async def test_a_tenant_out_of_requests_is_refused_a_hit_in_its_own_dialect(
         assert refused.json()["type"] == "error"  # Anthropic's error shape
         assert refused.json()["error"]["type"] == "rate_limit_error"
         assert len(stack.fake.requests) == 1
-    finally:
-        await close_stack(stack)
 
 
 async def test_concurrent_hits_never_pass_a_request_limit(
-    cleanup: aredis.Redis, redis_url: str, redis_prefix: str
+    redis_client: aredis.Redis, redis_url: str, redis_prefix: str
 ) -> None:
     cfg = config(redis_url, redis_url, redis_prefix, Limits(requests_per_minute=5))
-    stack, _ = await open_stack(cfg)
-    try:
+    async with stack_of(cfg) as stack:
         assert (await stack.post(chat("Tell me a fact"))).status_code == 200
         answers = await asyncio.gather(*(stack.post(chat("Tell me a fact")) for _ in range(20)))
         statuses = sorted(answer.status_code for answer in answers)
         assert statuses == [200] * 4 + [429] * 16
         assert all(a.headers["x-aigw-cache"] == "hit-exact" for a in answers if a.status_code == 200)
-        assert await counters(cleanup, redis_prefix, "rpm") == 5
-    finally:
-        await close_stack(stack)
+        assert await counters(redis_client, redis_prefix, "rpm") == 5
 
 
 async def test_an_entry_that_cannot_be_read_is_forwarded_and_charged_once(
-    cleanup: aredis.Redis, redis_url: str, redis_prefix: str
+    redis_client: aredis.Redis, redis_url: str, redis_prefix: str
 ) -> None:
     cfg = config(
         redis_url, redis_url, redis_prefix, Limits(tokens_per_minute=10_000, requests_per_minute=100)
     )
-    stack, _ = await open_stack(cfg)
-    try:
+    async with stack_of(cfg) as stack:
         first = await stack.post(chat("Tell me a fact"))
-        entries = [key async for key in cleanup.scan_iter(match=f"{redis_prefix}cache:e:*")]
+        entries = [key async for key in redis_client.scan_iter(match=f"{redis_prefix}cache:e:*")]
         assert len(entries) == 1
-        await cleanup.set(entries[0], b"not an entry")
+        await redis_client.set(entries[0], b"not an entry")
         # the lookup script found an entry and reserved a hit's cost; the entry is unreadable, so the
         # rest of the estimate is reserved and the request goes on
         again = await stack.post(chat("Tell me a fact"))
@@ -266,23 +248,20 @@ async def test_an_entry_that_cannot_be_read_is_forwarded_and_charged_once(
         assert again.headers["x-aigw-cache"] == "miss"
         assert len(stack.fake.requests) == 2
         used = first.json()["usage"]["total_tokens"] + again.json()["usage"]["total_tokens"]
-        assert await counters(cleanup, redis_prefix, "tpm") == used
-        assert await counters(cleanup, redis_prefix, "rpm") == 2
+        assert await counters(redis_client, redis_prefix, "tpm") == used
+        assert await counters(redis_client, redis_prefix, "rpm") == 2
         # and the readable answer replaced the broken entry
         assert (await stack.post(chat("Tell me a fact"))).headers["x-aigw-cache"] == "hit-exact"
-    finally:
-        await close_stack(stack)
 
 
 @pytest.mark.parametrize("mode", ["open", "closed"])
 async def test_a_lookup_script_that_fails_follows_the_budget_failure_mode(
-    cleanup: aredis.Redis, redis_url: str, redis_prefix: str, mode: str
+    redis_client: aredis.Redis, redis_url: str, redis_prefix: str, mode: str
 ) -> None:
     proxy = await RedisProxy(redis_url).start()
     cfg = config(proxy.url, proxy.url, redis_prefix, Limits(requests_per_minute=100), failure_mode=mode)
     cfg.cache.lookup_timeout = 0.5  # type: ignore[union-attr]
-    stack, _ = await open_stack(cfg)
-    try:
+    async with stack_of(cfg) as stack:
         assert (await stack.post(chat("Tell me a fact"))).status_code == 200
         await proxy.aclose()  # Redis is gone for the gateway
         answer = await stack.post(chat("Tell me a fact"))
@@ -293,8 +272,6 @@ async def test_a_lookup_script_that_fails_follows_the_budget_failure_mode(
         else:  # unmetered, and no entry could be read: the provider answers
             assert answer.status_code == 200
             assert len(stack.fake.requests) == 2
-    finally:
-        await close_stack(stack)
 
 
 class _Unknown:
@@ -324,7 +301,7 @@ async def test_an_unknown_layer_between_budget_and_cache_keeps_the_reservation_u
 
 
 async def test_the_official_sdks_get_their_hits_in_one_round_trip(
-    counter: RedisProxy, cleanup: aredis.Redis, redis_prefix: str
+    counter: RedisProxy, redis_client: aredis.Redis, redis_prefix: str
 ) -> None:
     cfg = config(counter.url, counter.url, redis_prefix, Limits(requests_per_minute=100))
     fake = FakeProvider()
@@ -369,20 +346,17 @@ async def test_the_official_sdks_get_their_hits_in_one_round_trip(
 
 
 async def test_a_layer_that_answers_before_the_gate_is_still_refused_by_the_budget(
-    cleanup: aredis.Redis, redis_url: str, redis_prefix: str
+    redis_client: aredis.Redis, redis_url: str, redis_prefix: str
 ) -> None:
     """Redaction blocks a prompt (422) before the cache is reached: the budget reserves at the answer's
     first byte, and a tenant out of requests gets the budget's 429, not the inner answer."""
     cfg = config(redis_url, redis_url, redis_prefix, Limits(requests_per_minute=1))
     cfg.redact = RedactConfig(actions={"US_SSN": "block"})
-    stack, _ = await open_stack(cfg)
-    try:
+    async with stack_of(cfg) as stack:
         blocked = await stack.post(chat("My SSN is 536-22-1234"))
         assert blocked.status_code == 422  # within the limit: redaction's answer, and it was counted
-        assert await counters(cleanup, redis_prefix, "rpm") == 1
+        assert await counters(redis_client, redis_prefix, "rpm") == 1
         refused = await stack.post(chat("My SSN is 536-22-1234"))
         assert refused.status_code == 429
         assert refused.json()["error"]["code"] == "rate_limit_exceeded"
         assert stack.fake.requests == []
-    finally:
-        await close_stack(stack)

@@ -4,11 +4,9 @@ to their budget. Now it is refused before the cache, the budget or the provider 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import pytest
 import redis.asyncio as aioredis
 
 from asgi_aigw.app import build_app
@@ -30,16 +28,6 @@ def session_resolver(scope: Any) -> Identity | None:
         if key == b"authorization" and value == b"Bearer session-of-u3":
             return Identity("u3", "u3")
     return None
-
-
-@pytest.fixture
-async def redis_client(redis_url: str, redis_prefix: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
-    yield client
-    keys = [key async for key in client.scan_iter(match=f"{redis_prefix}*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
 
 
 async def test_a_forged_tenant_header_gets_neither_the_cache_nor_the_budget(
