@@ -3,6 +3,7 @@
     python bench/semantic_eval.py                 # the runtime's embedder (all-MiniLM-L6-v2)
     python bench/semantic_eval.py --model-dir DIR # fastembed on a local all-MiniLM-L6-v2 directory
     python bench/semantic_eval.py --scores        # no model: the cosines stored in tests/data
+    python bench/semantic_eval.py --int8 off      # the model's float products (default: auto)
 
 For each pair (a = the cached question, b = the new one) a semantic hit is ``cosine >= threshold`` and,
 with verification on, ``verify(b, a).ok``. Reports cosine-only and verified figures at the default
@@ -11,7 +12,8 @@ kind of negative, recall for each kind of paraphrase), lists the false hits, and
 With the model loaded it also times, as medians over the paraphrase pairs, one embedding of a question
 alone, a semantic hit (embed, search Qdrant Edge, verify) and a semantic miss, and reports the ratio to
 the embedding alone (issue 16: a hit costs at most 1.5x the embedding). ``--write-scores`` stores the cosines in tests/data/cache_pairs_minilm.json (what the
-unit tests read, so they need no model).
+unit tests read, so they need no model): under ``cosine`` with the float products (``--int8 off``),
+under ``cosine_int8`` with int8 products (``runtime.embedder.int8_matmul``).
 """
 
 from __future__ import annotations
@@ -39,7 +41,20 @@ def load_pairs() -> list[dict[str, Any]]:
     return [json.loads(line) for line in PAIRS.read_text().splitlines() if line.strip()]
 
 
-async def embed_all(texts: list[str], model_dir: str | None) -> list[list[float]]:
+def runtime_config(int8: str) -> Any:
+    from asgi_aigw.runtime.config import EmbedderSettings, RuntimeConfig
+
+    return RuntimeConfig(embedder=EmbedderSettings(int8_matmul=int8))
+
+
+def score_key(int8: str) -> str:
+    """The stored column the runtime's embedder gives with this setting."""
+    from asgi_aigw.runtime.cpu import multiplies_int8_exactly
+
+    return "cosine_int8" if int8 == "on" or (int8 == "auto" and multiplies_int8_exactly()) else "cosine"
+
+
+async def embed_all(texts: list[str], model_dir: str | None, int8: str) -> list[list[float]]:
     if model_dir:
         from fastembed import TextEmbedding
 
@@ -47,10 +62,9 @@ async def embed_all(texts: list[str], model_dir: str | None) -> list[list[float]
             "sentence-transformers/all-MiniLM-L6-v2", specific_model_path=model_dir, threads=1
         )
         return [list(map(float, v)) for v in model.embed(texts)]
-    from asgi_aigw.runtime.config import RuntimeConfig
     from asgi_aigw.runtime.embedder import get_embedder
 
-    embedder = get_embedder(RuntimeConfig())
+    embedder = get_embedder(runtime_config(int8))
     out: list[list[float]] = []
     for start in range(0, len(texts), 32):
         out.extend(await embedder.embed(texts[start : start + 32]))
@@ -90,7 +104,9 @@ def per_kind(pairs: list[dict[str, Any]], threshold: float) -> list[str]:
     return lines
 
 
-async def lookup_cost(pairs: list[dict[str, Any]], model_dir: str | None, threshold: float) -> None:
+async def lookup_cost(
+    pairs: list[dict[str, Any]], model_dir: str | None, threshold: float, int8: str
+) -> None:
     """Medians of one embedding alone, a semantic hit and a semantic miss, over the paraphrase pairs,
     with the runtime's embedder and Qdrant Edge (one question at a time, as a lone request sees it)."""
     import tempfile
@@ -101,10 +117,9 @@ async def lookup_cost(pairs: list[dict[str, Any]], model_dir: str | None, thresh
     def embedder_call() -> Any:
         if model_dir:
             raise SystemExit("--model-dir: cost is measured with the runtime's embedder only")
-        from asgi_aigw.runtime.config import RuntimeConfig
         from asgi_aigw.runtime.embedder import get_embedder
 
-        return get_embedder(RuntimeConfig())
+        return get_embedder(runtime_config(int8))
 
     embedder = embedder_call()
     await embedder.embed(["warm-up"])
@@ -113,7 +128,7 @@ async def lookup_cost(pairs: list[dict[str, Any]], model_dir: str | None, thresh
     with tempfile.TemporaryDirectory() as tmp:
         store = VECTOR_STORES.open(f"qdrant-edge://{tmp}/v")
         stored = [p["a"] for p in paraphrases + negatives]
-        vectors = await embed_all(stored, None)
+        vectors = await embed_all(stored, None, int8)
         for question, vector in zip(stored, vectors, strict=True):
             await store.upsert(
                 VectorEntry(point_id(question), vector, "t", "s", time.time() + 3600, question, "{}")
@@ -162,29 +177,29 @@ def main() -> int:
     parser.add_argument("--scores", action="store_true", help="use the stored cosines, load no model")
     parser.add_argument("--write-scores", action="store_true", help="store the cosines in tests/data")
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
+    parser.add_argument(
+        "--int8", choices=("auto", "on", "off"), default="auto", help="runtime.embedder.int8_matmul"
+    )
     args = parser.parse_args()
 
     pairs = load_pairs()
+    key = "cosine" if args.model_dir else score_key(args.int8)
+    print(f"cosines: {key}")
     if args.scores:
-        stored = json.loads(SCORES.read_text())["cosine"]
+        stored = json.loads(SCORES.read_text())[key]
         for pair in pairs:
             pair["cos"] = stored[str(pair["id"])]
     else:
-        vectors = asyncio.run(embed_all([p["a"] for p in pairs] + [p["b"] for p in pairs], args.model_dir))
+        texts = [p["a"] for p in pairs] + [p["b"] for p in pairs]
+        vectors = asyncio.run(embed_all(texts, args.model_dir, args.int8))
         n = len(pairs)
         for i, pair in enumerate(pairs):
             pair["cos"] = round(sum(x * y for x, y in zip(vectors[i], vectors[n + i], strict=True)), 4)
         if args.write_scores:
-            SCORES.write_text(
-                json.dumps(
-                    {
-                        "model": "sentence-transformers/all-MiniLM-L6-v2 (int8 ONNX, fastembed, mean pooling)",
-                        "cosine": {str(p["id"]): p["cos"] for p in pairs},
-                    },
-                    indent=0,
-                )
-                + "\n"
-            )
+            scores = json.loads(SCORES.read_text()) if SCORES.is_file() else {}
+            scores["model"] = "sentence-transformers/all-MiniLM-L6-v2 (int8 ONNX, mean pooling)"
+            scores[key] = {str(p["id"]): p["cos"] for p in pairs}
+            SCORES.write_text(json.dumps(scores, indent=0) + "\n")
 
     negatives = [p for p in pairs if not p["paraphrase"]]
     hard = [p for p in negatives if p["kind"].startswith("hard")]
@@ -239,7 +254,7 @@ def main() -> int:
     per_call = (time.perf_counter() - start) / (rounds * len(pairs)) * 1e6
     print(f"\nverify() cost: {per_call:.1f} µs per candidate (mean over {rounds * len(pairs)} calls)")
     if not args.scores:
-        asyncio.run(lookup_cost(pairs, args.model_dir, args.threshold))
+        asyncio.run(lookup_cost(pairs, args.model_dir, args.threshold, args.int8))
     return 0
 
 

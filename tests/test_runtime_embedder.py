@@ -148,6 +148,23 @@ def test_loading_the_model_gives_the_freed_heap_back(monkeypatch: pytest.MonkeyP
     assert calls == [True]  # once, after the model is loaded
 
 
+def test_int8_products_follow_the_setting_and_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    from asgi_aigw.runtime import embedder as module
+
+    for exact in (True, False):
+        monkeypatch.setattr(module, "multiplies_int8_exactly", lambda exact=exact: exact)
+        assert FastEmbedEmbedder(int8_matmul="auto").int8_matmul is exact
+        assert FastEmbedEmbedder(int8_matmul="on").int8_matmul is True
+        assert FastEmbedEmbedder(int8_matmul="off").int8_matmul is False
+    # the setting reaches the model: its products are int8 or not
+    monkeypatch.setattr(module, "multiplies_int8_exactly", lambda: True)
+    for setting, expected in (("auto", 1), ("off", None)):
+        embedder = create_embedder(RuntimeConfig(embedder=EmbedderSettings(int8_matmul=setting)))
+        assert isinstance(embedder, FastEmbedEmbedder)
+        embedder.load()
+        assert embedder._model.max_call == expected
+
+
 def test_nothing_loads_before_first_use() -> None:
     embedder = FastEmbedEmbedder()
     assert embedder._model is None

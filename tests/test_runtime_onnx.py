@@ -14,7 +14,7 @@ import pytest
 from asgi_aigw.runtime.assets import find_embedding_model_dir
 from asgi_aigw.runtime.config import DEFAULT_EMBEDDING_MODEL, RuntimeConfig
 from asgi_aigw.runtime.embedder import EmbedderError, FastEmbedEmbedder
-from asgi_aigw.runtime.onnx_graph import _fields, _tensor_header, gather_before_dequantize
+from asgi_aigw.runtime.onnx_graph import _fields, _tensor_header, gather_before_dequantize, int8_matmuls
 from asgi_aigw.runtime.onnx_model import MeanPooledOnnxModel
 
 SENTENCES = [
@@ -148,3 +148,66 @@ def test_without_a_writable_temporary_directory_the_model_loads_from_bytes(
     monkeypatch.setattr(tempfile, "mkstemp", refused)
     model = MeanPooledOnnxModel(model_dir, threads=1, session_options=options)
     assert np.array_equal(np.stack(list(model.embed(SENTENCES))), np.stack(expected))
+
+
+def _optimized_initializers(
+    model_dir: Path, tmp_path: Path, *, int8_matmul: bool
+) -> list[tuple[str, int, list[int]]]:
+    optimized = tmp_path / f"optimized-{int8_matmul}.onnx"
+    MeanPooledOnnxModel(
+        model_dir,
+        threads=1,
+        session_options={"enable_cpu_mem_arena": False, "optimized_model_filepath": str(optimized)},
+        int8_matmul=int8_matmul,
+    )
+    graph = next(value for number, _, value, _ in _fields(optimized.read_bytes()) if number == 7)
+    assert isinstance(graph, bytes)
+    return [_tensor_header(value) for number, _, value, _ in _fields(graph) if number == 5]
+
+
+def test_int8_products_keep_the_weights_int8(model_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    original = (model_dir / "model.onnx").read_bytes()
+    rewritten = int8_matmuls(original)
+    assert rewritten is not None
+    assert int8_matmuls(rewritten) is None  # nothing left to rewrite
+    graph = next(value for number, _, value, _ in _fields(rewritten) if number == 7)
+    assert isinstance(graph, bytes)
+    ops = [
+        next(v for n, _, v, _ in _fields(node) if n == 4)
+        for number, _, node, _ in _fields(graph)
+        if number == 1 and isinstance(node, bytes)
+    ]
+    # the six layers' four attention and two feed-forward products
+    assert ops.count(b"DynamicQuantizeMatMul") == 36
+    # after onnxruntime's optimisations: with float products every 384 x 384 and 384 x 1536 weight is
+    # float32 (folded at load); with int8 products each is held as int8
+    weights = {(384, 384), (384, 1536), (1536, 384)}
+    for int8_matmul, kind in ((False, 1), (True, 3)):
+        tables = _optimized_initializers(model_dir, tmp_path, int8_matmul=int8_matmul)
+        found = [k for _, k, dims in tables if tuple(dims) in weights]
+        assert len(found) == 36
+        assert set(found) == {kind}, int8_matmul
+
+
+def test_int8_products_give_nearly_the_same_vectors_whatever_the_batch(model_dir: Path) -> None:
+    options = {"enable_cpu_mem_arena": False}
+    float_model = MeanPooledOnnxModel(model_dir, threads=1, session_options=options)
+    int8_model = MeanPooledOnnxModel(model_dir, threads=1, session_options=options, int8_matmul=True)
+    reference = np.stack(list(float_model.embed(SENTENCES)))
+    alone = np.stack([next(int8_model.embed([text])) for text in SENTENCES])
+    np.testing.assert_allclose(np.linalg.norm(alone, axis=1), 1.0, rtol=1e-5)
+    cosines = np.sum(reference * alone, axis=1)
+    assert cosines.min() > 0.98  # one-character texts (" ", "x") move most
+    assert np.median(cosines) > 0.994
+    # a text's vector does not depend on the texts it is embedded with
+    for batch_size in (3, 32):
+        together = np.stack(list(int8_model.embed(SENTENCES, batch_size=batch_size)))
+        assert np.array_equal(together, alone)
+    # paraphrases stay close, unrelated questions far apart
+    pair = np.stack(list(int8_model.embed(["How do I reset my password?", "What is the capital of France?"])))
+    assert float(alone[0] @ alone[1]) > 0.8 > 0.2 > float(pair[0] @ pair[1])
+
+
+def test_int8_products_need_a_dequantized_int8_weight() -> None:
+    assert int8_matmuls(b"not an onnx model") is None

@@ -115,7 +115,11 @@ def _load_all(config: RuntimeConfig) -> bool:
     if config.embedder.backend == "fastembed":
         settings = config.embedder
         embedder = FastEmbedEmbedder(
-            model=settings.model, model_dir=settings.model_dir, threads=settings.threads, config=config
+            model=settings.model,
+            model_dir=settings.model_dir,
+            threads=settings.threads,
+            int8_matmul=settings.int8_matmul,
+            config=config,
         )
         checks.append(("embedder", lambda: len(embedder.embed_sync(["hello world"])[0])))
     checks.append(

@@ -65,6 +65,11 @@ class EmbedderSettings(_Section):
     model_dir: Path | None = None
     #: fastembed: onnxruntime threads for one inference (1 leaves the other cores to the server).
     threads: int = Field(default=1, ge=1)
+    #: fastembed: multiply by the model's int8 weights in int8 (about twice as fast, the weights held
+    #: as int8, vectors within a cosine of about 0.996 of the float ones). ``auto``: where the CPU
+    #: multiplies int8 exactly (x86 with VNNI); ``on`` everywhere; ``off`` never. Vectors already
+    #: stored stay usable across a change: a text scores about 0.996 against its own other vector.
+    int8_matmul: Literal["auto", "on", "off"] = "auto"
     #: The vector size. Known for the default models; set it for others to avoid a probe call.
     dimension: int | None = Field(default=None, ge=1)
     #: Most texts embedded in one model call; concurrent requests are batched up to this.

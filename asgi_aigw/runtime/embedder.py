@@ -23,7 +23,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import httpx
 import numpy as np
@@ -31,6 +31,7 @@ import numpy as np
 from ..kernel.optional import require
 from .assets import cache_dir, find_embedding_model_dir
 from .config import DEFAULT_EMBEDDING_MODEL, RuntimeConfig
+from .cpu import multiplies_int8_exactly
 from .heap import release_free_heap
 from .onnx_model import MEAN_POOLED, MeanPooledOnnxModel
 
@@ -152,7 +153,9 @@ class FastEmbedEmbedder:
     ``model_dir`` is a directory with ``model.onnx`` and the tokenizer files; without it the model is
     found through ``config`` (offline packages, asset dir, or a download when allowed).
     ``threads`` bounds onnxruntime's threads for one inference; one call runs at a time, so the gateway
-    uses at most ``threads`` cores for embeddings whatever the load."""
+    uses at most ``threads`` cores for embeddings whatever the load. ``int8_matmul`` (``auto``: where
+    the CPU multiplies int8 exactly) runs the default model's matrix products in int8; models fastembed
+    itself runs are left as they are."""
 
     def __init__(
         self,
@@ -163,10 +166,12 @@ class FastEmbedEmbedder:
         max_batch: int = 32,
         cache_size: int = 1024,
         dimension: int | None = None,
+        int8_matmul: Literal["auto", "on", "off"] = "auto",
         config: RuntimeConfig | None = None,
     ) -> None:
         self.model_name = model
         self.threads = threads
+        self.int8_matmul = int8_matmul == "on" or (int8_matmul == "auto" and multiplies_int8_exactly())
         self.max_batch = max_batch
         self._model_dir = Path(model_dir) if model_dir is not None else None
         self._config = config or RuntimeConfig()
@@ -297,7 +302,12 @@ class FastEmbedEmbedder:
         if self.model_name in MEAN_POOLED and model_dir is not None and (model_dir / "model.onnx").is_file():
             # the same model, tokenizer and pooling as fastembed's, without importing fastembed (~40 MB)
             try:
-                return MeanPooledOnnxModel(model_dir, threads=self.threads, session_options=_SESSION_OPTIONS)
+                return MeanPooledOnnxModel(
+                    model_dir,
+                    threads=self.threads,
+                    session_options=_SESSION_OPTIONS,
+                    int8_matmul=self.int8_matmul,
+                )
             except Exception as exc:  # onnxruntime's own errors (a corrupt model) derive from Exception
                 raise EmbedderError(f"Cannot load {self.model_name!r} from {model_dir}: {exc}") from exc
         fastembed = require("fastembed", "embed")
@@ -485,6 +495,7 @@ def create_embedder(config: RuntimeConfig, *, transport: httpx.AsyncBaseTranspor
         max_batch=settings.max_batch,
         cache_size=settings.cache_size,
         dimension=settings.dimension,
+        int8_matmul=settings.int8_matmul,
         config=config,
     )
 

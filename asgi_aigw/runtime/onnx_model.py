@@ -21,7 +21,7 @@ import numpy as np
 
 from ..kernel.optional import require
 from .heap import release_free_heap
-from .onnx_graph import gather_before_dequantize
+from .onnx_graph import rewrite_quantized
 
 #: Tokens in one call (batch x padded length) from which the heap it freed is given back to the system,
 #: 0.5-1 ms where such a call takes tens of ms or more; one short question (~15 tokens) never pays it.
@@ -88,10 +88,10 @@ def load_tokenizer(model_dir: Path) -> Any:
     return tokenizer
 
 
-def _session(ort: Any, path: Path, options: Any) -> Any:
+def _session(ort: Any, path: Path, options: Any, *, int8_matmul: bool) -> Any:
     """The model's session, its quantized embedding tables kept int8 (34 MB less for the default model,
-    the same vectors: see :mod:`.onnx_graph`)."""
-    rewritten = gather_before_dequantize(path.read_bytes())
+    the same vectors) and, with ``int8_matmul``, its matrix products too: see :mod:`.onnx_graph`."""
+    rewritten = rewrite_quantized(path.read_bytes(), int8_matmul=int8_matmul)
     if rewritten is None:
         return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
     # loaded from a file, not from the bytes: onnxruntime's Python session keeps bytes for its whole life
@@ -109,9 +109,14 @@ def _session(ort: Any, path: Path, options: Any) -> Any:
 
 
 class MeanPooledOnnxModel:
-    """``embed(texts, batch_size)`` as fastembed's ``TextEmbedding`` offers it, for one local model."""
+    """``embed(texts, batch_size)`` as fastembed's ``TextEmbedding`` offers it, for one local model.
 
-    def __init__(self, model_dir: Path, *, threads: int, session_options: dict[str, Any]) -> None:
+    ``int8_matmul`` multiplies by the model's int8 weights in int8 (:func:`.onnx_graph.int8_matmuls`);
+    without it the vectors are fastembed's."""
+
+    def __init__(
+        self, model_dir: Path, *, threads: int, session_options: dict[str, Any], int8_matmul: bool = False
+    ) -> None:
         ort = require("onnxruntime", "embed")
         self.tokenizer = load_tokenizer(model_dir)
         options = ort.SessionOptions()
@@ -120,10 +125,15 @@ class MeanPooledOnnxModel:
         options.inter_op_num_threads = threads
         for name, value in session_options.items():
             setattr(options, name, value)
-        self.session = _session(ort, model_dir / "model.onnx", options)
+        self.session = _session(ort, model_dir / "model.onnx", options, int8_matmul=int8_matmul)
+        # int8 products quantize a call's activations with one scale: a text's vector would then depend
+        # on the texts beside it and their padding, so each text is its own call (as fast per text:
+        # 2.4 ms alone or in a call of 32, where float32 takes 5.3 in a call of 32)
+        self.max_call = 1 if int8_matmul else None
         self._inputs = {node.name for node in self.session.get_inputs()}
 
     def embed(self, texts: Sequence[str], batch_size: int = 256) -> Iterator[np.ndarray[Any, Any]]:
+        batch_size = min(batch_size, self.max_call or batch_size)
         for start in range(0, len(texts), batch_size):
             yield from self._batch(list(texts[start : start + batch_size]))
 
