@@ -21,7 +21,8 @@ from typing import Any
 
 from ..kernel.errors import ConfigError
 from ..kernel.optional import require
-from .chdb_import import import_chdb_connection
+from ..runtime.pages import release_file_pages
+from .chdb_import import engine_library, import_chdb_connection
 from .config import DEFAULT_TABLE
 from .encoded import EncodedRows
 from .row import COLUMN_NAMES, COLUMNS, LogRow
@@ -120,6 +121,8 @@ class ClickHouseSink:
                 import_chdb_connection()
             self._driver = require("clickhouse_connect", "chdb" if self.is_chdb else "clickhouse")
         self._schema_ready = False
+        #: chDB: the engine's start-up pages were given back since it was opened
+        self._pages_released = False
         self._lock = threading.Lock()
         if url is None:
             self.name = f"clickhouse-client/{self.database}.{self.table}"
@@ -199,10 +202,21 @@ class ClickHouseSink:
             settings={"insert_deduplication_token": batch_id},
             fmt="RowBinary",
         )
+        if self.is_chdb and not self._pages_released:
+            self._pages_released = True
+            self._release_engine_pages()
+
+    def _release_engine_pages(self) -> None:
+        """After the engine's first insert: the pages of its library that starting it read and inserts
+        do not (about 120 MB of the worker's RSS, see :mod:`asgi_aigw.runtime.pages`)."""
+        library = engine_library()
+        if library is not None:
+            release_file_pages(library)
 
     def close(self) -> None:
         with self._lock:
             client, self._client = self._client, None
+            self._pages_released = False  # a new engine starts on the next connection
             if client is not None and self._owns_client:
                 client.close()
             elif client is not None:
