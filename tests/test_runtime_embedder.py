@@ -141,11 +141,15 @@ def test_loading_the_model_gives_the_freed_heap_back(monkeypatch: pytest.MonkeyP
     from asgi_aigw.runtime import embedder as module
 
     calls: list[bool] = []
+    released: list[tuple[str, ...]] = []
     monkeypatch.setattr(module, "release_free_heap", lambda: calls.append(embedder._model is not None))
+    monkeypatch.setattr(module, "release_package_pages", lambda *names: released.append(names) or 0)
     embedder = FastEmbedEmbedder(threads=1)
     embedder.load()
     embedder.load()
     assert calls == [True]  # once, after the model is loaded
+    # and the libraries' pages building the session read (see asgi_aigw.runtime.pages)
+    assert released == [("onnxruntime.capi", "tokenizers")]
 
 
 def test_int8_products_follow_the_setting_and_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -74,10 +74,3 @@ def import_chdb_connection() -> None:
             sys.meta_path.remove(finder)
     if getattr(module, "pa", False) is None and importlib.util.find_spec("pyarrow") is not None:
         setattr(module, "pa", LazyModule("pyarrow"))  # noqa: B010 (a module mypy cannot see into)
-
-
-def engine_library() -> str | None:
-    """The file of chDB's engine (its 555 MB shared library), once imported; else ``None``."""
-    module = sys.modules.get("chdb._chdb")
-    path = getattr(module, "__file__", None)
-    return path if isinstance(path, str) else None

@@ -21,8 +21,8 @@ from typing import Any
 
 from ..kernel.errors import ConfigError
 from ..kernel.optional import require
-from ..runtime.pages import release_file_pages
-from .chdb_import import engine_library, import_chdb_connection
+from ..runtime.pages import release_package_pages
+from .chdb_import import import_chdb_connection
 from .config import DEFAULT_TABLE
 from .encoded import EncodedRows
 from .row import COLUMN_NAMES, COLUMNS, LogRow
@@ -209,9 +209,7 @@ class ClickHouseSink:
     def _release_engine_pages(self) -> None:
         """After the engine's first insert: the pages of its library that starting it read and inserts
         do not (about 120 MB of the worker's RSS, see :mod:`asgi_aigw.runtime.pages`)."""
-        library = engine_library()
-        if library is not None:
-            release_file_pages(library)
+        release_package_pages("chdb")
 
     def close(self) -> None:
         with self._lock:

@@ -34,6 +34,7 @@ from .config import DEFAULT_EMBEDDING_MODEL, RuntimeConfig
 from .cpu import multiplies_int8_exactly
 from .heap import release_free_heap
 from .onnx_model import MEAN_POOLED, MeanPooledOnnxModel
+from .pages import release_package_pages
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -295,6 +296,8 @@ class FastEmbedEmbedder:
             if self._model is None:
                 self._model = self._load()
                 release_free_heap()  # what loading freed (about 60 MB for the default model)
+                # building the session read about 20 MB of onnxruntime's library that embedding does not
+                release_package_pages("onnxruntime.capi", "tokenizers")
         return self._model
 
     def _load(self) -> Any:
