@@ -7,6 +7,10 @@ Every component is built the same way: ``XMiddleware(app, config=XConfig(...))``
 :class:`GatewayConfig`, whose sections are those configs.
 """
 
+# first, before any module of the package imports httpx: see kernel/httpx_import.py
+from .kernel import httpx_import  # noqa: F401
+
+# isort: split
 from .app import build_app, build_stack
 from .budget import BudgetConfig, BudgetMiddleware
 from .cache import CacheConfig, SemanticCacheMiddleware

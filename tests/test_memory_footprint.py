@@ -187,3 +187,58 @@ def test_the_chdb_log_imports_neither_pandas_nor_pyarrow_and_chdb_still_gives_ar
         """
     )
     assert result == {"rows": [["one", "t", 1765000000000]], "loaded": [], "arrow": ["Table", 1]}
+
+
+def test_budget_and_cache_on_one_redis_server_never_import_redis_py(
+    redis_url: str, redis_prefix: str
+) -> None:
+    # redis-py 8 imports the OpenTelemetry SDK and psutil: 10 MB and 158 modules; the fast client does
+    # every call for a URL of one server
+    result = run_python(
+        f"""
+        import asyncio, json, sys
+        from asgi_aigw import build_app
+        from asgi_aigw.config import GatewayConfig
+        from asgi_aigw.testing import FakeProvider, StreamingASGITransport
+        from asgi_aigw.testing.raw_asgi import post
+
+        url = "http://fake.invalid/v1"
+        model = {{"provider": "openai", "model": "gpt-4o-mini", "base_url": url, "api_key": "sk-test-not-a-real-key"}}
+        config = GatewayConfig.model_validate({{
+            "router": {{"models": [{{"name": "gpt-4o-mini", "deployments": [model]}}]}},
+            "tenant": {{"header": "x-tenant-id"}},
+            "budget": {{"store": {redis_url!r}, "key_prefix": {redis_prefix!r}, "limits": {{"requests_per_minute": 1000}}}},
+            "cache": {{"store": {redis_url!r}, "key_prefix": {redis_prefix + "cache:"!r}, "vector_store": None}},
+            "log": {{"store": "memory://", "spool_dir": None}},
+        }})
+        app = build_app(config, transports={{url: StreamingASGITransport(FakeProvider())}}, env={{}})
+        body = b'{{"model": "gpt-4o-mini", "messages": [{{"role": "user", "content": "Hello"}}]}}'
+
+        async def main():
+            return [await post(app, "/ai/v1/chat/completions", body, [(b"x-tenant-id", b"t")]) for _ in range(2)]
+
+        answers = asyncio.run(main())
+        print(json.dumps({{"statuses": [status for status, _ in answers],
+                          "redis": "redis" in sys.modules, "otel": "opentelemetry" in sys.modules}}))
+        """
+    )
+    assert result == {"statuses": [200, 200], "redis": False, "otel": False}
+
+
+def test_httpx_comes_without_its_command_line_until_it_is_called() -> None:
+    result = run_python(
+        """
+        import contextlib, io, json, sys
+        import asgi_aigw
+        import httpx
+        before = {name: name in sys.modules for name in ("httpx._main", "rich", "pygments")}
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            httpx.main(["--help"], standalone_mode=False)
+        print(json.dumps({"before": before, "help": "Usage" in out.getvalue(), "after": "httpx._main" in sys.modules}))
+        """
+    )
+    assert result == {
+        "before": {"httpx._main": False, "rich": False, "pygments": False},
+        "help": True,  # the real command line, imported when called
+        "after": True,
+    }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -123,16 +124,24 @@ class RedisBudgetStore:
         self._key_cache: dict[tuple[str, int, str, int], list[str]] = {}
         #: The same keys packed as RESP bulk strings for the fast client, beside them.
         self._packed_cache: dict[tuple[str, int, str, int], list[bytes]] = {}
-        self._redis = require("redis", "redis")
-        self._errors: tuple[type[BaseException], ...] = (
-            self._redis.exceptions.RedisError,
-            # not a RedisError: "no reachable node", "slot not covered" of a cluster
-            self._redis.exceptions.RedisClusterException,
+
+    @property
+    def _errors(self) -> tuple[type[BaseException], ...]:
+        """What a store call raises when Redis fails. Read only when one raised: redis-py's errors are
+        among them once it is imported. A URL of one server never imports it (10 MB and 158 modules
+        with the OpenTelemetry SDK it imports): the fast client does the calls; a client you give, a
+        cluster or a sentinel URL do."""
+        errors: tuple[type[BaseException], ...] = (
             OSError,
             asyncio.TimeoutError,
             asyncio.IncompleteReadError,
             RespError,
         )
+        redis_errors = sys.modules.get("redis.exceptions")
+        if redis_errors is None:  # no redis-py call has been made: none of its errors can be raised
+            return errors
+        # ClusterException is not a RedisError: "no reachable node", "slot not covered" of a cluster
+        return (redis_errors.RedisError, redis_errors.RedisClusterException, *errors)
 
     # -- keys ---------------------------------------------------------------------------------------
 

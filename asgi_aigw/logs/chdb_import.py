@@ -12,30 +12,11 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
-import threading
-from collections.abc import Sequence
-from importlib.machinery import ModuleSpec
-from types import ModuleType
 from typing import Any
 
+from ..kernel.hidden_import import HiddenFromThread
+
 _CONNECTION_MODULE = "chdb.state.sqlitelike"
-
-
-class _HiddenFromThread:
-    """A ``sys.meta_path`` finder that makes ``name`` unimportable, for one thread only."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.thread = threading.get_ident()
-
-    def find_spec(
-        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
-    ) -> ModuleSpec | None:
-        if fullname == self.name and threading.get_ident() == self.thread:
-            raise ModuleNotFoundError(
-                f"No module named {fullname!r} (not imported by the request log)", name=fullname
-            )
-        return None
 
 
 class LazyModule:
@@ -57,7 +38,7 @@ def import_chdb_connection() -> None:
         importlib.import_module(_CONNECTION_MODULE)  # nothing to save: pyarrow is loaded already
         return
     importlib.import_module("chdb")  # its engine, with nothing hidden
-    finder = _HiddenFromThread("pyarrow")
+    finder = HiddenFromThread("pyarrow")
     sys.meta_path.insert(0, finder)
     try:
         module = importlib.import_module(_CONNECTION_MODULE)
