@@ -1,12 +1,15 @@
 """Memory of one gateway worker, layer by layer, and of four workers on one host.
 
-    python bench/memory.py [--requests 20] [--redis redis://127.0.0.1:6379/0] [--only NAME...]
+    python bench/memory.py [--requests 20] [--later 400] [--redis redis://127.0.0.1:6379/0] [--only NAME...]
 
 Each stack is one uvicorn process (uvloop, httptools) in front of FakeProvider on loopback; after
 ``--requests`` new questions (each a cache miss that is forwarded, stored and logged) and a pause for
 the work left after the answers (stores, log inserts), it reads the worker's ``/proc/PID/smaps_rollup``:
 RSS (every page the process maps, shared ones in full) and PSS (each shared page divided among the
-processes sharing it: what a worker costs when several run on one host), and its thread count.
+processes sharing it: what a worker costs when several run on one host), and its thread count. Then
+it sends more questions, up to ``--later`` in all per worker, and reads RSS again: what a worker
+settles at once every code path has run a few times (the request log's inserts and merges read more
+of chDB's library than the first insert).
 
 Baselines in the same run: a bare ASGI app returning fixed JSON and a bare aiohttp proxy.
 
@@ -91,6 +94,8 @@ class Memory:
     #: Per worker, for several workers.
     rss_each: list[float]
     pss_each: list[float]
+    #: The largest worker's RSS after ``--later`` questions per worker.
+    rss_later_mb: float = 0.0
 
 
 def rollup(pid: int) -> tuple[float, float]:
@@ -144,6 +149,7 @@ def measure(
     server_kind: str,
     env: dict[str, str],
     requests: int,
+    later: int,
 ) -> Memory:
     factory = layers is not None
     app = "_stack_apps:stack" if factory else target
@@ -164,21 +170,29 @@ def measure(
         time.sleep(2.5)  # stores, log batches (flush_interval 1 s)
         figures = [rollup(pid) for pid in pids]
         thread_count = max(threads(pid) for pid in pids)
+        rss_later = max(r for r, _ in figures)
+        if later > requests:
+            _drive(f"{server}{path}", later - requests, workers)
+            time.sleep(2.5)
+            rss_later = max(rollup(pid)[0] for pid in pids)
     rss = [r for r, _ in figures]
     pss = [p for _, p in figures]
-    return Memory(name, workers, max(rss), max(pss), thread_count, rss, pss)
+    return Memory(name, workers, max(rss), max(pss), thread_count, rss, pss, rss_later)
 
 
-def table(rows: list[Memory], requests: int) -> str:
+def table(rows: list[Memory], requests: int, later: int) -> str:
     lines = [
         f"One uvicorn worker (uvloop, httptools) after {requests} new questions per worker (each forwarded,",
-        "stored and logged); RSS and PSS from `/proc/PID/smaps_rollup`, the largest worker's for several.",
+        "stored and logged); RSS and PSS from `/proc/PID/smaps_rollup`, the largest worker's for several;",
+        f"then RSS again after {later} questions per worker in all.",
         "",
-        "| stack | workers | RSS MB | PSS MB (per worker) | threads |",
-        "|---|---|---|---|---|",
+        f"| stack | workers | RSS MB | PSS MB (per worker) | threads | RSS MB after {later} |",
+        "|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r.name} | {r.workers} | {r.rss_mb:,.0f} | {r.pss_mb:,.0f} | {r.threads} |")
+        lines.append(
+            f"| {r.name} | {r.workers} | {r.rss_mb:,.0f} | {r.pss_mb:,.0f} | {r.threads} | {r.rss_later_mb:,.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -187,6 +201,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--requests", type=int, default=20)
+    parser.add_argument(
+        "--later", type=int, default=400, help="questions per worker in all for the later RSS"
+    )
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--only", nargs="+", help="stacks whose name contains one of these words")
     args = parser.parse_args()
@@ -207,10 +224,18 @@ def main() -> None:
                     continue
                 baseline = spec.startswith("_")
                 row = measure(
-                    name, spec, None if baseline else spec, workers, server_kind, env, args.requests
+                    name,
+                    spec,
+                    None if baseline else spec,
+                    workers,
+                    server_kind,
+                    env,
+                    args.requests,
+                    args.later,
                 )
                 print(
-                    f"  {name:52} RSS {row.rss_mb:6.0f} MB  PSS {row.pss_mb:6.0f} MB  threads {row.threads}",
+                    f"  {name:52} RSS {row.rss_mb:6.0f} MB  PSS {row.pss_mb:6.0f} MB  threads {row.threads}"
+                    f"  later RSS {row.rss_later_mb:6.0f} MB",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -218,7 +243,7 @@ def main() -> None:
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
         delete_keys(args.redis, prefix)
-    write_results("memory", "Memory per worker", table(rows, args.requests), rows)
+    write_results("memory", "Memory per worker", table(rows, args.requests, args.later), rows)
 
 
 if __name__ == "__main__":
