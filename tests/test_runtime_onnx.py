@@ -211,3 +211,23 @@ def test_int8_products_give_nearly_the_same_vectors_whatever_the_batch(model_dir
 
 def test_int8_products_need_a_dequantized_int8_weight() -> None:
     assert int8_matmuls(b"not an onnx model") is None
+
+
+def test_texts_are_called_one_by_one_only_when_products_run_in_int8(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from asgi_aigw.runtime import onnx_model
+    from asgi_aigw.runtime.onnx_graph import Rewritten
+
+    options = {"enable_cpu_mem_arena": False}
+    assert MeanPooledOnnxModel(model_dir, threads=1, session_options=options, int8_matmul=True).max_call == 1
+
+    # a model with no int8 product to rewrite (float weights): its batches stay batches
+    def tables_only(data: bytes, *, int8_matmul: bool) -> Rewritten | None:
+        model = gather_before_dequantize(data)
+        return None if model is None else Rewritten(model, 0)
+
+    monkeypatch.setattr(onnx_model, "rewrite_quantized", tables_only)
+    assert (
+        MeanPooledOnnxModel(model_dir, threads=1, session_options=options, int8_matmul=True).max_call is None
+    )

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 # Field numbers from onnx.proto (https://github.com/onnx/onnx/blob/main/onnx/onnx.proto).
 _MODEL_GRAPH, _MODEL_OPSET_IMPORT = 7, 8
@@ -258,10 +259,10 @@ def _gather_rows(graph: _Graph) -> bool:
     return changed
 
 
-def _int8_matmuls(graph: _Graph) -> bool:
-    """Rewrite every MatMul by a dequantized int8 weight with one scale per output column; True if one was."""
+def _int8_matmuls(graph: _Graph) -> int:
+    """Rewrite every MatMul by a dequantized int8 weight with one scale per output column; how many."""
     nodes, producer, readers = graph.nodes, graph.producers(), graph.readers()
-    changed = False
+    changed = 0
     for matmul in list(nodes):
         if matmul.op_type != "MatMul" or matmul.domain not in ("", "ai.onnx") or len(matmul.inputs) != 2:
             continue
@@ -290,23 +291,33 @@ def _int8_matmuls(graph: _Graph) -> bool:
         nodes[at : at + 1] = [fused]
         nodes.remove(found.mul)
         nodes.remove(found.cast)
-        changed = True
+        changed += 1
     return changed
+
+
+class Rewritten(NamedTuple):
+    """A model rewritten by :func:`rewrite_quantized`."""
+
+    model: bytes
+    #: matrix products now done in int8
+    int8_matmuls: int
 
 
 def gather_before_dequantize(model: bytes) -> bytes | None:
     """The model with its dequantized tables read by row (see the module's docstring), or ``None`` when
     it has none, or is not a model this can read (onnxruntime then says what is wrong with it)."""
-    return rewrite_quantized(model, int8_matmul=False)
+    rewritten = rewrite_quantized(model, int8_matmul=False)
+    return None if rewritten is None else rewritten.model
 
 
 def int8_matmuls(model: bytes) -> bytes | None:
     """The model with its tables read by row and its matrix products by int8 weights done in int8, or
     ``None`` when it has neither, or is not a model this can read."""
-    return rewrite_quantized(model, int8_matmul=True)
+    rewritten = rewrite_quantized(model, int8_matmul=True)
+    return None if rewritten is None else rewritten.model
 
 
-def rewrite_quantized(model: bytes, *, int8_matmul: bool) -> bytes | None:
+def rewrite_quantized(model: bytes, *, int8_matmul: bool) -> Rewritten | None:
     """The model's quantized weights kept quantized (see the module's docstring), or ``None`` when
     nothing was rewritten."""
     try:
@@ -348,7 +359,7 @@ def _opsets(model: bytes) -> set[str]:
     return domains
 
 
-def _rewrite(model: bytes, *, int8_matmul: bool) -> bytes | None:
+def _rewrite(model: bytes, *, int8_matmul: bool) -> Rewritten | None:
     graph_raw = b""
     for number, _, value, _ in _fields(model):
         if number == _MODEL_GRAPH and isinstance(value, bytes):
@@ -357,7 +368,7 @@ def _rewrite(model: bytes, *, int8_matmul: bool) -> bytes | None:
         return None
     graph = _parse(graph_raw)
     changed = _gather_rows(graph)
-    fused = int8_matmul and _int8_matmuls(graph)
+    fused = _int8_matmuls(graph) if int8_matmul else 0
     if not (changed or fused):
         return None
     written = bytearray()
@@ -379,4 +390,4 @@ def _rewrite(model: bytes, *, int8_matmul: bool) -> bytes | None:
     if fused and _MS_DOMAIN not in _opsets(model):
         opset = _bytes_field(_OPSET_DOMAIN, _MS_DOMAIN.encode()) + _varint(_OPSET_VERSION << 3 | _VARINT)
         out += _bytes_field(_MODEL_OPSET_IMPORT, opset + _varint(_MS_VERSION))
-    return bytes(out)
+    return Rewritten(bytes(out), fused)
