@@ -12,7 +12,8 @@ requests served, median of ``--rounds`` interleaved rounds. Less noisy than requ
 shared machine: other processes slow the run down but do not add to its CPU time.
 
 ``--profile`` runs the first target (or ``--only NAME``) under cProfile instead, timed by this thread's
-CPU, and prints the top functions; ``--layers`` adds one layer at a time in front of the router.
+CPU, and prints the top functions; ``--layers`` adds one layer at a time in front of the router, and
+one at a time in front of the cache's exact hit.
 Writes bench/results/stack_cpu.{md,json}.
 """
 
@@ -58,6 +59,11 @@ LAYER_TARGETS: list[tuple[str, str, list[tuple[bytes, bytes]]]] = [
     ("router + request log (chDB)", "chdb", []),
     ("router + cache, exact hit (Redis)", "exact", []),
     ("router + cache, storing every answer (Redis)", "exact", [(b"cache-control", b"no-cache")]),
+    # an exact hit with one more layer in front of the cache: what each layer adds to a hit
+    ("exact hit + tenant (header)", "tenant,exact", []),
+    ("exact hit + budget (Redis, one lookup script)", "budget,exact", []),
+    ("exact hit + redaction (regex-only)", "redact,exact", []),
+    ("exact hit + request log (chDB)", "chdb,exact", []),
 ]
 
 
