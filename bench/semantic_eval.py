@@ -49,9 +49,9 @@ def runtime_config(int8: str) -> Any:
 
 def score_key(int8: str) -> str:
     """The stored column the runtime's embedder gives with this setting."""
-    from asgi_aigw.runtime.cpu import multiplies_int8_exactly
+    from asgi_aigw.runtime.cpu import int8_products
 
-    return "cosine_int8" if int8 == "on" or (int8 == "auto" and multiplies_int8_exactly()) else "cosine"
+    return "cosine_int8" if int8_products(int8) else "cosine"
 
 
 async def embed_all(texts: list[str], model_dir: str | None, int8: str) -> list[list[float]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 
 from asgi_aigw.kernel.response import ResponseTap
 
@@ -165,3 +166,20 @@ async def test_a_content_type_in_capitals_is_still_recognised() -> None:
     await tap({"type": "http.response.body", "body": b"{}", "more_body": False})
     assert tap.kind == "json"
     assert sent.body == b'{"changed": true}'
+
+
+async def test_a_released_tap_sends_nothing_more_and_says_why() -> None:
+    sent = Recorder()
+    seen: list[bytes] = []
+    tap = ResponseTap(sent, on_json=lambda status, body: seen.append(body) or body)
+    body = b'{"ok": true}'
+    await tap(start(b"application/json", len(body)))
+    await tap({"type": "http.response.body", "body": body, "more_body": False})
+    tap.release()
+    # the downstream send and the hooks are let go of: nothing of the layer's is held any more
+    assert tap._on_json is None
+    assert tap._send is not sent
+    with pytest.raises(RuntimeError, match="after the app returned"):
+        await tap({"type": "http.response.body", "body": b"late", "more_body": False})
+    assert sent.body == body  # what went out before the release is all that went out
+    assert seen == [body]

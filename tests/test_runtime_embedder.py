@@ -153,7 +153,7 @@ def test_loading_the_model_gives_the_freed_heap_back(monkeypatch: pytest.MonkeyP
 
 
 def test_int8_products_follow_the_setting_and_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    from asgi_aigw.runtime import embedder as module
+    from asgi_aigw.runtime import cpu as module  # where the setting is resolved (int8_products)
 
     for exact in (True, False):
         monkeypatch.setattr(module, "multiplies_int8_exactly", lambda exact=exact: exact)

@@ -30,3 +30,9 @@ def multiplies_int8_exactly(cpuinfo_path: str = "/proc/cpuinfo") -> bool:
     except OSError:
         return False
     return bool(_flags(text) & _EXACT_INT8_FLAGS)
+
+
+def int8_products(setting: str) -> bool:
+    """Whether ``runtime.embedder.int8_matmul`` (``auto``, ``on``, ``off``) runs the model's products
+    in int8 on this machine (``auto``: where :func:`multiplies_int8_exactly`)."""
+    return setting == "on" or (setting == "auto" and multiplies_int8_exactly())

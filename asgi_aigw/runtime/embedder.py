@@ -31,7 +31,7 @@ import numpy as np
 from ..kernel.optional import require
 from .assets import cache_dir, find_embedding_model_dir
 from .config import DEFAULT_EMBEDDING_MODEL, RuntimeConfig
-from .cpu import multiplies_int8_exactly
+from .cpu import int8_products
 from .heap import release_free_heap
 from .onnx_model import MEAN_POOLED, MeanPooledOnnxModel
 from .pages import release_package_pages
@@ -172,7 +172,7 @@ class FastEmbedEmbedder:
     ) -> None:
         self.model_name = model
         self.threads = threads
-        self.int8_matmul = int8_matmul == "on" or (int8_matmul == "auto" and multiplies_int8_exactly())
+        self.int8_matmul = int8_products(int8_matmul)
         self.max_batch = max_batch
         self._model_dir = Path(model_dir) if model_dir is not None else None
         self._config = config or RuntimeConfig()
