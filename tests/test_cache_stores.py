@@ -14,7 +14,14 @@ import anyio
 import httpx
 import pytest
 
-from asgi_aigw.cache import CacheConfig, MemoryExactStore, MemoryVectorStore, RedisExactStore, VectorEntry
+from asgi_aigw.cache import (
+    CacheConfig,
+    MemoryExactStore,
+    MemoryVectorStore,
+    RedisExactStore,
+    SemanticCacheMiddleware,
+    VectorEntry,
+)
 from asgi_aigw.cache.keys import tenant_tag
 from asgi_aigw.cache.qdrant_edge import QdrantEdgeStore
 from asgi_aigw.cache.qdrant_server import QdrantServerStore
@@ -132,6 +139,33 @@ async def test_vector_store_upsert_replaces_and_sweeps_and_purges(vector_store: 
     assert await vector_store.purge("u") == 1
     assert await vector_store.search([1.0, 0.0], tenant="u", scope="s", limit=5, now=time.time()) == []
     assert await vector_store.purge() == 1
+
+
+async def test_memory_vector_store_keeps_the_newest_max_entries() -> None:
+    store = MemoryVectorStore(max_entries=3)
+    for i, (tenant, scope) in enumerate([("t", "s"), ("t", "s"), ("u", "s"), ("t", "x"), ("t", "s")]):
+        await store.upsert(_entry(f"k{i}", [1.0, 0.0], tenant=tenant, scope=scope))
+    now = time.time()
+    kept = {
+        m.question
+        for tenant, scope in (("t", "s"), ("u", "s"), ("t", "x"))
+        for m in await store.search([1.0, 0.0], tenant=tenant, scope=scope, limit=10, now=now)
+    }
+    assert kept == {"question k2", "question k3", "question k4"}  # the two oldest went, across scopes
+    await store.upsert(_entry("k2", [1.0, 0.0], tenant="u"))  # stored again: the newest now
+    await store.upsert(_entry("k5", [1.0, 0.0]))
+    assert await store.search([1.0, 0.0], tenant="u", scope="s", limit=10, now=now) != []
+    assert await store.search([1.0, 0.0], tenant="t", scope="x", limit=10, now=now) == []
+    assert await store.purge() == 3
+
+
+def test_the_cache_bounds_its_memory_vector_store_with_max_entries() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        return None
+
+    cache = SemanticCacheMiddleware(app, config=CacheConfig(vector_store="memory://", max_entries=7))
+    assert isinstance(cache.vector, MemoryVectorStore)
+    assert cache.vector.max_entries == 7
 
 
 async def test_qdrant_edge_data_survives_a_reopen(tmp_path: Path) -> None:

@@ -129,7 +129,10 @@ class SemanticCacheMiddleware:
         self.exact: ExactStore = exact
         if vector is None and config.vector_store is not None:
             vector = VECTOR_STORES.open(
-                config.vector_store, collection=config.collection, api_key=config.qdrant_api_key
+                config.vector_store,
+                collection=config.collection,
+                api_key=config.qdrant_api_key,
+                max_entries=config.max_entries,  # the in-process store's bound (memory://)
             )
         self.vector: VectorStore | None = vector
         self._embedder: Embedder | None = None

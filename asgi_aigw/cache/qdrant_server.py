@@ -137,7 +137,9 @@ class QdrantServerStore:
             self._ready = False
 
 
-def open_store(url: str, *, collection: str = "aigw_cache", api_key: str | None = None) -> QdrantServerStore:
+def open_store(
+    url: str, *, collection: str = "aigw_cache", api_key: str | None = None, **_: object
+) -> QdrantServerStore:
     """``qdrant+http(s)://HOST:PORT`` (a Qdrant server) or ``qdrant+local://PATH`` /
     ``qdrant+local://:memory:`` (qdrant-client's local mode, for tests)."""
     if url.startswith("qdrant+local://"):

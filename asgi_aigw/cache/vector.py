@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -85,10 +86,15 @@ class VectorStore(Protocol):
 
 
 class MemoryVectorStore:
-    """Vectors in a dict keyed by (tenant, scope): exact cosine over the few entries of one scope."""
+    """Vectors in a dict keyed by (tenant, scope): exact cosine over the few entries of one scope. At
+    most ``max_entries`` in all (the cache's ``max_entries``, as for the memory exact layer): past it
+    the oldest stored go first, so a stream of new questions cannot grow the process without end."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self.max_entries = max_entries
         self._scopes: dict[tuple[str, str], dict[str, VectorEntry]] = {}
+        #: (tenant, scope, id) in the order stored, oldest first
+        self._order: OrderedDict[tuple[str, str, str], None] = OrderedDict()
 
     async def search(
         self, vector: list[float], *, tenant: str, scope: str, limit: int, now: float
@@ -107,6 +113,19 @@ class MemoryVectorStore:
 
     async def upsert(self, entry: VectorEntry) -> None:
         self._scopes.setdefault((entry.tenant, entry.scope), {})[entry.id] = entry
+        place = (entry.tenant, entry.scope, entry.id)
+        self._order[place] = None
+        self._order.move_to_end(place)
+        while len(self._order) > self.max_entries:
+            tenant, scope, entry_id = self._order.popitem(last=False)[0]
+            self._drop((tenant, scope), entry_id)
+
+    def _drop(self, key: tuple[str, str], entry_id: str) -> None:
+        entries = self._scopes.get(key)
+        if entries is not None:
+            entries.pop(entry_id, None)
+            if not entries:
+                del self._scopes[key]
 
     async def delete_expired(self, now: float) -> int:
         count = 0
@@ -114,6 +133,7 @@ class MemoryVectorStore:
             entries = self._scopes[key]
             for entry_id in [i for i, e in entries.items() if e.expires_at <= now]:
                 del entries[entry_id]
+                self._order.pop((*key, entry_id), None)
                 count += 1
             if not entries:
                 del self._scopes[key]
@@ -123,7 +143,8 @@ class MemoryVectorStore:
         doomed = [k for k in self._scopes if tenant is None or k[0] == tenant]
         count = sum(len(self._scopes[k]) for k in doomed)
         for key in doomed:
-            del self._scopes[key]
+            for entry_id in self._scopes.pop(key):
+                self._order.pop((*key, entry_id), None)
         return count
 
     async def aclose(self) -> None:
@@ -135,6 +156,6 @@ def _unit(vector: list[float]) -> list[float]:
     return [v / norm for v in vector]
 
 
-def open_memory_store(url: str, **_: object) -> MemoryVectorStore:
+def open_memory_store(url: str, *, max_entries: int = 10_000, **_: object) -> MemoryVectorStore:
     """``memory://``: vectors in a dict, for tests (registered in :mod:`asgi_aigw.stores.registry`)."""
-    return MemoryVectorStore()
+    return MemoryVectorStore(max_entries)

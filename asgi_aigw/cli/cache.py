@@ -46,7 +46,10 @@ async def _purge(config: GatewayConfig, tenant: str | None) -> tuple[int, int]:
     vector: VectorStore | None = None
     if section.vector_store is not None:
         vector = VECTOR_STORES.open(
-            section.vector_store, collection=section.collection, api_key=section.qdrant_api_key
+            section.vector_store,
+            collection=section.collection,
+            api_key=section.qdrant_api_key,
+            max_entries=section.max_entries,
         )
     tag = tenant_tag(tenant) if tenant is not None else None
     try:
