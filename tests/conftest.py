@@ -14,9 +14,10 @@ import redis.asyncio as aioredis
 from asgi_aigw.router import ProviderRouter
 from asgi_aigw.testing import FakeProvider, StreamingASGITransport
 
-from .redis_server import INSTALL_HINT, RedisServer, redis_answers, redis_binary
+from .redis_server import INSTALL_HINT, TLS_HINT, RedisServer, redis_answers, redis_binary, tls_redis_binaries
 from .redis_topologies import RedisClusterSet, SentinelSet, redis_cli
 from .support import FAKE_URL, fake_config
+from .tls_certs import TlsFiles, make_tls_files
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -102,13 +103,61 @@ def redis_sentinel() -> Iterator[SentinelSet]:
         sentinels.close()
 
 
-@pytest.fixture(params=["cluster", "sentinel"])
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """A private certificate authority and the certificates it signed, for the TLS servers."""
+    return make_tls_files(tmp_path_factory.mktemp("tls"))
+
+
+def _need_tls_binaries() -> None:
+    if tls_redis_binaries() is None:
+        pytest.skip(f"no redis-server built with TLS to start: {TLS_HINT}")
+
+
+@pytest.fixture(scope="session")
+def redis_tls(tls_files: TlsFiles) -> Iterator[RedisServer]:
+    """A redis-server over TLS only; its ``url`` is a ``rediss://`` URL trusting the test authority."""
+    _need_tls_binaries()
+    server = RedisServer(tls=tls_files)
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_tls(tls_files: TlsFiles) -> Iterator[RedisClusterSet]:
+    """:func:`redis_cluster` over TLS only (clients and cluster bus); ``url``: ``rediss+cluster://``."""
+    _need_tls_binaries()
+    cluster = RedisClusterSet(tls=tls_files)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel_tls(tls_files: TlsFiles) -> Iterator[SentinelSet]:
+    """:func:`redis_sentinel` over TLS only (clients, replication, sentinels); ``rediss+sentinel://``."""
+    _need_tls_binaries()
+    sentinels = SentinelSet(tls=tls_files)
+    try:
+        sentinels.start()
+        yield sentinels
+    finally:
+        sentinels.close()
+
+
+@pytest.fixture(params=["cluster", "sentinel", "cluster-tls", "sentinel-tls"])
 def topology_url(request: pytest.FixtureRequest) -> str:
-    """The ``redis+cluster://`` URL of the shared cluster, then the ``redis+sentinel://`` one."""
-    if request.param == "cluster":
-        cluster: RedisClusterSet = request.getfixturevalue("redis_cluster")
+    """The ``redis+cluster://`` URL of the shared cluster, the ``redis+sentinel://`` one, then the same
+    over TLS (``rediss+cluster://``, ``rediss+sentinel://``)."""
+    kind, _, tls = request.param.partition("-")
+    suffix = "_tls" if tls else ""
+    if kind == "cluster":
+        cluster: RedisClusterSet = request.getfixturevalue(f"redis_cluster{suffix}")
         return cluster.url
-    sentinels: SentinelSet = request.getfixturevalue("redis_sentinel")
+    sentinels: SentinelSet = request.getfixturevalue(f"redis_sentinel{suffix}")
     return sentinels.url()
 
 

@@ -1,6 +1,7 @@
 """A real Redis Cluster (three masters) and a real Sentinel set (a master, a replica, three sentinels),
-started on free loopback ports in a temporary directory and stopped afterwards. The fixtures in
-``conftest.py`` start each once per test run."""
+started on free loopback ports in a temporary directory and stopped afterwards, in plain TCP or over
+TLS only (every link: clients, cluster bus, replication, sentinels). The fixtures in ``conftest.py``
+start each once per test run."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ import redis
 
 from asgi_aigw.testing.server import free_port
 
-from .redis_server import redis_binary
+from .redis_server import TLS_HINT, redis_binary, tls_client, tls_redis_binaries, tls_server_args
+from .tls_certs import TlsFiles
 
 SERVICE = "aigw-test"
 
@@ -62,20 +64,43 @@ def _wait(what: str, ready: Callable[[], bool], timeout: float = 20.0) -> None:
 
 
 class _Processes:
-    """redis-server processes in one temporary directory, stopped and removed by :meth:`close`."""
+    """redis-server processes in one temporary directory, stopped and removed by :meth:`close`; with
+    ``tls``, each listens over TLS only."""
 
-    def __init__(self, prefix: str) -> None:
-        binary = redis_binary()
+    def __init__(self, prefix: str, tls: TlsFiles | None = None) -> None:
+        binary, self.cli = redis_binary(), redis_cli()
+        if tls is not None:
+            binaries = tls_redis_binaries()
+            if binaries is None:
+                raise RuntimeError(f"no redis-server built with TLS: {TLS_HINT}")
+            binary, self.cli = binaries
         if binary is None:
             raise RuntimeError("no redis-server to start")
         self.binary = binary
+        self.tls = tls
         self.dir = Path(tempfile.mkdtemp(prefix=prefix))
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
+
+    @property
+    def scheme(self) -> str:
+        return "rediss" if self.tls is not None else "redis"
+
+    @property
+    def query(self) -> str:
+        """The URL query trusting the test authority (``""`` in plain TCP)."""
+        return f"?ssl_ca_certs={self.tls.ca}" if self.tls is not None else ""
+
+    def client(self, port: int, host: str = "127.0.0.1") -> redis.Redis:
+        """A redis-py client of one of the processes."""
+        if self.tls is not None:
+            return tls_client(self.tls, port, host=host)
+        return redis.Redis(host=host, port=port, socket_timeout=1)
 
     def spawn(self, port: int, args: list[str]) -> None:
         workdir = self.dir / str(port)
         workdir.mkdir()
-        base = ["--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir)]
+        listen = ["--port", str(port)] if self.tls is None else tls_server_args(self.tls, port)
+        base = [*listen, "--bind", "127.0.0.1", "--dir", str(workdir)]
         self.processes[port] = subprocess.Popen(
             [self.binary, *args, *base], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir
         )
@@ -95,18 +120,20 @@ class _Processes:
 class RedisClusterSet(_Processes):
     """Three masters, slots spread by ``redis-cli --cluster create``, no replicas."""
 
-    def __init__(self, masters: int = 3) -> None:
-        super().__init__("aigw-test-cluster-")
+    def __init__(self, masters: int = 3, tls: TlsFiles | None = None) -> None:
+        super().__init__("aigw-test-cluster-", tls)
         self.ports = [cluster_port() for _ in range(masters)]
 
     @property
     def url(self) -> str:
-        return "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in self.ports)
+        nodes = ",".join(f"127.0.0.1:{port}" for port in self.ports)
+        return f"{self.scheme}+cluster://{nodes}{self.query}"
 
     def start(self) -> None:
-        cli = redis_cli()
+        cli = self.cli
         if cli is None:
             raise RuntimeError("no redis-cli to create the cluster with")
+        tls_cluster = ["--tls-cluster", "yes"] if self.tls is not None else []
         for port in self.ports:
             self.spawn(
                 port,
@@ -115,13 +142,15 @@ class RedisClusterSet(_Processes):
                     "--cluster-config-file", f"nodes-{port}.conf",
                     "--cluster-node-timeout", "2000",
                     "--save", "", "--appendonly", "no",
+                    *tls_cluster,
                 ],
             )  # fmt: skip
         for port in self.ports:
-            _wait(f"node {port}", lambda port=port: bool(redis.Redis(port=port, socket_timeout=1).ping()))
+            _wait(f"node {port}", lambda port=port: bool(self.client(port).ping()))
         nodes = [f"127.0.0.1:{port}" for port in self.ports]
+        cli_tls = ["--tls", "--cacert", str(self.tls.ca)] if self.tls is not None else []
         subprocess.run(
-            [cli, "--cluster", "create", *nodes, "--cluster-yes"],
+            [cli, *cli_tls, "--cluster", "create", *nodes, "--cluster-yes"],
             check=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -130,9 +159,8 @@ class RedisClusterSet(_Processes):
         for port in self.ports:
             _wait(f"cluster state ok on {port}", lambda port=port: self._ok(port))
 
-    @staticmethod
-    def _ok(port: int) -> bool:
-        info = redis.Redis(port=port, socket_timeout=1).execute_command("CLUSTER", "INFO")
+    def _ok(self, port: int) -> bool:
+        info = self.client(port).execute_command("CLUSTER", "INFO")
         text = info.decode() if isinstance(info, bytes) else str(info)
         return "cluster_state:ok" in text and "cluster_known_nodes:3" in text
 
@@ -140,21 +168,23 @@ class RedisClusterSet(_Processes):
 class SentinelSet(_Processes):
     """A master, its replica, and three sentinels watching them as :data:`SERVICE` (quorum two)."""
 
-    def __init__(self) -> None:
-        super().__init__("aigw-test-sentinel-")
+    def __init__(self, tls: TlsFiles | None = None) -> None:
+        super().__init__("aigw-test-sentinel-", tls)
         self.master_port = free_port()
         self.replica_port = free_port()
         self.sentinel_ports = [free_port() for _ in range(3)]
 
     def url(self, db: int = 0) -> str:
         sentinels = ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
-        return f"redis+sentinel://{sentinels}/{SERVICE}/{db}"
+        return f"{self.scheme}+sentinel://{sentinels}/{SERVICE}/{db}{self.query}"
 
     def start(self) -> None:
         plain = ["--save", "", "--appendonly", "no"]
+        if self.tls is not None:  # the replica and the sentinels reach the master over TLS too
+            plain += ["--tls-replication", "yes"]
         self.spawn(self.master_port, plain)
         self.spawn(self.replica_port, [*plain, "--replicaof", "127.0.0.1", str(self.master_port)])
-        replica = redis.Redis(port=self.replica_port, socket_timeout=1)
+        replica = self.client(self.replica_port)
         _wait("the replica in sync", lambda: replica.info("replication").get("master_link_status") == "up")
         # the sentinels start once the replica is in sync: their first look at the master lists it (the
         # next one is ten seconds later)
@@ -167,7 +197,8 @@ class SentinelSet(_Processes):
                 f"sentinel parallel-syncs {SERVICE} 1\n"
             )
             # the config file comes first: redis-server reads its first argument as one
-            self.spawn(port, [str(config), "--sentinel"])
+            tls_replication = ["--tls-replication", "yes"] if self.tls is not None else []
+            self.spawn(port, [str(config), "--sentinel", *tls_replication])
         for port in self.sentinel_ports:
             _wait(f"sentinel {port} to know the replica and the others", lambda port=port: self._ready(port))
 
@@ -178,7 +209,7 @@ class SentinelSet(_Processes):
         return bool(replicas) and len(others) == 2
 
     def sentinel_client(self, port: int | None = None) -> redis.Redis:
-        return redis.Redis(port=port or self.sentinel_ports[0], socket_timeout=1)
+        return self.client(port or self.sentinel_ports[0])
 
     def master_address(self) -> tuple[str, int]:
         host, port = self.sentinel_client().sentinel_get_master_addr_by_name(SERVICE)
@@ -196,6 +227,5 @@ class SentinelSet(_Processes):
         _wait("the old master to be a replica", lambda: self._role(*before) == "slave", timeout)
         return host, port
 
-    @staticmethod
-    def _role(host: str, port: int) -> str:
-        return str(redis.Redis(host=host, port=port, socket_timeout=1).info("replication")["role"])
+    def _role(self, host: str, port: int) -> str:
+        return str(self.client(port, host).info("replication")["role"])

@@ -362,12 +362,28 @@ async def test_error_replies_and_outages_map_to_the_minimal_clients_errors(
     await down.aclose()
 
 
-async def test_a_sentinel_set_gets_the_minimal_client_at_its_master(redis_sentinel: SentinelSet) -> None:
+@pytest.fixture(params=["plain", "tls"])
+def any_sentinel(request: pytest.FixtureRequest) -> SentinelSet:
+    """The shared Sentinel set, then the one over TLS."""
+    return request.getfixturevalue("redis_sentinel" if request.param == "plain" else "redis_sentinel_tls")
+
+
+@pytest.fixture(params=["plain", "tls"])
+def any_cluster(request: pytest.FixtureRequest) -> RedisClusterSet:
+    """The shared cluster, then the one over TLS."""
+    return request.getfixturevalue("redis_cluster" if request.param == "plain" else "redis_cluster_tls")
+
+
+async def test_a_sentinel_set_gets_the_minimal_client_at_its_master(any_sentinel: SentinelSet) -> None:
+    redis_sentinel = any_sentinel
     clients = LoopRedisClients(redis_sentinel.url())
     calls = clients.fast()
     assert isinstance(calls, SentinelFastRedis)
     assert await calls.call(pack([b"SET", b"aigw-test:fast", b"1", b"PX", b"5000"])) == b"OK"
     assert calls._address == redis_sentinel.master_address()
+    assert calls._fast is not None
+    # over TLS with the URL's authority (the servers listen over TLS only: plain TCP would have failed)
+    assert (calls._fast.endpoint.tls is not None) == (redis_sentinel.tls is not None)
     # sent to the replica (as if the master had just been demoted): READONLY, ask again, and succeed
     [replica] = redis_sentinel.sentinel_client().sentinel_slaves(SERVICE)
     calls.pool.master_address = (replica["ip"], int(replica["port"]))
@@ -377,7 +393,8 @@ async def test_a_sentinel_set_gets_the_minimal_client_at_its_master(redis_sentin
     await clients.aclose()
 
 
-async def test_a_cluster_gets_the_minimal_client_at_each_master(redis_cluster: RedisClusterSet) -> None:
+async def test_a_cluster_gets_the_minimal_client_at_each_master(any_cluster: RedisClusterSet) -> None:
+    redis_cluster = any_cluster
     clients = LoopRedisClients(redis_cluster.url)
     calls = clients.fast()
     assert isinstance(calls, ClusterFastRedis)
@@ -385,6 +402,8 @@ async def test_a_cluster_gets_the_minimal_client_at_each_master(redis_cluster: R
     for key in keys:  # the first goes through redis-py, which learns the slot map
         await calls.call(pack([b"SET", key, b"1", b"PX", b"5000"]))
     assert {port for _, port in calls._nodes} == set(redis_cluster.ports)
+    tls = redis_cluster.tls is not None
+    assert all((node.endpoint.tls is not None) == tls for node in calls._nodes.values())
     with pytest.raises(RespError, match=r"^NOSCRIPT"):  # an error reply is the caller's, not a redirect
         await calls.call(pack([b"EVALSHA", b"0" * 40, b"1", keys[0]]))
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from asgi_aigw.stores.redis_tls import TlsOptions
 from asgi_aigw.stores.resp import ConnectionLost, Endpoint, FastRedis, RespError, pack, read_reply
 
 from .redis_server import RedisServer
@@ -15,14 +16,14 @@ from .redis_server import RedisServer
 
 def test_urls() -> None:
     assert Endpoint.from_url("redis://127.0.0.1:6379/0") == Endpoint(
-        "127.0.0.1", 6379, None, 0, None, None, False
+        "127.0.0.1", 6379, None, 0, None, None, None
     )
     assert Endpoint.from_url("rediss://me:p%40ss@cache.internal:7000/3") == Endpoint(
-        "cache.internal", 7000, None, 3, "me", "p@ss", True
+        "cache.internal", 7000, None, 3, "me", "p@ss", TlsOptions()
     )
-    assert Endpoint.from_url("redis://:secret@host") == Endpoint("host", 6379, None, 0, None, "secret", False)
+    assert Endpoint.from_url("redis://:secret@host") == Endpoint("host", 6379, None, 0, None, "secret", None)
     assert Endpoint.from_url("unix:///run/redis.sock?db=2") == Endpoint(
-        None, 0, "/run/redis.sock", 2, None, None, False
+        None, 0, "/run/redis.sock", 2, None, None, None
     )
     with pytest.raises(ValueError, match="not a Redis URL"):
         Endpoint.from_url("http://x")

@@ -8,6 +8,9 @@ The forms are those of the ``limits`` package and of Redis-Sentinel-Url:
   then the name they monitor the master under. The password is the master's; sentinels that require
   one take ``?sentinel_password=...``.
 
+``rediss+cluster://`` and ``rediss+sentinel://`` are the same over TLS, to every node (the sentinels
+too), with the ``ssl_*`` options of :mod:`.redis_tls` in the query.
+
 The port defaults to 6379 for cluster nodes and 26379 for sentinels. A store's scripts touch only keys
 of one hash tag (``{tenant}``), so each runs on one cluster slot.
 
@@ -28,10 +31,11 @@ from urllib.parse import parse_qs, quote, unquote
 
 from ..kernel.optional import require
 from ..kernel.url_text import hide_password
+from .redis_tls import TlsOptions, tls_options
 from .resp import ConnectionLost, FastRedis, RespCaller, RespError
 
-CLUSTER_SCHEMES = ("redis+cluster",)
-SENTINEL_SCHEMES = ("redis+sentinel",)
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 #: Schemes whose clients come from this module rather than from a single server's URL.
 TOPOLOGY_SCHEMES = CLUSTER_SCHEMES + SENTINEL_SCHEMES
 
@@ -47,6 +51,8 @@ class RedisTopology:
     username: str | None
     password: str | None
     sentinel_password: str | None
+    #: TLS to every node (``rediss+...``), else None.
+    tls: TlsOptions | None = None
 
 
 def _node(text: str, default_port: int, url: str) -> tuple[str, int]:
@@ -80,9 +86,9 @@ def parse_topology(url: str) -> RedisTopology:
         raise ValueError(f"not a Redis Cluster or Sentinel URL: {shown!r}")
     cluster = scheme in CLUSTER_SCHEMES
     form = (
-        "redis+cluster://[:password@]host:port[,host:port...]"
+        f"{scheme}://[:password@]host:port[,host:port...]"
         if cluster
-        else "redis+sentinel://[:password@]host:port[,host:port...]/service_name[/db]"
+        else f"{scheme}://[:password@]host:port[,host:port...]/service_name[/db]"
     )
     rest, _, query_text = rest.partition("?")
     netloc, _, path = rest.partition("/")
@@ -119,7 +125,12 @@ def parse_topology(url: str) -> RedisTopology:
         raise ValueError(f"a Redis Cluster has database 0 only, not {db} ({shown!r})")
     sentinel_password = query.get("sentinel_password", [None])[0]
     kind: Literal["cluster", "sentinel"] = "cluster" if cluster else "sentinel"
-    return RedisTopology(kind, nodes, service, db, username, password, sentinel_password)
+    tls = tls_options(query, shown) if scheme.startswith("rediss+") else None
+    if tls is None and any(name.startswith("ssl_") for name in query):
+        raise ValueError(f"ssl_* options need a rediss+{kind}:// URL (TLS), not {shown!r}")
+    if cluster and tls is not None and tls.ca_path:  # redis-py's cluster client has no such option
+        raise ValueError(f"a cluster takes ssl_ca_certs (a file), not ssl_ca_path (in {shown!r})")
+    return RedisTopology(kind, nodes, service, db, username, password, sentinel_password, tls)
 
 
 def open_topology_client(url: str, *, timeout: float, max_connections: int) -> tuple[Any, list[Any]]:
@@ -138,6 +149,7 @@ def open_topology_client(url: str, *, timeout: float, max_connections: int) -> t
         "health_check_interval": 0,
         "retry": retry,
     }
+    tls = topology.tls.redis_py() if topology.tls is not None else {}
     if topology.kind == "cluster":
         cluster = require("redis.asyncio.cluster", "redis")
         client = cluster.RedisCluster(
@@ -146,6 +158,7 @@ def open_topology_client(url: str, *, timeout: float, max_connections: int) -> t
             # store's redis-py calls, max_connections each): past it redis-py raises rather than queues
             max_connections=4 * max_connections,
             **common,
+            **tls,
         )
         return client, []
     sentinel = _sentinel_class()(
@@ -154,9 +167,11 @@ def open_topology_client(url: str, *, timeout: float, max_connections: int) -> t
             "socket_timeout": timeout,
             "socket_connect_timeout": timeout,
             "password": topology.sentinel_password,
+            **tls,
         },
     )
-    client = sentinel.master_for(topology.service, db=topology.db, **common)
+    # ssl=True: redis-py's pool opens its sentinel-managed connections to the master over TLS
+    client = sentinel.master_for(topology.service, db=topology.db, **common, **tls)
     return client, [MasterWatch(client.connection_pool), *sentinel.sentinels]
 
 
@@ -230,13 +245,17 @@ def open_fast_client(url: str, client: Any, *, timeout: float, max_connections: 
 
 
 def server_url(topology: RedisTopology, host: str, port: int, db: int = 0) -> str:
-    """A ``redis://`` URL of one server of the topology, with its credentials."""
+    """A ``redis://`` URL of one server of the topology, with its credentials (``rediss://`` and its TLS
+    options for a ``rediss+`` topology)."""
     if ":" in host:  # IPv6
         host = f"[{host}]"
     auth = ""
     if topology.password is not None:
         auth = f"{quote(topology.username or '', safe='')}:{quote(topology.password, safe='')}@"
-    return f"redis://{auth}{host}:{port}/{db}"
+    if topology.tls is None:
+        return f"redis://{auth}{host}:{port}/{db}"
+    query = topology.tls.query()
+    return f"rediss://{auth}{host}:{port}/{db}" + (f"?{query}" if query else "")
 
 
 #: Where the key is in the request path's commands (``EVALSHA sha numkeys key...``).

@@ -10,12 +10,18 @@ needed only by the store that uses it, and the configuration can be checked with
 from __future__ import annotations
 
 import importlib
+import ssl
 from collections.abc import Mapping
 from typing import Any
 
 from ..kernel.errors import ConfigError
 from ..kernel.url_text import hide_password
+from .redis_tls import TlsOptions
 from .redis_topology import TOPOLOGY_SCHEMES, parse_topology
+from .resp import Endpoint
+
+#: The schemes of one Redis server.
+_ONE_SERVER = ("redis", "rediss", "unix")
 
 
 def scheme_of(url: str) -> str:
@@ -42,11 +48,20 @@ class StoreRegistry:
         if scheme not in self._factories:
             known = ", ".join(f"{scheme}://" for scheme in self.schemes)
             raise ConfigError(f"Unknown {self.kind} store {hide_password(url)!r}: use one of {known}.")
-        if scheme in TOPOLOGY_SCHEMES:
-            try:  # a sentinel URL without its service name fails here, not on the first request
-                parse_topology(url)
-            except ValueError as exc:
-                raise ConfigError(f"Bad {self.kind} store URL: {exc}.") from None
+        tls: TlsOptions | None = None
+        try:  # a sentinel URL without its service name fails here, not on the first request
+            if scheme in TOPOLOGY_SCHEMES:
+                tls = parse_topology(url).tls
+            elif scheme in _ONE_SERVER:
+                tls = Endpoint.from_url(url).tls
+        except ValueError as exc:
+            raise ConfigError(f"Bad {self.kind} store URL: {exc}.") from None
+        if tls is not None:
+            try:  # a certificate file that cannot be read fails here too
+                tls.context()
+            except (OSError, ssl.SSLError) as exc:
+                shown = hide_password(url)
+                raise ConfigError(f"Bad {self.kind} store URL {shown!r}: its TLS files: {exc}.") from None
         return url
 
     def open(self, url: str, **options: Any) -> Any:
@@ -57,7 +72,7 @@ class StoreRegistry:
 
 
 #: One server (the minimal client on the request path), then a cluster or a sentinel set (redis-py).
-_REDIS = ("redis", "rediss", "unix", *TOPOLOGY_SCHEMES)
+_REDIS = (*_ONE_SERVER, *TOPOLOGY_SCHEMES)
 
 #: Budget counters (``budget.store``).
 BUDGET_STORES = StoreRegistry(

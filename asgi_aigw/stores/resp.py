@@ -7,8 +7,9 @@ on loopback (measured in ``bench/budget.py`` and ``bench/fullstack.py``), which 
 and parses the one reply, nothing else. Concurrent requests' commands share one connection: those made in
 one turn of the event loop leave in one write, and one read delivers every reply that has come, so a
 busy worker makes a fraction of the system calls (``bench/stack_cpu.py``). It speaks plain TCP, TLS
-(``rediss://``) and Unix sockets, with ``AUTH`` and ``SELECT`` from the URL. Everything else (the CLIs,
-overrides, purges, scans) and any client you pass in (``RedisCluster``...) goes through redis-py.
+(``rediss://``, with redis-py's ``ssl_*`` options: :mod:`.redis_tls`) and Unix sockets, with ``AUTH``
+and ``SELECT`` from the URL. Everything else (the CLIs, overrides, purges, scans) and any client you
+pass in (``RedisCluster``...) goes through redis-py.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, Protocol, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..kernel.url_text import hide_password
+from .redis_tls import TLS_OPTIONS, TlsOptions, tls_options
 
 
 class RespError(Exception):
@@ -49,7 +51,8 @@ class Endpoint:
     db: int
     username: str | None
     password: str | None
-    tls: bool
+    #: How to open TLS (``rediss://``, options from the query: see :mod:`.redis_tls`); None: plain.
+    tls: TlsOptions | None
 
     @classmethod
     def from_url(cls, url: str) -> Endpoint:
@@ -57,11 +60,15 @@ class Endpoint:
         query = parse_qs(parts.query)
         username = unquote(parts.username) if parts.username else None
         password = unquote(parts.password) if parts.password else None
+        shown = hide_password(url)
+        if parts.scheme != "rediss" and any(name in query for name in TLS_OPTIONS):
+            # redis-py would fail on its first call: say so when the URL is read
+            raise ValueError(f"ssl_* options need a rediss:// URL (TLS), not {shown!r}")
         if parts.scheme == "unix":
             db = int(query.get("db", ["0"])[0])
-            return cls(None, 0, parts.path, db, username, password, False)
+            return cls(None, 0, parts.path, db, username, password, None)
         if parts.scheme not in ("redis", "rediss"):
-            raise ValueError(f"not a Redis URL: {hide_password(url)!r}")
+            raise ValueError(f"not a Redis URL: {shown!r}")
         path = parts.path.strip("/")
         db = int(path) if path else int(query.get("db", ["0"])[0])
         return cls(
@@ -71,7 +78,7 @@ class Endpoint:
             db,
             username,
             password,
-            parts.scheme == "rediss",
+            tls_options(query, shown) if parts.scheme == "rediss" else None,
         )
 
 
@@ -269,7 +276,8 @@ class FastRedis:
         self.max_connections = max_connections
         self._pipe: _Pipe | None = None
         self._opening: asyncio.Future[_Pipe] | None = None
-        self._ssl: ssl.SSLContext | None = ssl.create_default_context() if self.endpoint.tls else None
+        tls = self.endpoint.tls
+        self._ssl: ssl.SSLContext | None = tls.context() if tls is not None else None
         self._closed = False
 
     async def call(self, packed: bytes) -> Any:
