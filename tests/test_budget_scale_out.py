@@ -1,5 +1,5 @@
 """Scale-out: two gateway processes of two workers each (``aigw serve --workers 2``, as on two hosts)
-share one Redis budget, on one server and on a Redis Cluster. Hammered together, they never let a tenant past its limit: every sample of the
+share one Redis budget, on one server, on a Redis Cluster and on a cluster over TLS. Hammered together, they never let a tenant past its limit: every sample of the
 counters stays within it, some requests are refused, and what is charged in the end equals what the
 provider reported using."""
 
@@ -44,11 +44,13 @@ def provider_url() -> Iterator[str]:
         stop(process)
 
 
-@pytest.fixture(params=["redis", "cluster"])
+@pytest.fixture(params=["redis", "cluster", "cluster-tls"])
 def store_url(request: pytest.FixtureRequest) -> str:
-    """The shared Redis server, then the shared Redis Cluster."""
+    """The shared Redis server, the shared Redis Cluster, then a cluster over TLS only."""
     if request.param == "cluster":
         return str(request.getfixturevalue("redis_cluster").url)
+    if request.param == "cluster-tls":
+        return str(request.getfixturevalue("redis_cluster_tls").url)
     return str(request.getfixturevalue("redis_url"))
 
 
