@@ -27,7 +27,7 @@ from .config import DEFAULT_TABLE
 from .encoded import EncodedRows
 from .row import COLUMN_NAMES, COLUMNS, LogRow
 from .rowbinary import row_encoder
-from .sink_url import SinkURL, parse_sink_url
+from .sink_url import SinkURL, flag, parse_sink_url
 
 logger = logging.getLogger("asgi_aigw.logs")
 
@@ -143,6 +143,13 @@ class ClickHouseSink:
             if key in url.options:
                 options[key] = float(url.options[key])
         options.setdefault("send_receive_timeout", 30.0)
+        # clickhouses:// only (checked with the URL): a private authority, a client certificate
+        for key in ("ca_cert", "client_cert", "client_cert_key", "server_host_name"):
+            if key in url.options:
+                options[key] = url.options[key]
+        verify = flag(url.options.get("verify"))
+        if verify is not None:
+            options["verify"] = verify
         return self._driver.get_client(
             host=url.host,
             port=url.port,

@@ -29,6 +29,53 @@ class SinkURL:
     options: dict[str, str] = field(default_factory=dict)
 
 
+#: The query options each scheme takes besides ``table`` and ``ttl_days``: any other is refused rather
+#: than ignored (a CA file that is never read would fail only at the first insert, in a worker thread).
+_SERVER_OPTIONS = ("database", "connect_timeout", "send_receive_timeout")
+#: clickhouse-connect's TLS options, for ``clickhouses://``.
+TLS_OPTIONS = ("ca_cert", "verify", "client_cert", "client_cert_key", "server_host_name")
+_OPTIONS: dict[str, tuple[str, ...]] = {
+    "memory": (),
+    "chdb": ("database",),
+    "jsonl": ("fsync",),
+    "clickhouse": _SERVER_OPTIONS,
+    "clickhouses": _SERVER_OPTIONS + TLS_OPTIONS,
+}
+_TRUTH = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+
+
+def _check_options(scheme: str, query: dict[str, str], url: str) -> None:
+    """Refuse an option the scheme does not take, and a value no client would."""
+    known = _OPTIONS.get(scheme, ())
+    shown = hide_password(url)
+    for name in query:
+        if name in known:
+            continue
+        if scheme == "clickhouse" and name in TLS_OPTIONS:
+            raise ConfigError(f"{name} in the log sink URL {shown!r} needs clickhouses:// (TLS).")
+        takes = ", ".join(("table", "ttl_days", *known))
+        raise ConfigError(
+            f"The log sink URL {shown!r} has an unknown option {name!r}: {scheme}:// takes {takes}."
+        )
+    for name in ("connect_timeout", "send_receive_timeout"):
+        if name in query:
+            try:
+                if float(query[name]) <= 0:
+                    raise ValueError
+            except ValueError:
+                raise ConfigError(
+                    f"{name} in the log sink URL {shown!r} must be a number of seconds."
+                ) from None
+    for name in ("verify", "fsync"):
+        if name in query and query[name].lower() not in _TRUTH:
+            raise ConfigError(f"{name} in the log sink URL {shown!r} must be true or false.")
+
+
+def flag(value: str | None) -> bool | None:
+    """A checked true/false option's value (``None`` when absent)."""
+    return None if value is None else _TRUTH[value.lower()]
+
+
 def parse_sink_url(url: str, *, table: str | None = None, ttl_days: int | None = None) -> SinkURL:
     """Parse a sink URL; ``table`` and ``ttl_days`` are defaults that ``?table=``/``?ttl_days=`` override.
 
@@ -47,6 +94,7 @@ def parse_sink_url(url: str, *, table: str | None = None, ttl_days: int | None =
             raise ConfigError(
                 f"ttl_days in the log sink URL {hide_password(url)!r} must be a whole number."
             ) from None
+    _check_options(scheme, query, url)
     if scheme == "memory":
         return SinkURL(scheme, table=table)
     if scheme in ("chdb", "jsonl"):

@@ -18,7 +18,7 @@ from typing import Protocol, runtime_checkable
 import orjson
 
 from .row import LogRow
-from .sink_url import parse_sink_url
+from .sink_url import flag, parse_sink_url
 
 
 @runtime_checkable
@@ -110,7 +110,7 @@ def open_sink(url: str, *, table: str | None = None, ttl_days: int | None = None
         return MemorySink()
     if parsed.scheme == "jsonl":
         assert parsed.path is not None
-        return JSONLSink(parsed.path, fsync=parsed.options.get("fsync") in ("1", "true"))
+        return JSONLSink(parsed.path, fsync=bool(flag(parsed.options.get("fsync"))))
     from .clickhouse import ClickHouseSink
 
     return ClickHouseSink(parsed)
