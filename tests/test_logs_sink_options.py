@@ -6,10 +6,7 @@ verify), not otherwise, and shows the URL's client certificate when the server a
 
 from __future__ import annotations
 
-import ssl
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -17,7 +14,7 @@ from asgi_aigw.kernel.errors import ConfigError
 from asgi_aigw.logs.clickhouse import ClickHouseSink
 from asgi_aigw.logs.sink_url import parse_sink_url
 
-from .tls_certs import TlsFiles
+from .tls_certs import TlsFiles, https_recorder
 
 
 @pytest.mark.parametrize(
@@ -54,53 +51,16 @@ def test_options_a_scheme_takes() -> None:
     assert parse_sink_url("jsonl:///tmp/r.jsonl?fsync=1").options == {"fsync": "1"}
 
 
-class _Recorder(BaseHTTPRequestHandler):
-    """Answers every request with a ClickHouse-like error, after noting it came through."""
-
-    seen: list[str]
-
-    def do_POST(self) -> None:
-        self.seen.append(self.path)
-        self.send_response(500)
-        self.send_header("Content-Type", "text/plain")
-        body = b"Code: 999. DB::Exception: a TLS test server, not ClickHouse"
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-def _tls_server(tls: TlsFiles, *, ask_client: bool) -> Iterator[tuple[int, list[str]]]:
-    seen: list[str] = []
-    handler = type("Handler", (_Recorder,), {"seen": seen})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(tls.server_cert, tls.server_key)
-    if ask_client:
-        context.verify_mode = ssl.CERT_REQUIRED
-        context.load_verify_locations(tls.ca)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1], seen
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 @pytest.fixture
 def https_server(tls_files: TlsFiles) -> Iterator[tuple[int, list[str]]]:
-    yield from _tls_server(tls_files, ask_client=False)
+    with https_recorder(tls_files) as server:
+        yield server
 
 
 @pytest.fixture
 def https_server_asking(tls_files: TlsFiles) -> Iterator[tuple[int, list[str]]]:
-    yield from _tls_server(tls_files, ask_client=True)
+    with https_recorder(tls_files, ask_client=True) as server:
+        yield server
 
 
 def _connect(url: str) -> str:

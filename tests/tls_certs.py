@@ -1,11 +1,17 @@
 """A private certificate authority for the TLS tests: the authority, a certificate for the servers
-(``localhost`` and ``127.0.0.1``), and one for a client, written as PEM files in a directory."""
+(``localhost`` and ``127.0.0.1``), and one for a client, written as PEM files in a directory; and an
+HTTPS server that notes the requests that reached it (a handshake that failed leaves none)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
+import ssl
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from cryptography import x509
@@ -104,3 +110,46 @@ def make_tls_files(directory: Path) -> TlsFiles:
         client_key=directory / "client.key",
         other_ca=_write(directory, "other-ca", None, other),
     )
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """Answers every request with an error (HTTP 500, worded as ClickHouse words them), after noting
+    that it came through."""
+
+    seen: list[str]
+
+    def do_POST(self) -> None:
+        self.seen.append(self.path)
+        self.send_response(500)
+        self.send_header("Content-Type", "text/plain")
+        body = b"Code: 999. DB::Exception: a TLS test server, not ClickHouse"
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def https_recorder(tls: TlsFiles, *, ask_client: bool = False) -> Iterator[tuple[int, list[str]]]:
+    """An HTTPS server on loopback with the test authority's certificate (asking clients for theirs
+    when ``ask_client``): its port, and the paths of the requests that came through the handshake."""
+    seen: list[str] = []
+    handler = type("Handler", (_Recorder,), {"seen": seen})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tls.server_cert, tls.server_key)
+    if ask_client:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(tls.ca)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], seen
+    finally:
+        server.shutdown()
+        server.server_close()

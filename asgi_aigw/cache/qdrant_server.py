@@ -1,5 +1,9 @@
 """A Qdrant server through qdrant-client's async client (also its local mode, for tests).
 
+Over HTTPS the server's certificate is verified against the system's authorities; the URL's query may
+name a private one (``?ca_cert=/path/ca.pem``) or turn verification off (``?verify=false``). Any other
+option is refused: qdrant-client would drop it silently.
+
 Local mode (``location=":memory:"`` or ``path=``) evaluates filters in Python and runs on the event loop
 (about 20 ms per filtered query at 1k points, 200 ms at 10k): use it to test, not to serve.
 """
@@ -7,10 +11,14 @@ Local mode (``location=":memory:"`` or ``path=``) evaluates filters in Python an
 from __future__ import annotations
 
 import asyncio
+import ssl
 import warnings
 from typing import Any
+from urllib.parse import parse_qs
 
+from ..kernel.errors import ConfigError
 from ..kernel.optional import require
+from ..kernel.url_text import hide_password
 from .vector import EXPIRES, SCOPE, TENANT, VectorEntry, VectorMatch, match_from_payload
 
 
@@ -24,9 +32,17 @@ class QdrantServerStore:
         collection: str = "aigw_cache",
         api_key: str | None = None,
         client: Any = None,
+        verify: ssl.SSLContext | bool | None = None,
     ) -> None:
         self.collection = collection
-        self._options: dict[str, Any] = {"url": url, "location": location, "path": path, "api_key": api_key}
+        self._options: dict[str, Any] = {
+            "url": url,
+            "location": location,
+            "path": path,
+            "api_key": api_key,
+            # qdrant-client hands it to its HTTP client: an SSL context, or False for no verification
+            "verify": verify,
+        }
         self._client: Any = client
         self._ready = False
         self._lock = asyncio.Lock()
@@ -147,4 +163,31 @@ def open_store(
         if location == ":memory:":
             return QdrantServerStore(location=":memory:", collection=collection)
         return QdrantServerStore(path=location, collection=collection)
-    return QdrantServerStore(url=url[len("qdrant+") :], collection=collection, api_key=api_key)
+    target, verify = server_target(url)
+    return QdrantServerStore(url=target, collection=collection, api_key=api_key, verify=verify)
+
+
+def server_target(url: str) -> tuple[str, ssl.SSLContext | bool | None]:
+    """A ``qdrant+http(s)://`` URL's server URL for qdrant-client, and how to verify its certificate
+    (``None``: as the system's authorities say); a :class:`ConfigError` for an option it does not take."""
+    target, _, query_text = url[len("qdrant+") :].partition("?")
+    query = {name: values[-1] for name, values in parse_qs(query_text).items()}
+    shown = hide_password(url)
+    unknown = sorted(set(query) - {"ca_cert", "verify"})
+    if unknown:
+        raise ConfigError(
+            f"The vector store URL {shown!r} has an unknown option {unknown[0]!r}: it takes ca_cert, verify."
+        )
+    if query and not target.startswith("https://"):
+        raise ConfigError(f"ca_cert and verify in the vector store URL {shown!r} need qdrant+https:// (TLS).")
+    verify = query.get("verify", "true").lower()
+    if verify not in ("true", "false", "1", "0"):
+        raise ConfigError(f"verify in the vector store URL {shown!r} must be true or false.")
+    if verify in ("false", "0"):
+        return target, False
+    if "ca_cert" in query:
+        try:
+            return target, ssl.create_default_context(cafile=query["ca_cert"])
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"ca_cert in the vector store URL {shown!r} cannot be read: {exc}.") from None
+    return target, None
