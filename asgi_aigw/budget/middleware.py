@@ -42,7 +42,7 @@ from .headers import HEADER_NAMES, ratelimit_headers, retry_after
 from .pricing import PriceTable
 from .store import BudgetStore, Reservation, StoreError
 from .subjects import BudgetSubjects, key_limits
-from .tokens import RuntimeTokenCounter, TokenCounter, WarmCounter, cache_lifetime
+from .tokens import PromptMemo, RuntimeTokenCounter, TokenCounter, WarmCounter, cache_lifetime
 from .unseen import thinks_unseen
 from .usage import decode_event, json_answer, streamed_text
 from .windows import WINDOWS, Slot, SlotClock, format_amount, format_duration, to_units
@@ -144,6 +144,7 @@ class BudgetMiddleware:
             cfg.store, key_prefix=cfg.key_prefix, timeout=cfg.store_timeout
         )
         self.counter = WarmCounter(token_counter or RuntimeTokenCounter())
+        self._prompts = PromptMemo()
         self.prices = PriceTable(cfg.pricing, default=cfg.default_price, aliases=cfg.model_aliases)
         self.slot_clock = SlotClock()
         self._now = clock
@@ -232,7 +233,7 @@ class BudgetMiddleware:
                 # generate more than was reserved
                 await self._refuse(send, ctx, _bad_choices())
                 return
-        prompt, output = await self._estimate(route, dialect, data, model, len(body.raw), cap)
+        prompt, output = await self._estimate(route, dialect, data, model, body.raw, cap)
         ctx.token_estimate = prompt + output
         if generation and cap is None:
             # the reservation is a cap: ask the upstream for at most the output tokens reserved, or a
@@ -427,21 +428,26 @@ class BudgetMiddleware:
         dialect: Dialect,
         data: Mapping[str, Any],
         model: str | None,
-        size: int,
+        raw: bytes,
         cap: int | None,
     ) -> tuple[int, int]:
-        """Prompt tokens, and the most output tokens the request may produce."""
+        """Prompt tokens, and the most output tokens the request may produce (``raw``: the body's bytes)."""
         if route == "embeddings":
             try:
                 return await self._count_input(data.get("input"), model), 0
             except Exception:
-                return size // 4 + 1, 0
+                return len(raw) // 4 + 1, 0
         output = self._max_output(dialect, data, cap)
+        prompt = self._prompts.get(dialect.name, raw)
+        if prompt is not None:
+            return prompt, output
         try:
-            return await self._count_prompt(dialect, data, model), output
+            prompt = await self._count_prompt(dialect, data, model)
         except Exception:
             # a body the router will refuse anyway (400): reserve something proportionate meanwhile
-            return size // 4 + 1, output
+            return len(raw) // 4 + 1, output
+        self._prompts.put(dialect.name, raw, prompt)
+        return prompt, output
 
     async def _count_prompt(self, dialect: Dialect, data: Mapping[str, Any], model: str | None) -> int:
         if dialect.name == "messages":

@@ -124,6 +124,8 @@ class RedisBudgetStore:
         self._key_cache: dict[tuple[str, int, str, int], list[str]] = {}
         #: The same keys packed as RESP bulk strings for the fast client, beside them.
         self._packed_cache: dict[tuple[str, int, str, int], list[bytes]] = {}
+        #: The scripts' arguments that change only with the minute or the limits (see :meth:`_fixed_args`).
+        self._args_cache: dict[tuple[tuple[int, ...], int, str, int, int], tuple[str, str, str, str]] = {}
 
     @property
     def _errors(self) -> tuple[type[BaseException], ...]:
@@ -223,6 +225,26 @@ class RedisBudgetStore:
             self._packed_cache[cache_key] = packed
         return keys, packed
 
+    def _fixed_args(
+        self, slots: Sequence[Slot], limits: Sequence[int], grace: int
+    ) -> tuple[str, str, str, str]:
+        """The limits, the counters' expiry times and the windows' names as the scripts take them
+        (comma-separated), and the marker's expiry: formatted once a minute per set of limits, not on
+        every call (the slots are told apart as :meth:`_keys` tells them apart)."""
+        key = (tuple(limits), slots[0].start, slots[-1].suffix, len(slots), grace)
+        found = self._args_cache.get(key)
+        if found is None:
+            if len(self._args_cache) > 10_000:
+                self._args_cache.clear()
+            found = (
+                ",".join(map(str, limits)),
+                ",".join(str(slot.end + grace) for slot in slots),
+                ",".join(slot.window.name for slot in slots),
+                str(max(slot.end for slot in slots) + grace),
+            )
+            self._args_cache[key] = found
+        return found
+
     def marker_key(self, tenant: str, token: str) -> str:
         return f"{self.key_prefix}{{{tenant}}}:r:{token}"
 
@@ -237,12 +259,11 @@ class RedisBudgetStore:
         token: str | None = None,
     ) -> Reservation:
         keys, packed_keys = self._keys_packed(tenant, slots)
-        packed = ",".join([*map(str, limits), *map(str, amounts), *(str(slot.end + grace) for slot in slots)])
-        names = ",".join(slot.window.name for slot in slots)
+        limited, ends, names, expires = self._fixed_args(slots, limits, grace)
+        packed = f"{limited},{','.join(map(str, amounts))},{ends}"
         if token is None:
             reply = await self._script(_RESERVE, keys, (packed, names), packed_keys)
         else:
-            expires = str(max(slot.end for slot in slots) + grace)
             marker = self.marker_key(tenant, token)
             marked = [*keys, marker]
             reply = await self._script(
@@ -275,15 +296,14 @@ class RedisBudgetStore:
         needs no settlement and is deleted by a later lookup. Only for an entry on this store's server
         (:meth:`reads`)."""
         keys, packed_keys = self._keys_packed(tenant, slots)
-        ends = [str(slot.end + grace) for slot in slots]
-        nums = ",".join([*map(str, limits), *map(str, amounts), *ends])
-        hit = "" if hit_amounts is None else ",".join([*map(str, limits), *map(str, hit_amounts), *ends])
-        names = ",".join(slot.window.name for slot in slots)
+        limited, ends, names, marker_expires = self._fixed_args(slots, limits, grace)
+        nums = f"{limited},{','.join(map(str, amounts))},{ends}"
+        hit = "" if hit_amounts is None else f"{limited},{','.join(map(str, hit_amounts))},{ends}"
         packed = list(packed_keys)
         expires = ""
         marker = b""
         if token is not None:
-            expires = str(max(slot.end for slot in slots) + grace)
+            expires = marker_expires
             marker = bulk(self.marker_key(tenant, token))
             packed.append(marker)
         packed.append(b"$%d\r\n%s\r\n" % (len(entry), entry))

@@ -161,6 +161,38 @@ class WarmCounter:
         return self._counter.count_text(text, model)
 
 
+class PromptMemo:
+    """Prompt token counts of recent request bodies, by their bytes: a question asked again (a cache
+    hit, a client's retry) is not tokenized again. Exact: the same bytes are the same request, its
+    model included. Bodies up to ``max_bytes``, at most ``entries`` of them (the least recently used go
+    first): at most 1 MB by default."""
+
+    __slots__ = ("_counts", "entries", "max_bytes")
+
+    def __init__(self, entries: int = 256, max_bytes: int = 4096) -> None:
+        self.entries = entries
+        self.max_bytes = max_bytes
+        self._counts: dict[tuple[str, bytes], int] = {}
+
+    def get(self, kind: str, raw: bytes) -> int | None:
+        """The count remembered for a body of this kind (the dialect's name), if any."""
+        if len(raw) > self.max_bytes:
+            return None
+        key = (kind, raw)
+        count = self._counts.pop(key, None)
+        if count is not None:
+            self._counts[key] = count  # used again: last to go
+        return count
+
+    def put(self, kind: str, raw: bytes, count: int) -> None:
+        if len(raw) > self.max_bytes or self.entries <= 0:
+            return
+        counts = self._counts
+        counts[(kind, raw)] = count
+        if len(counts) > self.entries:
+            del counts[next(iter(counts))]
+
+
 def cache_lifetime(request: Mapping[str, Any]) -> str | None:
     """The longest lifetime a Messages request's prompt-cache breakpoints ask for: ``"1h"`` when any
     says ``"ttl": "1h"``, ``"5m"`` (the default) when there are others, ``None`` when there are none."""

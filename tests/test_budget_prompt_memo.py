@@ -1,0 +1,75 @@
+"""The prompt counts the budget remembers: a body sent again is not tokenized again, and is reserved
+exactly what it was the first time; another body, or one too large to remember, is counted afresh;
+the memo stays within its bounds, least recently used first out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from asgi_aigw.budget import BudgetConfig, BudgetMiddleware, Limits
+from asgi_aigw.budget.memory import MemoryBudgetStore
+from asgi_aigw.budget.tokens import PromptMemo, RuntimeTokenCounter
+from asgi_aigw.kernel.context import ensure_context
+
+from .budget_helpers import JSONApp, chat, completion
+
+
+class CountingCounter(RuntimeTokenCounter):
+    """The runtime's tokenizers, counting the prompts it was asked to count."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.prompts = 0
+
+    def count_chat(self, request: Mapping[str, Any], model: str | None) -> int:
+        self.prompts += 1
+        return super().count_chat(request, model)
+
+
+async def test_a_body_sent_again_is_not_counted_again() -> None:
+    counter = CountingCounter()
+    estimates: list[int | None] = []
+
+    class Recording(JSONApp):
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            estimates.append(ensure_context(scope)[1].token_estimate)
+            await super().__call__(scope, receive, send)
+
+    inner = Recording(completion("hi", None))
+    app = BudgetMiddleware(
+        inner,
+        config=BudgetConfig(limits=Limits(tokens_per_minute=10**6)),
+        store=MemoryBudgetStore(),
+        token_counter=counter,
+    )
+    transport = httpx.ASGITransport(app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        for body in (chat("the same question"), chat("the same question"), chat("another question")):
+            response = await client.post(
+                "/v1/chat/completions", json={**body, "max_tokens": 10}, headers={"x-tenant-id": "acme"}
+            )
+            assert response.status_code == 200
+        assert counter.prompts == 2  # the repeated body was not tokenized again
+        assert estimates[0] == estimates[1] != estimates[2]  # and was reserved what it was the first time
+        # a body larger than the memo keeps is counted every time
+        long = chat("word " * 2000, max_tokens=10)
+        for _ in range(2):
+            await client.post("/v1/chat/completions", json=long, headers={"x-tenant-id": "acme"})
+        assert counter.prompts == 4
+    assert inner.calls == 5
+
+
+def test_the_memo_is_bounded_and_keeps_what_is_used() -> None:
+    memo = PromptMemo(entries=2, max_bytes=10)
+    memo.put("chat", b"a", 1)
+    memo.put("chat", b"b", 2)
+    assert memo.get("chat", b"a") == 1  # used: now the last to go
+    memo.put("chat", b"c", 3)
+    assert memo.get("chat", b"b") is None  # the least recently used went
+    assert (memo.get("chat", b"a"), memo.get("chat", b"c")) == (1, 3)
+    assert memo.get("messages", b"a") is None  # a body is counted per dialect
+    memo.put("chat", b"x" * 11, 9)
+    assert memo.get("chat", b"x" * 11) is None  # too large to keep
