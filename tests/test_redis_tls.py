@@ -130,6 +130,9 @@ def test_topology_urls_over_tls_reach_every_node_over_tls() -> None:
         ("rediss+cluster://a:7000?ssl_ca_path=/etc/certs", "a cluster takes ssl_ca_certs"),
         ("rediss://:hunter2@cache/0?ssl_ca_certs=/nonexistent/ca.pem", "its TLS files"),
         ("redis://cache:port/0", "Bad budget store URL"),
+        # options the request path's client would drop (redis-py would apply them): refused too
+        ("redis://cache/0?socket_timeout=5", "unknown option 'socket_timeout'"),
+        ("redis+sentinel://s1/main?health_check_interval=3", "unknown option 'health_check_interval'"),
     ],
 )
 def test_bad_options_are_configuration_errors(url: str, says: str) -> None:

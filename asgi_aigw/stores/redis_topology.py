@@ -31,7 +31,7 @@ from urllib.parse import parse_qs, quote, unquote
 
 from ..kernel.optional import require
 from ..kernel.url_text import hide_password
-from .redis_tls import TlsOptions, tls_options
+from .redis_tls import TLS_OPTIONS, TlsOptions, tls_options
 from .resp import ConnectionLost, FastRedis, RespCaller, RespError
 
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
@@ -128,6 +128,12 @@ def parse_topology(url: str) -> RedisTopology:
     tls = tls_options(query, shown) if scheme.startswith("rediss+") else None
     if tls is None and any(name.startswith("ssl_") for name in query):
         raise ValueError(f"ssl_* options need a rediss+{kind}:// URL (TLS), not {shown!r}")
+    unknown = sorted(set(query) - {"db", "service_name", "sentinel_password", *TLS_OPTIONS})
+    if unknown:  # dropped silently otherwise: timeouts and pool sizes are the store's own settings
+        raise ValueError(
+            f"unknown option {unknown[0]!r} in {shown!r}: it takes db, service_name, sentinel_password "
+            "and the ssl_* options"
+        )
     if cluster and tls is not None and tls.ca_path:  # redis-py's cluster client has no such option
         raise ValueError(f"a cluster takes ssl_ca_certs (a file), not ssl_ca_path (in {shown!r})")
     return RedisTopology(kind, nodes, service, db, username, password, sentinel_password, tls)

@@ -64,6 +64,13 @@ class Endpoint:
         if parts.scheme != "rediss" and any(name in query for name in TLS_OPTIONS):
             # redis-py would fail on its first call: say so when the URL is read
             raise ValueError(f"ssl_* options need a rediss:// URL (TLS), not {shown!r}")
+        unknown = sorted(set(query) - {"db", *TLS_OPTIONS})
+        if unknown:
+            # the request path's client would ignore it and redis-py apply it (or fail on it): one URL,
+            # two behaviours; timeouts and pool sizes are the store's own settings
+            raise ValueError(
+                f"unknown option {unknown[0]!r} in {shown!r}: a Redis URL takes db and the ssl_* options"
+            )
         if parts.scheme == "unix":
             db = int(query.get("db", ["0"])[0])
             return cls(None, 0, parts.path, db, username, password, None)
