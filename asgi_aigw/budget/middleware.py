@@ -233,7 +233,7 @@ class BudgetMiddleware:
                 # generate more than was reserved
                 await self._refuse(send, ctx, _bad_choices())
                 return
-        prompt, output = await self._estimate(route, dialect, data, model, body.raw, cap)
+        prompt, output = await self._estimate(route, dialect, data, model, body.raw, cap, tenant)
         ctx.token_estimate = prompt + output
         if generation and cap is None:
             # the reservation is a cap: ask the upstream for at most the output tokens reserved, or a
@@ -430,15 +430,17 @@ class BudgetMiddleware:
         model: str | None,
         raw: bytes,
         cap: int | None,
+        tenant: str,
     ) -> tuple[int, int]:
-        """Prompt tokens, and the most output tokens the request may produce (``raw``: the body's bytes)."""
+        """Prompt tokens, and the most output tokens the request may produce (``raw``: the body's bytes,
+        by which the tenant's recent prompts' counts are remembered)."""
         if route == "embeddings":
             try:
                 return await self._count_input(data.get("input"), model), 0
             except Exception:
                 return len(raw) // 4 + 1, 0
         output = self._max_output(dialect, data, cap)
-        prompt = self._prompts.get(dialect.name, raw)
+        prompt = self._prompts.get(tenant, dialect.name, raw)
         if prompt is not None:
             return prompt, output
         try:
@@ -446,7 +448,7 @@ class BudgetMiddleware:
         except Exception:
             # a body the router will refuse anyway (400): reserve something proportionate meanwhile
             return len(raw) // 4 + 1, output
-        self._prompts.put(dialect.name, raw, prompt)
+        self._prompts.put(tenant, dialect.name, raw, prompt)
         return prompt, output
 
     async def _count_prompt(self, dialect: Dialect, data: Mapping[str, Any], model: str | None) -> int:
