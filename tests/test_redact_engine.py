@@ -142,3 +142,17 @@ def test_context_words_raise_scores_as_presidio_does() -> None:
     assert context
     assert context[0].score > plain[0].score
     assert context[0].score == pytest.approx(max(r.score for r in stock))
+
+
+async def test_the_analysis_cache_is_kept_per_tenant() -> None:
+    """A text another tenant sent is analysed again: a text found in the cache skips the analysis
+    (milliseconds with NER), which would tell a tenant what another one sent."""
+    scanner = Scanner(RedactConfig(entities=["PERSON"]), base_analyzer(False))
+    text = NAME_TEXTS[1]
+    first = await scanner.scan([text], "acme")
+    assert (scanner.cache.hits, scanner.cache.misses) == (0, 1)
+    assert await scanner.scan([text], "acme") == first
+    assert (scanner.cache.hits, scanner.cache.misses) == (1, 1)  # the same tenant: found
+    assert await scanner.scan([text], "globex") == first
+    assert (scanner.cache.hits, scanner.cache.misses) == (1, 2)  # another tenant: analysed again
+    assert scanner.cache.key(text, "a") != scanner.cache.key(text[1:], "a" + text[0])

@@ -101,7 +101,7 @@ class RedactMiddleware:
             return
         fields = walk.fields
         try:
-            findings = await self.scanner.scan([field.text for field in fields])
+            findings = await self.scanner.scan([field.text for field in fields], ctx.tenant_id or "")
         except Exception:
             # never forward what could not be checked
             logger.exception("PII analysis failed; refusing the request")
