@@ -204,6 +204,7 @@ async def remote(fake: FakeProvider) -> AsyncIterator[OpenAIEmbedder]:
         api_key="sk-test-embed",
         transport=StreamingASGITransport(fake),
         max_batch=4,
+        cache_size=16,
     )
     yield embedder
     await embedder.aclose()
@@ -220,6 +221,17 @@ async def test_openai_embedder_calls_the_endpoint(remote: OpenAIEmbedder, fake: 
     assert first.headers["authorization"] == "Bearer sk-test-embed"
     await remote.embed(texts[:3])
     assert len(fake.requests) == 3  # from the LRU
+
+
+async def test_no_vector_is_remembered_by_default(fake: FakeProvider) -> None:
+    """The LRU is shared by every caller (every tenant): off unless asked for, so a text another tenant
+    had embedded takes as long as any other."""
+    embedder = OpenAIEmbedder(base_url="http://x.test/v1", model="m", transport=StreamingASGITransport(fake))
+    await embedder.embed(["asked before"])
+    await embedder.embed(["asked before"])
+    assert len(fake.requests) == 2
+    assert RuntimeConfig().embedder.cache_size == 0
+    await embedder.aclose()
 
 
 async def test_openai_embedder_dimension_must_be_known(fake: FakeProvider) -> None:

@@ -74,8 +74,10 @@ class EmbedderSettings(_Section):
     dimension: int | None = Field(default=None, ge=1)
     #: Most texts embedded in one model call; concurrent requests are batched up to this.
     max_batch: int = Field(default=32, ge=1)
-    #: Recent texts whose vectors are kept in memory (0 turns the LRU off).
-    cache_size: int = Field(default=1024, ge=0)
+    #: Recent texts whose vectors are kept in memory, shared by every caller (every tenant), so off
+    #: (0) by default: a remembered text is embedded faster, which would tell a tenant that another one
+    #: asked it. The semantic cache needs none: it stores with the vector its lookup computed.
+    cache_size: int = Field(default=0, ge=0)
     #: openai: the API base URL, e.g. ``https://api.openai.com/v1`` or ``http://127.0.0.1:11434/v1``.
     base_url: str | None = None
     api_key: SecretStr | None = None

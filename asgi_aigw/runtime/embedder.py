@@ -165,7 +165,7 @@ class FastEmbedEmbedder:
         model_dir: str | os.PathLike[str] | None = None,
         threads: int = 1,
         max_batch: int = 32,
-        cache_size: int = 1024,
+        cache_size: int = 0,
         dimension: int | None = None,
         int8_matmul: Literal["auto", "on", "off"] = "auto",
         config: RuntimeConfig | None = None,
@@ -350,7 +350,7 @@ class OpenAIEmbedder:
         headers: Mapping[str, str] | None = None,
         timeout: float = 30.0,
         max_batch: int = 256,
-        cache_size: int = 1024,
+        cache_size: int = 0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = base_url.rstrip("/") + "/embeddings"
