@@ -169,3 +169,19 @@ def test_scope_separates_context_and_key_ignores_stream() -> None:
     assert long.question is None
     image = {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:,"}}]}
     assert cache_keys({**base, "messages": [image]}, "t", max_question_chars=100).scope is None
+
+
+def test_the_features_computed_on_the_way_are_kept_per_tenant() -> None:
+    """A question verified for one tenant is worked out again for another: a remembered one is verified
+    sooner, which would tell a tenant what another asked."""
+    from asgi_aigw.cache.verify import _features
+
+    _features.cache_clear()
+    query, cached = "How do I reset my password?", "How can I reset my password?"
+    assert verify(query, cached, tenant="acme").ok
+    info = _features.cache_info()
+    assert (info.hits, info.misses) == (0, 2)
+    assert verify(query, cached, tenant="acme").ok
+    assert _features.cache_info().hits == 2  # the same tenant: both found
+    assert verify(query, cached, tenant="globex").ok
+    assert _features.cache_info().misses == 4  # another tenant: worked out again

@@ -396,7 +396,7 @@ class SemanticCacheMiddleware:
         for match in matches:
             if match.score < self.config.threshold:
                 break
-            if self.config.verify and not verify(keys.question, match.question).ok:
+            if self.config.verify and not verify(keys.question, match.question, tenant=keys.tenant).ok:
                 continue
             answer = self._decode(match.answer, fmt)
             if answer is not None:
