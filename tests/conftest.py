@@ -6,6 +6,7 @@ import inspect
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -79,28 +80,30 @@ def _need_redis_binaries() -> None:
         pytest.skip(f"no redis-server and redis-cli to start a cluster or sentinels with: {INSTALL_HINT}")
 
 
+_Started = TypeVar("_Started", RedisClusterSet, SentinelSet)
+
+
+def _running(processes: _Started) -> Iterator[_Started]:
+    """Start ``processes`` for the session; stop them (and remove their files) after it."""
+    try:
+        processes.start()
+        yield processes
+    finally:
+        processes.close()
+
+
 @pytest.fixture(scope="session")
 def redis_cluster() -> Iterator[RedisClusterSet]:
     """A real three-master Redis Cluster; its ``url`` is a ``redis+cluster://`` URL."""
     _need_redis_binaries()
-    cluster = RedisClusterSet()
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.close()
+    yield from _running(RedisClusterSet())
 
 
 @pytest.fixture(scope="session")
 def redis_sentinel() -> Iterator[SentinelSet]:
     """A real master, replica and three sentinels; ``url()`` is a ``redis+sentinel://`` URL."""
     _need_redis_binaries()
-    sentinels = SentinelSet()
-    try:
-        sentinels.start()
-        yield sentinels
-    finally:
-        sentinels.close()
+    yield from _running(SentinelSet())
 
 
 @pytest.fixture(scope="session")
@@ -128,24 +131,14 @@ def redis_tls(tls_files: TlsFiles) -> Iterator[RedisServer]:
 def redis_cluster_tls(tls_files: TlsFiles) -> Iterator[RedisClusterSet]:
     """:func:`redis_cluster` over TLS only (clients and cluster bus); ``url``: ``rediss+cluster://``."""
     _need_tls_binaries()
-    cluster = RedisClusterSet(tls=tls_files)
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.close()
+    yield from _running(RedisClusterSet(tls=tls_files))
 
 
 @pytest.fixture(scope="session")
 def redis_sentinel_tls(tls_files: TlsFiles) -> Iterator[SentinelSet]:
     """:func:`redis_sentinel` over TLS only (clients, replication, sentinels); ``rediss+sentinel://``."""
     _need_tls_binaries()
-    sentinels = SentinelSet(tls=tls_files)
-    try:
-        sentinels.start()
-        yield sentinels
-    finally:
-        sentinels.close()
+    yield from _running(SentinelSet(tls=tls_files))
 
 
 @pytest.fixture(params=["cluster", "sentinel", "cluster-tls", "sentinel-tls"])
