@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from pydantic import ValidationError
 
+from asgi_aigw.config import GatewayConfig
 from asgi_aigw.kernel.errors import ConfigError
 from asgi_aigw.logs.clickhouse import ClickHouseSink
 from asgi_aigw.logs.sink_url import parse_sink_url
@@ -98,3 +100,18 @@ def test_a_client_certificate_from_the_url_is_shown(
         f"{base}&ca_cert={tls_files.ca}&client_cert={tls_files.client_cert}&client_cert_key={tls_files.client_key}"
     )
     assert seen
+
+
+def test_the_configuration_refuses_them_when_it_is_read() -> None:
+    """Through the gateway's configuration, not only when the sink opens: the same checks, the same
+    words, for the log sink, the vector store and the Redis stores."""
+    cases = [
+        ({"log": {"store": "chdb://:memory:?tabel=x"}}, "unknown option 'tabel': chdb:// takes"),
+        ({"cache": {"vector_store": "qdrant+http://q:6333?ca_cert=/x"}}, "need qdrant+https://"),
+        ({"budget": {"store": "redis://h/0?socket_timeout=1"}}, "unknown option 'socket_timeout'"),
+    ]
+    for data, says in cases:
+        with pytest.raises(ValidationError) as info:
+            GatewayConfig.model_validate(data)
+        assert says in str(info.value)
+        assert "Bad log store URL: The log sink URL" not in str(info.value)  # said once

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs
 
 from ..kernel.errors import ConfigError
 from ..kernel.optional import require
-from ..kernel.url_text import hide_password
+from ..kernel.url_text import hide_password, url_flag
 from .vector import EXPIRES, SCOPE, TENANT, VectorEntry, VectorMatch, match_from_payload
 
 
@@ -169,7 +169,8 @@ def open_store(
 
 def server_target(url: str) -> tuple[str, ssl.SSLContext | bool | None]:
     """A ``qdrant+http(s)://`` URL's server URL for qdrant-client, and how to verify its certificate
-    (``None``: as the system's authorities say); a :class:`ConfigError` for an option it does not take."""
+    (``None``: as the system's authorities say); a :class:`ConfigError` for an option it does not take
+    (also ``VECTOR_STORES``' check of the URL, when the configuration is read)."""
     target, _, query_text = url[len("qdrant+") :].partition("?")
     query = {name: values[-1] for name, values in parse_qs(query_text).items()}
     shown = hide_password(url)
@@ -180,10 +181,10 @@ def server_target(url: str) -> tuple[str, ssl.SSLContext | bool | None]:
         )
     if query and not target.startswith("https://"):
         raise ConfigError(f"ca_cert and verify in the vector store URL {shown!r} need qdrant+https:// (TLS).")
-    verify = query.get("verify", "true").lower()
-    if verify not in ("true", "false", "1", "0"):
+    verify = url_flag(query.get("verify", "true"))
+    if verify is None:
         raise ConfigError(f"verify in the vector store URL {shown!r} must be true or false.")
-    if verify in ("false", "0"):
+    if not verify:
         return target, False
     if "ca_cert" in query:
         try:

@@ -1,4 +1,5 @@
-"""A store URL as error messages and logs may show it: its password and secret parameters hidden."""
+"""A store URL as error messages and logs may show it (its password and secret parameters hidden), and
+the true/false values its query options take."""
 
 from __future__ import annotations
 
@@ -23,3 +24,21 @@ def hide_password(url: str) -> str:
         user, colon, _ = userinfo.partition(":")
         rest = f"{user}{':***' if colon else ''}@{hosts}"
     return scheme + "://" + _SECRET_PARAM.sub(r"\1***", rest)
+
+
+#: What a URL's true/false option may say (the words redis-py and clickhouse-connect accept).
+_FLAGS = {
+    "1": True,
+    "true": True,
+    "yes": True,
+    "on": True,
+    "0": False,
+    "false": False,
+    "no": False,
+    "off": False,
+}
+
+
+def url_flag(value: str) -> bool | None:
+    """A URL option's true/false value; ``None`` when it says neither."""
+    return _FLAGS.get(value.lower())

@@ -21,13 +21,14 @@ from typing import Any
 
 from ..kernel.errors import ConfigError
 from ..kernel.optional import require
+from ..kernel.url_text import url_flag
 from ..runtime.pages import release_package_pages
 from .chdb_import import import_chdb_connection
 from .config import DEFAULT_TABLE
 from .encoded import EncodedRows
 from .row import COLUMN_NAMES, COLUMNS, LogRow
 from .rowbinary import row_encoder
-from .sink_url import SinkURL, flag, parse_sink_url
+from .sink_url import SinkURL, parse_sink_url
 
 logger = logging.getLogger("asgi_aigw.logs")
 
@@ -147,9 +148,8 @@ class ClickHouseSink:
         for key in ("ca_cert", "client_cert", "client_cert_key", "server_host_name"):
             if key in url.options:
                 options[key] = url.options[key]
-        verify = flag(url.options.get("verify"))
-        if verify is not None:
-            options["verify"] = verify
+        if "verify" in url.options:
+            options["verify"] = url_flag(url.options["verify"])
         return self._driver.get_client(
             host=url.host,
             port=url.port,

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..kernel.errors import ConfigError
-from ..kernel.url_text import hide_password
+from ..kernel.url_text import hide_password, url_flag
 from ..stores.registry import LOG_STORES, scheme_of
 from .config import DEFAULT_TABLE
 
@@ -41,7 +41,6 @@ _OPTIONS: dict[str, tuple[str, ...]] = {
     "clickhouse": _SERVER_OPTIONS,
     "clickhouses": _SERVER_OPTIONS + TLS_OPTIONS,
 }
-_TRUTH = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 
 
 def _check_options(scheme: str, query: dict[str, str], url: str) -> None:
@@ -67,13 +66,8 @@ def _check_options(scheme: str, query: dict[str, str], url: str) -> None:
                     f"{name} in the log sink URL {shown!r} must be a number of seconds."
                 ) from None
     for name in ("verify", "fsync"):
-        if name in query and query[name].lower() not in _TRUTH:
+        if name in query and url_flag(query[name]) is None:
             raise ConfigError(f"{name} in the log sink URL {shown!r} must be true or false.")
-
-
-def flag(value: str | None) -> bool | None:
-    """A checked true/false option's value (``None`` when absent)."""
-    return None if value is None else _TRUTH[value.lower()]
 
 
 def parse_sink_url(url: str, *, table: str | None = None, ttl_days: int | None = None) -> SinkURL:
@@ -82,7 +76,18 @@ def parse_sink_url(url: str, *, table: str | None = None, ttl_days: int | None =
     ``chdb:///abs/path`` and ``jsonl:///abs/file`` take an absolute path, ``chdb://rel/path`` one
     relative to the working directory (resolved now); ``chdb://:memory:`` is chDB in memory.
     """
-    scheme = scheme_of(LOG_STORES.check(url))
+    LOG_STORES.check(url)  # the scheme is known, and its options are ones it takes (check_sink_url)
+    return _parse(url, table, ttl_days)
+
+
+def check_sink_url(url: str) -> None:
+    """A :class:`ConfigError` for a sink URL that cannot work (an option its scheme does not take, a
+    value no client would), found when the configuration is read (``LOG_STORES.check``)."""
+    _parse(url, None, None)
+
+
+def _parse(url: str, table: str | None, ttl_days: int | None) -> SinkURL:
+    scheme = scheme_of(url)
     rest = url.partition("://")[2]
     rest, _, query_string = rest.partition("?")
     query = {key: values[-1] for key, values in parse_qs(query_string).items()}

@@ -17,8 +17,9 @@ from typing import Protocol, runtime_checkable
 
 import orjson
 
+from ..kernel.url_text import url_flag
 from .row import LogRow
-from .sink_url import flag, parse_sink_url
+from .sink_url import parse_sink_url
 
 
 @runtime_checkable
@@ -110,7 +111,7 @@ def open_sink(url: str, *, table: str | None = None, ttl_days: int | None = None
         return MemorySink()
     if parsed.scheme == "jsonl":
         assert parsed.path is not None
-        return JSONLSink(parsed.path, fsync=bool(flag(parsed.options.get("fsync"))))
+        return JSONLSink(parsed.path, fsync=bool(url_flag(parsed.options.get("fsync", "false"))))
     from .clickhouse import ClickHouseSink
 
     return ClickHouseSink(parsed)

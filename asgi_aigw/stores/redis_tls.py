@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from ..kernel.url_text import url_flag
+
 #: ``ssl_cert_reqs`` values, as redis-py names them.
 _CERT_REQS = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
 #: The query options read here.
 TLS_OPTIONS = (
     "ssl_ca_certs",
@@ -99,9 +99,9 @@ def tls_options(query: Mapping[str, Sequence[str]], shown: str) -> TlsOptions:
         raise ValueError(
             f"ssl_cert_reqs must be one of {', '.join(_CERT_REQS)}, not {cert_reqs!r} (in {shown!r})"
         )
-    check = (one("ssl_check_hostname") or "true").lower()
-    if check not in _TRUE + _FALSE:
-        raise ValueError(f"ssl_check_hostname must be true or false, not {check!r} (in {shown!r})")
+    check = url_flag(one("ssl_check_hostname") or "true")
+    if check is None:
+        raise ValueError(f"ssl_check_hostname must be true or false (in {shown!r})")
     keyfile = one("ssl_keyfile")
     certfile = one("ssl_certfile")
     if keyfile and not certfile:
@@ -112,5 +112,5 @@ def tls_options(query: Mapping[str, Sequence[str]], shown: str) -> TlsOptions:
         certfile=certfile,
         keyfile=keyfile,
         cert_reqs=cert_reqs,
-        check_hostname=check in _TRUE,
+        check_hostname=check,
     )

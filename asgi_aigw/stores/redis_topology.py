@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import ssl
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import parse_qs, quote, unquote
@@ -32,7 +33,7 @@ from urllib.parse import parse_qs, quote, unquote
 from ..kernel.optional import require
 from ..kernel.url_text import hide_password
 from .redis_tls import TLS_OPTIONS, TlsOptions, tls_options
-from .resp import ConnectionLost, FastRedis, RespCaller, RespError
+from .resp import ConnectionLost, Endpoint, FastRedis, RespCaller, RespError
 
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
@@ -137,6 +138,19 @@ def parse_topology(url: str) -> RedisTopology:
     if cluster and tls is not None and tls.ca_path:  # redis-py's cluster client has no such option
         raise ValueError(f"a cluster takes ssl_ca_certs (a file), not ssl_ca_path (in {shown!r})")
     return RedisTopology(kind, nodes, service, db, username, password, sentinel_password, tls)
+
+
+def check_redis_url(url: str) -> None:
+    """A :class:`ValueError` for a Redis URL (one server, a cluster or a sentinel set) that cannot work,
+    found when the configuration is read rather than on the first request: a sentinel URL without its
+    service name, an option no client would apply, a TLS certificate file that cannot be read."""
+    topology = url.partition("://")[0].lower() in TOPOLOGY_SCHEMES
+    tls = parse_topology(url).tls if topology else Endpoint.from_url(url).tls
+    if tls is not None:
+        try:
+            tls.context()
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"its TLS files ({hide_password(url)!r}): {exc}") from None
 
 
 def open_topology_client(url: str, *, timeout: float, max_connections: int) -> tuple[Any, list[Any]]:

@@ -10,18 +10,12 @@ needed only by the store that uses it, and the configuration can be checked with
 from __future__ import annotations
 
 import importlib
-import ssl
 from collections.abc import Mapping
 from typing import Any
 
 from ..kernel.errors import ConfigError
 from ..kernel.url_text import hide_password
-from .redis_tls import TlsOptions
-from .redis_topology import TOPOLOGY_SCHEMES, parse_topology
-from .resp import Endpoint
-
-#: The schemes of one Redis server.
-_ONE_SERVER = ("redis", "rediss", "unix")
+from .redis_topology import TOPOLOGY_SCHEMES
 
 
 def scheme_of(url: str) -> str:
@@ -32,59 +26,67 @@ def scheme_of(url: str) -> str:
 
 class StoreRegistry:
     """The URL schemes of one kind of store, each mapped to ``"module:factory"``; a factory takes the
-    URL and keyword options and returns the store."""
+    URL and keyword options and returns the store. ``checks`` maps schemes to ``"module:function"``:
+    the function takes the URL and raises (``ValueError`` or :class:`ConfigError`) for one that cannot
+    work, so that a configuration is refused when it is read, not when the store is first used."""
 
-    def __init__(self, kind: str, factories: Mapping[str, str]) -> None:
+    def __init__(
+        self, kind: str, factories: Mapping[str, str], checks: Mapping[str, str] | None = None
+    ) -> None:
         self.kind = kind
         self._factories = dict(factories)
+        self._checks = dict(checks or {})
 
     @property
     def schemes(self) -> list[str]:
         return sorted(self._factories)
 
     def check(self, url: str) -> str:
-        """``url`` when its scheme is known, else a :class:`ConfigError` listing the known schemes."""
+        """``url`` when its scheme is known and its scheme's check passes, else a :class:`ConfigError`
+        (listing the known schemes, or saying what is wrong)."""
         scheme = scheme_of(url)
         if scheme not in self._factories:
             known = ", ".join(f"{scheme}://" for scheme in self.schemes)
             raise ConfigError(f"Unknown {self.kind} store {hide_password(url)!r}: use one of {known}.")
-        tls: TlsOptions | None = None
-        try:  # a sentinel URL without its service name fails here, not on the first request
-            if scheme in TOPOLOGY_SCHEMES:
-                tls = parse_topology(url).tls
-            elif scheme in _ONE_SERVER:
-                tls = Endpoint.from_url(url).tls
-        except ValueError as exc:
-            raise ConfigError(f"Bad {self.kind} store URL: {exc}.") from None
-        if tls is not None:
-            try:  # a certificate file that cannot be read fails here too
-                tls.context()
-            except (OSError, ssl.SSLError) as exc:
-                shown = hide_password(url)
-                raise ConfigError(f"Bad {self.kind} store URL {shown!r}: its TLS files: {exc}.") from None
+        checker = self._checks.get(scheme)
+        if checker is not None:
+            try:
+                _imported(checker)(url)
+            except ConfigError:
+                raise  # it says what is wrong already
+            except ValueError as exc:
+                raise ConfigError(f"Bad {self.kind} store URL: {exc}.") from None
         return url
 
     def open(self, url: str, **options: Any) -> Any:
         """The store ``url`` names, built by its scheme's factory with ``options``."""
-        module_name, _, name = self._factories[scheme_of(self.check(url))].partition(":")
-        factory = getattr(importlib.import_module(module_name), name)
+        factory = _imported(self._factories[scheme_of(self.check(url))])
         return factory(url, **options)
 
 
+def _imported(path: str) -> Any:
+    """The function a ``"module:name"`` path names, its module imported now (not before it is needed)."""
+    module_name, _, name = path.partition(":")
+    return getattr(importlib.import_module(module_name), name)
+
+
 #: One server (the minimal client on the request path), then a cluster or a sentinel set (redis-py).
-_REDIS = (*_ONE_SERVER, *TOPOLOGY_SCHEMES)
+_REDIS = ("redis", "rediss", "unix", *TOPOLOGY_SCHEMES)
+_REDIS_CHECKS = dict.fromkeys(_REDIS, "asgi_aigw.stores.redis_topology:check_redis_url")
 
 #: Budget counters (``budget.store``).
 BUDGET_STORES = StoreRegistry(
     "budget",
     {"memory": "asgi_aigw.budget.memory:open_store"}
     | dict.fromkeys(_REDIS, "asgi_aigw.budget.redis:open_store"),
+    _REDIS_CHECKS,
 )
 #: Exact-match cache entries (``cache.store``).
 EXACT_STORES = StoreRegistry(
     "exact cache",
     {"memory": "asgi_aigw.cache.exact:open_memory_store"}
     | dict.fromkeys(_REDIS, "asgi_aigw.cache.exact:open_redis_store"),
+    _REDIS_CHECKS,
 )
 #: Vectors of the semantic cache (``cache.vector_store``).
 VECTOR_STORES = StoreRegistry(
@@ -96,11 +98,16 @@ VECTOR_STORES = StoreRegistry(
         "qdrant+https": "asgi_aigw.cache.qdrant_server:open_store",
         "qdrant+local": "asgi_aigw.cache.qdrant_server:open_store",
     },
+    dict.fromkeys(("qdrant+http", "qdrant+https"), "asgi_aigw.cache.qdrant_server:server_target"),
 )
+_LOG_SCHEMES = ("clickhouse", "clickhouses", "chdb", "jsonl", "memory")
 #: Request-log sinks (``log.store``).
 LOG_STORES = StoreRegistry(
     "log",
-    dict.fromkeys(("clickhouse", "clickhouses", "chdb", "jsonl", "memory"), "asgi_aigw.logs.sinks:open_sink"),
+    dict.fromkeys(_LOG_SCHEMES, "asgi_aigw.logs.sinks:open_sink"),
+    dict.fromkeys(_LOG_SCHEMES, "asgi_aigw.logs.sink_url:check_sink_url"),
 )
 #: Gateway API keys (``tenant.key_store``).
-KEY_STORES = StoreRegistry("API key", dict.fromkeys(_REDIS, "asgi_aigw.tenant.key_store:open_store"))
+KEY_STORES = StoreRegistry(
+    "API key", dict.fromkeys(_REDIS, "asgi_aigw.tenant.key_store:open_store"), _REDIS_CHECKS
+)
