@@ -8,16 +8,17 @@ import contextlib
 import datetime
 import ipaddress
 import ssl
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from asgi_aigw.testing.server import ServerThread
 
 
 @dataclass(frozen=True)
@@ -112,44 +113,28 @@ def make_tls_files(directory: Path) -> TlsFiles:
     )
 
 
-class _Recorder(BaseHTTPRequestHandler):
-    """Answers every request with an error (HTTP 500, worded as ClickHouse words them), after noting
-    that it came through."""
-
-    seen: list[str]
-
-    def do_POST(self) -> None:
-        self.seen.append(self.path)
-        self.send_response(500)
-        self.send_header("Content-Type", "text/plain")
-        body = b"Code: 999. DB::Exception: a TLS test server, not ClickHouse"
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @contextlib.contextmanager
 def https_recorder(tls: TlsFiles, *, ask_client: bool = False) -> Iterator[tuple[int, list[str]]]:
     """An HTTPS server on loopback with the test authority's certificate (asking clients for theirs
-    when ``ask_client``): its port, and the paths of the requests that came through the handshake."""
+    when ``ask_client``): its port, and the paths of the requests that came through the handshake.
+    Every request is answered with an error (HTTP 500, worded as ClickHouse words them)."""
     seen: list[str] = []
-    handler = type("Handler", (_Recorder,), {"seen": seen})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(tls.server_cert, tls.server_key)
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        seen.append(scope["path"])
+        body = b"Code: 999. DB::Exception: a TLS test server, not ClickHouse"
+        headers = [(b"content-type", b"text/plain")]
+        await send({"type": "http.response.start", "status": 500, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    settings: dict[str, Any] = {"ssl_certfile": str(tls.server_cert), "ssl_keyfile": str(tls.server_key)}
     if ask_client:
-        context.verify_mode = ssl.CERT_REQUIRED
-        context.load_verify_locations(tls.ca)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+        settings |= {"ssl_ca_certs": str(tls.ca), "ssl_cert_reqs": ssl.CERT_REQUIRED}
+    server = ServerThread(app, lifespan="off", tls=settings)
+    server.start()
     try:
-        yield server.server_address[1], seen
+        yield server.port, seen
     finally:
-        server.shutdown()
-        server.server_close()
+        server.stop()

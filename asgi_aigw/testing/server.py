@@ -13,7 +13,8 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from ..kernel.optional import require
 from ..kernel.types import ASGIApp
@@ -39,20 +40,35 @@ def free_port() -> int:
 
 
 class ServerThread:
-    """uvicorn running ``app`` in a daemon thread with its own event loop."""
+    """uvicorn running ``app`` in a daemon thread with its own event loop; over HTTPS with ``tls``
+    (uvicorn's ``ssl_*`` settings: ``ssl_certfile``, ``ssl_keyfile``, ``ssl_ca_certs``, ``ssl_cert_reqs``)."""
 
-    def __init__(self, app: ASGIApp, *, port: int | None = None, lifespan: str = "auto") -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        port: int | None = None,
+        lifespan: str = "auto",
+        tls: Mapping[str, Any] | None = None,
+    ) -> None:
         uvicorn = require("uvicorn", "server")
         self.port = port or free_port()
+        self.tls = dict(tls or {})
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan=lifespan, access_log=False
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan=lifespan,
+            access_log=False,
+            **self.tls,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name=f"uvicorn-{self.port}", daemon=True)
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 10.0) -> None:
         self.thread.start()
