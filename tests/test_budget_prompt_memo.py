@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
+import pytest
 
 from asgi_aigw.budget import BudgetConfig, BudgetMiddleware, Limits
 from asgi_aigw.budget.memory import MemoryBudgetStore
@@ -28,6 +29,14 @@ class CountingCounter(RuntimeTokenCounter):
     def count_chat(self, request: Mapping[str, Any], model: str | None) -> int:
         self.prompts += 1
         return super().count_chat(request, model)
+
+    def count_messages(self, request: Mapping[str, Any], model: str | None) -> int:
+        self.prompts += 1
+        return super().count_messages(request, model)
+
+    def count_responses(self, request: Mapping[str, Any], model: str | None) -> int:
+        self.prompts += 1
+        return super().count_responses(request, model)
 
 
 async def test_a_body_sent_again_is_not_counted_again() -> None:
@@ -67,6 +76,32 @@ async def test_a_body_sent_again_is_not_counted_again() -> None:
         await client.post("/v1/chat/completions", json=body, headers={"x-tenant-id": "globex"})
         assert counter.prompts == 5
     assert inner.calls == 6
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (
+            "/v1/messages",
+            {"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]},
+        ),
+        ("/v1/responses", {"model": "gpt-4o-mini", "max_output_tokens": 10, "input": "hi", "stream": True}),
+    ],
+)
+async def test_every_dialect_is_remembered_by_its_own_count(path: str, body: dict[str, Any]) -> None:
+    counter = CountingCounter()
+    budget = BudgetMiddleware(
+        JSONApp(b"{}"),
+        config=BudgetConfig(limits=Limits(tokens_per_minute=10**6)),
+        store=MemoryBudgetStore(),
+        token_counter=counter,
+    )
+    app = TenantMiddleware(budget, config=TenantConfig(header="x-tenant-id"))
+    transport = httpx.ASGITransport(app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        for _ in range(2):
+            await client.post(path, json=body, headers={"x-tenant-id": "acme"})
+    assert counter.prompts == 1
 
 
 def test_the_memo_is_bounded_and_keeps_what_is_used() -> None:
