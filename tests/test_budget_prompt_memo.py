@@ -39,6 +39,17 @@ class CountingCounter(RuntimeTokenCounter):
         return super().count_responses(request, model)
 
 
+def _stack(inner: Any, counter: CountingCounter) -> Any:
+    """The tenant header, then the budget (in memory) counting with ``counter``, in front of ``inner``."""
+    budget = BudgetMiddleware(
+        inner,
+        config=BudgetConfig(limits=Limits(tokens_per_minute=10**6)),
+        store=MemoryBudgetStore(),
+        token_counter=counter,
+    )
+    return TenantMiddleware(budget, config=TenantConfig(header="x-tenant-id"))
+
+
 async def test_a_body_sent_again_is_not_counted_again() -> None:
     counter = CountingCounter()
     estimates: list[int | None] = []
@@ -49,14 +60,7 @@ async def test_a_body_sent_again_is_not_counted_again() -> None:
             await super().__call__(scope, receive, send)
 
     inner = Recording(completion("hi", None))
-    budget = BudgetMiddleware(
-        inner,
-        config=BudgetConfig(limits=Limits(tokens_per_minute=10**6)),
-        store=MemoryBudgetStore(),
-        token_counter=counter,
-    )
-    app = TenantMiddleware(budget, config=TenantConfig(header="x-tenant-id"))
-    transport = httpx.ASGITransport(app)
+    transport = httpx.ASGITransport(_stack(inner, counter))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         for body in (chat("the same question"), chat("the same question"), chat("another question")):
             response = await client.post(
@@ -90,14 +94,7 @@ async def test_a_body_sent_again_is_not_counted_again() -> None:
 )
 async def test_every_dialect_is_remembered_by_its_own_count(path: str, body: dict[str, Any]) -> None:
     counter = CountingCounter()
-    budget = BudgetMiddleware(
-        JSONApp(b"{}"),
-        config=BudgetConfig(limits=Limits(tokens_per_minute=10**6)),
-        store=MemoryBudgetStore(),
-        token_counter=counter,
-    )
-    app = TenantMiddleware(budget, config=TenantConfig(header="x-tenant-id"))
-    transport = httpx.ASGITransport(app)
+    transport = httpx.ASGITransport(_stack(JSONApp(b"{}"), counter))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         for _ in range(2):
             await client.post(path, json=body, headers={"x-tenant-id": "acme"})
