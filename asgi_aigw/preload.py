@@ -33,7 +33,7 @@ def preload(app: ASGIApp, config: GatewayConfig | None = None) -> None:
         if scanner is not None and hasattr(scanner, "engine"):
             scanner.engine()  # the recognizers (and spaCy's model unless regex-only)
         if getattr(layer, "vector", None) is not None:
-            load = getattr(layer.embedder, "load", None)  # fastembed's ONNX model, on this thread
+            load = getattr(layer.embedder, "load", None)  # the ONNX model or the static table, on this thread
             if load is not None:
                 load()
         layer = getattr(layer, "app", None)

@@ -22,6 +22,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import itertools
+import json
 import os
 import pstats
 import statistics
@@ -49,7 +51,10 @@ TARGETS: list[tuple[str, str, list[tuple[bytes, bytes]]]] = [
         "tenant,budget,redact,exact,chdb",
         [(b"cache-control", b"no-cache")],
     ),
+    ("full stack, unique questions", "tenant,budget,redact,exact,semantic,chdb", []),
 ]
+#: Targets sent a new question every request (embedding, search, forward, store), as bench/stack.py's.
+UNIQUE = frozenset({"full stack, unique questions"})
 #: ``--layers``: one layer at a time in front of the router (each layer's own share of the full stack).
 LAYER_TARGETS: list[tuple[str, str, list[tuple[bytes, bytes]]]] = [
     ("router + tenant (header)", "tenant", []),
@@ -67,14 +72,33 @@ LAYER_TARGETS: list[tuple[str, str, list[tuple[bytes, bytes]]]] = [
 ]
 
 
-async def request(app: Any, headers: list[tuple[bytes, bytes]]) -> int:
-    """One POST of BODY through ``app`` with a raw ASGI scope; returns the status."""
-    status, _ = await post(app, "/ai/v1/chat/completions", BODY, [(b"x-tenant-id", b"bench"), *headers])
+async def request(app: Any, headers: list[tuple[bytes, bytes]], body: bytes = BODY) -> int:
+    """One POST of ``body`` through ``app`` with a raw ASGI scope; returns the status."""
+    status, _ = await post(app, "/ai/v1/chat/completions", body, [(b"x-tenant-id", b"bench"), *headers])
     return status
 
 
-async def drive(app: Any, headers: list[tuple[bytes, bytes]], count: int, concurrency: int) -> int:
-    """``count`` requests, ``concurrency`` at a time; returns how many did not answer 200."""
+def unique_body(n: int) -> bytes:
+    """A question never asked before, in letters (no PII pattern fires), as bench/stack.py's wrk script."""
+    word = ""
+    while True:
+        word += chr(97 + n % 26)
+        n //= 26
+        if n == 0:
+            break
+    content = f"Tell me about {_RUN} {word}"
+    return json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": content}]}).encode()
+
+
+_RUN = uuid.uuid4().hex.translate(str.maketrans("0123456789", "ghijklmnop"))
+_asked = itertools.count()
+
+
+async def drive(
+    app: Any, headers: list[tuple[bytes, bytes]], count: int, concurrency: int, unique: bool = False
+) -> int:
+    """``count`` requests, ``concurrency`` at a time (each a new question when ``unique``); returns how
+    many did not answer 200."""
     left = count
     errors = 0
 
@@ -82,7 +106,8 @@ async def drive(app: Any, headers: list[tuple[bytes, bytes]], count: int, concur
         nonlocal left, errors
         while left > 0:
             left -= 1
-            if await request(app, headers) != 200:
+            body = unique_body(next(_asked)) if unique else BODY
+            if await request(app, headers, body) != 200:
                 errors += 1
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -123,7 +148,8 @@ async def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
         app = build({layer for layer in layers.split(",") if layer})
         life = Lifespan(app)
         await life.start()
-        errors = await drive(app, headers, args.warmup, args.concurrency)  # warm-up, and stores the answer
+        # warm-up, and stores the answer
+        errors = await drive(app, headers, args.warmup, args.concurrency, name in UNIQUE)
         if errors:
             raise RuntimeError(f"{name}: {errors} warm-up requests did not answer 200")
         apps.append((name, app, headers, life))
@@ -133,7 +159,7 @@ async def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
         name, app, headers, _ = apps[0]
         profiler = cProfile.Profile(time.thread_time)  # this thread's CPU, not wall time
         profiler.enable()
-        await drive(app, headers, args.requests, args.concurrency)
+        await drive(app, headers, args.requests, args.concurrency, name in UNIQUE)
         profiler.disable()
         stats = pstats.Stats(profiler)
         stats.sort_stats(args.sort).print_stats(args.top)
@@ -141,7 +167,7 @@ async def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
         for _ in range(args.rounds):
             for name, app, headers, _life in apps:
                 start = time.process_time()
-                errors_by[name] += await drive(app, headers, args.requests, args.concurrency)
+                errors_by[name] += await drive(app, headers, args.requests, args.concurrency, name in UNIQUE)
                 samples[name].append((time.process_time() - start) / args.requests * 1e6)
     for *_, life in apps:
         await life.stop()

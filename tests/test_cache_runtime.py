@@ -1,5 +1,6 @@
-"""The cache with the offline runtime's real embedder (all-MiniLM-L6-v2): measured cosines, semantic hits
-and refusals through the middleware, the default wiring of build_app, and the demo."""
+"""The cache with the offline runtime's real embedders (all-MiniLM-L6-v2 in process, and its static
+vectors, the default): measured cosines, semantic hits and refusals through the middleware, the
+default wiring of build_app, and the demo."""
 
 from __future__ import annotations
 
@@ -21,12 +22,24 @@ embedder_module = pytest.importorskip("asgi_aigw.runtime.embedder")
 DATA = Path(__file__).parent / "data"
 
 
+def backend(name: str) -> object:
+    from asgi_aigw.runtime.config import EmbedderSettings, RuntimeConfig
+
+    return embedder_module.get_embedder(RuntimeConfig(embedder=EmbedderSettings(backend=name)))
+
+
 @pytest.fixture(scope="module")
-def embedder() -> object:
-    return embedder_module.get_embedder()
+def minilm() -> object:
+    return backend("fastembed")
 
 
-async def test_stored_cosines_are_the_runtime_embedders(embedder: object) -> None:
+@pytest.fixture(scope="module", params=["static", "fastembed"])
+def embedder(request: pytest.FixtureRequest) -> object:
+    return backend(request.param)
+
+
+async def test_stored_cosines_are_the_runtime_embedders(minilm: object) -> None:
+    embedder = minilm
     pairs = [json.loads(line) for line in (DATA / "cache_pairs.jsonl").read_text().splitlines() if line]
     # the column of the embedder's matrix products (int8 where the CPU multiplies int8 exactly)
     column = "cosine_int8" if embedder.int8_matmul else "cosine"  # type: ignore[attr-defined]
@@ -89,6 +102,27 @@ async def test_build_app_uses_the_runtime_embedder_by_default(tmp_path: Path) ->
     ]
     assert len(fake.requests) == 1
     await app.aclose()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [(None, "StaticEmbedder"), ("static", "StaticEmbedder"), ("fastembed", "FastEmbedEmbedder")],
+)
+def test_build_app_gives_the_cache_the_runtime_sections_embedder(
+    tmp_path: Path, section: str | None, expected: str
+) -> None:
+    from asgi_aigw.cache import SemanticCacheMiddleware
+    from asgi_aigw.runtime.config import EmbedderSettings, RuntimeConfig
+
+    config = fake_config()
+    config.cache = CacheConfig(vector_store=f"qdrant-edge://{tmp_path / 'v'}")
+    if section is not None:
+        config.runtime = RuntimeConfig(embedder=EmbedderSettings(backend=section))  # type: ignore[arg-type]
+    layer: object = build_app(config, env={})
+    while not isinstance(layer, SemanticCacheMiddleware):
+        layer = layer.app  # type: ignore[attr-defined]
+    # the gateway's runtime: section reaches the cache (it once got the defaults whatever was set)
+    assert type(layer.embedder).__name__ == expected
 
 
 async def test_demo_shows_exact_and_semantic_hits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -176,6 +177,31 @@ async def test_qdrant_edge_data_survives_a_reopen(tmp_path: Path) -> None:
     found = await reopened.search([0.6, 0.8], tenant="t", scope="s", limit=1, now=time.time())
     assert [m.question for m in found] == ["question kept"]
     await reopened.aclose()
+
+
+@pytest.mark.parametrize("first", ["search", "upsert"])
+async def test_a_qdrant_edge_shard_of_another_embedders_vectors_is_set_aside_not_mixed(
+    tmp_path: Path, first: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    old = QdrantEdgeStore(tmp_path / "edge")
+    await old.upsert(_entry("old", [0.6, 0.8, 0.0]))
+    await old.aclose()
+    # the embedder changed: vectors of another size (all-MiniLM-L6-v2's 384, its static vectors' 128)
+    store = QdrantEdgeStore(tmp_path / "edge")
+    with caplog.at_level(logging.WARNING, "asgi_aigw.cache"):
+        if first == "search":
+            assert await store.search([1.0, 0.0], tenant="t", scope="s", limit=1, now=time.time()) == []
+        await store.upsert(_entry("new", [1.0, 0.0]))
+    found = await store.search([1.0, 0.0], tenant="t", scope="s", limit=3, now=time.time())
+    assert [m.question for m in found] == ["question new"]
+    await store.aclose()
+    (aside,) = [tmp_path / name for name in os.listdir(tmp_path) if name.startswith("edge.3d-")]
+    assert "holds vectors of 3 dimensions but the embedder gives 2" in caplog.text
+    # nothing of the old store was lost: opened with its own size it answers as before
+    back = QdrantEdgeStore(aside)
+    found = await back.search([0.6, 0.8, 0.0], tenant="t", scope="s", limit=3, now=time.time())
+    assert [m.question for m in found] == ["question old"]
+    await back.aclose()
 
 
 async def test_qdrant_collection_is_created_with_dimension_and_payload_indexes(tmp_path: Path) -> None:

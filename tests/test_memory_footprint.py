@@ -127,7 +127,7 @@ def test_preload_loads_what_the_layers_would_load_later_and_starts_no_thread() -
             "threads": [before, threading.active_count()],
             "encodings": sorted(tokens._encodings),
             "engine": layers["RedactMiddleware"].scanner._engine is not None,
-            "model": layers["SemanticCacheMiddleware"].embedder._model is not None,
+            "model": layers["SemanticCacheMiddleware"].embedder.loaded,
             "frozen": gc.get_freeze_count() > 0,
             "young threshold": gc.get_threshold()[0],
         }))

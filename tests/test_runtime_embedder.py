@@ -163,7 +163,8 @@ def test_int8_products_follow_the_setting_and_the_cpu(monkeypatch: pytest.Monkey
     # the setting reaches the model: its products are int8 or not
     monkeypatch.setattr(module, "multiplies_int8_exactly", lambda: True)
     for setting, expected in (("auto", 1), ("off", None)):
-        embedder = create_embedder(RuntimeConfig(embedder=EmbedderSettings(int8_matmul=setting)))
+        settings = EmbedderSettings(backend="fastembed", int8_matmul=setting)
+        embedder = create_embedder(RuntimeConfig(embedder=settings))
         assert isinstance(embedder, FastEmbedEmbedder)
         embedder.load()
         assert embedder._model.max_call == expected

@@ -65,11 +65,12 @@ def test_prepare_check_and_use_with_no_network(prepared: tuple[Path, dict]) -> N
     assert report["heavy_after_import"] == []  # importing the package loads no model library
     assert report["prepare_rc"] == 0, report["cli_output"]
     assert report["check_rc"] == 0, report["cli_output"]
-    assert "load embedder: ok (384)" in report["cli_output"]
+    assert "load embedder: ok (128)" in report["cli_output"]  # the static vectors, derived offline
     results = report["results"]
     assert results["tokens"] == 9
+    # the default static vectors: 0.76 and 0.34 (the model in process: 0.83 and 0.07)
     assert results["cos_close"] > 0.7
-    assert results["cos_far"] < 0.3
+    assert results["cos_far"] < 0.4
     assert {"PERSON", "EMAIL_ADDRESS"} <= set(results["entities"])
     manifest = json.loads((asset_dir / "manifest.json").read_text())
     assert set(manifest["assets"]) == set(assets.ALL_ASSETS)
@@ -83,8 +84,9 @@ def test_asset_dir_alone_serves_a_machine_without_the_packages(
     assert report["network_attempts"] == []
     results = report["results"]
     assert results["tokens"] == 9
+    # the default static vectors: 0.76 and 0.34 (the model in process: 0.83 and 0.07)
     assert results["cos_close"] > 0.7
-    assert results["cos_far"] < 0.3
+    assert results["cos_far"] < 0.4
     assert {"PERSON", "EMAIL_ADDRESS"} <= set(results["entities"])
 
 

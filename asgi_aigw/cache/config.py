@@ -5,7 +5,7 @@ cache:
   store: redis://localhost:6379/0            # the exact layer; or memory:// (the default)
   vector_store: qdrant-edge://./.aigw/cache  # or qdrant+http://host:6333, memory://, null (off)
   ttl: 3600
-  threshold: 0.80
+  threshold: 0.80                            # default: the embedder's own (0.80, static vectors 0.70)
 ```
 """
 
@@ -47,8 +47,9 @@ class CacheConfig(BodyLimits):
     ttl: float = Field(default=3600.0, gt=0)
     max_ttl: float = Field(default=7 * 24 * 3600.0, gt=0)
 
-    #: Cosine similarity a neighbour must reach to be considered (then verified).
-    threshold: float = Field(default=DEFAULT_THRESHOLD, ge=-1.0, le=1.0)
+    #: Cosine similarity a neighbour must reach to be considered (then verified). ``None``: the
+    #: embedder's own (its ``default_threshold``): 0.80, or 0.70 for the static vectors.
+    threshold: float | None = Field(default=None, ge=-1.0, le=1.0)
     #: Check numbers, negation, content words and direction after the vector match (see docs/cache.md).
     #: Turning it off trades precision for recall; measure first.
     verify: bool = True

@@ -33,7 +33,7 @@ from ..kernel.response import ResponseTap, watch_disconnect
 from ..kernel.routes import classify
 from ..kernel.types import ASGIApp, Headers, Message, Receive, Scope, Send
 from ..stores.registry import EXACT_STORES, VECTOR_STORES
-from .config import CacheConfig
+from .config import DEFAULT_THRESHOLD, CacheConfig
 from .embedding import Embedder, runtime_embedder
 from .exact import ExactStore
 from .formats import FORMATS, Entry, EntryFormat, RequestView
@@ -393,8 +393,11 @@ class SemanticCacheMiddleware:
         except Exception as exc:
             self._log_failure("the vector store", exc)
             return None, MISS, None, vector
+        threshold = self.config.threshold
+        if threshold is None:
+            threshold = getattr(embedder, "default_threshold", DEFAULT_THRESHOLD)
         for match in matches:
-            if match.score < self.config.threshold:
+            if match.score < threshold:
                 break
             if self.config.verify and not verify(keys.question, match.question, tenant=keys.tenant).ok:
                 continue

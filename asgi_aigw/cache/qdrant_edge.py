@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,8 @@ from .vector import EXPIRES, SCOPE, TENANT, VectorEntry, VectorMatch, match_from
 #: 2-core host, each idle for the process's life); the calls here run one at a time over a shard of a
 #: few segments, so one thread serves them all.
 SEARCH_THREADS = 1
+
+logger = logging.getLogger("asgi_aigw.cache")
 
 
 class QdrantEdgeStore:
@@ -41,16 +45,20 @@ class QdrantEdgeStore:
             self._qe = require("qdrant_edge", "qdrant")
         return self._qe
 
-    def _open(self, dimension: int | None) -> Any:
-        """The shard, loaded from ``path`` or created there with ``dimension`` (None: load only)."""
+    def _open(self, dimension: int | None, *, create: bool = True) -> Any:
+        """The shard, loaded from ``path`` or created there with ``dimension`` (None: load only). A
+        shard of vectors of another size was made by another embedder: it is set aside, not mixed in."""
         if self._shard is not None:
             return self._shard
         qe = self._module()
         saved = self.path / "edge_config.json"
         if saved.exists():
-            self._shard = qe.EdgeShard.load(str(self.path), self._sized(qe, saved))
-            return self._shard
-        if dimension is None:
+            size = _saved_size(saved)
+            if dimension is None or size is None or size == dimension:
+                self._shard = qe.EdgeShard.load(str(self.path), self._sized(qe, saved))
+                return self._shard
+            self._set_aside(size, dimension)
+        if dimension is None or not create:
             return None
         self.path.mkdir(parents=True, exist_ok=True)
         config = qe.EdgeConfig(
@@ -64,6 +72,20 @@ class QdrantEdgeStore:
         shard.update(qe.UpdateOperation.create_field_index(EXPIRES, qe.PayloadSchemaType.Float))
         self._shard = shard
         return shard
+
+    def _set_aside(self, size: int, dimension: int) -> None:
+        """Rename the shard of ``size``-long vectors beside its path (its answers are not lost: moving
+        it back with the embedder that made it serves them again)."""
+        aside = self.path.with_name(f"{self.path.name}.{size}d-{int(time.time())}")
+        self.path.rename(aside)
+        logger.warning(
+            "semantic cache: %s holds vectors of %d dimensions but the embedder gives %d (another "
+            "embedder made them); it was moved to %s and a new vector store starts empty",
+            self.path,
+            size,
+            dimension,
+            aside,
+        )
 
     def _sized(self, qe: Any, saved: Path) -> Any:
         """The configuration to load a shard with: its own, with this store's search threads when it
@@ -107,7 +129,7 @@ class QdrantEdgeStore:
         self, vector: list[float], tenant: str, scope: str, limit: int, now: float
     ) -> list[VectorMatch]:
         with self._lock:
-            shard = self._open(None)
+            shard = self._open(len(vector), create=False)
             if shard is None:
                 return []
             qe = self._module()
@@ -178,6 +200,15 @@ class QdrantEdgeStore:
 
     async def aclose(self) -> None:
         await anyio.to_thread.run_sync(self._close_sync, limiter=self._calls())
+
+
+def _saved_size(saved: Path) -> int | None:
+    """The vector size a shard was created with, from its saved configuration (None: unreadable)."""
+    try:
+        size = json.loads(saved.read_text(encoding="utf-8"))["vectors"][""]["size"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return size if isinstance(size, int) else None
 
 
 def open_store(url: str, **_: object) -> QdrantEdgeStore:

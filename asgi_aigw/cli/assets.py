@@ -104,7 +104,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 def _load_all(config: RuntimeConfig) -> bool:
     """Load every model as the gateway would and run it once (still no network)."""
-    from ..runtime.embedder import FastEmbedEmbedder
+    from ..runtime.embedder import create_embedder
     from ..runtime.pii import get_analyzer
     from ..runtime.tokens import get_encoding
 
@@ -112,15 +112,8 @@ def _load_all(config: RuntimeConfig) -> bool:
         ("tiktoken cl100k_base", lambda: len(get_encoding("cl100k_base", config).encode("hello world"))),
         ("tiktoken o200k_base", lambda: len(get_encoding("o200k_base", config).encode("hello world"))),
     ]
-    if config.embedder.backend == "fastembed":
-        settings = config.embedder
-        embedder = FastEmbedEmbedder(
-            model=settings.model,
-            model_dir=settings.model_dir,
-            threads=settings.threads,
-            int8_matmul=settings.int8_matmul,
-            config=config,
-        )
+    if config.embedder.backend != "openai":  # the local ones: the model, or the table derived from it
+        embedder: Any = create_embedder(config)
         checks.append(("embedder", lambda: len(embedder.embed_sync(["hello world"])[0])))
     checks.append(
         ("analyzer", lambda: len(get_analyzer(config).analyze(text="Mail jane@example.com", language="en")))

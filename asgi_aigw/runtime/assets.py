@@ -436,7 +436,7 @@ def check_runtime_assets(config: RuntimeConfig) -> list[AssetStatus]:
     offline = config.model_copy(update={"allow_downloads": False})
     for name, asset in TIKTOKEN_ASSETS.items():
         out.append(_status(asset, config, functools.partial(_bpe_source, name, offline)))
-    if config.embedder.backend == "fastembed":
+    if config.embedder.backend in ("fastembed", "static"):  # the static table derives from the model
         out.append(_status(EMBEDDER_ASSET, config, lambda: _embedder_source(offline)))
     else:
         out.append(AssetStatus(EMBEDDER_ASSET, True, f"remote endpoint {config.embedder.base_url}"))
@@ -566,7 +566,8 @@ def config_for_asset_dir(directory: Path, base: RuntimeConfig | None = None) -> 
             ),
             "embedder": base.embedder.model_copy(
                 update={
-                    "backend": "fastembed",
+                    # the static table derives from the same model: the only other local backend
+                    "backend": "static" if base.embedder.backend == "static" else "fastembed",
                     "model": DEFAULT_EMBEDDING_MODEL,
                     "model_dir": directory / EMBEDDER_ASSET,
                 }

@@ -35,6 +35,7 @@ from .cpu import int8_products
 from .heap import release_free_heap
 from .onnx_model import MEAN_POOLED, MeanPooledOnnxModel
 from .pages import release_package_pages
+from .tokens import runtime_config
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -222,6 +223,10 @@ class FastEmbedEmbedder:
     def load(self) -> None:
         """Load the model now (in this thread) instead of on the first ``embed``."""
         self._ensure_model()
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
 
     def close(self) -> None:
         """Stop the worker thread (the model stays loaded; a later ``embed`` restarts the thread)."""
@@ -491,6 +496,10 @@ def create_embedder(config: RuntimeConfig, *, transport: httpx.AsyncBaseTranspor
             cache_size=settings.cache_size,
             transport=transport,
         )
+    if settings.backend == "static":
+        from .static_embedder import StaticEmbedder
+
+        return StaticEmbedder(config)
     return FastEmbedEmbedder(
         model=settings.model,
         model_dir=settings.model_dir,
@@ -504,8 +513,9 @@ def create_embedder(config: RuntimeConfig, *, transport: httpx.AsyncBaseTranspor
 
 
 def get_embedder(config: RuntimeConfig | None = None) -> Embedder:
-    """The process-wide embedder for this configuration (created on first call; loads nothing)."""
-    config = config or RuntimeConfig()
+    """The process-wide embedder for this configuration, else for the one ``build_app`` set (its
+    ``runtime:`` section): created on first call, loads nothing."""
+    config = config or runtime_config()
     key = _instance_key(config)
     embedder = _instances.get(key)
     if embedder is None:

@@ -88,7 +88,7 @@ def load_tokenizer(model_dir: Path) -> Any:
     return tokenizer
 
 
-def _session(ort: Any, path: Path, options: Any, *, int8_matmul: bool) -> tuple[Any, int]:
+def onnx_session(ort: Any, path: Path, options: Any, *, int8_matmul: bool) -> tuple[Any, int]:
     """The model's session, its quantized embedding tables kept int8 (34 MB less for the default model,
     the same vectors) and, with ``int8_matmul``, its matrix products too: see :mod:`.onnx_graph`. With
     the number of matrix products done in int8."""
@@ -127,7 +127,7 @@ class MeanPooledOnnxModel:
         options.inter_op_num_threads = threads
         for name, value in session_options.items():
             setattr(options, name, value)
-        self.session, fused = _session(ort, model_dir / "model.onnx", options, int8_matmul=int8_matmul)
+        self.session, fused = onnx_session(ort, model_dir / "model.onnx", options, int8_matmul=int8_matmul)
         # int8 products quantize a call's activations with one scale: a text's vector would then depend
         # on the texts beside it and their padding, so each text is its own call (as fast per text:
         # 2.4 ms alone or in a call of 32, where float32 takes 5.3 in a call of 32)
