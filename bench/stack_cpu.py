@@ -141,10 +141,13 @@ class Lifespan:
 async def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
     from _stack_apps import build
 
-    apps = []
+    apps: list[tuple[str, Any, list[tuple[bytes, bytes]], Lifespan]] = []
+    data_dir = os.environ["BENCH_DATA_DIR"]
     for name, layers, headers in TARGETS + (LAYER_TARGETS if args.layers else []):
         if args.only and name != args.only:
             continue
+        # Qdrant Edge and chDB lock their directories: each app of this process gets its own
+        os.environ["BENCH_DATA_DIR"] = os.path.join(data_dir, str(len(apps)))
         app = build({layer for layer in layers.split(",") if layer})
         life = Lifespan(app)
         await life.start()

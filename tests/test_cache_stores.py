@@ -129,6 +129,15 @@ async def test_vector_store_filters_by_tenant_scope_and_expiry(vector_store: Vec
     assert found[0].id == point_id("near")
 
 
+async def test_expired_nearest_entries_do_not_hide_a_live_one(vector_store: VectorStore) -> None:
+    # the sweep removes expired entries every few minutes: until then they must not crowd the search
+    for i in range(3):
+        await vector_store.upsert(_entry(f"expired-{i}", [1.0, 0.01 * i, 0.0], ttl=-1))
+    await vector_store.upsert(_entry("alive", [0.8, 0.6, 0.0]))
+    found = await vector_store.search([1.0, 0.0, 0.0], tenant="t", scope="s", limit=1, now=time.time())
+    assert [m.question for m in found] == ["question alive"]
+
+
 async def test_vector_store_upsert_replaces_and_sweeps_and_purges(vector_store: VectorStore) -> None:
     await vector_store.upsert(_entry("k", [1.0, 0.0]))
     await vector_store.upsert(_entry("k", [1.0, 0.0], ttl=120))  # the same key again: one point
@@ -204,6 +213,59 @@ async def test_a_qdrant_edge_shard_of_another_embedders_vectors_is_set_aside_not
     await back.aclose()
 
 
+async def test_a_qdrant_edge_directory_held_by_another_process_fails_fast_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from asgi_aigw.cache import qdrant_edge
+
+    holder = QdrantEdgeStore(tmp_path / "edge")  # as another worker would, on the same directory
+    await holder.upsert(_entry("kept", [0.6, 0.8]))
+    second = QdrantEdgeStore(tmp_path / "edge")
+    tries: list[int] = []
+    open_now = second._open_now
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        tries.append(1)
+        return open_now(*args, **kwargs)
+
+    monkeypatch.setattr(second, "_open_now", counted)
+    for _ in range(3):
+        with pytest.raises(qdrant_edge.ShardUnavailable, match="serves one process at a time"):
+            await second.search([0.6, 0.8], tenant="t", scope="s", limit=1, now=time.time())
+    # each try reads the shard before failing on its lock (tens of ms): one per retry interval
+    assert tries == [1]
+    await holder.aclose()
+    monkeypatch.setattr(qdrant_edge, "RETRY_OPEN_SECONDS", 0.0)
+    second._retry_at = 0.0
+    found = await second.search([0.6, 0.8], tenant="t", scope="s", limit=1, now=time.time())
+    assert [m.question for m in found] == ["question kept"]  # the directory is free again
+    await second.aclose()
+
+
+async def test_a_qdrant_edge_shard_of_an_earlier_version_gains_the_partition_index(tmp_path: Path) -> None:
+    import qdrant_edge as qe
+
+    from asgi_aigw.cache.qdrant_edge import PARTITION
+
+    # as the previous version made it: tenant, scope and expiry indexes, entries without a partition
+    config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=2, distance=qe.Distance.Cosine))
+    shard = qe.EdgeShard.create(str(tmp_path / "edge"), config)
+    shard.update(qe.UpdateOperation.create_field_index("tenant", qe.PayloadSchemaType.Keyword))
+    shard.update(
+        qe.UpdateOperation.upsert_points(
+            [qe.Point(point_id("old"), [0.6, 0.8], _entry("old", [0.6, 0.8]).payload())]
+        )
+    )
+    shard.flush()
+    shard.close()
+    store = QdrantEdgeStore(tmp_path / "edge")
+    await store.upsert(_entry("new", [0.6, 0.8]))
+    found = await store.search([0.6, 0.8], tenant="t", scope="s", limit=3, now=time.time())
+    assert [m.question for m in found] == ["question new"]  # the old entry ages out unseen
+    assert PARTITION in store._shard.info().payload_schema
+    await store.aclose()
+
+
 async def test_qdrant_collection_is_created_with_dimension_and_payload_indexes(tmp_path: Path) -> None:
     from qdrant_client import AsyncQdrantClient
 
@@ -227,7 +289,7 @@ async def test_qdrant_collection_is_created_with_dimension_and_payload_indexes(t
     edge = QdrantEdgeStore(tmp_path / "edge")
     await edge.upsert(_entry("k", [1.0, 0.0, 0.0]))
     shard_info = edge._shard.info()
-    assert set(shard_info.payload_schema) == {"tenant", "scope", "expires_at"}
+    assert set(shard_info.payload_schema) == {"tenant", "scope", "expires_at", "partition"}
     await edge.aclose()
 
 
