@@ -167,3 +167,11 @@ async def store(redis_url: str, redis_prefix: str) -> AsyncIterator[RedisBudgetS
     """A Redis budget store under the test's own key prefix, emptied afterwards."""
     async with redis_budget_store(redis_url, redis_prefix) as opened:
         yield opened
+
+
+def minute_counter_keys(prefix: str, tenant: str, metric: str = "tpm") -> list[str]:
+    """A tenant's per-minute counter of this minute and of the last one (a run may straddle a minute
+    boundary), by name: a load test samples them with one MGET, where a SCAN walks the whole shared
+    keyspace in small steps and, on a busy machine, one walk outlasted the load, so no sample was read."""
+    start = int(time.time()) // 60 * 60
+    return [f"{prefix}{{{tenant}}}:{metric}:{minute}" for minute in (start - 60, start)]

@@ -18,6 +18,8 @@ import pytest
 import redis.asyncio as aioredis
 import yaml
 
+from .budget_helpers import minute_counter_keys
+
 pytestmark = pytest.mark.e2e
 
 LIMIT = 10_000
@@ -141,9 +143,8 @@ async def test_500_concurrent_requests_from_4_workers_never_overspend(
         """Sample the token counters while the load runs: a reservation past the limit would show."""
         nonlocal peak
         while not done.is_set():
-            keys = [key async for key in redis.scan_iter(match=pattern)]
-            if keys:
-                peak = max([peak, *(int(v or 0) for v in await redis.mget(keys))])
+            keys = minute_counter_keys(redis_prefix, "load")
+            peak = max([peak, *(int(v or 0) for v in await redis.mget(keys))])
             await asyncio.sleep(0.002)
 
     words = " ".join(f"w{i}" for i in range(30))

@@ -9,7 +9,6 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import yaml
 from asgi_aigw.stores.redis_clients import LoopRedisClients
 from asgi_aigw.testing.server import free_port
 
+from .budget_helpers import minute_counter_keys
 from .test_budget_concurrency import stop, wait_for_port
 
 pytestmark = pytest.mark.e2e
@@ -100,19 +100,12 @@ async def test_two_processes_of_two_workers_never_overspend(
     peak = 0
     done = asyncio.Event()
 
-    def minute_keys() -> list[str]:
-        """This minute's counter and the last one's (the run may straddle a minute boundary)."""
-        start = int(time.time()) // 60 * 60
-        return [f"{redis_prefix}{{load}}:tpm:{minute}" for minute in (start - 60, start)]
-
     async def watch() -> None:
-        """Sample the token counters while the load runs: a reservation past the limit would show.
-
-        One MGET of the named keys per sample: a SCAN walks the whole shared keyspace in small steps,
-        and on a busy machine one walk outlasted the load, so no sample was taken."""
+        """Sample the token counters while the load runs: a reservation past the limit would show."""
         nonlocal peak
         while not done.is_set():
-            peak = max([peak, *(int(v or 0) for v in await redis.mget(minute_keys()))])
+            keys = minute_counter_keys(redis_prefix, "load")
+            peak = max([peak, *(int(v or 0) for v in await redis.mget(keys))])
             await asyncio.sleep(0.005)
 
     words = " ".join(f"w{i}" for i in range(30))
