@@ -169,6 +169,49 @@ async def test_memory_vector_store_keeps_the_newest_max_entries() -> None:
     assert await store.purge() == 3
 
 
+async def test_memory_vector_store_matches_a_plain_reference_through_replaces_and_removals() -> None:
+    """Its matrix rows move when entries leave (the last takes the place): after any mix of stores,
+    replacements, evictions and sweeps it finds what a plain scan of the live entries finds."""
+    import random
+
+    rng = random.Random(7)
+    store = MemoryVectorStore(max_entries=40)
+    live: dict[str, VectorEntry] = {}
+    order: list[str] = []
+    now = time.time()
+    for step in range(400):
+        key = f"k{rng.randrange(60)}"
+        vector = [rng.uniform(-1, 1) for _ in range(4)]
+        ttl = -1.0 if rng.random() < 0.1 else 60.0
+        entry = _entry(key, vector, ttl=ttl)
+        await store.upsert(entry)
+        live[entry.id] = entry
+        if entry.id in order:
+            order.remove(entry.id)
+        order.append(entry.id)
+        while len(order) > 40:
+            live.pop(order.pop(0))
+        if step % 97 == 0:
+            await store.delete_expired(now)
+            for entry_id in [i for i, e in live.items() if e.expires_at <= now]:
+                del live[entry_id]
+                order.remove(entry_id)
+        query = [rng.uniform(-1, 1) for _ in range(4)]
+        found = await store.search(query, tenant="t", scope="s", limit=3, now=now)
+
+        def cosine(v: list[float], q: list[float] = query) -> float:
+            dot = sum(a * b for a, b in zip(v, q, strict=True))
+            return dot / (sum(a * a for a in v) ** 0.5 * sum(b * b for b in q) ** 0.5)
+
+        expected = sorted((e for e in live.values() if e.expires_at > now), key=lambda e: -cosine(e.vector))[
+            :3
+        ]
+        assert [m.id for m in found] == [e.id for e in expected], step
+        for match, entry in zip(found, expected, strict=True):
+            assert abs(match.score - cosine(entry.vector)) < 1e-5
+            assert match.answer == entry.answer
+
+
 def test_the_cache_bounds_its_memory_vector_store_with_max_entries() -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         return None

@@ -9,11 +9,12 @@ Each creates its collection on first use with the dimension of the first vector 
 from __future__ import annotations
 
 import hashlib
-import math
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
+
+from ..kernel.optional import require
 
 #: Payload fields. ``tenant`` holds the tenant's tag (see :func:`.keys.tenant_tag`), never the raw id.
 TENANT, SCOPE, EXPIRES, QUESTION, ANSWER = "tenant", "scope", "expires_at", "question", "answer"
@@ -85,34 +86,98 @@ class VectorStore(Protocol):
     async def aclose(self) -> None: ...
 
 
+class _Scope:
+    """One (tenant, scope)'s entries, their unit vectors the rows of one matrix (grown by doubling), so
+    that a search is one matrix-vector product rather than a Python loop over every entry."""
+
+    def __init__(self, np: Any, dimension: int) -> None:
+        self.np = np
+        self.entries: list[VectorEntry] = []
+        self.rows: dict[str, int] = {}
+        self.matrix = np.empty((8, dimension), dtype=np.float32)
+        self.expires = np.empty(8, dtype=np.float64)
+
+    def put(self, entry: VectorEntry) -> None:
+        vector = self.np.asarray(entry.vector, dtype=self.np.float32)
+        if vector.shape != (self.matrix.shape[1],):
+            raise ValueError(f"a vector of {vector.size} dimensions in a store of {self.matrix.shape[1]}")
+        norm = float(self.np.linalg.norm(vector)) or 1.0
+        row = self.rows.get(entry.id)
+        if row is None:
+            row = len(self.entries)
+            if row == len(self.matrix):
+                self.matrix = self.np.concatenate([self.matrix, self.np.empty_like(self.matrix)])
+                self.expires = self.np.concatenate([self.expires, self.np.empty_like(self.expires)])
+            self.entries.append(entry)
+            self.rows[entry.id] = row
+        else:
+            self.entries[row] = entry
+        self.matrix[row] = vector / norm
+        self.expires[row] = entry.expires_at
+
+    def drop(self, entry_id: str) -> None:
+        row = self.rows.pop(entry_id, None)
+        if row is None:
+            return
+        last = len(self.entries) - 1
+        if row != last:  # the last row takes the dropped one's place
+            moved = self.entries[last]
+            self.entries[row] = moved
+            self.rows[moved.id] = row
+            self.matrix[row] = self.matrix[last]
+            self.expires[row] = self.expires[last]
+        self.entries.pop()
+
+    def search(self, vector: list[float], limit: int, now: float) -> list[VectorMatch]:
+        np = self.np
+        count = len(self.entries)
+        query = np.asarray(vector, dtype=np.float32)
+        query /= float(np.linalg.norm(query)) or 1.0
+        scores = self.matrix[:count] @ query
+        scores[self.expires[:count] <= now] = -np.inf
+        if count > limit:  # the best ``limit`` without sorting every score
+            top = np.argpartition(-scores, limit - 1)[:limit]
+            best = top[np.argsort(-scores[top], kind="stable")]
+        else:
+            best = np.argsort(-scores, kind="stable")
+        return [
+            VectorMatch(
+                self.entries[i].id, float(scores[i]), self.entries[i].question, self.entries[i].answer
+            )
+            for i in best
+            if scores[i] != -np.inf
+        ]
+
+
 class MemoryVectorStore:
-    """Vectors in a dict keyed by (tenant, scope): exact cosine over the few entries of one scope. At
-    most ``max_entries`` in all (the cache's ``max_entries``, as for the memory exact layer): past it
-    the oldest stored go first, so a stream of new questions cannot grow the process without end."""
+    """Vectors in this process, per (tenant, scope): one matrix of unit vectors each, so a search is one
+    matrix-vector product (numpy, imported on first use). At most ``max_entries`` in all (the cache's
+    ``max_entries``, as for the memory exact layer): past it the oldest stored go first, so a stream of
+    new questions cannot grow the process without end."""
 
     def __init__(self, max_entries: int = 10_000) -> None:
         self.max_entries = max_entries
-        self._scopes: dict[tuple[str, str], dict[str, VectorEntry]] = {}
+        self._scopes: dict[tuple[str, str], _Scope] = {}
         #: (tenant, scope, id) in the order stored, oldest first
         self._order: OrderedDict[tuple[str, str, str], None] = OrderedDict()
+        self._np: Any = None
 
     async def search(
         self, vector: list[float], *, tenant: str, scope: str, limit: int, now: float
     ) -> list[VectorMatch]:
         entries = self._scopes.get((tenant, scope))
-        if not entries:
+        if entries is None:
             return []
-        query = _unit(vector)
-        scored = [
-            (sum(a * b for a, b in zip(query, _unit(entry.vector), strict=True)), entry)
-            for entry in entries.values()
-            if entry.expires_at > now
-        ]
-        scored.sort(key=lambda item: item[0], reverse=True)
-        return [VectorMatch(e.id, score, e.question, e.answer) for score, e in scored[:limit]]
+        return entries.search(vector, limit, now)
 
     async def upsert(self, entry: VectorEntry) -> None:
-        self._scopes.setdefault((entry.tenant, entry.scope), {})[entry.id] = entry
+        key = (entry.tenant, entry.scope)
+        entries = self._scopes.get(key)
+        if entries is None:
+            if self._np is None:
+                self._np = require("numpy", "embed")
+            entries = self._scopes[key] = _Scope(self._np, len(entry.vector))
+        entries.put(entry)
         place = (entry.tenant, entry.scope, entry.id)
         self._order[place] = None
         self._order.move_to_end(place)
@@ -123,37 +188,30 @@ class MemoryVectorStore:
     def _drop(self, key: tuple[str, str], entry_id: str) -> None:
         entries = self._scopes.get(key)
         if entries is not None:
-            entries.pop(entry_id, None)
-            if not entries:
+            entries.drop(entry_id)
+            if not entries.entries:
                 del self._scopes[key]
 
     async def delete_expired(self, now: float) -> int:
         count = 0
         for key in list(self._scopes):
-            entries = self._scopes[key]
-            for entry_id in [i for i, e in entries.items() if e.expires_at <= now]:
-                del entries[entry_id]
-                self._order.pop((*key, entry_id), None)
+            for entry in [e for e in self._scopes[key].entries if e.expires_at <= now]:
+                self._drop(key, entry.id)
+                self._order.pop((*key, entry.id), None)
                 count += 1
-            if not entries:
-                del self._scopes[key]
         return count
 
     async def purge(self, tenant: str | None = None) -> int:
         doomed = [k for k in self._scopes if tenant is None or k[0] == tenant]
-        count = sum(len(self._scopes[k]) for k in doomed)
+        count = 0
         for key in doomed:
-            for entry_id in self._scopes.pop(key):
-                self._order.pop((*key, entry_id), None)
+            for entry in self._scopes.pop(key).entries:
+                self._order.pop((*key, entry.id), None)
+                count += 1
         return count
 
     async def aclose(self) -> None:
         return None
-
-
-def _unit(vector: list[float]) -> list[float]:
-    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
-    return [v / norm for v in vector]
 
 
 def open_memory_store(url: str, *, max_entries: int = 10_000, **_: object) -> MemoryVectorStore:
