@@ -123,6 +123,16 @@ def delete_keys(url: str, prefix: str) -> None:
         client.unlink(*keys[start : start + 500])
 
 
+def letters(n: int) -> str:
+    """A number spelled in letters (digits would give the PII patterns work), as unique_bodies_lua's."""
+    out = ""
+    while True:
+        out += chr(97 + n % 26)
+        n //= 26
+        if n == 0:
+            return out
+
+
 def unique_bodies_lua(content: str, tag: str) -> str:
     """A wrk script that sends every request a new chat body: ``content``, then the Lua expression
     ``tag``, then the wrk thread's and the request's counters in letters (letters only, so no PII

@@ -42,7 +42,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import ROOT, Server, check_answers, uvicorn_process, write_results
+from _harness import ROOT, Server, check_answers, letters, uvicorn_process, write_results
 
 CHAT = "/ai/v1/chat/completions"
 TENANTS = ("acme", "globex", "initech", "umbrella")
@@ -130,23 +130,13 @@ def _own_threads(pid: int) -> int:
     return count
 
 
-def _letters(n: int) -> str:
-    """A number spelled in letters (digits would give the PII patterns work)."""
-    out = ""
-    while True:
-        out += chr(97 + n % 26)
-        n //= 26
-        if n == 0:
-            return out
-
-
 class Load:
     """The clients: ``concurrency`` loops, each sending its next request as soon as one is answered."""
 
     def __init__(self, base: str, concurrency: int, seed: int) -> None:
         self.url = base + CHAT
         self.concurrency = concurrency
-        self.nonce = _letters(seed)
+        self.nonce = letters(seed)
         self.count = 0
         self.latencies: list[float] = []
         self.errors: Counter[str] = Counter()
@@ -157,14 +147,14 @@ class Load:
     def _prompt(self, rng: random.Random, worker: int, n: int) -> tuple[str, str]:
         roll = rng.random()
         if roll < 0.4:
-            return "repeated", f"Summarise topic {_letters(rng.randrange(POOL))} of run {self.nonce} briefly."
+            return "repeated", f"Summarise topic {letters(rng.randrange(POOL))} of run {self.nonce} briefly."
         if roll < 0.75:
             return (
                 "new",
-                f"Tell me something new, run {self.nonce} client {_letters(worker)} ask {_letters(n)}.",
+                f"Tell me something new, run {self.nonce} client {letters(worker)} ask {letters(n)}.",
             )
         # the redacted text is the same for every address: a hit must still restore this request's own
-        email = f"user.{_letters(worker)}.{_letters(n)}@example.com"
+        email = f"user.{letters(worker)}.{letters(n)}@example.com"
         return "pii", f"Please write to {email} about the invoice of run {self.nonce}."
 
     async def _one(self, session: Any, rng: random.Random, worker: int, n: int) -> None:

@@ -37,7 +37,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _harness import uvicorn_process, write_results
+from _harness import letters, uvicorn_process, write_results
 
 from asgi_aigw.testing.raw_asgi import post
 
@@ -80,13 +80,7 @@ async def request(app: Any, headers: list[tuple[bytes, bytes]], body: bytes = BO
 
 def unique_body(n: int) -> bytes:
     """A question never asked before, in letters (no PII pattern fires), as bench/stack.py's wrk script."""
-    word = ""
-    while True:
-        word += chr(97 + n % 26)
-        n //= 26
-        if n == 0:
-            break
-    content = f"Tell me about {_RUN} {word}"
+    content = f"Tell me about {_RUN} {letters(n)}"
     return json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": content}]}).encode()
 
 
