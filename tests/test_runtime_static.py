@@ -193,6 +193,32 @@ async def test_an_explicit_table_is_used_as_given(tmp_path: Path, embedder: Stat
     np.testing.assert_allclose(flipped, -np.array(usual), atol=1e-6)
 
 
+async def test_while_the_table_loads_other_calls_miss_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, embedder: StaticEmbedder
+) -> None:
+    from asgi_aigw.runtime import static_embedder
+    from asgi_aigw.runtime.embedder import EmbedderError
+
+    release = threading.Event()
+    table = embedder.load()
+
+    def slow_derivation(config: RuntimeConfig) -> np.ndarray:
+        release.wait(10)  # a first derivation takes about 25 s
+        return table
+
+    monkeypatch.setattr(static_embedder, "find_or_derive", slow_derivation)
+    fresh = StaticEmbedder(RuntimeConfig(embedder=EmbedderSettings(backend="static")))
+    warm_up = asyncio.create_task(fresh.embed(["warm-up"]))
+    await asyncio.sleep(0.05)
+    # a request's lookup meanwhile: a miss now, not a wait for the derivation (or its 2 s timeout)
+    with pytest.raises(EmbedderError, match="still being loaded"):
+        await asyncio.wait_for(fresh.embed(["a question"]), 0.5)
+    release.set()
+    assert len((await warm_up)[0]) == 128
+    assert len((await fresh.embed(["a question"]))[0]) == 128
+    fresh.close()
+
+
 def test_loading_gives_the_event_loop_back(embedder: StaticEmbedder) -> None:
     # loading (which may derive for 25 s) runs on the worker thread, not on the loop
     fresh = StaticEmbedder(RuntimeConfig(embedder=EmbedderSettings(backend="static")))
@@ -211,8 +237,8 @@ def test_loading_gives_the_event_loop_back(embedder: StaticEmbedder) -> None:
         await fresh.embed(["hello"])
         await ticker
         loop_thread.append(str(ticks))
-        assert fresh.thread_texts == 1
-        assert fresh.inline_texts == 0
+        assert fresh.thread_texts == 0
+        assert fresh.inline_texts == 1  # the table loaded on the thread, then the text embedded inline
 
     asyncio.run(main())
     assert int(loop_thread[0]) > 0

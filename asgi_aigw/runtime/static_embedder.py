@@ -21,6 +21,7 @@ import numpy as np
 from ..kernel.optional import require
 from .assets import find_embedding_model_dir
 from .config import RuntimeConfig
+from .embedder import EmbedderError
 from .static_table import StaticTableError, find_or_derive
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ class StaticEmbedder:
         self._fallback = 0
         self._lock = threading.Lock()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._loading: concurrent.futures.Future[Any] | None = None
         #: Texts embedded inline and on the worker thread.
         self.inline_texts = 0
         self.thread_texts = 0
@@ -64,12 +66,27 @@ class StaticEmbedder:
         texts = list(texts)
         if not texts:
             return []
-        if self._table is None or sum(len(text) for text in texts) > INLINE_CHARS:
+        if self._table is None:
+            await self._loaded()
+        if sum(len(text) for text in texts) > INLINE_CHARS:
             self.thread_texts += len(texts)
             vectors: list[list[float]] = await self._in_thread(lambda: self.embed_sync(texts))
             return vectors
         self.inline_texts += len(texts)
         return self.embed_sync(texts)
+
+    async def _loaded(self) -> None:
+        """Load the table on the worker thread; while another call is loading it (a first derivation
+        takes about 25 s), fail at once: the caller's lookup is a miss, not a wait."""
+        loading = self._loading
+        if loading is not None and not loading.done():
+            raise EmbedderError(
+                "The static embedding table is still being loaded (derived from the model once, about "
+                "25 s): this text is not embedded."
+            )
+        if loading is None or loading.exception() is not None:  # not started, or failed: (re)try
+            self._loading = loading = self._pool_submit(self.load)
+        await asyncio.wrap_future(loading)
 
     def embed_sync(self, texts: Sequence[str]) -> list[list[float]]:
         """:meth:`embed` on this thread (CLI, benchmarks, the worker thread)."""
@@ -117,10 +134,13 @@ class StaticEmbedder:
             pool.shutdown(wait=True)
 
     async def _in_thread(self, call: Any) -> Any:
+        return await asyncio.wrap_future(self._pool_submit(call))
+
+    def _pool_submit(self, call: Any) -> concurrent.futures.Future[Any]:
         if self._pool is None:
             with self._lock:
                 if self._pool is None:
                     self._pool = concurrent.futures.ThreadPoolExecutor(
                         max_workers=1, thread_name_prefix="aigw-static-embedder"
                     )
-        return await asyncio.wrap_future(self._pool.submit(call))
+        return self._pool.submit(call)
