@@ -33,6 +33,25 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+# -- the default embedder's table ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session", autouse=True)
+def static_embedding_table() -> None:
+    """Derive the default embedder's table before the first test (about 25 s on a machine without it,
+    then kept): while it is first derived semantic lookups miss by design, which tests expecting a
+    semantic hit must not race."""
+    try:
+        from asgi_aigw.runtime.config import RuntimeConfig
+        from asgi_aigw.runtime.static_table import find_or_derive
+    except ImportError:  # no embed extra: the semantic tests skip
+        return
+    try:
+        find_or_derive(RuntimeConfig())
+    except Exception:  # no offline model here: the tests that need one say so themselves
+        return
+
+
 # -- Redis: REDIS_URL, else a server on 127.0.0.1:6379, else one we start on a free port -------------
 
 

@@ -253,3 +253,33 @@ async def test_stored_cosines_are_these_vectors(embedder: StaticEmbedder) -> Non
     n = len(sample)
     for i, pair in enumerate(sample):
         assert abs(float(vectors[i] @ vectors[n + i]) - stored[str(pair["id"])]) < 0.01, pair
+
+
+@pytest.mark.parametrize(
+    ("backend", "vector_store", "derives"),
+    [("static", "memory://", True), ("fastembed", "memory://", False), ("static", None, False)],
+)
+def test_aigw_serve_derives_the_table_before_its_workers_start(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    backend: str,
+    vector_store: str | None,
+    derives: bool,
+) -> None:
+    from asgi_aigw.cache import CacheConfig
+    from asgi_aigw.cli import serve
+    from asgi_aigw.config import GatewayConfig
+
+    calls: list[RuntimeConfig] = []
+
+    def derive(config: RuntimeConfig) -> np.ndarray:
+        calls.append(config)
+        raise StaticTableError("no model here")
+
+    monkeypatch.setattr(static_table, "find_or_derive", derive)
+    runtime = RuntimeConfig(embedder=EmbedderSettings(backend=backend))  # type: ignore[arg-type]
+    config = GatewayConfig(cache=CacheConfig(vector_store=vector_store), runtime=runtime)
+    serve._prepare_static_table(config)
+    assert calls == ([runtime] if derives else [])
+    # a table that cannot be had is said, not raised: the cache misses and says it again
+    assert ("static embedding table is not available: no model here" in capsys.readouterr().err) is derives

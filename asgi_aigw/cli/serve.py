@@ -141,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"usage dashboard: http://{host}:{port}{config.prefix}/dashboard/", file=sys.stderr)
     if config.log is not None and config.log.metrics is not None and config.log.metrics.serve:
         print(f"metrics: http://{host}:{port}{config.prefix}/metrics", file=sys.stderr)
+    _prepare_static_table(config)
     if args.preload:
         return _serve_preloaded(config, host=host, port=port, workers=workers, log_level=args.log_level)
     uvicorn.run(
@@ -152,6 +153,23 @@ def run(args: argparse.Namespace) -> int:
         log_level=args.log_level,
     )
     return 0
+
+
+def _prepare_static_table(config: GatewayConfig) -> None:
+    """Derive the static embedding table now, once, if the semantic layer will need it: before the
+    workers start, which then map the file, rather than in the first worker while requests miss."""
+    cache = config.cache
+    if cache is None or cache.vector_store is None or config.runtime.embedder.backend != "static":
+        return
+    from ..runtime.static_table import find_or_derive
+
+    try:
+        find_or_derive(config.runtime)
+    except Exception as exc:  # the cache reports it again, and misses, when it embeds
+        print(
+            f"aigw serve: the semantic cache's static embedding table is not available: {exc}",
+            file=sys.stderr,
+        )
 
 
 def _preload_refusal(config: GatewayConfig) -> str | None:
