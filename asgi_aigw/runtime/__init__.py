@@ -30,13 +30,14 @@ from .tokens import (
 )
 
 if TYPE_CHECKING:
-    from .embedder import Embedder, EmbedderError, FastEmbedEmbedder, OpenAIEmbedder, get_embedder
+    from .embed_error import EmbedderError
+    from .embedder import Embedder, FastEmbedEmbedder, OpenAIEmbedder, get_embedder
     from .pii import get_analyzer
 
 # numpy, httpx and Presidio stay unimported until these names are used.
 _LAZY = {
     "Embedder": "embedder",
-    "EmbedderError": "embedder",
+    "EmbedderError": "embed_error",
     "FastEmbedEmbedder": "embedder",
     "OpenAIEmbedder": "embedder",
     "get_embedder": "embedder",

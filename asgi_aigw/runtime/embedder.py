@@ -32,6 +32,7 @@ from ..kernel.optional import require
 from .assets import cache_dir, find_embedding_model_dir
 from .config import DEFAULT_EMBEDDING_MODEL, RuntimeConfig
 from .cpu import int8_products
+from .embed_error import EmbedderError as EmbedderError  # where it was defined before: still importable here
 from .heap import release_free_heap
 from .onnx_model import MEAN_POOLED, MeanPooledOnnxModel
 from .pages import release_package_pages
@@ -55,10 +56,6 @@ class Embedder(Protocol):
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """One unit-length vector per text, in order."""
         ...
-
-
-class EmbedderError(RuntimeError):
-    """Embedding failed (model missing or broken, endpoint error); the message says what to fix."""
 
 
 #: Vector sizes of models whose size is known without loading them.

@@ -21,7 +21,7 @@ import numpy as np
 from ..kernel.optional import require
 from .assets import find_embedding_model_dir
 from .config import RuntimeConfig
-from .embedder import EmbedderError
+from .embed_error import EmbedderError
 from .static_table import StaticTableError, find_or_derive
 
 if TYPE_CHECKING:

@@ -159,7 +159,7 @@ class FlakyVectorStore(MemoryVectorStore):
         await super().upsert(entry)
 
     def entries(self) -> list[VectorEntry]:
-        return [entry for scope in self._scopes.values() for entry in scope.values()]
+        return [entry for scope in self._scopes.values() for entry in scope.entries]
 
 
 # -- what the gateway logged --------------------------------------------------------------------------
