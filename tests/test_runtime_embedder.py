@@ -279,3 +279,22 @@ async def test_openai_embedder_on_a_real_port() -> None:
 def test_openai_backend_needs_a_base_url() -> None:
     with pytest.raises(EmbedderError, match="base_url"):
         create_embedder(RuntimeConfig(embedder=EmbedderSettings(backend="openai")))
+
+
+def test_the_shared_models_without_a_configuration_follow_the_configured_runtime(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``build_app`` sets the runtime (its ``runtime:`` section); the shared embedder and analyzer
+    asked for without a configuration are that runtime's, as the token counts are."""
+    from asgi_aigw.runtime import pii, tokens
+    from asgi_aigw.runtime.config import AnalyzerSettings
+    from asgi_aigw.runtime.embedder import get_embedder
+
+    configured = RuntimeConfig(
+        embedder=EmbedderSettings(backend="fastembed"), analyzer=AnalyzerSettings(regex_only=True)
+    )
+    monkeypatch.setattr(tokens, "_runtime_config", configured)
+    assert get_embedder() is get_embedder(configured)
+    assert isinstance(get_embedder(), FastEmbedEmbedder)
+    pytest.importorskip("presidio_analyzer")
+    assert pii.get_analyzer() is pii.get_analyzer(configured)

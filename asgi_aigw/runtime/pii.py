@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..kernel.optional import require
 from .assets import AssetMissing, find_spacy_model
 from .config import DEFAULT_SPACY_MODEL, RuntimeConfig
+from .tokens import runtime_config
 
 if TYPE_CHECKING:
     from presidio_analyzer import AnalyzerEngine
@@ -72,7 +73,7 @@ def _nlp_engine(config: RuntimeConfig) -> Any:
 
 def create_analyzer(config: RuntimeConfig | None = None) -> AnalyzerEngine:
     """A new analyzer for ``config.analyzer`` (prefer :func:`get_analyzer`, which shares one)."""
-    config = config or RuntimeConfig()
+    config = config or runtime_config()
     presidio = require("presidio_analyzer", "pii")
     keep_tldextract_offline(config)
     settings = config.analyzer
@@ -105,7 +106,7 @@ def get_analyzer(config: RuntimeConfig | None = None) -> AnalyzerEngine:
 
     Building takes about a second with NER (spaCy model load), ~0.2 s regex-only: call it once at
     startup or from a worker thread."""
-    config = config or RuntimeConfig()
+    config = config or runtime_config()
     key = _key(config)
     analyzer = _analyzers.get(key)
     if analyzer is None:
