@@ -283,3 +283,31 @@ def test_aigw_serve_derives_the_table_before_its_workers_start(
     assert calls == ([runtime] if derives else [])
     # a table that cannot be had is said, not raised: the cache misses and says it again
     assert ("static embedding table is not available: no model here" in capsys.readouterr().err) is derives
+
+
+async def test_the_event_loop_never_waits_for_a_load_under_way_on_another_thread(
+    monkeypatch: pytest.MonkeyPatch, embedder: StaticEmbedder
+) -> None:
+    from asgi_aigw.runtime import static_embedder
+
+    release = threading.Event()
+    table = embedder.load()
+
+    def slow_derivation(config: RuntimeConfig) -> np.ndarray:
+        release.wait(10)
+        return table
+
+    monkeypatch.setattr(static_embedder, "find_or_derive", slow_derivation)
+    fresh = StaticEmbedder(RuntimeConfig(embedder=EmbedderSettings(backend="static")))
+    preloading = threading.Thread(target=fresh.load)  # as `aigw serve --preload` or `dimension` do
+    preloading.start()
+    await asyncio.sleep(0.05)
+    started = asyncio.get_running_loop().time()
+    # the loop's first call starts its own load on the worker thread: it must not wait for that lock
+    first = asyncio.create_task(fresh.embed(["a question"]))
+    await asyncio.sleep(0.05)
+    assert asyncio.get_running_loop().time() - started < 1
+    release.set()
+    preloading.join()
+    assert len((await first)[0]) == 128
+    fresh.close()

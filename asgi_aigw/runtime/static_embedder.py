@@ -46,7 +46,8 @@ class StaticEmbedder:
         self._table: NDArray[np.float16] | None = None
         self._tokenizer: Any = None
         self._fallback = 0
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # held while loading, which may derive for 25 s
+        self._pool_lock = threading.Lock()  # so the event loop never waits on that one
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._loading: concurrent.futures.Future[Any] | None = None
         #: Texts embedded inline and on the worker thread.
@@ -138,7 +139,7 @@ class StaticEmbedder:
 
     def _pool_submit(self, call: Any) -> concurrent.futures.Future[Any]:
         if self._pool is None:
-            with self._lock:
+            with self._pool_lock:
                 if self._pool is None:
                     self._pool = concurrent.futures.ThreadPoolExecutor(
                         max_workers=1, thread_name_prefix="aigw-static-embedder"
