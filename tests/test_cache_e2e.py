@@ -24,7 +24,7 @@ async def gateway(fake: FakeProvider, tmp_path: Path) -> AsyncIterator[str]:
     upstream.start()
     config = fake_config(base_url=upstream.base_url + "/v1")
     config.cache = CacheConfig(vector_store=f"qdrant-edge://{tmp_path / 'vectors'}")
-    server = ServerThread(build_app(config, env={}))  # the runtime's all-MiniLM-L6-v2 embedder
+    server = ServerThread(build_app(config, env={}))  # the runtime's default embedder (static vectors)
     server.start()
     try:
         yield server.base_url
