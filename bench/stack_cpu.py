@@ -159,6 +159,8 @@ async def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
         await drive(app, headers, args.requests, args.concurrency, name in UNIQUE)
         profiler.disable()
         stats = pstats.Stats(profiler)
+        if args.profile_out:
+            stats.dump_stats(args.profile_out)
         stats.sort_stats(args.sort).print_stats(args.top)
     else:
         for _ in range(args.rounds):
@@ -192,6 +194,7 @@ def main() -> None:
     parser.add_argument("--only", help="one target, by name")
     parser.add_argument("--layers", action="store_true", help="also one layer at a time")
     parser.add_argument("--profile", action="store_true", help="cProfile the first (or --only) target")
+    parser.add_argument("--profile-out", help="also write the profile's stats to this file (pstats)")
     parser.add_argument("--sort", default="tottime")
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--no-write", action="store_true", help="print only, keep bench/results as it is")

@@ -428,3 +428,133 @@ async def test_qdrant_edge_calls_wait_on_the_event_loop_not_each_in_a_thread(tmp
             group.start_soon(lambda: store.search([1.0, 0.0], tenant="t", scope="s", limit=1, now=0.0))
     assert most == 1
     assert len(threads) <= 2  # one at a time: anyio reuses its idle worker thread
+
+
+async def _edge_with_points(path: Path, count: int) -> QdrantEdgeStore:
+    store = QdrantEdgeStore(path)
+    for i in range(count):
+        await store.upsert(_entry(f"p{i}", [1.0, 0.1 * i, 0.0]))
+    return store
+
+
+async def _searched_on(store: QdrantEdgeStore) -> tuple[int, list[str]]:
+    """The thread that ran the search's scan, and what it found."""
+    ran_on: list[int] = []
+    search_open = store._search_open
+
+    def recorded(*args: Any) -> Any:
+        ran_on.append(threading.get_ident())
+        return search_open(*args)
+
+    store._search_open = recorded  # type: ignore[method-assign]
+    found = await store.search([1.0, 0.0, 0.0], tenant="t", scope="s", limit=2, now=time.time())
+    return ran_on[0], [m.question for m in found]
+
+
+async def test_a_small_qdrant_edge_shard_is_searched_on_the_event_loop(tmp_path: Path) -> None:
+    # handing a search of a few thousand points to the worker thread and back cost more CPU than the
+    # scan: a small shard is searched where the request runs
+    store = await _edge_with_points(tmp_path / "edge", 3)
+    try:
+        thread, found = await _searched_on(store)
+        assert thread == threading.get_ident()
+        assert found == ["question p0", "question p1"]
+    finally:
+        await store.aclose()
+
+
+async def test_a_large_qdrant_edge_shard_is_searched_in_the_worker_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a scan that grows with the shard must not hold the event loop: past the limit, the worker thread
+    monkeypatch.setattr("asgi_aigw.cache.qdrant_edge.INLINE_POINTS", 2)
+    store = await _edge_with_points(tmp_path / "edge", 3)
+    try:
+        thread, found = await _searched_on(store)
+        assert thread != threading.get_ident()
+        assert found == ["question p0", "question p1"]
+    finally:
+        await store.aclose()
+
+
+async def test_a_search_while_another_call_holds_the_shard_waits_off_the_event_loop(tmp_path: Path) -> None:
+    store = await _edge_with_points(tmp_path / "edge", 2)
+    held = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:  # a sweep or an upsert in progress in the worker thread
+        with store._lock:
+            held.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(5)
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while not release.is_set():
+            ticks += 1
+            await anyio.sleep(0.01)
+
+    async def release_later() -> None:
+        await anyio.sleep(0.2)
+        release.set()
+
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(tick)
+            group.start_soon(release_later)
+            thread, found = await _searched_on(store)
+        assert ticks >= 5  # the loop went on while the search waited for the shard
+        assert thread != threading.get_ident()
+        assert found == ["question p0", "question p1"]
+    finally:
+        holder.join()
+        await store.aclose()
+
+
+async def test_an_upsert_to_an_open_qdrant_edge_shard_is_written_on_the_event_loop(tmp_path: Path) -> None:
+    # one point written to mapped files costs microseconds; the hop to the worker thread cost more
+    store = await _edge_with_points(tmp_path / "edge", 1)  # the first upsert creates the shard
+    ran_on: list[int] = []
+    upsert_open = store._upsert_open
+
+    def recorded(*args: Any) -> None:
+        ran_on.append(threading.get_ident())
+        upsert_open(*args)
+
+    store._upsert_open = recorded  # type: ignore[method-assign]
+    try:
+        await store.upsert(_entry("here", [0.0, 1.0, 0.0]))
+        with store._lock:  # held, as by a sweep in the worker thread: the upsert waits there
+            pending = threading.Thread(
+                target=lambda: anyio.run(store.upsert, _entry("there", [0.0, 0.0, 1.0]))
+            )
+            pending.start()
+            pending.join(0.05)  # it waits for the lock meanwhile
+            assert len(ran_on) == 1
+        pending.join(5)
+        assert ran_on[0] == threading.get_ident()
+        assert len(ran_on) == 2
+        assert ran_on[1] != pending.ident  # the other loop's call went to its worker thread
+        found = await store.search([0.0, 0.0, 1.0], tenant="t", scope="s", limit=1, now=time.time())
+        assert [m.question for m in found] == ["question there"]
+    finally:
+        await store.aclose()
+
+
+async def test_qdrant_edge_counts_its_points_through_upserts_deletes_and_a_reopen(tmp_path: Path) -> None:
+    store = await _edge_with_points(tmp_path / "edge", 3)
+    await store.upsert(_entry("gone", [0.0, 0.0, 1.0], ttl=-1))
+    assert store._points == 4
+    assert await store.delete_expired(time.time()) == 1
+    assert store._points == 3
+    await store.aclose()
+    reopened = QdrantEdgeStore(tmp_path / "edge")
+    try:
+        await reopened.search([1.0, 0.0, 0.0], tenant="t", scope="s", limit=1, now=time.time())
+        assert reopened._points == 3
+    finally:
+        await reopened.aclose()
