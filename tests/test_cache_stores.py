@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -548,13 +549,167 @@ async def test_an_upsert_to_an_open_qdrant_edge_shard_is_written_on_the_event_lo
 async def test_qdrant_edge_counts_its_points_through_upserts_deletes_and_a_reopen(tmp_path: Path) -> None:
     store = await _edge_with_points(tmp_path / "edge", 3)
     await store.upsert(_entry("gone", [0.0, 0.0, 1.0], ttl=-1))
-    assert store._points == 4
+    assert store._unindexed == 4
     assert await store.delete_expired(time.time()) == 1
-    assert store._points == 3
+    assert store._unindexed == 3
     await store.aclose()
     reopened = QdrantEdgeStore(tmp_path / "edge")
     try:
         await reopened.search([1.0, 0.0, 0.0], tenant="t", scope="s", limit=1, now=time.time())
-        assert reopened._points == 3
+        assert reopened._unindexed == 3
+    finally:
+        await reopened.aclose()
+
+
+def _vectors(count: int, seed: int = 7) -> dict[str, list[float]]:
+    rng = random.Random(seed)
+    return {f"p{i}": [rng.uniform(-1.0, 1.0) for _ in range(16)] for i in range(count)}
+
+
+async def test_qdrant_edge_indexes_a_copy_in_another_process_and_keeps_the_writes_made_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Qdrant Edge never indexes on its own, and its optimize() holds the GIL: without a build elsewhere
+    # every search scans every point of its partition
+    from asgi_aigw.cache import edge_indexer
+
+    monkeypatch.setattr("asgi_aigw.cache.qdrant_edge.INDEX_AFTER", 40)
+    go = tmp_path / "go"
+    # the real indexer, once the test has written to the shard while the copy waits for it
+    script = (
+        f"import os, runpy, sys, time\nwhile not os.path.exists({str(go)!r}): time.sleep(0.01)\n"
+        f"sys.argv[0] = {edge_indexer.__file__!r}\nrunpy.run_path(sys.argv[0], run_name='__main__')\n"
+    )
+    monkeypatch.setattr(edge_indexer, "__file__", _fake_indexer(tmp_path / "bin", script))
+    vectors = _vectors(80)
+    keys = list(vectors)
+    store = QdrantEdgeStore(tmp_path / "data" / "edge")
+    try:
+        for key in keys[:40]:
+            await store.upsert(_entry(key, vectors[key]))
+        build = store._build
+        assert build is not None  # started by the 40th point
+        with anyio.fail_after(10):  # the copy is taken
+            await anyio.to_thread.run_sync(_poll, lambda: store._journal is not None)
+        for key in keys[40:]:  # written while the copy is indexed: replayed on it
+            await store.upsert(_entry(key, vectors[key]))
+        await store.upsert(_entry("stale", [1.0] * 16, ttl=-1))
+        assert await store.delete_expired(time.time()) == 1
+        assert store._journal is not None
+        assert len(store._journal) == 42
+        go.touch()
+        await build
+        assert store.builds == 1
+        info = store._shard.info()
+        assert info.points_count == 80
+        assert info.indexed_vectors_count == 40  # the copy's points are in the graph, the rest replayed
+        assert store._unindexed == 40  # the replayed ones (counted again after the delete)
+        for key, vector in vectors.items():
+            found = await store.search(vector, tenant="t", scope="s", limit=1, now=time.time())
+            assert [m.question for m in found] == [f"question {key}"]
+        assert _names(tmp_path / "data") == ["edge"]  # no copy, no old shard left
+    finally:
+        await store.aclose()
+    reopened = QdrantEdgeStore(tmp_path / "data" / "edge")
+    try:
+        found = await reopened.search(vectors["p3"], tenant="t", scope="s", limit=1, now=time.time())
+        assert [m.question for m in found] == ["question p3"]
+        assert reopened._shard.info().indexed_vectors_count == 40
+    finally:
+        await reopened.aclose()
+
+
+def _names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def _poll(done: Callable[[], bool]) -> None:
+    while not done():
+        time.sleep(0.01)
+
+
+def _read_when_written(path: Path) -> int:
+    _poll(lambda: path.exists() and bool(path.read_text()))
+    return int(path.read_text())
+
+
+def _fake_indexer(tmp_path: Path, body: str) -> str:
+    tmp_path.mkdir(exist_ok=True)
+    script = tmp_path / "indexer.py"
+    script.write_text(body, encoding="utf-8")
+    return str(script)
+
+
+async def test_a_failed_index_build_leaves_the_shard_as_it_was_says_why_and_waits_before_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from asgi_aigw.cache import edge_indexer
+
+    monkeypatch.setattr("asgi_aigw.cache.qdrant_edge.INDEX_AFTER", 5)
+    script = "import sys\nprint('disk full', file=sys.stderr)\nsys.exit(3)\n"
+    monkeypatch.setattr(edge_indexer, "__file__", _fake_indexer(tmp_path, script))
+    vectors = _vectors(8)
+    store = QdrantEdgeStore(tmp_path / "edge")
+    try:
+        with caplog.at_level(logging.WARNING, logger="asgi_aigw.cache"):
+            for key in list(vectors)[:5]:
+                await store.upsert(_entry(key, vectors[key]))
+            build = store._build
+            assert build is not None
+            await build
+        assert "exited with 3: disk full" in caplog.text
+        assert store.builds == 0
+        for key in list(vectors)[5:]:
+            await store.upsert(_entry(key, vectors[key]))
+        assert store._build is None  # not tried again at once
+        found = await store.search(vectors["p6"], tenant="t", scope="s", limit=1, now=time.time())
+        assert [m.question for m in found] == ["question p6"]
+        assert not (tmp_path / "edge.indexing").exists()
+    finally:
+        await store.aclose()
+
+
+async def test_closing_the_store_stops_an_index_build_and_its_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from asgi_aigw.cache import edge_indexer
+
+    monkeypatch.setattr("asgi_aigw.cache.qdrant_edge.INDEX_AFTER", 3)
+    pid_file = tmp_path / "pid"
+    script = f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(60)\n"
+    monkeypatch.setattr(edge_indexer, "__file__", _fake_indexer(tmp_path, script))
+    vectors = _vectors(3)
+    store = QdrantEdgeStore(tmp_path / "edge")
+    for key, vector in vectors.items():
+        await store.upsert(_entry(key, vector))
+    assert store._build is not None
+    with anyio.fail_after(10):
+        pid = await anyio.to_thread.run_sync(_read_when_written, pid_file)
+        await store.aclose()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert not (tmp_path / "edge.indexing").exists()
+    reopened = QdrantEdgeStore(tmp_path / "edge")
+    try:
+        found = await reopened.search(vectors["p1"], tenant="t", scope="s", limit=1, now=time.time())
+        assert [m.question for m in found] == ["question p1"]
+    finally:
+        await reopened.aclose()
+
+
+async def test_a_shard_stopped_in_the_middle_of_a_swap_is_found_where_it_was_moved(tmp_path: Path) -> None:
+    vectors = _vectors(2)
+    store = QdrantEdgeStore(tmp_path / "edge")
+    for key, vector in vectors.items():
+        await store.upsert(_entry(key, vector))
+    await store.aclose()
+    # the process stopped after moving the shard aside and before the indexed copy took its place
+    (tmp_path / "edge").rename(tmp_path / "edge.replaced")
+    (tmp_path / "edge.indexing").mkdir()
+    reopened = QdrantEdgeStore(tmp_path / "edge")
+    try:
+        found = await reopened.search(vectors["p1"], tenant="t", scope="s", limit=1, now=time.time())
+        assert [m.question for m in found] == ["question p1"]
+        assert _names(tmp_path) == ["edge"]
     finally:
         await reopened.aclose()

@@ -2,7 +2,9 @@
 
 Its API is synchronous, so its calls go to a worker thread, one at a time (a lock: the shard is one
 mutable object; the calls of an event loop wait for their turn on the loop, not each in a thread),
-except a search of a small shard, which runs on the event loop (see :data:`INLINE_POINTS`). A
+except a search of a small shard, which runs on the event loop (see :data:`INLINE_POINTS`). Every
+:data:`INDEX_AFTER` points written, a copy of the shard is indexed in a process of its own and swapped
+in (:mod:`.edge_indexer`), so a search walks a graph rather than scanning every point. A
 directory can be open in one process only (Qdrant's write-ahead log is locked): with several server
 workers, give each its own directory or use a Qdrant server.
 """
@@ -12,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shutil
+import sys
 import threading
 import time
 from pathlib import Path
@@ -21,6 +25,8 @@ import anyio
 import anyio.to_thread
 
 from ..kernel.optional import require
+from . import edge_indexer
+from .edge_indexer import shard_config
 from .vector import EXPIRES, SCOPE, TENANT, VectorEntry, VectorMatch, match_from_payload
 
 #: One keyword of tenant and scope together: a search filters on it alone. Each condition of a filter
@@ -43,12 +49,25 @@ SEARCH_THREADS = 1
 
 logger = logging.getLogger("asgi_aigw.cache")
 
-#: A search of a shard of at most this many points runs on the event loop, when no other call holds
-#: the shard: it scans them in a few hundred microseconds (about 40 ns a point at 128 dimensions),
-#: and handing it to the worker thread and back cost more CPU than that (a unique question of the full
-#: stack, in process: about 2,200 µs with the hop, 1,500 without). A larger shard is searched in the
-#: worker thread, so no single search holds the loop longer than that.
+#: A search of a shard with at most this many points outside its index runs on the event loop, when no
+#: other call holds the shard: it scans them in a few hundred microseconds (about 40 ns a point at 128
+#: dimensions), and handing it to the worker thread and back cost more CPU than that (a unique question
+#: of the full stack, in process: about 2,200 µs with the hop, 1,500 without). A shard with more is
+#: searched in the worker thread, so no single search holds the loop longer than that.
 INLINE_POINTS = 10_000
+#: Points written since the shard was last indexed that start an index build (:mod:`.edge_indexer`):
+#: until the build is swapped in, searches scan them (about 0.2 ms for 5,000).
+INDEX_AFTER = 5_000
+#: Seconds an index build may take (a million points: a few minutes), and seconds before another
+#: build is tried after one failed.
+INDEX_TIMEOUT = 1800.0
+INDEX_RETRY_SECONDS = 600.0
+#: Writes kept while a copy is indexed, replayed on it when it is swapped in; past this many (the shard
+#: changes faster than it is indexed) the build is given up and tried again later.
+JOURNAL_MAX = 20_000
+#: Graph candidates weighed per search: recall@3 of 0.999 against an exact scan on 60,000 clustered
+#: vectors, in 146 µs where Qdrant's default (the build's 100) took 381.
+SEARCH_EF = 64
 
 #: Seconds a shard that failed to open is not tried again: each try reads the shard before failing on
 #: its lock (about 60 ms of CPU), which every lookup would pay while another process holds it.
@@ -70,8 +89,16 @@ class QdrantEdgeStore:
         #: Why the last open failed, and until when it is not tried again.
         self._failure: ShardUnavailable | None = None
         self._retry_at = 0.0
-        #: The shard's points, at most (counted when opened and after a delete; every upsert adds one).
-        self._points = 0
+        #: Points outside the index, at most (counted when opened and after a delete; every upsert adds
+        #: one): what a search scans.
+        self._unindexed = 0
+        #: The index build under way (see :meth:`_index`), the writes made since its copy was taken
+        #: (None: no copy, or too many), and when a failed build may be tried again.
+        self._build: asyncio.Task[None] | None = None
+        self._journal: list[tuple[str, tuple[Any, ...]]] | None = None
+        self._index_retry_at = 0.0
+        #: Index builds swapped in (for tests and logs).
+        self.builds = 0
 
     def _module(self) -> Any:
         if self._qe is None:
@@ -98,6 +125,9 @@ class QdrantEdgeStore:
 
     def _open_now(self, dimension: int | None, *, create: bool) -> Any:
         qe = self._module()
+        replaced = _replaced(self.path)
+        if not self.path.exists() and replaced.exists():
+            replaced.rename(self.path)  # a process stopped in the middle of a swap: the shard as it was
         saved = self.path / "edge_config.json"
         if saved.exists():
             size = _saved_size(saved)
@@ -109,24 +139,22 @@ class QdrantEdgeStore:
                         qe.UpdateOperation.create_field_index(PARTITION, qe.PayloadSchemaType.Keyword)
                     )
                 self._shard = shard
-                self._points = int(shard.info().points_count)
+                self._count(shard)
+                # a copy left by an index build that never ended (the process stopped)
+                shutil.rmtree(_indexing(self.path), ignore_errors=True)
                 return shard
             self._set_aside(size, dimension)
         if dimension is None or not create:
             return None
         self.path.mkdir(parents=True, exist_ok=True)
-        config = qe.EdgeConfig(
-            vectors=qe.EdgeVectorParams(size=dimension, distance=qe.Distance.Cosine),
-            max_search_threads=self.search_threads,
-        )
-        shard = qe.EdgeShard.create(str(self.path), config)
+        shard = qe.EdgeShard.create(str(self.path), shard_config(qe, dimension, self.search_threads))
         # Payload indexes make the tenant/scope/expiry filter an index lookup, not a scan.
         shard.update(qe.UpdateOperation.create_field_index(TENANT, qe.PayloadSchemaType.Keyword))
         shard.update(qe.UpdateOperation.create_field_index(SCOPE, qe.PayloadSchemaType.Keyword))
         shard.update(qe.UpdateOperation.create_field_index(EXPIRES, qe.PayloadSchemaType.Float))
         shard.update(qe.UpdateOperation.create_field_index(PARTITION, qe.PayloadSchemaType.Keyword))
         self._shard = shard
-        self._points = 0
+        self._unindexed = 0
         return shard
 
     def _set_aside(self, size: int, dimension: int) -> None:
@@ -144,20 +172,23 @@ class QdrantEdgeStore:
         )
 
     def _sized(self, qe: Any, saved: Path) -> Any:
-        """The configuration to load a shard with: its own, with this store's search threads when it
-        was saved with others (or none: a shard made before they were set); None to load it as saved."""
+        """The configuration to load a shard with: this store's (:func:`.edge_indexer.shard_config`: its
+        search threads, its index settings) for a shard of one cosine vector, as the store makes them,
+        whatever it was saved with (a shard of an earlier version had neither); None to load any other
+        shard as saved."""
         try:
             data = json.loads(saved.read_text(encoding="utf-8"))
             vector = data["vectors"][""]
             size, distance = vector["size"], vector["distance"]
         except (OSError, ValueError, KeyError, TypeError):
             return None  # not a shard this store made: loaded as it is
-        if data.get("max_search_threads") == self.search_threads or data.get("sparse_vectors"):
+        if data.get("sparse_vectors") or distance != "Cosine" or len(data["vectors"]) != 1:
             return None
-        if distance != "Cosine" or len(data["vectors"]) != 1:
-            return None
-        vectors = qe.EdgeVectorParams(size=size, distance=qe.Distance.Cosine)
-        return qe.EdgeConfig(vectors=vectors, max_search_threads=self.search_threads)
+        return shard_config(qe, size, self.search_threads)
+
+    def _count(self, shard: Any) -> None:
+        info = shard.info()
+        self._unindexed = max(0, int(info.points_count) - int(info.indexed_vectors_count))
 
     def _filter(
         self,
@@ -191,7 +222,11 @@ class QdrantEdgeStore:
         qe = self._module()
         where = qe.Filter(must=[qe.FieldCondition(PARTITION, match=qe.MatchValue(partition(tenant, scope)))])
         request = qe.QueryRequest(
-            limit=limit + EXPIRED_MARGIN, query=qe.Query.Nearest(vector), filter=where, with_payload=True
+            limit=limit + EXPIRED_MARGIN,
+            query=qe.Query.Nearest(vector),
+            filter=where,
+            with_payload=True,
+            params=qe.SearchParams(hnsw_ef=SEARCH_EF),
         )
         points = shard.query(request)
         out = [
@@ -210,20 +245,36 @@ class QdrantEdgeStore:
         qe = self._module()
         payload = entry.payload() | {PARTITION: partition(entry.tenant, entry.scope)}
         shard.update(qe.UpdateOperation.upsert_points([qe.Point(entry.id, entry.vector, payload)]))
-        self._points += 1
+        self._unindexed += 1
+        self._record("upsert", entry)
 
     def _delete_sync(self, tenant: str | None, expired_at: float | None) -> int:
         with self._lock:
             shard = self._open(None)
             if shard is None:
                 return 0
-            qe = self._module()
-            where = self._filter(tenant=tenant, expired_at=expired_at)
-            count = int(shard.count(qe.CountRequest(filter=where)))
-            if count:
-                shard.update(qe.UpdateOperation.delete_points_by_filter(where))
-                self._points = int(shard.info().points_count)
-            return count
+            return self._delete_open(shard, tenant, expired_at)
+
+    def _delete_open(self, shard: Any, tenant: str | None, expired_at: float | None) -> int:
+        """:meth:`_delete_sync` on the open ``shard``, the lock held."""
+        qe = self._module()
+        where = self._filter(tenant=tenant, expired_at=expired_at)
+        count = int(shard.count(qe.CountRequest(filter=where)))
+        if count:
+            shard.update(qe.UpdateOperation.delete_points_by_filter(where))
+            self._count(shard)
+            self._record("delete", tenant, expired_at)
+        return count
+
+    def _record(self, kind: str, *args: Any) -> None:
+        """Keep a write for the copy being indexed, if any (the lock held)."""
+        journal = self._journal
+        if journal is None:
+            return
+        if len(journal) >= JOURNAL_MAX:
+            self._journal = None  # the build is given up when it ends
+            return
+        journal.append((kind, args))
 
     def _close_sync(self) -> None:
         with self._lock:
@@ -231,7 +282,8 @@ class QdrantEdgeStore:
                 self._shard.flush()
                 self._shard.close()
                 self._shard = None
-                self._points = 0
+                self._unindexed = 0
+                self._journal = None
 
     def _calls(self) -> anyio.CapacityLimiter:
         """One worker thread at a time per event loop: the calls run one at a time anyway (the lock),
@@ -249,7 +301,7 @@ class QdrantEdgeStore:
         self, vector: list[float], *, tenant: str, scope: str, limit: int, now: float
     ) -> list[VectorMatch]:
         shard = self._shard
-        if shard is not None and self._points <= INLINE_POINTS and self._lock.acquire(blocking=False):
+        if shard is not None and self._unindexed <= INLINE_POINTS and self._lock.acquire(blocking=False):
             # a small shard nobody else is using: searched here (see INLINE_POINTS); a call holding
             # the lock (an upsert, a sweep, a close) is waited for in the worker thread, never here
             try:
@@ -263,6 +315,7 @@ class QdrantEdgeStore:
 
     async def upsert(self, entry: VectorEntry) -> None:
         shard = self._shard
+        written = False
         if shard is not None and self._lock.acquire(blocking=False):
             # one point, written to memory (the write-ahead log and segments are mapped files: about
             # 8 µs, 90 µs at the 99.9th percentile, a few ms when a file grows), where the hop to the
@@ -270,10 +323,20 @@ class QdrantEdgeStore:
             try:
                 if self._shard is shard:
                     self._upsert_open(shard, entry)
-                    return
+                    written = True
             finally:
                 self._lock.release()
-        await anyio.to_thread.run_sync(self._upsert_sync, entry, limiter=self._calls())
+        if not written:
+            await anyio.to_thread.run_sync(self._upsert_sync, entry, limiter=self._calls())
+        self._maybe_index()
+
+    def _maybe_index(self) -> None:
+        """Start an index build once :data:`INDEX_AFTER` points are outside the index (on the loop)."""
+        if self._unindexed < INDEX_AFTER or self._build is not None:
+            return
+        if time.monotonic() < self._index_retry_at:
+            return
+        self._build = asyncio.get_running_loop().create_task(self._index(), name="aigw-qdrant-edge-index")
 
     async def delete_expired(self, now: float) -> int:
         return await anyio.to_thread.run_sync(self._delete_sync, None, now, limiter=self._calls())
@@ -282,7 +345,129 @@ class QdrantEdgeStore:
         return await anyio.to_thread.run_sync(self._delete_sync, tenant, None, limiter=self._calls())
 
     async def aclose(self) -> None:
+        build = self._build
+        if build is not None and build.get_loop() is asyncio.get_running_loop():
+            build.cancel()  # its process is stopped and its copy removed
+            await asyncio.wait([build])
         await anyio.to_thread.run_sync(self._close_sync, limiter=self._calls())
+
+    # -- the index build (see edge_indexer) ---------------------------------------------------------
+
+    async def _index(self) -> None:
+        """Copy the shard, index the copy in a process of its own, swap it in with the writes made
+        meanwhile. A failure leaves the shard as it was, and is tried again :data:`INDEX_RETRY_SECONDS`
+        later."""
+        copy = _indexing(self.path)
+        started = time.monotonic()
+        try:
+            size = await anyio.to_thread.run_sync(self._copy_for_index, copy, limiter=self._calls())
+            if size is not None:
+                await _run_indexer(copy, size, self.search_threads)
+                if await anyio.to_thread.run_sync(self._swap_in, copy, limiter=self._calls()):
+                    self.builds += 1
+                    logger.info(
+                        "semantic cache: the vectors of %s were indexed in %.1f s",
+                        self.path,
+                        time.monotonic() - started,
+                    )
+        except asyncio.CancelledError:
+            self._journal = None
+            shutil.rmtree(copy, ignore_errors=True)
+            raise
+        except Exception as exc:
+            self._journal = None
+            self._index_retry_at = time.monotonic() + INDEX_RETRY_SECONDS
+            logger.warning(
+                "semantic cache: indexing the vectors of %s failed (%s); searches scan them meanwhile, "
+                "and indexing is tried again in %.0f s",
+                self.path,
+                exc,
+                INDEX_RETRY_SECONDS,
+            )
+            await anyio.to_thread.run_sync(lambda: shutil.rmtree(copy, ignore_errors=True))
+        finally:
+            self._build = None
+
+    def _copy_for_index(self, copy: Path) -> int | None:
+        """Worker thread: the shard saved and copied to ``copy``, writes journaled from now on; its
+        vector size (None: the shard is closed)."""
+        with self._lock:
+            shard = self._shard
+            if shard is None:
+                return None
+            shard.flush()
+            shutil.rmtree(copy, ignore_errors=True)
+            shutil.copytree(self.path, copy)
+            self._journal = []
+            return _saved_size(self.path / "edge_config.json")
+
+    def _swap_in(self, copy: Path) -> bool:
+        """Worker thread: the indexed ``copy`` in the shard's place, the journaled writes replayed on it;
+        False when the build was given up (too many writes, or the shard closed)."""
+        with self._lock:
+            journal, self._journal = self._journal, None
+            if journal is None or self._shard is None:
+                shutil.rmtree(copy, ignore_errors=True)
+                return False
+            replaced = _replaced(self.path)
+            shutil.rmtree(replaced, ignore_errors=True)
+            self._shard.close()
+            self._shard = None
+            self.path.rename(replaced)
+            copy.rename(self.path)
+            try:
+                shard = self._open_now(None, create=False)
+                for kind, args in journal:
+                    if kind == "upsert":
+                        self._upsert_open(shard, *args)
+                    else:
+                        self._delete_open(shard, *args)
+            except BaseException:
+                # back to the shard as it was, the writes included
+                if self._shard is not None:
+                    self._shard.close()
+                    self._shard = None
+                shutil.rmtree(self.path, ignore_errors=True)
+                replaced.rename(self.path)
+                self._open_now(None, create=False)
+                raise
+            shutil.rmtree(replaced, ignore_errors=True)
+            return True
+
+
+async def _run_indexer(copy: Path, size: int, search_threads: int) -> None:
+    """Run :mod:`.edge_indexer` on ``copy``; raises when it fails or overruns :data:`INDEX_TIMEOUT`."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-P",  # not the script's own directory on the path: its qdrant_edge.py would hide the engine's
+        edge_indexer.__file__,
+        str(copy),
+        str(size),
+        str(search_threads),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        _, err = await asyncio.wait_for(process.communicate(), INDEX_TIMEOUT)
+    except BaseException:  # cancelled (the store closes) or too slow: the process must not outlive it
+        if process.returncode is None:
+            process.kill()
+            await asyncio.shield(process.wait())
+        raise
+    if process.returncode != 0:
+        last = err.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
+        raise RuntimeError(f"the indexer exited with {process.returncode}: {last[0]}")
+
+
+def _indexing(path: Path) -> Path:
+    """Where a shard's copy is indexed."""
+    return path.with_name(f"{path.name}.indexing")
+
+
+def _replaced(path: Path) -> Path:
+    """Where a shard is moved while its indexed copy takes its place."""
+    return path.with_name(f"{path.name}.replaced")
 
 
 def _alive(payload: dict[str, Any] | None, now: float) -> bool:
