@@ -561,6 +561,21 @@ async def test_qdrant_edge_counts_its_points_through_upserts_deletes_and_a_reope
         await reopened.aclose()
 
 
+async def test_an_entry_stored_again_is_one_point_and_starts_no_index_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `Cache-Control: no-cache` stores the same question again on every request: one point, replaced
+    monkeypatch.setattr("asgi_aigw.cache.qdrant_edge.INDEX_AFTER", 5)
+    store = QdrantEdgeStore(tmp_path / "edge")
+    try:
+        for _ in range(10):
+            await store.upsert(_entry("same", [1.0, 0.0, 0.0]))
+        assert store._unindexed == 1
+        assert store._build is None
+    finally:
+        await store.aclose()
+
+
 def _vectors(count: int, seed: int = 7) -> dict[str, list[float]]:
     rng = random.Random(seed)
     return {f"p{i}": [rng.uniform(-1.0, 1.0) for _ in range(16)] for i in range(count)}
@@ -713,3 +728,38 @@ async def test_a_shard_stopped_in_the_middle_of_a_swap_is_found_where_it_was_mov
         assert _names(tmp_path) == ["edge"]
     finally:
         await reopened.aclose()
+
+
+async def test_writes_behind_a_busy_moment_wait_their_turn_on_the_loop_then_run_there(tmp_path: Path) -> None:
+    # a sweep holds the shard: the writes arriving meanwhile once each went to the worker thread, and
+    # that queue kept the shard busy for the writes after it (upserts waited 400 ms, and the cache
+    # skipped 90% of its stores under steady load)
+    store = await _edge_with_points(tmp_path / "edge", 1)
+    in_thread = 0
+    upsert_sync = store._upsert_sync
+
+    def counted(entry: VectorEntry) -> None:
+        nonlocal in_thread
+        in_thread += 1
+        upsert_sync(entry)
+
+    store._upsert_sync = counted  # type: ignore[method-assign]
+    held = threading.Event()
+
+    def sweep() -> None:
+        with store._lock:
+            held.set()
+            time.sleep(0.1)
+
+    sweeper = threading.Thread(target=sweep)
+    sweeper.start()
+    held.wait(5)
+    try:
+        async with anyio.create_task_group() as group:
+            for i in range(200):
+                group.start_soon(store.upsert, _entry(f"w{i}", [1.0, 0.01 * i, 0.5]))
+        assert in_thread == 1  # the first to find the shard busy waited for it in the thread; no other
+        assert store._shard.info().points_count == 201
+    finally:
+        sweeper.join()
+        await store.aclose()

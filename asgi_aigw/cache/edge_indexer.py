@@ -14,6 +14,7 @@ import), so the store and this program share :func:`shard_config` by importing t
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,8 @@ def main(argv: list[str]) -> int:
     if len(argv) != 4:
         print(__doc__, file=sys.stderr)
         return 2
+    # behind the serving process it was started by, which shares the machine's cores with it
+    os.nice(10)
     index(Path(argv[1]), int(argv[2]), int(argv[3]))
     return 0
 

@@ -18,6 +18,7 @@ import shutil
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +90,7 @@ class QdrantEdgeStore:
         #: Why the last open failed, and until when it is not tried again.
         self._failure: ShardUnavailable | None = None
         self._retry_at = 0.0
-        #: Points outside the index, at most (counted when opened and after a delete; every upsert adds
-        #: one): what a search scans.
+        #: Points outside the index (counted after every write): what a search scans.
         self._unindexed = 0
         #: The index build under way (see :meth:`_index`), the writes made since its copy was taken
         #: (None: no copy, or too many), and when a failed build may be tried again.
@@ -245,7 +245,7 @@ class QdrantEdgeStore:
         qe = self._module()
         payload = entry.payload() | {PARTITION: partition(entry.tenant, entry.scope)}
         shard.update(qe.UpdateOperation.upsert_points([qe.Point(entry.id, entry.vector, payload)]))
-        self._unindexed += 1
+        self._count(shard)  # about 1 µs; an entry stored again replaces its point, adding none
         self._record("upsert", entry)
 
     def _delete_sync(self, tenant: str | None, expired_at: float | None) -> int:
@@ -300,35 +300,44 @@ class QdrantEdgeStore:
     async def search(
         self, vector: list[float], *, tenant: str, scope: str, limit: int, now: float
     ) -> list[VectorMatch]:
-        shard = self._shard
-        if shard is not None and self._unindexed <= INLINE_POINTS and self._lock.acquire(blocking=False):
-            # a small shard nobody else is using: searched here (see INLINE_POINTS); a call holding
-            # the lock (an upsert, a sweep, a close) is waited for in the worker thread, never here
-            try:
-                if self._shard is shard:
-                    return self._search_open(shard, vector, tenant, scope, limit, now)
-            finally:
-                self._lock.release()
-        return await anyio.to_thread.run_sync(
-            self._search_sync, vector, tenant, scope, limit, now, limiter=self._calls()
-        )
+        def run(shard: Any) -> list[VectorMatch]:
+            return self._search_open(shard, vector, tenant, scope, limit, now)
+
+        # a shard of few points outside its index is searched here (see INLINE_POINTS)
+        small = self._unindexed <= INLINE_POINTS
+        if small and (found := self._inline(run)) is not _BUSY:
+            return found  # type: ignore[return-value]
+        async with self._calls():
+            if small and (found := self._inline(run)) is not _BUSY:
+                return found  # type: ignore[return-value]
+            return await anyio.to_thread.run_sync(self._search_sync, vector, tenant, scope, limit, now)
 
     async def upsert(self, entry: VectorEntry) -> None:
-        shard = self._shard
-        written = False
-        if shard is not None and self._lock.acquire(blocking=False):
-            # one point, written to memory (the write-ahead log and segments are mapped files: about
-            # 8 µs, 90 µs at the 99.9th percentile, a few ms when a file grows), where the hop to the
-            # worker thread and back cost over 100 µs of CPU; a busy shard is waited for in the thread
-            try:
-                if self._shard is shard:
-                    self._upsert_open(shard, entry)
-                    written = True
-            finally:
-                self._lock.release()
-        if not written:
-            await anyio.to_thread.run_sync(self._upsert_sync, entry, limiter=self._calls())
+        # one point, written to memory (the write-ahead log and segments are mapped files: about 8 µs,
+        # 90 µs at the 99.9th percentile, a few ms when a file grows), where the hop to the worker
+        # thread and back cost over 100 µs of CPU
+        def run(shard: Any) -> None:
+            self._upsert_open(shard, entry)
+
+        if self._inline(run) is _BUSY:
+            async with self._calls():
+                if self._inline(run) is _BUSY:
+                    await anyio.to_thread.run_sync(self._upsert_sync, entry)
         self._maybe_index()
+
+    def _inline(self, run: Callable[[Any], object]) -> object:
+        """``run(shard)`` here, on the event loop, if the shard is open and no other call holds it; else
+        :data:`_BUSY`. A call that finds it busy waits for its turn on the loop (the worker thread's
+        calls go one at a time), then tries here again: waiting in the thread instead, every call
+        behind a busy moment went there too, and held the shard for the next ones (seen: upserts
+        queued for 400 ms, and the cache skipping most stores)."""
+        shard = self._shard
+        if shard is None or not self._lock.acquire(blocking=False):
+            return _BUSY
+        try:
+            return run(shard) if self._shard is shard else _BUSY
+        finally:
+            self._lock.release()
 
     def _maybe_index(self) -> None:
         """Start an index build once :data:`INDEX_AFTER` points are outside the index (on the loop)."""
@@ -468,6 +477,10 @@ def _indexing(path: Path) -> Path:
 def _replaced(path: Path) -> Path:
     """Where a shard is moved while its indexed copy takes its place."""
     return path.with_name(f"{path.name}.replaced")
+
+
+#: What :meth:`QdrantEdgeStore._inline` returns when the call could not run on the event loop.
+_BUSY = object()
 
 
 def _alive(payload: dict[str, Any] | None, now: float) -> bool:
