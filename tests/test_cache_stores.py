@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -712,6 +713,23 @@ async def test_closing_the_store_stops_an_index_build_and_its_process(
         await reopened.aclose()
 
 
+async def test_a_shard_replaced_by_its_indexed_copy_before_a_stop_is_not_left_behind(tmp_path: Path) -> None:
+    vectors = _vectors(2)
+    store = QdrantEdgeStore(tmp_path / "edge")
+    for key, vector in vectors.items():
+        await store.upsert(_entry(key, vector))
+    await store.aclose()
+    # the process stopped after the indexed copy took the shard's place, before the old one was removed
+    shutil.copytree(tmp_path / "edge", tmp_path / "edge.replaced")
+    reopened = QdrantEdgeStore(tmp_path / "edge")
+    try:
+        found = await reopened.search(vectors["p0"], tenant="t", scope="s", limit=1, now=time.time())
+        assert [m.question for m in found] == ["question p0"]
+        assert _names(tmp_path) == ["edge"]
+    finally:
+        await reopened.aclose()
+
+
 async def test_a_shard_stopped_in_the_middle_of_a_swap_is_found_where_it_was_moved(tmp_path: Path) -> None:
     vectors = _vectors(2)
     store = QdrantEdgeStore(tmp_path / "edge")
@@ -762,4 +780,41 @@ async def test_writes_behind_a_busy_moment_wait_their_turn_on_the_loop_then_run_
         assert store._shard.info().points_count == 201
     finally:
         sweeper.join()
+        await store.aclose()
+
+
+async def test_a_swap_that_fails_puts_the_shard_back_with_every_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("asgi_aigw.cache.qdrant_edge.INDEX_AFTER", 5)
+    vectors = _vectors(8)
+    keys = list(vectors)
+    store = QdrantEdgeStore(tmp_path / "data" / "edge")
+    open_now = store._open_now
+
+    def failing(dimension: int | None, *, create: bool, tidy: bool = True) -> Any:
+        if not tidy:  # the indexed copy, in the swap
+            raise OSError("the copy cannot be read")
+        return open_now(dimension, create=create, tidy=tidy)
+
+    store._open_now = failing  # type: ignore[method-assign]
+    try:
+        with caplog.at_level(logging.WARNING, logger="asgi_aigw.cache"):
+            for key in keys[:5]:
+                await store.upsert(_entry(key, vectors[key]))
+            build = store._build
+            assert build is not None
+            with anyio.fail_after(10):  # the copy is taken
+                await anyio.to_thread.run_sync(_poll, lambda: store._journal is not None)
+            for key in keys[5:]:
+                await store.upsert(_entry(key, vectors[key]))
+            await build
+        assert "the copy cannot be read" in caplog.text
+        assert store.builds == 0
+        assert store._shard.info().points_count == 8
+        for key, vector in vectors.items():
+            found = await store.search(vector, tenant="t", scope="s", limit=1, now=time.time())
+            assert [m.question for m in found] == [f"question {key}"]
+        assert _names(tmp_path / "data") == ["edge"]
+    finally:
         await store.aclose()

@@ -123,7 +123,9 @@ class QdrantEdgeStore:
             self._retry_at = time.monotonic() + RETRY_OPEN_SECONDS
             raise self._failure from exc
 
-    def _open_now(self, dimension: int | None, *, create: bool) -> Any:
+    def _open_now(self, dimension: int | None, *, create: bool, tidy: bool = True) -> Any:
+        """See :meth:`_open`; ``tidy``: remove what an index build cut short left (not during a swap,
+        whose old shard is kept until its writes are replayed)."""
         qe = self._module()
         replaced = _replaced(self.path)
         if not self.path.exists() and replaced.exists():
@@ -140,8 +142,11 @@ class QdrantEdgeStore:
                     )
                 self._shard = shard
                 self._count(shard)
-                # a copy left by an index build that never ended (the process stopped)
-                shutil.rmtree(_indexing(self.path), ignore_errors=True)
+                if tidy:
+                    # what an index build that never ended left (the process stopped): its copy, or the
+                    # shard its indexed copy had already replaced
+                    shutil.rmtree(_indexing(self.path), ignore_errors=True)
+                    shutil.rmtree(replaced, ignore_errors=True)
                 return shard
             self._set_aside(size, dimension)
         if dimension is None or not create:
@@ -425,7 +430,7 @@ class QdrantEdgeStore:
             self.path.rename(replaced)
             copy.rename(self.path)
             try:
-                shard = self._open_now(None, create=False)
+                shard = self._open_now(None, create=False, tidy=False)
                 for kind, args in journal:
                     if kind == "upsert":
                         self._upsert_open(shard, *args)
