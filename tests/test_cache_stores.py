@@ -453,27 +453,17 @@ async def _searched_on(store: QdrantEdgeStore) -> tuple[int, list[str]]:
     return ran_on[0], [m.question for m in found]
 
 
-async def test_a_small_qdrant_edge_shard_is_searched_on_the_event_loop(tmp_path: Path) -> None:
-    # handing a search of a few thousand points to the worker thread and back cost more CPU than the
-    # scan: a small shard is searched where the request runs
-    store = await _edge_with_points(tmp_path / "edge", 3)
-    try:
-        thread, found = await _searched_on(store)
-        assert thread == threading.get_ident()
-        assert found == ["question p0", "question p1"]
-    finally:
-        await store.aclose()
-
-
-async def test_a_large_qdrant_edge_shard_is_searched_in_the_worker_thread(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("inline_points", [10_000, 2])
+async def test_a_small_qdrant_edge_shard_is_searched_on_the_event_loop_a_large_one_in_the_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, inline_points: int
 ) -> None:
-    # a scan that grows with the shard must not hold the event loop: past the limit, the worker thread
-    monkeypatch.setattr("asgi_aigw.cache.qdrant_edge.INLINE_POINTS", 2)
+    # handing a search of a few thousand points to the worker thread and back cost more CPU than the
+    # scan; a scan that grows with the shard must not hold the event loop: past the limit, the thread
+    monkeypatch.setattr("asgi_aigw.cache.qdrant_edge.INLINE_POINTS", inline_points)
     store = await _edge_with_points(tmp_path / "edge", 3)
     try:
         thread, found = await _searched_on(store)
-        assert thread != threading.get_ident()
+        assert (thread == threading.get_ident()) is (inline_points >= 3)
         assert found == ["question p0", "question p1"]
     finally:
         await store.aclose()
@@ -713,74 +703,36 @@ async def test_closing_the_store_stops_an_index_build_and_its_process(
         await reopened.aclose()
 
 
-async def test_a_shard_replaced_by_its_indexed_copy_before_a_stop_is_not_left_behind(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "stopped",
+    [
+        # after moving the shard aside, before the indexed copy took its place
+        "moved aside",
+        # after the indexed copy took the shard's place, before the old one was removed
+        "replaced",
+    ],
+)
+async def test_what_a_swap_cut_short_by_a_stop_leaves_is_found_or_removed_on_the_next_open(
+    tmp_path: Path, stopped: str
+) -> None:
     vectors = _vectors(2)
     store = QdrantEdgeStore(tmp_path / "edge")
     for key, vector in vectors.items():
         await store.upsert(_entry(key, vector))
     await store.aclose()
-    # the process stopped after the indexed copy took the shard's place, before the old one was removed
-    shutil.copytree(tmp_path / "edge", tmp_path / "edge.replaced")
+    if stopped == "moved aside":
+        (tmp_path / "edge").rename(tmp_path / "edge.replaced")
+        (tmp_path / "edge.indexing").mkdir()
+    else:
+        shutil.copytree(tmp_path / "edge", tmp_path / "edge.replaced")
     reopened = QdrantEdgeStore(tmp_path / "edge")
     try:
-        found = await reopened.search(vectors["p0"], tenant="t", scope="s", limit=1, now=time.time())
-        assert [m.question for m in found] == ["question p0"]
+        for key, vector in vectors.items():
+            found = await reopened.search(vector, tenant="t", scope="s", limit=1, now=time.time())
+            assert [m.question for m in found] == [f"question {key}"]
         assert _names(tmp_path) == ["edge"]
     finally:
         await reopened.aclose()
-
-
-async def test_a_shard_stopped_in_the_middle_of_a_swap_is_found_where_it_was_moved(tmp_path: Path) -> None:
-    vectors = _vectors(2)
-    store = QdrantEdgeStore(tmp_path / "edge")
-    for key, vector in vectors.items():
-        await store.upsert(_entry(key, vector))
-    await store.aclose()
-    # the process stopped after moving the shard aside and before the indexed copy took its place
-    (tmp_path / "edge").rename(tmp_path / "edge.replaced")
-    (tmp_path / "edge.indexing").mkdir()
-    reopened = QdrantEdgeStore(tmp_path / "edge")
-    try:
-        found = await reopened.search(vectors["p1"], tenant="t", scope="s", limit=1, now=time.time())
-        assert [m.question for m in found] == ["question p1"]
-        assert _names(tmp_path) == ["edge"]
-    finally:
-        await reopened.aclose()
-
-
-async def test_writes_behind_a_busy_moment_wait_their_turn_on_the_loop_then_run_there(tmp_path: Path) -> None:
-    # a sweep holds the shard: the writes arriving meanwhile once each went to the worker thread, and
-    # that queue kept the shard busy for the writes after it (upserts waited 400 ms, and the cache
-    # skipped 90% of its stores under steady load)
-    store = await _edge_with_points(tmp_path / "edge", 1)
-    in_thread = 0
-    upsert_sync = store._upsert_sync
-
-    def counted(entry: VectorEntry) -> None:
-        nonlocal in_thread
-        in_thread += 1
-        upsert_sync(entry)
-
-    store._upsert_sync = counted  # type: ignore[method-assign]
-    held = threading.Event()
-
-    def sweep() -> None:
-        with store._lock:
-            held.set()
-            time.sleep(0.1)
-
-    sweeper = threading.Thread(target=sweep)
-    sweeper.start()
-    held.wait(5)
-    try:
-        async with anyio.create_task_group() as group:
-            for i in range(200):
-                group.start_soon(store.upsert, _entry(f"w{i}", [1.0, 0.01 * i, 0.5]))
-        assert in_thread == 1  # the first to find the shard busy waited for it in the thread; no other
-        assert store._shard.info().points_count == 201
-    finally:
-        sweeper.join()
-        await store.aclose()
 
 
 async def test_a_swap_that_fails_puts_the_shard_back_with_every_write(
