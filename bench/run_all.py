@@ -75,6 +75,7 @@ def benchmarks(redis: str, plot_path: Path) -> list[Bench]:
         Bench(
             "cache", ["--seconds", "4", "--rounds", "3"], ["--seconds", "2", "--rounds", "1"], needs=["wrk"]
         ),
+        Bench("vector_index", [], ["--points", "5000"]),
         Bench("translation", ["--rounds", "3000"], ["--rounds", "500"]),
         Bench("redact", ["--rounds", "200"], ["--rounds", "40"]),
         Bench("request_log", [], ["--rows", "50000", "--requests", "5000"], writes_results=False, plain=True),
