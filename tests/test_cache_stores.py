@@ -572,6 +572,27 @@ def _vectors(count: int, seed: int = 7) -> dict[str, list[float]]:
     return {f"p{i}": [rng.uniform(-1.0, 1.0) for _ in range(16)] for i in range(count)}
 
 
+def _indexer_held_until_go(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, then: str) -> Path:
+    """The indexer replaced by a script that waits for the returned file to exist, then runs ``then``."""
+    from asgi_aigw.cache import edge_indexer
+
+    go = tmp_path / "go"
+    script = f"import os, runpy, sys, time\nwhile not os.path.exists({str(go)!r}): time.sleep(0.01)\n{then}"
+    monkeypatch.setattr(edge_indexer, "__file__", _fake_indexer(tmp_path / "bin", script))
+    return go
+
+
+async def _build_started_and_copied(store: QdrantEdgeStore, vectors: dict[str, list[float]]) -> Any:
+    """Write ``vectors`` (the last one starts a build); the build, once it has taken its copy."""
+    for key, vector in vectors.items():
+        await store.upsert(_entry(key, vector))
+    build = store._build
+    assert build is not None  # started by the last point
+    with anyio.fail_after(10):  # the copy is taken
+        await anyio.to_thread.run_sync(_poll, lambda: store._journal is not None)
+    return build
+
+
 async def test_qdrant_edge_indexes_a_copy_in_another_process_and_keeps_the_writes_made_meanwhile(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -580,23 +601,14 @@ async def test_qdrant_edge_indexes_a_copy_in_another_process_and_keeps_the_write
     from asgi_aigw.cache import edge_indexer
 
     monkeypatch.setattr("asgi_aigw.cache.qdrant_edge.INDEX_AFTER", 40)
-    go = tmp_path / "go"
     # the real indexer, once the test has written to the shard while the copy waits for it
-    script = (
-        f"import os, runpy, sys, time\nwhile not os.path.exists({str(go)!r}): time.sleep(0.01)\n"
-        f"sys.argv[0] = {edge_indexer.__file__!r}\nrunpy.run_path(sys.argv[0], run_name='__main__')\n"
-    )
-    monkeypatch.setattr(edge_indexer, "__file__", _fake_indexer(tmp_path / "bin", script))
+    real = f"sys.argv[0] = {edge_indexer.__file__!r}\nrunpy.run_path(sys.argv[0], run_name='__main__')\n"
+    go = _indexer_held_until_go(tmp_path, monkeypatch, real)
     vectors = _vectors(80)
     keys = list(vectors)
     store = QdrantEdgeStore(tmp_path / "data" / "edge")
     try:
-        for key in keys[:40]:
-            await store.upsert(_entry(key, vectors[key]))
-        build = store._build
-        assert build is not None  # started by the 40th point
-        with anyio.fail_after(10):  # the copy is taken
-            await anyio.to_thread.run_sync(_poll, lambda: store._journal is not None)
+        build = await _build_started_and_copied(store, {key: vectors[key] for key in keys[:40]})
         for key in keys[40:]:  # written while the copy is indexed: replayed on it
             await store.upsert(_entry(key, vectors[key]))
         await store.upsert(_entry("stale", [1.0] * 16, ttl=-1))
@@ -644,35 +656,6 @@ def _fake_indexer(tmp_path: Path, body: str) -> str:
     script = tmp_path / "indexer.py"
     script.write_text(body, encoding="utf-8")
     return str(script)
-
-
-async def test_a_failed_index_build_leaves_the_shard_as_it_was_says_why_and_waits_before_another(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    from asgi_aigw.cache import edge_indexer
-
-    monkeypatch.setattr("asgi_aigw.cache.qdrant_edge.INDEX_AFTER", 5)
-    script = "import sys\nprint('disk full', file=sys.stderr)\nsys.exit(3)\n"
-    monkeypatch.setattr(edge_indexer, "__file__", _fake_indexer(tmp_path, script))
-    vectors = _vectors(8)
-    store = QdrantEdgeStore(tmp_path / "edge")
-    try:
-        with caplog.at_level(logging.WARNING, logger="asgi_aigw.cache"):
-            for key in list(vectors)[:5]:
-                await store.upsert(_entry(key, vectors[key]))
-            build = store._build
-            assert build is not None
-            await build
-        assert "exited with 3: disk full" in caplog.text
-        assert store.builds == 0
-        for key in list(vectors)[5:]:
-            await store.upsert(_entry(key, vectors[key]))
-        assert store._build is None  # not tried again at once
-        found = await store.search(vectors["p6"], tenant="t", scope="s", limit=1, now=time.time())
-        assert [m.question for m in found] == ["question p6"]
-        assert not (tmp_path / "edge.indexing").exists()
-    finally:
-        await store.aclose()
 
 
 async def test_closing_the_store_stops_an_index_build_and_its_process(
@@ -752,12 +735,7 @@ async def test_a_swap_that_fails_puts_the_shard_back_with_every_write(
     store._open_now = failing  # type: ignore[method-assign]
     try:
         with caplog.at_level(logging.WARNING, logger="asgi_aigw.cache"):
-            for key in keys[:5]:
-                await store.upsert(_entry(key, vectors[key]))
-            build = store._build
-            assert build is not None
-            with anyio.fail_after(10):  # the copy is taken
-                await anyio.to_thread.run_sync(_poll, lambda: store._journal is not None)
+            build = await _build_started_and_copied(store, {key: vectors[key] for key in keys[:5]})
             for key in keys[5:]:
                 await store.upsert(_entry(key, vectors[key]))
             await build
@@ -766,6 +744,50 @@ async def test_a_swap_that_fails_puts_the_shard_back_with_every_write(
         assert store._shard.info().points_count == 8
         for key, vector in vectors.items():
             found = await store.search(vector, tenant="t", scope="s", limit=1, now=time.time())
+            assert [m.question for m in found] == [f"question {key}"]
+        assert _names(tmp_path / "data") == ["edge"]
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "journal_max", "why"),
+    [
+        (3, 20_000, "the indexer exited with 3: disk full"),
+        # more writes while it ran than are kept for the copy: a build started again at once would be
+        # outrun again
+        (0, 2, "more than 2 writes were made while it ran"),
+    ],
+)
+async def test_a_build_that_ends_without_a_swap_leaves_the_shard_as_it_was_says_why_and_waits(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    exit_code: int,
+    journal_max: int,
+    why: str,
+) -> None:
+    monkeypatch.setattr("asgi_aigw.cache.qdrant_edge.INDEX_AFTER", 5)
+    monkeypatch.setattr("asgi_aigw.cache.qdrant_edge.JOURNAL_MAX", journal_max)
+    go = _indexer_held_until_go(
+        tmp_path, monkeypatch, f"print('disk full', file=sys.stderr)\nsys.exit({exit_code})\n"
+    )
+    vectors = _vectors(10)
+    keys = list(vectors)
+    store = QdrantEdgeStore(tmp_path / "data" / "edge")
+    try:
+        with caplog.at_level(logging.WARNING, logger="asgi_aigw.cache"):
+            build = await _build_started_and_copied(store, {key: vectors[key] for key in keys[:5]})
+            for key in keys[5:8]:
+                await store.upsert(_entry(key, vectors[key]))
+            go.touch()
+            await build
+        assert why in caplog.text
+        assert store.builds == 0
+        await store.upsert(_entry(keys[8], vectors[keys[8]]))
+        assert store._build is None  # not tried again at once
+        for key in keys[:9]:
+            found = await store.search(vectors[key], tenant="t", scope="s", limit=1, now=time.time())
             assert [m.question for m in found] == [f"question {key}"]
         assert _names(tmp_path / "data") == ["edge"]
     finally:

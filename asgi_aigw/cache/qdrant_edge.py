@@ -384,6 +384,10 @@ class QdrantEdgeStore:
                         self.path,
                         time.monotonic() - started,
                     )
+                elif self._shard is not None:
+                    # not closed: more writes came than are kept for the copy (a build started again at
+                    # once would be outrun again)
+                    raise RuntimeError(f"more than {JOURNAL_MAX} writes were made while it ran")
         except asyncio.CancelledError:
             self._journal = None
             shutil.rmtree(copy, ignore_errors=True)
