@@ -1,8 +1,9 @@
 """Qdrant Edge (``qdrant-edge-py``): Qdrant's Rust engine in this process, on a local directory.
 
-Its API is synchronous, so its calls go to a worker thread, one at a time (a lock: the shard is one
-mutable object; the calls of an event loop wait for their turn on the loop, not each in a thread),
-except a search of a small shard, which runs on the event loop (see :data:`INLINE_POINTS`). Every
+Its API is synchronous. A search of a small shard (see :data:`INLINE_POINTS`) and a one-point upsert
+run on the event loop when no other call holds the shard; the other calls go to a worker thread, one
+at a time (a lock: the shard is one mutable object), and a call that finds the shard busy waits for its
+turn on the loop, not in a thread of its own. Every
 :data:`INDEX_AFTER` points written, a copy of the shard is indexed in a process of its own and swapped
 in (:mod:`.edge_indexer`), so a search walks a graph rather than scanning every point. A
 directory can be open in one process only (Qdrant's write-ahead log is locked): with several server
@@ -413,11 +414,14 @@ class QdrantEdgeStore:
             shard = self._shard
             if shard is None:
                 return None
+            size = _saved_size(self.path / "edge_config.json")
+            if size is None:
+                raise RuntimeError("the shard's saved configuration cannot be read")
             shard.flush()
             shutil.rmtree(copy, ignore_errors=True)
             shutil.copytree(self.path, copy)
             self._journal = []
-            return _saved_size(self.path / "edge_config.json")
+            return size
 
     def _swap_in(self, copy: Path) -> bool:
         """Worker thread: the indexed ``copy`` in the shard's place, the journaled writes replayed on it;
