@@ -13,8 +13,10 @@ workers, give each its own directory or use a Qdrant server.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
+import os
 import shutil
 import sys
 import threading
@@ -419,7 +421,7 @@ class QdrantEdgeStore:
                 raise RuntimeError("the shard's saved configuration cannot be read")
             shard.flush()
             shutil.rmtree(copy, ignore_errors=True)
-            shutil.copytree(self.path, copy)
+            shutil.copytree(self.path, copy, copy_function=copy_sparse)
             self._journal = []
             return size
 
@@ -480,6 +482,44 @@ async def _run_indexer(copy: Path, size: int, search_threads: int) -> None:
     if process.returncode != 0:
         last = err.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
         raise RuntimeError(f"the indexer exited with {process.returncode}: {last[0]}")
+
+
+def copy_sparse(source: str, target: str) -> str:
+    """:func:`shutil.copy2` that keeps a sparse file's holes. Qdrant Edge's mapped files are mostly
+    holes (13,000 points: 31 MB on disk, 157 MB long): copied byte for byte, the indexed copy that
+    replaces the shard took five times the disk."""
+    with open(source, "rb") as src, open(target, "wb") as dst:
+        size = os.fstat(src.fileno()).st_size
+        for start, end in _data_ranges(src.fileno(), size):
+            offset = start
+            while offset < end:
+                copied = os.copy_file_range(src.fileno(), dst.fileno(), end - offset, offset, offset)
+                if copied == 0:
+                    break
+                offset += copied
+        dst.truncate(size)  # the hole at the end, if any
+    shutil.copystat(source, target)
+    return target
+
+
+def _data_ranges(fd: int, size: int) -> list[tuple[int, int]]:
+    """The (start, end) ranges of ``fd`` that hold data; the whole file where holes cannot be found."""
+    ranges: list[tuple[int, int]] = []
+    offset = 0
+    try:
+        while offset < size:
+            try:
+                start = os.lseek(fd, offset, os.SEEK_DATA)
+            except OSError as exc:
+                if exc.errno == errno.ENXIO:  # nothing but a hole from here to the end
+                    break
+                raise
+            end = os.lseek(fd, start, os.SEEK_HOLE)
+            ranges.append((start, end))
+            offset = end
+    except OSError:  # a file system that cannot tell its holes
+        return [(0, size)]
+    return ranges
 
 
 def _indexing(path: Path) -> Path:
