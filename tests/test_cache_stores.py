@@ -812,3 +812,46 @@ def test_a_shard_file_is_copied_with_its_holes(tmp_path: Path) -> None:
     on_disk = source.stat().st_blocks * 512
     if on_disk < 1 << 20:  # the file system keeps holes (else there is nothing to keep)
         assert target.stat().st_blocks * 512 <= on_disk + (64 << 10)
+
+
+async def test_searches_go_on_while_the_shard_is_copied_for_indexing_and_writes_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a write would tear the copy; a search reads what the copy reads, and must not wait tens of ms
+    from asgi_aigw.cache import qdrant_edge
+
+    monkeypatch.setattr("asgi_aigw.cache.qdrant_edge.INDEX_AFTER", 5)
+    go = _indexer_held_until_go(tmp_path, monkeypatch, "")
+    copying = threading.Event()
+    first_copied = threading.Event()
+    copy_sparse = qdrant_edge.copy_sparse
+
+    def slow_copy(source: str, target: str) -> str:
+        if not copying.is_set():
+            copying.set()
+            time.sleep(0.2)  # a copy long enough to search and write during it
+            first_copied.set()
+        return copy_sparse(source, target)
+
+    monkeypatch.setattr(qdrant_edge, "copy_sparse", slow_copy)
+    vectors = _vectors(6)
+    keys = list(vectors)
+    store = QdrantEdgeStore(tmp_path / "data" / "edge")
+    try:
+        for key in keys[:5]:
+            await store.upsert(_entry(key, vectors[key]))
+        build = store._build
+        assert build is not None
+        with anyio.fail_after(10):
+            await anyio.to_thread.run_sync(copying.wait)
+        found = await store.search(vectors["p2"], tenant="t", scope="s", limit=1, now=time.time())
+        assert [m.question for m in found] == ["question p2"]
+        assert not first_copied.is_set()  # answered during the copy, not after it
+        await store.upsert(_entry(keys[5], vectors[keys[5]]))
+        assert not store._copying  # written once the copy was taken
+        assert store._journal is not None
+        assert [kind for kind, _ in store._journal] == ["upsert"]  # and kept for the copy
+        go.touch()
+        await build
+    finally:
+        await store.aclose()
