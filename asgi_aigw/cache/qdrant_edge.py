@@ -408,7 +408,8 @@ class QdrantEdgeStore:
                     raise RuntimeError(f"more than {JOURNAL_MAX} writes were made while it ran")
         except asyncio.CancelledError:
             self._journal = None
-            shutil.rmtree(copy, ignore_errors=True)
+            # off the event loop too: the store is closing, and the loop may still be serving
+            await asyncio.shield(asyncio.to_thread(shutil.rmtree, copy, True))
             raise
         except Exception as exc:
             self._journal = None

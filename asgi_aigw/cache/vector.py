@@ -215,5 +215,6 @@ class MemoryVectorStore:
 
 
 def open_memory_store(url: str, *, max_entries: int = 10_000, **_: object) -> MemoryVectorStore:
-    """``memory://``: vectors in a dict, for tests (registered in :mod:`asgi_aigw.stores.registry`)."""
+    """``memory://``: vectors in this process, one matrix per scope (registered in
+    :mod:`asgi_aigw.stores.registry`)."""
     return MemoryVectorStore(max_entries)
