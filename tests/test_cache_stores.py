@@ -855,3 +855,27 @@ async def test_searches_go_on_while_the_shard_is_copied_for_indexing_and_writes_
         await build
     finally:
         await store.aclose()
+
+
+async def test_a_shard_whose_configuration_cannot_be_read_is_not_copied_again_and_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("asgi_aigw.cache.qdrant_edge.INDEX_AFTER", 3)
+    vectors = _vectors(4)
+    keys = list(vectors)
+    store = QdrantEdgeStore(tmp_path / "edge")
+    try:
+        await store.upsert(_entry(keys[0], vectors[keys[0]]))
+        (tmp_path / "edge" / "edge_config.json").write_text("not json", encoding="utf-8")
+        with caplog.at_level(logging.WARNING, logger="asgi_aigw.cache"):
+            for key in keys[1:3]:
+                await store.upsert(_entry(key, vectors[key]))
+            build = store._build
+            assert build is not None
+            await build
+        assert "saved configuration cannot be read" in caplog.text
+        await store.upsert(_entry(keys[3], vectors[keys[3]]))
+        assert store._build is None  # no copy started again at once
+        assert _names(tmp_path) == ["edge"]
+    finally:
+        await store.aclose()
