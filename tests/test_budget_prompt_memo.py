@@ -102,7 +102,7 @@ async def test_every_dialect_is_remembered_by_its_own_count(path: str, body: dic
 
 
 def test_the_memo_is_bounded_and_keeps_what_is_used() -> None:
-    memo = PromptMemo(entries=2, max_bytes=10)
+    memo = PromptMemo[int](entries=2, max_bytes=10)
     memo.put("acme", "chat", b"a", 1)
     memo.put("acme", "chat", b"b", 2)
     assert memo.get("acme", "chat", b"a") == 1  # used: now the last to go

@@ -426,13 +426,13 @@ class EncodingSink(MemorySink):
 async def test_a_sink_that_encodes_gets_its_batch_encoded_on_the_event_loop_a_slice_at_a_time() -> None:
     """Encoding is pure Python: in the shipping thread it held the GIL and the event loop answered late."""
     sink = EncodingSink()
-    writer = LogWriter(sink, batch_size=100, flush_interval=3600)
+    writer = LogWriter(sink, batch_size=300, flush_interval=3600)
     loop_thread = threading.get_ident()
-    for row in rows(100):
+    for row in rows(300):
         writer.enqueue(row)
-    assert await eventually(lambda: len(sink.rows) == 100)
-    assert ids(sink) == [f"r{i:05d}" for i in range(100)]
-    assert [size for size, _ in sink.encode_calls] == [32, 32, 32, 4]
+    assert await eventually(lambda: len(sink.rows) == 300)
+    assert ids(sink) == [f"r{i:05d}" for i in range(300)]
+    assert [size for size, _ in sink.encode_calls] == [128, 128, 44]
     assert {thread for _, thread in sink.encode_calls} == {loop_thread}
     assert len(sink.encoded) == 1
     await writer.aclose()

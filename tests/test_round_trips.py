@@ -360,3 +360,31 @@ async def test_a_layer_that_answers_before_the_gate_is_still_refused_by_the_budg
         assert refused.status_code == 429
         assert refused.json()["error"]["code"] == "rate_limit_exceeded"
         assert stack.fake.requests == []
+
+
+async def test_an_exact_hit_leaves_the_budget_untapped_with_its_rate_limit_headers(
+    counter: RedisProxy, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hit that reserved what a hit costs, unmarked, has nothing to settle: its answer goes out of the
+    budget without being held and read for usage, and still carries the reservation's headers."""
+    from asgi_aigw.budget import exchange
+
+    taps: list[object] = []
+
+    class CountedTap(exchange.ResponseTap):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            taps.append(self)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(exchange, "ResponseTap", CountedTap)
+    limits = Limits(requests_per_minute=100, tokens_per_minute=1_000_000)
+    async with stack_of(config(counter.url, counter.url, redis_prefix, limits)) as stack:
+        miss = await stack.post(chat("What is the capital of Peru?"))
+        assert miss.headers["x-aigw-cache"] == "miss"
+        assert len(taps) == 1  # a miss is read for its usage
+        hit = await stack.post(chat("What is the capital of Peru?"))
+        assert hit.headers["x-aigw-cache"] == "hit-exact"
+        assert len(taps) == 1
+        assert hit.headers["x-ratelimit-remaining-requests"] == "98"
+        assert hit.headers["x-ratelimit-limit-tokens"] == "1000000"
+        assert hit.json() == {**miss.json(), "id": hit.json()["id"], "created": hit.json()["created"]}

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 from ..kernel.types import Headers
-from .windows import WINDOWS, Slot, format_amount, format_duration
+from .windows import WINDOWS, Slot, Window, format_amount, format_duration
 
 
 @lru_cache(maxsize=64)
@@ -39,10 +39,31 @@ def ratelimit_headers(
             continue
         window = slot.window
         limit_name, remaining_name, reset_name = _names(window.header)
-        out.append((limit_name, format_amount(window, limit).encode()))
-        out.append((remaining_name, format_amount(window, max(0, limit - value)).encode()))
-        out.append((reset_name, format_duration(slot.end - now).encode()))
+        out.append((limit_name, _amount(window, limit)))
+        remaining = limit - value
+        if remaining <= 0:
+            out.append((remaining_name, b"0"))
+        elif window.metric == "cost":
+            out.append((remaining_name, format_amount(window, remaining).encode()))
+        else:
+            out.append((remaining_name, b"%d" % remaining))
+        left = slot.end - now
+        # whole seconds (every reset but a window's last second) are formatted once each
+        out.append(
+            (reset_name, _whole_seconds(math.ceil(left)) if left >= 1 else format_duration(left).encode())
+        )
     return out
+
+
+@lru_cache(maxsize=1024)
+def _amount(window: Window, value: int) -> bytes:
+    """A limit as its header shows it (limits change seldom: formatted once each)."""
+    return format_amount(window, value).encode()
+
+
+@lru_cache(maxsize=4096)
+def _whole_seconds(seconds: int) -> bytes:
+    return format_duration(seconds).encode()
 
 
 def retry_after(seconds: float) -> bytes:

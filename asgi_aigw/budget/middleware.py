@@ -22,29 +22,29 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-import anyio
-
 from ..kernel.body import ClientDisconnect, forward_scope, read_json
 from ..kernel.context import RequestContext, Usage, ensure_context
 from ..kernel.dialects import CHAT, MESSAGES, Dialect, dialect_for
 from ..kernel.errors import ConfigError, GatewayError, InvalidRequest, RateLimited, Unauthorized, send_error
 from ..kernel.gate import AnswerWrite, find_keeper
 from ..kernel.lifespan import lifespan_passthrough
-from ..kernel.response import ResponseTap, watch_disconnect
+from ..kernel.response import ResponseTap
 from ..kernel.routes import classify, is_generation
-from ..kernel.types import ASGIApp, Message, Receive, Scope, Send
+from ..kernel.types import ASGIApp, Receive, Scope, Send
 from ..kernel.unique_ids import IdSource
 from ..stores.registry import BUDGET_STORES
 from ..tenant.ids import KEY_SAFE_PATTERN, InvalidTenantId, TenantIdValidator
 from .config import BudgetConfig, Limits
-from .gate import HIT, WAITING, Pending, hit_amounts
-from .headers import HEADER_NAMES, ratelimit_headers, retry_after
+from .estimate import Estimate, slot_amounts
+from .exchange import Exchange, Meter
+from .gate import Pending, hit_amounts
+from .headers import ratelimit_headers, retry_after
 from .pricing import PriceTable
 from .store import BudgetStore, Reservation, StoreError
 from .subjects import BudgetSubjects, key_limits
 from .tokens import PromptMemo, RuntimeTokenCounter, TokenCounter, WarmCounter, cache_lifetime
 from .unseen import thinks_unseen
-from .usage import decode_event, json_answer, streamed_text
+from .usage import json_answer, streamed_text
 from .windows import WINDOWS, Slot, SlotClock, format_amount, format_duration, to_units
 
 logger = logging.getLogger("asgi_aigw.budget")
@@ -89,38 +89,6 @@ def limits_vector(limits: Limits, base: Limits | None = None) -> list[int]:
     return out
 
 
-class _Meter:
-    """What the answer showed on its way out: a JSON body, the SSE events carrying usage (read by the
-    dialect's stream meter as they pass), the other events."""
-
-    __slots__ = ("_final_mark", "_usage_mark", "events", "final", "json_body", "reader", "texts")
-
-    def __init__(self, dialect: Dialect) -> None:
-        self.json_body: bytes | None = None
-        self.reader = dialect.stream_meter()
-        # only the events holding these bytes are decoded on their way
-        self._usage_mark = dialect.usage_mark
-        self._final_mark = dialect.final_mark
-        #: The event with the stream's final usage passed (a stream cut before it reported input only).
-        self.final = False
-        #: Raw events, decoded only if the stream ends early (the text generated so far is counted).
-        self.events: list[bytes] = []
-        #: Text generated in the events read on their way (those carrying usage).
-        self.texts: list[str] = []
-
-    def on_json(self, status: int, body: bytes) -> None:
-        if 200 <= status < 300:
-            self.json_body = body
-
-    def on_event(self, raw: bytes) -> None:
-        if self._usage_mark in raw:
-            self.texts.append(self.reader.feed(*decode_event(raw)))
-            if self._final_mark in raw and self.reader.usage is not None:
-                self.final = True
-        else:
-            self.events.append(raw)
-
-
 class BudgetMiddleware:
     """Token, request and money limits per tenant, atomically reserved and settled with real usage.
 
@@ -144,7 +112,8 @@ class BudgetMiddleware:
             cfg.store, key_prefix=cfg.key_prefix, timeout=cfg.store_timeout
         )
         self.counter = WarmCounter(token_counter or RuntimeTokenCounter())
-        self._prompts = PromptMemo()
+        #: What recent bodies ask (prompt tokens, output cap, price), per tenant and route.
+        self._estimates: PromptMemo[Estimate] = PromptMemo()
         self.prices = PriceTable(cfg.pricing, default=cfg.default_price, aliases=cfg.model_aliases)
         self.slot_clock = SlotClock()
         self._now = clock
@@ -179,6 +148,8 @@ class BudgetMiddleware:
         self._store_back: asyncio.Event | None = None
         #: The store's test for an exact cache entry it can read in its own script (Redis), if any.
         self._reads: Callable[[str], bool] | None = getattr(self.store, "reads", None)
+        #: The slots of the last hit's reservation, and what a hit reserves in them (never changed in place).
+        self._last_hit: tuple[Sequence[Slot] | None, list[int]] = (None, [])
         #: Routes on which the cache inside looks before the budget reserves (see kernel/gate.py).
         keeper = find_keeper(app)
         self._gated_routes: frozenset[str] = frozenset(getattr(keeper, "gated_routes", ()))
@@ -215,44 +186,31 @@ class BudgetMiddleware:
             return
 
         data = body.data
-        model = data.get("model")
-        model = model if isinstance(model, str) else None
-        cap: int | None = None
-        if generation:
+        kind = route or ""
+        estimate = self._estimates.get(tenant, kind, body.raw)
+        if estimate is None:
             try:
-                cap = dialect.client_cap(data)
-            except ValueError as exc:
-                await self._refuse(send, ctx, _bad_cap(str(exc), dialect), dialect)
+                estimate = await self._estimate_body(kind, dialect, data, body.raw, tenant)
+            except GatewayError as exc:
+                await self._refuse(send, ctx, exc, dialect)
                 return
-            if cap is None and dialect.cap_required:
-                # Anthropic requires max_tokens (and refuses a request without it): so does the reservation
-                await self._refuse(send, ctx, _missing_cap(dialect.cap_field(model)), dialect)
-                return
-            if dialect is CHAT and not _valid_choices(data.get("n")):
-                # the reservation covers n answers: an n it cannot count must not reach an app that may
-                # generate more than was reserved
-                await self._refuse(send, ctx, _bad_choices())
-                return
-        prompt, output = await self._estimate(route, dialect, data, model, body.raw, cap, tenant)
-        ctx.token_estimate = prompt + output
-        if generation and cap is None:
+        ctx.token_estimate = estimate.tokens
+        if estimate.cap_field is not None:
             # the reservation is a cap: ask the upstream for at most the output tokens reserved, or a
             # long answer is served (and charged past the limit) though it was never reserved
-            data[dialect.cap_field(model)] = self.config.default_max_tokens
+            data[estimate.cap_field] = self.config.default_max_tokens
             body.mark_changed()
             scope = forward_scope(scope, body)
         now = self._now()
         slots, limits = self.subjects.windows(tenant, user, self.slot_clock.slots(now), key)
-        unpriced = model is not None and self.prices.price(model) is None
-        if unpriced and _money_limited(slots, limits):
-            await self._refuse(send, ctx, _unpriced(model), dialect)
+        unpriced = estimate.unpriced
+        if unpriced is not None and _money_limited(slots, limits):
+            await self._refuse(send, ctx, _unpriced(unpriced), dialect)
             return
-        amounts = self._amounts(
-            slots, prompt + output, self._reserved_cost(route, data, model, prompt, output)
-        )
+        amounts = estimate.amounts(slots)
         token = _reservation_token() if self._tokens else None
         pending = Pending(self, ctx, tenant, slots, amounts, limits, token, now, dialect)
-        pending.unpriced = model if unpriced else None
+        pending.unpriced = unpriced
         gated = route in self._gated_routes
         if gated:
             # the cache inside looks first and reserves through the gate: a hit costs what a hit costs
@@ -262,7 +220,9 @@ class BudgetMiddleware:
             assert pending.refusal is not None
             await self._refuse(send, ctx, pending.refusal, dialect)
             return
-        await self._forward(scope, receive, send, ctx, pending, prompt, model, gated)
+        model = data.get("model")
+        model = model if isinstance(model, str) else None
+        await self._forward(scope, receive, send, ctx, pending, estimate.prompt, model, gated)
 
     async def _forward(
         self,
@@ -276,44 +236,29 @@ class BudgetMiddleware:
         gated: bool,
     ) -> None:
         """Call the app with the answer metered; settle once it has gone (or failed)."""
-        dialect = pending.dialect
-        outer = _with_budget_headers(send, pending) if self.config.headers else send
-        meter = _Meter(dialect)
-        settled = False
-
-        async def settle() -> None:
-            nonlocal settled
-            if not settled:
-                settled = True
-                if pending.state == HIT and pending.marker is None and not pending.writes:
-                    # the lookup reserved exactly what a hit costs (no tokens, no money), unmarked
-                    ctx.cost = 0.0
-                    return
-                # even if this task is being cancelled: the reservation must not outlive the request
-                with anyio.CancelScope(shield=True):
-                    await self._settle(ctx, pending, prompt, model, tap, meter)
-
-        async def send_then_settle(message: Message) -> None:
-            await outer(message)
-            if message["type"] == "http.response.body" and not message.get("more_body", False):
-                # the answer is complete: settle now, not when inner layers finish their own work
-                # after it, so the next request sees the real figures
-                await settle()
-
-        tap = ResponseTap(send_then_settle, on_json=meter.on_json, on_event=meter.on_event)
-        inner: Send = _gated(tap, pending) if gated else tap
+        exchange = Exchange(
+            self._settle,
+            ctx,
+            pending,
+            prompt,
+            model,
+            gated=gated,
+            headers=self.config.headers,
+            send=send,
+            receive=receive,
+        )
         try:
-            await self.app(scope, watch_disconnect(receive, ctx, tap), inner)
+            await self.app(scope, exchange.receive, exchange.send)
         finally:
-            await settle()  # an error, a disconnect, or an answer that never ended
-            # no reference cycle outlives the request (the tap's send and this frame's closures, the
-            # context and its gate): refcounting frees them at once, not the garbage collector
-            tap.release()
+            await exchange.settle()  # an error, a disconnect, or an answer that never ended
+            # no reference cycle outlives the request (the tap's send is the exchange's, the context
+            # and its gate): refcounting frees them at once, not the garbage collector
+            exchange.release()
             if gated:
                 ctx.budget_gate = None
-        if pending.refusal is not None and not tap.started:
+        if pending.refusal is not None and not exchange.started:
             # refused at the gate (or at the first byte of an inner layer's answer): nothing went out
-            await self._refuse(send, ctx, pending.refusal, dialect)
+            await self._refuse(send, ctx, pending.refusal, pending.dialect)
 
     # -- what the gate calls (see budget/gate.py) --------------------------------------------------
 
@@ -422,34 +367,51 @@ class BudgetMiddleware:
             cost = max(cost, hour)
         return cost
 
-    async def _estimate(
-        self,
-        route: str | None,
-        dialect: Dialect,
-        data: Mapping[str, Any],
-        model: str | None,
-        raw: bytes,
-        cap: int | None,
-        tenant: str,
-    ) -> tuple[int, int]:
-        """Prompt tokens, and the most output tokens the request may produce (``raw``: the body's bytes,
-        by which the tenant's recent prompts' counts are remembered)."""
-        if route == "embeddings":
+    async def _estimate_body(
+        self, route: str, dialect: Dialect, data: dict[str, Any], raw: bytes, tenant: str
+    ) -> Estimate:
+        """What the body ``data`` (``raw``: its bytes) asks of the budget; remembered for the tenant
+        unless its prompt could not be counted. Raises :class:`GatewayError` for a body it refuses."""
+        model = data.get("model")
+        model = model if isinstance(model, str) else None
+        cap: int | None = None
+        generation = route != "embeddings"
+        if generation:
             try:
-                return await self._count_input(data.get("input"), model), 0
+                cap = dialect.client_cap(data)
+            except ValueError as exc:
+                raise _bad_cap(str(exc), dialect) from None
+            if cap is None and dialect.cap_required:
+                # Anthropic requires max_tokens (and refuses a request without it): so does the reservation
+                raise _missing_cap(dialect.cap_field(model))
+            if dialect is CHAT and not _valid_choices(data.get("n")):
+                # the reservation covers n answers: an n it cannot count must not reach an app that may
+                # generate more than was reserved
+                raise _bad_choices()
+        counted = True
+        if not generation:
+            output = 0
+            try:
+                prompt = await self._count_input(data.get("input"), model)
             except Exception:
-                return len(raw) // 4 + 1, 0
-        output = self._max_output(dialect, data, cap)
-        prompt = self._prompts.get(tenant, dialect.name, raw)
-        if prompt is not None:
-            return prompt, output
-        try:
-            prompt = await self._count_prompt(dialect, data, model)
-        except Exception:
-            # a body the router will refuse anyway (400): reserve something proportionate meanwhile
-            return len(raw) // 4 + 1, output
-        self._prompts.put(tenant, dialect.name, raw, prompt)
-        return prompt, output
+                prompt, counted = len(raw) // 4 + 1, False
+        else:
+            output = self._max_output(dialect, data, cap)
+            try:
+                prompt = await self._count_prompt(dialect, data, model)
+            except Exception:
+                # a body the router will refuse anyway (400): reserve something proportionate meanwhile
+                prompt, counted = len(raw) // 4 + 1, False
+        estimate = Estimate(
+            prompt=prompt,
+            output=output,
+            cost=self._reserved_cost(route, data, model, prompt, output),
+            unpriced=model if model is not None and self.prices.price(model) is None else None,
+            cap_field=dialect.cap_field(model) if generation and cap is None else None,
+        )
+        if counted:
+            self._estimates.put(tenant, route, raw, estimate)
+        return estimate
 
     async def _count_prompt(self, dialect: Dialect, data: Mapping[str, Any], model: str | None) -> int:
         if dialect.name == "messages":
@@ -483,15 +445,11 @@ class BudgetMiddleware:
         policy = self.config.cache_hits
         if policy.tokens or policy.cost:
             return None
-        return hit_amounts(slots, policy.requests)
-
-    @staticmethod
-    def _amounts(slots: Sequence[Slot], tokens: int, cost: int) -> list[int]:
-        out: list[int] = []
-        for slot in slots:
-            metric = slot.window.metric
-            out.append(1 if metric == "requests" else tokens if metric == "tokens" else cost)
-        return out
+        last, amounts = self._last_hit
+        if slots is not last:  # the slots change once a minute (and per user): one list per set of them
+            amounts = hit_amounts(slots, policy.requests)
+            self._last_hit = (slots, amounts)
+        return amounts
 
     async def _guarded(
         self,
@@ -608,7 +566,7 @@ class BudgetMiddleware:
         prompt_estimate: int,
         model: str | None,
         tap: ResponseTap,
-        meter: _Meter,
+        meter: Meter,
     ) -> None:
         """Replace what the request holds by what it cost; the exact entries the cache handed over are
         written beside it (in one write on a shared Redis: one round trip for both)."""
@@ -624,7 +582,7 @@ class BudgetMiddleware:
                 charge = None
             if charge is not None:
                 tokens, requests, cost = charge
-                charged = self._amounts(pending.slots, tokens, cost)
+                charged = slot_amounts(pending.slots, tokens, cost)
                 deltas = [
                     (requests if slot.window.metric == "requests" else value) - amount
                     for slot, value, amount in zip(pending.slots, charged, held, strict=True)
@@ -726,7 +684,7 @@ class BudgetMiddleware:
         prompt_estimate: int,
         model: str | None,
         tap: ResponseTap,
-        meter: _Meter,
+        meter: Meter,
         dialect: Dialect = CHAT,
     ) -> tuple[int, int, int]:
         """Tokens, requests and nano-dollars the request really cost."""
@@ -898,37 +856,6 @@ def _missing_cap(name: str) -> InvalidRequest:
         f"{name}: Field required (the most output tokens the answer may have; the budget reserves it)",
         param=name,
     )
-
-
-def _with_budget_headers(send: Send, pending: Pending) -> Send:
-    """``send`` with the reservation's rate-limit headers added to the response start (replacing
-    same-named ones); read when the answer starts, after the gate (if any) reserved."""
-
-    async def send_with_headers(message: Message) -> None:
-        reservation = pending.reservation
-        if message["type"] == "http.response.start" and reservation is not None:
-            extra = ratelimit_headers(pending.slots, reservation.used, reservation.limits, pending.now)
-            if extra:
-                headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() not in HEADER_NAMES]
-                headers.extend(extra)
-                message = {**message, "headers": headers}
-        await send(message)
-
-    return send_with_headers
-
-
-def _gated(send: Send, pending: Pending) -> Send:
-    """``send`` for an app behind the gate: an answer that starts before anything was reserved (a layer
-    between the budget and the cache answered) is reserved for first; a refused one is held back, and
-    the budget sends its refusal instead."""
-
-    async def send_gated(message: Message) -> None:
-        if pending.state == WAITING and message["type"] == "http.response.start":
-            await pending.ensure()
-        if pending.admitted:
-            await send(message)
-
-    return send_gated
 
 
 def _decision(status: int) -> str:

@@ -49,6 +49,10 @@ class _Script:
     def command_packed(self, keys: Sequence[bytes], args: Sequence[str]) -> bytes:
         """``EVALSHA`` with ``keys`` already packed as bulk strings (:func:`bulk`): a tenant's keys are
         packed once a minute, not on every call."""
+        return self.command_prepacked(keys, [bulk(arg) for arg in args])
+
+    def command_prepacked(self, keys: Sequence[bytes], args: Sequence[bytes]) -> bytes:
+        """``EVALSHA`` with ``keys`` and ``args`` already packed as bulk strings."""
         count = b"%d" % len(keys)
         return b"".join(
             [
@@ -56,15 +60,22 @@ class _Script:
                 self._head,
                 b"$%d\r\n%s\r\n" % (len(count), count),
                 *keys,
-                *[bulk(arg) for arg in args],
+                *args,
             ]
         )
 
     async def fast(self, client: RespCaller, keys: Sequence[str], args: Sequence[str]) -> Any:
         return await self.fast_packed(client, [bulk(key) for key in keys], args)
 
-    async def fast_packed(self, client: RespCaller, keys: Sequence[bytes], args: Sequence[str]) -> Any:
-        command = self.command_packed(keys, args)
+    async def fast_packed(
+        self,
+        client: RespCaller,
+        keys: Sequence[bytes],
+        args: Sequence[str],
+        packed_args: Sequence[bytes] = (),
+    ) -> Any:
+        """The script by SHA with ``keys`` packed, and ``args`` (or ``packed_args``, packed)."""
+        command = self.command_prepacked(keys, packed_args or [bulk(arg) for arg in args])
         try:
             return await client.call(command)
         except RespError as exc:
@@ -126,6 +137,8 @@ class RedisBudgetStore:
         self._packed_cache: dict[tuple[str, int, str, int], list[bytes]] = {}
         #: The scripts' arguments that change only with the minute or the limits (see :meth:`_fixed_args`).
         self._args_cache: dict[tuple[tuple[int, ...], int, str, int, int], tuple[str, str, str, str]] = {}
+        #: The lookup script's arguments, as text and packed (see :meth:`_lookup_args`).
+        self._lookup_cache: dict[tuple[Any, ...], tuple[tuple[str, str, str, str], tuple[bytes, ...]]] = {}
 
     @property
     def _errors(self) -> tuple[type[BaseException], ...]:
@@ -171,15 +184,16 @@ class RedisBudgetStore:
         keys: Sequence[str],
         args: Sequence[str],
         packed: Sequence[bytes] | None = None,
+        packed_args: Sequence[bytes] = (),
     ) -> Any:
-        """Run a script: through the fast client for a URL (``packed``: ``keys`` already packed),
-        through redis-py for a given client."""
+        """Run a script: through the fast client for a URL (``packed``: ``keys`` already packed, and
+        ``packed_args`` the ``args``, when given), through redis-py for a given client."""
         if self._given is not None:
             return await self._run(lambda client: script(client, keys, args))
         assert self._loop_clients is not None
         try:
             if packed is not None:
-                return await script.fast_packed(self._loop_clients.fast(), packed, args)
+                return await script.fast_packed(self._loop_clients.fast(), packed, args, packed_args)
             return await script.fast(self._loop_clients.fast(), keys, args)
         except self._errors as exc:
             raise StoreError(f"{type(exc).__name__}: {exc}") from exc
@@ -245,6 +259,39 @@ class RedisBudgetStore:
             self._args_cache[key] = found
         return found
 
+    def _lookup_args(
+        self,
+        slots: Sequence[Slot],
+        limits: Sequence[int],
+        amounts: Sequence[int],
+        hit_amounts: Sequence[int] | None,
+        grace: int,
+        marked: bool,
+    ) -> tuple[tuple[str, str, str, str], tuple[bytes, ...]]:
+        """The lookup script's arguments but the last (the numbers to reserve on a miss and on a hit,
+        the windows' names, the marker's expiry), as text and packed: the same for every request of a
+        body and its limits within a minute, so formatted and packed once."""
+        key = (
+            tuple(limits),
+            tuple(amounts),
+            None if hit_amounts is None else tuple(hit_amounts),
+            slots[0].start,
+            slots[-1].suffix,
+            len(slots),
+            grace,
+            marked,
+        )
+        found = self._lookup_cache.get(key)
+        if found is None:
+            if len(self._lookup_cache) > 10_000:
+                self._lookup_cache.clear()
+            limited, ends, names, marker_expires = self._fixed_args(slots, limits, grace)
+            nums = f"{limited},{','.join(map(str, amounts))},{ends}"
+            hit = "" if hit_amounts is None else f"{limited},{','.join(map(str, hit_amounts))},{ends}"
+            args = (nums, names, marker_expires if marked else "", hit)
+            found = self._lookup_cache[key] = (args, tuple(bulk(arg) for arg in args))
+        return found
+
     def marker_key(self, tenant: str, token: str) -> str:
         return f"{self.key_prefix}{{{tenant}}}:r:{token}"
 
@@ -296,21 +343,22 @@ class RedisBudgetStore:
         needs no settlement and is deleted by a later lookup. Only for an entry on this store's server
         (:meth:`reads`)."""
         keys, packed_keys = self._keys_packed(tenant, slots)
-        limited, ends, names, marker_expires = self._fixed_args(slots, limits, grace)
-        nums = f"{limited},{','.join(map(str, amounts))},{ends}"
-        hit = "" if hit_amounts is None else f"{limited},{','.join(map(str, hit_amounts))},{ends}"
+        args, packed_args = self._lookup_args(slots, limits, amounts, hit_amounts, grace, token is not None)
         packed = list(packed_keys)
-        expires = ""
         marker = b""
         if token is not None:
-            expires = marker_expires
             marker = bulk(self.marker_key(tenant, token))
             packed.append(marker)
         packed.append(b"$%d\r\n%s\r\n" % (len(entry), entry))
         spent = self._spent.pop(tenant, [])
         packed.extend(spent)
+        count = b"%d" % len(spent)
         reply = await self._script(
-            _LOOKUP_RESERVE, keys, (nums, names, expires, hit, str(len(spent))), packed
+            _LOOKUP_RESERVE,
+            keys,
+            (*args, str(len(spent))),
+            packed,
+            (*packed_args, b"$%d\r\n%s\r\n" % (len(count), count)),
         )
         values = [int(v) for v in reply[0].split(b",")]
         found: bytes | None = reply[1]  # a nil bulk string when the entry is not there

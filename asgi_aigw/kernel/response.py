@@ -188,7 +188,7 @@ class ResponseTap:
         """Let go of the downstream ``send`` and the hooks once the app has returned: they are usually
         closures of the layer that made this tap, which refer to the tap in turn, and a cycle left per
         request is freed only by the garbage collector (tens of µs a request, and pauses)."""
-        self._send = _released
+        self._send = released
         self._on_json = self._on_event = self._on_end = None
         self._decoder = None
         self._body = []
@@ -198,8 +198,9 @@ class ResponseTap:
         return ok and (self.kind != "sse" or self.saw_done)
 
 
-async def _released(message: Message) -> None:
-    """The ``send`` of a released tap: the app has returned, so nothing more may go out."""
+async def released(message: Message) -> None:
+    """The ``send`` of a released tap (or of another layer's per-request sender): the app has
+    returned, so nothing more may go out."""
     raise RuntimeError(f"{message['type']} after the app returned")
 
 

@@ -63,8 +63,10 @@ class LogConfig(ConfigSection):
     request_id_header: str = "x-request-id"
     trust_request_id: bool = True
 
-    #: Rows per insert, and the longest a row waits in memory before its batch is sealed.
-    batch_size: int = Field(default=1000, ge=1)
+    #: Rows per insert, and the longest a row waits in memory before its batch is sealed. Every insert
+    #: makes a part of the MergeTree table, and costs chDB about 10 ms of CPU whatever its size
+    #: (1,000 rows 14 µs a row, 10,000 rows 4): under load a batch a second, not several.
+    batch_size: int = Field(default=5000, ge=1)
     flush_interval: float = Field(default=1.0, gt=0)
     #: Rows held in memory (not yet in the spool or the sink) beyond which new rows are dropped.
     max_queue: int = Field(default=10000, ge=1)

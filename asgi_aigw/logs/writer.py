@@ -64,8 +64,8 @@ class WriterMetrics(Protocol):
     def watch_writer(self, writer: LogWriter) -> None: ...
 
 
-#: Rows encoded per turn of the event loop (about a millisecond of pure Python).
-_ENCODE_SLICE = 32
+#: Rows encoded per turn of the event loop (a few hundred µs of pure Python: 2-3 µs a row).
+_ENCODE_SLICE = 128
 
 
 @dataclass(eq=False)
@@ -113,7 +113,7 @@ class LogWriter:
         self,
         sink: LogSink,
         *,
-        batch_size: int = 1000,
+        batch_size: int = 5000,
         flush_interval: float = 1.0,
         max_queue: int = 10000,
         spool_dir: str | os.PathLike[str] | None = None,

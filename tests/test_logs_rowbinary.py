@@ -1,0 +1,91 @@
+"""The request log's RowBinary encoder: its straight-line code writes every row byte for byte as the
+column-by-column writers do, and a value it does not take as it is (bytes, a datetime, a wrong type)
+goes the slow way, written the same or refused by column name."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from asgi_aigw.logs.clickhouse import _default
+from asgi_aigw.logs.row import COLUMNS, LogRow
+from asgi_aigw.logs.rowbinary import _compile, row_encoder, writer
+
+PLAN = [(name, kind, _default(kind)) for name, kind in COLUMNS]
+
+
+def column_by_column(rows: list[LogRow]) -> bytes:
+    """The rows written by each column's own writer, one value at a time."""
+    out = bytearray()
+    for row in rows:
+        for name, kind, default in PLAN:
+            writer(kind)(out, row.get(name, default))
+    return bytes(out)
+
+
+FULL: LogRow = {
+    "timestamp": 1765000000123,
+    "request_id": "req-é-🙂",
+    "tenant": "acme",
+    "user_id": "ü",
+    "stream": True,
+    "attempts": 255,
+    "status": 65535,
+    "client_disconnected": 1,
+    "cache_score": 0.1,
+    "prompt_tokens": 4294967295,
+    "usage_estimated": False,
+    "token_estimate": 0,
+    "cost": 1e-9,
+    "latency_ms": 12.5,
+    "ttfb_ms": None,
+    "pii_entities": {"EMAIL_ADDRESS": 2},
+    "budget_remaining": {"tokens_per_minute": 99.5},
+    "request_body": "x" * 300,  # a length over 127: a two-byte varint
+}
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [FULL],
+        [{}],  # every column its default
+        [FULL, {"request_id": "b", "cache_score": None, "cost": None}, FULL],
+        [{**FULL, "request_body": "y" * 20000}],  # a three-byte varint
+        [{**FULL, "model": b"gpt-4o"}],  # bytes for a string: the slow way, written the same
+        [{**FULL, "stream": "yes", "client_disconnected": 0}],  # booleans by truth
+    ],
+)
+def test_the_compiled_rows_are_the_column_writers_rows(rows: list[LogRow]) -> None:
+    assert row_encoder(PLAN)(rows) == column_by_column(rows)
+
+
+def test_a_datetime_timestamp_goes_the_slow_way_and_is_written_as_ticks() -> None:
+    when = datetime(2026, 12, 7, 1, 2, 3, 456000, tzinfo=UTC)
+    as_ticks = {**FULL, "timestamp": int(when.timestamp() * 1000)}
+    assert row_encoder(PLAN)([{**FULL, "timestamp": when}]) == row_encoder(PLAN)([as_ticks])
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        ("prompt_tokens", -1, r"'prompt_tokens' cannot hold -1 \(UInt32\)"),
+        ("status", "200", r"'status' cannot hold '200' \(UInt16\)"),
+        ("model", None, r"'model' cannot hold None .*not Nullable"),
+        ("tenant", "\ud800", r"'tenant' cannot hold"),  # a lone surrogate is not UTF-8
+    ],
+)
+def test_a_value_no_writer_takes_is_refused_by_its_column(column: str, value: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        row_encoder(PLAN)([FULL, {**FULL, column: value}])
+
+
+def test_a_row_as_the_log_builds_it_takes_the_straight_line_code() -> None:
+    """No fallback for the rows the log makes (str, int, float, bool, None, dicts): the compiled code
+    writes them itself."""
+    compiled = _compile([(name, kind, default, writer(kind)) for name, kind, default in PLAN])
+    out = bytearray()
+    compiled(out, FULL)  # raises if it would need the slow way
+    assert bytes(out) == column_by_column([FULL])
