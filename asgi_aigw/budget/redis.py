@@ -316,8 +316,7 @@ class RedisBudgetStore:
             reply = await self._script(
                 _RESERVE, marked, (packed, names, expires), [*packed_keys, bulk(marker)]
             )
-        values = [int(v) for v in reply.split(b",")]
-        return Reservation(values[0] == 1, values[1::2], values[2::2])
+        return _reservation(reply)
 
     def reads(self, url: str) -> bool:
         """Whether an entry of the Redis at ``url`` can be read in this store's own scripts: the same URL,
@@ -360,10 +359,9 @@ class RedisBudgetStore:
             packed,
             (*packed_args, b"$%d\r\n%s\r\n" % (len(count), count)),
         )
-        values = [int(v) for v in reply[0].split(b",")]
         found: bytes | None = reply[1]  # a nil bulk string when the entry is not there
         was_hit = reply[2] == b"1"
-        reservation = Reservation(values[0] == 1, values[1::2], values[2::2])
+        reservation = _reservation(reply[0])
         if marker and was_hit and reservation.allowed:
             queue = self._spent.setdefault(tenant, [])
             if len(queue) < _SPENT_MARKERS:
@@ -474,3 +472,9 @@ def open_store(url: str, *, key_prefix: str = "aigw:", timeout: float = 2.0) -> 
     """``redis://``, ``rediss://``, ``unix://``, ``redis+cluster://``, ``redis+sentinel://`` (registered in
     :mod:`asgi_aigw.stores.registry`)."""
     return RedisBudgetStore(url, key_prefix=key_prefix, timeout=timeout)
+
+
+def _reservation(reply: Sequence[int]) -> Reservation:
+    """The reserve function's reply: allowed, then used and limit of each window (integers)."""
+    values = list(reply)
+    return Reservation(values[0] == 1, values[1::2], values[2::2])

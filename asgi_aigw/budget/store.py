@@ -22,7 +22,8 @@ class Reservation:
     """The outcome of :meth:`BudgetStore.reserve`, one entry per slot in the order given."""
 
     allowed: bool
-    #: Usage after the reservation when allowed, else the usage that refused it.
+    #: Usage after the reservation when allowed, else the usage that refused it. A store may report 0
+    #: for a window with no limit that the call added nothing to (Redis does not read that counter).
     used: list[int]
     #: The limit that applied (live override, else the given default); ``-1`` for none.
     limits: list[int]
