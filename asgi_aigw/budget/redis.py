@@ -474,7 +474,7 @@ def open_store(url: str, *, key_prefix: str = "aigw:", timeout: float = 2.0) -> 
     return RedisBudgetStore(url, key_prefix=key_prefix, timeout=timeout)
 
 
-def _reservation(reply: Sequence[int]) -> Reservation:
-    """The reserve function's reply: allowed, then used and limit of each window (integers)."""
-    values = list(reply)
+def _reservation(reply: bytes) -> Reservation:
+    """The reserve function's reply: allowed, then used and limit of each window."""
+    values = [int(v) for v in reply.split(b",")]
     return Reservation(values[0] == 1, values[1::2], values[2::2])
