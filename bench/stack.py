@@ -5,8 +5,9 @@
 Every target is one uvicorn process (uvloop, httptools, one worker) on 127.0.0.1 in front of a
 FakeProvider process answering at once (the 0-ms upstream), loaded by wrk with ``--concurrency``
 connections. The targets take turns, round after round (interleaved, so a slower minute on a shared
-machine hits all of them), and each figure is the median of the rounds: requests per second, p50 and
-p99 latency, and server CPU per request (the process's CPU time over the requests it served).
+machine hits all of them), each turn after a second of warm-up, and each figure is the median of the
+rounds: requests per second, p50 and p99 latency, and server CPU per request (the process's CPU time
+over the requests it served).
 
 - the limits: a bare ASGI app returning fixed JSON (the most a cache hit can do), a bare aiohttp proxy
   (the most a pass-through can do);
