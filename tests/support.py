@@ -254,3 +254,27 @@ async def whole_stack(
     async for key in client.scan_iter(match=f"{prefix}*"):
         await client.delete(key)
     await client.aclose()
+
+
+#: A request log row with a value of every kind its columns take (non-ASCII strings, a string longer
+#: than 127 bytes, maxima of the integer types, floats, booleans, maps), for the sinks' encoders.
+LOG_ROW_EVERY_KIND: dict[str, Any] = {
+    "timestamp": 1765000000123,
+    "request_id": "req-é-🙂",
+    "tenant": "acme",
+    "user_id": "ü",
+    "stream": True,
+    "attempts": 255,
+    "status": 65535,
+    "client_disconnected": 1,
+    "cache_score": 0.1,  # Float32: rounded as clickhouse-connect rounds it
+    "prompt_tokens": 4294967295,
+    "usage_estimated": False,
+    "token_estimate": 0,
+    "cost": 1e-9,
+    "latency_ms": 12.345678901234567,
+    "ttfb_ms": 3.5,
+    "pii_entities": {"EMAIL_ADDRESS": 2, "PHONE_NUMBER": 1},
+    "budget_remaining": {"tokens": 99.5},
+    "request_body": "x" * 300,  # a length over 127: a two-byte varint
+}

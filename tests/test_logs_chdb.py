@@ -29,7 +29,7 @@ from asgi_aigw.testing import FakeBehaviour, FakeProvider, StreamingASGITranspor
 
 from . import logs_helpers
 from .logs_helpers import log_config
-from .support import FAKE_URL, fake_config, served
+from .support import FAKE_URL, LOG_ROW_EVERY_KIND, fake_config, served
 
 CHAT = "/ai/v1/chat/completions"
 
@@ -336,26 +336,7 @@ def test_rows_are_stored_as_clickhouse_connect_stores_them(
     from asgi_aigw.logs.clickhouse import create_table_sql
     from asgi_aigw.logs.row import COLUMN_NAMES, COLUMN_TYPES, COLUMNS
 
-    full = {
-        "timestamp": 1765000000123,
-        "request_id": "req-é-🙂",
-        "tenant": "acme",
-        "user_id": "ü",
-        "stream": True,
-        "attempts": 255,
-        "status": 65535,
-        "client_disconnected": 1,
-        "cache_score": 0.1,  # Float32: rounded as clickhouse-connect rounds it
-        "prompt_tokens": 4294967295,
-        "usage_estimated": False,
-        "token_estimate": 0,
-        "cost": 1e-9,
-        "latency_ms": 12.345678901234567,
-        "ttfb_ms": 3.5,
-        "pii_entities": {"EMAIL_ADDRESS": 2, "PHONE_NUMBER": 1},
-        "budget_remaining": {"tokens": 99.5},
-        "request_body": "x" * 300,  # a length over 127: a two-byte varint
-    }
+    full = LOG_ROW_EVERY_KIND
     sparse = {"request_id": "old", "timestamp": 0, "cache_score": None, "cost": None, "tenant": ""}
     rows: list[LogRow] = [full, sparse]
     sink = ClickHouseSink(chdb_url, table=table)

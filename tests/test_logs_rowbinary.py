@@ -13,6 +13,8 @@ from asgi_aigw.logs.clickhouse import _default
 from asgi_aigw.logs.row import COLUMNS, LogRow
 from asgi_aigw.logs.rowbinary import _compile, row_encoder, writer
 
+from .support import LOG_ROW_EVERY_KIND
+
 PLAN = [(name, kind, _default(kind)) for name, kind in COLUMNS]
 
 
@@ -25,26 +27,7 @@ def column_by_column(rows: list[LogRow]) -> bytes:
     return bytes(out)
 
 
-FULL: LogRow = {
-    "timestamp": 1765000000123,
-    "request_id": "req-é-🙂",
-    "tenant": "acme",
-    "user_id": "ü",
-    "stream": True,
-    "attempts": 255,
-    "status": 65535,
-    "client_disconnected": 1,
-    "cache_score": 0.1,
-    "prompt_tokens": 4294967295,
-    "usage_estimated": False,
-    "token_estimate": 0,
-    "cost": 1e-9,
-    "latency_ms": 12.5,
-    "ttfb_ms": None,
-    "pii_entities": {"EMAIL_ADDRESS": 2},
-    "budget_remaining": {"tokens_per_minute": 99.5},
-    "request_body": "x" * 300,  # a length over 127: a two-byte varint
-}
+FULL: LogRow = {**LOG_ROW_EVERY_KIND, "ttfb_ms": None}
 
 
 @pytest.mark.parametrize(
