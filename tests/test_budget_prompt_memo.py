@@ -12,7 +12,8 @@ import pytest
 
 from asgi_aigw.budget import BudgetConfig, BudgetMiddleware, Limits
 from asgi_aigw.budget.memory import MemoryBudgetStore
-from asgi_aigw.budget.tokens import PromptMemo, RuntimeTokenCounter
+from asgi_aigw.budget.tokens import RuntimeTokenCounter
+from asgi_aigw.kernel.body_memo import BodyMemo
 from asgi_aigw.kernel.context import ensure_context
 from asgi_aigw.tenant import TenantConfig, TenantMiddleware
 
@@ -102,7 +103,7 @@ async def test_every_dialect_is_remembered_by_its_own_count(path: str, body: dic
 
 
 def test_the_memo_is_bounded_and_keeps_what_is_used() -> None:
-    memo = PromptMemo[int](entries=2, max_bytes=10)
+    memo = BodyMemo[int](entries=2, max_bytes=10)
     memo.put("acme", "chat", b"a", 1)
     memo.put("acme", "chat", b"b", 2)
     assert memo.get("acme", "chat", b"a") == 1  # used: now the last to go

@@ -1,5 +1,5 @@
 """What one request body asks of the budget, worked out once per body and tenant (see
-:class:`~asgi_aigw.budget.tokens.PromptMemo`): the same bytes asked again (an exact cache hit, a
+:class:`~asgi_aigw.kernel.body_memo.BodyMemo`): the same bytes asked again (an exact cache hit, a
 client's retry) reuse it instead of reading the body, counting its prompt and pricing it again."""
 
 from __future__ import annotations

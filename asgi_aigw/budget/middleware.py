@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from ..kernel.body import ClientDisconnect, forward_scope, read_json
+from ..kernel.body_memo import BodyMemo
 from ..kernel.context import RequestContext, Usage, ensure_context
 from ..kernel.dialects import CHAT, MESSAGES, Dialect, dialect_for
 from ..kernel.errors import ConfigError, GatewayError, InvalidRequest, RateLimited, Unauthorized, send_error
@@ -42,7 +43,7 @@ from .headers import ratelimit_headers, retry_after
 from .pricing import PriceTable
 from .store import BudgetStore, Reservation, StoreError
 from .subjects import BudgetSubjects, key_limits
-from .tokens import PromptMemo, RuntimeTokenCounter, TokenCounter, WarmCounter, cache_lifetime
+from .tokens import RuntimeTokenCounter, TokenCounter, WarmCounter, cache_lifetime
 from .unseen import thinks_unseen
 from .usage import json_answer, streamed_text
 from .windows import WINDOWS, Slot, SlotClock, format_amount, format_duration, to_units
@@ -113,7 +114,7 @@ class BudgetMiddleware:
         )
         self.counter = WarmCounter(token_counter or RuntimeTokenCounter())
         #: What recent bodies ask (prompt tokens, output cap, price), per tenant and route.
-        self._estimates: PromptMemo[Estimate] = PromptMemo()
+        self._estimates: BodyMemo[Estimate] = BodyMemo()
         self.prices = PriceTable(cfg.pricing, default=cfg.default_price, aliases=cfg.model_aliases)
         self.slot_clock = SlotClock()
         self._now = clock

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Protocol
 
 import anyio
 import orjson
@@ -159,43 +159,6 @@ class WarmCounter:
         if not self._warm:
             return await self._first(self._counter.count_text, text, model)
         return self._counter.count_text(text, model)
-
-
-_V = TypeVar("_V")
-
-
-class PromptMemo(Generic[_V]):
-    """What was worked out of recent request bodies (their prompt token counts, the budget's whole
-    estimate), by their bytes: a question asked again (a cache hit, a client's retry) is not tokenized
-    again. Exact: the same bytes are the same request, its model included. Kept per tenant, as the cache
-    is: a count found is some microseconds faster, and that must not tell a tenant what another one
-    asked. Bodies up to ``max_bytes``, at most ``entries`` of them (the least recently used go first):
-    at most 1 MB by default."""
-
-    __slots__ = ("_counts", "entries", "max_bytes")
-
-    def __init__(self, entries: int = 256, max_bytes: int = 4096) -> None:
-        self.entries = entries
-        self.max_bytes = max_bytes
-        self._counts: dict[tuple[str, str, bytes], _V] = {}
-
-    def get(self, tenant: str, kind: str, raw: bytes) -> _V | None:
-        """What is remembered for the tenant's body of this kind (a dialect's or route's name), if any."""
-        if len(raw) > self.max_bytes:
-            return None
-        key = (tenant, kind, raw)
-        value = self._counts.pop(key, None)
-        if value is not None:
-            self._counts[key] = value  # used again: last to go
-        return value
-
-    def put(self, tenant: str, kind: str, raw: bytes, value: _V) -> None:
-        if len(raw) > self.max_bytes or self.entries <= 0:
-            return
-        counts = self._counts
-        counts[(tenant, kind, raw)] = value
-        if len(counts) > self.entries:
-            del counts[next(iter(counts))]
 
 
 def cache_lifetime(request: Mapping[str, Any]) -> str | None:

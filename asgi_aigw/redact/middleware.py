@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..kernel.body import ClientDisconnect, JSONBody, forward_scope, read_json
+from ..kernel.body_memo import BodyMemo
 from ..kernel.context import RequestContext, ensure_context
 from ..kernel.dialects import dialect_for
 from ..kernel.errors import GatewayError, UnprocessableContent, send_error
@@ -70,6 +71,8 @@ class RedactMiddleware:
         self.app = app
         self.config = config or RedactConfig()
         self.scanner = Scanner(self.config, analyzer)
+        #: Recent bodies in which nothing was found, per tenant and route (see :class:`BodyMemo`).
+        self._clean: BodyMemo[bool] = BodyMemo()
         self.max_body_bytes = self.config.max_body_bytes
         self.body_timeout = self.config.body_timeout
 
@@ -92,6 +95,14 @@ class RedactMiddleware:
             return
         except GatewayError as exc:
             await send_error(send, exc, dialect=dialect)
+            return
+        raw, tenant = body.raw, ctx.tenant_id or ""
+        tap_answer = route != "embeddings"  # embeddings answers hold vectors, nothing to restore
+        if self._clean.get(tenant, route, raw):
+            # the tenant sent these very bytes before and nothing was found in them (an exact cache
+            # hit, a retry): the same scan would find nothing again
+            ctx.body_redacted = True
+            await self.app(scope, receive, self._answer_tap(route, send, None) if tap_answer else send)
             return
         data = body.data
         try:
@@ -128,8 +139,8 @@ class RedactMiddleware:
             return
         # the body as it now stands may be logged (it was redacted); see logs/row.py
         ctx.body_redacted = True
-        # embeddings answers hold vectors, nothing to restore
-        tap_answer = route != "embeddings"
+        if not any(findings):
+            self._clean.put(tenant, route, raw, True)
         if mapping is None:  # nothing to change: the client's bytes go on untouched
             await self.app(scope, receive, self._answer_tap(route, send, None) if tap_answer else send)
             return
