@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 
 from asgi_aigw.kernel.context import ensure_context
 from asgi_aigw.redact import RedactConfig, RedactMiddleware
@@ -80,3 +81,41 @@ async def test_a_clean_body_sent_again_is_not_scanned_again_and_pii_always_is() 
         assert all(CANARIES["EMAIL_ADDRESS"].encode() not in body for body in upstream.bodies[3:])
         await post(clean, tenant="globex")
         assert len(scans) == 4  # another tenant's identical body is scanned for it
+
+
+@pytest.mark.parametrize(
+    ("path", "make"),
+    [
+        (
+            "/v1/messages",
+            lambda text: {
+                "model": "claude-sonnet-4-5",
+                "max_tokens": 10,
+                "messages": [{"role": "user", "content": text}],
+            },
+        ),
+        ("/v1/responses", lambda text: {"model": "gpt-4o-mini", "input": text}),
+    ],
+    ids=["messages", "responses"],
+)
+async def test_every_dialect_remembers_clean_bodies_and_still_redacts_pii(path: str, make: Any) -> None:
+    upstream = Upstream()
+    redact = RedactMiddleware(upstream, config=RedactConfig(regex_only=True), analyzer=base_analyzer(True))
+    scans: list[int] = []
+    scan = redact.scanner.scan
+
+    async def counted(texts: Any, tenant: str = "") -> Any:
+        scans.append(1)
+        return await scan(texts, tenant)
+
+    redact.scanner.scan = counted  # type: ignore[method-assign]
+    clean = orjson.dumps(make("What is the capital of Peru?"))
+    personal = orjson.dumps(make(f"Mail {CANARIES['EMAIL_ADDRESS']} please"))
+    transport = httpx.ASGITransport(redact)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        for body in (clean, clean, personal, personal):
+            response = await client.post(path, content=body, headers={"content-type": "application/json"})
+            assert response.status_code == 200
+    assert len(scans) == 3  # the clean body once, the personal one each time
+    assert upstream.bodies[:2] == [clean, clean]
+    assert all(CANARIES["EMAIL_ADDRESS"].encode() not in body for body in upstream.bodies[2:])

@@ -388,3 +388,78 @@ async def test_an_exact_hit_leaves_the_budget_untapped_with_its_rate_limit_heade
         assert hit.headers["x-ratelimit-remaining-requests"] == "98"
         assert hit.headers["x-ratelimit-limit-tokens"] == "1000000"
         assert hit.json() == {**miss.json(), "id": hit.json()["id"], "created": hit.json()["created"]}
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (CHAT, chat("What is the capital of Chile?", stream=True)),
+        (
+            MESSAGES,
+            {"model": "gpt-4o-mini", "max_tokens": 30, "messages": [{"role": "user", "content": "Hi Chile"}]},
+        ),
+        (
+            MESSAGES,
+            {
+                "model": "gpt-4o-mini",
+                "max_tokens": 30,
+                "stream": True,
+                "messages": [{"role": "user", "content": "Hi Chile, streamed"}],
+            },
+        ),
+        (
+            "/ai/v1/responses",
+            {"model": "gpt-4o-mini", "max_output_tokens": 30, "input": "Hi Chile", "store": False},
+        ),
+    ],
+    ids=["chat-sse", "messages", "messages-sse", "responses"],
+)
+async def test_an_untapped_hit_is_whole_in_every_dialect_and_stream(
+    counter: RedisProxy,
+    redis_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+    path: str,
+    body: dict[str, Any],
+) -> None:
+    """The hit that skips the budget's tap is answered whole (a stream to its end marker) with the
+    rate-limit headers, whatever the dialect, streamed or not."""
+    from asgi_aigw.budget import exchange
+
+    taps: list[object] = []
+
+    class CountedTap(exchange.ResponseTap):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            taps.append(self)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(exchange, "ResponseTap", CountedTap)
+    limits = Limits(requests_per_minute=100, tokens_per_minute=1_000_000)
+    async with stack_of(config(counter.url, counter.url, redis_prefix, limits)) as stack:
+        miss = await stack.post(body, path)
+        assert miss.headers["x-aigw-cache"] == "miss"
+        tapped = len(taps)
+        hit = await stack.post(body, path)
+        assert hit.status_code == 200
+        assert hit.headers["x-aigw-cache"] == "hit-exact"
+        assert len(taps) == tapped  # the hit was not tapped
+        assert hit.headers["x-ratelimit-remaining-requests"] == "98"
+        if body.get("stream"):
+            end = b"[DONE]" if path == CHAT else b"message_stop"
+            assert end in hit.content
+            # replayed in the cache's own chunking: the same text, not the same events
+            assert streamed_text(hit) == streamed_text(miss) != ""
+        else:
+            assert hit.json()["usage"] == miss.json()["usage"]
+
+
+def streamed_text(response: httpx.Response) -> str:
+    """The text of a chat or Messages stream."""
+    texts = []
+    for payload in sse_payloads(response.text):
+        if not isinstance(payload, dict):
+            continue
+        if payload.get("type") == "content_block_delta":
+            texts.append(payload["delta"].get("text", ""))
+        for choice in payload.get("choices") or ():
+            texts.append(choice["delta"].get("content") or "")
+    return "".join(texts)
