@@ -57,6 +57,9 @@ class EntryFormat:
     assembler: Callable[[], Assembler]
     #: The entry as replayed to the request of this view (a copy when it differs: entries are shared).
     bind: Callable[[Entry, RequestView], Entry] = lambda entry, view: entry
+    #: Whether one view may serve every request of the same bytes (it holds values only, no part of the
+    #: body that a layer may change): the cache then remembers it with the body's keys.
+    view_shared: bool = True
 
 
 def _messages_view(body: JSONBody) -> MessagesView | None:
@@ -90,5 +93,6 @@ FORMATS: dict[str, EntryFormat] = {
         CachedResponse.from_json,
         ResponseAssembler,
         _responses_bind,
+        view_shared=False,  # its echo holds the request's metadata: read from each request's own body
     ),
 }

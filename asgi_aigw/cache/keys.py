@@ -103,15 +103,22 @@ class CacheKeys:
     _TURNS = {"responses": ("input", "input_text")}
 
     def __init__(
-        self, tenant: str, request: dict[str, Any], *, max_question_chars: int, dialect: str = "chat"
+        self,
+        tenant: str,
+        request: dict[str, Any],
+        *,
+        max_question_chars: int,
+        dialect: str = "chat",
+        exact: str | None = None,
     ) -> None:
         self.tenant = tenant
         self._request = request
         self._max_question_chars = max_question_chars
         self._dialect = dialect
         self._semantic: tuple[str | None, str | None] | None = None
-        #: Key of the exact layer (without the store's prefix): ``<tenant tag>:<sha256>``.
-        self.exact = f"{tenant_tag(tenant)}:{_digest(self._hashed(request))}"
+        #: Key of the exact layer (without the store's prefix): ``<tenant tag>:<sha256>``; ``exact``:
+        #: this key as worked out for the same tenant, dialect and request before.
+        self.exact = exact or f"{tenant_tag(tenant)}:{_digest(self._hashed(request))}"
 
     def _hashed(self, request: dict[str, Any]) -> dict[str, Any]:
         # chat's hashed object is the one of the versions before dialects, so their entries stay found
@@ -159,16 +166,28 @@ def cache_keys(
     max_question_chars: int,
     dialect: str = "chat",
     headers: Iterable[tuple[bytes, bytes]] = (),
+    exact: str | None = None,
 ) -> CacheKeys:
     """The keys of a validated ``body`` of ``dialect`` (``chat``, ``messages``, ``responses``) for ``tenant``;
-    ``headers``: the request's, of which Messages keys take :data:`MESSAGES_KEYED_HEADERS`."""
+    ``headers``: the request's, of which Messages keys take :data:`MESSAGES_KEYED_HEADERS`; ``exact``: the
+    exact key of this body as worked out before (not hashed again)."""
     if dialect == "messages":
         request = messages_key_request(body, headers)
     elif dialect == "responses":
         request = responses_key_request(body)
     else:
         request = {k: v for k, v in body.items() if k not in IGNORED_FIELDS}
-    return CacheKeys(tenant, request, max_question_chars=max_question_chars, dialect=dialect)
+    return CacheKeys(tenant, request, max_question_chars=max_question_chars, dialect=dialect, exact=exact)
+
+
+def memo_kind(route: str, headers: Iterable[tuple[bytes, bytes]]) -> str:
+    """What a body's keys are remembered under beside its bytes: the route, and the values of the
+    :data:`MESSAGES_KEYED_HEADERS` the request carries (a Messages key holds them)."""
+    kind = route
+    for header, raw in headers:
+        if header in MESSAGES_KEYED_HEADERS:
+            kind = f"{kind}\n{header.decode()}={raw.decode('latin-1')}"
+    return kind
 
 
 def messages_key_request(body: dict[str, Any], headers: Iterable[tuple[bytes, bytes]]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..kernel.body import ClientDisconnect, read_json
+from ..kernel.body_memo import BodyMemo
 from ..kernel.context import BODY_CHANGED_BY_HOOK, RequestContext, ensure_context
 from ..kernel.dialects import dialect_for
 from ..kernel.errors import GatewayError, InvalidRequest, clip, send_error
@@ -37,7 +38,7 @@ from .config import DEFAULT_THRESHOLD, CacheConfig
 from .embedding import Embedder, runtime_embedder
 from .exact import ExactStore
 from .formats import FORMATS, Entry, EntryFormat, RequestView
-from .keys import CacheKeys, cache_keys, tenant_tag
+from .keys import CacheKeys, cache_keys, memo_kind, tenant_tag
 from .vector import VectorEntry, VectorStore, point_id
 from .verify import verify
 
@@ -154,6 +155,9 @@ class SemanticCacheMiddleware:
         #: Answers not added to the semantic layer because ``max_pending_stores`` were under way.
         self.stores_skipped = 0
         self._decoded: dict[bytes, Entry] = {}
+        #: The view and exact key of recent bodies, per tenant and route (see :class:`BodyMemo`): a
+        #: question asked again (every exact hit) is not read, made canonical and hashed again.
+        self._keyed: BodyMemo[tuple[RequestView, str]] = BodyMemo()
 
     # -- public helpers -------------------------------------------------------------------------------
 
@@ -213,7 +217,13 @@ class SemanticCacheMiddleware:
             return
         gate = ctx.budget_gate
         app = self.app if gate is None else _behind(self.app, gate)
-        view = fmt.view(body)
+        tenant = ctx.tenant_id or self.config.default_tenant
+        headers = scope.get("headers", ())
+        # a Messages key holds two request headers: they are part of what is remembered
+        kind = memo_kind(route, headers)
+        asked = body.raw
+        known = self._keyed.get(tenant, kind, asked)
+        view = known[0] if known is not None and fmt.view_shared else fmt.view(body)
         if view is None:
             # Not a valid request of its dialect: the app answers it (with its own 400), uncached.
             await app(scope, receive, send)
@@ -227,14 +237,16 @@ class SemanticCacheMiddleware:
             ctx.cache_status = BYPASS
             await app(scope, receive, _with_headers(send, [(HEADER, BYPASS.encode())]))
             return
-        tenant = ctx.tenant_id or self.config.default_tenant
         keys = cache_keys(
             body.data,
             tenant,
             max_question_chars=self.config.max_question_chars,
             dialect=route,
-            headers=scope.get("headers", ()),
+            headers=headers,
+            exact=None if known is None else known[1],
         )
+        if known is None:
+            self._keyed.put(tenant, kind, asked, (view, keys.exact))
         vector: list[float] | None = None
         if controls.lookup:
             # An exact hit needs no validation: the same body was validated and answered before (the
