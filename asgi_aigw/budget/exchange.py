@@ -10,7 +10,9 @@ straight out, with the headers.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import anyio
 
@@ -55,8 +57,13 @@ class Meter:
             self.events.append(raw)
 
 
+#: The lengths of the rate-limit header names.
+_NAME_LENGTHS = frozenset(map(len, HEADER_NAMES))
+
 #: How the budget settles a request: ``(ctx, pending, prompt estimate, model, tap, meter)``.
-Settle = Callable[[RequestContext, Pending, int, "str | None", ResponseTap, Meter], Awaitable[None]]
+Settle = Callable[[RequestContext, Pending, int, "str | None", ResponseTap, Meter], Coroutine[Any, Any, None]]
+#: Runs a settlement in a task of its own (one whose request was cancelled while it ran).
+SettleLater = Callable[[Coroutine[Any, Any, None]], None]
 
 
 class Exchange:
@@ -67,6 +74,7 @@ class Exchange:
         "_direct",
         "_gated",
         "_headers",
+        "_later",
         "_model",
         "_pending",
         "_prompt",
@@ -83,6 +91,7 @@ class Exchange:
     def __init__(
         self,
         settle: Settle,
+        later: SettleLater,
         ctx: RequestContext,
         pending: Pending,
         prompt: int,
@@ -94,6 +103,7 @@ class Exchange:
         receive: Receive,
     ) -> None:
         self._settle = settle
+        self._later = later
         self._ctx = ctx
         self._pending = pending
         self._prompt = prompt
@@ -157,8 +167,22 @@ class Exchange:
             return
         tap = self.tap if self.tap is not None else self._tap()
         assert self.meter is not None
-        with anyio.CancelScope(shield=True):
-            await self._settle(self._ctx, pending, self._prompt, self._model, tap, self.meter)
+        args = (self._ctx, pending, self._prompt, self._model, tap, self.meter)
+        if pending.marker is None and pending.held is not None:
+            # a reservation without a token: a settlement that may have landed must not be sent again,
+            # so this one is shielded (from an anyio scope's cancellation; a task's own cancel() still
+            # reaches it)
+            with anyio.CancelScope(shield=True):
+                await self._settle(*args)
+            return
+        try:
+            await self._settle(*args)
+        except asyncio.CancelledError:
+            # cancelled while settling (a client gone, a server shutting down, from asyncio or from an
+            # anyio scope alike): settled again in a task of its own, which the reservation's token
+            # makes harmless if this one landed. Cheaper than a shield on every request (about 5 µs).
+            self._later(self._settle(*args))
+            raise
 
     def release(self) -> None:
         """Let go of the tap, whose ``send`` is this object's (a cycle per request otherwise, freed only
@@ -193,7 +217,12 @@ class Exchange:
             pending = self._pending
             extra = ratelimit_headers(pending.slots, reservation.used, reservation.limits, pending.now)
             if extra:
-                headers = [(k, v) for k, v in start.get("headers", ()) if k.lower() not in HEADER_NAMES]
+                # lower-casing only a name of one of their lengths: most are not, and lower() allocates
+                headers = [
+                    (k, v)
+                    for k, v in start.get("headers", ())
+                    if len(k) not in _NAME_LENGTHS or k.lower() not in HEADER_NAMES
+                ]
                 headers.extend(extra)
                 start = {**start, "headers": headers}
         await self._send(start)

@@ -19,7 +19,7 @@ import inspect
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 from ..kernel.body import ClientDisconnect, forward_scope, read_json
@@ -145,6 +145,8 @@ class BudgetMiddleware:
         #: whole reservation counted (a store restart mid-request leaked thousands of tokens)
         self._unsettled: deque[tuple[str, Sequence[Slot], list[int] | None, str | None]] = deque()
         self._settle_retry: asyncio.Task[None] | None = None
+        #: Settlements of cancelled requests, finishing in tasks of their own.
+        self._settling: set[asyncio.Task[None]] = set()
         #: Set when a reservation succeeds while settlements are kept: the retry need not wait longer.
         self._store_back: asyncio.Event | None = None
         #: The store's test for an exact cache entry it can read in its own script (Redis), if any.
@@ -239,6 +241,7 @@ class BudgetMiddleware:
         """Call the app with the answer metered; settle once it has gone (or failed)."""
         exchange = Exchange(
             self._settle,
+            self._settle_later,
             ctx,
             pending,
             prompt,
@@ -602,6 +605,20 @@ class BudgetMiddleware:
         elif deltas is not None:
             await self.give_back(pending.tenant, pending.slots, deltas, pending.marker)
 
+    def _settle_later(self, settlement: Coroutine[Any, Any, None]) -> None:
+        """Run ``settlement`` (a :meth:`_settle` call) in a task of its own, kept until it ends (and
+        awaited on shutdown)."""
+
+        async def settle() -> None:
+            try:
+                await settlement
+            except Exception:  # the store's failures are kept for a retry there: this is anything else
+                logger.exception("Could not settle a cancelled request's reservation")
+
+        task = asyncio.get_running_loop().create_task(settle(), name="aigw-budget-settle")
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
     async def _settle_and_send(
         self, pending: Pending, deltas: list[int] | None, writes: list[AnswerWrite]
     ) -> None:
@@ -769,6 +786,10 @@ class BudgetMiddleware:
         return tokens, requests, cost
 
     async def aclose(self) -> None:
+        running = asyncio.get_running_loop()
+        settling = [task for task in self._settling if task.get_loop() is running]
+        if settling:
+            await asyncio.wait(settling)  # each one bounded by the store's timeout
         task, self._settle_retry = self._settle_retry, None
         if task is not None and task.get_loop() is asyncio.get_running_loop():
             task.cancel()
