@@ -29,25 +29,50 @@ HEADER_NAMES: frozenset[bytes] = frozenset(
 )
 
 
+#: What the headers of a set of slots and limits hold but the figures that change per request: for each
+#: window with a limit, its index, its limit header (name and value), its remaining and reset header
+#: names, the window when its remaining figure is money, and its end. Limits change seldom and the slots
+#: once a minute: worked out once each, not on every request.
+_Plan = tuple[tuple[int, tuple[bytes, bytes], bytes, bytes, "Window | None", int], ...]
+_plans: dict[tuple[int, str, int, tuple[int, ...]], _Plan] = {}
+
+
+def _plan(slots: Sequence[Slot], limits: Sequence[int]) -> _Plan:
+    # the slots are told apart as the stores tell them apart: first start, last suffix, count
+    key = (slots[0].start, slots[-1].suffix, len(slots), tuple(limits))
+    plan = _plans.get(key)
+    if plan is None:
+        if len(_plans) > 1024:
+            _plans.clear()
+        steps = []
+        for index, (slot, limit) in enumerate(zip(slots, limits, strict=True)):
+            if limit < 0:
+                continue
+            window = slot.window
+            limit_name, remaining_name, reset_name = _names(window.header)
+            money = window if window.metric == "cost" else None
+            steps.append(
+                (index, (limit_name, _amount(window, limit)), remaining_name, reset_name, money, slot.end)
+            )
+        plan = _plans[key] = tuple(steps)
+    return plan
+
+
 def ratelimit_headers(
     slots: Sequence[Slot], used: Sequence[int], limits: Sequence[int], now: float
 ) -> Headers:
     """Limit, remaining and time to reset of every window that has a limit."""
     out: Headers = []
-    for slot, value, limit in zip(slots, used, limits, strict=True):
-        if limit < 0:
-            continue
-        window = slot.window
-        limit_name, remaining_name, reset_name = _names(window.header)
-        out.append((limit_name, _amount(window, limit)))
-        remaining = limit - value
+    for index, limit_header, remaining_name, reset_name, money, end in _plan(slots, limits):
+        out.append(limit_header)
+        remaining = limits[index] - used[index]
         if remaining <= 0:
             out.append((remaining_name, b"0"))
-        elif window.metric == "cost":
-            out.append((remaining_name, format_amount(window, remaining).encode()))
+        elif money is not None:
+            out.append((remaining_name, format_amount(money, remaining).encode()))
         else:
             out.append((remaining_name, b"%d" % remaining))
-        left = slot.end - now
+        left = end - now
         # whole seconds (every reset but a window's last second) are formatted once each
         out.append(
             (reset_name, _whole_seconds(math.ceil(left)) if left >= 1 else format_duration(left).encode())
