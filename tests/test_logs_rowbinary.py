@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from asgi_aigw.kernel.context import RequestContext, Usage
 from asgi_aigw.logs.clickhouse import _default
-from asgi_aigw.logs.row import COLUMNS, LogRow
+from asgi_aigw.logs.row import COLUMNS, LogRow, build_row
 from asgi_aigw.logs.rowbinary import _compile, row_encoder, writer
 
 from .support import LOG_ROW_EVERY_KIND
@@ -65,10 +66,28 @@ def test_a_value_no_writer_takes_is_refused_by_its_column(column: str, value: An
         row_encoder(PLAN)([FULL, {**FULL, column: value}])
 
 
-def test_a_row_as_the_log_builds_it_takes_the_straight_line_code() -> None:
-    """No fallback for the rows the log makes (str, int, float, bool, None, dicts): the compiled code
-    writes them itself."""
+def built_row() -> LogRow:
+    """A row as :func:`build_row` makes it, from a context every layer has filled in."""
+    ctx = RequestContext(tenant_id="acme", user_id="ü", route="chat", model="gpt-4o-mini", stream=True)
+    ctx.usage = Usage(12, 3, 15, cached_tokens=2)
+    ctx.cache_status, ctx.cache_score = "hit-semantic", 0.93
+    ctx.status, ctx.attempts, ctx.cost, ctx.token_estimate = 200, 1, 1e-6, 400
+    ctx.pii_entities, ctx.budget_remaining = {"EMAIL_ADDRESS": 1}, {"tokens_per_minute": 99.0}
+    ctx.first_byte_at = ctx.finished_at = ctx.started_perf + 0.01
+    return build_row(ctx, method="POST", path="/v1/chat/completions", route="chat")
+
+
+@pytest.mark.parametrize("row", [pytest.param(built_row(), id="built"), pytest.param({}, id="empty")])
+def test_a_row_as_the_log_builds_it_takes_the_straight_line_code(row: LogRow) -> None:
+    """No fallback for the rows the log makes (every column; str, int, float, bool, None, dicts): the
+    compiled code writes them itself. A row lacking columns does not take it, and is written the slow
+    way with their defaults."""
     compiled = _compile([(name, kind, default, writer(kind)) for name, kind, default in PLAN])
     out = bytearray()
-    compiled(out, FULL)  # raises if it would need the slow way
-    assert bytes(out) == column_by_column([FULL])
+    if not row:
+        with pytest.raises(KeyError):
+            compiled(out, row)
+        assert row_encoder(PLAN)([row]) == column_by_column([row])
+        return
+    compiled(out, row)  # raises if it would need the slow way
+    assert bytes(out) == column_by_column([row])

@@ -168,12 +168,32 @@ def row_encoder(columns: Sequence[tuple[str, str, Any]]) -> Callable[[Iterable[d
 
 
 def _compile(plan: Sequence[tuple[str, str, Any, Writer]]) -> Callable[[bytearray, dict[str, Any]], None]:
-    """A function writing one row of ``plan`` in straight-line code: a row costs a third of the loop over
-    the columns (the request log encodes on the event loop). Strings, booleans, fixed-size numbers and
-    their Nullable forms are written inline; other types call their writer. It raises on any value the
-    plan's writers would not write the same way, and :func:`row_encoder` then writes the row slowly."""
+    """A function writing one row of ``plan`` in straight-line code: a row costs a fraction of the loop
+    over the columns (the request log encodes on the event loop). Strings, booleans, fixed-size numbers
+    and their Nullable forms are written inline, and a run of fixed-size columns (booleans included) with
+    one ``struct`` call; other types call their writer. Values are read by subscript: a row lacking a
+    column raises, as does any value the plan's writers would not write the same way, and
+    :func:`row_encoder` then writes the row slowly (a missing column as its default)."""
     names: dict[str, Any] = {"varint": _varint}
-    lines = ["def write_row(out, row):", "    get = row.get"]
+    lines = ["def write_row(out, row):"]
+    run: list[tuple[str, str]] = []  # (column, struct code) of fixed-size columns waiting to be packed
+
+    def fixed_code(kind: str) -> str | None:
+        name, _, rest = kind.partition("(")
+        if name == "Bool" and not rest:
+            return "?"  # struct writes a value's truth as 1 or 0, as _bool does
+        if name in _FIXED and not rest:
+            return _FIXED[name][1:]
+        return None
+
+    def flush() -> None:
+        if not run:
+            return
+        index = len(names)
+        names[f"pack{index}"] = struct.Struct("<" + "".join(code for _, code in run)).pack
+        values = ", ".join(f"row[{column!r}]" for column, _ in run)
+        lines.append(f"    out += pack{index}({values})")
+        run.clear()
 
     def value_code(kind: str, value: str, indent: str, index: int) -> list[str]:
         name, _, rest = kind.partition("(")
@@ -194,8 +214,8 @@ def _compile(plan: Sequence[tuple[str, str, Any, Writer]]) -> Callable[[bytearra
             return [f"{indent}out.append(1 if {value} else 0)"]
         if (name in _FIXED and not rest) or name == "DateTime64":
             # DateTime64 as ticks (an int); a datetime makes pack raise, and the slow path converts it
-            names[f"pack{index}"] = struct.Struct(_FIXED.get(name, "<q")).pack
-            return [f"{indent}out += pack{index}({value})"]
+            names[f"pack_{index}"] = struct.Struct(_FIXED.get(name, "<q")).pack
+            return [f"{indent}out += pack_{index}({value})"]
         if name == "Nullable":
             return [
                 f"{indent}if {value} is None: out.append(1)",
@@ -205,14 +225,20 @@ def _compile(plan: Sequence[tuple[str, str, Any, Writer]]) -> Callable[[bytearra
             ]
         raise LookupError(kind)
 
-    for index, (column, kind, default, write) in enumerate(plan):
-        names[f"default{index}"] = default
-        lines.append(f"    value = get({column!r}, default{index})")
+    for index, (column, kind, _default, write) in enumerate(plan):
+        base = kind[len("LowCardinality(") : -1] if kind.startswith("LowCardinality(") else kind
+        code = fixed_code(base)
+        if code is not None:
+            run.append((column, code))
+            continue
+        flush()
+        lines.append(f"    value = row[{column!r}]")
         try:
             lines += value_code(kind, "value", "    ", index)
         except LookupError:  # Map and the rest: their own writer
             names[f"write{index}"] = write
             lines.append(f"    write{index}(out, value)")
+    flush()
     # the code is built above from the column types alone: no outside text reaches it
     exec("\n".join(lines), names)
     function: Callable[[bytearray, dict[str, Any]], None] = names["write_row"]
