@@ -100,7 +100,7 @@ def main() -> None:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--no-write", action="store_true", help="print only, keep bench/results as it is")
     args = parser.parse_args()
-    if args.child:
+    if args.child is not None:  # "" is the router alone
         run_child(args.child, args.requests, args.no_cache)
         return
     if shutil.which("valgrind") is None:
