@@ -8,10 +8,21 @@ from collections.abc import Iterator
 
 import pytest
 
+from asgi_aigw.stores import resp
 from asgi_aigw.stores.redis_tls import TlsOptions
 from asgi_aigw.stores.resp import ConnectionLost, Endpoint, FastRedis, RespError, pack, read_reply
 
 from .redis_server import RedisServer
+
+
+@pytest.fixture(params=["hiredis", "python"], autouse=True)
+def reply_parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test with hiredis parsing the replies, and again with the parser of this package."""
+    if request.param == "python":
+        monkeypatch.setattr(resp, "_hiredis", None)
+    else:
+        pytest.importorskip("hiredis")
+    return str(request.param)
 
 
 def test_urls() -> None:
@@ -111,6 +122,39 @@ async def test_a_server_that_does_not_answer_times_out_every_pending_call() -> N
     results = await asyncio.gather(*(client.call(pack([b"PING"])) for _ in range(5)), return_exceptions=True)
     assert all(isinstance(r, TimeoutError) for r in results), results
     assert 0.15 < loop.time() - start < 1.0
+    assert client._pipe is not None
+    assert client._pipe.closed
+    server.close()
+    await client.aclose()
+
+
+async def serving(answer: bytes) -> asyncio.Server:
+    """A server that answers whatever it is sent with ``answer``, then keeps the connection open."""
+
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1 << 20)
+        writer.write(answer)
+        await writer.drain()
+        await asyncio.sleep(10)
+
+    return await asyncio.start_server(reply, "127.0.0.1", 0)
+
+
+async def test_a_malformed_reply_fails_the_pending_call_and_closes_the_connection() -> None:
+    server = await serving(b"?what\r\n")
+    client = FastRedis(f"redis://127.0.0.1:{server.sockets[0].getsockname()[1]}/0", timeout=2)
+    with pytest.raises(ConnectionLost, match=r"bad reply|unexpected reply"):
+        await client.call(pack([b"PING"]))
+    assert client._pipe is not None
+    assert client._pipe.closed
+    server.close()
+    await client.aclose()
+
+
+async def test_a_reply_nobody_waited_for_closes_the_connection() -> None:
+    server = await serving(b"+PONG\r\n+PONG\r\n")
+    client = FastRedis(f"redis://127.0.0.1:{server.sockets[0].getsockname()[1]}/0", timeout=2)
+    assert await client.call(pack([b"PING"])) == b"PONG"  # its own reply; the next one is nobody's
     assert client._pipe is not None
     assert client._pipe.closed
     server.close()

@@ -25,6 +25,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from ..kernel.url_text import hide_password
 from .redis_tls import TLS_OPTIONS, TlsOptions, tls_options
 
+_hiredis: Any
+try:  # hiredis (C) parses replies about six times faster; the parser below does the same without it
+    import hiredis as _hiredis
+except ImportError:  # pragma: no cover - installed with the redis extra
+    _hiredis = None
+
 
 class RespError(Exception):
     """An error reply from the server (``-NOSCRIPT ...``, ``-ERR ...``)."""
@@ -178,6 +184,8 @@ class _Pipe(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.waiters: deque[tuple[asyncio.Future[Any], float]] = deque()
         self.buffer = bytearray()
+        #: hiredis's reader, which keeps its own buffer, when it is installed; else :func:`parse_reply`.
+        self._reader: Any = _hiredis.Reader(replyError=RespError) if _hiredis is not None else None
         self.outgoing: list[bytes] = []
         self.closed = False
         #: Whether a reply has come: the connection worked once (a reused one may be closed unseen).
@@ -192,6 +200,9 @@ class _Pipe(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are no subclasses
 
     def data_received(self, data: bytes) -> None:
+        if self._reader is not None:
+            self._read_replies(data)
+            return
         buf = self.buffer
         buf += data
         pos = 0
@@ -211,6 +222,24 @@ class _Pipe(asyncio.Protocol):
             self.fail(exc if isinstance(exc, ConnectionLost) else ConnectionLost(f"bad reply: {exc}"))
             return
         del buf[:pos]
+
+    def _read_replies(self, data: bytes) -> None:
+        """:meth:`data_received` with hiredis: the same replies, in order (``False``: none complete)."""
+        reader = self._reader
+        waiters = self.waiters
+        try:
+            reader.feed(data)
+            while (reply := reader.gets()) is not False:
+                if not waiters:
+                    raise ConnectionLost("a reply from the Redis server that no call waited for")
+                future = waiters.popleft()[0]
+                if not future.done():  # a cancelled caller's reply is read and dropped
+                    future.set_result(reply)
+                self.replied = True
+        except ConnectionLost as exc:
+            self.fail(exc)
+        except _hiredis.ProtocolError as exc:
+            self.fail(ConnectionLost(f"bad reply: {exc}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.fail(ConnectionLost("the Redis server closed the connection"))
