@@ -474,7 +474,6 @@ def open_store(url: str, *, key_prefix: str = "aigw:", timeout: float = 2.0) -> 
     return RedisBudgetStore(url, key_prefix=key_prefix, timeout=timeout)
 
 
-def _reservation(reply: bytes) -> Reservation:
+def _reservation(reply: list[int]) -> Reservation:
     """The reserve function's reply: allowed, then used and limit of each window."""
-    values = [int(v) for v in reply.split(b",")]
-    return Reservation(values[0] == 1, values[1::2], values[2::2])
+    return Reservation(reply[0] == 1, reply[1::2], reply[2::2])
