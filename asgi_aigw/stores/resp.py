@@ -206,16 +206,10 @@ class _Pipe(asyncio.Protocol):
         buf = self.buffer
         buf += data
         pos = 0
-        waiters = self.waiters
         try:
             while pos < len(buf):
                 reply, pos = parse_reply(buf, pos)
-                if not waiters:
-                    raise ConnectionLost("a reply from the Redis server that no call waited for")
-                future = waiters.popleft()[0]
-                if not future.done():  # a cancelled caller's reply is read and dropped
-                    future.set_result(reply)
-                self.replied = True
+                self._deliver(reply)
         except _Incomplete:
             pass
         except (ValueError, ConnectionLost) as exc:
@@ -226,20 +220,24 @@ class _Pipe(asyncio.Protocol):
     def _read_replies(self, data: bytes) -> None:
         """:meth:`data_received` with hiredis: the same replies, in order (``False``: none complete)."""
         reader = self._reader
-        waiters = self.waiters
         try:
             reader.feed(data)
             while (reply := reader.gets()) is not False:
-                if not waiters:
-                    raise ConnectionLost("a reply from the Redis server that no call waited for")
-                future = waiters.popleft()[0]
-                if not future.done():  # a cancelled caller's reply is read and dropped
-                    future.set_result(reply)
-                self.replied = True
+                self._deliver(reply)
         except ConnectionLost as exc:
             self.fail(exc)
         except _hiredis.ProtocolError as exc:
             self.fail(ConnectionLost(f"bad reply: {exc}"))
+
+    def _deliver(self, reply: Any) -> None:
+        """Hand ``reply`` to the oldest call waiting; a cancelled caller's reply is read and dropped."""
+        waiters = self.waiters
+        if not waiters:
+            raise ConnectionLost("a reply from the Redis server that no call waited for")
+        future = waiters.popleft()[0]
+        if not future.done():
+            future.set_result(reply)
+        self.replied = True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.fail(ConnectionLost("the Redis server closed the connection"))
