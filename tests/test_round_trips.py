@@ -362,21 +362,27 @@ async def test_a_layer_that_answers_before_the_gate_is_still_refused_by_the_budg
         assert stack.fake.requests == []
 
 
-async def test_an_exact_hit_leaves_the_budget_untapped_with_its_rate_limit_headers(
-    counter: RedisProxy, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A hit that reserved what a hit costs, unmarked, has nothing to settle: its answer goes out of the
-    budget without being held and read for usage, and still carries the reservation's headers."""
+@pytest.fixture
+def taps(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The budget's response taps made, in order (a tapped answer is held and read for its usage)."""
     from asgi_aigw.budget import exchange
 
-    taps: list[object] = []
+    made: list[object] = []
 
     class CountedTap(exchange.ResponseTap):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
-            taps.append(self)
+            made.append(self)
             super().__init__(*args, **kwargs)
 
     monkeypatch.setattr(exchange, "ResponseTap", CountedTap)
+    return made
+
+
+async def test_an_exact_hit_leaves_the_budget_untapped_with_its_rate_limit_headers(
+    counter: RedisProxy, redis_prefix: str, taps: list[object]
+) -> None:
+    """A hit that reserved what a hit costs, unmarked, has nothing to settle: its answer goes out of the
+    budget without being held and read for usage, and still carries the reservation's headers."""
     limits = Limits(requests_per_minute=100, tokens_per_minute=1_000_000)
     async with stack_of(config(counter.url, counter.url, redis_prefix, limits)) as stack:
         miss = await stack.post(chat("What is the capital of Peru?"))
@@ -417,22 +423,12 @@ async def test_an_exact_hit_leaves_the_budget_untapped_with_its_rate_limit_heade
 async def test_an_untapped_hit_is_whole_in_every_dialect_and_stream(
     counter: RedisProxy,
     redis_prefix: str,
-    monkeypatch: pytest.MonkeyPatch,
+    taps: list[object],
     path: str,
     body: dict[str, Any],
 ) -> None:
     """The hit that skips the budget's tap is answered whole (a stream to its end marker) with the
     rate-limit headers, whatever the dialect, streamed or not."""
-    from asgi_aigw.budget import exchange
-
-    taps: list[object] = []
-
-    class CountedTap(exchange.ResponseTap):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            taps.append(self)
-            super().__init__(*args, **kwargs)
-
-    monkeypatch.setattr(exchange, "ResponseTap", CountedTap)
     limits = Limits(requests_per_minute=100, tokens_per_minute=1_000_000)
     async with stack_of(config(counter.url, counter.url, redis_prefix, limits)) as stack:
         miss = await stack.post(body, path)
