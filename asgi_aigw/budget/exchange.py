@@ -19,7 +19,7 @@ import anyio
 from ..kernel.context import RequestContext
 from ..kernel.dialects import Dialect
 from ..kernel.response import ResponseTap, released
-from ..kernel.types import Message, Receive, Send
+from ..kernel.types import Message, Send
 from .gate import HIT, WAITING, Pending
 from .headers import HEADER_NAMES, ratelimit_headers
 from .usage import decode_event
@@ -67,7 +67,7 @@ SettleLater = Callable[[Coroutine[Any, Any, None]], None]
 
 
 class Exchange:
-    """The ``send`` and ``receive`` the budget hands the app for one request, and its settlement."""
+    """The ``send`` the budget hands the app for one request, and its settlement."""
 
     __slots__ = (
         "_ctx",
@@ -78,7 +78,6 @@ class Exchange:
         "_model",
         "_pending",
         "_prompt",
-        "_receive",
         "_send",
         "_settle",
         "_settled",
@@ -100,7 +99,6 @@ class Exchange:
         gated: bool,
         headers: bool,
         send: Send,
-        receive: Receive,
     ) -> None:
         self._settle = settle
         self._later = later
@@ -111,7 +109,6 @@ class Exchange:
         self._gated = gated
         self._headers = headers
         self._send = send
-        self._receive = receive
         self._settled = False
         #: The answer goes straight out (a hit with nothing to settle), not through the tap.
         self._direct = False
@@ -145,14 +142,6 @@ class Exchange:
             return
         tap = self.tap if self.tap is not None else self._tap()
         await tap(message)
-
-    async def receive(self) -> Message:
-        """The app's ``receive``: records a client that left before its answer was complete (servers
-        answer ``http.disconnect`` once a response is complete too)."""
-        message = await self._receive()
-        if message["type"] == "http.disconnect" and not self.complete:
-            self._ctx.client_disconnected = True
-        return message
 
     async def settle(self) -> None:
         """Replace the reservation by what the answer cost, once (even if this task is being cancelled:

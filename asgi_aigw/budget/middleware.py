@@ -29,7 +29,7 @@ from ..kernel.dialects import CHAT, MESSAGES, Dialect, dialect_for
 from ..kernel.errors import ConfigError, GatewayError, InvalidRequest, RateLimited, Unauthorized, send_error
 from ..kernel.gate import AnswerWrite, find_keeper
 from ..kernel.lifespan import lifespan_passthrough
-from ..kernel.response import ResponseTap
+from ..kernel.response import ResponseTap, watch_disconnect
 from ..kernel.routes import classify, is_generation
 from ..kernel.types import ASGIApp, Receive, Scope, Send
 from ..kernel.unique_ids import IdSource
@@ -249,10 +249,10 @@ class BudgetMiddleware:
             gated=gated,
             headers=self.config.headers,
             send=send,
-            receive=receive,
         )
         try:
-            await self.app(scope, exchange.receive, exchange.send)
+            # the client counts as gone only if it left before the answer was complete
+            await self.app(scope, watch_disconnect(receive, ctx, exchange), exchange.send)
         finally:
             await exchange.settle()  # an error, a disconnect, or an answer that never ended
             # no reference cycle outlives the request (the tap's send is the exchange's, the context

@@ -17,6 +17,7 @@ API's ``response.completed`` or ``response.incomplete``), which is what caches a
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 from .context import RequestContext
 from .sse import SSEDecoder
@@ -204,11 +205,19 @@ async def released(message: Message) -> None:
     raise RuntimeError(f"{message['type']} after the app returned")
 
 
-def watch_disconnect(receive: Receive, ctx: RequestContext, tap: ResponseTap | None = None) -> Receive:
+class Completes(Protocol):
+    """What knows whether the answer's last body message has gone (a tap, the budget's exchange)."""
+
+    @property
+    def complete(self) -> bool: ...
+
+
+def watch_disconnect(receive: Receive, ctx: RequestContext, tap: Completes | None = None) -> Receive:
     """A ``receive`` that records in the context a client that left before its answer was complete.
 
     Servers answer ``receive()`` with ``http.disconnect`` once a response is complete too (uvicorn does),
-    so with a ``tap`` a disconnect after the last body message is not counted as the client leaving.
+    so with a ``tap`` (or anything that knows when the answer is complete) a disconnect after the last
+    body message is not counted as the client leaving.
     """
 
     async def receive_watched() -> Message:
