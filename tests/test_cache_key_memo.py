@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from asgi_aigw.cache import CacheConfig
 from asgi_aigw.cache import keys as cache_keys_module
 from asgi_aigw.testing import FakeProvider
 
@@ -29,11 +30,22 @@ def hashed(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     return seen
 
 
+@pytest.fixture(params=["memory", "redis"])
+def exact_store(request: pytest.FixtureRequest) -> tuple[str, CacheConfig]:
+    """The exact layer in this process, and in the real Redis under the test's own key prefix."""
+    if request.param == "memory":
+        return "memory://", CacheConfig()
+    request.getfixturevalue("redis_client")  # deletes the test's keys afterwards
+    url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
+    return url, CacheConfig(key_prefix=prefix)
+
+
 async def test_a_body_asked_again_is_not_hashed_again_and_tenants_keep_their_own_keys(
-    hashed: list[Any],
+    hashed: list[Any], exact_store: tuple[str, CacheConfig]
 ) -> None:
     fake = FakeProvider()
-    app, cache = cache_stack(fake, vector=None)  # exact layer only: the key is the one hash
+    url, config = exact_store
+    app, cache = cache_stack(fake, config=config, exact=url, vector=None)  # exact only: one hash a key
     question = chat("What is the capital of Peru?")
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://testserver") as client:
         answers = [await post(client, question, **{"x-tenant": "acme"}) for _ in range(3)]
@@ -49,9 +61,10 @@ async def test_a_body_asked_again_is_not_hashed_again_and_tenants_keep_their_own
     assert len(fake.requests) == 2
 
 
-async def test_a_changed_body_is_hashed_anew() -> None:
+async def test_a_changed_body_is_hashed_anew(exact_store: tuple[str, CacheConfig]) -> None:
     fake = FakeProvider()
-    app, cache = cache_stack(fake, vector=None)
+    url, config = exact_store
+    app, cache = cache_stack(fake, config=config, exact=url, vector=None)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://testserver") as client:
         first = await post(client, chat("What is the capital of Peru?"))
         warmer = await post(client, chat("What is the capital of Peru?", temperature=0.5))
