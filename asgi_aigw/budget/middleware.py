@@ -470,6 +470,13 @@ class BudgetMiddleware:
             return None
         try:
             outcome = await call()
+        except asyncio.CancelledError:
+            if token is not None:
+                # cancelled while the store worked (a client gone, a shutdown): the reservation may have
+                # been made, and nothing will settle it; given back by its token, which changes nothing
+                # if it was not made
+                self._keep_unsettled(tenant, slots, None if amounts is None else [-a for a in amounts], token)
+            raise
         except Exception as exc:  # StoreError, or anything unexpected: never a 500
             self._down_until = time.monotonic() + self.config.store_retry_seconds
             if token is not None:
