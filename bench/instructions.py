@@ -2,12 +2,13 @@
 an idle one (two runs agree to within half a per cent, the budget's to within about 5%: how its Redis
 calls share writes depends on timing).
 
-    python bench/instructions.py [--requests 2000] [--layers tenant,budget,exact ...] [--no-cache]
+    python bench/instructions.py [--requests 2000] [--layers tenant,budget,exact ...] [--no-cache | --unique]
 
 Each stack of ``--layers`` (``_stack_apps`` names; by default the exact hit alone, each layer in front of
 it, and the whole stack with a JSONL log) runs in process under ``valgrind --tool=callgrind`` twice, once
 with ``--requests`` requests after a warm-up and once with the warm-up only; the difference over the
-requests is what one request costs, every thread of the process counted (the event loop, the stores'
+requests is what one request costs (``--unique``: each request a question never asked before, as
+bench/stack.py's unique questions), every thread of the process counted (the event loop, the stores'
 clients, the log's writer), the Redis server and the upstream not. chDB is not run: valgrind cannot
 start its engine in time. Needs valgrind (``apt-get install -y valgrind``), a Redis server (``--redis``)
 and takes about a minute per stack (its two runs in parallel). The driver is bench/stack_cpu.py's: a
@@ -45,7 +46,7 @@ DEFAULT_STACKS = [
 _REFS = re.compile(rb"refs:\s+([\d,]+)")
 
 
-def run_child(layers: str, requests: int, no_cache: bool) -> None:
+def run_child(layers: str, requests: int, no_cache: bool, unique: bool) -> None:
     """In the child under valgrind: build the stack, warm it up, serve ``requests`` requests."""
     import stack_cpu
     import uvloop
@@ -57,16 +58,16 @@ def run_child(layers: str, requests: int, no_cache: bool) -> None:
         app = build({layer for layer in layers.split(",") if layer})
         life = stack_cpu.Lifespan(app)
         await life.start()
-        if await stack_cpu.drive(app, headers, 200, 16):
+        if await stack_cpu.drive(app, headers, 200, 16, unique):
             raise RuntimeError("warm-up requests failed")
-        if requests and await stack_cpu.drive(app, headers, requests, 16):
+        if requests and await stack_cpu.drive(app, headers, requests, 16, unique):
             raise RuntimeError("requests failed")
         await life.stop()
 
     uvloop.run(main())
 
 
-def count(layers: str, requests: int, no_cache: bool, env: dict[str, str]) -> int:
+def count(layers: str, requests: int, no_cache: bool, unique: bool, env: dict[str, str]) -> int:
     """Instructions of one child run under callgrind."""
     with tempfile.TemporaryDirectory() as data:
         command = [
@@ -80,6 +81,7 @@ def count(layers: str, requests: int, no_cache: bool, env: dict[str, str]) -> in
             "--requests",
             str(requests),
             *(["--no-cache"] if no_cache else []),
+            *(["--unique"] if unique else []),
         ]
         child_env = {**os.environ, **env, "BENCH_DATA_DIR": data, "PYTHONHASHSEED": "0"}
         done = subprocess.run(command, capture_output=True, env=child_env, check=False)
@@ -96,12 +98,13 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--layers", nargs="+", default=DEFAULT_STACKS, help="stacks, each comma-separated")
     parser.add_argument("--no-cache", action="store_true", help="send Cache-Control: no-cache (forwarded)")
+    parser.add_argument("--unique", action="store_true", help="a new question every request")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--no-write", action="store_true", help="print only, keep bench/results as it is")
     args = parser.parse_args()
     if args.child is not None:  # "" is the router alone
-        run_child(args.child, args.requests, args.no_cache)
+        run_child(args.child, args.requests, args.no_cache, args.unique)
         return
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed: apt-get install -y valgrind")
@@ -114,12 +117,16 @@ def main() -> None:
         }
         for layers in args.layers:
             with ThreadPoolExecutor(2) as pool:
-                runs = [pool.submit(count, layers, n, args.no_cache, env) for n in (args.requests, 0)]
+                runs = [
+                    pool.submit(count, layers, n, args.no_cache, args.unique, env) for n in (args.requests, 0)
+                ]
                 served, idle = (run.result() for run in runs)
             per_request = (served - idle) / args.requests
             print(f"{layers:50} {per_request:12,.0f} instructions/request", file=sys.stderr, flush=True)
             results.append({"layers": layers, "instructions_per_request": round(per_request)})
     what = "answers forwarded and stored (Cache-Control: no-cache)" if args.no_cache else "exact hits"
+    if args.unique:
+        what = "unique questions (embedded, searched, verified, forwarded and stored)"
     lines = [
         f"Instructions per request (valgrind's callgrind, every thread of the process), {what},",
         f"{args.requests} requests after a warm-up of 200, 16 in flight, in process (bench/stack_cpu.py's driver).",

@@ -192,3 +192,43 @@ def test_the_features_computed_on_the_way_are_kept_per_tenant() -> None:
     assert _features.cache_info().hits == 2  # the same tenant: both found
     assert verify(query, cached, tenant="globex").ok
     assert _features.cache_info().misses == 4  # another tenant: worked out again
+
+
+@pytest.mark.parametrize(
+    ("mine", "theirs", "expected"),
+    [
+        ("reset my pasword", "reset my password", {"pasword": "password"}),
+        ("a flat bike tyre", "a flat bike tire", {"tyre": "tire"}),
+        # the pair is found though every word of the first is in the second too
+        ("wi fi password", "wi fi wifi password", {"wi fi": "wifi"}),
+        ("the same words", "the same words", {}),
+        # two known words never pass for each other, nor one unknown word for two candidates
+        ("a desert", "a dessert", {}),
+        ("the colur", "the color colour", {}),
+    ],
+)
+def test_typo_fixes_read_one_question_s_words_as_the_other_s(
+    mine: str, theirs: str, expected: dict[str, str]
+) -> None:
+    from asgi_aigw.cache.typos import fixes, words
+
+    assert fixes(words(mine), words(theirs)) == expected
+
+
+def test_a_candidate_s_words_are_read_from_its_kept_features_not_normalised_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Three candidates that differ from the question by a word: the typo check reads the words kept with
+    each question's features; nothing is normalised again per candidate."""
+    from asgi_aigw.cache import verify as module
+
+    module._features.cache_clear()
+    query = "Tell me about the gridiron"
+    candidates = [f"Tell me about the {word}" for word in ("harbour", "pelican", "glacier")]
+    for text in [query, *candidates]:
+        module._features(text, "acme")
+    calls: list[str] = []
+    real = module.normalise
+    monkeypatch.setattr(module, "normalise", lambda text: calls.append(text) or real(text))
+    assert [verify(query, c, tenant="acme").reason for c in candidates] == ["content"] * 3
+    assert calls == []

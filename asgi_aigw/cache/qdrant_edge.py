@@ -241,13 +241,17 @@ class QdrantEdgeStore:
             with_payload=True,
             params=qe.SearchParams(hnsw_ef=SEARCH_EF),
         )
-        points = shard.query(request)
-        out = [
-            match_from_payload(p.id, p.score, p.payload)
-            for p in points
-            if _alive(p.payload, now) and p.payload.get(TENANT) == tenant and p.payload.get(SCOPE) == scope
-        ]
-        return [m for m in out if m is not None][:limit]
+        out: list[VectorMatch] = []
+        for point in shard.query(request):
+            # each read of ``payload`` converts the whole of it from Rust again (answer included)
+            payload = point.payload
+            if _alive(payload, now) and payload.get(TENANT) == tenant and payload.get(SCOPE) == scope:
+                match = match_from_payload(point.id, point.score, payload)
+                if match is not None:
+                    out.append(match)
+                    if len(out) == limit:
+                        break
+        return out
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:

@@ -51,40 +51,55 @@ def one_edit(a: str, b: str) -> bool:
     return i + 1 < len(a) and a[i] == b[i + 1] and a[i + 1] == b[i] and a[i + 2 :] == b[i + 2 :]
 
 
-def corrections(text: str, other: str) -> dict[str, str]:
-    """The words of ``text`` read as a word of ``other`` (typo -> word)."""
+def words(text: str) -> tuple[str, ...]:
+    """The words of lower-cased ``text``, in order: what :func:`fixes` compares."""
+    return tuple(_WORD.findall(text))
+
+
+def fixes(mine: tuple[str, ...], theirs: tuple[str, ...]) -> dict[str, str]:
+    """Typos, other spellings and split compounds among the words ``mine`` (:func:`words` of one
+    question) that the other question's words ``theirs`` write as one word or spell another way."""
+    own, other = set(mine), set(theirs)
+    only_mine, only_theirs = own - other, other - own
+    if not only_theirs:
+        return {}  # every fix reads words of one question as a word only the other has
+    return {
+        **compounds(mine, only_theirs),
+        **variants(only_mine, only_theirs),
+        **corrections(only_mine, only_theirs),
+    }
+
+
+def corrections(mine: set[str], theirs: set[str]) -> dict[str, str]:
+    """The words ``mine`` (of one question only) read as a word of ``theirs`` (of the other only):
+    typo -> word."""
     if not WORDS:
         return {}
-    mine = set(_WORD.findall(text))
-    theirs = set(_WORD.findall(other))
-    unknown = [w for w in mine - theirs if len(w) >= _MIN_LENGTH and w not in WORDS]
+    unknown = [w for w in mine if len(w) >= _MIN_LENGTH and w not in WORDS]
     if not unknown:
         return {}
-    known = [w for w in theirs - mine if w in WORDS]
-    fixes: dict[str, str] = {}
+    known = [w for w in theirs if w in WORDS]
+    found: dict[str, str] = {}
     for word in unknown:
         # the first letter is kept: typos seldom hit it, and other words often differ there
         # ("ethanol" / "methanol")
         matches = [w for w in known if w[0] == word[0] and one_edit(word, w)]
         if len(matches) == 1:  # two candidates: which one was meant is a guess
-            fixes[word] = matches[0]
-    return fixes
+            found[word] = matches[0]
+    return found
 
 
-def variants(text: str, other: str) -> dict[str, str]:
-    """Words of ``text`` that ``other`` spells another way: British and American spellings ("tyre" /
-    "tire", "colour" / "color", "organise" / "organize"), whatever the word list says."""
-    mine = set(_WORD.findall(text))
-    theirs = set(_WORD.findall(other)) - mine
-    if not theirs:
-        return {}
-    fixes: dict[str, str] = {}
-    for word in mine - set(_WORD.findall(other)):
+def variants(mine: set[str], theirs: set[str]) -> dict[str, str]:
+    """Words ``mine`` (of one question only) that ``theirs`` (of the other only) spell another way:
+    British and American spellings ("tyre" / "tire", "colour" / "color", "organise" / "organize"),
+    whatever the word list says."""
+    found: dict[str, str] = {}
+    for word in mine:
         for spelling in _american(word):
             if spelling in theirs:
-                fixes[word] = spelling
+                found[word] = spelling
                 break
-    return fixes
+    return found
 
 
 _BRITISH = (
@@ -106,12 +121,11 @@ def _american(word: str) -> list[str]:
     return [pattern.sub(replacement, word) for pattern, replacement in _BRITISH if pattern.search(word)]
 
 
-def compounds(text: str, other: str) -> dict[str, str]:
-    """Two neighbouring words of ``text`` that ``other`` writes as one ("wi-fi" / "wifi", "e mail" /
-    "email", "data base" / "database"): the pair (``"wi fi"``) -> the word."""
-    words = _WORD.findall(text)
-    theirs = set(_WORD.findall(other)) - set(words)
-    return {f"{a} {b}": a + b for a, b in pairwise(words) if a + b in theirs}
+def compounds(mine: tuple[str, ...], theirs: set[str]) -> dict[str, str]:
+    """Two neighbouring words of ``mine`` (one question's, in order) that the other question writes as
+    one of ``theirs`` (its words the first has not): "wi-fi" / "wifi", "e mail" / "email", "data base" /
+    "database". The pair (``"wi fi"``) -> the word."""
+    return {f"{a} {b}": a + b for a, b in pairwise(mine) if a + b in theirs}
 
 
 _ANY_WORD = re.compile(r"[A-Za-z]+")

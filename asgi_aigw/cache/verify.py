@@ -40,7 +40,7 @@ from functools import lru_cache
 from .lexicon import COPULA, DERIVED, PHRASES, QUANTIFIERS, RELATIONS, SYMBOLS, SYNONYMS
 from .order import Token, crossing
 from .typos import apply as apply_fixes
-from .typos import compounds, corrections, variants
+from .typos import fixes, words
 
 _CONTRACTIONS = (
     (re.compile(r"\bcan't\b|\bcannot\b"), "can not"),
@@ -219,6 +219,8 @@ class _Features:
     literals: tuple[str, ...]
     identifiers: Counter[str]
     flat: str
+    #: The words of the text once normalised (:func:`normalise`): where typos are looked for.
+    words: tuple[str, ...]
 
 
 def _phrase_head(tokens: list[str]) -> tuple[str, frozenset[str]] | None:
@@ -351,6 +353,7 @@ def _features(text: str, tenant: str = "") -> _Features:
         literals,
         identifiers,
         raw,
+        words(normalise(text)),
     )
 
 
@@ -363,11 +366,6 @@ def _same_targets(
     if len(new) != len(old):
         return False
     return all(a[0] == b[0] or a[0] in b[1] or b[0] in a[1] for a, b in zip(new, old, strict=True))
-
-
-def _fixes(text: str, other: str) -> dict[str, str]:
-    """Typos, other spellings and split compounds of ``text`` that ``other`` writes as one word."""
-    return {**compounds(text, other), **variants(text, other), **corrections(text, other)}
 
 
 def verify(query: str, cached: str, *, typos: bool = True, tenant: str = "") -> Verdict:
@@ -388,8 +386,7 @@ def verify(query: str, cached: str, *, typos: bool = True, tenant: str = "") -> 
     if only_new or only_old:
         if typos:
             # "pasword" / "password": read the misspelt word as the real one and check again
-            lower_new, lower_old = normalise(query), normalise(cached)
-            fix_new, fix_old = _fixes(lower_new, lower_old), _fixes(lower_old, lower_new)
+            fix_new, fix_old = fixes(new.words, old.words), fixes(old.words, new.words)
             if fix_new or fix_old:
                 return verify(
                     apply_fixes(query, fix_new), apply_fixes(cached, fix_old), typos=False, tenant=tenant
