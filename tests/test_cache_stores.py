@@ -879,3 +879,13 @@ async def test_a_shard_whose_configuration_cannot_be_read_is_not_copied_again_an
         assert _names(tmp_path) == ["edge"]
     finally:
         await store.aclose()
+
+
+@pytest.mark.parametrize("key", ["aigw:cache:v1:t:0f3a", "", "é" * 40])
+def test_a_point_id_is_the_uuid_of_the_exact_key_s_digest(key: str) -> None:
+    """Points stored by earlier versions keep their ids: an entry stored again replaces its point."""
+    import hashlib
+    import uuid
+
+    expected = str(uuid.UUID(hex=hashlib.sha256(key.encode()).hexdigest()[:32]))
+    assert point_id(key) == expected

@@ -311,3 +311,19 @@ async def test_the_event_loop_never_waits_for_a_load_under_way_on_another_thread
     preloading.join()
     assert len((await first)[0]) == 128
     fresh.close()
+
+
+def test_plain_ascii_questions_are_tokenized_by_the_fast_path_to_the_same_vectors(
+    embedder: StaticEmbedder,
+) -> None:
+    questions = ["How do I reset my password?", "C++ vs. C#: which is faster?", "naïve café menu"]
+    fast = embedder.embed_sync(questions)
+    assert embedder._pieces is not None
+    pieces, embedder._pieces = embedder._pieces, None
+    try:
+        library = embedder.embed_sync(questions)
+    finally:
+        embedder._pieces = pieces
+    assert fast == library
+    assert pieces.ids(questions[0]) is not None
+    assert pieces.ids(questions[2]) is None

@@ -9,7 +9,6 @@ Each creates its collection on first use with the dimension of the first vector 
 from __future__ import annotations
 
 import hashlib
-import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -51,7 +50,9 @@ class VectorMatch:
 
 def point_id(exact_key: str) -> str:
     """A UUID derived from the exact key: storing the same request again replaces its point."""
-    return str(uuid.UUID(hex=hashlib.sha256(exact_key.encode()).hexdigest()[:32]))
+    digest = hashlib.sha256(exact_key.encode()).hexdigest()
+    # what str(uuid.UUID(hex=digest[:32])) writes, without building the UUID
+    return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}"
 
 
 def match_from_payload(

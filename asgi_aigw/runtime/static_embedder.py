@@ -1,5 +1,7 @@
 """The static embedder: a text's vector is the mean of its tokens' rows in the static table
-(:mod:`.static_table`), normalised. About 60 µs for a question where the transformer takes 2-5 ms.
+(:mod:`.static_table`), normalised. About 13 µs for a question where the transformer takes 2-5 ms
+(plain-ASCII text is tokenized by :mod:`.wordpiece`, word by word from a memo; other text by the
+tokenizers library, some 20 µs more).
 
 Short texts are embedded inline: that is less CPU than handing them to a thread, and as short as the
 gateway's own JSON parsing. Longer ones (and loading the table, which may derive it) run on one worker
@@ -23,6 +25,7 @@ from .assets import find_embedding_model_dir
 from .config import RuntimeConfig
 from .embed_error import EmbedderError
 from .static_table import StaticTableError, find_or_derive
+from .wordpiece import WordPieceMemo
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -45,6 +48,8 @@ class StaticEmbedder:
         self._config = config or RuntimeConfig()
         self._table: NDArray[np.float16] | None = None
         self._tokenizer: Any = None
+        #: The tokenizer's fast path for plain-ASCII text (None: every text goes through the tokenizer).
+        self._pieces: WordPieceMemo | None = None
         self._fallback = 0
         self._lock = threading.Lock()  # held while loading, which may derive for 25 s
         self._pool_lock = threading.Lock()  # so the event loop never waits on that one
@@ -92,12 +97,19 @@ class StaticEmbedder:
     def embed_sync(self, texts: Sequence[str]) -> list[list[float]]:
         """:meth:`embed` on this thread (CLI, benchmarks, the worker thread)."""
         table = self.load()
+        pieces = self._pieces
         out: list[list[float]] = []
         for text in texts:
-            ids = self._tokenizer.encode(text, add_special_tokens=False).ids or [self._fallback]
-            vector = table[ids].mean(axis=0, dtype=np.float32)
-            norm = float(np.linalg.norm(vector))
-            out.append((vector / norm if norm > 0 else vector).tolist())
+            ids = pieces.ids(text) if pieces is not None else None
+            if ids is None:
+                ids = self._tokenizer.encode(text, add_special_tokens=False).ids
+            ids = ids[:MAX_TOKENS] or [self._fallback]
+            # the sum points where the mean does: the unit vector needs no division by the count
+            vector = np.add.reduce(table[ids], axis=0, dtype=np.float32)
+            norm = float(np.sqrt(np.dot(vector, vector)))
+            if norm > 0:
+                vector *= 1.0 / norm
+            out.append(vector.tolist())
         return out
 
     def load(self) -> NDArray[np.float16]:
@@ -120,8 +132,10 @@ class StaticEmbedder:
                     )
                 # an empty text has no token: it gets the row of the tokenizer's unknown token
                 self._fallback = tokenizer.token_to_id("[UNK]") or 0
+                self._pieces = WordPieceMemo.of(tokenizer)
                 self._tokenizer = tokenizer
-                self._table = table
+                # a plain array over the same mapped pages: indexing a memmap builds a memmap each time
+                self._table = table.view(np.ndarray)
         return self._table
 
     @property
