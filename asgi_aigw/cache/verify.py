@@ -182,8 +182,9 @@ _OK = Verdict(True)
 def normalise(text: str) -> str:
     """Lower-case, compatibility-normalised text with contractions expanded."""
     text = unicodedata.normalize("NFKC", text).lower().replace("\u2019", "'")
-    for pattern, replacement in _CONTRACTIONS:
-        text = pattern.sub(replacement, text)
+    if "'" in text or "cannot" in text:  # every contraction has one or the other: most texts neither
+        for pattern, replacement in _CONTRACTIONS:
+            text = pattern.sub(replacement, text)
     return text
 
 
