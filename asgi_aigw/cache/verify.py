@@ -40,7 +40,8 @@ from functools import lru_cache
 from .lexicon import COPULA, DERIVED, PHRASES, QUANTIFIERS, RELATIONS, SYMBOLS, SYNONYMS
 from .order import Token, crossing
 from .typos import apply as apply_fixes
-from .typos import fixes, words
+from .typos import fixes as find_fixes
+from .typos import words as words_of
 
 _CONTRACTIONS = (
     (re.compile(r"\bcan't\b|\bcannot\b"), "can not"),
@@ -354,7 +355,7 @@ def _features(text: str, tenant: str = "") -> _Features:
         literals,
         identifiers,
         raw,
-        words(normalise(text)),
+        words_of(normalise(text)),
     )
 
 
@@ -387,7 +388,7 @@ def verify(query: str, cached: str, *, typos: bool = True, tenant: str = "") -> 
     if only_new or only_old:
         if typos:
             # "pasword" / "password": read the misspelt word as the real one and check again
-            fix_new, fix_old = fixes(new.words, old.words), fixes(old.words, new.words)
+            fix_new, fix_old = find_fixes(new.words, old.words), find_fixes(old.words, new.words)
             if fix_new or fix_old:
                 return verify(
                     apply_fixes(query, fix_new), apply_fixes(cached, fix_old), typos=False, tenant=tenant
