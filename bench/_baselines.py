@@ -139,6 +139,10 @@ def gateway_httpx() -> Any:
     return gateway("httpx")
 
 
+def gateway_lean() -> Any:
+    return gateway("lean")
+
+
 def gateway_dialects() -> Any:
     """The router mounted at /ai with one OpenAI model (``gpt-4o-mini``, serving the Responses API) and
     one Anthropic model (``claude-sonnet-4-5``), both in front of ``BENCH_UPSTREAM``'s FakeProvider."""

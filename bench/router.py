@@ -35,6 +35,7 @@ BASELINES = {
     "bare proxy, aiohttp": ("_baselines:aiohttp_proxy", False),
     "router, httpx transport": ("_baselines:gateway_httpx", True),
     "router, aiohttp transport": ("_baselines:gateway_aiohttp", True),
+    "router, lean transport": ("_baselines:gateway_lean", True),
 }
 
 
@@ -44,7 +45,7 @@ def _table(results: list[LoadResult], concurrency_levels: list[int]) -> str:
     lines += ["", "| ratio | value |", "|---|---|"]
     for c in concurrency_levels:
         direct, proxy = by[("FakeProvider direct", c)], by[("bare proxy, aiohttp", c)]
-        for transport in ("aiohttp", "httpx"):
+        for transport in ("lean", "aiohttp", "httpx"):
             router = by[(f"router, {transport} transport", c)]
             lines.append(
                 f"| c={c} router ({transport}) p50 overhead vs direct | {router.p50_ms - direct.p50_ms:+.3f} ms |"

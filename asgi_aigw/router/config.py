@@ -159,8 +159,9 @@ class RouterConfig(BodyLimits):
     models: list[ModelConfig] = Field(default_factory=list)
     #: Settings shared by every deployment of a provider, by provider name.
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
-    #: ``aiohttp`` (httpx's API over aiohttp's connection pool, the fast default) or ``httpx``.
-    transport: Literal["aiohttp", "httpx"] = "aiohttp"
+    #: ``lean`` (the gateway's own HTTP/1.1 client, the fastest: docs/router.md), ``aiohttp`` (aiohttp's
+    #: connection pool) or ``httpx``.
+    transport: Literal["aiohttp", "httpx", "lean"] = "lean"
     #: Connections kept per upstream.
     max_connections: int = Field(default=256, ge=1)
     #: Route ``PROVIDER/MODEL`` names (``openai/gpt-4o-mini``) to providers configured in ``providers``

@@ -1,16 +1,17 @@
 """One pooled client per upstream, and the one place transport errors are mapped.
 
-Two clients share one small interface (``build_request``, ``send``, a response with ``status_code``,
+Three clients share one small interface (``build_request``, ``send``, a response with ``status_code``,
 ``headers``, ``aiter_bytes``, ``aread``, ``aclose``):
 
-- :class:`AiohttpClient`, the default: aiohttp's connection pool called directly. Measured against
-  httpx's own pool and against httpx's API over aiohttp (``httpx-aiohttp``), it spends the least CPU per
-  request by far (see docs/benchmarks.md): httpx's request and header objects cost more than proxying.
+- :class:`~.lean_http.LeanClient`, the default: the gateway's own HTTP/1.1 client on httptools' parser,
+  doing only what the router asks (about half the Python per request of aiohttp's; docs/benchmarks.md).
+- :class:`AiohttpClient`: aiohttp's connection pool called directly. Measured against httpx's own pool and
+  against httpx's API over aiohttp (``httpx-aiohttp``), it spent the least CPU per request of the three.
 - :class:`HttpxClient`: any ``httpx`` transport — httpx's own pool (``router.transport: httpx``), or the
   ``transports={base_url: ...}`` tests and in-process providers pass (``httpx.MockTransport``,
   ``asgi_aigw.testing.StreamingASGITransport``).
 
-Neither keeps cookies: a shared cookie jar would carry one tenant's upstream cookies into another
+None keeps cookies: a shared cookie jar would carry one tenant's upstream cookies into another
 tenant's requests.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import sys
 from collections.abc import AsyncIterator, Iterator, Mapping
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
@@ -221,7 +223,7 @@ class UpstreamClients:
     def __init__(
         self,
         *,
-        transport: Literal["aiohttp", "httpx"] = "aiohttp",
+        transport: Literal["aiohttp", "httpx", "lean"] = "lean",
         max_connections: int = 256,
         transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
     ) -> None:
@@ -245,6 +247,10 @@ class UpstreamClients:
             return HttpxClient(fixed)
         if self._kind == "aiohttp":
             return AiohttpClient(self._max_connections)
+        if self._kind == "lean":
+            from .lean_http import LeanClient
+
+            return LeanClient(origin, self._max_connections)
         limits = httpx.Limits(
             max_connections=self._max_connections, max_keepalive_connections=self._max_connections
         )
@@ -262,13 +268,19 @@ class UpstreamClients:
 
 
 def _kind(exc: BaseException) -> str:
-    """``connect``, ``timeout`` or ``broken`` for an httpx or aiohttp failure."""
-    import aiohttp
+    """``connect``, ``timeout`` or ``broken`` for a failure of any of the clients."""
+    from .lean_http import TransportError
 
-    if isinstance(exc, aiohttp.ServerTimeoutError | TimeoutError | httpx.TimeoutException):
+    if isinstance(exc, TimeoutError | httpx.TimeoutException):
         return "timeout"
-    if isinstance(exc, aiohttp.ClientConnectorError | httpx.ConnectError):
+    if isinstance(exc, httpx.ConnectError) or (isinstance(exc, TransportError) and exc.connect):
         return "connect"
+    aiohttp: Any = sys.modules.get("aiohttp")  # imported only by the aiohttp client
+    if aiohttp is not None:
+        if isinstance(exc, aiohttp.ServerTimeoutError):
+            return "timeout"
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            return "connect"
     return "broken"
 
 
@@ -285,11 +297,20 @@ def map_transport_error(exc: BaseException, deployment: Deployment) -> GatewayEr
 
 @contextlib.contextmanager
 def mapped_transport_errors(deployment: Deployment) -> Iterator[None]:
-    import aiohttp
-
     try:
         yield
-    except (httpx.HTTPError, aiohttp.ClientError, TimeoutError) as exc:
+    except _transport_errors() as exc:
         raise map_transport_error(exc, deployment) from exc
     except OSError as exc:  # a transport that does not map its errors
         raise UpstreamUnavailable(f"Could not reach {deployment.provider}: {exc.strerror or exc}") from exc
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """The failures of every client in use: aiohttp's only once its client imported it (the lean
+    client and httpx's never load it)."""
+    from .lean_http import TransportError
+
+    aiohttp: Any = sys.modules.get("aiohttp")
+    if aiohttp is None:
+        return (httpx.HTTPError, TimeoutError, TransportError)
+    return (httpx.HTTPError, TimeoutError, TransportError, aiohttp.ClientError)
