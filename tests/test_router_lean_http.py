@@ -425,3 +425,37 @@ async def test_every_transport_relays_the_same_answer(transport: str, stream: bo
         assert raw.rstrip().endswith(b"data: [DONE]")
     else:
         assert orjson.loads(raw)["choices"][0]["message"]["content"]
+
+
+async def test_a_connection_idle_past_the_keepalive_is_not_reused(
+    served: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asgi_aigw.router.lean_http as lean_http
+
+    server, origin, client = await served(_json_answers)
+    assert await _post(client, origin) == (200, b'{"ok": true}')
+    assert await _post(client, origin) == (200, b'{"ok": true}')
+    assert server.connections == 1  # reused while fresh
+    monkeypatch.setattr(lean_http, "KEEPALIVE_SECONDS", 0.0)
+    await asyncio.sleep(0.01)
+    assert await _post(client, origin) == (200, b'{"ok": true}')
+    assert server.connections == 2  # the idle one was closed, a new one opened
+
+
+async def test_an_interim_answer_is_skipped_for_the_real_one(served: Serve) -> None:
+    async def handler(server: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nX-Real: yes\r\n\r\nreal")
+        await writer.drain()
+        await reader.read()
+
+    _server, origin, client = await served(handler)
+    response = await client.send(
+        client.build_request("POST", f"{origin}/x", headers={}, content=b"", timeout=FAST)
+    )
+    assert response.status_code == 200
+    assert response.headers.get("x-real") == "yes"
+    assert "link" not in response.headers
+    assert await response.aread() == b"real"
+    await response.aclose()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, NamedTuple
@@ -31,6 +32,10 @@ from ..providers.base import Timeout
 
 #: Bytes of an answer read but not yet taken by the router before the connection stops reading.
 HIGH_WATER = 256 * 1024
+#: Seconds a connection may wait in the pool before it is closed rather than reused (as aiohttp's pool
+#: was set up): an upstream closes idle connections after a while of its own, and a request sent on one
+#: it is closing fails.
+KEEPALIVE_SECONDS = 30.0
 
 
 class TransportError(Exception):
@@ -108,12 +113,15 @@ class _Connection(asyncio.Protocol):
         self.headers_done = False
         self.complete = False
         self.keep_alive = False
+        #: An interim (1xx) answer is being read.
+        self.interim = False
         self.chunks: deque[bytes] = deque()
         self.buffered = 0
         self.paused = False
         self.waiter: asyncio.Future[None] | None = None
-        #: In the pool, between two requests.
+        #: In the pool, between two requests, since ``idle_since`` (monotonic seconds).
         self.idle = False
+        self.idle_since = 0.0
 
     # -- the protocol ---------------------------------------------------------------------------------
 
@@ -150,7 +158,13 @@ class _Connection(asyncio.Protocol):
         self.header_pairs.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
-        self.status = self._parser.get_status_code()
+        status = self._parser.get_status_code()
+        if 100 <= status < 200:
+            # an interim answer (103 Early Hints, an unasked-for 100): the real one follows
+            self.interim = True
+            self.header_pairs = []
+            return
+        self.status = status
         self.headers_done = True
         self._wake()
 
@@ -163,6 +177,9 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def on_message_complete(self) -> None:
+        if self.interim:
+            self.interim = False
+            return
         # asked now: once the answer is complete the parser has moved on and always says no
         self.keep_alive = self._parser.should_keep_alive()
         self.complete = True
@@ -336,9 +353,12 @@ class LeanClient:
                 raise TimeoutError("No upstream connection was free in time.") from None
         else:
             await self._slots.acquire()  # free: returns at once
+        now = time.monotonic()
         while self._idle:
             conn = self._idle.pop()
-            if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
+            if now - conn.idle_since > KEEPALIVE_SECONDS:
+                conn.close()  # the upstream may be closing it right now: a request sent on it would be lost
+            elif not conn.closed and conn.transport is not None and not conn.transport.is_closing():
                 conn.reset()
                 return conn
         loop = asyncio.get_running_loop()
@@ -365,6 +385,7 @@ class LeanClient:
     def _release(self, conn: _Connection) -> None:
         if conn.reusable():
             conn.idle = True
+            conn.idle_since = time.monotonic()
             self._idle.append(conn)
         else:
             conn.close()
