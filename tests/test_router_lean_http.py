@@ -459,3 +459,43 @@ async def test_an_interim_answer_is_skipped_for_the_real_one(served: Serve) -> N
     assert "link" not in response.headers
     assert await response.aread() == b"real"
     await response.aclose()
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_an_answer_larger_than_the_read_buffer_is_read_whole(served: Serve, chunked: bool) -> None:
+    """Past HIGH_WATER bytes not yet taken the connection stops reading; reading the answer whole
+    takes them as they come, so it never waits for itself."""
+    from asgi_aigw.router.lean_http import HIGH_WATER
+
+    body = bytes(range(256)) * (HIGH_WATER // 64)  # four times the buffer
+
+    async def handler(server: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
+        if chunked:
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for start in range(0, len(body), 65536):
+                part = body[start : start + 65536]
+                writer.write(b"%x\r\n%s\r\n" % (len(part), part))
+            writer.write(b"0\r\n\r\n")
+        else:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+        await reader.read()
+
+    _server, origin, client = await served(handler)
+    assert await asyncio.wait_for(_post(client, origin), 5) == (200, body)
+
+
+async def test_an_answer_dropped_unclosed_gives_its_connection_slot_back(served: Serve) -> None:
+    server, origin, client = await served(_json_answers, 1)
+    response = await client.send(
+        client.build_request("POST", f"{origin}/x", headers={}, content=b"", timeout=FAST)
+    )
+    assert response.status_code == 200
+    del response  # never read nor closed
+    short = Timeout(connect=2.0, read=2.0, write=2.0, pool=0.5)
+    request = client.build_request("POST", f"{origin}/x", headers={}, content=b"", timeout=short)
+    again = await client.send(request)  # the one slot is free again
+    assert await again.aread() == b'{"ok": true}'
+    await again.aclose()
+    assert server.connections == 2  # the dropped answer's connection was closed, not reused

@@ -19,6 +19,7 @@ asks, through the interface of :mod:`.upstream` (``build_request``, ``send``, a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import time
 from collections import deque
@@ -278,14 +279,29 @@ class LeanResponse:
 
     async def aread(self) -> bytes:
         conn = self._conn
-        while not conn.complete:
-            await conn.wait(self._read)
-        return conn.take()
+        parts: list[bytes] = []
+        while True:
+            if conn.chunks:
+                # taken as they come: past HIGH_WATER the connection stops reading until they are
+                parts.append(conn.take())
+            elif conn.complete:
+                return parts[0] if len(parts) == 1 else b"".join(parts)
+            else:
+                await conn.wait(self._read)
 
     async def aclose(self) -> None:
         if not self._released:
             self._released = True
             self._client._release(self._conn)
+
+    def __del__(self) -> None:
+        # an answer dropped unclosed: its connection is not reused, and its pool slot comes back (else a
+        # path that missed aclose would leak one each time until no request could get a connection)
+        if not self._released:
+            self._released = True
+            with contextlib.suppress(Exception):  # an event loop already closed, at exit
+                self._conn.close()
+                self._client._slots.release()
 
 
 class LeanClient:
