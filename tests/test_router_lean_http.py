@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -499,3 +500,18 @@ async def test_an_answer_dropped_unclosed_gives_its_connection_slot_back(served:
     assert await again.aread() == b'{"ok": true}'
     await again.aclose()
     assert server.connections == 2  # the dropped answer's connection was closed, not reused
+
+
+async def test_an_endless_header_block_is_cut_off(served: Serve) -> None:
+    async def handler(server: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\n")
+        with contextlib.suppress(ConnectionError):
+            for n in range(100_000):  # 10 MB of headers, never ending the head
+                writer.write(b"X-Filler-%d: %s\r\n" % (n, b"a" * 90))
+                await writer.drain()
+
+    _server, origin, client = await served(handler)
+    error = await _mapped(asyncio.wait_for(_post(client, origin), 10))
+    assert isinstance(error, UpstreamError)
+    assert "header block" in str(error.__cause__)

@@ -37,6 +37,8 @@ HIGH_WATER = 256 * 1024
 #: was set up): an upstream closes idle connections after a while of its own, and a request sent on one
 #: it is closing fails.
 KEEPALIVE_SECONDS = 30.0
+#: The most bytes an answer's head (status line and headers, interim answers included) may take.
+MAX_HEAD_BYTES = 128 * 1024
 
 
 class TransportError(Exception):
@@ -116,6 +118,8 @@ class _Connection(asyncio.Protocol):
         self.keep_alive = False
         #: An interim (1xx) answer is being read.
         self.interim = False
+        #: Bytes received while the answer's head (status line and headers) was not complete.
+        self.head_bytes = 0
         self.chunks: deque[bytes] = deque()
         self.buffered = 0
         self.paused = False
@@ -134,6 +138,13 @@ class _Connection(asyncio.Protocol):
             # an answer nobody asked for: the connection cannot be trusted with the next request
             self.close()
             return
+        if not self.headers_done:
+            self.head_bytes += len(data)
+            if self.head_bytes > MAX_HEAD_BYTES:
+                # the parser keeps the head until it ends: an upstream sending an endless one is cut off
+                self._fail(TransportError("The upstream's answer has a header block past 128 KiB."))
+                self.close()
+                return
         try:
             self._parser.feed_data(data)
         except Exception as exc:  # httptools' HttpParserError and kin
@@ -240,6 +251,7 @@ class _Connection(asyncio.Protocol):
     def reset(self) -> None:
         """Ready for the next request on this connection."""
         self.idle = False
+        self.head_bytes = 0
         self.status = 0
         self.header_pairs = []
         self.headers_done = False
