@@ -13,7 +13,7 @@ import pytest
 
 from asgi_aigw.kernel.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from asgi_aigw.providers.base import Deployment, Timeout
-from asgi_aigw.router.lean_http import InvalidHeader, LeanClient
+from asgi_aigw.router.lean_http import InvalidHeader, LeanClient, LeanResponse
 from asgi_aigw.router.upstream import mapped_transport_errors
 
 pytest.importorskip("httptools")
@@ -100,6 +100,13 @@ async def served() -> AsyncIterator[Serve]:
         server.server.close()
 
 
+async def _send(client: LeanClient, origin: str, path: str, limits: Timeout = FAST) -> LeanResponse:
+    """An empty POST to ``path``: the answer, its body unread."""
+    return await client.send(
+        client.build_request("POST", f"{origin}{path}", headers={}, content=b"", timeout=limits)
+    )
+
+
 async def _post(
     client: LeanClient, origin: str, body: bytes = b"{}", headers: dict[str, str] | None = None
 ) -> tuple[int, bytes]:
@@ -152,9 +159,7 @@ async def test_a_stream_is_handed_on_as_it_arrives(served: Serve) -> None:
         await reader.read()
 
     _server, origin, client = await served(handler)
-    response = await client.send(
-        client.build_request("POST", f"{origin}/s", headers={}, content=b"", timeout=FAST)
-    )
+    response = await _send(client, origin, "/s")
     chunks = []
     async for chunk in response.aiter_bytes():
         chunks.append(chunk)
@@ -171,9 +176,7 @@ async def test_an_answer_left_before_its_end_closes_its_connection(served: Serve
         await reader.read()  # until the client goes away
 
     server, origin, client = await served(handler)
-    response = await client.send(
-        client.build_request("POST", f"{origin}/s", headers={}, content=b"", timeout=FAST)
-    )
+    response = await _send(client, origin, "/s")
     async for _ in response.aiter_bytes():
         break
     await response.aclose()
@@ -452,9 +455,7 @@ async def test_an_interim_answer_is_skipped_for_the_real_one(served: Serve) -> N
         await reader.read()
 
     _server, origin, client = await served(handler)
-    response = await client.send(
-        client.build_request("POST", f"{origin}/x", headers={}, content=b"", timeout=FAST)
-    )
+    response = await _send(client, origin, "/x")
     assert response.status_code == 200
     assert response.headers.get("x-real") == "yes"
     assert "link" not in response.headers
@@ -489,9 +490,7 @@ async def test_an_answer_larger_than_the_read_buffer_is_read_whole(served: Serve
 
 async def test_an_answer_dropped_unclosed_gives_its_connection_slot_back(served: Serve) -> None:
     server, origin, client = await served(_json_answers, 1)
-    response = await client.send(
-        client.build_request("POST", f"{origin}/x", headers={}, content=b"", timeout=FAST)
-    )
+    response = await _send(client, origin, "/x")
     assert response.status_code == 200
     del response  # never read nor closed
     short = Timeout(connect=2.0, read=2.0, write=2.0, pool=0.5)
