@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,7 +87,11 @@ def test_preloaded_workers_share_the_models_loaded_before_the_fork(
                 response = client.post(url, json=body, headers={"connection": "close"})
                 assert response.status_code == 200, response.text
         master = next(p for p in children(os.getpid()) if "asgi_aigw.cli" in _cmdline(p))
-        workers = children(master)
+        # gunicorn forks its workers one after the other: the requests may all have been served by
+        # the first before the second exists
+        deadline = time.monotonic() + 15
+        while len(workers := children(master)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert len(workers) == 2
         # the embedding model (or its static table) and the PII engine were loaded by the parent
         assert loaded_by_parent in maps(master)
