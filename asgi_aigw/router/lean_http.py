@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
+from ..kernel.deadlines import deadline
 from ..kernel.errors import UpstreamError
 from ..kernel.optional import require
 from ..providers.base import Timeout
@@ -219,22 +220,16 @@ class _Connection(asyncio.Protocol):
         """Until the parser has something new (or the connection failed), at most ``seconds``."""
         if self.error is not None:
             raise self.error
-        loop = asyncio.get_running_loop()
-        waiter = self.waiter = loop.create_future()
-        # a timer handle, not asyncio.timeout: a fifth of a forwarded request's Python went into its
-        # context manager
-        timer = loop.call_later(seconds, self._expire, waiter)
+        waiter = self.waiter = asyncio.get_running_loop().create_future()
         try:
-            await waiter
+            # the kernel's shared timer, not asyncio.timeout: its context manager alone was about a
+            # fifth of a forwarded request's Python
+            with deadline(seconds):
+                await waiter
         finally:
-            timer.cancel()
             self.waiter = None
         if self.error is not None:
             raise self.error
-
-    def _expire(self, waiter: asyncio.Future[None]) -> None:
-        if not waiter.done():
-            waiter.set_exception(TimeoutError("The upstream did not answer in time."))
 
     def take(self) -> bytes:
         data = b"".join(self.chunks) if len(self.chunks) != 1 else self.chunks[0]
@@ -375,7 +370,7 @@ class LeanClient:
     async def _connection(self, limits: Timeout) -> _Connection:
         if self._slots.locked():
             try:
-                async with asyncio.timeout(limits.pool):
+                with deadline(limits.pool):
                     await self._slots.acquire()
             except TimeoutError:
                 raise TimeoutError("No upstream connection was free in time.") from None
@@ -391,7 +386,7 @@ class LeanClient:
                 return conn
         loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(limits.connect):
+            with deadline(limits.connect):
                 _, conn = await loop.create_connection(
                     lambda: _Connection(self._parser_type),
                     self._host,
