@@ -45,6 +45,9 @@ class SlowSettle:
         self.release = asyncio.Event()
         self.settles = 0
 
+    #: Whether the reservation's reply waits until released (:class:`LostReservation`).
+    holds_reservation = False
+
     async def reserve(
         self,
         tenant: str,
@@ -55,7 +58,11 @@ class SlowSettle:
         *,
         token: str | None = None,
     ) -> Any:
-        return await self.inner.reserve(tenant, slots, amounts, limits, grace, token=token)
+        made = await self.inner.reserve(tenant, slots, amounts, limits, grace, token=token)
+        if self.holds_reservation:  # made, and its reply held back while the request is cancelled
+            self.entered.set()
+            await self.release.wait()
+        return made
 
     async def settle(
         self, tenant: str, slots: Sequence[Slot], deltas: Sequence[int], *, token: str | None = None
@@ -161,20 +168,7 @@ async def test_a_request_cancelled_by_an_anyio_scope_while_settling_is_settled(i
 class LostReservation(SlowSettle):
     """A store that makes the reservation, then loses its reply: the request is cancelled meanwhile."""
 
-    async def reserve(
-        self,
-        tenant: str,
-        slots: Sequence[Slot],
-        amounts: Sequence[int],
-        limits: Sequence[int],
-        grace: int,
-        *,
-        token: str | None = None,
-    ) -> Any:
-        made = await self.inner.reserve(tenant, slots, amounts, limits, grace, token=token)
-        self.entered.set()
-        await self.release.wait()
-        return made
+    holds_reservation = True
 
 
 async def test_a_request_cancelled_while_reserving_gives_the_reservation_back(inner_store: Any) -> None:
