@@ -107,6 +107,14 @@ async def _send(client: LeanClient, origin: str, path: str, limits: Timeout = FA
     )
 
 
+async def _post_to(client: LeanClient, url: str) -> tuple[int, bytes]:
+    response = await client.send(client.build_request("POST", url, headers={}, content=b"", timeout=FAST))
+    try:
+        return response.status_code, await response.aread()
+    finally:
+        await response.aclose()
+
+
 async def _post(
     client: LeanClient, origin: str, body: bytes = b"{}", headers: dict[str, str] | None = None
 ) -> tuple[int, bytes]:
@@ -463,8 +471,11 @@ async def test_an_interim_answer_is_skipped_for_the_real_one(served: Serve) -> N
     await response.aclose()
 
 
+@pytest.mark.parametrize("streamed", [False, True])
 @pytest.mark.parametrize("chunked", [False, True])
-async def test_an_answer_larger_than_the_read_buffer_is_read_whole(served: Serve, chunked: bool) -> None:
+async def test_an_answer_larger_than_the_read_buffer_is_read_whole(
+    served: Serve, chunked: bool, streamed: bool
+) -> None:
     """Past HIGH_WATER bytes not yet taken the connection stops reading; reading the answer whole
     takes them as they come, so it never waits for itself."""
     from asgi_aigw.router.lean_http import HIGH_WATER
@@ -485,7 +496,16 @@ async def test_an_answer_larger_than_the_read_buffer_is_read_whole(served: Serve
         await reader.read()
 
     _server, origin, client = await served(handler)
-    assert await asyncio.wait_for(_post(client, origin), 5) == (200, body)
+    if not streamed:
+        assert await asyncio.wait_for(_post(client, origin), 5) == (200, body)
+        return
+    response = await _send(client, origin, "/s")  # read as a stream is: a chunk at a time
+
+    async def chunks() -> bytes:
+        return b"".join([chunk async for chunk in response.aiter_bytes()])
+
+    assert await asyncio.wait_for(chunks(), 5) == body
+    await response.aclose()
 
 
 async def test_an_answer_dropped_unclosed_gives_its_connection_slot_back(served: Serve) -> None:
@@ -514,3 +534,42 @@ async def test_an_endless_header_block_is_cut_off(served: Serve) -> None:
     error = await _mapped(asyncio.wait_for(_post(client, origin), 10))
     assert isinstance(error, UpstreamError)
     assert "header block" in str(error.__cause__)
+
+
+async def test_nothing_in_the_url_can_end_the_request_line(served: Serve) -> None:
+    """A model name in the path (Gemini's) with a space or non-ASCII is percent-encoded, a line break
+    dropped (as ``urlsplit`` and yarl drop it); escapes already made are kept."""
+    server, origin, client = await served(_json_answers)
+    path = "/v1beta/models/gemini pro\r\nX-Injected: 1:generateContent?alt=sse&q=caf%C3%A9é"
+    assert await _post_to(client, f"{origin}{path}") == (200, b'{"ok": true}')
+    head = server.requests[0].split(b"\r\n")
+    assert head[0] == (
+        b"POST /v1beta/models/gemini%20proX-Injected:%201:generateContent?alt=sse&q=caf%C3%A9%C3%A9 HTTP/1.1"
+    )
+    assert not any(line.lower().startswith(b"x-injected") for line in head)
+
+
+async def test_a_request_cancelled_while_it_waits_gives_its_connection_slot_back(served: Serve) -> None:
+    """A deadline (the router's first-byte timeout) or a client gone cancels a send waiting for the
+    answer's head: its connection is closed and its place in the pool is free again."""
+    answer = asyncio.Event()
+
+    async def handler(server: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):  # the client left
+            while await server.read_request(reader) is not None:
+                await answer.wait()
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+
+    server, origin, client = await served(handler, 1)
+    waiting = asyncio.create_task(_send(client, origin, "/x"))
+    await asyncio.sleep(0.05)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    answer.set()
+    short = Timeout(connect=2.0, read=2.0, write=2.0, pool=0.5)
+    response = await _send(client, origin, "/x", short)  # the one slot is free
+    assert await response.aread() == b"ok"
+    await response.aclose()
+    assert server.connections == 2  # the cancelled request's connection was not reused

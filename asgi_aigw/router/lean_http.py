@@ -25,7 +25,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, NamedTuple
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from ..kernel.deadlines import deadline
 from ..kernel.errors import UpstreamError
@@ -56,11 +56,21 @@ class InvalidHeader(UpstreamError):
 
 
 def _request_line(method: str, url: str) -> bytes:
-    """The request line and the host header (without any user part of the URL)."""
+    """The request line and the host header (without any user part of the URL). ``urlsplit`` drops
+    tabs and line breaks (as yarl does); any other character a URL may not hold as it is (a space,
+    non-ASCII: a model name in Gemini's path, say) is percent-encoded, so nothing in the URL can end
+    the request line or add a header."""
     parts = urlsplit(url)
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    target = quote((parts.path or "/") + (f"?{parts.query}" if parts.query else ""), safe=_URL_SAFE)
     host = parts.netloc.rpartition("@")[2]
+    if not host or any(char <= " " or char == "\x7f" for char in host):
+        raise InvalidHeader(f"The upstream URL's host {host!r} is not a host name.")
     return f"{method} {target} HTTP/1.1\r\nHost: {host}\r\n".encode()
+
+
+#: What a request target keeps as it is: RFC 3986's reserved and unreserved characters, and ``%``
+#: (an escape already made is kept).
+_URL_SAFE = "!#$%&'()*+,/:;=?@[]~"
 
 
 #: Headers every request carries unless the router set them: no compressed answer (nothing here would
