@@ -552,6 +552,94 @@ async def test_qdrant_edge_counts_its_points_through_upserts_deletes_and_a_reope
         await reopened.aclose()
 
 
+class _QueryLog:
+    """The shard, with the filter of every query it runs recorded (None: unfiltered)."""
+
+    def __init__(self, shard: Any) -> None:
+        self.shard = shard
+        self.filters: list[Any] = []
+
+    def query(self, request: Any) -> Any:
+        self.filters.append(request.filter)
+        return self.shard.query(request)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.shard, name)
+
+
+def _log_queries(store: QdrantEdgeStore) -> _QueryLog:
+    log = _QueryLog(store._shard)
+    store._shard = log
+    return log
+
+
+async def _questions(store: QdrantEdgeStore, tenant: str, scope: str = "s") -> list[str]:
+    found = await store.search([1.0, 0.0, 0.0], tenant=tenant, scope=scope, limit=5, now=time.time())
+    return sorted(m.question for m in found)
+
+
+async def test_a_search_of_the_only_partition_runs_unfiltered_and_of_an_absent_one_not_at_all(
+    tmp_path: Path,
+) -> None:
+    # a filter that every point passes costs as much as the scan itself: it is left out while one
+    # partition (tenant and scope) holds every point, and a partition with no point is not searched
+    store = await _edge_with_points(tmp_path / "edge", 2)
+    log = _log_queries(store)
+    assert await _questions(store, "t") == ["question p0", "question p1"]
+    assert log.filters == [None]
+    assert await _questions(store, "u") == []
+    assert await _questions(store, "t", scope="x") == []
+    assert len(log.filters) == 1  # neither was searched
+    # another tenant's entry: from now on every search filters, and each tenant finds only its own
+    await store.upsert(_entry("theirs", [1.0, 0.0, 0.0], tenant="u", ttl=-1))
+    assert await _questions(store, "t") == ["question p0", "question p1"]
+    assert await _questions(store, "u") == []  # expired
+    assert all(f is not None for f in log.filters[1:]) and len(log.filters) == 3
+    # once it is swept, the partitions are counted again: unfiltered again
+    assert await store.delete_expired(time.time()) == 1
+    assert await _questions(store, "t") == ["question p0", "question p1"]
+    assert log.filters[-1] is None
+    await store.aclose()
+
+
+async def test_a_reopened_shard_knows_its_partitions_and_one_with_entries_of_no_partition_filters(
+    tmp_path: Path,
+) -> None:
+    store = await _edge_with_points(tmp_path / "edge", 2)
+    await store.upsert(_entry("theirs", [1.0, 0.0, 0.0], tenant="u"))
+    await store.aclose()
+    reopened = QdrantEdgeStore(tmp_path / "edge")
+    try:
+        assert await _questions(reopened, "x") == []  # opened, and no partition of x's
+        log = _log_queries(reopened)
+        assert await _questions(reopened, "u") == ["question theirs"]
+        assert log.filters[0] is not None
+        assert await _questions(reopened, "x") == []
+        assert len(log.filters) == 1
+    finally:
+        await reopened.aclose()
+    # a point without a partition (an earlier version's): not every point is counted, so searches filter
+    import qdrant_edge as qe
+
+    shard = qe.EdgeShard.load(str(tmp_path / "edge"), None)
+    shard.update(
+        qe.UpdateOperation.upsert_points(
+            [qe.Point(point_id("old"), [1.0, 0.0, 0.0], _entry("old", [1.0, 0.0, 0.0]).payload())]
+        )
+    )
+    shard.flush()
+    shard.close()
+    again = QdrantEdgeStore(tmp_path / "edge")
+    try:
+        assert await _questions(again, "x") == []
+        log = _log_queries(again)
+        assert await _questions(again, "x") == []
+        assert await _questions(again, "t") == ["question p0", "question p1"]  # not the old entry
+        assert log.filters[0] is not None and log.filters[1] is not None
+    finally:
+        await again.aclose()
+
+
 async def test_an_entry_stored_again_is_one_point_and_starts_no_index_build(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

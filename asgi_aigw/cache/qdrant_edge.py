@@ -38,6 +38,9 @@ from .vector import EXPIRES, SCOPE, TENANT, VectorEntry, VectorMatch, match_from
 #: costs about as much as the vector comparisons themselves (10,000 entries: 0.45 ms with this one,
 #: 3.1 ms with tenant, scope and expiry as three), so expiry is checked on the nearest found instead.
 PARTITION = "partition"
+#: Partitions a shard may hold and still have them all known (see :meth:`QdrantEdgeStore._learn_partitions`):
+#: past this many a search always filters.
+KNOWN_PARTITIONS = 256
 #: Neighbours fetched beyond ``limit``, so that expired ones (swept every few minutes) rarely leave
 #: fewer than ``limit`` to verify.
 EXPIRED_MARGIN = 3
@@ -100,6 +103,10 @@ class QdrantEdgeStore:
         self._retry_at = 0.0
         #: Points outside the index (counted after every write): what a search scans.
         self._unindexed = 0
+        #: Every partition a point of the open shard is in (None: not known, or too many). A search of
+        #: the only partition needs no filter: the filter costs as much as the scan itself (a third of a
+        #: unique question's CPU at 5,000 points), and a search of a partition not there needs no scan.
+        self._partitions: set[str] | None = None
         #: The index build under way (see :meth:`_index`), the writes made since its copy was taken
         #: (None: no copy, or too many), and when a failed build may be tried again.
         self._build: asyncio.Task[None] | None = None
@@ -150,6 +157,7 @@ class QdrantEdgeStore:
                     )
                 self._shard = shard
                 self._count(shard)
+                self._learn_partitions(shard)
                 if tidy:
                     # what an index build that never ended left (the process stopped): its copy, or the
                     # shard its indexed copy had already replaced
@@ -168,6 +176,7 @@ class QdrantEdgeStore:
         shard.update(qe.UpdateOperation.create_field_index(PARTITION, qe.PayloadSchemaType.Keyword))
         self._shard = shard
         self._unindexed = 0
+        self._partitions = set()
         return shard
 
     def _set_aside(self, size: int, dimension: int) -> None:
@@ -203,6 +212,16 @@ class QdrantEdgeStore:
         info = shard.info()
         self._unindexed = max(0, int(info.points_count) - int(info.indexed_vectors_count))
 
+    def _learn_partitions(self, shard: Any) -> None:
+        """Which partitions the shard's points are in (about 6 µs): known only when every point is
+        counted in one of at most :data:`KNOWN_PARTITIONS` (a point of an earlier version has none)."""
+        qe = self._module()
+        hits = shard.facet(qe.FacetRequest(PARTITION, limit=KNOWN_PARTITIONS + 1, exact=True)).hits
+        counted = sum(int(hit.count) for hit in hits)
+        known = len(hits) <= KNOWN_PARTITIONS and counted == int(shard.info().points_count)
+        # a value whose points were all deleted is still listed, with no point
+        self._partitions = {str(hit.value) for hit in hits if hit.count} if known else None
+
     def _filter(
         self,
         *,
@@ -233,7 +252,14 @@ class QdrantEdgeStore:
     ) -> list[VectorMatch]:
         """:meth:`_search_sync` on the open ``shard``, the lock held."""
         qe = self._module()
-        where = qe.Filter(must=[qe.FieldCondition(PARTITION, match=qe.MatchValue(partition(tenant, scope)))])
+        wanted = partition(tenant, scope)
+        known = self._partitions
+        where = None
+        if known is None or len(known) > 1:
+            where = qe.Filter(must=[qe.FieldCondition(PARTITION, match=qe.MatchValue(wanted))])
+        if known is not None and wanted not in known:
+            return []
+        # unfiltered, every point is in the partition; its entries are checked below all the same
         request = qe.QueryRequest(
             limit=limit + EXPIRED_MARGIN,
             query=qe.Query.Nearest(vector),
@@ -268,9 +294,15 @@ class QdrantEdgeStore:
     def _upsert_open(self, shard: Any, entry: VectorEntry) -> None:
         """:meth:`_upsert_sync` on the open ``shard``, the lock held."""
         qe = self._module()
-        payload = entry.payload() | {PARTITION: partition(entry.tenant, entry.scope)}
+        where = partition(entry.tenant, entry.scope)
+        payload = entry.payload() | {PARTITION: where}
         shard.update(qe.UpdateOperation.upsert_points([qe.Point(entry.id, entry.vector, payload)]))
         self._count(shard)  # about 1 µs; an entry stored again replaces its point, adding none
+        known = self._partitions
+        if known is not None and where not in known:
+            known.add(where)
+            if len(known) > KNOWN_PARTITIONS:
+                self._partitions = None
         self._record("upsert", entry)
 
     def _delete_sync(self, tenant: str | None, expired_at: float | None) -> int:
@@ -288,6 +320,7 @@ class QdrantEdgeStore:
         if count:
             shard.update(qe.UpdateOperation.delete_points_by_filter(where))
             self._count(shard)
+            self._learn_partitions(shard)
             self._record("delete", tenant, expired_at)
         return count
 
@@ -308,6 +341,7 @@ class QdrantEdgeStore:
                 self._shard.close()
                 self._shard = None
                 self._unindexed = 0
+                self._partitions = None
                 self._journal = None
 
     def _calls(self) -> anyio.CapacityLimiter:
