@@ -18,6 +18,7 @@ import anyio
 
 from ..kernel.context import RequestContext
 from ..kernel.dialects import Dialect
+from ..kernel.http import without_headers
 from ..kernel.response import ResponseTap, released
 from ..kernel.types import Message, Send
 from .gate import HIT, WAITING, Pending
@@ -58,7 +59,6 @@ class Meter:
 
 
 #: The lengths of the rate-limit header names.
-_NAME_LENGTHS = frozenset(map(len, HEADER_NAMES))
 
 #: How the budget settles a request: ``(ctx, pending, prompt estimate, model, tap, meter)``.
 Settle = Callable[[RequestContext, Pending, int, "str | None", ResponseTap, Meter], Coroutine[Any, Any, None]]
@@ -206,12 +206,7 @@ class Exchange:
             pending = self._pending
             extra = ratelimit_headers(pending.slots, reservation.used, reservation.limits, pending.now)
             if extra:
-                # lower-casing only a name of one of their lengths: most are not, and lower() allocates
-                headers = [
-                    (k, v)
-                    for k, v in start.get("headers", ())
-                    if len(k) not in _NAME_LENGTHS or k.lower() not in HEADER_NAMES
-                ]
+                headers = without_headers(start.get("headers", ()), HEADER_NAMES, b"x-ratelimit-")
                 headers.extend(extra)
                 start = {**start, "headers": headers}
         await self._send(start)

@@ -8,6 +8,7 @@ queues it (no I/O on the request path: see :class:`~asgi_aigw.logs.writer.LogWri
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -17,7 +18,7 @@ import orjson
 from ..kernel.context import RequestContext, ensure_context
 from ..kernel.dialects import dialect_for
 from ..kernel.errors import MODEL_NOT_FOUND
-from ..kernel.http import get_header
+from ..kernel.http import get_header, without_headers
 from ..kernel.lifespan import lifespan_passthrough
 from ..kernel.routes import classify, is_generation
 from ..kernel.types import ASGIApp, Message, Receive, Scope, Send
@@ -183,6 +184,7 @@ class _Progress:
         "_generation",
         "_header",
         "_id_header",
+        "_names",
         "_receive",
         "_route",
         "_send",
@@ -201,6 +203,7 @@ class _Progress:
         self._receive = receive
         self._send = send
         self._header = header
+        self._names = _names_of(header)
         self._id_header = (header, ctx.request_id.encode("latin-1"))
         self.started = False
         self.finished = False
@@ -216,10 +219,7 @@ class _Progress:
             ctx.status = message["status"]
             # a layer that refused the request may not have said why in the context: read the body
             self.error_body = b"" if ctx.status >= 400 and ctx.error_code is None else None
-            # lower-casing only a name of the right length: most are not, and lower() allocates
-            name = self._header
-            size = len(name)
-            headers = [(k, v) for k, v in message.get("headers", ()) if len(k) != size or k.lower() != name]
+            headers = without_headers(message.get("headers", ()), self._names, self._header)
             if self._generation and ctx.usage is None:
                 # a layer that recorded the usage before the answer started (a cache hit, the
                 # router's JSON answer) leaves nothing to read
@@ -270,3 +270,9 @@ def _error_code(body: bytes) -> str | None:
         return None
     code = error.get("code") or error.get("type")
     return str(code)[:64] if code else None
+
+
+@functools.lru_cache(maxsize=8)
+def _names_of(header: bytes) -> frozenset[bytes]:
+    """The names :func:`without_headers` strips for request id header ``header`` (one set per name)."""
+    return frozenset((header,))
