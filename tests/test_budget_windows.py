@@ -273,3 +273,20 @@ async def test_a_request_limit_of_0_is_a_429_that_says_so(store: RedisBudgetStor
     assert response.headers["x-should-retry"] == "false"
     assert response.headers["x-ratelimit-limit-requests"] == "0"
     assert inner.calls == 0
+
+
+def test_slot_amounts_and_deltas_follow_each_slot_s_metric_whichever_slots_come() -> None:
+    from asgi_aigw.budget.estimate import slot_amounts, slot_deltas
+
+    minute = SlotClock().slots(1_700_000_000.0)
+    later = SlotClock().slots(1_700_000_000.0 + 3600)
+    # per-user windows come after the tenant's: a list of other slots, read between the two
+    both = [*minute, *minute[:2]]
+    metrics = {"requests": 1, "tokens": 100, "cost": 7000}
+    for slots in (minute, both, minute, later, both):
+        expected = [metrics[slot.window.metric] for slot in slots]
+        assert slot_amounts(slots, 100, 7000) == expected
+        held = [amount * 3 for amount in expected]
+        deltas = slot_deltas(slots, 40, 1, 900, held)
+        actual = {"requests": 1, "tokens": 40, "cost": 900}
+        assert deltas == [actual[s.window.metric] - h for s, h in zip(slots, held, strict=True)]

@@ -594,7 +594,8 @@ async def test_a_search_of_the_only_partition_runs_unfiltered_and_of_an_absent_o
     await store.upsert(_entry("theirs", [1.0, 0.0, 0.0], tenant="u", ttl=-1))
     assert await _questions(store, "t") == ["question p0", "question p1"]
     assert await _questions(store, "u") == []  # expired
-    assert all(f is not None for f in log.filters[1:]) and len(log.filters) == 3
+    assert all(f is not None for f in log.filters[1:])
+    assert len(log.filters) == 3
     # once it is swept, the partitions are counted again: unfiltered again
     assert await store.delete_expired(time.time()) == 1
     assert await _questions(store, "t") == ["question p0", "question p1"]
@@ -635,7 +636,8 @@ async def test_a_reopened_shard_knows_its_partitions_and_one_with_entries_of_no_
         log = _log_queries(again)
         assert await _questions(again, "x") == []
         assert await _questions(again, "t") == ["question p0", "question p1"]  # not the old entry
-        assert log.filters[0] is not None and log.filters[1] is not None
+        assert log.filters[0] is not None
+        assert log.filters[1] is not None
     finally:
         await again.aclose()
 

@@ -42,7 +42,29 @@ class Estimate:
 
 def slot_amounts(slots: Sequence[Slot], tokens: int, cost: int) -> list[int]:
     """One request, ``tokens`` or ``cost`` in each slot, by the slot's metric."""
-    return [
-        1 if metric == "requests" else tokens if metric == "tokens" else cost
-        for metric in (slot.window.metric for slot in slots)
-    ]
+    by = {"requests": 1, "tokens": tokens, "cost": cost}
+    return [by[metric] for metric in _metrics(slots)]
+
+
+def slot_deltas(
+    slots: Sequence[Slot], tokens: int, requests: int, cost: int, held: Sequence[int]
+) -> list[int]:
+    """What each slot's count moves by when what it ``held`` is replaced by ``requests``, ``tokens`` or
+    ``cost``, by the slot's metric."""
+    by = {"requests": requests, "tokens": tokens, "cost": cost}
+    return [by[metric] - amount for metric, amount in zip(_metrics(slots), held, strict=True)]
+
+
+#: The last slots whose metrics were read, and those metrics: a request's slots are the same object for
+#: a minute (see :class:`~.windows.SlotClock`), and this is read before and after every request.
+_last: tuple[Sequence[Slot] | None, tuple[str, ...]] = (None, ())
+
+
+def _metrics(slots: Sequence[Slot]) -> tuple[str, ...]:
+    global _last
+    last = _last
+    if last[0] is slots:
+        return last[1]
+    metrics = tuple(slot.window.metric for slot in slots)
+    _last = (slots, metrics)  # one assignment: a thread reading it sees the old pair or the new
+    return metrics

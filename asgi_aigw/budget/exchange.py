@@ -58,8 +58,6 @@ class Meter:
             self.events.append(raw)
 
 
-#: The lengths of the rate-limit header names.
-
 #: How the budget settles a request: ``(ctx, pending, prompt estimate, model, tap, meter)``.
 Settle = Callable[[RequestContext, Pending, int, "str | None", ResponseTap, Meter], Coroutine[Any, Any, None]]
 #: Runs a settlement in a task of its own (one whose request was cancelled while it ran).

@@ -36,7 +36,7 @@ from ..kernel.unique_ids import IdSource
 from ..stores.registry import BUDGET_STORES
 from ..tenant.ids import KEY_SAFE_PATTERN, InvalidTenantId, TenantIdValidator
 from .config import BudgetConfig, Limits
-from .estimate import Estimate, slot_amounts
+from .estimate import Estimate, slot_deltas
 from .exchange import Exchange, Meter
 from .gate import Pending, hit_amounts
 from .headers import ratelimit_headers, retry_after
@@ -593,11 +593,7 @@ class BudgetMiddleware:
                 charge = None
             if charge is not None:
                 tokens, requests, cost = charge
-                charged = slot_amounts(pending.slots, tokens, cost)
-                deltas = [
-                    (requests if slot.window.metric == "requests" else value) - amount
-                    for slot, value, amount in zip(pending.slots, charged, held, strict=True)
-                ]
+                deltas = slot_deltas(pending.slots, tokens, requests, cost, held)
                 if pending.marker is None and not any(deltas):
                     deltas = None  # a hit reserved exactly what it costs, unmarked: nothing to tell
         shared: list[AnswerWrite] = []

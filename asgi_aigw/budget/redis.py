@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from itertools import compress
 from typing import Any
 
 from ..kernel.optional import require
@@ -389,10 +390,10 @@ class RedisBudgetStore:
     ) -> tuple[list[str], tuple[str, ...], list[bytes]] | None:
         """The settle script's keys, arguments and packed keys; None when there is nothing to do."""
         all_keys, all_packed = self._keys_packed(tenant, slots)
-        changed = [i + 1 for i, delta in enumerate(deltas) if delta]
-        keys = [all_keys[i] for i in changed]
-        packed_keys = [all_packed[i] for i in changed]
-        packed = ",".join(str(delta) for delta in deltas if delta)
+        # the counters of the slots that change (the override hash comes first), picked in C
+        keys = list(compress(all_keys[1:], deltas))
+        packed_keys = list(compress(all_packed[1:], deltas))
+        packed = ",".join(map(str, filter(None, deltas)))
         if token is not None:
             # even with nothing to add: the marker goes, and a repeat of this call changes nothing
             marker = self.marker_key(tenant, token)
