@@ -4,11 +4,13 @@ cache leaves answers out of its semantic layer rather than slowing answers, and 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from asgi_aigw.cache import CacheConfig
+from asgi_aigw.cache.qdrant_edge import QdrantEdgeStore
 from asgi_aigw.cache.vector import MemoryVectorStore, VectorEntry
 from asgi_aigw.kernel.context import RequestContext
 from asgi_aigw.logs.config import MetricsConfig
@@ -85,3 +87,44 @@ def test_skipped_stores_are_a_metric() -> None:
         for sample in family.samples
     }
     assert values["aigw_cache_stores_skipped_total"] == 2.0
+
+
+async def test_an_embedded_store_free_at_once_is_written_in_place_and_a_busy_one_by_a_task(
+    tmp_path: Path,
+) -> None:
+    # Qdrant Edge writes a point in tens of microseconds when nothing holds its shard: the answer's
+    # semantic entry is written there and then, after the answer, not in a task of its own
+    store = QdrantEdgeStore(tmp_path / "edge")
+    awaited: list[str] = []
+    upsert = store.upsert
+
+    async def counted(entry: VectorEntry) -> None:
+        awaited.append(entry.question)
+        await upsert(entry)
+
+    store.upsert = counted  # type: ignore[method-assign]
+    app, cache = cache_stack(FakeProvider(), vector=store)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client:
+        # the first entry makes the shard, in a task (opening or creating it is no quick write)
+        assert (
+            await post(client, chat("How do I list the branches of a git repository?"))
+        ).status_code == 200
+        await cache.drain()
+        assert len(awaited) == 1
+        assert (await post(client, chat(QUESTION))).headers["x-aigw-cache"] == "miss"
+        assert len(awaited) == 1
+        assert not cache._stores
+        assert (await post(client, chat(PARAPHRASE))).headers["x-aigw-cache"] == "hit-semantic"
+        # the shard held (an index build's copy, a sweep): the write goes to a task, which waits its turn
+        other = "Which port does PostgreSQL listen on?"
+        store._lock.acquire()
+        try:
+            answer = await asyncio.wait_for(post(client, chat(other)), timeout=5)
+            assert answer.headers["x-aigw-cache"] == "miss"
+            assert awaited[1:] == [other]
+        finally:
+            store._lock.release()
+        await cache.drain()
+        near = await post(client, chat("What port does PostgreSQL listen on?"))
+        assert near.headers["x-aigw-cache"] == "hit-semantic"
+    await cache.aclose()

@@ -496,3 +496,36 @@ async def test_lifespan_warms_the_embedder_and_closes_the_stores(fake: FakeProvi
         await app.drain()
         assert embedder.calls == 1  # the model is loaded before the first request needs it
     assert closed == ["vector"]
+
+
+class _Hanging:
+    """Never answers: an embedder or a vector store stuck behind a dead connection."""
+
+    dimension = 128
+
+    async def embed(self, texts: Any) -> list[list[float]]:
+        await anyio.sleep(30)
+        raise AssertionError("not reached")
+
+    async def search(self, *args: Any, **kwargs: Any) -> list[Any]:
+        await anyio.sleep(30)
+        raise AssertionError("not reached")
+
+
+@pytest.mark.parametrize("stuck", ["embedder", "vector store"])
+async def test_a_stuck_embedder_or_vector_store_costs_a_lookup_timeout_then_the_question_is_asked(
+    fake: FakeProvider, stuck: str
+) -> None:
+    vector: Any = MemoryVectorStore()
+    embedder: Any = BagOfWordsEmbedder()
+    if stuck == "embedder":
+        embedder = _Hanging()
+    else:
+        vector.search = _Hanging().search
+    app, _ = cache_stack(fake, config=CacheConfig(lookup_timeout=0.2), vector=vector, embedder=embedder)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client:
+        with anyio.fail_after(5):  # 30 s without the bound
+            response = await post(client, chat("How do I undo the last git commit?"))
+    assert response.status_code == 200
+    assert response.headers["x-aigw-cache"] == "miss"
+    assert len(fake.requests) == 1

@@ -69,3 +69,43 @@ async def test_a_cancellation_from_outside_at_the_deadline_still_cancels() -> No
     task.cancel()  # ...and so does its owner, before the task runs again
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def _nested(outer: float, inner: float) -> tuple[str, float, str, float]:
+    """How the inner and the outer block of nested deadlines ended, and when (seconds from the start):
+    each block sleeps far past both."""
+    started = time.monotonic()
+    inner_end = outer_end = "finished"
+    inner_at = -1.0
+    try:
+        with deadline(outer):
+            try:
+                with deadline(inner):
+                    await asyncio.sleep(5)
+            except TimeoutError:
+                inner_end = "timed out"
+            inner_at = time.monotonic() - started
+            await asyncio.sleep(5)
+    except TimeoutError:
+        outer_end = "timed out"
+    return inner_end, inner_at, outer_end, time.monotonic() - started
+
+
+async def test_a_deadline_inside_another_ends_at_the_earlier_and_gives_the_outer_back() -> None:
+    # the inner one is longer: the outer one's time ends it, and the outer block at once after
+    inner_end, inner_at, outer_end, outer_at = await _nested(0.2, 5)
+    assert (inner_end, outer_end) == ("timed out", "timed out")
+    assert 0.18 <= inner_at < 1.0
+    assert outer_at - inner_at < 0.2
+    # a shorter inner one ends alone; the outer one still holds afterwards, at its own time
+    inner_end, inner_at, outer_end, outer_at = await _nested(0.4, 0.1)
+    assert (inner_end, outer_end) == ("timed out", "timed out")
+    assert 0.08 <= inner_at < 0.3
+    assert 0.38 <= outer_at < 1.2
+    # an inner one that ends in time leaves the outer one as it was, and neither fires afterwards
+    with deadline(0.3):
+        with deadline(0.05):
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.4)
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]

@@ -26,6 +26,7 @@ from typing import Any
 from ..kernel.body import ClientDisconnect, read_json
 from ..kernel.body_memo import BodyMemo
 from ..kernel.context import BODY_CHANGED_BY_HOOK, RequestContext, ensure_context
+from ..kernel.deadlines import deadline
 from ..kernel.dialects import dialect_for
 from ..kernel.errors import GatewayError, InvalidRequest, clip, send_error
 from ..kernel.gate import AnswerWrite, BudgetGate, RedisEntry
@@ -383,7 +384,7 @@ class SemanticCacheMiddleware:
             return None, MISS, None, None
         earlier = set(self._stores)
         try:
-            async with asyncio.timeout(self.config.lookup_timeout):
+            with deadline(self.config.lookup_timeout):
                 vector = (await embedder.embed([keys.question]))[0]
         except Exception as exc:
             self._log_failure("the embedder", exc)
@@ -394,7 +395,7 @@ class SemanticCacheMiddleware:
             # one's, so what is left of them is mostly the upsert; bounded like any lookup step
             await asyncio.wait(pending, timeout=self.config.lookup_timeout)
         try:
-            async with asyncio.timeout(self.config.lookup_timeout):
+            with deadline(self.config.lookup_timeout):
                 matches = await self.vector.search(
                     vector,
                     tenant=tenant_tag(keys.tenant),
@@ -487,13 +488,18 @@ class SemanticCacheMiddleware:
 
         async def send_answer(message: Message) -> None:
             nonlocal handed_over
+            raw = None
             if gate is not None and message["type"] == "http.response.body" and not message.get("more_body"):
                 # the answer is whole: its entry goes to the budget, written beside the settlement
                 raw = self._storable(ctx, tap, captured, assembler)
                 if raw is not None:
                     handed_over = True
-                    self._hand_over(gate, ctx, keys, raw, controls.ttl, vector)
-            await outer(message)
+                    self._hand_over(gate, ctx, keys, raw, controls.ttl)
+            try:
+                await outer(message)
+            finally:
+                if raw is not None:  # the answer has gone: its semantic entry now
+                    self._store_semantic(ctx, keys, raw, controls.ttl, vector)
 
         tap = ResponseTap(send_answer, on_json=on_json, on_event=on_event)
         try:
@@ -535,10 +541,9 @@ class SemanticCacheMiddleware:
         keys: CacheKeys,
         raw: bytes,
         ttl: float,
-        vector: list[float] | None,
     ) -> None:
         """Give the exact entry to the budget's gate (written beside the settlement, one round trip on a
-        shared Redis); start the semantic store."""
+        shared Redis)."""
 
         async def write() -> None:
             await self._set_exact(keys.exact, raw, ttl)
@@ -547,7 +552,6 @@ class SemanticCacheMiddleware:
             self._log_failure("the exact store", exc)
 
         gate.after_answer(AnswerWrite(write, self._redis_entry(keys.exact, raw, ttl), failed))
-        self._store_semantic(ctx, keys, raw, ttl, vector)
 
     async def _store(
         self, ctx: RequestContext, keys: CacheKeys, raw: bytes, ttl: float, vector: list[float] | None
@@ -568,6 +572,18 @@ class SemanticCacheMiddleware:
     ) -> None:
         if self.vector is None or keys.scope is None or keys.question is None:
             return
+        upsert_now: Callable[[VectorEntry], bool] | None = getattr(self.vector, "upsert_now", None)
+        if vector is not None and upsert_now is not None:
+            # embedded already (by the lookup): written here when the store can at once, not in a task
+            # (which cost as much as the upsert, and made the next lookups wait for it)
+            try:
+                done = upsert_now(_vector_entry(keys, keys.question, keys.scope, raw, ttl, vector))
+            except Exception as exc:
+                self._log_failure("the vector store", exc)
+                return
+            if done:
+                self._maybe_sweep()
+                return
         if len(self._stores) >= self.config.max_pending_stores:
             # overloaded: answers keep their pace, the semantic layer misses this one
             self.stores_skipped += 1
@@ -597,15 +613,7 @@ class SemanticCacheMiddleware:
             except Exception as exc:
                 self._log_failure("the embedder", exc)
                 return
-        entry = VectorEntry(
-            id=point_id(keys.exact),
-            vector=vector,
-            tenant=tenant_tag(keys.tenant),
-            scope=scope,
-            expires_at=time.time() + ttl,
-            question=question,
-            answer=raw.decode(),
-        )
+        entry = _vector_entry(keys, question, scope, raw, ttl, vector)
         try:
             await store.upsert(entry)
         except Exception as exc:
@@ -628,6 +636,20 @@ class SemanticCacheMiddleware:
                 logger.debug("semantic cache: removed %d expired vectors", removed)
         except Exception as exc:
             self._log_failure("sweeping expired vectors", exc)
+
+
+def _vector_entry(
+    keys: CacheKeys, question: str, scope: str, raw: bytes, ttl: float, vector: list[float]
+) -> VectorEntry:
+    return VectorEntry(
+        id=point_id(keys.exact),
+        vector=vector,
+        tenant=tenant_tag(keys.tenant),
+        scope=scope,
+        expires_at=time.time() + ttl,
+        question=question,
+        answer=raw.decode(),
+    )
 
 
 def _behind(app: ASGIApp, gate: BudgetGate) -> ASGIApp:

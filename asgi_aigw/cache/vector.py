@@ -74,7 +74,11 @@ class VectorStore(Protocol):
         """Up to ``limit`` unexpired entries of ``tenant`` and ``scope``, nearest first."""
         ...
 
-    async def upsert(self, entry: VectorEntry) -> None: ...
+    async def upsert(self, entry: VectorEntry) -> None:
+        """Add ``entry`` (replacing the entry of its id). A store that can often write at once may also
+        offer ``upsert_now(entry) -> bool``: written on the caller's thread, or False when it must wait
+        (then ``upsert`` is awaited); the cache then stores without a task of its own."""
+        ...
 
     async def delete_expired(self, now: float) -> int:
         """Remove entries expired before ``now``; how many (or -1 when the store cannot tell)."""

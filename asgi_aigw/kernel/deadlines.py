@@ -61,9 +61,10 @@ _watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watch] = weakref
 
 class deadline:
     """``with deadline(seconds):`` raises ``TimeoutError`` in the block once ``seconds`` have passed,
-    as ``async with asyncio.timeout(seconds)`` does. Use it inside a task, around awaits."""
+    as ``async with asyncio.timeout(seconds)`` does. Use it inside a task, around awaits. A deadline
+    inside another one of the same task ends at the earlier of the two, and gives the outer one back."""
 
-    __slots__ = ("_cancelling", "_seconds", "_task", "_watch")
+    __slots__ = ("_cancelling", "_outer", "_seconds", "_task", "_watch")
 
     def __init__(self, seconds: float) -> None:
         self._seconds = seconds
@@ -77,13 +78,22 @@ class deadline:
         if watch is None:
             watch = _watches[loop] = _Watch()
         self._task, self._watch, self._cancelling = task, watch, task.cancelling()
-        watch.add(loop, task, loop.time() + self._seconds)
+        at = loop.time() + self._seconds
+        outer = self._outer = watch.pending.get(task)
+        if outer is not None and outer < at:
+            at = outer
+        watch.add(loop, task, at)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         task, watch = self._task, self._watch
         watch.pending.pop(task, None)
+        timed_out = False
         if task in watch.expired:
             watch.expired.discard(task)
             # ours unless someone else cancelled the task too (then their cancellation goes on)
-            if task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError:
-                raise TimeoutError from exc
+            timed_out = task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError
+        if self._outer is not None:
+            # the enclosing deadline again (due now if it was the one that fired: it fires once more)
+            self._watch.add(asyncio.get_running_loop(), task, self._outer)
+        if timed_out:
+            raise TimeoutError from exc
