@@ -54,9 +54,26 @@ _PHONE_RUN = re.compile(rf"{_DIGITS}(?:{_PHONE_SEP}{{0,4}}{_DIGITS}){{4,}}")
 _PHONE_MARGIN = 6
 
 
-def _search(pattern: str) -> Callable[[str], bool]:
+#: Any decimal digit (of any script, as ``\\d`` in the patterns below): most prompts have none, and
+#: finding that out is one pass in C where each digit pattern tried a match at every character (12 µs
+#: for a 40-character question, every new prompt).
+_DIGIT = re.compile(r"\d")
+
+
+def _with_digits(pattern: str) -> Callable[[str], bool]:
     compiled = re.compile(pattern)
-    return lambda text: compiled.search(text) is not None
+    return lambda text: _DIGIT.search(text) is not None and compiled.search(text) is not None
+
+
+_IPV4 = re.compile(r"\d\.\d{1,3}\.\d")
+#: Two colons with only hex digits between them (what ``[0-9A-Fa-f]*:[0-9A-Fa-f]*:`` finds, in one pass).
+_IPV6 = re.compile(r":[0-9A-Fa-f]*:")
+
+
+def _ip_address(text: str) -> bool:
+    if ":" in text and _IPV6.search(text) is not None:
+        return True
+    return "." in text and _DIGIT.search(text) is not None and _IPV4.search(text) is not None
 
 
 #: A cheap necessary condition per entity: each accepts a superset of what the Presidio recognizer
@@ -64,14 +81,14 @@ def _search(pattern: str) -> Callable[[str], bool]:
 PREFILTERS: dict[str, Callable[[str], bool]] = {
     "EMAIL_ADDRESS": lambda text: "@" in text or "\uff20" in text,
     # 13-19 digits, optionally separated by single spaces or dashes
-    "CREDIT_CARD": _search(r"\d(?:[ -]?\d){12}"),
+    "CREDIT_CARD": _with_digits(r"\d(?:[ -]?\d){12}"),
     # 9 digits, optionally separated by a space, dot or dash
-    "US_SSN": _search(r"\d(?:[ .-]?\d){8}"),
+    "US_SSN": _with_digits(r"\d(?:[ .-]?\d){8}"),
     # a country code and two check digits
-    "IBAN_CODE": _search(r"[A-Za-z]{2}\d{2}"),
+    "IBAN_CODE": _with_digits(r"(?<=[A-Za-z]{2})\d{2}"),  # found from the digits: fewer starts
     # an IPv4 dotted quad or two colons of an IPv6 address
-    "IP_ADDRESS": _search(r"\d\.\d{1,3}\.\d|[0-9A-Fa-f]*:[0-9A-Fa-f]*:"),
-    "PHONE_NUMBER": lambda text: _PHONE_RUN.search(text) is not None,
+    "IP_ADDRESS": _ip_address,
+    "PHONE_NUMBER": lambda text: _DIGIT.search(text) is not None and _PHONE_RUN.search(text) is not None,
 }
 
 
