@@ -101,8 +101,8 @@ class QdrantEdgeStore:
         #: Why the last open failed, and until when it is not tried again.
         self._failure: ShardUnavailable | None = None
         self._retry_at = 0.0
-        #: Points outside the index: what a search scans. At most this many: a write adds one, and the
-        #: shard is asked again before the figure starts an index build.
+        #: Points outside the index (what a search scans), or a few more: a write counts one (an entry
+        #: stored again adds none), and the shard is asked for the true figure before it starts a build.
         self._unindexed = 0
         #: Every partition a point of the open shard is in (None: not known, or too many). A search of
         #: the only partition needs no filter: the filter costs as much as the scan itself (a third of a
