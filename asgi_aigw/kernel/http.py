@@ -8,6 +8,8 @@ from operator import itemgetter
 from .types import Headers, Scope, Send
 
 _NAME = itemgetter(0)
+#: For a layer that rewrote a body: its Content-Length goes, in any case (:func:`without_headers`).
+CONTENT_LENGTH = frozenset({b"content-length"})
 
 
 def get_header(scope: Scope, name: bytes) -> bytes | None:
@@ -23,13 +25,6 @@ def get_header_str(scope: Scope, name: bytes) -> str | None:
     return None if value is None else value.decode("latin-1")
 
 
-def set_header(headers: Headers, name: bytes, value: bytes) -> Headers:
-    """A copy of ``headers`` with ``name`` set to ``value`` (replacing any existing values)."""
-    out = [(k, v) for k, v in headers if k != name]
-    out.append((name, value))
-    return out
-
-
 def without_headers(headers: Iterable[tuple[bytes, bytes]], names: frozenset[bytes], part: bytes) -> Headers:
     """A copy of ``headers`` without those named one of ``names`` (lower-case; in any case here), each
     of which holds ``part``. Most lists hold none: whether one may is found by searching the names,
@@ -39,10 +34,6 @@ def without_headers(headers: Iterable[tuple[bytes, bytes]], names: frozenset[byt
     if part not in b"\n".join(map(_NAME, out)).lower():
         return out
     return [(k, v) for k, v in out if k.lower() not in names]
-
-
-def remove_headers(headers: Headers, *names: bytes) -> Headers:
-    return [(k, v) for k, v in headers if k not in names]
 
 
 async def send_json_bytes(send: Send, status: int, body: bytes, headers: Headers | None = None) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from .context import RequestContext
+from .http import CONTENT_LENGTH, without_headers
 from .sse import SSEDecoder
 from .types import Headers, Message, Receive, Send
 
@@ -154,7 +155,7 @@ class ResponseTap:
         replacement = self._on_json(self.status, body)
         if replacement is not None and replacement != body:
             body = replacement
-            headers = [(k, v) for k, v in start.get("headers", ()) if k.lower() != b"content-length"]
+            headers = without_headers(start.get("headers", ()), CONTENT_LENGTH, b"content-length")
             headers.append((b"content-length", str(len(body)).encode()))
             start = {**start, "headers": headers}
         self.started = True

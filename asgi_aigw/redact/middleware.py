@@ -15,6 +15,7 @@ from ..kernel.body_memo import BodyMemo
 from ..kernel.context import RequestContext, ensure_context
 from ..kernel.dialects import dialect_for
 from ..kernel.errors import GatewayError, UnprocessableContent, send_error
+from ..kernel.http import CONTENT_LENGTH, without_headers
 from ..kernel.response import ResponseTap
 from ..kernel.routes import PROMPT_ROUTES, classify
 from ..kernel.types import ASGIApp, Message, Receive, Scope, Send
@@ -297,7 +298,7 @@ class _AnswerScanner:
         self._start = None
         if masked is not None:
             body = masked
-            kept = [(k, v) for k, v in start.get("headers", ()) if k.lower() != b"content-length"]
+            kept = without_headers(start.get("headers", ()), CONTENT_LENGTH, b"content-length")
             kept.append((b"content-length", str(len(body)).encode()))
             start = {**start, "headers": kept}
         await self._send(start)
