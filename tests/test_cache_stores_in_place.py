@@ -46,8 +46,11 @@ def gateway(
     upstream = ServerThread(fake)
     upstream.start()
     deployment = DeploymentConfig(
-        provider="openai", model="gpt-4o-mini", base_url=upstream.base_url + "/v1", api_key=KEY
-    )  # type: ignore[arg-type]
+        provider="openai",
+        model="gpt-4o-mini",
+        base_url=upstream.base_url + "/v1",
+        api_key=KEY,  # type: ignore[arg-type]
+    )
     config = GatewayConfig(
         router=RouterConfig(
             models=[ModelConfig(name="gpt", deployments=[deployment])], retry=RetryConfig(retries=0)
@@ -78,39 +81,44 @@ def gateway(
         upstream.stop()
 
 
+def _drained(response: Any) -> str:
+    """Read a streamed answer to its end; its cache status."""
+    for _ in response.iter_lines():
+        pass
+    status: str = response.headers["x-aigw-cache"]
+    return status
+
+
 def _chat_stream(base: str, question: str) -> str:
-    client = openai.OpenAI(base_url=base + "/v1", api_key=KEY, max_retries=0)
-    with client.chat.completions.with_streaming_response.create(
-        model="gpt", messages=[{"role": "user", "content": question}], stream=True
-    ) as response:
-        for _ in response.iter_lines():
-            pass
-        status: str = response.headers["x-aigw-cache"]
-    client.close()
-    return status
-
-
-def _messages_stream(base: str, question: str) -> str:
-    client = anthropic.Anthropic(base_url=base, api_key=KEY, max_retries=0)
-    with client.messages.stream(
-        model="gpt", max_tokens=256, messages=[{"role": "user", "content": question}]
-    ) as stream:
-        stream.get_final_message()
-        status: str = stream.response.headers["x-aigw-cache"]
-    client.close()
-    return status
+    with (
+        openai.OpenAI(base_url=base + "/v1", api_key=KEY, max_retries=0) as client,
+        client.chat.completions.with_streaming_response.create(
+            model="gpt", messages=[{"role": "user", "content": question}], stream=True
+        ) as response,
+    ):
+        return _drained(response)
 
 
 def _responses_stream(base: str, question: str) -> str:
-    client = openai.OpenAI(base_url=base + "/v1", api_key=KEY, max_retries=0)
-    with client.responses.with_streaming_response.create(
-        model="gpt", input=question, store=False, stream=True
-    ) as response:
-        for _ in response.iter_lines():
-            pass
-        status: str = response.headers["x-aigw-cache"]
-    client.close()
-    return status
+    with (
+        openai.OpenAI(base_url=base + "/v1", api_key=KEY, max_retries=0) as client,
+        client.responses.with_streaming_response.create(
+            model="gpt", input=question, store=False, stream=True
+        ) as response,
+    ):
+        return _drained(response)
+
+
+def _messages_stream(base: str, question: str) -> str:
+    with (
+        anthropic.Anthropic(base_url=base, api_key=KEY, max_retries=0) as client,
+        client.messages.stream(
+            model="gpt", max_tokens=256, messages=[{"role": "user", "content": question}]
+        ) as stream,
+    ):
+        stream.get_final_message()
+        status: str = stream.response.headers["x-aigw-cache"]
+        return status
 
 
 @pytest.mark.parametrize(
