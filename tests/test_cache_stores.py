@@ -553,14 +553,16 @@ async def test_qdrant_edge_counts_its_points_through_upserts_deletes_and_a_reope
 
 
 class _QueryLog:
-    """The shard, with the filter of every query it runs recorded (None: unfiltered)."""
+    """The shard, with the filter (None: unfiltered) and the limit of every query it runs recorded."""
 
     def __init__(self, shard: Any) -> None:
         self.shard = shard
         self.filters: list[Any] = []
+        self.limits: list[int] = []
 
     def query(self, request: Any) -> Any:
         self.filters.append(request.filter)
+        self.limits.append(request.limit)
         return self.shard.query(request)
 
     def __getattr__(self, name: str) -> Any:
@@ -600,6 +602,29 @@ async def test_a_search_of_the_only_partition_runs_unfiltered_and_of_an_absent_o
     assert await store.delete_expired(time.time()) == 1
     assert await _questions(store, "t") == ["question p0", "question p1"]
     assert log.filters[-1] is None
+    await store.aclose()
+
+
+async def test_a_search_reads_limit_points_and_further_only_when_one_of_them_is_turned_away(
+    tmp_path: Path,
+) -> None:
+    # each point read costs its payload: the margin for expired entries is read only when needed
+    from asgi_aigw.cache.qdrant_edge import EXPIRED_MARGIN
+
+    store = await _edge_with_points(tmp_path / "edge", 3)
+    log = _log_queries(store)
+    found = await store.search([1.0, 0.0, 0.0], tenant="t", scope="s", limit=2, now=time.time())
+    assert [m.question for m in found] == ["question p0", "question p1"]
+    assert log.limits == [2]
+    # an expired entry nearest of all, not yet swept: read, turned away, and two live ones still found
+    await store.upsert(_entry("stale", [1.0, -0.01, 0.0], ttl=-1))
+    found = await store.search([1.0, 0.0, 0.0], tenant="t", scope="s", limit=2, now=time.time())
+    assert [m.question for m in found] == ["question p0", "question p1"]
+    assert log.limits == [2, 2, 2 + EXPIRED_MARGIN]
+    # fewer points than the limit: nothing further to read
+    found = await store.search([1.0, 0.0, 0.0], tenant="t", scope="s", limit=5, now=time.time())
+    assert len(found) == 3
+    assert log.limits[3:] == [5]
     await store.aclose()
 
 

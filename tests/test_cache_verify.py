@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from asgi_aigw.cache import CacheConfig
 from asgi_aigw.cache.keys import cache_keys
@@ -232,3 +234,60 @@ def test_a_candidate_s_words_are_read_from_its_kept_features_not_normalised_agai
     monkeypatch.setattr(module, "normalise", lambda text: calls.append(text) or real(text))
     assert [verify(query, c, tenant="acme").reason for c in candidates] == ["content"] * 3
     assert calls == []
+
+
+#: Characters the verification's patterns turn on: letters either side of the lone-capital rule,
+#: spaces, underscores, operators and the punctuation before a lone capital.
+_PATTERN_TEXT = st.text(alphabet="aBcIxAZ _<>=&|~^!+*/%:-,;()'\"\t12", max_size=24)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(_PATTERN_TEXT)
+def test_each_quick_search_of_the_verification_lets_through_whatever_its_pattern_finds(text: str) -> None:
+    """The features skip a pattern when a search for what it needs finds nothing; that search must pass
+    every text the pattern matches, or a difference would go unseen."""
+    from asgi_aigw.cache import verify as module
+
+    if module._IDENTIFIER.search(text.lower()):
+        assert "_" in text
+    if module._OPERATOR.search(text):
+        assert module._MAY_HAVE_OPERATOR.search(text), text
+    if module._LETTER.search(text):
+        assert module._MAY_HAVE_LETTER.search(text), text
+
+
+_ENDINGS = [
+    "our",
+    "ours",
+    "re",
+    "res",
+    "ise",
+    "ised",
+    "ising",
+    "isation",
+    "isations",
+    "yse",
+    "ysing",
+    "ogue",
+    "ogues",
+    "elled",
+    "elling",
+    "eller",
+    "ell",
+    "is",
+    "ation",
+    "og",
+    "tire",
+]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet="aeiouctrlsy", max_size=6), st.sampled_from(["", *_ENDINGS]), st.booleans())
+def test_the_quick_search_for_a_british_spelling_passes_every_word_a_spelling_rule_takes(
+    stem: str, ending: str, tyre: bool
+) -> None:
+    from asgi_aigw.cache import typos
+
+    word = ("tyre" if tyre else "") + stem + ending
+    if any(pattern.search(word) for pattern, _ in typos._BRITISH):
+        assert typos._MAY_BE_BRITISH.search(word), word

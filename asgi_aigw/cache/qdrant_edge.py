@@ -41,8 +41,8 @@ PARTITION = "partition"
 #: Partitions a shard may hold and still have them all known (see :meth:`QdrantEdgeStore._learn_partitions`):
 #: past this many a search always filters.
 KNOWN_PARTITIONS = 256
-#: Neighbours fetched beyond ``limit``, so that expired ones (swept every few minutes) rarely leave
-#: fewer than ``limit`` to verify.
+#: Neighbours fetched beyond ``limit`` when the ``limit`` nearest held one the search turns away (expired,
+#: swept every few minutes), so that expired ones rarely leave fewer than ``limit`` to verify.
 EXPIRED_MARGIN = 3
 
 
@@ -261,24 +261,33 @@ class QdrantEdgeStore:
         if known is not None and wanted not in known:
             return []
         # unfiltered, every point is in the partition; its entries are checked below all the same
-        request = qe.QueryRequest(
-            limit=limit + EXPIRED_MARGIN,
-            query=qe.Query.Nearest(vector),
-            filter=where,
-            with_payload=True,
-            params=qe.SearchParams(hnsw_ef=SEARCH_EF),
-        )
-        out: list[VectorMatch] = []
-        for point in shard.query(request):
-            # each read of ``payload`` converts the whole of it from Rust again (answer included)
-            payload = point.payload
-            if _alive(payload, now) and payload.get(TENANT) == tenant and payload.get(SCOPE) == scope:
-                match = match_from_payload(point.id, point.score, payload)
-                if match is not None:
-                    out.append(match)
-                    if len(out) == limit:
-                        break
-        return out
+        params = qe.SearchParams(hnsw_ef=SEARCH_EF)
+
+        def nearest(count: int) -> tuple[list[VectorMatch], bool]:
+            """The first ``limit`` live entries among the ``count`` nearest points, and whether there
+            were ``count`` points (so maybe more beyond them)."""
+            request = qe.QueryRequest(
+                limit=count, query=qe.Query.Nearest(vector), filter=where, with_payload=True, params=params
+            )
+            points = shard.query(request)
+            out: list[VectorMatch] = []
+            for point in points:
+                # each read of ``payload`` converts the whole of it from Rust again (answer included)
+                payload = point.payload
+                if _alive(payload, now) and payload.get(TENANT) == tenant and payload.get(SCOPE) == scope:
+                    match = match_from_payload(point.id, point.score, payload)
+                    if match is not None:
+                        out.append(match)
+                        if len(out) == limit:
+                            break
+            return out, len(points) == count
+
+        # ``limit`` points first: each point found costs its payload, read and converted, and an entry
+        # the check below turns away (expired, and not yet swept) is rare
+        found, more = nearest(limit)
+        if len(found) < limit and more:
+            found, _ = nearest(limit + EXPIRED_MARGIN)
+        return found
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:

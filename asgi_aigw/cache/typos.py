@@ -115,8 +115,15 @@ _BRITISH = (
 )
 
 
+#: An ending (or the start) one of the patterns above needs: most words have none, and one search costs
+#: less than seven.
+_MAY_BE_BRITISH = re.compile(
+    r"(?:ours?|res?|is(?:e|es|ed|ing|ations?)|ys(?:e|es|ed|ing)|ogues?|ell(?:ed|ing|er))$|^tyre"
+)
+
+
 def _american(word: str) -> list[str]:
-    if len(word) < 4:
+    if len(word) < 4 or not _MAY_BE_BRITISH.search(word):
         return []
     return [pattern.sub(replacement, word) for pattern, replacement in _BRITISH if pattern.search(word)]
 

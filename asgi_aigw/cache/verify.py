@@ -244,6 +244,7 @@ def _phrase_head(tokens: list[str]) -> tuple[str, frozenset[str]] | None:
     return None if head is None else (head, frozenset(words))
 
 
+@lru_cache(maxsize=8192)
 def _canonical(word: str) -> str:
     """The stem of ``word`` with synonyms merged ("wrote", "author" -> "write")."""
     synonym = SYNONYMS.get(word)
@@ -261,6 +262,12 @@ _OPERATOR = re.compile(r"[<>=&|~^!]{2,3}|(?<=\s)[<>&|~^](?=\s)|[-+*/%]=|\+\+|->|
 #: A capital letter standing alone names something ("from A to B"); "I" and a sentence's first word
 #: ("A dog ...") do not.
 _LETTER = re.compile(r"(?<=[\w,;:(]\s)([A-HJ-Z])\b(?!')")
+#: What each of the three above needs somewhere in a text, searched first: most questions have no
+#: underscore, no operator and no lone capital, and the patterns themselves cost more than a search
+#: for a character (the identifier pattern backtracks through every long word: 12 µs for a question
+#: of 50 letters).
+_MAY_HAVE_OPERATOR = re.compile(r"[<>=&|~^!+*/%:-]")
+_MAY_HAVE_LETTER = re.compile(r"\s[A-HJ-Z]\b")
 
 
 #: Whether any of the SYMBOLS or PHRASES could apply: most questions have none, and one search is
@@ -271,9 +278,9 @@ _MAY_HAVE_PHRASE = re.compile(
 )
 
 
-def _prepare(text: str) -> str:
-    """:func:`normalise`, then symbols and two-word phrases read as the words they stand for."""
-    norm = normalise(text)
+def _prepare(norm: str) -> str:
+    """``norm`` (a text :func:`normalise` returned) with symbols and two-word phrases read as the words
+    they stand for."""
     if _MAY_HAVE_SYMBOL.search(norm):
         for pattern, replacement in SYMBOLS:
             norm = pattern.sub(replacement, norm)
@@ -291,9 +298,15 @@ def _features(text: str, tenant: str = "") -> _Features:
     tell a tenant that another one asked it. Callers never mutate the result."""
     raw = _SPACES.sub(" ", unicodedata.normalize("NFKC", text)).strip()
     literals = tuple(_SPACES.sub(" ", "".join(m.groups(""))).strip() for m in _LITERAL.finditer(raw))
-    identifiers = Counter(_IDENTIFIER.findall(raw.lower()))
-    identifiers.update(_OPERATOR.findall(raw))
-    norm = _prepare(_LETTER.sub(r"letter\1", text))
+    identifiers = Counter(_IDENTIFIER.findall(raw.lower()) if "_" in raw else ())
+    if _MAY_HAVE_OPERATOR.search(raw):
+        identifiers.update(_OPERATOR.findall(raw))
+    normal = normalise(text)
+    if _MAY_HAVE_LETTER.search(text):
+        lettered = _LETTER.sub(r"letter\1", text)
+        norm = _prepare(normal if lettered == text else normalise(lettered))
+    else:
+        norm = _prepare(normal)
     numbers: Counter[str] = Counter()
     quantifiers: Counter[str] = Counter()
     scopes: Counter[str] = Counter()
@@ -355,7 +368,7 @@ def _features(text: str, tenant: str = "") -> _Features:
         literals,
         identifiers,
         raw,
-        words_of(normalise(text)),
+        words_of(normal),
     )
 
 
