@@ -204,7 +204,7 @@ class Exchange:
             pending = self._pending
             extra = ratelimit_headers(pending.slots, reservation.used, reservation.limits, pending.now)
             if extra:
-                headers = without_headers(start.get("headers", ()), HEADER_NAMES, b"x-ratelimit-")
+                headers = without_headers(start.get("headers", ()), HEADER_NAMES)
                 headers.extend(extra)
                 start = {**start, "headers": headers}
         await self._send(start)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 from operator import itemgetter
 
 from .types import Headers, Scope, Send
@@ -25,15 +26,27 @@ def get_header_str(scope: Scope, name: bytes) -> str | None:
     return None if value is None else value.decode("latin-1")
 
 
-def without_headers(headers: Iterable[tuple[bytes, bytes]], names: frozenset[bytes], part: bytes) -> Headers:
-    """A copy of ``headers`` without those named one of ``names`` (lower-case; in any case here), each
-    of which holds ``part``. Most lists hold none: whether one may is found by searching the names,
-    joined and lower-cased, for ``part``, in C, where a test of each header cost half a microsecond
-    a header, on every answer of every layer that sets one of its own."""
+def without_headers(headers: Iterable[tuple[bytes, bytes]], names: frozenset[bytes]) -> Headers:
+    """A copy of ``headers`` without those named one of ``names`` (lower-case; in any case here). Most
+    lists hold none: whether one may is found by searching the names, joined and lower-cased, for what
+    ``names`` all begin with, in C, where a test of each header cost half a microsecond a header, on
+    every answer of every layer that sets one of its own."""
     out = list(headers)
-    if part not in b"\n".join(map(_NAME, out)).lower():
+    if _shared_start(names) not in b"\n".join(map(_NAME, out)).lower():
         return out
     return [(k, v) for k, v in out if k.lower() not in names]
+
+
+@lru_cache(maxsize=64)
+def _shared_start(names: frozenset[bytes]) -> bytes:
+    """What every name of ``names`` begins with (empty when they share nothing: then every list is
+    tested header by header)."""
+    # the first and last in order share what all of them share
+    first, last = min(names, default=b""), max(names, default=b"")
+    size = 0
+    while size < len(first) and first[size : size + 1] == last[size : size + 1]:
+        size += 1
+    return first[:size]
 
 
 async def send_json_bytes(send: Send, status: int, body: bytes, headers: Headers | None = None) -> None:

@@ -155,7 +155,7 @@ class ResponseTap:
         replacement = self._on_json(self.status, body)
         if replacement is not None and replacement != body:
             body = replacement
-            headers = without_headers(start.get("headers", ()), CONTENT_LENGTH, b"content-length")
+            headers = without_headers(start.get("headers", ()), CONTENT_LENGTH)
             headers.append((b"content-length", str(len(body)).encode()))
             start = {**start, "headers": headers}
         self.started = True

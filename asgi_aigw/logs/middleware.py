@@ -8,7 +8,6 @@ queues it (no I/O on the request path: see :class:`~asgi_aigw.logs.writer.LogWri
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 import time
@@ -84,6 +83,8 @@ class RequestLogMiddleware:
             )
         self._all_routes = config.routes == "all"
         self._header = config.request_id_header.lower().encode("latin-1")
+        #: What :func:`without_headers` strips from an answer: the id header, which this layer sets.
+        self._header_names = frozenset((self._header,))
         self._trust_id = config.trust_request_id
         self._log_bodies = config.log_bodies
         self._max_body = config.max_body_chars
@@ -116,7 +117,7 @@ class RequestLogMiddleware:
             incoming = get_header(scope, self._header)
             if incoming is not None and _VALID_REQUEST_ID.match(incoming):
                 ctx.request_id = incoming.decode("ascii")
-        state = _Progress(ctx, route, receive, send, self._header)
+        state = _Progress(ctx, route, receive, send, self._header, self._header_names)
 
         failed = False
         try:
@@ -195,7 +196,13 @@ class _Progress:
     )
 
     def __init__(
-        self, ctx: RequestContext, route: str | None, receive: Receive, send: Send, header: bytes
+        self,
+        ctx: RequestContext,
+        route: str | None,
+        receive: Receive,
+        send: Send,
+        header: bytes,
+        names: frozenset[bytes],
     ) -> None:
         self._ctx = ctx
         self._route = route
@@ -203,7 +210,7 @@ class _Progress:
         self._receive = receive
         self._send = send
         self._header = header
-        self._names = _names_of(header)
+        self._names = names
         self._id_header = (header, ctx.request_id.encode("latin-1"))
         self.started = False
         self.finished = False
@@ -219,7 +226,7 @@ class _Progress:
             ctx.status = message["status"]
             # a layer that refused the request may not have said why in the context: read the body
             self.error_body = b"" if ctx.status >= 400 and ctx.error_code is None else None
-            headers = without_headers(message.get("headers", ()), self._names, self._header)
+            headers = without_headers(message.get("headers", ()), self._names)
             if self._generation and ctx.usage is None:
                 # a layer that recorded the usage before the answer started (a cache hit, the
                 # router's JSON answer) leaves nothing to read
@@ -270,9 +277,3 @@ def _error_code(body: bytes) -> str | None:
         return None
     code = error.get("code") or error.get("type")
     return str(code)[:64] if code else None
-
-
-@functools.lru_cache(maxsize=8)
-def _names_of(header: bytes) -> frozenset[bytes]:
-    """The names :func:`without_headers` strips for request id header ``header`` (one set per name)."""
-    return frozenset((header,))

@@ -298,7 +298,7 @@ class _AnswerScanner:
         self._start = None
         if masked is not None:
             body = masked
-            kept = without_headers(start.get("headers", ()), CONTENT_LENGTH, b"content-length")
+            kept = without_headers(start.get("headers", ()), CONTENT_LENGTH)
             kept.append((b"content-length", str(len(body)).encode()))
             start = {**start, "headers": kept}
         await self._send(start)
