@@ -244,7 +244,6 @@ def _phrase_head(tokens: list[str]) -> tuple[str, frozenset[str]] | None:
     return None if head is None else (head, frozenset(words))
 
 
-@lru_cache(maxsize=8192)
 def _canonical(word: str) -> str:
     """The stem of ``word`` with synonyms merged ("wrote", "author" -> "write")."""
     synonym = SYNONYMS.get(word)
