@@ -16,9 +16,9 @@ from asgi_aigw import build_app
 from asgi_aigw.budget import BudgetConfig, Limits
 from asgi_aigw.cache import CacheConfig
 from asgi_aigw.cache.vector import VectorEntry
-from asgi_aigw.config import GatewayConfig
-from asgi_aigw.router.config import DeploymentConfig, ModelConfig, RetryConfig, RouterConfig
 from asgi_aigw.testing import FakeProvider, ServerThread
+
+from .support import fake_config
 
 pytestmark = pytest.mark.e2e
 
@@ -45,17 +45,7 @@ def gateway(
     ``upsert`` (a task) rather than in place."""
     upstream = ServerThread(fake)
     upstream.start()
-    deployment = DeploymentConfig(
-        provider="openai",
-        model="gpt-4o-mini",
-        base_url=upstream.base_url + "/v1",
-        api_key=KEY,  # type: ignore[arg-type]
-    )
-    config = GatewayConfig(
-        router=RouterConfig(
-            models=[ModelConfig(name="gpt", deployments=[deployment])], retry=RetryConfig(retries=0)
-        )
-    )
+    config = fake_config("gpt", base_url=upstream.base_url + "/v1", api_key=KEY)
     config.budget = BudgetConfig(
         store=redis_url, key_prefix=f"{redis_prefix}budget:", limits=Limits(requests_per_minute=1000)
     )
