@@ -34,6 +34,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -225,7 +226,7 @@ class _Features:
     words: tuple[str, ...]
 
 
-def _phrase_head(tokens: list[str]) -> tuple[str, frozenset[str]] | None:
+def _phrase_head(tokens: Iterable[str]) -> tuple[str, frozenset[str]] | None:
     """The last content word of the phrase at the start of ``tokens`` ("a Linux group in" -> "group"),
     with all the phrase's content words."""
     head: str | None = None
@@ -254,7 +255,12 @@ def _canonical(word: str) -> str:
 
 
 _LITERAL = re.compile(r"`([^`]+)`|(?<![\w])\"([^\"\n]+)\"(?![\w])|(?<![\w])'([^'\n]+)'(?![\w])")
-_IDENTIFIER = re.compile(r"\b\w*[a-z]\w*_\w*|\b\w*_\w*[a-z]\w*")
+#: Identifiers with an underscore ("max_tokens"): whole words holding ``_`` and a letter a-z. Found as
+#: words, then tested: a pattern that found them itself (``\b\w*[a-z]\w*_\w*|...``) backtracked through
+#: every word, in time that grows with the square of its length (a word of 16,000 letters and an
+#: underscore elsewhere held the event loop for half a second).
+_WORD_RUN = re.compile(r"\w+")
+_LETTER_AZ = re.compile(r"[a-z]")
 _SPACES = re.compile(r"\s+")
 #: Operators of code and logic ("x >> 2" / "x << 2", "a && b" / "a || b"): compared as written.
 _OPERATOR = re.compile(r"[<>=&|~^!]{2,3}|(?<=\s)[<>&|~^](?=\s)|[-+*/%]=|\+\+|->|=>|::|//|\*\*")
@@ -289,6 +295,11 @@ def _prepare(norm: str) -> str:
     return norm
 
 
+def _identifiers(lowered: str) -> list[str]:
+    """The words of ``lowered`` holding an underscore and a letter a-z, in order."""
+    return [w for w in _WORD_RUN.findall(lowered) if "_" in w and _LETTER_AZ.search(w) is not None]
+
+
 @lru_cache(maxsize=4096)
 def _features(text: str, tenant: str = "") -> _Features:
     """What :func:`verify` compares, kept for the hottest texts of each tenant: a question is verified
@@ -297,7 +308,7 @@ def _features(text: str, tenant: str = "") -> _Features:
     tell a tenant that another one asked it. Callers never mutate the result."""
     raw = _SPACES.sub(" ", unicodedata.normalize("NFKC", text)).strip()
     literals = tuple(_SPACES.sub(" ", "".join(m.groups(""))).strip() for m in _LITERAL.finditer(raw))
-    identifiers = Counter(_IDENTIFIER.findall(raw.lower()) if "_" in raw else ())
+    identifiers = Counter(_identifiers(raw.lower()) if "_" in raw else ())
     if _MAY_HAVE_OPERATOR.search(raw):
         identifiers.update(_OPERATOR.findall(raw))
     normal = normalise(text)
@@ -353,7 +364,9 @@ def _features(text: str, tenant: str = "") -> _Features:
         previous = token
     directions: dict[str, list[tuple[str, frozenset[str]]]] = {}
     for match in _MARKER.finditer(norm):
-        head = _phrase_head(_PHRASE_TOKEN.findall(norm, match.end()))
+        # read lazily: a phrase ends within a few words, and reading the rest of the text for each
+        # marker took time that grows with the square of its length ("to " 5,000 times: 2.3 s)
+        head = _phrase_head(m.group() for m in _PHRASE_TOKEN.finditer(norm, match.end()))
         if head is not None:
             directions.setdefault(match.group(1), []).append(head)
     return _Features(
