@@ -402,7 +402,7 @@ class BudgetMiddleware:
         else:
             output = self._max_output(dialect, data, cap)
             try:
-                prompt = await self._count_prompt(dialect, data, model)
+                prompt = await self._count_prompt(dialect, data, model, len(raw))
             except Exception:
                 # a body the router will refuse anyway (400): reserve something proportionate meanwhile
                 prompt, counted = len(raw) // 4 + 1, False
@@ -417,12 +417,15 @@ class BudgetMiddleware:
             self._estimates.put(tenant, route, raw, estimate)
         return estimate
 
-    async def _count_prompt(self, dialect: Dialect, data: Mapping[str, Any], model: str | None) -> int:
+    async def _count_prompt(
+        self, dialect: Dialect, data: Mapping[str, Any], model: str | None, size: int
+    ) -> int:
+        """The prompt's tokens; ``size``, the body's bytes, sends a large one to a worker thread."""
         if dialect.name == "messages":
-            return await self.counter.count_messages(data, model)
+            return await self.counter.count_messages(data, model, size=size)
         if dialect.name == "responses":
-            return await self.counter.count_responses(data, model)
-        return await self.counter.count_chat(data, model)
+            return await self.counter.count_responses(data, model, size=size)
+        return await self.counter.count_chat(data, model, size=size)
 
     def _max_output(self, dialect: Dialect, data: Mapping[str, Any], cap: int | None) -> int:
         """The cap (the client's, else ``default_max_tokens``, which is then sent) times the choices."""

@@ -108,19 +108,27 @@ class RuntimeTokenCounter:
         self._fallback = ApproximateCounter()
 
 
+#: Texts of more bytes than this are counted in a worker thread (one at a time): tiktoken takes about
+#: 2 ms for 64 KB and 28 ms for 1 MB, which would hold every other request of the loop meanwhile; it lets
+#: go of the GIL while it counts. Smaller ones are counted inline, where the hop would cost more.
+COUNT_INLINE_BYTES = 64 * 1024
+
+
 class WarmCounter:
     """Runs the first count in a worker thread: loading an encoding takes up to a second, which must
     not block the event loop. Requests arriving meanwhile wait for that one load instead of each
     taking a thread (dozens of threads fighting for the GIL starve the event loop); later counts take
-    microseconds and run inline."""
+    microseconds and run inline, but for a text of more than :data:`COUNT_INLINE_BYTES` (``size``: the
+    bytes of the body or text counted), which goes to a worker thread, one at a time."""
 
-    __slots__ = ("_approximate", "_counter", "_lock", "_warm")
+    __slots__ = ("_approximate", "_counter", "_limiters", "_lock", "_warm")
 
     def __init__(self, counter: TokenCounter) -> None:
         self._counter = counter
         self._approximate = ApproximateCounter()
         self._warm = False
         self._lock: asyncio.Lock | None = None
+        self._limiters: dict[int, anyio.CapacityLimiter] = {}
 
     async def _first(self, function: Callable[..., int], *args: Any) -> int:
         if self._lock is None:
@@ -133,32 +141,39 @@ class WarmCounter:
             finally:
                 self._warm = True
 
-    async def count_chat(self, request: Mapping[str, Any], model: str | None) -> int:
+    async def _run(self, size: int, function: Callable[..., int], *args: Any) -> int:
         if not self._warm:
-            return await self._first(self._counter.count_chat, request, model)
-        return self._counter.count_chat(request, model)
+            return await self._first(function, *args)
+        if size <= COUNT_INLINE_BYTES:
+            return function(*args)
+        loop = id(asyncio.get_running_loop())
+        limiter = self._limiters.get(loop)
+        if limiter is None:
+            limiter = self._limiters[loop] = anyio.CapacityLimiter(1)
+        return await anyio.to_thread.run_sync(function, *args, limiter=limiter)
 
-    async def count_messages(self, request: Mapping[str, Any], model: str | None) -> int:
-        return await self._count_dialect("count_messages", request, model)
+    async def count_chat(self, request: Mapping[str, Any], model: str | None, *, size: int = 0) -> int:
+        return await self._run(size, self._counter.count_chat, request, model)
 
-    async def count_responses(self, request: Mapping[str, Any], model: str | None) -> int:
-        return await self._count_dialect("count_responses", request, model)
+    async def count_messages(self, request: Mapping[str, Any], model: str | None, *, size: int = 0) -> int:
+        return await self._count_dialect("count_messages", request, model, size)
 
-    async def _count_dialect(self, method: str, request: Mapping[str, Any], model: str | None) -> int:
+    async def count_responses(self, request: Mapping[str, Any], model: str | None, *, size: int = 0) -> int:
+        return await self._count_dialect("count_responses", request, model, size)
+
+    async def _count_dialect(
+        self, method: str, request: Mapping[str, Any], model: str | None, size: int
+    ) -> int:
         """The counter's ``method``, else the approximate one (a counter written before the dialect)."""
         count: Callable[[Mapping[str, Any], str | None], int] | None = getattr(self._counter, method, None)
         if count is None:
             count = getattr(self._approximate, method)
-        if not self._warm:
-            return await self._first(count, request, model)
-        return count(request, model)
+        return await self._run(size, count, request, model)
 
     async def count_text(self, text: str, model: str | None) -> int:
         if not text:
             return 0
-        if not self._warm:
-            return await self._first(self._counter.count_text, text, model)
-        return self._counter.count_text(text, model)
+        return await self._run(len(text), self._counter.count_text, text, model)
 
 
 def cache_lifetime(request: Mapping[str, Any]) -> str | None:
