@@ -5,6 +5,7 @@ goes the slow way, written the same or refused by column name."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from asgi_aigw.kernel.context import RequestContext, Usage
 from asgi_aigw.logs.clickhouse import _default
 from asgi_aigw.logs.row import COLUMNS, LogRow, build_row
-from asgi_aigw.logs.rowbinary import _compile, row_encoder, writer
+from asgi_aigw.logs.rowbinary import _KNOWN_VALUES, _compile, row_encoder, writer
 
 from .support import LOG_ROW_EVERY_KIND
 
@@ -29,6 +30,10 @@ def column_by_column(rows: list[LogRow]) -> bytes:
 
 
 FULL: LogRow = {**LOG_ROW_EVERY_KIND, "ttfb_ms": None}
+
+
+class Tenant(str):
+    """A str of another class (an enum's value, say)."""
 
 
 @pytest.mark.parametrize(
@@ -91,3 +96,35 @@ def test_a_row_as_the_log_builds_it_takes_the_straight_line_code(row: LogRow) ->
         return
     compiled(out, row)  # raises if it would need the slow way
     assert bytes(out) == column_by_column([row])
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"pii_entities": MappingProxyType({"EMAIL_ADDRESS": 2})},  # a mapping, not a dict: the slow way
+        {"budget_remaining": {"tokens": 1.5, "requests": 2.0}},
+        {"pii_entities": {f"TYPE_{i}": i for i in range(200)}},  # a two-byte count
+        {"pii_entities": {}, "budget_remaining": None},  # no entries: a zero count
+        {"tenant": Tenant("acme")},  # equal to a kept value, of another class: the slow way
+    ],
+)
+def test_maps_and_kept_values_are_written_as_the_column_writers_write_them(change: LogRow) -> None:
+    encode = row_encoder(PLAN)
+    rows = [FULL, {**FULL, **change}, FULL]
+    assert encode(rows) == column_by_column(rows)
+    assert encode(rows) == column_by_column(rows)  # again, every value now kept
+
+
+def test_each_low_cardinality_value_is_encoded_once_and_the_kept_ones_are_bounded() -> None:
+    """A tenant, model or route is encoded once and its bytes copied into later rows; a client making up
+    model names cannot grow what is kept past its bound."""
+    compiled = _compile([(name, kind, default, writer(kind)) for name, kind, default in PLAN])
+    kept = compiled.__globals__["known"].__self__
+    base = built_row()
+    rows = [{**base, "model": f"model-{i}", "tenant": "acme"} for i in range(_KNOWN_VALUES + 10)]
+    out = bytearray()
+    for row in rows:
+        compiled(out, row)
+    assert bytes(out) == column_by_column(rows)
+    assert "acme" in kept
+    assert 0 < len(kept) <= _KNOWN_VALUES

@@ -33,6 +33,10 @@ _FIXED = {
 }
 
 
+#: ``LowCardinality(String)`` values an encoder keeps encoded; past this many it starts again.
+_KNOWN_VALUES = 4096
+
+
 def _varint(out: bytearray, size: int) -> None:
     while size > 0x7F:
         out.append(0x80 | (size & 0x7F))
@@ -169,12 +173,28 @@ def row_encoder(columns: Sequence[tuple[str, str, Any]]) -> Callable[[Iterable[d
 
 def _compile(plan: Sequence[tuple[str, str, Any, Writer]]) -> Callable[[bytearray, dict[str, Any]], None]:
     """A function writing one row of ``plan`` in straight-line code: a row costs a fraction of the loop
-    over the columns (the request log encodes on the event loop). Strings, booleans, fixed-size numbers
-    and their Nullable forms are written inline, and a run of fixed-size columns (booleans included) with
-    one ``struct`` call; other types call their writer. Values are read by subscript: a row lacking a
-    column raises, as does any value the plan's writers would not write the same way, and
-    :func:`row_encoder` then writes the row slowly (a missing column as its default)."""
-    names: dict[str, Any] = {"varint": _varint}
+    over the columns (the request log encodes on the event loop). Strings, booleans, fixed-size numbers,
+    their Nullable forms and maps are written inline, and a run of fixed-size columns (booleans included)
+    with one ``struct`` call; other types call their writer. A ``LowCardinality(String)`` value (a
+    tenant, a route, a model, a map's key) takes few values by the column's own definition: each is
+    encoded once and kept, so that a row copies their bytes instead of encoding a dozen strings. Values
+    are read by subscript: a row lacking a column raises, as does any value the plan's writers would not
+    write the same way, and :func:`row_encoder` then writes the row slowly (a missing column as its
+    default)."""
+    known: dict[str, bytes] = {}
+
+    def low_cardinality(value: Any) -> bytes:
+        """``value`` as a String column holds it (length, then UTF-8), kept for the next row."""
+        if value.__class__ is not str:
+            raise TypeError
+        out = bytearray()
+        _string(out, value)
+        if len(known) >= _KNOWN_VALUES:  # a client's made-up model names cannot grow it without end
+            known.clear()
+        data = known[value] = bytes(out)
+        return data
+
+    names: dict[str, Any] = {"varint": _varint, "known": known.get, "low_cardinality": low_cardinality}
     lines = ["def write_row(out, row):"]
     run: list[tuple[str, str]] = []  # (column, struct code) of fixed-size columns waiting to be packed
 
@@ -195,9 +215,11 @@ def _compile(plan: Sequence[tuple[str, str, Any, Writer]]) -> Callable[[bytearra
         lines.append(f"    out += pack{index}({values})")
         run.clear()
 
-    def value_code(kind: str, value: str, indent: str, index: int) -> list[str]:
+    def value_code(kind: str, value: str, indent: str, index: object) -> list[str]:
         name, _, rest = kind.partition("(")
         inner = rest[:-1] if rest.endswith(")") else ""
+        if name == "LowCardinality" and inner == "String":
+            return [f"{indent}out += known({value}) or low_cardinality({value})"]
         if name == "LowCardinality":
             return value_code(inner, value, indent, index)
         if name == "String" and not rest:
@@ -216,6 +238,19 @@ def _compile(plan: Sequence[tuple[str, str, Any, Writer]]) -> Callable[[bytearra
             # DateTime64 as ticks (an int); a datetime makes pack raise, and the slow path converts it
             names[f"pack_{index}"] = struct.Struct(_FIXED.get(name, "<q")).pack
             return [f"{indent}out += pack_{index}({value})"]
+        if name == "Map":
+            key_kind, number_kind = _split_arguments(inner)
+            return [
+                f"{indent}if {value}:",
+                f"{indent}    if {value}.__class__ is not dict: raise TypeError",
+                f"{indent}    size = len({value})",
+                f"{indent}    if size < 128: out.append(size)",
+                f"{indent}    else: varint(out, size)",
+                f"{indent}    for key, number in {value}.items():",
+                *value_code(key_kind, "key", indent + "        ", f"{index}_key"),
+                *value_code(number_kind, "number", indent + "        ", f"{index}_value"),
+                f"{indent}else: out.append(0)",
+            ]
         if name == "Nullable":
             return [
                 f"{indent}if {value} is None: out.append(1)",
