@@ -6,8 +6,9 @@ Every target is one uvicorn process (uvloop, httptools, one worker) on 127.0.0.1
 FakeProvider process answering at once (the 0-ms upstream), loaded by wrk with ``--concurrency``
 connections. The targets take turns, round after round (interleaved, so a slower minute on a shared
 machine hits all of them), each turn after a second of warm-up, and each figure is the median of the
-rounds: requests per second, p50 and p99 latency, and server CPU per request (the process's CPU time
-over the requests it served).
+rounds: requests per second, p50 and p99 latency, server CPU per request (the process's CPU time
+over the requests it served) and the Redis server's CPU per request (from its ``INFO cpu``: what one
+Redis spends on each request of every worker in front of it, so how many it can serve).
 
 - the limits: a bare ASGI app returning fixed JSON (the most a cache hit can do), a bare aiohttp proxy
   (the most a pass-through can do);
@@ -109,6 +110,14 @@ TARGETS = [
 ]
 
 
+def redis_cpu_seconds(url: str) -> float:
+    """The Redis server's CPU time so far (user and system), from ``INFO cpu``."""
+    import redis
+
+    info = redis.Redis.from_url(url).info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def median_result(samples: list[LoadResult]) -> LoadResult:
     first = samples[0]
     return LoadResult(
@@ -153,7 +162,12 @@ def ratios(by: dict[str, LoadResult]) -> list[tuple[str, float, str, bool]]:
 
 
 def table(
-    targets: list[Target], results: list[LoadResult], rounds: int, seconds: float, concurrency: int
+    targets: list[Target],
+    results: list[LoadResult],
+    rounds: int,
+    seconds: float,
+    concurrency: int,
+    redis_us: dict[str, float],
 ) -> str:
     by = {r.name: r for r in results}
     lines = [
@@ -162,18 +176,18 @@ def table(
         "tenant (header) + budget (Redis) + regex-only redaction + cache (Redis exact + Qdrant Edge semantic)",
         "+ request log (chDB).",
         "",
-        "| target | req/s | p50 ms | p99 ms | server CPU µs/req | errors |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| target | req/s | p50 ms | p99 ms | server CPU µs/req | Redis CPU µs/req | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     layer_heading = False
     for target in targets:
         if target.group == "layer" and not layer_heading:
             layer_heading = True
-            lines.append("| *one layer in front of the router:* | | | | | |")
+            lines.append("| *one layer in front of the router:* | | | | | | |")
         r = by[target.name]
         lines.append(
             f"| {r.name} | {r.requests_per_s:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
-            f"{r.cpu_us_per_request or 0:,.0f} | {r.errors} |"
+            f"{r.cpu_us_per_request or 0:,.0f} | {redis_us.get(r.name, 0.0):,.1f} | {r.errors} |"
         )
     if any(t.name not in by for t in (BARE, PROXY, ROUTER, HIT, STORED, UNIQUE_Q)):
         return "\n".join(lines)
@@ -201,6 +215,8 @@ def main() -> None:
     prefix = f"aigw-bench-{uuid.uuid4().hex[:8]}:"
     data_dir = Path(tempfile.mkdtemp(prefix="aigw-bench-stack-"))
     samples: dict[str, list[LoadResult]] = {t.name: [] for t in targets}
+    #: The Redis server's CPU per request of each target and round, in µs.
+    redis_samples: dict[str, list[float]] = {t.name: [] for t in targets}
     try:
         with contextlib.ExitStack() as stack:
             fake = stack.enter_context(uvicorn_process("asgi_aigw.testing.fake_provider:app"))
@@ -226,6 +242,7 @@ def main() -> None:
                 for t in targets:
                     server, path = servers[t.name]
                     script = t.script.replace("RUN", f'"r{round_no}{uuid.uuid4().hex[:6]} "')
+                    redis_before = redis_cpu_seconds(args.redis)
                     result = wrk(
                         t.name,
                         f"{server}{path}",
@@ -239,10 +256,14 @@ def main() -> None:
                         pid=server.pid,
                         lua=script,
                     )
+                    # the warm-up's second is in it too: its requests are counted at the run's rate
+                    served = result.requests_per_s * (args.seconds + 1.0)
+                    redis_cost = (redis_cpu_seconds(args.redis) - redis_before) / max(served, 1.0) * 1e6
+                    redis_samples[t.name].append(redis_cost)
                     print(
                         f"  r{round_no} {t.name:60} {result.requests_per_s:8.0f} req/s  p50 {result.p50_ms:7.2f}"
                         f"  p99 {result.p99_ms:7.2f} ms  cpu {result.cpu_us_per_request or 0:6.0f} us/req"
-                        f"  errors {result.errors}",
+                        f"  redis {redis_cost:5.1f} us/req  errors {result.errors}",
                         file=sys.stderr,
                         flush=True,
                     )
@@ -251,14 +272,20 @@ def main() -> None:
         shutil.rmtree(data_dir, ignore_errors=True)
         delete_keys(args.redis, prefix)
     results = [median_result(s) for s in samples.values()]
-    report = table(targets, results, args.rounds, args.seconds, args.concurrency)
+    redis_us = {name: statistics.median(values) for name, values in redis_samples.items() if values}
+    report = table(targets, results, args.rounds, args.seconds, args.concurrency, redis_us)
     by = {r.name: r for r in results}
     checks = (
         [{"what": w, "measured": v, "target": t, "met": m} for w, v, t, m in ratios(by)]
         if all(t.name in by for t in (BARE, PROXY, ROUTER, HIT, STORED, UNIQUE_Q))
         else []
     )
-    data = {"concurrency": args.concurrency, "targets": results, "ratios": checks}
+    data = {
+        "concurrency": args.concurrency,
+        "targets": results,
+        "redis_cpu_us_per_request": redis_us,
+        "ratios": checks,
+    }
     write_results("stack", "The whole gateway against the bare limits", report, data)
 
 

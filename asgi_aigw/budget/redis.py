@@ -139,7 +139,9 @@ class RedisBudgetStore:
         #: The scripts' arguments that change only with the minute or the limits (see :meth:`_fixed_args`).
         self._args_cache: dict[tuple[tuple[int, ...], int, str, int, int], tuple[str, str, str, str]] = {}
         #: The lookup script's arguments, as text and packed (see :meth:`_lookup_args`).
-        self._lookup_cache: dict[tuple[Any, ...], tuple[tuple[str, str, str, str], tuple[bytes, ...]]] = {}
+        self._lookup_cache: dict[
+            tuple[Any, ...], tuple[tuple[str, ...], tuple[bytes, ...], tuple[str, str], tuple[bytes, ...]]
+        ] = {}
 
     @property
     def _errors(self) -> tuple[type[BaseException], ...]:
@@ -268,10 +270,11 @@ class RedisBudgetStore:
         hit_amounts: Sequence[int] | None,
         grace: int,
         marked: bool,
-    ) -> tuple[tuple[str, str, str, str], tuple[bytes, ...]]:
-        """The lookup script's arguments but the last (the numbers to reserve on a miss and on a hit,
-        the windows' names, the marker's expiry), as text and packed: the same for every request of a
-        body and its limits within a minute, so formatted and packed once."""
+    ) -> tuple[tuple[str, ...], tuple[bytes, ...], tuple[str, str], tuple[bytes, ...]]:
+        """The lookup script's arguments but the count of markers (the numbers to reserve on a miss and
+        on a hit, the windows' names, the marker's expiry; after the count, what the marker holds on a
+        miss and on a hit), as text and packed: the same for every request of a body and its limits
+        within a minute, so formatted and packed once."""
         key = (
             tuple(limits),
             tuple(amounts),
@@ -290,7 +293,13 @@ class RedisBudgetStore:
             nums = f"{limited},{','.join(map(str, amounts))},{ends}"
             hit = "" if hit_amounts is None else f"{limited},{','.join(map(str, hit_amounts))},{ends}"
             args = (nums, names, marker_expires if marked else "", hit)
-            found = self._lookup_cache[key] = (args, tuple(bulk(arg) for arg in args))
+            records = (",".join(map(str, amounts)), ",".join(map(str, hit_amounts or amounts)))
+            found = self._lookup_cache[key] = (
+                args,
+                tuple(bulk(arg) for arg in args),
+                records,
+                tuple(bulk(record) for record in records),
+            )
         return found
 
     def marker_key(self, tenant: str, token: str) -> str:
@@ -343,7 +352,9 @@ class RedisBudgetStore:
         needs no settlement and is deleted by a later lookup. Only for an entry on this store's server
         (:meth:`reads`)."""
         keys, packed_keys = self._keys_packed(tenant, slots)
-        args, packed_args = self._lookup_args(slots, limits, amounts, hit_amounts, grace, token is not None)
+        args, packed_args, records, packed_records = self._lookup_args(
+            slots, limits, amounts, hit_amounts, grace, token is not None
+        )
         packed = list(packed_keys)
         marker = b""
         if token is not None:
@@ -356,9 +367,9 @@ class RedisBudgetStore:
         reply = await self._script(
             _LOOKUP_RESERVE,
             keys,
-            (*args, str(len(spent))),
+            (*args, str(len(spent)), *records),
             packed,
-            (*packed_args, b"$%d\r\n%s\r\n" % (len(count), count)),
+            (*packed_args, b"$%d\r\n%s\r\n" % (len(count), count), *packed_records),
         )
         found: bytes | None = reply[1]  # a nil bulk string when the entry is not there
         was_hit = reply[2] == b"1"
