@@ -13,6 +13,7 @@ import pytest
 from asgiref.testing import ApplicationCommunicator
 
 from asgi_aigw.cache import CacheConfig, MemoryVectorStore, SemanticCacheMiddleware
+from asgi_aigw.cache.config import DEFAULT_THRESHOLD
 from asgi_aigw.testing import FakeBehaviour, FakeProvider, StreamingASGITransport
 
 from .cache_support import BagOfWordsEmbedder, cache_stack, chat, post
@@ -55,6 +56,40 @@ async def test_paraphrase_is_a_semantic_hit_with_its_score(stack: Any, fake: Fak
     assert 0.8 <= float(hit.headers["x-aigw-cache-score"]) <= 1.0001
     assert hit.json()["choices"][0]["message"]["content"] == "Echo: How do I reset my password?"
     assert len(fake.requests) == 1
+
+
+class ThresholdSpy(MemoryVectorStore):
+    """The memory vector store, recording the score each search asked its entries to reach."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[float] = []
+
+    async def search_above(
+        self, vector: list[float], *, tenant: str, scope: str, limit: int, now: float, min_score: float
+    ) -> list[Any]:
+        self.asked.append(min_score)
+        return await super().search_above(
+            vector, tenant=tenant, scope=scope, limit=limit, now=now, min_score=min_score
+        )
+
+
+@pytest.mark.parametrize(("threshold", "expected"), [(0.75, 0.75), (None, DEFAULT_THRESHOLD)])
+async def test_the_semantic_layer_asks_its_store_only_for_entries_close_enough_to_answer(
+    fake: FakeProvider, threshold: float | None, expected: float
+) -> None:
+    # entries under the threshold cannot answer: a store that can leave them out never reads them
+    vector = ThresholdSpy()
+    app, cache = cache_stack(fake, vector=vector, config=CacheConfig(threshold=threshold))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://testserver") as client:
+        await post(client, chat("How do I reset my password?"))
+        hit = await post(client, chat("How can I reset my password, please?"))
+        miss = await post(client, chat("Which planet is the largest?"))
+    await cache.aclose()
+    assert vector.asked == [expected] * 3
+    assert hit.headers["x-aigw-cache"] == "hit-semantic"
+    assert miss.headers["x-aigw-cache"] == "miss"
+    assert len(fake.requests) == 2
 
 
 async def test_unrelated_question_is_a_miss(stack: Any, fake: FakeProvider) -> None:

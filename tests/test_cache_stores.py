@@ -140,6 +140,21 @@ async def test_expired_nearest_entries_do_not_hide_a_live_one(vector_store: Vect
     assert [m.question for m in found] == ["question alive"]
 
 
+async def test_a_search_above_a_score_finds_only_the_entries_scoring_it(vector_store: VectorStore) -> None:
+    # the cache asks only for entries close enough to answer: a new question's nearest are not
+    await vector_store.upsert(_entry("near", [1.0, 0.0, 0.0]))
+    await vector_store.upsert(_entry("far", [0.0, 1.0, 0.0]))
+    above = vector_store.search_above  # type: ignore[attr-defined]
+    query = [0.9, 0.1, 0.0]
+    everything = await vector_store.search(query, tenant="t", scope="s", limit=3, now=time.time())
+    assert [m.question for m in everything] == ["question near", "question far"]
+    found = await above(query, tenant="t", scope="s", limit=3, now=time.time(), min_score=0.5)
+    assert [(m.question, m.answer) for m in found] == [("question near", '"answer near"')]
+    assert found[0].score == pytest.approx(everything[0].score)
+    assert await above(query, tenant="t", scope="s", limit=3, now=time.time(), min_score=0.999) == []
+    assert await above(query, tenant="u", scope="s", limit=3, now=time.time(), min_score=0.0) == []
+
+
 async def test_vector_store_upsert_replaces_and_sweeps_and_purges(vector_store: VectorStore) -> None:
     await vector_store.upsert(_entry("k", [1.0, 0.0]))
     await vector_store.upsert(_entry("k", [1.0, 0.0], ttl=120))  # the same key again: one point
@@ -553,17 +568,23 @@ async def test_qdrant_edge_counts_its_points_through_upserts_deletes_and_a_reope
 
 
 class _QueryLog:
-    """The shard, with the filter (None: unfiltered) and the limit of every query it runs recorded."""
+    """The shard, with the filter (None: unfiltered), the limit and the score threshold of every query it
+    runs recorded, and how many points it returned."""
 
     def __init__(self, shard: Any) -> None:
         self.shard = shard
         self.filters: list[Any] = []
         self.limits: list[int] = []
+        self.thresholds: list[float | None] = []
+        self.returned: list[int] = []
 
     def query(self, request: Any) -> Any:
         self.filters.append(request.filter)
         self.limits.append(request.limit)
-        return self.shard.query(request)
+        self.thresholds.append(request.score_threshold)
+        points = self.shard.query(request)
+        self.returned.append(len(points))
+        return points
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.shard, name)
@@ -625,6 +646,25 @@ async def test_a_search_reads_limit_points_and_further_only_when_one_of_them_is_
     found = await store.search([1.0, 0.0, 0.0], tenant="t", scope="s", limit=5, now=time.time())
     assert len(found) == 3
     assert log.limits[3:] == [5]
+    await store.aclose()
+
+
+async def test_a_search_above_a_score_leaves_the_points_under_it_in_the_engine(tmp_path: Path) -> None:
+    # each point returned costs its payload converted from the engine's (the answer in it): those
+    # scoring under the threshold never leave it
+    store = await _edge_with_points(tmp_path / "edge", 3)
+    log = _log_queries(store)
+    query = [0.0, 0.0, 1.0]  # far from every point: a new question
+    assert await store.search(query, tenant="t", scope="s", limit=2, now=time.time()) != []
+    assert (log.thresholds, log.returned) == ([None], [2])
+    assert (
+        await store.search_above(query, tenant="t", scope="s", limit=2, now=time.time(), min_score=0.5) == []
+    )
+    assert (log.thresholds[1:], log.returned[1:]) == ([0.5], [0])
+    found = await store.search_above(
+        [1.0, 0.0, 0.0], tenant="t", scope="s", limit=2, now=time.time(), min_score=0.99
+    )
+    assert [m.question for m in found] == ["question p0", "question p1"]
     await store.aclose()
 
 

@@ -394,21 +394,32 @@ class SemanticCacheMiddleware:
             # read the writes started before this lookup: their embeddings were queued before this
             # one's, so what is left of them is mostly the upsert; bounded like any lookup step
             await asyncio.wait(pending, timeout=self.config.lookup_timeout)
-        try:
-            with deadline(self.config.lookup_timeout):
-                matches = await self.vector.search(
-                    vector,
-                    tenant=tenant_tag(keys.tenant),
-                    scope=keys.scope,
-                    limit=self.config.candidates,
-                    now=time.time(),
-                )
-        except Exception as exc:
-            self._log_failure("the vector store", exc)
-            return None, MISS, None, vector
         threshold = self.config.threshold
         if threshold is None:
             threshold = getattr(embedder, "default_threshold", DEFAULT_THRESHOLD)
+        above = getattr(self.vector, "search_above", None)
+        try:
+            with deadline(self.config.lookup_timeout):
+                if above is not None:  # only entries close enough to answer: their payloads alone are read
+                    matches = await above(
+                        vector,
+                        tenant=tenant_tag(keys.tenant),
+                        scope=keys.scope,
+                        limit=self.config.candidates,
+                        now=time.time(),
+                        min_score=threshold,
+                    )
+                else:
+                    matches = await self.vector.search(
+                        vector,
+                        tenant=tenant_tag(keys.tenant),
+                        scope=keys.scope,
+                        limit=self.config.candidates,
+                        now=time.time(),
+                    )
+        except Exception as exc:
+            self._log_failure("the vector store", exc)
+            return None, MISS, None, vector
         for match in matches:
             if match.score < threshold:
                 break

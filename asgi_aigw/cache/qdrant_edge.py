@@ -240,16 +240,23 @@ class QdrantEdgeStore:
     # -- synchronous bodies, run in a worker thread -----------------------------------------------
 
     def _search_sync(
-        self, vector: list[float], tenant: str, scope: str, limit: int, now: float
+        self, vector: list[float], tenant: str, scope: str, limit: int, now: float, min_score: float | None
     ) -> list[VectorMatch]:
         with self._lock:
             shard = self._open(len(vector), create=False)
             if shard is None:
                 return []
-            return self._search_open(shard, vector, tenant, scope, limit, now)
+            return self._search_open(shard, vector, tenant, scope, limit, now, min_score)
 
     def _search_open(
-        self, shard: Any, vector: list[float], tenant: str, scope: str, limit: int, now: float
+        self,
+        shard: Any,
+        vector: list[float],
+        tenant: str,
+        scope: str,
+        limit: int,
+        now: float,
+        min_score: float | None,
     ) -> list[VectorMatch]:
         """:meth:`_search_sync` on the open ``shard``, the lock held."""
         qe = self._module()
@@ -266,8 +273,14 @@ class QdrantEdgeStore:
         def nearest(count: int) -> tuple[list[VectorMatch], bool]:
             """The first ``limit`` live entries among the ``count`` nearest points, and whether there
             were ``count`` points (so maybe more beyond them)."""
+            # points under ``min_score`` are left out in the engine: their payloads are never converted
             request = qe.QueryRequest(
-                limit=count, query=qe.Query.Nearest(vector), filter=where, with_payload=True, params=params
+                limit=count,
+                query=qe.Query.Nearest(vector),
+                filter=where,
+                with_payload=True,
+                params=params,
+                score_threshold=min_score,
             )
             points = shard.query(request)
             out: list[VectorMatch] = []
@@ -373,8 +386,20 @@ class QdrantEdgeStore:
     async def search(
         self, vector: list[float], *, tenant: str, scope: str, limit: int, now: float
     ) -> list[VectorMatch]:
+        return await self._search(vector, tenant, scope, limit, now, None)
+
+    async def search_above(
+        self, vector: list[float], *, tenant: str, scope: str, limit: int, now: float, min_score: float
+    ) -> list[VectorMatch]:
+        """:meth:`search`, of the entries scoring ``min_score`` or more: a new question's nearest points
+        score under it, and their payloads (answers included) are never converted from the engine's."""
+        return await self._search(vector, tenant, scope, limit, now, min_score)
+
+    async def _search(
+        self, vector: list[float], tenant: str, scope: str, limit: int, now: float, min_score: float | None
+    ) -> list[VectorMatch]:
         def run(shard: Any) -> list[VectorMatch]:
-            return self._search_open(shard, vector, tenant, scope, limit, now)
+            return self._search_open(shard, vector, tenant, scope, limit, now, min_score)
 
         # a shard of few points outside its index is searched here (see INLINE_POINTS)
         small = self._unindexed <= INLINE_POINTS
@@ -383,7 +408,9 @@ class QdrantEdgeStore:
         async with self._calls():
             if small and (found := self._inline(run)) is not _BUSY:
                 return found  # type: ignore[return-value]
-            return await anyio.to_thread.run_sync(self._search_sync, vector, tenant, scope, limit, now)
+            return await anyio.to_thread.run_sync(
+                self._search_sync, vector, tenant, scope, limit, now, min_score
+            )
 
     def upsert_now(self, entry: VectorEntry) -> bool:
         """Write ``entry`` now, on the event loop, if the shard is open and free (about 60 µs); False

@@ -111,6 +111,18 @@ class QdrantServerStore:
     async def search(
         self, vector: list[float], *, tenant: str, scope: str, limit: int, now: float
     ) -> list[VectorMatch]:
+        return await self._search(vector, tenant, scope, limit, now, None)
+
+    async def search_above(
+        self, vector: list[float], *, tenant: str, scope: str, limit: int, now: float, min_score: float
+    ) -> list[VectorMatch]:
+        """:meth:`search`, of the entries scoring ``min_score`` or more (the server leaves out the
+        others: their payloads are not sent)."""
+        return await self._search(vector, tenant, scope, limit, now, min_score)
+
+    async def _search(
+        self, vector: list[float], tenant: str, scope: str, limit: int, now: float, min_score: float | None
+    ) -> list[VectorMatch]:
         if not await self._ensure(None):
             return []
         response = await self.client.query_points(
@@ -119,6 +131,7 @@ class QdrantServerStore:
             query_filter=self._filter(tenant=tenant, scope=scope, alive_at=now),
             limit=limit,
             with_payload=True,
+            score_threshold=min_score,
         )
         out = [match_from_payload(p.id, p.score, p.payload) for p in response.points]
         return [m for m in out if m is not None]

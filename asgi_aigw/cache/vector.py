@@ -71,7 +71,11 @@ class VectorStore(Protocol):
     async def search(
         self, vector: list[float], *, tenant: str, scope: str, limit: int, now: float
     ) -> list[VectorMatch]:
-        """Up to ``limit`` unexpired entries of ``tenant`` and ``scope``, nearest first."""
+        """Up to ``limit`` unexpired entries of ``tenant`` and ``scope``, nearest first. A store that can
+        leave out the points scoring under a threshold before it reads them may also offer
+        ``search_above(vector, *, tenant, scope, limit, now, min_score)``, the same search of the entries
+        scoring ``min_score`` or more: the cache then asks only for entries close enough to answer (a
+        new question's nearest are not, and their payloads are never read)."""
         ...
 
     async def upsert(self, entry: VectorEntry) -> None:
@@ -174,6 +178,13 @@ class MemoryVectorStore:
         if entries is None:
             return []
         return entries.search(vector, limit, now)
+
+    async def search_above(
+        self, vector: list[float], *, tenant: str, scope: str, limit: int, now: float, min_score: float
+    ) -> list[VectorMatch]:
+        """:meth:`search`, of the entries scoring ``min_score`` or more."""
+        found = await self.search(vector, tenant=tenant, scope=scope, limit=limit, now=now)
+        return [match for match in found if match.score >= min_score]
 
     async def upsert(self, entry: VectorEntry) -> None:
         key = (entry.tenant, entry.scope)
