@@ -13,7 +13,7 @@ import pytest
 from asgi_aigw.kernel.context import RequestContext, Usage
 from asgi_aigw.logs.clickhouse import _default
 from asgi_aigw.logs.row import COLUMNS, LogRow, build_row
-from asgi_aigw.logs.rowbinary import _KNOWN_VALUES, _compile, row_encoder, writer
+from asgi_aigw.logs.rowbinary import _KNOWN_MAX_CHARS, _KNOWN_VALUES, _compile, row_encoder, writer
 
 from .support import LOG_ROW_EVERY_KIND
 
@@ -128,3 +128,11 @@ def test_each_low_cardinality_value_is_encoded_once_and_the_kept_ones_are_bounde
     assert bytes(out) == column_by_column(rows)
     assert "acme" in kept
     assert 0 < len(kept) <= _KNOWN_VALUES
+    # a long value (a made-up model name as long as a body) is written, not kept
+    long_name = "m" * (_KNOWN_MAX_CHARS + 1)
+    kept.clear()
+    out = bytearray()
+    compiled(out, {**base, "model": long_name})
+    assert bytes(out) == column_by_column([{**base, "model": long_name}])
+    assert long_name not in kept
+    assert base["tenant"] in kept

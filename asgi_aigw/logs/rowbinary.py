@@ -35,6 +35,9 @@ _FIXED = {
 
 #: ``LowCardinality(String)`` values an encoder keeps encoded; past this many it starts again.
 _KNOWN_VALUES = 4096
+#: The longest value kept, in characters: the encoder does not rely on the log to have cut a client's
+#: text short (it cuts a requested model to 200), and 4,096 values as long as a body must not stay.
+_KNOWN_MAX_CHARS = 256
 
 
 def _varint(out: bytearray, size: int) -> None:
@@ -189,9 +192,11 @@ def _compile(plan: Sequence[tuple[str, str, Any, Writer]]) -> Callable[[bytearra
             raise TypeError
         out = bytearray()
         _string(out, value)
-        if len(known) >= _KNOWN_VALUES:  # a client's made-up model names cannot grow it without end
-            known.clear()
-        data = known[value] = bytes(out)
+        data = bytes(out)
+        if len(value) <= _KNOWN_MAX_CHARS:
+            if len(known) >= _KNOWN_VALUES:  # a client's made-up model names cannot grow it without end
+                known.clear()
+            known[value] = data
         return data
 
     names: dict[str, Any] = {"varint": _varint, "known": known.get, "low_cardinality": low_cardinality}
