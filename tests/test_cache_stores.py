@@ -28,7 +28,7 @@ from asgi_aigw.cache import (
 from asgi_aigw.cache.keys import tenant_tag
 from asgi_aigw.cache.qdrant_edge import QdrantEdgeStore
 from asgi_aigw.cache.qdrant_server import QdrantServerStore
-from asgi_aigw.cache.vector import VectorStore, point_id
+from asgi_aigw.cache.vector import VectorStore, engine_threshold, point_id
 from asgi_aigw.testing import FakeProvider
 
 from .cache_support import cache_stack, chat, post
@@ -151,6 +151,12 @@ async def test_a_search_above_a_score_finds_only_the_entries_scoring_it(vector_s
     found = await above(query, tenant="t", scope="s", limit=3, now=time.time(), min_score=0.5)
     assert [(m.question, m.answer) for m in found] == [("question near", '"answer near"')]
     assert found[0].score == pytest.approx(everything[0].score)
+    # a score equal to the threshold reaches it, as the cache's own comparison has it (score < threshold
+    # is turned away)
+    exactly = await above(
+        query, tenant="t", scope="s", limit=3, now=time.time(), min_score=everything[0].score
+    )
+    assert [m.question for m in exactly] == ["question near"]
     assert await above(query, tenant="t", scope="s", limit=3, now=time.time(), min_score=0.999) == []
     assert await above(query, tenant="u", scope="s", limit=3, now=time.time(), min_score=0.0) == []
 
@@ -660,7 +666,11 @@ async def test_a_search_above_a_score_leaves_the_points_under_it_in_the_engine(t
     assert (
         await store.search_above(query, tenant="t", scope="s", limit=2, now=time.time(), min_score=0.5) == []
     )
-    assert (log.thresholds[1:], log.returned[1:]) == ([0.5], [0])
+    # the engine is asked for a hair under it (it keeps only scores above its threshold, in float32)
+    assert log.returned[1:] == [0]
+    assert len(log.thresholds) == 2
+    assert log.thresholds[1] == pytest.approx(engine_threshold(0.5), abs=1e-7)
+    assert 0.5 - 1e-5 < log.thresholds[1] < 0.5
     found = await store.search_above(
         [1.0, 0.0, 0.0], tenant="t", scope="s", limit=2, now=time.time(), min_score=0.99
     )

@@ -32,7 +32,7 @@ import anyio.to_thread
 from ..kernel.optional import require
 from . import edge_indexer
 from .edge_indexer import shard_config
-from .vector import EXPIRES, SCOPE, TENANT, VectorEntry, VectorMatch, match_from_payload
+from .vector import EXPIRES, SCOPE, TENANT, VectorEntry, VectorMatch, engine_threshold, match_from_payload
 
 #: One keyword of tenant and scope together: a search filters on it alone. Each condition of a filter
 #: costs about as much as the vector comparisons themselves (10,000 entries: 0.45 ms with this one,
@@ -269,6 +269,7 @@ class QdrantEdgeStore:
             return []
         # unfiltered, every point is in the partition; its entries are checked below all the same
         params = qe.SearchParams(hnsw_ef=SEARCH_EF)
+        floor = float("-inf") if min_score is None else min_score
 
         def nearest(count: int) -> tuple[list[VectorMatch], bool]:
             """The first ``limit`` live entries among the ``count`` nearest points, and whether there
@@ -280,11 +281,13 @@ class QdrantEdgeStore:
                 filter=where,
                 with_payload=True,
                 params=params,
-                score_threshold=min_score,
+                score_threshold=engine_threshold(min_score),
             )
             points = shard.query(request)
             out: list[VectorMatch] = []
             for point in points:
+                if point.score < floor:
+                    break  # nearest first: the rest score under it too
                 # each read of ``payload`` converts the whole of it from Rust again (answer included)
                 payload = point.payload
                 if _alive(payload, now) and payload.get(TENANT) == tenant and payload.get(SCOPE) == scope:

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs
 from ..kernel.errors import ConfigError
 from ..kernel.optional import require
 from ..kernel.url_text import hide_password, url_flag
-from .vector import EXPIRES, SCOPE, TENANT, VectorEntry, VectorMatch, match_from_payload
+from .vector import EXPIRES, SCOPE, TENANT, VectorEntry, VectorMatch, engine_threshold, match_from_payload
 
 
 class QdrantServerStore:
@@ -131,9 +131,10 @@ class QdrantServerStore:
             query_filter=self._filter(tenant=tenant, scope=scope, alive_at=now),
             limit=limit,
             with_payload=True,
-            score_threshold=min_score,
+            score_threshold=engine_threshold(min_score),
         )
-        out = [match_from_payload(p.id, p.score, p.payload) for p in response.points]
+        floor = float("-inf") if min_score is None else min_score
+        out = [match_from_payload(p.id, p.score, p.payload) for p in response.points if p.score >= floor]
         return [m for m in out if m is not None]
 
     async def upsert(self, entry: VectorEntry) -> None:

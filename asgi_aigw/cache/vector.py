@@ -55,6 +55,17 @@ def point_id(exact_key: str) -> str:
     return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}"
 
 
+#: How far under ``min_score`` a ``search_above`` asks a Qdrant engine to go: Qdrant keeps only scores
+#: strictly above its ``score_threshold``, compared in float32, where the cache counts a score equal to
+#: its threshold as reaching it. The store then drops what scores under ``min_score`` itself.
+SCORE_SLACK = 1e-6
+
+
+def engine_threshold(min_score: float | None) -> float | None:
+    """The ``score_threshold`` to give Qdrant for ``min_score`` (see :data:`SCORE_SLACK`)."""
+    return None if min_score is None else min_score - SCORE_SLACK
+
+
 def match_from_payload(
     point_id: object, score: float, payload: dict[str, object] | None
 ) -> VectorMatch | None:
