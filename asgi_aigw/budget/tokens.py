@@ -119,7 +119,7 @@ class WarmCounter:
     not block the event loop. Requests arriving meanwhile wait for that one load instead of each
     taking a thread (dozens of threads fighting for the GIL starve the event loop); later counts take
     microseconds and run inline, but for a text of more than :data:`COUNT_INLINE_BYTES` (``size``: the
-    bytes of the body or text counted), which goes to a worker thread, one at a time."""
+    bytes of the body counted, or the characters of a text), which goes to a worker thread, one at a time."""
 
     __slots__ = ("_approximate", "_counter", "_limiters", "_lock", "_warm")
 
