@@ -186,7 +186,8 @@ async def test_a_table_of_another_vocabulary_is_refused_on_load(tmp_path: Path) 
 
 async def test_an_explicit_table_is_used_as_given(tmp_path: Path, embedder: StaticEmbedder) -> None:
     path = tmp_path / "table.npy"
-    np.save(path, -np.asarray(embedder.load()))  # every vector flipped: visibly this table's
+    # every vector flipped, saved as tables are (float16): visibly this table's
+    np.save(path, -np.asarray(embedder.load()).astype(np.float16))
     mine = StaticEmbedder(RuntimeConfig(embedder=EmbedderSettings(backend="static", static_table=path)))
     (flipped,) = await mine.embed(["How do I reset my password?"])
     (usual,) = await embedder.embed(["How do I reset my password?"])
@@ -253,6 +254,51 @@ async def test_stored_cosines_are_these_vectors(embedder: StaticEmbedder) -> Non
     n = len(sample)
     for i, pair in enumerate(sample):
         assert abs(float(vectors[i] @ vectors[n + i]) - stored[str(pair["id"])]) < 0.01, pair
+
+
+def test_the_table_is_widened_once_and_gives_the_saved_tables_vectors_to_the_bit(
+    embedder: StaticEmbedder,
+) -> None:
+    saved = find_or_derive(RuntimeConfig())  # float16 on disk, as derived
+    table = embedder.load()
+    # widened once at load: a sum of float16 rows widened them one element at a time, every question
+    assert table.dtype == np.float32
+    assert np.array_equal(table, saved.astype(np.float32))
+    # mapped from a file of its own, as the float16 one is: a host's workers share its pages
+    assert isinstance(table.base, np.memmap)
+    assert str(table.base.filename).endswith(".f32.npy")
+    question = "How do I reset the password of my account?"
+    ids = embedder._pieces.ids(question) if embedder._pieces is not None else None
+    assert ids
+    expected = np.add.reduce(saved[ids], axis=0, dtype=np.float32)
+    expected *= 1.0 / float(np.sqrt(np.dot(expected, expected)))
+    assert embedder.embed_sync([question])[0] == expected.tolist()
+
+
+def test_the_widened_table_is_kept_once_and_made_in_memory_where_it_cannot_be_kept(tmp_path: Path) -> None:
+    path = tmp_path / "table.npy"
+    np.save(path, np.arange(24, dtype=np.float16).reshape(6, 4))
+    table = load_table(path)
+    config = RuntimeConfig(cache_dir=str(tmp_path / "cache"))
+    wide = static_table.widened(table, config)
+    assert isinstance(wide, np.memmap)
+    assert wide.dtype == np.float32
+    assert np.array_equal(wide, np.arange(24, dtype=np.float32).reshape(6, 4))
+    kept = Path(str(wide.filename))
+    written = kept.stat().st_mtime_ns
+    again = static_table.widened(load_table(path), config)
+    assert Path(str(again.filename)) == kept
+    assert kept.stat().st_mtime_ns == written
+    # another table at the same path is another file: its widened copy is made again
+    np.save(path, np.ones((6, 4), dtype=np.float16))
+    other = static_table.widened(load_table(path), config)
+    assert Path(str(other.filename)) != kept
+    assert np.array_equal(other, np.ones((6, 4), dtype=np.float32))
+    # a cache directory that is a file: widened in memory, with the same values
+    blocked = RuntimeConfig(cache_dir=str(path))
+    in_memory = static_table.widened(load_table(path), blocked)
+    assert not isinstance(in_memory, np.memmap)
+    assert np.array_equal(in_memory, np.ones((6, 4)))
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,8 @@ A text's static vector is then the mean of its tokens' rows: no transformer laye
 (about 60 µs where the model takes 2-5 ms). The table is derived from the local model once (about 20 s
 of CPU for all-MiniLM-L6-v2's 30,522 tokens on one thread) and kept under the cache directory, named
 after the model's bytes; workers map the file read-only, so a host's workers share its pages.
+:func:`widened` keeps a float32 copy beside it, mapped the same way: numpy widens float16 one value at a
+time, which was most of an embedding's time.
 """
 
 from __future__ import annotations
@@ -139,6 +141,32 @@ def find_or_derive(config: RuntimeConfig) -> NDArray[np.float16]:
     return load_table(target)
 
 
+def widened(table: NDArray[np.float16], config: RuntimeConfig) -> NDArray[np.float32]:
+    """``table`` as float32, mapped read-only from a file kept under the cache directory (named after the
+    file ``table`` is mapped from, its size and time), so a host's workers share its pages as they share
+    the float16 one's; a table not mapped from a file, or with nowhere to keep the copy, is widened in
+    this process's memory."""
+    source = getattr(table, "filename", None)
+    if source is None:
+        return np.asarray(table, dtype=np.float32)
+    try:
+        stat = os.stat(source)
+        key = hashlib.sha256(f"{Path(source).resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+        target = cache_dir(config) / "static" / f"{Path(source).stem}-{key.hexdigest()[:16]}.f32.npy"
+        if target.is_file():
+            wide: Any = np.load(target, mmap_mode="r", allow_pickle=False)
+            if wide.dtype == np.float32 and wide.shape == table.shape:
+                result: NDArray[np.float32] = wide
+                return result
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _write(target, np.asarray(table, dtype=np.float32))
+        mapped: NDArray[np.float32] = np.load(target, mmap_mode="r", allow_pickle=False)
+        return mapped
+    except (OSError, ValueError) as exc:
+        logger.warning("cannot keep the widened static embedding table under %s (%s)", cache_dir(config), exc)
+        return np.asarray(table, dtype=np.float32)
+
+
 def _derive_logged(model_dir: Path, threads: int) -> NDArray[np.float16]:
     logger.warning(
         "deriving the static embedding table from %s once (about 20 s of CPU; kept for later starts)",
@@ -147,7 +175,7 @@ def _derive_logged(model_dir: Path, threads: int) -> NDArray[np.float16]:
     return derive_table(model_dir, threads=threads)
 
 
-def _write(target: Path, table: NDArray[np.float16]) -> None:
+def _write(target: Path, table: NDArray[Any]) -> None:
     """Write ``table`` beside ``target`` and rename it into place: readers never see half a file."""
     fd, name = tempfile.mkstemp(prefix=f".{target.name}-", suffix=".npy", dir=target.parent)
     try:
