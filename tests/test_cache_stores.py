@@ -332,6 +332,56 @@ async def test_a_qdrant_edge_shard_of_an_earlier_version_gains_the_partition_ind
     await store.aclose()
 
 
+async def test_a_qdrant_edge_point_holds_four_fields_and_gives_back_its_question_and_answer(
+    tmp_path: Path,
+) -> None:
+    import qdrant_edge as qe
+
+    from asgi_aigw.cache.qdrant_edge import ENTRY, PARTITION, partition
+
+    store = QdrantEdgeStore(tmp_path / "edge")
+    # a question with a colon and digits, an answer starting with digits: the length tells them apart
+    entry = VectorEntry(
+        point_id("k"), [1.0, 0.0, 0.0], "t", "s", time.time() + 60, "12:30 or 13:45?", '42: "yes"'
+    )
+    await store.upsert(entry)
+    (point,) = store._shard.retrieve([point_id("k")], with_payload=True, with_vector=False)
+    # each field costs the engine's binding a conversion: only what filters and matches need
+    assert set(point.payload) == {"tenant", PARTITION, "expires_at", ENTRY}
+    assert point.payload[PARTITION] == partition("t", "s")
+    found = await store.search([1.0, 0.0, 0.0], tenant="t", scope="s", limit=3, now=time.time())
+    assert [(m.question, m.answer) for m in found] == [("12:30 or 13:45?", '42: "yes"')]
+    # a point written by an earlier version (question, answer and scope fields) is read as it was
+    old = _entry("old", [1.0, 0.0, 0.0])
+    store._shard.update(
+        qe.UpdateOperation.upsert_points(
+            [qe.Point(old.id, old.vector, old.payload() | {PARTITION: partition("t", "s")})]
+        )
+    )
+    found = await store.search([1.0, 0.0, 0.0], tenant="t", scope="s", limit=3, now=time.time())
+    assert sorted(m.question for m in found) == ["12:30 or 13:45?", "question old"]
+    await store.aclose()
+
+
+@pytest.mark.parametrize("stored", ["no colon", "x:question", "99:too short", ":", 7])
+async def test_a_qdrant_edge_point_whose_entry_is_not_one_is_not_an_answer(
+    tmp_path: Path, stored: object
+) -> None:
+    import qdrant_edge as qe
+
+    from asgi_aigw.cache.qdrant_edge import ENTRY, PARTITION, partition
+
+    store = QdrantEdgeStore(tmp_path / "edge")
+    await store.upsert(_entry("good", [1.0, 0.0, 0.0]))
+    payload = {"tenant": "t", PARTITION: partition("t", "s"), "expires_at": time.time() + 60, ENTRY: stored}
+    store._shard.update(
+        qe.UpdateOperation.upsert_points([qe.Point(point_id("bad"), [1.0, 0.0, 0.0], payload)])
+    )
+    found = await store.search([1.0, 0.0, 0.0], tenant="t", scope="s", limit=3, now=time.time())
+    assert [m.question for m in found] == ["question good"]
+    await store.aclose()
+
+
 async def test_qdrant_collection_is_created_with_dimension_and_payload_indexes(tmp_path: Path) -> None:
     from qdrant_client import AsyncQdrantClient
 

@@ -188,7 +188,12 @@ async def test_an_explicit_table_is_used_as_given(tmp_path: Path, embedder: Stat
     path = tmp_path / "table.npy"
     # every vector flipped, saved as tables are (float16): visibly this table's
     np.save(path, -np.asarray(embedder.load()).astype(np.float16))
-    mine = StaticEmbedder(RuntimeConfig(embedder=EmbedderSettings(backend="static", static_table=path)))
+    mine = StaticEmbedder(
+        RuntimeConfig(
+            cache_dir=str(tmp_path / "cache"),
+            embedder=EmbedderSettings(backend="static", static_table=path),
+        )
+    )
     (flipped,) = await mine.embed(["How do I reset my password?"])
     (usual,) = await embedder.embed(["How do I reset my password?"])
     np.testing.assert_allclose(flipped, -np.array(usual), atol=1e-6)
@@ -278,9 +283,8 @@ def test_the_table_is_widened_once_and_gives_the_saved_tables_vectors_to_the_bit
 def test_the_widened_table_is_kept_once_and_made_in_memory_where_it_cannot_be_kept(tmp_path: Path) -> None:
     path = tmp_path / "table.npy"
     np.save(path, np.arange(24, dtype=np.float16).reshape(6, 4))
-    table = load_table(path)
     config = RuntimeConfig(cache_dir=str(tmp_path / "cache"))
-    wide = static_table.widened(table, config)
+    wide = static_table.widened(load_table(path), config)
     assert isinstance(wide, np.memmap)
     assert wide.dtype == np.float32
     assert np.array_equal(wide, np.arange(24, dtype=np.float32).reshape(6, 4))
@@ -288,12 +292,13 @@ def test_the_widened_table_is_kept_once_and_made_in_memory_where_it_cannot_be_ke
     written = kept.stat().st_mtime_ns
     again = static_table.widened(load_table(path), config)
     assert Path(str(again.filename)) == kept
-    assert kept.stat().st_mtime_ns == written
-    # another table at the same path is another file: its widened copy is made again
+    assert kept.stat().st_mtime_ns == written  # read, not written again
+    # the table at that path changes: its copy is made again, and replaces the old one
     np.save(path, np.ones((6, 4), dtype=np.float16))
     other = static_table.widened(load_table(path), config)
-    assert Path(str(other.filename)) != kept
     assert np.array_equal(other, np.ones((6, 4), dtype=np.float32))
+    assert not kept.exists()
+    assert [p.name for p in kept.parent.glob("*.f32.npy")] == [Path(str(other.filename)).name]
     # a cache directory that is a file: widened in memory, with the same values
     blocked = RuntimeConfig(cache_dir=str(path))
     in_memory = static_table.widened(load_table(path), blocked)

@@ -38,6 +38,11 @@ from .vector import EXPIRES, SCOPE, TENANT, VectorEntry, VectorMatch, engine_thr
 #: costs about as much as the vector comparisons themselves (10,000 entries: 0.45 ms with this one,
 #: 3.1 ms with tenant, scope and expiry as three), so expiry is checked on the nearest found instead.
 PARTITION = "partition"
+#: The question and the answer in one field: the question's length, a colon, the question, the answer.
+#: Qdrant Edge's binding converts a payload field by trying other types first (about 3 µs a text field),
+#: so a point holds only what its filters and its match need: tenant, partition, expiry and this. Points
+#: written before hold ``question``, ``answer`` and ``scope`` instead, and are read as they were.
+ENTRY = "entry"
 #: Partitions a shard may hold and still have them all known (see :meth:`QdrantEdgeStore._learn_partitions`):
 #: past this many a search always filters.
 KNOWN_PARTITIONS = 256
@@ -172,6 +177,8 @@ class QdrantEdgeStore:
         shard = qe.EdgeShard.create(str(self.path), shard_config(qe, dimension, self.search_threads))
         # Payload indexes make the tenant/scope/expiry filter an index lookup, not a scan.
         shard.update(qe.UpdateOperation.create_field_index(TENANT, qe.PayloadSchemaType.Keyword))
+        # no point written now has a scope of its own (it is in its partition), so this index costs
+        # nothing; kept so that every shard, new or written by an earlier version, has the same ones
         shard.update(qe.UpdateOperation.create_field_index(SCOPE, qe.PayloadSchemaType.Keyword))
         shard.update(qe.UpdateOperation.create_field_index(EXPIRES, qe.PayloadSchemaType.Float))
         shard.update(qe.UpdateOperation.create_field_index(PARTITION, qe.PayloadSchemaType.Keyword))
@@ -290,8 +297,9 @@ class QdrantEdgeStore:
                     break  # nearest first: the rest score under it too
                 # each read of ``payload`` converts the whole of it from Rust again (answer included)
                 payload = point.payload
-                if _alive(payload, now) and payload.get(TENANT) == tenant and payload.get(SCOPE) == scope:
-                    match = match_from_payload(point.id, point.score, payload)
+                mine = payload.get(PARTITION) == wanted and payload.get(TENANT) == tenant
+                if mine and _alive(payload, now):
+                    match = _match(point.id, point.score, payload)
                     if match is not None:
                         out.append(match)
                         if len(out) == limit:
@@ -321,7 +329,13 @@ class QdrantEdgeStore:
         """:meth:`_upsert_sync` on the open ``shard``, the lock held."""
         qe = self._module()
         where = partition(entry.tenant, entry.scope)
-        payload = entry.payload() | {PARTITION: where}
+        question = entry.question
+        payload = {
+            TENANT: entry.tenant,
+            PARTITION: where,
+            EXPIRES: entry.expires_at,
+            ENTRY: f"{len(question)}:{question}{entry.answer}",
+        }
         shard.update(qe.UpdateOperation.upsert_points([qe.Point(entry.id, entry.vector, payload)]))
         # at most one point more (an entry stored again replaces its own): counted, not asked (the
         # shard's info costs 7 µs, a tenth of the write), until the count would start an index build
@@ -650,6 +664,21 @@ def _replaced(path: Path) -> Path:
 
 #: What :meth:`QdrantEdgeStore._inline` returns when the call could not run on the event loop.
 _BUSY = object()
+
+
+def _match(point_id: object, score: float, payload: dict[str, Any]) -> VectorMatch | None:
+    """The entry a point holds (see :data:`ENTRY`), or None if it holds none."""
+    entry = payload.get(ENTRY)
+    if entry is None:
+        return match_from_payload(point_id, score, payload)
+    if not isinstance(entry, str):
+        return None
+    colon = entry.find(":")
+    size = entry[:colon]
+    if colon < 1 or not (size.isascii() and size.isdigit()) or colon + 1 + int(size) > len(entry):
+        return None
+    end = colon + 1 + int(size)
+    return VectorMatch(str(point_id), float(score), entry[colon + 1 : end], entry[end:])
 
 
 def _alive(payload: dict[str, Any] | None, now: float) -> bool:

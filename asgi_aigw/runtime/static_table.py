@@ -142,23 +142,28 @@ def find_or_derive(config: RuntimeConfig) -> NDArray[np.float16]:
 
 
 def widened(table: NDArray[np.float16], config: RuntimeConfig) -> NDArray[np.float32]:
-    """``table`` as float32, mapped read-only from a file kept under the cache directory (named after the
-    file ``table`` is mapped from, its size and time), so a host's workers share its pages as they share
-    the float16 one's; a table not mapped from a file, or with nowhere to keep the copy, is widened in
-    this process's memory."""
+    """``table`` as float32, mapped read-only from a file kept under the cache directory, so a host's
+    workers share its pages as they share the float16 one's. The file is named after the one ``table``
+    is mapped from (its path, size and time: a changed table gets a new copy, which replaces the old
+    one). A table not mapped from a file, or with nowhere to keep the copy, is widened in memory."""
     source = getattr(table, "filename", None)
     if source is None:
         return np.asarray(table, dtype=np.float32)
     try:
-        stat = os.stat(source)
-        key = hashlib.sha256(f"{Path(source).resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-        target = cache_dir(config) / "static" / f"{Path(source).stem}-{key.hexdigest()[:16]}.f32.npy"
+        path = Path(source).resolve()
+        stat = path.stat()
+        stem = f"{path.stem}-{hashlib.sha256(str(path).encode()).hexdigest()[:16]}"
+        folder = cache_dir(config) / "static"
+        target = folder / f"{stem}-{stat.st_size}-{stat.st_mtime_ns}.f32.npy"
         if target.is_file():
-            wide: Any = np.load(target, mmap_mode="r", allow_pickle=False)
-            if wide.dtype == np.float32 and wide.shape == table.shape:
-                result: NDArray[np.float32] = wide
-                return result
-        target.parent.mkdir(parents=True, exist_ok=True)
+            kept: Any = np.load(target, mmap_mode="r", allow_pickle=False)
+            if kept.dtype == np.float32 and kept.shape == table.shape:
+                found: NDArray[np.float32] = kept
+                return found
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob(f"{stem}-*.f32.npy"):  # the copies of the table this path held before
+            if old != target:
+                old.unlink(missing_ok=True)
         _write(target, np.asarray(table, dtype=np.float32))
         mapped: NDArray[np.float32] = np.load(target, mmap_mode="r", allow_pickle=False)
         return mapped
