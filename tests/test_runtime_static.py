@@ -281,7 +281,7 @@ def test_the_table_is_widened_once_and_gives_the_saved_tables_vectors_to_the_bit
 
 
 def test_the_widened_table_is_kept_once_and_made_in_memory_where_it_cannot_be_kept(tmp_path: Path) -> None:
-    path = tmp_path / "table.npy"
+    path = tmp_path / "table[1].npy"  # a name with glob's characters: its own copies are still found
     np.save(path, np.arange(24, dtype=np.float16).reshape(6, 4))
     config = RuntimeConfig(cache_dir=str(tmp_path / "cache"))
     wide = static_table.widened(load_table(path), config)

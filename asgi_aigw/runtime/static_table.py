@@ -13,6 +13,7 @@ time, which was most of an embedding's time.
 from __future__ import annotations
 
 import fcntl
+import glob
 import hashlib
 import logging
 import os
@@ -161,7 +162,8 @@ def widened(table: NDArray[np.float16], config: RuntimeConfig) -> NDArray[np.flo
                 found: NDArray[np.float32] = kept
                 return found
         folder.mkdir(parents=True, exist_ok=True)
-        for old in folder.glob(f"{stem}-*.f32.npy"):  # the copies of the table this path held before
+        # the copies of the table this path held before (a file name may hold glob's characters)
+        for old in folder.glob(f"{glob.escape(stem)}-*.f32.npy"):
             if old != target:
                 old.unlink(missing_ok=True)
         _write(target, np.asarray(table, dtype=np.float32))
