@@ -211,6 +211,24 @@ async def _mapped(call: Awaitable[object]) -> BaseException:
     return caught.value
 
 
+async def test_a_transports_own_os_error_is_an_unreachable_upstream_and_other_errors_pass() -> None:
+    async def refused() -> None:
+        raise ConnectionRefusedError(111, "Connection refused")  # a transport that maps nothing
+
+    error = await _mapped(refused())
+    assert isinstance(error, UpstreamUnavailable)
+    assert str(error) == "Could not reach openai: Connection refused"
+    assert isinstance(error.__cause__, ConnectionRefusedError)
+    assert "sk-test-fake" not in str(error)
+
+    async def bug() -> None:
+        raise KeyError("not a transport's")
+
+    passed = await _mapped(bug())
+    assert isinstance(passed, KeyError)  # the app's own failures are not the upstream's
+    assert passed.__cause__ is None
+
+
 async def test_an_upstream_that_breaks_off_is_a_broken_answer(served: Serve) -> None:
     async def handler(server: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await server.read_request(reader)

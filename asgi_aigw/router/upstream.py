@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import ssl
 import sys
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 from urllib.parse import urlsplit
@@ -295,14 +295,29 @@ def map_transport_error(exc: BaseException, deployment: Deployment) -> GatewayEr
     return UpstreamError(f"{where} closed the connection or sent a malformed answer.")
 
 
-@contextlib.contextmanager
-def mapped_transport_errors(deployment: Deployment) -> Iterator[None]:
-    try:
-        yield
-    except _transport_errors() as exc:
-        raise map_transport_error(exc, deployment) from exc
-    except OSError as exc:  # a transport that does not map its errors
-        raise UpstreamUnavailable(f"Could not reach {deployment.provider}: {exc.strerror or exc}") from exc
+class mapped_transport_errors:
+    """Turns a client's failure to reach ``deployment`` into the gateway's error for it (never with the
+    API key). A class, not a generator: it wraps every upstream call, and a generator's context manager
+    cost about 2 µs each time."""
+
+    __slots__ = ("_deployment",)
+
+    def __init__(self, deployment: Deployment) -> None:
+        self._deployment = deployment
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if exc is None:
+            return
+        deployment = self._deployment
+        if isinstance(exc, _transport_errors()):
+            raise map_transport_error(exc, deployment) from exc
+        if isinstance(exc, OSError):  # a transport that does not map its errors
+            raise UpstreamUnavailable(
+                f"Could not reach {deployment.provider}: {exc.strerror or exc}"
+            ) from exc
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
