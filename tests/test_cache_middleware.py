@@ -92,6 +92,47 @@ async def test_the_semantic_layer_asks_its_store_only_for_entries_close_enough_t
     assert len(fake.requests) == 2
 
 
+class SearchOnly:
+    """A store of one's own with the protocol's ``search`` and no ``search_above``."""
+
+    def __init__(self) -> None:
+        self._inner = MemoryVectorStore()
+        self.searches = 0
+
+    async def search(
+        self, vector: list[float], *, tenant: str, scope: str, limit: int, now: float
+    ) -> list[Any]:
+        self.searches += 1
+        return await self._inner.search(vector, tenant=tenant, scope=scope, limit=limit, now=now)
+
+    async def upsert(self, entry: Any) -> None:
+        await self._inner.upsert(entry)
+
+    async def delete_expired(self, now: float) -> int:
+        return await self._inner.delete_expired(now)
+
+    async def purge(self, tenant: str | None = None) -> int:
+        return await self._inner.purge(tenant)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+async def test_a_store_without_search_above_is_searched_and_held_to_the_threshold(fake: FakeProvider) -> None:
+    vector = SearchOnly()
+    app, cache = cache_stack(fake, vector=vector, config=CacheConfig(threshold=0.75))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://testserver") as client:
+        await post(client, chat("How do I reset my password?"))
+        hit = await post(client, chat("How can I reset my password, please?"))
+        miss = await post(client, chat("Which planet is the largest?"))
+    await cache.aclose()
+    assert vector.searches == 3
+    assert hit.headers["x-aigw-cache"] == "hit-semantic"
+    assert float(hit.headers["x-aigw-cache-score"]) >= 0.75
+    assert miss.headers["x-aigw-cache"] == "miss"
+    assert len(fake.requests) == 2
+
+
 async def test_unrelated_question_is_a_miss(stack: Any, fake: FakeProvider) -> None:
     client, _ = stack
     await post(client, chat("How do I reset my password?"))

@@ -17,6 +17,7 @@ A failing store or embedder is a miss (logged once per interval), never an error
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -397,26 +398,18 @@ class SemanticCacheMiddleware:
         threshold = self.config.threshold
         if threshold is None:
             threshold = getattr(embedder, "default_threshold", DEFAULT_THRESHOLD)
+        # a store that can asks only for entries close enough to answer: their payloads alone are read
         above = getattr(self.vector, "search_above", None)
+        search = self.vector.search if above is None else functools.partial(above, min_score=threshold)
         try:
             with deadline(self.config.lookup_timeout):
-                if above is not None:  # only entries close enough to answer: their payloads alone are read
-                    matches = await above(
-                        vector,
-                        tenant=tenant_tag(keys.tenant),
-                        scope=keys.scope,
-                        limit=self.config.candidates,
-                        now=time.time(),
-                        min_score=threshold,
-                    )
-                else:
-                    matches = await self.vector.search(
-                        vector,
-                        tenant=tenant_tag(keys.tenant),
-                        scope=keys.scope,
-                        limit=self.config.candidates,
-                        now=time.time(),
-                    )
+                matches = await search(
+                    vector,
+                    tenant=tenant_tag(keys.tenant),
+                    scope=keys.scope,
+                    limit=self.config.candidates,
+                    now=time.time(),
+                )
         except Exception as exc:
             self._log_failure("the vector store", exc)
             return None, MISS, None, vector
