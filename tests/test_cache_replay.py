@@ -154,3 +154,50 @@ def test_a_replay_follows_fields_assigned_after_an_earlier_replay() -> None:
     # the list handed out is the caller's own: changing it changes no later replay
     answer.replayed_headers().append((b"x-other", b"1"))
     assert answer.replayed_headers() == [(b"x-aigw-model", b"b")]
+
+
+def test_a_hit_s_usage_is_read_once_per_entry_and_each_hit_gets_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Entries are shared by every hit: the stored usage is read once, and each hit gets a copy, so a
+    layer that changes its own (the log marks an estimate) changes no other hit's; a new usage is read."""
+    from asgi_aigw.kernel.context import Usage
+
+    reads: list[object] = []
+    real = Usage.from_openai
+    monkeypatch.setattr(Usage, "from_openai", classmethod(lambda cls, data: reads.append(data) or real(data)))
+    answer = CachedAnswer(
+        model="m",
+        content="hi",
+        finish_reason="stop",
+        usage={"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+    )
+    first = answer.replay_usage()
+    assert first == Usage(3, 2, 5)
+    first.estimated = True
+    second = answer.replay_usage()
+    assert second == Usage(3, 2, 5)
+    assert second is not first
+    assert len(reads) == 1
+    answer.usage = {"prompt_tokens": 4, "completion_tokens": 1, "total_tokens": 5}
+    assert answer.replay_usage() == Usage(4, 1, 5)
+    assert len(reads) == 2
+    answer.usage = None
+    assert answer.replay_usage() is None
+
+
+def test_a_usage_copy_has_every_figure() -> None:
+    """Every field, so that a field added later is copied too (or this test says so)."""
+    import dataclasses
+
+    from asgi_aigw.kernel.context import Usage
+
+    values = {
+        f.name: (True if f.type in (bool, "bool") else index + 1)
+        for index, f in enumerate(dataclasses.fields(Usage))
+    }
+    usage = Usage(**values)
+    copied = usage.copy()
+    assert copied == usage
+    assert copied is not usage
+    assert {f.name: getattr(copied, f.name) for f in dataclasses.fields(Usage)} == values

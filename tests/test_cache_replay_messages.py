@@ -251,3 +251,17 @@ def test_json_answers_with_blocks_not_replayed_are_not_captured() -> None:
         CachedMessage.from_json(orjson.dumps({**body, "content": [{"type": "text", "text": "Paris."}]}))
         is not None
     )
+
+
+def test_a_hit_s_usage_is_its_own_copy_of_the_stored_figures() -> None:
+    """Every hit of an entry gets the same figures in an object of its own (the entry reads them once),
+    and a usage stored later is read again."""
+    from asgi_aigw.kernel.context import Usage
+
+    entry = CachedMessage.from_bytes(TWO_BLOCKS.to_bytes())
+    assert entry is not None
+    first, second = entry.replay_usage(), entry.replay_usage()
+    assert first == second == Usage.from_anthropic(USAGE)
+    assert first is not second
+    entry.usage = {"input_tokens": 5, "output_tokens": 1}
+    assert entry.replay_usage() == Usage(5, 1, 6)

@@ -668,3 +668,18 @@ async def test_a_bad_ttl_header_is_a_400_in_openais_shape(
     assert error["type"] == "invalid_request_error"
     assert error["param"] == "x-aigw-cache-ttl"
     assert fake.requests == []
+
+
+def test_a_hit_s_usage_is_its_own_copy_of_the_stored_figures() -> None:
+    """Every hit of an entry gets the same figures in an object of its own (the entry reads them once),
+    and a usage stored later is read again."""
+    from asgi_aigw.kernel.context import Usage
+
+    entry = CachedResponse.from_json(_response_with(TEXT))
+    assert entry is not None
+    assert entry.replay_usage() is None  # none stored
+    entry.fill_usage(Usage(7, 3, 10))
+    first, second = entry.replay_usage(), entry.replay_usage()
+    assert first == second
+    assert (first.prompt_tokens, first.completion_tokens) == (7, 3)  # type: ignore[union-attr]
+    assert first is not second

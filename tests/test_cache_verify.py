@@ -184,17 +184,65 @@ def test_scope_separates_context_and_key_ignores_stream() -> None:
 def test_the_features_computed_on_the_way_are_kept_per_tenant() -> None:
     """A question verified for one tenant is worked out again for another: a remembered one is verified
     sooner, which would tell a tenant what another asked."""
-    from asgi_aigw.cache.verify import _features
+    from asgi_aigw.cache.verify import _details, _features
 
     _features.cache_clear()
+    _details.cache_clear()
+
+    def worked_out() -> tuple[int, int]:
+        return _features.cache_info().misses, _details.cache_info().misses
+
     query, cached = "How do I reset my password?", "How can I reset my password?"
     assert verify(query, cached, tenant="acme").ok
-    info = _features.cache_info()
-    assert (info.hits, info.misses) == (0, 2)
+    assert worked_out() == (2, 2)
     assert verify(query, cached, tenant="acme").ok
-    assert _features.cache_info().hits == 2  # the same tenant: both found
+    assert worked_out() == (2, 2)  # the same tenant: both found
+    assert _details.cache_info().hits == 2
     assert verify(query, cached, tenant="globex").ok
-    assert _features.cache_info().misses == 4  # another tenant: worked out again
+    assert worked_out() == (4, 4)  # another tenant: worked out again
+
+
+def test_a_candidate_that_differs_in_a_content_word_is_not_worked_out_further() -> None:
+    """Most candidates of a new question differ from it in a content word: their literals, identifiers,
+    directions and word order are never worked out; a paraphrase's are."""
+    from asgi_aigw.cache.verify import _details, _features
+
+    _features.cache_clear()
+    _details.cache_clear()
+    query = "Tell me about the gridiron"
+    for other in ("Tell me about the harbour", "Tell me about the pelican"):
+        assert verify(query, other, tenant="acme").reason == "content"
+    assert _features.cache_info().misses == 3
+    assert _details.cache_info().misses == 0
+    assert verify(query, "Please tell me about the gridiron", tenant="acme").ok
+    assert _details.cache_info().misses == 2
+
+
+def test_a_number_in_other_digits_is_still_a_number() -> None:
+    """Digits of other scripts are numbers as ASCII ones are: a question with one never matches a
+    question without it."""
+    assert verify("Is \u0663 enough apples?", "Is three enough apples?").reason == "numbers"
+    assert verify("Is \u0663 enough apples?", "Is enough apples?").reason == "numbers"
+    assert verify("Is \u0663 enough apples?", "Is \u0663 enough apples for pie?").reason == "content"
+
+
+def test_the_stems_kept_are_bounded_in_count_and_length_and_kept_per_tenant() -> None:
+    """Stems are kept per word seen, for the next question: a client's words cannot grow them without
+    bound, nor can one word as long as a body; a word one tenant used is not kept for another."""
+    from asgi_aigw.cache import verify as module
+
+    module._CANONICAL.clear()
+    long_word = "x" * (module._MAX_KEPT_WORD + 1)
+    assert module._canonical(long_word, "acme") == long_word
+    assert ("acme", long_word) not in module._CANONICAL
+    for n in range(module._MAX_CANONICAL + 5):
+        module._canonical(f"word{n}s", "acme")
+    assert len(module._CANONICAL) <= module._MAX_CANONICAL
+    module._CANONICAL.clear()
+    module._features.cache_clear()
+    assert verify("Where do spiders live?", "Where does a spider live?", tenant="acme").ok
+    assert module._CANONICAL[("acme", "spiders")] == "spider"
+    assert ("globex", "spiders") not in module._CANONICAL
 
 
 @pytest.mark.parametrize(
@@ -331,7 +379,7 @@ def test_each_direction_marker_reads_only_its_own_phrase(monkeypatch: pytest.Mon
 
     monkeypatch.setattr(module, "_PHRASE_TOKEN", Counted())
     question = "how to get from " + "to the station " * 600
-    module._features.__wrapped__(question, "acme")
+    module._details.__wrapped__(question, "acme")
     words = len(question.split())
     assert 0 < read <= 3 * words
     # and the directions are still read: the phrase after each marker

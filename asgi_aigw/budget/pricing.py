@@ -185,6 +185,10 @@ class PriceTable:
         price = self.price(model)
         if price is None:
             return 0
+        if not (cached_tokens or cache_write_tokens or cache_write_1h_tokens) and prompt_tokens >= 0:
+            # most requests: no prompt cache read or written (the same sum, without its zero terms)
+            plain = prompt_tokens * price.input + completion_tokens * price.output
+            return math.ceil(plain * _NANOS_PER_MILLION_PRICE - 1e-6)
         cached = min(max(cached_tokens, 0), prompt_tokens)
         written = min(max(cache_write_tokens, 0), prompt_tokens - cached)
         hour = min(max(cache_write_1h_tokens, 0), written)

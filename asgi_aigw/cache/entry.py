@@ -23,7 +23,15 @@ import orjson
 from ..kernel.context import Usage
 from ..kernel.sse import DONE_EVENT, encode_data
 from ..kernel.unique_ids import IdSource
-from .stored import decode_entry, encode_entry, kept_headers, replayed, stored_at, stored_headers
+from .stored import (
+    UsageMemo,
+    decode_entry,
+    encode_entry,
+    kept_headers,
+    replayed,
+    stored_at,
+    stored_headers,
+)
 from .stream_event import stream_event
 
 #: Size of the content pieces of a replayed stream: small enough to look live, few enough to be cheap.
@@ -54,6 +62,9 @@ class CachedAnswer:
     #: was rendered from, the JSON body after ``created``, the replayed headers. See :meth:`_rendered`.
     _replay: tuple[tuple[Any, ...], bytes, list[tuple[bytes, bytes]]] | None = field(
         default=None, repr=False, compare=False
+    )
+    _usage: UsageMemo = field(
+        default_factory=lambda: UsageMemo(Usage.from_openai), init=False, repr=False, compare=False
     )
 
     # -- storage --------------------------------------------------------------------------------------
@@ -137,7 +148,7 @@ class CachedAnswer:
 
     def replay_usage(self) -> Usage | None:
         """The usage a hit reports to the other layers: the stored answer's own figures."""
-        return Usage.from_openai(self.usage)
+        return self._usage(self.usage)
 
     def fill_usage(self, usage: Usage) -> None:
         """Store ``usage`` (read by the router) with an answer whose stream carried none."""

@@ -22,7 +22,15 @@ import orjson
 
 from ..kernel.context import Usage
 from .entry import split_pieces
-from .stored import decode_entry, encode_entry, kept_headers, replayed, stored_at, stored_headers
+from .stored import (
+    UsageMemo,
+    decode_entry,
+    encode_entry,
+    kept_headers,
+    replayed,
+    stored_at,
+    stored_headers,
+)
 from .stream_event import stream_event
 
 DIALECT = "messages"
@@ -68,6 +76,9 @@ class CachedMessage:
     #: :data:`REPLAYED_HEADERS` of the answer that was stored, as (name, value) text pairs.
     headers: list[tuple[str, str]] | None = None
     created_at: float = field(default_factory=time.time)
+    _usage: UsageMemo = field(
+        default_factory=lambda: UsageMemo(Usage.from_anthropic), init=False, repr=False, compare=False
+    )
 
     # -- storage --------------------------------------------------------------------------------------
 
@@ -149,7 +160,7 @@ class CachedMessage:
 
     def replay_usage(self) -> Usage | None:
         """The usage a hit reports to the other layers: the stored answer's own figures."""
-        return Usage.from_anthropic(self.usage)
+        return self._usage(self.usage)
 
     def fill_usage(self, usage: Usage) -> None:
         """Store ``usage`` (read by the router) with an answer whose stream carried none."""

@@ -35,7 +35,15 @@ import orjson
 from ..kernel.context import Usage
 from ..kernel.dialects.responses import usage_from_responses
 from .entry import split_pieces
-from .stored import decode_entry, encode_entry, kept_headers, replayed, stored_at, stored_headers
+from .stored import (
+    UsageMemo,
+    decode_entry,
+    encode_entry,
+    kept_headers,
+    replayed,
+    stored_at,
+    stored_headers,
+)
 from .stream_event import stream_event
 
 DIALECT = "responses"
@@ -136,6 +144,9 @@ class CachedResponse:
     created_at: float = field(default_factory=time.time)
     #: The asking request's echoed fields (see :meth:`answering`); empty: the stored ones.
     echo: Mapping[str, Any] = field(default_factory=dict)
+    _usage: UsageMemo = field(
+        default_factory=lambda: UsageMemo(usage_from_responses), init=False, repr=False, compare=False
+    )
 
     @property
     def model(self) -> str:
@@ -195,7 +206,7 @@ class CachedResponse:
 
     def replay_usage(self) -> Usage | None:
         """The usage a hit reports to the other layers: the stored answer's own figures."""
-        return usage_from_responses(self.usage)
+        return self._usage(self.usage)
 
     def fill_usage(self, usage: Usage) -> None:
         """Store ``usage`` (read by the router) with an answer whose stream carried none."""

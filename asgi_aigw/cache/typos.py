@@ -60,14 +60,23 @@ def fixes(mine: tuple[str, ...], theirs: tuple[str, ...]) -> dict[str, str]:
     """Typos, other spellings and split compounds among the words ``mine`` (:func:`words` of one
     question) that the other question's words ``theirs`` write as one word or spell another way."""
     own, other = set(mine), set(theirs)
+    return _fixes(mine, own - other, other - own)
+
+
+def fixes_both(mine: tuple[str, ...], theirs: tuple[str, ...]) -> tuple[dict[str, str], dict[str, str]]:
+    """``(fixes(mine, theirs), fixes(theirs, mine))``, the words of each question counted once."""
+    own, other = set(mine), set(theirs)
     only_mine, only_theirs = own - other, other - own
+    return _fixes(mine, only_mine, only_theirs), _fixes(theirs, only_theirs, only_mine)
+
+
+def _fixes(mine: tuple[str, ...], only_mine: set[str], only_theirs: set[str]) -> dict[str, str]:
     if not only_theirs:
         return {}  # every fix reads words of one question as a word only the other has
-    return {
-        **compounds(mine, only_theirs),
-        **variants(only_mine, only_theirs),
-        **corrections(only_mine, only_theirs),
-    }
+    found = compounds(mine, only_theirs)
+    found.update(variants(only_mine, only_theirs))
+    found.update(corrections(only_mine, only_theirs))
+    return found
 
 
 def corrections(mine: set[str], theirs: set[str]) -> dict[str, str]:

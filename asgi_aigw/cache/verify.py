@@ -33,15 +33,15 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 from .lexicon import COPULA, DERIVED, PHRASES, QUANTIFIERS, RELATIONS, SYMBOLS, SYNONYMS
 from .order import Token, crossing
 from .typos import apply as apply_fixes
-from .typos import fixes as find_fixes
+from .typos import fixes_both
 from .typos import words as words_of
 
 _CONTRACTIONS = (
@@ -59,7 +59,6 @@ _CONTRACTIONS = (
 )
 
 _TOKEN = re.compile(r"\d+(?:[.,]\d+)*|[a-z]+(?:\.[a-z]+)*")
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 
 #: Number words, so "two weeks" and "2 weeks" agree. "one" is left out: "a tablespoon" and "one
 #: tablespoon" ask the same thing.
@@ -210,23 +209,36 @@ def _stem(word: str) -> str:
     return word
 
 
-@dataclass(frozen=True, slots=True)
-class _Features:
-    numbers: Counter[str]
+class _Features(NamedTuple):
+    """What every verification compares first. Counts are plain dicts of positive counts (compared in C,
+    as ``Counter`` would compare them). A named tuple: made for every new question and every candidate,
+    where a frozen dataclass took a microsecond more to make."""
+
+    numbers: dict[str, int]
     negations: int
     content: frozenset[str]
-    directions: dict[str, tuple[tuple[str, frozenset[str]], ...]]
-    sequence: tuple[Token, ...]
-    quantifiers: Counter[str]
-    scopes: Counter[str]
-    literals: tuple[str, ...]
-    identifiers: Counter[str]
-    flat: str
+    #: The words in order, as (text, is an item, derived) (see :class:`.order.Token`): made into tokens
+    #: only for the order check, which two questions with different content words never reach.
+    sequence: tuple[tuple[str, bool, bool], ...]
+    quantifiers: dict[str, int]
+    scopes: dict[str, int]
     #: The words of the text once normalised (:func:`normalise`): where typos are looked for.
     words: tuple[str, ...]
+    #: The text normalised, symbols and phrases read as words: what :func:`_details` reads directions in.
+    norm: str
 
 
-def _phrase_head(tokens: Iterable[str]) -> tuple[str, frozenset[str]] | None:
+class _Details(NamedTuple):
+    """What only questions with the same content words go on to compare (:func:`_details`)."""
+
+    literals: tuple[str, ...]
+    identifiers: dict[str, int]
+    flat: str
+    directions: dict[str, tuple[tuple[str, frozenset[str]], ...]]
+    sequence: tuple[Token, ...]
+
+
+def _phrase_head(tokens: Iterable[str], tenant: str = "") -> tuple[str, frozenset[str]] | None:
     """The last content word of the phrase at the start of ``tokens`` ("a Linux group in" -> "group"),
     with all the phrase's content words."""
     head: str | None = None
@@ -238,20 +250,36 @@ def _phrase_head(tokens: Iterable[str]) -> tuple[str, frozenset[str]] | None:
             return None  # "to rent or buy": alternatives, in either order (the order check sees them)
         if token in _STOPWORDS or token in _NEGATIONS or not (token[0].isalnum()):
             break
-        word = _NUMBER_WORDS.get(token) or _canonical(token)
+        word = _NUMBER_WORDS.get(token) or _canonical(token, tenant)
         words.add(word)
         if head is None or word not in _CLASSIFIERS:
             head = word  # "to a CSV file": the head that matters is "csv"
     return None if head is None else (head, frozenset(words))
 
 
-def _canonical(word: str) -> str:
+#: Stems of words seen, kept per tenant (as everything the layers keep of what was asked: a word found
+#: here is read sooner, which must not tell a tenant what another one asked): most questions are made
+#: of words asked before. Bounded in count and in the length of a word kept (the client's text): a few
+#: MB at most.
+_CANONICAL: dict[tuple[str, str], str] = {}
+_MAX_CANONICAL = 16_384
+_MAX_KEPT_WORD = 40
+
+
+def _canonical(word: str, tenant: str = "") -> str:
     """The stem of ``word`` with synonyms merged ("wrote", "author" -> "write")."""
-    synonym = SYNONYMS.get(word)
-    if synonym is not None:
-        return synonym
-    stem = _stem(DERIVED.get(word, word))
-    return SYNONYMS.get(stem, stem)
+    key = (tenant, word)
+    stem = _CANONICAL.get(key)
+    if stem is None:
+        stem = SYNONYMS.get(word)
+        if stem is None:
+            stem = _stem(DERIVED.get(word, word))
+            stem = SYNONYMS.get(stem, stem)
+        if len(word) <= _MAX_KEPT_WORD:
+            if len(_CANONICAL) >= _MAX_CANONICAL:
+                _CANONICAL.clear()
+            _CANONICAL[key] = stem
+    return stem
 
 
 _LITERAL = re.compile(r"`([^`]+)`|(?<![\w])\"([^\"\n]+)\"(?![\w])|(?<![\w])'([^'\n]+)'(?![\w])")
@@ -300,88 +328,120 @@ def _identifiers(lowered: str) -> list[str]:
     return [w for w in _WORD_RUN.findall(lowered) if "_" in w and _LETTER_AZ.search(w) is not None]
 
 
+def _count(counts: dict[str, int], item: str, by: int = 1) -> None:
+    counts[item] = counts.get(item, 0) + by
+
+
 @lru_cache(maxsize=4096)
 def _features(text: str, tenant: str = "") -> _Features:
-    """What :func:`verify` compares, kept for the hottest texts of each tenant: a question is verified
-    against up to ``candidates`` cached ones, and a cached question against every paraphrase that finds
-    it. Per tenant, as the cache is: a text found here is verified some 60 µs sooner, which must not
-    tell a tenant that another one asked it. Callers never mutate the result."""
-    raw = _SPACES.sub(" ", unicodedata.normalize("NFKC", text)).strip()
-    literals = tuple(_SPACES.sub(" ", "".join(m.groups(""))).strip() for m in _LITERAL.finditer(raw))
-    identifiers = Counter(_identifiers(raw.lower()) if "_" in raw else ())
-    if _MAY_HAVE_OPERATOR.search(raw):
-        identifiers.update(_OPERATOR.findall(raw))
+    """What :func:`verify` compares first, kept for the hottest texts of each tenant: a question is
+    verified against up to ``candidates`` cached ones, and a cached question against every paraphrase
+    that finds it. Per tenant, as the cache is: a text found here is verified sooner, which
+    must not tell a tenant that another one asked it. Callers never mutate the result."""
     normal = normalise(text)
     if _MAY_HAVE_LETTER.search(text):
         lettered = _LETTER.sub(r"letter\1", text)
         norm = _prepare(normal if lettered == text else normalise(lettered))
     else:
         norm = _prepare(normal)
-    numbers: Counter[str] = Counter()
-    quantifiers: Counter[str] = Counter()
-    scopes: Counter[str] = Counter()
+    numbers: dict[str, int] = {}
+    quantifiers: dict[str, int] = {}
+    scopes: dict[str, int] = {}
     negations = 0
     pending = 0  # negations waiting for the word they bear on
     content: set[str] = set()
-    sequence: list[Token] = []
+    sequence: list[tuple[str, bool, bool]] = []
     previous = ""
     tokens = _TOKEN.findall(norm)
     for index, token in enumerate(tokens):
         item: str | None = None
-        following = tokens[index + 1] if index + 1 < len(tokens) else ""
-        if _NUMBER.fullmatch(token):
+        # a token is a number when it starts with a digit (the other kind of token starts with a letter)
+        if token[0].isdecimal():
             item = token.replace(",", "")
-            numbers[item] += 1
+            _count(numbers, item)
         elif token in _NUMBER_WORDS:
             item = _NUMBER_WORDS[token]
-            numbers[item] += 1
+            _count(numbers, item)
         elif token in _NEGATIONS:
             negations += 1
             pending += 1
-            sequence.append(Token("not", False))
+            sequence.append(("not", False, False))
         elif (
             token in QUANTIFIERS
             and not (previous == "how" and token == "many")
             # "some ways to", "some tips for": framing, not a claim about how many
-            and not (token == "some" and (following in _STOPWORDS or following in _FRAMING_NOUNS))
+            and not (token == "some" and _framing(tokens, index + 1))
         ):
-            quantifiers[QUANTIFIERS[token]] += 1
+            _count(quantifiers, QUANTIFIERS[token])
             if token not in _STOPWORDS:
-                item = _canonical(token)
+                item = _canonical(token, tenant)
                 content.add(item)
         elif token in RELATIONS:
-            sequence.append(Token("be" if token in COPULA else token, False))
+            sequence.append(("be" if token in COPULA else token, False, False))
         elif token not in _STOPWORDS:
-            stem = _canonical(token)
+            stem = _canonical(token, tenant)
             if stem not in _STOPWORDS:
                 item = stem
                 content.add(stem)
         if item is not None:
-            sequence.append(Token(item, True, token in DERIVED))
+            sequence.append((item, True, token in DERIVED))
             if pending:
-                scopes[item] += pending
+                _count(scopes, item, pending)
                 pending = 0
         previous = token
-    directions: dict[str, list[tuple[str, frozenset[str]]]] = {}
-    for match in _MARKER.finditer(norm):
-        # read lazily: a phrase ends within a few words, and reading the rest of the text for each
-        # marker took time that grows with the square of its length ("to " 5,000 times: 2.3 s)
-        head = _phrase_head(m.group() for m in _PHRASE_TOKEN.finditer(norm, match.end()))
-        if head is not None:
-            directions.setdefault(match.group(1), []).append(head)
     return _Features(
         numbers,
         negations,
         frozenset(content),
-        {k: tuple(v) for k, v in directions.items()},
         tuple(sequence),
         quantifiers,
         scopes,
+        words_of(normal),
+        norm,
+    )
+
+
+def _framing(tokens: list[str], index: int) -> bool:
+    """Whether the word at ``index`` (if any) makes a "some" before it framing ("some tips for")."""
+    following = tokens[index] if index < len(tokens) else ""
+    return following in _STOPWORDS or following in _FRAMING_NOUNS
+
+
+@lru_cache(maxsize=4096)
+def _details(text: str, tenant: str = "") -> _Details:
+    """What :func:`verify` compares once two questions agree on numbers, negations, content words and
+    quantifiers: worked out only for them (most candidates differ in a content word), kept as
+    :func:`_features` is."""
+    features = _features(text, tenant)
+    raw = _SPACES.sub(" ", unicodedata.normalize("NFKC", text)).strip()
+    literals = tuple(_SPACES.sub(" ", "".join(m.groups(""))).strip() for m in _LITERAL.finditer(raw))
+    identifiers: dict[str, int] = {}
+    if "_" in raw:
+        for word in _identifiers(raw.lower()):
+            _count(identifiers, word)
+    if _MAY_HAVE_OPERATOR.search(raw):
+        for operator in _OPERATOR.findall(raw):
+            _count(identifiers, operator)
+    norm = features.norm
+    directions: dict[str, list[tuple[str, frozenset[str]]]] = {}
+    for match in _MARKER.finditer(norm):
+        # read lazily: a phrase ends within a few words, and reading the rest of the text for each
+        # marker took time that grows with the square of its length ("to " 5,000 times: 2.3 s)
+        head = _phrase_head((m.group() for m in _PHRASE_TOKEN.finditer(norm, match.end())), tenant)
+        if head is not None:
+            directions.setdefault(match.group(1), []).append(head)
+    return _Details(
         literals,
         identifiers,
         raw,
-        words_of(normal),
+        {k: tuple(v) for k, v in directions.items()},
+        tuple(Token(*word) for word in features.sequence),
     )
+
+
+def _elements(counts: dict[str, int]) -> list[str]:
+    """Each key of ``counts`` as many times as it counts, sorted (what ``Counter.elements`` lists)."""
+    return sorted(key for key, count in counts.items() for _ in range(count))
 
 
 def _same_targets(
@@ -403,9 +463,7 @@ def verify(query: str, cached: str, *, typos: bool = True, tenant: str = "") -> 
         return _OK
     new, old = _features(query, tenant), _features(cached, tenant)
     if new.numbers != old.numbers:
-        return Verdict(
-            False, "numbers", f"{sorted(new.numbers.elements())} != {sorted(old.numbers.elements())}"
-        )
+        return Verdict(False, "numbers", f"{_elements(new.numbers)} != {_elements(old.numbers)}")
     if new.negations != old.negations:
         return Verdict(False, "negation", f"{new.negations} != {old.negations}")
     only_new = new.content - old.content - _CLASSIFIERS
@@ -413,31 +471,32 @@ def verify(query: str, cached: str, *, typos: bool = True, tenant: str = "") -> 
     if only_new or only_old:
         if typos:
             # "pasword" / "password": read the misspelt word as the real one and check again
-            fix_new, fix_old = find_fixes(new.words, old.words), find_fixes(old.words, new.words)
+            fix_new, fix_old = fixes_both(new.words, old.words)
             if fix_new or fix_old:
                 return verify(
                     apply_fixes(query, fix_new), apply_fixes(cached, fix_old), typos=False, tenant=tenant
                 )
         return Verdict(False, "content", f"{sorted(only_new)} / {sorted(only_old)}")
     if new.quantifiers != old.quantifiers:
-        return Verdict(False, "quantifier", f"{dict(new.quantifiers)} != {dict(old.quantifiers)}")
-    if new.identifiers != old.identifiers:
-        return Verdict(False, "literal", f"{dict(new.identifiers)} != {dict(old.identifiers)}")
-    for literal in new.literals:
-        if literal not in old.flat:
+        return Verdict(False, "quantifier", f"{new.quantifiers} != {old.quantifiers}")
+    ours, theirs = _details(query, tenant), _details(cached, tenant)
+    if ours.identifiers != theirs.identifiers:
+        return Verdict(False, "literal", f"{ours.identifiers} != {theirs.identifiers}")
+    for literal in ours.literals:
+        if literal not in theirs.flat:
             return Verdict(False, "literal", repr(literal))
-    for literal in old.literals:
-        if literal not in new.flat:
+    for literal in theirs.literals:
+        if literal not in ours.flat:
             return Verdict(False, "literal", repr(literal))
-    for marker, targets in new.directions.items():
-        other = old.directions.get(marker)
+    for marker, targets in ours.directions.items():
+        other = theirs.directions.get(marker)
         if other is not None and not _same_targets(targets, other):
             heads = [t[0] for t in targets], [t[0] for t in other]
             return Verdict(False, "direction", f"{marker}: {heads[0]} != {heads[1]}")
-    swap = crossing(new.sequence, old.sequence)
+    swap = crossing(ours.sequence, theirs.sequence)
     if swap is not None:
         pivot, right, left = swap
         return Verdict(False, "order", f"{right!r} and {left!r} swap around {pivot!r}")
     if new.scopes != old.scopes:
-        return Verdict(False, "scope", f"{dict(new.scopes)} != {dict(old.scopes)}")
+        return Verdict(False, "scope", f"{new.scopes} != {old.scopes}")
     return _OK

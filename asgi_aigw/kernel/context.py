@@ -57,6 +57,19 @@ class Usage:
     #: ``cache_creation.ephemeral_1h_input_tokens``), priced above 5-minute writes.
     cache_write_1h_tokens: int = 0
 
+    def copy(self) -> Usage:
+        """Another object with the same figures."""
+        return Usage(
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.total_tokens,
+            self.cached_tokens,
+            self.estimated,
+            self.cache_write_tokens,
+            self.reasoning_tokens,
+            self.cache_write_1h_tokens,
+        )
+
     @classmethod
     def from_openai(cls, data: Any) -> Usage | None:
         """Read an OpenAI ``usage`` object; ``None`` when absent or malformed."""
