@@ -23,16 +23,9 @@ import orjson
 from ..kernel.context import Usage
 from ..kernel.sse import DONE_EVENT, encode_data
 from ..kernel.unique_ids import IdSource
-from .stored import (
-    UsageMemo,
-    decode_entry,
-    encode_entry,
-    kept_headers,
-    replayed,
-    stored_at,
-    stored_headers,
-)
+from .stored import decode_entry, encode_entry, kept_headers, replayed, stored_at, stored_headers
 from .stream_event import stream_event
+from .usage_memo import UsageMemo
 
 #: Size of the content pieces of a replayed stream: small enough to look live, few enough to be cheap.
 _PIECE_CHARS = 48

@@ -35,16 +35,9 @@ import orjson
 from ..kernel.context import Usage
 from ..kernel.dialects.responses import usage_from_responses
 from .entry import split_pieces
-from .stored import (
-    UsageMemo,
-    decode_entry,
-    encode_entry,
-    kept_headers,
-    replayed,
-    stored_at,
-    stored_headers,
-)
+from .stored import decode_entry, encode_entry, kept_headers, replayed, stored_at, stored_headers
 from .stream_event import stream_event
+from .usage_memo import UsageMemo
 
 DIALECT = "responses"
 
