@@ -141,7 +141,13 @@ def compounds(mine: tuple[str, ...], theirs: set[str]) -> dict[str, str]:
     """Two neighbouring words of ``mine`` (one question's, in order) that the other question writes as
     one of ``theirs`` (its words the first has not): "wi-fi" / "wifi", "e mail" / "email", "data base" /
     "database". The pair (``"wi fi"``) -> the word."""
-    return {f"{a} {b}": a + b for a, b in pairwise(mine) if a + b in theirs}
+    # such a word is in the words of ``mine`` written together: most pairs of questions have none, and
+    # one search of the joined words for each of ``theirs`` is cheaper than joining every pair
+    joined = "".join(mine)
+    for word in theirs:
+        if word in joined:
+            return {f"{a} {b}": a + b for a, b in pairwise(mine) if a + b in theirs}
+    return {}
 
 
 _ANY_WORD = re.compile(r"[A-Za-z]+")
