@@ -77,3 +77,21 @@ async def test_error_body_is_openai_shaped(http: httpx.AsyncClient, fake: FakePr
 async def test_bad_request_to_the_fake(http: httpx.AsyncClient) -> None:
     response = await http.post("/v1/chat/completions", json={"messages": []})
     assert response.status_code == 400
+
+
+async def test_a_bounded_fake_keeps_only_its_last_requests() -> None:
+    fake = FakeProvider(keep_requests=2)
+    async with httpx.AsyncClient(transport=StreamingASGITransport(fake), base_url="http://fake") as http:
+        for word in ("one", "two", "three"):
+            body = {"model": "m", "messages": [{"role": "user", "content": word}]}
+            assert (await http.post("/v1/chat/completions", json=body)).status_code == 200
+    assert [r.json["messages"][0]["content"] for r in fake.requests] == ["two", "three"]
+    assert fake.last_request.json["messages"][0]["content"] == "three"
+
+
+def test_the_served_fake_does_not_keep_every_request() -> None:
+    # ``uvicorn asgi_aigw.testing.fake_provider:app`` runs for as long as a demo or a benchmark does
+    from asgi_aigw.testing.fake_provider import SERVED_KEEPS, app
+
+    assert app.keep_requests == SERVED_KEEPS
+    assert 0 < SERVED_KEEPS <= 10_000

@@ -109,10 +109,19 @@ class FakeProvider:
     Every format answers from the same :meth:`plan_turn`, so answers and token counts agree.
     """
 
-    def __init__(self, behaviour: FakeBehaviour | None = None, *, model: str = "fake-model") -> None:
+    def __init__(
+        self,
+        behaviour: FakeBehaviour | None = None,
+        *,
+        model: str = "fake-model",
+        keep_requests: int | None = None,
+    ) -> None:
         self.behaviour = behaviour or FakeBehaviour()
         self.default_model = model
+        #: The requests received, oldest first: every one, or the last ``keep_requests`` when that is set
+        #: (a fake served for hours must not hold every body it was sent).
         self.requests: list[ReceivedRequest] = []
+        self.keep_requests = keep_requests
         #: Azure deployments served, by name, with the model each reports; empty: any name is served
         #: (reporting itself as the model).
         self.azure_deployments: dict[str, str] = {}
@@ -177,6 +186,8 @@ class FakeProvider:
             received.json = orjson.loads(body) if body else None
         with self._lock:
             self.requests.append(received)
+            if self.keep_requests is not None and len(self.requests) > self.keep_requests:
+                del self.requests[0]
         behaviour = self._next_behaviour()
         if behaviour.first_byte_delay:
             await asyncio.sleep(behaviour.first_byte_delay)
@@ -381,5 +392,11 @@ class FakeProvider:
 #: OpenAI-compatible servers whose departures the fake speaks, by the first segment of the path.
 _FLAVOURS = {"mistral": openai_format.MISTRAL, "groq": openai_format.GROQ}
 
-app = FakeProvider()
-"""A module-level instance for ``uvicorn asgi_aigw.testing.fake_provider:app``."""
+#: Requests the served instance keeps. Keeping all of them, a benchmark's upstream grew by every body it
+#: was sent and paused for ever longer full collections (80-110 ms a few minutes in), which showed as
+#: the gateway's p99 latency.
+SERVED_KEEPS = 1000
+
+app = FakeProvider(keep_requests=SERVED_KEEPS)
+"""A module-level instance for ``uvicorn asgi_aigw.testing.fake_provider:app``: it keeps the last
+:data:`SERVED_KEEPS` requests."""
