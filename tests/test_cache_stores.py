@@ -854,6 +854,63 @@ async def test_qdrant_edge_indexes_a_copy_in_another_process_and_keeps_the_write
         await reopened.aclose()
 
 
+async def test_a_swap_makes_no_point_again_and_removes_the_old_shard_after_its_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # searches wait for the lock while a swap holds it: the writes made during the build are replayed
+    # from the points they made (the binding takes longer to make a point than to write it), and the
+    # shard replaced is removed once the lock is free
+    import shutil
+
+    from asgi_aigw.cache import edge_indexer, qdrant_edge
+
+    monkeypatch.setattr("asgi_aigw.cache.qdrant_edge.INDEX_AFTER", 40)
+    real = f"sys.argv[0] = {edge_indexer.__file__!r}\nrunpy.run_path(sys.argv[0], run_name='__main__')\n"
+    go = _indexer_held_until_go(tmp_path, monkeypatch, real)
+    vectors = _vectors(60)
+    keys = list(vectors)
+    store = QdrantEdgeStore(tmp_path / "data" / "edge")
+    engine = store._module()
+    made: list[object] = []
+
+    class Counted:
+        """The engine's module, its points counted."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(engine, name)
+
+        def Point(self, *args: Any) -> Any:
+            made.append(args[0])
+            return engine.Point(*args)
+
+    store._qe = Counted()
+    locked_at_removal: list[bool] = []
+    remove = shutil.rmtree
+
+    def rmtree(path: Any, *args: Any, **kwargs: Any) -> None:
+        if Path(path) == qdrant_edge._replaced(store.path):
+            locked_at_removal.append(store._lock.locked())
+        remove(path, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "rmtree", rmtree)
+    try:
+        build = await _build_started_and_copied(store, {key: vectors[key] for key in keys[:40]})
+        for key in keys[40:]:  # written while the copy is indexed: replayed on it
+            await store.upsert(_entry(key, vectors[key]))
+        go.touch()
+        await build
+        assert store.builds == 1
+        assert len(made) == 60  # one point a write: the 20 replayed were not made again
+        assert locked_at_removal[-1] is False
+        assert store._shard.info().points_count == 60
+        for key in keys[40:]:
+            found = await store.search(vectors[key], tenant="t", scope="s", limit=1, now=time.time())
+            assert [m.question for m in found] == [f"question {key}"]
+        assert _names(tmp_path / "data") == ["edge"]
+    finally:
+        await store.aclose()
+
+
 def _names(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
@@ -1067,7 +1124,7 @@ async def test_searches_go_on_while_the_shard_is_copied_for_indexing_and_writes_
         await store.upsert(_entry(keys[5], vectors[keys[5]]))
         assert not store._copying  # written once the copy was taken
         assert store._journal is not None
-        assert [kind for kind, _ in store._journal] == ["upsert"]  # and kept for the copy
+        assert [kind for kind, _ in store._journal] == ["write"]  # and kept for the copy
         go.touch()
         await build
     finally:
