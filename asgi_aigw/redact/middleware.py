@@ -16,6 +16,7 @@ from ..kernel.context import RequestContext, ensure_context
 from ..kernel.dialects import dialect_for
 from ..kernel.errors import GatewayError, UnprocessableContent, send_error
 from ..kernel.http import CONTENT_LENGTH, without_headers
+from ..kernel.lifespan import lifespan_passthrough
 from ..kernel.response import ResponseTap
 from ..kernel.routes import PROMPT_ROUTES, classify
 from ..kernel.types import ASGIApp, Message, Receive, Scope, Send
@@ -78,6 +79,11 @@ class RedactMiddleware:
         self.body_timeout = self.config.body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            # the engine is built (in a worker thread) before the server takes requests, not in the
+            # first one: 0.15 s regex-only, seconds with spaCy's model
+            await lifespan_passthrough(self.app, scope, receive, send, on_startup=self.scanner.warm_up)
+            return
         route = classify(scope)
         if route in PROMPT_ROUTES or (route == "embeddings" and self.config.scan_embeddings):
             await self._handle(route, scope, receive, send)
