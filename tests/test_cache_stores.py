@@ -799,6 +799,16 @@ def _indexer_held_until_go(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, then
     return go
 
 
+def _real_indexer_every(points: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A build started every ``points`` writes, with the real indexer once the returned file exists (the
+    test writes to the shard while the copy waits for it)."""
+    from asgi_aigw.cache import edge_indexer
+
+    monkeypatch.setattr("asgi_aigw.cache.qdrant_edge.INDEX_AFTER", points)
+    real = f"sys.argv[0] = {edge_indexer.__file__!r}\nrunpy.run_path(sys.argv[0], run_name='__main__')\n"
+    return _indexer_held_until_go(tmp_path, monkeypatch, real)
+
+
 async def _build_started_and_copied(store: QdrantEdgeStore, vectors: dict[str, list[float]]) -> Any:
     """Write ``vectors`` (the last one starts a build); the build, once it has taken its copy."""
     for key, vector in vectors.items():
@@ -814,60 +824,15 @@ async def test_qdrant_edge_indexes_a_copy_in_another_process_and_keeps_the_write
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Qdrant Edge never indexes on its own, and its optimize() holds the GIL: without a build elsewhere
-    # every search scans every point of its partition
-    from asgi_aigw.cache import edge_indexer
-
-    monkeypatch.setattr("asgi_aigw.cache.qdrant_edge.INDEX_AFTER", 40)
-    # the real indexer, once the test has written to the shard while the copy waits for it
-    real = f"sys.argv[0] = {edge_indexer.__file__!r}\nrunpy.run_path(sys.argv[0], run_name='__main__')\n"
-    go = _indexer_held_until_go(tmp_path, monkeypatch, real)
-    vectors = _vectors(80)
-    keys = list(vectors)
-    store = QdrantEdgeStore(tmp_path / "data" / "edge")
-    try:
-        build = await _build_started_and_copied(store, {key: vectors[key] for key in keys[:40]})
-        for key in keys[40:]:  # written while the copy is indexed: replayed on it
-            await store.upsert(_entry(key, vectors[key]))
-        await store.upsert(_entry("stale", [1.0] * 16, ttl=-1))
-        assert await store.delete_expired(time.time()) == 1
-        assert store._journal is not None
-        assert len(store._journal) == 42
-        go.touch()
-        await build
-        assert store.builds == 1
-        info = store._shard.info()
-        assert info.points_count == 80
-        assert info.indexed_vectors_count == 40  # the copy's points are in the graph, the rest replayed
-        assert store._unindexed == 40  # the replayed ones (counted again after the delete)
-        for key, vector in vectors.items():
-            found = await store.search(vector, tenant="t", scope="s", limit=1, now=time.time())
-            assert [m.question for m in found] == [f"question {key}"]
-        assert _names(tmp_path / "data") == ["edge"]  # no copy, no old shard left
-    finally:
-        await store.aclose()
-    reopened = QdrantEdgeStore(tmp_path / "data" / "edge")
-    try:
-        found = await reopened.search(vectors["p3"], tenant="t", scope="s", limit=1, now=time.time())
-        assert [m.question for m in found] == ["question p3"]
-        assert reopened._shard.info().indexed_vectors_count == 40
-    finally:
-        await reopened.aclose()
-
-
-async def test_a_swap_makes_no_point_again_and_removes_the_old_shard_after_its_lock(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # searches wait for the lock while a swap holds it: the writes made during the build are replayed
-    # from the points they made (the binding takes longer to make a point than to write it), and the
-    # shard replaced is removed once the lock is free
+    # every search scans every point of its partition. Searches wait while the swap holds the shard, so
+    # the writes made meanwhile are replayed from the points they made (the binding takes longer to make
+    # a point than to write it), and the shard replaced is removed once the lock is free.
     import shutil
 
-    from asgi_aigw.cache import edge_indexer, qdrant_edge
+    from asgi_aigw.cache import qdrant_edge
 
-    monkeypatch.setattr("asgi_aigw.cache.qdrant_edge.INDEX_AFTER", 40)
-    real = f"sys.argv[0] = {edge_indexer.__file__!r}\nrunpy.run_path(sys.argv[0], run_name='__main__')\n"
-    go = _indexer_held_until_go(tmp_path, monkeypatch, real)
-    vectors = _vectors(60)
+    go = _real_indexer_every(40, tmp_path, monkeypatch)
+    vectors = _vectors(80)
     keys = list(vectors)
     store = QdrantEdgeStore(tmp_path / "data" / "edge")
     engine = store._module()
@@ -897,18 +862,32 @@ async def test_a_swap_makes_no_point_again_and_removes_the_old_shard_after_its_l
         build = await _build_started_and_copied(store, {key: vectors[key] for key in keys[:40]})
         for key in keys[40:]:  # written while the copy is indexed: replayed on it
             await store.upsert(_entry(key, vectors[key]))
+        await store.upsert(_entry("stale", [1.0] * 16, ttl=-1))
+        assert await store.delete_expired(time.time()) == 1
+        assert store._journal is not None
+        assert len(store._journal) == 42
         go.touch()
         await build
         assert store.builds == 1
-        assert len(made) == 60  # one point a write: the 20 replayed were not made again
+        info = store._shard.info()
+        assert info.points_count == 80
+        assert info.indexed_vectors_count == 40  # the copy's points are in the graph, the rest replayed
+        assert store._unindexed == 40  # the replayed ones (counted again after the delete)
+        assert len(made) == 81  # one point a write (the stale one too): the 41 replayed not made again
         assert locked_at_removal[-1] is False
-        assert store._shard.info().points_count == 60
-        for key in keys[40:]:
-            found = await store.search(vectors[key], tenant="t", scope="s", limit=1, now=time.time())
+        for key, vector in vectors.items():
+            found = await store.search(vector, tenant="t", scope="s", limit=1, now=time.time())
             assert [m.question for m in found] == [f"question {key}"]
-        assert _names(tmp_path / "data") == ["edge"]
+        assert _names(tmp_path / "data") == ["edge"]  # no copy, no old shard left
     finally:
         await store.aclose()
+    reopened = QdrantEdgeStore(tmp_path / "data" / "edge")
+    try:
+        found = await reopened.search(vectors["p3"], tenant="t", scope="s", limit=1, now=time.time())
+        assert [m.question for m in found] == ["question p3"]
+        assert reopened._shard.info().indexed_vectors_count == 40
+    finally:
+        await reopened.aclose()
 
 
 def _names(folder: Path) -> list[str]:
