@@ -1,16 +1,20 @@
-"""Layers load what their first request would (the budget's tokenizer, the PII engine) while the server
-starts, so that the first request is not the one that waits for it (0.4 s and 0.15 s more)."""
+"""Layers load what their first request would (the budget's tokenizer, the PII engine, the semantic
+cache's shard) while the server starts, so that no early request waits for it (0.4 s, 0.15 s, 60-80 ms)."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from asgi_lifespan import LifespanManager
 
-from asgi_aigw import BudgetConfig, BudgetMiddleware, RedactConfig, RedactMiddleware
+from asgi_aigw import BudgetConfig, BudgetMiddleware, RedactConfig, RedactMiddleware, SemanticCacheMiddleware
+from asgi_aigw.cache.qdrant_edge import QdrantEdgeStore
 from asgi_aigw.testing import FakeProvider
+
+from .cache_support import BagOfWordsEmbedder
 
 
 class LoadingCounter:
@@ -40,3 +44,12 @@ async def test_redaction_builds_its_engine_at_startup() -> None:
     assert redact.scanner._engine is None
     async with LifespanManager(redact):
         assert redact.scanner._engine is not None
+
+
+async def test_the_semantic_cache_opens_its_qdrant_edge_shard_at_startup(tmp_path: Path) -> None:
+    store = QdrantEdgeStore(tmp_path / "edge")
+    cache = SemanticCacheMiddleware(FakeProvider(), vector=store, embedder=BagOfWordsEmbedder())
+    async with LifespanManager(cache):
+        await cache.drain()  # the warm-up runs in the background
+        assert store._shard is not None  # created for the embedder's vectors, before any answer
+        assert store._shard.info().points_count == 0

@@ -20,7 +20,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -285,9 +285,18 @@ class SemanticCacheMiddleware:
         if embedder is None:
             return
         try:
-            await embedder.embed(["warm-up"])
+            vectors = await embedder.embed(["warm-up"])
         except Exception as exc:
             self._log_failure("the embedder", exc)
+            return
+        # then the vector store, when it opens slowly (Qdrant Edge creating its shard: 60-80 ms, which
+        # the lookups behind the first answer's store waited for)
+        prepare: Callable[[int], Awaitable[None]] | None = getattr(self.vector, "prepare", None)
+        if prepare is not None and vectors:
+            try:
+                await prepare(len(vectors[0]))
+            except Exception as exc:
+                self._log_failure("the vector store", exc)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)

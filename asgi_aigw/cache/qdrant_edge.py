@@ -434,6 +434,16 @@ class QdrantEdgeStore:
                 self._search_sync, vector, tenant, scope, limit, now, min_score
             )
 
+    async def prepare(self, dimension: int) -> None:
+        """Open the shard now (creating it for ``dimension``-long vectors), in the worker thread, rather
+        than at the first write (see :class:`~asgi_aigw.cache.vector.VectorStore`)."""
+
+        def run() -> None:
+            with self._writing():
+                self._open(dimension)
+
+        await anyio.to_thread.run_sync(run, limiter=self._calls())
+
     def upsert_now(self, entry: VectorEntry) -> bool:
         """Write ``entry`` now, on the event loop, if the shard is open and free (about 60 µs); False
         when the call must wait for its turn (then :meth:`upsert` it)."""

@@ -92,7 +92,9 @@ class VectorStore(Protocol):
     async def upsert(self, entry: VectorEntry) -> None:
         """Add ``entry`` (replacing the entry of its id). A store that can often write at once may also
         offer ``upsert_now(entry) -> bool``: written on the caller's thread, or False when it must wait
-        (then ``upsert`` is awaited); the cache then stores without a task of its own."""
+        (then ``upsert`` is awaited); the cache then stores without a task of its own. A store slow to
+        open may offer ``async prepare(dimension)``, which the cache awaits at startup once its embedder
+        has loaded."""
         ...
 
     async def delete_expired(self, now: float) -> int:
