@@ -8,35 +8,45 @@ from pydantic import Field, field_validator
 
 from ..kernel.config import BodyLimits, ConfigSection
 from ..stores.registry import BUDGET_STORES
+from .windows import MAX_UNITS
+
+#: The largest money limit, in dollars: under what the stores hold exactly (2**53 nano-dollars, about
+#: 9,007,199 dollars), a round figure that stays under it once converted.
+MAX_DOLLARS = 9_000_000.0
+#: The largest price, in dollars per million tokens: a dollar a token.
+MAX_PRICE = 1_000_000.0
 
 
 class Limits(ConfigSection):
     """Limits per tenant and window. Unset means no limit in the defaults, and "inherit the default"
     in a per-tenant entry; ``-1`` means explicitly unlimited. Money is in US dollars."""
 
-    requests_per_minute: int | None = Field(default=None, ge=-1)
-    tokens_per_minute: int | None = Field(default=None, ge=-1)
-    tokens_per_hour: int | None = Field(default=None, ge=-1)
-    tokens_per_day: int | None = Field(default=None, ge=-1)
-    tokens_per_month: int | None = Field(default=None, ge=-1)
-    cost_per_day: float | None = Field(default=None, ge=-1)
-    cost_per_month: float | None = Field(default=None, ge=-1)
+    # bounded by what the stores count exactly (:data:`~asgi_aigw.budget.windows.MAX_UNITS`): an
+    # infinite or larger limit failed in the middle of startup, or broke the store's arithmetic
+    requests_per_minute: int | None = Field(default=None, ge=-1, le=MAX_UNITS)
+    tokens_per_minute: int | None = Field(default=None, ge=-1, le=MAX_UNITS)
+    tokens_per_hour: int | None = Field(default=None, ge=-1, le=MAX_UNITS)
+    tokens_per_day: int | None = Field(default=None, ge=-1, le=MAX_UNITS)
+    tokens_per_month: int | None = Field(default=None, ge=-1, le=MAX_UNITS)
+    cost_per_day: float | None = Field(default=None, ge=-1, le=MAX_DOLLARS, allow_inf_nan=False)
+    cost_per_month: float | None = Field(default=None, ge=-1, le=MAX_DOLLARS, allow_inf_nan=False)
 
 
 class ModelPrice(ConfigSection):
     """US dollars per one million tokens."""
 
-    input: float = Field(ge=0)
-    output: float = Field(default=0.0, ge=0)
+    # finite and at most a dollar a token: an infinite price made every cost of the model fail
+    input: float = Field(ge=0, le=MAX_PRICE, allow_inf_nan=False)
+    output: float = Field(default=0.0, ge=0, le=MAX_PRICE, allow_inf_nan=False)
     #: Price of prompt tokens the provider served from its own prompt cache (defaults to ``input``).
-    cached_input: float | None = Field(default=None, ge=0)
+    cached_input: float | None = Field(default=None, ge=0, le=MAX_PRICE, allow_inf_nan=False)
     #: Price of prompt tokens written to the provider's prompt cache with its default lifetime
     #: (Anthropic's 5-minute writes; defaults to ``input``; built-in Claude prices: 1.25x input).
-    cache_write: float | None = Field(default=None, ge=0)
+    cache_write: float | None = Field(default=None, ge=0, le=MAX_PRICE, allow_inf_nan=False)
     #: Price of prompt tokens written to the cache for an hour (Anthropic's ``"ttl": "1h"``
     #: breakpoints, ``cache_creation.ephemeral_1h_input_tokens``; defaults to ``cache_write``, else
     #: ``input``; built-in Claude prices: 2x input).
-    cache_write_1h: float | None = Field(default=None, ge=0)
+    cache_write_1h: float | None = Field(default=None, ge=0, le=MAX_PRICE, allow_inf_nan=False)
 
 
 class CacheHitCharge(ConfigSection):

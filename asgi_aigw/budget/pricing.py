@@ -189,17 +189,32 @@ class PriceTable:
             # most requests: no prompt cache read or written (the same sum, without its zero terms)
             plain = prompt_tokens * price.input + completion_tokens * price.output
             return math.ceil(plain * _NANOS_PER_MILLION_PRICE - 1e-6)
-        cached = min(max(cached_tokens, 0), prompt_tokens)
-        written = min(max(cache_write_tokens, 0), prompt_tokens - cached)
-        hour = min(max(cache_write_1h_tokens, 0), written)
-        cached_price = price.input if price.cached_input is None else price.cached_input
-        write_price = price.input if price.cache_write is None else price.cache_write
-        hour_price = write_price if price.cache_write_1h is None else price.cache_write_1h
-        dollars_per_million = (
-            (prompt_tokens - cached - written) * price.input
-            + cached * cached_price
-            + (written - hour) * write_price
-            + hour * hour_price
-            + completion_tokens * price.output
+        return full_cost_nanos(
+            price, prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, cache_write_1h_tokens
         )
-        return math.ceil(dollars_per_million * _NANOS_PER_MILLION_PRICE - 1e-6)
+
+
+def full_cost_nanos(
+    price: ModelPrice,
+    prompt_tokens: int,
+    completion_tokens: int,
+    cached_tokens: int,
+    cache_write_tokens: int,
+    cache_write_1h_tokens: int,
+) -> int:
+    """:meth:`PriceTable.cost_nanos` at ``price``, every term of the sum written out (cache reads and
+    writes each at their price)."""
+    cached = min(max(cached_tokens, 0), prompt_tokens)
+    written = min(max(cache_write_tokens, 0), prompt_tokens - cached)
+    hour = min(max(cache_write_1h_tokens, 0), written)
+    cached_price = price.input if price.cached_input is None else price.cached_input
+    write_price = price.input if price.cache_write is None else price.cache_write
+    hour_price = write_price if price.cache_write_1h is None else price.cache_write_1h
+    dollars_per_million = (
+        (prompt_tokens - cached - written) * price.input
+        + cached * cached_price
+        + (written - hour) * write_price
+        + hour * hour_price
+        + completion_tokens * price.output
+    )
+    return math.ceil(dollars_per_million * _NANOS_PER_MILLION_PRICE - 1e-6)

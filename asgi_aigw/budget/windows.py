@@ -12,6 +12,9 @@ Period = Literal["minute", "hour", "day", "month"]
 
 #: Money is counted in integer nano-dollars (1e-9 USD) so stores add integers, never floats.
 NANOS_PER_DOLLAR = 1_000_000_000
+#: The largest limit or usage a store holds exactly, in its units (tokens, requests, nano-dollars): the
+#: Lua scripts add in doubles, exact up to 2**53 (about 9 million dollars in nano-dollars).
+MAX_UNITS = 2**53
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,11 +104,16 @@ class SlotClock:
 
 def to_units(window: Window, value: float) -> int:
     """A configured limit in store units (nano-dollars for money); ``-1`` stays unlimited."""
+    if not math.isfinite(value):
+        raise ValueError(f"{window.name} must be a number, not {value}")
     if value < 0:
         return -1
-    if window.metric == "cost":
-        return round(value * NANOS_PER_DOLLAR)
-    return int(value)
+    units = round(value * NANOS_PER_DOLLAR) if window.metric == "cost" else int(value)
+    if units > MAX_UNITS:
+        cost = window.metric == "cost"
+        largest = f"{MAX_UNITS / NANOS_PER_DOLLAR:,.0f} dollars" if cost else f"{MAX_UNITS:,}"
+        raise ValueError(f"{window.name} can be at most {largest} (or -1: no limit), not {value}")
+    return units
 
 
 def from_units(window: Window, value: int) -> float:

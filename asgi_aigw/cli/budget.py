@@ -91,7 +91,10 @@ def _parse_values(args: argparse.Namespace) -> dict[str, int | None]:
                 ) from None
             if number < 0:
                 raise ConfigError(f"--{window.name.replace('_', '-')} cannot be negative")
-            values[window.name] = to_units(window, number)
+            try:
+                values[window.name] = to_units(window, number)
+            except ValueError as exc:  # not finite, or past what the store counts exactly
+                raise ConfigError(f"--{window.name.replace('_', '-')}: {exc}") from None
     if not values:
         raise ConfigError("Nothing to set: give at least one limit, such as --tokens-per-minute 10000.")
     return values
