@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from asgi_aigw.config import ConfigError, interpolate_env, load_config
 from asgi_aigw.router.registry import ModelRegistry
@@ -108,3 +109,31 @@ def test_openai_compatible_server_needs_no_key(tmp_path: Path) -> None:
     deployment = ModelRegistry(load_config(path, env={}).router, env={}).resolve("local").deployments[0]
     assert deployment.base_url == "http://127.0.0.1:8001/v1"
     assert deployment.api_key is None
+
+
+def _sections(cls: type) -> list[type]:
+    found = [cls]
+    for sub in cls.__subclasses__():
+        found += _sections(sub)
+    return found
+
+
+def test_no_section_of_the_configuration_takes_an_infinite_number() -> None:
+    """Every section, the gateway's and the runtime's: YAML's ``.inf`` as a cache TTL or a timeout
+    passed validation, then failed in the middle of a request."""
+    import importlib
+
+    from asgi_aigw.cache import CacheConfig
+    from asgi_aigw.kernel.config import ConfigSection
+    from asgi_aigw.runtime.config import RuntimeConfig
+
+    importlib.import_module("asgi_aigw.config")  # every section defined
+    sections = _sections(ConfigSection)
+    assert len(sections) > 20
+    assert [s.__name__ for s in sections if s.model_config.get("allow_inf_nan", True)] == []
+    for field in ("ttl", "lookup_timeout"):
+        with pytest.raises(ValidationError) as refused:
+            CacheConfig.model_validate({field: float("inf")})
+        assert refused.value.errors()[0]["loc"] == (field,)
+    with pytest.raises(ValidationError):
+        RuntimeConfig.model_validate({"tokens": {"family_factors": {"ollama": float("inf")}}})

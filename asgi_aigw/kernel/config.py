@@ -9,9 +9,10 @@ from .body import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES
 
 class ConfigSection(BaseModel):
     """The base of every section of the gateway's configuration: unknown keys are errors, so a
-    misspelt option is reported rather than ignored."""
+    misspelt option is reported rather than ignored, and every number is finite (YAML's ``.inf`` as a
+    cache TTL or a price passed validation, then failed in the middle of a request)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class BodyLimits(ConfigSection):
