@@ -87,6 +87,8 @@ async def test_a_bounded_fake_keeps_only_its_last_requests() -> None:
             assert (await http.post("/v1/chat/completions", json=body)).status_code == 200
     assert [r.json["messages"][0]["content"] for r in fake.requests] == ["two", "three"]
     assert fake.last_request.json["messages"][0]["content"] == "three"
+    with pytest.raises(ValueError, match="keep_requests"):
+        FakeProvider(keep_requests=-1)
 
 
 def test_the_served_fake_does_not_keep_every_request() -> None:

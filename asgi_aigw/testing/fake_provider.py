@@ -121,6 +121,8 @@ class FakeProvider:
         #: The requests received, oldest first: every one, or the last ``keep_requests`` when that is set
         #: (a fake served for hours must not hold every body it was sent).
         self.requests: list[ReceivedRequest] = []
+        if keep_requests is not None and keep_requests < 0:
+            raise ValueError(f"keep_requests counts requests to keep (0 or more), not {keep_requests}")
         self.keep_requests = keep_requests
         #: Azure deployments served, by name, with the model each reports; empty: any name is served
         #: (reporting itself as the model).
