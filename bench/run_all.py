@@ -69,6 +69,7 @@ def benchmarks(redis: str, plot_path: Path) -> list[Bench]:
             ["--requests", "500", "--rounds", "2", "--redis", redis],
         ),
         Bench("memory", ["--redis", redis], ["--redis", redis]),
+        Bench("first_request", ["--redis", redis], ["--starts", "2", "--redis", redis]),
         Bench("redis_latency", ["--redis", redis], ["--pairs", "50", "--redis", redis]),
         Bench("router", ["--seconds", "8"], ["--seconds", "2"], needs=["wrk"]),
         Bench("dialects", ["--seconds", "6"], ["--seconds", "2"], needs=["wrk"]),
