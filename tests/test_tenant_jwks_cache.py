@@ -249,3 +249,43 @@ async def test_each_malformed_header_is_refused_with_its_own_reason(
     verifier = JWTVerifier(config, http_client=httpx.AsyncClient(transport=httpx.MockTransport(Endpoint([]))))
     with pytest.raises(TokenRejected, match=re.escape(message)):
         await verifier.verify(_unsigned(header, {"sub": "acme"}))
+
+
+async def test_a_prefetch_fetches_the_set_before_any_token_and_one_that_fails_is_tried_again_at_once(
+    private: Any, clock: Clock
+) -> None:
+    endpoint = Endpoint([public_jwk(private, "k1", alg="RS256")])
+    cache, _ = cache_for(endpoint, min_refresh_seconds=10)
+    endpoint.fail = True
+    cache.prefetch()
+    task = cache._prefetching
+    assert task is not None
+    await task
+    assert (cache.fetches, endpoint.requests) == (0, 1)
+    endpoint.fail = False  # the endpoint is back a moment later: the first token does not wait 10 s
+    await cache.key("k1", "RS256")
+    assert (cache.fetches, endpoint.requests) == (1, 2)
+    cache.prefetch()  # a set fetched already: nothing more
+    assert cache._prefetching is None
+
+
+async def test_the_tenant_layer_fetches_its_key_set_at_startup(private: Any) -> None:
+    from asgi_lifespan import LifespanManager
+
+    from asgi_aigw import TenantMiddleware
+    from asgi_aigw.tenant import TenantConfig
+    from asgi_aigw.testing import FakeProvider
+
+    endpoint = Endpoint([public_jwk(private, "k1", alg="RS256")])
+    endpoint.delay = 0.05
+    client = httpx.AsyncClient(transport=httpx.MockTransport(endpoint))
+    config = TenantConfig(jwt=JWTConfig(algorithms=["RS256"], jwks_url=URL))
+    tenant = TenantMiddleware(FakeProvider(), config=config, http_client=client)
+    assert tenant.verifier is not None
+    cache = tenant.verifier.jwks
+    assert cache is not None
+    async with LifespanManager(tenant):
+        task = cache._prefetching  # started by the startup, in the background (the endpoint is slow)
+        assert task is not None
+        await task
+        assert (cache.fetches, endpoint.requests) == (1, 1)  # no token was sent

@@ -74,6 +74,22 @@ class JWKSCache:
         self._lock: asyncio.Lock | None = None
         #: How many times the key set was fetched (for tests and metrics).
         self.fetches = 0
+        #: The fetch :meth:`prefetch` started, while it runs.
+        self._prefetching: asyncio.Task[None] | None = None
+
+    def prefetch(self) -> None:
+        """Start fetching the key set in the background (at startup), so that the first token is not
+        the one that waits for the endpoint. A failure is logged, and the first token tries again."""
+        if self._fetched_at is None and self._prefetching is None:
+            self._prefetching = asyncio.get_running_loop().create_task(self._prefetch())
+
+    async def _prefetch(self) -> None:
+        try:
+            await self._refresh()
+        except KeysUnavailable:
+            self._attempted_at = float("-inf")  # the first token tries again at once, not 10 s later
+        finally:
+            self._prefetching = None
 
     async def key(self, kid: str | None, alg: str) -> Any:
         """The PyJWK for ``kid`` and ``alg``; raises :class:`TokenRejected` or :class:`KeysUnavailable`."""
@@ -168,6 +184,10 @@ class JWKSCache:
         return keys
 
     async def aclose(self) -> None:
+        task = self._prefetching
+        if task is not None and task.get_loop() is asyncio.get_running_loop():
+            task.cancel()
+            await asyncio.wait([task])
         if self._own_client and self._client is not None:
             await self._client.aclose()
             self._client = None

@@ -159,7 +159,9 @@ class TenantMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             if scope["type"] == "lifespan":
-                await lifespan_passthrough(self.app, scope, receive, send, on_shutdown=self.aclose)
+                await lifespan_passthrough(
+                    self.app, scope, receive, send, on_startup=self._start, on_shutdown=self.aclose
+                )
             else:
                 await self.app(scope, receive, send)
             return
@@ -412,6 +414,11 @@ class TenantMiddleware:
         if self.keys is not None and looks_like_key(value):
             return None  # a gateway API key, already checked: not a JWT
         return value or None
+
+    async def _start(self) -> None:
+        # the key set of a JWKS endpoint, fetched now in the background rather than by the first token
+        if self.verifier is not None and self.verifier.jwks is not None:
+            self.verifier.jwks.prefetch()
 
     async def aclose(self) -> None:
         if self.verifier is not None:
